@@ -1,0 +1,291 @@
+"""Config: one TOML file -> frozen, validated objects.
+
+Unknown keys, dangling references and bad values are refused with the file, the
+key and the reason. Secrets are written only as ``env:VAR`` locations and are held
+in ``Secret`` objects whose ``repr`` never shows the value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from polyroute.errors import ConfigError
+
+BackendType = Literal["openai", "anthropic", "ollama", "llamacpp", "fake"]
+Locality = Literal["local", "remote"]
+Strategy = Literal["ordered", "cheapest", "fastest", "weighted"]
+
+
+class Secret:
+    """A secret read from the environment. Its value never appears in repr or str."""
+
+    __slots__ = ("ref", "_value")
+
+    def __init__(self, ref: str, value: str | None) -> None:
+        self.ref = ref
+        self._value = value
+
+    def get(self) -> str | None:
+        return self._value
+
+    @property
+    def present(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret({self.ref!r}, {'set' if self.present else 'unset'})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.ref == self.ref and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self.ref)
+
+
+def _redact(s: Secret | None) -> str | None:
+    return None if s is None else f"{s.ref} ({'set' if s.present else 'NOT SET'})"
+
+
+SecretRef = Annotated[Secret, PlainSerializer(_redact, return_type=str)]
+
+
+def read_secret(ref: str, env: Mapping[str, str]) -> Secret:
+    if not isinstance(ref, str) or not ref.startswith("env:") or len(ref) <= 4:
+        raise ValueError("secrets are written as 'env:VARIABLE', never as values")
+    return Secret(ref, env.get(ref[4:]) or None)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class GatewayConfig(_Strict):
+    listen: str = "127.0.0.1:8080"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # What to do with a parameter a backend cannot honour: drop it (and say so) or refuse.
+    unsupported_params: Literal["drop", "refuse"] = "drop"
+    debug_headers: bool = True
+    request_timeout: float = Field(default=600.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("listen must be 'HOST:PORT', e.g. '127.0.0.1:8080'")
+        return v
+
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class BackendConfig(_Strict):
+    type: BackendType
+    base_url: str | None = None
+    api_key: SecretRef | None = None
+    # Seconds to wait for response headers (connect included).
+    timeout: float = Field(default=30.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    locality: Locality | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    # llama.cpp in-process
+    model_path: str | None = None
+    n_ctx: int = Field(default=2048, ge=128)
+    n_threads: int | None = Field(default=None, ge=1)
+    max_queue: int = Field(default=64, ge=1)
+    # How this backend continues a partial assistant answer (stream rescue).
+    continuation: Literal["none", "prefix", "continue_final_message", "prefill"] | None = None
+    # Provider family for error-body quirks (e.g. "openai", "deepseek"); informational.
+    provider: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _needs(self) -> BackendConfig:
+        if self.type in ("openai", "anthropic", "ollama") and not self.base_url:
+            raise ValueError(f"a backend of type {self.type!r} needs base_url")
+        if self.type == "llamacpp" and not self.model_path:
+            raise ValueError("a backend of type 'llamacpp' needs model_path")
+        return self
+
+    def effective_locality(self) -> Locality:
+        if self.locality is not None:
+            return self.locality
+        if self.type in ("llamacpp", "fake"):
+            return "local"
+        return "local" if _host_is_private(urlsplit(self.base_url or "").hostname or "") else "remote"
+
+
+def _host_is_private(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+class ModelConfig(_Strict):
+    backend: str
+    upstream: str | None = None
+    family: str | None = None
+    # Overrides of catalog facts (price per million tokens, context window).
+    input_per_mtok: float | None = Field(default=None, ge=0)
+    output_per_mtok: float | None = Field(default=None, ge=0)
+    context_window: int | None = Field(default=None, ge=1)
+    capabilities: list[str] | None = None
+
+
+class RouteConfig(_Strict):
+    models: list[str] = Field(min_length=1)
+    strategy: Strategy = "ordered"
+    policy: str | None = None
+    weights: dict[str, float] | None = None
+    max_attempts: int = Field(default=4, ge=1, le=32)
+    deadline: float = Field(default=120.0, gt=0)
+    first_token_timeout: float = Field(default=15.0, gt=0)
+    stall_timeout: float = Field(default=20.0, gt=0)
+    hedge_after: float | None = Field(default=None, gt=0)
+
+
+class PolicyConfig(_Strict):
+    locality: Literal["local", "any"] = "any"
+    origins_allow: list[str] | None = None
+    origins_deny: list[str] = Field(default_factory=list)
+    licences: list[str] | None = None
+    open_weights: bool | None = None
+    max_price_per_mtok: float | None = Field(default=None, ge=0)
+    min_context: int | None = Field(default=None, ge=1)
+
+
+class KeyConfig(_Strict):
+    secret: SecretRef
+    policy: str | None = None
+    routes: list[str] | None = None
+    team: str | None = None
+
+
+class Config(_Strict):
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    policies: dict[str, PolicyConfig] = Field(default_factory=dict)
+    keys: dict[str, KeyConfig] = Field(default_factory=dict)
+    source: str = "<built-in>"
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        for name, m in self.models.items():
+            if m.backend not in self.backends:
+                raise ValueError(_dangling(f"models.{name}.backend", m.backend, self.backends))
+        for name, r in self.routes.items():
+            if name in self.models:
+                raise ValueError(f"routes.{name}: a model has the same name; names clients ask for must be unique")
+            for i, m in enumerate(r.models):
+                if m not in self.models:
+                    raise ValueError(_dangling(f"routes.{name}.models[{i}]", m, self.models))
+            if r.policy is not None and r.policy not in self.policies:
+                raise ValueError(_dangling(f"routes.{name}.policy", r.policy, self.policies))
+            for w in r.weights or {}:
+                if w not in r.models:
+                    raise ValueError(f"routes.{name}.weights: {w!r} is not one of the route's models")
+        for name, k in self.keys.items():
+            if k.policy is not None and k.policy not in self.policies:
+                raise ValueError(_dangling(f"keys.{name}.policy", k.policy, self.policies))
+            names = set(self.models) | set(self.routes)
+            for r in k.routes or []:
+                if r not in names:
+                    raise ValueError(_dangling(f"keys.{name}.routes", r, names))
+        return self
+
+    def client_names(self) -> list[str]:
+        """Every name a client may put in ``model``: routes first, then models."""
+        return [*self.routes, *self.models]
+
+    def redacted(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"source"})
+
+
+def _dangling(key: str, value: str, known: Mapping[str, Any] | set[str]) -> str:
+    names = ", ".join(sorted(known)) or "none defined"
+    return f"{key}: {value!r} is not defined (known: {names})"
+
+
+def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Turn every ``api_key``/``secret`` string into a Secret before validation."""
+    out = dict(raw)
+    for section, field_name in (("backends", "api_key"), ("keys", "secret")):
+        table = out.get(section)
+        if not isinstance(table, dict):
+            continue
+        new_table: dict[str, Any] = {}
+        for name, item in table.items():
+            if isinstance(item, dict) and field_name in item:
+                item = dict(item)
+                try:
+                    item[field_name] = read_secret(item[field_name], env)
+                except ValueError as exc:
+                    raise ConfigError(str(exc), key=f"{section}.{name}.{field_name}") from None
+            new_table[name] = item
+        out[section] = new_table
+    return out
+
+
+def parse(raw: dict[str, Any], *, source: str = "<memory>", env: Mapping[str, str] | None = None) -> Config:
+    """Validate a config mapping; raise ConfigError naming source, key and reason."""
+    env = os.environ if env is None else env
+    try:
+        resolved = _resolve_secrets(raw, env)
+        return Config.model_validate({**resolved, "source": source})
+    except ConfigError as exc:
+        raise ConfigError(exc.message, source=source) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        reason = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(reason + more, source=source, key=key or None) from None
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", source=str(p)) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", source=str(p)) from None
+    return parse(raw, source=str(p), env=env)

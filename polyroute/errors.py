@@ -1,0 +1,276 @@
+"""The one error tree of polyroute.
+
+Every failure a client can see is a ``PolyrouteError``. Each class knows the HTTP
+status it maps to, the OpenAI ``type`` and ``code`` it reports, whether the same
+backend may be tried again (``retryable``) and whether the gateway may move on to
+another candidate (``may_fall_over``). Foreign exceptions (httpx, llama.cpp, JSON)
+are translated into this tree in exactly one place per adapter; nothing else in
+the code base classifies errors by reading message text.
+
+    PolyrouteError
+    ├── ConfigError                      bad config file (never an HTTP answer)
+    ├── ClientError                      the caller's fault: 4xx, never retried
+    │   ├── InvalidRequest               400  invalid JSON / schema, names the field
+    │   │   └── ContextLengthExceeded    400  may fall over to a larger window
+    │   ├── Unauthorized                 401  missing, wrong or revoked key
+    │   ├── Forbidden                    403  key may not use this route
+    │   ├── UnknownModel                 404  lists the names that exist
+    │   ├── BodyTooLarge                 413
+    │   ├── PolicyViolation              403/422  no candidate satisfies the policy
+    │   └── RateLimited                  429  a polyroute limit (not an upstream's)
+    ├── UpstreamError                    a backend failed; carries backend and model
+    │   ├── UpstreamUnavailable          connection refused / reset / DNS / TLS
+    │   ├── UpstreamTimeout              no headers, no first token, or a stall
+    │   ├── UpstreamRateLimited          429, with Retry-After when given
+    │   ├── UpstreamServerError          5xx
+    │   ├── UpstreamBadResponse          malformed body or stream
+    │   ├── UpstreamBlocked              403/451 region, sanction or policy block
+    │   ├── UpstreamAuthError            401/403 bad key: not retried on that backend
+    │   ├── UpstreamRejected             400 from upstream: the client's own error
+    │   │   └── UpstreamContextExceeded  400 context length: move to a larger window
+    │   └── StreamCut                    a stream ended or stalled after tokens were sent
+    └── AllAttemptsFailed                502/503/504: every candidate failed, each listed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class PolyrouteError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+    retryable: bool = False
+    may_fall_over: bool = False
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, Any]:
+        """The OpenAI error shape."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class ConfigError(PolyrouteError):
+    """A config file that cannot be used: says file, key and reason."""
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None) -> None:
+        where = ": ".join(p for p in (source, key) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source = source
+        self.key = key
+
+
+# --- the caller's fault ---------------------------------------------------------------
+
+
+class ClientError(PolyrouteError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class InvalidRequest(ClientError):
+    code = "invalid_request"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+    may_fall_over = True
+
+
+class Unauthorized(ClientError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(ClientError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class UnknownModel(ClientError):
+    status = 404
+    code = "model_not_found"
+
+
+class BodyTooLarge(ClientError):
+    status = 413
+    code = "request_too_large"
+
+
+class PolicyViolation(ClientError):
+    """No candidate of the route satisfies the policy; says why each was excluded."""
+
+    status = 422
+    code = "no_candidate_satisfies_policy"
+
+
+class RateLimited(ClientError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, int(self.retry_after + 0.999)))}
+
+
+# --- a backend failed -----------------------------------------------------------------
+
+
+class UpstreamError(PolyrouteError):
+    """A backend's failure. ``outcome`` is the short class name used in logs and headers."""
+
+    status = 502
+    type = "upstream_error"
+    outcome = "error"
+    retryable = True
+    may_fall_over = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str = "",
+        model: str = "",
+        upstream_status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.backend = backend
+        self.model = model
+        self.upstream_status = upstream_status
+
+    def describe(self) -> str:
+        status = f" HTTP {self.upstream_status}" if self.upstream_status else ""
+        return f"{self.backend}/{self.model}: {self.outcome}{status}: {self.message}"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    outcome = "unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    outcome = "timeout"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    outcome = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class UpstreamServerError(UpstreamError):
+    outcome = "server_error"
+
+
+class UpstreamBadResponse(UpstreamError):
+    outcome = "bad_response"
+
+
+class UpstreamBlocked(UpstreamError):
+    """Region, sanction or policy block: the backend is out for a long cooldown."""
+
+    status = 503
+    outcome = "blocked"
+    retryable = False
+
+
+class UpstreamAuthError(UpstreamError):
+    """The backend refused our key: another backend may still answer."""
+
+    status = 502
+    outcome = "auth_error"
+    retryable = False
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream says the request itself is wrong: no other backend will differ."""
+
+    status = 400
+    type = "invalid_request_error"
+    outcome = "rejected"
+    retryable = False
+    may_fall_over = False
+
+
+class UpstreamContextExceeded(UpstreamRejected):
+    outcome = "context_exceeded"
+    code = "context_length_exceeded"
+    may_fall_over = True
+
+
+class StreamCut(UpstreamError):
+    """A stream broke or stalled after some tokens had reached the client."""
+
+    outcome = "stream_cut"
+
+    def __init__(self, message: str, *, partial: str = "", **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.partial = partial
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at one candidate, as logged and reported."""
+
+    backend: str
+    model: str
+    outcome: str  # "ok" or an UpstreamError.outcome
+    latency_ms: float
+    detail: str = ""
+
+
+class AllAttemptsFailed(PolyrouteError):
+    """Every candidate failed; the status follows the kind of the failures."""
+
+    type = "upstream_error"
+    code = "all_backends_failed"
+
+    def __init__(self, message: str, *, attempts: list[Attempt], errors: list[UpstreamError]) -> None:
+        self.attempts = attempts
+        self.errors = errors
+        detail = "; ".join(e.describe() for e in errors)
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.status = self._pick_status()
+        if errors and all(isinstance(e, UpstreamRejected) for e in errors):
+            # The upstream refused the request itself: the client has to fix it.
+            self.status = 400
+            self.type = "invalid_request_error"
+            self.code = errors[-1].code or "invalid_request"
+
+    def _pick_status(self) -> int:
+        if self.errors and all(isinstance(e, UpstreamTimeout) for e in self.errors):
+            return 504
+        transient = (UpstreamUnavailable, UpstreamBlocked, UpstreamRateLimited)
+        if self.errors and all(isinstance(e, transient) for e in self.errors):
+            return 503
+        return 502

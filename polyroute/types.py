@@ -1,0 +1,186 @@
+"""Chat request, response, stream chunk and usage: defined once.
+
+The canonical form inside polyroute is the OpenAI wire format. Requests are
+validated into ``ChatRequest`` (pydantic, so a 400 can name the field); responses
+and stream chunks stay plain dicts typed as ``TypedDict`` so that a passed-through
+OpenAI-compatible answer is never copied into objects and back. Every adapter
+translates its own wire format to and from these shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+# A sane ceiling: no model we know generates more in one answer.
+MAX_TOKENS_CEILING = 1_000_000
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Role
+    # str, a list of content parts, or None (assistant turns with tool_calls).
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        """The message's text, joining text parts; other parts count as nothing."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+
+    def has_image(self) -> bool:
+        return isinstance(self.content, list) and any(
+            p.get("type") in ("image_url", "input_image", "image") for p in self.content
+        )
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """A client's chat completion request, validated.
+
+    Unknown top-level fields are kept (``extra="allow"``) and handed to adapters
+    that pass them through; the gateway decides per backend whether a parameter it
+    cannot honour is dropped or refused.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    n: int | None = Field(default=None, ge=1, le=1)
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_limit(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list) and len(v) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return v
+
+    @field_validator("tools")
+    @classmethod
+    def _tools_shape(cls, v: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for i, tool in enumerate(v or []):
+            fn = tool.get("function")
+            if tool.get("type") != "function" or not isinstance(fn, dict) or not fn.get("name"):
+                raise ValueError(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ...}}}}")
+        return v
+
+    def output_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def wants_usage_in_stream(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def wants_json(self) -> bool:
+        return bool(self.response_format and self.response_format.get("type") in ("json_object", "json_schema"))
+
+    def extras(self) -> dict[str, Any]:
+        """Top-level fields that are not part of the schema above."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ResponseMessage(TypedDict, total=False):
+    role: str
+    content: str | None
+    tool_calls: list[dict[str, Any]]
+    reasoning_content: str
+
+
+class Choice(TypedDict):
+    index: int
+    message: ResponseMessage
+    finish_reason: str | None
+    logprobs: NotRequired[Any]
+
+
+class ChatResponse(TypedDict):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: NotRequired[Usage]
+    system_fingerprint: NotRequired[str | None]
+
+
+class Delta(TypedDict, total=False):
+    role: str
+    content: str | None
+    tool_calls: list[dict[str, Any]]
+    reasoning_content: str | None
+
+
+class ChunkChoice(TypedDict):
+    index: int
+    delta: Delta
+    finish_reason: str | None
+    logprobs: NotRequired[Any]
+
+
+class ChatChunk(TypedDict):
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: NotRequired[Usage | None]
+
+
+def make_usage(prompt: int, completion: int) -> Usage:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def chunk_text(chunk: ChatChunk) -> str:
+    """Visible text carried by a chunk (content and reasoning)."""
+    out = ""
+    for choice in chunk["choices"]:
+        delta = choice["delta"]
+        out += (delta.get("content") or "") + (delta.get("reasoning_content") or "")
+    return out
+
+
+def chunk_has_token(chunk: ChatChunk) -> bool:
+    """True once a chunk carries anything a client would call a token."""
+    for choice in chunk["choices"]:
+        delta = choice["delta"]
+        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content"):
+            return True
+        if choice.get("finish_reason"):
+            return True
+    return False
