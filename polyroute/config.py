@@ -113,7 +113,7 @@ class BackendConfig(_Strict):
     n_threads: int | None = Field(default=None, ge=1)
     max_queue: int = Field(default=64, ge=1)
     # How this backend continues a partial assistant answer (stream rescue).
-    continuation: Literal["none", "prefix", "continue_final_message", "prefill"] | None = None
+    continuation: Literal["none", "prefix", "partial", "continue_final_message", "prefill"] | None = None
     # Provider family for error-body quirks (e.g. "openai", "deepseek"); informational.
     provider: str | None = None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -73,6 +73,20 @@ class ChatRequest(BaseModel):
     response_format: dict[str, Any] | None = None
     n: int | None = Field(default=None, ge=1, le=1)
     user: str | None = None
+
+    # The client's JSON as received, so an OpenAI-compatible backend gets it unchanged.
+    _raw: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ChatRequest:
+        req = cls.model_validate(raw)
+        req._raw = raw
+        return req
+
+    def raw(self) -> dict[str, Any]:
+        if self._raw is None:
+            self._raw = self.model_dump(mode="json", exclude_none=True)
+        return self._raw
 
     @field_validator("stop")
     @classmethod

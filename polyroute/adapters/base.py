@@ -1,0 +1,122 @@
+"""The adapter seam: one small protocol every wire format implements alike.
+
+An adapter turns a ``Call`` (a validated request plus what the gateway decided for
+this attempt) into the upstream's wire format, and the upstream's answer back into
+OpenAI-shaped dicts. It raises only ``UpstreamError`` subclasses; its own foreign
+exceptions are translated in one place inside the adapter.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from polyroute.config import BackendConfig
+from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta, Usage
+
+# Request parameters an adapter may or may not be able to honour.
+OPTIONAL_PARAMS = frozenset(
+    {"tools", "tool_choice", "response_format", "seed", "stop", "temperature", "top_p", "max_tokens"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One attempt at one model on one backend."""
+
+    request: ChatRequest
+    upstream_model: str
+    # Parameters the gateway decided to leave out for this backend.
+    drop: frozenset[str] = frozenset()
+    # A partial assistant answer to continue (stream rescue), or None.
+    prefix: str | None = None
+    # Seconds to wait for response headers; None means the backend's own timeout.
+    timeout: float | None = None
+    # Always ask for usage in streams so every attempt can be accounted.
+    want_usage: bool = True
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+class Adapter(abc.ABC):
+    """A backend. Built once from its config; holds its pooled connections."""
+
+    kind: ClassVar[str]
+    # Parameters from OPTIONAL_PARAMS this wire format can carry.
+    supports: ClassVar[frozenset[str]] = OPTIONAL_PARAMS
+
+    def __init__(self, name: str, config: BackendConfig) -> None:
+        self.name = name
+        self.config = config
+
+    @property
+    def can_continue(self) -> bool:
+        """Whether this backend can continue a partial assistant message."""
+        return (self.config.continuation or "none") != "none"
+
+    async def start(self) -> None:
+        """Open pools or load weights. Called once before serving."""
+
+    async def aclose(self) -> None:
+        """Release pools, threads and weights."""
+
+    @abc.abstractmethod
+    async def complete(self, call: Call) -> ChatResponse:
+        """A whole answer."""
+
+    @abc.abstractmethod
+    def stream(self, call: Call) -> AsyncIterator[ChatChunk]:
+        """An answer chunk by chunk, ending with a chunk that carries usage if known."""
+
+
+# --- helpers shared by adapters that build OpenAI-shaped answers themselves -----------
+
+
+def new_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def make_chunk(
+    cid: str,
+    model: str,
+    delta: Delta,
+    finish_reason: str | None = None,
+    usage: Usage | None = None,
+    created: int | None = None,
+) -> ChatChunk:
+    chunk: ChatChunk = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created or now(),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+def usage_chunk(cid: str, model: str, usage: Usage) -> ChatChunk:
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": now(),
+        "model": model,
+        "choices": [],
+        "usage": usage,
+    }
+
+
+def request_messages(call: Call) -> list[dict[str, Any]]:
+    """The request's messages as dicts, with the rescue prefix as a trailing assistant turn."""
+    msgs = [m.model_dump(exclude_none=True) for m in call.request.messages]
+    if call.prefix:
+        msgs.append({"role": "assistant", "content": call.prefix})
+    return msgs

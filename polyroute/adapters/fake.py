@@ -1,0 +1,162 @@
+"""A deterministic backend for tests: its behaviour is chosen by the model name.
+
+The upstream model id is a ``+``-joined list of behaviours, e.g. ``echo``,
+``slow-200+echo`` or ``cut-3``:
+
+- ``echo`` (default): answers ``"You said: <last user text>"``, one word a token;
+- ``text-WORDS``: answers with the given words (``text-hello-world``);
+- ``slow-MS``: waits MS milliseconds before the first token (or the whole answer);
+- ``gap-MS``: waits MS milliseconds between tokens;
+- ``error-STATUS``: fails as an upstream answering STATUS would (``error-429``);
+- ``blocked``: fails as a region-blocked provider (403, region code);
+- ``flaky``: fails every other call with a 503;
+- ``cut-N``: a stream that breaks after N tokens;
+- ``stall-N``: a stream that stops sending after N tokens;
+- ``tools``: calls the first tool of the request with ``{}`` arguments.
+
+A rescue prefix is honoured: when the answer starts with it, only the rest is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from polyroute.adapters.base import Adapter, Call, make_chunk, new_id, now, usage_chunk
+from polyroute.adapters.http import ErrorInfo, error_from_status
+from polyroute.config import BackendConfig
+from polyroute.errors import UpstreamError, UpstreamUnavailable
+from polyroute.types import ChatChunk, ChatResponse, make_usage
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    text: str | None = None
+    slow_ms: int = 0
+    gap_ms: int = 0
+    error: int | None = None
+    blocked: bool = False
+    flaky: bool = False
+    cut: int | None = None
+    stall: int | None = None
+    tools: bool = False
+
+    @classmethod
+    def parse(cls, name: str) -> Behaviour:
+        fields: dict[str, object] = {}
+        for part in name.split("+"):
+            head, _, arg = part.partition("-")
+            if head == "text":
+                fields["text"] = arg.replace("-", " ")
+            elif head in ("slow", "gap", "cut", "stall") and arg.isdigit():
+                fields[{"slow": "slow_ms", "gap": "gap_ms"}.get(head, head)] = int(arg)
+            elif head == "error" and arg.isdigit():
+                fields["error"] = int(arg)
+            elif head in ("blocked", "flaky", "tools"):
+                fields[head] = True
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+class FakeAdapter(Adapter):
+    kind = "fake"
+
+    def __init__(self, name: str, config: BackendConfig) -> None:
+        super().__init__(name, config)
+        self.calls = 0
+
+    @property
+    def can_continue(self) -> bool:
+        return (self.config.continuation or "prefill") != "none"
+
+    def _fail(self, b: Behaviour, model: str) -> UpstreamError | None:
+        self.calls += 1
+        if b.flaky and self.calls % 2 == 1:
+            return UpstreamUnavailable("flaky backend dropped the connection", backend=self.name, model=model)
+        if b.blocked:
+            info = ErrorInfo("Country, region, or territory not supported", "unsupported_country_region_territory", True)
+            return error_from_status(403, b"", httpx.Headers(), lambda s, body: info, backend=self.name, model=model)
+        if b.error is not None:
+            info = ErrorInfo(f"fake upstream answered {b.error}")
+            headers = httpx.Headers({"retry-after": "1"} if b.error == 429 else {})
+            return error_from_status(b.error, b"", headers, lambda s, body: info, backend=self.name, model=model)
+        return None
+
+    def _answer(self, call: Call, b: Behaviour) -> list[str]:
+        if b.text is not None:
+            text = b.text
+        else:
+            last = next((m for m in reversed(call.request.messages) if m.role == "user"), None)
+            text = "You said: " + (last.text() if last else "")
+        words = text.split(" ")
+        tokens = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        limit = call.request.output_limit()
+        return tokens[:limit] if limit else tokens
+
+    def _rest(self, tokens: list[str], prefix: str | None) -> list[str]:
+        if not prefix:
+            return tokens
+        full = "".join(tokens)
+        if not full.startswith(prefix):
+            return tokens
+        rest = full[len(prefix):]
+        return [rest] if rest else []
+
+    def _prompt_tokens(self, call: Call) -> int:
+        return sum(len(m.text().split()) + 3 for m in call.request.messages)
+
+    async def complete(self, call: Call) -> ChatResponse:
+        b = Behaviour.parse(call.upstream_model)
+        if b.slow_ms:
+            await asyncio.sleep(b.slow_ms / 1000)
+        err = self._fail(b, call.upstream_model)
+        if err:
+            raise err
+        prompt = self._prompt_tokens(call)
+        if b.tools and call.request.tools:
+            fn = call.request.tools[0]["function"]["name"]
+            tool_call = {"id": "call_" + new_id()[-12:], "type": "function", "function": {"name": fn, "arguments": "{}"}}
+            return {
+                "id": new_id(), "object": "chat.completion", "created": now(), "model": call.upstream_model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [tool_call]},
+                             "finish_reason": "tool_calls"}],
+                "usage": make_usage(prompt, 5),
+            }
+        tokens = self._answer(call, b)
+        full = "".join(tokens)
+        finish = "length" if call.request.output_limit() and len(tokens) == call.request.output_limit() else "stop"
+        return {
+            "id": new_id(), "object": "chat.completion", "created": now(), "model": call.upstream_model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": full}, "finish_reason": finish}],
+            "usage": make_usage(prompt, len(tokens)),
+        }
+
+    async def stream(self, call: Call) -> AsyncIterator[ChatChunk]:
+        b = Behaviour.parse(call.upstream_model)
+        cid, model = new_id(), call.upstream_model
+        if b.slow_ms:
+            await asyncio.sleep(b.slow_ms / 1000)
+        err = self._fail(b, model)
+        if err:
+            raise err
+        yield make_chunk(cid, model, {"role": "assistant", "content": ""})
+        tokens = self._rest(self._answer(call, b), call.prefix)
+        if b.tools and call.request.tools:
+            fn = call.request.tools[0]["function"]["name"]
+            tc = {"index": 0, "id": "call_" + cid[-12:], "type": "function", "function": {"name": fn, "arguments": "{}"}}
+            yield make_chunk(cid, model, {"tool_calls": [tc]})
+            yield make_chunk(cid, model, {}, "tool_calls")
+            yield usage_chunk(cid, model, make_usage(self._prompt_tokens(call), 5))
+            return
+        for i, tok in enumerate(tokens):
+            if b.cut is not None and i >= b.cut:
+                raise UpstreamUnavailable("connection reset mid-stream", backend=self.name, model=model)
+            if b.stall is not None and i >= b.stall:
+                await asyncio.sleep(3600)
+            if b.gap_ms and i:
+                await asyncio.sleep(b.gap_ms / 1000)
+            yield make_chunk(cid, model, {"content": tok})
+        yield make_chunk(cid, model, {}, "stop")
+        yield usage_chunk(cid, model, make_usage(self._prompt_tokens(call), len(tokens)))

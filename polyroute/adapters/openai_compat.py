@@ -1,0 +1,121 @@
+"""OpenAI-compatible chat completions: one adapter configured by data.
+
+Serves OpenAI, DeepSeek, Qwen (DashScope compatible mode), Kimi (Moonshot), GLM
+(Zhipu / Z.ai), Together, Fireworks, OpenRouter, vLLM, SGLang, llama-server and
+Ollama's ``/v1``. Differences between them are data (``continuation``, headers),
+never branches on provider names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import orjson
+
+from polyroute.adapters.base import Adapter, Call
+from polyroute.adapters.http import ErrorInfo, HttpBackend, json_error_reader, sse_events
+from polyroute.config import BackendConfig
+from polyroute.errors import UpstreamBadResponse, UpstreamError, UpstreamServerError, UpstreamUnavailable
+from polyroute.types import ChatChunk, ChatResponse
+
+# Providers that give no structured code for an over-long prompt say so in words.
+_CONTEXT_WORDS = re.compile(r"maximum context length|context length|context window|too many tokens", re.I)
+
+
+def read_error(status: int, body: bytes) -> ErrorInfo:
+    info = json_error_reader(status, body)
+    if status == 400 and not info.context_exceeded and _CONTEXT_WORDS.search(info.message):
+        return ErrorInfo(info.message, code="context_length_exceeded", context_exceeded=True)
+    return info
+
+
+class OpenAICompatAdapter(Adapter):
+    kind = "openai"
+
+    def __init__(self, name: str, config: BackendConfig) -> None:
+        super().__init__(name, config)
+        self.http = HttpBackend(name, config, read_error)
+        self.url = f"{config.base_url}/chat/completions"
+        self.headers = {"content-type": "application/json", **config.headers}
+        key = config.api_key.get() if config.api_key else None
+        if key:
+            self.headers["authorization"] = f"Bearer {key}"
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def payload(self, call: Call, stream: bool) -> dict[str, Any]:
+        raw = call.request.raw()
+        body = {k: v for k, v in raw.items() if k not in call.drop}
+        body["model"] = call.upstream_model
+        body["stream"] = stream
+        if stream:
+            opts = dict(body.get("stream_options") or {})
+            if call.want_usage:
+                opts["include_usage"] = True
+            body["stream_options"] = opts
+        else:
+            body.pop("stream_options", None)
+        if call.prefix:
+            body["messages"] = [*raw["messages"], self._prefix_message(call.prefix)]
+            if self.config.continuation == "continue_final_message":
+                body["continue_final_message"] = True
+                body["add_generation_prompt"] = False
+        return body
+
+    def _prefix_message(self, prefix: str) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": "assistant", "content": prefix}
+        if self.config.continuation == "prefix":
+            msg["prefix"] = True
+        elif self.config.continuation == "partial":
+            msg["partial"] = True
+        return msg
+
+    async def complete(self, call: Call) -> ChatResponse:
+        doc = await self.http.post_json(
+            self.url, self.payload(call, False), self.headers, call.upstream_model, call.timeout
+        )
+        if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list) or not doc["choices"]:
+            raise UpstreamBadResponse("answer has no choices", backend=self.name, model=call.upstream_model)
+        if call.prefix:
+            _prepend(doc, call.prefix)
+        return cast(ChatResponse, doc)
+
+    async def stream(self, call: Call) -> AsyncIterator[ChatChunk]:
+        model = call.upstream_model
+        payload = self.payload(call, True)
+        async with self.http.open_stream(self.url, payload, self.headers, model, call.timeout) as resp:
+            done = False
+            async for _event, data in sse_events(self.http.lines(resp, model)):
+                if data == "[DONE]":
+                    done = True
+                    break
+                chunk = self._parse(data, model)
+                yield chunk
+            if not done:
+                raise UpstreamUnavailable("stream ended without [DONE]", backend=self.name, model=model)
+
+    def _parse(self, data: str, model: str) -> ChatChunk:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponse("malformed stream event", backend=self.name, model=model) from None
+        if not isinstance(doc, dict):
+            raise UpstreamBadResponse("stream event is not an object", backend=self.name, model=model)
+        if "error" in doc:
+            info = read_error(500, data.encode())
+            err: UpstreamError = UpstreamServerError(info.message, backend=self.name, model=model)
+            raise err
+        if not isinstance(doc.get("choices"), list):
+            raise UpstreamBadResponse("stream event has no choices", backend=self.name, model=model)
+        return cast(ChatChunk, doc)
+
+
+def _prepend(doc: dict[str, Any], prefix: str) -> None:
+    """Some backends return only the continuation: give the client the whole answer."""
+    msg = doc["choices"][0].get("message") or {}
+    content = msg.get("content") or ""
+    if not content.startswith(prefix):
+        msg["content"] = prefix + content
