@@ -114,10 +114,12 @@ class BackendConfig(_Strict):
     max_queue: int = Field(default=64, ge=1)
     # How this backend continues a partial assistant answer (stream rescue).
     continuation: Literal["none", "prefix", "partial", "continue_final_message", "prefill"] | None = None
+    # Some providers continue a partial answer only on another base URL (DeepSeek's beta).
+    continuation_base_url: str | None = None
     # Provider family for error-body quirks (e.g. "openai", "deepseek"); informational.
     provider: str | None = None
 
-    @field_validator("base_url")
+    @field_validator("base_url", "continuation_base_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is None:

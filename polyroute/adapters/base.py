@@ -63,6 +63,10 @@ class Adapter(abc.ABC):
     async def aclose(self) -> None:
         """Release pools, threads and weights."""
 
+    def ready(self) -> bool:
+        """Whether this backend can take a request now (weights loaded, not cut off)."""
+        return True
+
     @abc.abstractmethod
     async def complete(self, call: Call) -> ChatResponse:
         """A whole answer."""

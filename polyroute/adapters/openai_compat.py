@@ -38,6 +38,7 @@ class OpenAICompatAdapter(Adapter):
         super().__init__(name, config)
         self.http = HttpBackend(name, config, read_error)
         self.url = f"{config.base_url}/chat/completions"
+        self.continue_url = f"{config.continuation_base_url or config.base_url}/chat/completions"
         self.headers = {"content-type": "application/json", **config.headers}
         key = config.api_key.get() if config.api_key else None
         if key:
@@ -74,8 +75,9 @@ class OpenAICompatAdapter(Adapter):
         return msg
 
     async def complete(self, call: Call) -> ChatResponse:
+        url = self.continue_url if call.prefix else self.url
         doc = await self.http.post_json(
-            self.url, self.payload(call, False), self.headers, call.upstream_model, call.timeout
+            url, self.payload(call, False), self.headers, call.upstream_model, call.timeout
         )
         if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list) or not doc["choices"]:
             raise UpstreamBadResponse("answer has no choices", backend=self.name, model=call.upstream_model)
@@ -86,7 +88,8 @@ class OpenAICompatAdapter(Adapter):
     async def stream(self, call: Call) -> AsyncIterator[ChatChunk]:
         model = call.upstream_model
         payload = self.payload(call, True)
-        async with self.http.open_stream(self.url, payload, self.headers, model, call.timeout) as resp:
+        url = self.continue_url if call.prefix else self.url
+        async with self.http.open_stream(url, payload, self.headers, model, call.timeout) as resp:
             done = False
             async for _event, data in sse_events(self.http.lines(resp, model)):
                 if data == "[DONE]":

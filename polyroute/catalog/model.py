@@ -1,0 +1,255 @@
+"""The model catalog: which families exist, who makes them, what they cost and where.
+
+The data lives in ``families.toml`` next to this module and ships with the
+package. It is read once by whoever needs it (the gateway at start, the
+``polyroute models`` command) and the resulting ``Catalog`` is handed around;
+nothing here is cached at module level.
+
+A *family* is one model as its maker publishes it (say DeepSeek V3.x). An
+*offer* is one place to call it: a provider, its wire format, base URL, model id,
+the environment variable that holds the key, and the list price per million
+tokens with where and when that price was read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from polyroute.errors import ConfigError
+
+Capability = Literal["tools", "json_mode", "vision", "reasoning"]
+Wire = Literal["openai", "anthropic"]
+# How a provider can carry on from a partial assistant message (mid-stream rescue):
+# "prefix" = an assistant message flagged as a prefix (DeepSeek beta, Moonshot partial),
+# "continue_final_message" = vLLM's flag, "prefill" = a trailing assistant turn (Anthropic).
+Continuation = Literal["prefix", "continue_final_message", "prefill", "none"]
+
+SHIPPED_FILE = "families.toml"
+
+# Lower-case words joined by single hyphens. No dots: a dot in a TOML table name
+# splits the key ("families.glm-4.6" would be a table "glm-4" holding "6").
+_FAMILY_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_ENV_VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Offer(_Strict):
+    """One hosted place to call a family, with its list price."""
+
+    provider: str = Field(min_length=1)
+    wire: Wire
+    base_url: str
+    model: str = Field(min_length=1)
+    key_env: str
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    price_source: str
+    price_date: dt.date
+    continuation: Continuation = "none"
+    # Some providers serve continuation from a different endpoint (DeepSeek's /beta).
+    continuation_base_url: str | None = None
+    note: str | None = None
+
+    @field_validator("base_url", "price_source", "continuation_base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else _http_url(v)
+
+    @field_validator("key_env")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        if not _ENV_VAR.match(v):
+            raise ValueError(f"must be an environment variable name like OPENAI_API_KEY, got {v!r}")
+        return v
+
+    def mean_price(self) -> float:
+        """Average of input and output price per million tokens: the one number to rank by."""
+        return (self.input_per_mtok + self.output_per_mtok) / 2
+
+
+class Family(_Strict):
+    """One model family as its maker publishes it, and the offers that serve it."""
+
+    id: str
+    name: str = Field(min_length=1)
+    organisation: str = Field(min_length=1)
+    country: str
+    licence: str = Field(min_length=1)
+    open_weights: bool
+    context_window: int = Field(ge=1)
+    capabilities: list[Capability] = Field(default_factory=list)
+    local: bool = False
+    offers: list[Offer] = Field(default_factory=list)
+    note: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _FAMILY_ID.match(v):
+            raise ValueError(f"must be kebab-case (lower-case words joined by '-'), got {v!r}")
+        return v
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Z]{2}", v):
+            raise ValueError(f"must be an ISO-3166 alpha-2 code in capitals like 'CN' or 'US', got {v!r}")
+        return v
+
+    @field_validator("capabilities")
+    @classmethod
+    def _unique(cls, v: list[Capability]) -> list[Capability]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists a capability twice")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Family:
+        if not self.local and not self.offers:
+            raise ValueError("a family that is not local needs at least one offer")
+        if self.licence == "proprietary" and self.open_weights:
+            raise ValueError("a proprietary licence cannot have open weights")
+        return self
+
+    def cheapest_offer(self) -> Offer | None:
+        """The offer with the lowest mean price; the first listed wins a tie."""
+        return min(self.offers, key=Offer.mean_price, default=None)
+
+    def price(self) -> tuple[float, float]:
+        """(input, output) USD per million tokens of the cheapest offer; (0, 0) when local."""
+        offer = self.cheapest_offer()
+        if self.local or offer is None:
+            return (0.0, 0.0)
+        return (offer.input_per_mtok, offer.output_per_mtok)
+
+    def mean_price(self) -> float:
+        inp, out = self.price()
+        return (inp + out) / 2
+
+    def offers_with_keys(self, env: Mapping[str, str]) -> list[Offer]:
+        """Offers whose key variable is set (to something non-empty) in ``env``."""
+        return [o for o in self.offers if env.get(o.key_env)]
+
+    def matches_origin(self, origin: str) -> bool:
+        """Country code, or a part of the organisation's name, case-insensitive.
+
+        Two letters are read as a country code only, so "us" does not match every
+        organisation whose name happens to contain those letters.
+        """
+        wanted = origin.strip().casefold()
+        if not wanted:
+            return False
+        if wanted == self.country.casefold():
+            return True
+        return len(wanted) > 2 and wanted in self.organisation.casefold()
+
+
+class Catalog(_Strict):
+    """Every family, keyed by id, in the order of the file."""
+
+    families: dict[str, Family]
+    source: str = "<memory>"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ids_from_keys(cls, data: Any) -> Any:
+        # The table key *is* the id; writing it twice in the file would only invite drift.
+        if not isinstance(data, dict) or not isinstance(data.get("families"), dict):
+            return data
+        families: dict[str, Any] = {}
+        for key, table in data["families"].items():
+            if isinstance(table, dict) and "id" not in table:
+                table = {"id": key, **table}
+            families[key] = table
+        return {**data, "families": families}
+
+    @model_validator(mode="after")
+    def _keys_match_ids(self) -> Catalog:
+        for key, family in self.families.items():
+            if family.id != key:
+                raise ValueError(f"families.{key}: id {family.id!r} differs from the table key")
+        return self
+
+    def get(self, family_id: str) -> Family | None:
+        return self.families.get(family_id)
+
+    def filter(
+        self,
+        *,
+        open_weights: bool | None = None,
+        origin: str | None = None,
+        max_price: float | None = None,
+        local: bool | None = None,
+    ) -> list[Family]:
+        """Families passing every given test; ``None`` means "don't care".
+
+        ``max_price`` bounds the mean of input and output price per million tokens of
+        the family's cheapest offer (a local family costs 0).
+        """
+        out: list[Family] = []
+        for family in self.families.values():
+            if open_weights is not None and family.open_weights != open_weights:
+                continue
+            if origin is not None and not family.matches_origin(origin):
+                continue
+            if max_price is not None and family.mean_price() > max_price:
+                continue
+            if local is not None and family.local != local:
+                continue
+            out.append(family)
+        return out
+
+
+def parse_catalog(raw: Mapping[str, Any], *, source: str = "<memory>") -> Catalog:
+    """Validate a catalog mapping; raise ConfigError naming source, key and reason."""
+    try:
+        return Catalog.model_validate({**raw, "source": source})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        reason = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(reason + more, source=source, key=key or None) from None
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    """Read the catalog shipped with polyroute, or the one at ``path``."""
+    if path is None:
+        resource = resources.files("polyroute.catalog").joinpath(SHIPPED_FILE)
+        source = f"polyroute/catalog/{SHIPPED_FILE}"
+        try:
+            text = resource.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the shipped catalog: {exc}", source=source) from None
+    else:
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read catalog file: {exc.strerror}", source=source) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", source=source) from None
+    return parse_catalog(raw, source=source)

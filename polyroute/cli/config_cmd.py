@@ -1,0 +1,52 @@
+"""``polyroute config check FILE``: validate a config file without starting anything."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from polyroute.config import Config
+from polyroute.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("config", help="check or show a config file", description="Check or show a config file.")
+    inner = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = inner.add_parser("check", help="validate FILE: unknown keys, dangling references, bad values")
+    check.add_argument("file", help="path to a polyroute TOML config")
+    check.set_defaults(func=run_check)
+    show = inner.add_parser("show", help="print the effective config (secrets redacted) as JSON")
+    show.add_argument("file", nargs="?", help="a TOML config; without it, the embedded default")
+    show.set_defaults(func=run_show)
+
+
+def check_families(config: Config) -> None:
+    from polyroute.catalog import load_catalog
+
+    catalog = load_catalog()
+    for name, model in config.models.items():
+        if model.family and catalog.get(model.family) is None:
+            known = ", ".join(sorted(catalog.families))
+            raise ConfigError(f"unknown catalog family {model.family!r} (known: {known})",
+                              source=config.source, key=f"models.{name}.family")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from polyroute.settings import effective_config
+
+    config = effective_config(args.file)
+    check_families(config)
+    unset = [f"backends.{n}.api_key ({b.api_key.ref})" for n, b in config.backends.items()
+             if b.api_key is not None and not b.api_key.present]
+    print(f"{args.file}: ok: {len(config.backends)} backends, {len(config.models)} models, "
+          f"{len(config.routes)} routes, {len(config.policies)} policies, {len(config.keys)} keys")
+    for item in unset:
+        print(f"warning: {item} is not set in this environment; export it before serving")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from polyroute.settings import effective_config
+
+    print(json.dumps(effective_config(args.file).redacted(), indent=2))
+    return 0

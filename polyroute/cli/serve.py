@@ -1,0 +1,83 @@
+"""``polyroute serve``: start the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import sys
+
+from polyroute.config import Config
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="start the OpenAI-compatible gateway",
+        description=(
+            "Start the gateway. Without --config it serves the embedded SmolLM2-135M model "
+            "in-process, plus every catalog model whose provider key variable is set "
+            "(DEEPSEEK_API_KEY, OPENAI_API_KEY, ...)."
+        ),
+    )
+    p.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"),
+                   help="TOML config file (default: $POLYROUTE_CONFIG, else the embedded default)")
+    p.add_argument("--host", help="listen address (overrides gateway.listen)")
+    p.add_argument("--port", type=int, help="listen port (overrides gateway.listen)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--print-config", action="store_true",
+                   help="print the effective config with secrets redacted, then exit")
+    p.set_defaults(func=run)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    from polyroute.settings import effective_config
+
+    config: Config = effective_config(args.config)
+    if args.print_config:
+        print(json.dumps(config.redacted(), indent=2))
+        return 0
+    host, port = config.gateway.host_port()
+    host, port = args.host or host, args.port or port
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("polyroute")
+    log.info("config %s: %d backends, %d models, routes: %s", config.source, len(config.backends),
+             len(config.models), ", ".join(config.client_names()))
+    if not config.keys:
+        if _is_loopback(host):
+            log.warning("no [keys] configured: the gateway is open to anyone on this machine (loopback only)")
+        else:
+            log.error("no [keys] configured and listening on %s: refusing to serve an open gateway beyond "
+                      "loopback; add [keys.NAME] to the config or listen on 127.0.0.1", host)
+            return 2
+
+    import uvicorn
+
+    common = {"host": host, "port": port, "loop": "uvloop", "http": "httptools", "access_log": False,
+              "log_level": args.log_level, "timeout_graceful_shutdown": 10}
+    print(f"polyroute: serving on http://{host}:{port}/v1 (models: {', '.join(config.client_names())})",
+          file=sys.stderr, flush=True)
+    if args.workers > 1:
+        if args.config:
+            os.environ["POLYROUTE_CONFIG"] = args.config
+        uvicorn.run("polyroute.server.app:app_from_env", factory=True, workers=args.workers, **common)  # type: ignore[arg-type]
+        return 0
+    from polyroute.catalog import load_catalog
+    from polyroute.gateway import Gateway
+    from polyroute.server.app import create_app
+
+    app = create_app(Gateway.from_config(config, load_catalog()))
+    uvicorn.run(app, **common)  # type: ignore[arg-type]
+    return 0

@@ -1,0 +1,122 @@
+"""The fleet: every configured model with its backend and the catalog facts about it.
+
+Built once from a validated ``Config`` and the shipped catalog; read-only after.
+A client asks for a name; ``Fleet.resolve`` turns it into a route (a configured
+route, or the implicit one-model route of a model name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from polyroute.adapters import Adapter, build_adapter
+from polyroute.catalog import Catalog, Family
+from polyroute.config import Config, RouteConfig
+from polyroute.errors import UnknownModel
+from polyroute.types import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One model the gateway can call, with what the router needs to know about it."""
+
+    name: str
+    backend: str
+    upstream: str
+    family: str | None
+    input_per_mtok: float
+    output_per_mtok: float
+    context_window: int | None
+    capabilities: frozenset[str]
+    locality: str
+    organisation: str | None = None
+    country: str | None = None
+    licence: str | None = None
+    open_weights: bool | None = None
+
+    def cost(self, usage: Usage | None) -> float:
+        if not usage:
+            return 0.0
+        return (
+            usage["prompt_tokens"] * self.input_per_mtok + usage["completion_tokens"] * self.output_per_mtok
+        ) / 1_000_000
+
+    def describe(self) -> dict[str, object]:
+        """Facts shown by ``GET /v1/models``."""
+        return {
+            "backend": self.backend,
+            "upstream": self.upstream,
+            "family": self.family,
+            "origin": {"organisation": self.organisation, "country": self.country},
+            "licence": self.licence,
+            "open_weights": self.open_weights,
+            "locality": self.locality,
+            "context_window": self.context_window,
+            "capabilities": sorted(self.capabilities),
+            "price_per_mtok": {"input": self.input_per_mtok, "output": self.output_per_mtok, "currency": "USD"},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    config: RouteConfig
+    models: tuple[ModelEntry, ...]
+
+
+@dataclass
+class Fleet:
+    config: Config
+    models: dict[str, ModelEntry]
+    routes: dict[str, Route]
+    adapters: dict[str, Adapter] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, config: Config, catalog: Catalog) -> Fleet:
+        models = {name: _entry(name, config, catalog) for name in config.models}
+        routes = {
+            name: Route(name, rc, tuple(models[m] for m in rc.models)) for name, rc in config.routes.items()
+        }
+        for name, entry in models.items():
+            # A model's own name is a one-model route with the defaults.
+            routes.setdefault(name, Route(name, RouteConfig(models=[name]), (entry,)))
+        adapters = {name: build_adapter(name, bc) for name, bc in config.backends.items()}
+        return cls(config=config, models=models, routes=routes, adapters=adapters)
+
+    def resolve(self, name: str) -> Route:
+        route = self.routes.get(name)
+        if route is None:
+            known = ", ".join(self.config.client_names())
+            raise UnknownModel(f"The model '{name}' does not exist. Known models and routes: {known}", param="model")
+        return route
+
+    async def start(self) -> None:
+        for adapter in self.adapters.values():
+            await adapter.start()
+
+    async def aclose(self) -> None:
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+
+
+def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
+    mc = config.models[name]
+    backend = config.backends[mc.backend]
+    fam: Family | None = catalog.get(mc.family) if mc.family else None
+    price_in, price_out = fam.price() if fam else (0.0, 0.0)
+    caps = frozenset(mc.capabilities) if mc.capabilities is not None else frozenset(fam.capabilities if fam else ())
+    return ModelEntry(
+        name=name,
+        backend=mc.backend,
+        upstream=mc.upstream or name,
+        family=mc.family,
+        input_per_mtok=mc.input_per_mtok if mc.input_per_mtok is not None else price_in,
+        output_per_mtok=mc.output_per_mtok if mc.output_per_mtok is not None else price_out,
+        context_window=mc.context_window or (fam.context_window if fam else None),
+        capabilities=caps,
+        locality=backend.effective_locality(),
+        organisation=fam.organisation if fam else None,
+        country=fam.country if fam else None,
+        licence=fam.licence if fam else None,
+        open_weights=fam.open_weights if fam else None,
+    )

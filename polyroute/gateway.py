@@ -1,0 +1,54 @@
+"""Orchestration only: resolve the name, plan the candidates, attempt them, report."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from polyroute.catalog import Catalog
+from polyroute.config import Config
+from polyroute.failover import Failover, Report
+from polyroute.fleet import Fleet
+from polyroute.routing import Plan, Principal, Router
+from polyroute.types import ChatChunk, ChatRequest, ChatResponse
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    principal: Principal = Principal()
+    # A policy named by the client to narrow (never widen) its own.
+    narrow_policy: str | None = None
+
+
+class Gateway:
+    def __init__(self, fleet: Fleet, router: Router | None = None, failover: Failover | None = None) -> None:
+        self.fleet = fleet
+        self.router = router or Router(fleet)
+        self.failover = failover or Failover(fleet)
+
+    @classmethod
+    def from_config(cls, config: Config, catalog: Catalog) -> Gateway:
+        return cls(Fleet.build(config, catalog))
+
+    async def start(self) -> None:
+        await self.fleet.start()
+
+    async def aclose(self) -> None:
+        await self.fleet.aclose()
+
+    def plan(self, req: ChatRequest, ctx: RequestContext) -> Plan:
+        route = self.fleet.resolve(req.model)
+        return self.router.plan(route, req, ctx.principal, ctx.narrow_policy)
+
+    async def complete(self, req: ChatRequest, ctx: RequestContext) -> tuple[ChatResponse, Report]:
+        plan = self.plan(req, ctx)
+        report = Report(route=plan.route.name)
+        resp = await self.failover.complete(plan.route, plan.candidates, req, report)
+        if report.model is not None:
+            resp["model"] = report.model.name
+        return resp, report
+
+    def stream(self, req: ChatRequest, ctx: RequestContext) -> tuple[AsyncIterator[ChatChunk], Report]:
+        plan = self.plan(req, ctx)
+        report = Report(route=plan.route.name)
+        return self.failover.stream(plan.route, plan.candidates, req, report), report

