@@ -221,10 +221,15 @@ class Catalog(_Strict):
 
 def parse_catalog(raw: Mapping[str, Any], *, source: str = "<memory>") -> Catalog:
     """Validate a catalog mapping; raise ConfigError naming source, key and reason."""
+    if "source" in raw:  # set by the loader; a file must not pass itself off as another
+        raise ConfigError("unknown key", source=source, key="source")
     try:
         return Catalog.model_validate({**raw, "source": source})
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt key shows up twice: as unknown, and as the real key missing.
+        # The unknown one names the typo, so report it first.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         key = ".".join(str(p) for p in first["loc"])
         reason = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
