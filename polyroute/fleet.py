@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from polyroute.adapters import Adapter, build_adapter
 from polyroute.catalog import Catalog, Family
 from polyroute.config import Config, RouteConfig
-from polyroute.errors import UnknownModel
+from polyroute.errors import ConfigError, UnknownModel
 from polyroute.types import Usage
 
 
@@ -103,7 +103,11 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
     mc = config.models[name]
     backend = config.backends[mc.backend]
     fam: Family | None = catalog.get(mc.family) if mc.family else None
-    price_in, price_out = fam.price() if fam else (0.0, 0.0)
+    if mc.family and fam is None:
+        known = ", ".join(sorted(catalog.families))
+        raise ConfigError(f"unknown catalog family {mc.family!r} (known: {known})",
+                          source=config.source, key=f"models.{name}.family")
+    price_in, price_out = _price(fam, backend.base_url)
     caps = frozenset(mc.capabilities) if mc.capabilities is not None else frozenset(fam.capabilities if fam else ())
     return ModelEntry(
         name=name,
@@ -120,3 +124,13 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
         licence=fam.licence if fam else None,
         open_weights=fam.open_weights if fam else None,
     )
+
+
+def _price(fam: Family | None, base_url: str | None) -> tuple[float, float]:
+    """The price of the offer this backend serves, else the family's cheapest."""
+    if fam is None or fam.local:
+        return 0.0, 0.0
+    for offer in fam.offers:
+        if base_url and offer.base_url.rstrip("/") == base_url:
+            return offer.input_per_mtok, offer.output_per_mtok
+    return fam.price()

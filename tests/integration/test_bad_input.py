@@ -1,0 +1,116 @@
+"""Every bad input gets a clear OpenAI-shaped error with the right status, never a 500."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.live import Live, live_gateway
+
+LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    raw = {
+        "gateway": {"max_body_bytes": LIMIT},
+        "backends": {"f": {"type": "fake"}},
+        "models": {"echo": {"backend": "f"}, "other": {"backend": "f"}},
+    }
+    with live_gateway(raw) as g:
+        yield g
+
+
+def msgs() -> list[dict[str, Any]]:
+    return [{"role": "user", "content": "hi"}]
+
+
+CASES: list[tuple[str, bytes | dict[str, Any], int, str | None, str]] = [
+    # name, body, status, param, words the message must contain
+    ("invalid json", b'{"model": "echo", "messages": [', 400, None, "not valid JSON"),
+    ("empty body", b"", 400, None, "empty"),
+    ("json not an object", b"[1, 2, 3]", 400, None, "JSON object"),
+    ("invalid utf-8", b'{"model": "echo", "messages": [{"role": "user", "content": "\xff\xfe"}]}', 400, None,
+     "not valid JSON"),
+    ("missing messages", {"model": "echo"}, 400, "messages", "Missing required parameter"),
+    ("missing model", {"messages": msgs()}, 400, "model", "Missing required parameter"),
+    ("empty messages", {"model": "echo", "messages": []}, 400, "messages", "at least 1"),
+    ("messages wrong type", {"model": "echo", "messages": "hi"}, 400, "messages", "valid list"),
+    ("unknown role", {"model": "echo", "messages": [{"role": "robot", "content": "x"}]}, 400,
+     "messages[0].role", "Input should be"),
+    ("temperature wrong type", {"model": "echo", "messages": msgs(), "temperature": "hot"}, 400,
+     "temperature", "valid number"),
+    ("temperature out of range", {"model": "echo", "messages": msgs(), "temperature": 7}, 400,
+     "temperature", "less than or equal to 2"),
+    ("absurd max_tokens", {"model": "echo", "messages": msgs(), "max_tokens": 10**12}, 400,
+     "max_tokens", "less than or equal"),
+    ("negative max_tokens", {"model": "echo", "messages": msgs(), "max_tokens": -5}, 400,
+     "max_tokens", "greater than or equal to 1"),
+    ("stream wrong type", {"model": "echo", "messages": msgs(), "stream": "yes please"}, 400,
+     "stream", "valid boolean"),
+    ("too many stop sequences", {"model": "echo", "messages": msgs(), "stop": list("abcde")}, 400,
+     "stop", "at most 4"),
+    ("malformed tool", {"model": "echo", "messages": msgs(), "tools": [{"type": "function"}]}, 400,
+     "tools", "tools[0]"),
+    ("n above one", {"model": "echo", "messages": msgs(), "n": 3}, 400, "n", "less than or equal to 1"),
+    ("unknown model", {"model": "gpt-99", "messages": msgs()}, 404, "model", "Known models and routes: echo, other"),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "param", "words"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input(
+    live: Live, name: str, body: bytes | dict[str, Any], status: int, param: str | None, words: str
+) -> None:
+    if isinstance(body, dict):
+        resp = httpx.post(f"{live.base_url}/chat/completions", json=body)
+    else:
+        resp = httpx.post(f"{live.base_url}/chat/completions", content=body,
+                          headers={"content-type": "application/json"})
+    assert resp.status_code == status
+    assert resp.headers["content-type"] == "application/json"
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["type"] in ("invalid_request_error",)
+    assert err["param"] == param
+    assert words in err["message"]
+    assert "Traceback" not in resp.text
+
+
+def test_oversize_body_is_413(live: Live) -> None:
+    body = {"model": "echo", "messages": [{"role": "user", "content": "x" * (LIMIT + 10)}]}
+    resp = httpx.post(f"{live.base_url}/chat/completions", json=body)
+    assert resp.status_code == 413
+    err = resp.json()["error"]
+    assert err["code"] == "request_too_large" and str(LIMIT) in err["message"]
+
+
+def test_oversize_chunked_body_without_length_is_413(live: Live) -> None:
+    def parts() -> Iterator[bytes]:
+        yield b'{"model": "echo", "messages": [{"role": "user", "content": "'
+        for _ in range(LIMIT // 1024 + 2):
+            yield b"y" * 1024
+        yield b'"}]}'
+
+    resp = httpx.post(f"{live.base_url}/chat/completions", content=parts())
+    assert resp.status_code == 413
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/v1/chat/completions", 405),
+    ("POST", "/v1/nothing-here", 404),
+    ("DELETE", "/v1/models", 405),
+])
+def test_wrong_paths_and_methods(live: Live, method: str, path: str, status: int) -> None:
+    resp = httpx.request(method, f"{live.root}{path}")
+    assert resp.status_code == status
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and path in err["message"]
+
+
+def test_health_and_ready(live: Live) -> None:
+    assert httpx.get(f"{live.root}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{live.root}/readyz")
+    assert ready.status_code == 200 and ready.json()["backends_ready"] == ["f"]
