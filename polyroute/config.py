@@ -35,7 +35,7 @@ Strategy = Literal["ordered", "cheapest", "fastest", "weighted"]
 class Secret:
     """A secret read from the environment. Its value never appears in repr or str."""
 
-    __slots__ = ("ref", "_value")
+    __slots__ = ("_value", "ref")
 
     def __init__(self, ref: str, value: str | None) -> None:
         self.ref = ref
@@ -212,9 +212,9 @@ class Config(_Strict):
         for name, r in self.routes.items():
             if name in self.models:
                 raise ValueError(f"routes.{name}: a model has the same name; names clients ask for must be unique")
-            for i, m in enumerate(r.models):
-                if m not in self.models:
-                    raise ValueError(_dangling(f"routes.{name}.models[{i}]", m, self.models))
+            for i, model_name in enumerate(r.models):
+                if model_name not in self.models:
+                    raise ValueError(_dangling(f"routes.{name}.models[{i}]", model_name, self.models))
             if r.policy is not None and r.policy not in self.policies:
                 raise ValueError(_dangling(f"routes.{name}.policy", r.policy, self.policies))
             for w in r.weights or {}:
@@ -224,9 +224,9 @@ class Config(_Strict):
             if k.policy is not None and k.policy not in self.policies:
                 raise ValueError(_dangling(f"keys.{name}.policy", k.policy, self.policies))
             names = set(self.models) | set(self.routes)
-            for r in k.routes or []:
-                if r not in names:
-                    raise ValueError(_dangling(f"keys.{name}.routes", r, names))
+            for route_name in k.routes or []:
+                if route_name not in names:
+                    raise ValueError(_dangling(f"keys.{name}.routes", route_name, names))
         return self
 
     def client_names(self) -> list[str]:

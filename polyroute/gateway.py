@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from polyroute.catalog import Catalog
 from polyroute.config import Config
@@ -15,7 +15,7 @@ from polyroute.types import ChatChunk, ChatRequest, ChatResponse
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    principal: Principal = Principal()
+    principal: Principal = field(default_factory=Principal)
     # A policy named by the client to narrow (never widen) its own.
     narrow_policy: str | None = None
 

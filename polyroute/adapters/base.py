@@ -57,10 +57,10 @@ class Adapter(abc.ABC):
         """Whether this backend can continue a partial assistant message."""
         return (self.config.continuation or "none") != "none"
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - an optional hook
         """Open pools or load weights. Called once before serving."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook
         """Release pools, threads and weights."""
 
     def ready(self) -> bool:

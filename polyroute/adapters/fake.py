@@ -76,7 +76,9 @@ class FakeAdapter(Adapter):
         if b.flaky and self.calls % 2 == 1:
             return UpstreamUnavailable("flaky backend dropped the connection", backend=self.name, model=model)
         if b.blocked:
-            info = ErrorInfo("Country, region, or territory not supported", "unsupported_country_region_territory", True)
+            info = ErrorInfo(
+                "Country, region, or territory not supported", "unsupported_country_region_territory", True
+            )
             return error_from_status(403, b"", httpx.Headers(), lambda s, body: info, backend=self.name, model=model)
         if b.error is not None:
             info = ErrorInfo(f"fake upstream answered {b.error}")
@@ -101,7 +103,7 @@ class FakeAdapter(Adapter):
         full = "".join(tokens)
         if not full.startswith(prefix):
             return tokens
-        rest = full[len(prefix):]
+        rest = full[len(prefix) :]
         return [rest] if rest else []
 
     def _prompt_tokens(self, call: Call) -> int:
@@ -117,18 +119,33 @@ class FakeAdapter(Adapter):
         prompt = self._prompt_tokens(call)
         if b.tools and call.request.tools:
             fn = call.request.tools[0]["function"]["name"]
-            tool_call = {"id": "call_" + new_id()[-12:], "type": "function", "function": {"name": fn, "arguments": "{}"}}
+            tool_call = {
+                "id": "call_" + new_id()[-12:],
+                "type": "function",
+                "function": {"name": fn, "arguments": "{}"},
+            }
             return {
-                "id": new_id(), "object": "chat.completion", "created": now(), "model": call.upstream_model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [tool_call]},
-                             "finish_reason": "tool_calls"}],
+                "id": new_id(),
+                "object": "chat.completion",
+                "created": now(),
+                "model": call.upstream_model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": None, "tool_calls": [tool_call]},
+                        "finish_reason": "tool_calls",
+                    }
+                ],
                 "usage": make_usage(prompt, 5),
             }
         tokens = self._answer(call, b)
         full = "".join(tokens)
         finish = "length" if call.request.output_limit() and len(tokens) == call.request.output_limit() else "stop"
         return {
-            "id": new_id(), "object": "chat.completion", "created": now(), "model": call.upstream_model,
+            "id": new_id(),
+            "object": "chat.completion",
+            "created": now(),
+            "model": call.upstream_model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": full}, "finish_reason": finish}],
             "usage": make_usage(prompt, len(tokens)),
         }
@@ -145,7 +162,12 @@ class FakeAdapter(Adapter):
         tokens = self._rest(self._answer(call, b), call.prefix)
         if b.tools and call.request.tools:
             fn = call.request.tools[0]["function"]["name"]
-            tc = {"index": 0, "id": "call_" + cid[-12:], "type": "function", "function": {"name": fn, "arguments": "{}"}}
+            tc = {
+                "index": 0,
+                "id": "call_" + cid[-12:],
+                "type": "function",
+                "function": {"name": fn, "arguments": "{}"},
+            }
             yield make_chunk(cid, model, {"tool_calls": [tc]})
             yield make_chunk(cid, model, {}, "tool_calls")
             yield usage_chunk(cid, model, make_usage(self._prompt_tokens(call), 5))

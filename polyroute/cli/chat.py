@@ -70,21 +70,23 @@ async def _local(args: argparse.Namespace) -> int:
 async def _remote(args: argparse.Namespace) -> int:
     headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     url = args.url.rstrip("/") + "/chat/completions"
-    async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=5)) as client:
-        async with client.stream("POST", url, json=_body(args), headers=headers) as resp:
-            if resp.status_code >= 400:
-                err = orjson.loads(await resp.aread()).get("error", {})
-                print(f"polyroute: HTTP {resp.status_code}: {err.get('message')}", file=sys.stderr)
+    timeout = httpx.Timeout(600, connect=5)
+    async with httpx.AsyncClient(timeout=timeout) as client, client.stream(
+        "POST", url, json=_body(args), headers=headers
+    ) as resp:
+        if resp.status_code >= 400:
+            err = orjson.loads(await resp.aread()).get("error", {})
+            print(f"polyroute: HTTP {resp.status_code}: {err.get('message')}", file=sys.stderr)
+            return 1
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            doc = orjson.loads(line[6:])
+            if "error" in doc:
+                print(f"\npolyroute: stream error: {doc['error'].get('message')}", file=sys.stderr)
                 return 1
-            async for line in resp.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                doc = orjson.loads(line[6:])
-                if "error" in doc:
-                    print(f"\npolyroute: stream error: {doc['error'].get('message')}", file=sys.stderr)
-                    return 1
-                sys.stdout.write(chunk_text(doc))
-                sys.stdout.flush()
-            print(f"\n[{resp.headers.get('x-polyroute-model')} via {resp.headers.get('x-polyroute-backend')}]",
-                  file=sys.stderr)
+            sys.stdout.write(chunk_text(doc))
+            sys.stdout.flush()
+        print(f"\n[{resp.headers.get('x-polyroute-model')} via {resp.headers.get('x-polyroute-backend')}]",
+              file=sys.stderr)
     return 0

@@ -72,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         if args.config:
             os.environ["POLYROUTE_CONFIG"] = args.config
-        uvicorn.run("polyroute.server.app:app_from_env", factory=True, workers=args.workers, **common)  # type: ignore[arg-type]
+        uvicorn.run("polyroute.server.app:app_from_env", factory=True, workers=args.workers, **common)
         return 0
     from polyroute.catalog import load_catalog
     from polyroute.gateway import Gateway
     from polyroute.server.app import create_app
 
     app = create_app(Gateway.from_config(config, load_catalog()))
-    uvicorn.run(app, **common)  # type: ignore[arg-type]
+    uvicorn.run(app, **common)
     return 0
