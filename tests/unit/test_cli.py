@@ -1,0 +1,76 @@
+"""The CLI as a user runs it: config check, serve --print-config, chat in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from polyroute.cli import main
+
+GOOD = """
+[backends.f]
+type = "fake"
+[backends.remote]
+type = "openai"
+base_url = "https://api.example.com/v1"
+api_key = "env:POLYROUTE_TEST_KEY"
+[models.echo]
+backend = "f"
+[models.down]
+backend = "f"
+upstream = "error-500"
+[models.hosted]
+backend = "remote"
+family = "deepseek-v3"
+[routes.main]
+models = ["down", "echo"]
+"""
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    p = tmp_path / "gw.toml"
+    p.write_text(GOOD)
+    return p
+
+
+def test_config_check_ok_and_warns_about_unset_key(good: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POLYROUTE_TEST_KEY", raising=False)
+    assert main(["config", "check", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: 2 backends, 3 models, 1 routes" in out
+    assert "POLYROUTE_TEST_KEY" in out and "not set" in out
+
+
+def test_config_check_refuses_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(GOOD.replace('family = "deepseek-v3"', 'family = "deepseek-v9"'))
+    assert main(["config", "check", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml: models.hosted.family: unknown catalog family 'deepseek-v9'" in err
+
+
+def test_print_config_redacts_secrets(good: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYROUTE_TEST_KEY", "sk-very-secret-value")
+    assert main(["serve", "--config", str(good), "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "sk-very-secret-value" not in out
+    assert '"api_key": "env:POLYROUTE_TEST_KEY (set)"' in out
+
+
+def test_chat_in_process_streams_the_answer(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "--config", str(good), "--model", "main", "hello from the cli"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "You said: hello from the cli"
+    assert "[echo via f," in captured.err
+
+
+def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("serve", "chat", "models", "config"):
+        assert cmd in out

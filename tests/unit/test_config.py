@@ -1,0 +1,85 @@
+"""Config validation: every refusal names the file, the key and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from polyroute import config as cfg
+from polyroute.errors import ConfigError
+
+BASE: dict[str, Any] = {
+    "backends": {"up": {"type": "openai", "base_url": "https://api.example.com/v1", "api_key": "env:UP_KEY"}},
+    "models": {"m": {"backend": "up"}},
+    "routes": {"r": {"models": ["m"]}},
+}
+
+
+def with_(path: str, value: Any) -> dict[str, Any]:
+    import copy
+
+    raw = copy.deepcopy(BASE)
+    node = raw
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return raw
+
+
+BAD = [
+    (with_("gateway.colour", "blue"), "gateway.colour", "unknown key"),
+    (with_("backends.up.type", "grpc"), "backends.up.type", "Input should be"),
+    (with_("backends.up.base_url", "ftp://x"), "backends.up.base_url", "http(s) URL"),
+    (with_("backends.up.api_key", "sk-plaintext"), "backends.up.api_key", "env:VARIABLE"),
+    (with_("backends.up.timeout", -1), "backends.up.timeout", "greater than 0"),
+    (with_("models.m.backend", "nowhere"), None, "models.m.backend: 'nowhere' is not defined (known: up)"),
+    (with_("routes.r.models", ["m", "ghost"]), None, "routes.r.models[1]: 'ghost' is not defined"),
+    (with_("routes.r.policy", "strict"), None, "routes.r.policy: 'strict' is not defined"),
+    (with_("routes.m", {"models": ["m"]}), None, "routes.m: a model has the same name"),
+    (with_("gateway.listen", "8080"), "gateway.listen", "HOST:PORT"),
+    (with_("backends.loc", {"type": "llamacpp"}), "backends.loc", "needs model_path"),
+]
+
+
+@pytest.mark.parametrize(("raw", "key", "words"), BAD)
+def test_bad_config_is_refused_with_file_key_reason(raw: dict[str, Any], key: str | None, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg.parse(raw, source="gw.toml", env={})
+    text = str(info.value)
+    assert text.startswith("gw.toml: ")
+    if key:
+        assert f": {key}: " in text
+    assert words in text
+
+
+def test_secret_is_resolved_but_never_shown() -> None:
+    c = cfg.parse(BASE, env={"UP_KEY": "sk-live-123456"})
+    key = c.backends["up"].api_key
+    assert key is not None and key.get() == "sk-live-123456"
+    assert "sk-live" not in repr(c) and "sk-live" not in str(c.redacted())
+    assert c.redacted()["backends"]["up"]["api_key"] == "env:UP_KEY (set)"
+
+
+def test_locality_is_inferred_from_the_host() -> None:
+    def loc(url: str) -> str:
+        return cfg.BackendConfig(type="openai", base_url=url).effective_locality()
+
+    assert loc("http://127.0.0.1:8000/v1") == "local"
+    assert loc("http://10.1.2.3/v1") == "local"
+    assert loc("http://localhost:11434") == "local"
+    assert loc("https://api.deepseek.com/v1") == "remote"
+    assert cfg.BackendConfig(type="openai", base_url="http://10.0.0.1", locality="remote").effective_locality() == (
+        "remote"
+    )
+
+
+def test_load_reports_toml_syntax_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway\nlisten = 1\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: invalid TOML"):
+        cfg.load(bad)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        cfg.load(tmp_path / "missing.toml")
