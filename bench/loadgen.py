@@ -199,7 +199,7 @@ class _Run:
                 loop.create_connection(lambda: _Client(self.opts.stream), self.opts.host, self.opts.port), 5.0
             )
             return client
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             if time.perf_counter() >= self.measure_from:
                 self.measured_issued += 1
                 self.record_error("connect", repr(exc))
@@ -299,9 +299,19 @@ def _options(argv: list[str] | None) -> Options:
     if not 1 <= a.concurrency <= 4096 or a.requests < 1 or not 0 < a.duration <= 3600:
         p.error("need 1 <= concurrency <= 4096, requests >= 1 and 0 < duration <= 3600")
     return Options(
-        a.host, a.port, a.path, a.model, a.stream, a.concurrency, a.requests,
-        a.duration, a.warmup, a.timeout, a.api_key, a.max_tokens,
-    )  # fmt: skip
+        a.host,
+        a.port,
+        a.path,
+        a.model,
+        a.stream,
+        a.concurrency,
+        a.requests,
+        a.duration,
+        a.warmup,
+        a.timeout,
+        a.api_key,
+        a.max_tokens,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

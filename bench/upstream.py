@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import os
 import signal
 import socket
 import sys
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 from itertools import count
+from typing import cast
 
 import httptools
 import orjson
@@ -56,7 +59,8 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.url = b""
         self.body = bytearray()
-        self.pending: deque[tuple[bytes, bytes, bytes, bool]] = deque()
+        self.pending: deque[tuple[float, bytes, bytes, bytes, bool]] = deque()
+        self.received = 0.0
         self.busy = False
         self.timer: asyncio.TimerHandle | None = None
 
@@ -87,7 +91,7 @@ class _Conn(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         method = self.parser.get_method()
-        self.pending.append((method, self.url, bytes(self.body), self.parser.should_keep_alive()))
+        self.pending.append((time.perf_counter(), method, self.url, bytes(self.body), self.parser.should_keep_alive()))
         self.url = b""
         self.body = bytearray()
         if not self.busy:
@@ -96,7 +100,7 @@ class _Conn(asyncio.Protocol):
     # answering
     def _next(self) -> None:
         while self.pending and not self.busy and self.transport is not None:
-            method, url, body, keep_alive = self.pending.popleft()
+            self.received, method, url, body, keep_alive = self.pending.popleft()
             self.busy = True
             self._answer(method, url.partition(b"?")[0], body, keep_alive)
 
@@ -115,22 +119,24 @@ class _Conn(asyncio.Protocol):
             return
         ident = next(self.ids)
         b = self.behaviour
-        loop = asyncio.get_running_loop()
+        due = self.received + b.latency
         if req.get("stream") is True:
             options = req.get("stream_options")
             usage = isinstance(options, dict) and options.get("include_usage") is True
             events = wire.StreamEvents(model, ident, b.tokens, usage)
-            self._later(loop, b.latency, self._stream_start, events, keep_alive)
+            self._at(due, self._stream_start, events, due, keep_alive)
         else:
             payload = wire.completion(model, ident, b.tokens)
-            self._later(loop, b.latency, self._send_json, 200, b"OK", payload, keep_alive)
+            self._at(due, self._send_json, 200, b"OK", payload, keep_alive)
 
-    def _later(self, loop: asyncio.AbstractEventLoop, delay: float, fn: object, *args: object) -> None:
-        assert callable(fn)
+    def _at(self, due: float, fn: Callable[..., None], *args: object) -> None:
+        """Call fn at perf_counter() >= due, never earlier: libuv's timers have millisecond
+        granularity and a cached clock, so they may fire up to a millisecond early."""
+        delay = due - time.perf_counter()
         if delay <= 0:
             fn(*args)
         else:
-            self.timer = loop.call_later(delay, fn, *args)
+            self.timer = asyncio.get_running_loop().call_later(delay, self._at, due, fn, *args)
 
     def _send_json(self, status: int, reason: bytes, payload: bytes, keep_alive: bool) -> None:
         if self.transport is None:
@@ -139,7 +145,7 @@ class _Conn(asyncio.Protocol):
         self.transport.write(head + payload)
         self._done(keep_alive)
 
-    def _stream_start(self, events: wire.StreamEvents, keep_alive: bool) -> None:
+    def _stream_start(self, events: wire.StreamEvents, first_due: float, keep_alive: bool) -> None:
         if self.transport is None:
             return
         head = _SSE_HEAD % (b"" if keep_alive else _CLOSE)
@@ -149,9 +155,10 @@ class _Conn(asyncio.Protocol):
             self._done(keep_alive)
             return
         self.transport.write(head + wire.chunked(events.first + events.token))
-        self._stream_step(events, 1, keep_alive)
+        self._stream_step(events, first_due, 1, keep_alive)
 
-    def _stream_step(self, events: wire.StreamEvents, sent: int, keep_alive: bool) -> None:
+    def _stream_step(self, events: wire.StreamEvents, first_due: float, sent: int, keep_alive: bool) -> None:
+        """Token n goes out at first_due + (n - 1) * interval: a fixed rate that does not drift."""
         if self.transport is None:
             return
         if sent > 1:
@@ -160,8 +167,8 @@ class _Conn(asyncio.Protocol):
             self.transport.write(wire.chunked(events.last) + wire.CHUNKED_END)
             self._done(keep_alive)
             return
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(self.behaviour.interval, self._stream_step, events, sent + 1, keep_alive)
+        due = first_due + sent * self.behaviour.interval
+        self._at(due, self._stream_step, events, first_due, sent + 1, keep_alive)
 
     def _done(self, keep_alive: bool) -> None:
         self.timer = None
@@ -215,10 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.processes - 1):
         if os.fork() == 0:
             break  # each child serves on its own SO_REUSEPORT socket; the parent's group is killed as one
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(serve(host, args.port, behaviour))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

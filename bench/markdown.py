@@ -1,0 +1,172 @@
+"""results/latest.md: the figures of one run as tables a person reads."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_NONE = "—"
+
+
+def _f(value: Any, fmt: str = ".2f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return _NONE
+    return format(value, fmt)
+
+
+def _signed(value: Any) -> str:
+    return _f(value, "+.2f")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return out + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    m, v, p = results["machine"], results["versions"], results["plan"]
+    sha = (v.get("polyroute_git_sha") or "unknown")[:12] + (" (dirty tree)" if v.get("polyroute_tree_dirty") else "")
+    gw = ", ".join(f"{k} {x}" for k, x in v.get("gateway_env", {}).items())
+    ll = ", ".join(f"{k} {x}" for k, x in v.get("litellm_env", {}).items()) or "not installed"
+    return [
+        f"# polyroute benchmark, {results['date']}",
+        "",
+        f"- Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({m['cpus_usable']} usable), "
+        f"{m['memory_gib']} GiB, Linux {m['kernel']}; load average {m['loadavg_at_start']} at start, "
+        f"{m.get('loadavg_at_end')} at end.",
+        f"- Versions: Python {v['python']}; polyroute {v.get('polyroute') or '?'} at {sha}; {gw}.",
+        f"- LiteLLM venv: {ll}.",
+        f"- Upstream: {p['latency_ms']:g} ms per answer; streams send {p['tokens']} tokens, the first after "
+        f"{p['latency_ms']:g} ms, then one every {p['token_interval_ms']:g} ms. Saturation uses a second "
+        "upstream that answers at once.",
+        f"- Each scenario: {p['warmup']:g} s warm-up, then {p['duration']:g} s or {p['max_requests']} requests; "
+        "one keep-alive connection per concurrent client; one load-generator process.",
+        f"- Command: `{results['command']}`",
+        "",
+    ]
+
+
+def _checks(results: dict[str, Any]) -> list[str]:
+    rows = [
+        [c["name"], _f(c["value"], ".3g"), f"{c['op']} {c['threshold']:g}", f"**{c['verdict']}**", c.get("note", "")]
+        for c in results["checks"]
+    ]
+    return ["## Targets", "", *_table(["check", "value", "target", "verdict", "note"], rows), ""]
+
+
+def _latency(results: dict[str, Any], key: str, title: str, what: str) -> list[str]:
+    data = results["figures"][key]
+    concs = sorted({int(c) for rows in data.values() for c in rows})
+    rows = []
+    for c in concs:
+        for target, by_c in data.items():
+            r = by_c.get(str(c))
+            if r is not None:
+                rows.append(
+                    [
+                        str(c),
+                        target,
+                        _f(r["rps"], ".1f"),
+                        _f(r["p50"]),
+                        _f(r["p99"]),
+                        _signed(r["overhead_p50"]),
+                        _signed(r["overhead_p99"]),
+                        str(r["errors"]),
+                    ]
+                )
+    header = [
+        "concurrency",
+        "target",
+        "req/s",
+        f"{what} p50 ms",
+        f"{what} p99 ms",
+        "overhead p50 ms",
+        "overhead p99 ms",
+        "errors",
+    ]
+    return [f"## {title}", "", *_table(header, rows), ""]
+
+
+def _saturation(results: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            target,
+            str(r["workers"] or _NONE),
+            str(r["concurrency"]),
+            _f(r["rps"], ".0f"),
+            _f(r["rps_per_worker"], ".0f"),
+            _f(r["p50"]),
+            _f(r["p99"]),
+            str(r["errors"]),
+            _f(r["gateway_cpu_ms_per_req"], ".3f"),
+            _f(r["upstream_cpu_util"]),
+        ]
+        for target, r in results["figures"]["saturation"].items()
+    ]
+    header = [
+        "target",
+        "workers",
+        "best concurrency",
+        "req/s",
+        "req/s per worker",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "gateway CPU ms/req",
+        "upstream CPU (cores)",
+    ]
+    ratio = results["figures"]["workers2_ratio"]
+    return [
+        "## Saturation (upstream answers at once)",
+        "",
+        *_table(header, rows),
+        "",
+        f"polyroute 2 workers / 1 worker: {_f(ratio, '.2f')}x",
+        "",
+    ]
+
+
+def _memory(results: dict[str, Any]) -> list[str]:
+    rows = [
+        [t, _f(m["idle_rss_mb"], ".1f"), _f(m["peak_rss_mb"], ".1f"), _f(m["startup_s"], ".1f")]
+        for t, m in results["figures"]["memory"].items()
+    ]
+    rates = results["figures"]["error_rate"]
+    err = ", ".join(f"{t} {r:.4%}" for t, r in rates.items())
+    return [
+        "## Memory (process tree RSS, sampled from /proc every 100 ms)",
+        "",
+        *_table(["target", "idle RSS MiB", "peak RSS MiB", "startup s"], rows),
+        "",
+        f"Error rate over all scenarios: {err or _NONE}.",
+        "",
+    ]
+
+
+def _notes(results: dict[str, Any]) -> list[str]:
+    out = []
+    for name, t in results["targets"].items():
+        for key in ("skipped", "failed"):
+            if key in t:
+                out.append(f"- {name}: {key}: {t[key].splitlines()[0]}")
+        for sc, r in t.get("scenarios", {}).items():
+            if "failed" in r:
+                out.append(f"- {name} {sc}: failed: {r['failed']}")
+            elif r.get("error_samples"):
+                out.append(f"- {name} {sc}: {r['errors']} errors, e.g. {r['error_samples'][0][:200]}")
+    llama = results.get("llamacpp", {})
+    out.append(f"- llama.cpp path: {llama.get('skipped') or 'see latest.json'}")
+    return ["## Notes", "", *out, ""]
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        *_header(results),
+        *_checks(results),
+        *_latency(results, "chat_latency", "Non-streaming, slow upstream: latency and added latency", "latency"),
+        *_latency(results, "stream_ttft", "Streaming: time to first token and its overhead", "TTFT"),
+        *_saturation(results),
+        *_memory(results),
+        *_notes(results),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""What one run measures: the upstream's behaviour and the list of scenarios."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from bench.targets import INSTANT, SLOW
+
+CHAT, STREAM, SATURATE = "chat", "stream", "saturate"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    kind: str  # CHAT (non-stream, slow upstream), STREAM (slow upstream), SATURATE (instant upstream)
+    concurrency: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-c{self.concurrency}"
+
+    @property
+    def profile(self) -> str:
+        return INSTANT if self.kind == SATURATE else SLOW
+
+    @property
+    def stream(self) -> bool:
+        return self.kind == STREAM
+
+
+@dataclass(frozen=True)
+class Plan:
+    latency_ms: float = 50.0  # the slow upstream's answer time, and its time to first token
+    tokens: int = 20  # tokens per answer
+    token_interval_ms: float = 5.0  # between streamed tokens
+    chat_concurrency: tuple[int, ...] = (1, 16, 64, 256)
+    stream_concurrency: tuple[int, ...] = (1, 16, 64, 256)
+    saturate_concurrency: tuple[int, ...] = (64, 256)
+    duration: float = 5.0  # seconds of measurement per scenario (after the warm-up)
+    warmup: float = 1.0
+    max_requests: int = 200_000  # per scenario; whichever of count and time comes first ends it
+    timeout: float = 30.0  # one request
+    upstream_processes: int = 1  # SO_REUSEPORT processes per fake upstream
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(duration=2.0, warmup=0.5)
+
+    @classmethod
+    def smoke(cls) -> Plan:
+        """A few dozen requests per scenario at concurrency 4: proves the harness works."""
+        return cls(
+            latency_ms=20.0,
+            tokens=5,
+            token_interval_ms=2.0,
+            chat_concurrency=(4,),
+            stream_concurrency=(4,),
+            saturate_concurrency=(4,),
+            duration=2.0,
+            warmup=0.2,
+            max_requests=40,
+            timeout=10.0,
+        )
+
+    def with_(self, **changes: object) -> Plan:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def scenarios(self, saturation_only: bool = False) -> list[Scenario]:
+        out = [Scenario(SATURATE, c) for c in self.saturate_concurrency]
+        if saturation_only:
+            return out
+        return [
+            *(Scenario(CHAT, c) for c in self.chat_concurrency),
+            *(Scenario(STREAM, c) for c in self.stream_concurrency),
+            *out,
+        ]

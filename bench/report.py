@@ -1,0 +1,177 @@
+"""From raw results to figures, PASS/FAIL checks and the two result files.
+
+Overheads are differences of percentiles between a target and the direct
+baseline measured in the same run (target p50 - direct p50, and so on). Ratios
+compare figures from the same run only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.markdown import render
+from bench.plan import CHAT, SATURATE, STREAM
+from bench.stats import difference, ratio
+
+CHECK_CONCURRENCY = 64
+
+
+def _scenario(results: dict[str, Any], target: str, name: str) -> dict[str, Any] | None:
+    r = results["targets"].get(target, {}).get("scenarios", {}).get(name)
+    return r if isinstance(r, dict) and "failed" not in r else None
+
+
+def _pct(r: dict[str, Any] | None, key: str, q: str) -> float | None:
+    value = (r or {}).get(key, {}).get(q)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _per_concurrency(results: dict[str, Any], kind: str, key: str) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for target in results["targets"]:
+        rows: dict[str, dict[str, Any]] = {}
+        for c in results["plan"][f"{kind}_concurrency"]:
+            r = _scenario(results, target, f"{kind}-c{c}")
+            if r is None:
+                continue
+            base = _scenario(results, "direct", f"{kind}-c{c}")
+            rows[str(c)] = {
+                "rps": r["rps"],
+                "p50": _pct(r, key, "p50"),
+                "p99": _pct(r, key, "p99"),
+                "overhead_p50": difference(_pct(r, key, "p50"), _pct(base, key, "p50")),
+                "overhead_p99": difference(_pct(r, key, "p99"), _pct(base, key, "p99")),
+                "errors": r["errors"],
+                "error_rate": r["error_rate"],
+            }
+        if rows:
+            out[target] = rows
+    return out
+
+
+def _saturation(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for target, t in results["targets"].items():
+        runs = [(c, _scenario(results, target, f"{SATURATE}-c{c}")) for c in results["plan"]["saturate_concurrency"]]
+        done = [(c, r) for c, r in runs if r is not None]
+        if not done:
+            continue
+        c, best = max(done, key=lambda cr: float(cr[1]["rps"]))
+        workers = int(t.get("workers") or 0)
+        out[target] = {
+            "rps": best["rps"],
+            "rps_per_worker": best["rps"] / workers if workers else None,
+            "concurrency": c,
+            "workers": workers,
+            "p50": _pct(best, "latency_ms", "p50"),
+            "p99": _pct(best, "latency_ms", "p99"),
+            "errors": best["errors"],
+            "gateway_cpu_ms_per_req": best.get("gateway_cpu_ms_per_req"),
+            "upstream_cpu_util": best.get("upstream_cpu_util"),
+        }
+    return out
+
+
+def _error_rates(results: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for target, t in results["targets"].items():
+        scenarios = [r for r in t.get("scenarios", {}).values() if "failed" not in r]
+        total = sum(r["ok"] + r["errors"] for r in scenarios)
+        if total:
+            out[target] = sum(r["errors"] for r in scenarios) / total
+    return out
+
+
+def figures(results: dict[str, Any]) -> dict[str, Any]:
+    sat = _saturation(results)
+    w1, w2 = sat.get("polyroute", {}).get("rps"), sat.get("polyroute-w2", {}).get("rps")
+    return {
+        "chat_latency": _per_concurrency(results, CHAT, "latency_ms"),
+        "stream_ttft": _per_concurrency(results, STREAM, "ttft_ms"),
+        "saturation": sat,
+        "memory": {
+            name: {k: t.get(k) for k in ("idle_rss_mb", "peak_rss_mb", "startup_s")}
+            for name, t in results["targets"].items()
+            if "peak_rss_mb" in t
+        },
+        "error_rate": _error_rates(results),
+        "workers2_ratio": ratio(w2, w1),
+    }
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float | None
+    op: str  # ">=" or "<="
+    threshold: float
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.value is None or math.isnan(self.value):
+            return "SKIP"
+        ok = self.value >= self.threshold if self.op == ">=" else self.value <= self.threshold
+        return "PASS" if ok else "FAIL"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "verdict": self.verdict}
+
+
+def checks(results: dict[str, Any], figs: dict[str, Any]) -> list[Check]:
+    c = str(CHECK_CONCURRENCY)
+    chat = {t: rows.get(c, {}) for t, rows in figs["chat_latency"].items()}
+    ttft = figs["stream_ttft"].get("polyroute", {}).get(c, {})
+    pr, direct, llm = chat.get("polyroute", {}), chat.get("direct", {}), chat.get("litellm", {})
+    mem = figs["memory"]
+    cpus = results.get("machine", {}).get("cpus_usable") or 0
+    core_note = (
+        f"{cpus} CPUs here, shared by the load generator, the upstream and every gateway worker"
+        if cpus and cpus < 4
+        else ""
+    )
+    at = f"{CHECK_CONCURRENCY} concurrent, non-streaming, {results['plan']['latency_ms']:g} ms upstream"
+    return [
+        Check(f"polyroute throughput / direct ({at})", ratio(pr.get("rps"), direct.get("rps")), ">=", 0.9),
+        Check(f"polyroute throughput / LiteLLM ({at})", ratio(pr.get("rps"), llm.get("rps")), ">=", 10.0),
+        Check(f"polyroute errors ({at})", pr.get("errors"), "<=", 0.0),
+        Check(f"polyroute added latency p50, ms ({at})", pr.get("overhead_p50"), "<=", 1.0),
+        Check(f"polyroute added latency p99, ms ({at})", pr.get("overhead_p99"), "<=", 5.0),
+        Check(
+            f"polyroute stream TTFT overhead p50, ms ({CHECK_CONCURRENCY} concurrent)",
+            ttft.get("overhead_p50"),
+            "<=",
+            1.0,
+        ),
+        Check(
+            "polyroute peak RSS / LiteLLM peak RSS",
+            ratio(mem.get("polyroute", {}).get("peak_rss_mb"), mem.get("litellm", {}).get("peak_rss_mb")),
+            "<=",
+            0.5,
+        ),
+        Check("polyroute saturated throughput, 2 workers / 1 worker", figs["workers2_ratio"], ">=", 1.7, core_note),
+    ]
+
+
+def finish(results: dict[str, Any]) -> dict[str, Any]:
+    figs = figures(results)
+    results["figures"] = figs
+    results["checks"] = [c.as_dict() for c in checks(results, figs)]
+    return results
+
+
+def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
+    tmp = out_dir / "latest.json.tmp"
+    tmp.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    tmp.replace(json_path)
+    tmp = out_dir / "latest.md.tmp"
+    tmp.write_text(render(results))
+    tmp.replace(md_path)
+    return json_path, md_path

@@ -1,0 +1,233 @@
+"""One benchmark run: start the fake upstreams, then each target in turn, drive every
+scenario through a separate load-generator process, and collect the raw figures.
+
+Targets run one after another (never at the same time) against the same
+upstream processes. Every process is started inside an ExitStack and stopped on
+return, on error and on Ctrl-C; SIGTERM is turned into the same unwinding.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from bench import llamacpp, procs
+from bench.plan import Plan, Scenario
+from bench.targets import API_KEY, INSTANT, SLOW, Direct, LiteLLM, Polyroute, Running, Target, Upstreams
+
+TARGETS = ("direct", "polyroute", "polyroute-w2", "litellm")
+
+
+def make_target(name: str) -> Target:
+    if name == "direct":
+        return Direct()
+    if name == "litellm":
+        return LiteLLM()
+    if name == "polyroute":
+        return Polyroute(1)
+    if name.startswith("polyroute-w") and name[len("polyroute-w") :].isdigit():
+        return Polyroute(int(name[len("polyroute-w") :]))
+    raise ValueError(f"unknown target {name!r} (known: {', '.join(TARGETS)})")
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Let SIGTERM unwind like Ctrl-C, so the ExitStacks stop every child."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def _child_env() -> dict[str, str]:
+    repo = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{path}" if path else repo}
+
+
+def start_upstreams(plan: Plan, stack: ExitStack, workdir: Path) -> tuple[Upstreams, dict[str, procs.Service]]:
+    ports: dict[str, int] = {}
+    services: dict[str, procs.Service] = {}
+    behaviours = {
+        SLOW: (plan.latency_ms, plan.token_interval_ms),
+        INSTANT: (0.0, 0.0),
+    }
+    for profile, (latency, interval) in behaviours.items():
+        port = procs.free_port()
+        argv = [
+            _python(),
+            "-m",
+            "bench.upstream",
+            "--port",
+            str(port),
+            "--latency-ms",
+            str(latency),
+            "--tokens",
+            str(plan.tokens),
+            "--token-interval-ms",
+            str(interval),
+            "--processes",
+            str(plan.upstream_processes),
+        ]
+        service = procs.Service(f"upstream-{profile}", argv, workdir / f"upstream-{profile}.log", env=_child_env())
+        stack.callback(service.stop)
+        procs.wait_for_port(port, service, timeout=15.0)
+        ports[profile], services[profile] = port, service
+    return Upstreams(ports), services
+
+
+def run_loadgen(scenario: Scenario, plan: Plan, port: int, model: str, workdir: Path) -> dict[str, Any]:
+    argv = [
+        _python(),
+        "-m",
+        "bench.loadgen",
+        "--port",
+        str(port),
+        "--model",
+        model,
+        "--concurrency",
+        str(scenario.concurrency),
+        "--requests",
+        str(plan.max_requests),
+        "--duration",
+        str(plan.duration),
+        "--warmup",
+        str(plan.warmup),
+        "--timeout",
+        str(plan.timeout),
+        "--api-key",
+        API_KEY,
+        "--max-tokens",
+        str(plan.tokens),
+    ]
+    if scenario.stream:
+        argv.append("--stream")
+    hard_limit = plan.warmup + plan.duration + plan.timeout + 20.0
+    with (workdir / "loadgen.log").open("ab") as err:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=_child_env(),
+            start_new_session=True,
+            preexec_fn=procs.die_with_parent,
+        )
+        try:
+            out, _ = proc.communicate(timeout=hard_limit)
+        except subprocess.TimeoutExpired:
+            return {"failed": f"load generator still running after {hard_limit:.0f}s"}
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5.0)
+    if proc.returncode != 0:
+        return {"failed": f"load generator exited with {proc.returncode} (see {workdir / 'loadgen.log'})"}
+    result: dict[str, Any] = orjson.loads(out)
+    return result
+
+
+def _scenario(
+    scenario: Scenario,
+    plan: Plan,
+    running: Running,
+    upstream: procs.Service,
+    sampler: procs.Sampler | None,
+    workdir: Path,
+) -> dict[str, Any]:
+    route = running.routes[scenario.profile]
+    up_pids = procs.tree(upstream.pid)
+    up_cpu0 = procs.cpu_seconds(up_pids)
+    gw_cpu0 = sampler.cpu() if sampler else 0.0
+    t0 = time.monotonic()
+    result = run_loadgen(scenario, plan, route.port, route.model, workdir)
+    wall = time.monotonic() - t0
+    ok = int(result.get("ok", 0))
+    up_cpu = procs.cpu_seconds(up_pids) - up_cpu0
+    result["upstream_cpu_util"] = round(up_cpu / wall, 3)
+    if sampler is not None:
+        gw_cpu = sampler.cpu() - gw_cpu0
+        result["gateway_cpu_util"] = round(gw_cpu / wall, 3)
+        result["gateway_cpu_ms_per_req"] = round(gw_cpu * 1000 / ok, 4) if ok else None
+    return result
+
+
+def run_target(
+    target: Target, plan: Plan, upstreams: Upstreams, upstream_services: dict[str, procs.Service], workdir: Path
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"workers": target.workers}
+    with ExitStack() as stack:
+        started = time.monotonic()
+        try:
+            running = target.start(stack, upstreams, workdir)
+        except (RuntimeError, OSError) as exc:
+            return {**out, "failed": f"did not start: {exc}"}
+        out["startup_s"] = round(time.monotonic() - started, 2)
+        sampler = None
+        if running.service is not None:
+            sampler = procs.Sampler(running.service.pid)
+            stack.callback(sampler.close)
+            out["idle_rss_mb"] = round(sampler.peak / 2**20, 1)
+        scenarios: dict[str, Any] = {}
+        for sc in plan.scenarios(saturation_only=target.workers > 1):
+            if running.service is not None and not running.service.alive():
+                out["failed"] = f"exited during the run:\n{running.service.log_tail()}"
+                break
+            print(f"bench: {target.name:<14} {sc.name:<14}", end=" ", file=sys.stderr, flush=True)
+            scenarios[sc.name] = _scenario(sc, plan, running, upstream_services[sc.profile], sampler, workdir)
+            print(_line(scenarios[sc.name]), file=sys.stderr, flush=True)
+            time.sleep(0.2)
+        out["scenarios"] = scenarios
+        if sampler is not None:
+            out["peak_rss_mb"] = round(sampler.close() / 2**20, 1)
+    return out
+
+
+def _line(r: dict[str, Any]) -> str:
+    if "failed" in r:
+        return f"FAILED: {r['failed']}"
+    lat, nan = r.get("latency_ms", {}), float("nan")
+    text = f"{r.get('rps', 0):9.1f} req/s  p50 {lat.get('p50', nan):8.2f} ms  p99 {lat.get('p99', nan):8.2f} ms"
+    if "ttft_ms" in r:
+        text += f"  ttft p50 {r['ttft_ms'].get('p50', nan):7.2f} ms"
+    return text + f"  errors {r.get('errors', 0)}"
+
+
+def run(plan: Plan, target_names: Sequence[str], workdir: Path, llamacpp_hook: bool = True) -> dict[str, Any]:
+    """Run the plan against the named targets; return the raw results (see bench.report)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    targets = [make_target(n) for n in target_names]
+    results: dict[str, Any] = {"targets": {}}
+    with _sigterm_unwinds(), ExitStack() as stack:
+        upstreams, services = start_upstreams(plan, stack, workdir)
+        for target in targets:
+            reason = target.prepare(workdir)
+            if reason is not None:
+                print(f"bench: {target.name}: skipped: {reason}", file=sys.stderr)
+                results["targets"][target.name] = {"workers": target.workers, "skipped": reason}
+                continue
+            results["targets"][target.name] = run_target(target, plan, upstreams, services, workdir)
+        results["llamacpp"] = llamacpp.run(plan, workdir) if llamacpp_hook else {"skipped": "not requested"}
+    return results
