@@ -1,7 +1,7 @@
 """HTTP plumbing shared by every HTTP adapter.
 
-This is the one place where httpx exceptions and upstream HTTP statuses become
-polyroute errors. Provider-specific readings of an error body (a region block, a
+This is the one place where transport exceptions and upstream HTTP statuses
+become polyroute errors. Provider-specific readings of an error body (a region block, a
 context-length refusal) are passed in by each adapter as a ``BodyReader``.
 """
 
@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import orjson
 
+from polyroute.adapters.transport import (
+    ConnectFailed,
+    ConnectionBroken,
+    ConnectTimeout,
+    Pool,
+    ReadTimeout,
+    Response,
+    TransportError,
+)
 from polyroute.config import BackendConfig
 from polyroute.errors import (
     UpstreamAuthError,
@@ -45,11 +54,18 @@ class ErrorInfo:
 BodyReader = Callable[[int, bytes], ErrorInfo]
 
 
-def make_client(config: BackendConfig) -> httpx.AsyncClient:
-    """One pooled client per backend; the read timeout is enforced by the failover layer."""
-    timeout = httpx.Timeout(connect=config.connect_timeout, read=None, write=config.timeout, pool=config.timeout)
-    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, http2=False, trust_env=False)
+def redacting(reader: BodyReader, secret: str | None) -> BodyReader:
+    """A reader that blanks ``secret`` out of the message: some upstreams echo the key they got."""
+    if not secret:
+        return reader
+
+    def read(status: int, body: bytes) -> ErrorInfo:
+        info = reader(status, body)
+        if secret not in info.message:
+            return info
+        return replace(info, message=info.message.replace(secret, "[redacted]"))
+
+    return read
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -68,50 +84,57 @@ def parse_retry_after(value: str | None) -> float | None:
 def error_from_status(
     status: int,
     body: bytes,
-    headers: httpx.Headers,
+    headers: Mapping[str, str],
     reader: BodyReader,
     *,
     backend: str,
     model: str,
 ) -> UpstreamError:
     info = reader(status, body)
-    kw = {"backend": backend, "model": model, "upstream_status": status, "code": info.code}
-    msg = info.message[:500]
+    cls = _status_class(status, info)
+    msg = info.message[:500] if cls is not UpstreamBadResponse else f"unexpected status {status}"
+    if cls is UpstreamRateLimited:
+        return UpstreamRateLimited(
+            msg, retry_after=parse_retry_after(headers.get("retry-after")),
+            backend=backend, model=model, upstream_status=status, code=info.code,
+        )
+    return cls(msg, backend=backend, model=model, upstream_status=status, code=info.code)
+
+
+def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
     if info.blocked or status == 451:
-        return UpstreamBlocked(msg, **kw)
-    if status == 401 or info.auth:
-        return UpstreamAuthError(msg, **kw)
-    if status == 403:
-        return UpstreamAuthError(msg, **kw)
+        return UpstreamBlocked
+    if status in (401, 403) or info.auth:
+        return UpstreamAuthError
     if status == 429:
-        return UpstreamRateLimited(msg, retry_after=parse_retry_after(headers.get("retry-after")), **kw)
+        return UpstreamRateLimited
     if status == 408:
-        return UpstreamTimeout(msg, **kw)
+        return UpstreamTimeout
     if status >= 500:
-        return UpstreamServerError(msg, **kw)
+        return UpstreamServerError
     if info.context_exceeded:
-        return UpstreamContextExceeded(msg, **kw)
+        return UpstreamContextExceeded
     if status == 404:
         # The backend does not know the model: another candidate may.
-        return UpstreamServerError(msg, **kw)
+        return UpstreamServerError
     if 400 <= status < 500:
-        return UpstreamRejected(msg, **kw)
-    return UpstreamBadResponse(f"unexpected status {status}", **kw)
+        return UpstreamRejected
+    return UpstreamBadResponse
 
 
 def error_from_exception(exc: Exception, *, backend: str, model: str) -> UpstreamError:
-    kw = {"backend": backend, "model": model}
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeout(f"timed out ({type(exc).__name__})", **kw)
-    if isinstance(exc, (httpx.ConnectError, httpx.NetworkError, httpx.ProxyError)):
-        return UpstreamUnavailable(f"connection failed ({type(exc).__name__})", **kw)
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.DecodingError)):
-        return UpstreamUnavailable(f"connection broken ({type(exc).__name__})", **kw)
+    name = type(exc).__name__
+    if isinstance(exc, (ReadTimeout, ConnectTimeout, httpx.TimeoutException)):
+        return UpstreamTimeout(f"timed out ({name})", backend=backend, model=model)
+    if isinstance(exc, (ConnectFailed, httpx.ConnectError, httpx.NetworkError, httpx.ProxyError)):
+        return UpstreamUnavailable(f"connection failed ({name})", backend=backend, model=model)
+    if isinstance(exc, (ConnectionBroken, httpx.RemoteProtocolError, httpx.DecodingError)):
+        return UpstreamUnavailable(f"connection broken ({exc})", backend=backend, model=model)
     if isinstance(exc, orjson.JSONDecodeError):
-        return UpstreamBadResponse("malformed JSON from upstream", **kw)
+        return UpstreamBadResponse("malformed JSON from upstream", backend=backend, model=model)
     if isinstance(exc, (KeyError, TypeError, ValueError, IndexError)):
-        return UpstreamBadResponse(f"unexpected response shape ({type(exc).__name__})", **kw)
-    return UpstreamError(f"{type(exc).__name__}", **kw)
+        return UpstreamBadResponse(f"unexpected response shape ({name})", backend=backend, model=model)
+    return UpstreamError(name, backend=backend, model=model)
 
 
 class HttpBackend:
@@ -120,64 +143,50 @@ class HttpBackend:
     def __init__(self, name: str, config: BackendConfig, reader: BodyReader) -> None:
         self.name = name
         self.config = config
-        self.reader = reader
-        self.client = make_client(config)
+        self.reader = redacting(reader, config.api_key.get() if config.api_key else None)
+        self.pool = Pool(config.base_url or "http://localhost", config.connect_timeout)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.pool.aclose()
 
-    def _timeout(self, timeout: float | None) -> httpx.Timeout:
-        t = timeout or self.config.timeout
-        # read applies per socket read: it bounds the wait for headers and the body.
-        return httpx.Timeout(connect=min(self.config.connect_timeout, t), read=t, write=t, pool=t)
+    async def _send(self, url: str, payload: object, headers: dict[str, str], model: str,
+                    timeout: float | None) -> Response:
+        try:
+            resp = await self.pool.request("POST", url, headers, orjson.dumps(payload), timeout or self.config.timeout)
+            if resp.status >= 400:
+                body = await resp.read(timeout or self.config.timeout)
+                raise error_from_status(resp.status, body, resp.headers, self.reader, backend=self.name, model=model)
+        except TransportError as exc:
+            raise error_from_exception(exc, backend=self.name, model=model) from None
+        return resp
 
     async def post_json(
         self, url: str, payload: object, headers: dict[str, str], model: str, timeout: float | None
     ) -> object:
+        resp = await self._send(url, payload, headers, model, timeout)
         try:
-            resp = await self.client.post(
-                url, content=orjson.dumps(payload), headers=headers, timeout=self._timeout(timeout)
-            )
-            if resp.status_code >= 400:
-                raise error_from_status(
-                    resp.status_code, resp.content, resp.headers, self.reader, backend=self.name, model=model
-                )
-            return orjson.loads(resp.content)
-        except UpstreamError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - translated into the error tree here
-            raise error_from_exception(exc, backend=self.name, model=model) from exc
+            return orjson.loads(await resp.read(timeout or self.config.timeout))
+        except (TransportError, orjson.JSONDecodeError) as exc:
+            raise error_from_exception(exc, backend=self.name, model=model) from None
 
     @asynccontextmanager
     async def open_stream(
         self, url: str, payload: object, headers: dict[str, str], model: str, timeout: float | None
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> AsyncIterator[Response]:
         """Open a streaming POST; raise a classified error when the status says failure."""
-        req = self.client.build_request(
-            "POST", url, content=orjson.dumps(payload), headers=headers, timeout=self._timeout(timeout)
-        )
+        resp = await self._send(url, payload, headers, model, timeout)
         try:
-            resp = await self.client.send(req, stream=True)
-        except Exception as exc:  # noqa: BLE001
-            raise error_from_exception(exc, backend=self.name, model=model) from exc
-        try:
-            if resp.status_code >= 400:
-                body = await resp.aread()
-                raise error_from_status(
-                    resp.status_code, body, resp.headers, self.reader, backend=self.name, model=model
-                )
             yield resp
         finally:
-            await resp.aclose()
+            resp.release()
 
-    async def lines(self, resp: httpx.Response, model: str) -> AsyncIterator[str]:
+    async def lines(self, resp: Response, model: str) -> AsyncIterator[str]:
+        # Gaps between tokens are bounded by the failover layer's stall deadline.
         try:
-            async for line in resp.aiter_lines():
+            async for line in resp.iter_lines():
                 yield line
-        except UpstreamError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise error_from_exception(exc, backend=self.name, model=model) from exc
+        except TransportError as exc:
+            raise error_from_exception(exc, backend=self.name, model=model) from None
 
 
 async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
