@@ -1,0 +1,55 @@
+"""A parameter a backend cannot honour is dropped or refused as the config says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.live import live_gateway
+from tests.support.upstreams import ANTHROPIC, FakeUpstream, load
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream(ANTHROPIC) as up:
+        yield up
+
+
+def config(url: str, mode: str) -> dict[str, object]:
+    return {
+        "gateway": {"unsupported_params": mode},
+        "backends": {"claude": {"type": "anthropic", "base_url": url, "api_key": "env:ANTHROPIC_API_KEY"}},
+        "models": {"sonnet": {"backend": "claude", "upstream": "claude-sonnet-4-5", "family": "claude-sonnet-4-5"}},
+    }
+
+
+BODY = {
+    "model": "sonnet",
+    "messages": [{"role": "user", "content": "hi"}],
+    "seed": 42,
+    "temperature": 0.2,
+    "response_format": {"type": "json_object"},
+}
+
+
+def test_drop_mode_drops_and_says_which(upstream: FakeUpstream) -> None:
+    upstream.json(load("anthropic", "completion"))
+    with live_gateway(config(upstream.url, "drop"), env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json=BODY)
+    assert resp.status_code == 200
+    assert resp.headers["x-polyroute-dropped-params"] == "response_format,seed"
+    sent = upstream.received[-1].json()
+    assert "seed" not in sent and "response_format" not in sent
+    assert sent["temperature"] == 0.2  # what it can honour still goes through
+
+
+def test_refuse_mode_refuses_naming_the_parameter(upstream: FakeUpstream) -> None:
+    with live_gateway(config(upstream.url, "refuse"), env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json=BODY)
+    assert resp.status_code == 400
+    err = resp.json()["error"]
+    assert err["param"] == "response_format"
+    assert "no candidate of 'sonnet' supports: response_format, seed" in err["message"]
+    assert upstream.received == []  # refused before anything was sent
