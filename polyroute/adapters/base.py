@@ -64,8 +64,8 @@ class Adapter(abc.ABC):
         """Release pools, threads and weights."""
 
     def ready(self) -> bool:
-        """Whether this backend can take a request now (weights loaded, not cut off)."""
-        return True
+        """Whether this backend can take a request now (weights loaded, key present)."""
+        return self.config.api_key is None or self.config.api_key.present
 
     @abc.abstractmethod
     async def complete(self, call: Call) -> ChatResponse:

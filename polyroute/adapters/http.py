@@ -149,8 +149,18 @@ class HttpBackend:
     async def aclose(self) -> None:
         await self.pool.aclose()
 
+    def missing_key(self) -> str | None:
+        """The variable to export when the backend's key is configured but not set."""
+        key = self.config.api_key
+        return key.ref.removeprefix("env:") if key is not None and not key.present else None
+
     async def _send(self, url: str, payload: object, headers: dict[str, str], model: str,
                     timeout: float | None) -> Response:
+        if (var := self.missing_key()) is not None:
+            raise UpstreamAuthError(
+                f"no API key: {var} is not set; export {var}=... and restart the gateway",
+                backend=self.name, model=model,
+            )
         try:
             resp = await self.pool.request("POST", url, headers, orjson.dumps(payload), timeout or self.config.timeout)
             if resp.status >= 400:

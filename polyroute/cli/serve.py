@@ -55,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("polyroute")
     log.info("config %s: %d backends, %d models, routes: %s", config.source, len(config.backends),
              len(config.models), ", ".join(config.client_names()))
+    for name, backend in config.backends.items():
+        if backend.api_key is not None and not backend.api_key.present:
+            var = backend.api_key.ref.removeprefix("env:")
+            log.warning("backends.%s: %s is not set; export %s=... and restart, or its models will fail over",
+                        name, var, var)
     if not config.keys:
         if _is_loopback(host):
             log.warning("no [keys] configured: the gateway is open to anyone on this machine (loopback only)")

@@ -74,3 +74,21 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for cmd in ("serve", "chat", "models", "config"):
         assert cmd in out
+
+
+def test_missing_key_says_what_to_do(good: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from polyroute.catalog import load_catalog
+    from polyroute.errors import AllAttemptsFailed
+    from polyroute.gateway import Gateway, RequestContext
+    from polyroute.settings import effective_config
+    from polyroute.types import ChatRequest
+
+    monkeypatch.delenv("POLYROUTE_TEST_KEY", raising=False)
+    gateway = Gateway.from_config(effective_config(str(good)), load_catalog())
+    assert not gateway.fleet.adapters["remote"].ready()
+    req = ChatRequest.from_json({"model": "hosted", "messages": [{"role": "user", "content": "x"}]})
+    with pytest.raises(AllAttemptsFailed) as info:
+        asyncio.run(gateway.complete(req, RequestContext()))
+    assert "POLYROUTE_TEST_KEY is not set; export POLYROUTE_TEST_KEY=... and restart" in info.value.message
