@@ -7,13 +7,11 @@ bench/results/logs/. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import shlex
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
-from bench import machine, report, runner
+from bench import report, runner
 from bench.plan import Plan
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--targets",
         default=",".join(runner.TARGETS),
-        help=f"comma-separated, from {', '.join(runner.TARGETS)} (default: all)",
+        help=f"comma-separated, from {', '.join(runner.TARGETS)} (default: all; direct is always measured)",
     )
     p.add_argument("--quick", action="store_true", help="2 s per scenario instead of 5 (a rough look)")
     p.add_argument("--duration", type=float, help="seconds measured per scenario")
@@ -51,57 +49,35 @@ def _parser() -> argparse.ArgumentParser:
 
 def _plan(a: argparse.Namespace) -> Plan:
     plan = Plan.quick() if a.quick else Plan()
-    changes: dict[str, object] = {}
-    for arg, key in (
-        ("duration", "duration"),
-        ("warmup", "warmup"),
-        ("max_requests", "max_requests"),
-        ("latency_ms", "latency_ms"),
-        ("saturate_concurrency", "saturate_concurrency"),
-        ("upstream_processes", "upstream_processes"),
-    ):
-        if getattr(a, arg) is not None:
-            changes[key] = getattr(a, arg)
+    keys = ("duration", "warmup", "max_requests", "latency_ms", "saturate_concurrency", "upstream_processes")
+    changes: dict[str, object] = {k: getattr(a, k) for k in keys if getattr(a, k) is not None}
     if a.concurrency is not None:
         changes["chat_concurrency"] = changes["stream_concurrency"] = a.concurrency
     return plan.with_(**changes)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     try:
-        [runner.make_target(n) for n in names]
+        for name in names:
+            runner.make_target(name)
     except ValueError as exc:
-        _parser().error(str(exc))
+        parser.error(str(exc))
     if "direct" not in names:
         names.insert(0, "direct")  # every overhead is measured against it
-    plan = _plan(args)
-    started = datetime.datetime.now(datetime.UTC)
-    results: dict[str, object] = {
-        "schema": 1,
-        "date": started.isoformat(timespec="seconds"),
-        "command": shlex.join(["bench/run", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": machine.machine(),
-        "versions": machine.versions(),
-        "plan": asdict(plan),
-    }
+    command = shlex.join(["bench/run", *(sys.argv[1:] if argv is None else argv)])
     try:
-        results.update(runner.run(plan, names, args.out / "logs"))
+        results = runner.run_all(_plan(args), names, args.out / "logs", command)
     except KeyboardInterrupt:
         print("bench: interrupted; every child process was stopped", file=sys.stderr)
         return 130
-    results["machine"]["loadavg_at_end"] = machine.load()  # type: ignore[index]
-    results["versions"] = machine.versions()  # LiteLLM may have been installed during the run
-    results["duration_s"] = round((datetime.datetime.now(datetime.UTC) - started).total_seconds(), 1)
-    report.finish(results)
     json_path, md_path = report.write(results, args.out)
-    checks = results["checks"]
-    assert isinstance(checks, list)
-    for c in checks:
+    for c in results["checks"]:
         print(f"bench: {c['verdict']:<4} {c['name']}: {c['value']}", file=sys.stderr)
     print(f"bench: wrote {json_path} and {md_path}", file=sys.stderr)
-    return 1 if args.strict and any(c["verdict"] == "FAIL" for c in checks) else 0
+    return 1 if args.strict and any(c["verdict"] == "FAIL" for c in results["checks"]) else 0
 
 
 if __name__ == "__main__":

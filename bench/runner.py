@@ -8,6 +8,7 @@ return, on error and on Ctrl-C; SIGTERM is turned into the same unwinding.
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -15,13 +16,14 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import orjson
 
-from bench import llamacpp, procs
+from bench import llamacpp, machine, procs, report
 from bench.plan import Plan, Scenario
 from bench.targets import API_KEY, INSTANT, SLOW, Direct, LiteLLM, Polyroute, Running, Target, Upstreams
 
@@ -193,7 +195,8 @@ def run_target(
         scenarios: dict[str, Any] = {}
         for sc in plan.scenarios(saturation_only=target.workers > 1):
             if running.service is not None and not running.service.alive():
-                out["failed"] = f"exited during the run:\n{running.service.log_tail()}"
+                rc = running.service.proc.returncode
+                out["failed"] = f"exited with {rc} during the run:\n{running.service.log_tail()}"
                 break
             print(f"bench: {target.name:<14} {sc.name:<14}", end=" ", file=sys.stderr, flush=True)
             scenarios[sc.name] = _scenario(sc, plan, running, upstream_services[sc.profile], sampler, workdir)
@@ -228,6 +231,27 @@ def run(plan: Plan, target_names: Sequence[str], workdir: Path, llamacpp_hook: b
                 print(f"bench: {target.name}: skipped: {reason}", file=sys.stderr)
                 results["targets"][target.name] = {"workers": target.workers, "skipped": reason}
                 continue
-            results["targets"][target.name] = run_target(target, plan, upstreams, services, workdir)
+            result = run_target(target, plan, upstreams, services, workdir)
+            if "failed" in result:  # a shared machine: one retry before reporting the failure
+                print(f"bench: {target.name}: {result['failed'].splitlines()[0]}; retrying once", file=sys.stderr)
+                result = {**run_target(target, plan, upstreams, services, workdir), "first_try": result["failed"]}
+            results["targets"][target.name] = result
         results["llamacpp"] = llamacpp.run(plan, workdir) if llamacpp_hook else {"skipped": "not requested"}
     return results
+
+
+def run_all(plan: Plan, target_names: Sequence[str], workdir: Path, command: str) -> dict[str, Any]:
+    """run() wrapped with the date, the machine, the versions and the figures: what latest.json holds."""
+    started = datetime.datetime.now(datetime.UTC)
+    results: dict[str, Any] = {
+        "schema": 1,
+        "date": started.isoformat(timespec="seconds"),
+        "command": command,
+        "machine": machine.machine(),
+        "plan": asdict(plan),
+    }
+    results.update(run(plan, target_names, workdir))
+    results["machine"]["loadavg_at_end"] = machine.load()
+    results["versions"] = machine.versions()
+    results["duration_s"] = round((datetime.datetime.now(datetime.UTC) - started).total_seconds(), 1)
+    return report.finish(results)

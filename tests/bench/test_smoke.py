@@ -1,0 +1,56 @@
+"""Smoke benchmark: the harness runs tiny (concurrency 4, a few dozen requests per
+scenario, a couple of seconds) and its numbers are sane. No LiteLLM here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import markdown, runner
+from bench.plan import Plan
+from bench.targets import Polyroute
+
+PLAN = Plan.smoke()
+
+
+def _assert_sane(target: dict[str, Any], plan: Plan) -> None:
+    assert "failed" not in target, target.get("failed")
+    scenarios = target["scenarios"]
+    assert set(scenarios) == {s.name for s in plan.scenarios()}
+    for name, r in scenarios.items():
+        assert "failed" not in r, (name, r)
+        assert r["errors"] == 0, (name, r["error_samples"])
+        assert 0 < r["ok"] <= plan.max_requests, (name, r["ok"])
+        assert r["rps"] > 0, name
+    # The upstream never answers before its fixed latency, so nothing can be faster than it.
+    chat = scenarios["chat-c4"]["latency_ms"]
+    assert chat["min"] >= plan.latency_ms
+    assert chat["p50"] <= chat["p99"] <= chat["max"]
+    stream = scenarios["stream-c4"]
+    assert stream["ttft_ms"]["min"] >= plan.latency_ms
+    assert stream["latency_ms"]["min"] >= plan.latency_ms + (plan.tokens - 1) * plan.token_interval_ms
+    assert stream["stream_usage_seen"] == 1.0
+
+
+def test_direct_harness_measures_sane_numbers(tmp_path: Path) -> None:
+    results = runner.run_all(PLAN, ["direct"], tmp_path, command="smoke")
+    _assert_sane(results["targets"]["direct"], PLAN)
+    figures = results["figures"]
+    assert figures["chat_latency"]["direct"]["4"]["overhead_p50"] == 0.0
+    assert figures["saturation"]["direct"]["rps"] > 0
+    assert results["machine"]["cpu_count"] >= 1 and results["versions"]["python"]
+    assert {c["verdict"] for c in results["checks"]} == {"SKIP"}  # nothing to compare without the gateways
+    text = markdown.render(results)
+    assert "| 4 | direct |" in text and "## Targets" in text
+
+
+def test_polyroute_through_the_harness(tmp_path: Path) -> None:
+    reason = Polyroute().prepare(tmp_path)
+    if reason is not None:
+        pytest.skip(reason)
+    results = runner.run_all(PLAN, ["direct", "polyroute"], tmp_path, command="smoke")
+    _assert_sane(results["targets"]["polyroute"], PLAN)
+    assert results["figures"]["memory"]["polyroute"]["peak_rss_mb"] > 0
+    assert results["figures"]["chat_latency"]["polyroute"]["4"]["overhead_p50"] is not None
