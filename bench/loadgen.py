@@ -2,11 +2,15 @@
 
 Each concurrent worker owns one keep-alive HTTP/1.1 connection (a raw asyncio
 protocol on uvloop, responses parsed by httptools) and sends the same prebuilt
-request again and again. Requests started during the warm-up are not recorded.
-It records per-request latency, time to first token for streams (the first
-``data:`` line whose delta carries content) and errors, and prints one JSON
-object. It stops by itself: no new request after ``--duration`` seconds or
-``--requests`` recorded requests, and no request waits longer than ``--timeout``.
+request again and again. As wrk does, it records the requests that complete
+inside the measurement window, which opens after the warm-up and closes after
+``--duration`` seconds or ``--requests`` recorded requests: throughput is
+completions / window, even when one request takes longer than the window.
+Answers that arrive after the window are awaited (so the target is idle when
+the next measurement starts) but not recorded. It records per-request latency,
+time to first token for streams (the first ``data:`` line whose delta carries
+content) and errors, and prints one JSON object. It stops by itself: no new
+request after the window, and no request waits longer than ``--timeout``.
 
     python -m bench.loadgen --port 9001 --concurrency 64 --requests 20000 --duration 5
 """
@@ -173,23 +177,30 @@ class _Run:
         self.request = wire.http_request(opts.host, opts.port, opts.path, body, opts.api_key)
         now = time.perf_counter()
         self.measure_from = now + opts.warmup
-        self.stop_at = self.measure_from + opts.duration
-        self.measured_issued = 0
+        self.stop_at = self.measure_from + opts.duration  # moved earlier when the request count is reached
+        self.unfinished = 0  # answers that came after the window: drained, not recorded
         self.latencies: list[float] = []
         self.ttfts: list[float] = []
         self.usage_seen = 0
         self.errors: Counter[str] = Counter()
         self.samples: list[str] = []
-        self.last_done = self.measure_from
         self.connects = 0
 
     def may_issue(self) -> bool:
-        return time.perf_counter() < self.stop_at and self.measured_issued < self.opts.requests
+        return time.perf_counter() < self.stop_at
+
+    def in_window(self, t: float) -> bool:
+        return self.measure_from <= t <= self.stop_at
 
     def record_error(self, kind: str, detail: str) -> None:
         self.errors[kind] += 1
         if len(self.samples) < _MAX_SAMPLES:
             self.samples.append(f"{kind}: {detail}")
+        self._count_one()
+
+    def _count_one(self) -> None:
+        if len(self.latencies) + sum(self.errors.values()) >= self.opts.requests:
+            self.stop_at = min(self.stop_at, time.perf_counter())
 
     async def connect(self) -> _Client | None:
         loop = asyncio.get_running_loop()
@@ -200,8 +211,7 @@ class _Run:
             )
             return client
         except (TimeoutError, OSError) as exc:
-            if time.perf_counter() >= self.measure_from:
-                self.measured_issued += 1
+            if self.in_window(time.perf_counter()):
                 self.record_error("connect", repr(exc))
             await asyncio.sleep(0.05)
             return None
@@ -215,14 +225,14 @@ class _Run:
                 if client is None:
                     continue
             t0 = time.perf_counter()
-            measured = t0 >= self.measure_from
-            self.measured_issued += measured
             timer = loop.call_later(self.opts.timeout, client.timeout)
             await client.send(self.request)
             timer.cancel()
             t1 = time.perf_counter()
-            if measured:
+            if self.in_window(t1):
                 self._record(client, t0, t1)
+            elif t1 > self.stop_at:
+                self.unfinished += 1
             if client.error is not None or not client.keep_alive:
                 if client.transport is not None:
                     client.transport.close()
@@ -235,13 +245,13 @@ class _Run:
             self.record_error(*client.error)
             return
         self.latencies.append(t1 - t0)
-        self.last_done = max(self.last_done, t1)
         if client.stream:
             self.ttfts.append(client.t_first - t0)
             self.usage_seen += client.usage_seen
+        self._count_one()
 
     def result(self) -> dict[str, object]:
-        window = self.last_done - self.measure_from
+        window = self.stop_at - self.measure_from
         ok = len(self.latencies)
         failed = sum(self.errors.values())
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -254,6 +264,7 @@ class _Run:
             "window_s": round(window, 4),
             "rps": ok / window if window > 0 else 0.0,
             "latency_ms": stats.summarize_ms(self.latencies),
+            "unfinished_after_window": self.unfinished,
             "connects": self.connects,
             "loadgen_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         }
