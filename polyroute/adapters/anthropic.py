@@ -1,0 +1,370 @@
+"""Anthropic Messages API: ``POST {base_url}/v1/messages``, translated both ways.
+
+Requests: system and developer turns become the top-level ``system``; tool turns
+become ``tool_result`` blocks in a user turn; assistant tool calls become
+``tool_use`` blocks; image parts become image blocks. Answers and the named-event
+SSE stream become OpenAI-shaped dicts. Rescue continuation is Anthropic's own
+"prefill": a trailing assistant turn is continued, not answered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from polyroute.adapters.base import OPTIONAL_PARAMS, Adapter, Call, make_chunk, now, usage_chunk
+from polyroute.adapters.http import ErrorInfo, HttpBackend, error_from_status, json_error_reader, sse_events
+from polyroute.config import BackendConfig
+from polyroute.errors import UpstreamBadResponse, UpstreamRejected, UpstreamUnavailable
+from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage
+
+API_VERSION = "2023-06-01"
+# Anthropic requires max_tokens; OpenAI clients usually leave it out.
+DEFAULT_MAX_TOKENS = 4096
+
+FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# The status each error type is documented with, for errors that arrive inside a 200 stream.
+STATUS_OF_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+TOOL_CHOICE = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
+
+_PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
+_REGION_WORDS = re.compile(r"\b(country|countries|region|territor)", re.I)
+_DATA_URL = re.compile(r"data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", re.S)
+
+
+def read_error(status: int, body: bytes) -> ErrorInfo:
+    """Read ``{"type": "error", "error": {"type", "message"}}``."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json_error_reader(status, body)
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(err, dict):
+        return json_error_reader(status, body)
+    etype = str(err.get("type") or "")
+    message = str(err.get("message") or etype or f"HTTP {status}")
+    # A request from an unsupported country is refused before the API proper, as type
+    # "forbidden" ("Request not allowed"), not the documented "permission_error" of a key.
+    blocked = status in (403, 451) and (etype == "forbidden" or bool(_REGION_WORDS.search(message)))
+    context = etype == "invalid_request_error" and bool(_PROMPT_TOO_LONG.search(message))
+    return ErrorInfo(
+        message,
+        code=etype or None,
+        blocked=blocked,
+        context_exceeded=context,
+        auth=etype == "authentication_error",
+    )
+
+
+class AnthropicAdapter(Adapter):
+    kind = "anthropic"
+    supports = OPTIONAL_PARAMS - {"response_format", "seed"}
+
+    def __init__(self, name: str, config: BackendConfig) -> None:
+        super().__init__(name, config)
+        self.http = HttpBackend(name, config, read_error)
+        self.url = f"{config.base_url}/v1/messages"
+        self.headers = {"content-type": "application/json", "anthropic-version": API_VERSION, **config.headers}
+        key = config.api_key.get() if config.api_key else None
+        if key:
+            self.headers["x-api-key"] = key
+
+    @property
+    def can_continue(self) -> bool:
+        return (self.config.continuation or "prefill") != "none"
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- request ---------------------------------------------------------------------------
+
+    def payload(self, call: Call, stream: bool) -> dict[str, Any]:
+        req, drop, extras = call.request, call.drop, call.request.extras()
+        system, turns = self._turns(call)
+        body: dict[str, Any] = {
+            "model": call.upstream_model,
+            "max_tokens": req.output_limit() or DEFAULT_MAX_TOKENS,
+            "messages": turns,
+        }
+        if system:
+            body["system"] = system
+        if stream:
+            body["stream"] = True
+        if req.temperature is not None and "temperature" not in drop:
+            # Anthropic's scale ends at 1.0 where OpenAI's ends at 2.0.
+            body["temperature"] = min(req.temperature, 1.0)
+        if req.top_p is not None and "top_p" not in drop:
+            body["top_p"] = req.top_p
+        if req.stop_list() and "stop" not in drop:
+            body["stop_sequences"] = req.stop_list()
+        if req.tools and "tools" not in drop:
+            body["tools"] = [_tool(t["function"]) for t in req.tools]
+            choice = _tool_choice(req.tool_choice if "tool_choice" not in drop else None, extras)
+            if choice:
+                body["tool_choice"] = choice
+        # Anthropic-only knobs a client may send as extra fields.
+        body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking", "metadata")})
+        return body
+
+    def _turns(self, call: Call) -> tuple[str, list[dict[str, Any]]]:
+        system: list[str] = []
+        turns: list[dict[str, Any]] = []
+        for i, m in enumerate(call.request.messages):
+            if m.role in ("system", "developer"):
+                system.append(m.text())
+                continue
+            role, blocks = self._blocks(m, i, call.upstream_model)
+            if not blocks:
+                continue
+            if turns and turns[-1]["role"] == role:
+                # Tool results answering one assistant turn must share one user turn.
+                turns[-1]["content"].extend(blocks)
+            else:
+                turns.append({"role": role, "content": blocks})
+        prefill = (call.prefix or "").rstrip()
+        if prefill:
+            # Anthropic refuses a final assistant turn that ends in whitespace; the
+            # stripped tail is put back when the continuation arrives (see _Rejoin).
+            turns.append({"role": "assistant", "content": prefill})
+        return "\n\n".join(s for s in system if s), turns
+
+    def _blocks(self, m: Message, i: int, model: str) -> tuple[str, list[dict[str, Any]]]:
+        if m.role in ("tool", "function"):
+            result = {"type": "tool_result", "tool_use_id": m.tool_call_id or m.name or "", "content": m.text()}
+            return "user", [result]
+        blocks = self._content(m.content, model)
+        if m.role == "assistant":
+            for j, tc in enumerate(m.tool_calls or []):
+                blocks.append(self._tool_use(tc, f"messages[{i}].tool_calls[{j}]", model))
+        return ("assistant" if m.role == "assistant" else "user"), blocks
+
+    def _content(self, content: str | list[dict[str, Any]] | None, model: str) -> list[dict[str, Any]]:
+        if not content:
+            return []
+        if isinstance(content, str):
+            return [{"type": "text", "text": content}]
+        blocks: list[dict[str, Any]] = []
+        for part in content:
+            kind = part.get("type")
+            if kind == "text" and part.get("text"):
+                blocks.append({"type": "text", "text": part["text"]})
+            elif kind == "image_url":
+                url = part.get("image_url")
+                blocks.append(self._image(url.get("url", "") if isinstance(url, dict) else str(url or ""), model))
+            elif kind in ("image", "document"):
+                blocks.append(part)  # already in Anthropic's shape
+        return blocks
+
+    def _image(self, url: str, model: str) -> dict[str, Any]:
+        if not url.startswith("data:"):
+            return {"type": "image", "source": {"type": "url", "url": url}}
+        m = _DATA_URL.fullmatch(url)
+        if m is None:
+            raise UpstreamRejected("image_url is a data: URL that is not base64", backend=self.name, model=model)
+        return {"type": "image", "source": {"type": "base64", "media_type": m["media"], "data": m["data"]}}
+
+    def _tool_use(self, tc: dict[str, Any], where: str, model: str) -> dict[str, Any]:
+        fn = tc.get("function") or {}
+        try:
+            args = orjson.loads(fn.get("arguments") or "{}")
+        except orjson.JSONDecodeError:
+            args = None
+        if not isinstance(args, dict):
+            raise UpstreamRejected(f"{where}.function.arguments is not a JSON object", backend=self.name, model=model)
+        return {"type": "tool_use", "id": tc.get("id", ""), "name": fn.get("name", ""), "input": args}
+
+    # -- whole answers -----------------------------------------------------------------------
+
+    async def complete(self, call: Call) -> ChatResponse:
+        model = call.upstream_model
+        doc = await self.http.post_json(self.url, self.payload(call, False), self.headers, model, call.timeout)
+        if not isinstance(doc, dict) or not isinstance(doc.get("content"), list):
+            raise UpstreamBadResponse("answer has no content list", backend=self.name, model=model)
+        try:
+            return self._answer(doc, call)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UpstreamBadResponse(f"unexpected answer shape ({exc!r})", backend=self.name, model=model) from None
+
+    def _answer(self, doc: dict[str, Any], call: Call) -> ChatResponse:
+        text, thinking, tool_calls = "", "", []
+        for block in doc["content"]:
+            if block["type"] == "text":
+                text += block["text"]
+            elif block["type"] == "thinking":
+                thinking += block["thinking"]
+            elif block["type"] == "tool_use":
+                args = orjson.dumps(block.get("input") or {}).decode()
+                fn = {"name": block["name"], "arguments": args}
+                tool_calls.append({"id": block["id"], "type": "function", "function": fn})
+        if call.prefix:
+            text = call.prefix + _Rejoin(call.prefix).feed(text)
+        message: ResponseMessage = {"role": "assistant", "content": text or (None if tool_calls else "")}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        if thinking:
+            message["reasoning_content"] = thinking
+        finish = FINISH.get(str(doc.get("stop_reason")), "stop")
+        return {
+            "id": str(doc.get("id") or ""),
+            "object": "chat.completion",
+            "created": now(),
+            "model": str(doc.get("model") or call.upstream_model),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": _usage(doc.get("usage") or {}),
+        }
+
+    # -- streams -------------------------------------------------------------------------------
+
+    async def stream(self, call: Call) -> AsyncIterator[ChatChunk]:
+        model = call.upstream_model
+        state = _StreamState(call)
+        async with self.http.open_stream(self.url, self.payload(call, True), self.headers, model, call.timeout) as resp:
+            async for event, data in sse_events(self.http.lines(resp, model)):
+                if event == "error":
+                    raise self._stream_error(data, model)
+                try:
+                    chunks = state.on(event, orjson.loads(data))
+                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    raise UpstreamBadResponse(f"malformed {event} event", backend=self.name, model=model) from None
+                for chunk in chunks:
+                    yield chunk
+                if state.stopped:
+                    return
+        raise UpstreamUnavailable("stream ended without message_stop", backend=self.name, model=model)
+
+    def _stream_error(self, data: str, model: str) -> Exception:
+        """An error sent as an SSE event after a 200: classified as its type's status would be."""
+        try:
+            etype = str(orjson.loads(data)["error"]["type"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            etype = "api_error"
+        status, body = STATUS_OF_TYPE.get(etype, 500), data.encode()
+        return error_from_status(status, body, httpx.Headers(), self.http.reader, backend=self.name, model=model)
+
+
+class _StreamState:
+    """Turns Anthropic's content-block events into OpenAI chunk deltas."""
+
+    def __init__(self, call: Call) -> None:
+        self.id = ""
+        self.model = call.upstream_model
+        self.created = now()
+        self.usage: dict[str, Any] = {}
+        self.tools: dict[int, int] = {}  # content block index -> tool call index
+        self.rejoin = _Rejoin(call.prefix or "")
+        self.stopped = False
+
+    def chunk(self, delta: Delta, finish: str | None = None) -> ChatChunk:
+        return make_chunk(self.id, self.model, delta, finish, created=self.created)
+
+    def on(self, event: str, doc: dict[str, Any]) -> list[ChatChunk]:
+        kind = doc.get("type", event)
+        if kind == "message_start":
+            msg = doc["message"]
+            self.id, self.model = str(msg.get("id") or ""), str(msg.get("model") or self.model)
+            self.usage.update(msg.get("usage") or {})
+            return [self.chunk({"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            return self._block_start(doc["index"], doc["content_block"])
+        if kind == "content_block_delta":
+            return self._block_delta(doc["index"], doc["delta"])
+        if kind == "message_delta":
+            self.usage.update({k: v for k, v in (doc.get("usage") or {}).items() if v is not None})
+            reason = doc["delta"].get("stop_reason")
+            return [self.chunk({}, FINISH.get(reason or "", "stop"))] if reason else []
+        if kind == "message_stop":
+            self.stopped = True
+            return [usage_chunk(self.id, self.model, _usage(self.usage))]
+        return []  # ping, content_block_stop, and event types added after this was written
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> list[ChatChunk]:
+        if block["type"] == "tool_use":
+            self.tools[index] = n = len(self.tools)
+            fn = {"name": block["name"], "arguments": ""}
+            return [self.chunk({"tool_calls": [{"index": n, "id": block["id"], "type": "function", "function": fn}]})]
+        if block["type"] == "text" and block.get("text"):
+            return self._text(block["text"])
+        return []
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[ChatChunk]:
+        kind = delta["type"]
+        if kind == "text_delta":
+            return self._text(delta["text"])
+        if kind == "thinking_delta":
+            return [self.chunk({"reasoning_content": delta["thinking"]})]
+        if kind == "input_json_delta" and delta.get("partial_json"):
+            call = {"index": self.tools[index], "function": {"arguments": delta["partial_json"]}}
+            return [self.chunk({"tool_calls": [call]})]
+        return []  # signature_delta, citations_delta
+
+    def _text(self, text: str) -> list[ChatChunk]:
+        text = self.rejoin.feed(text)
+        return [self.chunk({"content": text})] if text else []
+
+
+class _Rejoin:
+    """Drops the whitespace a prefill continuation re-emits after the stripped prefix.
+
+    The client already holds the prefix with its trailing whitespace; the model, sent
+    the stripped prefix, usually starts with that whitespace again. Up to as many
+    leading whitespace characters as were stripped are dropped, once.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.budget = len(prefix) - len(prefix.rstrip())
+
+    def feed(self, text: str) -> str:
+        while self.budget and text and text[0].isspace():
+            text, self.budget = text[1:], self.budget - 1
+        if text:
+            self.budget = 0
+        return text
+
+
+def _usage(u: dict[str, Any]) -> Usage:
+    # Cached input is still input: the prompt is the sum of the three counts.
+    prompt = sum(int(u.get(k) or 0) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    return make_usage(prompt, int(u.get("output_tokens") or 0))
+
+
+def _tool(fn: dict[str, Any]) -> dict[str, Any]:
+    tool: dict[str, Any] = {"name": fn["name"]}
+    if fn.get("description"):
+        tool["description"] = fn["description"]
+    tool["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
+    return tool
+
+
+def _tool_choice(choice: str | dict[str, Any] | None, extras: dict[str, Any]) -> dict[str, Any] | None:
+    out: dict[str, Any] | None = None
+    if isinstance(choice, dict):
+        out = {"type": "tool", "name": (choice.get("function") or {}).get("name", "")}
+    elif choice is not None:
+        out = TOOL_CHOICE.get(choice)
+    if extras.get("parallel_tool_calls") is False and (out is None or out["type"] != "none"):
+        out = {**(out or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return out

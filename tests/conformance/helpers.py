@@ -1,0 +1,41 @@
+"""The request and answers every conformance scenario shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from polyroute.adapters import Adapter, Call
+from polyroute.types import ChatChunk, ChatRequest
+
+MODEL = "test-model"
+ANSWER = "Hello! How can I help you today?"
+USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
+TOOL_USAGE = {"prompt_tokens": 82, "completion_tokens": 17, "total_tokens": 99}
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+    },
+}
+
+
+def call(prefix: str | None = None, **fields: Any) -> Call:
+    raw = {"model": "client-name", "messages": [{"role": "user", "content": "Hi"}], **fields}
+    return Call(ChatRequest.from_json(raw), MODEL, prefix=prefix)
+
+
+async def collect(adapter: Adapter, c: Call, into: list[ChatChunk] | None = None) -> list[ChatChunk]:
+    chunks = [] if into is None else into
+    async for chunk in adapter.stream(c):
+        chunks.append(chunk)
+    return chunks
+
+
+def content(chunks: list[ChatChunk]) -> str:
+    return "".join(ch["delta"].get("content") or "" for c in chunks for ch in c["choices"])
+
+
+def finishes(chunks: list[ChatChunk]) -> list[str]:
+    return [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]]

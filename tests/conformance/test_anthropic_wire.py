@@ -1,0 +1,193 @@
+"""What only the Anthropic adapter translates: content blocks, tool choice, thinking, prefill."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from polyroute.adapters import Adapter, build_adapter
+from polyroute.adapters.anthropic import API_VERSION, DEFAULT_MAX_TOKENS
+from polyroute.errors import UpstreamRejected, UpstreamServerError
+from polyroute.types import ChatChunk
+from tests.conformance.helpers import ANSWER, WEATHER_TOOL, call, collect, content
+from tests.conformance.providers import ANTHROPIC_PROVIDER, Provider
+from tests.support.upstreams import FakeUpstream, load
+
+pytestmark = pytest.mark.anyio
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+@pytest.fixture
+def provider() -> Provider:
+    return ANTHROPIC_PROVIDER
+
+
+def text_stream(pieces: list[str]) -> list[dict[str, Any]]:
+    """The stream fixture with its text deltas replaced by ``pieces``."""
+    events: list[dict[str, Any]] = load("anthropic", "stream")
+    head = [e for e in events if e["event"] in ("message_start", "content_block_start")]
+    tail = [e for e in events if e["event"] in ("content_block_stop", "message_delta", "message_stop")]
+    deltas = [
+        {"event": "content_block_delta", "data": {"type": "content_block_delta", "index": 0,
+                                                  "delta": {"type": "text_delta", "text": p}}}
+        for p in pieces
+    ]
+    return head + deltas + tail
+
+
+async def test_messages_become_content_blocks(upstream: FakeUpstream, adapter: Adapter) -> None:
+    upstream.json(load("anthropic", "completion"))
+    tool_calls = [
+        {"id": f"toolu_{i}", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+        for i, arguments in ((1, '{"location": "Paris"}'), (2, '{"location": "Oslo"}'))
+    ]
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "developer", "content": "Answer in English."},
+        {"role": "user", "content": [
+            {"type": "text", "text": "Weather here and there?"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+            {"type": "image_url", "image_url": {"url": "https://example.com/oslo.jpg"}},
+        ]},
+        {"role": "assistant", "content": "Checking.", "tool_calls": tool_calls},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},
+        {"role": "tool", "tool_call_id": "toolu_2", "content": "4C"},
+        {"role": "user", "content": "Thanks"},
+    ]
+    await adapter.complete(call(messages=messages))
+    body = upstream.received[0].json()
+    assert body["system"] == "You are terse.\n\nAnswer in English."
+    assert body["messages"] == [
+        {"role": "user", "content": [
+            {"type": "text", "text": "Weather here and there?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/oslo.jpg"}},
+        ]},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"location": "Oslo"}},
+        ]},
+        # Both results answer one assistant turn, so they share one user turn with the follow-up.
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "4C"},
+            {"type": "text", "text": "Thanks"},
+        ]},
+    ]
+
+
+async def test_defaults_headers_and_unsupported_params(upstream: FakeUpstream, adapter: Adapter) -> None:
+    upstream.json(load("anthropic", "completion"))
+    await adapter.complete(call(temperature=1.5, seed=7, response_format={"type": "json_object"}))
+    got = upstream.received[0]
+    body = got.json()
+    assert body["max_tokens"] == DEFAULT_MAX_TOKENS
+    assert body["temperature"] == 1.0  # Anthropic's scale ends at 1
+    assert "seed" not in body and "response_format" not in body
+    assert got.headers["anthropic-version"] == API_VERSION
+    assert {"response_format", "seed"}.isdisjoint(adapter.supports)
+    assert {"tools", "tool_choice", "stop", "temperature", "top_p", "max_tokens"} <= adapter.supports
+
+
+async def test_max_completion_tokens_is_the_limit(upstream: FakeUpstream, adapter: Adapter) -> None:
+    upstream.json(load("anthropic", "completion"))
+    await adapter.complete(call(max_completion_tokens=77))
+    assert upstream.received[0].json()["max_tokens"] == 77
+
+
+@pytest.mark.parametrize(
+    ("choice", "extra", "expected"),
+    [
+        ("auto", {}, {"type": "auto"}),
+        ("none", {}, {"type": "none"}),
+        ("required", {}, {"type": "any"}),
+        ({"type": "function", "function": {"name": "get_weather"}}, {}, {"type": "tool", "name": "get_weather"}),
+        ("required", {"parallel_tool_calls": False}, {"type": "any", "disable_parallel_tool_use": True}),
+    ],
+    ids=["auto", "none", "required", "named", "no-parallel"],
+)
+async def test_tools_and_tool_choice(
+    upstream: FakeUpstream, adapter: Adapter, choice: Any, extra: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    upstream.json(load("anthropic", "tool_call"))
+    await adapter.complete(call(tools=[WEATHER_TOOL], tool_choice=choice, **extra))
+    body = upstream.received[0].json()
+    fn: dict[str, Any] = WEATHER_TOOL["function"]
+    tool = {"name": "get_weather", "description": fn["description"], "input_schema": fn["parameters"]}
+    assert body["tools"] == [tool]
+    assert body["tool_choice"] == expected
+
+
+async def test_tool_arguments_that_are_not_an_object_are_refused(upstream: FakeUpstream, adapter: Adapter) -> None:
+    bad = {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "Paris"}}
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": None, "tool_calls": [bad]}]
+    with pytest.raises(UpstreamRejected, match=r"messages\[1\]\.tool_calls\[0\]"):
+        await adapter.complete(call(messages=messages))
+    assert upstream.received == []
+
+
+async def test_thinking_becomes_reasoning_content(upstream: FakeUpstream, adapter: Adapter) -> None:
+    upstream.json(load("anthropic", "thinking"))
+    message = (await adapter.complete(call()))["choices"][0]["message"]
+    assert message["content"] == ANSWER
+    assert message["reasoning_content"] == "The user greets me. A short greeting back fits."
+
+
+async def test_thinking_stream_becomes_reasoning_deltas(upstream: FakeUpstream, adapter: Adapter) -> None:
+    upstream.stream(load("anthropic", "thinking_stream"))
+    chunks = await collect(adapter, call(stream=True))
+    reasoning = "".join(ch["delta"].get("reasoning_content") or "" for c in chunks for ch in c["choices"])
+    assert reasoning == "The user greets me. A short greeting back fits."
+    assert content(chunks) == ANSWER
+
+
+@pytest.mark.parametrize(
+    ("prefix", "pieces"),
+    [
+        ("Hello! How ", [" can", " I help you today?"]),
+        ("Hello! How ", [" ", "can I help you today?"]),
+        ("Hello! How ", ["can I help you today?"]),
+        ("Hello! How", [" can I help you today?"]),
+        ("Hello!\n\n", ["\n\nHow can I help you today?"]),
+    ],
+    ids=["space-in-first-delta", "space-alone", "no-space-back", "no-trailing-space", "newlines"],
+)
+async def test_prefill_strips_trailing_whitespace_and_joins_exactly(
+    upstream: FakeUpstream, adapter: Adapter, prefix: str, pieces: list[str]
+) -> None:
+    expected = ANSWER.replace("Hello! ", "Hello!\n\n") if "\n" in prefix else ANSWER
+    upstream.stream(text_stream(pieces))
+    chunks: list[ChatChunk] = await collect(adapter, call(prefix=prefix, stream=True))
+    assert upstream.received[0].json()["messages"][-1] == {"role": "assistant", "content": prefix.rstrip()}
+    assert prefix + content(chunks) == expected
+
+
+async def test_prefill_complete_returns_the_whole_answer(upstream: FakeUpstream, adapter: Adapter) -> None:
+    doc = load("anthropic", "completion")
+    doc["content"] = [{"type": "text", "text": " can I help you today?"}]
+    upstream.json(doc)
+    resp = await adapter.complete(call(prefix="Hello! How "))
+    assert resp["choices"][0]["message"]["content"] == ANSWER
+
+
+async def test_whitespace_only_prefix_sends_no_prefill(upstream: FakeUpstream, adapter: Adapter) -> None:
+    upstream.stream(load("anthropic", "stream"))
+    await collect(adapter, call(prefix="  ", stream=True))
+    assert upstream.received[0].json()["messages"][-1]["role"] == "user"
+
+
+async def test_overloaded_event_in_a_stream_counts_as_529(upstream: FakeUpstream, adapter: Adapter) -> None:
+    upstream.stream(load("anthropic", "stream_error"))
+    with pytest.raises(UpstreamServerError) as info:
+        await collect(adapter, call(stream=True))
+    assert info.value.upstream_status == 529 and info.value.message == "Overloaded"
+
+
+async def test_continuation_can_be_switched_off(provider: Provider) -> None:
+    config = provider.config("http://127.0.0.1:9").model_copy(update={"continuation": "none"})
+    off = build_adapter("off", config)
+    assert not off.can_continue
+    await off.aclose()
