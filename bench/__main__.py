@@ -11,6 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import orjson
+
 from bench import report, runner
 from bench.plan import Plan
 
@@ -44,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-processes", type=int, help="SO_REUSEPORT processes per fake upstream (default 1)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and latest.md go")
     p.add_argument("--strict", action="store_true", help="exit 1 when a check FAILs")
+    p.add_argument("--render", type=Path, metavar="JSON", help="only recompute figures and tables from a results file")
     return p
 
 
@@ -67,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if "direct" not in names:
         names.insert(0, "direct")  # every overhead is measured against it
+    if args.render is not None:
+        results = report.finish(orjson.loads(args.render.read_bytes()))
+        print("bench: wrote {} and {}".format(*report.write(results, args.out)), file=sys.stderr)
+        return 0
     command = shlex.join(["bench/run", *(sys.argv[1:] if argv is None else argv)])
     try:
         results = runner.run_all(_plan(args), names, args.out / "logs", command)

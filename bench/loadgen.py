@@ -3,11 +3,10 @@
 Each concurrent worker owns one keep-alive HTTP/1.1 connection (a raw asyncio
 protocol on uvloop, responses parsed by httptools) and sends the same prebuilt
 request again and again. As wrk does, it records the requests that complete
-inside the measurement window, which opens after the warm-up and closes after
-``--duration`` seconds or ``--requests`` recorded requests: throughput is
-completions / window, even when one request takes longer than the window.
-Answers that arrive after the window are awaited (so the target is idle when
-the next measurement starts) but not recorded. It records per-request latency,
+inside the measurement window (see ``_Run``): throughput is completions / window,
+and stays meaningful when one request takes longer than the window. Answers
+that arrive after the window are awaited (so the target is idle when the next
+measurement starts) but not recorded. It records per-request latency,
 time to first token for streams (the first ``data:`` line whose delta carries
 content) and errors, and prints one JSON object. It stops by itself: no new
 request after the window, and no request waits longer than ``--timeout``.
@@ -21,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import ipaddress
+import math
 import resource
 import socket
 import sys
@@ -169,16 +169,27 @@ class Options:
 
 
 class _Run:
-    """Counters shared by the workers of one run (one event loop, so no locks)."""
+    """The measurement window and the counters shared by the workers (one event loop, no locks).
+
+    The window opens when the warm-up time has passed and every connection has
+    completed one request (so connection set-up never lands in it), or at the
+    latest ``timeout`` seconds after that. It closes after ``duration`` seconds
+    once it holds ``min(concurrency, requests)`` completions, when it holds
+    ``requests``, or ``timeout`` seconds after ``duration`` whatever it holds.
+    A request counts when it completes inside the window, as in wrk.
+    """
 
     def __init__(self, opts: Options) -> None:
         self.opts = opts
         body = wire.request_body(opts.model, stream=opts.stream, max_tokens=opts.max_tokens)
         self.request = wire.http_request(opts.host, opts.port, opts.path, body, opts.api_key)
-        now = time.perf_counter()
-        self.measure_from = now + opts.warmup
-        self.stop_at = self.measure_from + opts.duration  # moved earlier when the request count is reached
-        self.unfinished = 0  # answers that came after the window: drained, not recorded
+        self.started = time.perf_counter()
+        self.opened_at: float | None = None
+        self.closed_at: float | None = None
+        self.stop_at = math.inf  # duration elapsed: close as soon as enough completions are in
+        self.min_completions = min(opts.concurrency, opts.requests)
+        self.warmed = 0  # connections that have completed their first request
+        self.unfinished = 0  # answers that came after the window: awaited, not recorded
         self.latencies: list[float] = []
         self.ttfts: list[float] = []
         self.usage_seen = 0
@@ -186,22 +197,59 @@ class _Run:
         self.samples: list[str] = []
         self.connects = 0
 
+    # the window
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.opts.warmup + self.opts.timeout, self._open)
+
+    def _warm_one(self) -> None:
+        self.warmed += 1
+        if self.warmed == self.opts.concurrency:
+            delay = self.started + self.opts.warmup - time.perf_counter()
+            asyncio.get_running_loop().call_later(max(0.0, delay), self._open)
+
+    def _open(self) -> None:
+        if self.opened_at is not None:
+            return
+        self.opened_at = time.perf_counter()
+        self.stop_at = self.opened_at + self.opts.duration
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.opts.duration, self._maybe_close)
+        loop.call_later(self.opts.duration + self.opts.timeout, self._close)
+
+    def _maybe_close(self) -> None:
+        n = len(self.latencies) + sum(self.errors.values())
+        if n >= self.opts.requests or (time.perf_counter() >= self.stop_at and n >= self.min_completions):
+            self._close()
+
+    def _close(self) -> None:
+        if self.closed_at is None:
+            self.closed_at = time.perf_counter()
+
     def may_issue(self) -> bool:
-        return time.perf_counter() < self.stop_at
+        return self.closed_at is None
 
     def in_window(self, t: float) -> bool:
-        return self.measure_from <= t <= self.stop_at
+        return self.opened_at is not None and self.opened_at <= t and self.closed_at is None
 
+    # recording
     def record_error(self, kind: str, detail: str) -> None:
         self.errors[kind] += 1
         if len(self.samples) < _MAX_SAMPLES:
             self.samples.append(f"{kind}: {detail}")
-        self._count_one()
+        self._maybe_close()
 
-    def _count_one(self) -> None:
-        if len(self.latencies) + sum(self.errors.values()) >= self.opts.requests:
-            self.stop_at = min(self.stop_at, time.perf_counter())
+    def _record(self, client: _Client, t0: float, t1: float) -> None:
+        if client.error is not None:
+            self.record_error(*client.error)
+            return
+        self.latencies.append(t1 - t0)
+        if client.stream:
+            self.ttfts.append(client.t_first - t0)
+            self.usage_seen += client.usage_seen
+        self._maybe_close()
 
+    # the workers
     async def connect(self) -> _Client | None:
         loop = asyncio.get_running_loop()
         self.connects += 1
@@ -219,10 +267,14 @@ class _Run:
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
         client: _Client | None = None
+        first = True
         while self.may_issue():
             if client is None or client.closed:
                 client = await self.connect()
                 if client is None:
+                    if first:
+                        first = False
+                        self._warm_one()
                     continue
             t0 = time.perf_counter()
             timer = loop.call_later(self.opts.timeout, client.timeout)
@@ -231,8 +283,11 @@ class _Run:
             t1 = time.perf_counter()
             if self.in_window(t1):
                 self._record(client, t0, t1)
-            elif t1 > self.stop_at:
+            elif self.closed_at is not None:
                 self.unfinished += 1
+            if first:
+                first = False
+                self._warm_one()
             if client.error is not None or not client.keep_alive:
                 if client.transport is not None:
                     client.transport.close()
@@ -240,18 +295,9 @@ class _Run:
         if client is not None and client.transport is not None:
             client.transport.close()
 
-    def _record(self, client: _Client, t0: float, t1: float) -> None:
-        if client.error is not None:
-            self.record_error(*client.error)
-            return
-        self.latencies.append(t1 - t0)
-        if client.stream:
-            self.ttfts.append(client.t_first - t0)
-            self.usage_seen += client.usage_seen
-        self._count_one()
-
     def result(self) -> dict[str, object]:
-        window = self.stop_at - self.measure_from
+        opened = self.opened_at or self.started
+        window = (self.closed_at or time.perf_counter()) - opened
         ok = len(self.latencies)
         failed = sum(self.errors.values())
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -261,6 +307,7 @@ class _Run:
             "error_rate": failed / (ok + failed) if ok + failed else 0.0,
             "error_kinds": dict(self.errors),
             "error_samples": self.samples,
+            "warmup_s": round(opened - self.started, 4),
             "window_s": round(window, 4),
             "rps": ok / window if window > 0 else 0.0,
             "latency_ms": stats.summarize_ms(self.latencies),
@@ -274,12 +321,17 @@ class _Run:
         return out
 
 
+def hard_limit(warmup: float, duration: float, timeout: float) -> float:
+    """Seconds after which a run has certainly ended: window open, closed, last answer awaited."""
+    return warmup + duration + 3 * timeout + 5.0
+
+
 async def run(opts: Options) -> dict[str, object]:
     """Run one bounded measurement and return its figures."""
     state = _Run(opts)
+    state.start()
     tasks = [asyncio.create_task(state.worker()) for _ in range(opts.concurrency)]
-    hard_limit = opts.warmup + opts.duration + opts.timeout + 5.0
-    done, late = await asyncio.wait(tasks, timeout=hard_limit)
+    done, late = await asyncio.wait(tasks, timeout=hard_limit(opts.warmup, opts.duration, opts.timeout))
     for task in late:
         task.cancel()
     if late:

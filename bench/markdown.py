@@ -41,6 +41,8 @@ def _header(results: dict[str, Any]) -> list[str]:
         "upstream that answers at once.",
         f"- Each scenario: {p['warmup']:g} s warm-up, then {p['duration']:g} s or {p['max_requests']} requests; "
         "one keep-alive connection per concurrent client; one load-generator process.",
+        "- Overhead = target minus direct, same percentile, same run. Gateway CPU ms/req = CPU time of the "
+        "gateway's process tree per completed request: it moves less with other load on the machine than req/s.",
         f"- Command: `{results['command']}`",
         "",
     ]
@@ -72,6 +74,7 @@ def _latency(results: dict[str, Any], key: str, title: str, what: str) -> list[s
                         _signed(r["overhead_p50"]),
                         _signed(r["overhead_p99"]),
                         str(r["errors"]),
+                        _f(r["gateway_cpu_ms_per_req"], ".3f"),
                     ]
                 )
     header = [
@@ -83,6 +86,7 @@ def _latency(results: dict[str, Any], key: str, title: str, what: str) -> list[s
         "overhead p50 ms",
         "overhead p99 ms",
         "errors",
+        "gateway CPU ms/req",
     ]
     return [f"## {title}", "", *_table(header, rows), ""]
 

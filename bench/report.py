@@ -48,6 +48,7 @@ def _per_concurrency(results: dict[str, Any], kind: str, key: str) -> dict[str, 
                 "overhead_p99": difference(_pct(r, key, "p99"), _pct(base, key, "p99")),
                 "errors": r["errors"],
                 "error_rate": r["error_rate"],
+                "gateway_cpu_ms_per_req": r.get("gateway_cpu_ms_per_req"),
             }
         if rows:
             out[target] = rows

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from bench import llamacpp, machine, procs, report
+from bench import llamacpp, loadgen, machine, procs, report
 from bench.plan import Plan, Scenario
 from bench.targets import API_KEY, INSTANT, SLOW, Direct, LiteLLM, Polyroute, Running, Target, Upstreams
 
@@ -127,7 +127,7 @@ def run_loadgen(scenario: Scenario, plan: Plan, port: int, model: str, workdir: 
     ]
     if scenario.stream:
         argv.append("--stream")
-    hard_limit = plan.warmup + plan.duration + plan.timeout + 20.0
+    hard_limit = loadgen.hard_limit(plan.warmup, plan.duration, plan.timeout) + 15.0
     with (workdir / "loadgen.log").open("ab") as err:
         proc = subprocess.Popen(
             argv,
