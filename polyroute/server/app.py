@@ -9,17 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from polyroute.catalog import load_catalog
 from polyroute.config import Config
 from polyroute.gateway import Gateway
+from polyroute.server.asgi import App
 from polyroute.server.chat import ChatEndpoint
-from polyroute.server.errors import http_exception, unexpected
 
 log = logging.getLogger("polyroute.server")
 
@@ -30,7 +27,7 @@ def _json(doc: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
 
 
-def create_app(gateway: Gateway) -> Starlette:
+def create_app(gateway: Gateway) -> App:
     config = gateway.fleet.config
     chat = ChatEndpoint(gateway, config.gateway.max_body_bytes, config.gateway.debug_headers)
 
@@ -46,22 +43,21 @@ def create_app(gateway: Gateway) -> Starlette:
         return _json({"status": "ready" if ready else "not ready", "backends_ready": ready}, status)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan() -> AsyncIterator[None]:
         await gateway.start()
         try:
             yield
         finally:
             await gateway.aclose()
 
-    return Starlette(
-        routes=[
-            Route("/v1/chat/completions", chat.handle, methods=["POST"]),
-            Route("/chat/completions", chat.handle, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
-        exception_handlers={HTTPException: http_exception, Exception: unexpected},
+    return App(
+        routes={
+            "/v1/chat/completions": {"POST": chat.handle},
+            "/chat/completions": {"POST": chat.handle},
+            "/v1/models": {"GET": models},
+            "/healthz": {"GET": healthz},
+            "/readyz": {"GET": readyz},
+        },
         lifespan=lifespan,
     )
 
@@ -85,7 +81,7 @@ def list_models(gateway: Gateway) -> list[dict[str, Any]]:
     return out
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> App:
     """Factory for uvicorn workers: each process builds its own gateway from the config."""
     from polyroute.settings import effective_config
 
