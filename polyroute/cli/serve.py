@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     common = {"host": host, "port": port, "loop": "uvloop", "http": "httptools", "access_log": False,
+              "proxy_headers": False, "server_header": False,
               "log_level": args.log_level, "timeout_graceful_shutdown": 10}
     print(f"polyroute: serving on http://{host}:{port}/v1 (models: {', '.join(config.client_names())})",
           file=sys.stderr, flush=True)
