@@ -47,7 +47,8 @@ def default_raw(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
     return {
         "backends": backends,
         "models": models,
-        "routes": {"default": {"models": [*hosted, LOCAL_MODEL]}},
+        # Every candidate gets its attempt, so the local model stays the last resort.
+        "routes": {"default": {"models": [*hosted, LOCAL_MODEL], "max_attempts": min(32, len(hosted) + 1)}},
     }
 
 

@@ -92,3 +92,18 @@ def test_missing_key_says_what_to_do(good: Path, monkeypatch: pytest.MonkeyPatch
     with pytest.raises(AllAttemptsFailed) as info:
         asyncio.run(gateway.complete(req, RequestContext()))
     assert "POLYROUTE_TEST_KEY is not set; export POLYROUTE_TEST_KEY=... and restart" in info.value.message
+
+
+def test_embedded_default_adds_keyed_providers_and_ends_on_local() -> None:
+    from polyroute.catalog import load_catalog
+    from polyroute.settings import default_raw, effective_config
+
+    env = {"DEEPSEEK_API_KEY": "sk-a", "OPENAI_API_KEY": "sk-b", "MOONSHOT_API_KEY": "sk-c",
+           "ANTHROPIC_API_KEY": "sk-d", "DASHSCOPE_API_KEY": "sk-e"}
+    raw = default_raw(load_catalog(), env)
+    route = raw["routes"]["default"]
+    assert route["models"][-1] == "smollm2-135m"
+    assert route["max_attempts"] == len(route["models"]) > 5
+    assert raw["backends"]["deepseek"]["api_key"] == "env:DEEPSEEK_API_KEY"
+    bare = effective_config(None, env={})
+    assert list(bare.models) == ["smollm2-135m"] and bare.routes["default"].models == ["smollm2-135m"]
