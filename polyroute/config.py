@@ -7,6 +7,7 @@ in ``Secret`` objects whose ``repr`` never shows the value.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import tomllib
@@ -35,18 +36,29 @@ Strategy = Literal["ordered", "cheapest", "fastest", "weighted"]
 class Secret:
     """A secret read from the environment. Its value never appears in repr or str."""
 
-    __slots__ = ("_value", "ref")
+    __slots__ = ("_digest", "_value", "ref")
 
     def __init__(self, ref: str, value: str | None) -> None:
         self.ref = ref
         self._value = value
+        self._digest: bytes | None = None
 
     def get(self) -> str | None:
         return self._value
 
     @property
     def present(self) -> bool:
-        return bool(self._value)
+        return bool(self._value) or self._digest is not None
+
+    def seal(self) -> bytes | None:
+        """Keep only the SHA-256 of the value from now on: for secrets that are compared, never sent.
+
+        Idempotent; returns the digest (None when the variable was unset or empty).
+        """
+        if self._value:
+            self._digest = hashlib.sha256(self._value.encode("utf-8")).digest()
+            self._value = None
+        return self._digest
 
     def __repr__(self) -> str:
         return f"Secret({self.ref!r}, {'set' if self.present else 'unset'})"
@@ -54,7 +66,10 @@ class Secret:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other.ref == self.ref and other._value == self._value
+        return (
+            isinstance(other, Secret)
+            and (other.ref, other._value, other._digest) == (self.ref, self._value, self._digest)
+        )
 
     def __hash__(self) -> int:
         return hash(self.ref)
@@ -77,6 +92,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+class BreakerConfig(_Strict):
+    """Circuit breakers per backend and per model (``[gateway.breakers]``)."""
+
+    # A breaker opens after this many failures in a row ...
+    failures: int = Field(default=5, ge=1)
+    # ... or when this share of the attempts in the last ``window`` seconds failed,
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    window: float = Field(default=30.0, gt=0)
+    # counted only once the window holds this many attempts.
+    min_requests: int = Field(default=10, ge=1)
+    # An open breaker lets one probe through per interval; a successful probe closes it.
+    probe_interval: float = Field(default=5.0, gt=0)
+    # A region, sanction or policy block takes the backend out this long.
+    block_cooldown: float = Field(default=3600.0, gt=0)
+    # So does a refused key (401/403), for this long.
+    auth_cooldown: float = Field(default=300.0, gt=0)
+
+
 class GatewayConfig(_Strict):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -84,6 +117,7 @@ class GatewayConfig(_Strict):
     unsupported_params: Literal["drop", "refuse"] = "drop"
     debug_headers: bool = True
     request_timeout: float = Field(default=600.0, gt=0)
+    breakers: BreakerConfig = Field(default_factory=BreakerConfig)
 
     @field_validator("listen")
     @classmethod
@@ -173,8 +207,11 @@ class RouteConfig(_Strict):
     weights: dict[str, float] | None = None
     max_attempts: int = Field(default=4, ge=1, le=32)
     deadline: float = Field(default=120.0, gt=0)
-    first_token_timeout: float = Field(default=15.0, gt=0)
-    stall_timeout: float = Field(default=20.0, gt=0)
+    # Streams: seconds to the first token (prefill of a long prompt included), then the
+    # longest gap between tokens. Raise the first for models that reason without streaming it.
+    first_token_timeout: float = Field(default=20.0, gt=0)
+    stall_timeout: float = Field(default=15.0, gt=0)
+    # Seconds without a first token after which the next candidate is started too.
     hedge_after: float | None = Field(default=None, gt=0)
 
 
@@ -193,6 +230,8 @@ class KeyConfig(_Strict):
     policy: str | None = None
     routes: list[str] | None = None
     team: str | None = None
+    # A revoked key is refused like a wrong one (401), without saying it once worked.
+    revoked: bool = False
 
 
 class Config(_Strict):

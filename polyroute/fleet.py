@@ -33,6 +33,8 @@ class ModelEntry:
     country: str | None = None
     licence: str | None = None
     open_weights: bool | None = None
+    # False when neither a catalog family nor the config prices a hosted model: its 0 is not a price.
+    price_known: bool = True
 
     def cost(self, usage: Usage | None) -> float:
         if not usage:
@@ -123,6 +125,11 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
         country=fam.country if fam else None,
         licence=fam.licence if fam else None,
         open_weights=fam.open_weights if fam else None,
+        price_known=(
+            fam is not None
+            or (mc.input_per_mtok is not None and mc.output_per_mtok is not None)
+            or backend.effective_locality() == "local"
+        ),
     )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from polyroute.auth import Keyring
 from polyroute.catalog import Catalog
 from polyroute.config import Config
 from polyroute.failover import Failover, Report
@@ -18,6 +20,8 @@ class RequestContext:
     principal: Principal = field(default_factory=Principal)
     # A policy named by the client to narrow (never widen) its own.
     narrow_policy: str | None = None
+    # The client asked for the routing decision in a response header (x-polyroute-explain).
+    explain: bool = False
 
 
 class Gateway:
@@ -25,6 +29,7 @@ class Gateway:
         self.fleet = fleet
         self.router = router or Router(fleet)
         self.failover = failover or Failover(fleet)
+        self.keys = Keyring.from_config(fleet.config)
 
     @classmethod
     def from_config(cls, config: Config, catalog: Catalog) -> Gateway:
@@ -40,15 +45,41 @@ class Gateway:
         route = self.fleet.resolve(req.model)
         return self.router.plan(route, req, ctx.principal, ctx.narrow_policy)
 
-    async def complete(self, req: ChatRequest, ctx: RequestContext) -> tuple[ChatResponse, Report]:
-        plan = self.plan(req, ctx)
+    async def complete(
+        self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None
+    ) -> tuple[ChatResponse, Report]:
+        plan = plan or self.plan(req, ctx)
         report = Report(route=plan.route.name)
-        resp = await self.failover.complete(plan.route, plan.candidates, req, report)
+        try:
+            resp = await self.failover.complete(plan.route, plan.candidates, req, report)
+        finally:
+            self.router.observe(report)
         if report.model is not None:
             resp["model"] = report.model.name
         return resp, report
 
-    def stream(self, req: ChatRequest, ctx: RequestContext) -> tuple[AsyncIterator[ChatChunk], Report]:
-        plan = self.plan(req, ctx)
+    def stream(
+        self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None
+    ) -> tuple[AsyncIterator[ChatChunk], Report]:
+        plan = plan or self.plan(req, ctx)
         report = Report(route=plan.route.name)
-        return self.failover.stream(plan.route, plan.candidates, req, report), report
+        chunks = self.failover.stream(plan.route, plan.candidates, req, report)
+        return self._observed(chunks, report), report
+
+    async def _observed(self, chunks: AsyncIterator[ChatChunk], report: Report) -> AsyncIterator[ChatChunk]:
+        """Pass a stream through, timing its first token for the router's moving averages."""
+        first: float | None = None
+        try:
+            async for chunk in chunks:
+                if first is None:
+                    first = time.monotonic()
+                yield chunk
+        finally:
+            try:
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                # A stream the client left early, or one rescued by another model, times nothing useful.
+                timed = first is not None and not report.streaming and not report.rescued
+                self.router.observe(report, first if timed else None, time.monotonic() if timed else None)

@@ -1,21 +1,41 @@
 """Routing: which candidates of a route may serve a request, and in what order.
 
-``Router.plan`` filters a route's models by policy and by what the request needs,
-then orders them with the route's strategy. The order it returns is what failover
-walks; every exclusion carries its reason so a refusal can explain itself.
+``Router.plan`` keeps the route's models that satisfy the effective policy (see
+``policy``) and what the request needs (see ``needs``), then orders them with the
+route's strategy (one per module: ``ordered``, ``cheapest``, ``fastest``,
+``weighted``). The order it returns is all that failover walks, so no failover
+can reach a model the policy excludes. Every exclusion carries its reason so a
+refusal (``PolicyViolation``, 422) and ``polyroute route explain`` can say why.
+
+The policy half of a decision depends only on (route, policies), so it is worked
+out once per pair, at start for the pairs the config names, and kept.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
+from polyroute.errors import Forbidden, InvalidRequest, PolicyViolation
 from polyroute.fleet import Fleet, ModelEntry, Route
+from polyroute.routing.base import Strategy, estimate_cost
+from polyroute.routing.cheapest import Cheapest
+from polyroute.routing.fastest import Fastest
+from polyroute.routing.needs import Needs, needs_of
+from polyroute.routing.ordered import Ordered
+from polyroute.routing.policy import Policy
+from polyroute.routing.stats import LatencyStats, Outcome
+from polyroute.routing.weighted import Weighted
 from polyroute.types import ChatRequest
+
+__all__ = ["LatencyStats", "Needs", "Plan", "Policy", "Principal", "Router", "Strategy"]
+
+_NEED_WORDS = {"tools": "sends tools", "json_mode": "asks for JSON mode", "vision": "contains images"}
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is asking: a configured key, or nobody on an open gateway."""
+    """Who is asking: a configured key (by name), or nobody on an open gateway."""
 
     key: str | None = None
     policy: str | None = None
@@ -29,12 +49,142 @@ class Plan:
     candidates: list[ModelEntry]
     excluded: list[tuple[ModelEntry, str]] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
+    # The effective policy's names joined by " + ", or None.
     policy: str | None = None
+    strategy: str = "ordered"
+    score: str = "position"
+    needs: Needs | None = None
+
+    def cost(self, entry: ModelEntry) -> float | None:
+        """Estimated USD for this request on ``entry``; None when its price is unknown."""
+        return None if self.needs is None else estimate_cost(entry, self.needs)
+
+    def refusal(self) -> PolicyViolation:
+        why = "; ".join(f"{e.name}: {reason}" for e, reason in self.excluded)
+        if self.policy:
+            head = f"No candidate of '{self.route.name}' satisfies policy '{self.policy}' for this request"
+        else:
+            head = f"No candidate of '{self.route.name}' can serve this request"
+        return PolicyViolation(f"{head}. {why}.")
+
+
+@dataclass(frozen=True, slots=True)
+class _Admission:
+    """The policy half of a decision for one (route, policies) pair."""
+
+    policy: Policy
+    # (entry, capabilities or None when unknown, context window or None) in route order.
+    admitted: tuple[tuple[ModelEntry, frozenset[str] | None, int | None], ...]
+    excluded: tuple[tuple[ModelEntry, str], ...]
 
 
 class Router:
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, stats: LatencyStats | None = None, rng: random.Random | None = None) -> None:
         self.fleet = fleet
+        self.stats = stats or LatencyStats()
+        rng = rng or random.Random()
+        self._strategies = {name: _strategy(route, self.stats, rng) for name, route in fleet.routes.items()}
+        self._admissions: dict[tuple[str, tuple[str, ...]], _Admission] = {}
+        key_policies = {k.policy for k in fleet.config.keys.values()}
+        for route in fleet.routes.values():
+            for key_policy in key_policies | {None}:
+                self._admission(route, self.policy_names(route, key_policy, None))
+
+    # -- the decision ----------------------------------------------------------------------
 
     def plan(self, route: Route, req: ChatRequest, principal: Principal, narrow: str | None = None) -> Plan:
-        return Plan(route=route, candidates=list(route.models))
+        """The candidates to try, in order; PolicyViolation when none qualifies."""
+        plan = self.decide(route, req, principal, narrow)
+        if not plan.candidates:
+            raise plan.refusal()
+        return plan
+
+    def decide(self, route: Route, req: ChatRequest, principal: Principal, narrow: str | None = None) -> Plan:
+        """Like ``plan`` but an empty plan is returned, not refused (for explanations)."""
+        if principal.routes is not None and route.name not in principal.routes:
+            raise Forbidden(f"This key may not use '{route.name}'.", param="model")
+        if narrow is not None and narrow not in self.fleet.config.policies:
+            raise InvalidRequest(f"x-polyroute-policy names no configured policy: {narrow!r}.")
+        adm = self._admission(route, self.policy_names(route, principal.policy, narrow))
+        needs = needs_of(req)
+        fits, excluded = _fit(adm, needs)
+        strategy = self._strategies[route.name]
+        ordered, scores = strategy.order(fits, needs) if fits else ([], [])
+        return Plan(
+            route=route,
+            candidates=ordered,
+            excluded=excluded,
+            scores={e.name: s for e, s in zip(ordered, scores, strict=True)},
+            policy=adm.policy.label,
+            strategy=strategy.name,
+            score=strategy.score,
+            needs=needs,
+        )
+
+    def observe(self, report: Outcome, first_token_at: float | None = None, ended_at: float | None = None) -> None:
+        """Feed one request's attempts to the moving averages that ``fastest`` ranks by."""
+        self.stats.observe(report, first_token_at, ended_at)
+
+    # -- policies ----------------------------------------------------------------------------
+
+    def policy_names(self, route: Route, key_policy: str | None, narrow: str | None) -> tuple[str, ...]:
+        names: list[str] = []
+        for name in (key_policy, route.config.policy, narrow):
+            if name is not None and name not in names:
+                names.append(name)
+        return tuple(names)
+
+    def _admission(self, route: Route, names: tuple[str, ...]) -> _Admission:
+        adm = self._admissions.get((route.name, names))
+        if adm is None:
+            adm = self._admissions[(route.name, names)] = _admit(self.fleet, route, names)
+        return adm
+
+
+def _strategy(route: Route, stats: LatencyStats, rng: random.Random) -> Strategy:
+    kind = route.config.strategy
+    if kind == "cheapest":
+        return Cheapest()
+    if kind == "fastest":
+        return Fastest(stats)
+    if kind == "weighted":
+        return Weighted(route.config.weights, rng)
+    return Ordered()
+
+
+def _admit(fleet: Fleet, route: Route, names: tuple[str, ...]) -> _Admission:
+    policy = Policy.combine([(n, fleet.config.policies[n]) for n in names])
+    admitted: list[tuple[ModelEntry, frozenset[str] | None, int | None]] = []
+    excluded: list[tuple[ModelEntry, str]] = []
+    for entry in route.models:
+        reasons = policy.exclusions(entry)
+        if reasons:
+            excluded.append((entry, "; ".join(reasons)))
+            continue
+        # Capabilities nobody stated (no family, none in the config) are not checked: the
+        # backend itself answers whether it can. Only policy facts fail closed.
+        caps_known = entry.family is not None or bool(entry.capabilities)
+        admitted.append((entry, entry.capabilities if caps_known else None, entry.context_window))
+    return _Admission(policy, tuple(admitted), tuple(excluded))
+
+
+def _fit(adm: _Admission, needs: Needs) -> tuple[list[ModelEntry], list[tuple[ModelEntry, str]]]:
+    """The admitted models that can take this request, and why the others cannot."""
+    wanted, room = needs.capabilities, needs.context_tokens
+    fits: list[ModelEntry] = []
+    excluded = list(adm.excluded)
+    for entry, caps, window in adm.admitted:
+        if wanted and caps is not None and not wanted <= caps:
+            missing = sorted(wanted - caps)
+            uses = ", ".join(_NEED_WORDS.get(m, m) for m in missing)
+            excluded.append((entry, f"lacks {', '.join(missing)} (the request {uses})"))
+        elif window is not None and room > window:
+            excluded.append((entry, _too_long(window, needs)))
+        else:
+            fits.append(entry)
+    return fits, excluded
+
+
+def _too_long(window: int, needs: Needs) -> str:
+    limit = f" + max_tokens {needs.max_tokens}" if needs.max_tokens else ""
+    return f"context window {window} is too small for ~{needs.prompt_tokens} prompt tokens{limit}"

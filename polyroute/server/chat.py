@@ -11,14 +11,23 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from polyroute.auth import presented_key
 from polyroute.errors import AllAttemptsFailed, BodyTooLarge, InvalidRequest, PolyrouteError
 from polyroute.failover import Report
 from polyroute.gateway import Gateway, RequestContext
+from polyroute.routing import Plan
+from polyroute.routing.explain import header_value
 from polyroute.server import sse
 from polyroute.server.errors import error_response, from_validation
 from polyroute.types import ChatChunk, ChatRequest
 
 log = logging.getLogger("polyroute.access")
+
+# A client narrows its policy by naming another one; it can never widen it.
+POLICY_HEADER = "x-polyroute-policy"
+# "1" asks for the routing decision, returned as compact JSON in EXPLAIN_RESPONSE.
+EXPLAIN_REQUEST = "x-polyroute-explain"
+EXPLAIN_RESPONSE = "x-polyroute-route-explain"
 
 
 class ChatEndpoint:
@@ -32,11 +41,14 @@ class ChatEndpoint:
         try:
             ctx = await self.context(request)
             req = parse_request(await read_body(request, self.max_body))
+            plan = self.gateway.plan(req, ctx)
+            extra = {EXPLAIN_RESPONSE: header_value(plan)} if ctx.explain else {}
             if req.stream:
-                return await self.stream(req, ctx)
-            resp, report = await self.gateway.complete(req, ctx)
+                return await self.stream(req, ctx, plan, extra)
+            resp, report = await self.gateway.complete(req, ctx, plan)
             self.log(report, req)
-            return Response(orjson.dumps(resp), media_type="application/json", headers=self.headers(report))
+            return Response(orjson.dumps(resp), media_type="application/json",
+                            headers={**self.headers(report), **extra})
         except AllAttemptsFailed as exc:
             return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc)})
         except PolyrouteError as exc:
@@ -45,11 +57,20 @@ class ChatEndpoint:
             return Response(status_code=499)
 
     async def context(self, request: Request) -> RequestContext:
-        """Who is asking; the open gateway has no keys."""
-        return RequestContext()
+        """Who is asking (401 when keys are configured and none valid is sent), and what they asked of routing."""
+        h = request.headers
+        principal = self.gateway.keys.authenticate(presented_key(h.get("authorization"), h.get("x-api-key")))
+        narrow = h.get(POLICY_HEADER)
+        return RequestContext(
+            principal=principal,
+            narrow_policy=narrow.strip() if narrow and narrow.strip() else None,
+            explain=self.debug_headers and h.get(EXPLAIN_REQUEST, "").strip().lower() in ("1", "true", "yes"),
+        )
 
-    async def stream(self, req: ChatRequest, ctx: RequestContext) -> Response:
-        chunks, report = self.gateway.stream(req, ctx)
+    async def stream(
+        self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None, extra: dict[str, str] | None = None
+    ) -> Response:
+        chunks, report = self.gateway.stream(req, ctx, plan)
         try:
             # Headers wait for the first token: a failover before it stays invisible.
             first = await anext(chunks)
@@ -61,7 +82,7 @@ class ChatEndpoint:
         return StreamingResponse(
             self.frames(first, chunks, req, report),
             media_type="text/event-stream",
-            headers={**self.headers(report), "cache-control": "no-cache"},
+            headers={**self.headers(report), **(extra or {}), "cache-control": "no-cache"},
         )
 
     async def frames(
