@@ -20,7 +20,13 @@ def default_raw(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
     from polyroute.embedded import LOCAL_BACKEND, LOCAL_FAMILY, LOCAL_MODEL, smollm2_path
 
     backends: dict[str, Any] = {
-        LOCAL_BACKEND: {"type": "llamacpp", "model_path": str(smollm2_path()), "continuation": "prefill"}
+        LOCAL_BACKEND: {
+            "type": "llamacpp",
+            "model_path": str(smollm2_path()),
+            "continuation": "prefill",
+            # Leave a core to the event loop: llama.cpp's threads spin while they wait.
+            "n_threads": max(1, (os.cpu_count() or 2) - 1),
+        }
     }
     models: dict[str, Any] = {LOCAL_MODEL: {"backend": LOCAL_BACKEND, "upstream": LOCAL_MODEL, "family": LOCAL_FAMILY}}
     hosted: list[str] = []
