@@ -7,6 +7,13 @@ route's strategy (one per module: ``ordered``, ``cheapest``, ``fastest``,
 can reach a model the policy excludes. Every exclusion carries its reason so a
 refusal (``PolicyViolation``, 422) and ``polyroute route explain`` can say why.
 
+Policies always exclude. So do the request's hard needs: a context window too
+small for it, and a missing ``tools`` or ``vision`` capability (such a model could
+only answer wrongly). A missing ``json_mode`` only demotes: the model is kept
+behind every model that has it, because JSON can still be had by instruction and
+what happens to ``response_format`` on a backend that cannot carry it is already
+``gateway.unsupported_params``'s to decide (drop and name it, or refuse).
+
 The policy half of a decision depends only on (route, policies), so it is worked
 out once per pair, at start for the pairs the config names, and kept.
 """
@@ -31,6 +38,8 @@ from polyroute.types import ChatRequest
 __all__ = ["LatencyStats", "Needs", "Plan", "Policy", "Principal", "Router", "Strategy"]
 
 _NEED_WORDS = {"tools": "sends tools", "json_mode": "asks for JSON mode", "vision": "contains images"}
+# Needs a model may lack and still be tried, after every model that has them.
+_SOFT_NEEDS = frozenset({"json_mode"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,8 @@ class Plan:
     strategy: str = "ordered"
     score: str = "position"
     needs: Needs | None = None
+    # Candidates kept only as fallbacks because they lack a soft need (json_mode) of the request.
+    demoted: dict[str, str] = field(default_factory=dict)
 
     def cost(self, entry: ModelEntry) -> float | None:
         """Estimated USD for this request on ``entry``; None when its price is unknown."""
@@ -107,9 +118,13 @@ class Router:
             raise InvalidRequest(f"x-polyroute-policy names no configured policy: {narrow!r}.")
         adm = self._admission(route, self.policy_names(route, principal.policy, narrow))
         needs = needs_of(req)
-        fits, excluded = _fit(adm, needs)
+        fits, lacking, excluded = _fit(adm, needs)
         strategy = self._strategies[route.name]
         ordered, scores = strategy.order(fits, needs) if fits else ([], [])
+        if lacking:
+            more, more_scores = strategy.order([e for e, _ in lacking], needs)
+            ordered += more
+            scores += more_scores
         return Plan(
             route=route,
             candidates=ordered,
@@ -119,6 +134,7 @@ class Router:
             strategy=strategy.name,
             score=strategy.score,
             needs=needs,
+            demoted={e.name: why for e, why in lacking},
         )
 
     def observe(self, report: Outcome, first_token_at: float | None = None, ended_at: float | None = None) -> None:
@@ -168,21 +184,26 @@ def _admit(fleet: Fleet, route: Route, names: tuple[str, ...]) -> _Admission:
     return _Admission(policy, tuple(admitted), tuple(excluded))
 
 
-def _fit(adm: _Admission, needs: Needs) -> tuple[list[ModelEntry], list[tuple[ModelEntry, str]]]:
-    """The admitted models that can take this request, and why the others cannot."""
+Reasons = list[tuple[ModelEntry, str]]
+
+
+def _fit(adm: _Admission, needs: Needs) -> tuple[list[ModelEntry], Reasons, Reasons]:
+    """Admitted models that can take this request; those lacking a capability; those excluded."""
     wanted, room = needs.capabilities, needs.context_tokens
     fits: list[ModelEntry] = []
+    lacking: Reasons = []
     excluded = list(adm.excluded)
     for entry, caps, window in adm.admitted:
-        if wanted and caps is not None and not wanted <= caps:
-            missing = sorted(wanted - caps)
-            uses = ", ".join(_NEED_WORDS.get(m, m) for m in missing)
-            excluded.append((entry, f"lacks {', '.join(missing)} (the request {uses})"))
-        elif window is not None and room > window:
+        if window is not None and room > window:
             excluded.append((entry, _too_long(window, needs)))
+        elif wanted and caps is not None and not wanted <= caps:
+            missing = wanted - caps
+            uses = ", ".join(_NEED_WORDS.get(m, m) for m in sorted(missing))
+            reason = f"lacks {', '.join(sorted(missing))} (the request {uses})"
+            (lacking if missing <= _SOFT_NEEDS else excluded).append((entry, reason))
         else:
             fits.append(entry)
-    return fits, excluded
+    return fits, lacking, excluded
 
 
 def _too_long(window: int, needs: Needs) -> str:

@@ -29,7 +29,7 @@ def explain(plan: Plan) -> dict[str, Any]:
         "score": plan.score,
         "order": [
             {"model": e.name, "backend": e.backend, "score": _usd(plan.scores[e.name]),
-             "cost_usd_est": _usd(plan.cost(e))}
+             "cost_usd_est": _usd(plan.cost(e)), **_demoted(plan, e.name)}
             for e in plan.candidates
         ],
         "excluded": [
@@ -37,6 +37,11 @@ def explain(plan: Plan) -> dict[str, Any]:
             for e, reason in plan.excluded
         ],
     }
+
+
+def _demoted(plan: Plan, name: str) -> dict[str, str]:
+    why = plan.demoted.get(name)
+    return {} if why is None else {"fallback_only": why}
 
 
 def header_value(plan: Plan) -> str:
@@ -57,7 +62,8 @@ def render(plan: Plan) -> str:
         lines.append(f"order (score = {doc['score']}):")
         for i, row in enumerate(doc["order"], 1):
             lines.append(f"  {i}. {row['model']} [{row['backend']}]  score {_score(row['score'])}  "
-                         f"est. cost {_money(row['cost_usd_est'])}")
+                         f"est. cost {_money(row['cost_usd_est'])}"
+                         + (f"  (fallback only: {row['fallback_only']})" if "fallback_only" in row else ""))
     else:
         lines.append("order: no candidate qualifies; the request would be refused (422)")
     if doc["excluded"]:
