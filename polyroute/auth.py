@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from polyroute.config import Config
@@ -35,39 +34,23 @@ class _Key:
 
 
 class Keyring:
-    def __init__(self, keys: list[_Key], principals: Mapping[str, Principal], enabled: bool) -> None:
+    def __init__(self, keys: list[_Key], enabled: bool) -> None:
         self._keys = keys
-        self._principals = dict(principals)
         # Keys configured (even if none is usable): every request must present one.
         self.enabled = enabled
 
     @classmethod
     def from_config(cls, config: Config) -> Keyring:
         keys: list[_Key] = []
-        principals: dict[str, Principal] = {}
-        for name, kc in config.keys.items():
-            principal = Principal(
-                key=name,
-                policy=kc.policy,
-                routes=None if kc.routes is None else frozenset(kc.routes),
-                team=kc.team,
-            )
-            principals[name] = principal
+        for name, principal in principals(config).items():
+            kc = config.keys[name]
             digest = kc.secret.seal()
             if digest is None:
                 var = kc.secret.ref.removeprefix("env:")
                 log.warning("keys.%s: %s is not set, so this key cannot be used; export it and restart", name, var)
                 continue
             keys.append(_Key(digest, principal, kc.revoked))
-        return cls(keys, principals, enabled=bool(config.keys))
-
-    def principal(self, name: str) -> Principal:
-        """The principal of the key configured as ``name`` (no secret needed: for explanations)."""
-        found = self._principals.get(name)
-        if found is None:
-            known = ", ".join(sorted(self._principals)) or "none configured"
-            raise ConfigError(f"no key named {name!r} (known: {known})", key="keys")
-        return found
+        return cls(keys, enabled=bool(config.keys))
 
     def authenticate(self, presented: str | None) -> Principal:
         """The principal for a presented key; Unauthorized when keys are on and it is not a live key."""
@@ -83,6 +66,28 @@ class Keyring:
         if match is None or match.revoked:
             raise Unauthorized(f"The API key sent is not valid. {_HOW}")
         return match.principal
+
+
+def principals(config: Config) -> dict[str, Principal]:
+    """Every configured key's principal, by key name."""
+    return {
+        name: Principal(
+            key=name,
+            policy=kc.policy,
+            routes=None if kc.routes is None else frozenset(kc.routes),
+            team=kc.team,
+        )
+        for name, kc in config.keys.items()
+    }
+
+
+def principal_named(config: Config, name: str) -> Principal:
+    """The principal of the key configured as ``name``; no secret is needed (for explanations)."""
+    found = principals(config).get(name)
+    if found is None:
+        known = ", ".join(sorted(config.keys)) or "none configured"
+        raise ConfigError(f"no key named {name!r} (known: {known})", source=config.source, key="keys")
+    return found
 
 
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
