@@ -190,6 +190,7 @@ class _Run:
         self.min_completions = min(opts.concurrency, opts.requests)
         self.warmed = 0  # connections that have completed their first request
         self.unfinished = 0  # answers that came after the window: awaited, not recorded
+        self.answered = 0  # every answer or failure, warm-up and drain included
         self.latencies: list[float] = []
         self.ttfts: list[float] = []
         self.usage_seen = 0
@@ -281,6 +282,7 @@ class _Run:
             await client.send(self.request)
             timer.cancel()
             t1 = time.perf_counter()
+            self.answered += 1
             if self.in_window(t1):
                 self._record(client, t0, t1)
             elif self.closed_at is not None:
@@ -312,6 +314,7 @@ class _Run:
             "rps": ok / window if window > 0 else 0.0,
             "latency_ms": stats.summarize_ms(self.latencies),
             "unfinished_after_window": self.unfinished,
+            "answered_total": self.answered,
             "connects": self.connects,
             "loadgen_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         }

@@ -166,13 +166,13 @@ def _scenario(
     t0 = time.monotonic()
     result = run_loadgen(scenario, plan, route.port, route.model, workdir)
     wall = time.monotonic() - t0
-    ok = int(result.get("ok", 0))
+    answered = int(result.get("answered_total", 0))  # CPU is sampled around the whole run, warm-up included
     up_cpu = procs.cpu_seconds(up_pids) - up_cpu0
     result["upstream_cpu_util"] = round(up_cpu / wall, 3)
     if sampler is not None:
         gw_cpu = sampler.cpu() - gw_cpu0
         result["gateway_cpu_util"] = round(gw_cpu / wall, 3)
-        result["gateway_cpu_ms_per_req"] = round(gw_cpu * 1000 / ok, 4) if ok else None
+        result["gateway_cpu_ms_per_req"] = round(gw_cpu * 1000 / answered, 4) if answered else None
     return result
 
 
