@@ -1,241 +1,254 @@
-"""Attempts over a route's candidates: deadlines, first-token hold, stream rescue.
+"""Failover: whole answers and streams over a route's candidates.
 
-``Failover.complete`` tries candidates in order until one answers. ``Failover.stream``
-returns an async iterator whose first item arrives only once some candidate has sent
-a real token, so the server can hold response headers until then and a failover
-before the first token is invisible to the client. A stream cut after tokens were
-sent is continued on the next candidate that can continue a partial answer; when
-none can, the iterator raises ``StreamCut`` and the server ends the stream with an
-explicit error event.
+A request walks its route's candidates in order (``polyroute.attempts``: breakers,
+``max_attempts``, ``deadline``, the classification of each failure).
+
+``Failover.complete`` returns the first whole answer. ``Failover.stream`` returns
+an async iterator whose first item arrives only once some candidate has sent a
+real token (``first_token_timeout``), so the server can hold the response headers
+until then and a failover before the first token stays invisible. After that, a
+gap longer than ``stall_timeout`` counts as a cut. A cut stream is continued on
+the next candidate that can continue a partial answer (the text sent so far goes
+as ``Call.prefix``), so the client reads one answer; when none can, or when
+tool-call deltas were already sent, the iterator raises ``StreamCut`` and the
+server ends the stream with an error event, never like a success.
+
+For a stream the deadline bounds the waiting (for the answer to start, and to
+resume after a cut), not a stream that is flowing. With ``hedge_after`` a slow
+attempt gets a second one started beside it (``polyroute.hedge``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from polyroute.adapters import Adapter, Call
-from polyroute.adapters.base import OPTIONAL_PARAMS
-from polyroute.errors import (
-    AllAttemptsFailed,
-    Attempt,
-    InvalidRequest,
-    PolyrouteError,
-    StreamCut,
-    UpstreamError,
-    UpstreamTimeout,
-)
+from polyroute.adapters import Adapter
+from polyroute.attempts import Report, Slot, Walk, as_upstream, estimate_tokens
+from polyroute.errors import PolyrouteError, StreamCut, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from polyroute.fleet import Fleet, ModelEntry, Route
-from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Usage, chunk_has_token, chunk_text, make_usage
+from polyroute.health import Health
+from polyroute.hedge import race
+from polyroute.types import ChatChunk, ChatRequest, ChatResponse, chunk_has_token, make_usage
 
-
-@dataclass
-class Report:
-    """What happened while answering one request: who answered, every attempt, the bill."""
-
-    route: str
-    attempts: list[Attempt] = field(default_factory=list)
-    errors: list[UpstreamError] = field(default_factory=list)
-    model: ModelEntry | None = None
-    usage: Usage = field(default_factory=lambda: make_usage(0, 0))
-    cost_usd: float = 0.0
-    dropped: set[str] = field(default_factory=set)
-    rescued: bool = False
-    # A stream attempt that has sent tokens and is not finished yet.
-    streaming: bool = False
-
-    def attempt_count(self) -> int:
-        return len(self.attempts) + int(self.streaming)
-
-    def bill(self, entry: ModelEntry, usage: Usage | None) -> None:
-        if not usage:
-            return
-        for k in ("prompt_tokens", "completion_tokens", "total_tokens"):
-            self.usage[k] += int(usage.get(k) or 0)  # type: ignore[literal-required]
-        self.cost_usd += entry.cost(usage)
-
-    def record(self, entry: ModelEntry, outcome: str, started: float, detail: str = "") -> None:
-        self.streaming = False
-        ms = (time.monotonic() - started) * 1000
-        self.attempts.append(Attempt(entry.backend, entry.name, outcome, round(ms, 2), detail))
-
-    def fail(self, entry: ModelEntry, err: UpstreamError, started: float) -> None:
-        self.errors.append(err)
-        self.record(entry, err.outcome, started, err.message)
-
-
-def requested_params(req: ChatRequest) -> set[str]:
-    present = {p for p in OPTIONAL_PARAMS if getattr(req, p, None) is not None}
-    if req.max_completion_tokens is not None:
-        present.add("max_tokens")
-    return present
+__all__ = ["Failover", "Report"]
 
 
 class Failover:
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, health: Health | None = None) -> None:
         self.fleet = fleet
-        self.unsupported = fleet.config.gateway.unsupported_params
-
-    # -- candidate preparation ---------------------------------------------------------
-
-    def _calls(self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report) -> list[
-        tuple[ModelEntry, Adapter, frozenset[str]]
-    ]:
-        wanted = requested_params(req)
-        out: list[tuple[ModelEntry, Adapter, frozenset[str]]] = []
-        refused: set[str] = set()
-        for entry in candidates[: route.config.max_attempts]:
-            adapter = self.fleet.adapters[entry.backend]
-            missing = wanted - adapter.supports
-            if missing and self.unsupported == "refuse":
-                refused |= missing
-                continue
-            out.append((entry, adapter, frozenset(missing)))
-        if not out:
-            names = ", ".join(sorted(refused))
-            raise InvalidRequest(f"no candidate of '{route.name}' supports: {names}", param=sorted(refused)[0])
-        return out
-
-    def _deadline_left(self, route: Route, t0: float) -> float:
-        return route.config.deadline - (time.monotonic() - t0)
-
-    def _give_up(self, route: Route, report: Report) -> AllAttemptsFailed:
-        return AllAttemptsFailed(
-            f"all {len(report.attempts)} attempt(s) for '{route.name}' failed",
-            attempts=report.attempts,
-            errors=report.errors,
-        )
-
-    # -- whole answers -----------------------------------------------------------------
+        self.health = health or Health(fleet.config.gateway.breakers)
 
     async def complete(
         self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report
     ) -> ChatResponse:
-        t0 = time.monotonic()
-        for entry, adapter, drop in self._calls(route, candidates, req, report):
-            left = self._deadline_left(route, t0)
-            if left <= 0:
-                break
-            started = time.monotonic()
-            timeout = min(adapter.config.timeout, left)
-            try:
-                resp = await asyncio.wait_for(adapter.complete(Call(req, entry.upstream, drop, timeout=timeout)), left)
-            except (UpstreamError, TimeoutError) as exc:
-                err = _as_upstream(exc, entry)
-                report.fail(entry, err, started)
-                if not err.may_fall_over:
-                    break
-                continue
-            report.record(entry, "ok", started)
-            report.model = entry
-            report.dropped |= drop
-            report.bill(entry, resp.get("usage"))
-            return resp
-        raise self._give_up(route, report)
-
-    # -- streams -----------------------------------------------------------------------
+        walk = _Whole(self.fleet, self.health, route, candidates, req, report)
+        won = await race(walk, route.config.hedge_after)
+        if won is None:
+            raise walk.give_up()
+        slot, resp = won
+        await walk.succeeded(slot)
+        report.bill(slot.entry, resp.get("usage"))
+        return resp
 
     def stream(
         self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report
     ) -> AsyncIterator[ChatChunk]:
-        return self._stream(route, self._calls(route, candidates, req, report), req, report)
-
-    async def _stream(
-        self,
-        route: Route,
-        calls: list[tuple[ModelEntry, Adapter, frozenset[str]]],
-        req: ChatRequest,
-        report: Report,
-    ) -> AsyncIterator[ChatChunk]:
-        t0 = time.monotonic()
-        sent = ""  # text the client has already received
-        started_client = False
-        for entry, adapter, drop in calls:
-            if started_client and not adapter.can_continue:
-                continue
-            left = self._deadline_left(route, t0)
-            if left <= 0:
-                break
-            started = time.monotonic()
-            call = Call(req, entry.upstream, drop, prefix=sent or None, timeout=min(adapter.config.timeout, left))
-            upstream = adapter.stream(call)
-            got_token = False
-            pending: list[ChatChunk] = []  # held until a token shows the attempt is alive
-            try:
-                async for chunk in _paced(upstream, route, t0):
-                    if not got_token:
-                        if not chunk_has_token(chunk) and chunk["choices"]:
-                            pending.append(chunk)
-                            continue
-                        got_token = True
-                        report.model = entry
-                        report.dropped |= drop
-                        report.rescued = started_client
-                        report.streaming = True
-                        if not started_client:
-                            for held in pending:
-                                yield held
-                        started_client = True
-                    if chunk.get("usage"):
-                        report.bill(entry, chunk.get("usage"))
-                    sent += chunk_text(chunk)
-                    yield chunk
-                report.record(entry, "ok", started)
-                return
-            except (UpstreamError, TimeoutError) as exc:
-                err = _as_upstream(exc, entry)
-                if got_token:
-                    err = StreamCut(err.message, partial=sent, backend=entry.backend, model=entry.name)
-                report.fail(entry, err, started)
-                if not err.may_fall_over:
-                    break
-            finally:
-                await _close(upstream)
-        if started_client:
-            raise StreamCut(
-                "the stream was cut and no candidate could continue it",
-                partial=sent,
-                backend=report.model.backend if report.model else "",
-                model=report.model.name if report.model else "",
-            )
-        raise self._give_up(route, report)
+        walk = _Opening(self.fleet, self.health, route, candidates, req, report)  # refuses unsupported parameters now
+        return _Stream(walk).chunks()
 
 
-async def _paced(upstream: AsyncIterator[ChatChunk], route: Route, t0: float) -> AsyncIterator[ChatChunk]:
-    """Apply the first-token and stall deadlines, and the route's overall deadline."""
-    cfg = route.config
-    first = True
-    while True:
-        left = cfg.deadline - (time.monotonic() - t0)
-        wait = min(cfg.first_token_timeout if first else cfg.stall_timeout, left)
+class _Whole(Walk):
+    """Attempts at a whole answer."""
+
+    async def run(self, slot: Slot) -> ChatResponse:
         try:
-            chunk = await asyncio.wait_for(anext(upstream), max(wait, 0.001))
-        except StopAsyncIteration:
-            return
+            async with asyncio.timeout(slot.timeout):
+                return await slot.adapter.complete(self.call(slot))
         except TimeoutError:
-            what = "first token" if first else "next token"
-            raise UpstreamTimeout(f"no {what} within {wait:.2f}s") from None
-        if chunk_has_token(chunk):
-            first = False
-        yield chunk
+            raise as_upstream(TimeoutError(), slot) from None
+
+    async def abandoned(self, slot: Slot, result: ChatResponse | None) -> None:
+        await self.release(slot)
+
+
+@dataclass(slots=True)
+class Head:
+    """A stream that has sent its first token: the chunks so far, and the rest to come."""
+
+    upstream: AsyncIterator[ChatChunk]
+    chunks: list[ChatChunk]
+
+
+class _Opening(Walk):
+    """Attempts at a stream, each up to its first token."""
+
+    prefix: str | None = None
+
+    def own_limit(self, adapter: Adapter) -> float:
+        return self.route.config.first_token_timeout
+
+    async def run(self, slot: Slot) -> Head:
+        upstream = slot.adapter.stream(self.call(slot, self.prefix))
+        held: list[ChatChunk] = []
+        try:
+            async with asyncio.timeout(slot.timeout):
+                async for chunk in upstream:
+                    held.append(chunk)
+                    if chunk_has_token(chunk):
+                        return Head(upstream, held)
+        except TimeoutError:
+            await _close(upstream)
+            e = slot.entry
+            raise UpstreamTimeout(
+                f"no first token within {slot.timeout:.2f}s", backend=e.backend, model=e.name
+            ) from None
+        except BaseException:
+            await _close(upstream)
+            raise
+        e = slot.entry
+        raise UpstreamBadResponse("the stream ended before any token", backend=e.backend, model=e.name)
+
+    async def abandoned(self, slot: Slot, result: Head | None) -> None:
+        if result is not None:
+            await _close(result.upstream)
+        await self.release(slot)
+
+    def rescue_from(self, content: str) -> None:
+        """From now on, continue the answer the client has read so far."""
+        self.prefix = content or None
+        self.continuing = True
+        self.t0 = time.monotonic()  # the deadline bounds the wait to resume, not the stream so far
+        self.report.rescued = True
+
+
+# --- streams -------------------------------------------------------------------------------
+
+
+class _Stream:
+    """One client stream, across the attempts that feed it."""
+
+    def __init__(self, walk: _Opening) -> None:
+        self.walk = walk
+        self.report = walk.report
+        self.stall = walk.route.config.stall_timeout
+        self.content: list[str] = []  # the answer's text the client has read
+        self.started = False
+        self.tools = False  # tool-call deltas were sent: a cut cannot be rescued
+        self.finished = False  # a finish_reason was sent: the answer is whole
+        self.cid, self.created = "", 0
+        self.chars = 0  # characters the current attempt sent, to estimate its usage
+        self.usage_seen = False
+
+    async def chunks(self) -> AsyncIterator[ChatChunk]:
+        walk, report = self.walk, self.report
+        while (won := await race(walk, walk.route.config.hedge_after)) is not None:
+            slot, head = won
+            rescue = self.started
+            report.model, report.streaming = slot.entry, True
+            report.dropped |= slot.drop
+            self.chars, self.usage_seen = 0, False
+            try:
+                for held in head.chunks:
+                    if self.note(slot.entry, held, rescue):
+                        yield held
+                while (chunk := await self.next_chunk(slot, head.upstream)) is not None:
+                    if self.note(slot.entry, chunk, rescue):
+                        yield chunk
+            except UpstreamError as exc:
+                if await self.cut(slot, exc):
+                    continue
+                return
+            except BaseException:
+                await walk.release(slot)  # the client left: the attempt tells nothing
+                raise
+            finally:
+                await _close(head.upstream)
+            self.settle_usage(slot.entry)
+            await walk.succeeded(slot)
+            return
+        if self.started:
+            last = report.attempts[-1] if report.attempts else None
+            raise StreamCut(
+                "the stream was cut and no candidate could continue it", partial="".join(self.content),
+                backend=last.backend if last else "", model=last.model if last else "", code="stream_cut",
+            )
+        raise walk.give_up()
+
+    async def next_chunk(self, slot: Slot, upstream: AsyncIterator[ChatChunk]) -> ChatChunk | None:
+        try:
+            async with asyncio.timeout(self.stall):
+                return await anext(upstream)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            e = slot.entry
+            raise UpstreamTimeout(f"no token for {self.stall:.2f}s", backend=e.backend, model=e.name) from None
+
+    def note(self, entry: ModelEntry, chunk: ChatChunk, rescue: bool) -> bool:
+        """Account one chunk; whether the client should get it."""
+        if usage := chunk.get("usage"):
+            self.usage_seen = True
+            self.report.bill(entry, usage)
+        choices = chunk["choices"]
+        if rescue:
+            if choices and not chunk_has_token(chunk):
+                return False  # the continuation's opening role chunk: the client has had one
+            chunk["id"], chunk["created"] = self.cid, self.created  # one answer, one id
+        if not choices:
+            return True
+        if not self.started:
+            self.started, self.cid, self.created = True, chunk["id"], chunk["created"]
+        for choice in choices:
+            delta = choice["delta"]
+            if text := delta.get("content"):
+                self.content.append(text)
+                self.chars += len(text)
+            if reasoning := delta.get("reasoning_content"):
+                self.chars += len(reasoning)
+            if delta.get("tool_calls"):
+                self.tools = True
+            if choice.get("finish_reason"):
+                self.finished = True
+        return True
+
+    async def cut(self, slot: Slot, exc: UpstreamError) -> bool:
+        """Account a stream that broke after its first token; whether to go on and rescue it."""
+        entry = slot.entry
+        cause = as_upstream(exc, slot)
+        await self.walk.health.settle(slot.ticket, cause)
+        self.settle_usage(entry)
+        partial = "".join(self.content)
+        cut = StreamCut(cause.message, partial=partial, backend=entry.backend, model=entry.name, code="stream_cut")
+        self.report.fail(entry, cut, slot.started)
+        if self.finished:
+            return False  # the answer was whole; only its end was lost
+        if self.tools:
+            raise StreamCut(
+                "the stream was cut after tool-call deltas were sent; it cannot be continued",
+                partial=partial, backend=entry.backend, model=entry.name, code="stream_cut",
+            )
+        if not cause.may_fall_over:
+            raise cut
+        self.walk.rescue_from(partial)
+        return True
+
+    def settle_usage(self, entry: ModelEntry) -> None:
+        """Bill an attempt that reported no usage: about four characters a token."""
+        if self.usage_seen:
+            return
+        req = self.walk.req
+        prompt_chars = sum(len(m.text()) for m in req.messages) + len(self.walk.prefix or "")
+        usage = make_usage(estimate_tokens(prompt_chars), estimate_tokens(self.chars))
+        self.report.bill(entry, usage, estimated=True)
 
 
 async def _close(it: AsyncIterator[ChatChunk]) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
-        try:
+        # Closing is cleanup: a failure of the upstream's own teardown changes nothing here.
+        with contextlib.suppress(PolyrouteError, RuntimeError):
             await aclose()
-        except (PolyrouteError, RuntimeError, asyncio.CancelledError):
-            pass
-
-
-def _as_upstream(exc: BaseException, entry: ModelEntry) -> UpstreamError:
-    if isinstance(exc, UpstreamError):
-        if not exc.backend:
-            exc.backend, exc.model = entry.backend, entry.name
-        else:
-            exc.model = entry.name
-        return exc
-    return UpstreamTimeout("no answer before the deadline", backend=entry.backend, model=entry.name)

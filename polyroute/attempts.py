@@ -1,0 +1,224 @@
+"""The attempts of one request: which candidate goes next, within what budget, and the report.
+
+``Walk`` hands out the candidates of a route in order, one ``Slot`` at a time. A
+candidate is skipped when its breaker is open (``polyroute.health``), when an
+earlier attempt of this request found its backend blocked or its key refused, or,
+after a "context length exceeded", when its window is not larger than the one that
+refused; during a stream rescue, when it cannot continue a partial answer. At most
+``max_attempts`` attempts start, and none after the route's ``deadline``. Every
+failure is classified once, in the error tree, and says whether the walk goes on.
+
+``Report`` is what the server shows of it: every attempt, who answered, the bill.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from polyroute.adapters import Adapter, Call
+from polyroute.adapters.base import OPTIONAL_PARAMS
+from polyroute.errors import (
+    AllAttemptsFailed,
+    Attempt,
+    InvalidRequest,
+    UpstreamAuthError,
+    UpstreamBlocked,
+    UpstreamContextExceeded,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from polyroute.fleet import Fleet, ModelEntry, Route
+from polyroute.health import Health, Ticket
+from polyroute.types import ChatRequest, Usage, make_usage
+
+CHARS_PER_TOKEN = 4  # to estimate the tokens of an attempt that was cut before it sent usage
+
+
+@dataclass
+class Report:
+    """What happened while answering one request: who answered, every attempt, the bill."""
+
+    route: str
+    attempts: list[Attempt] = field(default_factory=list)
+    errors: list[UpstreamError] = field(default_factory=list)
+    model: ModelEntry | None = None
+    usage: Usage = field(default_factory=lambda: make_usage(0, 0))
+    cost_usd: float = 0.0
+    dropped: set[str] = field(default_factory=set)
+    rescued: bool = False
+    # Some of the usage is estimated (an attempt was cut before it reported its own).
+    estimated: bool = False
+    # A stream attempt that has sent tokens and is not finished yet.
+    streaming: bool = False
+
+    def attempt_count(self) -> int:
+        return len(self.attempts) + int(self.streaming)
+
+    def bill(self, entry: ModelEntry, usage: Usage | None, *, estimated: bool = False) -> None:
+        if not usage:
+            return
+        self.usage["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
+        self.usage["completion_tokens"] += int(usage.get("completion_tokens") or 0)
+        self.usage["total_tokens"] += int(usage.get("total_tokens") or 0)
+        self.cost_usd += entry.cost(usage)
+        self.estimated |= estimated
+
+    def record(self, entry: ModelEntry, outcome: str, started: float, detail: str = "") -> None:
+        self.streaming = False
+        ms = (time.monotonic() - started) * 1000
+        self.attempts.append(Attempt(entry.backend, entry.name, outcome, round(ms, 2), detail))
+
+    def fail(self, entry: ModelEntry, err: UpstreamError, started: float) -> None:
+        self.errors.append(err)
+        self.record(entry, err.outcome, started, err.message)
+
+
+def requested_params(req: ChatRequest) -> set[str]:
+    present = {p for p in OPTIONAL_PARAMS if getattr(req, p, None) is not None}
+    if req.max_completion_tokens is not None:
+        present.add("max_tokens")
+    return present
+
+
+def estimate_tokens(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+@dataclass(slots=True)
+class Slot:
+    """One admitted attempt."""
+
+    entry: ModelEntry
+    adapter: Adapter
+    drop: frozenset[str]
+    ticket: Ticket
+    started: float
+    # Seconds this attempt may take to its first token (streams) or its answer.
+    timeout: float
+    # That limit is the route's deadline, shorter than the attempt's own.
+    by_deadline: bool
+
+
+class Walk:
+    """The candidates of one request, admitted one at a time within its budget."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        health: Health,
+        route: Route,
+        candidates: Sequence[ModelEntry],
+        req: ChatRequest,
+        report: Report,
+    ) -> None:
+        self.health = health
+        self.route = route
+        self.req = req
+        self.report = report
+        self.queue = deque(supported(fleet, route, candidates, req))
+        self.t0 = time.monotonic()
+        self.started = 0
+        self.stopped = False
+        self.excluded: set[str] = set()  # backends found blocked or refusing our key
+        self.floor: int | None = None  # after a context-length refusal: windows must be larger
+        self.continuing = False  # a rescue: only candidates that can continue a partial answer
+
+    def own_limit(self, adapter: Adapter) -> float:
+        return adapter.config.timeout
+
+    async def next(self) -> Slot | None:
+        cfg = self.route.config
+        while self.queue and not self.stopped and self.started < cfg.max_attempts:
+            left = cfg.deadline - (time.monotonic() - self.t0)
+            if left <= 0:
+                return None
+            entry, adapter, drop = self.queue.popleft()
+            if not self._eligible(entry, adapter):
+                continue
+            ticket = await self.health.admit(entry)
+            if isinstance(ticket, UpstreamError):
+                self.report.errors.append(ticket)  # skipped, not attempted: explains a refusal
+                continue
+            self.started += 1
+            own = self.own_limit(adapter)
+            return Slot(entry, adapter, drop, ticket, time.monotonic(), min(own, left), left < own)
+        return None
+
+    def _eligible(self, entry: ModelEntry, adapter: Adapter) -> bool:
+        if entry.backend in self.excluded:
+            return False
+        if self.floor is not None and (entry.context_window or 0) <= self.floor:
+            return False
+        return adapter.can_continue or not self.continuing
+
+    async def failed(self, slot: Slot, exc: BaseException) -> bool:
+        err = as_upstream(exc, slot)
+        # A timeout cut short by the route's deadline says nothing about the backend.
+        counts = not (slot.by_deadline and isinstance(err, UpstreamTimeout))
+        await self.health.settle(slot.ticket, err, counts=counts)
+        self.report.fail(slot.entry, err, slot.started)
+        self.learn(slot.entry, err)
+        return err.may_fall_over
+
+    def learn(self, entry: ModelEntry, err: UpstreamError) -> None:
+        """What one failure means for the rest of this request's walk."""
+        if isinstance(err, (UpstreamBlocked, UpstreamAuthError)):
+            self.excluded.add(entry.backend)
+        if isinstance(err, UpstreamContextExceeded):
+            self.floor = max(self.floor or 0, entry.context_window or 0)
+        if not err.may_fall_over:
+            self.stopped = True
+
+    async def succeeded(self, slot: Slot) -> None:
+        await self.health.settle(slot.ticket, None)
+        self.report.record(slot.entry, "ok", slot.started)
+        self.report.model = slot.entry
+        self.report.dropped |= slot.drop
+
+    async def release(self, slot: Slot) -> None:
+        await self.health.release(slot.ticket)
+        self.report.record(slot.entry, "cancelled", slot.started)
+
+    def call(self, slot: Slot, prefix: str | None = None) -> Call:
+        return Call(self.req, slot.entry.upstream, slot.drop, prefix=prefix,
+                    timeout=min(slot.adapter.config.timeout, slot.timeout))
+
+    def give_up(self) -> AllAttemptsFailed:
+        n = len(self.report.attempts)
+        what = f"all {n} attempt(s) for '{self.route.name}' failed" if n else (
+            f"no candidate of '{self.route.name}' could be tried"
+        )
+        return AllAttemptsFailed(what, attempts=self.report.attempts, errors=self.report.errors)
+
+
+def supported(
+    fleet: Fleet, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest
+) -> list[tuple[ModelEntry, Adapter, frozenset[str]]]:
+    """Each candidate with the parameters it will drop; with ``refuse``, those that can honour all."""
+    wanted = requested_params(req)
+    refuse = fleet.config.gateway.unsupported_params == "refuse"
+    out: list[tuple[ModelEntry, Adapter, frozenset[str]]] = []
+    refused: set[str] = set()
+    for entry in candidates:
+        adapter = fleet.adapters[entry.backend]
+        missing = wanted - adapter.supports
+        if missing and refuse:
+            refused |= missing
+            continue
+        out.append((entry, adapter, frozenset(missing)))
+    if not out:
+        names = ", ".join(sorted(refused))
+        raise InvalidRequest(f"no candidate of '{route.name}' supports: {names}", param=sorted(refused)[0])
+    return out
+
+
+def as_upstream(exc: BaseException, slot: Slot) -> UpstreamError:
+    entry = slot.entry
+    if isinstance(exc, UpstreamError):
+        exc.backend = exc.backend or entry.backend
+        exc.model = entry.name
+        return exc
+    return UpstreamTimeout(f"no answer within {slot.timeout:.2f}s", backend=entry.backend, model=entry.name)

@@ -1,0 +1,124 @@
+"""Backend health: the breakers of each candidate, as failover and operators see them.
+
+``Health.admit`` asks both breakers of a candidate (its backend's and its model's)
+whether an attempt may go; ``Health.settle`` tells them how it ended and logs
+every state change. ``Health.report`` is what ``GET /v1/health/backends`` shows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from polyroute.breakers import (
+    RELEASE,
+    Admission,
+    BreakerStore,
+    MemoryBreakerStore,
+    Outcome,
+    State,
+    View,
+    backend_key,
+    model_key,
+    outcomes,
+)
+from polyroute.config import BreakerConfig
+from polyroute.errors import UpstreamBlocked, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
+from polyroute.fleet import Fleet, ModelEntry
+
+log = logging.getLogger("polyroute.breakers")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """An admitted attempt: which of its breakers it probes."""
+
+    entry: ModelEntry
+    probes: tuple[str, ...] = ()
+
+
+class Health:
+    def __init__(self, policy: BreakerConfig, store: BreakerStore | None = None) -> None:
+        self.policy = policy
+        self.store: BreakerStore = store or MemoryBreakerStore(policy)
+
+    async def admit(self, entry: ModelEntry) -> Ticket | UpstreamError:
+        """A ticket for an attempt at ``entry``, or the error that says why it is skipped."""
+        bkey, mkey = backend_key(entry.backend), model_key(entry.name)
+        backend = await self.store.admit(bkey)
+        if not backend.allowed:
+            return _skipped(entry, backend)
+        model = await self.store.admit(mkey)
+        if not model.allowed:
+            if backend.probe:
+                await self.store.record(bkey, RELEASE)
+            return _skipped(entry, model)
+        probes = tuple(k for k, a in ((bkey, backend), (mkey, model)) if a.probe)
+        for key in probes:
+            log.info("breaker %s half-open: probing (%s)", key, (backend if key == bkey else model).reason)
+        return Ticket(entry, probes)
+
+    async def settle(self, ticket: Ticket, err: UpstreamError | None, *, counts: bool = True) -> None:
+        """Account an attempt's end. ``counts=False`` when it ended for a reason not its own."""
+        entry = ticket.entry
+        b_out, m_out = outcomes(err, self.policy) if counts else (RELEASE, RELEASE)
+        await self._record(backend_key(entry.backend), b_out)
+        await self._record(model_key(entry.name), m_out)
+
+    async def release(self, ticket: Ticket) -> None:
+        """The attempt was abandoned (hedge lost, client gone): it tells nothing."""
+        for key in ticket.probes:
+            await self.store.record(key, RELEASE)
+
+    async def _record(self, key: str, outcome: Outcome) -> None:
+        before, after = await self.store.record(key, outcome)
+        if before is after:
+            return
+        if after is State.CLOSED:
+            log.info("breaker %s closed (was %s)", key, before)
+        elif after is State.OPEN and before is State.CLOSED:
+            view = await self.store.get(key)
+            log.warning(
+                "breaker %s open: %s (%s); next probe in %.1fs",
+                key, outcome.reason, outcome.detail, view.retry_in,
+            )
+        elif after is State.OPEN:
+            log.info("breaker %s probe failed: %s; stays open", key, outcome.reason)
+
+    async def report(self, fleet: Fleet) -> dict[str, Any]:
+        """Every backend and model with its breaker, for ``GET /v1/health/backends``."""
+        views = {v.key: v for v in await self.store.snapshot()}
+
+        def show(key: str) -> dict[str, Any]:
+            v = views.get(key) or View(key, State.CLOSED)
+            return {
+                "state": str(v.state),
+                "reason": v.reason or None,
+                "detail": v.detail or None,
+                "next_probe_in": v.retry_in if v.state is not State.CLOSED else None,
+                "consecutive_failures": v.consecutive_failures,
+                "window": {"attempts": v.window_attempts, "failures": v.window_failures},
+            }
+
+        backends = {
+            name: {**show(backend_key(name)), "ready": adapter.ready()} for name, adapter in fleet.adapters.items()
+        }
+        models = {name: {"backend": m.backend, **show(model_key(name))} for name, m in fleet.models.items()}
+        degraded = any(b["state"] != "closed" for b in backends.values()) or any(
+            m["state"] != "closed" for m in models.values()
+        )
+        up = [b for b in backends.values() if b["state"] != "open" and b["ready"]]
+        status = "down" if not up else "degraded" if degraded else "ok"
+        return {"status": status, "backends": backends, "models": models}
+
+
+def _skipped(entry: ModelEntry, why: Admission) -> UpstreamError:
+    """The error a skipped candidate adds to the report, so a refusal explains itself."""
+    retry = round(why.retry_in, 1)
+    kw: dict[str, Any] = {"backend": entry.backend, "model": entry.name, "code": "circuit_open"}
+    if why.reason == "blocked":
+        return UpstreamBlocked(f"skipped: blocked, next probe in {retry}s", **kw)
+    if why.reason == "rate_limited":
+        return UpstreamRateLimited(f"skipped: rate limited for {retry}s more", retry_after=why.retry_in, **kw)
+    return UpstreamUnavailable(f"skipped: circuit open ({why.reason or 'failing'}), next probe in {retry}s", **kw)
