@@ -42,6 +42,9 @@ def create_app(gateway: Gateway) -> App:
         status = 200 if ready else 503
         return _json({"status": "ready" if ready else "not ready", "backends_ready": ready}, status)
 
+    async def backends_health(request: Request) -> Response:
+        return _json(await gateway.failover.health.report(gateway.fleet))
+
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await gateway.start()
@@ -57,6 +60,7 @@ def create_app(gateway: Gateway) -> App:
             "/v1/models": {"GET": models},
             "/healthz": {"GET": healthz},
             "/readyz": {"GET": readyz},
+            "/v1/health/backends": {"GET": backends_health},
         },
         lifespan=lifespan,
     )

@@ -122,7 +122,12 @@ class ChatEndpoint:
             "created": last["created"] if last else 0,
             "model": name,
             "choices": [],
-            "usage": {**report.usage, "cost_usd": round(report.cost_usd, 8)},
+            "usage": {
+                **report.usage,
+                "cost_usd": round(report.cost_usd, 8),
+                # An attempt was cut before it reported usage: its tokens are estimated.
+                **({"estimated": True} if report.estimated else {}),
+            },
         }
 
     def headers(self, report: Report) -> dict[str, str]:
