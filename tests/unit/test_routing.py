@@ -139,6 +139,18 @@ def test_fastest_tries_unmeasured_models_first_then_ranks_by_expected_time() -> 
     assert plan.scores["deepseek"] == pytest.approx(1.2)
 
 
+def test_fastest_weighs_first_token_against_speed_by_the_expected_output() -> None:
+    router = build({"strategy": "fastest"}, models={
+        "snappy": {"backend": "hosted", "family": "gpt-4-1-mini"},  # quick to start, slow to write
+        "steady": {"backend": "hosted", "family": "gpt-4-1"},  # slow to start, quick to write
+    })
+    t = 0.0
+    router.observe(answered(router, "snappy", 2100), first_token_at=t + 0.1, ended_at=t + 2.1)  # 50 tok/s
+    router.observe(answered(router, "steady", 1500), first_token_at=t + 1.0, ended_at=t + 1.5)  # 200 tok/s
+    assert names(plan_of(router, ask(max_tokens=20))) == ["snappy", "steady"]
+    assert names(plan_of(router, ask(max_tokens=2000))) == ["steady", "snappy"]
+
+
 def test_a_failure_counts_as_a_slow_sample() -> None:
     router = build({"strategy": "fastest"}, models={
         "a": {"backend": "hosted", "family": "gpt-4-1"}, "b": {"backend": "hosted", "family": "gpt-4-1-mini"},
