@@ -73,7 +73,8 @@ def measure_all(fleet: Fleet, router: Router) -> None:
         router.observe(done, first_token_at=0.0, ended_at=ms / 2000)
 
 
-def run(n: int, repeat: int) -> list[dict[str, Any]]:
+def run(n: int, repeat: int, loops: int | None = None) -> list[dict[str, Any]]:
+    """One row per strategy and policy; ``loops`` fixes the timeit loop count (default: auto-sized)."""
     config = cfg.parse(fleet_config(n), env={"BENCH_KEY": "x"}, source="<bench>")
     fleet = Fleet.build(config, load_catalog())
     router = Router(fleet, rng=random.Random(1))
@@ -90,8 +91,8 @@ def run(n: int, repeat: int) -> list[dict[str, Any]]:
             principal = Principal(key="acme", policy="tenant") if with_policy else Principal()
             plan = router.plan(route, req, principal)
             timer = timeit.Timer(lambda r=route, p=principal: router.plan(r, req, p))  # type: ignore[misc]
-            loops, _ = timer.autorange()
-            best = min(timer.repeat(repeat=repeat, number=loops)) / loops
+            number = loops or timer.autorange()[0]
+            best = min(timer.repeat(repeat=repeat, number=number)) / number
             rows.append({
                 "strategy": s, "policy": plan.policy or "(none)", "route_models": len(route.models),
                 "candidates": len(plan.candidates), "us_per_decision": round(best * 1e6, 2),

@@ -6,7 +6,7 @@ from bench.routing_decision import STRATEGIES, run
 
 
 def test_every_strategy_decides_quickly_over_fifty_models() -> None:
-    rows = run(50, repeat=1)
+    rows = run(50, repeat=3, loops=200)
     assert [(r["strategy"], r["policy"]) for r in rows] == [
         (s, p) for s in STRATEGIES for p in ("(none)", "tenant + route-cap")
     ]
