@@ -281,6 +281,18 @@ def _dangling(key: str, value: str, known: Mapping[str, Any] | set[str]) -> str:
     return f"{key}: {value!r} is not defined (known: {names})"
 
 
+def config_error(exc: ValidationError, source: str) -> ConfigError:
+    """The first problem of a validation, as file, dotted key and reason."""
+    errors = exc.errors()
+    # A misspelt key shows up twice: as unknown, and as the real key missing.
+    # The unknown one names the typo, so it is the one reported.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    key = ".".join(str(p) for p in first["loc"])
+    reason = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(reason + more, source=source, key=key or None)
+
+
 def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """Turn every ``api_key``/``secret`` string into a Secret before validation."""
     out = dict(raw)
@@ -310,13 +322,7 @@ def parse(raw: dict[str, Any], *, source: str = "<memory>", env: Mapping[str, st
     except ConfigError as exc:
         raise ConfigError(exc.message, source=source) from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        reason = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            reason = "unknown key"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(reason + more, source=source, key=key or None) from None
+        raise config_error(exc, source) from None
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -13,12 +13,10 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
-from polyroute.adapters.base import OPTIONAL_PARAMS, Adapter, Call, make_chunk, now, usage_chunk
-from polyroute.adapters.http import ErrorInfo, HttpBackend, error_from_status, json_error_reader, sse_events
-from polyroute.config import BackendConfig
+from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, now, usage_chunk
+from polyroute.adapters.http import ErrorInfo, HttpAdapter, error_from_status, json_error_reader, sse_events
 from polyroute.errors import UpstreamBadResponse, UpstreamRejected, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage
 
@@ -80,25 +78,15 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     )
 
 
-class AnthropicAdapter(Adapter):
+class AnthropicAdapter(HttpAdapter):
     kind = "anthropic"
     supports = OPTIONAL_PARAMS - {"response_format", "seed"}
-
-    def __init__(self, name: str, config: BackendConfig) -> None:
-        super().__init__(name, config)
-        self.http = HttpBackend(name, config, read_error)
-        self.url = f"{config.base_url}/v1/messages"
-        self.headers = {"content-type": "application/json", "anthropic-version": API_VERSION, **config.headers}
-        key = config.api_key.get() if config.api_key else None
-        if key:
-            self.headers["x-api-key"] = key
-
-    @property
-    def can_continue(self) -> bool:
-        return (self.config.continuation or "prefill") != "none"
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+    default_continuation = "prefill"
+    path = "/v1/messages"
+    key_header = "x-api-key"
+    key_prefix = ""
+    base_headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
+    read_error = staticmethod(read_error)
 
     # -- request ---------------------------------------------------------------------------
 
@@ -263,7 +251,7 @@ class AnthropicAdapter(Adapter):
         except (orjson.JSONDecodeError, KeyError, TypeError):
             etype = "api_error"
         status, body = STATUS_OF_TYPE.get(etype, 500), data.encode()
-        return error_from_status(status, body, httpx.Headers(), self.http.reader, backend=self.name, model=model)
+        return error_from_status(status, body, {}, self.http.reader, backend=self.name, model=model)
 
 
 class _StreamState:

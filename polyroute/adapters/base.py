@@ -47,6 +47,8 @@ class Adapter(abc.ABC):
     kind: ClassVar[str]
     # Parameters from OPTIONAL_PARAMS this wire format can carry.
     supports: ClassVar[frozenset[str]] = OPTIONAL_PARAMS
+    # How the wire format continues a partial answer when the config does not say.
+    default_continuation: ClassVar[str] = "none"
 
     def __init__(self, name: str, config: BackendConfig) -> None:
         self.name = name
@@ -55,7 +57,7 @@ class Adapter(abc.ABC):
     @property
     def can_continue(self) -> bool:
         """Whether this backend can continue a partial assistant message."""
-        return (self.config.continuation or "none") != "none"
+        return (self.config.continuation or self.default_continuation) != "none"
 
     async def start(self) -> None:  # noqa: B027 - an optional hook
         """Open pools or load weights. Called once before serving."""

@@ -23,8 +23,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
-
 from polyroute.adapters.base import Adapter, Call, make_chunk, new_id, now, usage_chunk
 from polyroute.adapters.http import ErrorInfo, error_from_status
 from polyroute.config import BackendConfig
@@ -62,14 +60,11 @@ class Behaviour:
 
 class FakeAdapter(Adapter):
     kind = "fake"
+    default_continuation = "prefill"
 
     def __init__(self, name: str, config: BackendConfig) -> None:
         super().__init__(name, config)
         self.calls = 0
-
-    @property
-    def can_continue(self) -> bool:
-        return (self.config.continuation or "prefill") != "none"
 
     def _fail(self, b: Behaviour, model: str) -> UpstreamError | None:
         self.calls += 1
@@ -79,10 +74,10 @@ class FakeAdapter(Adapter):
             info = ErrorInfo(
                 "Country, region, or territory not supported", "unsupported_country_region_territory", True
             )
-            return error_from_status(403, b"", httpx.Headers(), lambda s, body: info, backend=self.name, model=model)
+            return error_from_status(403, b"", {}, lambda s, body: info, backend=self.name, model=model)
         if b.error is not None:
             info = ErrorInfo(f"fake upstream answered {b.error}")
-            headers = httpx.Headers({"retry-after": "1"} if b.error == 429 else {})
+            headers = {"retry-after": "1"} if b.error == 429 else {}
             return error_from_status(b.error, b"", headers, lambda s, body: info, backend=self.name, model=model)
         return None
 

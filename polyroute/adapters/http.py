@@ -12,10 +12,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import httpx
 import orjson
 
+from polyroute.adapters.base import Adapter
 from polyroute.adapters.transport import (
     ConnectFailed,
     ConnectionBroken,
@@ -248,3 +250,29 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
 BLOCK_CODES = frozenset({"unsupported_country_region_territory", "region_not_supported", "unsupported_region"})
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
 AUTH_CODES = frozenset({"invalid_api_key", "authentication_error", "incorrect_api_key"})
+
+
+class HttpAdapter(Adapter):
+    """What every HTTP adapter shares: its pool, its URL, its headers with the key."""
+
+    path: ClassVar[str]  # appended to base_url
+    key_header: ClassVar[str] = "authorization"
+    key_prefix: ClassVar[str] = "Bearer "
+    base_headers: ClassVar[dict[str, str]] = {"content-type": "application/json"}
+
+    def __init__(self, name: str, config: BackendConfig) -> None:
+        super().__init__(name, config)
+        self.http = HttpBackend(name, config, type(self).read_error)
+        self.url = f"{config.base_url}{self.path}"
+        self.headers = {**self.base_headers, **config.headers}
+        key = config.api_key.get() if config.api_key else None
+        if key:
+            self.headers[self.key_header] = f"{self.key_prefix}{key}"
+
+    @staticmethod
+    def read_error(status: int, body: bytes) -> ErrorInfo:
+        """What this provider's error body says; overridden where it differs."""
+        return json_error_reader(status, body)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

@@ -13,12 +13,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
-from polyroute.adapters.base import OPTIONAL_PARAMS, Adapter, Call, make_chunk, new_id, now, usage_chunk
-from polyroute.adapters.http import ErrorInfo, HttpBackend, error_from_status, json_error_reader
-from polyroute.config import BackendConfig
+from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, new_id, now, usage_chunk
+from polyroute.adapters.http import ErrorInfo, HttpAdapter, error_from_status, json_error_reader
 from polyroute.errors import UpstreamBadResponse, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta, Message, ResponseMessage, make_usage
 
@@ -36,25 +34,13 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     return info
 
 
-class OllamaAdapter(Adapter):
+class OllamaAdapter(HttpAdapter):
     kind = "ollama"
     supports = OPTIONAL_PARAMS - {"tool_choice"}
 
-    def __init__(self, name: str, config: BackendConfig) -> None:
-        super().__init__(name, config)
-        self.http = HttpBackend(name, config, read_error)
-        self.url = f"{config.base_url}/api/chat"
-        self.headers = {"content-type": "application/json", **config.headers}
-        key = config.api_key.get() if config.api_key else None
-        if key:
-            self.headers["authorization"] = f"Bearer {key}"
-
-    @property
-    def can_continue(self) -> bool:
-        return (self.config.continuation or "prefill") != "none"
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+    default_continuation = "prefill"
+    path = "/api/chat"
+    read_error = staticmethod(read_error)
 
     # -- request ---------------------------------------------------------------------------
 
@@ -193,7 +179,7 @@ class OllamaAdapter(Adapter):
         if "error" in doc:
             # An error after the 200: the model failed while generating.
             err: UpstreamError = error_from_status(
-                500, line.encode(), httpx.Headers(), self.http.reader, backend=self.name, model=model
+                500, line.encode(), {}, self.http.reader, backend=self.name, model=model
             )
             raise err
         return doc

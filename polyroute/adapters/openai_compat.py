@@ -14,8 +14,8 @@ from typing import Any, cast
 
 import orjson
 
-from polyroute.adapters.base import Adapter, Call
-from polyroute.adapters.http import ErrorInfo, HttpBackend, json_error_reader, sse_events
+from polyroute.adapters.base import Call
+from polyroute.adapters.http import ErrorInfo, HttpAdapter, json_error_reader, sse_events
 from polyroute.config import BackendConfig
 from polyroute.errors import UpstreamBadResponse, UpstreamError, UpstreamServerError, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatResponse
@@ -31,21 +31,14 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     return info
 
 
-class OpenAICompatAdapter(Adapter):
+class OpenAICompatAdapter(HttpAdapter):
     kind = "openai"
+    path = "/chat/completions"
+    read_error = staticmethod(read_error)
 
     def __init__(self, name: str, config: BackendConfig) -> None:
         super().__init__(name, config)
-        self.http = HttpBackend(name, config, read_error)
-        self.url = f"{config.base_url}/chat/completions"
-        self.continue_url = f"{config.continuation_base_url or config.base_url}/chat/completions"
-        self.headers = {"content-type": "application/json", **config.headers}
-        key = config.api_key.get() if config.api_key else None
-        if key:
-            self.headers["authorization"] = f"Bearer {key}"
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+        self.continue_url = f"{config.continuation_base_url or config.base_url}{self.path}"
 
     def payload(self, call: Call, stream: bool) -> dict[str, Any]:
         raw = call.request.raw()

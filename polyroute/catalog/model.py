@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from polyroute.config import config_error
 from polyroute.errors import ConfigError
 
 Capability = Literal["tools", "json_mode", "vision", "reasoning"]
@@ -226,16 +227,7 @@ def parse_catalog(raw: Mapping[str, Any], *, source: str = "<memory>") -> Catalo
     try:
         return Catalog.model_validate({**raw, "source": source})
     except ValidationError as exc:
-        errors = exc.errors()
-        # A misspelt key shows up twice: as unknown, and as the real key missing.
-        # The unknown one names the typo, so report it first.
-        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        key = ".".join(str(p) for p in first["loc"])
-        reason = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            reason = "unknown key"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(reason + more, source=source, key=key or None) from None
+        raise config_error(exc, source) from None
 
 
 def load_catalog(path: Path | None = None) -> Catalog:
