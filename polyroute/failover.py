@@ -32,6 +32,7 @@ from polyroute.errors import PolyrouteError, StreamCut, UpstreamBadResponse, Ups
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import Health
 from polyroute.hedge import race
+from polyroute.stall import StallTimer
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, chunk_has_token, make_usage
 
 __all__ = ["Failover", "Report"]
@@ -151,11 +152,12 @@ class _Stream:
             report.model, report.streaming = slot.entry, True
             report.dropped |= slot.drop
             self.chars, self.usage_seen = 0, False
+            stall = StallTimer(self.stall)
             try:
                 for held in head.chunks:
                     if self.note(slot.entry, held, rescue):
                         yield held
-                while (chunk := await self.next_chunk(slot, head.upstream)) is not None:
+                while (chunk := await self.next_chunk(slot, head.upstream, stall)) is not None:
                     if self.note(slot.entry, chunk, rescue):
                         yield chunk
             except UpstreamError as exc:
@@ -166,6 +168,7 @@ class _Stream:
                 await walk.release(slot)  # the client left: the attempt tells nothing
                 raise
             finally:
+                stall.close()
                 await _close(head.upstream)
             self.settle_usage(slot.entry)
             await walk.succeeded(slot)
@@ -178,10 +181,9 @@ class _Stream:
             )
         raise walk.give_up()
 
-    async def next_chunk(self, slot: Slot, upstream: AsyncIterator[ChatChunk]) -> ChatChunk | None:
+    async def next_chunk(self, slot: Slot, upstream: AsyncIterator[ChatChunk], stall: StallTimer) -> ChatChunk | None:
         try:
-            async with asyncio.timeout(self.stall):
-                return await anext(upstream)
+            return await stall.next(upstream)
         except StopAsyncIteration:
             return None
         except TimeoutError:

@@ -1,0 +1,59 @@
+"""A stall deadline for every chunk of a stream, for the price of one timer per stream.
+
+``asyncio.timeout`` around each ``anext`` schedules and cancels a timer per chunk
+(about 5 µs, as much as the rest of the gateway's work on a chunk). ``StallTimer``
+keeps one timer per stream: each wait notes only when it began, and the timer,
+when it fires, either finds the current wait older than the limit and cancels it,
+or re-arms itself for when that would be. Time the consumer spends between waits
+(a slow client) is never counted as a stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class StallTimer:
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[object] | None = None
+        self._since: float | None = None  # when the current wait began; None between waits
+        self._handle: asyncio.TimerHandle | None = None
+        self._fired = False
+
+    async def next(self, it: AsyncIterator[T]) -> T:
+        """``anext(it)``, raising ``TimeoutError`` if it takes longer than the limit."""
+        self._since = now = self._loop.time()
+        self._task = asyncio.current_task()
+        if self._handle is None:
+            self._handle = self._loop.call_at(now + self.limit, self._check)
+        try:
+            return await anext(it)
+        except asyncio.CancelledError:
+            if self._fired and self._task is not None:
+                self._fired = False
+                if self._task.uncancel() == 0:  # ours was the only cancellation
+                    raise TimeoutError from None
+            raise
+        finally:
+            self._since = None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        since = self._since
+        if since is not None and now - since >= self.limit and self._task is not None:
+            self._handle = None
+            self._fired = True
+            self._task.cancel()
+            return
+        self._handle = self._loop.call_at((now if since is None else since) + self.limit, self._check)

@@ -1,0 +1,77 @@
+"""The stall timer: one timer per stream, a deadline per wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from polyroute.stall import StallTimer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def paced(gaps: list[float]) -> AsyncIterator[int]:
+    for i, gap in enumerate(gaps):
+        await asyncio.sleep(gap)
+        yield i
+
+
+async def test_a_wait_longer_than_the_limit_times_out() -> None:
+    timer = StallTimer(0.05)
+    it = paced([0, 0.01, 1.0])
+    assert [await timer.next(it), await timer.next(it)] == [0, 1]
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await timer.next(it)
+    assert 0.04 < time.monotonic() - started < 0.2
+    timer.close()
+
+
+async def test_time_spent_between_waits_is_not_a_stall() -> None:
+    timer = StallTimer(0.05)
+    it = paced([0, 0.03, 0.03, 0.03])
+    got = []
+    for _ in range(4):
+        got.append(await timer.next(it))
+        await asyncio.sleep(0.08)  # a slow client: longer than the limit, but not upstream's fault
+    assert got == [0, 1, 2, 3]
+    timer.close()
+
+
+async def test_many_short_waits_add_up_to_no_stall() -> None:
+    timer = StallTimer(0.05)
+    it = paced([0.02] * 10)  # 0.2 s in all, never 0.05 s at once
+    assert [await timer.next(it) for _ in range(10)] == list(range(10))
+    timer.close()
+
+
+async def test_an_outside_cancellation_stays_a_cancellation() -> None:
+    timer = StallTimer(10)
+
+    async def consume() -> int:
+        return await timer.next(paced([5]))
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    timer.close()
+
+
+async def test_the_task_survives_its_stall_and_can_go_on() -> None:
+    timer = StallTimer(0.02)
+    with pytest.raises(TimeoutError):
+        await timer.next(paced([1.0]))
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+    await asyncio.sleep(0.01)  # no stray cancellation is left pending
+    timer.close()
