@@ -59,6 +59,7 @@ class _Conn(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.headers_done = False
         self.paused = False
+        self.reusable = False
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -108,6 +109,9 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        # Read here: once the message is done the parser has reset its flags.
+        assert self.parser is not None
+        self.reusable = self.parser.should_keep_alive()
         self.complete = True
         self._wake()
 
@@ -116,13 +120,13 @@ class _Conn(asyncio.Protocol):
     def start(self, request: bytes) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.status, self.headers, self.body, self.buffered = 0, {}, deque(), 0
-        self.complete = self.headers_done = self.received_any = False
+        self.complete = self.headers_done = self.received_any = self.reusable = False
         self.error = None
         assert self.transport is not None
         self.transport.write(request)
 
     def keep_alive(self) -> bool:
-        return bool(self.complete and not self.closed and self.parser is not None and self.parser.should_keep_alive())
+        return self.complete and self.reusable and not self.closed
 
     def close(self) -> None:
         self.closed = True
