@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, help="listen port (overrides gateway.listen)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--allow-open", action="store_true",
+                   help="serve without [keys] on a non-loopback address (only behind something that authenticates)")
     p.add_argument("--print-config", action="store_true",
                    help="print the effective config with secrets redacted, then exit")
     p.set_defaults(func=run)
@@ -63,9 +65,12 @@ def run(args: argparse.Namespace) -> int:
     if not config.keys:
         if _is_loopback(host):
             log.warning("no [keys] configured: the gateway is open to anyone on this machine (loopback only)")
+        elif args.allow_open:
+            log.warning("no [keys] configured and listening on %s: open to anyone who can reach it (--allow-open)",
+                        host)
         else:
             log.error("no [keys] configured and listening on %s: refusing to serve an open gateway beyond "
-                      "loopback; add [keys.NAME] to the config or listen on 127.0.0.1", host)
+                      "loopback; add [keys.NAME] to the config, listen on 127.0.0.1, or pass --allow-open", host)
             return 2
 
     import uvicorn

@@ -107,3 +107,8 @@ def test_embedded_default_adds_keyed_providers_and_ends_on_local() -> None:
     assert raw["backends"]["deepseek"]["api_key"] == "env:DEEPSEEK_API_KEY"
     bare = effective_config(None, env={})
     assert list(bare.models) == ["smollm2-135m"] and bare.routes["default"].models == ["smollm2-135m"]
+
+
+def test_serve_refuses_an_open_gateway_beyond_loopback(good: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert main(["serve", "--config", str(good), "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "refusing to serve an open gateway beyond loopback" in caplog.text
