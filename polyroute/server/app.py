@@ -12,11 +12,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from polyroute.auth import presented_key
 from polyroute.catalog import load_catalog
 from polyroute.config import Config
+from polyroute.errors import PolyrouteError
 from polyroute.gateway import Gateway
 from polyroute.server.asgi import App
 from polyroute.server.chat import ChatEndpoint
+from polyroute.server.errors import error_response
 
 log = logging.getLogger("polyroute.server")
 
@@ -32,7 +35,16 @@ def create_app(gateway: Gateway) -> App:
     chat = ChatEndpoint(gateway, config.gateway.max_body_bytes, config.gateway.debug_headers)
 
     async def models(request: Request) -> Response:
-        return _json({"object": "list", "data": list_models(gateway)})
+        # Same door as chat: with keys configured, only a valid key sees the fleet, and only its routes.
+        h = request.headers
+        try:
+            principal = gateway.keys.authenticate(presented_key(h.get("authorization"), h.get("x-api-key")))
+        except PolyrouteError as exc:
+            return error_response(exc)
+        visible = list_models(gateway)
+        if principal.routes is not None:
+            visible = [m for m in visible if m["id"] in principal.routes]
+        return _json({"object": "list", "data": visible})
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
