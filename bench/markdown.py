@@ -159,7 +159,15 @@ def _notes(results: dict[str, Any]) -> list[str]:
             elif r.get("error_samples"):
                 out.append(f"- {name} {sc}: {r['errors']} errors, e.g. {r['error_samples'][0][:200]}")
     llama = results.get("llamacpp", {})
-    out.append(f"- llama.cpp path: {llama.get('skipped') or 'see latest.json'}")
+    if "ratio" in llama:
+        out.append(
+            f"- llama.cpp path ({llama['model']}, {llama['threads']} thread, {llama['max_tokens']} tokens, "
+            f"median of {llama['runs']} alternating runs): direct {llama['direct_tokens_per_s']} tokens/s, "
+            f"through polyroute {llama['polyroute_tokens_per_s']} tokens/s, ratio {llama['ratio']}; "
+            f"same text on both sides: {llama['same_text']}"
+        )
+    else:
+        out.append(f"- llama.cpp path: {llama.get('skipped') or llama.get('failed') or 'not run'}")
     return ["## Notes", "", *out, ""]
 
 

@@ -156,6 +156,12 @@ def checks(results: dict[str, Any], figs: dict[str, Any]) -> list[Check]:
             0.5,
         ),
         Check("polyroute saturated throughput, 2 workers / 1 worker", figs["workers2_ratio"], ">=", 1.7, core_note),
+        Check(
+            "local model tokens/s through polyroute / llama-cpp-python directly",
+            results.get("llamacpp", {}).get("ratio"),
+            ">=",
+            0.95,
+        ),
     ]
 
 
