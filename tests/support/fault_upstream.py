@@ -131,10 +131,10 @@ def _err(message: str, etype: str, code: str | None) -> dict[str, Any]:
 class FaultUpstream:
     """Start with ``with FaultUpstream() as up:``; point backends at ``up.url``."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.hits: list[Hit] = []
         self.hangups: list[Hit] = []  # requests whose client closed the connection while we waited
-        self.port = 0
+        self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -171,7 +171,7 @@ class FaultUpstream:
         self._loop.run_until_complete(self._serve())
 
     async def _serve(self) -> None:
-        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", self.port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         async with self._server:

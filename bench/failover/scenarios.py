@@ -1,0 +1,107 @@
+"""The faults the benchmark measures, and the gateway config that leads each into a healthy fallback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+# Route limits, small enough that a run takes about two minutes; the goals scale with them.
+FIRST_TOKEN_TIMEOUT = 0.5
+STALL_TIMEOUT = 0.5
+HEADERS_TIMEOUT = 1.0  # backends.*.timeout (first_token_timeout still bounds a stream's headers)
+HEDGE_AFTER = 0.1
+HEALTHY = "ok+gap-10"  # eight tokens, 10 ms apart
+
+Where = Literal["none", "before", "mid"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    fault: str  # the first candidate's fault (see tests/support/fault_upstream.py); "refused": a closed port
+    what: str
+    where: Where  # before the first token, mid-stream, or no fault at all
+    hedge: bool = False
+
+    @property
+    def budget(self) -> float:
+        """Seconds the fault may cost before the client reads its next token (the goal, less 50 ms)."""
+        if self.where == "mid":
+            return STALL_TIMEOUT if "stall" in self.fault else 0.0
+        if self.hedge:
+            return HEDGE_AFTER
+        return FIRST_TOKEN_TIMEOUT if "slow" in self.fault else 0.0
+
+
+SCENARIOS = [
+    Scenario("healthy", HEALTHY, "no fault (baseline)", "none"),
+    Scenario("refused", "refused", "connection refused (closed port)", "before"),
+    Scenario("reset", "reset", "connection reset before any byte", "before"),
+    Scenario("503", "status-503", "HTTP 503", "before"),
+    Scenario("429", "status-429+retry-1", "HTTP 429, Retry-After: 1", "before"),
+    Scenario("block", "block", "403 unsupported_country_region_territory", "before"),
+    Scenario("malformed", "badjson", "first event is not JSON", "before"),
+    Scenario("slow-headers", "slowheaders-10000", "no response headers for 10 s", "before"),
+    Scenario("slow-first", "slowfirst-10000", "headers, then no token for 10 s", "before"),
+    Scenario("slow-first-hedged", "slowfirst-10000", "the same, route with hedge_after = 0.1", "before", hedge=True),
+    Scenario("stall", "stall-4+gap-10", "4 tokens, then silence (stall)", "mid"),
+    Scenario("cut", "cut-4+gap-10", "4 tokens, then the body ends without [DONE]", "mid"),
+    Scenario("reset-mid", "resetbody-4+gap-10", "4 tokens, then a TCP reset", "mid"),
+    Scenario("error-event", "errorevent-4+gap-10", "4 tokens, then an error event", "mid"),
+]
+
+# "meets": breakers never open, cooldowns and probe intervals are a millisecond, so every request meets
+# the fault and pays for it; "breakers": the defaults, so the fault is learnt and skipped.
+MODES = ("meets", "breakers")
+
+
+def gateway_config(upstream_url: str, refused_url: str, mode: str) -> dict[str, Any]:
+    backends: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    routes: dict[str, Any] = {}
+    for s in SCENARIOS:
+        first, second = f"{s.name}-primary", f"{s.name}-fallback"
+        for name, url in ((first, refused_url if s.fault == "refused" else upstream_url), (second, upstream_url)):
+            backends[name] = {"type": "openai", "base_url": url, "continuation": "prefix", "timeout": HEADERS_TIMEOUT}
+        fault = HEALTHY if s.fault == "refused" else s.fault  # refused: the port is closed, the fault is moot
+        models[first] = {"backend": first, "upstream": f"{fault}+id-{s.name}"}
+        models[second] = {"backend": second, "upstream": f"{HEALTHY}+id-{s.name}-fallback"}
+        routes[s.name] = {
+            "models": [first, second],
+            "first_token_timeout": FIRST_TOKEN_TIMEOUT,
+            "stall_timeout": STALL_TIMEOUT,
+            **({"hedge_after": HEDGE_AFTER} if s.hedge else {}),
+        }
+    gateway: dict[str, Any] = {"debug_headers": True}
+    if mode == "meets":
+        gateway["breakers"] = {"failures": 1_000_000, "error_rate": 1.0, "min_requests": 1_000_000,
+                               "probe_interval": 0.001, "block_cooldown": 0.001, "auth_cooldown": 0.001}
+    return {"gateway": gateway, "backends": backends, "models": models, "routes": routes}
+
+
+def to_toml(doc: dict[str, Any]) -> str:
+    """Just enough TOML for the config above (tables of scalars and lists)."""
+    out: list[str] = []
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    def table(path: str, t: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in t.items() if not isinstance(v, dict)}
+        if scalars or not t:
+            out.append(f"[{path}]")
+            out.extend(f'"{k}" = {value(v)}' for k, v in scalars.items())
+            out.append("")
+        for k, v in t.items():
+            if isinstance(v, dict):
+                table(f'{path}."{k}"' if path else f'"{k}"', v)
+
+    for section, t in doc.items():
+        table(section, t)
+    return "\n".join(out)
