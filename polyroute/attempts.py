@@ -44,6 +44,8 @@ class Report:
     route: str
     attempts: list[Attempt] = field(default_factory=list)
     errors: list[UpstreamError] = field(default_factory=list)
+    # Candidates not attempted because their breakers are open, and why.
+    skipped: list[UpstreamError] = field(default_factory=list)
     model: ModelEntry | None = None
     usage: Usage = field(default_factory=lambda: make_usage(0, 0))
     cost_usd: float = 0.0
@@ -140,7 +142,7 @@ class Walk:
                 continue
             ticket = await self.health.admit(entry)
             if isinstance(ticket, UpstreamError):
-                self.report.errors.append(ticket)  # skipped, not attempted: explains a refusal
+                self.report.skipped.append(ticket)
                 continue
             self.started += 1
             own = self.own_limit(adapter)
@@ -191,7 +193,9 @@ class Walk:
         what = f"all {n} attempt(s) for '{self.route.name}' failed" if n else (
             f"no candidate of '{self.route.name}' could be tried"
         )
-        return AllAttemptsFailed(what, attempts=self.report.attempts, errors=self.report.errors)
+        # The client's own error stands alone; otherwise the skipped candidates say why they were not tried.
+        errors = self.report.errors if self.stopped else [*self.report.errors, *self.report.skipped]
+        return AllAttemptsFailed(what, attempts=self.report.attempts, errors=errors)
 
 
 def supported(

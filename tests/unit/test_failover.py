@@ -55,6 +55,15 @@ async def test_the_clients_own_400_is_not_tried_elsewhere() -> None:
     assert (await gw.failover.health.store.get("backend:b1")).window_failures == 0
 
 
+async def test_the_clients_400_stays_a_400_when_a_candidate_was_skipped() -> None:
+    gw = gateway(config(("out", "b1", "blocked"), ("a", "b2", "error-400")))
+    with pytest.raises(AllAttemptsFailed):
+        await gw.complete(request(model="out"), RequestContext())  # takes b1 out for the block cooldown
+    with pytest.raises(AllAttemptsFailed) as info:
+        await gw.complete(request(), RequestContext())
+    assert info.value.status == 400 and outcomes_of(info.value) == [("a", "rejected")]
+
+
 async def test_context_exceeded_moves_to_a_larger_window_only() -> None:
     raw = config(("small", "s1", "ctx"), ("same", "b2", "echo"), ("unknown", "b3", "echo"), ("large", "b4", "echo"))
     for name, window in (("small", 8192), ("same", 8192), ("large", 131072)):
@@ -78,7 +87,8 @@ async def test_a_block_takes_the_backend_out_and_says_so() -> None:
     assert outcomes(first) == [("a", "blocked"), ("b", "ok")]
     _, second = await gw.complete(request(), RequestContext())
     assert outcomes(second) == [("b", "ok")]  # not even tried
-    assert isinstance(second.errors[0], UpstreamBlocked) and second.errors[0].code == "circuit_open"
+    assert second.errors == [] and isinstance(second.skipped[0], UpstreamBlocked)
+    assert second.skipped[0].code == "circuit_open"
     health = await gw.failover.health.report(gw.fleet)
     assert health["backends"]["b1"]["state"] == "open" and health["backends"]["b1"]["reason"] == "blocked"
     assert health["backends"]["b1"]["next_probe_in"] > 3500 and health["status"] == "degraded"
