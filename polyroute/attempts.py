@@ -13,6 +13,7 @@ failure is classified once, in the error tree, and says whether the walk goes on
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -31,8 +32,10 @@ from polyroute.errors import (
     UpstreamTimeout,
 )
 from polyroute.fleet import Fleet, ModelEntry, Route
-from polyroute.health import Health, Ticket
+from polyroute.health import PANIC_CODES, Health, Ticket
 from polyroute.types import ChatRequest, Usage, make_usage
+
+log = logging.getLogger("polyroute.failover")
 
 CHARS_PER_TOKEN = 4  # to estimate the tokens of an attempt that was cut before it sent usage
 
@@ -127,11 +130,27 @@ class Walk:
         self.excluded: set[str] = set()  # backends found blocked or refusing our key
         self.floor: int | None = None  # after a context-length refusal: windows must be larger
         self.continuing = False  # a rescue: only candidates that can continue a partial answer
+        self.benched: list[tuple[ModelEntry, Adapter, frozenset[str]]] = []  # skipped by an open breaker
+        self.panic = False
 
     def own_limit(self, adapter: Adapter) -> float:
         return adapter.config.timeout
 
     async def next(self) -> Slot | None:
+        slot = await self._admit_next()
+        if slot is None and self.benched and not self.started and not self.stopped:
+            # Every candidate is behind a breaker opened by failures: a certain refusal helps
+            # nobody, so they are tried anyway (as Envoy's panic threshold does). Blocked
+            # backends and refused keys stay out.
+            log.warning("every candidate of route '%s' is behind an open breaker: trying them anyway",
+                        self.route.name)
+            self.panic = True
+            self.queue.extend(self.benched)
+            self.benched.clear()
+            slot = await self._admit_next()
+        return slot
+
+    async def _admit_next(self) -> Slot | None:
         cfg = self.route.config
         while self.queue and not self.stopped and self.started < cfg.max_attempts:
             left = cfg.deadline - (time.monotonic() - self.t0)
@@ -140,9 +159,11 @@ class Walk:
             entry, adapter, drop = self.queue.popleft()
             if not self._eligible(entry, adapter):
                 continue
-            ticket = await self.health.admit(entry)
+            ticket = Ticket(entry) if self.panic else await self.health.admit(entry)
             if isinstance(ticket, UpstreamError):
                 self.report.skipped.append(ticket)
+                if ticket.code in PANIC_CODES:
+                    self.benched.append((entry, adapter, drop))
                 continue
             self.started += 1
             own = self.own_limit(adapter)

@@ -29,6 +29,9 @@ from polyroute.fleet import Fleet, ModelEntry
 
 log = logging.getLogger("polyroute.breakers")
 
+# Skips that a request may override when every candidate is skipped (see attempts.Walk).
+PANIC_CODES = frozenset({"circuit_open"})
+
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
@@ -116,7 +119,9 @@ class Health:
 def _skipped(entry: ModelEntry, why: Admission) -> UpstreamError:
     """The error a skipped candidate adds to the report, so a refusal explains itself."""
     retry = round(why.retry_in, 1)
-    kw: dict[str, Any] = {"backend": entry.backend, "model": entry.name, "code": "circuit_open"}
+    # Only a breaker opened by failures may be overridden when nothing else is left (PANIC_CODES).
+    code = {"blocked": "blocked_cooldown", "auth_error": "auth_cooldown"}.get(why.reason, "circuit_open")
+    kw: dict[str, Any] = {"backend": entry.backend, "model": entry.name, "code": code}
     if why.reason == "blocked":
         return UpstreamBlocked(f"skipped: blocked, next probe in {retry}s", **kw)
     if why.reason == "rate_limited":

@@ -204,7 +204,7 @@ async def test_health_admits_over_both_keys_and_logs_changes(
     await health.settle(ticket, UpstreamBlocked("Country, region, or territory not supported"))
     assert "breaker backend:b open: blocked (Country, region, or territory not supported)" in caplog.text
     skipped = await health.admit(e)
-    assert isinstance(skipped, UpstreamBlocked) and skipped.code == "circuit_open"
+    assert isinstance(skipped, UpstreamBlocked) and skipped.code == "blocked_cooldown"
     assert "next probe in 3600.0s" in skipped.message
     # Another model on the same backend is out too; a model on another backend is not.
     assert isinstance(await health.admit(entry("m2")), UpstreamBlocked)

@@ -88,7 +88,7 @@ async def test_a_block_takes_the_backend_out_and_says_so() -> None:
     _, second = await gw.complete(request(), RequestContext())
     assert outcomes(second) == [("b", "ok")]  # not even tried
     assert second.errors == [] and isinstance(second.skipped[0], UpstreamBlocked)
-    assert second.skipped[0].code == "circuit_open"
+    assert second.skipped[0].code == "blocked_cooldown"
     health = await gw.failover.health.report(gw.fleet)
     assert health["backends"]["b1"]["state"] == "open" and health["backends"]["b1"]["reason"] == "blocked"
     assert health["backends"]["b1"]["next_probe_in"] > 3500 and health["status"] == "degraded"
