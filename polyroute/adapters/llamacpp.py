@@ -167,9 +167,11 @@ class LlamaCppAdapter(Adapter):
         with self._lock:
             waiting = self._pending - 1
             if waiting >= self.config.max_queue:
+                # A place frees up when the running generation ends: about one run from now.
+                # Draining the whole queue would keep a last resort out far too long.
                 raise UpstreamRateLimited(
                     "local model queue is full",
-                    retry_after=self._pending * self._seconds_per_run,
+                    retry_after=self._seconds_per_run,
                     backend=self.name,
                     model=model,
                 )
