@@ -138,6 +138,8 @@ class BackendConfig(_Strict):
     api_key: SecretRef | None = None
     # Seconds to wait for response headers (connect included).
     timeout: float = Field(default=30.0, gt=0)
+    # Seconds for a whole non-streamed answer: its headers come only once it is done.
+    answer_timeout: float = Field(default=300.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     locality: Locality | None = None
     headers: dict[str, str] = Field(default_factory=dict)

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from polyroute.adapters import Adapter
+from polyroute.adapters import Adapter, Call
 from polyroute.attempts import Report, Slot, Walk, as_upstream, estimate_tokens
 from polyroute.errors import PolyrouteError, StreamCut, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from polyroute.fleet import Fleet, ModelEntry, Route
@@ -64,6 +64,13 @@ class Failover:
 
 class _Whole(Walk):
     """Attempts at a whole answer."""
+
+    def own_limit(self, adapter: Adapter) -> float:
+        # The upstream's headers arrive with the whole answer, not before it.
+        return adapter.config.answer_timeout
+
+    def call(self, slot: Slot, prefix: str | None = None) -> Call:
+        return Call(self.req, slot.entry.upstream, slot.drop, prefix=prefix, timeout=slot.timeout)
 
     async def run(self, slot: Slot) -> ChatResponse:
         try:

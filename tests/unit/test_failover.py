@@ -154,3 +154,13 @@ async def test_hedge_failure_moves_on_at_once() -> None:
 
 def outcomes_of(exc: AllAttemptsFailed) -> list[tuple[str, str]]:
     return outcomes(Report(route="r", attempts=exc.attempts))
+
+
+async def test_a_whole_answer_may_take_longer_than_the_time_to_headers() -> None:
+    raw = config(("slow", "b1", "slow-400"), ("fast", "b2", "echo"))
+    raw["backends"]["b1"].update(timeout=0.2, answer_timeout=2.0)
+    _, report = await gateway(raw).complete(request(), RequestContext())
+    assert outcomes(report) == [("slow", "ok")]
+    raw["backends"]["b1"].update(answer_timeout=0.2)
+    _, report = await gateway(raw).complete(request(), RequestContext())
+    assert outcomes(report) == [("slow", "timeout"), ("fast", "ok")]
