@@ -16,7 +16,7 @@ from tests.support.live import Live, live_gateway
 
 # Small limits so that every timeout case costs a fraction of a second.
 ROUTE = {"first_token_timeout": 0.3, "stall_timeout": 0.3, "deadline": 5.0}
-BACKEND = {"timeout": 0.5, "connect_timeout": 0.5}
+BACKEND = {"timeout": 0.5, "answer_timeout": 0.5, "connect_timeout": 0.5}
 
 
 @dataclass
