@@ -240,7 +240,9 @@ def run(plan: Plan, target_names: Sequence[str], workdir: Path, llamacpp_hook: b
     return results
 
 
-def run_all(plan: Plan, target_names: Sequence[str], workdir: Path, command: str) -> dict[str, Any]:
+def run_all(
+    plan: Plan, target_names: Sequence[str], workdir: Path, command: str, llamacpp_hook: bool = True
+) -> dict[str, Any]:
     """run() wrapped with the date, the machine, the versions and the figures: what latest.json holds."""
     started = datetime.datetime.now(datetime.UTC)
     results: dict[str, Any] = {
@@ -250,7 +252,7 @@ def run_all(plan: Plan, target_names: Sequence[str], workdir: Path, command: str
         "machine": machine.machine(),
         "plan": asdict(plan),
     }
-    results.update(run(plan, target_names, workdir))
+    results.update(run(plan, target_names, workdir, llamacpp_hook))
     results["machine"]["loadavg_at_end"] = machine.load()
     results["versions"] = machine.versions()
     results["duration_s"] = round((datetime.datetime.now(datetime.UTC) - started).total_seconds(), 1)

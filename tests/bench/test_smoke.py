@@ -35,7 +35,7 @@ def _assert_sane(target: dict[str, Any], plan: Plan) -> None:
 
 
 def test_direct_harness_measures_sane_numbers(tmp_path: Path) -> None:
-    results = runner.run_all(PLAN, ["direct"], tmp_path, command="smoke")
+    results = runner.run_all(PLAN, ["direct"], tmp_path, command="smoke", llamacpp_hook=False)
     _assert_sane(results["targets"]["direct"], PLAN)
     figures = results["figures"]
     assert figures["chat_latency"]["direct"]["4"]["overhead_p50"] == 0.0
@@ -50,7 +50,7 @@ def test_polyroute_through_the_harness(tmp_path: Path) -> None:
     reason = Polyroute().prepare(tmp_path)
     if reason is not None:
         pytest.skip(reason)
-    results = runner.run_all(PLAN, ["direct", "polyroute"], tmp_path, command="smoke")
+    results = runner.run_all(PLAN, ["direct", "polyroute"], tmp_path, command="smoke", llamacpp_hook=False)
     _assert_sane(results["targets"]["polyroute"], PLAN)
     assert results["figures"]["memory"]["polyroute"]["peak_rss_mb"] > 0
     assert results["figures"]["chat_latency"]["polyroute"]["4"]["overhead_p50"] is not None
