@@ -205,6 +205,14 @@ class Walk:
         await self.health.release(slot.ticket)
         self.report.record(slot.entry, "cancelled", slot.started)
 
+    def bill_abandoned(self, slot: Slot, usage: Usage | None = None) -> None:
+        """An attempt given up (a hedge's loser): the upstream has read, and billed, the prompt."""
+        if usage:
+            self.report.bill(slot.entry, usage)
+            return
+        prompt = estimate_tokens(sum(len(m.text()) for m in self.req.messages))
+        self.report.bill(slot.entry, make_usage(prompt, 0), estimated=True)
+
     def call(self, slot: Slot, prefix: str | None = None) -> Call:
         return Call(self.req, slot.entry.upstream, slot.drop, prefix=prefix,
                     timeout=min(slot.adapter.config.timeout, slot.timeout))

@@ -80,6 +80,7 @@ class _Whole(Walk):
             raise as_upstream(TimeoutError(), slot) from None
 
     async def abandoned(self, slot: Slot, result: ChatResponse | None) -> None:
+        self.bill_abandoned(slot, result.get("usage") if result else None)
         await self.release(slot)
 
 
@@ -123,6 +124,7 @@ class _Opening(Walk):
     async def abandoned(self, slot: Slot, result: Head | None) -> None:
         if result is not None:
             await _close(result.upstream)
+        self.bill_abandoned(slot)
         await self.release(slot)
 
     def rescue_from(self, content: str) -> None:
@@ -172,7 +174,8 @@ class _Stream:
                     continue
                 return
             except BaseException:
-                await walk.release(slot)  # the client left: the attempt tells nothing
+                self.settle_usage(slot.entry)  # the client left, but the upstream billed what it sent
+                await walk.release(slot)  # the attempt tells nothing about the backend
                 raise
             finally:
                 stall.close()

@@ -140,6 +140,10 @@ async def test_hedge_takes_the_first_answer_and_cancels_the_other() -> None:
     assert time.monotonic() - started < 0.5
     assert resp["choices"][0]["message"]["content"] == "You said: one two three"
     assert sorted(outcomes(report)) == [("fast", "ok"), ("slow", "cancelled")]
+    # The loser read the prompt too: its prompt tokens are billed, estimated and said so.
+    winner = resp["usage"]
+    assert report.usage["prompt_tokens"] > winner["prompt_tokens"] and report.estimated
+    assert report.usage["completion_tokens"] == winner["completion_tokens"]
 
 
 async def test_hedge_failure_moves_on_at_once() -> None:

@@ -119,6 +119,8 @@ async def test_hedged_stream_takes_the_first_token_and_closes_the_other() -> Non
     rest = [c async for c in chunks]
     assert text([first, *rest]) == WHOLE
     assert outcomes(report) == [("slow", "cancelled"), ("fast", "ok")]
+    winner = rest[-1].get("usage")
+    assert winner is not None and report.estimated and report.usage["prompt_tokens"] > winner["prompt_tokens"]
 
 
 async def test_a_client_that_leaves_cancels_the_attempt_and_closes_the_upstream() -> None:
