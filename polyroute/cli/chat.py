@@ -60,7 +60,8 @@ async def _local(args: argparse.Namespace) -> int:
             sys.stdout.write(chunk_text(chunk))
             sys.stdout.flush()
         who = report.model.name if report.model else "?"
-        print(f"\n[{who} via {report.model.backend if report.model else '?'}, "
+        print()
+        print(f"[{who} via {report.model.backend if report.model else '?'}, "
               f"{report.usage['total_tokens']} tokens, ${report.cost_usd:.6f}]", file=sys.stderr)
     finally:
         await gateway.aclose()
@@ -87,6 +88,7 @@ async def _remote(args: argparse.Namespace) -> int:
                 return 1
             sys.stdout.write(chunk_text(doc))
             sys.stdout.flush()
-        print(f"\n[{resp.headers.get('x-polyroute-model')} via {resp.headers.get('x-polyroute-backend')}]",
+        print()
+        print(f"[{resp.headers.get('x-polyroute-model')} via {resp.headers.get('x-polyroute-backend')}]",
               file=sys.stderr)
     return 0

@@ -112,3 +112,16 @@ def test_embedded_default_adds_keyed_providers_and_ends_on_local() -> None:
 def test_serve_refuses_an_open_gateway_beyond_loopback(good: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert main(["serve", "--config", str(good), "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "refusing to serve an open gateway beyond loopback" in caplog.text
+
+
+def test_chat_against_a_running_gateway(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.live import live_gateway
+
+    raw = {"backends": {"f": {"type": "fake"}}, "models": {"echo": {"backend": "f"}}}
+    with live_gateway(raw) as g:
+        assert main(["chat", "--url", g.base_url, "--model", "echo", "over the wire"]) == 0
+        out = capsys.readouterr()
+        assert out.out == "You said: over the wire\n"
+        assert "[echo via f]" in out.err
+        assert main(["chat", "--url", g.base_url, "--model", "nope", "x"]) == 1
+        assert "HTTP 404" in capsys.readouterr().err
