@@ -16,7 +16,14 @@ from typing import Any
 import orjson
 
 from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, now, usage_chunk
-from polyroute.adapters.http import ErrorInfo, HttpAdapter, error_from_status, json_error_reader, sse_events
+from polyroute.adapters.http import (
+    ErrorInfo,
+    HttpAdapter,
+    error_from_status,
+    json_error_reader,
+    sse_events,
+    tool_arguments,
+)
 from polyroute.errors import UpstreamBadResponse, UpstreamRejected, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage
 
@@ -176,13 +183,8 @@ class AnthropicAdapter(HttpAdapter):
         return {"type": "image", "source": {"type": "base64", "media_type": m["media"], "data": m["data"]}}
 
     def _tool_use(self, tc: dict[str, Any], where: str, model: str) -> dict[str, Any]:
+        args = tool_arguments(tc, where, backend=self.name, model=model)
         fn = tc.get("function") or {}
-        try:
-            args = orjson.loads(fn.get("arguments") or "{}")
-        except orjson.JSONDecodeError:
-            args = None
-        if not isinstance(args, dict):
-            raise UpstreamRejected(f"{where}.function.arguments is not a JSON object", backend=self.name, model=model)
         return {"type": "tool_use", "id": tc.get("id", ""), "name": fn.get("name", ""), "input": args}
 
     # -- whole answers -----------------------------------------------------------------------

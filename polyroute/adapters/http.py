@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import orjson
@@ -250,6 +250,29 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
 BLOCK_CODES = frozenset({"unsupported_country_region_territory", "region_not_supported", "unsupported_region"})
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
 AUTH_CODES = frozenset({"invalid_api_key", "authentication_error", "incorrect_api_key"})
+
+
+def json_object(data: str | bytes, what: str, *, backend: str, model: str) -> dict[str, Any]:
+    """One JSON object from an upstream (a stream event or record), or UpstreamBadResponse."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamBadResponse(f"malformed {what}", backend=backend, model=model) from None
+    if not isinstance(doc, dict):
+        raise UpstreamBadResponse(f"{what} is not an object", backend=backend, model=model)
+    return doc
+
+
+def tool_arguments(tool_call: dict[str, Any], where: str, *, backend: str, model: str) -> dict[str, Any]:
+    """A client's tool-call arguments (a JSON string) as the object wire formats that nest them need."""
+    fn = tool_call.get("function") or {}
+    try:
+        args = orjson.loads(fn.get("arguments") or "{}")
+    except orjson.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict):
+        raise UpstreamRejected(f"{where}.function.arguments is not a JSON object", backend=backend, model=model)
+    return args
 
 
 class HttpAdapter(Adapter):

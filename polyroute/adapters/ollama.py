@@ -16,7 +16,14 @@ from typing import Any
 import orjson
 
 from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, new_id, now, usage_chunk
-from polyroute.adapters.http import ErrorInfo, HttpAdapter, error_from_status, json_error_reader
+from polyroute.adapters.http import (
+    ErrorInfo,
+    HttpAdapter,
+    error_from_status,
+    json_error_reader,
+    json_object,
+    tool_arguments,
+)
 from polyroute.errors import UpstreamBadResponse, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta, Message, ResponseMessage, make_usage
 
@@ -99,13 +106,7 @@ class OllamaAdapter(HttpAdapter):
         calls = []
         for j, tc in enumerate(m.tool_calls or []):
             fn = tc.get("function") or {}
-            try:
-                args = orjson.loads(fn.get("arguments") or "{}")
-            except orjson.JSONDecodeError:
-                args = None
-            if not isinstance(args, dict):
-                where = f"messages[{i}].tool_calls[{j}].function.arguments"
-                raise UpstreamRejected(f"{where} is not a JSON object", backend=self.name, model=model)
+            args = tool_arguments(tc, f"messages[{i}].tool_calls[{j}]", backend=self.name, model=model)
             names[str(tc.get("id", ""))] = str(fn.get("name", ""))
             calls.append({"type": "function", "function": {"index": j, "name": fn.get("name", ""), "arguments": args}})
         if calls:
@@ -170,12 +171,7 @@ class OllamaAdapter(HttpAdapter):
         raise UpstreamUnavailable("stream ended without a done record", backend=self.name, model=model)
 
     def _record(self, line: str, model: str) -> dict[str, Any]:
-        try:
-            doc = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponse("malformed stream record", backend=self.name, model=model) from None
-        if not isinstance(doc, dict):
-            raise UpstreamBadResponse("stream record is not an object", backend=self.name, model=model)
+        doc = json_object(line, "stream record", backend=self.name, model=model)
         if "error" in doc:
             # An error after the 200: the model failed while generating.
             err: UpstreamError = error_from_status(
