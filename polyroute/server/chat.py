@@ -18,7 +18,7 @@ from polyroute.gateway import Gateway, RequestContext
 from polyroute.routing import Plan
 from polyroute.routing.explain import header_value
 from polyroute.server import sse
-from polyroute.server.errors import error_response, from_validation
+from polyroute.server.errors import error_body_dict, error_response, from_validation
 from polyroute.types import ChatChunk, ChatRequest
 
 log = logging.getLogger("polyroute.access")
@@ -104,6 +104,11 @@ class ChatEndpoint:
         except PolyrouteError as exc:
             # Never a truncated stream that ends like a success.
             yield sse.event(exc.to_body())
+        except Exception:
+            # A bug of ours mid-stream: logged with its traceback; the client still reads an error.
+            log.exception("unexpected error while streaming route %s", report.route)
+            yield sse.event(error_body_dict("The gateway hit an internal error; it has been logged.",
+                                            "server_error", "internal_error"))
         finally:
             await _close(chunks)
             self.log(report, req)

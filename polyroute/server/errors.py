@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -13,8 +14,12 @@ from polyroute.errors import InvalidRequest, PolyrouteError
 log = logging.getLogger("polyroute.server")
 
 
+def error_body_dict(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+    return orjson.dumps(error_body_dict(message, type_, code, param))
 
 
 def error_response(exc: PolyrouteError, headers: dict[str, str] | None = None) -> Response:
