@@ -26,8 +26,9 @@ from polyroute.errors import Attempt
 from polyroute.fleet import ModelEntry
 from polyroute.types import Usage
 
-# Outcomes that say the request was wrong, not that the model was slow.
-_NOT_ABOUT_SPEED = frozenset({"rejected", "context_exceeded"})
+# Outcomes that say nothing of the model's speed: the request was wrong, or the attempt was
+# given up by us (a hedge's loser, a client that left) before it could show its pace.
+_NOT_ABOUT_SPEED = frozenset({"rejected", "context_exceeded", "cancelled"})
 
 
 class Outcome(Protocol):
