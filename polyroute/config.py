@@ -116,7 +116,6 @@ class GatewayConfig(_Strict):
     # What to do with a parameter a backend cannot honour: drop it (and say so) or refuse.
     unsupported_params: Literal["drop", "refuse"] = "drop"
     debug_headers: bool = True
-    request_timeout: float = Field(default=600.0, gt=0)
     breakers: BreakerConfig = Field(default_factory=BreakerConfig)
 
     @field_validator("listen")

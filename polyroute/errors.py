@@ -4,20 +4,19 @@ Every failure a client can see is a ``PolyrouteError``. Each class knows the HTT
 status it maps to, the OpenAI ``type`` and ``code`` it reports, whether the same
 backend may be tried again (``retryable``) and whether the gateway may move on to
 another candidate (``may_fall_over``). Foreign exceptions (httpx, llama.cpp, JSON)
-are translated into this tree in exactly one place per adapter; nothing else in
-the code base classifies errors by reading message text.
+are translated into this tree in exactly one place per adapter. Errors are
+classified by status and structured codes; only where a provider documents no
+code (an over-long prompt, say) does that adapter's error reader look at the text.
 
     PolyrouteError
     ├── ConfigError                      bad config file (never an HTTP answer)
     ├── ClientError                      the caller's fault: 4xx, never retried
     │   ├── InvalidRequest               400  invalid JSON / schema, names the field
-    │   │   └── ContextLengthExceeded    400  may fall over to a larger window
     │   ├── Unauthorized                 401  missing, wrong or revoked key
     │   ├── Forbidden                    403  key may not use this route
     │   ├── UnknownModel                 404  lists the names that exist
     │   ├── BodyTooLarge                 413
-    │   ├── PolicyViolation              403/422  no candidate satisfies the policy
-    │   └── RateLimited                  429  a polyroute limit (not an upstream's)
+    │   └── PolicyViolation              422  no candidate satisfies the policy
     ├── UpstreamError                    a backend failed; carries backend and model
     │   ├── UpstreamUnavailable          connection refused / reset / DNS / TLS
     │   ├── UpstreamTimeout              no headers, no first token, or a stall
@@ -89,11 +88,6 @@ class InvalidRequest(ClientError):
     code = "invalid_request"
 
 
-class ContextLengthExceeded(InvalidRequest):
-    code = "context_length_exceeded"
-    may_fall_over = True
-
-
 class Unauthorized(ClientError):
     status = 401
     type = "authentication_error"
@@ -121,21 +115,6 @@ class PolicyViolation(ClientError):
 
     status = 422
     code = "no_candidate_satisfies_policy"
-
-
-class RateLimited(ClientError):
-    status = 429
-    type = "rate_limit_error"
-    code = "rate_limit_exceeded"
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, int(self.retry_after + 0.999)))}
 
 
 # --- a backend failed -----------------------------------------------------------------

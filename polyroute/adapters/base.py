@@ -12,8 +12,8 @@ import abc
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 from polyroute.config import BackendConfig
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta, Usage
@@ -38,7 +38,6 @@ class Call:
     timeout: float | None = None
     # Always ask for usage in streams so every attempt can be accounted.
     want_usage: bool = True
-    extra_headers: dict[str, str] = field(default_factory=dict)
 
 
 class Adapter(abc.ABC):
@@ -118,11 +117,3 @@ def usage_chunk(cid: str, model: str, usage: Usage) -> ChatChunk:
         "choices": [],
         "usage": usage,
     }
-
-
-def request_messages(call: Call) -> list[dict[str, Any]]:
-    """The request's messages as dicts, with the rescue prefix as a trailing assistant turn."""
-    msgs = [m.model_dump(exclude_none=True) for m in call.request.messages]
-    if call.prefix:
-        msgs.append({"role": "assistant", "content": call.prefix})
-    return msgs
