@@ -18,10 +18,12 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,6 +33,8 @@ from polyroute.errors import ConfigError
 BackendType = Literal["openai", "anthropic", "ollama", "llamacpp", "fake"]
 Locality = Literal["local", "remote"]
 Strategy = Literal["ordered", "cheapest", "fastest", "weighted"]
+# The source name of the config built when no file is given (polyroute.settings).
+EMBEDDED_SOURCE = "<embedded default>"
 
 
 class Secret:
@@ -79,13 +83,21 @@ def _redact(s: Secret | None) -> str | None:
     return None if s is None else f"{s.ref} ({'set' if s.present else 'NOT SET'})"
 
 
-SecretRef = Annotated[Secret, PlainSerializer(_redact, return_type=str)]
-
-
-def read_secret(ref: str, env: Mapping[str, str]) -> Secret:
+def read_secret(ref: object, env: Mapping[str, str]) -> Secret:
     if not isinstance(ref, str) or not ref.startswith("env:") or len(ref) <= 4:
         raise ValueError("secrets are written as 'env:VARIABLE', never as values")
     return Secret(ref, env.get(ref[4:]) or None)
+
+
+def _secret_from(value: object, info: ValidationInfo) -> object:
+    """``env:VAR`` -> Secret, read from the environment given as validation context (else os.environ)."""
+    if isinstance(value, Secret):
+        return value
+    env = (info.context or {}).get("env")
+    return read_secret(value, os.environ if env is None else env)
+
+
+SecretRef = Annotated[Secret, BeforeValidator(_secret_from), PlainSerializer(_redact, return_type=str)]
 
 
 class _Strict(BaseModel):
@@ -246,28 +258,33 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
+        problems = self.dangling()
+        if problems:
+            # One error holding every problem, a line each; config_error splits them again.
+            raise ValueError("\n".join(problems))
+        return self
+
+    def dangling(self) -> list[str]:
+        """Every reference to something the config does not define, as 'key: reason'."""
+        out: list[str] = []
         for name, m in self.models.items():
             if m.backend not in self.backends:
-                raise ValueError(_dangling(f"models.{name}.backend", m.backend, self.backends))
+                out.append(_dangling(f"models.{name}.backend", m.backend, self.backends))
+        names = set(self.models) | set(self.routes)
         for name, r in self.routes.items():
             if name in self.models:
-                raise ValueError(f"routes.{name}: a model has the same name; names clients ask for must be unique")
-            for i, model_name in enumerate(r.models):
-                if model_name not in self.models:
-                    raise ValueError(_dangling(f"routes.{name}.models[{i}]", model_name, self.models))
+                out.append(f"routes.{name}: a model has the same name; names clients ask for must be unique")
+            out += [_dangling(f"routes.{name}.models[{i}]", m, self.models)
+                    for i, m in enumerate(r.models) if m not in self.models]
             if r.policy is not None and r.policy not in self.policies:
-                raise ValueError(_dangling(f"routes.{name}.policy", r.policy, self.policies))
-            for w in r.weights or {}:
-                if w not in r.models:
-                    raise ValueError(f"routes.{name}.weights: {w!r} is not one of the route's models")
+                out.append(_dangling(f"routes.{name}.policy", r.policy, self.policies))
+            out += [f"routes.{name}.weights: {w!r} is not one of the route's models"
+                    for w in r.weights or {} if w not in r.models]
         for name, k in self.keys.items():
             if k.policy is not None and k.policy not in self.policies:
-                raise ValueError(_dangling(f"keys.{name}.policy", k.policy, self.policies))
-            names = set(self.models) | set(self.routes)
-            for route_name in k.routes or []:
-                if route_name not in names:
-                    raise ValueError(_dangling(f"keys.{name}.routes", route_name, names))
-        return self
+                out.append(_dangling(f"keys.{name}.policy", k.policy, self.policies))
+            out += [_dangling(f"keys.{name}.routes", r, names) for r in k.routes or [] if r not in names]
+        return out
 
     def client_names(self) -> list[str]:
         """Every name a client may put in ``model``: routes first, then models."""
@@ -283,45 +300,27 @@ def _dangling(key: str, value: str, known: Mapping[str, Any] | set[str]) -> str:
 
 
 def config_error(exc: ValidationError, source: str) -> ConfigError:
-    """The first problem of a validation, as file, dotted key and reason."""
-    errors = exc.errors()
-    # A misspelt key shows up twice: as unknown, and as the real key missing.
-    # The unknown one names the typo, so it is the one reported.
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    key = ".".join(str(p) for p in first["loc"])
-    reason = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return ConfigError(reason + more, source=source, key=key or None)
-
-
-def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Turn every ``api_key``/``secret`` string into a Secret before validation."""
-    out = dict(raw)
-    for section, field_name in (("backends", "api_key"), ("keys", "secret")):
-        table = out.get(section)
-        if not isinstance(table, dict):
-            continue
-        new_table: dict[str, Any] = {}
-        for name, item in table.items():
-            if isinstance(item, dict) and field_name in item:
-                item = dict(item)
-                try:
-                    item[field_name] = read_secret(item[field_name], env)
-                except ValueError as exc:
-                    raise ConfigError(str(exc), key=f"{section}.{name}.{field_name}") from None
-            new_table[name] = item
-        out[section] = new_table
-    return out
+    """Every problem of a validation, each as dotted key and reason."""
+    problems: list[str] = []
+    # A misspelt key shows up twice, as unknown and as the real key missing: the unknown
+    # one names the typo, so unknown keys come first.
+    for e in sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden"):
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif e["type"] == "missing":
+            reason = "required key is missing"
+        else:
+            reason = e["msg"].removeprefix("Value error, ")
+        for line in reason.splitlines():
+            problems.append(f"{key}: {line}" if key else line)
+    return ConfigError.of(problems, source=source)
 
 
 def parse(raw: dict[str, Any], *, source: str = "<memory>", env: Mapping[str, str] | None = None) -> Config:
-    """Validate a config mapping; raise ConfigError naming source, key and reason."""
-    env = os.environ if env is None else env
+    """Validate a config mapping; raise ConfigError naming source, and every key with its reason."""
     try:
-        resolved = _resolve_secrets(raw, env)
-        return Config.model_validate({**resolved, "source": source})
-    except ConfigError as exc:
-        raise ConfigError(exc.message, source=source) from None
+        return Config.model_validate({**raw, "source": source}, context={"env": os.environ if env is None else env})
     except ValidationError as exc:
         raise config_error(exc, source) from None
 

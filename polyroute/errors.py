@@ -67,13 +67,26 @@ class PolyrouteError(Exception):
 
 
 class ConfigError(PolyrouteError):
-    """A config file that cannot be used: says file, key and reason."""
+    """A config file that cannot be used: says file, key and reason, for every problem found."""
 
     def __init__(self, message: str, *, source: str | None = None, key: str | None = None) -> None:
         where = ": ".join(p for p in (source, key) if p)
         super().__init__(f"{where}: {message}" if where else message)
         self.source = source
         self.key = key
+        self.problems = [f"{key}: {message}" if key else message]
+
+    @classmethod
+    def of(cls, problems: list[str], *, source: str | None = None) -> ConfigError:
+        """One error for several problems ('key: reason' each): one line each after the file."""
+        if len(problems) == 1:
+            key, sep, reason = problems[0].partition(": ")
+            err = cls(reason, source=source, key=key) if sep else cls(key, source=source)
+        else:
+            lines = "".join(f"\n  {p}" for p in problems)
+            err = cls(f"{len(problems)} problems:{lines}", source=source)
+        err.problems = list(problems)
+        return err
 
 
 # --- the caller's fault ---------------------------------------------------------------

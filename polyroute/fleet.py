@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from polyroute.adapters import Adapter, build_adapter
 from polyroute.catalog import Catalog, Family
-from polyroute.config import Config, RouteConfig
+from polyroute.config import EMBEDDED_SOURCE, Config, RouteConfig
 from polyroute.errors import ConfigError, UnknownModel
 from polyroute.types import Usage
 
@@ -72,6 +72,8 @@ class Fleet:
     models: dict[str, ModelEntry]
     routes: dict[str, Route]
     adapters: dict[str, Adapter] = field(default_factory=dict)
+    # The catalog the fleet was built from: to say how a catalog model not served here would join.
+    catalog: Catalog | None = None
 
     @classmethod
     def build(cls, config: Config, catalog: Catalog) -> Fleet:
@@ -83,14 +85,25 @@ class Fleet:
             # A model's own name is a one-model route with the defaults.
             routes.setdefault(name, Route(name, RouteConfig(models=[name]), (entry,)))
         adapters = {name: build_adapter(name, bc) for name, bc in config.backends.items()}
-        return cls(config=config, models=models, routes=routes, adapters=adapters)
+        return cls(config=config, models=models, routes=routes, adapters=adapters, catalog=catalog)
 
     def resolve(self, name: str) -> Route:
         route = self.routes.get(name)
         if route is None:
             known = ", ".join(self.config.client_names())
-            raise UnknownModel(f"The model '{name}' does not exist. Known models and routes: {known}", param="model")
+            raise UnknownModel(f"The model '{name}' does not exist{self._how_to_join(name)}. "
+                               f"Known models and routes: {known}", param="model")
         return route
+
+    def _how_to_join(self, name: str) -> str:
+        """For a catalog family this gateway does not serve: what would add it to the fleet."""
+        fam = self.catalog.get(name) if self.catalog is not None else None
+        if fam is None or not fam.offers:
+            return ""
+        if self.config.source != EMBEDDED_SOURCE:
+            return f" in {self.config.source}: it is a catalog model; add it under [models] to serve it"
+        keys = " or ".join(dict.fromkeys(o.key_env for o in fam.offers))
+        return f" in this gateway's fleet: it is a catalog model, and joins the fleet when {keys} is set at start"
 
     async def start(self) -> None:
         for adapter in self.adapters.values():

@@ -62,4 +62,4 @@ def effective_config(path: str | None, env: Mapping[str, str] | None = None) -> 
     env = os.environ if env is None else env
     if path:
         return cfg.load(path, env=env)
-    return cfg.parse(default_raw(load_catalog(), env), source="<embedded default>", env=env)
+    return cfg.parse(default_raw(load_catalog(), env), source=cfg.EMBEDDED_SOURCE, env=env)

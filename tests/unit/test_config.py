@@ -83,3 +83,41 @@ def test_load_reports_toml_syntax_and_missing_file(tmp_path: Path) -> None:
         cfg.load(bad)
     with pytest.raises(ConfigError, match="cannot read config file"):
         cfg.load(tmp_path / "missing.toml")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    raw = with_("gateway.listn", "x")
+    raw["backends"]["up"]["api_key"] = "sk-plaintext"
+    raw["backends"]["up"]["timeout"] = 0
+    with pytest.raises(ConfigError) as info:
+        cfg.parse(raw, source="gw.toml", env={})
+    err = info.value
+    assert err.problems == [
+        "gateway.listn: unknown key",
+        "backends.up.api_key: secrets are written as 'env:VARIABLE', never as values",
+        "backends.up.timeout: Input should be greater than 0",
+    ]
+    assert str(err).startswith("gw.toml: 3 problems:\n  gateway.listn: unknown key\n")
+    assert "sk-plaintext" not in str(err)
+
+
+def test_every_dangling_reference_is_reported_at_once() -> None:
+    raw = with_("models.m.backend", "nowhere")
+    raw["routes"]["r"] = {"models": ["m", "ghost"], "policy": "strict"}
+    with pytest.raises(ConfigError) as info:
+        cfg.parse(raw, source="gw.toml", env={})
+    assert info.value.problems == [
+        "models.m.backend: 'nowhere' is not defined (known: up)",
+        "routes.r.models[1]: 'ghost' is not defined (known: m)",
+        "routes.r.policy: 'strict' is not defined (known: none defined)",
+    ]
+
+
+def test_config_check_prints_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from polyroute.cli import main
+
+    bad = tmp_path / "gw.toml"
+    bad.write_text('[gateway]\nlistn = "x"\n[models.m]\nbackend = "zzz"\n[routes.r]\nmodels = ["m"]\n')
+    assert main(["config", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"polyroute: {bad}: gateway.listn: unknown key\n"
