@@ -133,6 +133,8 @@ class ChatEndpoint:
                 # An attempt was cut before it reported usage: its tokens are estimated.
                 **({"estimated": True} if report.estimated else {}),
             },
+            # The headers left at the first token; a rescue after it shows only here.
+            "polyroute": {"attempts": len(report.attempts), "rescued": report.rescued},
         }
 
     def headers(self, report: Report) -> dict[str, str]:

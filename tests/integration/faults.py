@@ -88,6 +88,14 @@ class Sse:
         return last["error"] if isinstance(last, dict) and "error" in last else None
 
     @property
+    def trailer(self) -> dict[str, Any] | None:
+        """The gateway's own record in the final usage chunk: attempts and rescue, known only at the end."""
+        for e in reversed(self.events):
+            if isinstance(e, dict) and e.get("usage"):
+                return dict(e["polyroute"])
+        return None
+
+    @property
     def usage(self) -> dict[str, Any] | None:
         for e in reversed(self.events):
             if isinstance(e, dict) and e.get("usage"):

@@ -133,6 +133,8 @@ def check_stream(row: Row, sse: Sse) -> None:
         assert sse.status == 200 and sse.done and sse.text == ANSWER
         assert sse.usage is not None and sse.usage["total_tokens"] > 0
         assert sse.usage.get("estimated", False) is (row.expect == "rescued")
+        rescued = row.expect == "rescued"
+        assert sse.trailer == {"attempts": row.attempts + int(rescued), "rescued": rescued}
         ids = {e["id"] for e in sse.events if isinstance(e, dict) and e.get("choices")}
         assert len(ids) == 1  # a rescued answer reads as one
     elif row.expect == "error-event":
