@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ from polyroute.server.errors import error_response
 log = logging.getLogger("polyroute.server")
 
 CONFIG_ENV = "POLYROUTE_CONFIG"
+# Allocations between young collections (CPython's default: 700).
+GC_THRESHOLD = 20_000
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -60,6 +63,7 @@ def create_app(gateway: Gateway) -> App:
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await gateway.start()
+        tune_gc()
         try:
             yield
         finally:
@@ -76,6 +80,18 @@ def create_app(gateway: Gateway) -> App:
         },
         lifespan=lifespan,
     )
+
+
+def tune_gc() -> None:
+    """Keep the collector off the tail latency of a long-running server.
+
+    Everything built at start (config, catalog, adapters, imported modules) lives as
+    long as the process: frozen, no collection walks it again. The young generation's
+    threshold is raised so collections come less often; a request makes few cycles.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def list_models(gateway: Gateway) -> list[dict[str, Any]]:
