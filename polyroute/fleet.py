@@ -122,7 +122,8 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
         known = ", ".join(sorted(catalog.families))
         raise ConfigError(f"unknown catalog family {mc.family!r} (known: {known})",
                           source=config.source, key=f"models.{name}.family")
-    price_in, price_out = _price(fam, backend.base_url)
+    # A model run on our own machines is not billed at a provider's list price.
+    price_in, price_out = (0.0, 0.0) if backend.effective_locality() == "local" else _price(fam, backend.base_url)
     caps = frozenset(mc.capabilities) if mc.capabilities is not None else frozenset(fam.capabilities if fam else ())
     return ModelEntry(
         name=name,

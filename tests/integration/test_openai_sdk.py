@@ -156,7 +156,8 @@ def test_parameters_pass_through_to_openai_compatible_upstream(
 ) -> None:
     root, seen = recording_upstream
     raw = {
-        "backends": {"up": {"type": "openai", "base_url": f"{root}/v1", "api_key": "env:UP_KEY"}},
+        # On loopback, but it stands in for a hosted provider, billed at the catalog's price.
+        "backends": {"up": {"type": "openai", "base_url": f"{root}/v1", "api_key": "env:UP_KEY", "locality": "remote"}},
         "models": {"qwen": {"backend": "up", "upstream": "qwen-plus", "family": "qwen3-235b"}},
     }
     with live_gateway(raw, env={"UP_KEY": "sk-test-secret"}) as g:

@@ -38,3 +38,19 @@ def test_a_catalog_model_missing_from_a_config_file_says_where_to_add_it() -> No
 def test_a_name_nobody_knows_lists_what_exists() -> None:
     fleet = Fleet.build(cfg.parse(RAW, source="gw.toml", env={}), load_catalog())
     assert refusal(fleet, "gpt-9") == "The model 'gpt-9' does not exist. Known models and routes: echo"
+
+
+def test_a_hosted_family_on_a_local_backend_costs_nothing_unless_the_config_prices_it() -> None:
+    raw = {
+        "backends": {"vllm": {"type": "openai", "base_url": "http://127.0.0.1:8000/v1"},
+                     "dashscope": {"type": "openai", "base_url": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"}},
+        "models": {"qwen-local": {"backend": "vllm", "family": "qwen3-8b"},
+                   "qwen-priced": {"backend": "vllm", "family": "qwen3-8b",
+                                   "input_per_mtok": 0.01, "output_per_mtok": 0.02},
+                   "qwen-hosted": {"backend": "dashscope", "family": "qwen3-8b"}},
+    }
+    fleet = Fleet.build(cfg.parse(raw, env={}), load_catalog())
+    local, priced, hosted = (fleet.models[n] for n in ("qwen-local", "qwen-priced", "qwen-hosted"))
+    assert (local.locality, local.input_per_mtok, local.output_per_mtok, local.price_known) == ("local", 0, 0, True)
+    assert (priced.input_per_mtok, priced.output_per_mtok) == (0.01, 0.02)
+    assert hosted.locality == "remote" and hosted.input_per_mtok > 0 and hosted.output_per_mtok > 0
