@@ -3,7 +3,7 @@
 Starlette's router and its two exception middlewares cost about a sixth of the
 gateway's CPU per request; the gateway has a handful of fixed paths, so a dict
 lookup does the routing. Handlers still take Starlette ``Request`` objects and
-return Starlette ``Response`` objects.
+return Starlette ``Response`` objects (or, for streams, ``sse.EventStream``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,10 +20,20 @@ from polyroute.server.errors import error_body
 
 log = logging.getLogger("polyroute.server")
 
-Handler = Callable[[Request], Awaitable[Response]]
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class Answer(Protocol):
+    """What a handler returns: a Starlette ``Response``, or anything else that sends itself."""
+
+    status_code: int
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]: ...
+
+
+Handler = Callable[[Request], Awaitable[Answer]]
 
 
 class App:
@@ -46,7 +56,7 @@ class App:
         path, method = scope["path"], scope["method"]
         methods = self.routes.get(path)
         if methods is None:
-            response = _error(404, f"Unknown path: {method} {path}", "invalid_request_error", "404")
+            response: Answer = _error(404, f"Unknown path: {method} {path}", "invalid_request_error", "404")
         elif (handler := methods.get(method)) is None:
             allowed = ", ".join(sorted(methods))
             response = _error(405, f"Method {method} is not allowed on {path} (allowed: {allowed})",

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from polyroute.auth import presented_key
 from polyroute.errors import AllAttemptsFailed, BodyTooLarge, InvalidRequest, PolyrouteError
@@ -36,7 +36,7 @@ class ChatEndpoint:
         self.max_body = max_body
         self.debug_headers = debug_headers
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response | sse.EventStream:
         report: Report | None = None
         try:
             ctx = await self.context(request)
@@ -69,7 +69,7 @@ class ChatEndpoint:
 
     async def stream(
         self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None, extra: dict[str, str] | None = None
-    ) -> Response:
+    ) -> sse.EventStream:
         chunks, report = self.gateway.stream(req, ctx, plan)
         try:
             # Headers wait for the first token: a failover before it stays invisible.
@@ -79,9 +79,8 @@ class ChatEndpoint:
         except BaseException:
             await _close(chunks)
             raise
-        return StreamingResponse(
+        return sse.EventStream(
             self.frames(first, chunks, req, report),
-            media_type="text/event-stream",
             headers={**self.headers(report), **(extra or {}), "cache-control": "no-cache"},
         )
 

@@ -1,0 +1,53 @@
+"""A client that leaves mid-stream: the gateway lets go of the upstream at once and bills what it sent."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.integration.faults import Fleet, upstream
+from tests.support.fault_upstream import FaultUpstream
+from tests.support.live import Live
+
+STALL = 5.0  # the route waits this long for a next token: leaving must not wait for it
+
+
+@pytest.fixture(scope="module")
+def up() -> Iterator[FaultUpstream]:
+    with FaultUpstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def live(up: FaultUpstream) -> Iterator[Live]:
+    fleet = Fleet(up)
+    fleet.route("leave", "stall-3", stall_timeout=STALL)
+    with fleet.serve() as g:
+        yield g
+
+
+def test_a_client_leaving_mid_stream_frees_the_upstream_at_once(
+    live: Live, up: FaultUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"model": "leave", "stream": True, "messages": [{"role": "user", "content": "Spell the NATO alphabet"}]}
+    caplog.set_level(logging.INFO, logger="polyroute.access")
+    with httpx.Client(timeout=10) as c, c.stream("POST", f"{live.base_url}/chat/completions", json=body) as resp:
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+        lines = resp.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        assert '"content"' in first or '"role"' in first
+    left = time.monotonic()  # the connection is closed here, while the upstream stalls
+    model = upstream("leave", 0, "stall-3")
+    while not [h for h in up.hangups if h.model == model] and time.monotonic() - left < STALL:
+        time.sleep(0.01)
+    assert [h.model for h in up.hangups] == [model]
+    assert time.monotonic() - left < 1.0  # not the stall timeout: the gateway let go when the client did
+    deadline = time.monotonic() + 2
+    while not any("route=leave" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    line = next(r.getMessage() for r in caplog.records if "route=leave" in r.getMessage())
+    assert "cancelled" in line and "tokens=0" not in line  # the attempt was let go of, and billed
