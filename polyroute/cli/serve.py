@@ -53,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     host, port = config.gateway.host_port()
     host, port = args.host or host, args.port or port
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from polyroute import logs
+
+    os.environ[logs.LEVEL_ENV] = args.log_level  # for worker processes, which set up their own
+    logs.setup(args.log_level)
     log = logging.getLogger("polyroute")
     log.info("config %s: %d backends, %d models, routes: %s", config.source, len(config.backends),
              len(config.models), ", ".join(config.client_names()))

@@ -115,7 +115,10 @@ def list_models(gateway: Gateway) -> list[dict[str, Any]]:
 
 def app_from_env() -> App:
     """Factory for uvicorn workers: each process builds its own gateway from the config."""
+    from polyroute import logs
     from polyroute.settings import effective_config
+
+    logs.setup()
 
     config: Config = effective_config(os.environ.get(CONFIG_ENV) or None)
     return create_app(Gateway.from_config(config, load_catalog()))

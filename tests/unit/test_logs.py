@@ -1,0 +1,35 @@
+"""Server logging: records reach stderr through a writer thread, not from the thread that logs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+SCRIPT = """
+import logging, sys, threading
+from logging.handlers import QueueHandler
+from polyroute import logs
+logs.setup("info")
+logs.setup("debug")  # configured already: nothing changes
+root = logging.getLogger()
+assert [type(h) for h in root.handlers] == [QueueHandler] and root.level == logging.INFO
+written_by = []
+real_write = sys.stderr.write
+def write(text):
+    written_by.append(threading.current_thread().name)
+    return real_write(text)
+sys.stderr.write = write
+logging.getLogger("polyroute.access").info("chat route=%s", "r1")
+logging.getLogger("polyroute.access").debug("not at info")
+logging.shutdown()
+import atexit; atexit._run_exitfuncs()
+print(sorted(set(written_by)) != ["MainThread"] and bool(written_by))
+"""
+
+
+def test_records_are_written_by_a_thread_and_flushed_at_exit() -> None:
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].endswith("INFO polyroute.access: chat route=r1")
