@@ -17,12 +17,6 @@ STALL = 5.0  # the route waits this long for a next token: leaving must not wait
 
 
 @pytest.fixture(scope="module")
-def up() -> Iterator[FaultUpstream]:
-    with FaultUpstream() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def live(up: FaultUpstream) -> Iterator[Live]:
     fleet = Fleet(up)
     fleet.route("leave", "stall-3", stall_timeout=STALL)

@@ -69,12 +69,6 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def up() -> Iterator[FaultUpstream]:
-    with FaultUpstream() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def live(up: FaultUpstream) -> Iterator[Live]:
     fleet = Fleet(up)
     for row in ROWS:

@@ -27,12 +27,6 @@ ANY_FAULT = ["ok", "reset", "status-503", "block", "slowfirst-2000", "stall-2", 
 
 
 @pytest.fixture(scope="module")
-def up() -> Iterator[FaultUpstream]:
-    with FaultUpstream() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def live(up: FaultUpstream) -> Iterator[Live]:
     fleet = Fleet(up)
     fleet.gateway = {"breakers": {"failures": FAILURES, "probe_interval": PROBE_INTERVAL}}
