@@ -90,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from polyroute.catalog import load_catalog
     from polyroute.gateway import Gateway
-    from polyroute.server.app import create_app
+    from polyroute.server.app import create_app, tune_gc
 
     app = create_app(Gateway.from_config(config, load_catalog()))
+    tune_gc()
     uvicorn.run(app, **common)
     return 0

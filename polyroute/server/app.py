@@ -63,7 +63,6 @@ def create_app(gateway: Gateway) -> App:
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await gateway.start()
-        tune_gc()
         try:
             yield
         finally:
@@ -83,7 +82,10 @@ def create_app(gateway: Gateway) -> App:
 
 
 def tune_gc() -> None:
-    """Keep the collector off the tail latency of a long-running server.
+    """Keep the collector off the tail latency of a long-running server process.
+
+    Called by the process that owns the server (``polyroute serve``, each worker), not
+    by the app, so an app embedded elsewhere leaves its host's collector alone.
 
     Everything built at start (config, catalog, adapters, imported modules) lives as
     long as the process: frozen, no collection walks it again. The young generation's
@@ -121,4 +123,6 @@ def app_from_env() -> App:
     logs.setup()
 
     config: Config = effective_config(os.environ.get(CONFIG_ENV) or None)
-    return create_app(Gateway.from_config(config, load_catalog()))
+    app = create_app(Gateway.from_config(config, load_catalog()))
+    tune_gc()
+    return app

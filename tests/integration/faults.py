@@ -87,20 +87,19 @@ class Sse:
         last = self.events[-1] if self.events else None
         return last["error"] if isinstance(last, dict) and "error" in last else None
 
+    def _usage_event(self) -> dict[str, Any] | None:
+        return next((e for e in reversed(self.events) if isinstance(e, dict) and e.get("usage")), None)
+
     @property
     def trailer(self) -> dict[str, Any] | None:
         """The gateway's own record in the final usage chunk: attempts and rescue, known only at the end."""
-        for e in reversed(self.events):
-            if isinstance(e, dict) and e.get("usage"):
-                return dict(e["polyroute"])
-        return None
+        e = self._usage_event()
+        return None if e is None else dict(e["polyroute"])
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        for e in reversed(self.events):
-            if isinstance(e, dict) and e.get("usage"):
-                return dict(e["usage"])
-        return None
+        e = self._usage_event()
+        return None if e is None else dict(e["usage"])
 
 
 def stream(live: Live, model: str, client: httpx.Client | None = None, **extra: Any) -> Sse:
