@@ -84,10 +84,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"polyroute: serving on http://{host}:{port}/v1 (models: {', '.join(config.client_names())})",
           file=sys.stderr, flush=True)
     if args.workers > 1:
+        from polyroute.server import workers
+
         if args.config:
-            os.environ["POLYROUTE_CONFIG"] = args.config
-        uvicorn.run("polyroute.server.app:app_from_env", factory=True, workers=args.workers, **common)
-        return 0
+            os.environ["POLYROUTE_CONFIG"] = args.config  # each worker builds its gateway from it
+        try:
+            sockets = workers.bind(host, port, args.workers)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+            return 2
+        return workers.Supervisor(sockets, common).run()
     from polyroute.catalog import load_catalog
     from polyroute.gateway import Gateway
     from polyroute.server.app import create_app, tune_gc

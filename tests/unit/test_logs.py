@@ -7,12 +7,11 @@ import sys
 
 SCRIPT = """
 import logging, sys, threading
-from logging.handlers import QueueHandler
 from polyroute import logs
 logs.setup("info")
 logs.setup("debug")  # configured already: nothing changes
 root = logging.getLogger()
-assert [type(h) for h in root.handlers] == [QueueHandler] and root.level == logging.INFO
+assert [type(h) for h in root.handlers] == [logs.BufferHandler] and root.level == logging.INFO
 written_by = []
 real_write = sys.stderr.write
 def write(text):
@@ -56,3 +55,28 @@ def test_a_burst_of_records_is_written_in_fewer_writes_and_in_order() -> None:
     lines = done.stderr.splitlines()
     assert [line.rsplit(" ", 1)[1] for line in lines] == [str(i) for i in range(2000)]
     assert int(done.stdout) < 2000
+
+
+LATER = """
+import logging
+from polyroute import logs
+logs.setup("info")
+log = logging.getLogger("polyroute.server")
+state = {"n": 1}
+log.info("state %s", state)
+state["n"] = 2  # changed before the writer thread gets to the record
+try:
+    1 / 0
+except ZeroDivisionError:
+    log.exception("failed")
+import atexit; atexit._run_exitfuncs()
+"""
+
+
+def test_messages_are_rendered_when_logged_and_tracebacks_kept() -> None:
+    done = subprocess.run([sys.executable, "-c", LATER], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].endswith("INFO polyroute.server: state {'n': 1}")
+    assert lines[1].endswith("ERROR polyroute.server: failed")
+    assert lines[2] == "Traceback (most recent call last):" and lines[-1] == "ZeroDivisionError: division by zero"

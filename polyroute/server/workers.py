@@ -1,0 +1,152 @@
+"""``polyroute serve --workers N``: N processes, each with its own listening socket.
+
+With one socket shared by every worker (uvicorn's ``--workers``), whichever worker
+wakes first accepts: 64 keep-alive clients connecting at once were seen to land
+61 on one worker and 3 on the other, so a second worker added almost nothing.
+Here each worker listens on its own socket bound with ``SO_REUSEPORT``, and the
+kernel spreads new connections over them by a hash of each connection's
+addresses. Where the kernel does not balance that way (not Linux), every worker
+shares one socket, as before.
+
+The sockets are bound here, in the supervisor, so a port in use fails at once
+with a plain message, and a worker that dies is replaced on the very socket it
+had: connections the kernel gave that socket meanwhile wait in its backlog.
+A worker that dies before it serves (its app cannot start) stops them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.context import SpawnProcess
+from multiprocessing.synchronize import Event
+from typing import Any
+
+log = logging.getLogger("polyroute.workers")
+
+BALANCED = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
+# A worker that dies again this soon after a restart waits this long before the next.
+RESTART_BACKOFF = 1.0
+STOP_GRACE = 15.0
+
+_spawn = multiprocessing.get_context("spawn")
+
+
+def bind(host: str, port: int, count: int, backlog: int = 2048) -> list[socket.socket]:
+    """``count`` listening sockets on host:port (one shared socket where the kernel does not balance)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count if BALANCED else 1):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if BALANCED:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.listen(backlog)
+            sock.set_inheritable(True)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets if BALANCED else sockets * count
+
+
+@dataclass
+class _Slot:
+    sock: socket.socket
+    process: SpawnProcess | None = None
+    ready: Event = field(default_factory=_spawn.Event)
+    started_at: float = 0.0
+
+
+class Supervisor:
+    """Starts the workers, replaces those that die, stops them all on SIGINT or SIGTERM."""
+
+    def __init__(self, sockets: list[socket.socket], uvicorn_options: dict[str, Any]) -> None:
+        self.slots = [_Slot(sock) for sock in sockets]
+        self.options = uvicorn_options
+        self.stopping = threading.Event()
+
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        for index in range(len(self.slots)):
+            self._start(index)
+        status = 0
+        while not self.stopping.wait(0.25):
+            for index, slot in enumerate(self.slots):
+                proc = slot.process
+                if self.stopping.is_set() or proc is None or proc.exitcode is None:
+                    continue
+                if not slot.ready.is_set():
+                    log.error("worker %d (pid %s) exited with code %s before it served; stopping",
+                              index, proc.pid, proc.exitcode)
+                    status = 1
+                    self.stopping.set()
+                    break
+                log.error("worker %d (pid %s) exited with code %s; starting another", index, proc.pid, proc.exitcode)
+                if time.monotonic() - slot.started_at < RESTART_BACKOFF:
+                    time.sleep(RESTART_BACKOFF)
+                self._start(index)
+        self._stop_all()
+        return status
+
+    def _start(self, index: int) -> None:
+        slot = self.slots[index]
+        slot.ready = _spawn.Event()
+        slot.process = _spawn.Process(
+            target=_worker, args=(slot.sock, slot.ready, self.options), name=f"polyroute-worker-{index}"
+        )
+        slot.started_at = time.monotonic()
+        slot.process.start()
+        log.info("worker %d started (pid %s)", index, slot.process.pid)
+
+    def _stop_all(self) -> None:
+        alive = [s.process for s in self.slots if s.process is not None and s.process.exitcode is None]
+        for proc in alive:
+            if proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)  # each worker drains what it has in flight
+        deadline = time.monotonic() + STOP_GRACE
+        for proc in alive:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.exitcode is None:
+                log.warning("worker pid %s did not stop within %.0fs; killing it", proc.pid, STOP_GRACE)
+                proc.kill()
+                proc.join()
+        for slot in self.slots:
+            slot.sock.close()
+
+
+def _worker(sock: socket.socket, ready: Event, options: dict[str, Any]) -> None:
+    """A worker process: its own gateway, its own event loop, on the socket it was given."""
+    import uvicorn
+
+    from polyroute.server.app import app_from_env
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                ready.set()
+
+    # Ctrl-C reaches the supervisor only, which stops the workers itself (SIGTERM, then a
+    # graceful drain); a worker whose supervisor is gone stops too rather than serve unwatched.
+    os.setpgrp()
+    threading.Thread(target=_stop_without, args=(os.getppid(),), name="polyroute-parent-watch", daemon=True).start()
+    config = uvicorn.Config(app_from_env(), **options)
+    Server(config).run(sockets=[sock])
+
+
+def _stop_without(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,171 @@
+"""``polyroute serve --workers 2`` as a user runs it: connections spread, a dead worker replaced."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from polyroute.server import workers
+from tests.support.live import free_port
+
+pytestmark = pytest.mark.skipif(not workers.BALANCED, reason="SO_REUSEPORT balancing is Linux's")
+
+CONFIG = """
+[gateway]
+listen = "127.0.0.1:{port}"
+[backends.f]
+type = "fake"
+[models.echo]
+backend = "f"
+"""
+ASK = {"model": "echo", "messages": [{"role": "user", "content": "hello workers"}]}
+
+
+def _children(pid: int) -> list[int]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for child in (int(p) for p in text.split()):
+        try:
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.append(child)
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def _connection_owners(port: int, pids: list[int]) -> dict[int, int]:
+    """How many established connections to ``port`` each process holds (from /proc)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                inodes.add(fields[9])
+    owners = {}
+    for pid in pids:
+        held = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                held += 1
+        owners[pid] = held
+    return owners
+
+
+def _wait_serving(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gateway exited with {proc.returncode}: {proc.communicate()[1]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("gateway did not start")
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = free_port()
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(CONFIG.format(port=port))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "polyroute", "serve", "--config", str(cfg), "--workers", "2", "--log-level", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_serving(f"http://127.0.0.1:{port}", proc)
+        deadline = time.monotonic() + 30
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+
+
+def test_connections_spread_over_both_workers(two_workers: tuple[subprocess.Popen[str], int]) -> None:
+    proc, port = two_workers
+    clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) for _ in range(32)]
+    try:
+        for client in clients:
+            r = client.post("/v1/chat/completions", json=ASK)
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+        owners = _connection_owners(port, _children(proc.pid))
+        assert sum(owners.values()) == 32
+        # A hash of 32 connections over two sockets: each gets some (all on one: p = 2 * 2**-32).
+        assert len(owners) == 2 and min(owners.values()) > 0, owners
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_dead_worker_is_replaced_and_sigterm_stops_all(two_workers: tuple[subprocess.Popen[str], int]) -> None:
+    proc, port = two_workers
+    first = _children(proc.pid)
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = _children(proc.pid)
+        if len(now) == 2 and first[0] not in now:
+            break
+        time.sleep(0.1)
+    now = _children(proc.pid)
+    assert len(now) == 2 and first[0] not in now and first[1] in now
+    # Every new connection is served, whichever socket the kernel gives it.
+    for _ in range(20):
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert client.post("/v1/chat/completions", json=ASK).status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert f"(pid {first[0]}) exited with code -9; starting another" in err
+    for pid in now:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_a_port_in_use_is_refused_plainly(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "gw.toml"
+        cfg.write_text(CONFIG.format(port=port))
+        done = subprocess.run(
+            [sys.executable, "-m", "polyroute", "serve", "--config", str(cfg), "--workers", "2"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_workers_stop_when_their_supervisor_is_killed(two_workers: tuple[subprocess.Popen[str], int]) -> None:
+    proc, _ = two_workers
+    kids = _children(proc.pid)
+    assert len(kids) == 2
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in kids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in kids)
