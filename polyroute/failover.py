@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from polyroute.adapters import Adapter, Call
@@ -35,7 +35,10 @@ from polyroute.hedge import race
 from polyroute.stall import StallTimer
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, chunk_has_token, make_usage
 
-__all__ = ["Failover", "Report"]
+__all__ = ["Failover", "Report", "StreamEnd"]
+
+# Called when a stream is over: its report, and when its first chunk reached the client (None if never).
+StreamEnd = Callable[[Report, float | None], None]
 
 
 class Failover:
@@ -56,10 +59,12 @@ class Failover:
         return resp
 
     def stream(
-        self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report
+        self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report,
+        on_end: StreamEnd | None = None,
     ) -> AsyncIterator[ChatChunk]:
+        """The stream's chunks; ``on_end(report, first_token_at)`` runs once it is over, however it ends."""
         walk = _Opening(self.fleet, self.health, route, candidates, req, report)  # refuses unsupported parameters now
-        return _Stream(walk).chunks()
+        return _Stream(walk, on_end).chunks()
 
 
 class _Whole(Walk):
@@ -141,8 +146,10 @@ class _Opening(Walk):
 class _Stream:
     """One client stream, across the attempts that feed it."""
 
-    def __init__(self, walk: _Opening) -> None:
+    def __init__(self, walk: _Opening, on_end: StreamEnd | None = None) -> None:
         self.walk = walk
+        self.on_end = on_end
+        self.first_at: float | None = None
         self.report = walk.report
         self.stall = walk.route.config.stall_timeout
         self.content: list[str] = []  # the answer's text the client has read
@@ -155,41 +162,45 @@ class _Stream:
 
     async def chunks(self) -> AsyncIterator[ChatChunk]:
         walk, report = self.walk, self.report
-        while (won := await race(walk, walk.route.config.hedge_after)) is not None:
-            slot, head = won
-            rescue = self.started
-            report.model, report.streaming = slot.entry, True
-            report.dropped |= slot.drop
-            self.chars, self.usage_seen = 0, False
-            stall = StallTimer(self.stall)
-            try:
-                for held in head.chunks:
-                    if self.note(slot.entry, held, rescue):
-                        yield held
-                while (chunk := await self.next_chunk(slot, head.upstream, stall)) is not None:
-                    if self.note(slot.entry, chunk, rescue):
-                        yield chunk
-            except UpstreamError as exc:
-                if await self.cut(slot, exc):
-                    continue
+        try:
+            while (won := await race(walk, walk.route.config.hedge_after)) is not None:
+                slot, head = won
+                rescue = self.started
+                report.model, report.streaming = slot.entry, True
+                report.dropped |= slot.drop
+                self.chars, self.usage_seen = 0, False
+                stall = StallTimer(self.stall)
+                try:
+                    for held in head.chunks:
+                        if self.note(slot.entry, held, rescue):
+                            yield held
+                    while (chunk := await self.next_chunk(slot, head.upstream, stall)) is not None:
+                        if self.note(slot.entry, chunk, rescue):
+                            yield chunk
+                except UpstreamError as exc:
+                    if await self.cut(slot, exc):
+                        continue
+                    return
+                except BaseException:
+                    self.settle_usage(slot.entry)  # the client left, but the upstream billed what it sent
+                    await walk.release(slot)  # the attempt tells nothing about the backend
+                    raise
+                finally:
+                    stall.close()
+                    await _close(head.upstream)
+                self.settle_usage(slot.entry)
+                await walk.succeeded(slot)
                 return
-            except BaseException:
-                self.settle_usage(slot.entry)  # the client left, but the upstream billed what it sent
-                await walk.release(slot)  # the attempt tells nothing about the backend
-                raise
-            finally:
-                stall.close()
-                await _close(head.upstream)
-            self.settle_usage(slot.entry)
-            await walk.succeeded(slot)
-            return
-        if self.started:
-            last = report.attempts[-1] if report.attempts else None
-            raise StreamCut(
-                "the stream was cut and no candidate could continue it", partial="".join(self.content),
-                backend=last.backend if last else "", model=last.model if last else "", code="stream_cut",
-            )
-        raise walk.give_up()
+            if self.started:
+                last = report.attempts[-1] if report.attempts else None
+                raise StreamCut(
+                    "the stream was cut and no candidate could continue it", partial="".join(self.content),
+                    backend=last.backend if last else "", model=last.model if last else "", code="stream_cut",
+                )
+            raise walk.give_up()
+        finally:
+            if self.on_end is not None:
+                self.on_end(report, self.first_at)
 
     async def next_chunk(self, slot: Slot, upstream: AsyncIterator[ChatChunk], stall: StallTimer) -> ChatChunk | None:
         try:
@@ -214,6 +225,7 @@ class _Stream:
             return True
         if not self.started:
             self.started, self.cid, self.created = True, chunk["id"], chunk["created"]
+            self.first_at = time.monotonic()
         for choice in choices:
             delta = choice["delta"]
             if text := delta.get("content"):

@@ -63,23 +63,10 @@ class Gateway:
     ) -> tuple[AsyncIterator[ChatChunk], Report]:
         plan = plan or self.plan(req, ctx)
         report = Report(route=plan.route.name)
-        chunks = self.failover.stream(plan.route, plan.candidates, req, report)
-        return self._observed(chunks, report), report
+        return self.failover.stream(plan.route, plan.candidates, req, report, self._stream_ended), report
 
-    async def _observed(self, chunks: AsyncIterator[ChatChunk], report: Report) -> AsyncIterator[ChatChunk]:
-        """Pass a stream through, timing its first token for the router's moving averages."""
-        first: float | None = None
-        try:
-            async for chunk in chunks:
-                if first is None:
-                    first = time.monotonic()
-                yield chunk
-        finally:
-            try:
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            finally:
-                # A stream the client left early, or one rescued by another model, times nothing useful.
-                timed = first is not None and not report.streaming and not report.rescued
-                self.router.observe(report, first if timed else None, time.monotonic() if timed else None)
+    def _stream_ended(self, report: Report, first_token_at: float | None) -> None:
+        """Time the stream for the router's moving averages."""
+        # A stream the client left early, or one rescued by another model, times nothing useful.
+        timed = first_token_at is not None and not report.streaming and not report.rescued
+        self.router.observe(report, first_token_at if timed else None, time.monotonic() if timed else None)

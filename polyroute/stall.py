@@ -29,7 +29,8 @@ class StallTimer:
     async def next(self, it: AsyncIterator[T]) -> T:
         """``anext(it)``, raising ``TimeoutError`` if it takes longer than the limit."""
         self._since = now = self._loop.time()
-        self._task = asyncio.current_task()
+        if self._task is None:  # one task reads a stream from start to end
+            self._task = asyncio.current_task()
         if self._handle is None:
             self._handle = self._loop.call_at(now + self.limit, self._check)
         try:

@@ -21,7 +21,6 @@ from polyroute.adapters.http import (
     HttpAdapter,
     error_from_status,
     json_error_reader,
-    sse_events,
     tool_arguments,
 )
 from polyroute.errors import UpstreamBadResponse, UpstreamRejected, UpstreamUnavailable
@@ -233,7 +232,7 @@ class AnthropicAdapter(HttpAdapter):
         model = call.upstream_model
         state = _StreamState(call)
         async with self.http.open_stream(self.url, self.payload(call, True), self.headers, model, call.timeout) as resp:
-            async for event, data in sse_events(self.http.lines(resp, model)):
+            async for event, data in self.http.events(resp, model):
                 if event == "error":
                     raise self._stream_error(data, model)
                 try:

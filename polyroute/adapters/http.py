@@ -18,6 +18,7 @@ import httpx
 import orjson
 
 from polyroute.adapters.base import Adapter
+from polyroute.adapters.sse import SSEDecoder
 from polyroute.adapters.transport import (
     ConnectFailed,
     ConnectionBroken,
@@ -192,6 +193,18 @@ class HttpBackend:
         finally:
             resp.release()
 
+    async def events(self, resp: Response, model: str) -> AsyncIterator[tuple[str, str]]:
+        """The body as server-sent events, ``(event, data)``; gaps are bounded by the stall deadline."""
+        decoder = SSEDecoder()
+        try:
+            while (data := await resp.next()) is not None:
+                for item in decoder.feed(data):
+                    yield item
+        except TransportError as exc:
+            raise error_from_exception(exc, backend=self.name, model=model) from None
+        for item in decoder.end():
+            yield item
+
     async def lines(self, resp: Response, model: str) -> AsyncIterator[str]:
         # Gaps between tokens are bounded by the failover layer's stall deadline.
         try:
@@ -199,28 +212,6 @@ class HttpBackend:
                 yield line
         except TransportError as exc:
             raise error_from_exception(exc, backend=self.name, model=model) from None
-
-
-async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
-    """Server-sent events as (event, data) pairs; multi-line data joined by newlines."""
-    event = ""
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield event or "message", "\n".join(data)
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-    if data:
-        yield event or "message", "\n".join(data)
 
 
 def json_error_reader(status: int, body: bytes) -> ErrorInfo:

@@ -12,8 +12,10 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
+import orjson
+
 from polyroute.adapters.base import Call
-from polyroute.adapters.http import ErrorInfo, HttpAdapter, json_error_reader, json_object, sse_events
+from polyroute.adapters.http import ErrorInfo, HttpAdapter, json_error_reader
 from polyroute.config import BackendConfig
 from polyroute.errors import UpstreamBadResponse, UpstreamError, UpstreamServerError, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatResponse
@@ -82,7 +84,7 @@ class OpenAICompatAdapter(HttpAdapter):
         url = self.continue_url if call.prefix else self.url
         async with self.http.open_stream(url, payload, self.headers, model, call.timeout) as resp:
             done = False
-            async for _event, data in sse_events(self.http.lines(resp, model)):
+            async for _event, data in self.http.events(resp, model):
                 if data == "[DONE]":
                     done = True
                     break
@@ -92,7 +94,12 @@ class OpenAICompatAdapter(HttpAdapter):
                 raise UpstreamUnavailable("stream ended without [DONE]", backend=self.name, model=model)
 
     def _parse(self, data: str, model: str) -> ChatChunk:
-        doc = json_object(data, "stream event", backend=self.name, model=model)
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponse("malformed stream event", backend=self.name, model=model) from None
+        if not isinstance(doc, dict):
+            raise UpstreamBadResponse("stream event is not an object", backend=self.name, model=model)
         if "error" in doc:
             info = read_error(500, data.encode())
             err: UpstreamError = UpstreamServerError(info.message, backend=self.name, model=model)

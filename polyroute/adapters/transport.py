@@ -198,10 +198,16 @@ class Response:
         self.release()
         return b"".join(parts)
 
+    async def next(self, timeout: float | None = None) -> bytes | None:
+        """The next piece of body, or None at its end (the connection then goes back to the pool)."""
+        data = await self._conn.next_body(timeout)
+        if data is None:
+            self.release()
+        return data
+
     async def iter_bytes(self, timeout: float | None = None) -> AsyncIterator[bytes]:
-        while (data := await self._conn.next_body(timeout)) is not None:
+        while (data := await self.next(timeout)) is not None:
             yield data
-        self.release()
 
     async def iter_lines(self, timeout: float | None = None) -> AsyncIterator[str]:
         """Lines without their ending; a last line with no newline is yielded too."""

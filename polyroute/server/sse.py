@@ -43,21 +43,26 @@ class EventStream:
                 left = True
                 sender.cancel()
 
-        gone: asyncio.Future[Message] = asyncio.ensure_future(receive())
-        gone.add_done_callback(client_left)
+        gone: asyncio.Future[Message] | None = None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for data in self.body:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
-            gone.remove_done_callback(client_left)
+                if gone is None:
+                    # Set up after the first token has left: it is not kept waiting for a task.
+                    gone = asyncio.ensure_future(receive())
+                    gone.add_done_callback(client_left)
+            if gone is not None:
+                gone.remove_done_callback(client_left)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not left or sender is None:
                 raise
             sender.uncancel()  # our own cancellation, done with: the task goes on to clean up
         finally:
-            gone.remove_done_callback(client_left)
-            gone.cancel()
+            if gone is not None:
+                gone.remove_done_callback(client_left)
+                gone.cancel()
             aclose = getattr(self.body, "aclose", None)
             if aclose is not None:
                 await aclose()
