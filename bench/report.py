@@ -73,9 +73,28 @@ def _saturation(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "p99": _pct(best, "latency_ms", "p99"),
             "errors": best["errors"],
             "gateway_cpu_ms_per_req": best.get("gateway_cpu_ms_per_req"),
+            "gateway_cpu_util": best.get("gateway_cpu_util"),
             "upstream_cpu_util": best.get("upstream_cpu_util"),
+            "loadgen_cpu_util": _loadgen_util(best),
         }
     return out
+
+
+def _loadgen_util(run: dict[str, Any]) -> float | None:
+    """Cores the load generator kept busy over its run (warm-up and window)."""
+    cpu, wall = run.get("loadgen_cpu_s"), (run.get("warmup_s") or 0) + (run.get("window_s") or 0)
+    return round(cpu / wall, 3) if cpu is not None and wall else None
+
+
+def workers_ceiling(results: dict[str, Any], sat: dict[str, dict[str, Any]]) -> float | None:
+    """The best 2-worker / 1-worker ratio this machine allows: the cores left for two workers
+    beside the load generator and the upstream, over the cores one worker used."""
+    w1, w2 = sat.get("polyroute", {}), sat.get("polyroute-w2", {})
+    cpus = results.get("machine", {}).get("cpus_usable") or 0
+    one, up, gen = w1.get("gateway_cpu_util"), w2.get("upstream_cpu_util"), w2.get("loadgen_cpu_util")
+    if not cpus or not one or up is None or gen is None:
+        return None
+    return round(min(2.0, (cpus - up - gen) / one), 2)
 
 
 def _error_rates(results: dict[str, Any]) -> dict[str, float]:
@@ -102,6 +121,10 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
         },
         "error_rate": _error_rates(results),
         "workers2_ratio": ratio(w2, w1),
+        "workers2_ceiling": workers_ceiling(results, sat),
+        "workers2_cpu_per_req": ratio(
+            sat.get("polyroute-w2", {}).get("gateway_cpu_ms_per_req"), sat.get("polyroute", {}).get("gateway_cpu_ms_per_req")
+        ),
     }
 
 
@@ -136,6 +159,11 @@ def checks(results: dict[str, Any], figs: dict[str, Any]) -> list[Check]:
         if cpus and cpus < 4
         else ""
     )
+    if figs.get("workers2_ceiling") is not None:
+        core_note += (
+            f"; the cores left beside them allow at most {figs['workers2_ceiling']:.2f}x"
+            f"; CPU per request, 2 workers / 1: {figs['workers2_cpu_per_req']:.2f}"
+        )
     at = f"{CHECK_CONCURRENCY} concurrent, non-streaming, {results['plan']['latency_ms']:g} ms upstream"
     return [
         Check(f"polyroute throughput / direct ({at})", ratio(pr.get("rps"), direct.get("rps")), ">=", 0.9),
