@@ -123,7 +123,8 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
         "workers2_ratio": ratio(w2, w1),
         "workers2_ceiling": workers_ceiling(results, sat),
         "workers2_cpu_per_req": ratio(
-            sat.get("polyroute-w2", {}).get("gateway_cpu_ms_per_req"), sat.get("polyroute", {}).get("gateway_cpu_ms_per_req")
+            sat.get("polyroute-w2", {}).get("gateway_cpu_ms_per_req"),
+            sat.get("polyroute", {}).get("gateway_cpu_ms_per_req"),
         ),
     }
 
