@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    common = {"host": host, "port": port, "loop": "uvloop", "http": "httptools", "access_log": False,
+    from polyroute.server.protocol import Protocol
+
+    common = {"host": host, "port": port, "loop": "uvloop", "http": Protocol, "access_log": False,
               "proxy_headers": False, "server_header": False,
               "log_level": args.log_level, "timeout_graceful_shutdown": 10}
     print(f"polyroute: serving on http://{host}:{port}/v1 (models: {', '.join(config.client_names())})",
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
             return 2
-        return workers.Supervisor(sockets, common).run()
+        return workers.Supervisor(sockets, {k: v for k, v in common.items() if k != "http"}).run()
     from polyroute.catalog import load_catalog
     from polyroute.gateway import Gateway
     from polyroute.server.app import create_app, tune_gc

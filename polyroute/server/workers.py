@@ -16,17 +16,17 @@ A worker that dies before it serves (its app cannot start) stops them all.
 
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing
 import os
+import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from multiprocessing.context import SpawnProcess
-from multiprocessing.synchronize import Event
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("polyroute.workers")
@@ -35,8 +35,6 @@ BALANCED = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 # A worker that dies again this soon after a restart waits this long before the next.
 RESTART_BACKOFF = 1.0
 STOP_GRACE = 15.0
-
-_spawn = multiprocessing.get_context("spawn")
 
 
 def bind(host: str, port: int, count: int, backlog: int = 2048) -> list[socket.socket]:
@@ -63,17 +61,22 @@ def bind(host: str, port: int, count: int, backlog: int = 2048) -> list[socket.s
 @dataclass
 class _Slot:
     sock: socket.socket
-    process: SpawnProcess | None = None
-    ready: Event = field(default_factory=_spawn.Event)
+    process: subprocess.Popen[bytes] | None = None
+    ready_fd: int | None = None  # readable once the worker serves; None once read
+    ready: bool = False
     started_at: float = 0.0
 
 
 class Supervisor:
-    """Starts the workers, replaces those that die, stops them all on SIGINT or SIGTERM."""
+    """Starts the workers, replaces those that die, stops them all on SIGINT or SIGTERM.
+
+    A worker is a plain process (``python -m polyroute.server.workers``) that inherits
+    its socket and a pipe on which it says when it serves.
+    """
 
     def __init__(self, sockets: list[socket.socket], uvicorn_options: dict[str, Any]) -> None:
         self.slots = [_Slot(sock) for sock in sockets]
-        self.options = uvicorn_options
+        self.options = json.dumps(uvicorn_options)
         self.stopping = threading.Event()
 
     def run(self) -> int:
@@ -82,67 +85,93 @@ class Supervisor:
         for index in range(len(self.slots)):
             self._start(index)
         status = 0
-        while not self.stopping.wait(0.25):
+        while not self.stopping.is_set():
+            self._note_ready(0.25)
             for index, slot in enumerate(self.slots):
                 proc = slot.process
-                if self.stopping.is_set() or proc is None or proc.exitcode is None:
+                if self.stopping.is_set() or proc is None or proc.poll() is None:
                     continue
-                if not slot.ready.is_set():
+                self._note_ready(0)
+                if not slot.ready:
                     log.error("worker %d (pid %s) exited with code %s before it served; stopping",
-                              index, proc.pid, proc.exitcode)
+                              index, proc.pid, proc.returncode)
                     status = 1
                     self.stopping.set()
                     break
-                log.error("worker %d (pid %s) exited with code %s; starting another", index, proc.pid, proc.exitcode)
+                log.error("worker %d (pid %s) exited with code %s; starting another", index, proc.pid, proc.returncode)
                 if time.monotonic() - slot.started_at < RESTART_BACKOFF:
                     time.sleep(RESTART_BACKOFF)
                 self._start(index)
         self._stop_all()
         return status
 
+    def _note_ready(self, timeout: float) -> None:
+        waiting = {slot.ready_fd: slot for slot in self.slots if slot.ready_fd is not None}
+        if not waiting:
+            self.stopping.wait(timeout)
+            return
+        readable, _, _ = select.select(list(waiting), [], [], timeout)
+        for fd in readable:
+            slot = waiting[fd]
+            slot.ready = os.read(fd, 1) == b"1"
+            os.close(fd)
+            slot.ready_fd = None
+            if slot.ready and slot.process is not None:
+                log.info("worker %d serving (pid %s)", self.slots.index(slot), slot.process.pid)
+
     def _start(self, index: int) -> None:
         slot = self.slots[index]
-        slot.ready = _spawn.Event()
-        slot.process = _spawn.Process(
-            target=_worker, args=(slot.sock, slot.ready, self.options), name=f"polyroute-worker-{index}"
+        if slot.ready_fd is not None:
+            os.close(slot.ready_fd)
+        ready_r, ready_w = os.pipe()
+        fd = slot.sock.fileno()
+        slot.process = subprocess.Popen(
+            [sys.executable, "-m", "polyroute.server.workers", str(fd), str(ready_w), self.options],
+            pass_fds=(fd, ready_w),
         )
-        slot.started_at = time.monotonic()
-        slot.process.start()
+        os.close(ready_w)
+        slot.ready_fd, slot.ready, slot.started_at = ready_r, False, time.monotonic()
         log.info("worker %d started (pid %s)", index, slot.process.pid)
 
     def _stop_all(self) -> None:
-        alive = [s.process for s in self.slots if s.process is not None and s.process.exitcode is None]
+        alive = [s.process for s in self.slots if s.process is not None and s.process.poll() is None]
         for proc in alive:
-            if proc.pid is not None:
-                os.kill(proc.pid, signal.SIGTERM)  # each worker drains what it has in flight
+            proc.terminate()  # SIGTERM: each worker drains what it has in flight
         deadline = time.monotonic() + STOP_GRACE
         for proc in alive:
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.exitcode is None:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 log.warning("worker pid %s did not stop within %.0fs; killing it", proc.pid, STOP_GRACE)
                 proc.kill()
-                proc.join()
+                proc.wait()
         for slot in self.slots:
+            if slot.ready_fd is not None:
+                os.close(slot.ready_fd)
             slot.sock.close()
 
 
-def _worker(sock: socket.socket, ready: Event, options: dict[str, Any]) -> None:
+def _worker(fd: int, ready_fd: int, options: dict[str, Any]) -> None:
     """A worker process: its own gateway, its own event loop, on the socket it was given."""
     import uvicorn
 
     from polyroute.server.app import app_from_env
+    from polyroute.server.protocol import Protocol
+
+    sock = socket.socket(fileno=fd)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started:
-                ready.set()
+                os.write(ready_fd, b"1")
+                os.close(ready_fd)
 
     # Ctrl-C reaches the supervisor only, which stops the workers itself (SIGTERM, then a
     # graceful drain); a worker whose supervisor is gone stops too rather than serve unwatched.
     os.setpgrp()
     threading.Thread(target=_stop_without, args=(os.getppid(),), name="polyroute-parent-watch", daemon=True).start()
-    config = uvicorn.Config(app_from_env(), **options)
+    config = uvicorn.Config(app_from_env(), http=Protocol, **options)
     Server(config).run(sockets=[sock])
 
 
@@ -150,3 +179,7 @@ def _stop_without(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(1.0)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    _worker(int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]))

@@ -16,6 +16,7 @@ from polyroute import config as cfg
 from polyroute.catalog import load_catalog
 from polyroute.gateway import Gateway
 from polyroute.server.app import create_app
+from polyroute.server.protocol import Protocol
 
 
 def free_port() -> int:
@@ -38,8 +39,9 @@ class Live:
 def serve_app(app: Any, port: int | None = None) -> Iterator[str]:
     """Serve any ASGI app in a background thread; yield its root URL."""
     port = port or free_port()
+    # The HTTP protocol `polyroute serve` runs.
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           loop="asyncio", lifespan="on"))
+                                           loop="asyncio", lifespan="on", http=Protocol))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
