@@ -21,16 +21,18 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 class _HeadWithBody:
     """One request's view of the connection's transport: its first write waits for its second."""
 
-    __slots__ = ("_held", "_started", "_transport")
+    __slots__ = ("_cycle", "_held", "_started", "_transport")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
         self._transport = transport
+        self._cycle = cycle
         self._held: bytes | None = None
         self._started = False
 
     def write(self, data: bytes) -> None:
         if self._held is not None:
             data, self._held = self._held + data, None
+            self._cycle.transport = self._transport  # the rest of a stream writes directly
         elif not self._started:
             self._started = True
             self._held = data
@@ -41,6 +43,7 @@ class _HeadWithBody:
     def flush(self) -> None:
         if self._held is not None:
             data, self._held = self._held, None
+            self._cycle.transport = self._transport
             if not self._transport.is_closing():
                 self._transport.write(data)
 
@@ -56,5 +59,5 @@ class Protocol(HttpToolsProtocol):
     """``uvicorn.Config(http=Protocol)``: each request cycle writes through its own ``_HeadWithBody``."""
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        cycle.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]
+        cycle.transport = _HeadWithBody(self.transport, cycle)  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
