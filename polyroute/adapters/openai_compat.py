@@ -12,10 +12,8 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import orjson
-
 from polyroute.adapters.base import Call
-from polyroute.adapters.http import ErrorInfo, HttpAdapter, json_error_reader
+from polyroute.adapters.http import ErrorInfo, HttpAdapter, json_error_reader, json_object
 from polyroute.config import BackendConfig
 from polyroute.errors import UpstreamBadResponse, UpstreamError, UpstreamServerError, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatResponse
@@ -94,12 +92,7 @@ class OpenAICompatAdapter(HttpAdapter):
                 raise UpstreamUnavailable("stream ended without [DONE]", backend=self.name, model=model)
 
     def _parse(self, data: str, model: str) -> ChatChunk:
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponse("malformed stream event", backend=self.name, model=model) from None
-        if not isinstance(doc, dict):
-            raise UpstreamBadResponse("stream event is not an object", backend=self.name, model=model)
+        doc = json_object(data, "stream event", backend=self.name, model=model)
         if "error" in doc:
             info = read_error(500, data.encode())
             err: UpstreamError = UpstreamServerError(info.message, backend=self.name, model=model)
