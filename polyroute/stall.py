@@ -30,7 +30,7 @@ class StallTimer:
         """``anext(it)``, raising ``TimeoutError`` if it takes longer than the limit."""
         self._since = now = self._loop.time()
         if self._task is None:  # one task reads a stream from start to end
-            self._task = asyncio.current_task()
+            self._task = asyncio.current_task(self._loop)
         if self._handle is None:
             self._handle = self._loop.call_at(now + self.limit, self._check)
         try:

@@ -46,6 +46,8 @@ class _Conn(asyncio.Protocol):
     """One keep-alive connection; one request at a time."""
 
     def __init__(self) -> None:
+        # Kept: asyncio.get_running_loop() costs a getpid() system call, and wait() runs per read.
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.parser: httptools.HttpResponseParser | None = None
@@ -137,7 +139,7 @@ class _Conn(asyncio.Protocol):
         """Wait until the parser makes progress (headers, body, end) or fails."""
         if self.error is not None:
             raise self.error
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self.waiter = loop.create_future()
         timer = loop.call_later(timeout, self._timeout) if timeout is not None else None
         try:

@@ -21,9 +21,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 class _HeadWithBody:
     """One request's view of the connection's transport: its first write waits for its second."""
 
-    __slots__ = ("_cycle", "_held", "_started", "_transport")
+    __slots__ = ("_cycle", "_held", "_loop", "_started", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, cycle: RequestResponseCycle, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._loop = loop  # asyncio.get_running_loop() costs a getpid() system call
         self._transport = transport
         self._cycle = cycle
         self._held: bytes | None = None
@@ -36,7 +39,7 @@ class _HeadWithBody:
         elif not self._started:
             self._started = True
             self._held = data
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
             return
         self._transport.write(data)
 
@@ -59,5 +62,5 @@ class Protocol(HttpToolsProtocol):
     """``uvicorn.Config(http=Protocol)``: each request cycle writes through its own ``_HeadWithBody``."""
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        cycle.transport = _HeadWithBody(self.transport, cycle)  # type: ignore[assignment]
+        cycle.transport = _HeadWithBody(self.transport, cycle, self.loop)  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
