@@ -174,11 +174,11 @@ class _Stream:
                     for held in head.chunks:
                         if self.note(slot.entry, held, rescue):
                             yield held
-                    while (chunk := await self.next_chunk(slot, head.upstream, stall)) is not None:
+                    while (chunk := await stall.next(head.upstream)) is not None:
                         if self.note(slot.entry, chunk, rescue):
                             yield chunk
-                except UpstreamError as exc:
-                    if await self.cut(slot, exc):
+                except (UpstreamError, TimeoutError) as exc:
+                    if await self.cut(slot, self.stalled(slot) if isinstance(exc, TimeoutError) else exc):
                         continue
                     return
                 except BaseException:
@@ -202,14 +202,9 @@ class _Stream:
             if self.on_end is not None:
                 self.on_end(report, self.first_at)
 
-    async def next_chunk(self, slot: Slot, upstream: AsyncIterator[ChatChunk], stall: StallTimer) -> ChatChunk | None:
-        try:
-            return await stall.next(upstream)
-        except StopAsyncIteration:
-            return None
-        except TimeoutError:
-            e = slot.entry
-            raise UpstreamTimeout(f"no token for {self.stall:.2f}s", backend=e.backend, model=e.name) from None
+    def stalled(self, slot: Slot) -> UpstreamTimeout:
+        e = slot.entry
+        return UpstreamTimeout(f"no token for {self.stall:.2f}s", backend=e.backend, model=e.name)
 
     def note(self, entry: ModelEntry, chunk: ChatChunk, rescue: bool) -> bool:
         """Account one chunk; whether the client should get it."""

@@ -26,15 +26,17 @@ class StallTimer:
         self._handle: asyncio.TimerHandle | None = None
         self._fired = False
 
-    async def next(self, it: AsyncIterator[T]) -> T:
-        """``anext(it)``, raising ``TimeoutError`` if it takes longer than the limit."""
+    async def next(self, it: AsyncIterator[T]) -> T | None:
+        """``anext(it)``, or None at its end; ``TimeoutError`` if it takes longer than the limit."""
         self._since = now = self._loop.time()
         if self._task is None:  # one task reads a stream from start to end
             self._task = asyncio.current_task(self._loop)
         if self._handle is None:
             self._handle = self._loop.call_at(now + self.limit, self._check)
         try:
-            return await anext(it)
+            return await it.__anext__()
+        except StopAsyncIteration:
+            return None
         except asyncio.CancelledError:
             if self._fired and self._task is not None:
                 self._fired = False

@@ -10,7 +10,6 @@ SSE stream become OpenAI-shaped dicts. Rescue continuation is Anthropic's own
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -23,7 +22,8 @@ from polyroute.adapters.http import (
     json_error_reader,
     tool_arguments,
 )
-from polyroute.errors import UpstreamBadResponse, UpstreamRejected, UpstreamUnavailable
+from polyroute.adapters.sse_chunks import SSEChunks
+from polyroute.errors import UpstreamBadResponse, UpstreamRejected
 from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage
 
 API_VERSION = "2023-06-01"
@@ -228,24 +228,12 @@ class AnthropicAdapter(HttpAdapter):
 
     # -- streams -------------------------------------------------------------------------------
 
-    async def stream(self, call: Call) -> AsyncIterator[ChatChunk]:
+    def stream(self, call: Call) -> SSEChunks:
         model = call.upstream_model
-        state = _StreamState(call)
-        async with self.http.open_stream(self.url, self.payload(call, True), self.headers, model, call.timeout) as resp:
-            async for event, data in self.http.events(resp, model):
-                if event == "error":
-                    raise self._stream_error(data, model)
-                try:
-                    chunks = state.on(event, orjson.loads(data))
-                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-                    raise UpstreamBadResponse(f"malformed {event} event", backend=self.name, model=model) from None
-                for chunk in chunks:
-                    yield chunk
-                if state.stopped:
-                    return
-        raise UpstreamUnavailable("stream ended without message_stop", backend=self.name, model=model)
+        return SSEChunks(self.http, _Events(self, call), self.url, self.payload(call, True), self.headers, model,
+                         call.timeout)
 
-    def _stream_error(self, data: str, model: str) -> Exception:
+    def stream_error(self, data: str, model: str) -> Exception:
         """An error sent as an SSE event after a 200: classified as its type's status would be."""
         try:
             etype = str(orjson.loads(data)["error"]["type"])
@@ -253,6 +241,32 @@ class AnthropicAdapter(HttpAdapter):
             etype = "api_error"
         status, body = STATUS_OF_TYPE.get(etype, 500), data.encode()
         return error_from_status(status, body, {}, self.http.reader, backend=self.name, model=model)
+
+
+class _Events:
+    """Anthropic's stream: typed events, an ``error`` event for a failure after the 200, ``message_stop`` at the end."""
+
+    __slots__ = ("adapter", "model", "state")
+
+    def __init__(self, adapter: AnthropicAdapter, call: Call) -> None:
+        self.adapter = adapter
+        self.model = call.upstream_model
+        self.state = _StreamState(call)
+
+    @property
+    def ended(self) -> bool:
+        return self.state.stopped
+
+    def on(self, event: str, data: str) -> list[ChatChunk]:
+        if event == "error":
+            raise self.adapter.stream_error(data, self.model)
+        try:
+            return self.state.on(event, orjson.loads(data))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise UpstreamBadResponse(f"malformed {event} event", backend=self.adapter.name, model=self.model) from None
+
+    def missing_end(self) -> str:
+        return "stream ended without message_stop"
 
 
 class _StreamState:

@@ -18,7 +18,6 @@ import httpx
 import orjson
 
 from polyroute.adapters.base import Adapter
-from polyroute.adapters.sse import SSEDecoder
 from polyroute.adapters.transport import (
     ConnectFailed,
     ConnectionBroken,
@@ -157,7 +156,7 @@ class HttpBackend:
         key = self.config.api_key
         return key.ref.removeprefix("env:") if key is not None and not key.present else None
 
-    async def _send(self, url: str, payload: object, headers: dict[str, str], model: str,
+    async def send(self, url: str, payload: object, headers: dict[str, str], model: str,
                     timeout: float | None) -> Response:
         if (var := self.missing_key()) is not None:
             raise UpstreamAuthError(
@@ -176,7 +175,7 @@ class HttpBackend:
     async def post_json(
         self, url: str, payload: object, headers: dict[str, str], model: str, timeout: float | None
     ) -> object:
-        resp = await self._send(url, payload, headers, model, timeout)
+        resp = await self.send(url, payload, headers, model, timeout)
         try:
             return orjson.loads(await resp.read(timeout or self.config.timeout))
         except (TransportError, orjson.JSONDecodeError) as exc:
@@ -187,23 +186,11 @@ class HttpBackend:
         self, url: str, payload: object, headers: dict[str, str], model: str, timeout: float | None
     ) -> AsyncIterator[Response]:
         """Open a streaming POST; raise a classified error when the status says failure."""
-        resp = await self._send(url, payload, headers, model, timeout)
+        resp = await self.send(url, payload, headers, model, timeout)
         try:
             yield resp
         finally:
             resp.release()
-
-    async def events(self, resp: Response, model: str) -> AsyncIterator[tuple[str, str]]:
-        """The body as server-sent events, ``(event, data)``; gaps are bounded by the stall deadline."""
-        decoder = SSEDecoder()
-        try:
-            while (data := await resp.next()) is not None:
-                for item in decoder.feed(data):
-                    yield item
-        except TransportError as exc:
-            raise error_from_exception(exc, backend=self.name, model=model) from None
-        for item in decoder.end():
-            yield item
 
     async def lines(self, resp: Response, model: str) -> AsyncIterator[str]:
         # Gaps between tokens are bounded by the failover layer's stall deadline.

@@ -9,13 +9,13 @@ never branches on provider names.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from polyroute.adapters.base import Call
 from polyroute.adapters.http import ErrorInfo, HttpAdapter, json_error_reader, json_object
+from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.config import BackendConfig
-from polyroute.errors import UpstreamBadResponse, UpstreamError, UpstreamServerError, UpstreamUnavailable
+from polyroute.errors import UpstreamBadResponse, UpstreamServerError
 from polyroute.types import ChatChunk, ChatResponse
 
 # Providers that give no structured code for an over-long prompt say so in words.
@@ -76,30 +76,37 @@ class OpenAICompatAdapter(HttpAdapter):
             _prepend(doc, call.prefix)
         return cast(ChatResponse, doc)
 
-    async def stream(self, call: Call) -> AsyncIterator[ChatChunk]:
-        model = call.upstream_model
-        payload = self.payload(call, True)
+    def stream(self, call: Call) -> SSEChunks:
         url = self.continue_url if call.prefix else self.url
-        async with self.http.open_stream(url, payload, self.headers, model, call.timeout) as resp:
-            done = False
-            async for _event, data in self.http.events(resp, model):
-                if data == "[DONE]":
-                    done = True
-                    break
-                chunk = self._parse(data, model)
-                yield chunk
-            if not done:
-                raise UpstreamUnavailable("stream ended without [DONE]", backend=self.name, model=model)
+        model = call.upstream_model
+        return SSEChunks(self.http, _Events(self.name, model), url, self.payload(call, True), self.headers, model,
+                         call.timeout)
 
-    def _parse(self, data: str, model: str) -> ChatChunk:
-        doc = json_object(data, "stream event", backend=self.name, model=model)
+
+class _Events:
+    """An OpenAI-compatible stream: one chunk per event, then ``data: [DONE]``."""
+
+    __slots__ = ("backend", "ended", "model")
+
+    def __init__(self, backend: str, model: str) -> None:
+        self.backend = backend
+        self.model = model
+        self.ended = False
+
+    def on(self, event: str, data: str) -> list[ChatChunk]:
+        if data == "[DONE]":
+            self.ended = True
+            return []
+        doc = json_object(data, "stream event", backend=self.backend, model=self.model)
         if "error" in doc:
             info = read_error(500, data.encode())
-            err: UpstreamError = UpstreamServerError(info.message, backend=self.name, model=model)
-            raise err
+            raise UpstreamServerError(info.message, backend=self.backend, model=self.model)
         if not isinstance(doc.get("choices"), list):
-            raise UpstreamBadResponse("stream event has no choices", backend=self.name, model=model)
-        return cast(ChatChunk, doc)
+            raise UpstreamBadResponse("stream event has no choices", backend=self.backend, model=self.model)
+        return [doc]  # type: ignore[list-item]  # checked above: an object with choices
+
+    def missing_end(self) -> str:
+        return "stream ended without [DONE]"
 
 
 def _prepend(doc: dict[str, Any], prefix: str) -> None:

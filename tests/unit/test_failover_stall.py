@@ -75,3 +75,10 @@ async def test_the_task_survives_its_stall_and_can_go_on() -> None:
     assert current is not None and current.cancelling() == 0
     await asyncio.sleep(0.01)  # no stray cancellation is left pending
     timer.close()
+
+
+async def test_the_end_of_the_iterator_is_none() -> None:
+    timer = StallTimer(1.0)
+    it = paced([0, 0])
+    assert [await timer.next(it), await timer.next(it), await timer.next(it)] == [0, 1, None]
+    timer.close()

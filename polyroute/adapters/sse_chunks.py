@@ -1,0 +1,95 @@
+"""A streamed answer over server-sent events, as the async iterator of chunks adapters return.
+
+Every chunk of every stream passes through here, so getting one is one coroutine
+(``__anext__``) over the transport's read, not a stack of async generators
+(request context, bytes, events, chunks), each of which cost a resumption per
+chunk and a registration with the event loop per stream. What differs between
+wire formats is the ``EventReader``: it turns one event into chunks and says
+when the answer is complete.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from polyroute.adapters.http import HttpBackend, error_from_exception
+from polyroute.adapters.sse import SSEDecoder
+from polyroute.adapters.transport import Response, TransportError
+from polyroute.errors import UpstreamUnavailable
+from polyroute.types import ChatChunk
+
+
+class EventReader(Protocol):
+    @property
+    def ended(self) -> bool:
+        """The answer is complete: what follows is not read."""
+
+    def on(self, event: str, data: str) -> list[ChatChunk]:
+        """The chunks one event carries (often one, maybe none); raises an UpstreamError when it says one."""
+
+    def missing_end(self) -> str:
+        """Why a body that ended before ``ended`` is a broken stream, for the error."""
+
+
+class SSEChunks:
+    """POST on the first ``__anext__``, then the chunks as they arrive; ``aclose`` lets go of the connection."""
+
+    __slots__ = ("_args", "_decoder", "_events", "_next", "_ready", "_resp", "http", "model", "reader")
+
+    def __init__(
+        self, http: HttpBackend, reader: EventReader, url: str, payload: object, headers: dict[str, str],
+        model: str, timeout: float | None,
+    ) -> None:
+        self.http = http
+        self.reader = reader
+        self.model = model
+        self._args = (url, payload, headers, model, timeout)
+        self._resp: Response | None = None
+        self._decoder = SSEDecoder()
+        self._events: list[tuple[str, str]] = []  # decoded from the last read, not yet read
+        self._next = 0  # the first of _events not yet read
+        self._ready: list[ChatChunk] = []  # chunks of one event, not yet returned, in reverse
+
+    def __aiter__(self) -> SSEChunks:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        ready, reader = self._ready, self.reader
+        while True:
+            if ready:
+                return ready.pop()
+            if reader.ended:
+                self.release()
+                raise StopAsyncIteration
+            if self._next < len(self._events):
+                event, data = self._events[self._next]
+                self._next += 1
+                chunks = reader.on(event, data)
+                if len(chunks) == 1:
+                    return chunks[0]
+                ready.extend(reversed(chunks))
+                continue
+            await self._read()
+
+    async def _read(self) -> None:
+        """The next piece of the body, decoded into events; at its end, what the decoder had left."""
+        resp = self._resp
+        if resp is None:
+            resp = self._resp = await self.http.send(*self._args)
+        try:
+            data = await resp.next()
+        except TransportError as exc:
+            raise error_from_exception(exc, backend=self.http.name, model=self.model) from None
+        if data is not None:
+            self._events, self._next = self._decoder.feed(data), 0
+            return
+        self._events, self._next = self._decoder.end(), 0
+        if not self._events:
+            raise UpstreamUnavailable(self.reader.missing_end(), backend=self.http.name, model=self.model)
+
+    def release(self) -> None:
+        if self._resp is not None:
+            self._resp.release()
+
+    async def aclose(self) -> None:
+        self.release()
