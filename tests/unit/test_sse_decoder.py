@@ -50,3 +50,13 @@ def test_one_byte_at_a_time() -> None:
 def test_an_event_without_its_blank_line_counts_at_the_end() -> None:
     assert decode([b"data: x\n\ndata: last"]) == [("message", "x"), ("message", "last")]
     assert decode([b"event: ping\n\n"]) == []
+
+
+def test_whole_data_events_and_everything_else_decode_alike() -> None:
+    # Reads of whole one-line data events take a shorter way; anything else in them takes the long one.
+    reads = [b"data: a\n\ndata:b\n\n", b"data: c\n\n", b"event: e\ndata: d\n\n", b"data: x\ndata: y\n\n",
+             b": comment\n\ndata: z\n\n", b"data: \xe4\xbd\xa0\n\n", b"data: \n\n"]
+    assert decode(reads) == [("message", "a"), ("message", "b"), ("message", "c"), ("e", "d"),
+                             ("message", "x\ny"), ("message", "z"), ("message", "\u4f60"), ("message", "")]
+    for read in reads:
+        assert SSEDecoder._whole_data_events(read) in (None, decode([read])), read
