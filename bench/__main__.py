@@ -14,9 +14,10 @@ from pathlib import Path
 import orjson
 
 from bench import report, runner
-from bench.plan import Plan
+from bench.plan import CHAT, SATURATE, STREAM, Plan
 
 RESULTS = Path(__file__).resolve().parent / "results"
+KINDS = (CHAT, STREAM, SATURATE)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -29,12 +30,26 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(f"expected kinds from {', '.join(KINDS)}, got {text!r}")
+    return kinds
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/run", description="polyroute's overhead next to a direct call and LiteLLM.")
     p.add_argument(
         "--targets",
         default=",".join(runner.TARGETS),
         help=f"comma-separated, from {', '.join(runner.TARGETS)} (default: all; direct is always measured)",
+    )
+    p.add_argument(
+        "--scenarios",
+        type=_kinds,
+        default=KINDS,
+        help=f"comma-separated kinds of scenario to run, from {', '.join(KINDS)} (default: all)",
     )
     p.add_argument("--quick", action="store_true", help="2 s per scenario instead of 5 (a rough look)")
     p.add_argument("--duration", type=float, help="seconds measured per scenario")
@@ -44,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=_ints, help="non-streaming and streaming levels, e.g. 1,16,64,256")
     p.add_argument("--saturate-concurrency", type=_ints, help="levels tried for saturation (default 64,256)")
     p.add_argument("--upstream-processes", type=int, help="SO_REUSEPORT processes per fake upstream (default 1)")
+    p.add_argument(
+        "--coalesce-us",
+        type=int,
+        help="saturation: the native tools' pause after a wakeup with few events, 0 for none (default 500)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and latest.md go")
     p.add_argument("--strict", action="store_true", help="exit 1 when a check FAILs")
     p.add_argument("--render", type=Path, metavar="JSON", help="only recompute figures and tables from a results file")
@@ -52,10 +72,21 @@ def _parser() -> argparse.ArgumentParser:
 
 def _plan(a: argparse.Namespace) -> Plan:
     plan = Plan.quick() if a.quick else Plan()
-    keys = ("duration", "warmup", "max_requests", "latency_ms", "saturate_concurrency", "upstream_processes")
+    keys = (
+        "duration",
+        "warmup",
+        "max_requests",
+        "latency_ms",
+        "saturate_concurrency",
+        "upstream_processes",
+        "coalesce_us",
+    )
     changes: dict[str, object] = {k: getattr(a, k) for k in keys if getattr(a, k) is not None}
     if a.concurrency is not None:
         changes["chat_concurrency"] = changes["stream_concurrency"] = a.concurrency
+    for kind in KINDS:
+        if kind not in a.scenarios:
+            changes[f"{kind}_concurrency"] = ()  # no levels: no scenario of that kind
     return plan.with_(**changes)
 
 

@@ -41,11 +41,27 @@ def _header(results: dict[str, Any]) -> list[str]:
         "upstream that answers at once.",
         f"- Each scenario: {p['warmup']:g} s warm-up, then {p['duration']:g} s or {p['max_requests']} requests; "
         "one keep-alive connection per concurrent client; one load-generator process.",
+        _tools_line(results),
         "- Overhead = target minus direct, same percentile, same run. Gateway CPU ms/req = CPU time of the "
         "gateway's process tree per completed request: it moves less with other load on the machine than req/s.",
         f"- Command: `{results['command']}`",
         "",
     ]
+
+
+def _tools_line(results: dict[str, Any]) -> str:
+    tools = results.get("tools")
+    if tools is None:  # runs from before bench.native: Python everywhere
+        return "- Tools: bench/loadgen.py against bench/upstream.py in every scenario."
+    sat, chat = tools["saturate"], tools["chat"]
+    pause = results["plan"].get("coalesce_us", 0)
+    why = "." if sat["loadgen"] == chat["loadgen"] else " (C: little CPU per request, so the cores go to the gateway"
+    if why != ".":
+        why += f"; wakeups batched by pauses of up to {pause} µs)." if pause else ")."
+    return (
+        f"- Tools: chat and stream scenarios: {chat['loadgen']} against {chat['upstream']}; "
+        f"saturation: {sat['loadgen']} against {sat['upstream']}{why}"
+    )
 
 
 def _checks(results: dict[str, Any]) -> list[str]:
@@ -104,6 +120,9 @@ def _saturation(results: dict[str, Any]) -> list[str]:
             str(r["errors"]),
             _f(r["gateway_cpu_ms_per_req"], ".3f"),
             _f(r["upstream_cpu_util"]),
+            _f(r.get("loadgen_cpu_util")),
+            _f(r.get("instrument_cpu_ms_per_req"), ".4f"),
+            r.get("tools", "python"),
         ]
         for target, r in results["figures"]["saturation"].items()
     ]
@@ -118,6 +137,9 @@ def _saturation(results: dict[str, Any]) -> list[str]:
         "errors",
         "gateway CPU ms/req",
         "upstream CPU (cores)",
+        "loadgen CPU (cores)",
+        "loadgen + upstream CPU ms/req",
+        "tools",
     ]
     ratio = results["figures"]["workers2_ratio"]
     return [
@@ -148,7 +170,8 @@ def _memory(results: dict[str, Any]) -> list[str]:
 
 
 def _notes(results: dict[str, Any]) -> list[str]:
-    out = []
+    note = results.get("tools", {}).get("note")
+    out = [f"- Saturation tools: {note.splitlines()[0]}"] if note else []
     for name, t in results["targets"].items():
         for key in ("skipped", "failed"):
             if key in t:

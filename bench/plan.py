@@ -40,6 +40,7 @@ class Plan:
     max_requests: int = 200_000  # per scenario; whichever of count and time comes first ends it
     timeout: float = 30.0  # one request
     upstream_processes: int = 1  # SO_REUSEPORT processes per fake upstream
+    coalesce_us: int = 500  # saturation, native tools: pause after a wakeup with few events (bench/native/common.h)
 
     @classmethod
     def quick(cls) -> Plan:

@@ -76,6 +76,8 @@ def _saturation(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "gateway_cpu_util": best.get("gateway_cpu_util"),
             "upstream_cpu_util": best.get("upstream_cpu_util"),
             "loadgen_cpu_util": _loadgen_util(best),
+            "instrument_cpu_ms_per_req": _instrument_cost(best),
+            "tools": best.get("tools", "python"),  # runs from before bench.native used the Python tools
         }
     return out
 
@@ -86,6 +88,12 @@ def _loadgen_util(run: dict[str, Any]) -> float | None:
     return round(cpu / wall, 3) if cpu is not None and wall else None
 
 
+def _instrument_cost(run: dict[str, Any]) -> float | None:
+    """CPU ms the load generator and the upstream spent per request answered."""
+    gen, up = run.get("loadgen_cpu_ms_per_req"), run.get("upstream_cpu_ms_per_req")
+    return round(gen + up, 4) if gen is not None and up is not None else None
+
+
 def workers_ceiling(results: dict[str, Any], sat: dict[str, dict[str, Any]]) -> float | None:
     """The best 2-worker / 1-worker ratio this machine allows: the cores left for two workers
     beside the load generator and the upstream, over the cores one worker used."""
@@ -94,7 +102,7 @@ def workers_ceiling(results: dict[str, Any], sat: dict[str, dict[str, Any]]) -> 
     one, up, gen = w1.get("gateway_cpu_util"), w2.get("upstream_cpu_util"), w2.get("loadgen_cpu_util")
     if not cpus or not one or up is None or gen is None:
         return None
-    return round(min(2.0, (cpus - up - gen) / one), 2)
+    return round(min(2.0, (float(cpus) - float(up) - float(gen)) / float(one)), 2)
 
 
 def _error_rates(results: dict[str, Any]) -> dict[str, float]:

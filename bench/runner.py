@@ -1,6 +1,10 @@
 """One benchmark run: start the fake upstreams, then each target in turn, drive every
 scenario through a separate load-generator process, and collect the raw figures.
 
+The saturation scenarios (and the instant upstream they use) run on the native
+tools of bench.native when a C compiler is there, the others on the Python ones
+(bench.loadgen, bench.upstream); ``results["tools"]`` says which measured what.
+
 Targets run one after another (never at the same time) against the same
 upstream processes. Every process is started inside an ExitStack and stopped on
 return, on error and on Ctrl-C; SIGTERM is turned into the same unwinding.
@@ -23,8 +27,8 @@ from typing import Any
 
 import orjson
 
-from bench import llamacpp, loadgen, machine, procs, report
-from bench.plan import Plan, Scenario
+from bench import llamacpp, loadgen, machine, native, procs, report, wire
+from bench.plan import CHAT, SATURATE, STREAM, Plan, Scenario
 from bench.targets import API_KEY, INSTANT, SLOW, Direct, LiteLLM, Polyroute, Running, Target, Upstreams
 
 TARGETS = ("direct", "polyroute", "polyroute-w2", "litellm")
@@ -70,30 +74,54 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{path}" if path else repo}
 
 
-def start_upstreams(plan: Plan, stack: ExitStack, workdir: Path) -> tuple[Upstreams, dict[str, procs.Service]]:
+def native_tools() -> tuple[native.Tools | None, str | None]:
+    """The native tools, or None and why the Python ones measure saturation instead."""
+    try:
+        tools = native.build()
+    except native.BuildError as exc:
+        return None, f"the native tools did not build, so the Python ones measured saturation: {exc}"
+    if tools is None:
+        return None, "no C compiler here, so the Python load generator and upstream measured saturation"
+    return tools, None
+
+
+def tools_used(tools: native.Tools | None, note: str | None) -> dict[str, Any]:
+    """Which load generator and upstream measured each kind of scenario: what results["tools"] holds."""
+    python = {"loadgen": "bench/loadgen.py", "upstream": "bench/upstream.py"}
+    fast = {"loadgen": "bench/native/loadgen.c", "upstream": "bench/native/upstream.c"} if tools else python
+    return {CHAT: python, STREAM: python, SATURATE: fast, "note": note}
+
+
+def _upstream_argv(plan: Plan, profile: str, port: int, tools: native.Tools | None) -> list[str]:
+    if profile == INSTANT and tools is not None:
+        argv = [str(tools.upstream), "--port", str(port), "--tokens", str(plan.tokens)]
+        return [*argv, "--processes", str(plan.upstream_processes), "--coalesce-us", str(plan.coalesce_us)]
+    latency, interval = (plan.latency_ms, plan.token_interval_ms) if profile == SLOW else (0.0, 0.0)
+    return [
+        _python(),
+        "-m",
+        "bench.upstream",
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(latency),
+        "--tokens",
+        str(plan.tokens),
+        "--token-interval-ms",
+        str(interval),
+        "--processes",
+        str(plan.upstream_processes),
+    ]
+
+
+def start_upstreams(
+    plan: Plan, stack: ExitStack, workdir: Path, tools: native.Tools | None = None
+) -> tuple[Upstreams, dict[str, procs.Service]]:
     ports: dict[str, int] = {}
     services: dict[str, procs.Service] = {}
-    behaviours = {
-        SLOW: (plan.latency_ms, plan.token_interval_ms),
-        INSTANT: (0.0, 0.0),
-    }
-    for profile, (latency, interval) in behaviours.items():
+    for profile in (SLOW, INSTANT):
         port = procs.free_port()
-        argv = [
-            _python(),
-            "-m",
-            "bench.upstream",
-            "--port",
-            str(port),
-            "--latency-ms",
-            str(latency),
-            "--tokens",
-            str(plan.tokens),
-            "--token-interval-ms",
-            str(interval),
-            "--processes",
-            str(plan.upstream_processes),
-        ]
+        argv = _upstream_argv(plan, profile, port, tools)
         service = procs.Service(f"upstream-{profile}", argv, workdir / f"upstream-{profile}.log", env=_child_env())
         stack.callback(service.stop)
         procs.wait_for_port(port, service, timeout=15.0)
@@ -101,15 +129,10 @@ def start_upstreams(plan: Plan, stack: ExitStack, workdir: Path) -> tuple[Upstre
     return Upstreams(ports), services
 
 
-def run_loadgen(scenario: Scenario, plan: Plan, port: int, model: str, workdir: Path) -> dict[str, Any]:
-    argv = [
-        _python(),
-        "-m",
-        "bench.loadgen",
+def _loadgen_argv(scenario: Scenario, plan: Plan, port: int, model: str, tools: native.Tools | None) -> list[str]:
+    common = [
         "--port",
         str(port),
-        "--model",
-        model,
         "--concurrency",
         str(scenario.concurrency),
         "--requests",
@@ -122,11 +145,18 @@ def run_loadgen(scenario: Scenario, plan: Plan, port: int, model: str, workdir: 
         str(plan.timeout),
         "--api-key",
         API_KEY,
-        "--max-tokens",
-        str(plan.tokens),
     ]
-    if scenario.stream:
-        argv.append("--stream")
+    if scenario.kind == SATURATE and tools is not None:
+        body = wire.request_body(model, stream=False, max_tokens=plan.tokens)  # what bench.loadgen sends
+        return [str(tools.loadgen), *common, "--body", body.decode(), "--coalesce-us", str(plan.coalesce_us)]
+    argv = [_python(), "-m", "bench.loadgen", *common, "--model", model, "--max-tokens", str(plan.tokens)]
+    return [*argv, "--stream"] if scenario.stream else argv
+
+
+def run_loadgen(
+    scenario: Scenario, plan: Plan, port: int, model: str, workdir: Path, tools: native.Tools | None = None
+) -> dict[str, Any]:
+    argv = _loadgen_argv(scenario, plan, port, model, tools)
     hard_limit = loadgen.hard_limit(plan.warmup, plan.duration, plan.timeout) + 15.0
     with (workdir / "loadgen.log").open("ab") as err:
         proc = subprocess.Popen(
@@ -148,6 +178,7 @@ def run_loadgen(scenario: Scenario, plan: Plan, port: int, model: str, workdir: 
     if proc.returncode != 0:
         return {"failed": f"load generator exited with {proc.returncode} (see {workdir / 'loadgen.log'})"}
     result: dict[str, Any] = orjson.loads(out)
+    result["tools"] = "native" if scenario.kind == SATURATE and tools is not None else "python"
     return result
 
 
@@ -158,17 +189,21 @@ def _scenario(
     upstream: procs.Service,
     sampler: procs.Sampler | None,
     workdir: Path,
+    tools: native.Tools | None,
 ) -> dict[str, Any]:
     route = running.routes[scenario.profile]
     up_pids = procs.tree(upstream.pid)
     up_cpu0 = procs.cpu_seconds(up_pids)
     gw_cpu0 = sampler.cpu() if sampler else 0.0
     t0 = time.monotonic()
-    result = run_loadgen(scenario, plan, route.port, route.model, workdir)
+    result = run_loadgen(scenario, plan, route.port, route.model, workdir, tools)
     wall = time.monotonic() - t0
     answered = int(result.get("answered_total", 0))  # CPU is sampled around the whole run, warm-up included
     up_cpu = procs.cpu_seconds(up_pids) - up_cpu0
     result["upstream_cpu_util"] = round(up_cpu / wall, 3)
+    if answered:  # what the instrument costs: on a small machine it competes with the gateway
+        result["upstream_cpu_ms_per_req"] = round(up_cpu * 1000 / answered, 4)
+        result["loadgen_cpu_ms_per_req"] = round(float(result.get("loadgen_cpu_s", 0.0)) * 1000 / answered, 4)
     if sampler is not None:
         gw_cpu = sampler.cpu() - gw_cpu0
         result["gateway_cpu_util"] = round(gw_cpu / wall, 3)
@@ -177,7 +212,12 @@ def _scenario(
 
 
 def run_target(
-    target: Target, plan: Plan, upstreams: Upstreams, upstream_services: dict[str, procs.Service], workdir: Path
+    target: Target,
+    plan: Plan,
+    upstreams: Upstreams,
+    upstream_services: dict[str, procs.Service],
+    workdir: Path,
+    tools: native.Tools | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"workers": target.workers}
     with ExitStack() as stack:
@@ -199,7 +239,7 @@ def run_target(
                 out["failed"] = f"exited with {rc} during the run:\n{running.service.log_tail()}"
                 break
             print(f"bench: {target.name:<14} {sc.name:<14}", end=" ", file=sys.stderr, flush=True)
-            scenarios[sc.name] = _scenario(sc, plan, running, upstream_services[sc.profile], sampler, workdir)
+            scenarios[sc.name] = _scenario(sc, plan, running, upstream_services[sc.profile], sampler, workdir, tools)
             print(_line(scenarios[sc.name]), file=sys.stderr, flush=True)
             time.sleep(0.2)
         out["scenarios"] = scenarios
@@ -222,19 +262,23 @@ def run(plan: Plan, target_names: Sequence[str], workdir: Path, llamacpp_hook: b
     """Run the plan against the named targets; return the raw results (see bench.report)."""
     workdir.mkdir(parents=True, exist_ok=True)
     targets = [make_target(n) for n in target_names]
-    results: dict[str, Any] = {"targets": {}}
+    tools, note = native_tools()
+    if note is not None:
+        print(f"bench: {note.splitlines()[0]}", file=sys.stderr)
+    results: dict[str, Any] = {"targets": {}, "tools": tools_used(tools, note)}
     with _sigterm_unwinds(), ExitStack() as stack:
-        upstreams, services = start_upstreams(plan, stack, workdir)
+        upstreams, services = start_upstreams(plan, stack, workdir, tools)
         for target in targets:
             reason = target.prepare(workdir)
             if reason is not None:
                 print(f"bench: {target.name}: skipped: {reason}", file=sys.stderr)
                 results["targets"][target.name] = {"workers": target.workers, "skipped": reason}
                 continue
-            result = run_target(target, plan, upstreams, services, workdir)
+            result = run_target(target, plan, upstreams, services, workdir, tools)
             if "failed" in result:  # a shared machine: one retry before reporting the failure
                 print(f"bench: {target.name}: {result['failed'].splitlines()[0]}; retrying once", file=sys.stderr)
-                result = {**run_target(target, plan, upstreams, services, workdir), "first_try": result["failed"]}
+                retry = run_target(target, plan, upstreams, services, workdir, tools)
+                result = {**retry, "first_try": result["failed"]}
             results["targets"][target.name] = result
         results["llamacpp"] = llamacpp.run(plan, workdir) if llamacpp_hook else {"skipped": "not requested"}
     return results
