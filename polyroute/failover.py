@@ -20,7 +20,6 @@ attempt gets a second one started beside it (``polyroute.hedge``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -32,7 +31,7 @@ from polyroute.errors import PolyrouteError, StreamCut, UpstreamBadResponse, Ups
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import Health
 from polyroute.hedge import race
-from polyroute.stall import StallTimer
+from polyroute.stall import Deadline, StallTimer
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, chunk_has_token, make_usage
 
 __all__ = ["Failover", "Report", "StreamEnd"]
@@ -79,7 +78,7 @@ class _Whole(Walk):
 
     async def run(self, slot: Slot) -> ChatResponse:
         try:
-            async with asyncio.timeout(slot.timeout):
+            async with Deadline(slot.timeout):
                 return await slot.adapter.complete(self.call(slot))
         except TimeoutError:
             raise as_upstream(TimeoutError(), slot) from None
@@ -109,7 +108,7 @@ class _Opening(Walk):
         upstream = slot.adapter.stream(self.call(slot, self.prefix))
         held: list[ChatChunk] = []
         try:
-            async with asyncio.timeout(slot.timeout):
+            async with Deadline(slot.timeout):
                 async for chunk in upstream:
                     held.append(chunk)
                     if chunk_has_token(chunk):

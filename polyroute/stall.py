@@ -1,4 +1,5 @@
-"""A stall deadline for every chunk of a stream, for the price of one timer per stream.
+"""Deadlines on the hot path: a stall deadline for every chunk of a stream, for the
+price of one timer per stream, and ``Deadline``, a cheaper ``asyncio.timeout``.
 
 ``asyncio.timeout`` around each ``anext`` schedules and cancels a timer per chunk
 (about 5 µs, as much as the rest of the gateway's work on a chunk). ``StallTimer``
@@ -60,3 +61,45 @@ class StallTimer:
             self._task.cancel()
             return
         self._handle = self._loop.call_at((now if since is None else since) + self.limit, self._check)
+
+
+class Deadline:
+    """``async with asyncio.timeout(delay)``, for the attempt on every request's path.
+
+    The same semantics (``TimeoutError`` when the delay passes, an outside
+    cancellation stays one) for one loop lookup instead of three: each
+    ``asyncio.get_running_loop()`` is a ``getpid()`` system call.
+    """
+
+    __slots__ = ("_cancelling", "_delay", "_fired", "_handle", "_task")
+
+    def __init__(self, delay: float | None) -> None:
+        self._delay = delay
+        self._task: asyncio.Task[object] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._fired = False
+        self._cancelling = 0
+
+    async def __aenter__(self) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("Deadline is used outside a task")
+        self._task, self._cancelling = task, task.cancelling()
+        if self._delay is not None:
+            self._handle = loop.call_later(self._delay, self._fire)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._fired and self._task is not None:
+            self._fired = False
+            if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+                raise TimeoutError from exc
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self._task is not None:
+            self._fired = True
+            self._task.cancel()

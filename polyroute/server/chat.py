@@ -58,7 +58,7 @@ class ChatEndpoint:
 
     async def context(self, request: Request) -> RequestContext:
         """Who is asking (401 when keys are configured and none valid is sent), and what they asked of routing."""
-        h = request.headers
+        h = _wanted_headers(request.scope["headers"])
         principal = self.gateway.keys.authenticate(presented_key(h.get("authorization"), h.get("x-api-key")))
         narrow = h.get(POLICY_HEADER)
         return RequestContext(
@@ -169,6 +169,18 @@ class ChatEndpoint:
             "chat route=%s answered_by=%s stream=%s attempts=%d [%s] tokens=%d cost_usd=%.8f",
             report.route, who, req.stream, len(report.attempts), tries, report.usage["total_tokens"], report.cost_usd,
         )
+
+
+_CONTEXT_HEADERS = frozenset({b"authorization", b"x-api-key", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode()})
+
+
+def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers ``context`` reads, in one pass (the first of repeated ones, as Starlette's ``get``)."""
+    out: dict[str, str] = {}
+    for name, value in raw:
+        if name in _CONTEXT_HEADERS:
+            out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return out
 
 
 async def read_body(request: Request, limit: int) -> bytes:

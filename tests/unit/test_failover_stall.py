@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from polyroute.stall import StallTimer
+from polyroute.stall import Deadline, StallTimer
 
 pytestmark = pytest.mark.anyio
 
@@ -82,3 +82,39 @@ async def test_the_end_of_the_iterator_is_none() -> None:
     it = paced([0, 0])
     assert [await timer.next(it), await timer.next(it), await timer.next(it)] == [0, 1, None]
     timer.close()
+
+
+async def test_a_deadline_that_passes_is_a_timeout_error() -> None:
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with Deadline(0.03):
+            await asyncio.sleep(1)
+    assert 0.02 < time.monotonic() - started < 0.5
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+
+
+async def test_work_done_in_time_or_without_a_deadline_is_left_alone() -> None:
+    async with Deadline(1.0):
+        await asyncio.sleep(0.01)
+    async with Deadline(None):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # no timer was left behind to cancel us
+
+
+async def test_an_outside_cancellation_inside_a_deadline_stays_a_cancellation() -> None:
+    async def guarded() -> None:
+        async with Deadline(10):
+            await asyncio.sleep(5)
+
+    task = asyncio.ensure_future(guarded())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_an_error_inside_a_deadline_passes_through() -> None:
+    with pytest.raises(KeyError):
+        async with Deadline(1.0):
+            raise KeyError("x")
