@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -46,7 +47,7 @@ class ChatEndpoint:
             if req.stream:
                 return await self.stream(req, ctx, plan, extra)
             resp, report = await self.gateway.complete(req, ctx, plan)
-            self.log(report, req)
+            self.log_later(report, req)
             return Response(orjson.dumps(resp), media_type="application/json",
                             headers={**self.headers(report), **extra})
         except AllAttemptsFailed as exc:
@@ -110,7 +111,7 @@ class ChatEndpoint:
                                             "server_error", "internal_error"))
         finally:
             await _close(chunks)
-            self.log(report, req)
+            self.log_later(report, req)
 
     @staticmethod
     def frame(chunk: ChatChunk, name: str) -> bytes:
@@ -159,6 +160,16 @@ class ChatEndpoint:
                 f"{a.backend}/{a.model} {a.outcome} {a.latency_ms:.0f}ms" for a in report.attempts
             )
         }
+
+    def log_later(self, report: Report, req: ChatRequest) -> None:
+        """Log the request once the answers of this turn of the event loop have been written.
+
+        Answers come in bursts (every upstream answer that arrived since the last
+        turn); formatting each one's line before writing it would keep the rest of
+        the burst waiting.
+        """
+        if log.isEnabledFor(logging.INFO):
+            asyncio.get_running_loop().call_soon(self.log, report, req)
 
     def log(self, report: Report, req: ChatRequest) -> None:
         if not log.isEnabledFor(logging.INFO):
