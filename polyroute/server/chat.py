@@ -11,6 +11,7 @@ import orjson
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from polyroute.auth import presented_key
 from polyroute.errors import AllAttemptsFailed, BodyTooLarge, InvalidRequest, PolyrouteError
@@ -40,8 +41,9 @@ class ChatEndpoint:
     async def handle(self, request: Request) -> Response | sse.EventStream:
         report: Report | None = None
         try:
-            ctx = await self.context(request)
-            req = parse_request(await read_body(request, self.max_body))
+            h = _wanted_headers(request.scope["headers"])
+            ctx = await self.context(h)
+            req = parse_request(await read_body(request.receive, self.max_body, h.get("content-length")))
             plan = self.gateway.plan(req, ctx)
             extra = {EXPLAIN_RESPONSE: header_value(plan)} if ctx.explain else {}
             if req.stream:
@@ -57,9 +59,8 @@ class ChatEndpoint:
         except ClientDisconnect:
             return Response(status_code=499)
 
-    async def context(self, request: Request) -> RequestContext:
+    async def context(self, h: dict[str, str]) -> RequestContext:
         """Who is asking (401 when keys are configured and none valid is sent), and what they asked of routing."""
-        h = _wanted_headers(request.scope["headers"])
         principal = self.gateway.keys.authenticate(presented_key(h.get("authorization"), h.get("x-api-key")))
         narrow = h.get(POLICY_HEADER)
         return RequestContext(
@@ -182,28 +183,37 @@ class ChatEndpoint:
         )
 
 
-_CONTEXT_HEADERS = frozenset({b"authorization", b"x-api-key", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode()})
+_WANTED_HEADERS = frozenset(
+    {b"authorization", b"x-api-key", b"content-length", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode()}
+)
 
 
 def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The headers ``context`` reads, in one pass (the first of repeated ones, as Starlette's ``get``)."""
+    """The headers a chat request reads, in one pass (the first of repeated ones, as Starlette's ``get``)."""
     out: dict[str, str] = {}
     for name, value in raw:
-        if name in _CONTEXT_HEADERS:
+        if name in _WANTED_HEADERS:
             out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     return out
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    """The request body from the ASGI messages themselves (no async generator per request)."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"Request body of {declared} bytes is over the limit of {limit} bytes.")
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        part: bytes = message.get("body", b"")
+        parts.append(part)
+        size += len(part)
+        if size > limit:
             raise BodyTooLarge(f"Request body is over the limit of {limit} bytes.")
-    return bytes(body)
+        if not message.get("more_body", False):
+            return b"".join(parts)
 
 
 def parse_request(body: bytes) -> ChatRequest:

@@ -87,6 +87,18 @@ def test_oversize_body_is_413(live: Live) -> None:
     assert err["code"] == "request_too_large" and str(LIMIT) in err["message"]
 
 
+def test_a_body_sent_in_chunks_under_the_limit_is_read_whole(live: Live) -> None:
+    def parts() -> Iterator[bytes]:
+        yield b'{"model": "echo", "messages": [{"role": "user", "content": "'
+        for _ in range(8):
+            yield b"z" * 1024
+        yield b'"}]}'
+
+    resp = httpx.post(f"{live.base_url}/chat/completions", content=parts())
+    assert resp.status_code == 200, resp.text
+    assert "z" * 64 in resp.json()["choices"][0]["message"]["content"]
+
+
 def test_oversize_chunked_body_without_length_is_413(live: Live) -> None:
     def parts() -> Iterator[bytes]:
         yield b'{"model": "echo", "messages": [{"role": "user", "content": "'
