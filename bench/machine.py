@@ -8,6 +8,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,31 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def machine() -> dict[str, Any]:
+def jitter(seconds: float = 2.0, nap: float = 0.001) -> dict[str, Any]:
+    """How late an idle process wakes from 1 ms naps: a host that takes the CPUs away shows here.
+
+    A virtual machine's CPUs are now and then given to others for milliseconds at a
+    time; every process on it, gateway or not, then answers that much later, which
+    is what a p99 here mostly measures. Read with the load average.
+    """
+    late: list[float] = []
+    naps = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        time.sleep(nap)
+        late.append(time.perf_counter() - t - nap)
+        naps += 1
+    late.sort()
+    return {
+        "naps": naps,
+        "late_over_3ms": sum(1 for x in late if x > 0.003),
+        "p50_late_ms": round(late[len(late) // 2] * 1e3, 3) if late else None,
+        "worst_late_ms": round(late[-1] * 1e3, 1) if late else None,
+    }
+
+
+def machine(jitter_s: float = 2.0) -> dict[str, Any]:
     mem_kb = _first("/proc/meminfo", r"^MemTotal:\s+(\d+)")
     return {
         "cpu_count": os.cpu_count(),
@@ -40,6 +65,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(int(mem_kb) / 2**20, 1) if mem_kb else None,
         "kernel": platform.release(),
         "loadavg_at_start": load(),
+        "jitter_at_start": jitter(jitter_s),
     }
 
 

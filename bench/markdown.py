@@ -34,6 +34,7 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"- Machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({m['cpus_usable']} usable), "
         f"{m['memory_gib']} GiB, Linux {m['kernel']}; load average {m['loadavg_at_start']} at start, "
         f"{m.get('loadavg_at_end')} at end.",
+        _jitter_line(m),
         f"- Versions: Python {v['python']}; polyroute {v.get('polyroute') or '?'} at {sha}; {gw}.",
         f"- LiteLLM venv: {ll}.",
         f"- Upstream: {p['latency_ms']:g} ms per answer; streams send {p['tokens']} tokens, the first after "
@@ -47,6 +48,20 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"- Command: `{results['command']}`",
         "",
     ]
+
+
+def _jitter_line(m: dict[str, Any]) -> str:
+    """How late an idle process woke from 1 ms naps, at the start and at the end of the run."""
+    parts = []
+    for when in ("start", "end"):
+        j = m.get(f"jitter_at_{when}")
+        if j:
+            parts.append(f"at {when} {j['late_over_3ms']} of {j['naps']} naps woke over 3 ms late, "
+                         f"the worst {j['worst_late_ms']} ms late")
+    if not parts:
+        return "- Host jitter: not measured."
+    return ("- Host jitter (an idle process napping 1 ms at a time; what the host's taking the CPUs away "
+            "adds to every process, and to p99s): " + "; ".join(parts) + ".")
 
 
 def _tools_line(results: dict[str, Any]) -> str:

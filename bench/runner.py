@@ -284,6 +284,11 @@ def run(plan: Plan, target_names: Sequence[str], workdir: Path, llamacpp_hook: b
     return results
 
 
+def _jitter_seconds(plan: Plan) -> float:
+    """Two seconds of naps at each end of a full run; a short pass (a smoke test) takes a tenth of that."""
+    return 2.0 if plan.duration >= Plan().duration else 0.2
+
+
 def run_all(
     plan: Plan, target_names: Sequence[str], workdir: Path, command: str, llamacpp_hook: bool = True
 ) -> dict[str, Any]:
@@ -293,11 +298,12 @@ def run_all(
         "schema": 1,
         "date": started.isoformat(timespec="seconds"),
         "command": command,
-        "machine": machine.machine(),
+        "machine": machine.machine(_jitter_seconds(plan)),
         "plan": asdict(plan),
     }
     results.update(run(plan, target_names, workdir, llamacpp_hook))
     results["machine"]["loadavg_at_end"] = machine.load()
+    results["machine"]["jitter_at_end"] = machine.jitter(_jitter_seconds(plan))
     results["versions"] = machine.versions()
     results["duration_s"] = round((datetime.datetime.now(datetime.UTC) - started).total_seconds(), 1)
     return report.finish(results)

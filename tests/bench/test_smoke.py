@@ -39,9 +39,12 @@ def test_direct_harness_measures_sane_numbers(tmp_path: Path) -> None:
     assert figures["chat_latency"]["direct"]["4"]["overhead_p50"] == 0.0
     assert figures["saturation"]["direct"]["rps"] > 0
     assert results["machine"]["cpu_count"] >= 1 and results["versions"]["python"]
+    for when in ("start", "end"):
+        jitter = results["machine"][f"jitter_at_{when}"]
+        assert jitter["naps"] > 10 and 0 <= jitter["p50_late_ms"] <= jitter["worst_late_ms"]
     assert {c["verdict"] for c in results["checks"]} == {"SKIP"}  # nothing to compare without the gateways
     text = markdown.render(results)
-    assert "| 4 | direct |" in text and "## Targets" in text
+    assert "| 4 | direct |" in text and "## Targets" in text and "- Host jitter (" in text
 
 
 def test_polyroute_through_the_harness(tmp_path: Path) -> None:
