@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* Stop the program: its figures would be wrong anyway. */
@@ -96,6 +97,21 @@ static inline void coalesce(int events, long us)
         struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* Sends p[*sent..len) on a non-blocking socket: 0 when all of it left, 1 when the
+   socket is full (wait for EPOLLOUT), -1 on an error (errno says which). */
+static inline int send_rest(int fd, const char *p, size_t len, size_t *sent)
+{
+    while (*sent < len) {
+        ssize_t n = send(fd, p + *sent, len - *sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN ? 1 : -1;
+        *sent += (size_t)n;
+    }
+    return 0;
 }
 
 /* A command-line number in [lo, hi], or exit 2 saying which option was wrong. */

@@ -200,20 +200,11 @@ static void connect_failed(struct run *run, struct client *c, const char *detail
 /* Writes the rest of the request. */
 static void client_write(struct run *run, struct client *c)
 {
-    while (c->sent < run->request.len) {
-        ssize_t n = send(c->fd, run->request.p + c->sent, run->request.len - c->sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            watch(run, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
-            return;
-        }
-        if (n < 0) {
-            client_end(run, c, "closed", strerror(errno));
-            return;
-        }
-        c->sent += (size_t)n;
-    }
+    int rc = send_rest(c->fd, run->request.p, run->request.len, &c->sent);
+    if (rc > 0)
+        watch(run, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
+    else if (rc < 0)
+        client_end(run, c, "closed", strerror(errno));
 }
 
 static void client_send(struct run *run, struct client *c)

@@ -316,19 +316,14 @@ static void serve_input(struct server *s, struct conn *c)
 /* Writes what is pending. Returns -1 when the connection is to be closed. */
 static int conn_flush(struct server *s, struct conn *c)
 {
-    while (c->out_sent < c->out.len) {
-        ssize_t n = send(c->fd, c->out.p + c->out_sent, c->out.len - c->out_sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            if (!c->writing)
-                watch(s, c, EPOLLOUT); /* stop reading until the client takes its answers */
-            c->writing = 1;
-            return 0;
-        }
-        if (n < 0)
-            return -1;
-        c->out_sent += (size_t)n;
+    int rc = send_rest(c->fd, c->out.p, c->out.len, &c->out_sent);
+    if (rc < 0)
+        return -1;
+    if (rc > 0) {
+        if (!c->writing)
+            watch(s, c, EPOLLOUT); /* stop reading until the client takes its answers */
+        c->writing = 1;
+        return 0;
     }
     c->out.len = c->out_sent = 0;
     if (c->closing)

@@ -173,8 +173,6 @@ class ChatEndpoint:
             asyncio.get_running_loop().call_soon(self.log, report, req)
 
     def log(self, report: Report, req: ChatRequest) -> None:
-        if not log.isEnabledFor(logging.INFO):
-            return
         who = f"{report.model.backend}/{report.model.name}" if report.model else "-"
         tries = ", ".join(f"{a.backend}/{a.model}:{a.outcome}:{a.latency_ms:.0f}ms" for a in report.attempts)
         log.info(
