@@ -16,6 +16,7 @@ code (an over-long prompt, say) does that adapter's error reader look at the tex
     │   ├── Forbidden                    403  key may not use this route
     │   ├── UnknownModel                 404  lists the names that exist
     │   ├── BodyTooLarge                 413
+    │   ├── HeadTooLarge                 431  request line and headers over the limit
     │   └── PolicyViolation              422  no candidate satisfies the policy
     ├── UpstreamError                    a backend failed; carries backend and model
     │   ├── UpstreamUnavailable          connection refused / reset / DNS / TLS
@@ -121,6 +122,11 @@ class UnknownModel(ClientError):
 class BodyTooLarge(ClientError):
     status = 413
     code = "request_too_large"
+
+
+class HeadTooLarge(ClientError):
+    status = 431
+    code = "request_header_fields_too_large"
 
 
 class PolicyViolation(ClientError):

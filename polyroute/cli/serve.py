@@ -76,31 +76,24 @@ def run(args: argparse.Namespace) -> int:
                       "loopback; add [keys.NAME] to the config, listen on 127.0.0.1, or pass --allow-open", host)
             return 2
 
-    import uvicorn
+    from polyroute.server import workers
 
-    from polyroute.server.protocol import Protocol
-
-    common = {"host": host, "port": port, "loop": "uvloop", "http": Protocol, "access_log": False,
-              "proxy_headers": False, "server_header": False,
-              "log_level": args.log_level, "timeout_graceful_shutdown": 10}
+    if args.config:
+        os.environ["POLYROUTE_CONFIG"] = args.config  # each worker builds its gateway from it
+    try:
+        sockets = workers.bind(host, port, args.workers)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+        return 2
     print(f"polyroute: serving on http://{host}:{port}/v1 (models: {', '.join(config.client_names())})",
           file=sys.stderr, flush=True)
     if args.workers > 1:
-        from polyroute.server import workers
-
-        if args.config:
-            os.environ["POLYROUTE_CONFIG"] = args.config  # each worker builds its gateway from it
-        try:
-            sockets = workers.bind(host, port, args.workers)
-        except OSError as exc:
-            log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
-            return 2
-        return workers.Supervisor(sockets, {k: v for k, v in common.items() if k != "http"}).run()
+        return workers.Supervisor(sockets).run()
     from polyroute.catalog import load_catalog
     from polyroute.gateway import Gateway
+    from polyroute.server import serving
     from polyroute.server.app import create_app, tune_gc
 
     app = create_app(Gateway.from_config(config, load_catalog()))
     tune_gc()
-    uvicorn.run(app, **common)
-    return 0
+    return serving.run(app, sockets, lambda: log.info("ready: accepting requests on %s:%d", host, port))

@@ -1,26 +1,24 @@
-"""The ASGI app: routes, lifespan, and the error handlers that keep answers in shape."""
+"""The gateway's app: its routes, and what runs before serving and after."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
 
 from polyroute.auth import presented_key
 from polyroute.catalog import load_catalog
 from polyroute.config import Config
 from polyroute.errors import PolyrouteError
 from polyroute.gateway import Gateway
-from polyroute.server.asgi import App
+from polyroute.server.answers import Reply
 from polyroute.server.chat import ChatEndpoint
+from polyroute.server.dispatch import App
 from polyroute.server.errors import error_response
+from polyroute.server.http11 import Request
 
 log = logging.getLogger("polyroute.server")
 
@@ -29,19 +27,19 @@ CONFIG_ENV = "POLYROUTE_CONFIG"
 GC_THRESHOLD = 20_000
 
 
-def _json(doc: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+def _json(doc: Any, status: int = 200) -> Reply:
+    return Reply(orjson.dumps(doc), status)
 
 
 def create_app(gateway: Gateway) -> App:
     config = gateway.fleet.config
-    chat = ChatEndpoint(gateway, config.gateway.max_body_bytes, config.gateway.debug_headers)
+    chat = ChatEndpoint(gateway, config.gateway.debug_headers)
 
-    async def models(request: Request) -> Response:
+    async def models(request: Request) -> Reply:
         # Same door as chat: with keys configured, only a valid key sees the fleet, and only its routes.
-        h = request.headers
         try:
-            principal = gateway.keys.authenticate(presented_key(h.get("authorization"), h.get("x-api-key")))
+            presented = presented_key(request.header(b"authorization"), request.header(b"x-api-key"))
+            principal = gateway.keys.authenticate(presented)
         except PolyrouteError as exc:
             return error_response(exc)
         visible = list_models(gateway)
@@ -49,24 +47,16 @@ def create_app(gateway: Gateway) -> App:
             visible = [m for m in visible if m["id"] in principal.routes]
         return _json({"object": "list", "data": visible})
 
-    async def healthz(request: Request) -> Response:
+    async def healthz(request: Request) -> Reply:
         return _json({"status": "ok"})
 
-    async def readyz(request: Request) -> Response:
+    async def readyz(request: Request) -> Reply:
         ready = [name for name, a in gateway.fleet.adapters.items() if a.ready()]
         status = 200 if ready else 503
         return _json({"status": "ready" if ready else "not ready", "backends_ready": ready}, status)
 
-    async def backends_health(request: Request) -> Response:
+    async def backends_health(request: Request) -> Reply:
         return _json(await gateway.failover.health.report(gateway.fleet))
-
-    @contextlib.asynccontextmanager
-    async def lifespan() -> AsyncIterator[None]:
-        await gateway.start()
-        try:
-            yield
-        finally:
-            await gateway.aclose()
 
     return App(
         routes={
@@ -77,7 +67,9 @@ def create_app(gateway: Gateway) -> App:
             "/readyz": {"GET": readyz},
             "/v1/health/backends": {"GET": backends_health},
         },
-        lifespan=lifespan,
+        max_body=config.gateway.max_body_bytes,
+        startup=gateway.start,
+        shutdown=gateway.aclose,
     )
 
 
@@ -116,7 +108,7 @@ def list_models(gateway: Gateway) -> list[dict[str, Any]]:
 
 
 def app_from_env() -> App:
-    """Factory for uvicorn workers: each process builds its own gateway from the config."""
+    """For worker processes: each builds its own gateway from the config."""
     from polyroute import logs
     from polyroute.settings import effective_config
 

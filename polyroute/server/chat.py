@@ -9,18 +9,17 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.types import Receive
 
 from polyroute.auth import presented_key
-from polyroute.errors import AllAttemptsFailed, BodyTooLarge, InvalidRequest, PolyrouteError
+from polyroute.errors import AllAttemptsFailed, InvalidRequest, PolyrouteError
 from polyroute.failover import Report
 from polyroute.gateway import Gateway, RequestContext
 from polyroute.routing import Plan
 from polyroute.routing.explain import header_value
 from polyroute.server import sse
+from polyroute.server.answers import Reply
 from polyroute.server.errors import error_body_dict, error_response, from_validation
+from polyroute.server.http11 import Request
 from polyroute.types import ChatChunk, ChatRequest
 
 log = logging.getLogger("polyroute.access")
@@ -33,31 +32,27 @@ EXPLAIN_RESPONSE = "x-polyroute-route-explain"
 
 
 class ChatEndpoint:
-    def __init__(self, gateway: Gateway, max_body: int, debug_headers: bool) -> None:
+    def __init__(self, gateway: Gateway, debug_headers: bool) -> None:
         self.gateway = gateway
-        self.max_body = max_body
         self.debug_headers = debug_headers
 
-    async def handle(self, request: Request) -> Response | sse.EventStream:
+    async def handle(self, request: Request) -> Reply | sse.EventStream:
         report: Report | None = None
         try:
-            h = _wanted_headers(request.scope["headers"])
+            h = _wanted_headers(request.headers)
             ctx = await self.context(h)
-            req = parse_request(await read_body(request.receive, self.max_body, h.get("content-length")))
+            req = parse_request(request.body)
             plan = self.gateway.plan(req, ctx)
             extra = {EXPLAIN_RESPONSE: header_value(plan)} if ctx.explain else {}
             if req.stream:
                 return await self.stream(req, ctx, plan, extra)
             resp, report = await self.gateway.complete(req, ctx, plan)
             self.log_later(report, req)
-            return Response(orjson.dumps(resp), media_type="application/json",
-                            headers={**self.headers(report), **extra})
+            return Reply(orjson.dumps(resp), headers={**self.headers(report), **extra})
         except AllAttemptsFailed as exc:
             return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc)})
         except PolyrouteError as exc:
             return error_response(exc)
-        except ClientDisconnect:
-            return Response(status_code=499)
 
     async def context(self, h: dict[str, str]) -> RequestContext:
         """Who is asking (401 when keys are configured and none valid is sent), and what they asked of routing."""
@@ -181,37 +176,16 @@ class ChatEndpoint:
         )
 
 
-_WANTED_HEADERS = frozenset(
-    {b"authorization", b"x-api-key", b"content-length", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode()}
-)
+_WANTED_HEADERS = frozenset({b"authorization", b"x-api-key", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode()})
 
 
 def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The headers a chat request reads, in one pass (the first of repeated ones, as Starlette's ``get``)."""
+    """The headers a chat request reads, in one pass (the first of repeated ones)."""
     out: dict[str, str] = {}
     for name, value in raw:
         if name in _WANTED_HEADERS:
             out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     return out
-
-
-async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
-    """The request body from the ASGI messages themselves (no async generator per request)."""
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"Request body of {declared} bytes is over the limit of {limit} bytes.")
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        part: bytes = message.get("body", b"")
-        parts.append(part)
-        size += len(part)
-        if size > limit:
-            raise BodyTooLarge(f"Request body is over the limit of {limit} bytes.")
-        if not message.get("more_body", False):
-            return b"".join(parts)
 
 
 def parse_request(body: bytes) -> ChatRequest:

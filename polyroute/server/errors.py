@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.responses import Response
 
 from polyroute.errors import InvalidRequest, PolyrouteError
+from polyroute.server.answers import Reply
 
 log = logging.getLogger("polyroute.server")
 
@@ -22,13 +22,8 @@ def error_body(message: str, type_: str, param: str | None = None, code: str | N
     return orjson.dumps(error_body_dict(message, type_, code, param))
 
 
-def error_response(exc: PolyrouteError, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(exc.to_body()),
-        status_code=exc.status,
-        media_type="application/json",
-        headers={**exc.headers(), **(headers or {})},
-    )
+def error_response(exc: PolyrouteError, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(orjson.dumps(exc.to_body()), exc.status, {**exc.headers(), **(headers or {})})
 
 
 def from_validation(exc: ValidationError) -> InvalidRequest:

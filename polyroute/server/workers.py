@@ -1,8 +1,8 @@
 """``polyroute serve --workers N``: N processes, each with its own listening socket.
 
-With one socket shared by every worker (uvicorn's ``--workers``), whichever worker
-wakes first accepts: 64 keep-alive clients connecting at once were seen to land
-61 on one worker and 3 on the other, so a second worker added almost nothing.
+With one socket shared by every worker, whichever worker wakes first accepts: 64
+keep-alive clients connecting at once were seen to land 61 on one worker and 3 on
+the other, so a second worker added almost nothing.
 Here each worker listens on its own socket bound with ``SO_REUSEPORT``, and the
 kernel spreads new connections over them by a hash of each connection's
 addresses. Where the kernel does not balance that way (not Linux), every worker
@@ -16,7 +16,6 @@ A worker that dies before it serves (its app cannot start) stops them all.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import select
@@ -27,7 +26,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 log = logging.getLogger("polyroute.workers")
 
@@ -74,9 +72,8 @@ class Supervisor:
     its socket and a pipe on which it says when it serves.
     """
 
-    def __init__(self, sockets: list[socket.socket], uvicorn_options: dict[str, Any]) -> None:
+    def __init__(self, sockets: list[socket.socket]) -> None:
         self.slots = [_Slot(sock) for sock in sockets]
-        self.options = json.dumps(uvicorn_options)
         self.stopping = threading.Event()
 
     def run(self) -> int:
@@ -126,7 +123,7 @@ class Supervisor:
         ready_r, ready_w = os.pipe()
         fd = slot.sock.fileno()
         slot.process = subprocess.Popen(
-            [sys.executable, "-m", "polyroute.server.workers", str(fd), str(ready_w), self.options],
+            [sys.executable, "-m", "polyroute.server.workers", str(fd), str(ready_w)],
             pass_fds=(fd, ready_w),
         )
         os.close(ready_w)
@@ -151,28 +148,22 @@ class Supervisor:
             slot.sock.close()
 
 
-def _worker(fd: int, ready_fd: int, options: dict[str, Any]) -> None:
+def _worker(fd: int, ready_fd: int) -> None:
     """A worker process: its own gateway, its own event loop, on the socket it was given."""
-    import uvicorn
-
+    from polyroute.server import serving
     from polyroute.server.app import app_from_env
-    from polyroute.server.protocol import Protocol
 
     sock = socket.socket(fileno=fd)
 
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                os.write(ready_fd, b"1")
-                os.close(ready_fd)
+    def ready() -> None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
 
     # Ctrl-C reaches the supervisor only, which stops the workers itself (SIGTERM, then a
     # graceful drain); a worker whose supervisor is gone stops too rather than serve unwatched.
     os.setpgrp()
     threading.Thread(target=_stop_without, args=(os.getppid(),), name="polyroute-parent-watch", daemon=True).start()
-    config = uvicorn.Config(app_from_env(), http=Protocol, **options)
-    Server(config).run(sockets=[sock])
+    sys.exit(serving.run(app_from_env(), [sock], ready))
 
 
 def _stop_without(parent: int) -> None:
@@ -182,4 +173,4 @@ def _stop_without(parent: int) -> None:
 
 
 if __name__ == "__main__":
-    _worker(int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]))
+    _worker(int(sys.argv[1]), int(sys.argv[2]))

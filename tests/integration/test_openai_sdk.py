@@ -8,12 +8,12 @@ from typing import Any
 
 import anyio
 import openai
+import orjson
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
+from polyroute.server.answers import Reply
+from polyroute.server.dispatch import App
+from polyroute.server.http11 import Request
 from tests.support.live import Live, live_gateway, serve_app
 
 TOOLS: list[Any] = [{
@@ -136,17 +136,17 @@ def test_upstream_failure_is_an_openai_error(client: openai.OpenAI) -> None:
 def recording_upstream() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     seen: list[dict[str, Any]] = []
 
-    async def chat(request: Request) -> JSONResponse:
-        body = await request.json()
-        seen.append({"body": body, "auth": request.headers.get("authorization")})
-        return JSONResponse({
+    async def chat(request: Request) -> Reply:
+        body = orjson.loads(request.body)
+        seen.append({"body": body, "auth": request.header(b"authorization")})
+        return Reply(orjson.dumps({
             "id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "upstream says hi"},
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
-        })
+        }))
 
-    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    app = App({"/v1/chat/completions": {"POST": chat}}, max_body=1 << 20)
     with serve_app(app) as root:
         yield root, seen
 

@@ -1,22 +1,21 @@
-"""Run a real polyroute gateway (uvicorn + the ASGI app) on a free localhost port."""
+"""Run a real polyroute gateway (the server `polyroute serve` runs) on a free localhost port."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
-
 from polyroute import config as cfg
 from polyroute.catalog import load_catalog
 from polyroute.gateway import Gateway
 from polyroute.server.app import create_app
-from polyroute.server.protocol import Protocol
+from polyroute.server.dispatch import App
+from polyroute.server.serving import Server
 
 
 def free_port() -> int:
@@ -36,24 +35,34 @@ class Live:
 
 
 @contextmanager
-def serve_app(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve any ASGI app in a background thread; yield its root URL."""
-    port = port or free_port()
-    # The HTTP protocol `polyroute serve` runs.
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           loop="asyncio", lifespan="on", http=Protocol))
-    thread = threading.Thread(target=server.run, daemon=True)
+def serve_app(app: App, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` in a background thread with its own event loop; yield its root URL."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port or 0))
+    sock.listen(1024)
+    bound = sock.getsockname()[1]
+    server = Server(app)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(server.serve([sock]))
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
+    while not server.started.wait(0.05):
+        if not thread.is_alive():
+            sock.close()
+            raise RuntimeError(f"test server did not start: {failed!r}")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{bound}"
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(timeout=15)
+        sock.close()
 
 
 @contextmanager

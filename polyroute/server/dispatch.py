@@ -1,0 +1,63 @@
+"""Exact paths to handlers, in the OpenAI error shape for everything else.
+
+The gateway has a handful of fixed paths: a dict lookup does the routing. A
+handler that raises is a bug of ours: it is logged with its traceback and the
+client gets a 500 without one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from polyroute.server.answers import Answer, Reply
+from polyroute.server.errors import error_body
+from polyroute.server.http11 import Request
+
+log = logging.getLogger("polyroute.server")
+
+Handler = Callable[[Request], Awaitable[Answer]]
+Hook = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+class App:
+    """What the server runs: the routes, what to do before serving and after, the body limit."""
+
+    def __init__(
+        self,
+        routes: dict[str, dict[str, Handler]],
+        *,
+        max_body: int,
+        startup: Hook = _nothing,
+        shutdown: Hook = _nothing,
+    ) -> None:
+        self.routes = routes  # path -> method -> handler
+        self.max_body = max_body
+        self.startup = startup
+        self.shutdown = shutdown
+
+    async def __call__(self, request: Request) -> Answer:
+        path, method = request.path, request.method
+        methods = self.routes.get(path)
+        if methods is None:
+            return _error(404, f"Unknown path: {method} {path}", "404")
+        handler = methods.get(method)
+        if handler is None:
+            allowed = ", ".join(sorted(methods))
+            reply = _error(405, f"Method {method} is not allowed on {path} (allowed: {allowed})", "405")
+            reply.headers["allow"] = allowed
+            return reply
+        try:
+            return await handler(request)
+        except Exception:
+            log.exception("unexpected error on %s %s", method, path)
+            return Reply(error_body("The gateway hit an internal error; it has been logged.", "server_error",
+                                    code="internal_error"), 500)
+
+
+def _error(status: int, message: str, code: str) -> Reply:
+    return Reply(error_body(message, "invalid_request_error", code=code), status)
