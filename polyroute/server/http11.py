@@ -79,6 +79,7 @@ class Shared:
         self.head = Head()
         self.connections: set[Connection] = set()
         self.stopping = False
+        self.all_closed = asyncio.Event()  # set once stopping and the last connection is gone
 
 
 def _reject(error: ClientError) -> Reply:
@@ -133,7 +134,10 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        self.shared.connections.discard(self)
+        shared = self.shared
+        shared.connections.discard(self)
+        if shared.stopping and not shared.connections:
+            shared.all_closed.set()
         if self.task is not None and self.streaming:
             self.task.cancel()
         if self.drained is not None and not self.drained.done():
@@ -168,6 +172,10 @@ class Connection(asyncio.Protocol):
                 expect = value.lower() == b"100-continue"
         if declared is not None and declared > self.shared.max_body:
             self.too_large = True
+            if expect:
+                # The client waits for our word before sending the body: the answer is 413 now.
+                self._enqueue(Request("", "", [], b"", False, _reject(BodyTooLarge(self._over_limit()))))
+                self._end_reading()
         elif expect and self.task is None and not self.queue and self.transport is not None:
             self.transport.write(_CONTINUE)
 
@@ -182,13 +190,16 @@ class Connection(asyncio.Protocol):
             self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.close_after:  # answered already (413 before its body came)
+            self._reset()
+            return
         keep_alive = bool(self.parser.should_keep_alive())
         reject = None
         if self.head_size > MAX_HEAD_BYTES:
             reject = _reject(HeadTooLarge(f"Request line and headers are over {MAX_HEAD_BYTES} bytes."))
             keep_alive = False
         elif self.too_large:
-            reject = _reject(BodyTooLarge(f"Request body is over the limit of {self.shared.max_body} bytes."))
+            reject = _reject(BodyTooLarge(self._over_limit()))
         url = self.url
         q = url.find(b"?")
         path = (url if q < 0 else url[:q]).decode("latin-1")
@@ -196,6 +207,9 @@ class Connection(asyncio.Protocol):
         method = self.parser.get_method().decode("latin-1")
         self._enqueue(Request(method, path, self.headers, body, keep_alive, reject))
         self._reset()
+
+    def _over_limit(self) -> str:
+        return f"Request body is over the limit of {self.shared.max_body} bytes."
 
     # --- serving --------------------------------------------------------------------
 
@@ -214,31 +228,28 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     async def _serve(self, request: Request) -> None:
-        shared = self.shared
         while True:
-            close = not request.keep_alive or shared.stopping or (self.close_after and not self.queue)
-            if not await self._answer(request, close) or close:
+            if not await self._answer(request):
                 self.task = None
-                if self.transport is not None:
-                    self.transport.close()
+                self.close()
                 return
             if not self.queue:
                 self.task = None
                 self.last_active = self.loop.time()
-                if self.close_after and self.transport is not None:
-                    self.transport.close()
                 return
             request = self.queue.popleft()
             if self.read_paused and self.transport is not None and len(self.queue) < MAX_PIPELINED // 2:
                 self.read_paused = False
                 self.transport.resume_reading()
 
-    async def _answer(self, request: Request, close: bool) -> bool:
-        """Answer one request; False when the connection cannot go on."""
+    async def _answer(self, request: Request) -> bool:
+        """Answer one request; whether the connection goes on to the next."""
         answer: Answer = request.reject or await self.shared.app(request)
         if self.lost:
             await _aclose(answer)
             return False
+        # Decided once the answer is ready: a stop begun meanwhile closes the connection after it.
+        close = not request.keep_alive or self.shared.stopping or (self.close_after and not self.queue)
         head = self.shared.head.build(answer.status, answer.head_fields(), close)
         self.streaming = True
         try:
@@ -256,7 +267,7 @@ class Connection(asyncio.Protocol):
             return False
         finally:
             self.streaming = False
-        return not self.lost
+        return not (close or self.lost)
 
     # --- Output, for answers --------------------------------------------------------
 

@@ -11,6 +11,7 @@ shut-down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -83,11 +84,19 @@ class Server:
         for conn in list(shared.connections):
             if not conn.busy():
                 conn.close()
+        loop = shared.loop
+        deadline = loop.time() + self.grace
         in_flight = [conn.task for conn in shared.connections if conn.task is not None]
         if in_flight:
             _, late = await asyncio.wait(in_flight, timeout=self.grace)
             if late:
                 log.warning("%d answer(s) still in flight after %.0fs; closing them", len(late), self.grace)
+        # Closing sends what is buffered first; a client that reads too slowly is cut at the deadline.
+        for conn in list(shared.connections):
+            conn.close()
+        if shared.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(shared.all_closed.wait(), max(0.0, deadline - loop.time()))
         for conn in list(shared.connections):
             conn.abort()
         await asyncio.sleep(0)  # let the aborted answers run their cleanup
