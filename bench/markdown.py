@@ -87,8 +87,10 @@ def _checks(results: dict[str, Any]) -> list[str]:
     return ["## Targets", "", *_table(["check", "value", "target", "verdict", "note"], rows), ""]
 
 
-def _latency(results: dict[str, Any], key: str, title: str, what: str) -> list[str]:
-    data = results["figures"][key]
+def _latency(results: dict[str, Any], key: str, title: str, what: str, intro: str = "") -> list[str]:
+    data = results["figures"].get(key) or {}
+    if not data:
+        return []
     concs = sorted({int(c) for rows in data.values() for c in rows})
     rows = []
     for c in concs:
@@ -119,7 +121,15 @@ def _latency(results: dict[str, Any], key: str, title: str, what: str) -> list[s
         "errors",
         "gateway CPU ms/req",
     ]
-    return [f"## {title}", "", *_table(header, rows), ""]
+    return [f"## {title}", "", *([intro, ""] if intro else []), *_table(header, rows), ""]
+
+
+_OWN_CORE = (
+    "The same scenarios with the gateway's process on a CPU of its own and the load generator and the "
+    "upstream on the other (direct: those two on that same CPU), as three machines would have it. Sharing "
+    "two CPUs among three processes, a process that writes to a socket wakes its reader, which the "
+    "scheduler often runs at once on the writer's CPU: the gateway then waits in the middle of a request."
+)
 
 
 def _saturation(results: dict[str, Any]) -> list[str]:
@@ -215,6 +225,9 @@ def render(results: dict[str, Any]) -> str:
         *_checks(results),
         *_latency(results, "chat_latency", "Non-streaming, slow upstream: latency and added latency", "latency"),
         *_latency(results, "stream_ttft", "Streaming: time to first token and its overhead", "TTFT"),
+        *_latency(results, "chat_latency_own_core", "Non-streaming, the gateway on its own core", "latency",
+                  _OWN_CORE),
+        *_latency(results, "stream_ttft_own_core", "Streaming, the gateway on its own core", "TTFT"),
         *_saturation(results),
         *_memory(results),
         *_notes(results),

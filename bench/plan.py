@@ -7,16 +7,21 @@ from dataclasses import dataclass, replace
 from bench.targets import INSTANT, SLOW
 
 CHAT, STREAM, SATURATE = "chat", "stream", "saturate"
+# Where the processes run: all of them on every CPU (the scheduler's choice), or the gateway
+# on a CPU of its own and the load generator and upstream on the others (bench.procs.pin).
+SHARED, OWN_CORE = "shared", "own-core"
 
 
 @dataclass(frozen=True)
 class Scenario:
     kind: str  # CHAT (non-stream, slow upstream), STREAM (slow upstream), SATURATE (instant upstream)
     concurrency: int
+    placement: str = SHARED
 
     @property
     def name(self) -> str:
-        return f"{self.kind}-c{self.concurrency}"
+        suffix = "" if self.placement == SHARED else f"-{self.placement}"
+        return f"{self.kind}-c{self.concurrency}{suffix}"
 
     @property
     def profile(self) -> str:
@@ -35,6 +40,8 @@ class Plan:
     chat_concurrency: tuple[int, ...] = (1, 16, 64, 256)
     stream_concurrency: tuple[int, ...] = (1, 16, 64, 256)
     saturate_concurrency: tuple[int, ...] = (64, 256)
+    # Chat and stream scenarios run again with the gateway on a CPU of its own.
+    own_core_concurrency: tuple[int, ...] = (64,)
     duration: float = 5.0  # seconds of measurement per scenario (after the warm-up)
     warmup: float = 1.0
     max_requests: int = 200_000  # per scenario; whichever of count and time comes first ends it
@@ -56,6 +63,7 @@ class Plan:
             chat_concurrency=(4,),
             stream_concurrency=(4,),
             saturate_concurrency=(4,),
+            own_core_concurrency=(4,),
             duration=2.0,
             warmup=0.2,
             max_requests=40,
@@ -72,5 +80,6 @@ class Plan:
         return [
             *(Scenario(CHAT, c) for c in self.chat_concurrency),
             *(Scenario(STREAM, c) for c in self.stream_concurrency),
+            *(Scenario(kind, c, OWN_CORE) for c in self.own_core_concurrency for kind in (CHAT, STREAM)),
             *out,
         ]

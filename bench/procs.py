@@ -215,3 +215,23 @@ class Sampler:
         self._thread.join(timeout=2.0)
         self.peak = max(self.peak, rss_bytes(tree(self.root)))
         return self.peak
+
+
+def pin(root: int, cpus: set[int]) -> None:
+    """Run every thread of the process tree under ``root`` on ``cpus`` only (Linux)."""
+    for pid in tree(root):
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue  # gone meanwhile
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
+
+
+def placement_cpus() -> tuple[set[int], set[int]] | None:
+    """(the tools' CPUs, the gateway's CPU) for an own-core scenario; None with fewer than 2 CPUs."""
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(usable) < 2:
+        return None
+    return set(usable[:-1]), {usable[-1]}

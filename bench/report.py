@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from bench.markdown import render
-from bench.plan import CHAT, SATURATE, STREAM
+from bench.plan import CHAT, OWN_CORE, SATURATE, STREAM
 from bench.stats import difference, ratio
 
 CHECK_CONCURRENCY = 64
@@ -31,15 +31,20 @@ def _pct(r: dict[str, Any] | None, key: str, q: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _per_concurrency(results: dict[str, Any], kind: str, key: str) -> dict[str, dict[str, dict[str, Any]]]:
+def _per_concurrency(
+    results: dict[str, Any], kind: str, key: str, placement: str = ""
+) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {}
+    plan = results["plan"]
+    levels = plan.get("own_core_concurrency", ()) if placement else plan[f"{kind}_concurrency"]
+    suffix = f"-{placement}" if placement else ""
     for target in results["targets"]:
         rows: dict[str, dict[str, Any]] = {}
-        for c in results["plan"][f"{kind}_concurrency"]:
-            r = _scenario(results, target, f"{kind}-c{c}")
+        for c in levels:
+            r = _scenario(results, target, f"{kind}-c{c}{suffix}")
             if r is None:
                 continue
-            base = _scenario(results, "direct", f"{kind}-c{c}")
+            base = _scenario(results, "direct", f"{kind}-c{c}{suffix}")
             rows[str(c)] = {
                 "rps": r["rps"],
                 "p50": _pct(r, key, "p50"),
@@ -121,6 +126,8 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
     return {
         "chat_latency": _per_concurrency(results, CHAT, "latency_ms"),
         "stream_ttft": _per_concurrency(results, STREAM, "ttft_ms"),
+        "chat_latency_own_core": _per_concurrency(results, CHAT, "latency_ms", OWN_CORE),
+        "stream_ttft_own_core": _per_concurrency(results, STREAM, "ttft_ms", OWN_CORE),
         "saturation": sat,
         "memory": {
             name: {k: t.get(k) for k in ("idle_rss_mb", "peak_rss_mb", "startup_s")}
@@ -160,6 +167,9 @@ def checks(results: dict[str, Any], figs: dict[str, Any]) -> list[Check]:
     c = str(CHECK_CONCURRENCY)
     chat = {t: rows.get(c, {}) for t, rows in figs["chat_latency"].items()}
     ttft = figs["stream_ttft"].get("polyroute", {}).get(c, {})
+    own = figs.get("chat_latency_own_core", {}).get("polyroute", {}).get(c, {})
+    own_ttft = figs.get("stream_ttft_own_core", {}).get("polyroute", {}).get(c, {})
+    own_note = "the gateway on a CPU of its own, the load generator and upstream on the other (direct: the same)"
     pr, direct, llm = chat.get("polyroute", {}), chat.get("direct", {}), chat.get("litellm", {})
     mem = figs["memory"]
     cpus = results.get("machine", {}).get("cpus_usable") or 0
@@ -185,6 +195,15 @@ def checks(results: dict[str, Any], figs: dict[str, Any]) -> list[Check]:
             ttft.get("overhead_p50"),
             "<=",
             1.0,
+        ),
+        Check(f"polyroute added latency p50, ms ({at}), own core", own.get("overhead_p50"), "<=", 1.0, own_note),
+        Check(f"polyroute added latency p99, ms ({at}), own core", own.get("overhead_p99"), "<=", 5.0, own_note),
+        Check(
+            f"polyroute stream TTFT overhead p50, ms ({CHECK_CONCURRENCY} concurrent), own core",
+            own_ttft.get("overhead_p50"),
+            "<=",
+            1.0,
+            own_note,
         ),
         Check(
             "polyroute peak RSS / LiteLLM peak RSS",

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from bench import llamacpp, loadgen, machine, native, procs, report, wire
-from bench.plan import CHAT, SATURATE, STREAM, Plan, Scenario
+from bench.plan import CHAT, OWN_CORE, SATURATE, STREAM, Plan, Scenario
 from bench.targets import API_KEY, INSTANT, SLOW, Direct, LiteLLM, Polyroute, Running, Target, Upstreams
 
 TARGETS = ("direct", "polyroute", "polyroute-w2", "litellm")
@@ -154,10 +154,22 @@ def _loadgen_argv(scenario: Scenario, plan: Plan, port: int, model: str, tools: 
 
 
 def run_loadgen(
-    scenario: Scenario, plan: Plan, port: int, model: str, workdir: Path, tools: native.Tools | None = None
+    scenario: Scenario,
+    plan: Plan,
+    port: int,
+    model: str,
+    workdir: Path,
+    tools: native.Tools | None = None,
+    cpus: set[int] | None = None,
 ) -> dict[str, Any]:
     argv = _loadgen_argv(scenario, plan, port, model, tools)
     hard_limit = loadgen.hard_limit(plan.warmup, plan.duration, plan.timeout) + 15.0
+
+    def setup() -> None:
+        procs.die_with_parent()
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
     with (workdir / "loadgen.log").open("ab") as err:
         proc = subprocess.Popen(
             argv,
@@ -165,7 +177,7 @@ def run_loadgen(
             stderr=err,
             env=_child_env(),
             start_new_session=True,
-            preexec_fn=procs.die_with_parent,
+            preexec_fn=setup,
         )
         try:
             out, _ = proc.communicate(timeout=hard_limit)
@@ -192,11 +204,27 @@ def _scenario(
     tools: native.Tools | None,
 ) -> dict[str, Any]:
     route = running.routes[scenario.profile]
+    tools_cpus: set[int] | None = None
+    if scenario.placement == OWN_CORE:
+        cpus = procs.placement_cpus()
+        if cpus is None:
+            return {"failed": "needs 2 CPUs: one for the gateway, the rest for the load generator and upstream"}
+        tools_cpus, gateway_cpus = cpus
+        procs.pin(upstream.pid, tools_cpus)
+        if running.service is not None:
+            procs.pin(running.service.pid, gateway_cpus)
     up_pids = procs.tree(upstream.pid)
     up_cpu0 = procs.cpu_seconds(up_pids)
     gw_cpu0 = sampler.cpu() if sampler else 0.0
     t0 = time.monotonic()
-    result = run_loadgen(scenario, plan, route.port, route.model, workdir, tools)
+    try:
+        result = run_loadgen(scenario, plan, route.port, route.model, workdir, tools, tools_cpus)
+    finally:
+        if tools_cpus is not None:  # back to every CPU for the scenarios that share them
+            every = set(os.sched_getaffinity(0))
+            procs.pin(upstream.pid, every)
+            if running.service is not None:
+                procs.pin(running.service.pid, every)
     wall = time.monotonic() - t0
     answered = int(result.get("answered_total", 0))  # CPU is sampled around the whole run, warm-up included
     up_cpu = procs.cpu_seconds(up_pids) - up_cpu0
@@ -233,7 +261,10 @@ def run_target(
             stack.callback(sampler.close)
             out["idle_rss_mb"] = round(sampler.peak / 2**20, 1)
         scenarios: dict[str, Any] = {}
+        can_pin = procs.placement_cpus() is not None
         for sc in plan.scenarios(saturation_only=target.workers > 1):
+            if sc.placement == OWN_CORE and not can_pin:
+                continue  # one CPU: nothing to give the gateway for itself
             if running.service is not None and not running.service.alive():
                 rc = running.service.proc.returncode
                 out["failed"] = f"exited with {rc} during the run:\n{running.service.log_tail()}"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import markdown, runner
-from bench.plan import Plan
+from bench import markdown, procs, runner
+from bench.plan import OWN_CORE, Plan
 from bench.targets import Polyroute
 
 PLAN = Plan.smoke()
@@ -16,7 +16,8 @@ PLAN = Plan.smoke()
 def _assert_sane(target: dict[str, Any], plan: Plan) -> None:
     assert "failed" not in target, target.get("failed")
     scenarios = target["scenarios"]
-    assert set(scenarios) == {s.name for s in plan.scenarios()}
+    pinned = procs.placement_cpus() is not None  # own-core scenarios need 2 CPUs
+    assert set(scenarios) == {s.name for s in plan.scenarios() if pinned or s.placement != OWN_CORE}
     for name, r in scenarios.items():
         assert "failed" not in r, (name, r)
         assert r["errors"] == 0, (name, r["error_samples"])
@@ -53,3 +54,9 @@ def test_polyroute_through_the_harness(tmp_path: Path) -> None:
     _assert_sane(results["targets"]["polyroute"], PLAN)
     assert results["figures"]["memory"]["polyroute"]["peak_rss_mb"] > 0
     assert results["figures"]["chat_latency"]["polyroute"]["4"]["overhead_p50"] is not None
+    if procs.placement_cpus() is None:
+        return
+    own = results["figures"]["chat_latency_own_core"]["polyroute"]["4"]
+    assert own["overhead_p50"] is not None and own["errors"] == 0
+    assert results["figures"]["stream_ttft_own_core"]["polyroute"]["4"]["overhead_p50"] is not None
+    assert "## Non-streaming, the gateway on its own core" in markdown.render(results)
