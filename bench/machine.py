@@ -15,7 +15,7 @@ from typing import Any
 from bench import litellm_env
 
 REPO = Path(__file__).resolve().parent.parent
-_GATEWAY_PACKAGES = ["uvicorn", "starlette", "httpx", "httptools", "uvloop", "orjson", "pydantic"]
+_GATEWAY_PACKAGES = ["httptools", "uvloop", "orjson", "pydantic", "httpx"]
 _LITELLM_PACKAGES = ["litellm", "uvicorn", "fastapi", "starlette", "httpx", "openai", "uvloop", "aiohttp", "pydantic"]
 
 
