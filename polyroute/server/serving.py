@@ -63,12 +63,14 @@ class Server:
             on_ready()
         try:
             await self._stop.wait()
+            log.info("stopping: no new connections; answers in flight have %.0fs to finish", self.grace)
         finally:
             sweeper.cancel()
             for srv in servers:
                 srv.close()
             await self._drain(shared)
             await self.app.shutdown()
+            log.info("stopped")
 
     def _sweep(self, shared: Shared) -> None:
         loop = shared.loop
