@@ -97,6 +97,8 @@ class Connection(asyncio.Protocol):
         self.streaming = False  # the task is sending a stream: a client that leaves cancels it
         self.lost = False
         self.last_active = shared.loop.time()
+        self.reads = 0  # the idle sweep compares it with what it saw last time: bytes came meanwhile
+        self.reads_seen = 0
         self.read_paused = False
         self.write_paused = False
         self.drained: asyncio.Future[None] | None = None
@@ -118,6 +120,7 @@ class Connection(asyncio.Protocol):
         self.shared.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        self.reads += 1
         if self.close_after:
             return  # what follows an error or an upgrade is not read
         try:
@@ -289,6 +292,13 @@ class Connection(asyncio.Protocol):
 
     def busy(self) -> bool:
         return self.task is not None
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since this connection last read or answered anything (for the idle sweep)."""
+        if self.reads != self.reads_seen:  # a request (or its body) is still coming in
+            self.reads_seen = self.reads
+            self.last_active = now
+        return now - self.last_active
 
     def close(self) -> None:
         if self.transport is not None:

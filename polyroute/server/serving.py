@@ -76,7 +76,7 @@ class Server:
         loop = shared.loop
         now = loop.time()
         for conn in list(shared.connections):
-            if not conn.busy() and now - conn.last_active > self.keep_alive:
+            if not conn.busy() and conn.idle_for(now) > self.keep_alive:
                 conn.close()
         if self._stop is not None and not self._stop.is_set():
             loop.call_later(_SWEEP_EVERY, self._sweep, shared)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator, Mapping
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -112,9 +112,11 @@ class _Step:
                 try:
                     future = it.throw(exc)
                 except StopIteration as done:
-                    return cast(bytes, done.value)
+                    value: bytes = done.value
+                    return value
                 continue
             try:
                 future = it.send(result)
             except StopIteration as done:
-                return cast(bytes, done.value)
+                value = done.value
+                return value

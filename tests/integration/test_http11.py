@@ -435,3 +435,18 @@ def test_the_idle_sweep_closes_idle_connections_after_keep_alive_and_leaves_busy
         assert keep_alive <= time.monotonic() - idle_since <= 2.5  # the sweep runs every second
         a = busy.answer()
         assert (a.status, a.body) == (200, b"slow") and not probe.cancelled.is_set()
+
+
+def test_a_body_still_coming_in_is_not_idle() -> None:
+    keep_alive = 0.5
+    with own_server(Probe(), keep_alive=keep_alive) as (_, port):
+        w = Wire(port)
+        parts = [b"slow-", b"upload-", b"over-", b"two-", b"sweeps"]
+        body = b"".join(parts)
+        w.send(f"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        for part in parts:  # 2.5 s in all: longer than keep_alive, across two sweeps
+            time.sleep(0.5)
+            w.send(part)
+        a = w.answer()
+        assert (a.status, a.body) == (200, body)
+        w.close()
