@@ -34,6 +34,7 @@ import httptools
 from polyroute.errors import BodyTooLarge, ClientError, HeadTooLarge, InvalidRequest
 from polyroute.server.answers import Answer, Head, Reply
 from polyroute.server.errors import error_response
+from polyroute.server.sse import EventStream
 
 log = logging.getLogger("polyroute.server")
 
@@ -45,11 +46,11 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class Request:
     """One whole request: names of headers in lower case, the body read to its end."""
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "path", "reject")
+    __slots__ = ("body", "headers", "http10", "keep_alive", "method", "path", "reject")
 
     def __init__(
         self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool,
-        reject: Reply | None = None,
+        reject: Reply | None = None, http10: bool = False,
     ) -> None:
         self.method = method
         self.path = path
@@ -57,6 +58,7 @@ class Request:
         self.body = body
         self.keep_alive = keep_alive
         self.reject = reject  # answered without the app: a body or head over the limits
+        self.http10 = http10
 
     def header(self, name: bytes) -> str | None:
         """The first value of a header (``name`` in lower case)."""
@@ -208,7 +210,8 @@ class Connection(asyncio.Protocol):
         path = (url if q < 0 else url[:q]).decode("latin-1")
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         method = self.parser.get_method().decode("latin-1")
-        self._enqueue(Request(method, path, self.headers, body, keep_alive, reject))
+        http10 = self.parser.get_http_version() == "1.0"
+        self._enqueue(Request(method, path, self.headers, body, keep_alive, reject, http10))
         self._reset()
 
     def _over_limit(self) -> str:
@@ -253,6 +256,8 @@ class Connection(asyncio.Protocol):
             return False
         # Decided once the answer is ready: a stop begun meanwhile closes the connection after it.
         close = not request.keep_alive or self.shared.stopping or (self.close_after and not self.queue)
+        if request.http10 and isinstance(answer, EventStream):
+            answer.chunked, close = False, True  # no chunks in HTTP/1.0: the stream ends with the connection
         head = self.shared.head.build(answer.status, answer.head_fields(), close)
         self.streaming = True
         try:

@@ -10,7 +10,8 @@ import orjson
 from polyroute.server.answers import Output, header_lines
 
 DONE = b"data: [DONE]\n\n"
-_FIELDS = [b"content-type: text/event-stream; charset=utf-8\r\n", b"transfer-encoding: chunked\r\n"]
+_TYPE = b"content-type: text/event-stream; charset=utf-8\r\n"
+_CHUNKED = b"transfer-encoding: chunked\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 
 
@@ -21,6 +22,10 @@ def event(payload: Any) -> bytes:
 def _chunk(frames: list[bytes]) -> bytes:
     data = frames[0] if len(frames) == 1 else b"".join(frames)
     return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+
+
+def _plain(frames: list[bytes]) -> bytes:
+    return b"".join(frames)
 
 
 class EventStream:
@@ -43,16 +48,19 @@ class EventStream:
     def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
         self.body = body
         self.headers = headers
+        # HTTP/1.0 has no chunked encoding: the body then ends with the connection.
+        self.chunked = True
 
     def head_fields(self) -> list[bytes]:
-        return [*_FIELDS, *header_lines(self.headers)]
+        return [_TYPE, _CHUNKED, *header_lines(self.headers)] if self.chunked else [_TYPE, *header_lines(self.headers)]
 
     async def send(self, out: Output, head: bytes) -> None:
+        framed = _chunk if self.chunked else _plain
         pending: list[bytes] = []
         try:
             while True:
                 if out.paused():
-                    out.write(head + _chunk(pending))
+                    out.write(head + framed(pending))
                     head, pending = b"", []
                     await out.drain()
                 step = _Step(self.body)
@@ -62,13 +70,13 @@ class EventStream:
                     pending.append(step.value)
                     continue
                 if pending or head:
-                    out.write(head + _chunk(pending))
+                    out.write(head + framed(pending))
                     head, pending = b"", []
                 try:
                     pending.append(await step)
                 except StopAsyncIteration:
                     break
-            out.write(head + _chunk(pending) + _LAST_CHUNK)
+            out.write(head + framed(pending) + (_LAST_CHUNK if self.chunked else b""))
         finally:
             await self.aclose()
 

@@ -78,6 +78,14 @@ def make_app(probe: Probe) -> App:
     async def big_stream(request: Request) -> Answer:
         return EventStream(big(), {})
 
+    async def three() -> AsyncIterator[bytes]:
+        for i in range(3):
+            await asyncio.sleep(0.01)
+            yield b"data: %d\n\n" % i
+
+    async def short_stream(request: Request) -> Answer:
+        return EventStream(three(), {})
+
     return App(
         {
             "/hello": {"GET": hello},
@@ -86,6 +94,7 @@ def make_app(probe: Probe) -> App:
             "/boom": {"GET": boom},
             "/stream": {"GET": stream},
             "/big": {"GET": big_stream},
+            "/three": {"GET": short_stream},
         },
         max_body=MAX_BODY,
     )
@@ -233,6 +242,19 @@ def test_http10_without_keep_alive_gets_connection_close_and_the_socket_closes(p
     a = w.answer()
     assert (a.status, a.headers["connection"], a.body) == (200, "close", b'{"hello": "world"}')
     assert w.at_eof()
+
+
+def test_a_stream_to_an_http10_client_is_not_chunked_and_ends_with_the_connection(port: int) -> None:
+    w = Wire(port)
+    w.send(b"GET /three HTTP/1.0\r\nHost: test\r\nConnection: keep-alive\r\n\r\n")
+    head = w.until(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding" not in head.lower()
+    assert b"connection: close" in head.lower()
+    body = w.buf
+    while chunk := w.sock.recv(65536):
+        body += chunk
+    assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    w.close()
 
 
 def test_pipelined_requests_come_back_in_order(port: int, probe: Probe) -> None:
