@@ -132,6 +132,32 @@ _OWN_CORE = (
 )
 
 
+def _paired(results: dict[str, Any]) -> list[str]:
+    data = results["figures"].get("paired") or {}
+    if not data:
+        return []
+    rows = []
+    for name, r in data.items():
+        rows.append([
+            name,
+            str(r["rounds"]),
+            " / ".join(_f(x) for x in r["direct_p50"]),
+            " / ".join(_f(x) for x in r["polyroute_p50"]),
+            " / ".join(_signed(x) for x in r["each_p50"]),
+            _signed(r["overhead_p50"]),
+            _signed(r["overhead_p99"]),
+            str(r["errors"]),
+            _f(r["gateway_cpu_ms_per_req"], ".3f"),
+        ])
+    header = ["scenario", "rounds", "direct p50 ms", "polyroute p50 ms", "overhead p50 per round ms",
+              "overhead p50 ms (median)", "overhead p99 ms (median)", "errors", "gateway CPU ms/req"]
+    intro = ("The checked scenarios once more, direct and one polyroute worker taking turns within seconds of "
+             "each other, round after round (latency for chat, time to first token for streams). The sequential "
+             "tables above measure direct minutes before polyroute, while the host's speed drifts; the targets "
+             "are checked on these medians.")
+    return ["## Side by side: direct and polyroute in alternating rounds", "", intro, "", *_table(header, rows), ""]
+
+
 def _saturation(results: dict[str, Any]) -> list[str]:
     rows = [
         [
@@ -228,6 +254,7 @@ def render(results: dict[str, Any]) -> str:
         *_latency(results, "chat_latency_own_core", "Non-streaming, the gateway on its own core", "latency",
                   _OWN_CORE),
         *_latency(results, "stream_ttft_own_core", "Streaming, the gateway on its own core", "TTFT"),
+        *_paired(results),
         *_saturation(results),
         *_memory(results),
         *_notes(results),

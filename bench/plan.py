@@ -42,6 +42,10 @@ class Plan:
     saturate_concurrency: tuple[int, ...] = (64, 256)
     # Chat and stream scenarios run again with the gateway on a CPU of its own.
     own_core_concurrency: tuple[int, ...] = (64,)
+    # The checked scenarios once more, direct and polyroute taking turns this many rounds each,
+    # so that the host's speed, which drifts over minutes, weighs on both alike.
+    paired_rounds: int = 3
+    check_concurrency: int = 64  # the level the targets are checked at
     duration: float = 5.0  # seconds of measurement per scenario (after the warm-up)
     warmup: float = 1.0
     max_requests: int = 200_000  # per scenario; whichever of count and time comes first ends it
@@ -64,6 +68,8 @@ class Plan:
             stream_concurrency=(4,),
             saturate_concurrency=(4,),
             own_core_concurrency=(4,),
+            paired_rounds=1,
+            check_concurrency=4,
             duration=2.0,
             warmup=0.2,
             max_requests=40,
@@ -72,6 +78,14 @@ class Plan:
 
     def with_(self, **changes: object) -> Plan:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def paired(self) -> list[Scenario]:
+        """The scenarios measured again in alternating rounds: the checked ones."""
+        if self.paired_rounds < 1:
+            return []
+        c = self.check_concurrency
+        own = [Scenario(kind, c, OWN_CORE) for kind in (CHAT, STREAM)] if c in self.own_core_concurrency else []
+        return [Scenario(CHAT, c), Scenario(STREAM, c), *own]
 
     def scenarios(self, saturation_only: bool = False) -> list[Scenario]:
         out = [Scenario(SATURATE, c) for c in self.saturate_concurrency]

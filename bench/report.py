@@ -8,6 +8,7 @@ compare figures from the same run only.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,32 @@ def workers_ceiling(results: dict[str, Any], sat: dict[str, dict[str, Any]]) -> 
     return round(min(2.0, (float(cpus) - float(up) - float(gen)) / float(one)), 2)
 
 
+def _paired(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per scenario: the median over rounds of polyroute minus direct, each round measured side by side."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, runs in (results.get("paired") or {}).items():
+        if not isinstance(runs, dict) or "direct" not in runs:
+            continue
+        key = "ttft_ms" if name.startswith(STREAM) else "latency_ms"
+        pairs = [(d, p) for d, p in zip(runs["direct"], runs["polyroute"], strict=False)
+                 if "failed" not in d and "failed" not in p]
+        if not pairs:
+            continue
+        row: dict[str, Any] = {"rounds": len(pairs), "metric": key}
+        for q in ("p50", "p99"):
+            diffs = [difference(_pct(p, key, q), _pct(d, key, q)) for d, p in pairs]
+            known = [x for x in diffs if x is not None]
+            row[f"overhead_{q}"] = statistics.median(known) if known else None
+            row[f"each_{q}"] = [round(x, 3) if x is not None else None for x in diffs]
+        row["direct_p50"] = [_pct(d, key, "p50") for d, _ in pairs]
+        row["polyroute_p50"] = [_pct(p, key, "p50") for _, p in pairs]
+        row["errors"] = sum(int(p.get("errors", 0)) for _, p in pairs)
+        cpu = [p["gateway_cpu_ms_per_req"] for _, p in pairs if p.get("gateway_cpu_ms_per_req") is not None]
+        row["gateway_cpu_ms_per_req"] = statistics.median(cpu) if cpu else None
+        out[name] = row
+    return out
+
+
 def _error_rates(results: dict[str, Any]) -> dict[str, float]:
     out = {}
     for target, t in results["targets"].items():
@@ -135,6 +162,7 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
             if "peak_rss_mb" in t
         },
         "error_rate": _error_rates(results),
+        "paired": _paired(results),
         "workers2_ratio": ratio(w2, w1),
         "workers2_ceiling": workers_ceiling(results, sat),
         "workers2_cpu_per_req": ratio(
@@ -184,26 +212,41 @@ def checks(results: dict[str, Any], figs: dict[str, Any]) -> list[Check]:
             f"; CPU per request, 2 workers / 1: {figs['workers2_cpu_per_req']:.2f}"
         )
     at = f"{CHECK_CONCURRENCY} concurrent, non-streaming, {results['plan']['latency_ms']:g} ms upstream"
+    paired = figs.get("paired", {})
+
+    def latency(name: str, row: dict[str, Any], q: str, where: str = "") -> tuple[float | None, str]:
+        """The paired figure when there is one (the median of alternating rounds), else the sequential one."""
+        p = paired.get(name)
+        seq = row.get(f"overhead_{q}")
+        if p is None or p.get(f"overhead_{q}") is None:
+            return seq, where
+        each = " / ".join(_f(x) for x in p[f"each_{q}"])
+        note = f"median of {p['rounds']} rounds side by side with direct ({each}); sequential run: {_f(seq)}"
+        return p[f"overhead_{q}"], f"{where}; {note}" if where else note
+
+    chat_p50, chat_p50_note = latency(f"{CHAT}-c{c}", pr, "p50")
+    chat_p99, chat_p99_note = latency(f"{CHAT}-c{c}", pr, "p99")
+    ttft_p50, ttft_note = latency(f"{STREAM}-c{c}", ttft, "p50")
+    own_p50, own_p50_note = latency(f"{CHAT}-c{c}-{OWN_CORE}", own, "p50", own_note)
+    own_p99, own_p99_note = latency(f"{CHAT}-c{c}-{OWN_CORE}", own, "p99", own_note)
+    own_ttft_p50, own_ttft_note = latency(f"{STREAM}-c{c}-{OWN_CORE}", own_ttft, "p50", own_note)
     return [
         Check(f"polyroute throughput / direct ({at})", ratio(pr.get("rps"), direct.get("rps")), ">=", 0.9),
         Check(f"polyroute throughput / LiteLLM ({at})", ratio(pr.get("rps"), llm.get("rps")), ">=", 10.0),
         Check(f"polyroute errors ({at})", pr.get("errors"), "<=", 0.0),
-        Check(f"polyroute added latency p50, ms ({at})", pr.get("overhead_p50"), "<=", 1.0),
-        Check(f"polyroute added latency p99, ms ({at})", pr.get("overhead_p99"), "<=", 5.0),
+        Check(f"polyroute added latency p50, ms ({at})", chat_p50, "<=", 1.0, chat_p50_note),
+        Check(f"polyroute added latency p99, ms ({at})", chat_p99, "<=", 5.0, chat_p99_note),
         Check(
-            f"polyroute stream TTFT overhead p50, ms ({CHECK_CONCURRENCY} concurrent)",
-            ttft.get("overhead_p50"),
-            "<=",
-            1.0,
+            f"polyroute stream TTFT overhead p50, ms ({CHECK_CONCURRENCY} concurrent)", ttft_p50, "<=", 1.0, ttft_note
         ),
-        Check(f"polyroute added latency p50, ms ({at}), own core", own.get("overhead_p50"), "<=", 1.0, own_note),
-        Check(f"polyroute added latency p99, ms ({at}), own core", own.get("overhead_p99"), "<=", 5.0, own_note),
+        Check(f"polyroute added latency p50, ms ({at}), own core", own_p50, "<=", 1.0, own_p50_note),
+        Check(f"polyroute added latency p99, ms ({at}), own core", own_p99, "<=", 5.0, own_p99_note),
         Check(
             f"polyroute stream TTFT overhead p50, ms ({CHECK_CONCURRENCY} concurrent), own core",
-            own_ttft.get("overhead_p50"),
+            own_ttft_p50,
             "<=",
             1.0,
-            own_note,
+            own_ttft_note,
         ),
         Check(
             "polyroute peak RSS / LiteLLM peak RSS",
@@ -219,6 +262,10 @@ def checks(results: dict[str, Any], figs: dict[str, Any]) -> list[Check]:
             0.95,
         ),
     ]
+
+
+def _f(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
 
 
 def finish(results: dict[str, Any]) -> dict[str, Any]:

@@ -279,6 +279,47 @@ def run_target(
     return out
 
 
+def run_paired(
+    plan: Plan,
+    upstreams: Upstreams,
+    upstream_services: dict[str, procs.Service],
+    workdir: Path,
+    tools: native.Tools | None = None,
+) -> dict[str, Any]:
+    """The checked scenarios again, direct and one polyroute worker taking turns, round after round.
+
+    The sequential runs measure direct minutes before polyroute, and the host's speed
+    drifts over minutes; here each round measures both within seconds of each other.
+    """
+    scenarios = [sc for sc in plan.paired() if sc.placement != OWN_CORE or procs.placement_cpus() is not None]
+    if not scenarios:
+        return {}
+    direct, gateway = Direct(), Polyroute(1)
+    if gateway.prepare(workdir) is not None:
+        return {}
+    out: dict[str, Any] = {sc.name: {"direct": [], "polyroute": []} for sc in scenarios}
+    with ExitStack() as stack:
+        try:
+            targets = {"direct": direct.start(stack, upstreams, workdir),
+                       "polyroute": gateway.start(stack, upstreams, workdir)}
+        except (RuntimeError, OSError) as exc:
+            return {"failed": f"did not start: {exc}"}
+        sampler = procs.Sampler(targets["polyroute"].service.pid) if targets["polyroute"].service else None
+        if sampler is not None:
+            stack.callback(sampler.close)
+        for rnd in range(plan.paired_rounds):
+            for sc in scenarios:
+                for name, running in targets.items():
+                    print(f"bench: paired {rnd + 1}/{plan.paired_rounds} {name:<10} {sc.name:<18}", end=" ",
+                          file=sys.stderr, flush=True)
+                    r = _scenario(sc, plan, running, upstream_services[sc.profile],
+                                  sampler if name == "polyroute" else None, workdir, tools)
+                    print(_line(r), file=sys.stderr, flush=True)
+                    out[sc.name][name].append(r)
+                    time.sleep(0.2)
+    return out
+
+
 def _line(r: dict[str, Any]) -> str:
     if "failed" in r:
         return f"FAILED: {r['failed']}"
@@ -311,6 +352,8 @@ def run(plan: Plan, target_names: Sequence[str], workdir: Path, llamacpp_hook: b
                 retry = run_target(target, plan, upstreams, services, workdir, tools)
                 result = {**retry, "first_try": result["failed"]}
             results["targets"][target.name] = result
+        if "direct" in target_names and "polyroute" in target_names:
+            results["paired"] = run_paired(plan, upstreams, services, workdir, tools)
         results["llamacpp"] = llamacpp.run(plan, workdir) if llamacpp_hook else {"skipped": "not requested"}
     return results
 

@@ -54,6 +54,11 @@ def test_polyroute_through_the_harness(tmp_path: Path) -> None:
     _assert_sane(results["targets"]["polyroute"], PLAN)
     assert results["figures"]["memory"]["polyroute"]["peak_rss_mb"] > 0
     assert results["figures"]["chat_latency"]["polyroute"]["4"]["overhead_p50"] is not None
+    paired = results["figures"]["paired"]["chat-c4"]
+    assert paired["rounds"] == PLAN.paired_rounds and paired["errors"] == 0
+    assert paired["overhead_p50"] == paired["polyroute_p50"][0] - paired["direct_p50"][0]
+    assert results["figures"]["paired"]["stream-c4"]["metric"] == "ttft_ms"
+    assert "## Side by side: direct and polyroute" in markdown.render(results)
     if procs.placement_cpus() is None:
         return
     own = results["figures"]["chat_latency_own_core"]["polyroute"]["4"]
