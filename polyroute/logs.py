@@ -9,7 +9,10 @@ The gateway logs a line per request, so a record must cost the request little:
 
 So the handler only renders the message and appends the record to a deque; the
 writer thread wakes at most once per ``FLUSH_INTERVAL``, formats whatever has
-gathered and writes it in one write. The logging module's own documented switches
+gathered and writes it in one write. The access log, a line per request, skips
+even the record: ``direct_line`` formats the whole line where it is logged (the
+writer thread then holds the GIL only to join and write, never to format while
+the event loop waits for it), when this module's handler is the only one. The logging module's own documented switches
 for what a record needn't carry (caller's file and line, thread, process) are
 turned off: the format uses none of them. Each worker process sets this up for
 itself (``POLYROUTE_LOG_LEVEL`` carries the level to workers).
@@ -24,6 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TextIO
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -32,20 +36,30 @@ LEVEL_ENV = "POLYROUTE_LOG_LEVEL"
 FLUSH_INTERVAL = 0.05
 
 
+class _Clock:
+    """``FORMAT``'s date and time, rendered once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._stamp = ""
+
+    def stamp(self, created: float, msecs: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self._stamp},{int(msecs):03d}"
+
+
 class _Formatter(logging.Formatter):
     """``FORMAT`` with the date and time rendered once per second, not once per record."""
 
     def __init__(self) -> None:
         super().__init__(FORMAT)
-        self._second = -1
-        self._stamp = ""
+        self._clock = _Clock()
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        return f"{self._stamp},{int(record.msecs):03d}"
+        return self._clock.stamp(record.created, record.msecs)
 
 
 class BufferHandler(logging.Handler):
@@ -53,8 +67,9 @@ class BufferHandler(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.records: deque[logging.LogRecord] = deque()
+        self.records: deque[logging.LogRecord | str] = deque()  # a str is a line formatted already
         self.wake = threading.Event()
+        self._clock = _Clock()  # for the lines formatted here (the writer thread has its own)
 
     def handle(self, record: logging.LogRecord) -> bool:
         # No handler lock: deque.append is atomic, and nothing here needs more.
@@ -70,6 +85,14 @@ class BufferHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.handle(record)
+
+    def line(self, name: str, levelname: str, message: str) -> None:
+        """Queue ``message`` as ``FORMAT`` renders it, with no record made."""
+        now = time.time()
+        stamp = self._clock.stamp(now, (now - int(now)) * 1000)
+        self.records.append(f"{stamp} {levelname} {name}: {message}")
+        if not self.wake.is_set():
+            self.wake.set()
 
 
 class _Writer(threading.Thread):
@@ -96,7 +119,8 @@ class _Writer(threading.Thread):
         records = self.handler.records
         lines = []
         while records:
-            lines.append(self.formatter.format(records.popleft()) + "\n")
+            item = records.popleft()
+            lines.append((item if isinstance(item, str) else self.formatter.format(item)) + "\n")
         if lines:
             try:
                 self.out.write("".join(lines))
@@ -129,3 +153,24 @@ def setup(level: str | None = None) -> None:
     writer.start()
     atexit.register(writer.stop)  # what is queued is written before the process ends
     root.addHandler(handler)
+
+
+def direct_line(logger: logging.Logger) -> Callable[[str], None] | None:
+    """A function that logs a message at INFO on ``logger`` with no ``LogRecord``, or None.
+
+    Only where nothing but this module's handler would see the record (``setup`` ran,
+    the logger has no handlers or filters of its own, INFO is enabled): anywhere else
+    (a host application's logging, a test's capture) the caller logs as usual.
+    """
+    root = logging.getLogger()
+    if len(root.handlers) != 1 or not isinstance(root.handlers[0], BufferHandler) or root.filters:
+        return None
+    node: logging.Logger | None = logger
+    while node is not None and node is not root:
+        if node.handlers or node.filters or not node.propagate:
+            return None
+        node = node.parent
+    if not logger.isEnabledFor(logging.INFO):
+        return None
+    handler, name = root.handlers[0], logger.name
+    return lambda message: handler.line(name, "INFO", message)

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from polyroute import logs
 from polyroute.auth import presented_key
 from polyroute.errors import AllAttemptsFailed, InvalidRequest, PolyrouteError
 from polyroute.failover import Report
@@ -35,6 +36,8 @@ class ChatEndpoint:
     def __init__(self, gateway: Gateway, debug_headers: bool) -> None:
         self.gateway = gateway
         self.debug_headers = debug_headers
+        # `polyroute serve`'s own logging: the access line skips the logging machinery.
+        self.access_line = logs.direct_line(log)
 
     async def handle(self, request: Request) -> Reply | sse.EventStream:
         report: Report | None = None
@@ -170,10 +173,14 @@ class ChatEndpoint:
     def log(self, report: Report, req: ChatRequest) -> None:
         who = f"{report.model.backend}/{report.model.name}" if report.model else "-"
         tries = ", ".join(f"{a.backend}/{a.model}:{a.outcome}:{a.latency_ms:.0f}ms" for a in report.attempts)
-        log.info(
-            "chat route=%s answered_by=%s stream=%s attempts=%d [%s] tokens=%d cost_usd=%.8f",
-            report.route, who, req.stream, len(report.attempts), tries, report.usage["total_tokens"], report.cost_usd,
+        line = (
+            f"chat route={report.route} answered_by={who} stream={req.stream} attempts={len(report.attempts)} "
+            f"[{tries}] tokens={report.usage['total_tokens']} cost_usd={report.cost_usd:.8f}"
         )
+        if self.access_line is not None:
+            self.access_line(line)
+        else:
+            log.info("%s", line)
 
 
 _WANTED_HEADERS = frozenset({b"authorization", b"x-api-key", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode()})

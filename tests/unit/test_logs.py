@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -80,3 +81,31 @@ def test_messages_are_rendered_when_logged_and_tracebacks_kept() -> None:
     assert lines[0].endswith("INFO polyroute.server: state {'n': 1}")
     assert lines[1].endswith("ERROR polyroute.server: failed")
     assert lines[2] == "Traceback (most recent call last):" and lines[-1] == "ZeroDivisionError: division by zero"
+
+
+DIRECT = """
+import logging
+from polyroute import logs
+access = logging.getLogger("polyroute.access")
+print(logs.direct_line(access) is None)  # before setup: the host's logging (none here) decides
+logs.setup("info")
+line = logs.direct_line(access)
+line("chat route=r1 tokens=3")
+access.info("chat route=%s tokens=%d", "r2", 4)
+own = logging.getLogger("polyroute.custom")
+own.addHandler(logging.NullHandler())
+print(logs.direct_line(own) is None)  # a handler of its own would miss the line
+logging.getLogger().setLevel("WARNING")
+print(logs.direct_line(access) is None)  # INFO is off: no line at all
+import atexit; atexit._run_exitfuncs()
+"""
+
+
+def test_a_direct_line_reads_like_a_logged_one_and_only_where_nothing_else_would_see_it() -> None:
+    done = subprocess.run([sys.executable, "-c", DIRECT], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "True"]
+    direct, logged = done.stderr.splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert re.fullmatch(stamp + r" INFO polyroute\.access: chat route=r1 tokens=3", direct), direct
+    assert re.fullmatch(stamp + r" INFO polyroute\.access: chat route=r2 tokens=4", logged), logged
