@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from polyroute.server.answers import Answer, Reply
-from polyroute.server.errors import error_body
+from polyroute.server.errors import error_body, internal_error
 from polyroute.server.http11 import Request
 
 log = logging.getLogger("polyroute.server")
@@ -55,8 +55,7 @@ class App:
             return await handler(request)
         except Exception:
             log.exception("unexpected error on %s %s", method, path)
-            return Reply(error_body("The gateway hit an internal error; it has been logged.", "server_error",
-                                    code="internal_error"), 500)
+            return internal_error()
 
 
 def _error(status: int, message: str, code: str) -> Reply:

@@ -22,6 +22,12 @@ def error_body(message: str, type_: str, param: str | None = None, code: str | N
     return orjson.dumps(error_body_dict(message, type_, code, param))
 
 
+def internal_error() -> Reply:
+    """A bug of ours, already logged with its traceback: the client gets a 500 without one."""
+    return Reply(error_body("The gateway hit an internal error; it has been logged.", "server_error",
+                            code="internal_error"), 500)
+
+
 def error_response(exc: PolyrouteError, headers: dict[str, str] | None = None) -> Reply:
     return Reply(orjson.dumps(exc.to_body()), exc.status, {**exc.headers(), **(headers or {})})
 

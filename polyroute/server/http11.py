@@ -13,7 +13,9 @@ A connection serves its requests in order (keep-alive; pipelined requests wait
 their turn, and past ``MAX_PIPELINED`` the connection stops reading). A body over
 the limit is read to its end and dropped, then answered 413; a head over
 ``MAX_HEAD_BYTES`` gets 431; bytes that are not HTTP get 400 and the connection
-closes. Errors are in OpenAI's shape like every other answer.
+closes. A head that grows past the limit is answered at once, and so is a body
+that goes on past four times the limit. Errors are in OpenAI's shape like every
+other answer.
 
 When the client goes away during a stream, the task sending it is cancelled at
 once, so the stream's own cleanup (the upstream closed, what it sent billed) runs
@@ -33,13 +35,14 @@ import httptools
 
 from polyroute.errors import BodyTooLarge, ClientError, HeadTooLarge, InvalidRequest
 from polyroute.server.answers import Answer, Head, Reply
-from polyroute.server.errors import error_response
+from polyroute.server.errors import error_response, internal_error
 from polyroute.server.sse import EventStream
 
 log = logging.getLogger("polyroute.server")
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_PIPELINED = 16
+DISCARD_FACTOR = 4  # a body over the limit is read and dropped up to this many times the limit
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -130,11 +133,14 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             # The request before the upgrade is served; we speak nothing else, so the connection ends.
             self._end_reading()
+        except httptools.HttpParserCallbackError:
+            # A bug of ours in a callback: logged with its traceback, answered without one.
+            log.exception("unexpected error while reading a request")
+            self._enqueue(Request("", "", [], b"", False, internal_error()))
+            self._end_reading()
         except httptools.HttpParserError as exc:
-            message = "Request is not valid HTTP/1.1"
-            if not isinstance(exc, httptools.HttpParserCallbackError):
-                message += f": {exc}"
-            self._enqueue(Request("", "", [], b"", False, _reject(InvalidRequest(message))))
+            invalid = InvalidRequest(f"Request is not valid HTTP/1.1: {exc}")
+            self._enqueue(Request("", "", [], b"", False, _reject(invalid)))
             self._end_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -159,13 +165,25 @@ class Connection(asyncio.Protocol):
     # --- httptools callbacks --------------------------------------------------------
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
         self.head_size += len(url)
+        if self.head_size <= MAX_HEAD_BYTES:
+            self.url += url
+        else:
+            self._head_too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_size += len(name) + len(value)
         if self.head_size <= MAX_HEAD_BYTES:
             self.headers.append((name.lower(), value))
+        else:
+            self._head_too_large()
+
+    def _head_too_large(self) -> None:
+        """Answered at once, not at the end of a head that may never end."""
+        if not self.close_after:
+            message = f"Request line and headers are over {MAX_HEAD_BYTES} bytes."
+            self._enqueue(Request("", "", [], b"", False, _reject(HeadTooLarge(message))))
+            self._end_reading()
 
     def on_headers_complete(self) -> None:
         declared = None
@@ -186,6 +204,12 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self.too_large:
+            # Read on and dropped, so the client gets its 413 once it has sent it all; past
+            # DISCARD_FACTOR times the limit, that is not worth waiting for.
+            self.size += len(body)
+            if self.size > DISCARD_FACTOR * self.shared.max_body and not self.close_after:
+                self._enqueue(Request("", "", [], b"", False, _reject(BodyTooLarge(self._over_limit()))))
+                self._end_reading()
             return
         self.size += len(body)
         if self.size > self.shared.max_body:
@@ -200,10 +224,7 @@ class Connection(asyncio.Protocol):
             return
         keep_alive = bool(self.parser.should_keep_alive())
         reject = None
-        if self.head_size > MAX_HEAD_BYTES:
-            reject = _reject(HeadTooLarge(f"Request line and headers are over {MAX_HEAD_BYTES} bytes."))
-            keep_alive = False
-        elif self.too_large:
+        if self.too_large:
             reject = _reject(BodyTooLarge(self._over_limit()))
         url = self.url
         q = url.find(b"?")

@@ -324,6 +324,27 @@ def test_a_head_over_64k_gets_431_and_the_connection_closes(port: int) -> None:
     assert w.at_eof()
 
 
+def test_a_head_that_never_ends_gets_431_before_its_end(port: int) -> None:
+    w = Wire(port)
+    w.send(b"GET /hello HTTP/1.1\r\nHost: test\r\n")
+    for i in range(80):  # 80 KiB of headers, and never the empty line that ends them
+        w.send(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1024))
+    a = w.answer()
+    assert a.status == 431 and a.headers["connection"] == "close"
+    assert w.at_eof()
+
+
+def test_a_body_that_goes_on_far_past_the_limit_gets_413_before_its_end(port: int) -> None:
+    w = Wire(port)
+    w.send(b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n")
+    piece = b"%x\r\n%s\r\n" % (MAX_BODY, b"y" * MAX_BODY)
+    for _ in range(5):  # five times the limit, and never the last chunk
+        w.send(piece)
+    a = w.answer()
+    assert a.status == 413 and a.headers["connection"] == "close"
+    assert w.at_eof()
+
+
 def test_garbage_gets_400_and_the_connection_closes(port: int) -> None:
     w = Wire(port)
     w.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n")
