@@ -18,8 +18,6 @@ JSON = "application/json"
 _STATUS_LINES = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("latin-1") for s in HTTPStatus
 }
-# Not in HTTPStatus: the client went away before its answer (nginx's convention, for the logs).
-_STATUS_LINES[499] = b"HTTP/1.1 499 Client Closed Request\r\n"
 
 
 class Output(Protocol):
