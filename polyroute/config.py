@@ -128,6 +128,8 @@ class GatewayConfig(_Strict):
     # What to do with a parameter a backend cannot honour: drop it (and say so) or refuse.
     unsupported_params: Literal["drop", "refuse"] = "drop"
     debug_headers: bool = True
+    # The scheduling slice the gateway asks Linux for (polyroute.sched); 0 leaves the kernel's.
+    sched_slice_us: int = Field(default=100, ge=0, le=100_000)
     breakers: BreakerConfig = Field(default_factory=BreakerConfig)
 
     @field_validator("listen")
@@ -136,6 +138,13 @@ class GatewayConfig(_Strict):
         host, sep, port = v.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("listen must be 'HOST:PORT', e.g. '127.0.0.1:8080'")
+        return v
+
+    @field_validator("sched_slice_us")
+    @classmethod
+    def _slice(cls, v: int) -> int:
+        if 0 < v < 100:
+            raise ValueError("sched_slice_us must be 0 (the kernel's own slice) or 100 to 100000")
         return v
 
     def host_port(self) -> tuple[str, int]:

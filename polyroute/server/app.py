@@ -68,6 +68,7 @@ def create_app(gateway: Gateway) -> App:
             "/v1/health/backends": {"GET": backends_health},
         },
         max_body=config.gateway.max_body_bytes,
+        sched_slice_us=config.gateway.sched_slice_us,
         startup=gateway.start,
         shutdown=gateway.aclose,
     )

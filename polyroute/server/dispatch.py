@@ -25,7 +25,7 @@ async def _nothing() -> None:
 
 
 class App:
-    """What the server runs: the routes, what to do before serving and after, the body limit."""
+    """What the server runs: the routes, what to do before serving and after, its limits."""
 
     def __init__(
         self,
@@ -34,9 +34,11 @@ class App:
         max_body: int,
         startup: Hook = _nothing,
         shutdown: Hook = _nothing,
+        sched_slice_us: int = 0,
     ) -> None:
         self.routes = routes  # path -> method -> handler
         self.max_body = max_body
+        self.sched_slice_us = sched_slice_us  # for the process that serves it (polyroute.sched)
         self.startup = startup
         self.shutdown = shutdown
 

@@ -18,6 +18,7 @@ import socket
 import threading
 from collections.abc import Callable
 
+from polyroute import sched
 from polyroute.server.dispatch import App
 from polyroute.server.http11 import Connection, Shared
 
@@ -105,9 +106,17 @@ class Server:
 
 
 def run(app: App, sockets: list[socket.socket], on_ready: Callable[[], None] | None = None) -> int:
-    """Serve on uvloop until SIGINT or SIGTERM; 1 when the app could not start."""
+    """Serve on uvloop until SIGINT or SIGTERM; 1 when the app could not start.
+
+    The process first asks for the app's scheduling slice (``polyroute.sched``).
+    """
     import uvloop
 
+    if app.sched_slice_us:
+        if sched.request_slice(app.sched_slice_us):
+            log.info("scheduling slice: %d us", app.sched_slice_us)
+        else:
+            log.info("scheduling slice: the kernel's own (asked for %d us)", app.sched_slice_us)
     server = Server(app)
 
     async def main() -> None:
