@@ -12,9 +12,10 @@ writer thread wakes at most once per ``FLUSH_INTERVAL``, formats whatever has
 gathered and writes it in one write. The access log, a line per request, skips
 even the record: ``direct_line`` formats the whole line where it is logged (the
 writer thread then holds the GIL only to join and write, never to format while
-the event loop waits for it), when this module's handler is the only one. The logging module's own documented switches
-for what a record needn't carry (caller's file and line, thread, process) are
-turned off: the format uses none of them. Each worker process sets this up for
+the event loop waits for it), when this module's handler is the only one. The
+logging module's own documented switches for what a record needn't carry
+(caller's file and line, thread, process) are turned off: the format uses none
+of them. Each worker process sets this up for
 itself (``POLYROUTE_LOG_LEVEL`` carries the level to workers).
 """
 

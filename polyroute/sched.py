@@ -43,16 +43,18 @@ class _Attr(ctypes.Structure):
     ]
 
 
+def _get(libc: ctypes.CDLL, getattr_call: int, tid: int) -> _Attr | None:
+    attr = _Attr()
+    if libc.syscall(getattr_call, tid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
+        return None
+    return attr
+
+
 def slice_ns(tid: int = 0) -> int | None:
     """The slice the kernel gives thread ``tid`` (0: the caller), or None where it cannot say."""
     calls = _SYSCALLS.get(platform.machine())
-    if calls is None or not hasattr(os, "sched_getaffinity"):
-        return None
-    attr = _Attr()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(calls[1], tid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
-        return None
-    return int(attr.sched_runtime) if attr.sched_policy == _SCHED_OTHER else None
+    attr = _get(ctypes.CDLL(None, use_errno=True), calls[1], tid) if calls else None
+    return int(attr.sched_runtime) if attr is not None and attr.sched_policy == _SCHED_OTHER else None
 
 
 def request_slice(microseconds: int) -> bool:
@@ -60,20 +62,18 @@ def request_slice(microseconds: int) -> bool:
     calls = _SYSCALLS.get(platform.machine())
     if microseconds <= 0 or calls is None or not os.path.isdir("/proc/self/task"):
         return False
+    setattr_call, getattr_call = calls
     libc = ctypes.CDLL(None, use_errno=True)
+    wanted = microseconds * 1000
     took = True
     for tid in (int(t) for t in os.listdir("/proc/self/task")):
-        attr = _Attr()
-        if libc.syscall(calls[1], tid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
+        attr = _get(libc, getattr_call, tid)
+        if attr is None or attr.sched_policy != _SCHED_OTHER:
+            return False  # no answer, or a real-time or batch policy set by the operator: theirs to keep
+        attr.size, attr.sched_flags, attr.sched_runtime = ctypes.sizeof(attr), 0, wanted
+        if libc.syscall(setattr_call, tid, ctypes.byref(attr), 0) != 0:
+            log.info("scheduling slice of %d us not set: %s", microseconds, os.strerror(ctypes.get_errno()))
             return False
-        if attr.sched_policy != _SCHED_OTHER:
-            return False  # a real-time or batch policy set by the operator is theirs to keep
-        attr.size = ctypes.sizeof(attr)
-        attr.sched_flags = 0
-        attr.sched_runtime = microseconds * 1000
-        if libc.syscall(calls[0], tid, ctypes.byref(attr), 0) != 0:
-            err = ctypes.get_errno()
-            log.info("scheduling slice of %d us not set: %s", microseconds, os.strerror(err))
-            return False
-        took = took and slice_ns(tid) == microseconds * 1000
+        after = _get(libc, getattr_call, tid)
+        took = took and after is not None and after.sched_runtime == wanted
     return took

@@ -40,6 +40,9 @@ class Answer(Protocol):
     def head_fields(self) -> list[bytes]:
         """The header lines of this answer (``b"name: value\\r\\n"``), framing included."""
 
+    async def aclose(self) -> None:
+        """Let go of what the answer holds when it will not be sent (its client left)."""
+
 
 class Reply:
     """A whole answer."""
@@ -60,6 +63,9 @@ class Reply:
 
     async def send(self, out: Output, head: bytes) -> None:
         out.write(head + self.body)
+
+    async def aclose(self) -> None:
+        return None
 
 
 def header_lines(headers: Mapping[str, str]) -> list[bytes]:

@@ -29,11 +29,10 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httptools
 
-from polyroute.errors import BodyTooLarge, ClientError, HeadTooLarge, InvalidRequest
+from polyroute.errors import BodyTooLarge, HeadTooLarge, InvalidRequest
 from polyroute.server.answers import Answer, Head, Reply
 from polyroute.server.errors import error_response, internal_error
 from polyroute.server.sse import EventStream
@@ -87,10 +86,6 @@ class Shared:
         self.all_closed = asyncio.Event()  # set once stopping and the last connection is gone
 
 
-def _reject(error: ClientError) -> Reply:
-    return error_response(error)
-
-
 class Connection(asyncio.Protocol):
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
@@ -136,12 +131,9 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserCallbackError:
             # A bug of ours in a callback: logged with its traceback, answered without one.
             log.exception("unexpected error while reading a request")
-            self._enqueue(Request("", "", [], b"", False, internal_error()))
-            self._end_reading()
+            self._refuse(internal_error())
         except httptools.HttpParserError as exc:
-            invalid = InvalidRequest(f"Request is not valid HTTP/1.1: {exc}")
-            self._enqueue(Request("", "", [], b"", False, _reject(invalid)))
-            self._end_reading()
+            self._refuse(error_response(InvalidRequest(f"Request is not valid HTTP/1.1: {exc}")))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -182,8 +174,7 @@ class Connection(asyncio.Protocol):
         """Answered at once, not at the end of a head that may never end."""
         if not self.close_after:
             message = f"Request line and headers are over {MAX_HEAD_BYTES} bytes."
-            self._enqueue(Request("", "", [], b"", False, _reject(HeadTooLarge(message))))
-            self._end_reading()
+            self._refuse(error_response(HeadTooLarge(message)))
 
     def on_headers_complete(self) -> None:
         declared = None
@@ -197,8 +188,7 @@ class Connection(asyncio.Protocol):
             self.too_large = True
             if expect:
                 # The client waits for our word before sending the body: the answer is 413 now.
-                self._enqueue(Request("", "", [], b"", False, _reject(BodyTooLarge(self._over_limit()))))
-                self._end_reading()
+                self._refuse(self._over_limit())
         elif expect and self.task is None and not self.queue and self.transport is not None:
             self.transport.write(_CONTINUE)
 
@@ -208,8 +198,7 @@ class Connection(asyncio.Protocol):
             # DISCARD_FACTOR times the limit, that is not worth waiting for.
             self.size += len(body)
             if self.size > DISCARD_FACTOR * self.shared.max_body and not self.close_after:
-                self._enqueue(Request("", "", [], b"", False, _reject(BodyTooLarge(self._over_limit()))))
-                self._end_reading()
+                self._refuse(self._over_limit())
             return
         self.size += len(body)
         if self.size > self.shared.max_body:
@@ -225,7 +214,7 @@ class Connection(asyncio.Protocol):
         keep_alive = bool(self.parser.should_keep_alive())
         reject = None
         if self.too_large:
-            reject = _reject(BodyTooLarge(self._over_limit()))
+            reject = self._over_limit()
         url = self.url
         q = url.find(b"?")
         path = (url if q < 0 else url[:q]).decode("latin-1")
@@ -235,8 +224,13 @@ class Connection(asyncio.Protocol):
         self._enqueue(Request(method, path, self.headers, body, keep_alive, reject, http10))
         self._reset()
 
-    def _over_limit(self) -> str:
-        return f"Request body is over the limit of {self.shared.max_body} bytes."
+    def _over_limit(self) -> Reply:
+        return error_response(BodyTooLarge(f"Request body is over the limit of {self.shared.max_body} bytes."))
+
+    def _refuse(self, reply: Reply) -> None:
+        """Answer ``reply`` after what is queued, then close: nothing more is read."""
+        self._enqueue(Request("", "", [], b"", False, reply))
+        self._end_reading()
 
     # --- serving --------------------------------------------------------------------
 
@@ -273,7 +267,7 @@ class Connection(asyncio.Protocol):
         """Answer one request; whether the connection goes on to the next."""
         answer: Answer = request.reject or await self.shared.app(request)
         if self.lost:
-            await _aclose(answer)
+            await answer.aclose()
             return False
         # Decided once the answer is ready: a stop begun meanwhile closes the connection after it.
         close = not request.keep_alive or self.shared.stopping or (self.close_after and not self.queue)
@@ -336,8 +330,3 @@ class Connection(asyncio.Protocol):
         if self.task is not None:
             self.task.cancel()
 
-
-async def _aclose(answer: Any) -> None:
-    aclose = getattr(answer, "aclose", None)
-    if aclose is not None:
-        await aclose()
