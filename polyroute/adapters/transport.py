@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from polyroute import eager
+
 _HIGH_WATER = 1 << 20  # pause reading past 1 MiB of unread body
 
 
@@ -59,6 +61,8 @@ class _Conn(asyncio.Protocol):
         self.received_any = False
         self.error: TransportError | None = None
         self.waiter: asyncio.Future[None] | None = None
+        self.waiting: asyncio.Task[object] | None = None  # the task that set the waiter
+        self.step_now = False  # the head came: the waiting task's next step runs at once
         self.headers_done = False
         self.paused = False
         self.reusable = False
@@ -80,6 +84,11 @@ class _Conn(asyncio.Protocol):
             self._fail(ConnectionBroken("unexpected protocol upgrade"))
         except httptools.HttpParserError as exc:
             self._fail(ConnectionBroken(f"invalid HTTP response ({exc})"))
+        if self.step_now:
+            # A response's head (with a stream's first token, or a whole answer) is relayed ahead
+            # of the chunks of streams already flowing (polyroute.eager); after the parser is done.
+            self.step_now = False
+            eager.step_now(self.waiting)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -100,6 +109,7 @@ class _Conn(asyncio.Protocol):
         assert self.parser is not None
         self.status = self.parser.get_status_code()
         self.headers_done = True
+        self.step_now = self.waiter is not None
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -141,11 +151,12 @@ class _Conn(asyncio.Protocol):
             raise self.error
         loop = self.loop
         self.waiter = loop.create_future()
+        self.waiting = asyncio.current_task(loop)
         timer = loop.call_later(timeout, self._timeout) if timeout is not None else None
         try:
             await self.waiter
         finally:
-            self.waiter = None
+            self.waiter = self.waiting = None
             if timer is not None:
                 timer.cancel()
         if self.error is not None:

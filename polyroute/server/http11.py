@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 
 import httptools
 
+from polyroute.eager import EagerTask
 from polyroute.errors import BodyTooLarge, HeadTooLarge, InvalidRequest
 from polyroute.server.answers import Answer, Head, Reply
 from polyroute.server.errors import error_response, internal_error
@@ -236,7 +237,10 @@ class Connection(asyncio.Protocol):
 
     def _enqueue(self, request: Request) -> None:
         if self.task is None:
-            self.task = self.loop.create_task(self._serve(request))
+            # Served at once, ahead of the steps already queued (polyroute.eager).
+            eager = EagerTask(self.loop, self._serve(request))
+            self.task = eager.task  # before the step: a request answered in it sets it back to None
+            eager.start()
             return
         self.queue.append(request)
         if len(self.queue) >= MAX_PIPELINED and not self.read_paused and self.transport is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -33,7 +34,21 @@ class Probe:
     produced: int = 0
 
 
+def called_from(function: str) -> bool:
+    """Whether a frame of ``function`` is on the stack of the running code (a callback that stepped it)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
 def make_app(probe: Probe) -> App:
+    async def where(request: Request) -> Answer:
+        # Served from the protocol callback that read the request, not on a later turn of the loop.
+        return Reply(json.dumps({"in_data_received": called_from("data_received")}).encode())
+
     async def hello(request: Request) -> Answer:
         return Reply(b'{"hello": "world"}')
 
@@ -84,6 +99,7 @@ def make_app(probe: Probe) -> App:
     return App(
         {
             "/hello": {"GET": hello},
+            "/where": {"GET": where},
             "/echo": {"POST": echo, "PUT": echo},
             "/slow": {"GET": slow},
             "/boom": {"GET": boom},

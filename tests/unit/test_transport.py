@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 import pytest
 
 from polyroute.adapters.transport import ConnectFailed, ConnectionBroken, Pool, ReadTimeout
+from polyroute.eager import EagerTask
+from tests.support.http11_app import called_from
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -157,3 +159,46 @@ async def test_refused_and_garbage_and_cut() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_an_eager_task_goes_on_from_the_callback_that_read_the_response_head() -> None:
+    """A response's head is relayed at once (polyroute.eager), a stream's later chunks on the task's turn."""
+    started = asyncio.Event()
+    release_rest = asyncio.Event()
+
+    async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await release_rest.wait()
+        writer.write(b"4\r\nrest\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with server(stream) as (url, _):
+        pool = Pool(url, connect_timeout=2)
+        where: list[tuple[str, bool]] = []
+
+        async def relay() -> bytes:
+            started.set()
+            resp = await pool.request("POST", url, {}, b"", 2)
+            where.append(("head", called_from("data_received")))
+            first = await resp.next(2)
+            release_rest.set()
+            rest = await resp.next(2)
+            where.append(("rest", called_from("data_received")))
+            assert await resp.next(2) is None
+            return (first or b"") + (rest or b"")
+
+        loop = asyncio.get_running_loop()
+        box: list[EagerTask[bytes]] = []
+
+        def start() -> None:  # as a protocol callback would: no task current
+            box.append(EagerTask(loop, relay()))
+            box[0].start()
+
+        loop.call_soon(start)
+        await started.wait()
+        assert await box[0].task == b"firstrest"
+        assert where == [("head", True), ("rest", False)]
+        await pool.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -39,6 +40,16 @@ def test_a_stream_to_an_http10_client_is_not_chunked_and_ends_with_the_connectio
     while chunk := w.sock.recv(65536):
         body += chunk
     assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    w.close()
+
+
+def test_a_request_is_served_in_the_callback_that_read_it(port: int) -> None:
+    w = Wire(port)
+    w.send(get("/where"))
+    assert json.loads(w.answer().body) == {"in_data_received": True}
+    w.send(get("/slow") + get("/where"))  # pipelined behind another: served by the connection's task
+    assert w.answer().body == b"slow"
+    assert json.loads(w.answer().body) == {"in_data_received": False}
     w.close()
 
 
