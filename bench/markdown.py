@@ -200,7 +200,30 @@ def _saturation(results: dict[str, Any]) -> list[str]:
         "",
         f"polyroute 2 workers / 1 worker: {_f(ratio, '.2f')}x",
         "",
+        *_paired_workers(results),
     ]
+
+
+def _paired_workers(results: dict[str, Any]) -> list[str]:
+    pw = results["figures"].get("paired_workers") or {}
+    if not pw:
+        return []
+    header = ["scenario", "rounds", "1 worker req/s", "2 workers req/s", "2 / 1 per round", "2 / 1 (median)",
+              "CPU per request 2 / 1 (median)", "errors"]
+    row = [
+        pw["scenario"],
+        str(pw["rounds"]),
+        " / ".join(_f(x, ".0f") for x in pw["one_rps"]),
+        " / ".join(_f(x, ".0f") for x in pw["two_rps"]),
+        " / ".join(_f(x) for x in pw["each"]),
+        _f(pw["ratio"]),
+        _f(pw["cpu_per_req"]),
+        str(pw["errors"]),
+    ]
+    intro = ("Saturation once more with one worker and two taking turns, round after round, as for the latency "
+             "checks: the runs above measure them a minute apart, and the host's speed drifts meanwhile. The "
+             "2-worker check is made on this median.")
+    return ["### One worker and two in alternating rounds", "", intro, "", *_table(header, [row]), ""]
 
 
 def _memory(results: dict[str, Any]) -> list[str]:

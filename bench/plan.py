@@ -43,7 +43,8 @@ class Plan:
     # Chat and stream scenarios run again with the gateway on a CPU of its own.
     own_core_concurrency: tuple[int, ...] = (64,)
     # The checked scenarios once more, direct and polyroute taking turns this many rounds each,
-    # so that the host's speed, which drifts over minutes, weighs on both alike.
+    # so that the host's speed, which drifts over minutes, weighs on both alike; and saturation
+    # with one worker and two the same way.
     paired_rounds: int = 3
     check_concurrency: int = 64  # the level the targets are checked at
     duration: float = 5.0  # seconds of measurement per scenario (after the warm-up)
@@ -86,6 +87,12 @@ class Plan:
         c = self.check_concurrency
         own = [Scenario(kind, c, OWN_CORE) for kind in (CHAT, STREAM)] if c in self.own_core_concurrency else []
         return [Scenario(CHAT, c), Scenario(STREAM, c), *own]
+
+    def paired_workers(self) -> list[Scenario]:
+        """Saturation measured again with one worker and two in alternating rounds (the first level)."""
+        if self.paired_rounds < 1 or not self.saturate_concurrency:
+            return []
+        return [Scenario(SATURATE, self.saturate_concurrency[0])]
 
     def scenarios(self, saturation_only: bool = False) -> list[Scenario]:
         out = [Scenario(SATURATE, c) for c in self.saturate_concurrency]

@@ -292,28 +292,52 @@ def run_paired(
     drifts over minutes; here each round measures both within seconds of each other.
     """
     scenarios = [sc for sc in plan.paired() if sc.placement != OWN_CORE or procs.placement_cpus() is not None]
-    if not scenarios:
+    return _alternate({"direct": Direct(), "polyroute": Polyroute(1)}, scenarios, plan, upstreams,
+                      upstream_services, workdir, tools)
+
+
+def run_paired_workers(
+    plan: Plan,
+    upstreams: Upstreams,
+    upstream_services: dict[str, procs.Service],
+    workdir: Path,
+    tools: native.Tools | None = None,
+) -> dict[str, Any]:
+    """Saturation again, one worker and two taking turns: the 2-worker ratio, free of the host's drift."""
+    return _alternate({"polyroute": Polyroute(1), "polyroute-w2": Polyroute(2)}, plan.paired_workers(), plan,
+                      upstreams, upstream_services, workdir, tools)
+
+
+def _alternate(
+    pair: dict[str, Target],
+    scenarios: list[Scenario],
+    plan: Plan,
+    upstreams: Upstreams,
+    upstream_services: dict[str, procs.Service],
+    workdir: Path,
+    tools: native.Tools | None,
+) -> dict[str, Any]:
+    """Every scenario on each target of ``pair`` in turn, ``plan.paired_rounds`` rounds; both stay up throughout."""
+    if not scenarios or any(t.prepare(workdir) is not None for t in pair.values()):
         return {}
-    direct, gateway = Direct(), Polyroute(1)
-    if gateway.prepare(workdir) is not None:
-        return {}
-    out: dict[str, Any] = {sc.name: {"direct": [], "polyroute": []} for sc in scenarios}
+    out: dict[str, Any] = {sc.name: {name: [] for name in pair} for sc in scenarios}
     with ExitStack() as stack:
         try:
-            targets = {"direct": direct.start(stack, upstreams, workdir),
-                       "polyroute": gateway.start(stack, upstreams, workdir)}
+            targets = {name: t.start(stack, upstreams, workdir) for name, t in pair.items()}
         except (RuntimeError, OSError) as exc:
             return {"failed": f"did not start: {exc}"}
-        sampler = procs.Sampler(targets["polyroute"].service.pid) if targets["polyroute"].service else None
-        if sampler is not None:
-            stack.callback(sampler.close)
+        samplers: dict[str, procs.Sampler] = {}
+        for name, running in targets.items():
+            if running.service is not None:
+                samplers[name] = procs.Sampler(running.service.pid)
+                stack.callback(samplers[name].close)
         for rnd in range(plan.paired_rounds):
             for sc in scenarios:
                 for name, running in targets.items():
-                    print(f"bench: paired {rnd + 1}/{plan.paired_rounds} {name:<10} {sc.name:<18}", end=" ",
+                    print(f"bench: paired {rnd + 1}/{plan.paired_rounds} {name:<12} {sc.name:<18}", end=" ",
                           file=sys.stderr, flush=True)
-                    r = _scenario(sc, plan, running, upstream_services[sc.profile],
-                                  sampler if name == "polyroute" else None, workdir, tools)
+                    r = _scenario(sc, plan, running, upstream_services[sc.profile], samplers.get(name), workdir,
+                                  tools)
                     print(_line(r), file=sys.stderr, flush=True)
                     out[sc.name][name].append(r)
                     time.sleep(0.2)
@@ -354,6 +378,8 @@ def run(plan: Plan, target_names: Sequence[str], workdir: Path, llamacpp_hook: b
             results["targets"][target.name] = result
         if "direct" in target_names and "polyroute" in target_names:
             results["paired"] = run_paired(plan, upstreams, services, workdir, tools)
+        if "polyroute" in target_names and "polyroute-w2" in target_names:
+            results["paired_workers"] = run_paired_workers(plan, upstreams, services, workdir, tools)
         results["llamacpp"] = llamacpp.run(plan, workdir) if llamacpp_hook else {"skipped": "not requested"}
     return results
 

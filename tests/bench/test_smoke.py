@@ -65,3 +65,15 @@ def test_polyroute_through_the_harness(tmp_path: Path) -> None:
     assert own["overhead_p50"] is not None and own["errors"] == 0
     assert results["figures"]["stream_ttft_own_core"]["polyroute"]["4"]["overhead_p50"] is not None
     assert "## Non-streaming, the gateway on its own core" in markdown.render(results)
+
+
+def test_one_worker_and_two_in_alternating_rounds(tmp_path: Path) -> None:
+    plan = PLAN.with_(chat_concurrency=(), stream_concurrency=(), own_core_concurrency=())
+    results = runner.run_all(plan, ["direct", "polyroute", "polyroute-w2"], tmp_path, command="smoke",
+                             llamacpp_hook=False)
+    pw = results["figures"]["paired_workers"]
+    assert pw["scenario"] == "saturate-c4" and pw["rounds"] == plan.paired_rounds and pw["errors"] == 0
+    assert pw["each"][0] == round(pw["two_rps"][0] / pw["one_rps"][0], 3) and pw["ratio"] > 0
+    check = next(c for c in results["checks"] if c["name"].startswith("polyroute saturated throughput"))
+    assert check["value"] == pw["ratio"] and "taking turns" in check["note"]
+    assert "### One worker and two in alternating rounds" in markdown.render(results)
