@@ -234,18 +234,21 @@ def checks(results: dict[str, Any], figs: dict[str, Any]) -> list[Check]:
         else ""
     )
     if figs.get("workers2_ceiling") is not None:
-        core_note += (
-            f"; the cores left beside them allow at most {figs['workers2_ceiling']:.2f}x"
-            f"; CPU per request, 2 workers / 1: {figs['workers2_cpu_per_req']:.2f}"
-        )
+        core_note += f"; the cores left beside them allow at most {figs['workers2_ceiling']:.2f}x"
+    seq_cpu = figs.get("workers2_cpu_per_req")
     workers2, workers2_note = figs["workers2_ratio"], core_note
+    if seq_cpu is not None:
+        workers2_note += f"; CPU per request, 2 workers / 1: {seq_cpu:.2f}"
     pw = figs.get("paired_workers") or {}
     if pw.get("ratio") is not None:
         each = " / ".join(f"{x:.2f}" if x is not None else "—" for x in pw["each"])
         seq = f"{workers2:.2f}" if workers2 is not None else "—"
+        if seq_cpu is not None:
+            seq += f" (CPU per request, 2 workers / 1: {seq_cpu:.2f})"
+        cpu = f"; CPU per request, 2 workers / 1: {pw['cpu_per_req']:.2f}" if pw.get("cpu_per_req") else ""
         workers2 = pw["ratio"]
         workers2_note = (f"median of {pw['rounds']} rounds of {pw['scenario']}, one worker and two taking turns "
-                         f"({each}); sequential run: {seq}; {core_note}")
+                         f"({each}){cpu}; sequential run: {seq}; {core_note}")
     at = f"{CHECK_CONCURRENCY} concurrent, non-streaming, {results['plan']['latency_ms']:g} ms upstream"
     paired = figs.get("paired", {})
 
