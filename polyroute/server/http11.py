@@ -15,7 +15,10 @@ the limit is read to its end and dropped, then answered 413; a head over
 ``MAX_HEAD_BYTES`` gets 431; bytes that are not HTTP get 400 and the connection
 closes. A head that grows past the limit is answered at once, and so is a body
 that goes on past four times the limit. Errors are in OpenAI's shape like every
-other answer.
+other answer. A client refused in the middle of its request is likely still
+sending it: the connection is half-closed after the answer and what still comes
+is dropped, for up to ``LINGER_S``, so the client is not reset before it reads
+the answer (a lingering close).
 
 When the client goes away during a stream, the task sending it is cancelled at
 once, so the stream's own cleanup (the upstream closed, what it sent billed) runs
@@ -43,6 +46,7 @@ log = logging.getLogger("polyroute.server")
 MAX_HEAD_BYTES = 64 * 1024
 MAX_PIPELINED = 16
 DISCARD_FACTOR = 4  # a body over the limit is read and dropped up to this many times the limit
+LINGER_S = 2.0  # a client refused while sending: what it still sends is read and dropped this long
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -104,6 +108,8 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.drained: asyncio.Future[None] | None = None
         self.close_after = False  # after the answers queued so far (a protocol error, an upgrade)
+        self.linger = False  # refused in the middle of a request: half-close, then close (_finish)
+        self.lingering = False
         self._reset()
 
     def _reset(self) -> None:
@@ -230,6 +236,9 @@ class Connection(asyncio.Protocol):
 
     def _refuse(self, reply: Reply) -> None:
         """Answer ``reply`` after what is queued, then close: nothing more is read."""
+        if self.close_after:
+            return  # closing already: what the parser still finds is not answered
+        self.linger = True
         self._enqueue(Request("", "", [], b"", False, reply))
         self._end_reading()
 
@@ -249,14 +258,17 @@ class Connection(asyncio.Protocol):
 
     def _end_reading(self) -> None:
         self.close_after = True
-        if self.task is None and self.transport is not None:
-            self.transport.close()
+        if self.task is None:
+            self._finish()
 
     async def _serve(self, request: Request) -> None:
         while True:
             if not await self._answer(request):
+                # Nothing more is read: requests pipelined behind this one (in the bytes the
+                # parser is still reading when an eager step ends here) are not served.
+                self.close_after = True
                 self.task = None
-                self.close()
+                self._finish()
                 return
             if not self.queue:
                 self.task = None
@@ -295,6 +307,22 @@ class Connection(asyncio.Protocol):
         finally:
             self.streaming = False
         return not (close or self.lost)
+
+    def _finish(self) -> None:
+        """Close after the last answer. A client refused in the middle of its request is most
+        likely still sending it, and closing with its bytes unread would reset the connection,
+        which can lose the client our answer. So our end is shut (FIN, after what is buffered),
+        what still comes is dropped, and the connection closes when the client closes its end
+        or after ``LINGER_S`` (a lingering close)."""
+        transport = self.transport
+        if transport is None or self.lingering:
+            return
+        if self.linger and not self.lost and transport.can_write_eof():
+            self.lingering = True
+            transport.write_eof()
+            self.loop.call_later(LINGER_S, transport.close)
+        else:
+            transport.close()
 
     # --- Output, for answers --------------------------------------------------------
 

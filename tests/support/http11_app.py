@@ -32,6 +32,7 @@ class Probe:
     cancelled: threading.Event = field(default_factory=threading.Event)
     stream_closed: threading.Event = field(default_factory=threading.Event)
     produced: int = 0
+    wheres: int = 0  # calls of /where
 
 
 def called_from(function: str) -> bool:
@@ -47,6 +48,7 @@ def called_from(function: str) -> bool:
 def make_app(probe: Probe) -> App:
     async def where(request: Request) -> Answer:
         # Served from the protocol callback that read the request, not on a later turn of the loop.
+        probe.wheres += 1
         return Reply(json.dumps({"in_data_received": called_from("data_received")}).encode())
 
     async def hello(request: Request) -> Answer:

@@ -6,7 +6,9 @@ import json
 import time
 
 import httpx
+import pytest
 
+from polyroute.server.http11 import LINGER_S
 from tests.support.http11_app import MAX_BODY, Probe, Wire, get, post
 
 # --- connections ----------------------------------------------------------------------
@@ -28,6 +30,17 @@ def test_http10_without_keep_alive_gets_connection_close_and_the_socket_closes(p
     a = w.answer()
     assert (a.status, a.headers["connection"], a.body) == (200, "close", b'{"hello": "world"}')
     assert w.at_eof()
+
+
+def test_requests_pipelined_behind_connection_close_are_neither_served_nor_answered(port: int, probe: Probe) -> None:
+    w = Wire(port)
+    before = probe.wheres
+    # One read holds both: the first is answered in the callback still reading the second.
+    w.send(get("/hello", "Connection: close\r\n") + get("/where"))
+    a = w.answer()
+    assert (a.status, a.headers["connection"], a.body) == (200, "close", b'{"hello": "world"}')
+    assert w.at_eof() and w.buf == b""
+    assert probe.wheres == before
 
 
 def test_a_stream_to_an_http10_client_is_not_chunked_and_ends_with_the_connection(port: int) -> None:
@@ -139,6 +152,33 @@ def test_a_body_that_goes_on_far_past_the_limit_gets_413_before_its_end(port: in
     a = w.answer()
     assert a.status == 413 and a.headers["connection"] == "close"
     assert w.at_eof()
+
+
+def test_a_client_still_sending_when_refused_is_not_reset(port: int) -> None:
+    # Refused after 64 KiB of head while more is coming: the server shuts its end and drops the
+    # rest for a while (a lingering close). Closing at once would reset the connection under a
+    # client still sending, and one that reads only once it has sent all would lose the answer.
+    w = Wire(port)
+    w.send(b"GET /hello HTTP/1.1\r\nHost: test\r\n" + b"X-Pad: %s\r\n" % (b"a" * 1000) * 70)
+    a = w.answer()
+    assert a.status == 431 and a.headers["connection"] == "close"
+    for _ in range(20):  # the client goes on sending its head after the answer came
+        w.send(b"X-Pad: %s\r\n" % (b"a" * 1000))
+        time.sleep(0.005)
+    assert w.at_eof()
+
+
+def test_a_client_that_goes_on_sending_is_cut_after_the_linger_time(port: int) -> None:
+    w = Wire(port)
+    w.send(b"GET /hello HTTP/1.1\r\nHost: test\r\n" + b"X-Pad: %s\r\n" % (b"a" * 1000) * 70)
+    assert w.answer().status == 431
+    refused = time.monotonic()
+    with pytest.raises(OSError):  # a broken pipe or a reset, once the server has closed
+        while time.monotonic() - refused < LINGER_S + 3:
+            w.send(b"a" * 100)
+            time.sleep(0.05)
+    assert LINGER_S <= time.monotonic() - refused < LINGER_S + 1.5
+    w.close()
 
 
 def test_garbage_gets_400_and_the_connection_closes(port: int) -> None:
