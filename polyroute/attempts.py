@@ -2,7 +2,9 @@
 
 ``Walk`` hands out the candidates of a route in order, one ``Slot`` at a time. A
 candidate is skipped when its breaker is open (``polyroute.health``), when an
-earlier attempt of this request found its backend blocked or its key refused, or,
+earlier attempt of this request met an account-wide refusal of its backend (a
+block, a refused key, an unpaid bill; never a 429 or a retired model, which stay
+with their model), or,
 after a "context length exceeded", when its window is not larger than the one that
 refused; during a stream rescue, when it cannot continue a partial answer. At most
 ``max_attempts`` attempts start, and none after the route's ``deadline``. Every
@@ -25,8 +27,6 @@ from polyroute.errors import (
     AllAttemptsFailed,
     Attempt,
     InvalidRequest,
-    UpstreamAuthError,
-    UpstreamBlocked,
     UpstreamContextExceeded,
     UpstreamError,
     UpstreamTimeout,
@@ -127,7 +127,7 @@ class Walk:
         self.t0 = time.monotonic()
         self.started = 0
         self.stopped = False
-        self.excluded: set[str] = set()  # backends found blocked or refusing our key
+        self.excluded: set[str] = set()  # backends that refused us account-wide (blocked, key, billing)
         self.floor: int | None = None  # after a context-length refusal: windows must be larger
         self.continuing = False  # a rescue: only candidates that can continue a partial answer
         self.benched: list[tuple[ModelEntry, Adapter, frozenset[str]]] = []  # skipped by an open breaker
@@ -188,7 +188,7 @@ class Walk:
 
     def learn(self, entry: ModelEntry, err: UpstreamError) -> None:
         """What one failure means for the rest of this request's walk."""
-        if isinstance(err, (UpstreamBlocked, UpstreamAuthError)):
+        if err.account_wide:
             self.excluded.add(entry.backend)
         if isinstance(err, UpstreamContextExceeded):
             self.floor = max(self.floor or 0, entry.context_window or 0)

@@ -3,7 +3,8 @@
 A breaker is *closed* while its key (``backend:NAME`` or ``model:NAME``) answers. It
 *opens* after ``failures`` failures in a row, when more than ``error_rate`` of the
 attempts in the last ``window`` seconds failed, or at once for a cooldown the
-upstream asked for (``Retry-After``) or earned (a region block, a refused key).
+upstream asked for (``Retry-After``) or earned (a region block, a refused key, an
+account that cannot pay, a model that no longer exists).
 An open breaker lets **one probe per** ``probe_interval`` through (*half-open*);
 the probe's success closes it, its failure keeps it open for another interval.
 So during an outage a dead primary sees one request per interval, not one per
@@ -13,13 +14,24 @@ client request, while traffic flows to the fallback.
       ▲                                            ▲                           │
       └──────────────── probe succeeded ───────────┼─────── probe failed ──────┘
 
-Which failures count, and against which key, is decided by ``Breakers`` from the
-error tree: a connection that fails, a block, a refused key or a rate limit say
-something about the backend; a 5xx, a timeout, a malformed answer or a cut stream
-about the model; the client's own 400 about neither (it proves the upstream is up).
+Scopes: a failure is charged to the narrowest scope that explains it (the error's
+``scope``, see ``polyroute.errors``). A model key is one configured model, so the
+same upstream id on two backends has two breakers.
+
+    model:NAME     a 429, a 5xx, a timeout, a malformed answer, a cut stream,
+                   a retired model (404 model_not_found): that model only
+    backend:NAME   a connection that fails, or an account-wide code (a refused
+                   key, billing, a region block of the whole API): every model
+        ▲
+        └── widened: ``widen_after_models`` distinct models of the backend failing
+            the same way within ``window`` open the backend's breaker too
+            (a retired model never widens: a catalog may retire several ids at once)
+
+The client's own 400 counts against neither (it proves the upstream is up).
 
 State lives behind ``BreakerStore`` (async, so a shared store such as Redis can
-implement it); ``MemoryBreakerStore`` is the default, one per process.
+implement it, the per-backend record of recent failures by model included);
+``MemoryBreakerStore`` is the default, one per process.
 """
 
 from __future__ import annotations
@@ -34,11 +46,12 @@ from typing import Protocol
 from polyroute.config import BreakerConfig
 from polyroute.errors import (
     UpstreamAuthError,
+    UpstreamBilling,
     UpstreamBlocked,
     UpstreamError,
+    UpstreamModelNotFound,
     UpstreamRateLimited,
     UpstreamRejected,
-    UpstreamUnavailable,
 )
 
 log = logging.getLogger("polyroute.breakers")
@@ -67,6 +80,7 @@ class Outcome:
     cooldown: float | None = None
     reason: str = ""  # an UpstreamError.outcome: "blocked", "rate_limited", "unavailable" ...
     detail: str = ""
+    why: str = ""  # why this key's scope was charged ("account-wide ...", "3 models rate_limited within 30s")
 
 
 SUCCESS = Outcome(Verdict.SUCCESS)
@@ -82,6 +96,7 @@ class Admission:
     state: State = State.CLOSED
     reason: str = ""
     retry_in: float = 0.0
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +107,7 @@ class View:
     state: State
     reason: str = ""
     detail: str = ""
+    why: str = ""
     retry_in: float = 0.0  # seconds until the next probe may go
     consecutive_failures: int = 0
     window_attempts: int = 0
@@ -112,6 +128,10 @@ class BreakerStore(Protocol):
     async def snapshot(self) -> list[View]:
         """Every key the store has seen."""
 
+    async def spread(self, key: str, member: str, reason: str) -> list[str]:
+        """Note that ``member`` (a model of backend ``key``) failed as ``reason``; return the distinct
+        members that failed as ``reason`` within the window, this one included, in name order."""
+
 
 @dataclass
 class Breaker:
@@ -123,6 +143,7 @@ class Breaker:
     next_probe: float = 0.0  # while open: the earliest time a probe may go
     reason: str = ""
     detail: str = ""
+    why: str = ""
     # The error-rate window as ring buckets: [bucket start, attempts, failures].
     buckets: list[list[float]] = field(default_factory=lambda: [[0.0, 0, 0] for _ in range(_BUCKETS)])
 
@@ -130,7 +151,8 @@ class Breaker:
         if self.state is State.CLOSED:
             return Admission(True)
         if now < self.next_probe:
-            return Admission(False, state=self.state, reason=self.reason, retry_in=self.next_probe - now)
+            return Admission(False, state=self.state, reason=self.reason, retry_in=self.next_probe - now,
+                             detail=self.detail)
         # One probe per interval: the next one may go only after another interval,
         # even if this one hangs.
         self.state = State.HALF_OPEN
@@ -147,7 +169,7 @@ class Breaker:
         if not failed:
             self.consecutive = 0
             if self.state is not State.CLOSED:
-                self.state, self.reason, self.detail = State.CLOSED, "", ""
+                self.state, self.reason, self.detail, self.why = State.CLOSED, "", "", ""
             return
         self.consecutive += 1
         if outcome.cooldown is not None:
@@ -162,6 +184,7 @@ class Breaker:
             state=self.state,
             reason=self.reason,
             detail=self.detail,
+            why=self.why,
             retry_in=round(max(0.0, self.next_probe - now), 3) if self.state is not State.CLOSED else 0.0,
             consecutive_failures=self.consecutive,
             window_attempts=attempts,
@@ -173,6 +196,7 @@ class Breaker:
         self.next_probe = until
         self.reason = outcome.reason
         self.detail = outcome.detail
+        self.why = outcome.why
 
     def _tripped(self, now: float) -> bool:
         if self.consecutive >= self.policy.failures:
@@ -202,6 +226,8 @@ class MemoryBreakerStore:
         self.policy = policy
         self.clock = clock
         self._breakers: dict[str, Breaker] = {}
+        # (backend key, reason) -> model -> when it last failed so: what widening counts.
+        self._spread: dict[tuple[str, str], dict[str, float]] = {}
 
     def _get(self, key: str) -> Breaker:
         breaker = self._breakers.get(key)
@@ -229,11 +255,17 @@ class MemoryBreakerStore:
         now = self.clock()
         return [b.view(k, now) for k, b in sorted(self._breakers.items())]
 
+    async def spread(self, key: str, member: str, reason: str) -> list[str]:
+        now = self.clock()
+        seen = self._spread.setdefault((key, reason), {})
+        seen[member] = now
+        oldest = now - self.policy.window
+        for name in [n for n, at in seen.items() if at <= oldest]:
+            del seen[name]
+        return sorted(seen)
+
 
 # --- what an error says, and about whom ---------------------------------------------------
-
-# Failures that say the backend as a whole cannot serve us; the rest are the model's.
-_BACKEND_ERRORS = (UpstreamUnavailable, UpstreamBlocked, UpstreamAuthError, UpstreamRateLimited)
 
 
 def backend_key(backend: str) -> str:
@@ -244,21 +276,45 @@ def model_key(model: str) -> str:
     return f"model:{model}"
 
 
-def outcomes(err: UpstreamError | None, policy: BreakerConfig) -> tuple[Outcome, Outcome]:
+def outcomes(
+    err: UpstreamError | None, policy: BreakerConfig, detail: str | None = None
+) -> tuple[Outcome, Outcome]:
     """What an attempt's end means for its backend's breaker and its model's.
 
-    ``err`` is the failure as the adapter raised it (a cut stream's cause, not the cut).
+    ``err`` is the failure as the adapter raised it (a cut stream's cause, not the cut);
+    it is charged to its own ``scope``. ``detail`` replaces the error's message in the breaker.
     """
     if err is None or isinstance(err, UpstreamRejected):
         return SUCCESS, SUCCESS  # an answer, even "your request is wrong", proves the upstream is up
-    cooldown: float | None = None
-    if isinstance(err, UpstreamBlocked):
-        cooldown = policy.block_cooldown
-    elif isinstance(err, UpstreamAuthError):
-        cooldown = policy.auth_cooldown
-    elif isinstance(err, UpstreamRateLimited) and err.retry_after:
-        cooldown = min(err.retry_after, policy.block_cooldown)
-    failure = Outcome(Verdict.FAILURE, cooldown, err.outcome, err.message[:200])
-    if isinstance(err, _BACKEND_ERRORS):
+    failure = Outcome(Verdict.FAILURE, cooldown(err, policy), err.outcome, (detail or err.message)[:300], why_charged(err))
+    if err.scope == "backend":
         return failure, RELEASE
     return RELEASE, failure
+
+
+def cooldown(err: UpstreamError, policy: BreakerConfig) -> float | None:
+    """How long a failure takes its scope out at once, if it does."""
+    if isinstance(err, UpstreamBlocked):
+        return policy.block_cooldown
+    if isinstance(err, UpstreamAuthError):
+        return policy.auth_cooldown
+    if isinstance(err, UpstreamBilling):
+        return policy.billing_cooldown
+    if isinstance(err, UpstreamModelNotFound):
+        return policy.retired_cooldown
+    if isinstance(err, UpstreamRateLimited) and err.retry_after:
+        return min(err.retry_after, policy.block_cooldown)
+    return None
+
+
+def why_charged(err: UpstreamError) -> str:
+    if err.scope == "model":
+        return "this model only: the backend's other models keep serving"
+    if err.account_wide:
+        return f"account-wide: the provider's {err.outcome} applies to every model of the backend"
+    return "the backend itself did not answer"
+
+
+def widens(err: UpstreamError) -> bool:
+    """Whether a model's failure counts toward opening its backend's breaker (see the module doc)."""
+    return err.scope == "model" and not isinstance(err, UpstreamModelNotFound)

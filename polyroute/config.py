@@ -120,6 +120,13 @@ class BreakerConfig(_Strict):
     block_cooldown: float = Field(default=3600.0, gt=0)
     # So does a refused key (401/403), for this long.
     auth_cooldown: float = Field(default=300.0, gt=0)
+    # An account that cannot pay (402, quota used up, arrears) takes the backend out this long.
+    billing_cooldown: float = Field(default=900.0, gt=0)
+    # A model the provider says does not exist (retired, renamed) is out this long.
+    retired_cooldown: float = Field(default=3600.0, gt=0)
+    # Failures are charged to the model; when this many distinct models of one backend fail the
+    # same way within ``window`` seconds, the backend's breaker opens too.
+    widen_after_models: int = Field(default=3, ge=2)
 
 
 class GatewayConfig(_Strict):

@@ -3,7 +3,9 @@
 Every failure a client can see is a ``PolyrouteError``. Each class knows the HTTP
 status it maps to, the OpenAI ``type`` and ``code`` it reports, whether the same
 backend may be tried again (``retryable``) and whether the gateway may move on to
-another candidate (``may_fall_over``). Foreign exceptions (httpx, llama.cpp, JSON)
+another candidate (``may_fall_over``). An ``UpstreamError`` also knows its
+``scope``: the narrowest thing it explains, the one model (``m``) or the whole
+backend (``B``, account-wide by its own code); the breakers charge that scope. Foreign exceptions (httpx, llama.cpp, JSON)
 are translated into this tree in exactly one place per adapter. Errors are
 classified by status and structured codes; only where a provider documents no
 code (an over-long prompt, say) does that adapter's error reader look at the text.
@@ -18,24 +20,30 @@ code (an over-long prompt, say) does that adapter's error reader look at the tex
     │   ├── BodyTooLarge                 413
     │   ├── HeadTooLarge                 431  request line and headers over the limit
     │   └── PolicyViolation              422  no candidate satisfies the policy
-    ├── UpstreamError                    a backend failed; carries backend and model
-    │   ├── UpstreamUnavailable          connection refused / reset / DNS / TLS
-    │   ├── UpstreamTimeout              no headers, no first token, or a stall
-    │   ├── UpstreamRateLimited          429, with Retry-After when given
-    │   ├── UpstreamServerError          5xx
-    │   ├── UpstreamBadResponse          malformed body or stream
-    │   ├── UpstreamBlocked              403/451 region, sanction or policy block
-    │   ├── UpstreamAuthError            401/403 bad key: not retried on that backend
-    │   ├── UpstreamRejected             400 from upstream: the client's own error
-    │   │   └── UpstreamContextExceeded  400 context length: move to a larger window
-    │   └── StreamCut                    a stream ended or stalled after tokens were sent
+    ├── UpstreamError                    a backend failed; carries backend, model and scope
+    │   │                                      (each falls over; "no retry": not that backend again)
+    │   ├── UpstreamUnavailable          B  503  connection refused / reset / DNS / TLS
+    │   ├── UpstreamTimeout              m  504  no headers, no first token, or a stall
+    │   ├── UpstreamRateLimited          m  429  429, with Retry-After when given
+    │   ├── UpstreamServerError          m  502  5xx
+    │   ├── UpstreamBadResponse          m  502  malformed body or stream
+    │   ├── UpstreamModelNotFound        m  502  404 model_not_found: retired or unknown id, no retry
+    │   ├── UpstreamBlocked              B  503  403/451 region, sanction or policy block, no retry
+    │   │                                        (m when the provider says it is the model's)
+    │   ├── UpstreamAuthError            B  502  401/403 bad key, no retry
+    │   ├── UpstreamBilling              B  503  402, quota or arrears: the account cannot pay, no retry
+    │   ├── UpstreamRejected             -  400  from upstream: the client's own error, no fall-over
+    │   │   └── UpstreamContextExceeded  -  400  context length: move to a larger window
+    │   └── StreamCut                    m  502  a stream ended or stalled after tokens were sent
     └── AllAttemptsFailed                502/503/504: every candidate failed, each listed
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+Scope = Literal["model", "backend"]
 
 
 class PolyrouteError(Exception):
@@ -147,6 +155,9 @@ class UpstreamError(PolyrouteError):
     outcome = "error"
     retryable = True
     may_fall_over = True
+    # The narrowest scope the failure explains: "model" (this model on this backend) or
+    # "backend" (every model of it: the connection, or the account by its own code).
+    scope: Scope = "model"
 
     def __init__(
         self,
@@ -156,11 +167,19 @@ class UpstreamError(PolyrouteError):
         model: str = "",
         upstream_status: int | None = None,
         code: str | None = None,
+        scope: Scope | None = None,
     ) -> None:
         super().__init__(message, code=code)
         self.backend = backend
         self.model = model
         self.upstream_status = upstream_status
+        if scope is not None:
+            self.scope = scope
+
+    @property
+    def account_wide(self) -> bool:
+        """The whole backend refuses us until someone acts (a key, a bill, a block): skip it for this request."""
+        return self.scope == "backend" and not self.retryable
 
     def describe(self) -> str:
         status = f" HTTP {self.upstream_status}" if self.upstream_status else ""
@@ -170,6 +189,7 @@ class UpstreamError(PolyrouteError):
 class UpstreamUnavailable(UpstreamError):
     status = 503
     outcome = "unavailable"
+    scope = "backend"
 
 
 class UpstreamTimeout(UpstreamError):
@@ -194,12 +214,20 @@ class UpstreamBadResponse(UpstreamError):
     outcome = "bad_response"
 
 
+class UpstreamModelNotFound(UpstreamError):
+    """The provider says the model does not exist (retired, renamed, mistyped): out for a long cooldown."""
+
+    outcome = "model_not_found"
+    retryable = False
+
+
 class UpstreamBlocked(UpstreamError):
-    """Region, sanction or policy block: the backend is out for a long cooldown."""
+    """Region, sanction or policy block: the backend (or, when it says so, the model) is out for a long cooldown."""
 
     status = 503
     outcome = "blocked"
     retryable = False
+    scope = "backend"
 
 
 class UpstreamAuthError(UpstreamError):
@@ -208,6 +236,16 @@ class UpstreamAuthError(UpstreamError):
     status = 502
     outcome = "auth_error"
     retryable = False
+    scope = "backend"
+
+
+class UpstreamBilling(UpstreamError):
+    """The provider account cannot pay (balance, quota, arrears): every model of the backend is out until topped up."""
+
+    status = 503
+    outcome = "billing"
+    retryable = False
+    scope = "backend"
 
 
 class UpstreamRejected(UpstreamError):
@@ -268,7 +306,7 @@ class AllAttemptsFailed(PolyrouteError):
     def _pick_status(self) -> int:
         if self.errors and all(isinstance(e, UpstreamTimeout) for e in self.errors):
             return 504
-        transient = (UpstreamUnavailable, UpstreamBlocked, UpstreamRateLimited)
+        transient = (UpstreamUnavailable, UpstreamBlocked, UpstreamRateLimited, UpstreamBilling)
         if self.errors and all(isinstance(e, transient) for e in self.errors):
             return 503
         return 502

@@ -1,8 +1,10 @@
 """Backend health: the breakers of each candidate, as failover and operators see them.
 
 ``Health.admit`` asks both breakers of a candidate (its backend's and its model's)
-whether an attempt may go; ``Health.settle`` tells them how it ended and logs
-every state change. ``Health.report`` is what ``GET /v1/health/backends`` shows.
+whether an attempt may go; ``Health.settle`` tells them how it ended, charging the
+failure to its scope (and widening it to the backend when several of its models
+fail the same way), and logs every state change with the scope and why.
+``Health.report`` is what ``GET /v1/health/backends`` shows.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from polyroute.breakers import (
     RELEASE,
     Admission,
+    Verdict,
     BreakerStore,
     MemoryBreakerStore,
     Outcome,
@@ -22,15 +25,32 @@ from polyroute.breakers import (
     backend_key,
     model_key,
     outcomes,
+    widens,
 )
 from polyroute.config import BreakerConfig
-from polyroute.errors import UpstreamBlocked, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
+from polyroute.errors import (
+    UpstreamBilling,
+    UpstreamBlocked,
+    UpstreamError,
+    UpstreamModelNotFound,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
 from polyroute.fleet import Fleet, ModelEntry
 
 log = logging.getLogger("polyroute.breakers")
 
-# Skips that a request may override when every candidate is skipped (see attempts.Walk).
+# Skips that a request may override when every candidate is skipped (see attempts.Walk): only a
+# breaker opened by failures. A cooldown the upstream asked for (Retry-After) or earned (a block,
+# a refused key, an unpaid bill, a retired model) is never overridden.
 PANIC_CODES = frozenset({"circuit_open"})
+SKIP_CODES = {
+    "blocked": "blocked_cooldown",
+    "auth_error": "auth_cooldown",
+    "billing": "billing_cooldown",
+    "model_not_found": "retired_cooldown",
+    "rate_limited": "rate_limited_cooldown",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +85,24 @@ class Health:
     async def settle(self, ticket: Ticket, err: UpstreamError | None, *, counts: bool = True) -> None:
         """Account an attempt's end. ``counts=False`` when it ended for a reason not its own."""
         entry = ticket.entry
-        b_out, m_out = outcomes(err, self.policy) if counts else (RELEASE, RELEASE)
-        await self._record(backend_key(entry.backend), b_out)
+        if not counts or err is None:
+            b_out, m_out = outcomes(None, self.policy) if counts else (RELEASE, RELEASE)
+        else:
+            b_out, m_out = outcomes(err, self.policy, operator_detail(entry, err))
+        bkey = backend_key(entry.backend)
+        await self._record(bkey, b_out)
         await self._record(model_key(entry.name), m_out)
+        if err is not None and m_out.verdict is Verdict.FAILURE and widens(err):
+            await self._widen(bkey, entry, m_out)
+
+    async def _widen(self, bkey: str, entry: ModelEntry, failed: Outcome) -> None:
+        """Several models of one backend failing the same way within the window: the backend is charged."""
+        models = await self.store.spread(bkey, entry.name, failed.reason)
+        if len(models) < self.policy.widen_after_models:
+            return
+        why = f"{len(models)} models {failed.reason} within {self.policy.window:g}s ({', '.join(models)})"
+        await self._record(bkey, Outcome(Verdict.FAILURE, failed.cooldown or self.policy.probe_interval,
+                                         failed.reason, failed.detail, why))
 
     async def release(self, ticket: Ticket) -> None:
         """The attempt was abandoned (hedge lost, client gone): it tells nothing."""
@@ -83,8 +118,8 @@ class Health:
         elif after is State.OPEN and before is State.CLOSED:
             view = await self.store.get(key)
             log.warning(
-                "breaker %s open: %s (%s); next probe in %.1fs",
-                key, outcome.reason, outcome.detail, view.retry_in,
+                "breaker %s open: %s (%s); scope %s: %s; next probe in %.1fs",
+                key, outcome.reason, outcome.detail, key.partition(":")[0], outcome.why, view.retry_in,
             )
         elif after is State.OPEN:
             log.info("breaker %s probe failed: %s; stays open", key, outcome.reason)
@@ -95,9 +130,13 @@ class Health:
 
         def show(key: str) -> dict[str, Any]:
             v = views.get(key) or View(key, State.CLOSED)
+            closed = v.state is State.CLOSED
             return {
                 "state": str(v.state),
+                # The scope charged (this key's kind) and why, while it is out.
+                "scope": None if closed else key.partition(":")[0],
                 "reason": v.reason or None,
+                "why": v.why or None,
                 "detail": v.detail or None,
                 "next_probe_in": v.retry_in if v.state is not State.CLOSED else None,
                 "consecutive_failures": v.consecutive_failures,
@@ -116,14 +155,27 @@ class Health:
         return {"status": status, "backends": backends, "models": models}
 
 
+def operator_detail(entry: ModelEntry, err: UpstreamError) -> str:
+    """The failure in words that tell the operator what to do, where the fix is theirs."""
+    if isinstance(err, UpstreamModelNotFound):
+        return (f"model {entry.upstream} on backend {entry.backend}: the provider says it does not exist "
+                f"({err.message[:120]}); update the catalog or [models.{entry.name}].upstream")
+    return err.message
+
+
 def _skipped(entry: ModelEntry, why: Admission) -> UpstreamError:
     """The error a skipped candidate adds to the report, so a refusal explains itself."""
     retry = round(why.retry_in, 1)
     # Only a breaker opened by failures may be overridden when nothing else is left (PANIC_CODES).
-    code = {"blocked": "blocked_cooldown", "auth_error": "auth_cooldown"}.get(why.reason, "circuit_open")
+    code = SKIP_CODES.get(why.reason, "circuit_open")
     kw: dict[str, Any] = {"backend": entry.backend, "model": entry.name, "code": code}
+    said = f" ({why.detail[:200]})" if why.detail else ""
     if why.reason == "blocked":
-        return UpstreamBlocked(f"skipped: blocked, next probe in {retry}s", **kw)
+        return UpstreamBlocked(f"skipped: blocked, next probe in {retry}s{said}", **kw)
     if why.reason == "rate_limited":
         return UpstreamRateLimited(f"skipped: rate limited for {retry}s more", retry_after=why.retry_in, **kw)
+    if why.reason == "billing":
+        return UpstreamBilling(f"skipped: billing, next probe in {retry}s{said}", **kw)
+    if why.reason == "model_not_found":
+        return UpstreamModelNotFound(f"skipped: model not found, next probe in {retry}s{said}", **kw)
     return UpstreamUnavailable(f"skipped: circuit open ({why.reason or 'failing'}), next probe in {retry}s", **kw)

@@ -56,6 +56,7 @@ STATUS_OF_TYPE = {
 TOOL_CHOICE = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
 
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
+_CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 _REGION_WORDS = re.compile(r"\b(country|countries|region|territor)", re.I)
 _DATA_URL = re.compile(r"data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", re.S)
 
@@ -75,12 +76,18 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     # "forbidden" ("Request not allowed"), not the documented "permission_error" of a key.
     blocked = status in (403, 451) and (etype == "forbidden" or bool(_REGION_WORDS.search(message)))
     context = etype == "invalid_request_error" and bool(_PROMPT_TOO_LONG.search(message))
+    # An exhausted credit balance comes as a plain 400 invalid_request_error: Anthropic gives it
+    # no code of its own, so its words are read (billing_error, when sent, is the code).
+    low_credit = etype == "invalid_request_error" and bool(_CREDIT_TOO_LOW.search(message))
     return ErrorInfo(
         message,
-        code=etype or None,
+        code="credit_balance_too_low" if low_credit else etype or None,
         blocked=blocked,
         context_exceeded=context,
         auth=etype == "authentication_error",
+        billing=low_credit or etype == "billing_error",
+        # On /v1/messages the one resource that can be missing is the model.
+        model_missing=status == 404 and etype == "not_found_error",
     )
 
 

@@ -29,11 +29,14 @@ from polyroute.adapters.transport import (
 )
 from polyroute.config import BackendConfig
 from polyroute.errors import (
+    Scope,
     UpstreamAuthError,
     UpstreamBadResponse,
+    UpstreamBilling,
     UpstreamBlocked,
     UpstreamContextExceeded,
     UpstreamError,
+    UpstreamModelNotFound,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamServerError,
@@ -51,6 +54,12 @@ class ErrorInfo:
     blocked: bool = False
     context_exceeded: bool = False
     auth: bool = False
+    # The account cannot pay: balance exhausted, quota used up, arrears.
+    billing: bool = False
+    # The provider does not know the model (retired, renamed, mistyped).
+    model_missing: bool = False
+    # Set when the provider says which scope the failure has (a region block of one model only).
+    scope: Scope | None = None
 
 
 BodyReader = Callable[[int, bytes], ErrorInfo]
@@ -95,19 +104,34 @@ def error_from_status(
     info = reader(status, body)
     cls = _status_class(status, info)
     msg = info.message[:500] if cls is not UpstreamBadResponse else f"unexpected status {status}"
+    kw: dict[str, Any] = {"backend": backend, "model": model, "upstream_status": status, "code": info.code}
+    if info.scope is not None:
+        kw["scope"] = info.scope
     if cls is UpstreamRateLimited:
-        return UpstreamRateLimited(
-            msg, retry_after=parse_retry_after(headers.get("retry-after")),
-            backend=backend, model=model, upstream_status=status, code=info.code,
-        )
-    return cls(msg, backend=backend, model=model, upstream_status=status, code=info.code)
+        return UpstreamRateLimited(msg, retry_after=parse_retry_after(headers.get("retry-after")), **kw)
+    if cls is UpstreamBilling:
+        return UpstreamBilling(billing_words(backend, status, info), **kw)
+    return cls(msg, **kw)
+
+
+def billing_words(backend: str, status: int, info: ErrorInfo) -> str:
+    """The operator's sentence for an account that cannot pay: backend, what the provider said, what to do."""
+    default = "account balance exhausted" if status == 402 else "account balance or quota exhausted"
+    what = BILLING_WORDS.get(info.code or "", default)
+    said = " ".join(p for p in (str(status), info.message[:200]) if p)
+    return f"{backend}: {what} ({said}); top up the account or raise its limit with the provider"
 
 
 def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
+    # Billing first: providers send it as 402, 429 (OpenAI, Moonshot, Z.ai) or 400 (Anthropic).
+    if info.billing or status == 402:
+        return UpstreamBilling
     if info.blocked or status == 451:
         return UpstreamBlocked
     if status in (401, 403) or info.auth:
         return UpstreamAuthError
+    if info.model_missing:
+        return UpstreamModelNotFound
     if status == 429:
         return UpstreamRateLimited
     if status == 408:
@@ -117,7 +141,7 @@ def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
     if info.context_exceeded:
         return UpstreamContextExceeded
     if status == 404:
-        # The backend does not know the model: another candidate may.
+        # A 404 with no code of its own (a path, a proxy): another candidate may answer.
         return UpstreamServerError
     if 400 <= status < 500:
         return UpstreamRejected
@@ -221,13 +245,39 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
     blocked = code_s in BLOCK_CODES or etype in BLOCK_CODES
     context = code_s in CONTEXT_CODES or etype in CONTEXT_CODES
     auth = code_s in AUTH_CODES or etype in AUTH_CODES
-    return ErrorInfo(message=message, code=code_s, blocked=blocked, context_exceeded=context, auth=auth)
+    billing = code_s in BILLING_CODES or etype in BILLING_CODES
+    # DeepSeek answers an unknown model with a 400 whose only distinct part is this exact message.
+    missing = code_s in MODEL_MISSING_CODES or etype in MODEL_MISSING_CODES or (
+        status == 400 and message == "Model Not Exist"
+    )
+    return ErrorInfo(
+        message=message, code=etype if billing and code_s not in BILLING_CODES else code_s, blocked=blocked, context_exceeded=context, auth=auth,
+        billing=billing, model_missing=missing,
+    )
 
 
-# Structured codes providers document for these cases.
+# Structured codes providers document for these cases (the fixtures in tests/fixtures/*/errors name the sources).
 BLOCK_CODES = frozenset({"unsupported_country_region_territory", "region_not_supported", "unsupported_region"})
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
 AUTH_CODES = frozenset({"invalid_api_key", "authentication_error", "incorrect_api_key"})
+# The code (or type) each provider sends when the account cannot pay, and the plain words for it.
+BILLING_WORDS = {
+    "insufficient_quota": "quota exhausted (plan and billing)",  # OpenAI, 429
+    "credit_balance_exhausted": "prepaid credit exhausted",  # OpenAI, 429
+    "organization_spend_limit_exceeded": "organisation spend limit reached",  # OpenAI, 429
+    "project_spend_limit_exceeded": "project spend limit reached",  # OpenAI, 429
+    "organization_usage_limit_exceeded": "organisation usage limit reached",  # OpenAI, 429
+    "exceeded_current_quota_error": "quota exceeded (plan and billing)",  # Moonshot / Kimi, 429
+    "Arrearage": "account in arrears",  # DashScope (Alibaba Model Studio)
+    "1113": "balance exhausted or no resource package",  # Z.ai / Zhipu, 429
+    "billing_error": "billing problem on the account",  # Anthropic, 402
+    "credit_balance_too_low": "credit balance too low",  # Anthropic's 400, as its reader names it
+}
+BILLING_CODES = frozenset(BILLING_WORDS)
+MODEL_MISSING_CODES = frozenset({
+    "model_not_found",  # OpenAI and most compatibles, 404
+    "resource_not_found_error",  # Moonshot / Kimi, 404 on an unknown model
+})
 
 
 def json_object(data: str | bytes, what: str, *, backend: str, model: str) -> dict[str, Any]:

@@ -38,6 +38,9 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     info = json_error_reader(status, body)
     if status == 400 and _CONTEXT_WORDS.search(info.message):
         return ErrorInfo(info.message, code="context_length_exceeded", context_exceeded=True)
+    if status == 404:
+        # /api/chat answers 404 only for a model it has not pulled ("model 'x' not found").
+        return ErrorInfo(info.message, code="model_not_found", model_missing=True)
     return info
 
 

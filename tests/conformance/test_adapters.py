@@ -20,6 +20,7 @@ from polyroute.errors import (
     UpstreamBlocked,
     UpstreamContextExceeded,
     UpstreamError,
+    UpstreamModelNotFound,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamServerError,
@@ -167,7 +168,7 @@ ERROR_CASES = [
     ("overloaded_529", UpstreamServerError),
     ("context", UpstreamContextExceeded),
     ("rejected", UpstreamRejected),
-    ("model_not_found", UpstreamServerError),  # another backend may have the model
+    ("model_not_found", UpstreamModelNotFound),  # another backend may have the model
 ]
 
 
