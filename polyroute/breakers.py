@@ -286,7 +286,8 @@ def outcomes(
     """
     if err is None or isinstance(err, UpstreamRejected):
         return SUCCESS, SUCCESS  # an answer, even "your request is wrong", proves the upstream is up
-    failure = Outcome(Verdict.FAILURE, cooldown(err, policy), err.outcome, (detail or err.message)[:300], why_charged(err))
+    said = (detail or err.message)[:300]
+    failure = Outcome(Verdict.FAILURE, cooldown(err, policy), err.outcome, said, why_charged(err))
     if err.scope == "backend":
         return failure, RELEASE
     return RELEASE, failure

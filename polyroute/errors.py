@@ -5,10 +5,12 @@ status it maps to, the OpenAI ``type`` and ``code`` it reports, whether the same
 backend may be tried again (``retryable``) and whether the gateway may move on to
 another candidate (``may_fall_over``). An ``UpstreamError`` also knows its
 ``scope``: the narrowest thing it explains, the one model (``m``) or the whole
-backend (``B``, account-wide by its own code); the breakers charge that scope. Foreign exceptions (httpx, llama.cpp, JSON)
-are translated into this tree in exactly one place per adapter. Errors are
-classified by status and structured codes; only where a provider documents no
-code (an over-long prompt, say) does that adapter's error reader look at the text.
+backend (``B``, account-wide by its own code); the breakers charge that scope.
+Foreign exceptions (httpx, llama.cpp, JSON) are translated into this tree in
+exactly one place per adapter. Errors are classified by status and structured
+codes; only where a provider documents no code (an over-long prompt, Anthropic's
+"credit balance is too low", DeepSeek's "Model Not Exist") does that adapter's
+error reader look at the text.
 
     PolyrouteError
     ├── ConfigError                      bad config file (never an HTTP answer)
@@ -20,8 +22,8 @@ code (an over-long prompt, say) does that adapter's error reader look at the tex
     │   ├── BodyTooLarge                 413
     │   ├── HeadTooLarge                 431  request line and headers over the limit
     │   └── PolicyViolation              422  no candidate satisfies the policy
-    ├── UpstreamError                    a backend failed; carries backend, model and scope
-    │   │                                      (each falls over; "no retry": not that backend again)
+    ├── UpstreamError                    a backend failed; carries backend, model and scope (m/B)
+    │   │                                        falls over; "no retry": not that backend again
     │   ├── UpstreamUnavailable          B  503  connection refused / reset / DNS / TLS
     │   ├── UpstreamTimeout              m  504  no headers, no first token, or a stall
     │   ├── UpstreamRateLimited          m  429  429, with Retry-After when given

@@ -16,11 +16,11 @@ from typing import Any
 from polyroute.breakers import (
     RELEASE,
     Admission,
-    Verdict,
     BreakerStore,
     MemoryBreakerStore,
     Outcome,
     State,
+    Verdict,
     View,
     backend_key,
     model_key,

@@ -250,8 +250,10 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
     missing = code_s in MODEL_MISSING_CODES or etype in MODEL_MISSING_CODES or (
         status == 400 and message == "Model Not Exist"
     )
+    # Moonshot names its billing error only in ``type``: keep that as the code so its words are found.
+    code_s = etype if billing and code_s not in BILLING_CODES else code_s
     return ErrorInfo(
-        message=message, code=etype if billing and code_s not in BILLING_CODES else code_s, blocked=blocked, context_exceeded=context, auth=auth,
+        message=message, code=code_s, blocked=blocked, context_exceeded=context, auth=auth,
         billing=billing, model_missing=missing,
     )
 

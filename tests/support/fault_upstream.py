@@ -10,6 +10,8 @@ the ``model`` the gateway sends, a ``+``-joined list like the fake adapter's:
 - ``status-CODE`` (``+retry-S`` adds ``Retry-After: S``): an OpenAI-shaped error;
 - ``block``: 403 with OpenAI's real region-block body; ``auth``: 401 bad key;
 - ``context``: 400 ``context_length_exceeded``; ``bad400``: 400 invalid request;
+- ``errfile-PROVIDER/NAME``: the documented error in ``tests/fixtures/PROVIDER/errors/NAME.json``
+  (its status, headers and body), e.g. ``errfile-deepseek/402_insufficient_balance``;
 - ``reset``: the connection is reset before any byte of the answer;
 - ``resetbody-N``: reset after N tokens (non-streams: after half the body);
 - ``slowheaders-MS``: nothing for MS ms, then the answer;
@@ -42,9 +44,11 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 ANSWER = "Alpha bravo charlie delta echo foxtrot golf hotel"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 BLOCK_BODY = {
     "error": {
@@ -56,7 +60,8 @@ BLOCK_BODY = {
 }
 Wait = Callable[[float], Awaitable[bool]]
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 408: "Request Timeout",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+            404: "Not Found", 408: "Request Timeout",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
 
@@ -89,6 +94,7 @@ class Fault:
     badjson: bool = False
     nousage: bool = False
     tools: bool = False
+    errfile: str | None = None
 
     @classmethod
     def parse(cls, model: str) -> Fault:
@@ -99,8 +105,8 @@ class Fault:
                 fields["text"] = arg.replace("-", " ")
             elif head == "status":
                 fields["status"] = int(arg)
-            elif head == "retry":
-                fields["retry"] = arg
+            elif head in ("retry", "errfile"):
+                fields[head] = arg
             elif head in ("resetbody", "slowheaders", "slowfirst", "gap", "stall", "cut", "malformed", "errorevent"):
                 fields[head] = int(arg)
             elif head in ("block", "auth", "context", "bad400", "reset", "badjson", "nousage", "tools"):
@@ -109,6 +115,8 @@ class Fault:
 
     def error(self) -> tuple[int, dict[str, Any], dict[str, str]] | None:
         """The error answer this fault gives before any body, if any."""
+        if self.errfile:
+            return documented_error(self.errfile)
         if self.block:
             return 403, BLOCK_BODY, {}
         if self.auth:
@@ -122,6 +130,13 @@ class Fault:
             headers = {"retry-after": self.retry} if self.retry else {}
             return self.status, _err(f"upstream says {self.status}", "server_error", None), headers
         return None
+
+
+def documented_error(name: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """A provider's documented error from its fixture (``PROVIDER/NAME``): status, body, headers."""
+    provider, _, case = name.partition("/")
+    doc = json.loads((FIXTURES / provider / "errors" / f"{case}.json").read_text())
+    return int(doc["status"]), doc["body"], dict(doc.get("headers") or {})
 
 
 def _err(message: str, etype: str, code: str | None) -> dict[str, Any]:
