@@ -77,9 +77,10 @@ def run_mode(mode: str, chosen: list[Any], args: argparse.Namespace, work: Path,
     config = work / f"{mode}.toml"
     raw = gateway_config(f"http://127.0.0.1:{up_port}/v1", f"http://127.0.0.1:{free_port()}/v1", mode)
     config.write_text(to_toml(raw))
-    polyroute = REPO / ".venv" / "bin" / "polyroute"
-    gateway = Service(f"polyroute-{mode}", [str(polyroute), "serve", "--config", str(config), "--port", str(port),
-                                            "--log-level", "warning"], work / f"polyroute-{mode}.log", cwd=REPO)
+    # This interpreter's polyroute (the one on its path), so a worktree's code is what runs.
+    command = [sys.executable, "-m", "polyroute", "serve", "--config", str(config), "--port", str(port),
+               "--log-level", "warning"]
+    gateway = Service(f"polyroute-{mode}", command, work / f"polyroute-{mode}.log", cwd=REPO)
     try:
         wait_for_port(port, gateway, 30)
         base = f"http://127.0.0.1:{port}/v1"

@@ -22,6 +22,7 @@ class Read:
     total: float = 0.0
     max_gap: float = 0.0  # the longest wait between two content tokens
     attempts: int = 0  # x-polyroute-attempts
+    model: str = ""  # x-polyroute-model: the candidate that answered
     estimated: bool = False  # usage says a cut attempt was estimated: the stream was rescued
     error: str = ""
 
@@ -50,6 +51,7 @@ async def one(client: httpx.AsyncClient, url: str, route: str) -> Read:
         async with client.stream("POST", url, json={**BODY, "model": route}) as resp:
             read.status = resp.status_code
             read.attempts = int(resp.headers.get("x-polyroute-attempts", "0"))
+            read.model = resp.headers.get("x-polyroute-model", "")
             async for line in resp.aiter_lines():
                 if not line.startswith("data: "):
                     continue

@@ -6,7 +6,14 @@ from collections import Counter
 from typing import Any
 
 from bench.failover.load import Load
-from bench.failover.scenarios import FIRST_TOKEN_TIMEOUT, HEADERS_TIMEOUT, HEDGE_AFTER, STALL_TIMEOUT, Scenario
+from bench.failover.scenarios import (
+    FIRST_TOKEN_TIMEOUT,
+    HEADERS_TIMEOUT,
+    HEDGE_AFTER,
+    STALL_TIMEOUT,
+    Scenario,
+    sibling_of,
+)
 from bench.stats import summarize_ms
 
 SLACK = 0.050  # the goal: the next token within the fault's budget plus 50 ms
@@ -26,6 +33,7 @@ def summarize(load: Load) -> dict[str, Any]:
         "attempts_mean": sum(r.attempts for r in reads) / len(reads) if reads else 0.0,
         "rescued": sum(r.estimated for r in reads),
         "failures": dict(failures),
+        "answered_by": dict(Counter(r.model for r in ok)),
     }
 
 
@@ -33,6 +41,8 @@ def goal(s: Scenario, fig: dict[str, Any]) -> tuple[bool, str]:
     """100% success (every route has a healthy fallback), and the next token within budget + 50 ms."""
     if fig["success_pct"] < 100.0:
         return False, f"{fig['success_pct']:.1f}% ok"
+    if s.sibling and set(fig.get("answered_by") or {}) != {sibling_of(s)}:
+        return False, f"answered by {fig.get('answered_by')}, not only the sibling on the same backend"
     limit_ms = (s.budget + SLACK) * 1000
     if s.where == "before":
         worst = fig["ttft_ms"].get("max", 0.0)

@@ -22,6 +22,9 @@ class Scenario:
     what: str
     where: Where  # before the first token, mid-stream, or no fault at all
     hedge: bool = False
+    # The route's second candidate is a healthy sibling on the faulty candidate's own backend,
+    # and every answer must come from it (the fault is the model's, not the backend's).
+    sibling: bool = False
 
     @property
     def budget(self) -> float:
@@ -48,6 +51,11 @@ SCENARIOS = [
     Scenario("cut", "cut-4+gap-10", "4 tokens, then the body ends without [DONE]", "mid"),
     Scenario("reset-mid", "resetbody-4+gap-10", "4 tokens, then a TCP reset", "mid"),
     Scenario("error-event", "errorevent-4+gap-10", "4 tokens, then an error event", "mid"),
+    Scenario("billing", "errfile-deepseek/402_insufficient_balance", "402 Insufficient Balance (DeepSeek's body)",
+             "before"),
+    Scenario("retired-model", "errfile-openai/404_model_not_found", "404 model_not_found (OpenAI's body)", "before"),
+    Scenario("shared-backend", "status-429+retry-30", "429 on one model; its sibling on the same backend serves",
+             "before", sibling=True),
 ]
 
 # "meets": breakers never open, cooldowns and probe intervals are a millisecond, so every request meets
@@ -66,8 +74,12 @@ def gateway_config(upstream_url: str, refused_url: str, mode: str) -> dict[str, 
         fault = HEALTHY if s.fault == "refused" else s.fault  # refused: the port is closed, the fault is moot
         models[first] = {"backend": first, "upstream": f"{fault}+id-{s.name}"}
         models[second] = {"backend": second, "upstream": f"{HEALTHY}+id-{s.name}-fallback"}
+        candidates = [first, second]
+        if s.sibling:
+            models[sibling_of(s)] = {"backend": first, "upstream": f"{HEALTHY}+id-{s.name}-sibling"}
+            candidates.insert(1, sibling_of(s))
         routes[s.name] = {
-            "models": [first, second],
+            "models": candidates,
             "first_token_timeout": FIRST_TOKEN_TIMEOUT,
             "stall_timeout": STALL_TIMEOUT,
             **({"hedge_after": HEDGE_AFTER} if s.hedge else {}),
@@ -75,8 +87,14 @@ def gateway_config(upstream_url: str, refused_url: str, mode: str) -> dict[str, 
     gateway: dict[str, Any] = {"debug_headers": True}
     if mode == "meets":
         gateway["breakers"] = {"failures": 1_000_000, "error_rate": 1.0, "min_requests": 1_000_000,
-                               "probe_interval": 0.001, "block_cooldown": 0.001, "auth_cooldown": 0.001}
+                               "probe_interval": 0.001, "block_cooldown": 0.001, "auth_cooldown": 0.001,
+                               "billing_cooldown": 0.001, "retired_cooldown": 0.001}
     return {"gateway": gateway, "backends": backends, "models": models, "routes": routes}
+
+
+def sibling_of(s: Scenario) -> str:
+    """The model name of a scenario's healthy sibling (``sibling`` scenarios)."""
+    return f"{s.name}-sibling"
 
 
 def to_toml(doc: dict[str, Any]) -> str:
