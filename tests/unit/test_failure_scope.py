@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from polyroute import config as cfg
 from polyroute.breakers import MemoryBreakerStore, State, backend_key, model_key
 from polyroute.config import BreakerConfig
 from polyroute.errors import (
+    ConfigError,
     UpstreamBilling,
     UpstreamError,
     UpstreamModelNotFound,
@@ -95,6 +97,24 @@ async def test_what_does_not_widen(errors: list[UpstreamError]) -> None:
         await fail(health, entry(f"m{i}"), err)
     assert (await store.get(backend_key("b"))).state is State.CLOSED
     assert isinstance(await health.admit(entry("sibling")), Ticket)
+
+
+async def test_the_scope_keys_come_from_the_config() -> None:
+    raw = {**config(("m", "b", "echo")), "gateway": {"breakers": {
+        "billing_cooldown": 120, "retired_cooldown": 60, "widen_after_models": 2}}}
+    policy = cfg.parse(raw, source="<test>", env={}).gateway.breakers
+    assert (policy.billing_cooldown, policy.retired_cooldown, policy.widen_after_models) == (120, 60, 2)
+    store = MemoryBreakerStore(policy, Clock())
+    health = Health(policy, store)
+    await fail(health, entry("m1"), UpstreamModelNotFound("gone"))
+    assert (await store.get(model_key("m1"))).retry_in == 60
+    await fail(health, entry("m2"), limited())
+    await fail(health, entry("m3"), limited())
+    assert (await store.get(backend_key("b"))).why == "2 models rate_limited within 30s (m2, m3)"
+    await fail(health, entry("x", "other"), UpstreamBilling("unpaid"))
+    assert (await store.get(backend_key("other"))).retry_in == 120
+    with pytest.raises(ConfigError, match="widen_after_models"):
+        cfg.parse({**raw, "gateway": {"breakers": {"widen_after_models": 1}}}, source="<test>", env={})
 
 
 async def test_failures_outside_the_window_do_not_widen() -> None:
