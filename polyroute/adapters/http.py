@@ -252,9 +252,17 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
     )
     # Moonshot names its billing error only in ``type``: keep that as the code so its words are found.
     code_s = etype if billing and code_s not in BILLING_CODES else code_s
+    scope: Scope | None = None
+    meta = err.get("metadata")
+    if isinstance(meta, dict) and "provider_name" in meta and "raw" in meta:
+        # A relay (OpenRouter) passing on the refusal of the provider behind this model: it is about
+        # that model, not our account with the relay; a 403 from there is that provider's block.
+        scope = "model"
+        blocked = blocked or status == 403
+        message = f"{meta['provider_name']}: {message}"
     return ErrorInfo(
         message=message, code=code_s, blocked=blocked, context_exceeded=context, auth=auth,
-        billing=billing, model_missing=missing,
+        billing=billing, model_missing=missing, scope=scope,
     )
 
 

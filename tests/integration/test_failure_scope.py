@@ -20,6 +20,7 @@ from tests.support.fault_upstream import ANSWER, FaultUpstream
 from tests.support.live import Live
 
 RATE_LIMITED = "status-429+retry-60"
+RELAY_BLOCK = "errfile-openrouter/403_provider_region_block"
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,10 @@ def live(up: FaultUpstream) -> Iterator[Live]:
     fleet.route("shared", RATE_LIMITED, "ok")
     fleet.models["shared-sibling"] = {"backend": "shared-b0", "upstream": upstream("shared", 9, "ok")}
     fleet.routes["sibling"] = {"models": ["shared-sibling"]}
+    # A relay whose provider blocks one model in our region: the relay's other models serve.
+    fleet.route("relay", RELAY_BLOCK, "ok")
+    fleet.models["relay-sibling"] = {"backend": "relay-b0", "upstream": upstream("relay", 9, "ok")}
+    fleet.routes["relay-other"] = {"models": ["relay-sibling"]}
     with fleet.serve() as g:
         yield g
 
@@ -124,6 +129,17 @@ def test_a_429_stays_with_its_model_and_the_sibling_serves_with_one_attempt(
     model = doc["models"]["shared-0"]
     assert (model["state"], model["scope"], model["reason"]) == ("open", "model", "rate_limited")
     assert doc["models"]["shared-sibling"]["state"] == "closed"
+
+
+def test_a_region_block_of_one_model_behind_a_relay_stays_with_that_model(live: Live, client: openai.OpenAI) -> None:
+    headers = answer(client, "relay")
+    assert headers["x-polyroute-attempt-log"].startswith("relay-b0/relay-0 blocked ")
+    assert answer(client, "relay-other")["x-polyroute-attempts"] == "1"
+    doc = health(live)
+    assert doc["backends"]["relay-b0"]["state"] == "closed"
+    model = doc["models"]["relay-0"]
+    assert (model["state"], model["scope"], model["reason"]) == ("open", "model", "blocked")
+    assert model["detail"].startswith("OpenAI: Provider returned error")
 
 
 def test_a_rate_limited_candidate_is_not_called_again_within_its_retry_after(

@@ -11,6 +11,7 @@ from polyroute.adapters import anthropic, ollama, openai_compat
 from polyroute.adapters.http import BodyReader, error_from_status
 from polyroute.errors import (
     UpstreamBilling,
+    UpstreamBlocked,
     UpstreamError,
     UpstreamModelNotFound,
     UpstreamRejected,
@@ -33,6 +34,8 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("anthropic/404_not_found_model", UpstreamModelNotFound, "model: claude"),
     ("ollama/404_model_not_found", UpstreamModelNotFound, "not found"),
     ("openai/400_invalid_value", UpstreamRejected, "temperature"),
+    # A region block of one model behind a relay: the model's, not the relay account's.
+    ("openrouter/403_provider_region_block", UpstreamBlocked, "OpenAI: Provider returned error"),
 ]
 
 
@@ -58,7 +61,7 @@ def test_documented_error_is_classified(name: str, expected: type[UpstreamError]
         # Plain words for the operator: the backend, what happened, what to do; and the whole backend is out.
         assert err.message.startswith(f"{provider}: ") and "top up the account" in err.message
         assert err.scope == "backend" and err.account_wide and err.may_fall_over and not err.retryable
-    elif expected is UpstreamModelNotFound:
-        assert err.scope == "model" and err.may_fall_over and not err.retryable
+    elif expected in (UpstreamModelNotFound, UpstreamBlocked):
+        assert err.scope == "model" and err.may_fall_over and not err.retryable and not err.account_wide
     else:
         assert not err.may_fall_over  # a schema error every provider would give stays the client's
