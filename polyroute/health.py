@@ -15,6 +15,7 @@ from typing import Any
 
 from polyroute.breakers import (
     RELEASE,
+    SUCCESS,
     Admission,
     BreakerStore,
     MemoryBreakerStore,
@@ -85,8 +86,10 @@ class Health:
     async def settle(self, ticket: Ticket, err: UpstreamError | None, *, counts: bool = True) -> None:
         """Account an attempt's end. ``counts=False`` when it ended for a reason not its own."""
         entry = ticket.entry
-        if not counts or err is None:
-            b_out, m_out = outcomes(None, self.policy) if counts else (RELEASE, RELEASE)
+        if not counts:
+            b_out, m_out = RELEASE, RELEASE
+        elif err is None:
+            b_out, m_out = SUCCESS, SUCCESS
         else:
             b_out, m_out = outcomes(err, self.policy, operator_detail(entry, err))
         bkey = backend_key(entry.backend)
