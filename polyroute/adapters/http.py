@@ -2,7 +2,9 @@
 
 This is the one place where transport exceptions and upstream HTTP statuses
 become polyroute errors. Provider-specific readings of an error body (a region block, a
-context-length refusal) are passed in by each adapter as a ``BodyReader``.
+context-length refusal, an account that cannot pay, a model that does not exist) are
+passed in by each adapter as a ``BodyReader``; the codes shared by OpenAI-compatible
+providers are read here, in ``json_error_reader``.
 """
 
 from __future__ import annotations
