@@ -123,16 +123,19 @@ class _Events:
         choices = doc.get("choices")
         if not isinstance(choices, list):
             raise UpstreamBadResponse("stream event has no choices", backend=self.backend, model=self.model)
-        usage = None
+        usage = doc.get("usage")
         for choice in choices:
             if not isinstance(choice, dict):
                 raise UpstreamBadResponse("stream choice is not an object", backend=self.backend, model=self.model)
             delta = choice.get("delta")
             if delta and "reasoning" in delta:
                 _name_reasoning(delta)
-            if "usage" in choice:
-                usage = choice.pop("usage")
-        if usage and not doc.get("usage"):
+            if "usage" in choice:  # Moonshot's place for it
+                usage = choice.pop("usage") or usage
+        if usage and choices:
+            # Usage that comes with the last choices (DeepSeek, Moonshot) goes in a chunk of its
+            # own, as OpenAI sends it, so clients and the bill find it in one place.
+            doc.pop("usage", None)
             return [doc, _usage_chunk(doc, usage)]  # type: ignore[list-item]  # checked above
         return [doc]  # type: ignore[list-item]  # checked above: an object with choices
 
@@ -152,7 +155,7 @@ def _name_reasoning(part: dict[str, Any]) -> None:
 
 
 def _usage_chunk(doc: dict[str, Any], usage: Any) -> dict[str, Any]:
-    """Usage sent inside a choice (Moonshot's stream) as the chunk of its own OpenAI clients expect."""
+    """Usage as the chunk of its own, with no choices, that OpenAI clients expect at a stream's end."""
     return {"id": doc.get("id", ""), "object": "chat.completion.chunk", "created": doc.get("created", 0),
             "model": doc.get("model", ""), "choices": [], "usage": usage}
 
