@@ -24,9 +24,9 @@ WEATHER_TOOL: dict[str, Any] = {
 }
 
 
-def call(prefix: str | None = None, **fields: Any) -> Call:
+def call(prefix: str | None = None, upstream: str = MODEL, **fields: Any) -> Call:
     raw = {"model": "client-name", "messages": [{"role": "user", "content": "Hi"}], **fields}
-    return Call(ChatRequest.from_json(raw), MODEL, prefix=prefix)
+    return Call(ChatRequest.from_json(raw), upstream, prefix=prefix)
 
 
 async def collect(adapter: Adapter, c: Call, into: list[ChatChunk] | None = None) -> list[ChatChunk]:
