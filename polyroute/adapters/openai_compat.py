@@ -87,6 +87,7 @@ class OpenAICompatAdapter(HttpAdapter):
         )
         if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list) or not doc["choices"]:
             raise UpstreamBadResponse("answer has no choices", backend=self.name, model=call.upstream_model)
+        doc.setdefault("object", "chat.completion")  # Z.ai's answer has none; OpenAI clients read it
         for choice in doc["choices"]:
             message = choice.get("message") if isinstance(choice, dict) else None
             if message and "reasoning" in message:
