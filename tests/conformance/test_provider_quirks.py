@@ -22,7 +22,7 @@ from tests.conformance.providers import (
     ZAI_PROVIDER,
     Provider,
 )
-from tests.support.upstreams import FakeUpstream, load
+from tests.support.upstreams import FIXTURES, FakeUpstream, Reply, load
 
 pytestmark = pytest.mark.anyio
 
@@ -193,3 +193,21 @@ async def test_a_key_refused_elsewhere_gets_no_region_hint(upstreams: dict[str, 
     finally:
         await adapter.aclose()
     assert info.value.message == "IAM Certification failed"
+
+
+# --- OpenRouter's keep-alive comments -----------------------------------------------------
+
+
+async def test_openrouter_keep_alive_comments_are_skipped(upstreams: dict[str, FakeUpstream]) -> None:
+    up = upstreams["openrouter"]
+    up.reset()
+    raw = (FIXTURES / "openrouter" / "stream.sse").read_bytes()
+    assert b": OPENROUTER PROCESSING" in raw  # the file is sent as it is, comments included
+    up.reply(Reply(chunks=tuple(raw.splitlines(keepends=True)), media_type="text/event-stream"))
+    adapter = build_adapter("o", OPENROUTER_PROVIDER.config(up.url))
+    try:
+        chunks = await collect(adapter, call(stream=True))
+    finally:
+        await adapter.aclose()
+    assert content(chunks) == ANSWER
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == USAGE
