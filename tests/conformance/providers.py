@@ -137,12 +137,13 @@ def _compatible(name: str, base_path: str, prefix_flag: str | None = None, **bac
 
 
 # Continuation as each documents it: DeepSeek's chat prefix completion (beta) marks the trailing
-# assistant turn "prefix": true; Kimi's partial mode marks it "partial": true
-# (https://platform.kimi.ai/docs/api/partial, read 2026-12-06). The others document none.
+# assistant turn "prefix": true; Kimi's and Model Studio's partial mode mark it "partial": true
+# (https://platform.kimi.ai/docs/api/partial, https://www.alibabacloud.com/help/en/model-studio/partial-mode,
+# read 2026-12-06). The others document none.
 DEEPSEEK_PROVIDER = _compatible("deepseek", "", "prefix", provider="deepseek")
 MOONSHOT_PROVIDER = _compatible("moonshot", "/v1", "partial", provider="moonshot")
 ZAI_PROVIDER = _compatible("zai", "/api/paas/v4", provider="zhipu")
-DASHSCOPE_PROVIDER = _compatible("dashscope", "/compatible-mode/v1", provider="dashscope")
+DASHSCOPE_PROVIDER = _compatible("dashscope", "/compatible-mode/v1", "partial", provider="dashscope")
 QIANFAN_PROVIDER = _compatible("qianfan", "/v2", provider="baidu-qianfan")
 OPENROUTER_PROVIDER = _compatible("openrouter", "/api/v1", provider="openrouter")
 
