@@ -36,8 +36,9 @@ _CN = "mainland China"
 _INTL = "international"
 
 # Read 2026-12-06: https://platform.kimi.ai/docs/api/errors (a key of one Kimi platform gets a 401
-# on the other); https://help.aliyun.com/zh/model-studio/error-code and the catalog's offers for the
-# DashScope and Z.ai endpoints.
+# on the other); https://www.alibabacloud.com/help/en/model-studio/developer-reference/compatibility-of-openai-with-dashscope
+# (Singapore and Beijing base URLs); https://docs.z.ai/api-reference/llm/chat-completion and the
+# catalog's offers for Z.ai.
 REGIONAL: dict[str, RegionalProvider] = {
     "dashscope": RegionalProvider("DashScope", (
         Endpoint(_CN, "https://dashscope.aliyuncs.com/compatible-mode/v1"),
