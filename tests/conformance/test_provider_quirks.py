@@ -211,3 +211,11 @@ async def test_openrouter_keep_alive_comments_are_skipped(upstreams: dict[str, F
         await adapter.aclose()
     assert content(chunks) == ANSWER
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == USAGE
+
+
+@pytest.mark.parametrize(("provider_name", "both"), [("kimi", "api.moonshot.cn"), ("qwen", "dashscope-intl"),
+                                                     ("zai", "open.bigmodel.cn")])
+def test_a_named_provider_behind_another_host_gets_both_endpoints(provider_name: str, both: str) -> None:
+    # A proxy or a test server: the host says nothing, the provider field does.
+    hint = key_region_hint(provider_name, "http://127.0.0.1:8000/v1")
+    assert hint is not None and "check that base_url matches the key's region" in hint and both in hint
