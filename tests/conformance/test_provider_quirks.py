@@ -219,3 +219,18 @@ def test_a_named_provider_behind_another_host_gets_both_endpoints(provider_name:
     # A proxy or a test server: the host says nothing, the provider field does.
     hint = key_region_hint(provider_name, "http://127.0.0.1:8000/v1")
     assert hint is not None and "check that base_url matches the key's region" in hint and both in hint
+
+
+async def test_openrouter_answer_reasoning_becomes_reasoning_content(upstreams: dict[str, FakeUpstream]) -> None:
+    up = upstreams["openrouter"]
+    up.reset()
+    doc = load("openrouter", "completion")
+    assert doc["choices"][0]["message"]["reasoning"]  # as documented
+    up.json(doc)
+    adapter = build_adapter("o", OPENROUTER_PROVIDER.config(up.url))
+    try:
+        message = (await adapter.complete(call()))["choices"][0]["message"]
+    finally:
+        await adapter.aclose()
+    assert message.get("reasoning_content") == REASONING and "reasoning" not in message
+    assert message["content"] == ANSWER
