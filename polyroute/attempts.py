@@ -237,11 +237,11 @@ def supported(
     refused: set[str] = set()
     for entry in candidates:
         adapter = fleet.adapters[entry.backend]
-        missing = wanted - adapter.supports
+        missing = adapter.unsupported(wanted, entry.upstream)
         if missing and refuse:
             refused |= missing
             continue
-        out.append((entry, adapter, frozenset(missing)))
+        out.append((entry, adapter, missing))
     if not out:
         names = ", ".join(sorted(refused))
         raise InvalidRequest(f"no candidate of '{route.name}' supports: {names}", param=sorted(refused)[0])

@@ -179,7 +179,8 @@ class BackendConfig(_Strict):
     continuation: Literal["none", "prefix", "partial", "continue_final_message", "prefill"] | None = None
     # Some providers continue a partial answer only on another base URL (DeepSeek's beta).
     continuation_base_url: str | None = None
-    # Provider family for error-body quirks (e.g. "openai", "deepseek"); informational.
+    # Who runs the endpoint ("moonshot", "dashscope", "zhipu", ...): provider data keyed by it, such
+    # as the region a key belongs to (polyroute.adapters.regions), applies to this backend.
     provider: str | None = None
 
     @field_validator("base_url", "continuation_base_url")

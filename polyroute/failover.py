@@ -132,9 +132,14 @@ class _Opening(Walk):
         await self.release(slot)
 
     def rescue_from(self, content: str) -> None:
-        """From now on, continue the answer the client has read so far."""
+        """From now on, continue the answer the client has read so far.
+
+        When the client has read only reasoning, there is no answer to continue: the next
+        candidate answers afresh (no prefix), so any candidate will do, and its reasoning is
+        withheld (``_Stream.withhold_reasoning``).
+        """
         self.prefix = content or None
-        self.continuing = True
+        self.continuing = bool(content)
         self.t0 = time.monotonic()  # the deadline bounds the wait to resume, not the stream so far
         self.report.rescued = True
 
@@ -212,8 +217,8 @@ class _Stream:
             self.report.bill(entry, usage)
         choices = chunk["choices"]
         if rescue:
-            if choices and not chunk_has_token(chunk):
-                return False  # the continuation's opening role chunk: the client has had one
+            if choices and (not chunk_has_token(chunk) or self.withhold_reasoning(chunk)):
+                return False  # the continuation's opening role chunk, or reasoning: the client has had them
             chunk["id"], chunk["created"] = self.cid, self.created  # one answer, one id
         if not choices:
             return True
@@ -225,13 +230,27 @@ class _Stream:
             if text := delta.get("content"):
                 self.content.append(text)
                 self.chars += len(text)
-            if reasoning := delta.get("reasoning_content"):
+            if reasoning := delta.get("reasoning_content") or delta.get("reasoning"):
                 self.chars += len(reasoning)
             if delta.get("tool_calls"):
                 self.tools = True
             if choice.get("finish_reason"):
                 self.finished = True
         return True
+
+    def withhold_reasoning(self, chunk: ChatChunk) -> bool:
+        """Take a continuation's reasoning out of its chunk; whether nothing else is left to send.
+
+        The client has read the cut attempt's reasoning already. The attempt that continues
+        reasons afresh about an answer the client has begun to read, which would read as the
+        reasoning again, so it is counted (for the bill) but not sent.
+        """
+        for choice in chunk["choices"]:
+            delta = choice["delta"]
+            for name in ("reasoning_content", "reasoning"):
+                if text := delta.pop(name, None):  # type: ignore[misc]
+                    self.chars += len(text)
+        return not chunk_has_token(chunk)
 
     async def cut(self, slot: Slot, exc: UpstreamError) -> bool:
         """Account a stream that broke after its first token; whether to go on and rescue it."""

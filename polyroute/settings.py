@@ -40,6 +40,7 @@ def default_raw(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
             "base_url": offer.base_url,
             "api_key": f"env:{offer.key_env}",
             "continuation": offer.continuation or "none",
+            "provider": offer.provider,  # for provider data such as the region a key belongs to
             **({"continuation_base_url": offer.continuation_base_url} if offer.continuation_base_url else {}),
         })
         models[family.id] = {

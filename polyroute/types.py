@@ -158,6 +158,8 @@ class Delta(TypedDict, total=False):
     content: str | None
     tool_calls: list[dict[str, Any]]
     reasoning_content: str | None
+    # What some upstreams (OpenRouter, newer vLLM) call the same thing.
+    reasoning: str | None
 
 
 class ChunkChoice(TypedDict):
@@ -185,7 +187,7 @@ def chunk_text(chunk: ChatChunk) -> str:
     out = ""
     for choice in chunk["choices"]:
         delta = choice["delta"]
-        out += (delta.get("content") or "") + (delta.get("reasoning_content") or "")
+        out += (delta.get("content") or "") + (delta.get("reasoning_content") or delta.get("reasoning") or "")
     return out
 
 
@@ -193,7 +195,7 @@ def chunk_has_token(chunk: ChatChunk) -> bool:
     """True once a chunk carries anything a client would call a token."""
     for choice in chunk["choices"]:
         delta = choice["delta"]
-        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content"):
+        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("reasoning"):
             return True
         if choice.get("finish_reason"):
             return True

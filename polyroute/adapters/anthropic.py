@@ -55,6 +55,11 @@ STATUS_OF_TYPE = {
 
 TOOL_CHOICE = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
 
+# Claude models from Sonnet 4.5 and Opus 4.1 on refuse a request that sets both temperature and
+# top_p with 400 "`temperature` and `top_p` cannot both be specified for this model. Please use only
+# one." (the migration guide, https://platform.claude.com/docs/en/about-claude/models/migrating-to-claude-4,
+# read 2026-12-06: "use only temperature OR top_p, not both"). The models before them accept both.
+_BOTH_SAMPLERS = re.compile(r"claude-(3|(sonnet|opus)-4-(0|2025))")
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 _REGION_WORDS = re.compile(r"\b(country|countries|region|territor)", re.I)
@@ -100,6 +105,12 @@ class AnthropicAdapter(HttpAdapter):
     key_prefix = ""
     base_headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
     read_error = staticmethod(read_error)
+
+    def unsupported(self, wanted: set[str], model: str) -> frozenset[str]:
+        missing = super().unsupported(wanted, model)
+        if {"temperature", "top_p"} <= wanted - missing and not _BOTH_SAMPLERS.search(model):
+            return missing | {"top_p"}  # temperature wins
+        return missing
 
     # -- request ---------------------------------------------------------------------------
 

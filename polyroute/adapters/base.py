@@ -64,6 +64,10 @@ class Adapter(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - an optional hook
         """Release pools, threads and weights."""
 
+    def unsupported(self, wanted: set[str], model: str) -> frozenset[str]:
+        """Which of the ``wanted`` parameters this backend cannot honour for ``model``."""
+        return frozenset(wanted - self.supports)
+
     def ready(self) -> bool:
         """Whether this backend can take a request now (weights loaded, key present)."""
         return self.config.api_key is None or self.config.api_key.present

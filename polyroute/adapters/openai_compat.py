@@ -9,23 +9,36 @@ never branches on provider names.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, cast
 
 from polyroute.adapters.base import Call
-from polyroute.adapters.http import ErrorInfo, HttpAdapter, json_error_reader, json_object
+from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, json_error_reader, json_object
+from polyroute.adapters.regions import key_region_hint
 from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.config import BackendConfig
 from polyroute.errors import UpstreamBadResponse, UpstreamServerError
 from polyroute.types import ChatChunk, ChatResponse
 
-# Providers that give no structured code for an over-long prompt say so in words.
-_CONTEXT_WORDS = re.compile(r"maximum context length|context length|context window|too many tokens", re.I)
+# How each provider says that a prompt does not fit, where it gives no structured code:
+# OpenAI, DeepSeek and OpenRouter ("maximum context length"), Moonshot ("exceeded model token
+# limit", "Input token length too long"), DashScope ("Range of input length should be"),
+# Z.ai ("Prompt exceeds max length").
+_CONTEXT_WORDS = re.compile(
+    r"maximum context length|context length|context window|too many tokens|exceeded model token limit"
+    r"|input token length too long|range of input length should be|prompt exceeds max length",
+    re.I,
+)
+# Structured codes for the same refusal: Qianfan's v2 API, and Z.ai's business code.
+_CONTEXT_CODES = frozenset({"tokens_too_long", "characters_too_long", "1261"})
 
 
 def read_error(status: int, body: bytes) -> ErrorInfo:
     info = json_error_reader(status, body)
-    if status == 400 and not info.context_exceeded and _CONTEXT_WORDS.search(info.message):
-        return ErrorInfo(info.message, code="context_length_exceeded", context_exceeded=True)
+    if info.context_exceeded or status not in (400, 413):
+        return info
+    if info.code in _CONTEXT_CODES or _CONTEXT_WORDS.search(info.message):
+        return replace(info, code="context_length_exceeded", context_exceeded=True)
     return info
 
 
@@ -37,6 +50,8 @@ class OpenAICompatAdapter(HttpAdapter):
     def __init__(self, name: str, config: BackendConfig) -> None:
         super().__init__(name, config)
         self.continue_url = f"{config.continuation_base_url or config.base_url}{self.path}"
+        if (hint := key_region_hint(config.provider, config.base_url)) is not None:
+            self.http.reader = _hinting(self.http.reader, hint)
 
     def payload(self, call: Call, stream: bool) -> dict[str, Any]:
         raw = call.request.raw()
@@ -72,6 +87,11 @@ class OpenAICompatAdapter(HttpAdapter):
         )
         if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list) or not doc["choices"]:
             raise UpstreamBadResponse("answer has no choices", backend=self.name, model=call.upstream_model)
+        doc.setdefault("object", "chat.completion")  # Z.ai's answer has none; OpenAI clients read it
+        for choice in doc["choices"]:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if message and "reasoning" in message:
+                _name_reasoning(message)
         if call.prefix:
             _prepend(doc, call.prefix)
         return cast(ChatResponse, doc)
@@ -101,12 +121,56 @@ class _Events:
         if "error" in doc:
             info = read_error(500, data.encode())
             raise UpstreamServerError(info.message, backend=self.backend, model=self.model)
-        if not isinstance(doc.get("choices"), list):
+        choices = doc.get("choices")
+        if not isinstance(choices, list):
             raise UpstreamBadResponse("stream event has no choices", backend=self.backend, model=self.model)
+        usage = doc.get("usage")
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise UpstreamBadResponse("stream choice is not an object", backend=self.backend, model=self.model)
+            delta = choice.get("delta")
+            if delta and "reasoning" in delta:
+                _name_reasoning(delta)
+            if "usage" in choice:  # Moonshot's place for it
+                usage = choice.pop("usage") or usage
+        if usage and choices:
+            # Usage that comes with the last choices (DeepSeek, Moonshot) goes in a chunk of its
+            # own, as OpenAI sends it, so clients and the bill find it in one place.
+            doc.pop("usage", None)
+            return [doc, _usage_chunk(doc, usage)]  # type: ignore[list-item]  # checked above
         return [doc]  # type: ignore[list-item]  # checked above: an object with choices
 
     def missing_end(self) -> str:
         return "stream ended without [DONE]"
+
+
+def _name_reasoning(part: dict[str, Any]) -> None:
+    """Give the client reasoning under one name, ``reasoning_content``, whatever the upstream calls it.
+
+    OpenRouter (and newer vLLM) send ``reasoning``; DeepSeek, Moonshot, DashScope and the
+    other adapters of this gateway send ``reasoning_content``.
+    """
+    reasoning = part.pop("reasoning")
+    if reasoning and not part.get("reasoning_content"):
+        part["reasoning_content"] = reasoning
+
+
+def _usage_chunk(doc: dict[str, Any], usage: Any) -> dict[str, Any]:
+    """Usage as the chunk of its own, with no choices, that OpenAI clients expect at a stream's end."""
+    return {"id": doc.get("id", ""), "object": "chat.completion.chunk", "created": doc.get("created", 0),
+            "model": doc.get("model", ""), "choices": [], "usage": usage}
+
+
+def _hinting(reader: BodyReader, hint: str) -> BodyReader:
+    """A reader that adds ``hint`` to the message of a refused key."""
+
+    def read(status: int, body: bytes) -> ErrorInfo:
+        info = reader(status, body)
+        if status != 401 and not info.auth:
+            return info
+        return replace(info, message=f"{info.message[:300]} ({hint})")
+
+    return read
 
 
 def _prepend(doc: dict[str, Any], prefix: str) -> None:

@@ -32,7 +32,7 @@ Wire = Literal["openai", "anthropic"]
 # How a provider can carry on from a partial assistant message (mid-stream rescue):
 # "prefix" = an assistant message flagged as a prefix (DeepSeek beta, Moonshot partial),
 # "continue_final_message" = vLLM's flag, "prefill" = a trailing assistant turn (Anthropic).
-Continuation = Literal["prefix", "continue_final_message", "prefill", "none"]
+Continuation = Literal["prefix", "partial", "continue_final_message", "prefill", "none"]
 
 SHIPPED_FILE = "families.toml"
 

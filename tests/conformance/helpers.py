@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from polyroute.adapters import Adapter, Call
 from polyroute.types import ChatChunk, ChatRequest
+from tests.support.upstreams import has_fixture, load
 
 MODEL = "test-model"
 ANSWER = "Hello! How can I help you today?"
@@ -21,9 +24,9 @@ WEATHER_TOOL: dict[str, Any] = {
 }
 
 
-def call(prefix: str | None = None, **fields: Any) -> Call:
+def call(prefix: str | None = None, upstream: str = MODEL, **fields: Any) -> Call:
     raw = {"model": "client-name", "messages": [{"role": "user", "content": "Hi"}], **fields}
-    return Call(ChatRequest.from_json(raw), MODEL, prefix=prefix)
+    return Call(ChatRequest.from_json(raw), upstream, prefix=prefix)
 
 
 async def collect(adapter: Adapter, c: Call, into: list[ChatChunk] | None = None) -> list[ChatChunk]:
@@ -39,3 +42,10 @@ def content(chunks: list[ChatChunk]) -> str:
 
 def finishes(chunks: list[ChatChunk]) -> list[str]:
     return [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]]
+
+
+def fixture(provider: str, name: str) -> Any:
+    """A provider's fixture; the test is skipped where the provider documents no such example."""
+    if not has_fixture(provider, name):
+        pytest.skip(f"{provider}: no documented example for '{name}'")
+    return load(provider, name)

@@ -48,7 +48,7 @@ class Provider:
     max_tokens: Callable[[Body], Any]
     sampling: Callable[[Body], dict[str, Any]]
     tool_names: Callable[[Body], list[str]]
-    prefix_message: Callable[[str], dict[str, Any]]  # the trailing turn a rescue sends
+    prefix_message: Callable[[str], dict[str, Any]] | None  # the trailing turn a rescue sends; None: cannot
     backend: dict[str, Any] = field(default_factory=dict)  # extra BackendConfig fields
 
     def config(self, url: str, key: str | None = API_KEY) -> BackendConfig:
@@ -109,4 +109,45 @@ OLLAMA_PROVIDER = Provider(
     prefix_message=lambda p: {"role": "assistant", "content": p},
 )
 
-PROVIDERS = [OPENAI_PROVIDER, ANTHROPIC_PROVIDER, OLLAMA_PROVIDER]
+
+
+def _compatible(name: str, base_path: str, prefix_flag: str | None = None, **backend: Any) -> Provider:
+    """An OpenAI-compatible provider: the OpenAI wire at its own path, continuing as its docs say."""
+    prefix: Callable[[str], dict[str, Any]] | None = None
+    if prefix_flag is not None:
+        flag = prefix_flag
+        prefix = lambda p: {"role": "assistant", "content": p, flag: True}  # noqa: E731
+        backend["continuation"] = flag
+    return Provider(
+        name=name,
+        type="openai",
+        wire=OPENAI,
+        chat_path=f"{base_path}/chat/completions",
+        base_path=base_path,
+        key_header="authorization",
+        key_value="Bearer {key}",
+        system=_system_message,
+        stop=lambda b: b.get("stop"),
+        max_tokens=lambda b: b.get("max_tokens"),
+        sampling=lambda b: {"temperature": b.get("temperature"), "top_p": b.get("top_p")},
+        tool_names=lambda b: [t["function"]["name"] for t in b.get("tools", [])],
+        prefix_message=prefix,
+        backend=backend,
+    )
+
+
+# Continuation as each documents it: DeepSeek's chat prefix completion (beta) marks the trailing
+# assistant turn "prefix": true; Kimi's and Model Studio's partial mode mark it "partial": true
+# (https://platform.kimi.ai/docs/api/partial, https://www.alibabacloud.com/help/en/model-studio/partial-mode,
+# read 2026-12-06). The others document none.
+DEEPSEEK_PROVIDER = _compatible("deepseek", "", "prefix", provider="deepseek")
+MOONSHOT_PROVIDER = _compatible("moonshot", "/v1", "partial", provider="moonshot")
+ZAI_PROVIDER = _compatible("zai", "/api/paas/v4", provider="zhipu")
+DASHSCOPE_PROVIDER = _compatible("dashscope", "/compatible-mode/v1", "partial", provider="dashscope")
+QIANFAN_PROVIDER = _compatible("qianfan", "/v2", provider="baidu-qianfan")
+OPENROUTER_PROVIDER = _compatible("openrouter", "/api/v1", provider="openrouter")
+
+PROVIDERS = [
+    OPENAI_PROVIDER, ANTHROPIC_PROVIDER, OLLAMA_PROVIDER, DEEPSEEK_PROVIDER, MOONSHOT_PROVIDER, ZAI_PROVIDER,
+    DASHSCOPE_PROVIDER, QIANFAN_PROVIDER, OPENROUTER_PROVIDER,
+]

@@ -53,3 +53,45 @@ def test_refuse_mode_refuses_naming_the_parameter(upstream: FakeUpstream) -> Non
     assert err["param"] == "response_format"
     assert "no candidate of 'sonnet' supports: response_format, seed" in err["message"]
     assert upstream.received == []  # refused before anything was sent
+
+
+@pytest.mark.parametrize(
+    ("upstream_model", "dropped"),
+    [("claude-sonnet-4-5", "top_p"), ("claude-opus-4-1-20250805", "top_p"), ("claude-3-7-sonnet-20250219", None)],
+)
+def test_claude_models_that_refuse_both_samplers_get_temperature_only(
+    upstream: FakeUpstream, upstream_model: str, dropped: str | None
+) -> None:
+    # Newer Claude models answer both with the 400 of tests/fixtures/anthropic/sampler_error.json.
+    upstream.json(load("anthropic", "completion"))
+    raw = config(upstream.url, "drop")
+    raw["models"] = {"sonnet": {"backend": "claude", "upstream": upstream_model}}
+    body = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2, "top_p": 0.9}
+    with live_gateway(raw, env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json=body)
+    assert resp.status_code == 200
+    assert resp.headers.get("x-polyroute-dropped-params") == dropped
+    sent = upstream.received[-1].json()
+    assert sent["temperature"] == 0.2
+    assert ("top_p" in sent) is (dropped is None)
+
+
+def test_the_sampler_refusal_is_the_clients_error_not_a_failover(upstream: FakeUpstream) -> None:
+    spec = load("anthropic", "sampler_error")
+    upstream.json(spec["body"], spec["status"])
+    raw = config(upstream.url, "drop")
+    raw["models"] = {"sonnet": {"backend": "claude", "upstream": "claude-3-7-sonnet-20250219"}}
+    body = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2, "top_p": 0.9}
+    with live_gateway(raw, env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json=body)
+    assert resp.status_code == 400
+    assert "cannot both be specified" in resp.json()["error"]["message"]
+
+
+def test_refuse_mode_refuses_both_samplers_for_a_model_that_takes_one(upstream: FakeUpstream) -> None:
+    body = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2, "top_p": 0.9}
+    with live_gateway(config(upstream.url, "refuse"), env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json=body)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "top_p"
+    assert upstream.received == []

@@ -38,9 +38,36 @@ from starlette.routing import Route
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
+def has_fixture(provider: str, name: str) -> bool:
+    return any((FIXTURES / provider / f"{name}{ext}").is_file() for ext in (".json", ".sse"))
+
+
 def load(provider: str, name: str) -> Any:
-    """A fixture: ``tests/fixtures/<provider>/<name>.json``."""
-    return json.loads((FIXTURES / provider / f"{name}.json").read_text(encoding="utf-8"))
+    """A fixture: ``tests/fixtures/<provider>/<name>.sse`` or ``<name>.json``.
+
+    A ``.sse`` file is a stream as the provider documents it, ``data:`` lines with comment
+    lines (``:``) naming the source; it loads as the list of its events, without ``[DONE]``.
+    Keys of a JSON object that start with ``_`` (``_source``, ``_read``, ``_note``) say where
+    the fixture comes from and are not part of the body.
+    """
+    sse = FIXTURES / provider / f"{name}.sse"
+    if sse.is_file():
+        return sse_events(sse.read_text(encoding="utf-8"))
+    doc = json.loads((FIXTURES / provider / f"{name}.json").read_text(encoding="utf-8"))
+    if isinstance(doc, dict):
+        return {k: v for k, v in doc.items() if not k.startswith("_")}
+    return doc
+
+
+def sse_events(text: str) -> list[Any]:
+    """The JSON events of an SSE body (``data:`` lines), leaving out comments and ``[DONE]``."""
+    events = []
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            if data != "[DONE]":
+                events.append(json.loads(data))
+    return events
 
 
 # --- how each provider frames a stream ---------------------------------------------------

@@ -114,7 +114,7 @@ def test_shipped_continuation_modes(shipped: Catalog) -> None:
     assert deepseek.continuation == "prefix"
     assert deepseek.continuation_base_url == "https://api.deepseek.com/beta"
     moonshot = next(o for o in shipped.families["kimi-k2"].offers if o.provider == "moonshot")
-    assert moonshot.continuation == "prefix"
+    assert moonshot.continuation == "partial"  # Kimi's partial mode, not DeepSeek's prefix
     for family_id in ("claude-sonnet-4-5", "claude-haiku-4-5"):
         (offer,) = shipped.families[family_id].offers
         assert (offer.wire, offer.continuation) == ("anthropic", "prefill")

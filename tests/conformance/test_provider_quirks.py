@@ -1,0 +1,236 @@
+"""Each provider's own quirks, driven by fixtures built from its documented examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyroute.adapters import Adapter, build_adapter
+from polyroute.adapters.regions import key_region_hint
+from polyroute.catalog import load_catalog
+from polyroute.config import BackendConfig
+from polyroute.errors import UpstreamAuthError, UpstreamContextExceeded, UpstreamError
+from polyroute.settings import default_raw
+from polyroute.types import chunk_has_token
+from tests.conformance.helpers import ANSWER, USAGE, call, collect, content
+from tests.conformance.providers import (
+    API_KEY,
+    DASHSCOPE_PROVIDER,
+    DEEPSEEK_PROVIDER,
+    MOONSHOT_PROVIDER,
+    OPENROUTER_PROVIDER,
+    QIANFAN_PROVIDER,
+    ZAI_PROVIDER,
+    Provider,
+)
+from tests.support.upstreams import FIXTURES, FakeUpstream, Reply, load
+
+pytestmark = pytest.mark.anyio
+
+REASONING = "The user greets me. A short greeting back fits."
+
+
+def reasoning(chunks: list) -> str:  # type: ignore[type-arg]
+    return "".join(ch["delta"].get("reasoning_content") or "" for c in chunks for ch in c["choices"])
+
+
+# --- Kimi: partial mode -------------------------------------------------------------------
+
+
+@pytest.fixture
+def provider() -> Provider:
+    return MOONSHOT_PROVIDER
+
+
+async def test_kimi_continues_with_partial_as_documented(upstream: FakeUpstream, adapter: Adapter) -> None:
+    documented = load("moonshot", "partial_request")["messages"][-1]
+    doc = load("moonshot", "completion")
+    doc["choices"][0]["message"]["content"] = " can I help you today?"
+    upstream.json(doc)
+    resp = await adapter.complete(call(prefix="Hello! How"))
+    sent = upstream.received[0].json()["messages"][-1]
+    assert sent.keys() == documented.keys() and sent["partial"] is documented["partial"] is True
+    assert "prefix" not in sent
+    assert sent == {"role": "assistant", "content": "Hello! How", "partial": True}
+    # Kimi answers with the continuation only ("the API response does not include the leading_text").
+    assert resp["choices"][0]["message"]["content"] == ANSWER
+
+
+def test_kimi_offers_of_the_catalog_are_wired_for_partial() -> None:
+    catalog = load_catalog()
+    raw = default_raw(catalog, {"MOONSHOT_API_KEY": "x"})
+    assert raw["backends"]["moonshot"]["continuation"] == "partial"
+    assert raw["backends"]["moonshot"]["provider"] == "moonshot"
+
+
+async def test_moonshot_usage_inside_the_choice_reaches_the_client_and_the_bill(
+    upstream: FakeUpstream, adapter: Adapter
+) -> None:
+    events = load("moonshot", "stream")
+    assert "usage" in events[-1]["choices"][0] and "usage" not in events[-1]  # the documented quirk
+    upstream.stream(events)
+    chunks = await collect(adapter, call(stream=True))
+    assert content(chunks) == ANSWER
+    assert all("usage" not in ch for c in chunks for ch in c["choices"])
+    (last,) = [c for c in chunks if c.get("usage")]
+    assert last is chunks[-1] and last["choices"] == [] and last["usage"] == USAGE
+
+
+# --- reasoning as the first token, under either name --------------------------------------
+
+
+@pytest.mark.parametrize("p", [DEEPSEEK_PROVIDER, OPENROUTER_PROVIDER], ids=str)
+async def test_reasoning_streams_count_as_first_token_and_reach_the_client_as_reasoning_content(
+    p: Provider, upstreams: dict[str, FakeUpstream]
+) -> None:
+    up = upstreams[p.name]
+    up.reset()
+    events = load(p.name, "reasoning_stream")
+    field = "reasoning" if p is OPENROUTER_PROVIDER else "reasoning_content"
+    assert any(e["choices"] and e["choices"][0]["delta"].get(field) for e in events)  # as documented
+    up.stream(events)
+    adapter = build_adapter("r", p.config(up.url))
+    try:
+        chunks = await collect(adapter, call(stream=True))
+    finally:
+        await adapter.aclose()
+    first = next(c for c in chunks if chunk_has_token(c))
+    assert reasoning([first]) and not content([first])  # the first token is reasoning
+    assert reasoning(chunks) == REASONING and content(chunks) == ANSWER
+    assert all("reasoning" not in ch["delta"] for c in chunks for ch in c["choices"])
+
+
+# --- context-length refusals in each provider's words -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p", "case"),
+    [
+        (MOONSHOT_PROVIDER, "context"), (MOONSHOT_PROVIDER, "context_input"), (DEEPSEEK_PROVIDER, "context"),
+        (DASHSCOPE_PROVIDER, "context"), (ZAI_PROVIDER, "context"), (QIANFAN_PROVIDER, "context"),
+        (QIANFAN_PROVIDER, "context_characters"),
+    ],
+    ids=lambda v: str(v),
+)
+async def test_context_refusals_in_each_providers_words(
+    p: Provider, case: str, upstreams: dict[str, FakeUpstream]
+) -> None:
+    up = upstreams[p.name]
+    up.reset()
+    spec = load(p.name, "errors")[case]
+    up.json(spec["body"], spec["status"])
+    adapter = build_adapter("c", p.config(up.url))
+    try:
+        with pytest.raises(UpstreamError) as info:
+            await adapter.complete(call())
+    finally:
+        await adapter.aclose()
+    assert type(info.value) is UpstreamContextExceeded and info.value.may_fall_over
+
+
+# --- keys tied to a region ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p", "case", "other"),
+    [
+        (MOONSHOT_PROVIDER, "auth", "api.moonshot"),
+        (DASHSCOPE_PROVIDER, "auth", "dashscope"),
+        (ZAI_PROVIDER, "auth", "open.bigmodel.cn"),
+        (ZAI_PROVIDER, "auth_token", "api.z.ai"),
+    ],
+    ids=lambda v: str(v),
+)
+async def test_a_refused_key_names_the_other_regions_endpoint(
+    p: Provider, case: str, other: str, upstreams: dict[str, FakeUpstream]
+) -> None:
+    up = upstreams[p.name]
+    up.reset()
+    spec = load(p.name, "errors")[case]
+    up.json(spec["body"], spec["status"])
+    adapter = build_adapter("k", p.config(up.url))
+    try:
+        with pytest.raises(UpstreamAuthError) as info:
+            await adapter.complete(call())
+    finally:
+        await adapter.aclose()
+    message = info.value.message
+    assert spec["body"]["error"]["message"] in message  # the provider's own words come first
+    assert "one region only" in message and other in message
+    assert API_KEY not in message
+
+
+@pytest.mark.parametrize(
+    ("base_url", "names"),
+    [
+        ("https://dashscope.aliyuncs.com/compatible-mode/v1", "https://dashscope-intl.aliyuncs.com"),
+        ("https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "https://dashscope.aliyuncs.com"),
+        ("https://api.moonshot.ai/v1", "https://api.moonshot.cn/v1 (mainland China)"),
+        ("https://api.moonshot.cn/v1", "https://api.moonshot.ai/v1 (international)"),
+        ("https://api.z.ai/api/paas/v4", "https://open.bigmodel.cn"),
+        ("https://open.bigmodel.cn/api/paas/v4", "https://api.z.ai"),
+    ],
+)
+def test_the_hint_names_the_other_region_by_host(base_url: str, names: str) -> None:
+    hint = key_region_hint(None, base_url)
+    assert hint is not None and names in hint
+
+
+def test_providers_without_regional_keys_get_no_hint() -> None:
+    assert key_region_hint(None, "https://api.deepseek.com") is None
+    assert key_region_hint("openrouter", "https://openrouter.ai/api/v1") is None
+    assert key_region_hint(None, "http://127.0.0.1:8000/v1") is None
+
+
+async def test_a_key_refused_elsewhere_gets_no_region_hint(upstreams: dict[str, FakeUpstream]) -> None:
+    up = upstreams["qianfan"]
+    up.reset()
+    spec = load("qianfan", "errors")["auth"]
+    up.json(spec["body"], spec["status"])
+    adapter = build_adapter("q", BackendConfig(type="openai", base_url=up.url + "/v2", provider="baidu-qianfan"))
+    try:
+        with pytest.raises(UpstreamAuthError) as info:
+            await adapter.complete(call())
+    finally:
+        await adapter.aclose()
+    assert info.value.message == "IAM Certification failed"
+
+
+# --- OpenRouter's keep-alive comments -----------------------------------------------------
+
+
+async def test_openrouter_keep_alive_comments_are_skipped(upstreams: dict[str, FakeUpstream]) -> None:
+    up = upstreams["openrouter"]
+    up.reset()
+    raw = (FIXTURES / "openrouter" / "stream.sse").read_bytes()
+    assert b": OPENROUTER PROCESSING" in raw  # the file is sent as it is, comments included
+    up.reply(Reply(chunks=tuple(raw.splitlines(keepends=True)), media_type="text/event-stream"))
+    adapter = build_adapter("o", OPENROUTER_PROVIDER.config(up.url))
+    try:
+        chunks = await collect(adapter, call(stream=True))
+    finally:
+        await adapter.aclose()
+    assert content(chunks) == ANSWER
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == USAGE
+
+
+@pytest.mark.parametrize(("provider_name", "both"), [("kimi", "api.moonshot.cn"), ("qwen", "dashscope-intl"),
+                                                     ("zai", "open.bigmodel.cn")])
+def test_a_named_provider_behind_another_host_gets_both_endpoints(provider_name: str, both: str) -> None:
+    # A proxy or a test server: the host says nothing, the provider field does.
+    hint = key_region_hint(provider_name, "http://127.0.0.1:8000/v1")
+    assert hint is not None and "check that base_url matches the key's region" in hint and both in hint
+
+
+async def test_openrouter_answer_reasoning_becomes_reasoning_content(upstreams: dict[str, FakeUpstream]) -> None:
+    up = upstreams["openrouter"]
+    up.reset()
+    doc = load("openrouter", "completion")
+    assert doc["choices"][0]["message"]["reasoning"]  # as documented
+    up.json(doc)
+    adapter = build_adapter("o", OPENROUTER_PROVIDER.config(up.url))
+    try:
+        message = (await adapter.complete(call()))["choices"][0]["message"]
+    finally:
+        await adapter.aclose()
+    assert message.get("reasoning_content") == REASONING and "reasoning" not in message
+    assert message["content"] == ANSWER
