@@ -56,10 +56,22 @@ class _Loop:
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
-    def stop(self) -> None:
+    def stop(self, server: asyncio.Server | None) -> None:
+        """Close ``server``, end every connection's task, then the loop."""
+
+        async def close() -> None:
+            if server is not None:
+                server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         if self.thread is not None:
             self.thread.join(10)
+        self.loop.close()
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
@@ -106,12 +118,7 @@ class HostileUpstream:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        async def close() -> None:
-            assert self._server is not None
-            self._server.close()
-
-        self._loop.run(close())
-        self._loop.stop()
+        self._loop.stop(self._server)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -257,12 +264,7 @@ class ConnectProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        async def close() -> None:
-            assert self._server is not None
-            self._server.close()
-
-        self._loop.run(close())
-        self._loop.stop()
+        self._loop.stop(self._server)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
