@@ -201,7 +201,8 @@ def _repeat(unit: bytes, count: int) -> Iterator[bytes]:
 
 
 def _forever(first: bytes, unit: bytes) -> Iterator[bytes]:
-    yield first
+    if first:  # an empty chunk would end the body
+        yield first
     while True:
         yield unit
 
