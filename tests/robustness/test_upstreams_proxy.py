@@ -168,3 +168,29 @@ def test_a_proxy_variable_that_is_not_http_is_refused_without_repeating_it() -> 
     with pytest.raises(ConfigError) as caught:
         pool_for(conf.backends["corp"], {"HTTPS_PROXY": "https://u:topsecret@p:3128"})
     assert "topsecret" not in str(caught.value) and "HTTPS_PROXY" in str(caught.value)
+
+
+def test_polyroute_config_check_names_the_missing_ca_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polyroute.cli import main
+
+    conf = tmp_path / "gw.toml"
+    conf.write_text(
+        '[backends.corp]\ntype = "openai"\nbase_url = "https://llm.corp.example/v1"\n'
+        f'ca_bundle = "{tmp_path / "missing.pem"}"\nproxy = "http://proxy.corp.example:3128"\n'
+        'proxy_auth = "env:CORP_PROXY_AUTH"\nmax_connections = 8\n[models.m]\nbackend = "corp"\n'
+    )
+    assert main(["config", "check", str(conf)]) == 2
+    assert "backends.corp.ca_bundle" in capsys.readouterr().err
+    conf.write_text(conf.read_text().replace(str(tmp_path / "missing.pem"), str(_pem(tmp_path))))
+    monkeypatch.setenv("CORP_PROXY_AUTH", "dave:never-printed")
+    assert main(["config", "check", str(conf)]) == 0
+    assert main(["serve", "--config", str(conf), "--print-config"]) == 0
+    assert "never-printed" not in capsys.readouterr().out
+
+
+def _pem(tmp_path: Path) -> Path:
+    path = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return path
