@@ -106,11 +106,9 @@ class _Conn(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(ConnectionBroken("unexpected protocol upgrade"))
-        except _HeadLimit as exc:
-            self._fail(ResponseTooLarge(str(exc)))
         except httptools.HttpParserError as exc:
-            # httptools may wrap what a callback raised.
-            cause = exc.__cause__ or exc.__context__
+            # What a callback raised comes wrapped (HttpParserCallbackError), the original as its context.
+            cause = exc.__context__
             self._fail(ResponseTooLarge(str(cause)) if isinstance(cause, _HeadLimit)
                        else ConnectionBroken(f"invalid HTTP response ({exc})"))
         if not self.headers_done and self.error is None:
