@@ -13,7 +13,8 @@ or quote back the key they were sent. The behaviour is chosen per request by the
 - ``ssedata``: an SSE 200 of ``data:`` lines that never reach an empty line;
 - ``echokey``: quotes the ``Authorization`` header it got in an error, inside a streamed
   ``data: {"error": ...}`` event (streams) or a 401 body (non-streams);
-- ``retry-VALUE``: 429 with ``Retry-After: VALUE``.
+- ``retry-VALUE``: 429 with ``Retry-After: VALUE``;
+- ``hold``: a normal answer, once the test sets ``release``.
 
 Everything lazy is written a piece at a time with ``drain()``, so a client that
 stops reading stops the sender; ``sent[model]`` counts the bytes that went out and
@@ -102,6 +103,7 @@ class HostileUpstream:
         self.sent: dict[str, int] = {}
         self.hangups: list[str] = []
         self.started = threading.Event()  # set when a lazy answer has begun to go out
+        self.release = threading.Event()  # lets ``hold`` answers go
         self._loop = _Loop()
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -148,6 +150,9 @@ class HostileUpstream:
     async def _answer(self, model: str, stream: bool, head: bytes, writer: asyncio.StreamWriter) -> None:
         kind, _, arg = model.partition("-")
         if kind == "ok":
+            await self._write(writer, model, _ok(stream, model))
+        elif kind == "hold":
+            await asyncio.to_thread(self.release.wait, 60)
             await self._write(writer, model, _ok(stream, model))
         elif kind == "headers":
             await self._lazy(writer, model, b"HTTP/1.1 200 OK\r\n", _repeat(b"x-repeated: v\r\n", int(arg)),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -194,3 +196,28 @@ def _pem(tmp_path: Path) -> Path:
     path = tmp_path / "ca.pem"
     trustme.CA().cert_pem.write_to_path(str(path))
     return path
+
+
+def test_a_backend_at_its_connection_limit_answers_a_clear_503(plain_up: HostileUpstream) -> None:
+    raw = {
+        "backends": {"small": {"type": "openai", "base_url": plain_up.base_url, "max_connections": 1,
+                               "connection_queue": 0}},
+        "models": {"hold": {"backend": "small"}},
+    }
+    ask = {"model": "hold", "messages": [{"role": "user", "content": "hi"}]}
+    plain_up.release.clear()
+    with live_gateway(raw) as live, httpx.Client(base_url=live.base_url, timeout=30) as client:
+        first: list[httpx.Response] = []
+        holder = threading.Thread(target=lambda: first.append(client.post("/chat/completions", json=ask)))
+        holder.start()
+        deadline = time.monotonic() + 30
+        while not any(h.model == "hold" for h in plain_up.hits):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        refused = client.post("/chat/completions", json=ask)
+        plain_up.release.set()
+        holder.join(30)
+    assert refused.status_code == 503
+    message = refused.json()["error"]["message"]
+    assert "connection limit reached: 1 of 1 connections busy and 0 requests waiting" in message
+    assert first[0].status_code == 200
