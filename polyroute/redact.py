@@ -90,7 +90,7 @@ class UpstreamGuard:
     def __call__(self, err: UpstreamError) -> UpstreamError:
         if self.redact:
             message = self.redact(err.message)
-            if message is not err.message and message != err.message:
+            if message != err.message:
                 err.message = message
                 err.args = (message,)
         if isinstance(err, UpstreamRateLimited) and err.retry_after and err.retry_after > self.max_retry_after:
