@@ -4,8 +4,15 @@ Every request the gateway forwards goes through here, so it does as little as it
 can: one ``write`` per request, responses parsed by ``httptools`` (chunked
 transfer decoded there), no coroutine per connection, no task per read. It speaks
 only what upstream model APIs need: POST with a body, JSON or a streamed body
-back, TLS for hosted providers. Errors are this module's own small classes; the
-adapters' shared HTTP layer translates them into polyroute's error tree.
+back, TLS for hosted providers, forward proxies (``polyroute.adapters.proxy``).
+Errors are this module's own small classes; the adapters' shared HTTP layer
+translates them into polyroute's error tree.
+
+An upstream is not trusted to be sane: a response head is capped in bytes and in
+headers (checked per header and per read, since the parser reports a header only
+once it is whole), a whole body and a streamed line in bytes; past a cap the
+connection is closed and ResponseTooLarge raised. Each check is an integer
+comparison on counters the callbacks keep anyway.
 """
 
 from __future__ import annotations
@@ -180,6 +187,7 @@ class _Conn(asyncio.Protocol):
         self.complete = self.headers_done = self.received_any = self.reusable = False
         self.error = None
         self.head_bytes = self.header_bytes = self.header_count = 0
+        self.repeated = None
         assert self.transport is not None
         self.transport.write(request)
 
