@@ -33,6 +33,7 @@ from polyroute.errors import (
 )
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import PANIC_CODES, Health, Ticket
+from polyroute.redact import UpstreamGuard
 from polyroute.types import ChatRequest, Usage, make_usage
 
 log = logging.getLogger("polyroute.failover")
@@ -120,6 +121,7 @@ class Walk:
         report: Report,
     ) -> None:
         self.health = health
+        self.guard = fleet.guard
         self.route = route
         self.req = req
         self.report = report
@@ -178,7 +180,7 @@ class Walk:
         return adapter.can_continue or not self.continuing
 
     async def failed(self, slot: Slot, exc: BaseException) -> bool:
-        err = as_upstream(exc, slot)
+        err = as_upstream(exc, slot, self.guard)
         # A timeout cut short by the route's deadline says nothing about the backend.
         counts = not (slot.by_deadline and isinstance(err, UpstreamTimeout))
         await self.health.settle(slot.ticket, err, counts=counts)
@@ -248,10 +250,11 @@ def supported(
     return out
 
 
-def as_upstream(exc: BaseException, slot: Slot) -> UpstreamError:
+def as_upstream(exc: BaseException, slot: Slot, guard: UpstreamGuard | None = None) -> UpstreamError:
+    """The error an attempt ended with, as the gateway keeps it: where upstream text enters its accounts."""
     entry = slot.entry
     if isinstance(exc, UpstreamError):
         exc.backend = exc.backend or entry.backend
         exc.model = entry.name
-        return exc
+        return guard(exc) if guard is not None else exc
     return UpstreamTimeout(f"no answer within {slot.timeout:.2f}s", backend=entry.backend, model=entry.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -127,6 +128,8 @@ class BreakerConfig(_Strict):
     # Failures are charged to the model; when this many distinct models of one backend fail the
     # same way within ``window`` seconds, the backend's breaker opens too.
     widen_after_models: int = Field(default=3, ge=2)
+    # The longest an upstream's Retry-After may keep a backend out; longer ones are clamped (and logged).
+    max_retry_after: float = Field(default=300.0, gt=0)
 
 
 class GatewayConfig(_Strict):
@@ -182,6 +185,45 @@ class BackendConfig(_Strict):
     # Who runs the endpoint ("moonshot", "dashscope", "zhipu", ...): provider data keyed by it, such
     # as the region a key belongs to (polyroute.adapters.regions), applies to this backend.
     provider: str | None = None
+    # A non-streamed answer (or an error body) past this many bytes fails the attempt.
+    max_answer_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # A forward proxy (http://[user:pass@]host:port) for this backend, or "none" to go direct;
+    # unset: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment.
+    proxy: str | None = None
+    # The proxy's credentials, "user:password", as env:VAR (never in the URL).
+    proxy_auth: SecretRef | None = None
+    # PEM file of the CAs trusted for this backend's TLS (instead of the system's).
+    ca_bundle: str | None = None
+    # At most this many connections open to the backend at once (unset: no limit) ...
+    max_connections: int | None = Field(default=None, ge=1)
+    # ... and at most this many requests waiting for one; past that a request fails at once.
+    connection_queue: int = Field(default=64, ge=0)
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, v: str | None) -> str | None:
+        if v is None or v == "none":
+            return v
+        parts = urlsplit(v)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError("proxy must be an http:// URL (http://host:port) or 'none' to go direct")
+        if parts.username is not None:
+            raise ValueError("proxy credentials are secrets: give them as proxy_auth = 'env:VAR' instead")
+        return v
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        path = Path(v).expanduser()
+        if not path.is_file():
+            raise ValueError(f"ca_bundle {v!r} is not a readable file")
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (OSError, ssl.SSLError):
+            raise ValueError(f"ca_bundle {v!r} holds no PEM certificate that TLS can load") from None
+        return str(path)
 
     @field_validator("base_url", "continuation_base_url")
     @classmethod

@@ -255,7 +255,7 @@ class _Stream:
     async def cut(self, slot: Slot, exc: UpstreamError) -> bool:
         """Account a stream that broke after its first token; whether to go on and rescue it."""
         entry = slot.entry
-        cause = as_upstream(exc, slot)
+        cause = as_upstream(exc, slot, self.walk.guard)
         await self.walk.health.settle(slot.ticket, cause)
         self.settle_usage(entry)
         partial = "".join(self.content)

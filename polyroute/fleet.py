@@ -13,6 +13,7 @@ from polyroute.adapters import Adapter, build_adapter
 from polyroute.catalog import Catalog, Family
 from polyroute.config import EMBEDDED_SOURCE, Config, RouteConfig
 from polyroute.errors import ConfigError, UnknownModel
+from polyroute.redact import UpstreamGuard
 from polyroute.types import Usage
 
 
@@ -74,6 +75,8 @@ class Fleet:
     adapters: dict[str, Adapter] = field(default_factory=dict)
     # The catalog the fleet was built from: to say how a catalog model not served here would join.
     catalog: Catalog | None = None
+    # Applied to every upstream error once: secrets out of its message, Retry-After clamped.
+    guard: UpstreamGuard = field(default_factory=UpstreamGuard)
 
     @classmethod
     def build(cls, config: Config, catalog: Catalog) -> Fleet:
@@ -85,7 +88,8 @@ class Fleet:
             # A model's own name is a one-model route with the defaults.
             routes.setdefault(name, Route(name, RouteConfig(models=[name]), (entry,)))
         adapters = {name: build_adapter(name, bc) for name, bc in config.backends.items()}
-        return cls(config=config, models=models, routes=routes, adapters=adapters, catalog=catalog)
+        return cls(config=config, models=models, routes=routes, adapters=adapters, catalog=catalog,
+                   guard=UpstreamGuard.from_config(config))
 
     def resolve(self, name: str) -> Route:
         route = self.routes.get(name)

@@ -71,6 +71,7 @@ class BufferHandler(logging.Handler):
         self.records: deque[logging.LogRecord | str] = deque()  # a str is a line formatted already
         self.wake = threading.Event()
         self._clock = _Clock()  # for the lines formatted here (the writer thread has its own)
+        self.redact: Callable[[str], str] | None = None  # the last guard against secrets (see guard)
 
     def handle(self, record: logging.LogRecord) -> bool:
         # No handler lock: deque.append is atomic, and nothing here needs more.
@@ -79,6 +80,10 @@ class BufferHandler(logging.Handler):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         record.exc_info = None
+        if self.redact is not None:
+            record.msg = self.redact(record.msg)
+            if record.exc_text:
+                record.exc_text = self.redact(record.exc_text)
         self.records.append(record)
         if not self.wake.is_set():
             self.wake.set()
@@ -91,6 +96,8 @@ class BufferHandler(logging.Handler):
         """Queue ``message`` as ``FORMAT`` renders it, with no record made."""
         now = time.time()
         stamp = self._clock.stamp(now, (now - int(now)) * 1000)
+        if self.redact is not None:
+            message = self.redact(message)
         self.records.append(f"{stamp} {levelname} {name}: {message}")
         if not self.wake.is_set():
             self.wake.set()
@@ -154,6 +161,17 @@ def setup(level: str | None = None) -> None:
     writer.start()
     atexit.register(writer.stop)  # what is queued is written before the process ends
     root.addHandler(handler)
+
+
+def guard(redact: Callable[[str], str] | None) -> None:
+    """Blank secrets out of every line this module's handler writes (where ``setup`` installed it).
+
+    Secrets are kept out of messages where they enter (``polyroute.redact``); this is
+    the last guard, for a path that missed it. A falsy ``redact`` (no secrets) costs nothing.
+    """
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BufferHandler):
+            handler.redact = redact or None
 
 
 def direct_line(logger: logging.Logger) -> Callable[[str], None] | None:

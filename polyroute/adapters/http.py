@@ -9,7 +9,10 @@ providers are read here, in ``json_error_reader``.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -20,17 +23,21 @@ import httpx
 import orjson
 
 from polyroute.adapters.base import Adapter
+from polyroute.adapters.proxy import proxy_for
 from polyroute.adapters.transport import (
     ConnectFailed,
     ConnectionBroken,
     ConnectTimeout,
     Pool,
+    PoolFull,
     ReadTimeout,
     Response,
+    ResponseTooLarge,
     TransportError,
 )
 from polyroute.config import BackendConfig
 from polyroute.errors import (
+    ConfigError,
     Scope,
     UpstreamAuthError,
     UpstreamBadResponse,
@@ -82,16 +89,32 @@ def redacting(reader: BodyReader, secret: str | None) -> BodyReader:
 
 
 def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from ``Retry-After`` (delay-seconds or an HTTP-date); None when it says nothing usable.
+
+    Never infinite, never NaN, never negative: how long a backend stays out is
+    clamped later, to ``[gateway.breakers] max_retry_after``.
+    """
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    parsed = email.utils.parsedate_to_datetime(value) if value else None
-    if parsed is None:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if parsed is None:
+            return None
+        if parsed.tzinfo is None:  # an HTTP-date is GMT; a date without a zone is read as such
+            parsed = parsed.replace(tzinfo=datetime.UTC)
+        seconds = parsed.timestamp() - time.time()
+    if math.isnan(seconds):
         return None
-    return max(0.0, parsed.timestamp() - time.time())
+    return min(max(0.0, seconds), _RETRY_AFTER_CEILING)
+
+
+# Beyond any sane clamp; keeps the value a finite float for whatever does arithmetic with it.
+_RETRY_AFTER_CEILING = 1e9
 
 
 def error_from_status(
@@ -152,6 +175,12 @@ def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
 
 def error_from_exception(exc: Exception, *, backend: str, model: str) -> UpstreamError:
     name = type(exc).__name__
+    if isinstance(exc, ResponseTooLarge):
+        return UpstreamBadResponse(str(exc), backend=backend, model=model)
+    if isinstance(exc, PoolFull):
+        return UpstreamUnavailable(str(exc), backend=backend, model=model, code="connection_limit_reached")
+    if isinstance(exc, ConnectFailed):
+        return UpstreamUnavailable(f"connection failed: {exc}", backend=backend, model=model)
     if isinstance(exc, (ReadTimeout, ConnectTimeout, httpx.TimeoutException)):
         return UpstreamTimeout(f"timed out ({name})", backend=backend, model=model)
     if isinstance(exc, (ConnectFailed, httpx.ConnectError, httpx.NetworkError, httpx.ProxyError)):
@@ -172,7 +201,7 @@ class HttpBackend:
         self.name = name
         self.config = config
         self.reader = redacting(reader, config.api_key.get() if config.api_key else None)
-        self.pool = Pool(config.base_url or "http://localhost", config.connect_timeout)
+        self.pool = pool_for(config, os.environ)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -192,7 +221,7 @@ class HttpBackend:
         try:
             resp = await self.pool.request("POST", url, headers, orjson.dumps(payload), timeout or self.config.timeout)
             if resp.status >= 400:
-                body = await resp.read(timeout or self.config.timeout)
+                body = await resp.read(timeout or self.config.timeout, self.config.max_answer_bytes)
                 raise error_from_status(resp.status, body, resp.headers, self.reader, backend=self.name, model=model)
         except TransportError as exc:
             raise error_from_exception(exc, backend=self.name, model=model) from None
@@ -203,7 +232,7 @@ class HttpBackend:
     ) -> object:
         resp = await self.send(url, payload, headers, model, timeout)
         try:
-            return orjson.loads(await resp.read(timeout or self.config.timeout))
+            return orjson.loads(await resp.read(timeout or self.config.timeout, self.config.max_answer_bytes))
         except (TransportError, orjson.JSONDecodeError) as exc:
             raise error_from_exception(exc, backend=self.name, model=model) from None
 
@@ -225,6 +254,20 @@ class HttpBackend:
                 yield line
         except TransportError as exc:
             raise error_from_exception(exc, backend=self.name, model=model) from None
+
+
+def pool_for(config: BackendConfig, env: Mapping[str, str]) -> Pool:
+    """The backend's connection pool: its proxy (own or from the environment), CAs and connection cap."""
+    base_url = config.base_url or "http://localhost"
+    credentials = config.proxy_auth.get() if config.proxy_auth else None
+    try:
+        proxy = proxy_for(base_url, config.proxy, env, credentials)
+    except ValueError as exc:  # the URL itself is not repeated: it may carry credentials
+        raise ConfigError(f"HTTPS_PROXY / HTTP_PROXY: {exc}") from None
+    return Pool(
+        base_url, config.connect_timeout, proxy=proxy,
+        ca_bundle=config.ca_bundle, max_connections=config.max_connections, max_waiting=config.connection_queue,
+    )
 
 
 def json_error_reader(status: int, body: bytes) -> ErrorInfo:

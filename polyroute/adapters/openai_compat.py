@@ -99,18 +99,19 @@ class OpenAICompatAdapter(HttpAdapter):
     def stream(self, call: Call) -> SSEChunks:
         url = self.continue_url if call.prefix else self.url
         model = call.upstream_model
-        return SSEChunks(self.http, _Events(self.name, model), url, self.payload(call, True), self.headers, model,
-                         call.timeout)
+        events = _Events(self.name, model, self.http.reader)
+        return SSEChunks(self.http, events, url, self.payload(call, True), self.headers, model, call.timeout)
 
 
 class _Events:
     """An OpenAI-compatible stream: one chunk per event, then ``data: [DONE]``."""
 
-    __slots__ = ("backend", "ended", "model")
+    __slots__ = ("backend", "ended", "model", "read")
 
-    def __init__(self, backend: str, model: str) -> None:
+    def __init__(self, backend: str, model: str, read: BodyReader = read_error) -> None:
         self.backend = backend
         self.model = model
+        self.read = read  # the backend's error reader, which blanks out its key
         self.ended = False
 
     def on(self, event: str, data: str) -> list[ChatChunk]:
@@ -119,7 +120,7 @@ class _Events:
             return []
         doc = json_object(data, "stream event", backend=self.backend, model=self.model)
         if "error" in doc:
-            info = read_error(500, data.encode())
+            info = self.read(500, data.encode())
             raise UpstreamServerError(info.message, backend=self.backend, model=self.model)
         choices = doc.get("choices")
         if not isinstance(choices, list):

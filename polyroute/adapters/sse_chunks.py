@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from polyroute.adapters.http import HttpBackend, error_from_exception
-from polyroute.adapters.sse import SSEDecoder
+from polyroute.adapters.sse import MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
 from polyroute.adapters.transport import Response, TransportError
-from polyroute.errors import UpstreamUnavailable
+from polyroute.errors import UpstreamBadResponse, UpstreamUnavailable
 from polyroute.types import ChatChunk
 
 
@@ -45,7 +45,7 @@ class SSEChunks:
         self.model = model
         self._args = (url, payload, headers, model, timeout)
         self._resp: Response | None = None
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(min(MAX_EVENT_BYTES, http.config.max_answer_bytes))
         self._events: list[tuple[str, str]] = []  # decoded from the last read, not yet read
         self._next = 0  # the first of _events not yet read
         self._ready: list[ChatChunk] = []  # chunks of one event, not yet returned, in reverse
@@ -80,10 +80,13 @@ class SSEChunks:
             data = await resp.next()
         except TransportError as exc:
             raise error_from_exception(exc, backend=self.http.name, model=self.model) from None
+        try:
+            self._events, self._next = (self._decoder.feed(data) if data is not None else self._decoder.end()), 0
+        except EventTooLarge as exc:
+            self.release()
+            raise UpstreamBadResponse(str(exc), backend=self.http.name, model=self.model) from None
         if data is not None:
-            self._events, self._next = self._decoder.feed(data), 0
             return
-        self._events, self._next = self._decoder.end(), 0
         if not self._events:
             raise UpstreamUnavailable(self.reader.missing_end(), backend=self.http.name, model=self.model)
 

@@ -4,8 +4,15 @@ Every request the gateway forwards goes through here, so it does as little as it
 can: one ``write`` per request, responses parsed by ``httptools`` (chunked
 transfer decoded there), no coroutine per connection, no task per read. It speaks
 only what upstream model APIs need: POST with a body, JSON or a streamed body
-back, TLS for hosted providers. Errors are this module's own small classes; the
-adapters' shared HTTP layer translates them into polyroute's error tree.
+back, TLS for hosted providers, forward proxies (``polyroute.adapters.proxy``).
+Errors are this module's own small classes; the adapters' shared HTTP layer
+translates them into polyroute's error tree.
+
+An upstream is not trusted to be sane: a response head is capped in bytes and in
+headers (checked per header and per read, since the parser reports a header only
+once it is whole), a whole body and a streamed line in bytes; past a cap the
+connection is closed and ResponseTooLarge raised. Each check is an integer
+comparison on counters the callbacks keep anyway.
 """
 
 from __future__ import annotations
@@ -13,15 +20,22 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from typing import cast
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import NoReturn, cast
 from urllib.parse import urlsplit
 
 import httptools
 
 from polyroute import eager
+from polyroute.adapters.proxy import Proxy, ProxyRefused, open_tunnel
 
 _HIGH_WATER = 1 << 20  # pause reading past 1 MiB of unread body
+# A response head past either limit is refused: a hostile or broken upstream must not make the
+# parser buffer (or this client join) megabytes of headers while every other request waits.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+# A line of a streamed body (NDJSON) longer than this is refused, not buffered on and on.
+MAX_LINE_BYTES = 1 << 20
 
 
 class TransportError(Exception):
@@ -42,6 +56,18 @@ class ReadTimeout(TransportError):
 
 class ConnectionBroken(TransportError):
     """Closed or reset before the response was complete, or not valid HTTP."""
+
+
+class ResponseTooLarge(TransportError):
+    """A response head, body or line past its limit: the connection is closed, nothing more read."""
+
+
+class PoolFull(TransportError):
+    """The backend's connection limit is reached and its wait queue is full, or no connection freed in time."""
+
+
+class _HeadLimit(Exception):
+    """Raised inside a parser callback to stop parsing a head past its limits."""
 
 
 class _Conn(asyncio.Protocol):
@@ -66,6 +92,11 @@ class _Conn(asyncio.Protocol):
         self.headers_done = False
         self.paused = False
         self.reusable = False
+        self.head_bytes = 0  # bytes received while the head was incomplete
+        self.header_bytes = 0  # bytes of the headers parsed so far
+        self.header_count = 0
+        self.repeated: dict[str, list[str]] | None = None  # values of repeated headers, joined once at the end
+        self.on_gone: Callable[[], None] | None = None  # told once when the connection is closed
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -83,7 +114,15 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(ConnectionBroken("unexpected protocol upgrade"))
         except httptools.HttpParserError as exc:
-            self._fail(ConnectionBroken(f"invalid HTTP response ({exc})"))
+            # What a callback raised comes wrapped (HttpParserCallbackError), the original as its context.
+            cause = exc.__context__
+            self._fail(ResponseTooLarge(str(cause)) if isinstance(cause, _HeadLimit)
+                       else ConnectionBroken(f"invalid HTTP response ({exc})"))
+        if not self.headers_done and self.error is None:
+            # httptools reports a header only once it is whole: a value that never ends is counted here.
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._fail(ResponseTooLarge(f"response head over {MAX_HEAD_BYTES} bytes"))
         if self.step_now:
             # A response's head (with a stream's first token, or a whole answer) is relayed ahead
             # of the chunks of streams already flowing (polyroute.eager); after the parser is done.
@@ -91,7 +130,7 @@ class _Conn(asyncio.Protocol):
             eager.step_now(self.waiting)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self._gone()
         if not self.complete:
             self._fail(ConnectionBroken("connection closed by upstream" if exc is None else f"connection lost ({exc})"))
 
@@ -101,12 +140,25 @@ class _Conn(asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_count += 1
+        self.header_bytes += len(name) + len(value)
+        if self.header_count > MAX_HEADERS or self.header_bytes > MAX_HEAD_BYTES:
+            raise _HeadLimit(f"response head over {MAX_HEADERS} headers or {MAX_HEAD_BYTES} bytes")
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+        if key not in self.headers:
+            self.headers[key] = text
+            return
+        if self.repeated is None:
+            self.repeated = {}
+        self.repeated.setdefault(key, [self.headers[key]]).append(text)
 
     def on_headers_complete(self) -> None:
         assert self.parser is not None
+        if self.repeated is not None:
+            for key, values in self.repeated.items():
+                self.headers[key] = ", ".join(values)
+            self.repeated = None
         self.status = self.parser.get_status_code()
         self.headers_done = True
         self.step_now = self.waiter is not None
@@ -134,6 +186,8 @@ class _Conn(asyncio.Protocol):
         self.status, self.headers, self.body, self.buffered = 0, {}, deque(), 0
         self.complete = self.headers_done = self.received_any = self.reusable = False
         self.error = None
+        self.head_bytes = self.header_bytes = self.header_count = 0
+        self.repeated = None
         assert self.transport is not None
         self.transport.write(request)
 
@@ -141,9 +195,15 @@ class _Conn(asyncio.Protocol):
         return self.complete and self.reusable and not self.closed
 
     def close(self) -> None:
-        self.closed = True
+        self._gone()
         if self.transport is not None:
             self.transport.close()
+
+    def _gone(self) -> None:
+        self.closed = True
+        if self.on_gone is not None:
+            on_gone, self.on_gone = self.on_gone, None
+            on_gone()
 
     async def wait(self, timeout: float | None) -> None:
         """Wait until the parser makes progress (headers, body, end) or fails."""
@@ -204,12 +264,25 @@ class Response:
         self.headers: Mapping[str, str] = conn.headers
         self._released = False
 
-    async def read(self, timeout: float | None = None) -> bytes:
+    async def read(self, timeout: float | None = None, limit: int | None = None) -> bytes:
+        """The whole body; past ``limit`` bytes the connection is closed and ResponseTooLarge raised."""
+        declared = self.headers.get("content-length", "")
+        if limit is not None and declared.isdigit() and int(declared) > limit:
+            self._too_large(limit)
         parts = []
+        size = 0
         while (data := await self._conn.next_body(timeout)) is not None:
+            size += len(data)
+            if limit is not None and size > limit:
+                self._too_large(limit)
             parts.append(data)
         self.release()
         return b"".join(parts)
+
+    def _too_large(self, limit: int) -> NoReturn:
+        self._released = True
+        self._conn.close()
+        raise ResponseTooLarge(f"response body over {limit} bytes")
 
     async def next(self, timeout: float | None = None) -> bytes | None:
         """The next piece of body, or None at its end (the connection then goes back to the pool)."""
@@ -223,15 +296,31 @@ class Response:
             yield data
 
     async def iter_lines(self, timeout: float | None = None) -> AsyncIterator[str]:
-        """Lines without their ending; a last line with no newline is yielded too."""
-        rest = b""
+        """Lines without their ending; a last line with no newline is yielded too.
+
+        A line longer than ``MAX_LINE_BYTES`` raises ResponseTooLarge. The unended
+        line's pieces are kept apart and joined once, when its end comes.
+        """
+        pending: list[bytes] = []
+        size = 0
         async for data in self.iter_bytes(timeout):
-            rest += data
-            *lines, rest = rest.split(b"\n")
+            if b"\n" not in data:
+                pending.append(data)
+                size += len(data)
+                if size > MAX_LINE_BYTES:
+                    self._too_large(MAX_LINE_BYTES)
+                continue
+            if pending:
+                pending.append(data)
+                data = b"".join(pending)
+            *lines, last = data.split(b"\n")
             for line in lines:
+                if len(line) > MAX_LINE_BYTES:
+                    self._too_large(MAX_LINE_BYTES)
                 yield line.removesuffix(b"\r").decode("utf-8", "replace")
-        if rest:
-            yield rest.removesuffix(b"\r").decode("utf-8", "replace")
+            pending, size = ([last], len(last)) if last else ([], 0)
+        if pending:
+            yield b"".join(pending).removesuffix(b"\r").decode("utf-8", "replace")
 
     def release(self) -> None:
         """Give the connection back when the body was read whole; otherwise close it."""
@@ -242,9 +331,17 @@ class Response:
 
 
 class Pool:
-    """Keep-alive connections to one origin."""
+    """Keep-alive connections to one origin, directly or through a forward proxy.
 
-    def __init__(self, base_url: str, connect_timeout: float, max_idle: int = 256) -> None:
+    With ``max_connections`` set, at most that many are open at once; a request
+    finding none free waits its turn (FIFO, within its timeout) among at most
+    ``max_waiting`` others, and past that fails at once with PoolFull.
+    """
+
+    def __init__(
+        self, base_url: str, connect_timeout: float, max_idle: int = 256, *, proxy: Proxy | None = None,
+        ca_bundle: str | None = None, max_connections: int | None = None, max_waiting: int = 64,
+    ) -> None:
         parts = urlsplit(base_url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
@@ -255,27 +352,55 @@ class Pool:
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
         self.idle: list[_Conn] = []
-        self.ssl = ssl.create_default_context() if self.https else None
+        self.ssl = ssl.create_default_context(cafile=ca_bundle) if self.https else None
+        self.proxy = proxy
+        # Plain HTTP through a proxy: absolute-form request lines, and the proxy's credentials on each.
+        self.forward = proxy is not None and not self.https
+        self.max_connections = max_connections
+        self.max_waiting = max_waiting
+        self.open = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
     async def _connect(self) -> _Conn:
-        loop = asyncio.get_running_loop()
+        via = f" via proxy {self.proxy.where}" if self.proxy is not None else ""
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    _Conn, self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.https else None
-                ),
-                self.connect_timeout,
-            )
+            return await asyncio.wait_for(self._open(), self.connect_timeout)
         except TimeoutError:
-            raise ConnectTimeout(f"no connection to {self.host_header} within {self.connect_timeout}s") from None
+            raise ConnectTimeout(f"no connection to {self.host_header}{via} within {self.connect_timeout}s") from None
+        except ProxyRefused as exc:
+            raise ConnectFailed(f"cannot connect to {self.host_header}: {exc}") from None
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(f"cannot connect to {self.host_header} ({type(exc).__name__})") from None
+            raise ConnectFailed(f"cannot connect to {self.host_header}{via} ({type(exc).__name__})") from None
+
+    async def _open(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        proxy = self.proxy
+        if proxy is None or not self.https:
+            host, port = (self.host, self.port) if proxy is None else (proxy.host, proxy.port)
+            _, conn = await loop.create_connection(
+                _Conn, host, port, ssl=self.ssl, server_hostname=self.host if self.https else None
+            )
+            return conn
+        assert self.ssl is not None
+        raw = await open_tunnel(proxy, self.host, self.port)
+        conn = _Conn()
+        try:
+            tls = await loop.start_tls(raw, conn, self.ssl, server_hostname=self.host)
+        except BaseException:
+            raw.close()
+            raise
+        if tls is None:
+            raise ConnectionResetError("the tunnel closed during the TLS handshake")
+        conn.connection_made(tls)
         return conn
 
     def _head(self, method: str, url: str, headers: Mapping[str, str], length: int) -> bytes:
         path = url[len(self.origin):] if url.startswith(self.origin) else url
-        lines = [f"{method} {path or '/'} HTTP/1.1", f"host: {self.host_header}", f"content-length: {length}",
+        target = f"{self.origin}{path or '/'}" if self.forward else path or "/"
+        lines = [f"{method} {target} HTTP/1.1", f"host: {self.host_header}", f"content-length: {length}",
                  "accept-encoding: identity"]
+        if self.forward and self.proxy is not None and self.proxy.authorization:
+            lines.append(f"proxy-authorization: {self.proxy.authorization}")
         lines += [f"{k}: {v}" for k, v in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -283,22 +408,32 @@ class Pool:
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout: float | None
     ) -> Response:
         request = self._head(method, url, headers, len(body)) + body
-        while self.idle:
-            conn = self.idle.pop()
-            if conn.closed:
-                continue
-            conn.start(request)
-            try:
-                await conn.headers_ready(timeout)
-            except ConnectionBroken:
-                if conn.received_any:
+        while True:
+            while self.idle:
+                conn = self.idle.pop()
+                if conn.closed:
+                    continue
+                conn.start(request)
+                try:
+                    await conn.headers_ready(timeout)
+                except ConnectionBroken:
+                    if conn.received_any:
+                        raise
+                    continue  # the upstream closed an idle connection: it never saw this request
+                except BaseException:
+                    conn.close()
                     raise
-                continue  # the upstream closed an idle connection: it never saw this request
-            except BaseException:
-                conn.close()
-                raise
-            return Response(conn, self)
-        conn = await self._connect()
+                return Response(conn, self)
+            if self.max_connections is None or self.open < self.max_connections:
+                break
+            await self._wait_turn(timeout)
+        self.open += 1
+        try:
+            conn = await self._connect()
+        except BaseException:
+            self._free()
+            raise
+        conn.on_gone = self._free
         conn.start(request)
         try:
             await conn.headers_ready(timeout)
@@ -307,10 +442,45 @@ class Pool:
             raise
         return Response(conn, self)
 
+    async def _wait_turn(self, timeout: float | None) -> None:
+        """Wait until a connection is put back or closed; PoolFull when the queue is full or time is up."""
+        if len(self.waiters) >= self.max_waiting:
+            raise PoolFull(
+                f"connection limit reached: {self.open} of {self.max_connections} connections busy "
+                f"and {len(self.waiters)} requests waiting"
+            )
+        turn = asyncio.get_running_loop().create_future()
+        self.waiters.append(turn)
+        try:
+            await asyncio.wait_for(turn, timeout)
+        except TimeoutError:
+            raise PoolFull(
+                f"connection limit reached: none of {self.max_connections} connections freed within {timeout}s"
+            ) from None
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._next_turn()  # woken, then cancelled: the turn passes on
+            raise
+        finally:
+            if turn in self.waiters:
+                self.waiters.remove(turn)
+
+    def _next_turn(self) -> None:
+        while self.waiters:
+            turn = self.waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+    def _free(self) -> None:
+        self.open -= 1
+        self._next_turn()
+
     def put_back(self, conn: _Conn) -> None:
         if conn.keep_alive() and len(self.idle) < self.max_idle:
             conn.parser = None
             self.idle.append(conn)
+            self._next_turn()
         else:
             conn.close()
 

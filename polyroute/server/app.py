@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from polyroute import logs
 from polyroute.auth import presented_key
 from polyroute.catalog import load_catalog
 from polyroute.config import Config
@@ -34,6 +35,8 @@ def _json(doc: Any, status: int = 200) -> Reply:
 def create_app(gateway: Gateway) -> App:
     config = gateway.fleet.config
     chat = ChatEndpoint(gateway, config.gateway.debug_headers)
+    redact = gateway.fleet.guard.redact
+    logs.guard(redact)
 
     async def models(request: Request) -> Reply:
         # Same door as chat: with keys configured, only a valid key sees the fleet, and only its routes.
@@ -56,7 +59,13 @@ def create_app(gateway: Gateway) -> App:
         return _json({"status": "ready" if ready else "not ready", "backends_ready": ready}, status)
 
     async def backends_health(request: Request) -> Reply:
-        return _json(await gateway.failover.health.report(gateway.fleet))
+        # Breaker details quote upstream errors: with keys configured, only a valid key reads them.
+        try:
+            gateway.keys.authenticate(presented_key(request.header(b"authorization"), request.header(b"x-api-key")))
+        except PolyrouteError as exc:
+            return error_response(exc)
+        report = orjson.dumps(await gateway.failover.health.report(gateway.fleet))
+        return Reply(redact.data(report) if redact else report, 200)
 
     return App(
         routes={
@@ -110,7 +119,6 @@ def list_models(gateway: Gateway) -> list[dict[str, Any]]:
 
 def app_from_env() -> App:
     """For worker processes: each builds its own gateway from the config."""
-    from polyroute import logs
     from polyroute.settings import effective_config
 
     logs.setup()
