@@ -89,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     if args.workers > 1:
         return workers.Supervisor(sockets).run()
-    from polyroute.catalog import load_catalog
+    from polyroute.catalog import load_catalog_for
     from polyroute.gateway import Gateway
     from polyroute.server import serving
     from polyroute.server.app import create_app, tune_gc
 
-    app = create_app(Gateway.from_config(config, load_catalog()))
+    app = create_app(Gateway.from_config(config, load_catalog_for(config)))
     tune_gc()
     return serving.run(app, sockets, lambda: log.info("ready: accepting requests on %s:%d", host, port))
