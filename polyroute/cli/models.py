@@ -121,8 +121,15 @@ def run(args: argparse.Namespace) -> int:
         print("No model family matches these filters.")
         return 0
     rows = [_row(f, env) for f in families]
-    sys.stdout.write(render_table(_COLUMNS, rows))
+    _write_lines(render_table(_COLUMNS, rows))
     return 0
+
+
+def _write_lines(text: str) -> None:
+    # Line by line, as a reader like `head` expects: one that goes away mid-table is then
+    # noticed at the next write (and ends quietly in polyroute.cli.main).
+    for line in text.splitlines(keepends=True):
+        sys.stdout.write(line)
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -202,7 +209,7 @@ def _run_stale(catalog: Catalog, days: int, today: dt.date, *, as_json: bool) ->
     else:
         rows = [[f.id, o.provider, o.model, o.price_date.isoformat(), str(o.age_days(today)), o.price_source]
                 for f, o in stale]
-        sys.stdout.write(render_table(_STALE_COLUMNS, rows))
+        _write_lines(render_table(_STALE_COLUMNS, rows))
         print(f"{len(stale)} offer(s) priced more than {days} days ago: re-read the source and update "
               "the catalog, or override the offer in a [catalog] file.", file=sys.stderr)
     return 1 if stale else 0
