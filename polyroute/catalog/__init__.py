@@ -20,9 +20,9 @@ __all__ = [
     "Offer",
     "Wire",
     "catalog_files",
+    "load_catalog",
     "load_catalog_for",
     "load_with_files",
-    "load_catalog",
     "overlay",
     "parse_catalog",
 ]

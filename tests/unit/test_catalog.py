@@ -250,7 +250,10 @@ def test_the_same_offer_in_two_families_is_refused() -> None:
 
 def test_stale_lists_offers_read_more_than_n_days_ago_oldest_first() -> None:
     catalog = _catalog(
-        x=_family(offers=[_offer(price_date=dt.date(2026, 9, 1)), _offer(model="acme-2", price_date=dt.date(2026, 6, 1))]),
+        x=_family(offers=[
+            _offer(price_date=dt.date(2026, 9, 1)),
+            _offer(model="acme-2", price_date=dt.date(2026, 6, 1)),
+        ]),
         y=_family(offers=[_offer(model="acme-3", price_date=dt.date(2026, 12, 1))]),
     )
     today = dt.date(2026, 12, 6)
@@ -320,7 +323,9 @@ def small() -> Catalog:
                 offers=[_offer(model="acme-2", input_per_mtok=2.0, output_per_mtok=8.0)],
             ),
             "cn-model": _family(
-                organisation="DeepSeek", country="CN", offers=[_offer(model="acme-3", input_per_mtok=0.3, output_per_mtok=0.4)]
+                organisation="DeepSeek",
+                country="CN",
+                offers=[_offer(model="acme-3", input_per_mtok=0.3, output_per_mtok=0.4)],
             ),
             "on-box": _family(organisation="Hugging Face", country="US", local=True, offers=[]),
         }
