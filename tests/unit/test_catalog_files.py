@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -260,3 +263,16 @@ def test_config_check_reports_a_bad_catalog_file(tmp_path: Path, capsys: pytest.
     assert main(["config", "check", str(_config(tmp_path, '["ours.toml"]'))]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: " in err and "families.acme-one" in err
+
+
+def test_serve_refuses_a_bad_catalog_file_before_listening(tmp_path: Path) -> None:
+    bad = _write(tmp_path, "ours.toml", "[families.acme-one]\nname = 7\n")
+    config = _config(tmp_path, '["ours.toml"]')
+    # In a child process: serve sets up logging for the whole process.
+    done = subprocess.run(
+        [sys.executable, "-m", "polyroute", "serve", "--config", str(config), "--port", "1"],
+        capture_output=True, text=True, timeout=120, env={**os.environ},
+    )
+    assert done.returncode == 2
+    assert f"{bad}: " in done.stderr and "families.acme-one" in done.stderr
+    assert "serving on" not in done.stderr and "Traceback" not in done.stderr
