@@ -173,12 +173,12 @@ def _key_state(f: Family, env: Mapping[str, str]) -> str:
 
 
 def format_tokens(n: int) -> str:
-    """Short context size: 131072 -> "128K", 200000 -> "200K", 1048576 -> "1M".
+    """Short context size: 131072 -> "128K", 200000 -> "200K", 256000 -> "256K", 1048576 -> "1M".
 
-    Powers of two are shown in binary units because that is how model cards
-    quote them; other sizes in decimal.
+    Round decimal sizes are shown in decimal units; multiples of 1024 in binary ones,
+    because that is how model cards quote them; anything else in decimal.
     """
-    base = 1024 if n % 1024 == 0 else 1000
+    base = 1024 if n % 1024 == 0 and n % 1000 != 0 else 1000
     for unit, size in (("M", base * base), ("K", base)):
         if n >= size:
             return f"{n / size:.3g}{unit}"

@@ -185,6 +185,8 @@ def test_help_explains_the_columns_and_filters(capsys: pytest.CaptureFixture[str
         (131072, "128K"),
         (200000, "200K"),
         (204800, "200K"),
+        (256000, "256K"),  # a multiple of 1024 too, but quoted in decimal
+        (1000000, "1M"),
         (1048576, "1M"),
         (1047576, "1.05M"),
         (512, "512"),
