@@ -306,8 +306,27 @@ class KeyConfig(_Strict):
     revoked: bool = False
 
 
+class CatalogConfig(_Strict):
+    """``[catalog]``: the user's own catalog files, laid over the shipped one in order.
+
+    Paths are relative to the config file. Same schema as the shipped catalog; a family
+    they name is added or has the fields given replaced, and offers are matched by
+    (provider, model). See ``polyroute.catalog.overlay``.
+    """
+
+    files: list[str] = Field(default_factory=list)
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, v: list[str]) -> list[str]:
+        if any(not f.strip() for f in v):
+            raise ValueError("a catalog file path is empty")
+        return v
+
+
 class Config(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from polyroute import config as cfg
-from polyroute.catalog import Catalog, load_catalog
+from polyroute.catalog import Catalog, Offer, load_catalog
 
 
 def default_raw(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
@@ -31,16 +31,17 @@ def default_raw(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
     models: dict[str, Any] = {LOCAL_MODEL: {"backend": LOCAL_BACKEND, "upstream": LOCAL_MODEL, "family": LOCAL_FAMILY}}
     hosted: list[str] = []
     for family in catalog.families.values():
-        offers = sorted(family.offers, key=lambda o: o.input_per_mtok + o.output_per_mtok)
-        offer = next((o for o in offers if env.get(o.key_env)), None)
+        # The cheapest offer by list (peak) price among those whose key is set.
+        offer = min(family.offers_with_keys(env), key=Offer.mean_price, default=None)
         if offer is None or family.id in models:
             continue
         backends.setdefault(offer.provider, {
             "type": offer.wire,
             "base_url": offer.base_url,
             "api_key": f"env:{offer.key_env}",
-            "continuation": offer.continuation or "none",
-            "provider": offer.provider,  # for provider data such as the region a key belongs to
+            "continuation": offer.continuation,
+            # The catalog's provider name, so that provider quirks (key regions, error bodies) apply.
+            "provider": offer.provider,
             **({"continuation_base_url": offer.continuation_base_url} if offer.continuation_base_url else {}),
         })
         models[family.id] = {

@@ -10,6 +10,7 @@ from polyroute.catalog.model import (
     load_catalog,
     parse_catalog,
 )
+from polyroute.catalog.overlay import catalog_files, load_catalog_for, load_with_files, overlay
 
 __all__ = [
     "Capability",
@@ -18,6 +19,10 @@ __all__ = [
     "Family",
     "Offer",
     "Wire",
+    "catalog_files",
     "load_catalog",
+    "load_catalog_for",
+    "load_with_files",
+    "overlay",
     "parse_catalog",
 ]

@@ -30,7 +30,8 @@ from polyroute.errors import ConfigError
 Capability = Literal["tools", "json_mode", "vision", "reasoning"]
 Wire = Literal["openai", "anthropic"]
 # How a provider can carry on from a partial assistant message (mid-stream rescue):
-# "prefix" = an assistant message flagged as a prefix (DeepSeek beta, Moonshot partial),
+# "prefix" = an assistant message flagged "prefix": true (DeepSeek's beta endpoint),
+# "partial" = the same message flagged "partial": true (Moonshot's Kimi API),
 # "continue_final_message" = vLLM's flag, "prefill" = a trailing assistant turn (Anthropic).
 Continuation = Literal["prefix", "partial", "continue_final_message", "prefill", "none"]
 
@@ -40,6 +41,8 @@ SHIPPED_FILE = "families.toml"
 # splits the key ("families.glm-4.6" would be a table "glm-4" holding "6").
 _FAMILY_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _ENV_VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
+# One stretch of the day in UTC, "HH:MM-HH:MM", start before end ("24:00" ends a day).
+_HOURS = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$")
 
 
 def _http_url(value: str) -> str:
@@ -61,8 +64,16 @@ class Offer(_Strict):
     base_url: str
     model: str = Field(min_length=1)
     key_env: str
+    # List price (the peak rate where a provider has two), USD per million tokens;
+    # input means prompt tokens that miss the provider's cache.
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    # Cheaper rates outside the peak hours, for providers that bill by time of day.
+    off_peak_input_per_mtok: float | None = Field(default=None, ge=0)
+    off_peak_output_per_mtok: float | None = Field(default=None, ge=0)
+    peak_hours_utc: list[str] | None = None
+    peak_weekdays_only: bool = False
     price_source: str
     price_date: dt.date
     continuation: Continuation = "none"
@@ -82,9 +93,64 @@ class Offer(_Strict):
             raise ValueError(f"must be an environment variable name like OPENAI_API_KEY, got {v!r}")
         return v
 
+    @field_validator("peak_hours_utc")
+    @classmethod
+    def _hours(cls, v: list[str] | None) -> list[str] | None:
+        for span in v or []:
+            m = _HOURS.match(span)
+            if not m or (int(m[1]), int(m[2])) >= (int(m[3]), int(m[4])):
+                raise ValueError(f"peak hours are written 'HH:MM-HH:MM' in UTC, start before end, got {span!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _off_peak(self) -> Offer:
+        off_in, off_out = self.off_peak_input_per_mtok, self.off_peak_output_per_mtok
+        if (off_in is None) != (off_out is None):
+            raise ValueError("give both off_peak_input_per_mtok and off_peak_output_per_mtok, or neither")
+        if (off_in is not None) != bool(self.peak_hours_utc):
+            raise ValueError("off-peak prices and peak_hours_utc go together: give both or neither")
+        if off_in is not None and off_out is not None and (
+            off_in > self.input_per_mtok or off_out > self.output_per_mtok
+        ):
+            raise ValueError("an off-peak price is higher than the list (peak) price")
+        return self
+
     def mean_price(self) -> float:
-        """Average of input and output price per million tokens: the one number to rank by."""
+        """Average of input and output list price per million tokens: the one number to rank by.
+
+        The list price is the peak rate, so a route never looks cheaper than it can be.
+        """
         return (self.input_per_mtok + self.output_per_mtok) / 2
+
+    def is_peak(self, at: dt.datetime) -> bool:
+        """Whether ``at`` (an aware datetime) falls in the offer's peak hours; False without any."""
+        if not self.peak_hours_utc:
+            return False
+        utc = at.astimezone(dt.UTC)
+        if self.peak_weekdays_only and utc.weekday() >= 5:
+            return False
+        minute = utc.hour * 60 + utc.minute
+        for span in self.peak_hours_utc:
+            start, _, end = span.partition("-")
+            if _minutes(start) <= minute < _minutes(end):
+                return True
+        return False
+
+    def price_at(self, at: dt.datetime) -> tuple[float, float]:
+        """(input, output) USD per million tokens billed at ``at``: off-peak rates outside peak hours."""
+        if self.peak_hours_utc and not self.is_peak(at):
+            assert self.off_peak_input_per_mtok is not None and self.off_peak_output_per_mtok is not None
+            return (self.off_peak_input_per_mtok, self.off_peak_output_per_mtok)
+        return (self.input_per_mtok, self.output_per_mtok)
+
+    def age_days(self, today: dt.date) -> int:
+        """Days since the price was read."""
+        return (today - self.price_date).days
+
+
+def _minutes(hhmm: str) -> int:
+    hours, _, minutes = hhmm.partition(":")
+    return int(hours) * 60 + int(minutes)
 
 
 class Family(_Strict):
@@ -185,10 +251,29 @@ class Catalog(_Strict):
 
     @model_validator(mode="after")
     def _keys_match_ids(self) -> Catalog:
+        problems: list[str] = []
+        seen: dict[tuple[str, str], str] = {}
         for key, family in self.families.items():
             if family.id != key:
-                raise ValueError(f"families.{key}: id {family.id!r} differs from the table key")
+                problems.append(f"families.{key}: id {family.id!r} differs from the table key")
+            for i, offer in enumerate(family.offers):
+                where = f"families.{key}.offers.{i}"
+                first = seen.setdefault((offer.provider, offer.model), where)
+                if first != where:
+                    problems.append(f"{where}: provider {offer.provider!r} and model {offer.model!r} "
+                                    f"are already offered at {first}")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
+
+    def offers(self) -> list[tuple[Family, Offer]]:
+        """Every hosted offer with its family, in file order."""
+        return [(f, o) for f in self.families.values() for o in f.offers]
+
+    def stale(self, days: int, today: dt.date) -> list[tuple[Family, Offer]]:
+        """Offers whose price was read more than ``days`` days before ``today``, oldest first."""
+        old = [(f, o) for f, o in self.offers() if o.age_days(today) > days]
+        return sorted(old, key=lambda fo: fo[1].price_date)
 
     def get(self, family_id: str) -> Family | None:
         return self.families.get(family_id)

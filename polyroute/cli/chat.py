@@ -48,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _local(args: argparse.Namespace) -> int:
-    from polyroute.catalog import load_catalog
+    from polyroute.catalog import load_catalog_for
     from polyroute.gateway import Gateway, RequestContext
     from polyroute.settings import effective_config
 
-    gateway = Gateway.from_config(effective_config(args.config), load_catalog())
+    config = effective_config(args.config)
+    gateway = Gateway.from_config(config, load_catalog_for(config))
     await gateway.start()
     try:
         chunks, report = gateway.stream(ChatRequest.from_json(_body(args)), RequestContext())

@@ -21,9 +21,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def check_families(config: Config) -> None:
-    from polyroute.catalog import load_catalog
+    from polyroute.catalog import load_catalog_for
 
-    catalog = load_catalog()
+    # Reading the [catalog] files here is also what checks them.
+    catalog = load_catalog_for(config)
     for name, model in config.models.items():
         if model.family and catalog.get(model.family) is None:
             known = ", ".join(sorted(catalog.families))

@@ -70,7 +70,7 @@ def request_body(args: argparse.Namespace, prompt: str) -> dict[str, Any]:
 
 def run_explain(args: argparse.Namespace) -> int:
     from polyroute.auth import principal_named
-    from polyroute.catalog import load_catalog
+    from polyroute.catalog import load_catalog_for
     from polyroute.fleet import Fleet
     from polyroute.routing import Principal, Router
     from polyroute.routing.explain import explain, render
@@ -79,7 +79,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     config = effective_config(args.config)
-    fleet = Fleet.build(config, load_catalog())
+    fleet = Fleet.build(config, load_catalog_for(config))
     principal = principal_named(config, args.key) if args.key else Principal()
     req = ChatRequest.from_json(request_body(args, prompt))
     plan = Router(fleet).decide(fleet.resolve(args.route), req, principal, args.policy)

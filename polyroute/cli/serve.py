@@ -60,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("polyroute")
     log.info("config %s: %d backends, %d models, routes: %s", config.source, len(config.backends),
              len(config.models), ", ".join(config.client_names()))
+    from polyroute.catalog import load_catalog_for
+
+    catalog = load_catalog_for(config)  # a bad [catalog] file stops here, before any socket is bound
+    if config.catalog.files:
+        log.info("catalog: %s", catalog.source)
     for name, backend in config.backends.items():
         if backend.api_key is not None and not backend.api_key.present:
             var = backend.api_key.ref.removeprefix("env:")
@@ -89,11 +94,10 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     if args.workers > 1:
         return workers.Supervisor(sockets).run()
-    from polyroute.catalog import load_catalog
     from polyroute.gateway import Gateway
     from polyroute.server import serving
     from polyroute.server.app import create_app, tune_gc
 
-    app = create_app(Gateway.from_config(config, load_catalog()))
+    app = create_app(Gateway.from_config(config, catalog))
     tune_gc()
     return serving.run(app, sockets, lambda: log.info("ready: accepting requests on %s:%d", host, port))

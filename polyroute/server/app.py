@@ -11,7 +11,7 @@ import orjson
 
 from polyroute import logs
 from polyroute.auth import presented_key
-from polyroute.catalog import load_catalog
+from polyroute.catalog import load_catalog_for
 from polyroute.config import Config
 from polyroute.errors import PolyrouteError
 from polyroute.gateway import Gateway
@@ -124,6 +124,6 @@ def app_from_env() -> App:
     logs.setup()
 
     config: Config = effective_config(os.environ.get(CONFIG_ENV) or None)
-    app = create_app(Gateway.from_config(config, load_catalog()))
+    app = create_app(Gateway.from_config(config, load_catalog_for(config)))
     tune_gc()
     return app

@@ -28,7 +28,7 @@ def live() -> Iterator[Live]:
     raw = {
         "backends": {"f": {"type": "fake"}},
         "models": {
-            "echo": {"backend": "f", "family": "deepseek-v3", "input_per_mtok": 1.0, "output_per_mtok": 2.0},
+            "echo": {"backend": "f", "family": "deepseek-v4-flash", "input_per_mtok": 1.0, "output_per_mtok": 2.0},
             "down": {"backend": "f", "upstream": "error-503"},
             "tooly": {"backend": "f", "upstream": "tools"},
         },

@@ -22,7 +22,7 @@ RAW: dict[str, Any] = {
         "local-down": {"backend": "box", "upstream": "error-503", "family": "qwen3-8b"},
         "cloud-gpt": {"backend": "cloud", "family": "gpt-4-1-mini"},
         "local-qwen": {"backend": "box", "family": "qwen3-8b"},
-        "cloud-ds": {"backend": "cloud", "family": "deepseek-v3"},
+        "cloud-ds": {"backend": "cloud", "family": "deepseek-v4-flash"},
     },
     "policies": {"onprem": {"locality": "local"}, "us": {"origins_allow": ["US"]}, "open-door": {}},
     "keys": {

@@ -7,6 +7,7 @@ import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -14,21 +15,41 @@ from polyroute.catalog import Catalog, Family, load_catalog, parse_catalog
 from polyroute.errors import ConfigError
 
 REQUIRED_FAMILIES = {
-    "deepseek-v3",
-    "deepseek-r1",
+    "deepseek-v4-flash",
+    "deepseek-v4-pro",
     "qwen3-235b",
     "qwen3-coder",
     "qwen3-8b",
-    "kimi-k2",
+    "qwen3-6-plus",
+    "kimi-k2-6",
+    "glm-5-2",
     "glm-4-6",
     "llama-3-3-70b",
     "llama-4-maverick",
     "ernie-4-5",
+    "gpt-5-5",
+    "gpt-5-4-mini",
     "gpt-4-1",
     "gpt-4-1-mini",
+    "claude-sonnet-5-5",
     "claude-sonnet-4-5",
     "claude-haiku-4-5",
+    "gemini-3-5-flash",
+    "mistral-medium-3-5",
     "smollm2-135m",
+}
+# Every maker the catalog must cover, by a word of its organisation's name.
+SEED_MAKERS = ("DeepSeek", "Qwen", "Moonshot", "Zhipu", "Meta", "Baidu", "OpenAI", "Anthropic", "Mistral", "Google")
+# Ids the providers have retired: an offer calling one would fail on every request.
+RETIRED_IDS = {
+    "deepseek-chat",  # DeepSeek, 2026-07-24
+    "deepseek-reasoner",  # DeepSeek, 2026-07-24
+    "kimi-k2-0711-preview",  # Moonshot, 2026-05-25, and the rest of the K2 preview ids
+    "kimi-k2-0905-preview",
+    "kimi-k2-turbo-preview",
+    "kimi-k2-thinking",
+    "kimi-k2-thinking-turbo",
+    "kimi-latest",
 }
 
 
@@ -110,12 +131,12 @@ def test_only_the_in_process_model_is_local_and_free(shipped: Catalog) -> None:
 
 
 def test_shipped_continuation_modes(shipped: Catalog) -> None:
-    deepseek = next(o for o in shipped.families["deepseek-v3"].offers if o.provider == "deepseek")
+    deepseek = next(o for o in shipped.families["deepseek-v4-flash"].offers if o.provider == "deepseek")
     assert deepseek.continuation == "prefix"
     assert deepseek.continuation_base_url == "https://api.deepseek.com/beta"
-    moonshot = next(o for o in shipped.families["kimi-k2"].offers if o.provider == "moonshot")
-    assert moonshot.continuation == "partial"  # Kimi's partial mode, not DeepSeek's prefix
-    for family_id in ("claude-sonnet-4-5", "claude-haiku-4-5"):
+    moonshot = next(o for o in shipped.families["kimi-k2-6"].offers if o.provider == "moonshot")
+    assert moonshot.continuation == "partial"  # Moonshot's flag is "partial": true, not "prefix"
+    for family_id in ("claude-sonnet-5-5", "claude-sonnet-4-5", "claude-haiku-4-5"):
         (offer,) = shipped.families[family_id].offers
         assert (offer.wire, offer.continuation) == ("anthropic", "prefill")
         assert offer.base_url == "https://api.anthropic.com"
@@ -125,8 +146,120 @@ def test_shipped_continuation_modes(shipped: Catalog) -> None:
 
 def test_shipped_proprietary_families_are_closed(shipped: Catalog) -> None:
     closed = {f.id for f in shipped.filter(open_weights=False)}
-    assert {"gpt-4-1", "gpt-4-1-mini", "claude-sonnet-4-5", "claude-haiku-4-5"} <= closed
+    assert {"gpt-5-5", "gpt-4-1", "gpt-4-1-mini", "claude-sonnet-5-5", "claude-haiku-4-5"} <= closed
     assert all(shipped.families[i].licence == "proprietary" for i in closed)
+
+
+def test_every_seed_maker_is_covered(shipped: Catalog) -> None:
+    for maker in SEED_MAKERS:
+        assert any(maker.casefold() in f.organisation.casefold() for f in shipped.families.values()), maker
+
+
+def test_every_offer_is_dated_and_sourced(shipped: Catalog) -> None:
+    offers = shipped.offers()
+    assert len(offers) >= 25
+    for family, offer in offers:
+        where = f"{family.id} on {offer.provider}"
+        assert isinstance(offer.price_date, dt.date), where
+        # Read on or before the day this catalog was last updated, and after the seed was written.
+        assert dt.date(2026, 1, 1) <= offer.price_date <= dt.date(2026, 12, 6), where
+        source = urlsplit(offer.price_source)
+        assert source.scheme == "https" and "." in (source.hostname or ""), where
+        assert offer.base_url.startswith("https://"), where
+
+
+def test_no_offer_is_listed_twice(shipped: Catalog) -> None:
+    pairs = [(o.provider, o.model) for _, o in shipped.offers()]
+    assert len(pairs) == len(set(pairs))
+
+
+def test_no_offer_calls_a_retired_id(shipped: Catalog) -> None:
+    called = {o.model for _, o in shipped.offers()}
+    assert not called & RETIRED_IDS
+
+
+def test_open_weight_families_name_their_licence(shipped: Catalog) -> None:
+    for family in shipped.filter(open_weights=True):
+        assert family.licence.strip() and family.licence != "proprietary", family.id
+
+
+def test_open_weight_ernie_never_routes_to_a_closed_baidu_model(shipped: Catalog) -> None:
+    ernie = shipped.families["ernie-4-5"]
+    assert ernie.open_weights and ernie.offers
+    for offer in ernie.offers:
+        model = offer.model.lower()
+        # The open ERNIE 4.5 checkpoints are the MoE releases (300B-A47B, 21B-A3B, ...);
+        # Turbo, X1 and 5.x are Baidu's closed hosted models.
+        assert "ernie-4.5-" in model and ("a47b" in model or "a3b" in model), offer.model
+        assert not any(word in model for word in ("turbo", "x1", "ernie-5")), offer.model
+
+
+def test_deepseek_bills_half_price_off_peak(shipped: Catalog) -> None:
+    flash = next(o for o in shipped.families["deepseek-v4-flash"].offers if o.provider == "deepseek")
+    assert flash.model == "deepseek-flash"
+    assert flash.off_peak_input_per_mtok == flash.input_per_mtok / 2
+    assert flash.off_peak_output_per_mtok == flash.output_per_mtok / 2
+    assert flash.cached_input_per_mtok is not None and flash.cached_input_per_mtok < flash.input_per_mtok
+    monday = dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
+    assert flash.price_at(monday.replace(hour=2)) == (flash.input_per_mtok, flash.output_per_mtok)
+    assert flash.price_at(monday.replace(hour=4)) == (0.15, 0.60)  # the gap between the two peaks
+    assert flash.price_at(monday.replace(hour=9, minute=59)) == (0.30, 1.20)
+    assert flash.price_at(monday.replace(hour=10)) == (0.15, 0.60)
+    saturday = dt.datetime(2026, 12, 12, 2, tzinfo=dt.UTC)
+    assert not flash.is_peak(saturday) and flash.price_at(saturday) == (0.15, 0.60)
+    # An aware time in another zone: 10:30 in Beijing is 02:30 UTC, peak.
+    beijing = dt.datetime(2026, 12, 7, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    assert flash.is_peak(beijing)
+    # Ranking uses the list (peak) price, so a route never looks cheaper than it can be.
+    assert flash.mean_price() == (0.30 + 1.20) / 2
+
+
+def test_an_offer_without_peak_hours_has_one_price() -> None:
+    offer = _catalog(x=_family()).families["x"].offers[0]
+    assert not offer.is_peak(dt.datetime(2026, 12, 7, 2, tzinfo=dt.UTC))
+    assert offer.price_at(dt.datetime(2026, 12, 7, 2, tzinfo=dt.UTC)) == (1.0, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("over", "reason"),
+    [
+        ({"off_peak_input_per_mtok": 0.5, "off_peak_output_per_mtok": 1.0}, "go together"),
+        ({"peak_hours_utc": ["01:00-04:00"]}, "go together"),
+        ({"off_peak_input_per_mtok": 0.5, "peak_hours_utc": ["01:00-04:00"]}, "both"),
+        ({"off_peak_input_per_mtok": 2.0, "off_peak_output_per_mtok": 1.0, "peak_hours_utc": ["01:00-04:00"]},
+         "higher than the list"),
+        ({"off_peak_input_per_mtok": 0.5, "off_peak_output_per_mtok": 1.0, "peak_hours_utc": ["9-12"]}, "HH:MM"),
+        ({"off_peak_input_per_mtok": 0.5, "off_peak_output_per_mtok": 1.0, "peak_hours_utc": ["12:00-09:00"]},
+         "start before end"),
+        ({"cached_input_per_mtok": -0.1}, "greater than or equal to 0"),
+    ],
+)
+def test_bad_off_peak_and_cache_prices_are_refused(over: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _catalog(x=_family(offers=[_offer(**over)]))
+    assert reason in info.value.message
+    assert "families.x.offers.0" in info.value.message
+
+
+def test_the_same_offer_in_two_families_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        _catalog(x=_family(), y=_family())
+    assert info.value.key == "families.y.offers.0"
+    assert "already offered at families.x.offers.0" in info.value.message
+
+
+def test_stale_lists_offers_read_more_than_n_days_ago_oldest_first() -> None:
+    catalog = _catalog(
+        x=_family(offers=[
+            _offer(price_date=dt.date(2026, 9, 1)),
+            _offer(model="acme-2", price_date=dt.date(2026, 6, 1)),
+        ]),
+        y=_family(offers=[_offer(model="acme-3", price_date=dt.date(2026, 12, 1))]),
+    )
+    today = dt.date(2026, 12, 6)
+    assert [o.model for _, o in catalog.stale(90, today)] == ["acme-2", "acme-1"]
+    assert [o.model for _, o in catalog.stale(96, today)] == ["acme-2"]  # exactly 96 days is not over 96
+    assert catalog.stale(200, today) == []
 
 
 def test_loading_is_fast_and_uncached() -> None:
@@ -187,10 +320,12 @@ def small() -> Catalog:
                 country="US",
                 licence="proprietary",
                 open_weights=False,
-                offers=[_offer(input_per_mtok=2.0, output_per_mtok=8.0)],
+                offers=[_offer(model="acme-2", input_per_mtok=2.0, output_per_mtok=8.0)],
             ),
             "cn-model": _family(
-                organisation="DeepSeek", country="CN", offers=[_offer(input_per_mtok=0.3, output_per_mtok=0.4)]
+                organisation="DeepSeek",
+                country="CN",
+                offers=[_offer(model="acme-3", input_per_mtok=0.3, output_per_mtok=0.4)],
             ),
             "on-box": _family(organisation="Hugging Face", country="US", local=True, offers=[]),
         }
@@ -232,7 +367,7 @@ def test_filter_local_and_combinations(small: Catalog) -> None:
 
 def test_shipped_filters_agree_with_the_data(shipped: Catalog) -> None:
     chinese = shipped.filter(origin="CN")
-    assert {"deepseek-v3", "qwen3-235b", "kimi-k2", "glm-4-6", "ernie-4-5"} <= set(_ids(chinese))
+    assert {"deepseek-v4-flash", "qwen3-235b", "kimi-k2-6", "glm-4-6", "ernie-4-5"} <= set(_ids(chinese))
     assert all(f.country == "CN" for f in chinese)
     assert {f.id for f in shipped.filter(origin="alibaba")} >= {"qwen3-235b", "qwen3-coder", "qwen3-8b"}
     assert all(f.mean_price() <= 1.0 for f in shipped.filter(max_price=1.0))

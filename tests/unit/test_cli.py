@@ -22,7 +22,7 @@ backend = "f"
 upstream = "error-500"
 [models.hosted]
 backend = "remote"
-family = "deepseek-v3"
+family = "deepseek-v4-flash"
 [routes.main]
 models = ["down", "echo"]
 """
@@ -46,7 +46,7 @@ def test_config_check_ok_and_warns_about_unset_key(good: Path, capsys: pytest.Ca
 
 def test_config_check_refuses_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "bad.toml"
-    p.write_text(GOOD.replace('family = "deepseek-v3"', 'family = "deepseek-v9"'))
+    p.write_text(GOOD.replace('family = "deepseek-v4-flash"', 'family = "deepseek-v9"'))
     assert main(["config", "check", str(p)]) == 2
     err = capsys.readouterr().err
     assert "bad.toml: models.hosted.family: unknown catalog family 'deepseek-v9'" in err

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +76,11 @@ def test_table_lists_every_family_with_aligned_columns(capsys: pytest.CaptureFix
 
 def test_table_row_content(capsys: pytest.CaptureFixture[str]) -> None:
     rows = _rows(_run(capsys)[1])
-    ds = rows["deepseek-v3"]
+    ds = rows["deepseek-v4-flash"]
     assert "DeepSeek, CN" in ds and " MIT " in ds and " yes " in ds
-    assert " 128K " in ds and " 0.28/0.42 " in ds and "tools,json_mode" in ds
-    assert "deepseek, fireworks" in ds
+    assert " 1M " in ds and " 0.3/1.2 " in ds and "tools,json_mode,vision,reasoning" in ds
+    assert " deepseek " in ds
+    assert "deepseek, fireworks" in rows["deepseek-v4-pro"]
     gpt = rows["gpt-4-1"]
     assert "OpenAI, US" in gpt and " proprietary " in gpt and " no " in gpt and " 2/8 " in gpt
     smol = rows["smollm2-135m"]
@@ -86,33 +92,33 @@ def test_key_column_follows_the_environment(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = _rows(_run(capsys)[1])
-    assert rows["deepseek-v3"].endswith(" no")
+    assert rows["deepseek-v4-flash"].endswith(" no")
     monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test")
     rows = _rows(_run(capsys)[1])
-    assert rows["deepseek-v3"].endswith(" yes")
-    assert rows["deepseek-r1"].endswith(" yes")
+    assert rows["deepseek-v4-flash"].endswith(" yes")
+    assert rows["deepseek-v4-pro"].endswith(" yes")
     assert rows["gpt-4-1"].endswith(" no")
 
 
 def test_open_weights_filter(capsys: pytest.CaptureFixture[str]) -> None:
     rows = _rows(_run(capsys, "--open-weights")[1])
-    assert {"llama-3-3-70b", "deepseek-v3", "smollm2-135m"} <= set(rows)
+    assert {"llama-3-3-70b", "deepseek-v4-flash", "smollm2-135m"} <= set(rows)
     assert not {"gpt-4-1", "claude-sonnet-4-5", "qwen3-max"} & set(rows)
 
 
 def test_origin_filter_by_country_and_organisation(capsys: pytest.CaptureFixture[str]) -> None:
     rows = _rows(_run(capsys, "--origin", "cn")[1])
     assert rows and all(", CN " in line for line in rows.values())
-    assert {"kimi-k2", "glm-4-6", "ernie-4-5"} <= set(rows)
+    assert {"kimi-k2-6", "glm-4-6", "ernie-4-5"} <= set(rows)
     rows = _rows(_run(capsys, "--origin", "Anthropic")[1])
-    assert set(rows) == {"claude-sonnet-4-5", "claude-haiku-4-5"}
+    assert set(rows) == {"claude-sonnet-5-5", "claude-sonnet-4-5", "claude-haiku-4-5"}
 
 
 def test_max_price_filter(capsys: pytest.CaptureFixture[str]) -> None:
     data = _json(capsys, "--max-price", "0.5")
     ids = {f["id"] for f in data}
-    assert {"deepseek-v3", "smollm2-135m"} <= ids
-    assert "gpt-4-1" not in ids
+    assert {"qwen3-8b", "llama-3-3-70b", "smollm2-135m"} <= ids
+    assert not {"gpt-4-1", "deepseek-v4-flash"} & ids  # the latter's mean list price is 0.75
     for family in data:
         price = family["price"]
         assert (price["input_per_mtok"] + price["output_per_mtok"]) / 2 <= 0.5
@@ -133,12 +139,16 @@ def test_filters_combine_and_an_empty_result_says_so(capsys: pytest.CaptureFixtu
 def test_json_output_is_machine_readable(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     data = {f["id"]: f for f in _json(capsys)}
-    sonnet = data["claude-sonnet-4-5"]
-    assert sonnet["price"] == {"input_per_mtok": 3.0, "output_per_mtok": 15.0}
-    assert sonnet["cheapest_offer"] == {"provider": "anthropic", "model": "claude-sonnet-4-5"}
+    sonnet = data["claude-sonnet-5-5"]
+    assert sonnet["price"] == {"input_per_mtok": 2.0, "output_per_mtok": 10.0}
+    assert sonnet["cheapest_offer"] == {"provider": "anthropic", "model": "claude-sonnet-5-5"}
     assert sonnet["key_set"] is True
-    assert sonnet["offers"][0]["price_date"] == "2026-11-22"
+    assert sonnet["offers"][0]["price_date"] == "2026-12-06"
     assert sonnet["offers"][0]["continuation"] == "prefill"
+    assert sonnet["offers"][0]["cached_input_per_mtok"] == 0.1
+    flash = data["deepseek-v4-flash"]["offers"][0]
+    assert (flash["off_peak_input_per_mtok"], flash["off_peak_output_per_mtok"]) == (0.15, 0.6)
+    assert flash["peak_hours_utc"] == ["01:00-04:00", "06:00-10:00"] and flash["peak_weekdays_only"] is True
     assert data["gpt-4-1"]["key_set"] is False
     assert data["smollm2-135m"]["cheapest_offer"] is None and data["smollm2-135m"]["local"] is True
 
@@ -163,7 +173,7 @@ def test_help_explains_the_columns_and_filters(capsys: pytest.CaptureFixture[str
         main(["models", "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--open-weights", "--origin", "--max-price", "--local", "--json", "--catalog"):
+    for flag in ("--open-weights", "--origin", "--max-price", "--local", "--json", "--catalog", "--config", "--stale"):
         assert flag in out
     assert "per million tokens" in out
 
@@ -175,6 +185,8 @@ def test_help_explains_the_columns_and_filters(capsys: pytest.CaptureFixture[str
         (131072, "128K"),
         (200000, "200K"),
         (204800, "200K"),
+        (256000, "256K"),  # a multiple of 1024 too, but quoted in decimal
+        (1000000, "1M"),
         (1048576, "1M"),
         (1047576, "1.05M"),
         (512, "512"),
@@ -182,3 +194,135 @@ def test_help_explains_the_columns_and_filters(capsys: pytest.CaptureFixture[str
 )
 def test_format_tokens(tokens: int, shown: str) -> None:
     assert format_tokens(tokens) == shown
+
+
+# --- --stale: a linter's answer for CI --------------------------------------------------
+
+
+def _dated_catalog(tmp_path: Path, *dates: dt.date) -> Path:
+    """A catalog of one family with an offer read on each date (models acme-0, acme-1, ...)."""
+    text = [
+        '[families.acme-one]\nname = "Acme One"\norganisation = "Acme Labs"\ncountry = "FR"\n'
+        'licence = "Apache-2.0"\nopen_weights = true\ncontext_window = 32768\n'
+    ]
+    for i, day in enumerate(dates):
+        text.append(
+            f'[[families.acme-one.offers]]\nprovider = "acme"\nwire = "openai"\n'
+            f'base_url = "https://api.acme.test/v1"\nmodel = "acme-{i}"\nkey_env = "ACME_API_KEY"\n'
+            f"input_per_mtok = 1.0\noutput_per_mtok = 3.0\nprice_source = \"https://acme.test/pricing/{i}\"\n"
+            f"price_date = {day.isoformat()}\n"
+        )
+    path = tmp_path / "dated.toml"
+    path.write_text("\n".join(text), encoding="utf-8")
+    return path
+
+
+def test_stale_lists_old_prices_with_date_and_source_and_exits_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    old, older = today - dt.timedelta(days=91), today - dt.timedelta(days=400)
+    path = _dated_catalog(tmp_path, today, old, older, today - dt.timedelta(days=90))
+    code, out, err = _run(capsys, "--catalog", str(path), "--stale", "90")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].split() == ["family", "provider", "model", "price", "read", "days", "source"]
+    # Oldest first; exactly 90 days old is not stale yet.
+    assert [line.split()[2] for line in lines[1:]] == ["acme-2", "acme-1"]
+    assert older.isoformat() in lines[1] and " 400 " in lines[1] and "https://acme.test/pricing/2" in lines[1]
+    assert "2 offer(s) priced more than 90 days ago" in err
+
+
+def test_stale_exits_0_when_every_price_is_fresh(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = _dated_catalog(tmp_path, dt.datetime.now(dt.UTC).date())
+    code, out, err = _run(capsys, "--catalog", str(path), "--stale", "90")
+    assert (code, err) == (0, "")
+    assert out == "Every offer's price was read in the last 90 days.\n"
+
+
+def test_stale_as_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=120)
+    path = _dated_catalog(tmp_path, day)
+    code, out, _ = _run(capsys, "--catalog", str(path), "--stale", "30", "--json")
+    assert code == 1
+    assert json.loads(out) == [{
+        "family": "acme-one", "provider": "acme", "model": "acme-0", "price_date": day.isoformat(),
+        "age_days": 120, "price_source": "https://acme.test/pricing/0",
+    }]
+
+
+def test_stale_over_the_shipped_catalog_names_real_offers(capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = load_catalog()
+    oldest = min(o.price_date for _, o in catalog.offers())
+    age = (dt.datetime.now(dt.UTC).date() - oldest).days
+    code, out, _ = _run(capsys, "--stale", str(age - 1))
+    assert code == 1 and oldest.isoformat() in out
+    code, _, _ = _run(capsys, "--stale", str(age))
+    assert code == 0
+
+
+def test_stale_needs_a_whole_number_of_days(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["models", "--stale", "soon"])
+    assert info.value.code == 2
+    assert "--stale" in capsys.readouterr().err
+
+
+# --- --config: the [catalog] files of a config ---------------------------------------------
+
+
+def test_config_lays_its_catalog_files_over_the_shipped_catalog(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "ours.toml").write_text(
+        '[families.deepseek-v4-flash]\nname = "Our Flash"\n\n'
+        '[[families.deepseek-v4-flash.offers]]\nprovider = "deepseek"\nmodel = "deepseek-flash"\n'
+        "input_per_mtok = 0.25\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "gw.toml"
+    config.write_text('[catalog]\nfiles = ["ours.toml"]\n', encoding="utf-8")
+    data = {f["id"]: f for f in _json(capsys, "--config", str(config))}
+    flash = data["deepseek-v4-flash"]
+    assert flash["name"] == "Our Flash"
+    assert flash["price"] == {"input_per_mtok": 0.25, "output_per_mtok": 1.2}
+
+
+# --- a reader that goes away -------------------------------------------------------------
+
+
+def _pipe_closed_early(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run ``polyroute models ARGS`` with more output than a pipe holds, and close it after one line."""
+    # 1500 families is far more than a pipe buffers (64 KiB on Linux), so the writer is still writing when we close.
+    big = tmp_path / "big.toml"
+    big.write_text("\n".join(
+        f'[families.f{i}]\nname = "Family {i}"\norganisation = "Acme Labs"\ncountry = "FR"\n'
+        f'licence = "Apache-2.0"\nopen_weights = true\ncontext_window = 32768\n'
+        f'[[families.f{i}.offers]]\nprovider = "acme"\nwire = "openai"\nbase_url = "https://api.acme.test/v1"\n'
+        f'model = "m{i}"\nkey_env = "ACME_API_KEY"\ninput_per_mtok = 1.0\noutput_per_mtok = 3.0\n'
+        f'price_source = "https://acme.test/pricing"\nprice_date = 2026-01-01\n'
+        for i in range(1500)
+    ), encoding="utf-8")
+    read_end, write_end = os.pipe()
+    # Pipes can be large (up to 1 MiB here); shrink this one so the writer surely blocks.
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    assert fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ) <= 65536
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "polyroute", "models", "--catalog", str(big), *args],
+        stdout=write_end, stderr=subprocess.PIPE, env={**os.environ},
+    )
+    os.close(write_end)
+    with open(read_end, "rb") as reader:
+        assert reader.readline()  # like `head -1`: read a line, then go away
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
+    return subprocess.CompletedProcess(proc.args, proc.wait(timeout=60), b"", err)
+
+
+@pytest.mark.parametrize("args", [("--json",), ()])
+def test_a_closed_pipe_ends_quietly(tmp_path: Path, args: tuple[str, ...]) -> None:
+    done = _pipe_closed_early(tmp_path, *args)
+    assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr, done.stderr.decode()
+    assert done.stderr == b""
+    assert done.returncode == 141  # 128 + SIGPIPE, what a shell reports for `cmd | head`

@@ -25,14 +25,14 @@ def refusal(fleet: Fleet, name: str) -> str:
 
 def test_a_catalog_model_on_the_embedded_default_names_its_key_variables() -> None:
     fleet = Fleet.build(effective_config(None, env={}), load_catalog())
-    text = refusal(fleet, "deepseek-v3")
+    text = refusal(fleet, "deepseek-v4-pro")
     assert "joins the fleet when DEEPSEEK_API_KEY or FIREWORKS_API_KEY is set at start" in text
     assert text.endswith("Known models and routes: default, smollm2-135m")
 
 
 def test_a_catalog_model_missing_from_a_config_file_says_where_to_add_it() -> None:
     fleet = Fleet.build(cfg.parse(RAW, source="gw.toml", env={}), load_catalog())
-    assert "not exist in gw.toml: it is a catalog model; add it under [models]" in refusal(fleet, "kimi-k2")
+    assert "not exist in gw.toml: it is a catalog model; add it under [models]" in refusal(fleet, "kimi-k2-6")
 
 
 def test_a_name_nobody_knows_lists_what_exists() -> None:

@@ -19,8 +19,8 @@ MODELS: dict[str, dict[str, Any]] = {
     "gpt": {"backend": "openai", "family": "gpt-4-1"},
     "gpt-mini": {"backend": "openai", "family": "gpt-4-1-mini"},
     "claude": {"backend": "hosted", "family": "claude-sonnet-4-5"},
-    "deepseek": {"backend": "hosted", "family": "deepseek-v3"},
-    "kimi": {"backend": "hosted", "family": "kimi-k2"},
+    "deepseek": {"backend": "hosted", "family": "deepseek-v4-flash"},
+    "kimi": {"backend": "hosted", "family": "kimi-k2-6"},
     "glm": {"backend": "hosted", "family": "glm-4-6"},
     "llama": {"backend": "hosted", "family": "llama-3-3-70b"},
     "ernie": {"backend": "hosted", "family": "ernie-4-5"},
@@ -122,7 +122,7 @@ def test_price_capped_route_compares_the_mean_of_input_and_output_price() -> Non
 
 def test_min_context() -> None:
     plan = decide(build({"long": {"min_context": 200_000}}), narrow="long")
-    assert set(names(plan)) == {"gpt", "gpt-mini", "claude", "kimi", "glm"}
+    assert set(names(plan)) == {"gpt", "gpt-mini", "claude", "deepseek", "kimi", "glm"}
     assert reasons(plan)["smol"] == "context window 8192 is under min_context 200000 of policy 'long'"
 
 
@@ -142,7 +142,7 @@ def test_tools_request_excludes_models_without_tools() -> None:
 def test_image_request_excludes_models_without_vision() -> None:
     parts = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "data:,"}}]
     plan = decide(build(), ask(parts))  # type: ignore[arg-type]
-    assert names(plan) == ["gpt", "gpt-mini", "claude"]
+    assert names(plan) == ["gpt", "gpt-mini", "claude", "deepseek", "kimi"]
     assert reasons(plan)["llama"] == "lacks vision (the request contains images)"
 
 

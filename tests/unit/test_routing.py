@@ -23,7 +23,7 @@ from polyroute.types import ChatRequest, Usage, make_usage
 HOSTED = {
     "gpt": "gpt-4-1",
     "gpt-mini": "gpt-4-1-mini",
-    "deepseek": "deepseek-v3",
+    "deepseek": "deepseek-v4-flash",
     "qwen": "qwen3-235b",
     "claude": "claude-haiku-4-5",
 }
@@ -80,15 +80,15 @@ def test_cheapest_ranks_by_estimated_cost_of_this_request() -> None:
 
 
 def test_cheapest_weighs_input_and_output_by_what_the_request_needs() -> None:
-    # Qwen3 235B: cheaper input than DeepSeek V3, dearer output (shipped catalog prices).
+    # GPT-5.4 mini: cheaper input than Kimi K2.6, dearer output (shipped catalog prices).
     router = build({"strategy": "cheapest"}, models={
-        "deepseek": {"backend": "hosted", "family": "deepseek-v3"},
-        "qwen": {"backend": "hosted", "family": "qwen3-235b"},
+        "kimi": {"backend": "hosted", "family": "kimi-k2-6"},
+        "mini": {"backend": "hosted", "family": "gpt-5-4-mini"},
     })
-    ds, qw = router.fleet.models["deepseek"], router.fleet.models["qwen"]
-    assert qw.input_per_mtok < ds.input_per_mtok and qw.output_per_mtok > ds.output_per_mtok
-    assert names(plan_of(router, ask("long prompt " * 5000, max_tokens=10))) == ["qwen", "deepseek"]
-    assert names(plan_of(router, ask("short", max_tokens=8000))) == ["deepseek", "qwen"]
+    km, mini = router.fleet.models["kimi"], router.fleet.models["mini"]
+    assert mini.input_per_mtok < km.input_per_mtok and mini.output_per_mtok > km.output_per_mtok
+    assert names(plan_of(router, ask("long prompt " * 5000, max_tokens=10))) == ["mini", "kimi"]
+    assert names(plan_of(router, ask("short", max_tokens=8000))) == ["kimi", "mini"]
 
 
 def test_cheapest_without_max_tokens_expects_the_default_output() -> None:

@@ -21,7 +21,7 @@ backend = "cloud"
 family = "gpt-4-1-mini"
 [models.deepseek]
 backend = "cloud"
-family = "deepseek-v3"
+family = "deepseek-v4-flash"
 [models.smol]
 backend = "box"
 family = "smollm2-135m"
@@ -60,7 +60,8 @@ def test_explain_prints_order_scores_costs_and_exclusions(conf: str, capsys: pyt
     assert "order (score = est. cost USD):" in out
     assert "  1. smol [box]  score 0  est. cost $0.000000" in out
     assert "  2. gpt [cloud]  score 0.0001628  est. cost $0.000163" in out  # 7 tokens at 0.4 + 100 at 1.6 per M
-    assert ("  - deepseek [cloud] (est. cost $0.000044): origin DeepSeek, CN is not in origins_allow [US] "
+    # 7 tokens at 0.30 + 100 at 1.20 per M (DeepSeek V4 Flash, peak list price)
+    assert ("  - deepseek [cloud] (est. cost $0.000122): origin DeepSeek, CN is not in origins_allow [US] "
             "of policy 'us'") in out
 
 
