@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from polyroute.adapters import Adapter, build_adapter
 from polyroute.catalog import Catalog, Family
-from polyroute.config import EMBEDDED_SOURCE, Config, RouteConfig
+from polyroute.config import EMBEDDED_SOURCE, BackendConfig, Config, HttpBackendConfig, LlamaCppBackend, RouteConfig
 from polyroute.errors import ConfigError, UnknownModel
 from polyroute.types import Usage
 
@@ -35,6 +35,11 @@ class ModelEntry:
     open_weights: bool | None = None
     # False when neither a catalog family nor the config prices a hosted model: its 0 is not a price.
     price_known: bool = True
+
+    @property
+    def lacks_tools(self) -> bool:
+        """Whether the catalog or the config says this model cannot use tools (unknown is not lacking)."""
+        return (self.family is not None or bool(self.capabilities)) and "tools" not in self.capabilities
 
     def cost(self, usage: Usage | None) -> float:
         if not usage:
@@ -84,7 +89,7 @@ class Fleet:
         for name, entry in models.items():
             # A model's own name is a one-model route with the defaults.
             routes.setdefault(name, Route(name, RouteConfig(models=[name]), (entry,)))
-        adapters = {name: build_adapter(name, bc) for name, bc in config.backends.items()}
+        adapters = {name: build_adapter(name, bc, config.source) for name, bc in config.backends.items()}
         return cls(config=config, models=models, routes=routes, adapters=adapters, catalog=catalog)
 
     def resolve(self, name: str) -> Route:
@@ -123,7 +128,8 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
         raise ConfigError(f"unknown catalog family {mc.family!r} (known: {known})",
                           source=config.source, key=f"models.{name}.family")
     # A model run on our own machines is not billed at a provider's list price.
-    price_in, price_out = (0.0, 0.0) if backend.effective_locality() == "local" else _price(fam, backend.base_url)
+    base_url = backend.base_url if isinstance(backend, HttpBackendConfig) else None
+    price_in, price_out = (0.0, 0.0) if backend.effective_locality() == "local" else _price(fam, base_url)
     caps = frozenset(mc.capabilities) if mc.capabilities is not None else frozenset(fam.capabilities if fam else ())
     return ModelEntry(
         name=name,
@@ -132,7 +138,7 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
         family=mc.family,
         input_per_mtok=mc.input_per_mtok if mc.input_per_mtok is not None else price_in,
         output_per_mtok=mc.output_per_mtok if mc.output_per_mtok is not None else price_out,
-        context_window=mc.context_window or (fam.context_window if fam else None),
+        context_window=mc.context_window or _served_window(backend) or (fam.context_window if fam else None),
         capabilities=caps,
         locality=backend.effective_locality(),
         organisation=fam.organisation if fam else None,
@@ -145,6 +151,11 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
             or backend.effective_locality() == "local"
         ),
     )
+
+
+def _served_window(backend: BackendConfig) -> int | None:
+    """The context window a backend of our own loads its models with, whatever the catalog says."""
+    return backend.n_ctx if isinstance(backend, LlamaCppBackend) else None
 
 
 def _price(fam: Family | None, base_url: str | None) -> tuple[float, float]:

@@ -27,7 +27,7 @@ from polyroute.adapters.transport import (
     Response,
     TransportError,
 )
-from polyroute.config import BackendConfig
+from polyroute.config import HttpBackendConfig
 from polyroute.errors import (
     UpstreamAuthError,
     UpstreamBadResponse,
@@ -128,7 +128,9 @@ def error_from_exception(exc: Exception, *, backend: str, model: str) -> Upstrea
     name = type(exc).__name__
     if isinstance(exc, (ReadTimeout, ConnectTimeout, httpx.TimeoutException)):
         return UpstreamTimeout(f"timed out ({name})", backend=backend, model=model)
-    if isinstance(exc, (ConnectFailed, httpx.ConnectError, httpx.NetworkError, httpx.ProxyError)):
+    if isinstance(exc, ConnectFailed):  # its message names the host, and what failed
+        return UpstreamUnavailable(f"connection failed: {exc}", backend=backend, model=model)
+    if isinstance(exc, (httpx.ConnectError, httpx.NetworkError, httpx.ProxyError)):
         return UpstreamUnavailable(f"connection failed ({name})", backend=backend, model=model)
     if isinstance(exc, (ConnectionBroken, httpx.RemoteProtocolError, httpx.DecodingError)):
         return UpstreamUnavailable(f"connection broken ({exc})", backend=backend, model=model)
@@ -142,11 +144,11 @@ def error_from_exception(exc: Exception, *, backend: str, model: str) -> Upstrea
 class HttpBackend:
     """The request/response half every HTTP adapter shares: post, classify, stream lines."""
 
-    def __init__(self, name: str, config: BackendConfig, reader: BodyReader) -> None:
+    def __init__(self, name: str, config: HttpBackendConfig, reader: BodyReader) -> None:
         self.name = name
         self.config = config
         self.reader = redacting(reader, config.api_key.get() if config.api_key else None)
-        self.pool = Pool(config.base_url or "http://localhost", config.connect_timeout)
+        self.pool = Pool(config.base_url, config.connect_timeout)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -256,12 +258,13 @@ def tool_arguments(tool_call: dict[str, Any], where: str, *, backend: str, model
 class HttpAdapter(Adapter):
     """What every HTTP adapter shares: its pool, its URL, its headers with the key."""
 
+    config: HttpBackendConfig
     path: ClassVar[str]  # appended to base_url
     key_header: ClassVar[str] = "authorization"
     key_prefix: ClassVar[str] = "Bearer "
     base_headers: ClassVar[dict[str, str]] = {"content-type": "application/json"}
 
-    def __init__(self, name: str, config: BackendConfig) -> None:
+    def __init__(self, name: str, config: HttpBackendConfig) -> None:
         super().__init__(name, config)
         self.http = HttpBackend(name, config, type(self).read_error)
         self.url = f"{config.base_url}{self.path}"

@@ -60,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("polyroute")
     log.info("config %s: %d backends, %d models, routes: %s", config.source, len(config.backends),
              len(config.models), ", ".join(config.client_names()))
-    for name, backend in config.backends.items():
-        if backend.api_key is not None and not backend.api_key.present:
-            var = backend.api_key.ref.removeprefix("env:")
-            log.warning("backends.%s: %s is not set; export %s=... and restart, or its models will fail over",
-                        name, var, var)
+    for key, var in config.unset_secrets():
+        if key.startswith("keys."):
+            log.warning("%s: %s is not set, so this key cannot be used; export it and restart", key, var)
+        else:
+            log.warning("%s: %s is not set; export %s=... and restart, or its models will fail over", key, var, var)
     if not config.keys:
         if _is_loopback(host):
             log.warning("no [keys] configured: the gateway is open to anyone on this machine (loopback only)")
@@ -80,20 +80,33 @@ def run(args: argparse.Namespace) -> int:
 
     if args.config:
         os.environ["POLYROUTE_CONFIG"] = args.config  # each worker builds its gateway from it
+    from polyroute.adapters import check_installed
+
+    # What a backend type needs beyond the core package: said now, not by a worker's traceback.
+    check_installed(config)
+    app = None
+    if args.workers == 1:
+        from polyroute.catalog import load_catalog
+        from polyroute.gateway import Gateway
+        from polyroute.server.app import create_app
+
+        app = create_app(Gateway.from_config(config, load_catalog()))
     try:
         sockets = workers.bind(host, port, args.workers)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         return 2
-    print(f"polyroute: serving on http://{host}:{port}/v1 (models: {', '.join(config.client_names())})",
-          file=sys.stderr, flush=True)
-    if args.workers > 1:
-        return workers.Supervisor(sockets).run()
-    from polyroute.catalog import load_catalog
-    from polyroute.gateway import Gateway
-    from polyroute.server import serving
-    from polyroute.server.app import create_app, tune_gc
 
-    app = create_app(Gateway.from_config(config, load_catalog()))
+    def ready() -> None:
+        # Only now: every socket listens and every backend has started (weights loaded).
+        log.info("ready: accepting requests on %s:%d", host, port)
+        print(f"polyroute: serving on http://{host}:{port}/v1 (models: {', '.join(config.client_names())})",
+              file=sys.stderr, flush=True)
+
+    if app is None:
+        return workers.Supervisor(sockets, ready).run()
+    from polyroute.server import serving
+    from polyroute.server.app import tune_gc
+
     tune_gc()
-    return serving.run(app, sockets, lambda: log.info("ready: accepting requests on %s:%d", host, port))
+    return serving.run(app, sockets, ready)
