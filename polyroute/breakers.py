@@ -82,6 +82,8 @@ class Admission:
     state: State = State.CLOSED
     reason: str = ""
     retry_in: float = 0.0
+    # What the failure that opened it said ("no API key: DEEPSEEK_API_KEY is not set ..."), for errors.
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +132,8 @@ class Breaker:
         if self.state is State.CLOSED:
             return Admission(True)
         if now < self.next_probe:
-            return Admission(False, state=self.state, reason=self.reason, retry_in=self.next_probe - now)
+            return Admission(False, state=self.state, reason=self.reason, retry_in=self.next_probe - now,
+                             detail=self.detail)
         # One probe per interval: the next one may go only after another interval,
         # even if this one hangs.
         self.state = State.HALF_OPEN

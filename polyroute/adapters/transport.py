@@ -11,6 +11,7 @@ adapters' shared HTTP layer translates them into polyroute's error tree.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -268,6 +269,10 @@ class Pool:
             )
         except TimeoutError:
             raise ConnectTimeout(f"no connection to {self.host_header} within {self.connect_timeout}s") from None
+        except socket.gaierror:  # what an operator must fix: the name, or the address that refused
+            raise ConnectFailed(f"cannot resolve host {self.host}") from None
+        except ConnectionRefusedError:
+            raise ConnectFailed(f"connection refused by {self.host}:{self.port}") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(f"cannot connect to {self.host_header} ({type(exc).__name__})") from None
         return conn
