@@ -16,11 +16,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import openai
 import pytest
 
-from tests.support.live import free_port
+from tests.support.live import free_port, live_gateway
+from tests.support.upstreams import OPENAI, FakeUpstream, load
 
 # The gateway as `pip install polyroute` leaves it: llama-cpp-python absent.
 WITHOUT_LLAMA_CPP = [
@@ -138,3 +141,56 @@ def test_a_model_file_that_will_not_load_stops_serve_before_serving_on(tmp_path:
     assert served.proc.returncode == 1
     assert f"backends.local.model_path: llama.cpp cannot load {model}" in out
     assert "Traceback" not in out and "serving on" not in out
+
+
+# --- over the wire, in-process ------------------------------------------------------------
+
+TOOLS: list[Any] = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+
+
+def test_models_retrieve_with_the_openai_sdk() -> None:
+    raw = {
+        "backends": {"f": {"type": "fake"}},
+        "models": {"echo": {"backend": "f", "context_window": 4096}, "other": {"backend": "f"}},
+        "routes": {"main": {"models": ["echo"]}},
+        "keys": {"k": {"secret": "env:K", "routes": ["main", "echo"]}},
+    }
+    with live_gateway(raw, env={"K": "sk-polyroute-k"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="sk-polyroute-k", max_retries=0)
+        model = client.models.retrieve("echo")
+        assert (model.id, model.object, model.owned_by) == ("echo", "model", "polyroute")
+        assert model.model_extra is not None and model.model_extra["polyroute"]["context_window"] == 4096
+        assert client.models.retrieve("main").id == "main"
+        for hidden in ("nope", "other"):  # unknown, and not this key's to see: the same 404
+            with pytest.raises(openai.NotFoundError) as info:
+                client.models.retrieve(hidden)
+            assert info.value.code == "model_not_found"
+            assert info.value.body == {"message": f"The model '{hidden}' does not exist", "type":
+                                       "invalid_request_error", "param": "model", "code": "model_not_found"}
+        anonymous = httpx.get(f"{g.base_url}/models/echo")
+        assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "invalid_api_key"
+        wrong = httpx.post(f"{g.base_url}/models/echo", headers={"authorization": "Bearer sk-polyroute-k"})
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+
+
+def test_tools_a_model_cannot_use_are_dropped_and_named() -> None:
+    # A hosted model the config says has no tools: it still answers, without them.
+    with FakeUpstream(OPENAI) as up:
+        up.json(load("openai", "completion"))
+        raw = {
+            "backends": {"up": {"type": "openai", "base_url": f"{up.url}/v1", "locality": "remote"}},
+            "models": {"plain": {"backend": "up", "upstream": "plain-1", "capabilities": ["json_mode"]}},
+        }
+        with live_gateway(raw) as g:
+            body = {"model": "plain", "messages": [{"role": "user", "content": "hi"}], "tools": TOOLS,
+                    "tool_choice": "auto"}
+            resp = httpx.post(f"{g.base_url}/chat/completions", json=body)
+            assert resp.status_code == 200
+            assert resp.headers["x-polyroute-dropped-params"] == "tool_choice,tools"
+            sent = up.received[-1].json()
+            assert "tools" not in sent and "tool_choice" not in sent
+            # A call the request demands is refused: an answer without it would be wrong.
+            forced = httpx.post(f"{g.base_url}/chat/completions", json={**body, "tool_choice": "required"})
+            assert forced.status_code == 422
+            assert "plain: lacks tools (the request requires a tool call)" in forced.json()["error"]["message"]
+            assert len(up.received) == 1
