@@ -1,8 +1,8 @@
 """``polyroute serve --workers N``: N processes, each with its own listening socket.
 
-With one socket shared by every worker, whichever worker wakes first accepts: 64
-keep-alive clients connecting at once were seen to land 61 on one worker and 3 on
-the other, so a second worker added almost nothing.
+With one socket shared by every worker, whichever worker wakes first accepts: many
+keep-alive clients connecting at once were seen to land almost all on one worker,
+so a second worker added almost nothing.
 Here each worker listens on its own socket bound with ``SO_REUSEPORT``, and the
 kernel spreads new connections over them by a hash of each connection's
 addresses. Where the kernel does not balance that way (not Linux), every worker
