@@ -32,10 +32,12 @@ def check_families(config: Config) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from polyroute.adapters import check_installed
     from polyroute.settings import effective_config
 
     config = effective_config(args.file)
     check_families(config)
+    check_installed(config)
     print(f"{args.file}: ok: {len(config.backends)} backends, {len(config.models)} models, "
           f"{len(config.routes)} routes, {len(config.policies)} policies, {len(config.keys)} keys")
     for key, var in config.unset_secrets():

@@ -129,6 +129,16 @@ def test_without_llama_cpp_the_embedded_default_says_what_to_install() -> None:
     assert "Traceback" not in out and "serving on" not in out
 
 
+def test_without_llama_cpp_config_check_refuses_a_llamacpp_backend(tmp_path: Path) -> None:
+    conf = tmp_path / "local.toml"
+    conf.write_text('[backends.local]\ntype = "llamacpp"\nmodel_path = "embedded"\n')
+    done = subprocess.run([*WITHOUT_LLAMA_CPP, "config", "check", str(conf)], capture_output=True, text=True,
+                          timeout=START_TIMEOUT)
+    assert done.returncode == 2
+    assert done.stderr == (f"polyroute: {conf}: backends.local.type: a backend of type 'llamacpp' needs the Python "
+                           "package 'llama_cpp', which is not installed: run `pip install 'polyroute[local]'`\n")
+
+
 def test_a_model_file_that_will_not_load_stops_serve_before_serving_on(tmp_path: Path) -> None:
     model = tmp_path / "not-a-model.gguf"
     model.write_bytes(b"this is not a GGUF file")
