@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 
 from polyroute.adapters import Adapter, build_adapter
 from polyroute.catalog import Catalog, Family
-from polyroute.config import EMBEDDED_SOURCE, BackendConfig, Config, HttpBackendConfig, LlamaCppBackend, RouteConfig
+from polyroute.config import (
+    EMBEDDED_SOURCE,
+    BackendConfig,
+    Config,
+    HttpBackendConfig,
+    LlamaCppBackend,
+    ModelConfig,
+    RouteConfig,
+)
 from polyroute.errors import ConfigError, UnknownModel
 from polyroute.types import Usage
 
@@ -138,7 +146,7 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
         family=mc.family,
         input_per_mtok=mc.input_per_mtok if mc.input_per_mtok is not None else price_in,
         output_per_mtok=mc.output_per_mtok if mc.output_per_mtok is not None else price_out,
-        context_window=mc.context_window or _served_window(backend) or (fam.context_window if fam else None),
+        context_window=_window(mc, backend, fam),
         capabilities=caps,
         locality=backend.effective_locality(),
         organisation=fam.organisation if fam else None,
@@ -153,9 +161,12 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
     )
 
 
-def _served_window(backend: BackendConfig) -> int | None:
-    """The context window a backend of our own loads its models with, whatever the catalog says."""
-    return backend.n_ctx if isinstance(backend, LlamaCppBackend) else None
+def _window(mc: ModelConfig, backend: BackendConfig, fam: Family | None) -> int | None:
+    """The context window served: the config's, else the catalog's; for llama.cpp, at most its ``n_ctx``."""
+    if isinstance(backend, LlamaCppBackend):
+        # What the model is loaded with is all it can take, whatever the catalog says.
+        return min(mc.context_window or backend.n_ctx, backend.n_ctx)
+    return mc.context_window or (fam.context_window if fam else None)
 
 
 def _price(fam: Family | None, base_url: str | None) -> tuple[float, float]:

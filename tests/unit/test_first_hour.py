@@ -92,6 +92,21 @@ def test_route_explain_uses_the_context_window_the_local_model_is_loaded_with(
     assert excluded[0]["reason"].startswith("context window 1024 is too small for ~")
 
 
+def test_a_local_models_window_is_at_most_the_n_ctx_it_is_loaded_with() -> None:
+    from polyroute import config as cfg
+    from polyroute.catalog import load_catalog
+    from polyroute.fleet import Fleet
+
+    raw: dict[str, Any] = {
+        "backends": {"local": {"type": "llamacpp", "model_path": "embedded", "n_ctx": 1024}},
+        "models": {"catalog": {"backend": "local", "family": "smollm2-135m"},
+                   "wider": {"backend": "local", "context_window": 32768},
+                   "narrower": {"backend": "local", "context_window": 512}},
+    }
+    fleet = Fleet.build(cfg.parse(raw, env={}), load_catalog())
+    assert {n: m.context_window for n, m in fleet.models.items()} == {"catalog": 1024, "wider": 1024, "narrower": 512}
+
+
 def test_a_host_that_does_not_resolve_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     async def no_such_host(*args: Any, **kwargs: Any) -> Any:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
