@@ -76,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
                       "loopback; add [keys.NAME] to the config, listen on 127.0.0.1, or pass --allow-open", host)
             return 2
 
+    from polyroute.adapters import check_installed
     from polyroute.server import workers
 
-    if args.config:
+    if args.config and args.workers > 1:
         os.environ["POLYROUTE_CONFIG"] = args.config  # each worker builds its gateway from it
-    from polyroute.adapters import check_installed
 
     # What a backend type needs beyond the core package: said now, not by a worker's traceback.
     check_installed(config)

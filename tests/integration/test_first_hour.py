@@ -81,8 +81,10 @@ class Served:
 
 @contextmanager
 def serve(command: list[str], *args: str) -> Iterator[Served]:
+    # No config but the one given: POLYROUTE_CONFIG would replace the embedded default.
+    env = {k: v for k, v in os.environ.items() if k != "POLYROUTE_CONFIG"}
     proc = subprocess.Popen([*command, "serve", *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            text=True, env={**env, "PYTHONUNBUFFERED": "1"})
     try:
         yield Served(proc)
     finally:

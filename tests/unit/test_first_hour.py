@@ -69,11 +69,13 @@ def test_serve_warns_about_an_unset_client_key_before_it_binds(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("POLYROUTE_TEST_CLIENT_KEY", raising=False)
+    conf = write(tmp_path, KEYS)
+    monkeypatch.setenv("POLYROUTE_CONFIG", conf)  # serve may set it for its workers: undone after the test
     with socket.socket() as taken:  # the port is busy: serve warns, then stops before serving
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["serve", "--config", write(tmp_path, KEYS), "--port", str(port)]) == 2
+        assert main(["serve", "--config", conf, "--port", str(port)]) == 2
     assert "keys.acme.secret: POLYROUTE_TEST_CLIENT_KEY is not set, so this key cannot be used" in caplog.text
     assert f"cannot listen on 127.0.0.1:{port}" in caplog.text
 
