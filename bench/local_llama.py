@@ -27,7 +27,7 @@ from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 from polyroute.adapters.base import Call
 from polyroute.adapters.llamacpp import LlamaCppAdapter
-from polyroute.config import BackendConfig
+from polyroute.config import LlamaCppBackend
 from polyroute.embedded import LOCAL_MODEL, smollm2_path
 from polyroute.types import ChatRequest, chunk_text
 
@@ -44,7 +44,7 @@ def measure_local(
 
 
 async def _measure(path: Path, prompt: str, max_tokens: int, runs: int, n_threads: int | None) -> dict[str, Any]:
-    config = BackendConfig(type="llamacpp", model_path=str(path), n_ctx=N_CTX, n_threads=n_threads)
+    config = LlamaCppBackend(type="llamacpp", model_path=str(path), n_ctx=N_CTX, n_threads=n_threads)
     adapter = LlamaCppAdapter("bench", config)
     await adapter.start()
     direct = llama_cpp.Llama(

@@ -82,6 +82,9 @@ class Report:
         self.record(entry, err.outcome, started, err.message)
 
 
+_TOOL_PARAMS = frozenset({"tools", "tool_choice"})
+
+
 def requested_params(req: ChatRequest) -> set[str]:
     present = {p for p in OPTIONAL_PARAMS if getattr(req, p, None) is not None}
     if req.max_completion_tokens is not None:
@@ -240,6 +243,9 @@ def supported(
     for entry in candidates:
         adapter = fleet.adapters[entry.backend]
         missing = adapter.unsupported(wanted, entry.upstream)
+        if "tools" in wanted and entry.lacks_tools:
+            # Kept only as a fallback (polyroute.routing): it answers without the tools.
+            missing |= wanted & _TOOL_PARAMS
         if missing and refuse:
             refused |= missing
             continue

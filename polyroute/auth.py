@@ -45,9 +45,7 @@ class Keyring:
         for name, principal in principals(config).items():
             kc = config.keys[name]
             digest = kc.secret.seal()
-            if digest is None:
-                var = kc.secret.ref.removeprefix("env:")
-                log.warning("keys.%s: %s is not set, so this key cannot be used; export it and restart", name, var)
+            if digest is None:  # its variable is unset: `serve` and `config check` warn about it
                 continue
             keys.append(_Key(digest, principal, kc.revoked))
         return cls(keys, enabled=bool(config.keys))

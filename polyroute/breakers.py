@@ -96,6 +96,7 @@ class Admission:
     state: State = State.CLOSED
     reason: str = ""
     retry_in: float = 0.0
+    # What the failure that opened it said ("no API key: DEEPSEEK_API_KEY is not set ..."), for errors.
     detail: str = ""
 
 

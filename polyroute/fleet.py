@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 
 from polyroute.adapters import Adapter, build_adapter
 from polyroute.catalog import Catalog, Family
-from polyroute.config import EMBEDDED_SOURCE, Config, RouteConfig
+from polyroute.config import (
+    EMBEDDED_SOURCE,
+    BackendConfig,
+    Config,
+    HttpBackendConfig,
+    LlamaCppBackend,
+    ModelConfig,
+    RouteConfig,
+)
 from polyroute.errors import ConfigError, UnknownModel
 from polyroute.redact import UpstreamGuard
 from polyroute.types import Usage
@@ -36,6 +44,11 @@ class ModelEntry:
     open_weights: bool | None = None
     # False when neither a catalog family nor the config prices a hosted model: its 0 is not a price.
     price_known: bool = True
+
+    @property
+    def lacks_tools(self) -> bool:
+        """Whether the catalog or the config says this model cannot use tools (unknown is not lacking)."""
+        return (self.family is not None or bool(self.capabilities)) and "tools" not in self.capabilities
 
     def cost(self, usage: Usage | None) -> float:
         if not usage:
@@ -87,7 +100,7 @@ class Fleet:
         for name, entry in models.items():
             # A model's own name is a one-model route with the defaults.
             routes.setdefault(name, Route(name, RouteConfig(models=[name]), (entry,)))
-        adapters = {name: build_adapter(name, bc) for name, bc in config.backends.items()}
+        adapters = {name: build_adapter(name, bc, config.source) for name, bc in config.backends.items()}
         return cls(config=config, models=models, routes=routes, adapters=adapters, catalog=catalog,
                    guard=UpstreamGuard.from_config(config))
 
@@ -127,7 +140,8 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
         raise ConfigError(f"unknown catalog family {mc.family!r} (known: {known})",
                           source=config.source, key=f"models.{name}.family")
     # A model run on our own machines is not billed at a provider's list price.
-    price_in, price_out = (0.0, 0.0) if backend.effective_locality() == "local" else _price(fam, backend.base_url)
+    base_url = backend.base_url if isinstance(backend, HttpBackendConfig) else None
+    price_in, price_out = (0.0, 0.0) if backend.effective_locality() == "local" else _price(fam, base_url)
     caps = frozenset(mc.capabilities) if mc.capabilities is not None else frozenset(fam.capabilities if fam else ())
     return ModelEntry(
         name=name,
@@ -136,7 +150,7 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
         family=mc.family,
         input_per_mtok=mc.input_per_mtok if mc.input_per_mtok is not None else price_in,
         output_per_mtok=mc.output_per_mtok if mc.output_per_mtok is not None else price_out,
-        context_window=mc.context_window or (fam.context_window if fam else None),
+        context_window=_window(mc, backend, fam),
         capabilities=caps,
         locality=backend.effective_locality(),
         organisation=fam.organisation if fam else None,
@@ -149,6 +163,14 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
             or backend.effective_locality() == "local"
         ),
     )
+
+
+def _window(mc: ModelConfig, backend: BackendConfig, fam: Family | None) -> int | None:
+    """The context window served: the config's, else the catalog's; for llama.cpp, at most its ``n_ctx``."""
+    if isinstance(backend, LlamaCppBackend):
+        # What the model is loaded with is all it can take, whatever the catalog says.
+        return min(mc.context_window or backend.n_ctx, backend.n_ctx)
+    return mc.context_window or (fam.context_window if fam else None)
 
 
 def _price(fam: Family | None, base_url: str | None) -> tuple[float, float]:

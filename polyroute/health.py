@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from polyroute.adapters.base import Adapter
 from polyroute.breakers import (
     RELEASE,
     SUCCESS,
@@ -146,9 +147,7 @@ class Health:
                 "window": {"attempts": v.window_attempts, "failures": v.window_failures},
             }
 
-        backends = {
-            name: {**show(backend_key(name)), "ready": adapter.ready()} for name, adapter in fleet.adapters.items()
-        }
+        backends = {name: _backend_view(show(backend_key(name)), adapter) for name, adapter in fleet.adapters.items()}
         models = {name: {"backend": m.backend, **show(model_key(name))} for name, m in fleet.models.items()}
         degraded = any(b["state"] != "closed" for b in backends.values()) or any(
             m["state"] != "closed" for m in models.values()
@@ -166,19 +165,26 @@ def operator_detail(entry: ModelEntry, err: UpstreamError) -> str:
     return err.message
 
 
+def _backend_view(view: dict[str, Any], adapter: Adapter) -> dict[str, Any]:
+    """A backend's breaker, whether it can take requests, and if not why (before any attempt said so)."""
+    why = adapter.unready_reason()
+    return {**view, "ready": why is None, "detail": view["detail"] or why}
+
+
 def _skipped(entry: ModelEntry, why: Admission) -> UpstreamError:
     """The error a skipped candidate adds to the report, so a refusal explains itself."""
     retry = round(why.retry_in, 1)
     # Only a breaker opened by failures may be overridden when nothing else is left (PANIC_CODES).
     code = SKIP_CODES.get(why.reason, "circuit_open")
     kw: dict[str, Any] = {"backend": entry.backend, "model": entry.name, "code": code}
-    said = f" ({why.detail[:200]})" if why.detail else ""
+    # Why it opened, in the upstream's or the adapter's own words: what the operator must fix.
+    said = f": {why.detail[:200]}" if why.detail else ""
     if why.reason == "blocked":
         return UpstreamBlocked(f"skipped: blocked, next probe in {retry}s{said}", **kw)
     if why.reason == "rate_limited":
-        return UpstreamRateLimited(f"skipped: rate limited for {retry}s more", retry_after=why.retry_in, **kw)
+        return UpstreamRateLimited(f"skipped: rate limited for {retry}s more{said}", retry_after=why.retry_in, **kw)
     if why.reason == "billing":
         return UpstreamBilling(f"skipped: billing, next probe in {retry}s{said}", **kw)
     if why.reason == "model_not_found":
         return UpstreamModelNotFound(f"skipped: model not found, next probe in {retry}s{said}", **kw)
-    return UpstreamUnavailable(f"skipped: circuit open ({why.reason or 'failing'}), next probe in {retry}s", **kw)
+    return UpstreamUnavailable(f"skipped: circuit open ({why.reason or 'failing'}), next probe in {retry}s{said}", **kw)

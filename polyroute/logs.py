@@ -3,9 +3,9 @@
 The gateway logs a line per request, so a record must cost the request little:
 
 - written on the event loop, each line was a write(2) that now and then blocked on
-  the disk and stalled every request in flight (+30 ms at p99, 64 concurrent);
+  the disk and stalled every request in flight (the tail latency showed it);
 - handed to a thread one by one (``QueueHandler``), each record woke the thread and
-  moved the GIL twice: about a quarter of a worker's throughput at saturation.
+  moved the GIL twice: a large share of a worker's throughput at saturation.
 
 So the handler only renders the message and appends the record to a deque; the
 writer thread wakes at most once per ``FLUSH_INTERVAL``, formats whatever has

@@ -43,8 +43,8 @@ class Redactor:
         env = os.environ if env is None else env
         found: list[str] = []
         for backend in config.backends.values():
-            for secret in (backend.api_key, backend.proxy_auth):
-                value = secret.get() if secret is not None else None
+            for secret in backend.secrets().values():
+                value = secret.get()
                 if value:
                     found += [value, *value.split(":", 1)[1:]]
         for name, value in env.items():

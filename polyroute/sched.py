@@ -2,12 +2,11 @@
 
 A gateway mostly waits: for a request, then for the upstream's answer. When one
 comes, how soon it runs decides its added latency, and on a machine whose CPUs it
-shares with busy processes the kernel's default slice (0.7 ms and more) lets a
-process it has just woken, or one that woke it, keep the CPU first. A task that
-asks for a shorter slice gets earlier deadlines: it runs sooner when woken and
-gives the CPU back sooner when others wait. Measured on 2 CPUs shared with the
-load generator and the upstream, 64 concurrent requests: the added p50 went from
-+0.97 and +1.17 ms to +0.43 and +0.53 ms (8 alternating rounds each, 2026-12-02).
+shares with busy processes the kernel's default slice lets a process it has just
+woken, or one that woke it, keep the CPU first. A task that asks for a shorter
+slice gets earlier deadlines: it runs sooner when woken and gives the CPU back
+sooner when others wait, which shortens the gateway's added latency on a busy
+machine (bench/README.md has the measurements).
 
 The slice is asked for every thread of the process with ``sched_setattr(2)``
 (``sched_runtime`` of a ``SCHED_OTHER`` task); threads started later inherit it.

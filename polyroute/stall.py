@@ -2,7 +2,7 @@
 price of one timer per stream, and ``Deadline``, a cheaper ``asyncio.timeout``.
 
 ``asyncio.timeout`` around each ``anext`` schedules and cancels a timer per chunk
-(about 5 µs, as much as the rest of the gateway's work on a chunk). ``StallTimer``
+(as much as the rest of the gateway's work on a chunk). ``StallTimer``
 keeps one timer per stream: each wait notes only when it began, and the timer,
 when it fires, either finds the current wait older than the limit and cancels it,
 or re-arms itself for when that would be. Time the consumer spends between waits

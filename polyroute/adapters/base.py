@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from polyroute.config import BackendConfig
+from polyroute.config import BackendBase
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta, Usage
 
 # Request parameters an adapter may or may not be able to honour.
@@ -49,7 +49,7 @@ class Adapter(abc.ABC):
     # How the wire format continues a partial answer when the config does not say.
     default_continuation: ClassVar[str] = "none"
 
-    def __init__(self, name: str, config: BackendConfig) -> None:
+    def __init__(self, name: str, config: BackendBase) -> None:
         self.name = name
         self.config = config
 
@@ -70,7 +70,12 @@ class Adapter(abc.ABC):
 
     def ready(self) -> bool:
         """Whether this backend can take a request now (weights loaded, key present)."""
-        return self.config.api_key is None or self.config.api_key.present
+        return self.unready_reason() is None
+
+    def unready_reason(self) -> str | None:
+        """Why this backend cannot take a request now, in words an operator acts on; None when it can."""
+        unset = [s.ref.removeprefix("env:") for s in self.config.secrets().values() if not s.present]
+        return f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set" if unset else None
 
     @abc.abstractmethod
     async def complete(self, call: Call) -> ChatResponse:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from polyroute.adapters.base import Adapter, Call, make_chunk, new_id, now, usage_chunk
 from polyroute.adapters.http import ErrorInfo, error_from_status
-from polyroute.config import BackendConfig
+from polyroute.config import FakeBackend
 from polyroute.errors import UpstreamError, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatResponse, make_usage
 
@@ -60,9 +60,10 @@ class Behaviour:
 
 class FakeAdapter(Adapter):
     kind = "fake"
+    config: FakeBackend
     default_continuation = "prefill"
 
-    def __init__(self, name: str, config: BackendConfig) -> None:
+    def __init__(self, name: str, config: FakeBackend) -> None:
         super().__init__(name, config)
         self.calls = 0
 

@@ -35,7 +35,7 @@ from polyroute.adapters.transport import (
     ResponseTooLarge,
     TransportError,
 )
-from polyroute.config import BackendConfig
+from polyroute.config import HttpBackendConfig
 from polyroute.errors import (
     ConfigError,
     Scope,
@@ -183,7 +183,9 @@ def error_from_exception(exc: Exception, *, backend: str, model: str) -> Upstrea
         return UpstreamUnavailable(f"connection failed: {exc}", backend=backend, model=model)
     if isinstance(exc, (ReadTimeout, ConnectTimeout, httpx.TimeoutException)):
         return UpstreamTimeout(f"timed out ({name})", backend=backend, model=model)
-    if isinstance(exc, (ConnectFailed, httpx.ConnectError, httpx.NetworkError, httpx.ProxyError)):
+    if isinstance(exc, ConnectFailed):  # its message names the host, and what failed
+        return UpstreamUnavailable(f"connection failed: {exc}", backend=backend, model=model)
+    if isinstance(exc, (httpx.ConnectError, httpx.NetworkError, httpx.ProxyError)):
         return UpstreamUnavailable(f"connection failed ({name})", backend=backend, model=model)
     if isinstance(exc, (ConnectionBroken, httpx.RemoteProtocolError, httpx.DecodingError)):
         return UpstreamUnavailable(f"connection broken ({exc})", backend=backend, model=model)
@@ -197,7 +199,7 @@ def error_from_exception(exc: Exception, *, backend: str, model: str) -> Upstrea
 class HttpBackend:
     """The request/response half every HTTP adapter shares: post, classify, stream lines."""
 
-    def __init__(self, name: str, config: BackendConfig, reader: BodyReader) -> None:
+    def __init__(self, name: str, config: HttpBackendConfig, reader: BodyReader) -> None:
         self.name = name
         self.config = config
         self.reader = redacting(reader, config.api_key.get() if config.api_key else None)
@@ -256,9 +258,9 @@ class HttpBackend:
             raise error_from_exception(exc, backend=self.name, model=model) from None
 
 
-def pool_for(config: BackendConfig, env: Mapping[str, str]) -> Pool:
+def pool_for(config: HttpBackendConfig, env: Mapping[str, str]) -> Pool:
     """The backend's connection pool: its proxy (own or from the environment), CAs and connection cap."""
-    base_url = config.base_url or "http://localhost"
+    base_url = config.base_url
     credentials = config.proxy_auth.get() if config.proxy_auth else None
     try:
         proxy = proxy_for(base_url, config.proxy, env, credentials)
@@ -361,12 +363,13 @@ def tool_arguments(tool_call: dict[str, Any], where: str, *, backend: str, model
 class HttpAdapter(Adapter):
     """What every HTTP adapter shares: its pool, its URL, its headers with the key."""
 
+    config: HttpBackendConfig
     path: ClassVar[str]  # appended to base_url
     key_header: ClassVar[str] = "authorization"
     key_prefix: ClassVar[str] = "Bearer "
     base_headers: ClassVar[dict[str, str]] = {"content-type": "application/json"}
 
-    def __init__(self, name: str, config: BackendConfig) -> None:
+    def __init__(self, name: str, config: HttpBackendConfig) -> None:
         super().__init__(name, config)
         self.http = HttpBackend(name, config, type(self).read_error)
         self.url = f"{config.base_url}{self.path}"

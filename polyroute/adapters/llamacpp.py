@@ -44,7 +44,7 @@ from llama_cpp.llama_types import (
 )
 
 from polyroute.adapters.base import Adapter, Call, make_chunk, new_id, now, usage_chunk
-from polyroute.config import BackendConfig
+from polyroute.config import LlamaCppBackend
 from polyroute.errors import (
     ConfigError,
     UpstreamContextExceeded,
@@ -109,11 +109,12 @@ class _Model(llama_cpp.Llama):
 
 class LlamaCppAdapter(Adapter):
     kind = "llamacpp"
+    config: LlamaCppBackend
     # The chat template is all this adapter knows of a model: tools would be
     # rendered only by a template that mentions them, so they are not claimed.
     supports = frozenset({"response_format", "seed", "stop", "temperature", "top_p", "max_tokens"})
 
-    def __init__(self, name: str, config: BackendConfig) -> None:
+    def __init__(self, name: str, config: LlamaCppBackend) -> None:
         super().__init__(name, config)
         self.threads = config.n_threads or _cores()
         self._model: _Model | None = None

@@ -16,7 +16,7 @@ from polyroute.adapters.base import Call
 from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, json_error_reader, json_object
 from polyroute.adapters.regions import key_region_hint
 from polyroute.adapters.sse_chunks import SSEChunks
-from polyroute.config import BackendConfig
+from polyroute.config import HttpBackendConfig
 from polyroute.errors import UpstreamBadResponse, UpstreamServerError
 from polyroute.types import ChatChunk, ChatResponse
 
@@ -47,7 +47,7 @@ class OpenAICompatAdapter(HttpAdapter):
     path = "/chat/completions"
     read_error = staticmethod(read_error)
 
-    def __init__(self, name: str, config: BackendConfig) -> None:
+    def __init__(self, name: str, config: HttpBackendConfig) -> None:
         super().__init__(name, config)
         self.continue_url = f"{config.continuation_base_url or config.base_url}{self.path}"
         if (hint := key_region_hint(config.provider, config.base_url)) is not None:

@@ -18,6 +18,7 @@ comparison on counters the callbacks keep anyway.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -369,6 +370,11 @@ class Pool:
             raise ConnectTimeout(f"no connection to {self.host_header}{via} within {self.connect_timeout}s") from None
         except ProxyRefused as exc:
             raise ConnectFailed(f"cannot connect to {self.host_header}: {exc}") from None
+        except socket.gaierror:  # what an operator must fix: the name, or the address that refused
+            name = self.proxy.host if self.proxy is not None else self.host
+            raise ConnectFailed(f"cannot resolve host {name}{via}") from None
+        except ConnectionRefusedError:
+            raise ConnectFailed(f"connection refused by {self.host}:{self.port}{via}") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(f"cannot connect to {self.host_header}{via} ({type(exc).__name__})") from None
 

@@ -33,16 +33,16 @@ def check_families(config: Config) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from polyroute.adapters import check_installed
     from polyroute.settings import effective_config
 
     config = effective_config(args.file)
     check_families(config)
-    unset = [f"backends.{n}.api_key ({b.api_key.ref})" for n, b in config.backends.items()
-             if b.api_key is not None and not b.api_key.present]
+    check_installed(config)
     print(f"{args.file}: ok: {len(config.backends)} backends, {len(config.models)} models, "
           f"{len(config.routes)} routes, {len(config.policies)} policies, {len(config.keys)} keys")
-    for item in unset:
-        print(f"warning: {item} is not set in this environment; export it before serving")
+    for key, var in config.unset_secrets():
+        print(f"warning: {key} (env:{var}): {var} is not set in this environment; export it before serving")
     return 0
 
 

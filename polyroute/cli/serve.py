@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
     catalog = load_catalog_for(config)  # a bad [catalog] file stops here, before any socket is bound
     if config.catalog.files:
         log.info("catalog: %s", catalog.source)
-    for name, backend in config.backends.items():
-        if backend.api_key is not None and not backend.api_key.present:
-            var = backend.api_key.ref.removeprefix("env:")
-            log.warning("backends.%s: %s is not set; export %s=... and restart, or its models will fail over",
-                        name, var, var)
+    for key, var in config.unset_secrets():
+        if key.startswith("keys."):
+            log.warning("%s: %s is not set, so this key cannot be used; export it and restart", key, var)
+        else:
+            log.warning("%s: %s is not set; export %s=... and restart, or its models will fail over", key, var, var)
     if not config.keys:
         if _is_loopback(host):
             log.warning("no [keys] configured: the gateway is open to anyone on this machine (loopback only)")
@@ -81,23 +81,36 @@ def run(args: argparse.Namespace) -> int:
                       "loopback; add [keys.NAME] to the config, listen on 127.0.0.1, or pass --allow-open", host)
             return 2
 
+    from polyroute.adapters import check_installed
     from polyroute.server import workers
 
-    if args.config:
+    if args.config and args.workers > 1:
         os.environ["POLYROUTE_CONFIG"] = args.config  # each worker builds its gateway from it
+
+    # What a backend type needs beyond the core package: said now, not by a worker's traceback.
+    check_installed(config)
+    app = None
+    if args.workers == 1:
+        from polyroute.gateway import Gateway
+        from polyroute.server.app import create_app
+
+        app = create_app(Gateway.from_config(config, catalog))
     try:
         sockets = workers.bind(host, port, args.workers)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         return 2
-    print(f"polyroute: serving on http://{host}:{port}/v1 (models: {', '.join(config.client_names())})",
-          file=sys.stderr, flush=True)
-    if args.workers > 1:
-        return workers.Supervisor(sockets).run()
-    from polyroute.gateway import Gateway
-    from polyroute.server import serving
-    from polyroute.server.app import create_app, tune_gc
 
-    app = create_app(Gateway.from_config(config, catalog))
+    def ready() -> None:
+        # Only now: every socket listens and every backend has started (weights loaded).
+        log.info("ready: accepting requests on %s:%d", host, port)
+        print(f"polyroute: serving on http://{host}:{port}/v1 (models: {', '.join(config.client_names())})",
+              file=sys.stderr, flush=True)
+
+    if app is None:
+        return workers.Supervisor(sockets, ready).run()
+    from polyroute.server import serving
+    from polyroute.server.app import tune_gc
+
     tune_gc()
-    return serving.run(app, sockets, lambda: log.info("ready: accepting requests on %s:%d", host, port))
+    return serving.run(app, sockets, ready)

@@ -8,10 +8,11 @@ can reach a model the policy excludes. Every exclusion carries its reason so a
 refusal (``PolicyViolation``, 422) and ``polyroute route explain`` can say why.
 
 Policies always exclude. So do the request's hard needs: a context window too
-small for it, and a missing ``tools`` or ``vision`` capability (such a model could
-only answer wrongly). A missing ``json_mode`` only demotes: the model is kept
-behind every model that has it, because JSON can still be had by instruction and
-what happens to ``response_format`` on a backend that cannot carry it is already
+small for it, a missing ``vision`` capability, and a missing ``tools`` capability
+when ``tool_choice`` demands a call (such a model could only answer wrongly).
+A missing ``json_mode``, or ``tools`` the model may leave uncalled, only demotes:
+the model is kept behind every model that has it, because a plain answer is still
+an answer, and what happens to the parameter on a backend that cannot carry it is
 ``gateway.unsupported_params``'s to decide (drop and name it, or refuse).
 
 The policy half of a decision depends only on (route, policies), so it is worked
@@ -38,8 +39,10 @@ from polyroute.types import ChatRequest
 __all__ = ["LatencyStats", "Needs", "Plan", "Policy", "Principal", "Router", "Strategy"]
 
 _NEED_WORDS = {"tools": "sends tools", "json_mode": "asks for JSON mode", "vision": "contains images"}
-# Needs a model may lack and still be tried, after every model that has them.
-_SOFT_NEEDS = frozenset({"json_mode"})
+# Needs a model may lack and still be tried, after every model that has them ...
+_SOFT_NEEDS = frozenset({"json_mode", "tools"})
+# ... unless the request leaves no choice.
+_FORCED_WORDS = {"tools": "requires a tool call"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,7 @@ Reasons = list[tuple[ModelEntry, str]]
 def _fit(adm: _Admission, needs: Needs) -> tuple[list[ModelEntry], Reasons, Reasons]:
     """Admitted models that can take this request; those lacking a capability; those excluded."""
     wanted, room = needs.capabilities, needs.context_tokens
+    soft = _SOFT_NEEDS - {"tools"} if needs.forces_tool_call else _SOFT_NEEDS
     fits: list[ModelEntry] = []
     lacking: Reasons = []
     excluded = list(adm.excluded)
@@ -198,9 +202,11 @@ def _fit(adm: _Admission, needs: Needs) -> tuple[list[ModelEntry], Reasons, Reas
             excluded.append((entry, _too_long(window, needs)))
         elif wanted and caps is not None and not wanted <= caps:
             missing = wanted - caps
-            uses = ", ".join(_NEED_WORDS.get(m, m) for m in sorted(missing))
+            hard = missing - soft
+            words = {**_NEED_WORDS, **_FORCED_WORDS} if needs.forces_tool_call else _NEED_WORDS
+            uses = ", ".join(words.get(m, m) for m in sorted(missing))
             reason = f"lacks {', '.join(sorted(missing))} (the request {uses})"
-            (lacking if missing <= _SOFT_NEEDS else excluded).append((entry, reason))
+            (excluded if hard else lacking).append((entry, reason))
         else:
             fits.append(entry)
     return fits, lacking, excluded

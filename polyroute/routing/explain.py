@@ -29,7 +29,7 @@ def explain(plan: Plan) -> dict[str, Any]:
         "score": plan.score,
         "order": [
             {"model": e.name, "backend": e.backend, "score": _usd(plan.scores[e.name]),
-             "cost_usd_est": _usd(plan.cost(e)), **_demoted(plan, e.name)}
+             "cost_usd_est": _usd(plan.cost(e)), "context_window": e.context_window, **_demoted(plan, e.name)}
             for e in plan.candidates
         ],
         "excluded": [
@@ -63,6 +63,7 @@ def render(plan: Plan) -> str:
         for i, row in enumerate(doc["order"], 1):
             lines.append(f"  {i}. {row['model']} [{row['backend']}]  score {_score(row['score'])}  "
                          f"est. cost {_money(row['cost_usd_est'])}"
+                         + (f"  context {row['context_window']}" if row["context_window"] else "")
                          + (f"  (fallback only: {row['fallback_only']})" if "fallback_only" in row else ""))
     else:
         lines.append("order: no candidate qualifies; the request would be refused (422)")

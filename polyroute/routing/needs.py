@@ -32,6 +32,8 @@ class Needs:
     prompt_tokens: int
     # The client's max_tokens (or max_completion_tokens), if it set one.
     max_tokens: int | None
+    # tool_choice demands a call ("required", or a named function): an answer without one is wrong.
+    forces_tool_call: bool = False
 
     @property
     def output_tokens(self) -> int:
@@ -77,4 +79,6 @@ def needs_of(req: ChatRequest) -> Needs:
         prompt += math.ceil(len(orjson.dumps(req.tools)) / 4)
     if req.wants_json():
         caps.add("json_mode")
-    return Needs(capabilities=frozenset(caps), prompt_tokens=prompt, max_tokens=req.output_limit())
+    forced = bool(req.tools) and (req.tool_choice == "required" or isinstance(req.tool_choice, dict))
+    return Needs(capabilities=frozenset(caps), prompt_tokens=prompt, max_tokens=req.output_limit(),
+                 forces_tool_call=forced)

@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -13,7 +14,7 @@ from polyroute import logs
 from polyroute.auth import presented_key
 from polyroute.catalog import load_catalog_for
 from polyroute.config import Config
-from polyroute.errors import PolyrouteError
+from polyroute.errors import PolyrouteError, UnknownModel
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
 from polyroute.server.chat import ChatEndpoint
@@ -24,6 +25,7 @@ from polyroute.server.http11 import Request
 log = logging.getLogger("polyroute.server")
 
 CONFIG_ENV = "POLYROUTE_CONFIG"
+MODEL_PREFIX = "/v1/models/"
 # Allocations between young collections (CPython's default: 700).
 GC_THRESHOLD = 20_000
 
@@ -49,6 +51,19 @@ def create_app(gateway: Gateway) -> App:
         if principal.routes is not None:
             visible = [m for m in visible if m["id"] in principal.routes]
         return _json({"object": "list", "data": visible})
+
+    async def model(request: Request) -> Reply:
+        # OpenAI's "retrieve model": one entry of the list, or the 404 chat gives for that name.
+        try:
+            presented = presented_key(request.header(b"authorization"), request.header(b"x-api-key"))
+            principal = gateway.keys.authenticate(presented)
+            name = unquote(request.path.removeprefix(MODEL_PREFIX))
+            if principal.routes is not None and name not in principal.routes:
+                raise UnknownModel(f"The model '{name}' does not exist", param="model")
+            gateway.fleet.resolve(name)
+        except PolyrouteError as exc:
+            return error_response(exc)
+        return _json(next(m for m in list_models(gateway) if m["id"] == name))
 
     async def healthz(request: Request) -> Reply:
         return _json({"status": "ok"})
@@ -76,6 +91,7 @@ def create_app(gateway: Gateway) -> App:
             "/readyz": {"GET": readyz},
             "/v1/health/backends": {"GET": backends_health},
         },
+        prefixes={MODEL_PREFIX: {"GET": model}},
         max_body=config.gateway.max_body_bytes,
         sched_slice_us=config.gateway.sched_slice_us,
         startup=gateway.start,

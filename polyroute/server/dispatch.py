@@ -1,8 +1,9 @@
-"""Exact paths to handlers, in the OpenAI error shape for everything else.
+"""Paths to handlers, in the OpenAI error shape for everything else.
 
-The gateway has a handful of fixed paths: a dict lookup does the routing. A
-handler that raises is a bug of ours: it is logged with its traceback and the
-client gets a 500 without one.
+The gateway has a handful of fixed paths: a dict lookup does the routing. The few
+paths that end in a name (``/v1/models/{id}``) are prefixes, tried only when no fixed
+path matches; their handler reads the name from the path. A handler that raises
+is a bug of ours: it is logged with its traceback and the client gets a 500 without one.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ class App:
         startup: Hook = _nothing,
         shutdown: Hook = _nothing,
         sched_slice_us: int = 0,
+        prefixes: dict[str, dict[str, Handler]] | None = None,
     ) -> None:
         self.routes = routes  # path -> method -> handler
+        # path prefix (ending in "/") -> method -> handler, for paths that end in a name
+        self.prefixes = prefixes or {}
         self.max_body = max_body
         self.sched_slice_us = sched_slice_us  # for the process that serves it (polyroute.sched)
         self.startup = startup
@@ -45,6 +49,8 @@ class App:
     async def __call__(self, request: Request) -> Answer:
         path, method = request.path, request.method
         methods = self.routes.get(path)
+        if methods is None:
+            methods = self._by_prefix(path)
         if methods is None:
             return _error(404, f"Unknown path: {method} {path}", "404")
         handler = methods.get(method)
@@ -58,6 +64,13 @@ class App:
         except Exception:
             log.exception("unexpected error on %s %s", method, path)
             return internal_error()
+
+
+    def _by_prefix(self, path: str) -> dict[str, Handler] | None:
+        for prefix, methods in self.prefixes.items():
+            if path.startswith(prefix) and len(path) > len(prefix):
+                return methods
+        return None
 
 
 def _error(status: int, message: str, code: str) -> Reply:

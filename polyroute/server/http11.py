@@ -1,11 +1,11 @@
 """HTTP/1.1 for the gateway: one asyncio protocol per connection, parsed by httptools.
 
-Why not uvicorn and ASGI: at 64 concurrent clients against a 50 ms upstream the
-gateway's added latency is mostly CPU run cold (a request every 50 ms per
-connection finds the caches empty), and uvicorn's request cycle, the ASGI
-messages and Starlette's request and response objects were about a third of the
-Python work per request: a regular expression per response header, header names
-lowered and encoded twice, a task and two dicts per message. Here a request is
+Why not uvicorn and ASGI: with many clients each waiting on a slow upstream, the
+gateway's added latency is mostly CPU run cold (a request on a connection finds
+the caches empty), and uvicorn's request cycle, the ASGI messages and Starlette's
+request and response objects were a large share of the Python work per request
+(bench/README.md has the measurements): a regular expression per response header,
+header names lowered and encoded twice, a task and two dicts per message. Here a request is
 read whole (its body up to ``max_body``) and handed to the app as one
 ``Request``; the answer's head and body leave in one write.
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 
 from polyroute import sched
+from polyroute.errors import PolyrouteError
 from polyroute.server.dispatch import App
 from polyroute.server.http11 import Connection, Shared
 
@@ -53,6 +54,10 @@ class Server:
         self._loop, self._stop = loop, asyncio.Event()
         try:
             await self.app.startup()
+        except PolyrouteError as exc:
+            # A config that cannot be served (a model file that will not load): said, not traced.
+            log.error("start-up failed: %s", exc.message)
+            raise StartupFailed(exc.message) from exc
         except Exception as exc:
             log.exception("start-up failed")
             raise StartupFailed(str(exc)) from exc

@@ -1,8 +1,8 @@
 """``polyroute serve --workers N``: N processes, each with its own listening socket.
 
-With one socket shared by every worker, whichever worker wakes first accepts: 64
-keep-alive clients connecting at once were seen to land 61 on one worker and 3 on
-the other, so a second worker added almost nothing.
+With one socket shared by every worker, whichever worker wakes first accepts: many
+keep-alive clients connecting at once were seen to land almost all on one worker,
+so a second worker added almost nothing.
 Here each worker listens on its own socket bound with ``SO_REUSEPORT``, and the
 kernel spreads new connections over them by a hash of each connection's
 addresses. Where the kernel does not balance that way (not Linux), every worker
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger("polyroute.workers")
@@ -72,9 +73,11 @@ class Supervisor:
     its socket and a pipe on which it says when it serves.
     """
 
-    def __init__(self, sockets: list[socket.socket]) -> None:
+    def __init__(self, sockets: list[socket.socket], on_ready: Callable[[], None] | None = None) -> None:
         self.slots = [_Slot(sock) for sock in sockets]
         self.stopping = threading.Event()
+        # Called once, when every worker serves for the first time.
+        self._on_ready = on_ready
 
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -115,6 +118,10 @@ class Supervisor:
             slot.ready_fd = None
             if slot.ready and slot.process is not None:
                 log.info("worker %d serving (pid %s)", self.slots.index(slot), slot.process.pid)
+        on_ready = self._on_ready
+        if on_ready is not None and all(slot.ready for slot in self.slots):
+            self._on_ready = None
+            on_ready()
 
     def _start(self, index: int) -> None:
         slot = self.slots[index]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from polyroute.config import BackendConfig, BackendType, Secret
+from polyroute.config import HttpBackendConfig, Secret, backend_config
 from tests.support.upstreams import ANTHROPIC, OLLAMA, OPENAI, Wire
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
@@ -37,7 +37,7 @@ def _system_message(body: Body) -> str | None:
 @dataclass(frozen=True)
 class Provider:
     name: str  # the fixture directory and test id
-    type: BackendType
+    type: str  # a backend type of polyroute.config.BackendConfig
     wire: Wire
     chat_path: str  # where the adapter must POST
     base_path: str  # appended to the fake server's URL to make base_url
@@ -51,9 +51,12 @@ class Provider:
     prefix_message: Callable[[str], dict[str, Any]] | None  # the trailing turn a rescue sends; None: cannot
     backend: dict[str, Any] = field(default_factory=dict)  # extra BackendConfig fields
 
-    def config(self, url: str, key: str | None = API_KEY) -> BackendConfig:
+    def config(self, url: str, key: str | None = API_KEY) -> HttpBackendConfig:
         api_key = Secret("env:POLYROUTE_TEST_KEY", key) if key else None
-        return BackendConfig(type=self.type, base_url=url + self.base_path, api_key=api_key, **self.backend)
+        config = backend_config({"type": self.type, "base_url": url + self.base_path, "api_key": api_key,
+                                 **self.backend})
+        assert isinstance(config, HttpBackendConfig)
+        return config
 
     def __str__(self) -> str:
         return self.name

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from polyroute.adapters import Adapter, build_adapter
-from polyroute.config import BackendConfig
+from polyroute.config import BackendConfig, FakeBackend, LlamaCppBackend
 from polyroute.embedded import smollm2_path
 from tests.conformance.helpers import call, collect, content, finishes
 
@@ -34,9 +34,9 @@ class Local:
 
 
 LOCALS = [
-    Local("fake", "echo", BackendConfig(type="fake"), exact_rescue=True),
+    Local("fake", "echo", FakeBackend(type="fake"), exact_rescue=True),
     Local("llamacpp", "smollm2-135m",
-          BackendConfig(type="llamacpp", model_path=str(smollm2_path()), n_ctx=512, n_threads=1,
+          LlamaCppBackend(type="llamacpp", model_path=str(smollm2_path()), n_ctx=512, n_threads=1,
                         continuation="prefill"),
           exact_rescue=False),
 ]

@@ -7,7 +7,7 @@ import pytest
 from polyroute.adapters import Adapter, build_adapter
 from polyroute.adapters.regions import key_region_hint
 from polyroute.catalog import load_catalog
-from polyroute.config import BackendConfig
+from polyroute.config import OpenAIBackend
 from polyroute.errors import UpstreamAuthError, UpstreamContextExceeded, UpstreamError
 from polyroute.settings import default_raw
 from polyroute.types import chunk_has_token
@@ -186,7 +186,7 @@ async def test_a_key_refused_elsewhere_gets_no_region_hint(upstreams: dict[str, 
     up.reset()
     spec = load("qianfan", "errors")["auth"]
     up.json(spec["body"], spec["status"])
-    adapter = build_adapter("q", BackendConfig(type="openai", base_url=up.url + "/v2", provider="baidu-qianfan"))
+    adapter = build_adapter("q", OpenAIBackend(type="openai", base_url=up.url + "/v2", provider="baidu-qianfan"))
     try:
         with pytest.raises(UpstreamAuthError) as info:
             await adapter.complete(call())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -49,3 +50,24 @@ def test_models_lists_the_local_model(live: Live) -> None:
     client = openai.OpenAI(base_url=live.base_url, api_key="unused", max_retries=0)
     ids = [m.id for m in client.models.list()]
     assert ids == ["default", "smollm2-135m"]
+
+
+def test_models_report_the_context_window_served_not_the_catalogs(live: Live) -> None:
+    client = openai.OpenAI(base_url=live.base_url, api_key="unused", max_retries=0)
+    local = client.models.retrieve("smollm2-135m")
+    served = live.gateway.fleet.config.backends["local"]
+    assert served.type == "llamacpp"
+    # The catalog says 8192 for SmolLM2; the embedded default loads it with n_ctx 2048.
+    assert local.model_extra is not None and local.model_extra["polyroute"]["context_window"] == served.n_ctx == 2048
+
+
+def test_a_tools_request_on_the_default_route_is_answered_without_the_tools(live: Live) -> None:
+    # SmolLM2 cannot use tools; tool_choice leaves the call optional, so it answers in text.
+    client = openai.OpenAI(base_url=live.base_url, api_key="unused", max_retries=0)
+    tools: list[Any] = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    raw = client.chat.completions.with_raw_response.create(
+        model="default", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=tools,
+        max_tokens=8, temperature=0, seed=1,
+    )
+    assert raw.parse().choices[0].message.content
+    assert raw.headers["x-polyroute-dropped-params"] == "tools"

@@ -9,7 +9,7 @@ from polyroute import config as cfg
 from polyroute.adapters import Adapter, Call
 from polyroute.adapters.base import make_chunk, usage_chunk
 from polyroute.catalog import load_catalog
-from polyroute.config import BackendConfig
+from polyroute.config import BackendBase
 from polyroute.errors import UpstreamContextExceeded, UpstreamUnavailable
 from polyroute.failover import Report
 from polyroute.gateway import Gateway, RequestContext
@@ -21,7 +21,7 @@ class Scripted(Adapter):
 
     kind = "fake"
 
-    def __init__(self, name: str, config: BackendConfig) -> None:
+    def __init__(self, name: str, config: BackendBase) -> None:
         super().__init__(name, config)
         self.closed = 0
 

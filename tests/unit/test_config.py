@@ -31,7 +31,10 @@ def with_(path: str, value: Any) -> dict[str, Any]:
 
 BAD = [
     (with_("gateway.colour", "blue"), "gateway.colour", "unknown key"),
-    (with_("backends.up.type", "grpc"), "backends.up.type", "Input should be"),
+    (with_("backends.up.type", "grpc"), "backends.up.type",
+     "unknown backend type 'grpc' (known: openai, anthropic, ollama, llamacpp, fake)"),
+    (with_("backends.up", {"base_url": "https://x"}), "backends.up.type", "required key is missing (known types:"),
+    (with_("backends.up.model_path", "/m.gguf"), "backends.up.model_path", "unknown key"),
     (with_("backends.up.base_url", "ftp://x"), "backends.up.base_url", "http(s) URL"),
     (with_("backends.up.api_key", "sk-plaintext"), "backends.up.api_key", "env:VARIABLE"),
     (with_("backends.up.timeout", -1), "backends.up.timeout", "greater than 0"),
@@ -40,7 +43,13 @@ BAD = [
     (with_("routes.r.policy", "strict"), None, "routes.r.policy: 'strict' is not defined"),
     (with_("routes.m", {"models": ["m"]}), None, "routes.m: a model has the same name"),
     (with_("gateway.listen", "8080"), "gateway.listen", "HOST:PORT"),
-    (with_("backends.loc", {"type": "llamacpp"}), "backends.loc", "needs model_path"),
+    (with_("backends.loc", {"type": "llamacpp"}), "backends.loc.model_path", "required key is missing"),
+    (with_("backends.loc", {"type": "llamacpp", "model_path": "/no/such.gguf", "n_ctx": 1}), None,
+     "2 problems:\n  backends.loc.model_path: model file not found: /no/such.gguf"),
+    (with_("backends.loc", {"type": "llamacpp", "model_path": "/no/such.gguf", "n_ctx": 1}), None,
+     "\n  backends.loc.n_ctx: Input should be greater than or equal to 128"),
+    (with_("backends.loc", {"type": "fake", "base_url": "http://x"}), "backends.loc.base_url", "unknown key"),
+    (with_("backends.up.base_url", None), "backends.up.base_url", "Input should be a valid string"),
 ]
 
 
@@ -65,15 +74,15 @@ def test_secret_is_resolved_but_never_shown() -> None:
 
 def test_locality_is_inferred_from_the_host() -> None:
     def loc(url: str) -> str:
-        return cfg.BackendConfig(type="openai", base_url=url).effective_locality()
+        return cfg.backend_config({"type": "openai", "base_url": url}).effective_locality()
 
     assert loc("http://127.0.0.1:8000/v1") == "local"
     assert loc("http://10.1.2.3/v1") == "local"
     assert loc("http://localhost:11434") == "local"
     assert loc("https://api.deepseek.com/v1") == "remote"
-    assert cfg.BackendConfig(type="openai", base_url="http://10.0.0.1", locality="remote").effective_locality() == (
-        "remote"
-    )
+    assert cfg.backend_config({"type": "openai", "base_url": "http://10.0.0.1", "locality": "remote"}
+                              ).effective_locality() == "remote"
+    assert cfg.backend_config({"type": "fake"}).effective_locality() == "local"
 
 
 def test_load_reports_toml_syntax_and_missing_file(tmp_path: Path) -> None:
@@ -94,8 +103,8 @@ def test_every_problem_is_reported_at_once() -> None:
     err = info.value
     assert err.problems == [
         "gateway.listn: unknown key",
-        "backends.up.api_key: secrets are written as 'env:VARIABLE', never as values",
         "backends.up.timeout: Input should be greater than 0",
+        "backends.up.api_key: secrets are written as 'env:VARIABLE', never as values",
     ]
     assert str(err).startswith("gw.toml: 3 problems:\n  gateway.listn: unknown key\n")
     assert "sk-plaintext" not in str(err)

@@ -188,3 +188,6 @@ class _FakeFleet:
 class _Ready:
     def ready(self) -> bool:
         return True
+
+    def unready_reason(self) -> str | None:
+        return None

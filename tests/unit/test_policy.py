@@ -129,14 +129,25 @@ def test_min_context() -> None:
 TOOL = [{"type": "function", "function": {"name": "lookup"}}]
 
 
-def test_tools_request_excludes_models_without_tools() -> None:
+def test_tools_request_demotes_models_without_tools_to_fallbacks() -> None:
+    # The model may answer without calling a tool: one that cannot see them is still an answer.
     plan = decide(build(), ask(tools=TOOL))
-    assert "ernie" not in names(plan) and "smol" not in names(plan)
-    assert reasons(plan) == {
+    assert names(plan)[-2:] == ["ernie", "smol"] and reasons(plan) == {}
+    assert plan.demoted == {
         "ernie": "lacks tools (the request sends tools)",
         "smol": "lacks tools (the request sends tools)",
     }
     assert plan.needs is not None and plan.needs.capabilities == {"tools"}
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "lookup"}}])
+def test_a_request_that_demands_a_tool_call_excludes_models_without_tools(choice: object) -> None:
+    plan = decide(build(), ask(tools=TOOL, tool_choice=choice))
+    assert "ernie" not in names(plan) and "smol" not in names(plan)
+    assert reasons(plan) == {
+        "ernie": "lacks tools (the request requires a tool call)",
+        "smol": "lacks tools (the request requires a tool call)",
+    }
 
 
 def test_image_request_excludes_models_without_vision() -> None:
@@ -228,9 +239,9 @@ def test_no_qualifying_candidate_is_a_422_naming_the_policy_and_every_reason() -
 def test_a_request_no_model_can_serve_without_any_policy_says_so() -> None:
     router = build(models={"smol": MODELS["smol"]})
     with pytest.raises(PolicyViolation) as info:
-        router.plan(router.fleet.routes["main"], ask(tools=TOOL), Principal())
+        router.plan(router.fleet.routes["main"], ask(tools=TOOL, tool_choice="required"), Principal())
     assert info.value.message == (
-        "No candidate of 'main' can serve this request. smol: lacks tools (the request sends tools)."
+        "No candidate of 'main' can serve this request. smol: lacks tools (the request requires a tool call)."
     )
 
 

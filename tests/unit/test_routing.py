@@ -272,7 +272,7 @@ def test_explanation_has_order_scores_costs_and_reasons() -> None:
 
 def test_an_empty_decision_explains_itself_rather_than_raising() -> None:
     router = build({"strategy": "cheapest"}, models={"smol": {"backend": "box", "family": "smollm2-135m"}})
-    plan = router.decide(router.fleet.routes["r"], ask(tools=[{"type": "function", "function": {"name": "f"}}]),
-                         Principal())
+    plan = router.decide(router.fleet.routes["r"], ask(tools=[{"type": "function", "function": {"name": "f"}}],
+                                                       tool_choice="required"), Principal())
     assert plan.candidates == []
     assert "no candidate qualifies; the request would be refused (422)" in render(plan)

@@ -65,17 +65,20 @@ def test_explain_prints_order_scores_costs_and_exclusions(conf: str, capsys: pyt
             "of policy 'us'") in out
 
 
-def test_explain_as_json_with_a_narrowing_policy_that_leaves_nothing(
+def test_explain_as_json_with_a_narrowing_policy_that_leaves_a_fallback_only(
     conf: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(explain(conf, "--policy", "onprem", "--tools", "--json", "call a tool")) == 1
+    # A model without tools may still answer a request that lets it leave them uncalled.
+    assert main(explain(conf, "--policy", "onprem", "--tools", "--json", "call a tool")) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["policy"] == "onprem" and doc["order"] == []
+    assert doc["policy"] == "onprem"
     assert doc["request"]["needs"] == ["tools"]
+    assert [(o["model"], o["fallback_only"]) for o in doc["order"]] == [
+        ("smol", "lacks tools (the request sends tools)")
+    ]
     assert {r["model"]: r["reason"] for r in doc["excluded"]} == {
         "gpt": "backend 'cloud' is remote; policy 'onprem' allows local backends only",
         "deepseek": "backend 'cloud' is remote; policy 'onprem' allows local backends only",
-        "smol": "lacks tools (the request sends tools)",
     }
 
 
