@@ -15,6 +15,7 @@ from polyroute.config import Config
 from polyroute.errors import PolyrouteError
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
+from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint
 from polyroute.server.dispatch import App
 from polyroute.server.errors import error_response
@@ -33,7 +34,9 @@ def _json(doc: Any, status: int = 200) -> Reply:
 
 def create_app(gateway: Gateway) -> App:
     config = gateway.fleet.config
-    chat = ChatEndpoint(gateway, config.gateway.debug_headers)
+    limits = config.gateway
+    bounds = Bounds(limits.max_messages, limits.max_content_parts, limits.max_json_depth)
+    chat = ChatEndpoint(gateway, config.gateway.debug_headers, bounds)
 
     async def models(request: Request) -> Reply:
         # Same door as chat: with keys configured, only a valid key sees the fleet, and only its routes.
@@ -69,6 +72,9 @@ def create_app(gateway: Gateway) -> App:
         },
         max_body=config.gateway.max_body_bytes,
         sched_slice_us=config.gateway.sched_slice_us,
+        header_timeout=config.gateway.header_timeout,
+        body_timeout=config.gateway.body_timeout,
+        shutdown_grace=config.gateway.shutdown_grace,
         startup=gateway.start,
         shutdown=gateway.aclose,
     )
