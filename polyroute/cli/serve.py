@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"polyroute: serving on http://{host}:{port}/v1 (models: {', '.join(config.client_names())})",
           file=sys.stderr, flush=True)
     if args.workers > 1:
-        return workers.Supervisor(sockets).run()
+        return workers.Supervisor(sockets, config.gateway.shutdown_grace).run()
     from polyroute.catalog import load_catalog
     from polyroute.gateway import Gateway
     from polyroute.server import serving

@@ -361,6 +361,8 @@ class Connection(asyncio.Protocol):
             eager = EagerTask(self.loop, self._serve(request))
             self.task = eager.task  # before the step: a request answered in it sets it back to None
             eager.start()
+            if self.task is not None and self.task.done():
+                self.task = None  # answered in a first step run by the constructor (polyroute.eager)
             return
         self.queue.append(request)
         if len(self.queue) >= MAX_PIPELINED:
