@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import gc
 import socket
-import threading
-import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 
 from polyroute.server import http11
 from polyroute.server.app import GC_THRESHOLD
-from tests.robustness.gateway_proc import Reader, error_of, gateway, get, wait_for
+from tests.robustness.gateway_proc import Reader, error_of, gateway, wait_for
 from tests.support.http11_app import Probe, make_app
 from tests.support.live import serve_app
 
@@ -155,10 +153,10 @@ def test_the_head_limit_holds_within_one_piece_of_bytes() -> None:
 
 
 class _Sink:
+    """A transport that keeps what is written."""
+
     def __init__(self) -> None:
         self.data = b""
-        self.lock = threading.Lock()
-        self.started = time.monotonic()
 
     def write(self, data: bytes) -> None:
         self.data += data

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.robustness.gateway_proc import GatewayProc, ask, gateway, get
+from tests.robustness.gateway_proc import GatewayProc, Reader, ask, gateway, get
 
 MEMORY_BOUND_KIB = 50 * 1024
 OTHER_CLIENT_BOUND_S = 2.0  # generous: a shared 2-core machine; unbounded growth takes far longer
@@ -68,8 +68,6 @@ def test_a_client_that_reads_late_gets_every_answer_in_order(tmp_path: Path) -> 
     count = 3000
     with gateway(tmp_path) as gw, gw.connect(rcvbuf=4096, timeout=30.0) as sock:
         sock.sendall(get("/healthz") * count)
-        from tests.robustness.gateway_proc import Reader
-
         reader = Reader(sock)
         statuses = [reader.answer().status for _ in range(count)]
         assert statuses == [200] * count
