@@ -26,7 +26,7 @@ from polyroute.errors import InvalidRequest
 # Strings (escapes included) and the JSON punctuation a path needs.
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')
 _SCAN_TOKENS = 200_000  # past this, a body too deep to parse is refused without naming the field
-_PARAM_LEVELS = 3  # a param names the field this far down: "messages[3].content", "response_format.json_schema"
+_PARAM_LEVELS = 4  # a param names the path this far down: "messages[3].content[0]", "tools[0].function.parameters"
 
 
 @dataclass(frozen=True)
