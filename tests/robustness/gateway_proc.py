@@ -8,7 +8,6 @@ test passes the ``[gateway]`` keys it needs. Memory is read from
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 import signal
 import socket
@@ -36,6 +35,9 @@ backend = "f"
 [models.slow-stream]
 backend = "f"
 upstream = "gap-{gap_ms}+text-one-two-three-four-five-six-seven-eight"
+[models.slow-whole]
+backend = "f"
+upstream = "slow-{gap_ms}+echo"
 """
 START_TIMEOUT = 60.0
 
@@ -158,22 +160,30 @@ class Reader:
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
-    def answer(self) -> Answer:
-        head = self._until(b"\r\n\r\n").decode("latin-1").split("\r\n")
-        status = int(head[0].split()[1])
+    def head(self) -> tuple[int, dict[str, str]]:
+        lines = self._until(b"\r\n\r\n").decode("latin-1").split("\r\n")
         headers = {}
-        for line in head[1:]:
+        for line in lines[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
+        return int(lines[0].split()[1]), headers
+
+    def chunk(self) -> bytes:
+        """The next chunk of a chunked body; b"" for the last one."""
+        size = int(self._until(b"\r\n"), 16)
+        if size == 0:
+            self._until(b"\r\n")
+            return b""
+        data = self._exactly(size)
+        self._exactly(2)
+        return data
+
+    def answer(self) -> Answer:
+        status, headers = self.head()
         if headers.get("transfer-encoding") == "chunked":
             body = b""
-            while True:
-                size = int(self._until(b"\r\n"), 16)
-                if size == 0:
-                    self._until(b"\r\n")
-                    break
-                body += self._exactly(size)
-                self._exactly(2)
+            while chunk := self.chunk():
+                body += chunk
         else:
             body = self._exactly(int(headers.get("content-length", "0")))
         return Answer(status, headers, body)
@@ -204,5 +214,15 @@ def error_of(answer: Answer) -> dict[str, Any]:
     return err
 
 
-def pids_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def unread_by_gateway(gw: GatewayProc, sock: socket.socket) -> int | None:
+    """Bytes the client sent on ``sock`` that the gateway has not read yet (its socket's receive
+    queue, from /proc/net/tcp); None while the kernel does not show that socket."""
+    client_port = sock.getsockname()[1]
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.rsplit(":", 1)[1], 16) == gw.port and int(remote.rsplit(":", 1)[1], 16) == client_port:
+                return int(queues.split(":")[1], 16)
+    return None
