@@ -28,7 +28,7 @@ def test_the_scheduling_slice_is_opt_in() -> None:
 
 def test_the_mode_is_the_best_this_python_has() -> None:
     expected = "standard" if sys.version_info >= (3, 12) else "private"
-    assert eager.MODE == expected
+    assert expected == eager.MODE
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def reload_eager(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch
     yield monkeypatch
     monkeypatch.undo()
     importlib.reload(eager)
-    assert eager.MODE == ("standard" if sys.version_info >= (3, 12) else "private")
+    assert ("standard" if sys.version_info >= (3, 12) else "private") == eager.MODE
 
 
 def _run_one(loop: asyncio.AbstractEventLoop) -> tuple[Any, list[str]]:
