@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -130,3 +131,16 @@ def test_hostile_bodies_do_not_stall_other_clients(gw: GatewayProc) -> None:
           f"hostile bodies: worst {worst * 1000:.1f} ms")
     assert worst < OTHERS_BOUND_S, f"another client waited {worst * 1000:.0f} ms"
     assert "Traceback" not in gw.log()
+
+
+def test_the_bounds_are_taken_from_the_config(tmp_path: Path) -> None:
+    keys = "max_messages = 3\nmax_content_parts = 2\nmax_json_depth = 10\n"
+    with gateway(tmp_path, keys) as proc:
+        status, error = _send(proc, orjson.dumps({"model": "echo", "messages": HELLO * 4}))
+        assert (status, error["param"]) == (400, "messages") and "limit is 3" in str(error["message"])
+        parts = [{"type": "text", "text": "x"}] * 3
+        status, error = _send(proc, orjson.dumps({"model": "echo", "messages": [{"role": "user", "content": parts}]}))
+        assert (status, error["param"]) == (400, "messages[0].content") and "limit is 2" in str(error["message"])
+        status, error = _send(proc, _body("metadata", 12)[0])
+        assert status == 400 and "10 levels" in str(error["message"])
+        assert _send(proc, orjson.dumps({"model": "echo", "messages": HELLO * 3}))[0] == 200
