@@ -111,9 +111,14 @@ def test_closed_connections_are_freed_without_a_collection(gc_as_served: None) -
             sock = socket.create_connection(("127.0.0.1", port), timeout=10)
             sock.sendall(HEAD_START + b"a" * (30_000 if i % 2 else 200_000))  # held, or refused with 431
             socks.append(sock)
-        wait_for(lambda: len(_connections()) >= 40, 20)
+        for path in ("/hello", "/three", "/slow"):  # and connections that were answered, streams included
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            Reader(sock).answer()
+            socks.append(sock)
+        wait_for(lambda: len(_connections()) >= len(socks), 20)
         refs = [weakref.ref(c) for c in _connections()]
-        assert len(refs) == 40
+        assert len(refs) == len(socks)
         for sock in socks:
             sock.close()
         # No gc.collect() anywhere: the collector is disabled, as a frozen heap with a high threshold
