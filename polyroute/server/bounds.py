@@ -9,10 +9,13 @@ with a 400 that names the limit and the field:
 
 - ``max_messages``: counted in the raw bytes (one ``"role"`` key per message) before
   the body is parsed, then exactly once parsed. OpenAI refuses more than 2048.
-- ``max_content_parts``: content parts over all messages, before validation.
+- ``max_content_parts``: content parts over all messages, before validation (counted
+  only when the body has more objects than the limit).
 - ``max_json_depth``: nesting anywhere in the body. Checked by a walk only when the
-  body has enough brackets to be that deep (one ``bytes.count`` otherwise); a body
-  nested past what the parser accepts is located by a bounded scan of its bytes.
+  body has enough brackets to be that deep, not counting messages and content parts
+  beyond one of each (no path holds two siblings): a long conversation costs two
+  ``bytes.count``. A body nested past what the parser accepts is located by a
+  bounded scan of its bytes.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ class Bounds:
 
     def before_parsing(self, body: bytes) -> None:
         """What the raw bytes already tell: a message count far over the limit."""
-        if body.count(b'"role"') > self.max_messages:
+        # Each "role" takes 6 bytes: a shorter body cannot hold too many, and is not searched.
+        if len(body) > 6 * self.max_messages and body.count(b'"role"') > self.max_messages:
             raise _too_many("messages", self.max_messages, "messages")
 
     def too_deep_to_parse(self, body: bytes, pos: int) -> InvalidRequest | None:
@@ -50,22 +54,36 @@ class Bounds:
         return _too_deep(path, self.max_json_depth)
 
     def check(self, raw: dict[str, Any], body: bytes) -> None:
-        """Bounds on a parsed body, before it is validated."""
+        """Bounds on a parsed body, before it is validated.
+
+        Two ``bytes.count`` decide whether anything needs a closer look: a content part is
+        an object, so a body with fewer objects than the parts limit cannot pass it; and a
+        body cannot nest deeper than it has containers (brackets inside strings counted
+        too, which only makes the bound looser), less the sibling messages and parts, as
+        no path goes through two of them."""
+        objects = body.count(b"{")
+        containers = objects + body.count(b"[")
         messages = raw.get("messages")
-        if isinstance(messages, list):
+        if type(messages) is list:
             if len(messages) > self.max_messages:
                 raise _too_many("messages", self.max_messages, "messages")
-            parts = 0
-            for i, message in enumerate(messages):
-                content = message.get("content") if isinstance(message, dict) else None
-                if isinstance(content, list):
-                    parts += len(content)
-                    if parts > self.max_content_parts:
-                        raise _too_many("content parts", self.max_content_parts, f"messages[{i}].content")
-        if body.count(b"[") + body.count(b"{") > self.max_json_depth:
+            containers -= max(0, len(messages) - 1)
+            if objects > self.max_content_parts:
+                containers -= max(0, self._count_parts(messages) - 1)
+        if containers > self.max_json_depth:
             path = _deep_path(raw, self.max_json_depth)
             if path is not None:
                 raise _too_deep(path, self.max_json_depth)
+
+    def _count_parts(self, messages: list[Any]) -> int:
+        parts = 0
+        for i, message in enumerate(messages):
+            content = message.get("content") if type(message) is dict else None
+            if type(content) is list:
+                parts += len(content)
+                if parts > self.max_content_parts:
+                    raise _too_many("content parts", self.max_content_parts, f"messages[{i}].content")
+        return parts
 
 
 def _too_many(what: str, limit: int, param: str) -> InvalidRequest:
@@ -88,23 +106,33 @@ def _param(path: list[str | int]) -> str:
 
 
 def _deep_path(doc: Any, limit: int) -> list[str | int] | None:
-    """The path to a value nested deeper than ``limit`` (the body itself is level 1), or None.
+    """The path to a container nested deeper than ``limit`` (the body itself is level 1), or None.
 
-    Iterative, so a hostile document cannot exhaust Python's stack either."""
-    stack: list[tuple[Any, int, list[str | int]]] = [(doc, 1, [])]
-    while stack:
-        node, depth, path = stack.pop()
-        if depth > limit:
-            return path
-        if type(node) is dict:
-            for key, value in node.items():
-                if type(value) is dict or type(value) is list:
-                    stack.append((value, depth + 1, [*path, key]))
-        elif type(node) is list:
-            for i, value in enumerate(node):
-                if type(value) is dict or type(value) is list:
-                    stack.append((value, depth + 1, [*path, i]))
-    return None
+    The common case, nothing too deep, costs one call per container; the path is only
+    built for a document that is refused. Recursion is bounded by ``limit``."""
+    if not _deeper(doc, limit - 1):
+        return None
+    path: list[str | int] = []
+    node = doc
+    budget = limit - 1
+    while budget >= 0:
+        items = node.items() if type(node) is dict else enumerate(node)
+        for key, value in items:
+            if (type(value) is dict or type(value) is list) and _deeper(value, budget - 1):
+                path.append(key)
+                node = value
+                break
+        budget -= 1
+    return path
+
+
+def _deeper(node: Any, budget: int) -> bool:
+    """Whether ``node`` (a dict or list) holds containers more than ``budget`` levels below it."""
+    for value in node.values() if type(node) is dict else node:
+        if type(value) is dict or type(value) is list:
+            if budget <= 0 or _deeper(value, budget - 1):
+                return True
+    return False
 
 
 def _deep_path_in_bytes(prefix: bytes, limit: int) -> list[str | int] | None:
