@@ -129,9 +129,8 @@ def _deep_path(doc: Any, limit: int) -> list[str | int] | None:
 def _deeper(node: Any, budget: int) -> bool:
     """Whether ``node`` (a dict or list) holds containers more than ``budget`` levels below it."""
     for value in node.values() if type(node) is dict else node:
-        if type(value) is dict or type(value) is list:
-            if budget <= 0 or _deeper(value, budget - 1):
-                return True
+        if (type(value) is dict or type(value) is list) and (budget <= 0 or _deeper(value, budget - 1)):
+            return True
     return False
 
 
