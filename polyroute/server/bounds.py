@@ -60,7 +60,8 @@ class Bounds:
         an object, so a body with fewer objects than the parts limit cannot pass it; and a
         body cannot nest deeper than it has containers (brackets inside strings counted
         too, which only makes the bound looser), less the sibling messages and parts, as
-        no path goes through two of them."""
+        no path goes through two of them. (A message or part that is not an object is
+        subtracted too; validation refuses such a body anyway.)"""
         objects = body.count(b"{")
         containers = objects + body.count(b"[")
         messages = raw.get("messages")
