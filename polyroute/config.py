@@ -138,8 +138,21 @@ class GatewayConfig(_Strict):
     # What to do with a parameter a backend cannot honour: drop it (and say so) or refuse.
     unsupported_params: Literal["drop", "refuse"] = "drop"
     debug_headers: bool = True
-    # The scheduling slice the gateway asks Linux for (polyroute.sched); 0 leaves the kernel's.
-    sched_slice_us: int = Field(default=100, ge=0, le=100_000)
+    # The scheduling slice the gateway asks Linux for (polyroute.sched); 0, the default, leaves the
+    # kernel's. Opt-in: it applies to every thread of the process (llama.cpp's included).
+    sched_slice_us: int = Field(default=0, ge=0, le=100_000)
+    # A request's head (request line and headers) must arrive whole within this many seconds of its
+    # first byte, and its body within ``body_timeout`` of the end of the head; else 408 and close.
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout: float = Field(default=60.0, gt=0, le=3600)
+    # On SIGTERM, answers in flight have this long to finish; streams still running then end with
+    # an error event (code "server_shutting_down").
+    shutdown_grace: float = Field(default=10.0, ge=0, le=3600)
+    # Bounds on one chat request's work, each refused with a 400 that names the limit and the field.
+    max_messages: int = Field(default=2048, ge=1, le=1_000_000)
+    max_content_parts: int = Field(default=4096, ge=1, le=1_000_000)
+    # Below orjson's limit of 255 levels, with room for what an adapter wraps around a client's field.
+    max_json_depth: int = Field(default=64, ge=8, le=200)
     breakers: BreakerConfig = Field(default_factory=BreakerConfig)
 
     @field_validator("listen")

@@ -19,32 +19,70 @@ every step run early, and each runs in the task's own context, so the code under
 cannot tell the difference. The task itself, when its own turn comes, picks up from
 where the coroutine waits by then; a cancellation that comes meanwhile is thrown into
 the coroutine there, exactly as it would have been.
+
+How, depends on the Python that runs it (``MODE``):
+
+- ``"standard"`` (3.12 and later): the first step is the standard library's own
+  eager start (``asyncio.Task(..., eager_start=True)``), maintained upstream;
+  ``step_now`` does nothing there.
+- ``"private"`` (3.11): the steps are run by hand, with asyncio's private
+  ``_enter_task`` and ``_leave_task`` so that the task is the current one.
+- ``"plain"``: neither is there; tasks are plain ones and take their turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.tasks
 import contextvars
-from asyncio.tasks import _enter_task, _leave_task
-from collections.abc import Coroutine, Generator
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
+_Switch = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], None]
+_enter_task: _Switch | None = getattr(asyncio.tasks, "_enter_task", None)
+_leave_task: _Switch | None = getattr(asyncio.tasks, "_leave_task", None)
+
+Mode = Literal["standard", "private", "plain"]
+
+
+def _mode() -> Mode:
+    if hasattr(asyncio, "eager_task_factory"):
+        return "standard"
+    if callable(_enter_task) and callable(_leave_task):
+        return "private"
+    return "plain"
+
+
+MODE: Mode = _mode()
+
 
 class EagerTask(Generic[T]):
-    """``task`` is made now; ``start()`` runs the coroutine up to its first wait."""
+    """``task`` is made now; ``start()`` runs the coroutine up to its first wait.
+
+    Under the standard eager start (``MODE == "standard"``) the first step runs as the
+    task is made, inside the constructor, and ``start()`` has nothing left to do; a
+    caller that keeps the task somewhere the coroutine reads must allow for that."""
 
     __slots__ = ("_resume", "task")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> None:
-        ctx = contextvars.copy_context()
-        self._resume = _Resume(coro, loop, ctx)
-        self.task: asyncio.Task[T] = loop.create_task(self._resume, context=ctx)
-        self._resume.task = self.task
+        self._resume: _Resume | None = None
+        if MODE == "standard":
+            make: Any = asyncio.Task  # eager_start is 3.12's: unknown to the 3.11 stubs
+            self.task: asyncio.Task[T] = make(coro, loop=loop, eager_start=True)
+        elif MODE == "private":
+            ctx = contextvars.copy_context()
+            self._resume = _Resume(coro, loop, ctx)
+            self.task = loop.create_task(self._resume, context=ctx)
+            self._resume.task = self.task
+        else:
+            self.task = loop.create_task(coro)
 
     def start(self) -> None:
-        self._resume.step(first=True)
+        if self._resume is not None:
+            self._resume.step(first=True)
 
 
 def step_now(task: asyncio.Task[Any] | None) -> None:
@@ -82,12 +120,15 @@ class _Resume(Coroutine[Any, Any, Any]):
                 return
         if asyncio.current_task(self._loop) is not None:
             return  # called from inside a task: the step waits its turn
+        enter, leave = _enter_task, _leave_task
+        if enter is None or leave is None:
+            return
         self._started = self.ahead = True
-        _enter_task(self._loop, task)
+        enter(self._loop, task)
         try:
             self._ctx.run(self._early)
         finally:
-            _leave_task(self._loop, task)
+            leave(self._loop, task)
 
     def _early(self) -> None:
         try:

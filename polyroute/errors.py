@@ -19,6 +19,7 @@ error reader look at the text.
     │   ├── Unauthorized                 401  missing, wrong or revoked key
     │   ├── Forbidden                    403  key may not use this route
     │   ├── UnknownModel                 404  lists the names that exist
+    │   ├── RequestTimeout               408  head or body not received in time
     │   ├── BodyTooLarge                 413
     │   ├── HeadTooLarge                 431  request line and headers over the limit
     │   └── PolicyViolation              422  no candidate satisfies the policy
@@ -127,6 +128,13 @@ class Forbidden(ClientError):
 class UnknownModel(ClientError):
     status = 404
     code = "model_not_found"
+
+
+class RequestTimeout(ClientError):
+    """A request's head or body did not arrive within its deadline (a slow or stalled client)."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class BodyTooLarge(ClientError):

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     if app is None:
-        return workers.Supervisor(sockets, ready).run()
+        return workers.Supervisor(sockets, ready, config.gateway.shutdown_grace).run()
     from polyroute.server import serving
     from polyroute.server.app import tune_gc
 

@@ -17,6 +17,7 @@ from polyroute.config import Config
 from polyroute.errors import PolyrouteError, UnknownModel
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
+from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint
 from polyroute.server.dispatch import App
 from polyroute.server.errors import error_response
@@ -36,7 +37,9 @@ def _json(doc: Any, status: int = 200) -> Reply:
 
 def create_app(gateway: Gateway) -> App:
     config = gateway.fleet.config
-    chat = ChatEndpoint(gateway, config.gateway.debug_headers)
+    limits = config.gateway
+    bounds = Bounds(limits.max_messages, limits.max_content_parts, limits.max_json_depth)
+    chat = ChatEndpoint(gateway, config.gateway.debug_headers, bounds)
     redact = gateway.fleet.guard.redact
     logs.guard(redact)
 
@@ -94,6 +97,9 @@ def create_app(gateway: Gateway) -> App:
         prefixes={MODEL_PREFIX: {"GET": model}},
         max_body=config.gateway.max_body_bytes,
         sched_slice_us=config.gateway.sched_slice_us,
+        header_timeout=config.gateway.header_timeout,
+        body_timeout=config.gateway.body_timeout,
+        shutdown_grace=config.gateway.shutdown_grace,
         startup=gateway.start,
         shutdown=gateway.aclose,
     )

@@ -19,6 +19,7 @@ from polyroute.routing import Plan
 from polyroute.routing.explain import header_value
 from polyroute.server import sse
 from polyroute.server.answers import Reply
+from polyroute.server.bounds import Bounds
 from polyroute.server.errors import error_body_dict, error_response, from_validation
 from polyroute.server.http11 import Request
 from polyroute.types import ChatChunk, ChatRequest
@@ -33,9 +34,10 @@ EXPLAIN_RESPONSE = "x-polyroute-route-explain"
 
 
 class ChatEndpoint:
-    def __init__(self, gateway: Gateway, debug_headers: bool) -> None:
+    def __init__(self, gateway: Gateway, debug_headers: bool, bounds: Bounds | None = None) -> None:
         self.gateway = gateway
         self.debug_headers = debug_headers
+        self.bounds = bounds or Bounds()
         # `polyroute serve`'s own logging: the access line skips the logging machinery.
         self.access_line = logs.direct_line(log)
 
@@ -44,7 +46,7 @@ class ChatEndpoint:
         try:
             h = _wanted_headers(request.headers)
             ctx = await self.context(h)
-            req = parse_request(request.body)
+            req = parse_request(request.body, self.bounds)
             plan = self.gateway.plan(req, ctx)
             extra = {EXPLAIN_RESPONSE: header_value(plan)} if ctx.explain else {}
             if req.stream:
@@ -195,15 +197,20 @@ def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return out
 
 
-def parse_request(body: bytes) -> ChatRequest:
+def parse_request(body: bytes, bounds: Bounds | None = None) -> ChatRequest:
+    """The request, validated; what would cost more than ``bounds`` allow is refused first."""
     if not body:
         raise InvalidRequest("Request body is empty; send a JSON object.")
+    bounds = bounds or Bounds()
+    bounds.before_parsing(body)
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+        raise bounds.too_deep_to_parse(body, exc.pos) or InvalidRequest(
+            f"Request body is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise InvalidRequest("Request body must be a JSON object.")
+    bounds.check(raw, body)
     try:
         return ChatRequest.from_json(raw)
     except ValidationError as exc:

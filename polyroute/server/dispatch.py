@@ -37,11 +37,17 @@ class App:
         shutdown: Hook = _nothing,
         sched_slice_us: int = 0,
         prefixes: dict[str, dict[str, Handler]] | None = None,
+        header_timeout: float = 10.0,
+        body_timeout: float = 60.0,
+        shutdown_grace: float = 10.0,
     ) -> None:
         self.routes = routes  # path -> method -> handler
         # path prefix (ending in "/") -> method -> handler, for paths that end in a name
         self.prefixes = prefixes or {}
         self.max_body = max_body
+        self.header_timeout = header_timeout  # a request's head must arrive whole within this
+        self.body_timeout = body_timeout  # and its body within this after the head
+        self.shutdown_grace = shutdown_grace  # answers in flight at a stop have this long to finish
         self.sched_slice_us = sched_slice_us  # for the process that serves it (polyroute.sched)
         self.startup = startup
         self.shutdown = shutdown

@@ -10,11 +10,18 @@ read whole (its body up to ``max_body``) and handed to the app as one
 ``Request``; the answer's head and body leave in one write.
 
 A connection serves its requests in order (keep-alive; pipelined requests wait
-their turn, and past ``MAX_PIPELINED`` the connection stops reading). A body over
-the limit is read to its end and dropped, then answered 413; a head over
-``MAX_HEAD_BYTES`` gets 431; bytes that are not HTTP get 400 and the connection
-closes. A head that grows past the limit is answered at once, and so is a body
-that goes on past four times the limit. Errors are in OpenAI's shape like every
+their turn, and past ``MAX_PIPELINED`` the connection stops reading). A client that
+does not read its answers is not answered further: while the transport's write
+buffer is full, the next answer waits and the connection stops reading, so what
+it holds stays bounded. A body over the limit is read to its end and dropped,
+then answered 413; a head over ``MAX_HEAD_BYTES`` gets 431; bytes that are not
+HTTP get 400 and the connection closes. A head that grows past the limit is
+answered at once, even one header value that never ends: the bytes of a head are
+counted as they come, not as the parser hands over whole headers. So is a body
+that goes on past four times the limit. A head must arrive within
+``header_timeout`` seconds of its first byte, and a body within ``body_timeout``
+of the end of its head, or the request is answered 408 (a client trickling bytes
+cannot hold a connection for ever). Errors are in OpenAI's shape like every
 other answer. A client refused in the middle of its request is likely still
 sending it: the connection is half-closed after the answer and what still comes
 is dropped, for up to ``LINGER_S``, so the client is not reset before it reads
@@ -24,6 +31,12 @@ When the client goes away during a stream, the task sending it is cancelled at
 once, so the stream's own cleanup (the upstream closed, what it sent billed) runs
 then, not at the next write. A whole answer still being computed is left to
 finish: its upstream bills it, and the access log records it.
+
+When a stop's grace period ends (``stop_now``), an answer still being computed is
+answered 503 and a stream still running ends with an error event, both with the
+code ``server_shutting_down``, so no client takes a cut answer for a whole one.
+A closed connection lets go of its parser and buffers at once: nothing of it
+waits for the cycle collector.
 """
 
 from __future__ import annotations
@@ -34,11 +47,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 import httptools
+import orjson
 
 from polyroute.eager import EagerTask
-from polyroute.errors import BodyTooLarge, HeadTooLarge, InvalidRequest
+from polyroute.errors import BodyTooLarge, HeadTooLarge, InvalidRequest, RequestTimeout
 from polyroute.server.answers import Answer, Head, Reply
-from polyroute.server.errors import error_response, internal_error
+from polyroute.server.errors import error_body_dict, error_response, internal_error
 from polyroute.server.sse import EventStream
 
 log = logging.getLogger("polyroute.server")
@@ -47,7 +61,13 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_PIPELINED = 16
 DISCARD_FACTOR = 4  # a body over the limit is read and dropped up to this many times the limit
 LINGER_S = 2.0  # a client refused while sending: what it still sends is read and dropped this long
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 60.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+SHUTTING_DOWN = error_body_dict(
+    "The gateway is shutting down and cut this answer before its end; send the request again.",
+    "server_error", "server_shutting_down",
+)
 
 
 class Request:
@@ -81,14 +101,41 @@ App = Callable[[Request], Awaitable[Answer]]
 class Shared:
     """What every connection of one server shares."""
 
-    def __init__(self, app: App, max_body: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, app: App, max_body: int, loop: asyncio.AbstractEventLoop,
+        header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
+        max_connections: int = 1 << 30,
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.loop = loop
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.head = Head()
         self.connections: set[Connection] = set()
+        # Past this many connections a new one is closed at once (``polyroute.server.serving``
+        # derives it from the file limit): the gateway keeps descriptors for its upstreams.
+        self.max_connections = max_connections
+        self.full = False  # refusing connections now (logged once, and once when it ends)
+        self.refused = 0
         self.stopping = False
         self.all_closed = asyncio.Event()  # set once stopping and the last connection is gone
+
+    def admit(self) -> bool:
+        """Whether a new connection may be served."""
+        count = len(self.connections)
+        if count < self.max_connections:
+            if self.full and count < self.max_connections * 9 // 10:
+                self.full = False
+                log.warning("accepting connections again: %d open; %d refused meanwhile", count, self.refused)
+                self.refused = 0
+            return True
+        self.refused += 1
+        if not self.full:
+            self.full = True
+            log.warning("connection limit reached: %d open (from the file limit); new connections are "
+                        "closed until some end (raise `ulimit -n` to serve more)", count)
+        return False
 
 
 class Connection(asyncio.Protocol):
@@ -96,7 +143,7 @@ class Connection(asyncio.Protocol):
         self.shared = shared
         self.loop = shared.loop
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.queue: deque[Request] = deque()
         self.task: asyncio.Task[None] | None = None  # serving the queue; None when idle
         self.streaming = False  # the task is sending a stream: a client that leaves cancels it
@@ -110,6 +157,10 @@ class Connection(asyncio.Protocol):
         self.close_after = False  # after the answers queued so far (a protocol error, an upgrade)
         self.linger = False  # refused in the middle of a request: half-close, then close (_finish)
         self.lingering = False
+        self.in_head = True  # the next bytes belong to a request's head
+        self.head_bytes = 0  # bytes fed to the parser since the current head began
+        self.deadline: float | None = None  # by when the head or body being read must be whole
+        self.cut = False  # the stop's grace is over: what is in flight ends with an error
         self._reset()
 
     def _reset(self) -> None:
@@ -123,15 +174,25 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self.shared.admit():
+            self.lost = True
+            transport.close()
+            return
         self.transport = transport  # type: ignore[assignment]
         self.shared.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         self.reads += 1
-        if self.close_after:
+        parser = self.parser
+        if self.close_after or parser is None:
             return  # what follows an error or an upgrade is not read
         try:
-            self.parser.feed_data(data)
+            if self.in_head and self.head_bytes + len(data) > MAX_HEAD_BYTES:
+                data = self._feed_head(parser, data)
+            elif self.in_head:
+                self.head_bytes += len(data)
+            if data:
+                parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # The request before the upgrade is served; we speak nothing else, so the connection ends.
             self._end_reading()
@@ -141,6 +202,25 @@ class Connection(asyncio.Protocol):
             self._refuse(internal_error())
         except httptools.HttpParserError as exc:
             self._refuse(error_response(InvalidRequest(f"Request is not valid HTTP/1.1: {exc}")))
+
+    def _feed_head(self, parser: httptools.HttpRequestParser, data: bytes) -> bytes:
+        """Feed ``data`` while a head is being read and would pass the limit with it: no more
+        than the limit plus one byte of head reaches the parser, which keeps an unfinished
+        header value to itself until it ends. Returns what is left to feed once the head is
+        whole (a body, the next requests), or nothing after a 431."""
+        while data and self.in_head and self.head_bytes + len(data) > MAX_HEAD_BYTES:
+            room = MAX_HEAD_BYTES + 1 - self.head_bytes
+            part, data = data[:room], data[room:]
+            self.head_bytes += len(part)
+            parser.feed_data(part)
+            if self.close_after:
+                return b""
+            if self.in_head and self.head_bytes > MAX_HEAD_BYTES:
+                self._head_too_large()
+                return b""
+        if self.in_head:
+            self.head_bytes += len(data)
+        return data
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -152,16 +232,40 @@ class Connection(asyncio.Protocol):
             self.task.cancel()
         if self.drained is not None and not self.drained.done():
             self.drained.set_result(None)
+        # The parser and this connection refer to each other: without the parser, what the
+        # connection held (a head that never ended, pipelined requests) goes now, by reference
+        # counting, not at a full collection that a frozen heap and a high threshold put off.
+        self.parser = None
+        self.transport = None
+        self.queue.clear()
+        self._reset()
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         if self.drained is not None and not self.drained.done():
             self.drained.set_result(None)
+        self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        """Reading goes on once the client reads its answers and few requests wait their turn."""
+        if (self.read_paused and not self.write_paused and len(self.queue) < MAX_PIPELINED // 2
+                and self.transport is not None):
+            self.read_paused = False
+            self.transport.resume_reading()
 
     # --- httptools callbacks --------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.deadline = self.loop.time() + self.shared.header_timeout
 
     def on_url(self, url: bytes) -> None:
         self.head_size += len(url)
@@ -184,6 +288,9 @@ class Connection(asyncio.Protocol):
             self._refuse(error_response(HeadTooLarge(message)))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        self.deadline = self.loop.time() + self.shared.body_timeout
         declared = None
         expect = False
         for name, value in self.headers:
@@ -215,10 +322,14 @@ class Connection(asyncio.Protocol):
             self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.in_head = True
+        self.deadline = None
         if self.close_after:  # answered already (413 before its body came)
             self._reset()
             return
-        keep_alive = bool(self.parser.should_keep_alive())
+        parser = self.parser
+        assert parser is not None  # called by the parser itself
+        keep_alive = bool(parser.should_keep_alive())
         reject = None
         if self.too_large:
             reject = self._over_limit()
@@ -226,8 +337,8 @@ class Connection(asyncio.Protocol):
         q = url.find(b"?")
         path = (url if q < 0 else url[:q]).decode("latin-1")
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        method = self.parser.get_method().decode("latin-1")
-        http10 = self.parser.get_http_version() == "1.0"
+        method = parser.get_method().decode("latin-1")
+        http10 = parser.get_http_version() == "1.0"
         self._enqueue(Request(method, path, self.headers, body, keep_alive, reject, http10))
         self._reset()
 
@@ -250,11 +361,12 @@ class Connection(asyncio.Protocol):
             eager = EagerTask(self.loop, self._serve(request))
             self.task = eager.task  # before the step: a request answered in it sets it back to None
             eager.start()
+            if self.task is not None and self.task.done():
+                self.task = None  # answered in a first step run by the constructor (polyroute.eager)
             return
         self.queue.append(request)
-        if len(self.queue) >= MAX_PIPELINED and not self.read_paused and self.transport is not None:
-            self.read_paused = True
-            self.transport.pause_reading()
+        if len(self.queue) >= MAX_PIPELINED:
+            self._pause_reading()
 
     def _end_reading(self) -> None:
         self.close_after = True
@@ -274,14 +386,27 @@ class Connection(asyncio.Protocol):
                 self.task = None
                 self.last_active = self.loop.time()
                 return
+            if self.write_paused:
+                # The client does not read what it asked for: the next answer waits until it does
+                # (reading is paused meanwhile), so unread answers cannot pile up in our memory.
+                await self.drain()
+                if self.lost:
+                    self.task = None
+                    return
             request = self.queue.popleft()
-            if self.read_paused and self.transport is not None and len(self.queue) < MAX_PIPELINED // 2:
-                self.read_paused = False
-                self.transport.resume_reading()
+            self._resume_reading()
 
     async def _answer(self, request: Request) -> bool:
         """Answer one request; whether the connection goes on to the next."""
-        answer: Answer = request.reject or await self.shared.app(request)
+        try:
+            answer: Answer = request.reject or await self.shared.app(request)
+        except asyncio.CancelledError:
+            if not self.cut:
+                raise
+            self._uncancel()  # the stop's grace is over: the client learns why it gets no answer
+            reply = Reply(orjson.dumps(SHUTTING_DOWN), 503)
+            self.write(self.shared.head.build(503, reply.head_fields(), True) + reply.body)
+            return False
         if self.lost:
             await answer.aclose()
             return False
@@ -294,11 +419,12 @@ class Connection(asyncio.Protocol):
         try:
             await answer.send(self, head)
         except asyncio.CancelledError:
-            if not self.lost:
+            if not (self.lost or self.cut):
                 raise
-            current = asyncio.current_task(self.loop)
-            if current is not None:
-                current.uncancel()  # our own cancellation (the client left), done with
+            self._uncancel()  # our own cancellation (the client left, or the stop's grace is over)
+            if not self.lost and isinstance(answer, EventStream):
+                # Never a stream cut by a stop that looks like a finished one.
+                self.write(answer.closing(SHUTTING_DOWN))
             return False
         except Exception:
             # A bug of ours while writing: logged; the client sees the connection end.
@@ -307,6 +433,11 @@ class Connection(asyncio.Protocol):
         finally:
             self.streaming = False
         return not (close or self.lost)
+
+    def _uncancel(self) -> None:
+        current = asyncio.current_task(self.loop)
+        if current is not None:
+            current.uncancel()
 
     def _finish(self) -> None:
         """Close after the last answer. A client refused in the middle of its request is most
@@ -344,6 +475,26 @@ class Connection(asyncio.Protocol):
 
     def busy(self) -> bool:
         return self.task is not None
+
+    def check_deadline(self, now: float) -> None:
+        """Answer 408 and close when the head or body being read is late (for the idle sweep).
+
+        Not while reading is paused by us: the client cannot send then."""
+        deadline = self.deadline
+        if deadline is None or now <= deadline or self.close_after or self.read_paused or self.lost:
+            return
+        self.deadline = None
+        if self.in_head:
+            message = f"The request's headers did not arrive within {self.shared.header_timeout:g} s."
+        else:
+            message = f"The request's body did not arrive within {self.shared.body_timeout:g} s."
+        self._refuse(error_response(RequestTimeout(message)))
+
+    def stop_now(self) -> None:
+        """The stop's grace period is over: what is still being answered ends with an error saying so."""
+        if self.task is not None and not self.task.done() and not self.lost:
+            self.cut = True
+            self.task.cancel()
 
     def idle_for(self, now: float) -> float:
         """Seconds since this connection last read or answered anything (for the idle sweep)."""

@@ -1,11 +1,22 @@
 """Serving an ``App`` on listening sockets: start-up, idle connections, a graceful stop.
 
 ``Server.serve`` runs the app's start-up, accepts on every socket it is given,
-closes keep-alive connections left idle for ``keep_alive`` seconds, and on
-``stop()`` (SIGINT or SIGTERM under ``run``) stops accepting, closes idle
-connections, lets answers in flight finish for up to ``grace`` seconds (each
-connection closes after its answer), aborts what is left, then runs the app's
+closes keep-alive connections left idle for ``keep_alive`` seconds, answers 408
+to requests whose head or body is late (the app's ``header_timeout`` and
+``body_timeout``), and on ``stop()`` (SIGINT or SIGTERM under ``run``) stops
+accepting, closes idle connections, lets answers in flight finish for up to
+``grace`` seconds (each connection closes after its answer), ends those still
+running with an error saying the gateway is shutting down, gives them
+``FLUSH_S`` to reach their clients, aborts what is left, then runs the app's
 shut-down.
+
+File descriptors: the soft limit is raised to the hard one, and the server takes
+at most half of what is left beyond ``FD_RESERVE`` for client connections, since
+each may need an upstream connection too. Past that, new connections are closed
+at once and a warning is logged (once, and once again when it ends), and
+connections already open are still served. Without a cap, accepts would fail
+with EMFILE, which the event loop answers by closing the new connections without
+a word.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 import threading
@@ -27,6 +39,8 @@ log = logging.getLogger("polyroute.server")
 
 KEEP_ALIVE = 5.0
 GRACE = 10.0
+FLUSH_S = 1.0  # after the grace: for the shutting-down errors to leave
+FD_RESERVE = 32  # descriptors kept for the listening sockets, logs, files and the loop itself
 _SWEEP_EVERY = 1.0
 
 
@@ -35,10 +49,10 @@ class StartupFailed(Exception):
 
 
 class Server:
-    def __init__(self, app: App, *, keep_alive: float = KEEP_ALIVE, grace: float = GRACE) -> None:
+    def __init__(self, app: App, *, keep_alive: float = KEEP_ALIVE, grace: float | None = None) -> None:
         self.app = app
         self.keep_alive = keep_alive
-        self.grace = grace
+        self.grace = app.shutdown_grace if grace is None else grace
         self.started = threading.Event()  # set once every socket accepts
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -61,7 +75,8 @@ class Server:
         except Exception as exc:
             log.exception("start-up failed")
             raise StartupFailed(str(exc)) from exc
-        shared = Shared(self.app, self.app.max_body, loop)
+        app = self.app
+        shared = Shared(app, app.max_body, loop, app.header_timeout, app.body_timeout, connection_limit())
         servers = [await loop.create_server(lambda: Connection(shared), sock=sock, backlog=2048) for sock in sockets]
         sweeper = loop.call_later(_SWEEP_EVERY, self._sweep, shared)
         self.started.set()
@@ -84,6 +99,8 @@ class Server:
         for conn in list(shared.connections):
             if not conn.busy() and conn.idle_for(now) > self.keep_alive:
                 conn.close()
+            else:
+                conn.check_deadline(now)
         if self._stop is not None and not self._stop.is_set():
             loop.call_later(_SWEEP_EVERY, self._sweep, shared)
 
@@ -93,12 +110,16 @@ class Server:
             if not conn.busy():
                 conn.close()
         loop = shared.loop
-        deadline = loop.time() + self.grace
+        deadline = loop.time() + self.grace + FLUSH_S
         in_flight = [conn.task for conn in shared.connections if conn.task is not None]
         if in_flight:
             _, late = await asyncio.wait(in_flight, timeout=self.grace)
             if late:
-                log.warning("%d answer(s) still in flight after %.0fs; closing them", len(late), self.grace)
+                log.warning("%d answer(s) still in flight after %gs; ending them with a shutting-down error",
+                            len(late), self.grace)
+                for conn in list(shared.connections):
+                    conn.stop_now()
+                await asyncio.wait(late, timeout=FLUSH_S)
         # Closing sends what is buffered first; a client that reads too slowly is cut at the deadline.
         for conn in list(shared.connections):
             conn.close()
@@ -108,6 +129,18 @@ class Server:
         for conn in list(shared.connections):
             conn.abort()
         await asyncio.sleep(0)  # let the aborted answers run their cleanup
+
+
+def connection_limit() -> int:
+    """How many client connections to serve at once, from the file limit (raised to the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(8, (soft - FD_RESERVE) // 2)
 
 
 def run(app: App, sockets: list[socket.socket], on_ready: Callable[[], None] | None = None) -> int:

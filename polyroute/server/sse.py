@@ -80,6 +80,12 @@ class EventStream:
         finally:
             await self.aclose()
 
+    def closing(self, payload: Any) -> bytes:
+        """The last bytes of a stream cut before its end: an event saying why, then the body's end."""
+        if self.chunked:
+            return _chunk([event(payload)]) + _LAST_CHUNK
+        return event(payload)
+
     async def aclose(self) -> None:
         aclose = getattr(self.body, "aclose", None)
         if aclose is not None:

@@ -33,7 +33,8 @@ log = logging.getLogger("polyroute.workers")
 BALANCED = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 # A worker that dies again this soon after a restart waits this long before the next.
 RESTART_BACKOFF = 1.0
-STOP_GRACE = 15.0
+# Beyond a worker's own grace (``gateway.shutdown_grace``): its shut-down, then a kill.
+STOP_MARGIN = 5.0
 
 
 def bind(host: str, port: int, count: int, backlog: int = 2048) -> list[socket.socket]:
@@ -73,8 +74,11 @@ class Supervisor:
     its socket and a pipe on which it says when it serves.
     """
 
-    def __init__(self, sockets: list[socket.socket], on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, sockets: list[socket.socket], on_ready: Callable[[], None] | None = None, grace: float = 10.0
+    ) -> None:
         self.slots = [_Slot(sock) for sock in sockets]
+        self.stop_grace = grace + STOP_MARGIN
         self.stopping = threading.Event()
         # Called once, when every worker serves for the first time.
         self._on_ready = on_ready
@@ -141,12 +145,12 @@ class Supervisor:
         alive = [s.process for s in self.slots if s.process is not None and s.process.poll() is None]
         for proc in alive:
             proc.terminate()  # SIGTERM: each worker drains what it has in flight
-        deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + self.stop_grace
         for proc in alive:
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("worker pid %s did not stop within %.0fs; killing it", proc.pid, STOP_GRACE)
+                log.warning("worker pid %s did not stop within %.0fs; killing it", proc.pid, self.stop_grace)
                 proc.kill()
                 proc.wait()
         for slot in self.slots:
