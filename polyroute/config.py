@@ -160,6 +160,10 @@ class BackendConfig(_Strict):
     timeout: float = Field(default=30.0, gt=0)
     # Seconds for a whole non-streamed answer: its headers come only once it is done.
     answer_timeout: float = Field(default=300.0, gt=0)
+    # A non-streamed request is answered by streaming from this backend and assembling the
+    # chunks, so the route's first_token_timeout and stall_timeout bound it and a cut answer is
+    # rescued. None: the adapter's own default (HTTP adapters yes; llama.cpp and fake no).
+    assemble_from_stream: bool | None = None
     connect_timeout: float = Field(default=5.0, gt=0)
     locality: Locality | None = None
     headers: dict[str, str] = Field(default_factory=dict)

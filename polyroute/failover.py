@@ -3,7 +3,7 @@
 A request walks its route's candidates in order (``polyroute.attempts``: breakers,
 ``max_attempts``, ``deadline``, the classification of each failure).
 
-``Failover.complete`` returns the first whole answer. ``Failover.stream`` returns
+``Failover.stream`` returns
 an async iterator whose first item arrives only once some candidate has sent a
 real token (``first_token_timeout``), so the server can hold the response headers
 until then and a failover before the first token stays invisible. After that, a
@@ -16,6 +16,13 @@ server ends the stream with an error event, never like a success.
 For a stream the deadline bounds the waiting (for the answer to start, and to
 resume after a cut), not a stream that is flowing. With ``hedge_after`` a slow
 attempt gets a second one started beside it (``polyroute.hedge``).
+
+``Failover.complete`` returns one whole answer. When a candidate's backend
+assembles (``Adapter.assembles``), the answer is streamed from the upstream and
+assembled (``polyroute.assemble``), so the same deadlines and the same rescue
+apply: an upstream that accepts the request and never answers is left after
+``first_token_timeout``, not after the backend's ``answer_timeout``. A backend
+that does not assemble answers whole inside that walk, within ``answer_timeout``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from polyroute.adapters import Adapter, Call
+from polyroute.assemble import Assembly, as_chunks
 from polyroute.attempts import Report, Slot, Walk, as_upstream, estimate_tokens
 from polyroute.errors import PolyrouteError, StreamCut, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from polyroute.fleet import Fleet, ModelEntry, Route
@@ -48,6 +56,9 @@ class Failover:
     async def complete(
         self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report
     ) -> ChatResponse:
+        adapters = self.fleet.adapters
+        if any(adapters[c.backend].assembles for c in candidates):
+            return await self._assemble(route, candidates, req, report)
         walk = _Whole(self.fleet, self.health, route, candidates, req, report)
         won = await race(walk, route.config.hedge_after)
         if won is None:
@@ -55,6 +66,21 @@ class Failover:
         slot, resp = won
         await walk.succeeded(slot)
         report.bill(slot.entry, resp.get("usage"))
+        return resp
+
+    async def _assemble(
+        self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report
+    ) -> ChatResponse:
+        """A whole answer, streamed from the upstream: first-token and stall deadlines, rescue."""
+        walk = _Opening(self.fleet, self.health, route, candidates, req, report)
+        walk.whole = True
+        assembly = Assembly()
+        async for chunk in _Stream(walk).chunks():
+            assembly.add(chunk)
+        resp = assembly.response()
+        if report.rescued and "usage" in resp:
+            # The answer is the work of every attempt that wrote part of it: so is its bill.
+            resp["usage"] = {**resp["usage"], **report.usage}
         return resp
 
     def stream(
@@ -100,11 +126,16 @@ class _Opening(Walk):
     """Attempts at a stream, each up to its first token."""
 
     prefix: str | None = None
+    whole = False  # the client wants one whole answer: a backend that does not assemble answers directly
 
     def own_limit(self, adapter: Adapter) -> float:
+        if self.whole and not adapter.assembles:
+            return adapter.config.answer_timeout
         return self.route.config.first_token_timeout
 
     async def run(self, slot: Slot) -> Head:
+        if self.whole and not slot.adapter.assembles:
+            return await self.run_whole(slot)
         upstream = slot.adapter.stream(self.call(slot, self.prefix))
         held: list[ChatChunk] = []
         try:
@@ -124,6 +155,23 @@ class _Opening(Walk):
             raise
         e = slot.entry
         raise UpstreamBadResponse("the stream ended before any token", backend=e.backend, model=e.name)
+
+    async def run_whole(self, slot: Slot) -> Head:
+        """A direct answer, as the chunks of a stream that has already ended."""
+        call = Call(self.req, slot.entry.upstream, slot.drop, prefix=self.prefix, timeout=slot.timeout)
+        try:
+            async with Deadline(slot.timeout):
+                resp = await slot.adapter.complete(call)
+        except TimeoutError:
+            raise as_upstream(TimeoutError(), slot) from None
+        chunks = as_chunks(resp)
+        if self.prefix:  # the client has read the prefix: the continuation goes on after it
+            for chunk in chunks:
+                for choice in chunk["choices"]:
+                    text = choice["delta"].get("content") or ""
+                    if text.startswith(self.prefix):
+                        choice["delta"]["content"] = text[len(self.prefix):]
+        return Head(_Ended(), chunks)
 
     async def abandoned(self, slot: Slot, result: Head | None) -> None:
         if result is not None:
@@ -262,6 +310,16 @@ class _Stream:
         prompt_chars = sum(len(m.text()) for m in req.messages) + len(self.walk.prefix or "")
         usage = make_usage(estimate_tokens(prompt_chars), estimate_tokens(self.chars))
         self.report.bill(entry, usage, estimated=True)
+
+
+class _Ended:
+    """The rest of a stream whose chunks have all been read."""
+
+    def __aiter__(self) -> _Ended:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        raise StopAsyncIteration
 
 
 async def _close(it: AsyncIterator[ChatChunk]) -> None:

@@ -260,6 +260,8 @@ class HttpAdapter(Adapter):
     key_header: ClassVar[str] = "authorization"
     key_prefix: ClassVar[str] = "Bearer "
     base_headers: ClassVar[dict[str, str]] = {"content-type": "application/json"}
+    # An upstream that accepts a request and never answers is found within the first-token deadline.
+    default_assembles: ClassVar[bool] = True
 
     def __init__(self, name: str, config: BackendConfig) -> None:
         super().__init__(name, config)
