@@ -162,7 +162,8 @@ class BackendConfig(_Strict):
     answer_timeout: float = Field(default=300.0, gt=0)
     # A non-streamed request is answered by streaming from this backend and assembling the
     # chunks, so the route's first_token_timeout and stall_timeout bound it and a cut answer is
-    # rescued. None: the adapter's own default (HTTP adapters yes; llama.cpp and fake no).
+    # rescued, for some CPU per token. None: yes for remote HTTP backends, no for local ones,
+    # llama.cpp and fake (their whole answer is bounded by answer_timeout).
     assemble_from_stream: bool | None = None
     connect_timeout: float = Field(default=5.0, gt=0)
     locality: Locality | None = None

@@ -49,15 +49,16 @@ class Adapter(abc.ABC):
     # How the wire format continues a partial answer when the config does not say.
     default_continuation: ClassVar[str] = "none"
 
-    # Whether a non-streamed request is streamed from this backend and assembled, when the
-    # config does not say (``assemble_from_stream``).
-    default_assembles: ClassVar[bool] = False
-
     def __init__(self, name: str, config: BackendConfig) -> None:
         self.name = name
         self.config = config
         chosen = config.assemble_from_stream
-        self.assembles = self.default_assembles if chosen is None else chosen
+        # Whether a non-streamed request is streamed from this backend and assembled.
+        self.assembles = self.assembles_by_default() if chosen is None else chosen
+
+    def assembles_by_default(self) -> bool:
+        """``assemble_from_stream`` when the config does not say."""
+        return False
 
     @property
     def can_continue(self) -> bool:

@@ -260,8 +260,6 @@ class HttpAdapter(Adapter):
     key_header: ClassVar[str] = "authorization"
     key_prefix: ClassVar[str] = "Bearer "
     base_headers: ClassVar[dict[str, str]] = {"content-type": "application/json"}
-    # An upstream that accepts a request and never answers is found within the first-token deadline.
-    default_assembles: ClassVar[bool] = True
 
     def __init__(self, name: str, config: BackendConfig) -> None:
         super().__init__(name, config)
@@ -271,6 +269,12 @@ class HttpAdapter(Adapter):
         key = config.api_key.get() if config.api_key else None
         if key:
             self.headers[self.key_header] = f"{self.key_prefix}{key}"
+
+    def assembles_by_default(self) -> bool:
+        # A hosted answer takes seconds and a whole one cannot be told from a hung upstream: the
+        # CPU a streamed answer costs per token is worth its deadlines there. A local server is
+        # the operator's own, and the gateway's CPU per request is what counts in front of it.
+        return self.config.effective_locality() == "remote"
 
     @staticmethod
     def read_error(status: int, body: bytes) -> ErrorInfo:

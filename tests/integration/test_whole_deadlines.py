@@ -2,6 +2,9 @@
 
 The backends' ``answer_timeout`` is a minute here and the route's deadlines half a
 second, so an answer that comes at all within a few seconds shows which one applied.
+Every backend is on loopback: some say ``locality = "remote"`` (they assemble by
+default, as a hosted provider does), some ``assemble_from_stream = true``, and the
+``direct`` ones keep the default of a local server, the direct call.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ def live(up: FaultUpstream) -> Iterator[Live]:
     fleet.route("direct-hung", "slowheaders-3000", "ok", **ROUTE)
     for name, backend in fleet.backends.items():
         backend.update(SLOW_BACKEND)
-        if name.startswith("direct"):
-            backend["assemble_from_stream"] = False
+        if name.startswith(("hung", "silent-body", "stalled")):
+            backend["locality"] = "remote"
+        elif not name.startswith("direct"):
+            backend["assemble_from_stream"] = True
     fleet.backends["direct-hung-b0"]["answer_timeout"] = 1.0
     with fleet.serve() as g:
         yield g
@@ -113,7 +118,7 @@ def test_a_plain_answer_is_assembled_as_the_upstream_would_send_it(client: opena
     direct = client.chat.completions.with_raw_response.create(model="direct", messages=ask())
     (streamed,) = up.of(upstream("plain", 0, "ok"))
     (whole,) = up.of(upstream("direct", 0, "ok"))
-    assert streamed.stream and not whole.stream  # assemble_from_stream = false keeps the direct call
+    assert streamed.stream and not whole.stream  # a local server keeps the direct call
     a, d = assembled.parse(), direct.parse()
     assert a.object == "chat.completion" and a.id == "chatcmpl-fault" and a.model == "plain-0"
     assert a.usage is not None and (a.usage.prompt_tokens, a.usage.completion_tokens) == (10, 8)
@@ -148,3 +153,10 @@ def test_a_backend_that_does_not_assemble_is_bounded_by_its_answer_timeout(clien
     assert raw.parse().choices[0].message.content == ANSWER
     first = raw.headers["x-polyroute-attempt-log"].split("; ")[0]
     assert first.startswith("direct-hung-b0/direct-hung-0 timeout")
+
+
+def test_assemble_from_stream_defaults_by_locality(live: Live) -> None:
+    adapters = live.gateway.fleet.adapters
+    assert adapters["hung-b0"].assembles  # remote by its config: assembles by default
+    assert not adapters["direct-b0"].assembles  # on loopback: the direct call
+    assert adapters["plain-b0"].assembles  # on loopback, but asked to

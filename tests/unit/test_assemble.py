@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
+
+from polyroute.adapters import build_adapter
 from polyroute.assemble import Assembly, as_chunks
+from polyroute.config import parse
+from polyroute.errors import ConfigError
 from polyroute.types import ChatChunk, ChatResponse
 
 
@@ -93,3 +98,25 @@ def test_a_whole_answer_round_trips_through_chunks() -> None:
     chunks = as_chunks(resp)
     assert chunks[-1]["choices"] == [] and chunks[-1].get("usage") == resp["usage"]
     assert assemble(chunks) == resp
+
+
+@pytest.mark.parametrize(("backend", "assembles"), [
+    ({"type": "openai", "base_url": "https://api.deepseek.com/v1"}, True),  # hosted: assembles
+    ({"type": "anthropic", "base_url": "https://api.anthropic.com/v1"}, True),
+    ({"type": "openai", "base_url": "http://127.0.0.1:8000/v1"}, False),  # a local server: the direct call
+    ({"type": "ollama", "base_url": "http://192.168.1.5:11434"}, False),
+    ({"type": "openai", "base_url": "http://127.0.0.1:8000/v1", "locality": "remote"}, True),
+    ({"type": "openai", "base_url": "https://api.deepseek.com/v1", "assemble_from_stream": False}, False),
+    ({"type": "openai", "base_url": "http://127.0.0.1:8000/v1", "assemble_from_stream": True}, True),
+    ({"type": "fake"}, False),
+    ({"type": "fake", "assemble_from_stream": True}, True),
+])
+def test_assemble_from_stream_key_and_default(backend: dict[str, Any], assembles: bool) -> None:
+    config = parse({"backends": {"b": backend}, "models": {"m": {"backend": "b"}}})
+    assert build_adapter("b", config.backends["b"]).assembles is assembles
+
+
+def test_assemble_from_stream_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse({"backends": {"b": {"type": "fake", "assemble_from_stream": "sometimes"}}})
+    assert "assemble_from_stream" in str(info.value)
