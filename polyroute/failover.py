@@ -74,8 +74,11 @@ class Failover:
         """A whole answer, streamed from the upstream: first-token and stall deadlines, rescue."""
         walk = _Opening(self.fleet, self.health, route, candidates, req, report)
         walk.whole = True
-        assembly = Assembly()
-        async for chunk in _Stream(walk).chunks():
+        stream = _Stream(walk)
+        assembly, fresh = Assembly(), 0
+        async for chunk in stream.chunks():
+            if stream.fresh != fresh:  # the answer started afresh on another candidate
+                assembly, fresh = Assembly(), stream.fresh
             assembly.add(chunk)
         resp = assembly.response()
         if report.rescued and "usage" in resp:
@@ -179,6 +182,10 @@ class _Opening(Walk):
         self.bill_abandoned(slot)
         await self.release(slot)
 
+    def can_be_continued(self) -> bool:
+        """Whether a candidate left could continue a partial answer."""
+        return any(adapter.can_continue for _, adapter, _ in self.queue)
+
     def rescue_from(self, content: str) -> None:
         """From now on, continue the answer the client has read so far."""
         self.prefix = content or None
@@ -206,6 +213,7 @@ class _Stream:
         self.cid, self.created = "", 0
         self.chars = 0  # characters the current attempt sent, to estimate its usage
         self.usage_seen = False
+        self.fresh = 0  # whole answers: how many times the answer started afresh (the client had read nothing)
 
     async def chunks(self) -> AsyncIterator[ChatChunk]:
         walk, report = self.walk, self.report
@@ -292,6 +300,9 @@ class _Stream:
         self.report.fail(entry, cut, slot.started)
         if self.finished:
             return False  # the answer was whole; only its end was lost
+        if self.walk.whole and cause.may_fall_over and (self.tools or not self.walk.can_be_continued()):
+            self.start_afresh()
+            return True
         if self.tools:
             raise StreamCut(
                 "the stream was cut after tool-call deltas were sent; it cannot be continued",
@@ -301,6 +312,15 @@ class _Stream:
             raise cut
         self.walk.rescue_from(partial)
         return True
+
+    def start_afresh(self) -> None:
+        """A whole answer the client has not read yet: what was cut is dropped, the next candidate starts over."""
+        self.started = self.tools = self.finished = False
+        self.content.clear()
+        self.fresh += 1
+        walk = self.walk
+        walk.prefix, walk.continuing = None, False
+        walk.t0 = time.monotonic()  # as for a rescue: the deadline bounds the wait to resume
 
     def settle_usage(self, entry: ModelEntry) -> None:
         """Bill an attempt that reported no usage: about four characters a token."""

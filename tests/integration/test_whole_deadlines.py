@@ -42,6 +42,8 @@ def live(up: FaultUpstream) -> Iterator[Live]:
     fleet.route("cut", "cut-3", "ok", **ROUTE)
     fleet.route("plain", "ok", **ROUTE)
     fleet.route("tools", "tools", **ROUTE)
+    fleet.route("tools-cut", "tools+cut-2", "tools", **ROUTE)
+    fleet.route("no-continuation", "cut-3", "ok", continuation="none", **ROUTE)
     fleet.route("direct", "ok", **ROUTE)
     fleet.route("direct-hung", "slowheaders-3000", "ok", **ROUTE)
     for name, backend in fleet.backends.items():
@@ -160,3 +162,24 @@ def test_assemble_from_stream_defaults_by_locality(live: Live) -> None:
     assert adapters["hung-b0"].assembles  # remote by its config: assembles by default
     assert not adapters["direct-b0"].assembles  # on loopback: the direct call
     assert adapters["plain-b0"].assembles  # on loopback, but asked to
+
+
+@pytest.mark.parametrize(("route", "first", "second"), [
+    ("tools-cut", "tools+cut-2", "tools"),  # cut inside a tool call: it cannot be continued
+    ("no-continuation", "cut-3", "ok"),  # no candidate can continue a partial answer
+])
+def test_an_answer_that_cannot_be_continued_starts_afresh(
+    route: str, first: str, second: str, live: Live, up: FaultUpstream
+) -> None:
+    body: dict[str, Any] = {"model": route, "messages": [{"role": "user", "content": "Weather in Paris?"}]}
+    resp = httpx.post(f"{live.base_url}/chat/completions", json=body, timeout=ANSWER_TIMEOUT)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["x-polyroute-attempts"] == "2"
+    assert resp.headers["x-polyroute-attempt-log"].split("; ")[0].startswith(f"{route}-b0/{route}-0 stream_cut")
+    message = resp.json()["choices"][0]["message"]
+    if first.startswith("tools"):
+        assert [c["function"]["arguments"] for c in message["tool_calls"]] == ['{"city": "Paris"}']
+    else:
+        assert message["content"] == ANSWER  # the cut words are not there twice
+    (hit,) = up.of(upstream(route, 1, second))
+    assert hit.prefix is None  # asked for the whole answer, not a continuation
