@@ -95,13 +95,18 @@ class Assembly:
             self.id, self.created, self.model = chunk["id"], chunk["created"], chunk["model"]
         if usage := chunk.get("usage"):
             self.usage = usage
-        if fp := cast(dict[str, Any], chunk).get("system_fingerprint"):
+        if self.fingerprint is None and (fp := cast(dict[str, Any], chunk).get("system_fingerprint")):
             self.fingerprint = fp
         for c in chunk["choices"]:
             choice = self.choices.get(c["index"])
             if choice is None:
                 choice = self.choices[c["index"]] = _Choice()
-            choice.add(cast(dict[str, Any], c["delta"]))
+            delta = cast(dict[str, Any], c["delta"])
+            if len(delta) == 1 and "content" in delta:  # most chunks: one piece of text
+                if text := delta["content"]:
+                    choice.parts.append(text)
+            else:
+                choice.add(delta)
             if (finish := c.get("finish_reason")) is not None:
                 choice.finish = finish
             if (logprobs := c.get("logprobs")) is not None:

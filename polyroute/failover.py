@@ -57,8 +57,9 @@ class Failover:
         self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report
     ) -> ChatResponse:
         adapters = self.fleet.adapters
-        if any(adapters[c.backend].assembles for c in candidates):
-            return await self._assemble(route, candidates, req, report)
+        for c in candidates:
+            if adapters[c.backend].assembles:
+                return await self._assemble(route, candidates, req, report)
         walk = _Whole(self.fleet, self.health, route, candidates, req, report)
         won = await race(walk, route.config.hedge_after)
         if won is None:
