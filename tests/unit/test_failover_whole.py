@@ -1,0 +1,68 @@
+"""Whole answers over backends that assemble from a stream and backends that answer directly, mixed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from polyroute.gateway import RequestContext
+from tests.unit.failover_support import gateway, request
+
+pytestmark = pytest.mark.anyio
+
+LIMITS = {"first_token_timeout": 0.2, "stall_timeout": 0.2, "deadline": 30.0}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def raw(*models: tuple[str, str, bool]) -> dict[str, Any]:
+    """Route ``r`` over fake models (name, upstream behaviour, whether its backend assembles)."""
+    return {
+        "backends": {f"b-{name}": {"type": "fake", "assemble_from_stream": assembles, "answer_timeout": 30.0}
+                     for name, _, assembles in models},
+        "models": {name: {"backend": f"b-{name}", "upstream": up} for name, up, _ in models},
+        "routes": {"r": {"models": [name for name, _, _ in models], **LIMITS}},
+    }
+
+
+async def test_a_stalled_answer_is_continued_by_a_backend_that_answers_directly() -> None:
+    gw = gateway(raw(("a", "stall-2", True), ("b", "echo", False)))
+    resp, report = await gw.complete(request(), RequestContext())
+    # The direct answer repeats the prefix it was given; the client reads it once.
+    assert resp["choices"][0]["message"]["content"] == "You said: one two three"
+    assert resp["choices"][0]["finish_reason"] == "stop"
+    assert [a.outcome for a in report.attempts] == ["stream_cut", "ok"]
+    assert report.rescued and report.estimated
+    assert resp["model"] == "b"
+    usage = resp.get("usage")
+    assert usage is not None and usage["total_tokens"] == report.usage["total_tokens"]
+
+
+async def test_a_slow_first_token_moves_on_and_a_direct_backend_answers_whole() -> None:
+    gw = gateway(raw(("a", "slow-5000", True), ("b", "text-fine-thanks", False)))
+    resp, report = await gw.complete(request(), RequestContext())
+    assert resp["choices"][0]["message"] == {"role": "assistant", "content": "fine thanks"}
+    assert [a.outcome for a in report.attempts] == ["timeout", "ok"]
+    assert not report.rescued
+
+
+async def test_tool_calls_of_a_direct_backend_survive_the_walk() -> None:
+    gw = gateway(raw(("a", "error-503", True), ("b", "tools", False)))
+    req = request(tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {}}}])
+    resp, _ = await gw.complete(req, RequestContext())
+    choice = resp["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"]
+    assert call["function"] == {"name": "get_weather", "arguments": "{}"}
+    assert call["id"].startswith("call_") and "index" not in call
+
+
+async def test_a_route_of_direct_backends_keeps_the_direct_call() -> None:
+    gw = gateway(raw(("a", "slow-300", False), ("b", "echo", False)))
+    resp, report = await gw.complete(request(), RequestContext())
+    # answer_timeout (30 s) bounds a direct call, not first_token_timeout (0.2 s): the slow one answers.
+    assert resp["model"] == "a" and [a.outcome for a in report.attempts] == ["ok"]
