@@ -35,7 +35,15 @@ from dataclasses import dataclass
 from polyroute.adapters import Adapter, Call
 from polyroute.assemble import Assembly, as_chunks
 from polyroute.attempts import Report, Slot, Walk, as_upstream, estimate_tokens
-from polyroute.errors import PolyrouteError, StreamCut, UpstreamBadResponse, UpstreamError, UpstreamTimeout
+from polyroute.errors import (
+    PolyrouteError,
+    StreamCut,
+    UpstreamBadResponse,
+    UpstreamContextExceeded,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import Health
 from polyroute.hedge import race
@@ -138,8 +146,21 @@ class _Opening(Walk):
         return self.route.config.first_token_timeout
 
     async def run(self, slot: Slot) -> Head:
-        if self.whole and not slot.adapter.assembles:
-            return await self.run_whole(slot)
+        if not self.whole:
+            return await self.open(slot)
+        if not slot.adapter.assembles:
+            return await self.run_whole(slot, slot.timeout)
+        try:
+            return await self.open(slot)
+        except UpstreamRejected as exc:
+            if isinstance(exc, UpstreamContextExceeded):
+                raise
+            # Some models refuse to stream, or refuse stream_options; the client did not ask for either.
+            left = self.route.config.deadline - (time.monotonic() - self.t0)
+            return await self.run_whole(slot, max(0.0, min(slot.adapter.config.answer_timeout, left)))
+
+    async def open(self, slot: Slot) -> Head:
+        """A stream, up to its first token."""
         upstream = slot.adapter.stream(self.call(slot, self.prefix))
         held: list[ChatChunk] = []
         try:
@@ -160,14 +181,15 @@ class _Opening(Walk):
         e = slot.entry
         raise UpstreamBadResponse("the stream ended before any token", backend=e.backend, model=e.name)
 
-    async def run_whole(self, slot: Slot) -> Head:
-        """A direct answer, as the chunks of a stream that has already ended."""
-        call = Call(self.req, slot.entry.upstream, slot.drop, prefix=self.prefix, timeout=slot.timeout)
+    async def run_whole(self, slot: Slot, timeout: float) -> Head:
+        """A direct answer within ``timeout``, as the chunks of a stream that has already ended."""
+        call = Call(self.req, slot.entry.upstream, slot.drop, prefix=self.prefix, timeout=timeout)
         try:
-            async with Deadline(slot.timeout):
+            async with Deadline(timeout):
                 resp = await slot.adapter.complete(call)
         except TimeoutError:
-            raise as_upstream(TimeoutError(), slot) from None
+            e = slot.entry
+            raise UpstreamTimeout(f"no answer within {timeout:.2f}s", backend=e.backend, model=e.name) from None
         chunks = as_chunks(resp)
         if self.prefix:  # the client has read the prefix: the continuation goes on after it
             for chunk in chunks:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from polyroute.adapters import Call
+from polyroute.adapters.fake import FakeAdapter
+from polyroute.errors import AllAttemptsFailed, UpstreamRejected
 from polyroute.gateway import RequestContext
+from polyroute.types import ChatChunk
 from tests.unit.failover_support import gateway, request
 
 pytestmark = pytest.mark.anyio
@@ -66,3 +71,38 @@ async def test_a_route_of_direct_backends_keeps_the_direct_call() -> None:
     resp, report = await gw.complete(request(), RequestContext())
     # answer_timeout (30 s) bounds a direct call, not first_token_timeout (0.2 s): the slow one answers.
     assert resp["model"] == "a" and [a.outcome for a in report.attempts] == ["ok"]
+
+
+class RefusesToStream(FakeAdapter):
+    """A model that answers whole but answers 400 to ``stream: true`` (or to ``stream_options``)."""
+
+    streamed = 0
+
+    async def stream(self, call: Call) -> AsyncIterator[ChatChunk]:
+        self.streamed += 1
+        raise UpstreamRejected("this model does not support streaming", backend=self.name,
+                               model=call.upstream_model, upstream_status=400)
+        yield  # an async generator, as every adapter's stream is
+
+
+def refusing(raw_config: dict[str, Any], backend: str) -> tuple[Any, RefusesToStream]:
+    gw = gateway(raw_config)
+    adapter = RefusesToStream(backend, gw.fleet.adapters[backend].config)
+    gw.fleet.adapters[backend] = adapter
+    return gw, adapter
+
+
+async def test_a_model_that_refuses_to_stream_is_asked_for_a_whole_answer() -> None:
+    gw, adapter = refusing(raw(("a", "text-whole-anyway", True), ("b", "echo", True)), "b-a")
+    resp, report = await gw.complete(request(), RequestContext())
+    assert adapter.streamed == 1 and adapter.calls == 1  # one refused stream, then one direct call
+    assert resp["choices"][0]["message"]["content"] == "whole anyway"
+    assert resp["model"] == "a" and [a.outcome for a in report.attempts] == ["ok"]
+
+
+async def test_the_clients_own_400_is_still_a_400() -> None:
+    gw, adapter = refusing(raw(("a", "error-400", True), ("b", "echo", True)), "b-a")
+    with pytest.raises(AllAttemptsFailed) as info:
+        await gw.complete(request(), RequestContext())
+    assert info.value.status == 400 and [a.model for a in info.value.attempts] == ["a"]
+    assert adapter.streamed == 1 and adapter.calls == 1
