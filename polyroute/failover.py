@@ -3,9 +3,8 @@
 A request walks its route's candidates in order (``polyroute.attempts``: breakers,
 ``max_attempts``, ``deadline``, the classification of each failure).
 
-``Failover.stream`` returns
-an async iterator whose first item arrives only once some candidate has sent a
-real token (``first_token_timeout``), so the server can hold the response headers
+``Failover.stream`` returns an async iterator whose first item arrives only once
+some candidate has sent a real token (``first_token_timeout``), so the server can hold the response headers
 until then and a failover before the first token stays invisible. After that, a
 gap longer than ``stall_timeout`` counts as a cut. A cut stream is continued on
 the next candidate that can continue a partial answer (the text sent so far goes
@@ -22,7 +21,11 @@ assembles (``Adapter.assembles``), the answer is streamed from the upstream and
 assembled (``polyroute.assemble``), so the same deadlines and the same rescue
 apply: an upstream that accepts the request and never answers is left after
 ``first_token_timeout``, not after the backend's ``answer_timeout``. A backend
-that does not assemble answers whole inside that walk, within ``answer_timeout``.
+that does not assemble answers whole inside that walk, within ``answer_timeout``;
+so does one that refuses the streamed form of the request with a 400. As the
+client has read nothing yet, an answer that cannot be continued (cut inside a
+tool call, or no candidate left can continue) starts afresh on the next candidate.
+When no candidate assembles, the walk is the plain one of whole answers (``_Whole``).
 """
 
 from __future__ import annotations
