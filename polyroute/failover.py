@@ -93,9 +93,9 @@ class Failover:
                 assembly, fresh = Assembly(), stream.fresh
             assembly.add(chunk)
         resp = assembly.response()
-        if report.rescued and "usage" in resp:
+        if report.rescued:
             # The answer is the work of every attempt that wrote part of it: so is its bill.
-            resp["usage"] = {**resp["usage"], **report.usage}
+            resp["usage"] = {**resp.get("usage", {}), **report.usage}
         return resp
 
     def stream(

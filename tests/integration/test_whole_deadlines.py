@@ -40,6 +40,7 @@ def live(up: FaultUpstream) -> Iterator[Live]:
     fleet.route("silent-body", f"slowfirst-{LONG}", "ok", **ROUTE)
     fleet.route("stalled", "stall-3", "ok", **ROUTE)
     fleet.route("cut", "cut-3", "ok", **ROUTE)
+    fleet.route("cut-nousage", "cut-3", "ok+nousage", **ROUTE)
     fleet.route("plain", "ok", **ROUTE)
     fleet.route("tools", "tools", **ROUTE)
     fleet.route("tools-cut", "tools+cut-2", "tools", **ROUTE)
@@ -183,3 +184,11 @@ def test_an_answer_that_cannot_be_continued_starts_afresh(
         assert message["content"] == ANSWER  # the cut words are not there twice
     (hit,) = up.of(upstream(route, 1, second))
     assert hit.prefix is None  # asked for the whole answer, not a continuation
+
+
+def test_a_rescued_answer_has_usage_when_no_attempt_reported_any(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="cut-nousage", messages=ask())
+    resp = raw.parse()
+    assert resp.choices[0].message.content == ANSWER
+    assert resp.usage is not None and resp.usage.completion_tokens > 0  # estimated for both attempts
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
