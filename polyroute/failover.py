@@ -6,11 +6,12 @@ A request walks its route's candidates in order (``polyroute.attempts``: breaker
 ``Failover.stream`` returns an async iterator whose first item arrives only once
 some candidate has sent a real token (``first_token_timeout``), so the server can
 hold the response headers until then and a failover before the first token stays
-invisible. After that, a gap longer than ``stall_timeout`` counts as a cut. A cut stream is continued on
-the next candidate that can continue a partial answer (the text sent so far goes
-as ``Call.prefix``), so the client reads one answer; when none can, or when
-tool-call deltas were already sent, the iterator raises ``StreamCut`` and the
-server ends the stream with an error event, never like a success.
+invisible. After that, a gap longer than ``stall_timeout`` counts as a cut. A cut
+stream is continued on the next candidate that can continue a partial answer (the
+text sent so far goes as ``Call.prefix``), so the client reads one answer; when
+none can, or when tool-call deltas were already sent, the iterator raises
+``StreamCut`` and the server ends the stream with an error event, never like a
+success.
 
 For a stream the deadline bounds the waiting (for the answer to start, and to
 resume after a cut), not a stream that is flowing. With ``hedge_after`` a slow
