@@ -106,3 +106,12 @@ async def test_the_clients_own_400_is_still_a_400() -> None:
         await gw.complete(request(), RequestContext())
     assert info.value.status == 400 and [a.model for a in info.value.attempts] == ["a"]
     assert adapter.streamed == 1 and adapter.calls == 1
+
+
+async def test_a_hedged_whole_answer_is_the_first_one_to_start() -> None:
+    config = raw(("a", "slow-5000", True), ("b", "text-hedged", True))
+    config["routes"]["r"]["hedge_after"] = 0.05
+    gw = gateway(config)
+    resp, report = await gw.complete(request(), RequestContext())
+    assert resp["choices"][0]["message"]["content"] == "hedged" and resp["model"] == "b"
+    assert sorted(a.outcome for a in report.attempts) == ["cancelled", "ok"]
