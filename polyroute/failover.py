@@ -3,19 +3,30 @@
 A request walks its route's candidates in order (``polyroute.attempts``: breakers,
 ``max_attempts``, ``deadline``, the classification of each failure).
 
-``Failover.complete`` returns the first whole answer. ``Failover.stream`` returns
-an async iterator whose first item arrives only once some candidate has sent a
-real token (``first_token_timeout``), so the server can hold the response headers
-until then and a failover before the first token stays invisible. After that, a
-gap longer than ``stall_timeout`` counts as a cut. A cut stream is continued on
-the next candidate that can continue a partial answer (the text sent so far goes
-as ``Call.prefix``), so the client reads one answer; when none can, or when
-tool-call deltas were already sent, the iterator raises ``StreamCut`` and the
-server ends the stream with an error event, never like a success.
+``Failover.stream`` returns an async iterator whose first item arrives only once
+some candidate has sent a real token (``first_token_timeout``), so the server can
+hold the response headers until then and a failover before the first token stays
+invisible. After that, a gap longer than ``stall_timeout`` counts as a cut. A cut
+stream is continued on the next candidate that can continue a partial answer (the
+text sent so far goes as ``Call.prefix``), so the client reads one answer; when
+none can, or when tool-call deltas were already sent, the iterator raises
+``StreamCut`` and the server ends the stream with an error event, never like a
+success.
 
 For a stream the deadline bounds the waiting (for the answer to start, and to
 resume after a cut), not a stream that is flowing. With ``hedge_after`` a slow
 attempt gets a second one started beside it (``polyroute.hedge``).
+
+``Failover.complete`` returns one whole answer. When a candidate's backend
+assembles (``Adapter.assembles``), the answer is streamed from the upstream and
+assembled (``polyroute.assemble``), so the same deadlines and the same rescue
+apply: an upstream that accepts the request and never answers is left after
+``first_token_timeout``, not after the backend's ``answer_timeout``. A backend
+that does not assemble answers whole inside that walk, within ``answer_timeout``;
+so does one that refuses the streamed form of the request with a 400. As the
+client has read nothing yet, an answer that cannot be continued (cut inside a
+tool call, or no candidate left can continue) starts afresh on the next candidate.
+When no candidate assembles, the walk is the plain one of whole answers (``_Whole``).
 """
 
 from __future__ import annotations
@@ -26,8 +37,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from polyroute.adapters import Adapter, Call
+from polyroute.assemble import Assembly, as_chunks
 from polyroute.attempts import Report, Slot, Walk, as_upstream, estimate_tokens
-from polyroute.errors import PolyrouteError, StreamCut, UpstreamBadResponse, UpstreamError, UpstreamTimeout
+from polyroute.errors import (
+    PolyrouteError,
+    StreamCut,
+    UpstreamBadResponse,
+    UpstreamContextExceeded,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import Health
 from polyroute.hedge import race
@@ -48,6 +68,10 @@ class Failover:
     async def complete(
         self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report
     ) -> ChatResponse:
+        adapters = self.fleet.adapters
+        for c in candidates:
+            if adapters[c.backend].assembles:
+                return await self._assemble(route, candidates, req, report)
         walk = _Whole(self.fleet, self.health, route, candidates, req, report)
         won = await race(walk, route.config.hedge_after)
         if won is None:
@@ -55,6 +79,24 @@ class Failover:
         slot, resp = won
         await walk.succeeded(slot)
         report.bill(slot.entry, resp.get("usage"))
+        return resp
+
+    async def _assemble(
+        self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report
+    ) -> ChatResponse:
+        """A whole answer, streamed from the upstream: first-token and stall deadlines, rescue."""
+        walk = _Opening(self.fleet, self.health, route, candidates, req, report)
+        walk.whole = True
+        stream = _Stream(walk)
+        assembly, fresh = Assembly(), 0
+        async for chunk in stream.chunks():
+            if stream.fresh != fresh:  # the answer started afresh on another candidate
+                assembly, fresh = Assembly(), stream.fresh
+            assembly.add(chunk)
+        resp = assembly.response()
+        if report.rescued:
+            # The answer is the work of every attempt that wrote part of it: so is its bill.
+            resp["usage"] = {**resp.get("usage", {}), **report.usage}
         return resp
 
     def stream(
@@ -100,11 +142,29 @@ class _Opening(Walk):
     """Attempts at a stream, each up to its first token."""
 
     prefix: str | None = None
+    whole = False  # the client wants one whole answer: a backend that does not assemble answers directly
 
     def own_limit(self, adapter: Adapter) -> float:
+        if self.whole and not adapter.assembles:
+            return adapter.config.answer_timeout
         return self.route.config.first_token_timeout
 
     async def run(self, slot: Slot) -> Head:
+        if not self.whole:
+            return await self.open(slot)
+        if not slot.adapter.assembles:
+            return await self.run_whole(slot, slot.timeout)
+        try:
+            return await self.open(slot)
+        except UpstreamRejected as exc:
+            if isinstance(exc, UpstreamContextExceeded):
+                raise
+            # Some models refuse to stream, or refuse stream_options; the client did not ask for either.
+            left = self.route.config.deadline - (time.monotonic() - self.t0)
+            return await self.run_whole(slot, max(0.0, min(slot.adapter.config.answer_timeout, left)))
+
+    async def open(self, slot: Slot) -> Head:
+        """A stream, up to its first token."""
         upstream = slot.adapter.stream(self.call(slot, self.prefix))
         held: list[ChatChunk] = []
         try:
@@ -125,11 +185,33 @@ class _Opening(Walk):
         e = slot.entry
         raise UpstreamBadResponse("the stream ended before any token", backend=e.backend, model=e.name)
 
+    async def run_whole(self, slot: Slot, timeout: float) -> Head:
+        """A direct answer within ``timeout``, as the chunks of a stream that has already ended."""
+        call = Call(self.req, slot.entry.upstream, slot.drop, prefix=self.prefix, timeout=timeout)
+        try:
+            async with Deadline(timeout):
+                resp = await slot.adapter.complete(call)
+        except TimeoutError:
+            e = slot.entry
+            raise UpstreamTimeout(f"no answer within {timeout:.2f}s", backend=e.backend, model=e.name) from None
+        chunks = as_chunks(resp)
+        if self.prefix:  # the client has read the prefix: the continuation goes on after it
+            for chunk in chunks:
+                for choice in chunk["choices"]:
+                    text = choice["delta"].get("content") or ""
+                    if text.startswith(self.prefix):
+                        choice["delta"]["content"] = text[len(self.prefix):]
+        return Head(_Ended(), chunks)
+
     async def abandoned(self, slot: Slot, result: Head | None) -> None:
         if result is not None:
             await _close(result.upstream)
         self.bill_abandoned(slot)
         await self.release(slot)
+
+    def can_be_continued(self) -> bool:
+        """Whether a candidate left could continue a partial answer."""
+        return any(adapter.can_continue for _, adapter, _ in self.queue)
 
     def rescue_from(self, content: str) -> None:
         """From now on, continue the answer the client has read so far.
@@ -163,6 +245,7 @@ class _Stream:
         self.cid, self.created = "", 0
         self.chars = 0  # characters the current attempt sent, to estimate its usage
         self.usage_seen = False
+        self.fresh = 0  # whole answers: how many times the answer started afresh (the client had read nothing)
 
     async def chunks(self) -> AsyncIterator[ChatChunk]:
         walk, report = self.walk, self.report
@@ -263,6 +346,9 @@ class _Stream:
         self.report.fail(entry, cut, slot.started)
         if self.finished:
             return False  # the answer was whole; only its end was lost
+        if self.walk.whole and cause.may_fall_over and (self.tools or not self.walk.can_be_continued()):
+            self.start_afresh()
+            return True
         if self.tools:
             raise StreamCut(
                 "the stream was cut after tool-call deltas were sent; it cannot be continued",
@@ -273,6 +359,15 @@ class _Stream:
         self.walk.rescue_from(partial)
         return True
 
+    def start_afresh(self) -> None:
+        """A whole answer the client has not read yet: what was cut is dropped, the next candidate starts over."""
+        self.started = self.tools = self.finished = False
+        self.content.clear()
+        self.fresh += 1
+        walk = self.walk
+        walk.prefix, walk.continuing = None, False
+        walk.t0 = time.monotonic()  # as for a rescue: the deadline bounds the wait to resume
+
     def settle_usage(self, entry: ModelEntry) -> None:
         """Bill an attempt that reported no usage: about four characters a token."""
         if self.usage_seen:
@@ -281,6 +376,16 @@ class _Stream:
         prompt_chars = sum(len(m.text()) for m in req.messages) + len(self.walk.prefix or "")
         usage = make_usage(estimate_tokens(prompt_chars), estimate_tokens(self.chars))
         self.report.bill(entry, usage, estimated=True)
+
+
+class _Ended:
+    """The rest of a stream whose chunks have all been read."""
+
+    def __aiter__(self) -> _Ended:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        raise StopAsyncIteration
 
 
 async def _close(it: AsyncIterator[ChatChunk]) -> None:

@@ -88,7 +88,8 @@ def run_mode(mode: str, chosen: list[Any], args: argparse.Namespace, work: Path,
         out: dict[str, Any] = {}
         for scenario in chosen:
             t0 = time.monotonic()
-            result = asyncio.run(loadgen.run(base, scenario.name, args.requests, args.concurrency, args.time_limit))
+            result = asyncio.run(loadgen.run(base, scenario.name, args.requests, args.concurrency, args.time_limit,
+                                             stream=scenario.stream))
             out[scenario.name] = summarize(result)
             print(f"[{mode}] {scenario.name}: {out[scenario.name]['success_pct']:.1f}% ok, "
                   f"{len(result.reads)} requests in {time.monotonic() - t0:.1f}s", file=sys.stderr)

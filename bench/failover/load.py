@@ -82,7 +82,29 @@ async def one(client: httpx.AsyncClient, url: str, route: str) -> Read:
     return read
 
 
-async def run(base_url: str, route: str, requests: int, concurrency: int, time_limit: float) -> Load:
+async def whole(client: httpx.AsyncClient, url: str, route: str) -> Read:
+    """A non-streamed request: its first token arrives with the whole answer."""
+    read = Read()
+    started = time.monotonic()
+    body = {k: v for k, v in BODY.items() if k not in ("stream", "stream_options")}
+    try:
+        resp = await client.post(url, json={**body, "model": route})
+        read.status = resp.status_code
+        read.attempts = int(resp.headers.get("x-polyroute-attempts", "0"))
+        doc = orjson.loads(resp.content)
+        if "error" in doc:
+            read.error = str(doc["error"].get("code") or doc["error"].get("message"))
+        text = doc["choices"][0]["message"]["content"] if doc.get("choices") else None
+    except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+        read.error, text = type(exc).__name__, None
+    read.total = time.monotonic() - started
+    read.ttft = read.total if text else None
+    read.ok = read.status == 200 and text == ANSWER and not read.error
+    return read
+
+
+async def run(base_url: str, route: str, requests: int, concurrency: int, time_limit: float,
+              stream: bool = True) -> Load:
     """``requests`` requests, ``concurrency`` at a time, none started after ``time_limit`` seconds."""
     load = Load(requests, concurrency, time_limit)
     url = f"{base_url}/chat/completions"
@@ -94,7 +116,7 @@ async def run(base_url: str, route: str, requests: int, concurrency: int, time_l
         for _ in queue:
             if time.monotonic() - started > time_limit:
                 return
-            load.reads.append(await one(client, url, route))
+            load.reads.append(await (one if stream else whole)(client, url, route))
 
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))

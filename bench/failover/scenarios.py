@@ -11,6 +11,7 @@ STALL_TIMEOUT = 0.5
 HEADERS_TIMEOUT = 1.0  # backends.*.timeout (first_token_timeout still bounds a stream's headers)
 HEDGE_AFTER = 0.1
 HEALTHY = "ok+gap-10"  # eight tokens, 10 ms apart
+HEALTHY_ANSWER = 0.070  # seconds from its first token to its last: what a whole answer waits for on top
 
 Where = Literal["none", "before", "mid"]
 
@@ -25,6 +26,9 @@ class Scenario:
     # The route's second candidate is a healthy sibling on the faulty candidate's own backend,
     # and every answer must come from it (the fault is the model's, not the backend's).
     sibling: bool = False
+    # False: the client asks for a whole answer, which the gateway streams from the upstream and assembles
+    # (assemble_from_stream), so the stream deadlines apply to it too.
+    stream: bool = True
 
     @property
     def budget(self) -> float:
@@ -33,7 +37,8 @@ class Scenario:
             return STALL_TIMEOUT if "stall" in self.fault else 0.0
         if self.hedge:
             return HEDGE_AFTER
-        return FIRST_TOKEN_TIMEOUT if "slow" in self.fault else 0.0
+        before = FIRST_TOKEN_TIMEOUT if "slow" in self.fault else 0.0
+        return before if self.stream else before + HEALTHY_ANSWER  # its first token comes with its last
 
 
 SCENARIOS = [
@@ -56,6 +61,8 @@ SCENARIOS = [
     Scenario("retired-model", "errfile-openai/404_model_not_found", "404 model_not_found (OpenAI's body)", "before"),
     Scenario("shared-backend", "status-429+retry-30", "429 on one model; its sibling on the same backend serves",
              "before", sibling=True),
+    Scenario("hung-non-stream", "slowheaders-10000", "non-streamed request; no response headers for 10 s",
+             "before", stream=False),
 ]
 
 # "meets": breakers never open, cooldowns and probe intervals are a millisecond, so every request meets
@@ -71,6 +78,8 @@ def gateway_config(upstream_url: str, refused_url: str, mode: str) -> dict[str, 
         first, second = f"{s.name}-primary", f"{s.name}-fallback"
         for name, url in ((first, refused_url if s.fault == "refused" else upstream_url), (second, upstream_url)):
             backends[name] = {"type": "openai", "base_url": url, "continuation": "prefix", "timeout": HEADERS_TIMEOUT}
+            if not s.stream:  # on loopback, a backend answers whole by default
+                backends[name]["assemble_from_stream"] = True
         fault = HEALTHY if s.fault == "refused" else s.fault  # refused: the port is closed, the fault is moot
         models[first] = {"backend": first, "upstream": f"{fault}+id-{s.name}"}
         models[second] = {"backend": second, "upstream": f"{HEALTHY}+id-{s.name}-fallback"}

@@ -52,6 +52,13 @@ class Adapter(abc.ABC):
     def __init__(self, name: str, config: BackendBase) -> None:
         self.name = name
         self.config = config
+        chosen = config.assemble_from_stream
+        # Whether a non-streamed request is streamed from this backend and assembled.
+        self.assembles = self.assembles_by_default() if chosen is None else chosen
+
+    def assembles_by_default(self) -> bool:
+        """``assemble_from_stream`` when the config does not say."""
+        return False
 
     @property
     def can_continue(self) -> bool:

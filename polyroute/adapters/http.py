@@ -378,6 +378,12 @@ class HttpAdapter(Adapter):
         if key:
             self.headers[self.key_header] = f"{self.key_prefix}{key}"
 
+    def assembles_by_default(self) -> bool:
+        # A hosted answer takes seconds and a whole one cannot be told from a hung upstream: the
+        # CPU a streamed answer costs per token is worth its deadlines there. A local server is
+        # the operator's own, and the gateway's CPU per request is what counts in front of it.
+        return self.config.effective_locality() == "remote"
+
     @staticmethod
     def read_error(status: int, body: bytes) -> ErrorInfo:
         """What this provider's error body says; overridden where it differs."""

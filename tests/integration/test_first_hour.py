@@ -190,7 +190,9 @@ def test_tools_a_model_cannot_use_are_dropped_and_named() -> None:
     with FakeUpstream(OPENAI) as up:
         up.json(load("openai", "completion"))
         raw = {
-            "backends": {"up": {"type": "openai", "base_url": f"{up.url}/v1", "locality": "remote"}},
+            # Asked for whole answers, as the fake upstream gives them (no stream to assemble).
+            "backends": {"up": {"type": "openai", "base_url": f"{up.url}/v1", "locality": "remote",
+                                "assemble_from_stream": False}},
             "models": {"plain": {"backend": "up", "upstream": "plain-1", "capabilities": ["json_mode"]}},
         }
         with live_gateway(raw) as g:

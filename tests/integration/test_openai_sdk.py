@@ -139,11 +139,22 @@ def recording_upstream() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     async def chat(request: Request) -> Reply:
         body = orjson.loads(request.body)
         seen.append({"body": body, "auth": request.header(b"authorization")})
+        usage = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+        if body.get("stream"):  # a non-streamed client request is streamed from the upstream and assembled
+            head = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+            events = [
+                {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "upstream"},
+                                      "finish_reason": None}]},
+                {**head, "choices": [{"index": 0, "delta": {"content": " says hi"}, "finish_reason": "stop"}]},
+                {**head, "choices": [], "usage": usage},
+            ]
+            frames = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+            return Reply(frames, content_type="text/event-stream")
         return Reply(orjson.dumps({
             "id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "upstream says hi"},
                          "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+            "usage": usage,
         }))
 
     app = App({"/v1/chat/completions": {"POST": chat}}, max_body=1 << 20)

@@ -1,0 +1,147 @@
+"""One whole answer from the chunks of a stream, and a whole answer as chunks.
+
+A non-streamed client request may be answered by streaming from the upstream (so
+that the first-token and stall deadlines apply, and a cut answer can be rescued);
+``Assembly`` folds the chunks back into the ``chat.completion`` the upstream would
+have sent: the text and reasoning joined, tool calls joined by their ``index``,
+logprobs concatenated, the last ``finish_reason`` and usage. ``as_chunks`` goes the
+other way, for a backend answered directly inside a walk that streams.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from polyroute.types import ChatChunk, ChatResponse, Usage
+
+__all__ = ["Assembly", "as_chunks"]
+
+
+class _Choice:
+    __slots__ = ("extra", "finish", "logprobs", "parts", "reasoning", "tools")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.reasoning: list[str] = []
+        self.tools: dict[int, dict[str, Any]] = {}
+        self.logprobs: dict[str, list[Any]] | None = None
+        self.finish: str | None = None
+        self.extra: dict[str, Any] = {}  # other delta fields (refusal, audio...): the last value, text joined
+
+    def add(self, delta: dict[str, Any]) -> None:
+        for key, value in delta.items():
+            if key == "content":
+                if value:
+                    self.parts.append(value)
+            elif key == "reasoning_content":
+                if value:
+                    self.reasoning.append(value)
+            elif key == "tool_calls":
+                for call in value or ():
+                    self._tool(call)
+            elif key != "role":
+                old = self.extra.get(key)
+                self.extra[key] = old + value if isinstance(old, str) and isinstance(value, str) else value
+
+    def _tool(self, piece: dict[str, Any]) -> None:
+        index = int(piece.get("index", len(self.tools)))
+        call = self.tools.get(index)
+        if call is None:
+            call = self.tools[index] = {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+        for key, value in piece.items():
+            if key == "function":
+                fn = call["function"]
+                for k, v in (value or {}).items():
+                    fn[k] = fn.get(k, "") + v if isinstance(v, str) and k in ("name", "arguments") else v
+            elif key != "index" and value is not None:
+                call[key] = value
+
+    def add_logprobs(self, logprobs: Any) -> None:
+        if not isinstance(logprobs, dict):
+            return
+        if self.logprobs is None:
+            self.logprobs = {}
+        for key, value in logprobs.items():
+            if isinstance(value, list):
+                self.logprobs.setdefault(key, []).extend(value)
+
+    def message(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": "assistant", "content": "".join(self.parts) if self.parts else None}
+        if self.reasoning:
+            msg["reasoning_content"] = "".join(self.reasoning)
+        msg.update(self.extra)
+        if self.tools:
+            msg["tool_calls"] = [self.tools[i] for i in sorted(self.tools)]
+        elif msg["content"] is None and not self.reasoning:
+            msg["content"] = ""
+        return msg
+
+
+class Assembly:
+    """Chunks in, one ``chat.completion`` out."""
+
+    __slots__ = ("choices", "created", "fingerprint", "id", "model", "usage")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.created = 0
+        self.model = ""
+        self.fingerprint: str | None = None
+        self.usage: Usage | None = None
+        self.choices: dict[int, _Choice] = {}
+
+    def add(self, chunk: ChatChunk) -> None:
+        if not self.id:
+            self.id, self.created, self.model = chunk["id"], chunk["created"], chunk["model"]
+        if usage := chunk.get("usage"):
+            self.usage = usage
+        if self.fingerprint is None and (fp := cast(dict[str, Any], chunk).get("system_fingerprint")):
+            self.fingerprint = fp
+        for c in chunk["choices"]:
+            choice = self.choices.get(c["index"])
+            if choice is None:
+                choice = self.choices[c["index"]] = _Choice()
+            delta = cast(dict[str, Any], c["delta"])
+            if len(delta) == 1 and "content" in delta:  # most chunks: one piece of text
+                if text := delta["content"]:
+                    choice.parts.append(text)
+            else:
+                choice.add(delta)
+            if (finish := c.get("finish_reason")) is not None:
+                choice.finish = finish
+            if (logprobs := c.get("logprobs")) is not None:
+                choice.add_logprobs(logprobs)
+
+    def response(self) -> ChatResponse:
+        choices = [
+            {"index": i, "message": c.message(), "logprobs": c.logprobs, "finish_reason": c.finish}
+            for i, c in sorted(self.choices.items())
+        ]
+        resp: dict[str, Any] = {
+            "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+            "choices": choices,
+        }
+        if self.usage is not None:
+            resp["usage"] = self.usage
+        if self.fingerprint is not None:
+            resp["system_fingerprint"] = self.fingerprint
+        return cast(ChatResponse, resp)
+
+
+def as_chunks(resp: ChatResponse) -> list[ChatChunk]:
+    """A whole answer as the chunks of a stream: one per choice with everything, then the usage."""
+    chunks: list[ChatChunk] = []
+    for choice in resp["choices"]:
+        delta: dict[str, Any] = dict(choice.get("message") or {})
+        if tools := delta.get("tool_calls"):
+            delta["tool_calls"] = [{"index": i, **t} for i, t in enumerate(tools)]
+        c: dict[str, Any] = {"index": choice.get("index", 0), "delta": delta,
+                             "finish_reason": choice.get("finish_reason")}
+        if choice.get("logprobs") is not None:
+            c["logprobs"] = choice["logprobs"]
+        chunks.append(cast(ChatChunk, {"id": resp["id"], "object": "chat.completion.chunk",
+                                       "created": resp["created"], "model": resp["model"], "choices": [c]}))
+    if usage := resp.get("usage"):
+        chunks.append({"id": resp["id"], "object": "chat.completion.chunk", "created": resp["created"],
+                       "model": resp["model"], "choices": [], "usage": usage})
+    return chunks
