@@ -14,6 +14,7 @@ from polyroute.catalog import load_catalog
 from polyroute.config import Config
 from polyroute.errors import PolyrouteError
 from polyroute.gateway import Gateway
+from polyroute.logs import AccessLog
 from polyroute.server.answers import Reply
 from polyroute.server.chat import ChatEndpoint
 from polyroute.server.dispatch import App
@@ -33,6 +34,7 @@ def _json(doc: Any, status: int = 200) -> Reply:
 
 def create_app(gateway: Gateway) -> App:
     config = gateway.fleet.config
+    gateway.observers.add(AccessLog())
     chat = ChatEndpoint(gateway, config.gateway.debug_headers)
 
     async def models(request: Request) -> Reply:
