@@ -21,7 +21,9 @@ error reader look at the text.
     │   ├── UnknownModel                 404  lists the names that exist
     │   ├── BodyTooLarge                 413
     │   ├── HeadTooLarge                 431  request line and headers over the limit
-    │   └── PolicyViolation              422  no candidate satisfies the policy
+    │   ├── PolicyViolation              422  no candidate satisfies the policy
+    │   ├── BudgetExceeded               402  the key's or team's budget is spent (SDKs do not retry 402)
+    │   └── RateLimitExceeded            429  the key's or team's rpm/tpm, with Retry-After
     ├── UpstreamError                    a backend failed; carries backend, model and scope (m/B)
     │   │                                        falls over; "no retry": not that backend again
     │   ├── UpstreamUnavailable          B  503  connection refused / reset / DNS / TLS
@@ -144,6 +146,29 @@ class PolicyViolation(ClientError):
 
     status = 422
     code = "no_candidate_satisfies_policy"
+
+
+class BudgetExceeded(ClientError):
+    """A key or team has spent its budget for the period: says the budget, the spend and the reset."""
+
+    status = 402
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class RateLimitExceeded(ClientError):
+    """A key or team is over its requests or tokens per minute."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
 
 
 # --- a backend failed -----------------------------------------------------------------

@@ -13,6 +13,7 @@ from polyroute.failover import Failover, Report
 from polyroute.finish import Finished, Gatekeeper, Observers, Pass, RequestIds, RequestObserver, ending
 from polyroute.fleet import Fleet
 from polyroute.routing import Plan, Principal, Router
+from polyroute.tenancy.setup import Tenancy
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse
 
 _IDS = RequestIds()
@@ -57,12 +58,16 @@ class Gateway:
         failover: Failover | None = None,
         observers: Sequence[RequestObserver] = (),
         gatekeeper: Gatekeeper | None = None,
+        tenancy: Tenancy | None = None,
     ) -> None:
         self.fleet = fleet
         self.router = router or Router(fleet)
         self.failover = failover or Failover(fleet)
-        self.keys = Keyring.from_config(fleet.config)
-        self.gatekeeper = gatekeeper
+        # Keys, teams, budgets, limits and the ledger: nothing at all unless the config asks for them.
+        self.tenancy = tenancy or Tenancy(fleet.config, Keyring.from_config(fleet.config))
+        self.keys = self.tenancy.keys
+        self.gatekeeper = gatekeeper or self.tenancy.quota
+        observers = [*self.tenancy.observers(), *observers]
         # The gatekeeper settles first: what a request spent is counted before anyone reports it.
         first: list[RequestObserver] = [gatekeeper] if gatekeeper is not None else []
         self.observers = Observers([*first, RouterStats(self.router), *observers])
@@ -72,10 +77,14 @@ class Gateway:
         return cls(Fleet.build(config, catalog))
 
     async def start(self) -> None:
+        await self.tenancy.start()
         await self.fleet.start()
 
     async def aclose(self) -> None:
-        await self.fleet.aclose()
+        try:
+            await self.fleet.aclose()
+        finally:
+            await self.tenancy.aclose()  # the ledger writes what it holds before the process ends
 
     def plan(self, req: ChatRequest, ctx: RequestContext) -> Plan:
         route = self.fleet.resolve(req.model)
