@@ -69,7 +69,7 @@ class Gateway:
         self.gatekeeper = gatekeeper or self.tenancy.quota
         observers = [*self.tenancy.observers(), *observers]
         # The gatekeeper settles first: what a request spent is counted before anyone reports it.
-        first: list[RequestObserver] = [gatekeeper] if gatekeeper is not None else []
+        first: list[RequestObserver] = [self.gatekeeper] if self.gatekeeper is not None else []
         self.observers = Observers([*first, RouterStats(self.router), *observers])
 
     @classmethod

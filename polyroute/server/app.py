@@ -15,11 +15,14 @@ from polyroute.config import Config
 from polyroute.errors import PolyrouteError
 from polyroute.gateway import Gateway
 from polyroute.logs import AccessLog
+from polyroute.server.admin import PREFIX as ADMIN_PREFIX
+from polyroute.server.admin import Admin
 from polyroute.server.answers import Reply
 from polyroute.server.chat import ChatEndpoint
-from polyroute.server.dispatch import App
+from polyroute.server.dispatch import App, Handler
 from polyroute.server.errors import error_response
 from polyroute.server.http11 import Request
+from polyroute.server.usage import UsageEndpoint
 
 log = logging.getLogger("polyroute.server")
 
@@ -60,8 +63,22 @@ def create_app(gateway: Gateway) -> App:
     async def backends_health(request: Request) -> Reply:
         return _json(await gateway.failover.health.report(gateway.fleet))
 
+    routes: dict[str, dict[str, Handler]] = {}
+    prefixes: dict[str, dict[str, Handler]] = {}
+    admin_digest = config.admin.secret.seal() if config.admin.secret is not None else None
+    if admin_digest is not None and gateway.tenancy.store is not None:
+        admin: Handler = Admin(gateway, gateway.tenancy.store, admin_digest).handle
+        every: dict[str, Handler] = {"GET": admin, "POST": admin, "PATCH": admin, "DELETE": admin}
+        routes.update({"/admin/keys": every, "/admin/teams": every})
+        prefixes[ADMIN_PREFIX] = every
+    elif config.admin.secret is not None:
+        log.warning("admin.secret: %s is not set, so the admin API is off", config.admin.secret.ref)
+
     return App(
+        prefixes=prefixes,
         routes={
+            **routes,
+            "/v1/usage": {"GET": UsageEndpoint(gateway).handle},
             "/v1/chat/completions": {"POST": chat.handle},
             "/chat/completions": {"POST": chat.handle},
             "/v1/models": {"GET": models},

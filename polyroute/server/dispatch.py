@@ -35,8 +35,10 @@ class App:
         startup: Hook = _nothing,
         shutdown: Hook = _nothing,
         sched_slice_us: int = 0,
+        prefixes: dict[str, dict[str, Handler]] | None = None,
     ) -> None:
         self.routes = routes  # path -> method -> handler
+        self.prefixes = prefixes or {}  # path prefix -> method -> handler, for paths with names in them
         self.max_body = max_body
         self.sched_slice_us = sched_slice_us  # for the process that serves it (polyroute.sched)
         self.startup = startup
@@ -45,6 +47,8 @@ class App:
     async def __call__(self, request: Request) -> Answer:
         path, method = request.path, request.method
         methods = self.routes.get(path)
+        if methods is None and self.prefixes:
+            methods = next((m for prefix, m in self.prefixes.items() if path.startswith(prefix)), None)
         if methods is None:
             return _error(404, f"Unknown path: {method} {path}", "404")
         handler = methods.get(method)
