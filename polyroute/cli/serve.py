@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             var = backend.api_key.ref.removeprefix("env:")
             log.warning("backends.%s: %s is not set; export %s=... and restart, or its models will fail over",
                         name, var, var)
-    if not config.keys:
+    if not config.keys and config.admin.secret is None:  # keys from the store need a key on every request
         if _is_loopback(host):
             log.warning("no [keys] configured: the gateway is open to anyone on this machine (loopback only)")
         elif args.allow_open:
