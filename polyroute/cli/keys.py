@@ -1,7 +1,9 @@
 """``polyroute keys create|list|revoke|rotate`` and ``polyroute teams create|list|delete``.
 
 They speak to the store directly (``--store``, else the config's ``[store] url``, else
-the default file); a running gateway reads the change within a second. Flags are
+the default file; a running gateway reads the change within a second), or, with
+``--url``, to a running gateway's admin API with the admin key from
+``$POLYROUTE_ADMIN_KEY``. Flags are
 named as the fields are everywhere: ``--budget-usd``, ``--budget-period``, ``--rpm``,
 ``--tpm``, ``--expires-at``, ``--team``, ``--policy``, ``--routes``.
 """
@@ -11,12 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 from polyroute.errors import InvalidRequest
 from polyroute.tenancy.model import PERIODS, KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
 from polyroute.tenancy.sqlite import SqliteStore, path_of
+
+ADMIN_ENV = "POLYROUTE_ADMIN_KEY"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,6 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _store_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a TOML config whose [store] url to use")
     p.add_argument("--store", help="sqlite:///PATH (overrides the config's)")
+    p.add_argument("--url", help="a running gateway (http://HOST:PORT): use its admin API instead of the store")
 
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
@@ -87,6 +93,15 @@ def _limits(args: argparse.Namespace) -> Limits:
 
 
 def run_create(args: argparse.Namespace) -> int:
+    if args.url:
+        body: dict[str, Any] = {"name": args.name, "team": args.team, "policy": args.policy,
+                                "budget_usd": args.budget_usd, "budget_period": args.budget_period,
+                                "rpm": args.rpm, "tpm": args.tpm, "expires_at": args.expires_at}
+        if args.routes:
+            body["routes"] = [r.strip() for r in args.routes.split(",") if r.strip()]
+        made = _api(args.url, "POST", "keys", body)
+        print(f"key {args.name} created; its secret, shown only this once:\n{made['secret']}")
+        return 0
     expires = None
     if args.expires_at:
         expires = datetime.fromisoformat(args.expires_at)
@@ -121,24 +136,33 @@ def _change(args: argparse.Namespace, changes: dict[str, Any]) -> KeyRecord:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    _change(args, {"revoked": True})
+    if args.url:
+        _api(args.url, "DELETE", f"keys/{args.name}")
+    else:
+        _change(args, {"revoked": True})
     print(f"key {args.name} revoked")
     return 0
 
 
 def run_rotate(args: argparse.Namespace) -> int:
-    secret = new_secret()
-    _change(args, {"digest": digest(secret), "revoked": False})
+    if args.url:
+        secret = str(_api(args.url, "POST", f"keys/{args.name}/rotate")["secret"])
+    else:
+        secret = new_secret()
+        _change(args, {"digest": digest(secret), "revoked": False})
     print(f"key {args.name} rotated; its new secret, shown only this once:\n{secret}")
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    try:
-        keys = [k.public() for k in asyncio.run(store.keys())]
-    finally:
-        store.close()
+    if args.url:
+        keys = list(_api(args.url, "GET", "keys")["data"])
+    else:
+        store = open_store(args)
+        try:
+            keys = [k.public() for k in asyncio.run(store.keys())]
+        finally:
+            store.close()
     if args.format == "json":
         print(json.dumps(keys, indent=2))
         return 0
@@ -177,6 +201,29 @@ def run_team_delete(args: argparse.Namespace) -> int:
         store.close()
     print(f"team {args.name} deleted")
     return 0
+
+
+def _api(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One admin API call; its error message, as the gateway words it, when it fails."""
+    import httpx
+
+    admin_key = os.environ.get(ADMIN_ENV)
+    if not admin_key:
+        raise InvalidRequest(f"--url needs the admin key: export {ADMIN_ENV}=... (the gateway's [admin] secret)")
+    try:
+        resp = httpx.request(method, f"{url.rstrip('/')}/admin/{path}", timeout=30,
+                             json=None if body is None else {k: v for k, v in body.items() if v is not None},
+                             headers={"authorization": f"Bearer {admin_key}"})
+    except httpx.HTTPError as exc:
+        raise InvalidRequest(f"cannot reach {url}: {exc}") from None
+    try:
+        doc: dict[str, Any] = resp.json()
+    except ValueError:
+        doc = {}
+    if resp.status_code >= 400:
+        message = (doc.get("error") or {}).get("message") or f"HTTP {resp.status_code}"
+        raise InvalidRequest(f"{url}: {message}")
+    return doc
 
 
 def _table(cols: tuple[str, ...], rows: list[list[Any]]) -> None:

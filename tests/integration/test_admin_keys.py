@@ -143,3 +143,26 @@ def test_a_key_made_by_the_cli_counts_in_a_running_gateway(
     while chat(live, secret).status_code != 401 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert chat(live, secret).status_code == 401
+
+
+def test_the_cli_speaks_to_a_running_gateway_with_the_admin_key(
+    live: Live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polyroute.cli import main
+
+    assert main(["keys", "list", "--url", live.root]) == 2  # no admin key exported
+    assert "POLYROUTE_ADMIN_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("POLYROUTE_ADMIN_KEY", ADMIN)
+    assert main(["keys", "create", "remote", "--url", live.root, "--budget-usd", "2", "--routes", "echo"]) == 0
+    secret = capsys.readouterr().out.strip().splitlines()[-1]
+    assert chat(live, secret).status_code == 200
+    assert main(["keys", "list", "--url", live.root, "--format", "json"]) == 0
+    listed = capsys.readouterr().out
+    assert '"budget_usd": 2.0' in listed and secret not in listed
+    assert main(["keys", "rotate", "remote", "--url", live.root]) == 0
+    rotated = capsys.readouterr().out.strip().splitlines()[-1]
+    assert chat(live, secret).status_code == 401 and chat(live, rotated).status_code == 200
+    assert main(["keys", "revoke", "remote", "--url", live.root]) == 0
+    assert chat(live, rotated).status_code == 401
+    assert main(["keys", "create", "remote", "--url", live.root]) == 2
+    assert "exists" in capsys.readouterr().err
