@@ -159,3 +159,25 @@ secret = "env:ALICE_KEY"
     got = rows(db)
     assert len(got) == 25 and {r["key"] for r in got} == {"alice"}
     assert ENV["ALICE_KEY"] not in log.read_text()
+
+
+def test_a_budget_spent_before_a_restart_stays_spent(db: Path) -> None:
+    conf = raw(db)
+    conf["models"] = {"echo": {"backend": "f", "input_per_mtok": 1000.0, "output_per_mtok": 2000.0}}
+    conf["routes"] = {}
+    conf["keys"] = {"alice": {"secret": "env:ALICE_KEY", "budget_usd": 0.01, "budget_period": "total"}}
+    with live_gateway(conf, env=ENV) as first:
+        assert chat(first.base_url, ENV["ALICE_KEY"], model="echo").status_code == 200
+    # The shutdown wrote the row; the next gateway counts it against the budget at start.
+    with live_gateway(conf, env=ENV) as second:
+        refused = chat(second.base_url, ENV["ALICE_KEY"], model="echo")
+        assert refused.status_code == 402 and "does not reset" in refused.json()["error"]["message"]
+
+
+def test_without_keys_budgets_or_store_there_is_no_gatekeeper_and_no_ledger() -> None:
+    plain = {"backends": {"f": {"type": "fake"}}, "models": {"echo": {"backend": "f"}}}
+    with live_gateway(plain) as g:
+        assert g.gateway.gatekeeper is None and g.gateway.tenancy.ledger is None
+        assert g.gateway.tenancy.store is None
+        assert len(g.gateway.observers) == 2  # the router's statistics and the access log
+        assert chat(g.base_url, "unused", model="echo").status_code == 200
