@@ -30,6 +30,8 @@ POLICY_HEADER = "x-polyroute-policy"
 # "1" asks for the routing decision, returned as compact JSON in EXPLAIN_RESPONSE.
 EXPLAIN_REQUEST = "x-polyroute-explain"
 EXPLAIN_RESPONSE = "x-polyroute-route-explain"
+# The gateway's own id for the request, as the usage ledger keeps it.
+REQUEST_ID = "x-polyroute-request-id"
 
 
 class ChatEndpoint:
@@ -47,12 +49,14 @@ class ChatEndpoint:
             plan = self.gateway.plan(req, ctx)
         except PolyrouteError as exc:
             # Ended before the gateway had it: still one request finished, for every observer.
-            self.gateway.refused(ctx or RequestContext(started=started), exc,
-                                 route=req.model if req else "", stream=bool(req and req.stream))
-            return error_response(exc)
+            ctx = ctx or RequestContext(started=started)
+            self.gateway.refused(ctx, exc, route=req.model if req else "", stream=bool(req and req.stream))
+            return error_response(exc, {REQUEST_ID: ctx.request_id})
+        extra = {REQUEST_ID: ctx.request_id}
         try:
             admitted = None if self.gateway.gatekeeper is None else await self.gateway.admit(req, ctx, plan)
-            extra = {EXPLAIN_RESPONSE: header_value(plan)} if ctx.explain else {}
+            if ctx.explain:
+                extra[EXPLAIN_RESPONSE] = header_value(plan)
             if admitted is not None:
                 extra.update(admitted.headers())
             if req.stream:
@@ -60,9 +64,10 @@ class ChatEndpoint:
             resp, report = await self.gateway.complete(req, ctx, plan, admitted)
             return Reply(orjson.dumps(resp), headers={**self.headers(report), **extra})
         except AllAttemptsFailed as exc:
-            return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc)})
+            return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc),
+                                        **extra})
         except PolyrouteError as exc:
-            return error_response(exc)
+            return error_response(exc, extra)
 
     async def context(self, h: dict[str, str], started: float) -> RequestContext:
         """Who is asking (401 when keys are configured and none valid is sent), and what they asked of routing."""

@@ -64,6 +64,8 @@ def test_every_request_is_one_row_with_what_happened(live: Live, db: Path) -> No
     assert ledger is not None and ledger.flush()
     got = rows(db)
     assert len(got) == 4 and len({r["request_id"] for r in got}) == 4
+    # The client reads the id the ledger keeps, the gateway's own, on answers and refusals alike.
+    assert {a.headers["x-polyroute-request-id"] for a in answers} == {r["request_id"] for r in got}
     alice = next(r for r in got if r["key"] == "alice")
     assert (alice["team"], alice["route"], alice["model"], alice["backend"], alice["status"]) == (
         "red", "main", "echo", "f", 200)
