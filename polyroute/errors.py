@@ -19,6 +19,9 @@ error reader look at the text.
     │   ├── Unauthorized                 401  missing, wrong or revoked key
     │   ├── Forbidden                    403  key may not use this route
     │   ├── UnknownModel                 404  lists the names that exist
+    │   ├── NotFound                     404  no such key or team (admin API)
+    │   ├── MethodNotAllowed             405
+    │   ├── Conflict                     409  the name is taken (admin API)
     │   ├── BodyTooLarge                 413
     │   ├── HeadTooLarge                 431  request line and headers over the limit
     │   ├── PolicyViolation              422  no candidate satisfies the policy
@@ -129,6 +132,21 @@ class Forbidden(ClientError):
 class UnknownModel(ClientError):
     status = 404
     code = "model_not_found"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(ClientError):
+    status = 409
+    code = "conflict"
 
 
 class BodyTooLarge(ClientError):

@@ -27,7 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from polyroute.auth import presented_key
 from polyroute.config import BudgetPeriod, Config
-from polyroute.errors import ClientError, Forbidden, InvalidRequest, PolyrouteError, Unauthorized
+from polyroute.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PolyrouteError,
+    Unauthorized,
+)
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
 from polyroute.server.errors import error_response, from_validation
@@ -37,16 +45,6 @@ from polyroute.tenancy.stores import KeyStore
 
 PREFIX = "/admin/"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class Conflict(ClientError):
-    status = 409
-    code = "conflict"
-
-
-class NotFound(ClientError):
-    status = 404
-    code = "not_found"
 
 
 class _Fields(BaseModel):
@@ -109,7 +107,8 @@ class Admin:
                 answer = await self.teams(request.method, rest, request.body)
             else:
                 raise NotFound(f"Unknown path: {request.method} {request.path}")
-            await self.gateway.tenancy.reload()  # this process sees a change at once
+            if request.method != "GET":
+                await self.gateway.tenancy.reload()  # this process sees a change at once
             return answer
         except ValidationError as exc:
             return error_response(from_validation(exc))
@@ -232,10 +231,8 @@ def _body(body: bytes) -> dict[str, Any]:
     return raw
 
 
-def _not_allowed(method: str, allowed: str) -> ClientError:
-    err = ClientError(f"Method {method} is not allowed here (allowed: {allowed})", code="405")
-    err.status = 405
-    return err
+def _not_allowed(method: str, allowed: str) -> MethodNotAllowed:
+    return MethodNotAllowed(f"Method {method} is not allowed here (allowed: {allowed})")
 
 
 def _json(doc: Any, status: int = 200) -> Reply:
