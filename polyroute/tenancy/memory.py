@@ -65,14 +65,20 @@ class MemoryKeyStore:
     def __init__(self) -> None:
         self._keys: dict[str, KeyRecord] = {}
         self._teams: dict[str, TeamRecord] = {}
+        self._version = 0
+
+    async def version(self) -> int:
+        return self._version
 
     async def add_key(self, record: KeyRecord) -> None:
         if record.name in self._keys:
             raise KeyError(record.name)
         self._keys[record.name] = record
+        self._version += 1
 
     async def put_key(self, record: KeyRecord) -> None:
         self._keys[record.name] = record
+        self._version += 1
 
     async def key(self, name: str) -> KeyRecord | None:
         return self._keys.get(name)
@@ -81,10 +87,12 @@ class MemoryKeyStore:
         return sorted(self._keys.values(), key=lambda k: k.name)
 
     async def delete_key(self, name: str) -> bool:
+        self._version += 1
         return self._keys.pop(name, None) is not None
 
     async def put_team(self, record: TeamRecord) -> None:
         self._teams[record.name] = record
+        self._version += 1
 
     async def team(self, name: str) -> TeamRecord | None:
         return self._teams.get(name)
@@ -93,4 +101,5 @@ class MemoryKeyStore:
         return sorted(self._teams.values(), key=lambda t: t.name)
 
     async def delete_team(self, name: str) -> bool:
+        self._version += 1
         return self._teams.pop(name, None) is not None

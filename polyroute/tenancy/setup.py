@@ -47,6 +47,7 @@ class Tenancy:
             Ledger(self.store, config.store.batch_size, config.store.flush_interval) if self.store else None
         )
         self._reload: asyncio.Task[None] | None = None
+        self._version = -1  # of the keys and teams last read from the store
 
     def observers(self) -> list[RequestObserver]:
         return [self.ledger] if self.ledger is not None else []
@@ -61,9 +62,15 @@ class Tenancy:
         self._reload = asyncio.get_running_loop().create_task(self._reload_forever())
 
     async def reload(self) -> None:
-        if self.store is not None:
-            keys, teams = await self.store.keys(), await self.store.teams()
-            self.keys.load_stored(keys, teams)
+        """Read the store's keys and teams again, when they changed since the last read."""
+        if self.store is None:
+            return
+        version = await self.store.version()
+        if version == self._version:
+            return
+        keys, teams = await self.store.keys(), await self.store.teams()
+        self.keys.load_stored(keys, teams)
+        self._version = version
 
     async def _reload_forever(self) -> None:
         while True:

@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS usage (
     model TEXT, backend TEXT, attempts TEXT NOT NULL, tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL,
     cost_usd REAL NOT NULL, estimated INTEGER NOT NULL, latency_ms REAL NOT NULL, ttft_ms REAL,
     status INTEGER NOT NULL, error TEXT, stream INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('keys_version', 0);
 CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
 CREATE INDEX IF NOT EXISTS usage_key_at ON usage (key, at);
 """
@@ -98,15 +100,32 @@ class SqliteStore:
 
     # -- keys and teams ----------------------------------------------------------------------
 
+    def _change(self, sql: str, args: tuple[object, ...]) -> int:
+        """One change of keys or teams, and the version bumped with it, in one transaction."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            count = conn.execute(sql, args).rowcount
+            if count:
+                conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'keys_version'")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return count
+
+    def version_now(self) -> int:
+        row = self._conn().execute("SELECT value FROM meta WHERE name = 'keys_version'").fetchone()
+        return int(row[0]) if row else 0
+
     def add_key_now(self, r: KeyRecord) -> None:
         try:
-            self._conn().execute(f"INSERT INTO keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _key_row(r))
+            self._change(f"INSERT INTO keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _key_row(r))
         except sqlite3.IntegrityError:
             raise KeyError(r.name) from None
 
     def put_key_now(self, r: KeyRecord) -> None:
-        self._conn().execute(f"INSERT OR REPLACE INTO keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                             _key_row(r))
+        self._change(f"INSERT OR REPLACE INTO keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _key_row(r))
 
     def keys_now(self, name: str | None = None) -> list[KeyRecord]:
         where, args = ("WHERE name = ?", (name,)) if name is not None else ("", ())
@@ -114,12 +133,12 @@ class SqliteStore:
         return [_key_of(row) for row in rows]
 
     def delete_key_now(self, name: str) -> bool:
-        return self._conn().execute("DELETE FROM keys WHERE name = ?", (name,)).rowcount > 0
+        return self._change("DELETE FROM keys WHERE name = ?", (name,)) > 0
 
     def put_team_now(self, t: TeamRecord) -> None:
         lim = t.limits
-        self._conn().execute("INSERT OR REPLACE INTO teams VALUES (?,?,?,?,?)",
-                             (t.name, lim.budget_usd, lim.budget_period, lim.rpm, lim.tpm))
+        self._change("INSERT OR REPLACE INTO teams VALUES (?,?,?,?,?)",
+                     (t.name, lim.budget_usd, lim.budget_period, lim.rpm, lim.tpm))
 
     def teams_now(self, name: str | None = None) -> list[TeamRecord]:
         where, args = ("WHERE name = ?", (name,)) if name is not None else ("", ())
@@ -129,7 +148,10 @@ class SqliteStore:
                 for n, b, p, rpm, tpm in rows]
 
     def delete_team_now(self, name: str) -> bool:
-        return self._conn().execute("DELETE FROM teams WHERE name = ?", (name,)).rowcount > 0
+        return self._change("DELETE FROM teams WHERE name = ?", (name,)) > 0
+
+    async def version(self) -> int:
+        return await self._run(self.version_now)
 
     async def add_key(self, record: KeyRecord) -> None:
         await self._run(lambda: self.add_key_now(record))

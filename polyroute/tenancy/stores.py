@@ -66,6 +66,10 @@ class CounterStore(Protocol):
 class KeyStore(Protocol):
     """Virtual keys and teams. Names are unique; a key is found by the SHA-256 of its secret."""
 
+    async def version(self) -> int:
+        """A number that changes whenever a key or a team does (readers reload only then)."""
+        ...
+
     async def add_key(self, record: KeyRecord) -> None:
         """Raises ``KeyError`` when the name is taken."""
         ...
