@@ -183,3 +183,36 @@ def test_without_keys_budgets_or_store_there_is_no_gatekeeper_and_no_ledger() ->
         assert g.gateway.tenancy.store is None
         assert len(g.gateway.observers) == 2  # the router's statistics and the access log
         assert chat(g.base_url, "unused", model="echo").status_code == 200
+
+
+def test_concurrent_requests_cannot_all_pass_the_same_spend_check(db: Path) -> None:
+    """40 requests at once against a budget that covers about 5: admission reserves each one's worst case
+    atomically, so the spend ends near the budget, and the ledger's total is the sum of the costs answered."""
+    import asyncio
+
+    conf = raw(db)
+    conf["models"] = {"echo": {"backend": "f", "upstream": "slow-300+echo",
+                               "input_per_mtok": 1000.0, "output_per_mtok": 1000.0}}
+    conf["routes"] = {}
+    conf["keys"] = {"alice": {"secret": "env:ALICE_KEY", "budget_usd": 0.05, "budget_period": "total"}}
+    body = {"model": "echo", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
+
+    async def burst(base: str) -> list[httpx.Response]:
+        h = {"authorization": f"Bearer {ENV['ALICE_KEY']}"}
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=40)) as client:
+            return list(await asyncio.gather(*(
+                client.post(f"{base}/chat/completions", json=body, headers=h) for _ in range(40))))
+
+    with live_gateway(conf, env=ENV) as g:
+        answers = asyncio.run(burst(g.base_url))
+        ledger = g.gateway.tenancy.ledger
+        assert ledger is not None and ledger.flush()
+    ok = [a for a in answers if a.status_code == 200]
+    assert {a.status_code for a in answers} == {200, 402}
+    costs = [float(a.headers["x-polyroute-cost-usd"]) for a in ok]
+    # Every admitted request was below the budget when it was admitted: at most one worst case over it.
+    assert sum(costs) + max(costs) >= 0.05 and sum(costs) <= 0.05 + 2 * max(costs)
+    assert len(ok) < 20
+    got = rows(db)
+    assert sum(float(str(r["cost_usd"])) for r in got if r["status"] == 200) == pytest.approx(sum(costs))
+    assert len(got) == 40
