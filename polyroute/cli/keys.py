@@ -172,9 +172,14 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_team_create(args: argparse.Namespace) -> int:
+    team = TeamRecord(args.name, _limits(args))
+    if args.url:
+        _api(args.url, "POST", "teams", team.public())
+        print(f"team {args.name} saved")
+        return 0
     store = open_store(args)
     try:
-        asyncio.run(store.put_team(TeamRecord(args.name, _limits(args))))
+        asyncio.run(store.put_team(team))
     finally:
         store.close()
     print(f"team {args.name} saved")
@@ -182,17 +187,24 @@ def run_team_create(args: argparse.Namespace) -> int:
 
 
 def run_team_list(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    try:
-        teams = [t.public() for t in asyncio.run(store.teams())]
-    finally:
-        store.close()
+    if args.url:
+        teams = list(_api(args.url, "GET", "teams")["data"])
+    else:
+        store = open_store(args)
+        try:
+            teams = [t.public() for t in asyncio.run(store.teams())]
+        finally:
+            store.close()
     cols = ("name", "budget_usd", "budget_period", "rpm", "tpm")
     _table(cols, [[t[c] for c in cols] for t in teams])
     return 0
 
 
 def run_team_delete(args: argparse.Namespace) -> int:
+    if args.url:
+        _api(args.url, "DELETE", f"teams/{args.name}")
+        print(f"team {args.name} deleted")
+        return 0
     store = open_store(args)
     try:
         if not asyncio.run(store.delete_team(args.name)):

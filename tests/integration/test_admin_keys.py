@@ -166,3 +166,8 @@ def test_the_cli_speaks_to_a_running_gateway_with_the_admin_key(
     assert chat(live, rotated).status_code == 401
     assert main(["keys", "create", "remote", "--url", live.root]) == 2
     assert "exists" in capsys.readouterr().err
+    assert main(["teams", "create", "far", "--url", live.root, "--rpm", "7"]) == 0
+    assert main(["teams", "list", "--url", live.root]) == 0
+    assert "far" in capsys.readouterr().out and admin(live, "GET", "teams/far").json()["rpm"] == 7
+    assert main(["teams", "delete", "far", "--url", live.root]) == 0
+    assert admin(live, "GET", "teams/far").status_code == 404
