@@ -1,8 +1,9 @@
 """API keys: who is asking, from ``[keys.NAME]`` in the config.
 
 Each key's secret is read from its environment variable at start, hashed with
-SHA-256, and the plaintext dropped (``Secret.seal``); a presented key is hashed
-and compared with every stored digest using ``hmac.compare_digest``. A key is
+SHA-256, and the plaintext dropped (``Secret.seal``); virtual keys from the store
+(``polyroute.tenancy``) are kept only as that digest. A presented key is hashed and
+looked up by its digest; an expired key is refused like a revoked one. A key is
 sent as ``Authorization: Bearer <key>`` or ``x-api-key: <key>``.
 
 With no keys configured the gateway is open and everyone is the anonymous
@@ -13,42 +14,68 @@ message echoes nothing and names no key; whether a key once existed is not told.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
-from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from polyroute.config import Config
 from polyroute.errors import ConfigError, Unauthorized
 from polyroute.routing import Principal
+from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord
 
 log = logging.getLogger("polyroute.auth")
 
 _HOW = "Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
 
 
-@dataclass(frozen=True, slots=True)
-class _Key:
-    digest: bytes
-    principal: Principal
-    revoked: bool
-
-
 class Keyring:
-    def __init__(self, keys: list[_Key], enabled: bool) -> None:
-        self._keys = keys
-        # Keys configured (even if none is usable): every request must present one.
+    """Every usable key by the SHA-256 of its secret: those of the config and those of the store."""
+
+    def __init__(self, configured: list[KeyRecord], teams: list[TeamRecord], enabled: bool) -> None:
+        self._configured = configured
+        self._config_teams = teams
+        # Keys configured (even if none is usable) or an admin API: every request must present one.
         self.enabled = enabled
+        self._by_digest: dict[bytes, tuple[KeyRecord, Principal]] = {}
+        self._limits: dict[str, Limits] = {}
+        self._team_limits: dict[str, Limits] = {}
+        self.load_stored([], [])
 
     @classmethod
     def from_config(cls, config: Config) -> Keyring:
-        keys: list[_Key] = []
-        for name, principal in principals(config).items():
-            kc = config.keys[name]
+        keys: list[KeyRecord] = []
+        for name, kc in config.keys.items():
             digest = kc.secret.seal()
             if digest is None:  # its variable is unset: `serve` and `config check` warn about it
                 continue
-            keys.append(_Key(digest, principal, kc.revoked))
-        return cls(keys, enabled=bool(config.keys))
+            keys.append(KeyRecord.from_config(name, kc, digest))
+        teams = [TeamRecord.from_config(name, tc) for name, tc in config.teams.items()]
+        admin = config.admin.secret is not None
+        return cls(keys, teams, enabled=bool(config.keys) or admin)
+
+    def load_stored(self, keys: list[KeyRecord], teams: list[TeamRecord]) -> None:
+        """Take the store's keys and teams (replacing those taken before); the config's win a name clash."""
+        configured = {k.name for k in self._configured}
+        records = [*self._configured, *(k for k in keys if k.name not in configured)]
+        self._by_digest = {k.digest: (k, _principal(k)) for k in records}
+        self._limits = {k.name: k.limits for k in records if k.limits.limited}
+        named = {t.name: t for t in teams} | {t.name: t for t in self._config_teams}
+        self._team_limits = {name: t.limits for name, t in named.items() if t.limits.limited}
+
+    @property
+    def limited(self) -> bool:
+        """Some key or team has a budget or a rate limit."""
+        return bool(self._limits or self._team_limits)
+
+    def budgeted(self) -> list[tuple[str, str, Limits]]:
+        """("key" | "team", name, limits) of everything with a budget."""
+        return [*(("key", n, lim) for n, lim in self._limits.items() if lim.budget_usd is not None),
+                *(("team", n, lim) for n, lim in self._team_limits.items() if lim.budget_usd is not None)]
+
+    def limits(self, key: str | None) -> Limits | None:
+        return self._limits.get(key) if key is not None else None
+
+    def team_limits(self, team: str | None) -> Limits | None:
+        return self._team_limits.get(team) if team is not None else None
 
     def authenticate(self, presented: str | None) -> Principal:
         """The principal for a presented key; Unauthorized when keys are on and it is not a live key."""
@@ -56,14 +83,19 @@ class Keyring:
             return Principal()
         if not presented:
             raise Unauthorized(f"No API key was sent. {_HOW}")
-        digest = hashlib.sha256(presented.encode("utf-8")).digest()
-        match: _Key | None = None
-        for key in self._keys:  # no early exit: the time taken does not depend on which key matched
-            if hmac.compare_digest(digest, key.digest):
-                match = key
-        if match is None or match.revoked:
+        # A lookup by the digest of a high-entropy secret: its timing tells nothing of any secret.
+        found = self._by_digest.get(hashlib.sha256(presented.encode("utf-8")).digest())
+        if found is None:
             raise Unauthorized(f"The API key sent is not valid. {_HOW}")
-        return match.principal
+        record, principal = found
+        if record.revoked or (record.expires_at is not None and datetime.now(UTC) >= record.expires_at):
+            raise Unauthorized(f"The API key sent is not valid. {_HOW}")
+        return principal
+
+
+def _principal(k: KeyRecord) -> Principal:
+    return Principal(key=k.name, policy=k.policy, routes=None if k.routes is None else frozenset(k.routes),
+                     team=k.team)
 
 
 def principals(config: Config) -> dict[str, Principal]:

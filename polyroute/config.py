@@ -13,6 +13,7 @@ import os
 import ssl
 import tomllib
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
@@ -404,13 +405,68 @@ class PolicyConfig(_Strict):
     min_context: int | None = Field(default=None, ge=1)
 
 
-class KeyConfig(_Strict):
+BudgetPeriod = Literal["day", "week", "month", "total"]
+
+
+class LimitsConfig(_Strict):
+    """A budget and rate limits: of a key (``[keys.NAME]``) or shared by a team's keys (``[teams.NAME]``)."""
+
+    # USD that may be spent per ``budget_period`` (periods start at 00:00 UTC, weeks on Monday,
+    # months on the 1st; ``total`` never resets).
+    budget_usd: float | None = Field(default=None, gt=0)
+    budget_period: BudgetPeriod = "month"
+    # Requests and tokens (prompt + completion) per minute.
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+    @property
+    def limited(self) -> bool:
+        return self.budget_usd is not None or self.rpm is not None or self.tpm is not None
+
+
+class TeamConfig(LimitsConfig):
+    pass
+
+
+class KeyConfig(LimitsConfig):
     secret: SecretRef
     policy: str | None = None
     routes: list[str] | None = None
     team: str | None = None
+    # After this instant the key is refused like a wrong one (TOML datetime, or ISO 8601 with offset).
+    expires_at: datetime | None = None
     # A revoked key is refused like a wrong one (401), without saying it once worked.
     revoked: bool = False
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("expires_at needs a time zone, e.g. 2027-01-01T00:00:00Z")
+        return v
+
+
+class AdminConfig(_Strict):
+    """``[admin]``: the admin API (``/admin/keys``, ``/admin/teams``) is on when ``secret`` is set."""
+
+    secret: SecretRef | None = None
+
+
+class StoreConfig(_Strict):
+    """``[store]``: where virtual keys, teams and the usage ledger live."""
+
+    # ``sqlite:///ABSOLUTE/PATH.db``; unset: ``polyroute.db`` in the user's data directory.
+    url: str | None = None
+    # Ledger rows are written in batches of at most this many, at least every ``flush_interval`` seconds.
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval: float = Field(default=0.5, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("sqlite:///"):
+            raise ValueError("url must be 'sqlite:///PATH' (other stores are not supported yet)")
+        return v
 
 
 class CatalogConfig(_Strict):
@@ -439,6 +495,9 @@ class Config(_Strict):
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     policies: dict[str, PolicyConfig] = Field(default_factory=dict)
     keys: dict[str, KeyConfig] = Field(default_factory=dict)
+    teams: dict[str, TeamConfig] = Field(default_factory=dict)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     source: str = "<built-in>"
 
     @model_validator(mode="after")

@@ -20,9 +20,14 @@ error reader look at the text.
     │   ├── Forbidden                    403  key may not use this route
     │   ├── UnknownModel                 404  lists the names that exist
     │   ├── RequestTimeout               408  head or body not received in time
+    │   ├── NotFound                     404  no such key or team (admin API)
+    │   ├── MethodNotAllowed             405
+    │   ├── Conflict                     409  the name is taken (admin API)
     │   ├── BodyTooLarge                 413
     │   ├── HeadTooLarge                 431  request line and headers over the limit
-    │   └── PolicyViolation              422  no candidate satisfies the policy
+    │   ├── PolicyViolation              422  no candidate satisfies the policy
+    │   ├── BudgetExceeded               402  the key's or team's budget is spent (SDKs do not retry 402)
+    │   └── RateLimitExceeded            429  the key's or team's rpm/tpm, with Retry-After
     ├── UpstreamError                    a backend failed; carries backend, model and scope (m/B)
     │   │                                        falls over; "no retry": not that backend again
     │   ├── UpstreamUnavailable          B  503  connection refused / reset / DNS / TLS
@@ -137,6 +142,21 @@ class RequestTimeout(ClientError):
     code = "request_timeout"
 
 
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(ClientError):
+    status = 409
+    code = "conflict"
+
+
 class BodyTooLarge(ClientError):
     status = 413
     code = "request_too_large"
@@ -152,6 +172,29 @@ class PolicyViolation(ClientError):
 
     status = 422
     code = "no_candidate_satisfies_policy"
+
+
+class BudgetExceeded(ClientError):
+    """A key or team has spent its budget for the period: says the budget, the spend and the reset."""
+
+    status = 402
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class RateLimitExceeded(ClientError):
+    """A key or team is over its requests or tokens per minute."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
 
 
 # --- a backend failed -----------------------------------------------------------------

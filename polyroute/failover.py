@@ -56,8 +56,9 @@ from polyroute.types import ChatChunk, ChatRequest, ChatResponse, chunk_has_toke
 
 __all__ = ["Failover", "Report", "StreamEnd"]
 
-# Called when a stream is over: its report, and when its first chunk reached the client (None if never).
-StreamEnd = Callable[[Report, float | None], None]
+# Called once when a stream is over, however it ended: its report, when its first chunk reached the
+# client (None if never), and what ended it (None when it ran to its end).
+StreamEnd = Callable[[Report, float | None, BaseException | None], None]
 
 
 class Failover:
@@ -103,7 +104,7 @@ class Failover:
         self, route: Route, candidates: Sequence[ModelEntry], req: ChatRequest, report: Report,
         on_end: StreamEnd | None = None,
     ) -> AsyncIterator[ChatChunk]:
-        """The stream's chunks; ``on_end(report, first_token_at)`` runs once it is over, however it ends."""
+        """The stream's chunks; ``on_end(report, first_token_at, error)`` runs once it is over, however it ends."""
         walk = _Opening(self.fleet, self.health, route, candidates, req, report)  # refuses unsupported parameters now
         return _Stream(walk, on_end).chunks()
 
@@ -249,6 +250,7 @@ class _Stream:
 
     async def chunks(self) -> AsyncIterator[ChatChunk]:
         walk, report = self.walk, self.report
+        ended: BaseException | None = None
         try:
             while (won := await race(walk, walk.route.config.hedge_after)) is not None:
                 slot, head = won
@@ -285,9 +287,12 @@ class _Stream:
                     backend=last.backend if last else "", model=last.model if last else "", code="stream_cut",
                 )
             raise walk.give_up()
+        except BaseException as exc:
+            ended = exc
+            raise
         finally:
             if self.on_end is not None:
-                self.on_end(report, self.first_at)
+                self.on_end(report, self.first_at, ended)
 
     def stalled(self, slot: Slot) -> UpstreamTimeout:
         e = slot.entry

@@ -1,18 +1,22 @@
-"""Orchestration only: resolve the name, plan the candidates, attempt them, report."""
+"""Orchestration only: resolve the name, plan the candidates, admit, attempt them, tell the observers."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from polyroute.auth import Keyring
 from polyroute.catalog import Catalog
 from polyroute.config import Config
 from polyroute.failover import Failover, Report
+from polyroute.finish import Finished, Gatekeeper, Observers, Pass, RequestIds, RequestObserver, ending
 from polyroute.fleet import Fleet
 from polyroute.routing import Plan, Principal, Router
+from polyroute.tenancy.setup import Tenancy
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse
+
+_IDS = RequestIds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,51 +26,122 @@ class RequestContext:
     narrow_policy: str | None = None
     # The client asked for the routing decision in a response header (x-polyroute-explain).
     explain: bool = False
+    # The gateway's own id for the request (never the provider's), and when it arrived (monotonic).
+    request_id: str = field(default_factory=_IDS.next)
+    started: float = field(default_factory=time.monotonic)
+
+
+class RouterStats:
+    """The observer that feeds finished requests to the router's moving averages."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
+        if not report.attempts:
+            return
+        # A stream the client left early, or one rescued by another model, times nothing useful.
+        timed = (
+            outcome.stream and outcome.first_token_at is not None and outcome.error is None and not report.rescued
+        )
+        if timed:
+            self.router.observe(report, outcome.first_token_at, outcome.ended)
+        else:
+            self.router.observe(report)
 
 
 class Gateway:
-    def __init__(self, fleet: Fleet, router: Router | None = None, failover: Failover | None = None) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        router: Router | None = None,
+        failover: Failover | None = None,
+        observers: Sequence[RequestObserver] = (),
+        gatekeeper: Gatekeeper | None = None,
+        tenancy: Tenancy | None = None,
+    ) -> None:
         self.fleet = fleet
         self.router = router or Router(fleet)
         self.failover = failover or Failover(fleet)
-        self.keys = Keyring.from_config(fleet.config)
+        # Keys, teams, budgets, limits and the ledger: nothing at all unless the config asks for them.
+        self.tenancy = tenancy or Tenancy(fleet.config, Keyring.from_config(fleet.config))
+        self.keys = self.tenancy.keys
+        self.gatekeeper = gatekeeper or self.tenancy.quota
+        observers = [*self.tenancy.observers(), *observers]
+        # The gatekeeper settles first: what a request spent is counted before anyone reports it.
+        first: list[RequestObserver] = [self.gatekeeper] if self.gatekeeper is not None else []
+        self.observers = Observers([*first, RouterStats(self.router), *observers])
 
     @classmethod
     def from_config(cls, config: Config, catalog: Catalog) -> Gateway:
         return cls(Fleet.build(config, catalog))
 
     async def start(self) -> None:
+        await self.tenancy.start()
         await self.fleet.start()
 
     async def aclose(self) -> None:
-        await self.fleet.aclose()
+        try:
+            await self.fleet.aclose()
+        finally:
+            await self.tenancy.aclose()  # the ledger writes what it holds before the process ends
 
     def plan(self, req: ChatRequest, ctx: RequestContext) -> Plan:
         route = self.fleet.resolve(req.model)
         return self.router.plan(route, req, ctx.principal, ctx.narrow_policy)
 
+    async def admit(self, req: ChatRequest, ctx: RequestContext, plan: Plan) -> Pass | None:
+        """Check and reserve the principal's budgets and limits; a refusal finishes the request here."""
+        if self.gatekeeper is None:
+            return None
+        try:
+            return await self.gatekeeper.admit(req, ctx, plan)
+        except BaseException as exc:
+            self.refused(ctx, exc, route=plan.route.name, stream=req.stream)
+            raise
+
     async def complete(
-        self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None
+        self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None, admitted: Pass | None = None
     ) -> tuple[ChatResponse, Report]:
         plan = plan or self.plan(req, ctx)
         report = Report(route=plan.route.name)
+        error: BaseException | None = None
         try:
             resp = await self.failover.complete(plan.route, plan.candidates, req, report)
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            self.router.observe(report)
+            self._finish(ctx, report, error, False, None, admitted)
         if report.model is not None:
             resp["model"] = report.model.name
         return resp, report
 
     def stream(
-        self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None
+        self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None, admitted: Pass | None = None
     ) -> tuple[AsyncIterator[ChatChunk], Report]:
+        """The chunks; the request finishes when the iterator ends or is closed (start it to own it)."""
         plan = plan or self.plan(req, ctx)
         report = Report(route=plan.route.name)
-        return self.failover.stream(plan.route, plan.candidates, req, report, self._stream_ended), report
 
-    def _stream_ended(self, report: Report, first_token_at: float | None) -> None:
-        """Time the stream for the router's moving averages."""
-        # A stream the client left early, or one rescued by another model, times nothing useful.
-        timed = first_token_at is not None and not report.streaming and not report.rescued
-        self.router.observe(report, first_token_at if timed else None, time.monotonic() if timed else None)
+        def ended(report: Report, first_token_at: float | None, error: BaseException | None) -> None:
+            self._finish(ctx, report, error, True, first_token_at, admitted)
+
+        return self.failover.stream(plan.route, plan.candidates, req, report, ended), report
+
+    def refused(
+        self, ctx: RequestContext, exc: BaseException, *, route: str = "", stream: bool = False
+    ) -> None:
+        """Finish a request that ended before any attempt (its key, its body, its route, its limits)."""
+        self._finish(ctx, Report(route=route), exc, stream, None, None)
+
+    def _finish(
+        self, ctx: RequestContext, report: Report, error: BaseException | None, stream: bool,
+        first_token_at: float | None, admitted: Pass | None,
+    ) -> None:
+        status, code = ending(error)
+        if stream and first_token_at is not None:
+            status = 200  # the head left with the first token; how it ended is in ``error``
+        outcome = Finished(ctx.request_id, status, stream, ctx.started, time.monotonic(), first_token_at, code,
+                           admitted)
+        self.observers.finish(ctx, report, outcome)

@@ -21,6 +21,7 @@ itself (``POLYROUTE_LOG_LEVEL`` carries the level to workers).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -29,7 +30,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from polyroute.attempts import Report
+    from polyroute.finish import Finished
+    from polyroute.gateway import RequestContext
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LEVEL_ENV = "POLYROUTE_LOG_LEVEL"
@@ -193,3 +199,41 @@ def direct_line(logger: logging.Logger) -> Callable[[str], None] | None:
         return None
     handler, name = root.handlers[0], logger.name
     return lambda message: handler.line(name, "INFO", message)
+
+
+class AccessLog:
+    """The observer that logs a line per finished request on ``polyroute.access``.
+
+    The line names the key and its team (never the secret), the gateway's request id,
+    the status, who answered and every attempt. It is formatted once the answers of
+    this turn of the event loop have been written: answers come in bursts, and
+    formatting each one's line before writing it would keep the rest of the burst waiting.
+    """
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.log = logger or logging.getLogger("polyroute.access")
+        # ``polyroute serve``'s own logging: the access line skips the logging machinery.
+        self.line = direct_line(self.log)
+
+    def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
+        if self.log.isEnabledFor(logging.INFO):
+            try:
+                asyncio.get_running_loop().call_soon(self.write, ctx, report, outcome)
+            except RuntimeError:  # no loop (an embedded, synchronous caller): now, then
+                self.write(ctx, report, outcome)
+
+    def write(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
+        p = ctx.principal
+        who = f"{report.model.backend}/{report.model.name}" if report.model else "-"
+        tries = ", ".join(f"{a.backend}/{a.model}:{a.outcome}:{a.latency_ms:.0f}ms" for a in report.attempts)
+        text = (
+            f"chat id={outcome.request_id} status={outcome.status} key={p.key or '-'} team={p.team or '-'} "
+            f"route={report.route or '-'} answered_by={who} stream={outcome.stream} "
+            f"attempts={len(report.attempts)} [{tries}] tokens={report.usage['total_tokens']} "
+            f"cost_usd={report.cost_usd:.8f} ms={outcome.latency_ms:.0f}"
+            + (f" error={outcome.error}" if outcome.error else "")
+        )
+        if self.line is not None:
+            self.line(text)
+        else:
+            self.log.info("%s", text)

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             log.warning("%s: %s is not set, so this key cannot be used; export it and restart", key, var)
         else:
             log.warning("%s: %s is not set; export %s=... and restart, or its models will fail over", key, var, var)
-    if not config.keys:
+    if not config.keys and config.admin.secret is None:  # keys from the store need a key on every request
         if _is_loopback(host):
             log.warning("no [keys] configured: the gateway is open to anyone on this machine (loopback only)")
         elif args.allow_open:

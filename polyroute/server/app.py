@@ -16,12 +16,16 @@ from polyroute.catalog import load_catalog_for
 from polyroute.config import Config
 from polyroute.errors import PolyrouteError, UnknownModel
 from polyroute.gateway import Gateway
+from polyroute.logs import AccessLog
+from polyroute.server.admin import PREFIX as ADMIN_PREFIX
+from polyroute.server.admin import Admin
 from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint
-from polyroute.server.dispatch import App
+from polyroute.server.dispatch import App, Handler
 from polyroute.server.errors import error_response
 from polyroute.server.http11 import Request
+from polyroute.server.usage import UsageEndpoint
 
 log = logging.getLogger("polyroute.server")
 
@@ -37,6 +41,7 @@ def _json(doc: Any, status: int = 200) -> Reply:
 
 def create_app(gateway: Gateway) -> App:
     config = gateway.fleet.config
+    gateway.observers.add(AccessLog())
     limits = config.gateway
     bounds = Bounds(limits.max_messages, limits.max_content_parts, limits.max_json_depth)
     chat = ChatEndpoint(gateway, config.gateway.debug_headers, bounds)
@@ -85,8 +90,22 @@ def create_app(gateway: Gateway) -> App:
         report = orjson.dumps(await gateway.failover.health.report(gateway.fleet))
         return Reply(redact.data(report) if redact else report, 200)
 
+    routes: dict[str, dict[str, Handler]] = {}
+    prefixes: dict[str, dict[str, Handler]] = {}
+    admin_digest = config.admin.secret.seal() if config.admin.secret is not None else None
+    if admin_digest is not None and gateway.tenancy.store is not None:
+        admin: Handler = Admin(gateway, gateway.tenancy.store, admin_digest).handle
+        every: dict[str, Handler] = {"GET": admin, "POST": admin, "PATCH": admin, "DELETE": admin}
+        routes.update({"/admin/keys": every, "/admin/teams": every})
+        prefixes[ADMIN_PREFIX] = every
+    elif config.admin.secret is not None:
+        log.warning("admin.secret: %s is not set, so the admin API is off", config.admin.secret.ref)
+
     return App(
+        prefixes={MODEL_PREFIX: {"GET": model}, **prefixes},
         routes={
+            **routes,
+            "/v1/usage": {"GET": UsageEndpoint(gateway).handle},
             "/v1/chat/completions": {"POST": chat.handle},
             "/chat/completions": {"POST": chat.handle},
             "/v1/models": {"GET": models},
@@ -94,7 +113,6 @@ def create_app(gateway: Gateway) -> App:
             "/readyz": {"GET": readyz},
             "/v1/health/backends": {"GET": backends_health},
         },
-        prefixes={MODEL_PREFIX: {"GET": model}},
         max_body=config.gateway.max_body_bytes,
         sched_slice_us=config.gateway.sched_slice_us,
         header_timeout=config.gateway.header_timeout,

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from polyroute import logs
 from polyroute.auth import presented_key
 from polyroute.errors import AllAttemptsFailed, InvalidRequest, PolyrouteError
 from polyroute.failover import Report
+from polyroute.finish import Pass
 from polyroute.gateway import Gateway, RequestContext
 from polyroute.routing import Plan
 from polyroute.routing.explain import header_value
@@ -31,6 +31,8 @@ POLICY_HEADER = "x-polyroute-policy"
 # "1" asks for the routing decision, returned as compact JSON in EXPLAIN_RESPONSE.
 EXPLAIN_REQUEST = "x-polyroute-explain"
 EXPLAIN_RESPONSE = "x-polyroute-route-explain"
+# The gateway's own id for the request, as the usage ledger keeps it.
+REQUEST_ID = "x-polyroute-request-id"
 
 
 class ChatEndpoint:
@@ -38,28 +40,38 @@ class ChatEndpoint:
         self.gateway = gateway
         self.debug_headers = debug_headers
         self.bounds = bounds or Bounds()
-        # `polyroute serve`'s own logging: the access line skips the logging machinery.
-        self.access_line = logs.direct_line(log)
 
     async def handle(self, request: Request) -> Reply | sse.EventStream:
-        report: Report | None = None
+        started = time.monotonic()
+        ctx: RequestContext | None = None
+        req: ChatRequest | None = None
         try:
-            h = _wanted_headers(request.headers)
-            ctx = await self.context(h)
+            ctx = await self.context(_wanted_headers(request.headers), started)
             req = parse_request(request.body, self.bounds)
             plan = self.gateway.plan(req, ctx)
-            extra = {EXPLAIN_RESPONSE: header_value(plan)} if ctx.explain else {}
+        except PolyrouteError as exc:
+            # Ended before the gateway had it: still one request finished, for every observer.
+            ctx = ctx or RequestContext(started=started)
+            self.gateway.refused(ctx, exc, route=req.model if req else "", stream=bool(req and req.stream))
+            return error_response(exc, {REQUEST_ID: ctx.request_id})
+        extra = {REQUEST_ID: ctx.request_id}
+        try:
+            admitted = None if self.gateway.gatekeeper is None else await self.gateway.admit(req, ctx, plan)
+            if ctx.explain:
+                extra[EXPLAIN_RESPONSE] = header_value(plan)
+            if admitted is not None:
+                extra.update(admitted.headers())
             if req.stream:
-                return await self.stream(req, ctx, plan, extra)
-            resp, report = await self.gateway.complete(req, ctx, plan)
-            self.log_later(report, req)
+                return await self.stream(req, ctx, plan, extra, admitted)
+            resp, report = await self.gateway.complete(req, ctx, plan, admitted)
             return Reply(orjson.dumps(resp), headers={**self.headers(report), **extra})
         except AllAttemptsFailed as exc:
-            return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc)})
+            return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc),
+                                        **extra})
         except PolyrouteError as exc:
-            return error_response(exc)
+            return error_response(exc, extra)
 
-    async def context(self, h: dict[str, str]) -> RequestContext:
+    async def context(self, h: dict[str, str], started: float) -> RequestContext:
         """Who is asking (401 when keys are configured and none valid is sent), and what they asked of routing."""
         principal = self.gateway.keys.authenticate(presented_key(h.get("authorization"), h.get("x-api-key")))
         narrow = h.get(POLICY_HEADER)
@@ -67,12 +79,14 @@ class ChatEndpoint:
             principal=principal,
             narrow_policy=narrow.strip() if narrow and narrow.strip() else None,
             explain=self.debug_headers and h.get(EXPLAIN_REQUEST, "").strip().lower() in ("1", "true", "yes"),
+            started=started,
         )
 
     async def stream(
-        self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None, extra: dict[str, str] | None = None
+        self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None, extra: dict[str, str] | None = None,
+        admitted: Pass | None = None,
     ) -> sse.EventStream:
-        chunks, report = self.gateway.stream(req, ctx, plan)
+        chunks, report = self.gateway.stream(req, ctx, plan, admitted)
         try:
             # Headers wait for the first token: a failover before it stays invisible.
             first = await anext(chunks)
@@ -82,7 +96,7 @@ class ChatEndpoint:
             await _close(chunks)
             raise
         return sse.EventStream(
-            self.frames(first, chunks, req, report),
+            _Frames(self.frames(first, chunks, req, report), chunks),
             headers={**self.headers(report), **(extra or {}), "cache-control": "no-cache"},
         )
 
@@ -112,7 +126,6 @@ class ChatEndpoint:
                                             "server_error", "internal_error"))
         finally:
             await _close(chunks)
-            self.log_later(report, req)
 
     @staticmethod
     def frame(chunk: ChatChunk, name: str) -> bytes:
@@ -162,27 +175,28 @@ class ChatEndpoint:
             )
         }
 
-    def log_later(self, report: Report, req: ChatRequest) -> None:
-        """Log the request once the answers of this turn of the event loop have been written.
 
-        Answers come in bursts (every upstream answer that arrived since the last
-        turn); formatting each one's line before writing it would keep the rest of
-        the burst waiting.
-        """
-        if log.isEnabledFor(logging.INFO):
-            asyncio.get_running_loop().call_soon(self.log, report, req)
+class _Frames:
+    """A stream's frames. Closing it closes the upstream chunks too, even when no frame was asked
+    for (the client left before the first write): the request then still finishes, once."""
 
-    def log(self, report: Report, req: ChatRequest) -> None:
-        who = f"{report.model.backend}/{report.model.name}" if report.model else "-"
-        tries = ", ".join(f"{a.backend}/{a.model}:{a.outcome}:{a.latency_ms:.0f}ms" for a in report.attempts)
-        line = (
-            f"chat route={report.route} answered_by={who} stream={req.stream} attempts={len(report.attempts)} "
-            f"[{tries}] tokens={report.usage['total_tokens']} cost_usd={report.cost_usd:.8f}"
-        )
-        if self.access_line is not None:
-            self.access_line(line)
-        else:
-            log.info("%s", line)
+    __slots__ = ("chunks", "frames")
+
+    def __init__(self, frames: AsyncIterator[bytes], chunks: AsyncIterator[ChatChunk]) -> None:
+        self.frames = frames
+        self.chunks = chunks
+
+    def __aiter__(self) -> _Frames:
+        return self
+
+    def __anext__(self) -> Awaitable[bytes]:
+        return self.frames.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await _close(self.frames)
+        finally:
+            await _close(self.chunks)
 
 
 _WANTED_HEADERS = frozenset({b"authorization", b"x-api-key", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode()})
@@ -217,7 +231,7 @@ def parse_request(body: bytes, bounds: Bounds | None = None) -> ChatRequest:
         raise from_validation(exc) from None
 
 
-async def _close(it: AsyncIterator[ChatChunk]) -> None:
+async def _close(it: AsyncIterator[Any]) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
         await aclose()

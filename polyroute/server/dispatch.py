@@ -55,6 +55,8 @@ class App:
     async def __call__(self, request: Request) -> Answer:
         path, method = request.path, request.method
         methods = self.routes.get(path)
+        if methods is None and self.prefixes:
+            methods = next((m for prefix, m in self.prefixes.items() if path.startswith(prefix)), None)
         if methods is None:
             methods = self._by_prefix(path)
         if methods is None:

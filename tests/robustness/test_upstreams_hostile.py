@@ -211,7 +211,7 @@ def test_a_key_quoted_in_a_streamed_error_reaches_no_client_health_or_log(gw: Ga
     assert echo["state"] == "open" and "[redacted]" in echo["detail"]
     text = gw.logged("breaker model:echo open")
     assert fallback.status_code == 200
-    gw.logged("chat route=echo-fallback-then-ok answered_by=good/ok")
+    gw.logged("route=echo-fallback-then-ok answered_by=good/ok")
     gw.logged("breaker model:echo-fallback open")
     for seen in (streamed, whole.text, health.text, gw.log.read_text()):
         assert UP_KEY not in seen and CLIENT_KEY not in seen

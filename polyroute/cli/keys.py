@@ -1,0 +1,245 @@
+"""``polyroute keys create|list|revoke|rotate`` and ``polyroute teams create|list|delete``.
+
+They speak to the store directly (``--store``, else the config's ``[store] url``, else
+the default file; a running gateway reads the change within a second), or, with
+``--url``, to a running gateway's admin API with the admin key from
+``$POLYROUTE_ADMIN_KEY``. Flags are
+named as the fields are everywhere: ``--budget-usd``, ``--budget-period``, ``--rpm``,
+``--tpm``, ``--expires-at``, ``--team``, ``--policy``, ``--routes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from polyroute.errors import InvalidRequest
+from polyroute.tenancy.model import PERIODS, KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
+from polyroute.tenancy.sqlite import SqliteStore, path_of
+
+ADMIN_ENV = "POLYROUTE_ADMIN_KEY"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="make, list, revoke and rotate virtual keys in the store")
+    inner = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = inner.add_parser("create", help="make a key and print its secret (shown only this once)")
+    create.add_argument("name")
+    _limit_flags(create)
+    create.add_argument("--team")
+    create.add_argument("--policy")
+    create.add_argument("--routes", help="comma-separated routes or models the key may use")
+    create.add_argument("--expires-at", help="ISO 8601 with a zone, e.g. 2027-01-01T00:00:00Z")
+    create.set_defaults(func=run_create)
+    for name, fn, what in (("revoke", run_revoke, "refuse the key from now on"),
+                           ("rotate", run_rotate, "give the key a new secret; the old one is refused")):
+        p = inner.add_parser(name, help=what)
+        p.add_argument("name")
+        _store_flags(p)
+        p.set_defaults(func=fn)
+    lst = inner.add_parser("list", help="every key of the store (never a secret)")
+    _store_flags(lst)
+    lst.add_argument("--format", choices=("table", "json"), default="table")
+    lst.set_defaults(func=run_list)
+
+    teams = sub.add_parser("teams", help="make, list and delete teams in the store")
+    tin = teams.add_subparsers(dest="teams_command", metavar="ACTION", required=True)
+    tc = tin.add_parser("create", help="make or replace a team and its shared budget and limits")
+    tc.add_argument("name")
+    _limit_flags(tc)
+    tc.set_defaults(func=run_team_create)
+    tl = tin.add_parser("list", help="every team of the store")
+    _store_flags(tl)
+    tl.set_defaults(func=run_team_list)
+    td = tin.add_parser("delete", help="delete a team (its keys keep the name, without its limits)")
+    td.add_argument("name")
+    _store_flags(td)
+    td.set_defaults(func=run_team_delete)
+
+
+def _store_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a TOML config whose [store] url to use")
+    p.add_argument("--store", help="sqlite:///PATH (overrides the config's)")
+    p.add_argument("--url", help="a running gateway (http://HOST:PORT): use its admin API instead of the store")
+
+
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    _store_flags(p)
+    p.add_argument("--budget-usd", type=float)
+    p.add_argument("--budget-period", choices=PERIODS, default="month")
+    p.add_argument("--rpm", type=int)
+    p.add_argument("--tpm", type=int)
+
+
+def open_store(args: argparse.Namespace) -> SqliteStore:
+    url = args.store
+    if url is None and args.config:
+        from polyroute.settings import effective_config
+
+        url = effective_config(args.config).store.url
+    return SqliteStore(path_of(url))
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    for flag in ("budget_usd", "rpm", "tpm"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise InvalidRequest(f"--{flag.replace('_', '-')} must be above 0")
+    return Limits(args.budget_usd, args.budget_period, args.rpm, args.tpm)
+
+
+def run_create(args: argparse.Namespace) -> int:
+    if args.url:
+        body: dict[str, Any] = {"name": args.name, "team": args.team, "policy": args.policy,
+                                "budget_usd": args.budget_usd, "budget_period": args.budget_period,
+                                "rpm": args.rpm, "tpm": args.tpm, "expires_at": args.expires_at}
+        if args.routes:
+            body["routes"] = [r.strip() for r in args.routes.split(",") if r.strip()]
+        made = _api(args.url, "POST", "keys", body)
+        print(f"key {args.name} created; its secret, shown only this once:\n{made['secret']}")
+        return 0
+    expires = None
+    if args.expires_at:
+        expires = datetime.fromisoformat(args.expires_at)
+        if expires.tzinfo is None:
+            raise InvalidRequest("--expires-at needs a time zone, e.g. 2027-01-01T00:00:00Z")
+    routes = tuple(r.strip() for r in args.routes.split(",") if r.strip()) if args.routes else None
+    secret = new_secret()
+    record = KeyRecord(args.name, digest(secret), args.team, args.policy, routes, _limits(args), expires,
+                       created_at=datetime.now(UTC))
+    store = open_store(args)
+    try:
+        asyncio.run(store.add_key(record))
+    except KeyError:
+        raise InvalidRequest(f"a key named {args.name!r} exists; rotate it or choose another name") from None
+    finally:
+        store.close()
+    print(f"key {args.name} created; its secret, shown only this once:\n{secret}")
+    return 0
+
+
+def _change(args: argparse.Namespace, changes: dict[str, Any]) -> KeyRecord:
+    store = open_store(args)
+    try:
+        record = asyncio.run(store.key(args.name))
+        if record is None:
+            raise InvalidRequest(f"no key named {args.name!r} in {store.path}")
+        changed = with_changes(record, changes)
+        asyncio.run(store.put_key(changed))
+        return changed
+    finally:
+        store.close()
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    if args.url:
+        _api(args.url, "DELETE", f"keys/{args.name}")
+    else:
+        _change(args, {"revoked": True})
+    print(f"key {args.name} revoked")
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    if args.url:
+        secret = str(_api(args.url, "POST", f"keys/{args.name}/rotate")["secret"])
+    else:
+        secret = new_secret()
+        _change(args, {"digest": digest(secret), "revoked": False})
+    print(f"key {args.name} rotated; its new secret, shown only this once:\n{secret}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    if args.url:
+        keys = list(_api(args.url, "GET", "keys")["data"])
+    else:
+        store = open_store(args)
+        try:
+            keys = [k.public() for k in asyncio.run(store.keys())]
+        finally:
+            store.close()
+    if args.format == "json":
+        print(json.dumps(keys, indent=2))
+        return 0
+    cols = ("name", "team", "budget_usd", "budget_period", "rpm", "tpm", "expires_at", "revoked")
+    _table(cols, [[k[c] for c in cols] for k in keys])
+    return 0
+
+
+def run_team_create(args: argparse.Namespace) -> int:
+    team = TeamRecord(args.name, _limits(args))
+    if args.url:
+        _api(args.url, "POST", "teams", team.public())
+        print(f"team {args.name} saved")
+        return 0
+    store = open_store(args)
+    try:
+        asyncio.run(store.put_team(team))
+    finally:
+        store.close()
+    print(f"team {args.name} saved")
+    return 0
+
+
+def run_team_list(args: argparse.Namespace) -> int:
+    if args.url:
+        teams = list(_api(args.url, "GET", "teams")["data"])
+    else:
+        store = open_store(args)
+        try:
+            teams = [t.public() for t in asyncio.run(store.teams())]
+        finally:
+            store.close()
+    cols = ("name", "budget_usd", "budget_period", "rpm", "tpm")
+    _table(cols, [[t[c] for c in cols] for t in teams])
+    return 0
+
+
+def run_team_delete(args: argparse.Namespace) -> int:
+    if args.url:
+        _api(args.url, "DELETE", f"teams/{args.name}")
+        print(f"team {args.name} deleted")
+        return 0
+    store = open_store(args)
+    try:
+        if not asyncio.run(store.delete_team(args.name)):
+            raise InvalidRequest(f"no team named {args.name!r} in {store.path}")
+    finally:
+        store.close()
+    print(f"team {args.name} deleted")
+    return 0
+
+
+def _api(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One admin API call; its error message, as the gateway words it, when it fails."""
+    import httpx
+
+    admin_key = os.environ.get(ADMIN_ENV)
+    if not admin_key:
+        raise InvalidRequest(f"--url needs the admin key: export {ADMIN_ENV}=... (the gateway's [admin] secret)")
+    try:
+        resp = httpx.request(method, f"{url.rstrip('/')}/admin/{path}", timeout=30,
+                             json=None if body is None else {k: v for k, v in body.items() if v is not None},
+                             headers={"authorization": f"Bearer {admin_key}"})
+    except httpx.HTTPError as exc:
+        raise InvalidRequest(f"cannot reach {url}: {exc}") from None
+    try:
+        doc: dict[str, Any] = resp.json()
+    except ValueError:
+        doc = {}
+    if resp.status_code >= 400:
+        message = (doc.get("error") or {}).get("message") or f"HTTP {resp.status_code}"
+        raise InvalidRequest(f"{url}: {message}")
+    return doc
+
+
+def _table(cols: tuple[str, ...], rows: list[list[Any]]) -> None:
+    cells = [list(cols), *[["-" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())

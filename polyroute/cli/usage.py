@@ -1,0 +1,53 @@
+"""``polyroute usage``: the ledger, grouped by key, team, model, route or day."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+
+from polyroute.errors import InvalidRequest
+from polyroute.tenancy.sqlite import SqliteStore, path_of
+from polyroute.tenancy.usage import COLUMNS, GROUPS, parse_since, summarize
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("usage", help="requests, tokens, cost, errors and latency from the usage ledger")
+    p.add_argument("--config", help="a TOML config whose [store] url to read")
+    p.add_argument("--store", help="sqlite:///PATH (overrides the config's)")
+    p.add_argument("--by", choices=GROUPS, default="key")
+    p.add_argument("--since", default="7d", help="a span (7d, 12h, 30m, 2w) or an ISO date; default 7d")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    url = args.store
+    if url is None and args.config:
+        from polyroute.settings import effective_config
+
+        url = effective_config(args.config).store.url
+    try:
+        since = parse_since(args.since, datetime.now(UTC))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    store = SqliteStore(path_of(url))
+    try:
+        rows = summarize(store.rows(since), args.by)
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    elif args.format == "csv":
+        w = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        head = [args.by, *COLUMNS[1:]]
+        cells = [head, *[[str(r[c]) for c in COLUMNS] for r in rows]]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+        for r in cells:
+            print("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True))))
+    return 0

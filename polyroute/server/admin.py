@@ -1,0 +1,240 @@
+"""The admin API: virtual keys and teams, on when ``[admin] secret`` is set.
+
+    POST   /admin/keys                 make a key; the answer holds its secret, shown this once
+    GET    /admin/keys                 every key (never a secret nor its hash)
+    GET    /admin/keys/NAME            one key
+    PATCH  /admin/keys/NAME            change fields (``null`` clears one)
+    DELETE /admin/keys/NAME            revoke: refused from now on, kept for the ledger's history
+    POST   /admin/keys/NAME/rotate     a new secret for the key; the old one is refused at once
+    POST   /admin/teams                make or replace a team;  GET /admin/teams[/NAME]
+    PATCH  /admin/teams/NAME           change its limits;       DELETE /admin/teams/NAME
+
+Every call sends ``Authorization: Bearer <admin secret>``. Fields are named as in
+``[keys.NAME]`` and ``[teams.NAME]``: ``name``, ``team``, ``policy``, ``routes``,
+``budget_usd``, ``budget_period``, ``rpm``, ``tpm``, ``expires_at``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from polyroute.auth import presented_key
+from polyroute.config import BudgetPeriod, Config
+from polyroute.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PolyrouteError,
+    Unauthorized,
+)
+from polyroute.gateway import Gateway
+from polyroute.server.answers import Reply
+from polyroute.server.errors import error_response, from_validation
+from polyroute.server.http11 import Request
+from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
+from polyroute.tenancy.stores import KeyStore
+
+PREFIX = "/admin/"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class _Fields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    budget_usd: float | None = Field(default=None, gt=0)
+    budget_period: BudgetPeriod = "month"
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class KeyFields(_Fields):
+    """A key's fields in the admin API's JSON (and the CLI's flags)."""
+
+    name: str | None = None
+    team: str | None = None
+    policy: str | None = None
+    routes: list[str] | None = None
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("expires_at needs a time zone, e.g. 2027-01-01T00:00:00Z")
+        return v
+
+
+class TeamFields(_Fields):
+    name: str | None = None
+
+
+def check_key(fields: dict[str, Any], config: Config) -> None:
+    """Refuse references to what the config does not define, as the config itself would."""
+    policy = fields.get("policy")
+    if policy is not None and policy not in config.policies:
+        known_policies = ", ".join(sorted(config.policies)) or "none"
+        raise InvalidRequest(f"policy {policy!r} is not defined (known: {known_policies})", param="policy")
+    known = set(config.client_names())
+    for r in fields.get("routes") or []:
+        if r not in known:
+            raise InvalidRequest(f"route {r!r} is not defined", param="routes")
+
+
+class Admin:
+    def __init__(self, gateway: Gateway, store: KeyStore, secret_digest: bytes) -> None:
+        self.gateway = gateway
+        self.store = store
+        self._digest = secret_digest
+        self.config = gateway.fleet.config
+
+    async def handle(self, request: Request) -> Reply:
+        try:
+            self.authorize(request)
+            parts = request.path.removeprefix(PREFIX).strip("/").split("/")
+            kind, rest = parts[0], parts[1:]
+            if kind == "keys":
+                answer = await self.keys(request.method, rest, request.body)
+            elif kind == "teams":
+                answer = await self.teams(request.method, rest, request.body)
+            else:
+                raise NotFound(f"Unknown path: {request.method} {request.path}")
+            if request.method != "GET":
+                await self.gateway.tenancy.reload()  # this process sees a change at once
+            return answer
+        except ValidationError as exc:
+            return error_response(from_validation(exc))
+        except PolyrouteError as exc:
+            return error_response(exc)
+
+    def authorize(self, request: Request) -> None:
+        presented = presented_key(request.header(b"authorization"), request.header(b"x-api-key"))
+        if not presented:
+            raise Unauthorized("The admin API needs the admin key: 'Authorization: Bearer <admin key>'.")
+        if not hmac.compare_digest(hashlib.sha256(presented.encode("utf-8")).digest(), self._digest):
+            raise Forbidden("The key sent is not the admin key.")
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    async def keys(self, method: str, rest: list[str], body: bytes) -> Reply:
+        if not rest:
+            if method == "GET":
+                return _json({"object": "list", "data": [k.public() for k in await self.store.keys()]})
+            if method == "POST":
+                return await self.create_key(_body(body))
+            raise _not_allowed(method, "GET, POST")
+        name = rest[0]
+        if rest[1:] == ["rotate"] and method == "POST":
+            return await self.rotate(name)
+        if rest[1:]:
+            raise NotFound(f"Unknown path: {method} /admin/keys/{'/'.join(rest)}")
+        record = await self._key(name)
+        if method == "GET":
+            return _json(record.public())
+        if method == "PATCH":
+            raw = _body(body)
+            fields = KeyFields.model_validate(raw).model_dump(include=set(raw) - {"name"})
+            check_key(fields, self.config)
+            changed = with_changes(record, fields)
+            await self.store.put_key(changed)
+            return _json(changed.public())
+        if method == "DELETE":
+            revoked = with_changes(record, {"revoked": True})
+            await self.store.put_key(revoked)
+            return _json(revoked.public())
+        raise _not_allowed(method, "GET, PATCH, DELETE")
+
+    async def create_key(self, raw: dict[str, Any]) -> Reply:
+        f = KeyFields.model_validate(raw)
+        if not f.name or not _NAME.match(f.name):
+            raise InvalidRequest("name is required: 1 to 64 letters, digits, '_', '.' or '-'", param="name")
+        if f.name in self.config.keys:
+            raise Conflict(f"key {f.name!r} is defined in the config file", param="name")
+        check_key(raw, self.config)
+        secret = new_secret()
+        record = KeyRecord(
+            f.name, digest(secret), f.team, f.policy, tuple(f.routes) if f.routes is not None else None,
+            Limits(f.budget_usd, f.budget_period, f.rpm, f.tpm), f.expires_at, created_at=datetime.now(UTC),
+        )
+        try:
+            await self.store.add_key(record)
+        except KeyError:
+            raise Conflict(f"a key named {f.name!r} exists; rotate it or choose another name",
+                           param="name") from None
+        return _json({**record.public(), "secret": secret}, 201)
+
+    async def rotate(self, name: str) -> Reply:
+        record = await self._key(name)
+        secret = new_secret()
+        rotated = with_changes(record, {"digest": digest(secret), "revoked": False})
+        await self.store.put_key(rotated)
+        return _json({**rotated.public(), "secret": secret})
+
+    async def _key(self, name: str) -> KeyRecord:
+        record = await self.store.key(name)
+        if record is None:
+            raise NotFound(f"no key named {name!r} in the store", param="name")
+        return record
+
+    # -- teams -----------------------------------------------------------------------------------
+
+    async def teams(self, method: str, rest: list[str], body: bytes) -> Reply:
+        if not rest:
+            if method == "GET":
+                return _json({"object": "list", "data": [t.public() for t in await self.store.teams()]})
+            if method == "POST":
+                f = TeamFields.model_validate(_body(body))
+                if not f.name or not _NAME.match(f.name):
+                    raise InvalidRequest("name is required: 1 to 64 letters, digits, '_', '.' or '-'",
+                                         param="name")
+                made = TeamRecord(f.name, Limits(f.budget_usd, f.budget_period, f.rpm, f.tpm))
+                await self.store.put_team(made)
+                return _json(made.public(), 201)
+            raise _not_allowed(method, "GET, POST")
+        name = rest[0]
+        team = await self.store.team(name)
+        if team is None or rest[1:]:
+            raise NotFound(f"no team named {name!r} in the store", param="name")
+        if method == "GET":
+            return _json(team.public())
+        if method == "PATCH":
+            raw = _body(body)
+            fields = TeamFields.model_validate(raw).model_dump(include=set(raw) - {"name"})
+            changed = TeamRecord(name, Limits(**{**_limits(team.limits), **fields}))
+            await self.store.put_team(changed)
+            return _json(changed.public())
+        if method == "DELETE":
+            await self.store.delete_team(name)
+            return _json({"name": name, "deleted": True})
+        raise _not_allowed(method, "GET, PATCH, DELETE")
+
+
+def _limits(lim: Limits) -> dict[str, Any]:
+    return {"budget_usd": lim.budget_usd, "budget_period": lim.budget_period, "rpm": lim.rpm, "tpm": lim.tpm}
+
+
+def _body(body: bytes) -> dict[str, Any]:
+    try:
+        raw = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("Request body must be a JSON object.")
+    return raw
+
+
+def _not_allowed(method: str, allowed: str) -> MethodNotAllowed:
+    return MethodNotAllowed(f"Method {method} is not allowed here (allowed: {allowed})")
+
+
+def _json(doc: Any, status: int = 200) -> Reply:
+    return Reply(orjson.dumps(doc), status)
+

@@ -1,0 +1,9 @@
+"""Tenancy and accounting: virtual keys and teams, budgets and rate limits, the usage ledger.
+
+- ``model``: keys, teams and their limits, one set of field names everywhere;
+- ``stores``: the store protocols (keys, counters, ledger), atomic per key;
+- ``memory`` and ``sqlite``: the stores of one machine;
+- ``quota``: the gatekeeper that reserves before the first attempt and settles after;
+- ``ledger``: the observer that writes one row per request, off the hot path;
+- ``usage``: reports over the ledger.
+"""

@@ -1,0 +1,192 @@
+"""Budgets and rate limits: the gatekeeper that reserves before the first attempt and settles after.
+
+For a key with limits (its own, its team's, or both) admission reserves, in one
+``CounterStore.reserve``: a request in this minute's ``rpm`` bucket, the request's
+worst-case tokens (the prompt's estimate and its ``max_tokens``, or the default
+output) in this minute's ``tpm`` bucket, and its worst-case cost (those tokens at the
+most expensive candidate's prices) in the budget period's bucket. When the request
+has finished, settlement adds the true tokens and cost and gives the rest back.
+
+    admit ──reserve(rpm +1, tpm +worst tokens, usd +worst cost)──▶ Refused ──▶ 429 / 402
+                               │ reserved                         (Retry-After / when it resets)
+                               ▼
+                  attempts ... finished ──▶ adjust(tpm, true - worst), adjust(usd, true - worst)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from polyroute.attempts import Report
+from polyroute.auth import Keyring
+from polyroute.errors import BudgetExceeded, RateLimitExceeded
+from polyroute.finish import Finished
+from polyroute.routing import Plan
+from polyroute.routing.needs import needs_of
+from polyroute.tenancy.memory import MemoryCounters
+from polyroute.tenancy.model import Limits, period_of
+from polyroute.tenancy.stores import Charge, CounterStore
+from polyroute.types import ChatRequest
+
+if TYPE_CHECKING:
+    from polyroute.gateway import RequestContext
+
+MINUTE = 60
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    kind: str  # "key" or "team"
+    name: str
+    limits: Limits
+
+
+class QuotaPass:
+    """What one request reserved, and the headers that tell the client what is left."""
+
+    __slots__ = ("charges", "cost", "scopes", "tokens", "values", "window_end")
+
+    def __init__(self, charges: list[tuple[str, Charge]], values: tuple[float, ...], tokens: int, cost: float,
+                 window_end: float) -> None:
+        self.charges = charges  # (what: "rpm" | "tpm" | "usd", charge)
+        self.values = values
+        self.tokens = tokens
+        self.cost = cost
+        self.window_end = window_end
+
+    def headers(self) -> dict[str, str]:
+        left: dict[str, tuple[float, float]] = {}  # what -> (remaining, limit), the scarcest scope's
+        for (what, c), v in zip(self.charges, self.values, strict=True):
+            remaining = max(c.limit - v, 0.0)
+            if what not in left or remaining < left[what][0]:
+                left[what] = (remaining, c.limit)
+        h: dict[str, str] = {}
+        if "rpm" in left:
+            h["x-ratelimit-limit-requests"] = str(int(left["rpm"][1]))
+            h["x-ratelimit-remaining-requests"] = str(int(left["rpm"][0]))
+            h["x-ratelimit-reset-requests"] = f"{max(math.ceil(self.window_end - time.time()), 0)}s"
+        if "tpm" in left:
+            h["x-ratelimit-limit-tokens"] = str(int(left["tpm"][1]))
+            h["x-ratelimit-remaining-tokens"] = str(int(left["tpm"][0]))
+        if "usd" in left:
+            h["x-polyroute-budget-remaining-usd"] = f"{left['usd'][0]:.6f}"
+        return h
+
+
+class Quota:
+    """The ``Gatekeeper`` for keys and teams with budgets or rate limits."""
+
+    def __init__(self, keys: Keyring, counters: CounterStore | None = None) -> None:
+        self.keys = keys
+        self.counters: CounterStore = counters or MemoryCounters()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def scopes(self, key: str | None, team: str | None) -> list[_Scope]:
+        out = []
+        if (lim := self.keys.limits(key)) is not None and key is not None:
+            out.append(_Scope("key", key, lim))
+        if (lim := self.keys.team_limits(team)) is not None and team is not None:
+            out.append(_Scope("team", team, lim))
+        return out
+
+    async def admit(self, req: ChatRequest, ctx: RequestContext, plan: Plan) -> QuotaPass | None:
+        p = ctx.principal
+        scopes = self.scopes(p.key, p.team)
+        if not scopes:
+            return None
+        needs = plan.needs or needs_of(req)
+        tokens = needs.prompt_tokens + needs.output_tokens
+        cost = max(((needs.prompt_tokens * m.input_per_mtok + needs.output_tokens * m.output_per_mtok) / 1e6
+                    for m in plan.candidates), default=0.0)
+        now = time.time()
+        window = int(now // MINUTE)
+        window_end = float((window + 1) * MINUTE)
+        charges: list[tuple[str, Charge]] = []
+        for s in scopes:
+            base, lim = f"{s.kind}:{s.name}", s.limits
+            if lim.rpm is not None:
+                charges.append(("rpm", Charge(f"{base}:rpm:{window}", lim.rpm, 1, window_end)))
+            if lim.tpm is not None:
+                charges.append(("tpm", Charge(f"{base}:tpm:{window}", lim.tpm, tokens, window_end)))
+            if lim.budget_usd is not None:
+                period = period_of(lim.budget_period, datetime.fromtimestamp(now, UTC))
+                charges.append(("usd", Charge(f"{base}:usd:{period.id}", lim.budget_usd, cost,
+                                              period.end.timestamp() if period.end else None)))
+        got = await self.counters.reserve([c for _, c in charges], now)
+        if got.refused is not None:
+            raise self.refusal(scopes, charges[got.refused], got.values[got.refused], now)
+        return QuotaPass(charges, got.values, tokens, cost, window_end)
+
+    @staticmethod
+    def refusal(
+        scopes: list[_Scope], charge: tuple[str, Charge], value: float, now: float
+    ) -> BudgetExceeded | RateLimitExceeded:
+        what, c = charge
+        kind, name = c.bucket.split(":", 2)[:2]
+        who = f"{kind} '{name}'"
+        if what == "usd":
+            period = next(s.limits.budget_period for s in scopes if (s.kind, s.name) == (kind, name))
+            if c.ends_at is None:
+                when = "This budget does not reset; raise budget_usd to go on."
+            else:
+                when = f"It resets at {datetime.fromtimestamp(c.ends_at, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}."
+            return BudgetExceeded(
+                f"The budget of {who} is spent: ${value:.6f} of ${c.limit:.2f} "
+                f"(per {period}, requests in flight included). {when}"
+            )
+        unit = "requests" if what == "rpm" else "tokens"
+        wait = max(math.ceil((c.ends_at or now) - now), 1)
+        return RateLimitExceeded(
+            f"Rate limit of {who} reached: {int(c.limit)} {unit} per minute. Retry after {wait}s.",
+            retry_after=wait,
+        )
+
+    # -- settlement (the finished seam) -------------------------------------------------------
+
+    def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
+        admitted = outcome.admitted
+        if not isinstance(admitted, QuotaPass):
+            return
+        tokens = report.usage["total_tokens"]
+        now = time.time()
+        for what, c in admitted.charges:
+            if what == "tpm":
+                self._adjust(c, tokens - admitted.tokens, now)
+            elif what == "usd":
+                self._adjust(c, report.cost_usd - admitted.cost, now)
+
+    def _adjust(self, c: Charge, delta: float, now: float) -> None:
+        if delta == 0:
+            return
+        if isinstance(self.counters, MemoryCounters):
+            self.counters.adjust_now(c.bucket, delta, c.ends_at, now)  # no task for a dict
+            return
+        self._spawn(self.counters.adjust(c.bucket, delta, c.ends_at, now))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def remaining(self, key: str | None, team: str | None) -> dict[str, Any]:
+        """What a key has left, for ``GET /v1/usage``: each scope's budget, spend and reset."""
+        now = time.time()
+        out: dict[str, Any] = {}
+        for s in self.scopes(key, team):
+            lim = s.limits
+            if lim.budget_usd is None:
+                continue
+            period = period_of(lim.budget_period, datetime.fromtimestamp(now, UTC))
+            (spent,) = await self.counters.read([f"{s.kind}:{s.name}:usd:{period.id}"], now)
+            out[s.kind] = {
+                "name": s.name, "budget_usd": lim.budget_usd, "budget_period": lim.budget_period,
+                "spent_usd": round(spent, 8), "remaining_usd": round(max(lim.budget_usd - spent, 0.0), 8),
+                "resets_at": period.end.strftime("%Y-%m-%dT%H:%M:%SZ") if period.end else None,
+            }
+        return out

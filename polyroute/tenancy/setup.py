@@ -1,0 +1,105 @@
+"""A gateway's tenancy, built from its config: the store, the quota gatekeeper, the ledger.
+
+Nothing is built for a config without ``[store]``, ``[admin]``, budgets or rate
+limits: such a gateway has no gatekeeper and no ledger, so a request costs nothing
+more. With ``[store]`` or ``[admin]``, keys and teams of the store are loaded at
+start and read again every ``RELOAD_INTERVAL`` (a key made or revoked by the CLI or
+another process counts within that time), and every request is written to the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+
+from polyroute.auth import Keyring
+from polyroute.config import Config
+from polyroute.finish import RequestObserver
+from polyroute.tenancy.ledger import Ledger
+from polyroute.tenancy.memory import MemoryCounters
+from polyroute.tenancy.model import period_of
+from polyroute.tenancy.quota import Quota
+from polyroute.tenancy.sqlite import SqliteStore, path_of
+
+log = logging.getLogger("polyroute.tenancy")
+
+RELOAD_INTERVAL = 1.0
+
+
+def uses_store(config: Config) -> bool:
+    return "store" in config.model_fields_set or config.admin.secret is not None
+
+
+def open_store(config: Config) -> SqliteStore:
+    return SqliteStore(path_of(config.store.url))
+
+
+class Tenancy:
+    def __init__(self, config: Config, keys: Keyring) -> None:
+        self.keys = keys
+        self.store = open_store(config) if uses_store(config) else None
+        self.counters = MemoryCounters()
+        self.quota = Quota(keys, self.counters) if keys.limited or self.store is not None else None
+        self.ledger = (
+            Ledger(self.store, config.store.batch_size, config.store.flush_interval) if self.store else None
+        )
+        self._reload: asyncio.Task[None] | None = None
+        self._version = -1  # of the keys and teams last read from the store
+
+    def observers(self) -> list[RequestObserver]:
+        return [self.ledger] if self.ledger is not None else []
+
+    async def start(self) -> None:
+        if self.store is None:
+            return
+        await self.reload()
+        await asyncio.to_thread(self.seed_budgets)
+        if self.ledger is not None:
+            self.ledger.start()
+        self._reload = asyncio.get_running_loop().create_task(self._reload_forever())
+
+    async def reload(self) -> None:
+        """Read the store's keys and teams again, when they changed since the last read."""
+        if self.store is None:
+            return
+        version = await self.store.version()
+        if version == self._version:
+            return
+        keys, teams = await self.store.keys(), await self.store.teams()
+        self.keys.load_stored(keys, teams)
+        self._version = version
+
+    async def _reload_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_INTERVAL)
+            try:
+                await self.reload()
+            except Exception as exc:  # a locked or vanished file: keep the keys we have
+                log.warning("reading keys from the store failed; keeping those loaded: %s", exc)
+
+    def seed_budgets(self) -> None:
+        """Count what the ledger holds for this budget period, so a restart forgets no spend."""
+        if self.store is None or self.quota is None:
+            return
+        now = time.time()
+        today = datetime.fromtimestamp(now, UTC)
+        for kind, name, lim in self.keys.budgeted():
+            period = period_of(lim.budget_period, today)
+            spent = self.store.spent(kind, name, period.start)
+            if spent:
+                self.counters.adjust_now(f"{kind}:{name}:usd:{period.id}", spent,
+                                         period.end.timestamp() if period.end else None, now)
+
+    async def aclose(self) -> None:
+        if self._reload is not None:
+            self._reload.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reload
+        if self.ledger is not None:
+            await asyncio.to_thread(self.ledger.close)
+        if self.store is not None:
+            self.store.close()
+

@@ -1,0 +1,128 @@
+"""Where tenancy state lives: keys and teams, counters, the usage ledger.
+
+Each is a protocol, so that a shared store (Redis for counters, PostgreSQL for keys
+and the ledger) implements the same methods as the stores of one machine
+(``polyroute.tenancy.memory``, ``polyroute.tenancy.sqlite``). Every method is atomic
+per key.
+
+Counters are what budgets and rate limits are made of. A bucket is a name with a
+value and an end (``key:NAME:rpm:WINDOW``, ``team:NAME:usd:PERIOD``); past its end it
+reads 0. ``reserve`` is all or nothing over several buckets, one atomic step (a Lua
+script in Redis):
+
+    reserve([c1, c2, ...]) ── every bucket below its limit? ──no──▶ Refused(the first that is not)
+                                        │ yes
+                                        ▼
+                              every bucket += its amount ──▶ the values after
+    ... the request runs ...
+    adjust(bucket, true - reserved)    settlement: the true cost in, the rest of the reservation out
+
+A bucket admits while it is below its limit, and the reservation may take it over:
+the overshoot is at most one request's worst case per request in flight, and a
+request that alone reserves more than a limit can still pass on an idle key.
+
+The ledger is written by one writer (``polyroute.tenancy.ledger``) in batches; a
+batch leaves the writer's queue only once ``LedgerStore.write`` has returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from polyroute.tenancy.model import KeyRecord, TeamRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    bucket: str
+    limit: float
+    amount: float
+    ends_at: float | None  # epoch seconds; None: never
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """The outcome of ``reserve``: the values after it, or the index of the charge that refused."""
+
+    values: tuple[float, ...]
+    refused: int | None = None
+
+
+class CounterStore(Protocol):
+    async def reserve(self, charges: Sequence[Charge], now: float) -> Reserved:
+        """All or nothing: add every amount when every bucket is below its limit."""
+        ...
+
+    async def adjust(self, bucket: str, delta: float, ends_at: float | None, now: float) -> None:
+        """Add ``delta`` (negative to give back) to a bucket."""
+        ...
+
+    async def read(self, buckets: Sequence[str], now: float) -> tuple[float, ...]: ...
+
+
+class KeyStore(Protocol):
+    """Virtual keys and teams. Names are unique; a key is found by the SHA-256 of its secret."""
+
+    async def version(self) -> int:
+        """A number that changes whenever a key or a team does (readers reload only then)."""
+        ...
+
+    async def add_key(self, record: KeyRecord) -> None:
+        """Raises ``KeyError`` when the name is taken."""
+        ...
+
+    async def put_key(self, record: KeyRecord) -> None:
+        """Replace the key of that name (it exists)."""
+        ...
+
+    async def key(self, name: str) -> KeyRecord | None: ...
+
+    async def keys(self) -> list[KeyRecord]: ...
+
+    async def delete_key(self, name: str) -> bool: ...
+
+    async def put_team(self, record: TeamRecord) -> None: ...
+
+    async def team(self, name: str) -> TeamRecord | None: ...
+
+    async def teams(self) -> list[TeamRecord]: ...
+
+    async def delete_team(self, name: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One request, as the ledger keeps it."""
+
+    request_id: str
+    at: datetime  # when it finished, UTC
+    key: str | None
+    team: str | None
+    route: str
+    model: str | None  # who answered
+    backend: str | None
+    attempts: str  # JSON: [{"backend", "model", "outcome", "ms"}, ...]
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    estimated: bool
+    latency_ms: float
+    ttft_ms: float | None
+    status: int
+    error: str | None
+    stream: bool
+
+
+class LedgerStore(Protocol):
+    """Rows of finished requests. ``write`` is called from the writer's thread, never the event loop."""
+
+    def write(self, rows: Sequence[UsageRow]) -> None:
+        """Commit every row, or raise and commit none. A row already there (same request id) is kept once."""
+        ...
+
+    def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]: ...
+
+    def close(self) -> None: ...

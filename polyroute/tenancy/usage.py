@@ -1,0 +1,63 @@
+"""Reports over the ledger: requests, tokens, cost, errors and latency percentiles per group."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from polyroute.tenancy.stores import UsageRow
+
+GROUPS = ("key", "team", "model", "route", "day")
+COLUMNS = ("group", "requests", "tokens_in", "tokens_out", "cost_usd", "errors", "p50_ms", "p95_ms")
+_SINCE = re.compile(r"^(\d+)([mhdw])$")
+_UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``7d``, ``12h``, ``30m``, ``2w`` before ``now``; or an ISO date/time."""
+    m = _SINCE.match(text.strip())
+    if m:
+        return now - int(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since takes a span like 7d, 12h, 30m, 2w, or an ISO date; got {text!r}") from None
+    return at if at.tzinfo else at.replace(tzinfo=now.tzinfo)
+
+
+def group_of(row: UsageRow, by: str) -> str:
+    if by == "day":
+        return row.at.strftime("%Y-%m-%d")
+    value = {"key": row.key, "team": row.team, "model": row.model, "route": row.route}[by]
+    return value or "-"
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The nearest-rank percentile of values sorted ascending (0 for none)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(int(-(-q * len(sorted_values) // 1)), 1)
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def summarize(rows: Iterable[UsageRow], by: str) -> list[dict[str, Any]]:
+    groups: dict[str, list[UsageRow]] = {}
+    for row in rows:
+        groups.setdefault(group_of(row, by), []).append(row)
+    out = []
+    for name in sorted(groups):
+        g = groups[name]
+        latencies = sorted(r.latency_ms for r in g)
+        out.append({
+            "group": name,
+            "requests": len(g),
+            "tokens_in": sum(r.tokens_in for r in g),
+            "tokens_out": sum(r.tokens_out for r in g),
+            "cost_usd": round(sum(r.cost_usd for r in g), 8),
+            "errors": sum(1 for r in g if r.status >= 400 or r.error),
+            "p50_ms": round(percentile(latencies, 0.50), 1),
+            "p95_ms": round(percentile(latencies, 0.95), 1),
+        })
+    return out

@@ -1,0 +1,173 @@
+"""Virtual keys and teams through the admin API, kept in SQLite, used at once by the gateway."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.live import Live, live_gateway
+
+ADMIN = "admin-0123456789abcdef0123"
+ENV = {"POLYROUTE_ADMIN_KEY": ADMIN, "STATIC_KEY": "sk-static-0123456789abcdef"}
+
+
+def raw(db: Path) -> dict[str, object]:
+    return {
+        "backends": {"f": {"type": "fake"}},
+        "models": {"echo": {"backend": "f", "input_per_mtok": 1.0, "output_per_mtok": 2.0},
+                   "other": {"backend": "f", "upstream": "text-other"}},
+        "admin": {"secret": "env:POLYROUTE_ADMIN_KEY"},
+        "store": {"url": f"sqlite:///{db}", "flush_interval": 0.05},
+        "keys": {"static": {"secret": "env:STATIC_KEY", "team": "ops"}},
+    }
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    with live_gateway(raw(tmp_path / "store.db"), env=ENV) as g:
+        yield g
+
+
+def admin(live: Live, method: str, path: str, json: object = None, key: str = ADMIN) -> httpx.Response:
+    return httpx.request(method, f"{live.root}/admin/{path}", json=json, timeout=10,
+                         headers={"authorization": f"Bearer {key}"})
+
+
+def chat(live: Live, secret: str, model: str = "echo") -> httpx.Response:
+    return httpx.post(f"{live.base_url}/chat/completions", timeout=10, headers={"authorization": f"Bearer {secret}"},
+                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def test_the_admin_api_needs_the_admin_key(live: Live) -> None:
+    assert httpx.get(f"{live.root}/admin/keys").status_code == 401
+    wrong = admin(live, "GET", "keys", key=ENV["STATIC_KEY"])
+    assert wrong.status_code == 403 and wrong.json()["error"]["type"] == "permission_error"
+
+
+def test_a_key_is_made_with_its_secret_shown_once_and_works_at_once(live: Live, tmp_path: Path) -> None:
+    made = admin(live, "POST", "keys", {"name": "app1", "team": "web", "budget_usd": 5, "budget_period": "week",
+                                        "rpm": 100, "tpm": 50000, "expires_at": "2099-01-01T00:00:00Z"})
+    assert made.status_code == 201
+    doc = made.json()
+    secret = doc["secret"]
+    assert secret.startswith("pr-") and len(secret) > 40
+    assert {k: doc[k] for k in ("name", "team", "budget_usd", "budget_period", "rpm", "tpm")} == {
+        "name": "app1", "team": "web", "budget_usd": 5, "budget_period": "week", "rpm": 100, "tpm": 50000}
+    client = openai.OpenAI(base_url=live.base_url, api_key=secret, max_retries=0)
+    assert client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}]).choices
+    listed = admin(live, "GET", "keys")
+    assert [k["name"] for k in listed.json()["data"]] == ["app1"]
+    assert secret not in listed.text and "secret" not in listed.json()["data"][0]
+    assert "secret" not in admin(live, "GET", "keys/app1").json()
+    # Only the SHA-256 is stored.
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        (stored,) = db.execute("SELECT digest FROM keys WHERE name = 'app1'").fetchone()
+    assert stored == hashlib.sha256(secret.encode()).digest()
+
+
+def test_patch_revoke_and_rotate(live: Live) -> None:
+    secret = admin(live, "POST", "keys", {"name": "app2", "routes": ["echo"]}).json()["secret"]
+    assert chat(live, secret, "other").status_code == 403
+    patched = admin(live, "PATCH", "keys/app2", {"routes": None, "rpm": 1})
+    assert patched.status_code == 200 and patched.json()["routes"] is None and patched.json()["rpm"] == 1
+    assert chat(live, secret, "other").status_code == 200
+    assert chat(live, secret).status_code == 429  # the new rpm counts
+    rotated = admin(live, "POST", "keys/app2/rotate").json()["secret"]
+    assert rotated != secret
+    assert chat(live, secret).status_code == 401
+    assert admin(live, "DELETE", "keys/app2").json()["revoked"] is True
+    assert chat(live, rotated).status_code == 401
+
+
+def test_bad_requests_are_refused_in_the_openai_shape(live: Live) -> None:
+    for body, param in (({"team": "x"}, "name"), ({"name": "k", "budget_period": "year"}, "budget_period"),
+                        ({"name": "k", "rpm": 0}, "rpm"), ({"name": "k", "colour": "red"}, "colour"),
+                        ({"name": "k", "routes": ["nope"]}, "routes"), ({"name": "static"}, "name")):
+        resp = admin(live, "POST", "keys", body)
+        assert resp.status_code in (400, 409), body
+        assert resp.json()["error"]["param"] == param, body
+    assert admin(live, "POST", "keys", {"name": "dup"}).status_code == 201
+    assert admin(live, "POST", "keys", {"name": "dup"}).status_code == 409
+    assert admin(live, "GET", "keys/none").status_code == 404
+    assert admin(live, "PUT", "keys").status_code == 405
+
+
+def test_a_team_made_by_the_api_shares_its_limits(live: Live) -> None:
+    assert admin(live, "POST", "teams", {"name": "web", "rpm": 2}).status_code == 201
+    a = admin(live, "POST", "keys", {"name": "wa", "team": "web"}).json()["secret"]
+    b = admin(live, "POST", "keys", {"name": "wb", "team": "web"}).json()["secret"]
+    assert [chat(live, s).status_code for s in (a, b, a)] == [200, 200, 429]
+    assert admin(live, "PATCH", "teams/web", {"rpm": 10}).json()["rpm"] == 10
+    assert chat(live, b).status_code == 200
+    assert [t["name"] for t in admin(live, "GET", "teams").json()["data"]] == ["web"]
+    assert admin(live, "DELETE", "teams/web").status_code == 200
+
+
+def test_config_keys_keep_working_and_no_secret_reaches_the_log(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    made = admin(live, "POST", "keys", {"name": "logged"}).json()["secret"]
+    assert chat(live, ENV["STATIC_KEY"]).status_code == 200
+    assert chat(live, made).status_code == 200
+    deadline = time.monotonic() + 5
+    while "key=logged" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "key=static team=ops" in caplog.text and "key=logged" in caplog.text
+    assert made not in caplog.text and ADMIN not in caplog.text and ENV["STATIC_KEY"] not in caplog.text
+
+
+def test_a_key_made_by_the_cli_counts_in_a_running_gateway(
+    live: Live, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from polyroute.cli import main
+
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["keys", "create", "cli1", "--store", store, "--rpm", "5", "--team", "t"]) == 0
+    secret = capsys.readouterr().out.strip().splitlines()[-1]
+    assert secret.startswith("pr-")
+    deadline = time.monotonic() + 10  # the gateway reads the store every second
+    while chat(live, secret).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert chat(live, secret).headers["x-ratelimit-limit-requests"] == "5"
+    assert main(["keys", "revoke", "cli1", "--store", store]) == 0
+    deadline = time.monotonic() + 10
+    while chat(live, secret).status_code != 401 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert chat(live, secret).status_code == 401
+
+
+def test_the_cli_speaks_to_a_running_gateway_with_the_admin_key(
+    live: Live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polyroute.cli import main
+
+    assert main(["keys", "list", "--url", live.root]) == 2  # no admin key exported
+    assert "POLYROUTE_ADMIN_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("POLYROUTE_ADMIN_KEY", ADMIN)
+    assert main(["keys", "create", "remote", "--url", live.root, "--budget-usd", "2", "--routes", "echo"]) == 0
+    secret = capsys.readouterr().out.strip().splitlines()[-1]
+    assert chat(live, secret).status_code == 200
+    assert main(["keys", "list", "--url", live.root, "--format", "json"]) == 0
+    listed = capsys.readouterr().out
+    assert '"budget_usd": 2.0' in listed and secret not in listed
+    assert main(["keys", "rotate", "remote", "--url", live.root]) == 0
+    rotated = capsys.readouterr().out.strip().splitlines()[-1]
+    assert chat(live, secret).status_code == 401 and chat(live, rotated).status_code == 200
+    assert main(["keys", "revoke", "remote", "--url", live.root]) == 0
+    assert chat(live, rotated).status_code == 401
+    assert main(["keys", "create", "remote", "--url", live.root]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["teams", "create", "far", "--url", live.root, "--rpm", "7"]) == 0
+    assert main(["teams", "list", "--url", live.root]) == 0
+    assert "far" in capsys.readouterr().out and admin(live, "GET", "teams/far").json()["rpm"] == 7
+    assert main(["teams", "delete", "far", "--url", live.root]) == 0
+    assert admin(live, "GET", "teams/far").status_code == 404

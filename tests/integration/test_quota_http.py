@@ -1,0 +1,129 @@
+"""Budgets and rate limits of keys and teams from the config, through a real gateway on loopback."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.support.live import Live, live_gateway
+
+ENV = {"A_KEY": "sk-a-0123456789abcdef", "B1_KEY": "sk-b1-0123456789abcdef", "B2_KEY": "sk-b2-0123456789abcd",
+       "POOR_KEY": "sk-poor-0123456789abcdef", "FREE_KEY": "sk-free-0123456789abcdef"}
+RAW = {
+    "backends": {"f": {"type": "fake"}},
+    # A price high enough that one answer spends a visible share of a budget.
+    "models": {"echo": {"backend": "f", "input_per_mtok": 1000.0, "output_per_mtok": 2000.0}},
+    "teams": {"blue": {"rpm": 3}},
+    "keys": {
+        "a": {"secret": "env:A_KEY", "rpm": 2, "tpm": 100000},
+        "b1": {"secret": "env:B1_KEY", "team": "blue"},
+        "b2": {"secret": "env:B2_KEY", "team": "blue"},
+        "poor": {"secret": "env:POOR_KEY", "budget_usd": 0.01, "budget_period": "day"},
+        "free": {"secret": "env:FREE_KEY"},
+    },
+}
+
+
+@pytest.fixture
+def live() -> Iterator[Live]:
+    with live_gateway(RAW, env=ENV) as g:
+        yield g
+
+
+def chat(live: Live, key: str, text: str = "hi") -> httpx.Response:
+    body = {"model": "echo", "max_tokens": 4, "messages": [{"role": "user", "content": text}]}
+    return httpx.post(f"{live.base_url}/chat/completions", json=body, timeout=10,
+                      headers={"authorization": f"Bearer {ENV[key]}"})
+
+
+def test_rpm_refuses_with_429_and_retry_after_and_counts_down_in_headers(live: Live) -> None:
+    first, second = chat(live, "A_KEY"), chat(live, "A_KEY")
+    assert first.status_code == second.status_code == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert (first.headers["x-ratelimit-remaining-requests"], second.headers["x-ratelimit-remaining-requests"]) == (
+        "1", "0")
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) < 100000
+    assert first.headers["x-ratelimit-reset-requests"].endswith("s")
+    third = chat(live, "A_KEY")
+    assert third.status_code == 429
+    err = third.json()["error"]
+    assert err["code"] == "rate_limit_exceeded" and err["type"] == "rate_limit_error"
+    assert "key 'a'" in err["message"] and "2 requests per minute" in err["message"]
+    assert 1 <= int(third.headers["retry-after"]) <= 60
+    assert ENV["A_KEY"] not in third.text
+
+
+def test_the_openai_sdk_sees_a_rate_limit_error(live: Live) -> None:
+    client = openai.OpenAI(base_url=live.base_url, api_key=ENV["A_KEY"], max_retries=0)
+    for _ in range(2):
+        client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.code == "rate_limit_exceeded"
+
+
+def test_a_team_limit_is_shared_by_its_keys(live: Live) -> None:
+    statuses = [chat(live, k).status_code for k in ("B1_KEY", "B2_KEY", "B1_KEY", "B2_KEY")]
+    assert statuses == [200, 200, 200, 429]
+    refused = chat(live, "B1_KEY").json()["error"]
+    assert "team 'blue'" in refused["message"]
+
+
+def test_a_spent_budget_is_refused_with_402_saying_budget_spend_and_reset(live: Live) -> None:
+    ok = chat(live, "POOR_KEY")
+    assert ok.status_code == 200
+    assert float(ok.headers["x-polyroute-budget-remaining-usd"]) < 0.01
+    # Settlement counted the true cost: the next one is refused whatever it would cost.
+    refused = chat(live, "POOR_KEY")
+    assert refused.status_code == 402
+    err = refused.json()["error"]
+    assert err["code"] == "budget_exceeded"
+    assert "$0.01" in err["message"] and "per day" in err["message"] and "resets at" in err["message"]
+    spent = float(ok.headers["x-polyroute-cost-usd"])
+    assert f"${spent:.6f}" in err["message"]
+
+
+def test_the_openai_sdk_does_not_retry_a_spent_budget(live: Live) -> None:
+    seen: list[int] = []
+    live.gateway.observers.add(type("Count", (), {"finished": lambda self, c, r, o: seen.append(o.status)})())
+    assert chat(live, "POOR_KEY").status_code == 200
+    client = openai.OpenAI(base_url=live.base_url, api_key=ENV["POOR_KEY"], max_retries=3)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 402
+    deadline = time.monotonic() + 5
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == [200, 402]  # one try: the SDK retries 408, 409, 429 and 5xx only
+
+
+def test_a_key_without_limits_gets_no_limit_headers(live: Live) -> None:
+    resp = chat(live, "FREE_KEY")
+    assert resp.status_code == 200 and "x-ratelimit-limit-requests" not in resp.headers
+
+
+def test_streams_are_admitted_and_settled_too(live: Live) -> None:
+    body = {"model": "echo", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    h = {"authorization": f"Bearer {ENV['A_KEY']}"}
+    with httpx.stream("POST", f"{live.base_url}/chat/completions", json=body, headers=h, timeout=10) as r:
+        r.read()
+        assert r.status_code == 200 and r.headers["x-ratelimit-remaining-requests"] == "1"
+    assert chat(live, "A_KEY").status_code == 200
+    with httpx.stream("POST", f"{live.base_url}/chat/completions", json=body, headers=h, timeout=10) as r:
+        r.read()
+        assert r.status_code == 429
+
+
+def test_the_access_log_names_key_and_team_never_the_secret(live: Live, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="polyroute.access")
+    assert chat(live, "B1_KEY").status_code == 200
+    deadline = time.monotonic() + 5
+    while "key=b1" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "key=b1 team=blue" in caplog.text and "status=200" in caplog.text
+    assert all(secret not in caplog.text for secret in ENV.values())

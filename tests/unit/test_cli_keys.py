@@ -1,0 +1,43 @@
+"""``polyroute keys`` and ``polyroute teams`` against a store file."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from polyroute.cli import main
+
+
+def test_keys_and_teams_in_a_store_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = f"sqlite:///{tmp_path / 'k.db'}"
+    assert main(["teams", "create", "ops", "--store", store, "--budget-usd", "50", "--budget-period", "week",
+                 "--rpm", "100"]) == 0
+    assert main(["keys", "create", "ci", "--store", store, "--team", "ops", "--tpm", "1000",
+                 "--expires-at", "2099-01-01T00:00:00+00:00", "--routes", "a,b"]) == 0
+    secret = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["keys", "list", "--store", store, "--format", "json"]) == 0
+    [key] = json.loads(capsys.readouterr().out)
+    assert (key["name"], key["team"], key["tpm"], key["routes"], key["revoked"]) == ("ci", "ops", 1000, ["a", "b"],
+                                                                                    False)
+    assert key["expires_at"].startswith("2099-01-01")
+    assert main(["keys", "rotate", "ci", "--store", store]) == 0
+    rotated = capsys.readouterr().out.strip().splitlines()[-1]
+    assert rotated != secret and rotated.startswith("pr-")
+    assert main(["keys", "revoke", "ci", "--store", store]) == 0
+    assert capsys.readouterr().out.strip() == "key ci revoked"
+    assert main(["keys", "list", "--store", store]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:3] == ["name", "team", "budget_usd"] and "True" in table
+    assert secret not in table and rotated not in table
+    assert main(["teams", "list", "--store", store]) == 0
+    assert "ops" in capsys.readouterr().out
+    assert main(["teams", "delete", "ops", "--store", store]) == 0
+    assert main(["teams", "delete", "ops", "--store", store]) == 2
+    assert main(["keys", "create", "ci", "--store", store]) == 2  # the name is taken
+    assert main(["keys", "create", "x", "--store", store, "--rpm", "0"]) == 2
+    assert main(["keys", "create", "y", "--store", store, "--expires-at", "2099-01-01T00:00:00"]) == 2
+    with sqlite3.connect(tmp_path / "k.db") as db:
+        assert [r[0] for r in db.execute("SELECT name FROM keys")] == ["ci"]

@@ -1,0 +1,175 @@
+"""Counters, periods, reports, the ledger writer and key expiry, without a network."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from polyroute import config as cfg
+from polyroute.attempts import Report
+from polyroute.auth import Keyring
+from polyroute.errors import ConfigError, Unauthorized
+from polyroute.finish import Finished, Observers
+from polyroute.gateway import RequestContext
+from polyroute.tenancy.ledger import Ledger
+from polyroute.tenancy.memory import MemoryCounters
+from polyroute.tenancy.model import new_secret, period_of
+from polyroute.tenancy.stores import Charge, UsageRow
+from polyroute.tenancy.usage import parse_since, percentile, summarize
+
+
+def test_reserve_is_all_or_nothing_and_admits_while_below_the_limit() -> None:
+    c = MemoryCounters()
+    rpm, usd = Charge("k:rpm:1", 2, 1, 60.0), Charge("k:usd:m", 1.0, 0.6, None)
+    assert asyncio.run(c.reserve([rpm, usd], 0.0)).values == (1, 0.6)
+    assert asyncio.run(c.reserve([rpm, usd], 1.0)).values == (2, 1.2)  # below the limit before: admitted
+    refused = asyncio.run(c.reserve([rpm, usd], 2.0))
+    assert refused.refused == 0 and refused.values == (2, 1.2)
+    # Nothing was added by the refusal, to any bucket.
+    assert asyncio.run(c.read(["k:rpm:1", "k:usd:m"], 2.0)) == (2, 1.2)
+    asyncio.run(c.adjust("k:usd:m", -0.9, None, 3.0))
+    assert asyncio.run(c.read(["k:usd:m"], 3.0)) == (pytest.approx(0.3),)
+    # A window that ended reads 0 and admits again.
+    assert asyncio.run(c.reserve([rpm], 60.0)).values == (1,)
+
+
+def test_periods_start_at_midnight_utc_mondays_and_the_first() -> None:
+    now = datetime(2026, 12, 6, 15, 30, tzinfo=UTC)  # a Sunday
+    assert period_of("day", now) == ("d20261206", datetime(2026, 12, 6, tzinfo=UTC), datetime(2026, 12, 7, tzinfo=UTC))
+    assert period_of("week", now).start == datetime(2026, 11, 30, tzinfo=UTC)
+    assert period_of("month", now).end == datetime(2027, 1, 1, tzinfo=UTC)
+    assert period_of("total", now).end is None
+
+
+def test_secrets_are_long_random_and_prefixed() -> None:
+    a, b = new_secret(), new_secret()
+    assert a != b and a.startswith("pr-") and len(a) == 3 + 43
+
+
+def test_percentiles_and_since() -> None:
+    assert percentile([], 0.5) == 0.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0 and percentile([1.0, 2.0, 3.0, 4.0], 0.95) == 4.0
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    assert parse_since("7d", now) == now - timedelta(days=7)
+    assert parse_since("2026-12-01", now) == datetime(2026, 12, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="7d"):
+        parse_since("soon", now)
+
+
+def _row(key: str, ms: float, status: int = 200) -> UsageRow:
+    return UsageRow("r" + key + str(ms), datetime(2026, 12, 6, tzinfo=UTC), key, None, "r", "m", "b", "[]",
+                    1, 2, 0.5, False, ms, None, status, None, False)
+
+
+def test_summaries_count_errors_and_percentiles_per_group() -> None:
+    out = summarize([_row("a", 10), _row("a", 30, 502), _row("b", 5)], "key")
+    assert out[0] == {"group": "a", "requests": 2, "tokens_in": 2, "tokens_out": 4, "cost_usd": 1.0, "errors": 1,
+                      "p50_ms": 10.0, "p95_ms": 30.0}
+    assert [r["group"] for r in out] == ["a", "b"]
+
+
+class FlakyStore:
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.written: list[UsageRow] = []
+        self.calls = 0
+
+    def write(self, rows: Sequence[UsageRow]) -> None:
+        self.calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk I/O error")
+        self.written.extend(rows)
+
+    def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]:
+        return list(self.written)
+
+    def close(self) -> None:
+        pass
+
+
+def _finish(ledger: Ledger, n: int) -> None:
+    for i in range(n):
+        ledger.finished(RequestContext(), Report(route="r"), Finished(f"id{i}", 200, False, 0.0, 0.01))
+
+
+def test_the_ledger_keeps_rows_until_the_store_has_them_and_logs_an_outage_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("polyroute.tenancy.ledger.RETRY_AFTER", 0.01)
+    store = FlakyStore(failures=3)
+    ledger = Ledger(store, batch_size=4, flush_interval=0.01)
+    caplog.set_level(logging.WARNING, logger="polyroute.ledger")
+    ledger.start()
+    _finish(ledger, 10)
+    assert ledger.flush(timeout=20)
+    ledger.close()
+    assert [r.request_id for r in store.written] == [f"id{i}" for i in range(10)]
+    assert store.calls >= 3 + 3
+    assert sum("failed" in r.getMessage() for r in caplog.records) == 1
+    assert sum("works again" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_close_writes_what_is_queued() -> None:
+    store = FlakyStore(failures=0)
+    ledger = Ledger(store, batch_size=1000, flush_interval=60)
+    ledger.start()
+    _finish(ledger, 7)
+    ledger.close()
+    assert len(store.written) == 7 and not ledger.queue
+    assert not any(t.name == "polyroute-ledger" for t in threading.enumerate())
+
+
+def test_an_observer_that_raises_is_logged_and_the_others_still_run(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+
+    class Broken:
+        def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
+            raise RuntimeError("bug")
+
+    class Good:
+        def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
+            seen.append(outcome.request_id)
+
+    Observers([Broken(), Good()]).finish(RequestContext(), Report(route="r"), Finished("x", 200, False, 0.0, 1.0))
+    assert seen == ["x"] and "observer Broken failed on request x" in caplog.text
+
+
+def test_request_ids_are_unique() -> None:
+    ids = {RequestContext().request_id for _ in range(1000)}
+    assert len(ids) == 1000
+
+
+def _config(extra: dict[str, object]) -> cfg.Config:
+    raw = {"backends": {"f": {"type": "fake"}}, "models": {"m": {"backend": "f"}}, **extra}
+    return cfg.parse(raw, env={"K": "sk-0123456789abcdef"})
+
+
+def test_an_expired_key_is_refused_like_a_wrong_one() -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    ring = Keyring.from_config(_config({"keys": {"old": {"secret": "env:K", "expires_at": past}}}))
+    with pytest.raises(Unauthorized, match="not valid"):
+        ring.authenticate("sk-0123456789abcdef")
+
+
+def test_config_takes_teams_limits_admin_and_store() -> None:
+    c = _config({
+        "teams": {"t": {"budget_usd": 5, "budget_period": "week", "rpm": 10, "tpm": 1000}},
+        "keys": {"k": {"secret": "env:K", "team": "t", "budget_usd": 1, "rpm": 2, "tpm": 3,
+                       "expires_at": "2099-01-01T00:00:00Z"}},
+        "admin": {"secret": "env:K"},
+        "store": {"url": "sqlite:////tmp/x.db", "batch_size": 10, "flush_interval": 1},
+    })
+    assert c.teams["t"].budget_period == "week" and c.keys["k"].rpm == 2 and c.admin.secret is not None
+    assert "sk-0123456789abcdef" not in str(c.redacted())
+    with pytest.raises(ConfigError) as bad:
+        _config({"store": {"url": "postgresql://db/x"}, "teams": {"t": {"budget_period": "year", "rpm": 0}},
+                 "keys": {"k": {"secret": "env:K", "expires_at": "2099-01-01T00:00:00"}}})
+    text = str(bad.value)
+    assert "store.url" in text and "teams.t.budget_period" in text and "teams.t.rpm" in text
+    assert "keys.k.expires_at" in text
