@@ -263,6 +263,13 @@ class KeyConfig(_Strict):
     revoked: bool = False
 
 
+class EvalsConfig(_Strict):
+    """The evaluation harness (``[evals]``, ``polyroute eval``)."""
+
+    # The SQLite file that keeps every result; a relative path is taken from the current directory.
+    db: str = Field(default="polyroute-evals.sqlite3", min_length=1)
+
+
 class Config(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
@@ -270,6 +277,7 @@ class Config(_Strict):
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     policies: dict[str, PolicyConfig] = Field(default_factory=dict)
     keys: dict[str, KeyConfig] = Field(default_factory=dict)
+    evals: EvalsConfig = Field(default_factory=EvalsConfig)
     source: str = "<built-in>"
 
     @model_validator(mode="after")
