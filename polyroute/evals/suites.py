@@ -123,26 +123,40 @@ class Suite:
     licence: str | None = None
 
     def sample(self, limit: int | None, seed: int = 0) -> list[Item]:
-        """All items, or ``limit`` of them stratified by category: each category keeps its share.
+        """All items, or ``limit`` of them stratified: each stratum keeps its share.
 
-        Deterministic for a given seed, so a rerun with the same limit picks the same items.
+        Strata are nested: first what the answer must be (refuse or answer, for safety
+        items), then the category, so a sample of XSTest keeps its 250:200 balance as
+        well as its 18 types. Seats left over by rounding go to the largest remainders,
+        ties broken by a seeded shuffle. Deterministic for a given seed, so a rerun with
+        the same limit picks the same items.
         """
         if limit is None or limit >= len(self.items):
             return list(self.items)
-        groups: dict[str, list[Item]] = defaultdict(list)
-        for item in self.items:
-            groups[item.category].append(item)
-        total = len(self.items)
-        quota = {c: limit * len(g) // total for c, g in groups.items()}
-        # Largest remainders get the seats left over; ties go by category name.
-        rest = sorted(groups, key=lambda c: (-(limit * len(groups[c]) % total), c))
-        for c in rest[: limit - sum(quota.values())]:
-            quota[c] += 1
         rng = random.Random(seed)
+        outer: dict[str, list[Item]] = defaultdict(list)
+        for item in self.items:
+            outer[str(item.expect.value) if item.expect.kind == "refuse" else ""].append(item)
         chosen: set[str] = set()
-        for c in sorted(groups):
-            chosen.update(i.id for i in rng.sample(groups[c], quota[c]))
+        for key, n in _allocate({k: len(v) for k, v in outer.items()}, limit, rng).items():
+            inner: dict[str, list[Item]] = defaultdict(list)
+            for item in outer[key]:
+                inner[item.category].append(item)
+            for cat, m in _allocate({c: len(v) for c, v in inner.items()}, n, rng).items():
+                chosen.update(i.id for i in rng.sample(inner[cat], m))
         return [i for i in self.items if i.id in chosen]
+
+
+def _allocate(sizes: dict[str, int], n: int, rng: random.Random) -> dict[str, int]:
+    """``n`` seats over groups in proportion to their sizes (largest remainder, seeded ties)."""
+    total = sum(sizes.values())
+    quota = {g: n * size // total for g, size in sizes.items()}
+    order = sorted(sizes)
+    rng.shuffle(order)
+    order.sort(key=lambda g: -(n * sizes[g] % total))  # stable: the shuffle breaks ties
+    for g in order[: n - sum(quota.values())]:
+        quota[g] += 1
+    return quota
 
 
 def load_suite(ref: str) -> Suite:
