@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], models: list[str]) -> int:
     from polyroute.catalog import load_catalog
     from polyroute.evals.progress import RichProgress
-    from polyroute.evals.runner import Runner, RunSettings
+    from polyroute.evals.runner import Runner, RunSettings, targets
     from polyroute.evals.store import SqliteStore
     from polyroute.failover import Failover
     from polyroute.fleet import Fleet
@@ -91,10 +91,10 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
     settings = RunSettings(concurrency=args.concurrency, limit=args.limit, max_cost=args.max_cost,
                            max_tokens=args.max_tokens, seed=args.seed)
     fleet = Fleet.build(config, load_catalog())
+    targets(fleet, models, settings)  # an unknown model fails before weights load or a file is made
     store = SqliteStore(_db(config))
     progress = None if args.quiet else RichProgress()
     runner = Runner(fleet, Failover(fleet), store, settings, progress)
-    runner.targets(models)  # unknown models fail before any weights load
     await fleet.start()
     try:
         summary = await runner.run(suites, models)
@@ -128,6 +128,9 @@ def report(args: argparse.Namespace) -> int:
         rows = summarise(store.results(_names(args.models) or None, _names(args.suites) or None))
     finally:
         store.close()
+    if not rows:
+        print(f"polyroute: no results in {db} for these models and suites", file=sys.stderr)
+        return 2
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
         if args.format == "json":

@@ -120,20 +120,7 @@ class Runner:
         self._budget = _Budget(settings.max_cost)
 
     def targets(self, names: list[str]) -> list[ModelEntry]:
-        """The models named, checked before anything runs."""
-        out: list[ModelEntry] = []
-        for name in names:
-            entry = self.fleet.models.get(name)
-            if entry is None:
-                known = ", ".join(self.fleet.models) or "none"
-                raise UnknownModel(f"'{name}' is not a model of this fleet (routes are not evaluated); "
-                                   f"models: {known}", param="models")
-            if self.settings.max_cost is not None and not entry.price_known:
-                raise ConfigError(f"the price of model '{name}' is not known, so --max-cost cannot bound it: "
-                                  f"set models.{name}.input_per_mtok and output_per_mtok",
-                                  source=self.fleet.config.source)
-            out.append(entry)
-        return out
+        return targets(self.fleet, names, self.settings)
 
     async def run(self, suites: list[Suite], models: list[str]) -> RunSummary:
         for entry in self.targets(models):
@@ -225,6 +212,22 @@ class Runner:
             extracted=None, prompt_tokens=0, completion_tokens=0, cost_usd=cost, latency_s=0.0,
             error=f"{type(exc).__name__}: {exc.message}"[:500],
         )
+
+
+def targets(fleet: Fleet, names: list[str], settings: RunSettings) -> list[ModelEntry]:
+    """The models named, checked before anything runs."""
+    out: list[ModelEntry] = []
+    for name in names:
+        entry = fleet.models.get(name)
+        if entry is None:
+            known = ", ".join(fleet.models) or "none"
+            raise UnknownModel(f"'{name}' is not a model of this fleet (routes are not evaluated); "
+                               f"models: {known}", param="models")
+        if settings.max_cost is not None and not entry.price_known:
+            raise ConfigError(f"the price of model '{name}' is not known, so --max-cost cannot bound it: "
+                              f"set models.{name}.input_per_mtok and output_per_mtok", source=fleet.config.source)
+        out.append(entry)
+    return out
 
 
 def _rate_limit(exc: PolyrouteError) -> UpstreamRateLimited | None:

@@ -1,4 +1,5 @@
 """Scorers on messy, real-looking answers: refusals in English and Chinese, letters, numbers."""
+# ruff: noqa: RUF001 - answers and prompts in Chinese use full-width punctuation on purpose
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """Suites: the shipped ones are whole, user files load with every scorer, samples are stratified."""
+# ruff: noqa: RUF001 - answers and prompts in Chinese use full-width punctuation on purpose
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def test_limit_is_stratified_and_deterministic() -> None:
     assert [i.id for i in a] == [i.id for i in b]
     # 11 hazards of 100 prompts get 10 each; spc's 26/26/24/24 share the last 10.
     got = Counter(i.category for i in a)
-    assert {c: n for c, n in got.items() if not c.startswith("spc_")} == {c: 10 for c in got if not c.startswith("spc_")}
+    whole = {c: n for c, n in got.items() if not c.startswith("spc_")}
+    assert whole == dict.fromkeys(whole, 10)
     assert len(got) == 15
     assert sum(got[c] for c in ("spc_fin", "spc_hlt", "spc_ele", "spc_lgl")) == 10
     assert all(2 <= got[c] <= 3 for c in ("spc_fin", "spc_hlt", "spc_ele", "spc_lgl"))
