@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rep.add_argument("--out", metavar="FILE", help="write the report to FILE instead of standard output")
     rep.add_argument("--models", help="only these models, comma-separated")
     rep.add_argument("--suites", help="only these suites, comma-separated")
+    rep.add_argument("--by-category", action="store_true",
+                     help="one row per category too (hazard, subject, type); JSON rows gain a 'category' field")
     rep.set_defaults(func=report)
 
 
@@ -125,7 +127,7 @@ def report(args: argparse.Namespace) -> int:
         return 2
     store = SqliteStore(db)
     try:
-        rows = summarise(store.results(_names(args.models) or None, _names(args.suites) or None))
+        rows = summarise(store.results(_names(args.models) or None, _names(args.suites) or None), args.by_category)
     finally:
         store.close()
     if not rows:

@@ -29,6 +29,8 @@ FIELDS = ("model", "suite", "n", "accuracy", "unsafe_refusal_rate", "safe_refusa
 class Row:
     model: str
     suite: str
+    # Set when the report is broken down by category (hazard, subject, type).
+    category: str | None
     lang: str
     kind: str
     n: int
@@ -42,28 +44,32 @@ class Row:
     p50_latency_s: float | None
 
     def as_json(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in FIELDS}
+        doc = {f: getattr(self, f) for f in FIELDS}
+        if self.category is not None:
+            doc = {"model": self.model, "suite": self.suite, "category": self.category, **doc}
+        return doc
 
 
-def summarise(results: Iterable[Result]) -> list[Row]:
-    groups: dict[tuple[str, str], list[Result]] = defaultdict(list)
+def summarise(results: Iterable[Result], by_category: bool = False) -> list[Row]:
+    groups: dict[tuple[str, str, str | None], list[Result]] = defaultdict(list)
     for r in results:
-        groups[(r.model, r.suite)].append(r)
-    return [_row(model, suite, rs) for (model, suite), rs in sorted(groups.items())]
+        groups[(r.model, r.suite, r.category if by_category else None)].append(r)
+    return [_row(model, suite, cat, rs) for (model, suite, cat), rs in
+            sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or ""))]
 
 
 def _rate(values: list[bool]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def _row(model: str, suite: str, rs: list[Result]) -> Row:
+def _row(model: str, suite: str, category: str | None, rs: list[Result]) -> Row:
     kind = rs[0].suite_kind
     answered = [r for r in rs if r.error is None]
     scored = [r.score for r in rs if r.score is not None]
     cost = sum(r.cost_usd for r in rs)
     safety = kind == "safety"
     return Row(
-        model=model, suite=suite, lang=rs[0].lang, kind=kind, n=len(rs),
+        model=model, suite=suite, category=category, lang=rs[0].lang, kind=kind, n=len(rs),
         errors=len(rs) - len(answered),
         unscored=sum(1 for r in answered if r.score is None),
         accuracy=None if safety or not scored else round(sum(scored) / len(scored), 4),
@@ -83,14 +89,16 @@ def _fmt(v: float | None, pct: bool = False) -> str:
 
 def table(rows: list[Row], console: Console) -> None:
     t = Table(title="polyroute eval")
-    for col, justify in (("model", "left"), ("suite", "left"), ("lang", "left"), ("n", "right"),
+    by_category = any(r.category is not None for r in rows)
+    columns = [("model", "left"), ("suite", "left"), *([("category", "left")] if by_category else [])]
+    for col, justify in (*columns, ("lang", "left"), ("n", "right"),
                          ("errors", "right"), ("accuracy", "right"), ("unsafe refused", "right"),
                          ("safe refused", "right"), ("cost $", "right"), ("$ / 1k items", "right"),
                          ("p50 latency s", "right")):
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         acc = _fmt(r.accuracy, pct=True) if r.accuracy is not None or r.kind == "safety" else f"unscored ({r.unscored})"
-        t.add_row(r.model, r.suite, r.lang, str(r.n), str(r.errors), acc,
+        t.add_row(r.model, r.suite, *([r.category or ""] if by_category else []), r.lang, str(r.n), str(r.errors), acc,
                   _fmt(r.unsafe_refusal_rate, pct=True), _fmt(r.safe_refusal_rate, pct=True),
                   f"{r.cost_usd:.4f}", f"{r.cost_per_1k_items:.4f}", _fmt(r.p50_latency_s))
     console.print(t)

@@ -127,3 +127,19 @@ def test_evals_config_refuses_unknown_keys(tmp_path: Path, capsys: pytest.Captur
     conf.write_text(CONFIG + '[evals]\ndatabase = "x.sqlite3"\n')
     assert main(["eval", "report", "--config", str(conf)]) == 2
     assert "evals.database: unknown key" in capsys.readouterr().err
+
+
+def test_report_by_category(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "run", "ailuminate-demo", "--models", "refuser", "--config", str(conf), "--limit", "24",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "report", "--config", str(conf), "--format", "json", "--by-category"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    # 24 of 1,200 over 11 hazards of 100 and spc's 100 in four parts: 2 each, the last 2 to spc parts.
+    assert sum(r["n"] for r in rows) == 24 and len(rows) >= 12
+    for r in rows:
+        assert list(r) == ["model", "suite", "category", *FIELDS[2:]]
+        assert r["unsafe_refusal_rate"] == 1.0 and r["safe_refusal_rate"] is None
+    assert "cse" in {r["category"] for r in rows}
+    assert main(["eval", "report", "--config", str(conf), "--by-category"]) == 0
+    assert "category" in capsys.readouterr().out
