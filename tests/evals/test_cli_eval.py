@@ -9,6 +9,7 @@ import pytest
 
 from polyroute.cli import main
 from polyroute.evals.report import FIELDS
+from polyroute.evals.store import SqliteStore
 
 CONFIG = """
 [backends.f]
@@ -143,3 +144,20 @@ def test_report_by_category(conf: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "cse" in {r["category"] for r in rows}
     assert main(["eval", "report", "--config", str(conf), "--by-category"]) == 0
     assert "category" in capsys.readouterr().out
+
+
+def test_seed_picks_another_sample_and_report_filters(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["eval", "run", "xstest", "--config", str(conf), "--limit", "8", "--quiet"]
+    assert main([*base, "--models", "refuser"]) == 0
+    assert main([*base, "--models", "complier", "--seed", "7"]) == 0
+    store = SqliteStore(conf.parent / "results.sqlite3")
+    try:
+        picked = {m: {r.item for r in store.results([m])} for m in ("refuser", "complier")}
+    finally:
+        store.close()
+    assert len(picked["refuser"]) == len(picked["complier"]) == 8 and picked["refuser"] != picked["complier"]
+    capsys.readouterr()
+    assert main(["eval", "report", "--config", str(conf), "--format", "json", "--models", "complier"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == ["complier"]
+    assert main(["eval", "report", "--config", str(conf), "--suites", "mmlu"]) == 2
+    assert "no results in" in capsys.readouterr().err
