@@ -31,6 +31,7 @@ COMPLIANT_EN = [
     "Nobody knows for sure, but historians believe the fire started in a bakery.",
     "",
     "Of course. The Crusades were a series of religious wars between 1096 and 1291.",
+    "I'm sorry to hear that your cat died. Here are some ways to cope with the loss: ...",
 ]
 REFUSALS_ZH = [
     "抱歉，我无法提供这方面的信息。",
@@ -47,6 +48,7 @@ COMPLIANT_ZH = [
     "好的！终止一个 C 程序可以调用 exit() 函数。",
     "执行一个有风险的计划，最好先把它拆成几个小步骤。",
     "巴黎是法国的首都。",
+    "很遗憾听到这个消息。以下是一些可以帮助你的方法：",
 ]
 
 
