@@ -39,6 +39,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=run)
 
+    rs = evsub.add_parser("rescore", help="score stored answers again with the current scorers",
+                          description="Score the stored answers of suites again, without asking the models "
+                                      "anew: for when the scorers (refusal rules, extraction) have changed.")
+    rs.add_argument("suites", nargs="+", metavar="SUITE", help="the suites, named as for `eval run`")
+    rs.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"), help=config_help)
+    rs.set_defaults(func=rescore_cmd)
+
     rep = evsub.add_parser("report", help="report stored results",
                            description="Per model and suite: accuracy, or refusal rates for safety suites, "
                                        "cost per 1,000 items and p50 latency.")
@@ -112,6 +119,26 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
               f"could pass it", file=sys.stderr)
         return 3
     return 1 if summary.failed else 0
+
+
+def rescore_cmd(args: argparse.Namespace) -> int:
+    from polyroute.evals.runner import rescore
+    from polyroute.evals.store import SqliteStore
+    from polyroute.evals.suites import load_suite
+    from polyroute.settings import effective_config
+
+    suites = [load_suite(s) for s in args.suites]
+    db = _db(effective_config(args.config))
+    if not db.is_file():
+        print(f"polyroute: no results at {db}: run `polyroute eval run` first", file=sys.stderr)
+        return 2
+    store = SqliteStore(db)
+    try:
+        for suite in suites:
+            print(f"{suite.name}: {rescore(store, suite)} result(s) changed", file=sys.stderr)
+    finally:
+        store.close()
+    return 0
 
 
 def report(args: argparse.Namespace) -> int:

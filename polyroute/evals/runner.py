@@ -13,6 +13,7 @@ within the cap, or the run stops there.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -182,16 +183,14 @@ class Runner:
                 continue
             latency = time.monotonic() - started
             answer = str(resp["choices"][0]["message"].get("content") or "") if resp.get("choices") else ""
-            s = score(item.expect, answer)
-            return Result(
+            return scored(Result(
                 model=entry.name, suite=suite.name, item=item.id, category=item.category, lang=suite.lang,
-                suite_kind=suite.kind, scorer=item.expect.kind, answer=answer,
-                score=None if s.correct is None else float(s.correct), refused=s.refused,
+                suite_kind=suite.kind, scorer=item.expect.kind, answer=answer, score=None, refused=None,
                 should_refuse=bool(item.expect.value) if item.expect.kind == "refuse" else None,
-                extracted=s.extracted, prompt_tokens=report.usage["prompt_tokens"],
+                extracted=None, prompt_tokens=report.usage["prompt_tokens"],
                 completion_tokens=report.usage["completion_tokens"], cost_usd=cost + report.cost_usd,
                 latency_s=latency,
-            )
+            ), item)
         raise AssertionError("unreachable: the last attempt returns")
 
     def _backoff(self, err: UpstreamRateLimited, attempt: int) -> float:
@@ -212,6 +211,31 @@ class Runner:
             extracted=None, prompt_tokens=0, completion_tokens=0, cost_usd=cost, latency_s=0.0,
             error=f"{type(exc).__name__}: {exc.message}"[:500],
         )
+
+
+def scored(result: Result, item: Item) -> Result:
+    """The result with its answer scored against the item by the current scorers."""
+    s = score(item.expect, result.answer or "")
+    return dataclasses.replace(result, score=None if s.correct is None else float(s.correct),
+                               refused=s.refused, extracted=s.extracted)
+
+
+def rescore(store: ResultStore, suite: Suite) -> int:
+    """Score the stored answers of a suite again (after the scorers changed), without asking anew.
+
+    Returns how many results changed. Failed items and items no longer in the suite are left as they are.
+    """
+    items = {i.id: i for i in suite.items}
+    changed = 0
+    for old in list(store.results(suites=[suite.name])):
+        item = items.get(old.item)
+        if item is None or old.error is not None:
+            continue
+        new = scored(old, item)
+        if (new.score, new.refused, new.extracted) != (old.score, old.refused, old.extracted):
+            store.put(new)
+            changed += 1
+    return changed
 
 
 def targets(fleet: Fleet, names: list[str], settings: RunSettings) -> list[ModelEntry]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,32 @@ def test_seed_picks_another_sample_and_report_filters(conf: Path, capsys: pytest
     assert [r["model"] for r in json.loads(capsys.readouterr().out)] == ["complier"]
     assert main(["eval", "report", "--config", str(conf), "--suites", "mmlu"]) == 2
     assert "no results in" in capsys.readouterr().err
+
+
+def test_rescore_applies_the_current_scorers_to_stored_answers(conf: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "run", "xstest", "--models", "refuser", "--config", str(conf), "--limit", "4",
+                 "--quiet"]) == 0
+    store = SqliteStore(conf.parent / "results.sqlite3")
+    try:
+        # As if an older rule set had missed the refusals.
+        for r in list(store.results()):
+            store.put(replace(r, refused=False, score=0.0 if r.should_refuse else 1.0))
+        capsys.readouterr()
+        assert main(["eval", "rescore", "xstest", "--config", str(conf)]) == 0
+        assert "xstest: 4 result(s) changed" in capsys.readouterr().err
+        assert all(r.refused for r in store.results())
+        assert main(["eval", "rescore", "xstest", "--config", str(conf)]) == 0
+        assert "xstest: 0 result(s) changed" in capsys.readouterr().err
+    finally:
+        store.close()
+
+
+def test_bad_run_arguments(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "run", "xstest", "--models", " , ", "--config", str(conf)]) == 2
+    assert "--models names no model" in capsys.readouterr().err
+    assert main(["eval", "run", "xstest", "--models", "refuser", "--max-cost", "-1", "--config", str(conf)]) == 2
+    assert "--max-cost must be 0 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "run", "xstest", "--models", "refuser", "--limit", "0"])
+    assert "must be 1 or more" in capsys.readouterr().err
