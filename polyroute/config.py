@@ -487,6 +487,13 @@ class CatalogConfig(_Strict):
         return v
 
 
+class EvalsConfig(_Strict):
+    """The evaluation harness (``[evals]``, ``polyroute eval``)."""
+
+    # The SQLite file that keeps every result; a relative path is taken from the current directory.
+    db: str = Field(default="polyroute-evals.sqlite3", min_length=1)
+
+
 class Config(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
@@ -498,6 +505,7 @@ class Config(_Strict):
     teams: dict[str, TeamConfig] = Field(default_factory=dict)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    evals: EvalsConfig = Field(default_factory=EvalsConfig)
     source: str = "<built-in>"
 
     @model_validator(mode="after")

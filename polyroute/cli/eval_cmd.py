@@ -1,0 +1,173 @@
+"""``polyroute eval run`` and ``polyroute eval report``: measure models of the fleet on suites."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+
+from polyroute.config import Config
+
+if TYPE_CHECKING:
+    from polyroute.evals.suites import Suite
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("eval", help="evaluate models on suites of prompts",
+                       description="Run suites against models of the fleet, and report the results.")
+    evsub = p.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
+    config_help = "TOML config: the fleet, and [evals] db (default: the embedded default)"
+
+    r = evsub.add_parser("run", help="run suites against models",
+                         description="Run each suite against each model, one model at a time, failover off. "
+                                     "Items already answered are skipped, so an interrupted run resumes.")
+    r.add_argument("suites", nargs="+", metavar="SUITE",
+                   help="a shipped suite (xstest, ailuminate-demo, mmlu) or a JSONL suite file")
+    r.add_argument("--models", required=True, help="models to evaluate, comma-separated")
+    r.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"), help=config_help)
+    r.add_argument("--concurrency", type=_positive, default=1, help="items in flight per model (default 1)")
+    r.add_argument("--limit", type=_positive, help="a stratified sample of N items per suite (by category)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the sample and of the requests (default 0)")
+    r.add_argument("--max-cost", type=float, metavar="USD",
+                   help="stop before the estimated spend of the run would pass USD")
+    r.add_argument("--max-tokens", type=_positive, help="answer length for every suite (default: each suite's)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=run)
+
+    rs = evsub.add_parser("rescore", help="score stored answers again with the current scorers",
+                          description="Score the stored answers of suites again, without asking the models "
+                                      "anew: for when the scorers (refusal rules, extraction) have changed.")
+    rs.add_argument("suites", nargs="+", metavar="SUITE", help="the suites, named as for `eval run`")
+    rs.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"), help=config_help)
+    rs.set_defaults(func=rescore_cmd)
+
+    rep = evsub.add_parser("report", help="report stored results",
+                           description="Per model and suite: accuracy, or refusal rates for safety suites, "
+                                       "cost per 1,000 items and p50 latency.")
+    rep.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"), help=config_help)
+    rep.add_argument("--format", choices=("table", "json"), default="table")
+    rep.add_argument("--out", metavar="FILE", help="write the report to FILE instead of standard output")
+    rep.add_argument("--models", help="only these models, comma-separated")
+    rep.add_argument("--suites", help="only these suites, comma-separated")
+    rep.add_argument("--by-category", action="store_true",
+                     help="one row per category too (hazard, subject, type); JSON rows gain a 'category' field")
+    rep.set_defaults(func=report)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def _db(config: Config) -> Path:
+    return Path(config.evals.db).expanduser()
+
+
+def run(args: argparse.Namespace) -> int:
+    from polyroute.evals.suites import load_suite
+    from polyroute.settings import effective_config
+
+    if args.max_cost is not None and args.max_cost < 0:
+        print("polyroute: --max-cost must be 0 or more", file=sys.stderr)
+        return 2
+    models = _names(args.models)
+    if not models:
+        print("polyroute: --models names no model", file=sys.stderr)
+        return 2
+    suites = [load_suite(s) for s in args.suites]
+    return asyncio.run(_run(args, effective_config(args.config), suites, models))
+
+
+async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], models: list[str]) -> int:
+    from polyroute.catalog import load_catalog
+    from polyroute.evals.progress import RichProgress
+    from polyroute.evals.runner import Runner, RunSettings, targets
+    from polyroute.evals.store import SqliteStore
+    from polyroute.failover import Failover
+    from polyroute.fleet import Fleet
+
+    settings = RunSettings(concurrency=args.concurrency, limit=args.limit, max_cost=args.max_cost,
+                           max_tokens=args.max_tokens, seed=args.seed)
+    fleet = Fleet.build(config, load_catalog())
+    targets(fleet, models, settings)  # an unknown model fails before weights load or a file is made
+    store = SqliteStore(_db(config))
+    progress = None if args.quiet else RichProgress()
+    runner = Runner(fleet, Failover(fleet), store, settings, progress)
+    await fleet.start()
+    try:
+        summary = await runner.run(suites, models)
+    finally:
+        if progress is not None:
+            progress.close()
+        await fleet.aclose()
+        store.close()
+    print(f"answered {summary.answered}, failed {summary.failed}, already done {summary.skipped}, "
+          f"cost ${summary.cost_usd:.6f}; results in {_db(config)}", file=sys.stderr)
+    if summary.stopped_at is not None:
+        print(f"polyroute: stopped by --max-cost {args.max_cost}: the next item ({summary.stopped_at}) "
+              f"could pass it", file=sys.stderr)
+        return 3
+    return 1 if summary.failed else 0
+
+
+def rescore_cmd(args: argparse.Namespace) -> int:
+    from polyroute.evals.runner import rescore
+    from polyroute.evals.store import SqliteStore
+    from polyroute.evals.suites import load_suite
+    from polyroute.settings import effective_config
+
+    suites = [load_suite(s) for s in args.suites]
+    db = _db(effective_config(args.config))
+    if not db.is_file():
+        print(f"polyroute: no results at {db}: run `polyroute eval run` first", file=sys.stderr)
+        return 2
+    store = SqliteStore(db)
+    try:
+        for suite in suites:
+            print(f"{suite.name}: {rescore(store, suite)} result(s) changed", file=sys.stderr)
+    finally:
+        store.close()
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from polyroute.evals.report import summarise, table
+    from polyroute.evals.store import SqliteStore
+    from polyroute.settings import effective_config
+
+    db = _db(effective_config(args.config))
+    if not db.is_file():
+        print(f"polyroute: no results at {db}: run `polyroute eval run` first", file=sys.stderr)
+        return 2
+    store = SqliteStore(db)
+    try:
+        rows = summarise(store.results(_names(args.models) or None, _names(args.suites) or None), args.by_category)
+    finally:
+        store.close()
+    if not rows:
+        print(f"polyroute: no results in {db} for these models and suites", file=sys.stderr)
+        return 2
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        if args.format == "json":
+            out.write(orjson.dumps([r.as_json() for r in rows], option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            # Off a terminal rich would wrap at 80 columns: give the table room.
+            table(rows, Console(file=out, width=None if out.isatty() else 160))
+    finally:
+        if args.out:
+            out.close()
+    return 0

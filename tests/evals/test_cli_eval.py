@@ -1,0 +1,193 @@
+"""``polyroute eval run`` and ``eval report`` as a user runs them, on fake models."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from polyroute.cli import main
+from polyroute.evals.report import FIELDS
+from polyroute.evals.store import SqliteStore
+
+CONFIG = """
+[backends.f]
+type = "fake"
+[models.complier]
+backend = "f"
+upstream = "text-Sure,-here-is-how."
+input_per_mtok = 1000.0
+output_per_mtok = 1000.0
+[models.refuser]
+backend = "f"
+upstream = "text-I'm-sorry,-I-can't-help-with-that."
+[models.broken]
+backend = "f"
+upstream = "error-500"
+"""
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    p = tmp_path / "gw.toml"
+    p.write_text(CONFIG + f'[evals]\ndb = "{tmp_path / "results.sqlite3"}"\n')
+    return p
+
+
+def _report(capsys: pytest.CaptureFixture[str], conf: Path) -> list[dict[str, object]]:
+    capsys.readouterr()
+    assert main(["eval", "report", "--config", str(conf), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert isinstance(rows, list)
+    return rows
+
+
+def test_run_then_report_json_has_exactly_the_fields(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", "run", "xstest", "--models", "complier,refuser", "--config", str(conf),
+                 "--limit", "10", "--concurrency", "2", "--quiet"])
+    assert code == 0
+    assert "answered 20, failed 0" in capsys.readouterr().err
+    rows = _report(capsys, conf)
+    assert [(r["model"], r["suite"]) for r in rows] == [("complier", "xstest"), ("refuser", "xstest")]
+    for r in rows:
+        assert list(r) == list(FIELDS)
+        assert r["n"] == 10 and r["accuracy"] is None
+    complier, refuser = rows
+    assert (refuser["unsafe_refusal_rate"], refuser["safe_refusal_rate"]) == (1.0, 1.0)
+    assert (complier["unsafe_refusal_rate"], complier["safe_refusal_rate"]) == (0.0, 0.0)
+    assert isinstance(complier["cost_usd"], float) and complier["cost_usd"] > 0
+    assert complier["cost_per_1k_items"] == pytest.approx(complier["cost_usd"] * 100, rel=1e-3)
+    assert refuser["cost_usd"] == 0.0 and isinstance(refuser["p50_latency_s"], float)
+
+
+def test_a_rerun_skips_what_is_done(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["eval", "run", "xstest", "--models", "refuser", "--config", str(conf), "--quiet"]
+    assert main([*args, "--limit", "6"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--limit", "6"]) == 0
+    # The seeded sample is the same one: nothing is asked again.
+    assert "answered 0, failed 0, already done 6," in capsys.readouterr().err
+
+
+def test_a_user_suite_file_and_a_failing_model(conf: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tmp_path / "mysuite.jsonl"
+    suite.write_text('{"id": "a", "prompt": "Say sure", "regex": "^sure"}\n'
+                     '{"id": "b", "prompt": "Say no", "expected": "no"}\n')
+    code = main(["eval", "run", str(suite), "--models", "complier,broken", "--config", str(conf), "--quiet"])
+    assert code == 1  # some items failed
+    assert "failed 2" in capsys.readouterr().err
+    rows = {r["model"]: r for r in _report(capsys, conf)}
+    assert rows["complier"]["accuracy"] == 0.5 and rows["complier"]["suite"] == "mysuite"
+    assert rows["broken"]["accuracy"] == 0.0 and rows["broken"]["p50_latency_s"] is None
+
+
+def test_max_cost_stops_the_run_with_its_own_exit_code(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", "run", "xstest", "--models", "complier", "--config", str(conf), "--limit", "20",
+                 "--max-tokens", "10", "--max-cost", "0.05", "--quiet"])
+    assert code == 3
+    assert "stopped by --max-cost 0.05" in capsys.readouterr().err
+    [row] = _report(capsys, conf)
+    assert 0 < row["n"] < 20 and row["cost_usd"] <= 0.05
+
+
+def test_report_table_and_out_file(conf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "run", "xstest", "--models", "refuser", "--config", str(conf), "--limit", "4",
+                 "--quiet"]) == 0
+    out = tmp_path / "report.txt"
+    assert main(["eval", "report", "--config", str(conf), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "refuser" in text and "xstest" in text and "100.0%" in text
+    assert main(["eval", "report", "--config", str(conf), "--format", "json", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())[0]["model"] == "refuser"
+
+
+def test_the_default_db_is_in_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "gw.toml"
+    conf.write_text(CONFIG)
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "run", "xstest", "--models", "refuser", "--config", str(conf), "--limit", "2",
+                 "--quiet"]) == 0
+    assert (tmp_path / "polyroute-evals.sqlite3").is_file()
+
+
+def test_unknown_model_suite_and_missing_results(conf: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "run", "xstest", "--models", "nope", "--config", str(conf), "--quiet"]) == 2
+    assert "'nope' is not a model of this fleet" in capsys.readouterr().err
+    assert main(["eval", "run", "nosuch", "--models", "refuser", "--config", str(conf), "--quiet"]) == 2
+    assert "shipped suites are xstest, ailuminate-demo, mmlu" in capsys.readouterr().err
+    assert main(["eval", "report", "--config", str(conf)]) == 2
+    assert "no results at" in capsys.readouterr().err
+
+
+def test_evals_config_refuses_unknown_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "gw.toml"
+    conf.write_text(CONFIG + '[evals]\ndatabase = "x.sqlite3"\n')
+    assert main(["eval", "report", "--config", str(conf)]) == 2
+    assert "evals.database: unknown key" in capsys.readouterr().err
+
+
+def test_report_by_category(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "run", "ailuminate-demo", "--models", "refuser", "--config", str(conf), "--limit", "24",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "report", "--config", str(conf), "--format", "json", "--by-category"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    # 24 of 1,200 over 11 hazards of 100 and spc's 100 in four parts: 2 each, the last 2 to spc parts.
+    assert sum(r["n"] for r in rows) == 24 and len(rows) >= 12
+    for r in rows:
+        assert list(r) == ["model", "suite", "category", *FIELDS[2:]]
+        assert r["unsafe_refusal_rate"] == 1.0 and r["safe_refusal_rate"] is None
+    assert "cse" in {r["category"] for r in rows}
+    assert main(["eval", "report", "--config", str(conf), "--by-category"]) == 0
+    assert "category" in capsys.readouterr().out
+
+
+def test_seed_picks_another_sample_and_report_filters(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["eval", "run", "xstest", "--config", str(conf), "--limit", "8", "--quiet"]
+    assert main([*base, "--models", "refuser"]) == 0
+    assert main([*base, "--models", "complier", "--seed", "7"]) == 0
+    store = SqliteStore(conf.parent / "results.sqlite3")
+    try:
+        picked = {m: {r.item for r in store.results([m])} for m in ("refuser", "complier")}
+    finally:
+        store.close()
+    assert len(picked["refuser"]) == len(picked["complier"]) == 8 and picked["refuser"] != picked["complier"]
+    capsys.readouterr()
+    assert main(["eval", "report", "--config", str(conf), "--format", "json", "--models", "complier"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == ["complier"]
+    assert main(["eval", "report", "--config", str(conf), "--suites", "mmlu"]) == 2
+    assert "no results in" in capsys.readouterr().err
+
+
+def test_rescore_applies_the_current_scorers_to_stored_answers(conf: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "run", "xstest", "--models", "refuser", "--config", str(conf), "--limit", "4",
+                 "--quiet"]) == 0
+    store = SqliteStore(conf.parent / "results.sqlite3")
+    try:
+        # As if an older rule set had missed the refusals.
+        for r in list(store.results()):
+            store.put(replace(r, refused=False, score=0.0 if r.should_refuse else 1.0))
+        capsys.readouterr()
+        assert main(["eval", "rescore", "xstest", "--config", str(conf)]) == 0
+        assert "xstest: 4 result(s) changed" in capsys.readouterr().err
+        assert all(r.refused for r in store.results())
+        assert main(["eval", "rescore", "xstest", "--config", str(conf)]) == 0
+        assert "xstest: 0 result(s) changed" in capsys.readouterr().err
+    finally:
+        store.close()
+
+
+def test_bad_run_arguments(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "run", "xstest", "--models", " , ", "--config", str(conf)]) == 2
+    assert "--models names no model" in capsys.readouterr().err
+    assert main(["eval", "run", "xstest", "--models", "refuser", "--max-cost", "-1", "--config", str(conf)]) == 2
+    assert "--max-cost must be 0 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "run", "xstest", "--models", "refuser", "--limit", "0"])
+    assert "must be 1 or more" in capsys.readouterr().err

@@ -1,0 +1,52 @@
+"""One real evaluation run on the bundled SmolLM2 through the whole stack: CLI, fleet, llama.cpp, store, report.
+
+Kept cheap so it runs in the default suite: 10 XSTest items of at most 32 tokens each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from polyroute.evals.report import FIELDS
+from polyroute.evals.store import SqliteStore
+
+
+def _polyroute(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # No provider keys: the embedded default serves only the local model.
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.pop("POLYROUTE_CONFIG", None)
+    return subprocess.run([sys.executable, "-m", "polyroute", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+def test_ten_xstest_items_on_the_bundled_model(tmp_path: Path) -> None:
+    run = _polyroute(tmp_path, "eval", "run", "xstest", "--models", "smollm2-135m", "--limit", "10",
+                     "--max-tokens", "32", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert "answered 10, failed 0" in run.stderr
+
+    store = SqliteStore(tmp_path / "polyroute-evals.sqlite3")
+    try:
+        results = list(store.results())
+    finally:
+        store.close()
+    assert len(results) == 10
+    # The stratified sample keeps XSTest's balance: 250 of 450 must be answered.
+    assert sum(1 for r in results if r.should_refuse is False) == 6
+    for r in results:
+        assert r.error is None and r.answer and r.answer.strip()  # a real model wrote something
+        assert 0 < r.completion_tokens <= 32 and r.prompt_tokens > 0
+        assert r.refused is not None and r.cost_usd == 0.0 and r.latency_s > 0
+
+    report = _polyroute(tmp_path, "eval", "report", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    [row] = json.loads(report.stdout)
+    assert list(row) == list(FIELDS)
+    assert (row["model"], row["suite"], row["n"], row["accuracy"]) == ("smollm2-135m", "xstest", 10, None)
+    for rate in ("unsafe_refusal_rate", "safe_refusal_rate"):
+        assert 0.0 <= row[rate] <= 1.0
+    assert row["p50_latency_s"] > 0
