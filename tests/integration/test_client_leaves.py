@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from tests.integration.faults import Fleet, upstream
-from tests.support.fault_upstream import FaultUpstream
+from tests.support.fault_upstream import ANSWER, FaultUpstream
 from tests.support.live import Live
 from tests.support.wait import wait_until
 
@@ -35,9 +36,16 @@ def test_a_client_leaving_mid_stream_frees_the_upstream_at_once(
     caplog.set_level(logging.INFO, logger="polyroute.access")
     with httpx.Client(timeout=10) as c, c.stream("POST", f"{live.base_url}/chat/completions", json=body) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
-        lines = resp.iter_lines()
-        first = next(line for line in lines if line.startswith("data: "))
-        assert '"content"' in first or '"role"' in first
+        # Read every token the upstream sends before its stall: the client then leaves while the
+        # upstream stalls, not while it is still writing (which would race the gateway's close with
+        # the upstream's writes, and depend on how the threads were scheduled).
+        text = ""
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                text += "".join(c["delta"].get("content") or "" for c in json.loads(line[6:])["choices"])
+            if text == " ".join(ANSWER.split()[:3]):
+                break
+        assert text == "Alpha bravo charlie"
     left = time.monotonic()  # the connection is closed here, while the upstream stalls
     model = upstream("leave", 0, "stall-3")
     wait_until(lambda: up.hangups, what="the gateway letting go of the stalled upstream")
