@@ -14,9 +14,14 @@ import orjson
 from tests.support.fault_upstream import ANSWER, FaultUpstream, closed_port
 from tests.support.live import Live, live_gateway
 
-# Small limits so that every timeout case costs a fraction of a second.
-ROUTE = {"first_token_timeout": 0.3, "stall_timeout": 0.3, "deadline": 5.0}
-BACKEND = {"timeout": 0.5, "answer_timeout": 0.5, "connect_timeout": 0.5}
+# Limits small enough that a timeout case costs little, and far above what a healthy answer over
+# loopback takes even on a busy machine (a few ms): a healthy candidate must never time out.
+TIMEOUT = 2.0
+ROUTE = {"first_token_timeout": TIMEOUT, "stall_timeout": TIMEOUT, "deadline": 5 * TIMEOUT}
+BACKEND = {"timeout": TIMEOUT, "answer_timeout": TIMEOUT, "connect_timeout": TIMEOUT}
+# A slow fault's delay, in ms: so much longer than every limit that an answer sooner than it shows the
+# gateway gave up on the slow candidate, however loaded the machine.
+SLOW_MS = 30_000
 
 
 @dataclass
@@ -30,13 +35,18 @@ class Fleet:
     gateway: dict[str, Any] = field(default_factory=dict)
 
     def route(self, name: str, *faults: str, refused: tuple[int, ...] = (), continuation: str = "prefix",
-              windows: tuple[int | None, ...] = (), local_last: bool = False, **route: Any) -> str:
-        """A route ``name`` over one candidate per fault; its upstream model ids are ``FAULT+id-NAME-I``."""
+              windows: tuple[int | None, ...] = (), local_last: bool = False, limits: dict[str, Any] | None = None,
+              **route: Any) -> str:
+        """A route ``name`` over one candidate per fault; its upstream model ids are ``FAULT+id-NAME-I``.
+
+        ``limits`` overrides the small ``BACKEND`` limits for every candidate of the route.
+        """
         names = []
         for i, fault in enumerate(faults):
             model, backend = f"{name}-{i}", f"{name}-b{i}"
             url = f"http://127.0.0.1:{closed_port()}/v1" if i in refused else self.up.url
-            self.backends[backend] = {"type": "openai", "base_url": url, "continuation": continuation, **BACKEND}
+            self.backends[backend] = {"type": "openai", "base_url": url, "continuation": continuation, **BACKEND,
+                                     **(limits or {})}
             self.models[model] = {"backend": backend, "upstream": upstream(name, i, fault)}
             if i < len(windows) and windows[i] is not None:
                 self.models[model]["context_window"] = windows[i]

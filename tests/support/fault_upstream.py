@@ -28,8 +28,9 @@ the ``model`` the gateway sends, a ``+``-joined list like the fake adapter's:
 A request whose last message is an assistant turn is a continuation: the server
 answers with the rest of the answer after that prefix, as DeepSeek's prefix mode
 does. Every request is recorded (``hits``) with its time, so tests can count
-attempts and probes; a client that closes the connection while the server waits
-(a stall, a slow first token) is recorded in ``hangups``, so tests can see that the
+attempts and probes; a client that closes the connection before its answer is
+complete (while the server waits in a stall or for a slow first token, or while it
+is still writing) is recorded in ``hangups``, so tests can see that the
 gateway let go of an upstream it gave up on.
 """
 
@@ -148,7 +149,7 @@ class FaultUpstream:
 
     def __init__(self, port: int = 0) -> None:
         self.hits: list[Hit] = []
-        self.hangups: list[Hit] = []  # requests whose client closed the connection while we waited
+        self.hangups: list[Hit] = []  # requests whose client closed the connection before their answer was done
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -244,21 +245,29 @@ class FaultUpstream:
                 await asyncio.wait_for(reader.read(1), ms / 1000)
             except TimeoutError:
                 return True
+            except ConnectionError:  # a reset rather than a clean close: a hang-up all the same
+                pass
             self.hangups.append(hit)
             return False
 
         if fault.reset:
             _reset(writer)
             return False
-        if fault.slowheaders and not await wait(fault.slowheaders):
+        try:
+            if fault.slowheaders and not await wait(fault.slowheaders):
+                return False
+            if (err := fault.error()) is not None:
+                status, doc, extra = err
+                await _send(writer, status, json.dumps(doc).encode(), extra)
+                return True
+            if stream:
+                return await self._stream(writer, wait, fault, model, prefix, body)
+            return await self._whole(writer, wait, fault, model, prefix)
+        except ConnectionError:
+            # The client left while we were still writing: it may well have let go of a stream
+            # before we reached the point where we wait (a stall), and that is a hang-up too.
+            self.hangups.append(hit)
             return False
-        if (err := fault.error()) is not None:
-            status, doc, extra = err
-            await _send(writer, status, json.dumps(doc).encode(), extra)
-            return True
-        if stream:
-            return await self._stream(writer, wait, fault, model, prefix, body)
-        return await self._whole(writer, wait, fault, model, prefix)
 
     async def _whole(self, writer: asyncio.StreamWriter, wait: Wait, fault: Fault, model: str,
                      prefix: str | None) -> bool:

@@ -17,6 +17,7 @@ from polyroute.server.dispatch import App
 from polyroute.server.http11 import Request
 from polyroute.server.serving import Server
 from polyroute.server.sse import EventStream
+from tests.support.wait import TIMEOUT, await_until
 
 MAX_BODY = 1024
 FRAMES = 12_000  # about 12 MB of stream: more than loopback buffers hold while the client does not read
@@ -28,6 +29,8 @@ class Probe:
 
     delay: float = 0.5
     repeat: int = 1  # /slow answers "slow" this many times
+    gate: threading.Event | None = None  # when given, /slow waits for it to be set instead of ``delay``
+    started: threading.Event = field(default_factory=threading.Event)  # /slow was called
     finished: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
     stream_closed: threading.Event = field(default_factory=threading.Event)
@@ -58,8 +61,12 @@ def make_app(probe: Probe) -> App:
         return Reply(request.body, content_type="application/octet-stream")
 
     async def slow(request: Request) -> Answer:
+        probe.started.set()
         try:
-            await asyncio.sleep(probe.delay)
+            if probe.gate is not None:
+                await await_until(probe.gate.is_set, what="the test's gate")  # set from the test's thread
+            else:
+                await asyncio.sleep(probe.delay)
         except asyncio.CancelledError:
             probe.cancelled.set()
             raise
@@ -135,7 +142,7 @@ class Wire:
         self.sock = socket.socket()
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(3)
+        self.sock.settimeout(TIMEOUT)  # bounds a failure only: a read on a busy machine may wait seconds
         self.sock.connect(("127.0.0.1", port))
         self.buf = b""
 
@@ -177,8 +184,9 @@ class Wire:
             body = b"".join(parts)
         return Answered(int(status_line.split()[1]), headers, body)
 
-    def at_eof(self, timeout: float = 2.0) -> bool:
+    def at_eof(self, timeout: float = 10.0) -> bool:
         """True when the server closes the connection within ``timeout`` (nothing else arriving)."""
+        before = self.sock.gettimeout()
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(65536)
@@ -186,6 +194,8 @@ class Wire:
             return True
         except TimeoutError:
             return False
+        finally:
+            self.sock.settimeout(before)  # a short wait here must not shorten the reads that follow
         assert data == b"", f"unexpected bytes: {data[:200]!r}"
         return True
 
@@ -202,12 +212,12 @@ def post(path: str, body: bytes) -> bytes:
 
 
 @contextmanager
-def own_server(probe: Probe, keep_alive: float = 5.0) -> Iterator[tuple[Server, int]]:
+def own_server(probe: Probe, keep_alive: float = 5.0, grace: float = 5.0) -> Iterator[tuple[Server, int]]:
     """Like serve_app, with the Server in the test's hands (to stop it, or to idle out faster)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    server = Server(make_app(probe), keep_alive=keep_alive, grace=5.0)
+    server = Server(make_app(probe), keep_alive=keep_alive, grace=grace)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve([sock])), daemon=True)
     thread.start()
     assert server.started.wait(5)

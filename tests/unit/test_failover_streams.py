@@ -52,19 +52,20 @@ async def test_the_cut_attempt_is_billed_by_estimate() -> None:
 
 
 async def test_a_stall_after_tokens_is_rescued() -> None:
-    gw = gateway(config(("stall", "b1", "stall-2"), ("b", "b2", "echo"), stall_timeout=0.1))
-    started = time.monotonic()
+    # A stall that never ends: only the stall timer can end it. The rescue's tokens come at once, so
+    # the limit is far above any pause of a loaded machine.
+    gw = gateway(config(("stall", "b1", "stall-2"), ("b", "b2", "echo"), stall_timeout=0.5))
     chunks, report, exc = await collect(gw, request(stream=True))
-    assert exc is None and text(chunks) == WHOLE and time.monotonic() - started < 0.5
+    assert exc is None and text(chunks) == WHOLE
     assert outcomes(report) == [("stall", "stream_cut"), ("b", "ok")]
-    assert "no token for 0.10s" in report.attempts[0].detail
+    assert "no token for 0.50s" in report.attempts[0].detail
 
 
 async def test_no_first_token_in_time_moves_on_invisibly() -> None:
-    gw = gateway(config(("slow", "b1", "slow-2000+echo"), ("b", "b2", "echo"), first_token_timeout=0.1))
+    gw = gateway(config(("slow", "b1", "slow-30000+echo"), ("b", "b2", "echo"), first_token_timeout=0.5))
     started = time.monotonic()
     chunks, report, exc = await collect(gw, request(stream=True))
-    assert exc is None and text(chunks) == WHOLE and time.monotonic() - started < 0.4
+    assert exc is None and text(chunks) == WHOLE and time.monotonic() - started < 15  # not the slow one's pace
     assert outcomes(report) == [("slow", "timeout"), ("b", "ok")] and not report.rescued
 
 
@@ -110,11 +111,11 @@ async def test_every_failure_before_a_token_is_an_error_not_a_stream() -> None:
 
 
 async def test_hedged_stream_takes_the_first_token_and_closes_the_other() -> None:
-    gw = gateway(config(("slow", "b1", "slow-1000+echo"), ("fast", "b2", "echo"), hedge_after=0.05))
+    gw = gateway(config(("slow", "b1", "slow-30000+echo"), ("fast", "b2", "echo"), hedge_after=0.05))
     started = time.monotonic()
     chunks, report = gw.stream(request(stream=True), RequestContext())
     first = await anext(chunks)
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 15  # long before the slow one's first token
     assert report.attempt_count() == 2 and outcomes(report) == [("slow", "cancelled")]
     rest = [c async for c in chunks]
     assert text([first, *rest]) == WHOLE

@@ -20,6 +20,7 @@ from polyroute.adapters.llamacpp import LlamaCppAdapter
 from polyroute.config import LlamaCppBackend, parse
 from polyroute.errors import ConfigError, UpstreamContextExceeded, UpstreamRateLimited
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, chunk_text
+from tests.support.wait import await_until
 
 MODEL = embedded.LOCAL_MODEL
 N_CTX = 2048
@@ -134,27 +135,31 @@ async def test_cancelled_waiting_request_leaves_the_queue(adapter: LlamaCppAdapt
     running = open_stream(adapter, call(LONG, N_CTX))
     await anext(running)
     waiting = asyncio.create_task(adapter.complete(call(QUESTION, 8)))
-    await asyncio.sleep(0.05)
+    await await_until(lambda: adapter._pending == 2, what="the second request queued")
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
     # max_queue=1: this request fits only because the cancelled one left its place.
     after = asyncio.create_task(adapter.complete(call(QUESTION, 8)))
-    await asyncio.sleep(0.05)
+    await await_until(lambda: adapter._pending == 2, what="the third request queued")
     await running.aclose()
     resp = await asyncio.wait_for(after, 30)
     assert content(resp)
 
 
 async def test_cancelled_complete_stops_generation(adapter: LlamaCppAdapter) -> None:
+    started = time.monotonic()
+    await adapter.complete(call(QUESTION, 8))
+    baseline = time.monotonic() - started
     long = asyncio.create_task(adapter.complete(call(LONG, N_CTX)))
-    await asyncio.sleep(0.3)
+    await await_until(lambda: adapter._current is not None, what="the long generation running")
     long.cancel()
     started = time.monotonic()
     resp = await adapter.complete(call(QUESTION, 8))
     assert content(resp)
     assert long.cancelled()
-    assert time.monotonic() - started < 10
+    # The cancelled answer had some 2,000 tokens to go, hundreds of times the baseline.
+    assert time.monotonic() - started < 5 * baseline + 2
 
 
 async def test_continuation_extends_the_prefix(adapter: LlamaCppAdapter) -> None:

@@ -11,6 +11,7 @@ import pytest
 from polyroute.adapters.transport import ConnectFailed, ConnectionBroken, Pool, ReadTimeout
 from polyroute.eager import EagerTask
 from tests.support.http11_app import called_from
+from tests.support.wait import await_until
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -115,7 +116,7 @@ async def test_idle_connection_closed_by_upstream_is_replaced_transparently() ->
     async with server(one_and_close) as (url, conns):
         pool = Pool(url, connect_timeout=2)
         await (await pool.request("POST", url, {}, b"", 2)).read()
-        await asyncio.sleep(0.05)
+        await await_until(lambda: all(c.closed for c in pool.idle), what="the upstream's close seen")
         resp = await pool.request("POST", url, {}, b"", 2)
         assert resp.status == 200 and await resp.read() == b'{"ok": true}'
         assert conns[0] == 2
