@@ -1,0 +1,119 @@
+"""Training and honest evaluation of a quality router on labelled prompts.
+
+The routing score of a prompt is P(strong answers well) - P(weak answers well):
+the expected gain of sending it to the strong model. Every result is reported
+beside three references measured on the same prompts: random routing, the oracle
+and the length baseline (longest prompts to the strong model, nothing learned).
+
+Cross-validation keeps groups whole (for MMLU a group is a subject file), so no
+subject a fold is scored on was seen in training: a router must learn difficulty,
+not subjects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from polyroute.quality.data import Dataset, Example
+from polyroute.quality.features import Embedder
+from polyroute.quality.metrics import Curve, FloatArray, curve, oracle_scores, random_curve
+from polyroute.quality.model import QualityModel, featurize
+from polyroute.quality.scorer import Scorer
+
+L2 = 0.01
+SHARES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+
+
+def train(
+    examples: Sequence[Example], columns: Sequence[str], embedder: Embedder, embedding: bool = True
+) -> QualityModel:
+    x = featurize([e.prompt for e in examples], embedder, embedding)
+    labels = {c: np.asarray([e.labels[c] for e in examples], dtype=np.float64) for c in columns}
+    return QualityModel.train(x, labels, embedding, L2)
+
+
+def route_scores(model: QualityModel, x: FloatArray, weak: str, strong: str) -> FloatArray:
+    p = model.predict(x)
+    return p[strong] - p[weak]
+
+
+@dataclass(frozen=True)
+class Report:
+    n: int
+    dropped: int
+    folds: int  # 0: a trained router scored on the data as given
+    router: Curve
+    random: Curve
+    oracle: Curve
+    length: Curve
+    decision_us: tuple[float, float] | None  # (p50, p99)
+
+    def summary(self) -> dict[str, object]:
+        r = self.router
+        out: dict[str, object] = {
+            "prompts": self.n,
+            "contaminated_dropped": self.dropped,
+            "folds": self.folds,
+            "weak_accuracy": r.weak_accuracy,
+            "strong_accuracy": r.strong_accuracy,
+            "apgr": r.apgr(),
+            "cpt50": r.cpt(0.5),
+            "cpt80": r.cpt(0.8),
+            "decision_us_p50": self.decision_us[0] if self.decision_us else None,
+            "decision_us_p99": self.decision_us[1] if self.decision_us else None,
+            "curve": [{"strong_share": s, "accuracy": r.at(s)[0], "pgr": r.at(s)[1]} for s in SHARES],
+        }
+        for name, c in (("random", self.random), ("oracle", self.oracle), ("length", self.length)):
+            out[name] = {"apgr": c.apgr(), "cpt50": c.cpt(0.5), "cpt80": c.cpt(0.8)}
+        return out
+
+
+def report(
+    data: Dataset, scores: FloatArray, weak: str, strong: str, folds: int, us: tuple[float, float] | None
+) -> Report:
+    w, s = data.column(weak), data.column(strong)
+    lengths = np.asarray([len(e.prompt) for e in data.examples], dtype=np.float64)
+    return Report(
+        n=len(w),
+        dropped=data.dropped,
+        folds=folds,
+        router=curve(scores, w, s),
+        random=random_curve(w, s),
+        oracle=curve(oracle_scores(w, s), w, s),
+        length=curve(lengths, w, s),
+        decision_us=us,
+    )
+
+
+def cross_validate(data: Dataset, weak: str, strong: str, folds: int, embedder: Embedder, seed: int = 0) -> FloatArray:
+    """Out-of-fold routing scores, groups split into ``folds`` parts at random (seeded)."""
+    groups = np.asarray([e.group for e in data.examples])
+    names = np.asarray(data.groups())
+    if folds < 2 or folds > len(names):
+        raise ValueError(f"--folds must be between 2 and the number of groups ({len(names)})")
+    order = np.random.default_rng(seed).permutation(names)
+    x = featurize([e.prompt for e in data.examples], embedder, True)
+    labels = {c: np.asarray(data.column(c), dtype=np.float64) for c in (weak, strong)}
+    out = np.zeros(len(groups))
+    for k in range(folds):
+        held = np.isin(groups, order[k::folds])
+        model = QualityModel.train(x[~held], {c: y[~held] for c, y in labels.items()}, True, L2)
+        out[held] = route_scores(model, x[held], weak, strong)
+    return out
+
+
+def decision_times(scorer: Scorer, prompts: Sequence[str], limit: int = 2000) -> tuple[float, float]:
+    """(p50, p99) microseconds to score one prompt, over up to ``limit`` prompts, after one warm pass."""
+    sample = list(prompts[:limit])
+    for p in sample:
+        scorer.predict(p)
+    times = []
+    for p in sample:
+        t0 = time.perf_counter()
+        scorer.predict(p)
+        times.append((time.perf_counter() - t0) * 1e6)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
