@@ -22,6 +22,8 @@ class RequestContext:
     narrow_policy: str | None = None
     # The client asked for the routing decision in a response header (x-polyroute-explain).
     explain: bool = False
+    # The quality target the client asked for (x-polyroute-quality), for "quality" routes.
+    quality: float | None = None
 
 
 class Gateway:
@@ -43,7 +45,7 @@ class Gateway:
 
     def plan(self, req: ChatRequest, ctx: RequestContext) -> Plan:
         route = self.fleet.resolve(req.model)
-        return self.router.plan(route, req, ctx.principal, ctx.narrow_policy)
+        return self.router.plan(route, req, ctx.principal, ctx.narrow_policy, ctx.quality)
 
     async def complete(
         self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None

@@ -110,15 +110,24 @@ class Router:
 
     # -- the decision ----------------------------------------------------------------------
 
-    def plan(self, route: Route, req: ChatRequest, principal: Principal, narrow: str | None = None) -> Plan:
+    def plan(
+        self, route: Route, req: ChatRequest, principal: Principal, narrow: str | None = None,
+        quality: float | None = None,
+    ) -> Plan:
         """The candidates to try, in order; PolicyViolation when none qualifies."""
-        plan = self.decide(route, req, principal, narrow)
+        plan = self.decide(route, req, principal, narrow, quality)
         if not plan.candidates:
             raise plan.refusal()
         return plan
 
-    def decide(self, route: Route, req: ChatRequest, principal: Principal, narrow: str | None = None) -> Plan:
-        """Like ``plan`` but an empty plan is returned, not refused (for explanations)."""
+    def decide(
+        self, route: Route, req: ChatRequest, principal: Principal, narrow: str | None = None,
+        quality: float | None = None,
+    ) -> Plan:
+        """Like ``plan`` but an empty plan is returned, not refused (for explanations).
+
+        ``quality`` is the client's quality target; a "quality" route keeps it within its bounds.
+        """
         if principal.routes is not None and route.name not in principal.routes:
             raise Forbidden(f"This key may not use '{route.name}'.", param="model")
         if narrow is not None and narrow not in self.fleet.config.policies:
@@ -128,13 +137,14 @@ class Router:
         fits, lacking, excluded = _fit(adm, needs)
         strategy = self._strategies[route.name]
         score_label = strategy.score
-        quality = self._quality.get(route.name)
-        if quality is not None:
+        qs = self._quality.get(route.name)
+        if qs is not None:
             # The route's quality router judges the prompt once; every candidate is ranked on it.
-            predicted = quality.predictions(req)
-            ordered, scores, score_label = quality.rank(fits, needs, predicted, quality.target)
+            predicted = qs.predictions(req)
+            target = qs.target_for(quality)
+            ordered, scores, score_label = qs.rank(fits, needs, predicted, target)
             if lacking:
-                more, more_scores, _ = quality.rank([e for e, _ in lacking], needs, predicted, quality.target)
+                more, more_scores, _ = qs.rank([e for e, _ in lacking], needs, predicted, target)
                 ordered += more
                 scores += more_scores
         else:
@@ -149,7 +159,7 @@ class Router:
             excluded=excluded,
             scores={e.name: s for e, s in zip(ordered, scores, strict=True)},
             policy=adm.policy.label,
-            strategy=strategy.name if quality is None else quality.name,
+            strategy=strategy.name if qs is None else qs.name,
             score=score_label,
             needs=needs,
             demoted={e.name: why for e, why in lacking},
@@ -204,7 +214,7 @@ def _quality_strategies(fleet: Fleet) -> dict[str, Quality]:
         c = route.config
         path = Path(c.router or "")
         out[route.name] = Quality.load(path if path.is_absolute() else root / path, c.quality_target,
-                                       c.router_columns, embedder)
+                                       (c.quality_min, c.quality_max), c.router_columns, embedder)
     return out
 
 

@@ -4,8 +4,10 @@ The score is the router model's P(this model answers the prompt well), from the
 last user message alone (see ``polyroute.quality``). The first candidate is the
 cheapest whose prediction reaches the route's ``quality_target``; when none does,
 the one with the highest prediction. The rest follow in price order, as
-``cheapest`` orders them, for failover. A model the router has no column for gets
-no prediction (score unknown) and never goes first on a prediction.
+``cheapest`` orders them, for failover. A client may move the target with
+``x-polyroute-quality``, within the route's ``quality_min`` and ``quality_max``.
+A model the router has no column for gets no prediction (score unknown) and
+never goes first on a prediction.
 """
 
 from __future__ import annotations
@@ -29,15 +31,27 @@ class Quality:
     name = "quality"
     score = "P(good answer)"
 
-    def __init__(self, scorer: Scorer, target: float, columns: Mapping[str, str]) -> None:
+    def __init__(
+        self, scorer: Scorer, target: float, columns: Mapping[str, str], bounds: tuple[float, float] = (0.0, 1.0)
+    ) -> None:
         self.scorer = scorer
         self.target = target
+        self.bounds = bounds
         self._columns = dict(columns)
         self._cheapest = Cheapest()
 
     @classmethod
-    def load(cls, path: Path, target: float, columns: Mapping[str, str], embedder: Embedder) -> Quality:
-        return cls(Scorer.load(path, embedder), target, columns)
+    def load(
+        cls, path: Path, target: float, bounds: tuple[float, float], columns: Mapping[str, str], embedder: Embedder
+    ) -> Quality:
+        return cls(Scorer.load(path, embedder), target, columns, bounds)
+
+    def target_for(self, asked: float | None) -> float:
+        """The route's target, or the client's (x-polyroute-quality) kept within the route's bounds."""
+        if asked is None:
+            return self.target
+        low, high = self.bounds
+        return min(max(asked, low), high)
 
     def order(self, candidates: Sequence[ModelEntry], needs: Needs) -> tuple[list[ModelEntry], list[float]]:
         """Without a prompt to judge: price order (the protocol's fallback)."""

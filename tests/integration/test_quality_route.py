@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -47,6 +48,9 @@ def raw_config(router: Path) -> dict[str, Any]:
         "routes": {
             "smart": {"models": ["big", "small"], "strategy": "quality", "router": str(router),
                       "quality_target": 0.6, "router_columns": {"small": "small-col"}},
+            "bounded": {"models": ["big", "small"], "strategy": "quality", "router": str(router),
+                        "quality_target": 0.6, "quality_min": 0.5, "quality_max": 0.9,
+                        "router_columns": {"small": "small-col"}},
         },
     }
 
@@ -57,10 +61,13 @@ def live(router_file: Path) -> Iterator[Live]:
         yield g
 
 
-def ask(live: Live, prompt: str, key: str = ENV["ANY_KEY"]) -> tuple[str, dict[str, Any]]:
+def ask(
+    live: Live, prompt: str, key: str = ENV["ANY_KEY"], route: str = "smart", headers: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
     client = openai.OpenAI(base_url=live.base_url, api_key=key, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
-        model="smart", messages=[{"role": "user", "content": prompt}], extra_headers={"x-polyroute-explain": "1"})
+        model=route, messages=[{"role": "user", "content": prompt}],
+        extra_headers={"x-polyroute-explain": "1", **(headers or {})})
     assert raw.parse().choices[0].message.content
     return raw.headers["x-polyroute-model"], json.loads(raw.headers["x-polyroute-route-explain"])
 
@@ -89,6 +96,34 @@ def test_policy_still_wins_over_quality(live: Live) -> None:
     assert [row["model"] for row in doc["order"]] == ["small"]
     assert [row["model"] for row in doc["excluded"]] == ["big"]
     assert "none reaches target" in doc["score"]
+
+
+def test_a_client_moves_the_target_within_the_routes_bounds(live: Live) -> None:
+    # Target 0: the cheapest model qualifies whatever the prompt.
+    served, doc = ask(live, HARD.format(i=1000), headers={"x-polyroute-quality": "0"})
+    assert served == "small" and "target 0" in doc["score"]
+    # The bounded route keeps the target at its minimum, 0.5: the hard prompt stays on the strong model.
+    served, doc = ask(live, HARD.format(i=1000), route="bounded", headers={"x-polyroute-quality": "0"})
+    assert served == "big" and "target 0.5" in doc["score"]
+
+
+@pytest.mark.parametrize("value", ["high", "1.5", "-0.1", "nan"])
+def test_a_bad_quality_header_is_a_400_in_the_openai_shape(live: Live, value: str) -> None:
+    r = httpx.post(f"{live.base_url}/chat/completions", json={"model": "smart", "messages": [{"role": "user",
+                   "content": "hi"}]}, headers={"authorization": f"Bearer {ENV['ANY_KEY']}",
+                   "x-polyroute-quality": value})  # fmt: skip
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert "x-polyroute-quality must be a number from 0 to 1" in err["message"]
+
+
+def test_the_target_must_lie_within_the_bounds() -> None:
+    raw = raw_config(Path("unused.json"))
+    raw["routes"]["bounded"]["quality_target"] = 0.95
+    with pytest.raises(ConfigError) as err:
+        cfg.parse(raw, env=ENV)
+    assert "quality_target must lie within quality_min..quality_max" in str(err.value)
 
 
 def test_a_quality_route_needs_a_router_file() -> None:
