@@ -89,15 +89,16 @@ def run_eval(args: argparse.Namespace) -> int:
                 raise ConfigError(f"{args.router} has no head for {col!r} (it has {', '.join(scorer.columns)}).")
         x = featurize(prompts, embedder, scorer.model.embedding)
         scores = route_scores(scorer.model, x, args.weak, args.strong)
+        fold_of = None
     else:
         try:
-            scores = cross_validate(data, args.weak, args.strong, args.folds, embedder)
+            scores, fold_of = cross_validate(data, args.weak, args.strong, args.folds, embedder)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         scorer = Scorer(train(data.examples, [args.weak, args.strong], embedder), embedder)
     step = max(1, len(prompts) // 2000)
     us = decision_times(scorer, prompts[::step])
-    rep = report(data, scores, args.weak, args.strong, args.folds or 0, us)
+    rep = report(data, scores, args.weak, args.strong, us, fold_of)
     summary = rep.summary()
     if args.json:
         print(json.dumps(summary))
@@ -126,5 +127,13 @@ def render(s: dict[str, object]) -> str:
     assert isinstance(curve, list)
     for row in curve:
         lines.append(f"{pct(row['strong_share']):>12} {pct(row['accuracy']):>9} {row['pgr']:6.2f}")
+    per_fold = s["per_fold"]
+    assert isinstance(per_fold, list)
+    if per_fold:
+        lines += ["", "each fold alone (groups never trained on):"]
+        for f in per_fold:
+            lines.append(f"  fold {f['fold']}: {f['groups']} groups, {f['prompts']} prompts: APGR {f['apgr']:.3f}, "
+                         f"CPT(50%) {pct(f['cpt50'])}; length APGR {f['length_apgr']:.3f}, "
+                         f"CPT(50%) {pct(f['length_cpt50'])}")
     lines += ["", f"decision time per prompt: p50 {s['decision_us_p50']:.0f} us, p99 {s['decision_us_p99']:.0f} us", ""]
     return "\n".join(lines)

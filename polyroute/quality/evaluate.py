@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from polyroute.quality.data import Dataset, Example
 from polyroute.quality.features import Embedder
@@ -51,6 +52,8 @@ class Report:
     oracle: Curve
     length: Curve
     decision_us: tuple[float, float] | None  # (p50, p99)
+    # Each fold scored on its own, beside the length baseline on the same prompts.
+    per_fold: tuple[dict[str, float], ...] = ()
 
     def summary(self) -> dict[str, object]:
         r = self.router
@@ -66,6 +69,7 @@ class Report:
             "decision_us_p50": self.decision_us[0] if self.decision_us else None,
             "decision_us_p99": self.decision_us[1] if self.decision_us else None,
             "curve": [{"strong_share": s, "accuracy": r.at(s)[0], "pgr": r.at(s)[1]} for s in SHARES],
+            "per_fold": list(self.per_fold),
         }
         for name, c in (("random", self.random), ("oracle", self.oracle), ("length", self.length)):
             out[name] = {"apgr": c.apgr(), "cpt50": c.cpt(0.5), "cpt80": c.cpt(0.8)}
@@ -73,10 +77,22 @@ class Report:
 
 
 def report(
-    data: Dataset, scores: FloatArray, weak: str, strong: str, folds: int, us: tuple[float, float] | None
+    data: Dataset, scores: FloatArray, weak: str, strong: str, us: tuple[float, float] | None,
+    fold_of: npt.NDArray[np.int64] | None = None,
 ) -> Report:
     w, s = data.column(weak), data.column(strong)
     lengths = np.asarray([len(e.prompt) for e in data.examples], dtype=np.float64)
+    folds = 0 if fold_of is None else int(fold_of.max()) + 1
+    per_fold = []
+    for k in range(folds):
+        assert fold_of is not None
+        idx = np.flatnonzero(fold_of == k)
+        wk, sk = [w[i] for i in idx], [s[i] for i in idx]
+        mine, base = curve(scores[idx], wk, sk), curve(lengths[idx], wk, sk)
+        per_fold.append({
+            "fold": k, "prompts": len(idx), "groups": len({data.examples[i].group for i in idx}),
+            "apgr": mine.apgr(), "cpt50": mine.cpt(0.5), "length_apgr": base.apgr(), "length_cpt50": base.cpt(0.5),
+        })
     return Report(
         n=len(w),
         dropped=data.dropped,
@@ -86,11 +102,14 @@ def report(
         oracle=curve(oracle_scores(w, s), w, s),
         length=curve(lengths, w, s),
         decision_us=us,
+        per_fold=tuple(per_fold),
     )
 
 
-def cross_validate(data: Dataset, weak: str, strong: str, folds: int, embedder: Embedder, seed: int = 0) -> FloatArray:
-    """Out-of-fold routing scores, groups split into ``folds`` parts at random (seeded)."""
+def cross_validate(
+    data: Dataset, weak: str, strong: str, folds: int, embedder: Embedder, seed: int = 0
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Out-of-fold routing scores and each prompt's fold; groups split into ``folds`` parts at random (seeded)."""
     groups = np.asarray([e.group for e in data.examples])
     names = np.asarray(data.groups())
     if folds < 2 or folds > len(names):
@@ -99,11 +118,13 @@ def cross_validate(data: Dataset, weak: str, strong: str, folds: int, embedder: 
     x = featurize([e.prompt for e in data.examples], embedder, True)
     labels = {c: np.asarray(data.column(c), dtype=np.float64) for c in (weak, strong)}
     out = np.zeros(len(groups))
+    fold_of = np.zeros(len(groups), dtype=np.int64)
     for k in range(folds):
         held = np.isin(groups, order[k::folds])
+        fold_of[held] = k
         model = QualityModel.train(x[~held], {c: y[~held] for c, y in labels.items()}, True, L2)
         out[held] = route_scores(model, x[held], weak, strong)
-    return out
+    return out, fold_of
 
 
 def decision_times(scorer: Scorer, prompts: Sequence[str], limit: int = 2000) -> tuple[float, float]:

@@ -70,6 +70,8 @@ def test_eval_cross_validates_by_group_without_a_router(data: Path, capsys: pyte
     assert main(args) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["folds"] == 3 and got["prompts"] == 90
+    assert [(f["groups"], f["prompts"]) for f in got["per_fold"]] == [(1, 30)] * 3
+    assert all(f["apgr"] > 0.8 and "length_apgr" in f for f in got["per_fold"])
     assert got["apgr"] > 0.8  # each group is scored by a model trained on the two others
 
 
