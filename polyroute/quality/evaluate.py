@@ -25,7 +25,8 @@ from polyroute.quality.metrics import Curve, FloatArray, curve, oracle_scores, r
 from polyroute.quality.model import QualityModel, featurize
 from polyroute.quality.scorer import Scorer
 
-L2 = 0.01
+# Strong shrinkage: on subjects never seen, 0.3 beat 0.003..0.1 and 1..3 in 5-fold cross-validation.
+L2 = 0.3
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 
 
