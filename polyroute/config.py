@@ -34,7 +34,7 @@ from pydantic import (
 from polyroute.errors import ConfigError
 
 Locality = Literal["local", "remote"]
-Strategy = Literal["ordered", "cheapest", "fastest", "weighted"]
+Strategy = Literal["ordered", "cheapest", "fastest", "weighted", "quality"]
 # The source name of the config built when no file is given (polyroute.settings).
 EMBEDDED_SOURCE = "<embedded default>"
 
@@ -393,6 +393,26 @@ class RouteConfig(_Strict):
     stall_timeout: float = Field(default=15.0, gt=0)
     # Seconds without a first token after which the next candidate is started too.
     hedge_after: float | None = Field(default=None, gt=0)
+    # strategy = "quality": the model file `polyroute router train` wrote (relative to the config
+    # file), the predicted probability of a good answer the first candidate must reach, and which
+    # of the file's columns predicts each model of the route (default: the model's own name).
+    router: str | None = None
+    quality_target: float = Field(default=0.8, ge=0, le=1)
+    # The range a client's x-polyroute-quality is kept within.
+    quality_min: float = Field(default=0.0, ge=0, le=1)
+    quality_max: float = Field(default=1.0, ge=0, le=1)
+    router_columns: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _quality(self) -> RouteConfig:
+        if self.strategy == "quality" and not self.router:
+            raise ValueError('strategy "quality" needs router = "FILE" (written by polyroute router train)')
+        if not self.quality_min <= self.quality_target <= self.quality_max:
+            raise ValueError("quality_target must lie within quality_min..quality_max")
+        unknown = [m for m in self.router_columns if m not in self.models]
+        if unknown:
+            raise ValueError(f"router_columns names models not in the route: {', '.join(unknown)}")
+        return self
 
 
 class PolicyConfig(_Strict):

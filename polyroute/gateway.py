@@ -26,6 +26,8 @@ class RequestContext:
     narrow_policy: str | None = None
     # The client asked for the routing decision in a response header (x-polyroute-explain).
     explain: bool = False
+    # The quality target the client asked for (x-polyroute-quality), for "quality" routes.
+    quality: float | None = None
     # The gateway's own id for the request (never the provider's), and when it arrived (monotonic).
     request_id: str = field(default_factory=_IDS.next)
     started: float = field(default_factory=time.monotonic)
@@ -88,7 +90,7 @@ class Gateway:
 
     def plan(self, req: ChatRequest, ctx: RequestContext) -> Plan:
         route = self.fleet.resolve(req.model)
-        return self.router.plan(route, req, ctx.principal, ctx.narrow_policy)
+        return self.router.plan(route, req, ctx.principal, ctx.narrow_policy, ctx.quality)
 
     async def admit(self, req: ChatRequest, ctx: RequestContext, plan: Plan) -> Pass | None:
         """Check and reserve the principal's budgets and limits; a refusal finishes the request here."""

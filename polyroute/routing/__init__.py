@@ -3,7 +3,8 @@
 ``Router.plan`` keeps the route's models that satisfy the effective policy (see
 ``policy``) and what the request needs (see ``needs``), then orders them with the
 route's strategy (one per module: ``ordered``, ``cheapest``, ``fastest``,
-``weighted``). The order it returns is all that failover walks, so no failover
+``weighted``, ``quality``; the last judges the prompt itself, so ``decide`` asks
+it with the request). The order it returns is all that failover walks, so no failover
 can reach a model the policy excludes. Every exclusion carries its reason so a
 refusal (``PolicyViolation``, 422) and ``polyroute route explain`` can say why.
 
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polyroute.errors import Forbidden, InvalidRequest, PolicyViolation
 from polyroute.fleet import Fleet, ModelEntry, Route
@@ -35,6 +38,9 @@ from polyroute.routing.policy import Policy
 from polyroute.routing.stats import LatencyStats, Outcome
 from polyroute.routing.weighted import Weighted
 from polyroute.types import ChatRequest
+
+if TYPE_CHECKING:
+    from polyroute.routing.quality import Quality
 
 __all__ = ["LatencyStats", "Needs", "Plan", "Policy", "Principal", "Router", "Strategy"]
 
@@ -98,6 +104,7 @@ class Router:
         self.stats = stats or LatencyStats()
         rng = rng or random.Random()
         self._strategies = {name: _strategy(route, self.stats, rng) for name, route in fleet.routes.items()}
+        self._quality = _quality_strategies(fleet)
         self._admissions: dict[tuple[str, tuple[str, ...]], _Admission] = {}
         key_policies = {k.policy for k in fleet.config.keys.values()}
         for route in fleet.routes.values():
@@ -106,15 +113,24 @@ class Router:
 
     # -- the decision ----------------------------------------------------------------------
 
-    def plan(self, route: Route, req: ChatRequest, principal: Principal, narrow: str | None = None) -> Plan:
+    def plan(
+        self, route: Route, req: ChatRequest, principal: Principal, narrow: str | None = None,
+        quality: float | None = None,
+    ) -> Plan:
         """The candidates to try, in order; PolicyViolation when none qualifies."""
-        plan = self.decide(route, req, principal, narrow)
+        plan = self.decide(route, req, principal, narrow, quality)
         if not plan.candidates:
             raise plan.refusal()
         return plan
 
-    def decide(self, route: Route, req: ChatRequest, principal: Principal, narrow: str | None = None) -> Plan:
-        """Like ``plan`` but an empty plan is returned, not refused (for explanations)."""
+    def decide(
+        self, route: Route, req: ChatRequest, principal: Principal, narrow: str | None = None,
+        quality: float | None = None,
+    ) -> Plan:
+        """Like ``plan`` but an empty plan is returned, not refused (for explanations).
+
+        ``quality`` is the client's quality target; a "quality" route keeps it within its bounds.
+        """
         if principal.routes is not None and route.name not in principal.routes:
             raise Forbidden(f"This key may not use '{route.name}'.", param="model")
         if narrow is not None and narrow not in self.fleet.config.policies:
@@ -123,19 +139,31 @@ class Router:
         needs = needs_of(req)
         fits, lacking, excluded = _fit(adm, needs)
         strategy = self._strategies[route.name]
-        ordered, scores = strategy.order(fits, needs) if fits else ([], [])
-        if lacking:
-            more, more_scores = strategy.order([e for e, _ in lacking], needs)
-            ordered += more
-            scores += more_scores
+        score_label = strategy.score
+        qs = self._quality.get(route.name)
+        if qs is not None:
+            # The route's quality router judges the prompt once; every candidate is ranked on it.
+            predicted = qs.predictions(req)
+            target = qs.target_for(quality)
+            ordered, scores, score_label = qs.rank(fits, needs, predicted, target)
+            if lacking:
+                more, more_scores, _ = qs.rank([e for e, _ in lacking], needs, predicted, target)
+                ordered += more
+                scores += more_scores
+        else:
+            ordered, scores = strategy.order(fits, needs) if fits else ([], [])
+            if lacking:
+                more, more_scores = strategy.order([e for e, _ in lacking], needs)
+                ordered += more
+                scores += more_scores
         return Plan(
             route=route,
             candidates=ordered,
             excluded=excluded,
             scores={e.name: s for e, s in zip(ordered, scores, strict=True)},
             policy=adm.policy.label,
-            strategy=strategy.name,
-            score=strategy.score,
+            strategy=strategy.name if qs is None else qs.name,
+            score=score_label,
             needs=needs,
             demoted={e.name: why for e, why in lacking},
         )
@@ -168,7 +196,29 @@ def _strategy(route: Route, stats: LatencyStats, rng: random.Random) -> Strategy
         return Fastest(stats)
     if kind == "weighted":
         return Weighted(route.config.weights, rng)
+    if kind == "quality":
+        return Cheapest()  # the order a quality route falls back to; the prompt itself is judged in decide
     return Ordered()
+
+
+def _quality_strategies(fleet: Fleet) -> dict[str, Quality]:
+    """The routes whose strategy is "quality", each with its router loaded (one embedder for all)."""
+    routes = [r for r in fleet.routes.values() if r.config.strategy == "quality"]
+    if not routes:
+        return {}
+    from polyroute.quality.features import Embedder
+    from polyroute.routing.quality import Quality
+
+    source = fleet.config.source
+    root = Path.cwd() if source.startswith("<") else Path(source).parent
+    embedder = Embedder()
+    out: dict[str, Quality] = {}
+    for route in routes:
+        c = route.config
+        path = Path(c.router or "")
+        out[route.name] = Quality.load(path if path.is_absolute() else root / path, c.quality_target,
+                                       (c.quality_min, c.quality_max), c.router_columns, embedder)
+    return out
 
 
 def _admit(fleet: Fleet, route: Route, names: tuple[str, ...]) -> _Admission:

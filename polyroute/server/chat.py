@@ -28,6 +28,8 @@ log = logging.getLogger("polyroute.access")
 
 # A client narrows its policy by naming another one; it can never widen it.
 POLICY_HEADER = "x-polyroute-policy"
+# A number in [0, 1]: the quality target of a "quality" route, kept within the route's bounds.
+QUALITY_HEADER = "x-polyroute-quality"
 # "1" asks for the routing decision, returned as compact JSON in EXPLAIN_RESPONSE.
 EXPLAIN_REQUEST = "x-polyroute-explain"
 EXPLAIN_RESPONSE = "x-polyroute-route-explain"
@@ -80,6 +82,7 @@ class ChatEndpoint:
             narrow_policy=narrow.strip() if narrow and narrow.strip() else None,
             explain=self.debug_headers and h.get(EXPLAIN_REQUEST, "").strip().lower() in ("1", "true", "yes"),
             started=started,
+            quality=_quality(h.get(QUALITY_HEADER)),
         )
 
     async def stream(
@@ -199,7 +202,21 @@ class _Frames:
             await _close(self.chunks)
 
 
-_WANTED_HEADERS = frozenset({b"authorization", b"x-api-key", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode()})
+_WANTED_HEADERS = frozenset(
+    {b"authorization", b"x-api-key", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode(), QUALITY_HEADER.encode()}
+)
+
+
+def _quality(value: str | None) -> float | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        target = float(value)
+    except ValueError:
+        target = -1.0
+    if not 0.0 <= target <= 1.0:  # NaN fails too
+        raise InvalidRequest(f"{QUALITY_HEADER} must be a number from 0 to 1, not {value.strip()[:40]!r}.")
+    return target
 
 
 def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Routing on measured quality: metrics, prompt features, the router model, training."""

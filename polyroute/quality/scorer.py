@@ -1,0 +1,40 @@
+"""A loaded router: the model file plus the features it needs, ready to score one prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from polyroute.quality.features import CHEAP_NAMES, Embedder, cheap_features
+from polyroute.quality.model import QualityModel
+
+
+class Scorer:
+    """Predicts, for one prompt, P(each model column answers it well)."""
+
+    def __init__(self, model: QualityModel, embedder: Embedder | None = None) -> None:
+        self.model = model
+        # The embedder also feeds cheap features (rare words, choice similarity), so every model needs it.
+        self.embedder = embedder or Embedder()
+        self._heads = np.stack([model.weights[c] / model.scale for c in model.columns])
+        self._bias = np.asarray(
+            [model.bias[c] - float(model.weights[c] @ (model.mean / model.scale)) for c in model.columns]
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, embedder: Embedder | None = None) -> Scorer:
+        return cls(QualityModel.load(path), embedder)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.model.columns
+
+    def predict(self, text: str) -> dict[str, float]:
+        cheap, emb = cheap_features(text, self.embedder)
+        heads = self._heads
+        logits = heads[:, : len(CHEAP_NAMES)] @ np.asarray(cheap) + self._bias
+        if self.model.embedding and emb is not None:
+            logits += heads[:, len(CHEAP_NAMES) :] @ emb
+        probs = 1.0 / (1.0 + np.exp(-logits))
+        return dict(zip(self.model.columns, probs.tolist(), strict=True))
