@@ -191,9 +191,10 @@ class AioPool:
         self.ca_bundle = ca_bundle
         self.proxy = proxy
         self.proxy_url = f"http://{proxy.host}:{proxy.port}" if proxy is not None else None
-        self.proxy_headers = (
-            {"Proxy-Authorization": proxy.authorization} if proxy is not None and proxy.authorization else None
-        )
+        # The proxy's credentials: on the CONNECT for an https origin, on each request for a plain one.
+        auth = {"proxy-authorization": proxy.authorization} if proxy is not None and proxy.authorization else {}
+        self.proxy_headers = auth if self.https and auth else None
+        self.extra_headers = {"accept-encoding": "identity", **({} if self.https else auth)}
         self.max_connections = max_connections
         self.max_waiting = max_waiting
         self.busy = 0  # requests holding a connection (or opening one), counted only under a limit
@@ -244,7 +245,7 @@ class AioPool:
         self, session: aiohttp.ClientSession, method: str, url: str, headers: Mapping[str, str], body: bytes
     ) -> aiohttp.ClientResponse:
         return await session.request(
-            method, url, headers={"accept-encoding": "identity", **headers}, data=body,
+            method, url, headers={**self.extra_headers, **headers}, data=body,
             proxy=self.proxy_url, proxy_headers=self.proxy_headers, allow_redirects=False,
         )
 
