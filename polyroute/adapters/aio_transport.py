@@ -58,7 +58,8 @@ def translate(exc: BaseException, where: str) -> TransportError:
     if isinstance(exc, (aiohttp.ClientHttpProxyError, aiohttp.ClientProxyConnectionError)):
         return ConnectFailed(f"cannot connect to {where}: the proxy refused or failed")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return ConnectFailed(f"cannot connect to {where} ({type(exc.os_error).__name__})")
+        cause = getattr(exc, "os_error", None) or exc  # a certificate error carries no os_error
+        return ConnectFailed(f"cannot connect to {where} ({type(cause).__name__})")
     if isinstance(exc, aiohttp.ClientResponseError):
         if _head_too_large(exc):
             return ResponseTooLarge(f"response head over {MAX_HEADERS} headers or {MAX_HEAD_BYTES} bytes")

@@ -270,3 +270,14 @@ async def test_a_proxy_that_wants_credentials_fails_without_repeating_ours(tls_u
             await pool.request("POST", f"{tls_up.base_url}/chat/completions", {}, ASK, 10)
         await pool.aclose()
     assert "wrong-secret-pw" not in str(caught.value)
+
+
+def test_without_the_extra_the_key_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # import aiohttp now fails as if not installed
+    monkeypatch.delitem(sys.modules, "polyroute.adapters.aio_transport")
+    conf = cfg.parse({"gateway": {"upstream_client": "aiohttp"},
+                      "backends": {"a": {"type": "openai", "base_url": "http://127.0.0.1:9/v1"}}})
+    with pytest.raises(cfg.ConfigError, match=r"pip install 'polyroute\[aiohttp\]'"):
+        pool_for(conf.backends["a"], {})  # type: ignore[arg-type]
