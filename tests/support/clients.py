@@ -7,6 +7,7 @@ conformance suite and the hostile-upstream gateway tests on aiohttp's client ins
 from __future__ import annotations
 
 import os
+from typing import Any
 
 UPSTREAM_CLIENT = os.environ.get("POLYROUTE_TEST_UPSTREAM_CLIENT", "builtin")
 
@@ -19,3 +20,11 @@ def backend_keys() -> dict[str, str]:
 def gateway_lines() -> list[str]:
     """The ``[gateway]`` lines of a gateway's TOML for the chosen client (none for the default)."""
     return [] if UPSTREAM_CLIENT == "builtin" else [f'upstream_client = "{UPSTREAM_CLIENT}"']
+
+
+def with_client(raw: dict[str, Any]) -> dict[str, Any]:
+    """A raw config whose ``[gateway]`` names the chosen client, unless it names one itself."""
+    gateway = raw.get("gateway") or {}
+    if UPSTREAM_CLIENT == "builtin" or "upstream_client" in gateway:
+        return raw
+    return {**raw, "gateway": {**gateway, "upstream_client": UPSTREAM_CLIENT}}
