@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--targets",
         default=",".join(runner.TARGETS),
-        help=f"comma-separated, from {', '.join(runner.TARGETS)} (default: all; direct is always measured)",
+        help=f"comma-separated, from {', '.join(runner.TARGETS + runner.OPTIONAL_TARGETS)} "
+        f"(default: {', '.join(runner.TARGETS)}; direct is always measured)",
     )
     p.add_argument(
         "--scenarios",

@@ -132,8 +132,8 @@ _OWN_CORE = (
 )
 
 
-def _paired(results: dict[str, Any]) -> list[str]:
-    data = results["figures"].get("paired") or {}
+def _paired(results: dict[str, Any], key: str = "paired", gateway: str = "polyroute") -> list[str]:
+    data = results["figures"].get(key) or {}
     if not data:
         return []
     rows = []
@@ -149,13 +149,18 @@ def _paired(results: dict[str, Any]) -> list[str]:
             str(r["errors"]),
             _f(r["gateway_cpu_ms_per_req"], ".3f"),
         ])
-    header = ["scenario", "rounds", "direct p50 ms", "polyroute p50 ms", "overhead p50 per round ms",
+    header = ["scenario", "rounds", "direct p50 ms", f"{gateway} p50 ms", "overhead p50 per round ms",
               "overhead p50 ms (median)", "overhead p99 ms (median)", "errors", "gateway CPU ms/req"]
-    intro = ("The checked scenarios once more, direct and one polyroute worker taking turns within seconds of "
-             "each other, round after round (latency for chat, time to first token for streams). The sequential "
-             "tables above measure direct minutes before polyroute, while the host's speed drifts; the targets "
-             "are checked on these medians.")
-    return ["## Side by side: direct and polyroute in alternating rounds", "", intro, "", *_table(header, rows), ""]
+    if gateway != "polyroute":
+        intro = (f"The same alternating rounds, with {gateway} (polyroute on aiohttp's upstream client) taking "
+                 "its turn beside direct and polyroute; for comparison only, not checked against the targets.")
+    else:
+        intro = ("The checked scenarios once more, direct and one polyroute worker taking turns within seconds of "
+                 "each other, round after round (latency for chat, time to first token for streams). The "
+                 "sequential tables above measure direct minutes before polyroute, while the host's speed "
+                 "drifts; the targets are checked on these medians.")
+    title = f"## Side by side: direct and {gateway} in alternating rounds"
+    return [title, "", intro, "", *_table(header, rows), ""]
 
 
 def _saturation(results: dict[str, Any]) -> list[str]:
@@ -278,6 +283,7 @@ def render(results: dict[str, Any]) -> str:
                   _OWN_CORE),
         *_latency(results, "stream_ttft_own_core", "Streaming, the gateway on its own core", "TTFT"),
         *_paired(results),
+        *_paired(results, "paired_aiohttp", "polyroute-aiohttp"),
         *_saturation(results),
         *_memory(results),
         *_notes(results),

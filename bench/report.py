@@ -111,14 +111,14 @@ def workers_ceiling(results: dict[str, Any], sat: dict[str, dict[str, Any]]) -> 
     return round(min(2.0, (float(cpus) - float(up) - float(gen)) / float(one)), 2)
 
 
-def _paired(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per scenario: the median over rounds of polyroute minus direct, each round measured side by side."""
+def _paired(results: dict[str, Any], gateway: str = "polyroute") -> dict[str, dict[str, Any]]:
+    """Per scenario: the median over rounds of ``gateway`` minus direct, each round measured side by side."""
     out: dict[str, dict[str, Any]] = {}
     for name, runs in (results.get("paired") or {}).items():
-        if not isinstance(runs, dict) or "direct" not in runs:
+        if not isinstance(runs, dict) or "direct" not in runs or gateway not in runs:
             continue
         key = "ttft_ms" if name.startswith(STREAM) else "latency_ms"
-        pairs = [(d, p) for d, p in zip(runs["direct"], runs["polyroute"], strict=False)
+        pairs = [(d, p) for d, p in zip(runs["direct"], runs[gateway], strict=False)
                  if "failed" not in d and "failed" not in p]
         if not pairs:
             continue
@@ -189,6 +189,7 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
         },
         "error_rate": _error_rates(results),
         "paired": _paired(results),
+        "paired_aiohttp": _paired(results, "polyroute-aiohttp"),
         "paired_workers": _paired_workers(results),
         "workers2_ratio": ratio(w2, w1),
         "workers2_ceiling": workers_ceiling(results, sat),

@@ -32,6 +32,8 @@ from bench.plan import CHAT, OWN_CORE, SATURATE, STREAM, Plan, Scenario
 from bench.targets import API_KEY, INSTANT, SLOW, Direct, LiteLLM, Polyroute, Running, Target, Upstreams
 
 TARGETS = ("direct", "polyroute", "polyroute-w2", "litellm")
+# Measured only when named: polyroute with aiohttp's upstream client instead of its own.
+OPTIONAL_TARGETS = ("polyroute-aiohttp",)
 
 
 def make_target(name: str) -> Target:
@@ -41,9 +43,11 @@ def make_target(name: str) -> Target:
         return LiteLLM()
     if name == "polyroute":
         return Polyroute(1)
+    if name == "polyroute-aiohttp":
+        return Polyroute(1, client="aiohttp")
     if name.startswith("polyroute-w") and name[len("polyroute-w") :].isdigit():
         return Polyroute(int(name[len("polyroute-w") :]))
-    raise ValueError(f"unknown target {name!r} (known: {', '.join(TARGETS)})")
+    raise ValueError(f"unknown target {name!r} (known: {', '.join(TARGETS + OPTIONAL_TARGETS)})")
 
 
 @contextmanager
@@ -285,6 +289,7 @@ def run_paired(
     upstream_services: dict[str, procs.Service],
     workdir: Path,
     tools: native.Tools | None = None,
+    with_aiohttp: bool = False,
 ) -> dict[str, Any]:
     """The checked scenarios again, direct and one polyroute worker taking turns, round after round.
 
@@ -292,8 +297,10 @@ def run_paired(
     drifts over minutes; here each round measures both within seconds of each other.
     """
     scenarios = [sc for sc in plan.paired() if sc.placement != OWN_CORE or procs.placement_cpus() is not None]
-    return _alternate({"direct": Direct(), "polyroute": Polyroute(1)}, scenarios, plan, upstreams,
-                      upstream_services, workdir, tools)
+    pair: dict[str, Target] = {"direct": Direct(), "polyroute": Polyroute(1)}
+    if with_aiohttp:  # the other upstream client takes its turn in the same rounds
+        pair["polyroute-aiohttp"] = Polyroute(1, client="aiohttp")
+    return _alternate(pair, scenarios, plan, upstreams, upstream_services, workdir, tools)
 
 
 def run_paired_workers(
@@ -377,7 +384,8 @@ def run(plan: Plan, target_names: Sequence[str], workdir: Path, llamacpp_hook: b
                 result = {**retry, "first_try": result["failed"]}
             results["targets"][target.name] = result
         if "direct" in target_names and "polyroute" in target_names:
-            results["paired"] = run_paired(plan, upstreams, services, workdir, tools)
+            results["paired"] = run_paired(plan, upstreams, services, workdir, tools,
+                                           with_aiohttp="polyroute-aiohttp" in target_names)
         if "polyroute" in target_names and "polyroute-w2" in target_names:
             results["paired_workers"] = run_paired_workers(plan, upstreams, services, workdir, tools)
         results["llamacpp"] = llamacpp.run(plan, workdir) if llamacpp_hook else {"skipped": "not requested"}

@@ -9,6 +9,7 @@ runner's ExitStack so that its processes are stopped whatever happens.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -83,9 +84,12 @@ def _launch(
 class Polyroute:
     """``polyroute serve`` with N workers, configured by TOML for the two upstreams."""
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, client: str = "builtin") -> None:
         self.workers = workers
+        self.client = client  # [gateway] upstream_client: the home-made upstream client or aiohttp's
         self.name = "polyroute" if workers == 1 else f"polyroute-w{workers}"
+        if client != "builtin":
+            self.name += f"-{client}"
 
     def command(self) -> list[str] | None:
         script = REPO / ".venv" / "bin" / "polyroute"
@@ -97,13 +101,19 @@ class Polyroute:
         return None
 
     def prepare(self, logs: Path) -> str | None:
-        if self.command() is None:
+        command = self.command()
+        if command is None:
             return "polyroute serve is not available yet (no .venv/bin/polyroute, no polyroute/cli/serve.py)"
+        if self.client == "aiohttp" and not _has_aiohttp(command):
+            return "aiohttp is not installed: pip install 'polyroute[aiohttp]'"
         return None
 
     def config(self, port: int, upstreams: Upstreams) -> str:
         # The scheduling slice is opt-in (off by default): the benchmark asks for it, as measured so far.
-        lines = ["[gateway]", f'listen = "127.0.0.1:{port}"', "sched_slice_us = 100", ""]
+        lines = ["[gateway]", f'listen = "127.0.0.1:{port}"', "sched_slice_us = 100"]
+        if self.client != "builtin":
+            lines.append(f'upstream_client = "{self.client}"')
+        lines.append("")
         for profile, up_port in upstreams.ports.items():
             lines += [
                 f"[backends.up-{profile}]",
@@ -127,6 +137,14 @@ class Polyroute:
         argv = [*command, "serve", "--config", str(cfg), "--port", str(port), "--workers", str(self.workers)]
         service = _launch(stack, self.name, argv, workdir, _gateway_env(), port, cwd=REPO)
         return Running({p: Route(port, _MODELS[p]) for p in upstreams.ports}, service)
+
+
+def _has_aiohttp(command: list[str]) -> bool:
+    """Whether the Python that runs polyroute can import aiohttp (the ``aiohttp`` extra)."""
+    python = str(Path(command[0]).parent / "python") if len(command) == 1 else command[0]
+    if not Path(python).exists():
+        python = sys.executable
+    return subprocess.run([python, "-c", "import aiohttp"], capture_output=True, check=False).returncode == 0
 
 
 class LiteLLM:

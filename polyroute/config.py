@@ -133,6 +133,10 @@ class BreakerConfig(_Strict):
     max_retry_after: float = Field(default=300.0, gt=0)
 
 
+# The HTTP clients an HTTP backend may use upstream (polyroute.adapters.upstream).
+UpstreamClient = Literal["builtin", "aiohttp"]
+
+
 class GatewayConfig(_Strict):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -154,6 +158,9 @@ class GatewayConfig(_Strict):
     max_content_parts: int = Field(default=4096, ge=1, le=1_000_000)
     # Below orjson's limit of 255 levels, with room for what an adapter wraps around a client's field.
     max_json_depth: int = Field(default=64, ge=8, le=200)
+    # The HTTP client every HTTP backend uses upstream, unless it names its own: the home-made
+    # one ("builtin") or aiohttp's ("aiohttp", the ``aiohttp`` extra).
+    upstream_client: UpstreamClient = "builtin"
     breakers: BreakerConfig = Field(default_factory=BreakerConfig)
 
     @field_validator("listen")
@@ -241,6 +248,8 @@ class HttpBackendConfig(BackendBase):
     max_connections: int | None = Field(default=None, ge=1)
     # ... and at most this many requests waiting for one; past that a request fails at once.
     connection_queue: int = Field(default=64, ge=0)
+    # The HTTP client for this backend; unset in the file: [gateway] upstream_client.
+    upstream_client: UpstreamClient = "builtin"
 
     @field_validator("proxy")
     @classmethod
@@ -527,6 +536,23 @@ class Config(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     evals: EvalsConfig = Field(default_factory=EvalsConfig)
     source: str = "<built-in>"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upstream_client(cls, raw: Any) -> Any:
+        """[gateway] upstream_client is the default of every HTTP backend that names none."""
+        gateway = raw.get("gateway") if isinstance(raw, dict) else None
+        client = gateway.get("upstream_client") if isinstance(gateway, dict) else None
+        backends = raw.get("backends") if isinstance(raw, dict) else None
+        if client is None or not isinstance(backends, dict):
+            return raw
+        filled = {}
+        for name, backend in backends.items():
+            model = BACKEND_TYPES.get(str(backend.get("type"))) if isinstance(backend, dict) else None
+            if model is not None and issubclass(model, HttpBackendConfig) and "upstream_client" not in backend:
+                backend = {**backend, "upstream_client": client}
+            filled[name] = backend
+        return {**raw, "backends": filled}
 
     @model_validator(mode="after")
     def _references(self) -> Config:

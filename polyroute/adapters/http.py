@@ -31,10 +31,10 @@ from polyroute.adapters.transport import (
     Pool,
     PoolFull,
     ReadTimeout,
-    Response,
     ResponseTooLarge,
     TransportError,
 )
+from polyroute.adapters.upstream import UpstreamPool, UpstreamResponse
 from polyroute.config import HttpBackendConfig
 from polyroute.errors import (
     ConfigError,
@@ -214,7 +214,7 @@ class HttpBackend:
         return key.ref.removeprefix("env:") if key is not None and not key.present else None
 
     async def send(self, url: str, payload: object, headers: dict[str, str], model: str,
-                    timeout: float | None) -> Response:
+                    timeout: float | None) -> UpstreamResponse:
         if (var := self.missing_key()) is not None:
             raise UpstreamAuthError(
                 f"no API key: {var} is not set; export {var}=... and restart the gateway",
@@ -241,7 +241,7 @@ class HttpBackend:
     @asynccontextmanager
     async def open_stream(
         self, url: str, payload: object, headers: dict[str, str], model: str, timeout: float | None
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncIterator[UpstreamResponse]:
         """Open a streaming POST; raise a classified error when the status says failure."""
         resp = await self.send(url, payload, headers, model, timeout)
         try:
@@ -249,7 +249,7 @@ class HttpBackend:
         finally:
             resp.release()
 
-    async def lines(self, resp: Response, model: str) -> AsyncIterator[str]:
+    async def lines(self, resp: UpstreamResponse, model: str) -> AsyncIterator[str]:
         # Gaps between tokens are bounded by the failover layer's stall deadline.
         try:
             async for line in resp.iter_lines():
@@ -258,14 +258,29 @@ class HttpBackend:
             raise error_from_exception(exc, backend=self.name, model=model) from None
 
 
-def pool_for(config: HttpBackendConfig, env: Mapping[str, str]) -> Pool:
-    """The backend's connection pool: its proxy (own or from the environment), CAs and connection cap."""
+def pool_for(config: HttpBackendConfig, env: Mapping[str, str]) -> UpstreamPool:
+    """The backend's connection pool: its client, proxy (own or from the environment), CAs and connection cap."""
     base_url = config.base_url
     credentials = config.proxy_auth.get() if config.proxy_auth else None
     try:
         proxy = proxy_for(base_url, config.proxy, env, credentials)
     except ValueError as exc:  # the URL itself is not repeated: it may carry credentials
         raise ConfigError(f"HTTPS_PROXY / HTTP_PROXY: {exc}") from None
+    if config.upstream_client == "aiohttp":
+        try:  # the optional extra, imported only when chosen
+            from polyroute.adapters.aio_transport import AioPool
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.split(".")[0] == "polyroute":
+                raise
+            raise ConfigError(
+                "upstream_client = \"aiohttp\" needs the Python package 'aiohttp', which is not installed: "
+                "run `pip install 'polyroute[aiohttp]'`"
+            ) from None
+
+        return AioPool(
+            base_url, config.connect_timeout, proxy=proxy,
+            ca_bundle=config.ca_bundle, max_connections=config.max_connections, max_waiting=config.connection_queue,
+        )
     return Pool(
         base_url, config.connect_timeout, proxy=proxy,
         ca_bundle=config.ca_bundle, max_connections=config.max_connections, max_waiting=config.connection_queue,

@@ -14,7 +14,8 @@ from typing import Protocol
 
 from polyroute.adapters.http import HttpBackend, error_from_exception
 from polyroute.adapters.sse import MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
-from polyroute.adapters.transport import Response, TransportError
+from polyroute.adapters.transport import TransportError
+from polyroute.adapters.upstream import UpstreamResponse
 from polyroute.errors import UpstreamBadResponse, UpstreamUnavailable
 from polyroute.types import ChatChunk
 
@@ -44,7 +45,7 @@ class SSEChunks:
         self.reader = reader
         self.model = model
         self._args = (url, payload, headers, model, timeout)
-        self._resp: Response | None = None
+        self._resp: UpstreamResponse | None = None
         self._decoder = SSEDecoder(min(MAX_EVENT_BYTES, http.config.max_answer_bytes))
         self._events: list[tuple[str, str]] = []  # decoded from the last read, not yet read
         self._next = 0  # the first of _events not yet read

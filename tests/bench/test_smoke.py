@@ -8,7 +8,7 @@ from typing import Any
 
 from bench import markdown, procs, runner
 from bench.plan import OWN_CORE, Plan
-from bench.targets import Polyroute
+from bench.targets import Polyroute, Upstreams
 
 PLAN = Plan.smoke()
 
@@ -77,3 +77,20 @@ def test_one_worker_and_two_in_alternating_rounds(tmp_path: Path) -> None:
     check = next(c for c in results["checks"] if c["name"].startswith("polyroute saturated throughput"))
     assert check["value"] == pw["ratio"] and "taking turns" in check["note"]
     assert "### One worker and two in alternating rounds" in markdown.render(results)
+
+
+def test_polyroute_on_aiohttp_beside_polyroute_in_alternating_rounds(tmp_path: Path) -> None:
+    target = Polyroute(client="aiohttp")
+    assert target.name == "polyroute-aiohttp" and 'upstream_client = "aiohttp"' in target.config(
+        1, Upstreams({"slow": 2}))
+    assert target.prepare(tmp_path) is None  # the aiohttp extra is installed with the test extras here
+    plan = PLAN.with_(stream_concurrency=(), saturate_concurrency=(), own_core_concurrency=())
+    results = runner.run_all(plan, ["direct", "polyroute", "polyroute-aiohttp"], tmp_path, command="smoke",
+                             llamacpp_hook=False)
+    for name in ("polyroute", "polyroute-aiohttp"):
+        assert "failed" not in results["targets"][name], results["targets"][name].get("failed")
+        assert results["targets"][name]["scenarios"]["chat-c4"]["errors"] == 0
+    aio = results["figures"]["paired_aiohttp"]["chat-c4"]
+    assert aio["rounds"] == plan.paired_rounds and aio["errors"] == 0
+    assert aio["overhead_p50"] == aio["polyroute_p50"][0] - aio["direct_p50"][0]
+    assert "## Side by side: direct and polyroute-aiohttp" in markdown.render(results)

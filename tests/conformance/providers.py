@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polyroute.config import HttpBackendConfig, Secret, backend_config
+from tests.support.clients import backend_keys
 from tests.support.upstreams import ANTHROPIC, OLLAMA, OPENAI, Wire
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
@@ -54,7 +55,7 @@ class Provider:
     def config(self, url: str, key: str | None = API_KEY) -> HttpBackendConfig:
         api_key = Secret("env:POLYROUTE_TEST_KEY", key) if key else None
         config = backend_config({"type": self.type, "base_url": url + self.base_path, "api_key": api_key,
-                                 **self.backend})
+                                 **backend_keys(), **self.backend})
         assert isinstance(config, HttpBackendConfig)
         return config
 

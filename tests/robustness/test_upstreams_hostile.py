@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.robustness.hostile_upstream import ANSWER, HostileUpstream
+from tests.support.clients import gateway_lines
 from tests.support.live import free_port
 
 UP_KEY = "sk-upstream-9f8e7d6c5b4a39281706"
@@ -40,7 +41,7 @@ HOSTILE = {
 
 def _config(port: int, up: HostileUpstream) -> str:
     lines = [
-        "[gateway]", f'listen = "127.0.0.1:{port}"',
+        "[gateway]", f'listen = "127.0.0.1:{port}"', *gateway_lines(),
         "[gateway.breakers]", "failures = 1", "max_retry_after = 300",
         "[keys.team]", 'secret = "env:CLIENT_KEY"',
         "[backends.good]", 'type = "openai"', f'base_url = "{up.base_url}"', 'api_key = "env:UP_KEY"',

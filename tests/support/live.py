@@ -16,6 +16,7 @@ from polyroute.gateway import Gateway
 from polyroute.server.app import create_app
 from polyroute.server.dispatch import App
 from polyroute.server.serving import Server
+from tests.support.clients import with_client
 
 
 def free_port() -> int:
@@ -67,7 +68,7 @@ def serve_app(app: App, port: int | None = None) -> Iterator[str]:
 
 @contextmanager
 def live_gateway(raw: dict[str, Any] | cfg.Config, env: dict[str, str] | None = None) -> Iterator[Live]:
-    config = raw if isinstance(raw, cfg.Config) else cfg.parse(raw, source="<test>", env=env or {})
+    config = raw if isinstance(raw, cfg.Config) else cfg.parse(with_client(raw), source="<test>", env=env or {})
     gateway = Gateway.from_config(config, load_catalog())
     with serve_app(create_app(gateway)) as root:
         yield Live(base_url=f"{root}/v1", gateway=gateway)
