@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -98,6 +99,15 @@ def _secret_from(value: object, info: ValidationInfo) -> object:
     env = (info.context or {}).get("env")
     return read_secret(value, os.environ if env is None else env)
 
+
+def _aware(v: datetime) -> datetime:
+    if v.tzinfo is None:
+        raise ValueError("expires_at needs a time zone, e.g. 2027-01-01T00:00:00Z")
+    return v
+
+
+# An instant with its time zone (a TOML datetime, or ISO 8601 with an offset).
+AwareTime = Annotated[datetime, AfterValidator(_aware)]
 
 SecretRef = Annotated[Secret, BeforeValidator(_secret_from), PlainSerializer(_redact, return_type=str)]
 
@@ -463,16 +473,9 @@ class KeyConfig(LimitsConfig):
     routes: list[str] | None = None
     team: str | None = None
     # After this instant the key is refused like a wrong one (TOML datetime, or ISO 8601 with offset).
-    expires_at: datetime | None = None
+    expires_at: AwareTime | None = None
     # A revoked key is refused like a wrong one (401), without saying it once worked.
     revoked: bool = False
-
-    @field_validator("expires_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("expires_at needs a time zone, e.g. 2027-01-01T00:00:00Z")
-        return v
 
 
 class AdminConfig(_Strict):

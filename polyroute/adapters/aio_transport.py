@@ -32,7 +32,6 @@ from polyroute.adapters.proxy import Proxy
 from polyroute.adapters.transport import (
     MAX_HEAD_BYTES,
     MAX_HEADERS,
-    MAX_LINE_BYTES,
     ConnectFailed,
     ConnectionBroken,
     ConnectTimeout,
@@ -40,6 +39,7 @@ from polyroute.adapters.transport import (
     ReadTimeout,
     ResponseTooLarge,
     TransportError,
+    body_lines,
 )
 
 # Idle keep-alive connections are closed after this many seconds (aiohttp's default is 15).
@@ -135,32 +135,9 @@ class AioResponse:
         while (data := await self.next(timeout)) is not None:
             yield data
 
-    async def iter_lines(self, timeout: float | None = None) -> AsyncIterator[str]:
-        """Lines without their ending; a last line with no newline is yielded too.
-
-        A line longer than ``MAX_LINE_BYTES`` raises ResponseTooLarge; an unended line's
-        pieces are kept apart and joined once, when its end comes.
-        """
-        pending: list[bytes] = []
-        size = 0
-        async for data in self.iter_bytes(timeout):
-            if b"\n" not in data:
-                pending.append(data)
-                size += len(data)
-                if size > MAX_LINE_BYTES:
-                    self._too_large(MAX_LINE_BYTES)
-                continue
-            if pending:
-                pending.append(data)
-                data = b"".join(pending)
-            *lines, last = data.split(b"\n")
-            for line in lines:
-                if len(line) > MAX_LINE_BYTES:
-                    self._too_large(MAX_LINE_BYTES)
-                yield line.removesuffix(b"\r").decode("utf-8", "replace")
-            pending, size = ([last], len(last)) if last else ([], 0)
-        if pending:
-            yield b"".join(pending).removesuffix(b"\r").decode("utf-8", "replace")
+    def iter_lines(self, timeout: float | None = None) -> AsyncIterator[str]:
+        """Lines without their ending (``transport.body_lines``)."""
+        return body_lines(self.iter_bytes(timeout), self._too_large)
 
     def release(self) -> None:
         """Give the connection back when the body was read whole; otherwise close it."""

@@ -296,32 +296,9 @@ class Response:
         while (data := await self.next(timeout)) is not None:
             yield data
 
-    async def iter_lines(self, timeout: float | None = None) -> AsyncIterator[str]:
-        """Lines without their ending; a last line with no newline is yielded too.
-
-        A line longer than ``MAX_LINE_BYTES`` raises ResponseTooLarge. The unended
-        line's pieces are kept apart and joined once, when its end comes.
-        """
-        pending: list[bytes] = []
-        size = 0
-        async for data in self.iter_bytes(timeout):
-            if b"\n" not in data:
-                pending.append(data)
-                size += len(data)
-                if size > MAX_LINE_BYTES:
-                    self._too_large(MAX_LINE_BYTES)
-                continue
-            if pending:
-                pending.append(data)
-                data = b"".join(pending)
-            *lines, last = data.split(b"\n")
-            for line in lines:
-                if len(line) > MAX_LINE_BYTES:
-                    self._too_large(MAX_LINE_BYTES)
-                yield line.removesuffix(b"\r").decode("utf-8", "replace")
-            pending, size = ([last], len(last)) if last else ([], 0)
-        if pending:
-            yield b"".join(pending).removesuffix(b"\r").decode("utf-8", "replace")
+    def iter_lines(self, timeout: float | None = None) -> AsyncIterator[str]:
+        """Lines without their ending (``body_lines``)."""
+        return body_lines(self.iter_bytes(timeout), self._too_large)
 
     def release(self) -> None:
         """Give the connection back when the body was read whole; otherwise close it."""
@@ -493,3 +470,31 @@ class Pool:
     async def aclose(self) -> None:
         while self.idle:
             self.idle.pop().close()
+
+
+async def body_lines(chunks: AsyncIterator[bytes], too_large: Callable[[int], NoReturn]) -> AsyncIterator[str]:
+    """Lines without their ending; a last line with no newline is yielded too.
+
+    A line longer than ``MAX_LINE_BYTES`` calls ``too_large`` (which raises). The
+    unended line's pieces are kept apart and joined once, when its end comes.
+    """
+    pending: list[bytes] = []
+    size = 0
+    async for data in chunks:
+        if b"\n" not in data:
+            pending.append(data)
+            size += len(data)
+            if size > MAX_LINE_BYTES:
+                too_large(MAX_LINE_BYTES)
+            continue
+        if pending:
+            pending.append(data)
+            data = b"".join(pending)
+        *lines, last = data.split(b"\n")
+        for line in lines:
+            if len(line) > MAX_LINE_BYTES:
+                too_large(MAX_LINE_BYTES)
+            yield line.removesuffix(b"\r").decode("utf-8", "replace")
+        pending, size = ([last], len(last)) if last else ([], 0)
+    if pending:
+        yield b"".join(pending).removesuffix(b"\r").decode("utf-8", "replace")

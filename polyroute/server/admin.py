@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from polyroute.auth import presented_key
-from polyroute.config import BudgetPeriod, Config
+from polyroute.config import AwareTime, BudgetPeriod, Config
 from polyroute.errors import (
     Conflict,
     Forbidden,
@@ -63,14 +63,7 @@ class KeyFields(_Fields):
     team: str | None = None
     policy: str | None = None
     routes: list[str] | None = None
-    expires_at: datetime | None = None
-
-    @field_validator("expires_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("expires_at needs a time zone, e.g. 2027-01-01T00:00:00Z")
-        return v
+    expires_at: AwareTime | None = None
 
 
 class TeamFields(_Fields):

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from polyroute.cli import main
 from tests.support.live import Live, free_port, live_gateway
+from tests.support.wait import wait_until
 
 ENV = {"ALICE_KEY": "sk-alice-0123456789abcdef", "BOB_KEY": "sk-bob-0123456789abcdef"}
 
@@ -146,10 +146,8 @@ secret = "env:ALICE_KEY"
         proc = subprocess.Popen([sys.executable, "-m", "polyroute", "serve", "--config", str(cfg)],
                                 stdout=subprocess.DEVNULL, stderr=out, env={**os.environ, **ENV})
     try:
-        deadline = time.monotonic() + 60
-        while "ready: accepting requests" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        wait_until(lambda: "ready: accepting requests" in log.read_text() or proc.poll() is not None, 60)
+        assert proc.poll() is None, log.read_text()
         for _ in range(25):
             assert chat(f"http://127.0.0.1:{port}/v1", ENV["ALICE_KEY"], model="echo").status_code == 200
         assert rows(db) == []  # still queued

@@ -10,7 +10,7 @@ default, as a hosted provider does), some ``assemble_from_stream = true``, and t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from tests.integration.faults import Fleet, upstream
 from tests.support.fault_upstream import ANSWER, FaultUpstream
 from tests.support.live import Live
+from tests.support.wait import wait_until
 
 FIRST_TOKEN = 0.5
 STALL = 0.5
@@ -67,13 +68,6 @@ def ask() -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": "Spell the NATO alphabet"}]
 
 
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize(("route", "fault"), [
     ("hung", f"slowheaders-{LONG}"),  # accepts the request and sends nothing
     ("silent-body", f"slowfirst-{LONG}"),  # sends its headers and an empty role chunk, then nothing
@@ -90,7 +84,7 @@ def test_a_hung_upstream_fails_over_within_the_first_token_deadline(
     assert first.startswith(f"{route}-b0/{route}-0 timeout") and second.startswith(f"{route}-b1/{route}-1 ok")
     assert took < MUCH_LESS  # the route's first-token deadline applied, not the backend's answer_timeout
     hung = upstream(route, 0, fault)
-    wait_for(lambda: any(h.model == hung for h in up.hangups), "the gateway to let go of the hung upstream")
+    wait_until(lambda: any(h.model == hung for h in up.hangups), what="the gateway to let go of the hung upstream")
 
 
 @pytest.mark.parametrize("route", ["stalled", "cut"])

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from tests.support.live import free_port
+from tests.support.wait import wait_until
 
 CONFIG = """
 [gateway]
@@ -88,7 +89,7 @@ def gateway(tmp_path: Path, gateway_keys: str = "", gap_ms: int = 10,
         )
     gw = GatewayProc(proc, port, log_path)
     try:
-        wait_for(lambda: "ready: accepting requests" in gw.log() or proc.poll() is not None, START_TIMEOUT)
+        wait_until(lambda: "ready: accepting requests" in gw.log() or proc.poll() is not None, START_TIMEOUT)
         assert proc.poll() is None, gw.log()
         yield gw
     finally:
@@ -102,14 +103,6 @@ def limit_files(count: int) -> Callable[[], None]:
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
     return apply
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, every: float = 0.05) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(every)
 
 
 def get(path: str) -> bytes:

@@ -20,9 +20,10 @@ import pytest
 
 from polyroute.server import http11
 from polyroute.server.app import GC_THRESHOLD
-from tests.robustness.gateway_proc import Reader, error_of, gateway, wait_for
+from tests.robustness.gateway_proc import Reader, error_of, gateway
 from tests.support.http11_app import Probe, make_app
 from tests.support.live import serve_app
+from tests.support.wait import wait_until
 
 HEAD_START = b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nX-A: "
 MEMORY_BOUND_KIB = 50 * 1024
@@ -116,14 +117,14 @@ def test_closed_connections_are_freed_without_a_collection(gc_as_served: None) -
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
             Reader(sock).answer()
             socks.append(sock)
-        wait_for(lambda: len(_connections()) >= len(socks), 20)
+        wait_until(lambda: len(_connections()) >= len(socks), 20)
         refs = [weakref.ref(c) for c in _connections()]
         assert len(refs) == len(socks)
         for sock in socks:
             sock.close()
         # No gc.collect() anywhere: the collector is disabled, as a frozen heap with a high threshold
         # would leave these for a long time.
-        wait_for(lambda: all(r() is None for r in refs), 20)
+        wait_until(lambda: all(r() is None for r in refs), 20)
 
 
 def test_the_collector_threshold_is_what_serve_sets() -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import orjson
 
-from tests.robustness.gateway_proc import Reader, chat, error_of, gateway, unread_by_gateway, wait_for
+from tests.robustness.gateway_proc import Reader, chat, error_of, gateway, unread_by_gateway
+from tests.support.wait import wait_until
 
 STREAM = {"model": "slow-stream", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
@@ -52,7 +53,7 @@ def test_a_stream_cut_by_the_stop_ends_with_a_shutting_down_event(tmp_path: Path
 def test_a_whole_answer_cut_by_the_stop_is_a_503_saying_so(tmp_path: Path) -> None:
     with gateway(tmp_path, "shutdown_grace = 0.5\n", gap_ms=20_000) as gw, gw.connect(timeout=30) as sock:
         sock.sendall(chat({"model": "slow-whole", "messages": [{"role": "user", "content": "hi"}]}))
-        wait_for(lambda: unread_by_gateway(gw, sock) == 0, 30)  # read: the answer is being computed
+        wait_until(lambda: unread_by_gateway(gw, sock) == 0, 30)  # read: the answer is being computed
         gw.proc.send_signal(signal.SIGTERM)
         answer = Reader(sock).answer()
         assert answer.status == 503

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from polyroute import config as cfg
-from tests.robustness.gateway_proc import Reader, ask, error_of, gateway, get, limit_files, wait_for
+from tests.robustness.gateway_proc import Reader, ask, error_of, gateway, get, limit_files
+from tests.support.wait import wait_until
 
 TIMEOUTS = "header_timeout = 1\nbody_timeout = 1\n"
 CLOSED_WITHIN_S = 15.0  # the socket timeout while waiting for the close: generous, not the measure
@@ -109,7 +110,7 @@ def test_past_the_file_limit_the_gateway_goes_on_and_says_so_once(tmp_path: Path
             # A connection the gateway kept is still served.
             first.sendall(get("/v1/models"))
             assert Reader(first).answer().status == 200
-            wait_for(lambda: "connection limit reached" in gw.log(), 10)
+            wait_until(lambda: "connection limit reached" in gw.log(), 10)
         finally:
             for sock in socks:
                 sock.close()

@@ -7,7 +7,6 @@ behind the same interface: the same errors, caps, connection queue and proxy han
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,19 +28,13 @@ from polyroute.adapters.transport import (
 )
 from polyroute.errors import UpstreamBadResponse, UpstreamUnavailable
 from tests.robustness.hostile_upstream import ANSWER, ConnectProxy, HostileUpstream
+from tests.support.wait import await_until
 
 ASK = b'{"model": "ok", "stream": false}'
 
 
 def ask(model: str, stream: bool = False) -> bytes:
     return b'{"model": "%s", "stream": %s}' % (model.encode(), b"true" if stream else b"false")
-
-
-async def until(cond: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -133,7 +126,7 @@ async def test_a_head_past_the_limits_fails(up: HostileUpstream, model: str) -> 
     assert isinstance(err, UpstreamBadResponse) and err.may_fall_over
     assert "response head over" in err.message
     if model != "headers-200000":
-        await until(lambda: model in up.hangups)
+        await await_until(lambda: model in up.hangups)
         assert up.sent[model] < 8 * 1024 * 1024
     await pool.aclose()
 
@@ -144,7 +137,7 @@ async def test_a_body_past_the_limit_fails_and_the_connection_is_closed(up: Host
     resp = await pool.request("POST", f"{up.base_url}/chat", {}, ask("body-1073741824"), 30)
     with pytest.raises(ResponseTooLarge, match="response body over 1048576 bytes"):
         await resp.read(30, limit=1 << 20)
-    await until(lambda: "body-1073741824" in up.hangups)
+    await await_until(lambda: "body-1073741824" in up.hangups)
     assert up.sent["body-1073741824"] < 64 * 1024 * 1024
     await pool.aclose()
 
@@ -172,7 +165,7 @@ async def test_connections_are_capped_with_a_bounded_queue(up: HostileUpstream) 
     pool = AioPool(up.base_url, connect_timeout=5, max_connections=1, max_waiting=1)
     held = await pool.request("POST", f"{up.base_url}/chat", {}, ask("ok"), 10)  # body unread: still busy
     waiting = asyncio.ensure_future(pool.request("POST", f"{up.base_url}/chat", {}, ask("ok"), 30))
-    await until(lambda: len(pool.waiters) == 1)
+    await await_until(lambda: len(pool.waiters) == 1)
     with pytest.raises(PoolFull) as caught:
         await pool.request("POST", f"{up.base_url}/chat", {}, ask("ok"), 10)
     err = error_from_exception(caught.value, backend="b", model="m")

@@ -23,6 +23,7 @@ import pytest
 from tests.robustness.hostile_upstream import ANSWER, HostileUpstream
 from tests.support.clients import gateway_lines
 from tests.support.live import free_port
+from tests.support.wait import wait_until
 
 UP_KEY = "sk-upstream-9f8e7d6c5b4a39281706"
 CLIENT_KEY = "pr-client-key-0123456789abcdef"
@@ -73,11 +74,8 @@ class Gateway:
 
     def logged(self, what: str, timeout: float = 20) -> str:
         """The log once it holds ``what`` (lines are written by a thread, a little later)."""
-        deadline = time.monotonic() + timeout
-        while what not in (text := self.log.read_text()):
-            assert time.monotonic() < deadline, f"{what!r} never logged:\n{text[-3000:]}"
-            time.sleep(0.05)
-        return text
+        wait_until(lambda: what in self.log.read_text(), timeout, f"{what!r} logged")
+        return self.log.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -100,16 +98,14 @@ def gw(up: HostileUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         )
     gateway = Gateway(f"http://127.0.0.1:{port}", proc, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def answering() -> bool:
             assert proc.poll() is None, log.read_text()
             try:
-                if httpx.get(f"{gateway.url}/healthz", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{gateway.url}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
+                return False
+
+        wait_until(answering, 60, "the gateway to start")
         yield gateway
     finally:
         proc.send_signal(signal.SIGTERM)

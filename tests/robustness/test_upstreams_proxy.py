@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from polyroute.adapters.transport import ConnectFailed, Pool
 from polyroute.errors import ConfigError
 from tests.robustness.hostile_upstream import ANSWER, ConnectProxy, HostileUpstream
 from tests.support.live import live_gateway
+from tests.support.wait import wait_until
 
 ASK = b'{"model": "ok", "stream": false}'
 
@@ -210,10 +210,7 @@ def test_a_backend_at_its_connection_limit_answers_a_clear_503(plain_up: Hostile
         first: list[httpx.Response] = []
         holder = threading.Thread(target=lambda: first.append(client.post("/chat/completions", json=ask)))
         holder.start()
-        deadline = time.monotonic() + 30
-        while not any(h.model == "hold" for h in plain_up.hits):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: any(h.model == "hold" for h in plain_up.hits), what="the held request upstream")
         refused = client.post("/chat/completions", json=ask)
         plain_up.release.set()
         holder.join(30)
