@@ -216,8 +216,8 @@ class BackendBase(_Strict):
     answer_timeout: float = Field(default=300.0, gt=0)
     # A non-streamed request is answered by streaming from this backend and assembling the
     # chunks, so the route's first_token_timeout and stall_timeout bound it and a cut answer is
-    # rescued, for some CPU per token. None: yes for remote HTTP backends, no for local ones,
-    # llama.cpp and fake (their whole answer is bounded by answer_timeout).
+    # rescued, for some CPU per token. None: yes for HTTP backends, no for the in-process
+    # llama.cpp and fake ones (their whole answer is bounded by answer_timeout).
     assemble_from_stream: bool | None = None
     locality: Locality | None = None
     # How this backend continues a partial assistant answer (stream rescue).

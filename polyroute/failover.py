@@ -109,6 +109,15 @@ class Failover:
         return _Stream(walk, on_end).chunks()
 
 
+def refuses_streaming(exc: UpstreamRejected) -> bool:
+    """Whether a 400 to the streamed form is about streaming itself (``stream``, ``stream_options``).
+
+    Only then is the same request worth sending again as a whole answer; a 400 about anything
+    else would come back the same.
+    """
+    return "stream" in str(exc).lower() or "stream" in (exc.code or "").lower()
+
+
 class _Whole(Walk):
     """Attempts at a whole answer."""
 
@@ -158,7 +167,7 @@ class _Opening(Walk):
         try:
             return await self.open(slot)
         except UpstreamRejected as exc:
-            if isinstance(exc, UpstreamContextExceeded):
+            if isinstance(exc, UpstreamContextExceeded) or not refuses_streaming(exc):
                 raise
             # Some models refuse to stream, or refuse stream_options; the client did not ask for either.
             left = self.route.config.deadline - (time.monotonic() - self.t0)

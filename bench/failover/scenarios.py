@@ -77,9 +77,8 @@ def gateway_config(upstream_url: str, refused_url: str, mode: str) -> dict[str, 
     for s in SCENARIOS:
         first, second = f"{s.name}-primary", f"{s.name}-fallback"
         for name, url in ((first, refused_url if s.fault == "refused" else upstream_url), (second, upstream_url)):
+            # A whole answer is streamed from the upstream and assembled: the default of an HTTP backend.
             backends[name] = {"type": "openai", "base_url": url, "continuation": "prefix", "timeout": HEADERS_TIMEOUT}
-            if not s.stream:  # on loopback, a backend answers whole by default
-                backends[name]["assemble_from_stream"] = True
         fault = HEALTHY if s.fault == "refused" else s.fault  # refused: the port is closed, the fault is moot
         models[first] = {"backend": first, "upstream": f"{fault}+id-{s.name}"}
         models[second] = {"backend": second, "upstream": f"{HEALTHY}+id-{s.name}-fallback"}

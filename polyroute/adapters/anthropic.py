@@ -23,6 +23,7 @@ from polyroute.adapters.http import (
     tool_arguments,
 )
 from polyroute.adapters.sse_chunks import SSEChunks
+from polyroute.assemble import as_chunks
 from polyroute.errors import UpstreamBadResponse, UpstreamRejected
 from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage
 
@@ -209,6 +210,11 @@ class AnthropicAdapter(HttpAdapter):
     async def complete(self, call: Call) -> ChatResponse:
         model = call.upstream_model
         doc = await self.http.post_json(self.url, self.payload(call, False), self.headers, model, call.timeout)
+        return self.whole_answer(doc, call)
+
+    def whole_answer(self, doc: object, call: Call) -> ChatResponse:
+        """A Messages API answer as a ``chat.completion``; a body of another shape is a bad response."""
+        model = call.upstream_model
         if not isinstance(doc, dict) or not isinstance(doc.get("content"), list):
             raise UpstreamBadResponse("answer has no content list", backend=self.name, model=model)
         try:
@@ -264,10 +270,11 @@ class AnthropicAdapter(HttpAdapter):
 class _Events:
     """Anthropic's stream: typed events, an ``error`` event for a failure after the 200, ``message_stop`` at the end."""
 
-    __slots__ = ("adapter", "model", "state")
+    __slots__ = ("adapter", "call", "model", "state")
 
     def __init__(self, adapter: AnthropicAdapter, call: Call) -> None:
         self.adapter = adapter
+        self.call = call
         self.model = call.upstream_model
         self.state = _StreamState(call)
 
@@ -285,6 +292,10 @@ class _Events:
 
     def missing_end(self) -> str:
         return "stream ended without message_stop"
+
+    def whole(self, doc: object) -> list[ChatChunk]:
+        self.state.stopped = True
+        return as_chunks(self.adapter.whole_answer(doc, self.call))
 
 
 class _StreamState:

@@ -183,8 +183,6 @@ def error_from_exception(exc: Exception, *, backend: str, model: str) -> Upstrea
         return UpstreamUnavailable(f"connection failed: {exc}", backend=backend, model=model)
     if isinstance(exc, (ReadTimeout, ConnectTimeout, httpx.TimeoutException)):
         return UpstreamTimeout(f"timed out ({name})", backend=backend, model=model)
-    if isinstance(exc, ConnectFailed):  # its message names the host, and what failed
-        return UpstreamUnavailable(f"connection failed: {exc}", backend=backend, model=model)
     if isinstance(exc, (httpx.ConnectError, httpx.NetworkError, httpx.ProxyError)):
         return UpstreamUnavailable(f"connection failed ({name})", backend=backend, model=model)
     if isinstance(exc, (ConnectionBroken, httpx.RemoteProtocolError, httpx.DecodingError)):
@@ -394,10 +392,9 @@ class HttpAdapter(Adapter):
             self.headers[self.key_header] = f"{self.key_prefix}{key}"
 
     def assembles_by_default(self) -> bool:
-        # A hosted answer takes seconds and a whole one cannot be told from a hung upstream: the
-        # CPU a streamed answer costs per token is worth its deadlines there. A local server is
-        # the operator's own, and the gateway's CPU per request is what counts in front of it.
-        return self.config.effective_locality() == "remote"
+        # A whole answer cannot be told from a hung upstream until answer_timeout: streamed,
+        # the route's first-token and stall deadlines bound it, local server or hosted API alike.
+        return True
 
     @staticmethod
     def read_error(status: int, body: bytes) -> ErrorInfo:

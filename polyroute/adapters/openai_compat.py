@@ -16,6 +16,7 @@ from polyroute.adapters.base import Call
 from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, json_error_reader, json_object
 from polyroute.adapters.regions import key_region_hint
 from polyroute.adapters.sse_chunks import SSEChunks
+from polyroute.assemble import as_chunks
 from polyroute.config import HttpBackendConfig
 from polyroute.errors import UpstreamBadResponse, UpstreamServerError
 from polyroute.types import ChatChunk, ChatResponse
@@ -85,22 +86,31 @@ class OpenAICompatAdapter(HttpAdapter):
         doc = await self.http.post_json(
             url, self.payload(call, False), self.headers, call.upstream_model, call.timeout
         )
-        if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list) or not doc["choices"]:
-            raise UpstreamBadResponse("answer has no choices", backend=self.name, model=call.upstream_model)
-        doc.setdefault("object", "chat.completion")  # Z.ai's answer has none; OpenAI clients read it
-        for choice in doc["choices"]:
-            message = choice.get("message") if isinstance(choice, dict) else None
-            if message and "reasoning" in message:
-                _name_reasoning(message)
+        resp = whole_answer(doc, self.name, call.upstream_model)
         if call.prefix:
-            _prepend(doc, call.prefix)
-        return cast(ChatResponse, doc)
+            _prepend(resp, call.prefix)
+        return resp
 
     def stream(self, call: Call) -> SSEChunks:
         url = self.continue_url if call.prefix else self.url
         model = call.upstream_model
         events = _Events(self.name, model, self.http.reader)
         return SSEChunks(self.http, events, url, self.payload(call, True), self.headers, model, call.timeout)
+
+
+def whole_answer(doc: object, backend: str, model: str) -> ChatResponse:
+    """A ``chat.completion`` body, checked and given the names OpenAI clients read."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list) or not doc["choices"]:
+        raise UpstreamBadResponse("answer has no choices", backend=backend, model=model)
+    doc.setdefault("object", "chat.completion")  # Z.ai's answer has none; OpenAI clients read it
+    doc.setdefault("id", "")
+    doc.setdefault("created", 0)
+    doc.setdefault("model", model)
+    for choice in doc["choices"]:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if message and "reasoning" in message:
+            _name_reasoning(message)
+    return cast(ChatResponse, doc)
 
 
 class _Events:
@@ -144,6 +154,10 @@ class _Events:
     def missing_end(self) -> str:
         return "stream ended without [DONE]"
 
+    def whole(self, doc: object) -> list[ChatChunk]:
+        self.ended = True
+        return as_chunks(whole_answer(doc, self.backend, self.model))
+
 
 def _name_reasoning(part: dict[str, Any]) -> None:
     """Give the client reasoning under one name, ``reasoning_content``, whatever the upstream calls it.
@@ -174,7 +188,7 @@ def _hinting(reader: BodyReader, hint: str) -> BodyReader:
     return read
 
 
-def _prepend(doc: dict[str, Any], prefix: str) -> None:
+def _prepend(doc: ChatResponse, prefix: str) -> None:
     """Some backends return only the continuation: give the client the whole answer."""
     msg = doc["choices"][0].get("message") or {}
     content = msg.get("content") or ""

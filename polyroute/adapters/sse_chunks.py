@@ -6,11 +6,18 @@ Every chunk of every stream passes through here, so getting one is one coroutine
 chunk and a registration with the event loop per stream. What differs between
 wire formats is the ``EventReader``: it turns one event into chunks and says
 when the answer is complete.
+
+Some servers ignore ``stream: true`` and send the whole answer as one JSON body
+(``Content-Type: application/json``). That body is read (within ``max_answer_bytes``)
+and turned into the chunks of an answer that has already ended, as ``EventReader.whole``
+says, so a streamed or assembled request to such a server still gets its answer.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+import orjson
 
 from polyroute.adapters.http import HttpBackend, error_from_exception
 from polyroute.adapters.sse import MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
@@ -30,6 +37,9 @@ class EventReader(Protocol):
 
     def missing_end(self) -> str:
         """Why a body that ended before ``ended`` is a broken stream, for the error."""
+
+    def whole(self, doc: object) -> list[ChatChunk]:
+        """A whole answer sent instead of a stream, as its chunks; the answer is then complete."""
 
 
 class SSEChunks:
@@ -77,6 +87,9 @@ class SSEChunks:
         resp = self._resp
         if resp is None:
             resp = self._resp = await self.http.send(*self._args)
+            if resp.headers.get("content-type", "").startswith("application/json"):
+                await self._whole(resp)
+                return
         try:
             data = await resp.next()
         except TransportError as exc:
@@ -90,6 +103,16 @@ class SSEChunks:
             return
         if not self._events:
             raise UpstreamUnavailable(self.reader.missing_end(), backend=self.http.name, model=self.model)
+
+    async def _whole(self, resp: UpstreamResponse) -> None:
+        config = self.http.config
+        try:
+            doc = orjson.loads(await resp.read(config.timeout, config.max_answer_bytes))
+        except (TransportError, orjson.JSONDecodeError) as exc:
+            raise error_from_exception(exc, backend=self.http.name, model=self.model) from None
+        finally:
+            self.release()
+        self._ready.extend(reversed(self.reader.whole(doc)))
 
     def release(self) -> None:
         if self._resp is not None:

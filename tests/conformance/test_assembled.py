@@ -17,7 +17,7 @@ from polyroute.assemble import Assembly
 from polyroute.types import ChatResponse
 from tests.conformance.helpers import WEATHER_TOOL, call, collect, fixture
 from tests.conformance.providers import ANTHROPIC_PROVIDER, Provider
-from tests.support.upstreams import FakeUpstream, has_fixture, load
+from tests.support.upstreams import OLLAMA, FakeUpstream, has_fixture, load
 
 pytestmark = pytest.mark.anyio
 
@@ -57,6 +57,24 @@ async def test_an_assembled_answer_is_the_whole_answer(
     paired = "reasoning_stream" if reasoned else "stream"
     upstream.stream(fixture(provider.name, paired))
     assert core(await assembled(adapter)) == core(whole)
+
+
+async def test_a_whole_answer_sent_to_a_stream_request_is_read_as_its_chunks(
+    provider: Provider, upstream: FakeUpstream, adapter: Adapter
+) -> None:
+    """Some servers ignore ``stream: true`` and answer with one JSON body: the answer is not lost."""
+    if provider.wire is OLLAMA:
+        pytest.skip("Ollama streams NDJSON, which has no separate whole-answer content type")
+    upstream.json(fixture(provider.name, "completion"))
+    whole = await adapter.complete(call())
+    upstream.json(fixture(provider.name, "completion"))  # the same body, to the streamed request
+    chunks = await collect(adapter, call(stream=True))
+    assert upstream.received[-1].json()["stream"] is True
+    assert len(chunks) >= 1
+    assembly = Assembly()
+    for chunk in chunks:
+        assembly.add(chunk)
+    assert core(cast(dict[str, Any], assembly.response())) == core(whole)
 
 
 async def test_an_assembled_tool_call_is_the_whole_tool_call(

@@ -2,9 +2,8 @@
 
 The backends' ``answer_timeout`` is a minute here and the route's deadlines half a
 second, so an answer that comes at all within a few seconds shows which one applied.
-Every backend is on loopback: some say ``locality = "remote"`` (they assemble by
-default, as a hosted provider does), some ``assemble_from_stream = true``, and the
-``direct`` ones keep the default of a local server, the direct call.
+Every backend is on loopback and assembles by default, as every HTTP backend does; the
+``direct`` ones say ``assemble_from_stream = false`` and make the direct call.
 """
 
 from __future__ import annotations
@@ -50,10 +49,8 @@ def live(up: FaultUpstream) -> Iterator[Live]:
     fleet.route("direct-hung", "slowheaders-3000", "ok", **ROUTE)
     for name, backend in fleet.backends.items():
         backend.update(SLOW_BACKEND)
-        if name.startswith(("hung", "silent-body", "stalled")):
-            backend["locality"] = "remote"
-        elif not name.startswith("direct"):
-            backend["assemble_from_stream"] = True
+        if name.startswith("direct"):
+            backend["assemble_from_stream"] = False
     fleet.backends["direct-hung-b0"]["answer_timeout"] = 1.0
     with fleet.serve() as g:
         yield g
@@ -152,11 +149,10 @@ def test_a_backend_that_does_not_assemble_is_bounded_by_its_answer_timeout(clien
     assert first.startswith("direct-hung-b0/direct-hung-0 timeout")
 
 
-def test_assemble_from_stream_defaults_by_locality(live: Live) -> None:
+def test_every_http_backend_assembles_unless_told_not_to(live: Live) -> None:
     adapters = live.gateway.fleet.adapters
-    assert adapters["hung-b0"].assembles  # remote by its config: assembles by default
-    assert not adapters["direct-b0"].assembles  # on loopback: the direct call
-    assert adapters["plain-b0"].assembles  # on loopback, but asked to
+    assert adapters["hung-b0"].assembles  # on loopback, by default
+    assert not adapters["direct-b0"].assembles  # assemble_from_stream = false: the direct call
 
 
 @pytest.mark.parametrize(("route", "first", "second"), [

@@ -103,11 +103,11 @@ def test_a_whole_answer_round_trips_through_chunks() -> None:
 @pytest.mark.parametrize(("backend", "assembles"), [
     ({"type": "openai", "base_url": "https://api.deepseek.com/v1"}, True),  # hosted: assembles
     ({"type": "anthropic", "base_url": "https://api.anthropic.com/v1"}, True),
-    ({"type": "openai", "base_url": "http://127.0.0.1:8000/v1"}, False),  # a local server: the direct call
-    ({"type": "ollama", "base_url": "http://192.168.1.5:11434"}, False),
+    ({"type": "openai", "base_url": "http://127.0.0.1:8000/v1"}, True),  # a local server is bounded alike
+    ({"type": "ollama", "base_url": "http://192.168.1.5:11434"}, True),
     ({"type": "openai", "base_url": "http://127.0.0.1:8000/v1", "locality": "remote"}, True),
     ({"type": "openai", "base_url": "https://api.deepseek.com/v1", "assemble_from_stream": False}, False),
-    ({"type": "openai", "base_url": "http://127.0.0.1:8000/v1", "assemble_from_stream": True}, True),
+    ({"type": "openai", "base_url": "http://127.0.0.1:8000/v1", "assemble_from_stream": False}, False),
     ({"type": "fake"}, False),
     ({"type": "fake", "assemble_from_stream": True}, True),
 ])

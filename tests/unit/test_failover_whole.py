@@ -77,17 +77,19 @@ class RefusesToStream(FakeAdapter):
     """A model that answers whole but answers 400 to ``stream: true`` (or to ``stream_options``)."""
 
     streamed = 0
+    why = "this model does not support streaming"
 
     async def stream(self, call: Call) -> AsyncIterator[ChatChunk]:
         self.streamed += 1
-        raise UpstreamRejected("this model does not support streaming", backend=self.name,
-                               model=call.upstream_model, upstream_status=400)
+        raise UpstreamRejected(self.why, backend=self.name, model=call.upstream_model, upstream_status=400)
         yield  # an async generator, as every adapter's stream is
 
 
-def refusing(raw_config: dict[str, Any], backend: str) -> tuple[Any, RefusesToStream]:
+def refusing(raw_config: dict[str, Any], backend: str, why: str | None = None) -> tuple[Any, RefusesToStream]:
     gw = gateway(raw_config)
     adapter = RefusesToStream(backend, gw.fleet.adapters[backend].config)
+    if why is not None:
+        adapter.why = why
     gw.fleet.adapters[backend] = adapter
     return gw, adapter
 
@@ -98,6 +100,25 @@ async def test_a_model_that_refuses_to_stream_is_asked_for_a_whole_answer() -> N
     assert adapter.streamed == 1 and adapter.calls == 1  # one refused stream, then one direct call
     assert resp["choices"][0]["message"]["content"] == "whole anyway"
     assert resp["model"] == "a" and [a.outcome for a in report.attempts] == ["ok"]
+
+
+@pytest.mark.parametrize("why", [
+    "Unsupported value: 'stream' does not support true with this model.",  # OpenAI's words, param "stream"
+    "Unrecognized request argument supplied: stream_options",
+])
+async def test_a_400_about_streaming_is_retried_whole(why: str) -> None:
+    gw, adapter = refusing(raw(("a", "text-whole-anyway", True),), "b-a", why)
+    resp, _ = await gw.complete(request(), RequestContext())
+    assert adapter.streamed == 1 and adapter.calls == 1
+    assert resp["choices"][0]["message"]["content"] == "whole anyway"
+
+
+async def test_a_400_about_the_request_is_not_sent_again_whole() -> None:
+    gw, adapter = refusing(raw(("a", "text-whole-anyway", True),), "b-a", "messages: the list is empty")
+    with pytest.raises(AllAttemptsFailed) as info:
+        await gw.complete(request(), RequestContext())
+    assert info.value.status == 400
+    assert adapter.streamed == 1 and adapter.calls == 0  # the same request is not sent again
 
 
 async def test_the_clients_own_400_is_still_a_400() -> None:
