@@ -55,6 +55,7 @@ class ConsoleApi:
         self.admin = admin
         self.recent = recent
         self.config = gateway.fleet.config
+        self.eval_db = Path(self.config.evals.db).expanduser()
 
     async def answer(self, method: str, parts: list[str], body: bytes) -> Reply:
         try:
@@ -82,9 +83,8 @@ class ConsoleApi:
             return _json({"routes": views.routes(self.gateway), "policies": sorted(self.config.policies),
                           "keys": sorted(k.name for k in await self._store_keys())})
         if head == "evals" and not rest:
-            db = Path(self.config.evals.db).expanduser()
-            rows, by_category = await asyncio.to_thread(evals_view.rows_from_store, db)
-            return _json({"db": str(db), **evals_view.view(rows, by_category)})
+            rows, by_category = await asyncio.to_thread(evals_view.rows_from_store, self.eval_db)
+            return _json({"db": str(self.eval_db), **evals_view.view(rows, by_category)})
         raise NotFound(f"Unknown console API path: /{'/'.join(parts)}")
 
     # -- pages -----------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ class ConsoleApi:
             raise NotFound("Unknown console API path")
         store = self.gateway.tenancy.store
         now = datetime.now(UTC)
-        rows = await asyncio.to_thread(store.rows, now - views.SPANS[span][0]) if store is not None else []
+        rows = await asyncio.to_thread(store.rows, views.start_of(span, now)) if store is not None else []
         doc = views.usage(rows, span, by, now)
         if rest[2:] == ["csv"]:
             name = f"polyroute-usage-{span}-by-{by}.csv"

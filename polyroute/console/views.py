@@ -54,14 +54,21 @@ def routes(gateway: Gateway) -> list[dict[str, Any]]:
     return out
 
 
+def start_of(span: str, now: datetime) -> datetime:
+    """Where a span's chart begins: on a whole step (hour, day) before ``now``, so steps are whole."""
+    length, step = SPANS[span]
+    epoch = datetime(1970, 1, 1, tzinfo=now.tzinfo)
+    return epoch + (now - length - epoch) // step * step
+
+
 def usage(rows: Sequence[UsageRow], span: str, by: str, now: datetime) -> dict[str, Any]:
     """Totals per group, and cost per step of time per group (the top groups, the rest as "other")."""
-    length, step = SPANS[span]
-    since = now - length
+    step = SPANS[span][1]
+    since = start_of(span, now)
     totals = summarize(rows, by)
     ranked = [t["group"] for t in sorted(totals, key=lambda t: -t["cost_usd"])]
     shown = ranked[:TOP_GROUPS]
-    steps = int(length / step)
+    steps = int((now - since) / step) + 1
     series: dict[str, list[float]] = {g: [0.0] * steps for g in shown}
     if len(ranked) > TOP_GROUPS:
         series["other"] = [0.0] * steps
@@ -93,6 +100,8 @@ def csv_of(totals: Iterable[dict[str, Any]], by: str) -> bytes:
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.8f}".rstrip("0").rstrip(".") if value else "0"
     # A spreadsheet runs a cell that starts with one of these as a formula: a key or team name must not.
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and value != "-":
         return "'" + value

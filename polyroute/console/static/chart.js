@@ -10,6 +10,12 @@ function s(tag, attrs = {}, text) {
   return el;
 }
 
+// Drawn at the width it will be shown at, so its text keeps its size on a phone and on a laptop.
+function pageWidth() {
+  const page = document.getElementById("page");
+  return Math.max(300, Math.min(1240, (page ? page.clientWidth : 700) - 40));
+}
+
 function frame(width, height, label) {
   return s("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": label });
 }
@@ -31,7 +37,7 @@ function axisY(svg, max, x0, y0, y1, width, format) {
 
 // stacked: steps (labels), series [{group, values}]; one column per step, groups stacked.
 export function stackedBars(steps, series, { format = (v) => v, label = "chart", tickEvery = 1, stepLabel = (t) => t } = {}) {
-  const width = 640, height = 220, x0 = 56, y0 = 190, y1 = 10;
+  const width = pageWidth(), height = 220, x0 = 64, y0 = 190, y1 = 10;
   const svg = frame(width, height, label);
   const totals = steps.map((_, i) => series.reduce((sum, g) => sum + g.values[i], 0));
   const max = niceMax(Math.max(...totals, 0));
@@ -70,7 +76,7 @@ export function legend(groups) {
 
 // points: [{x, y, label}]; y in 0..1 (a rate), x in USD.
 export function scatter(points, { xLabel = "x", yLabel = "y", formatX = (v) => v, label = "scatter" } = {}) {
-  const width = 640, height = 300, x0 = 56, y0 = 250, y1 = 14, x1 = width - 16;
+  const width = pageWidth(), height = 300, x0 = 64, y0 = 250, y1 = 14, x1 = width - 90;
   const svg = frame(width, height, label);
   const maxX = niceMax(Math.max(...points.map((p) => p.x), 0));
   axisY(svg, 1, x0, y0, y1, x1, (v) => `${Math.round(v * 100)}%`);
