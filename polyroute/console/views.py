@@ -37,7 +37,8 @@ def fleet(gateway: Gateway, health: dict[str, Any], recent: Recent) -> dict[str,
             "breaker": breaker, "backend_breaker": backend,
             "healthy": breaker.get("state") == "closed" and backend.get("state") == "closed"
             and bool(backend.get("ready", True)),
-            "why": out.get("why") or out.get("reason") or out.get("detail"),
+            # What failed, in the upstream's or the adapter's words, and why this scope was charged.
+            "why": " · ".join(str(out[k]) for k in ("reason", "detail", "why") if out.get(k)) or None,
             "recent": recent.model(name),
         })
     return {"status": health["status"], "models": models}

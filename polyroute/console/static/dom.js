@@ -22,7 +22,14 @@ function append(el, children) {
   }
 }
 
+// A table; each cell also carries its column's name (data-label), which a phone shows beside the
+// value when the rows become cards (console.css, table.cards).
 export function table(headers, rows, attrs = {}) {
+  for (const row of rows) {
+    [...row.children].forEach((cell, i) => {
+      if (headers[i]) cell.dataset.label = headers[i];
+    });
+  }
   return h("div", { class: "scroll" },
     h("table", attrs,
       h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col" }, t)))),
@@ -40,7 +47,12 @@ export function replace(el, ...children) {
 
 export const fmt = {
   usd(v, digits = 4) { return v === null || v === undefined ? "–" : `$${Number(v).toFixed(digits)}`; },
-  pct(v) { return v === null || v === undefined ? "–" : `${(v * 100).toFixed(1)}%`; },
+  pct(v) {
+    if (v === null || v === undefined) return "–";
+    return v > 0 && v < 0.001 ? "<0.1%" : `${(v * 100).toFixed(1)}%`;
+  },
+  // An axis tick in USD: two significant digits, however small.
+  usdTick(v) { return v === 0 ? "$0" : `$${Number(v.toPrecision(2))}`; },
   ms(v) { return v === null || v === undefined ? "–" : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${Math.round(v)} ms`; },
   num(v, digits = 2) { return v === null || v === undefined ? "–" : Number(v).toFixed(digits).replace(/\.?0+$/, ""); },
   int(v) { return v === null || v === undefined ? "–" : Number(v).toLocaleString("en"); },

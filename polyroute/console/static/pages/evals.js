@@ -19,7 +19,7 @@ export async function render(main) {
     const points = doc.scatter.filter((p) => p.suite === suite);
     const measure = points[0]?.measure === "accuracy" ? "accuracy" : "unsafe prompts refused";
     replace(plot, scatter(points.map((p) => ({ x: p.cost_per_1k_items, y: p.quality, label: p.model })),
-      { xLabel: "cost per 1,000 items (USD)", yLabel: measure, formatX: (v) => fmt.usd(v, 3), label: `${suite}: cost against ${measure}` }));
+      { xLabel: "cost per 1,000 items (USD)", yLabel: measure, formatX: fmt.usdTick, label: `${suite}: cost against ${measure}` }));
   }
   if (suites.length) draw(suites[0]);
   replace(main, title,

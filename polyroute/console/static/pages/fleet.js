@@ -41,5 +41,5 @@ function view(doc) {
   return h("section", { class: "card" },
     h("h2", {}, `${healthy} of ${doc.models.length} models healthy`),
     table(["", "Model", "Origin", "Licence", "Open weights", "Locality", "$ / Mtok in / out", "Breaker",
-      "Why", "Next probe", "TTFT p50", "Tokens / s", "Failed / last"], rows, { id: "fleet" }));
+      "Why", "Next probe", "TTFT p50", "Tokens / s", "Failed / last"], rows, { id: "fleet", class: "cards" }));
 }

@@ -112,5 +112,5 @@ function keyTable(doc, actions) {
     h("td", { class: "actions" },
       h("button", { type: "button", class: "quiet", onclick: () => actions.rotate(k.name) }, k.revoked ? "Reissue" : "Rotate"),
       k.revoked ? null : h("button", { type: "button", class: "danger", onclick: () => actions.revoke(k.name) }, "Revoke"))));
-  return table(["Name", "Team", "Policy", "Routes", "Budget", "RPM", "TPM", "Expires", "Status", ""], rows, { id: "keys" });
+  return table(["Name", "Team", "Policy", "Routes", "Budget", "RPM", "TPM", "Expires", "Status", ""], rows, { id: "keys", class: "cards" });
 }

@@ -34,7 +34,7 @@ export async function render(main) {
     }
   });
   replace(main, h("div", { class: "title" }, h("h1", {}, "Routes")),
-    section("Routes", table(["Route", "Strategy", "Policy", "Candidates, in order"], rows, { id: "routes" })),
+    section("Routes", table(["Route", "Strategy", "Policy", "Candidates, in order"], rows, { id: "routes", class: "cards" })),
     section("Explain a routing decision", h("p", { class: "muted" }, "As `polyroute route explain` does: nothing is sent."),
       form, result));
 }
@@ -52,7 +52,7 @@ function decision(d) {
     h("p", {}, h("strong", {}, `route ${d.route}`), `: strategy ${d.strategy}, policy ${d.policy || "(none)"}`,
       req ? ` · ~${req.prompt_tokens_est} prompt tokens, ${req.output_tokens_est} output tokens expected; needs ${req.needs.join(", ") || "nothing special"}` : ""),
     d.order.length
-      ? table(["#", "Model", "Backend", `Score (${d.score})`, "Est. cost", "Context", ""], order, { id: "order" })
+      ? table(["#", "Model", "Backend", `Score (${d.score})`, "Est. cost", "Context", ""], order, { id: "order", class: "cards" })
       : h("p", { class: "error" }, `No candidate qualifies: ${d.refusal}`),
     d.excluded.length ? h("div", {}, h("h3", {}, "Excluded"), table(["Model", "Backend", "Est. cost", "Reason"], excluded)) : null);
 }

@@ -37,7 +37,7 @@ function stepLabel(span) {
 function view(doc) {
   const series = doc.series.map((g) => ({ group: g.group, values: g.cost_usd }));
   const chart = series.length
-    ? [stackedBars(doc.steps, series, { label: `Spend by ${doc.by}`, format: (v) => fmt.usd(v, 4),
+    ? [stackedBars(doc.steps, series, { label: `Spend by ${doc.by}`, format: fmt.usdTick,
         tickEvery: Math.ceil(doc.steps.length / 6), stepLabel: stepLabel(doc.span) }), legend(series.map((g) => g.group))]
     : [h("p", { class: "muted" }, "No requests in the ledger for this span yet.")];
   const totals = doc.totals.map((t) => h("tr", { "data-group": t.group },
@@ -55,10 +55,10 @@ function view(doc) {
   return [
     section(`Spend by ${doc.by}, since ${fmt.time(doc.since)}`, ...chart),
     section("Totals", doc.totals.length
-      ? table([doc.by, "Requests", "Tokens in", "Tokens out", "Cost", "Errors", "p50", "p95"], totals, { id: "totals" })
+      ? table([doc.by, "Requests", "Tokens in", "Tokens out", "Cost", "Errors", "p50", "p95"], totals, { id: "totals", class: "cards" })
       : h("p", { class: "muted" }, "Nothing yet.")),
     section("Budgets", budgets.length
-      ? table(["Scope", "Name", "Budget", "Spent", "Used", "Resets"], budgets, { id: "budgets" })
+      ? table(["Scope", "Name", "Budget", "Spent", "Used", "Resets"], budgets, { id: "budgets", class: "cards" })
       : h("p", { class: "muted" }, "No key or team has a budget.")),
   ];
 }
