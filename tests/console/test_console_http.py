@@ -190,3 +190,22 @@ def test_the_first_load_is_under_300_kb() -> None:
     weight = sum(len(assets[n].body) for n in first)
     assert {"login.js", "app.js", "api.js", "dom.js", "chart.js", "console.css"} <= first
     assert weight < 300_000, weight
+
+
+def test_rotate_shows_the_new_secret_once_and_the_old_one_stops(live: Live) -> None:
+    def chat(secret: str) -> int:
+        return httpx.post(f"{live.base_url}/chat/completions", headers={"authorization": f"Bearer {secret}"},
+                          json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]}).status_code
+
+    with client(live) as c:
+        csrf = login(c)
+        old = c.post("/console/api/keys", json={"name": "turn"}, headers={"x-csrf-token": csrf}).json()["secret"]
+        assert chat(old) == 200
+        rotated = c.post("/console/api/keys/turn/rotate", headers={"x-csrf-token": csrf})
+        assert rotated.status_code == 200
+        new = rotated.json()["secret"]
+        assert new != old and chat(new) == 200 and chat(old) == 401
+        assert new not in c.get("/console/api/keys").text
+        revoked = c.delete("/console/api/keys/turn", headers={"x-csrf-token": csrf})
+        assert revoked.json()["revoked"] is True and "secret" not in revoked.json()
+        assert chat(new) == 401
