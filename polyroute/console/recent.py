@@ -147,7 +147,7 @@ def _window(minutes: Iterable[Minute], span: int) -> dict[str, Any]:
     return {
         "seconds": span,
         "requests": requests,
-        "requests_per_s": round(requests / span, 4),
+        "requests_per_s": round(requests / span, 6),
         "errors": errors,
         "error_rate": round(errors / requests, 4) if requests else None,
         "latency_ms_p50": percentile(latency, 0.50),

@@ -51,7 +51,7 @@ def test_windows_count_rates_percentiles_cost_and_route_shares() -> None:
     hour, day = doc["windows"]["1h"], doc["windows"]["1d"]
     assert (hour["requests"], hour["errors"], hour["error_rate"]) == (1, 0, 0.0)
     assert (day["requests"], day["errors"], day["error_rate"]) == (11, 1, round(1 / 11, 4))
-    assert day["requests_per_s"] == round(11 / 86400, 4)
+    assert day["requests_per_s"] == round(11 / 86400, 6)
     assert abs(day["cost_usd"] - 0.011) < 1e-9
     # Percentiles are the upper edge of a bucket: within RATIO of the true value, never under it.
     assert 100 <= day["latency_ms_p50"] <= 100 * RATIO

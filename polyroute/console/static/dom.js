@@ -51,6 +51,11 @@ export const fmt = {
     if (v === null || v === undefined) return "–";
     return v > 0 && v < 0.001 ? "<0.1%" : `${(v * 100).toFixed(1)}%`;
   },
+  // A rate per second: two significant digits below 1, so a quiet day does not read as zero.
+  rate(v) {
+    if (v === null || v === undefined) return "–";
+    return v === 0 ? "0" : v >= 1 ? v.toFixed(1) : String(Number(v.toPrecision(2)));
+  },
   // An axis tick in USD: two significant digits, however small.
   usdTick(v) { return v === 0 ? "$0" : `$${Number(v.toPrecision(2))}`; },
   ms(v) { return v === null || v === undefined ? "–" : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${Math.round(v)} ms`; },

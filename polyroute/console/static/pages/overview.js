@@ -1,11 +1,11 @@
 // Overview: this gateway process's traffic over 5 minutes, 1 hour and 1 day, refreshed every 5 s.
 import { api, poll } from "../api.js";
 import { fmt, h, replace, section, table } from "../dom.js";
-import { stackedBars } from "../chart.js";
+import { legend, stackedBars } from "../chart.js";
 
 const WINDOWS = [["5m", "last 5 min"], ["1h", "last hour"], ["1d", "last day"]];
 const METRICS = [
-  ["Requests / s", (w) => fmt.num(w.requests_per_s, 3)],
+  ["Requests / s", (w) => fmt.rate(w.requests_per_s)],
   ["Requests", (w) => fmt.int(w.requests)],
   ["Error rate", (w) => fmt.pct(w.error_rate)],
   ["Latency p50", (w) => fmt.ms(w.latency_ms_p50)],
@@ -32,7 +32,7 @@ function view(doc) {
   const status = h("div", { class: "tiles" },
     tile("Fleet", doc.status, doc.status === "ok" ? "ok" : doc.status === "down" ? "bad" : "warn",
       `${doc.models_failing} of ${doc.models_total} models failing`),
-    tile("Requests / s (1 h)", fmt.num(hour.requests_per_s, 3)),
+    tile("Requests / s (1 h)", fmt.rate(hour.requests_per_s)),
     tile("Error rate (1 h)", fmt.pct(hour.error_rate), hour.error_rate > 0.05 ? "bad" : ""),
     tile("p95 latency (1 h)", fmt.ms(hour.latency_ms_p95)),
     tile("TTFT p50 (1 h)", fmt.ms(hour.ttft_ms_p50)),
@@ -41,13 +41,13 @@ function view(doc) {
     h("tr", {}, h("th", { scope: "row" }, label), WINDOWS.map(([k]) => h("td", { class: "num" }, get(doc.windows[k])))));
   const minutes = doc.per_minute;
   const chart = stackedBars(minutes.map((m) => m.at),
-    [{ group: "ok", values: minutes.map((m) => m.requests - m.errors) }, { group: "errors", values: minutes.map((m) => m.errors) }],
+    [{ group: "answered", values: minutes.map((m) => m.requests - m.errors) }, { group: "errors", values: minutes.map((m) => m.errors) }],
     { label: "Requests per minute, last hour", tickEvery: 15, format: (v) => fmt.num(v, 1),
       stepLabel: (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) });
   return [
     status,
     section("Traffic", table(["", ...WINDOWS.map(([, l]) => l)], rows, { id: "windows" })),
-    section("Requests per minute (ok, errors), last hour", chart),
+    section("Requests per minute, last hour", chart, legend(["answered", "errors"])),
     section("Routes by share of traffic", h("div", { class: "columns" },
       routeShares("last hour", hour.routes), routeShares("last day", doc.windows["1d"].routes))),
   ];
