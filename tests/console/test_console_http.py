@@ -209,3 +209,32 @@ def test_rotate_shows_the_new_secret_once_and_the_old_one_stops(live: Live) -> N
         revoked = c.delete("/console/api/keys/turn", headers={"x-csrf-token": csrf})
         assert revoked.json()["revoked"] is True and "secret" not in revoked.json()
         assert chat(new) == 401
+
+
+def test_bad_input_gets_an_openai_shaped_error_never_a_500(live: Live) -> None:
+    with client(live) as c:
+        csrf = login(c)
+        h = {"x-csrf-token": csrf}
+        cases = [
+            (c.post("/console/api/keys", content=b"{not json", headers=h), 400),
+            (c.post("/console/api/keys", json={"name": "bad name!"}, headers=h), 400),
+            (c.post("/console/api/keys", json={"name": "x", "budget_usd": -1}, headers=h), 400),
+            (c.post("/console/api/keys", json={"name": "x", "routes": ["nowhere"]}, headers=h), 400),
+            (c.delete("/console/api/keys/nobody", headers=h), 404),
+            (c.post("/console/api/explain", content=b"[]", headers=h), 400),
+            (c.post("/console/api/explain", json={"route": "nowhere", "prompt": "hi"}, headers=h), 404),
+            (c.post("/console/api/explain", json={"route": "echo", "prompt": ""}, headers=h), 400),
+            (c.post("/console/api/explain", json={"route": "echo", "prompt": "hi", "key": "nobody"}, headers=h), 400),
+            (c.post("/console/api/explain", json={"route": "echo", "prompt": "hi", "policy": "none"}, headers=h), 400),
+            (c.get("/console/api/usage/2y/key"), 400),
+            (c.get("/console/api/usage/1d/colour"), 400),
+            (c.get("/console/api/usage/1d/key/xlsx"), 404),
+            (c.get("/console/api/nothing"), 404),
+            (c.get("/console/api/explain"), 405),
+            (c.post("/console/api/overview", headers=h), 405),
+            (c.get("/console/static/nothing.js"), 404),
+            (c.get("/console/nothing"), 404),
+        ]
+        for r, status in cases:
+            assert r.status_code == status, (r.request.method, r.request.url, r.status_code, r.text)
+            assert set(r.json()["error"]) == {"message", "type", "param", "code"}
