@@ -79,3 +79,28 @@ def csrf_matches(session: Session, presented: str | None) -> bool:
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "replace")).digest()
+
+
+class LoginThrottle:
+    """Past ``limit`` wrong logins within ``window`` seconds, logins wait until the oldest leaves the window.
+
+    One counter for the process, not per client: the gateway does not know who is behind a
+    proxy, and guessing an admin key must stay slow whoever guesses. The admin API is unaffected.
+    """
+
+    def __init__(self, limit: int = 10, window: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._failures: list[float] = []
+
+    def wait(self) -> float:
+        """Seconds before a login may be tried; 0 when now."""
+        now = self.clock()
+        self._failures = [t for t in self._failures if now - t < self.window]
+        if len(self._failures) < self.limit:
+            return 0.0
+        return self._failures[0] + self.window - now
+
+    def failed(self) -> None:
+        self._failures.append(self.clock())

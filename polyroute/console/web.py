@@ -31,8 +31,16 @@ import orjson
 
 from polyroute.console.api import ConsoleApi
 from polyroute.console.recent import Recent
-from polyroute.console.sessions import Session, Sessions, csrf_matches
-from polyroute.errors import Forbidden, InvalidRequest, MethodNotAllowed, NotFound, PolyrouteError, Unauthorized
+from polyroute.console.sessions import LoginThrottle, Session, Sessions, csrf_matches
+from polyroute.errors import (
+    Forbidden,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PolyrouteError,
+    RateLimitExceeded,
+    Unauthorized,
+)
 from polyroute.gateway import Gateway
 from polyroute.server.admin import Admin
 from polyroute.server.answers import Reply
@@ -89,6 +97,7 @@ class Console:
                  sessions: Sessions | None = None) -> None:
         self.api = ConsoleApi(gateway, admin, recent)
         self.sessions = sessions or Sessions()
+        self.throttle = LoginThrottle()
         self._digest = admin_digest
         self.assets = load_assets()
 
@@ -158,7 +167,12 @@ class Console:
         secret = raw.get("secret") if isinstance(raw, dict) else None
         if not isinstance(secret, str) or not secret:
             raise InvalidRequest("Log in with a JSON body: {\"secret\": \"<admin key>\"}.", param="secret")
+        wait = self.throttle.wait()
+        if wait > 0:
+            raise RateLimitExceeded("Too many wrong logins to the console; try again later.",
+                                    retry_after=max(int(wait + 0.999), 1))
         if not hmac.compare_digest(hashlib.sha256(secret.encode("utf-8")).digest(), self._digest):
+            self.throttle.failed()
             log.warning("console: a login with a wrong admin key was refused")
             raise Unauthorized("That is not the admin key.")
         token, session = self.sessions.open()

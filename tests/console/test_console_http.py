@@ -238,3 +238,14 @@ def test_bad_input_gets_an_openai_shaped_error_never_a_500(live: Live) -> None:
         for r, status in cases:
             assert r.status_code == status, (r.request.method, r.request.url, r.status_code, r.text)
             assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_guessing_the_admin_key_is_slowed(live: Live) -> None:
+    with client(live) as c:
+        for _ in range(10):
+            assert c.post("/console/api/login", json={"secret": "guess"}).status_code == 401
+        slowed = c.post("/console/api/login", json={"secret": ADMIN})
+        assert slowed.status_code == 429 and int(slowed.headers["retry-after"]) >= 1
+        assert "set-cookie" not in slowed.headers
+        # The admin API itself is not affected.
+        assert c.get("/admin/keys", headers={"authorization": f"Bearer {ADMIN}"}).status_code == 200

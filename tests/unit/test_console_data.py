@@ -152,3 +152,18 @@ def test_sessions_expire_when_idle_or_old_and_end_at_logout() -> None:
     c, _ = sessions.open()
     assert sessions.get(a) is None and sessions.get(b) and sessions.get(c)  # the oldest made way
     assert sessions.get("") is None and sessions.get("made-up") is None
+
+
+def test_wrong_logins_past_the_limit_wait_for_the_window() -> None:
+    from polyroute.console.sessions import LoginThrottle
+
+    clock = Clock(0.0)
+    throttle = LoginThrottle(limit=3, window=60, clock=clock)
+    for t in (0, 10, 20):
+        clock.now = t
+        assert throttle.wait() == 0
+        throttle.failed()
+    clock.now = 30
+    assert throttle.wait() == 30  # the first failure leaves the window at 60
+    clock.now = 60
+    assert throttle.wait() == 0
