@@ -173,6 +173,7 @@ def test_the_console_in_a_browser(gateway: Gateway, artifacts: Path) -> None:
     watch = Watch(allowed=[(401, "/console/api/login")], allowed_console=["status of 401 (Unauthorized)"])
     figures: dict[str, Any] = {}
     with sync_playwright() as pw:
+        # Chromium will not start its sandbox as root (CI runs as root); the pages are our own.
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             context = browser.new_context(viewport=LAPTOP)
