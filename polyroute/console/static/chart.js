@@ -43,6 +43,8 @@ export function stackedBars(steps, series, { format = (v) => v, label = "chart",
   const max = niceMax(Math.max(...totals, 0));
   axisY(svg, max, x0, y0, y1, width, format);
   const slot = (width - x0) / Math.max(steps.length, 1);
+  // Never more labels than fit: about one per 90 px.
+  tickEvery = Math.max(tickEvery, Math.ceil(steps.length / Math.max(Math.floor((width - x0) / 90), 1)));
   steps.forEach((step, i) => {
     let top = y0;
     series.forEach((g, k) => {
