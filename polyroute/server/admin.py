@@ -92,15 +92,22 @@ class Admin:
     async def handle(self, request: Request) -> Reply:
         try:
             self.authorize(request)
-            parts = request.path.removeprefix(PREFIX).strip("/").split("/")
+        except PolyrouteError as exc:
+            return error_response(exc)
+        return await self.serve(request.method, request.path.removeprefix(PREFIX), request.body)
+
+    async def serve(self, method: str, path: str, body: bytes) -> Reply:
+        """Answer ``METHOD /admin/PATH`` for a caller already authorised (the admin key, a console session)."""
+        try:
+            parts = path.strip("/").split("/")
             kind, rest = parts[0], parts[1:]
             if kind == "keys":
-                answer = await self.keys(request.method, rest, request.body)
+                answer = await self.keys(method, rest, body)
             elif kind == "teams":
-                answer = await self.teams(request.method, rest, request.body)
+                answer = await self.teams(method, rest, body)
             else:
-                raise NotFound(f"Unknown path: {request.method} {request.path}")
-            if request.method != "GET":
+                raise NotFound(f"Unknown path: {method} {PREFIX}{path}")
+            if method != "GET":
                 await self.gateway.tenancy.reload()  # this process sees a change at once
             return answer
         except ValidationError as exc:

@@ -14,6 +14,7 @@ from polyroute import logs
 from polyroute.auth import presented_key
 from polyroute.catalog import load_catalog_for
 from polyroute.config import Config
+from polyroute.console import Console, Recent
 from polyroute.errors import PolyrouteError, UnknownModel
 from polyroute.gateway import Gateway
 from polyroute.logs import AccessLog
@@ -94,10 +95,15 @@ def create_app(gateway: Gateway) -> App:
     prefixes: dict[str, dict[str, Handler]] = {}
     admin_digest = config.admin.secret.seal() if config.admin.secret is not None else None
     if admin_digest is not None and gateway.tenancy.store is not None:
-        admin: Handler = Admin(gateway, gateway.tenancy.store, admin_digest).handle
+        admin_api = Admin(gateway, gateway.tenancy.store, admin_digest)
+        admin: Handler = admin_api.handle
         every: dict[str, Handler] = {"GET": admin, "POST": admin, "PATCH": admin, "DELETE": admin}
         routes.update({"/admin/keys": every, "/admin/teams": every})
         prefixes[ADMIN_PREFIX] = every
+        console = Console(gateway, admin_api, admin_digest, Recent())
+        gateway.observers.add(console.api.recent)
+        routes.update(console.routes())
+        prefixes.update(console.prefixes())
     elif config.admin.secret is not None:
         log.warning("admin.secret: %s is not set, so the admin API is off", config.admin.secret.ref)
 

@@ -1,0 +1,176 @@
+"""What the gateway served lately, for the console's Overview and Fleet: an observer of finished requests.
+
+Finished requests are counted in one bucket per wall-clock minute, for the last
+day (``SPAN_MINUTES``): requests, errors, cost, tokens, and latency and time to
+first token as sparse histograms on a geometric scale (``RATIO`` apart), so a
+percentile is read within that ratio and a day costs a bounded, small memory
+whatever the traffic. Each model also keeps its last ``PER_MODEL`` answers (time
+to first token, tokens per second, whether it failed) for the Fleet page.
+
+The figures are this process's: with ``--workers N`` each worker counts its own
+requests (the usage ledger holds every replica's).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from polyroute.finish import Finished
+
+if TYPE_CHECKING:
+    from polyroute.failover import Report
+    from polyroute.gateway import RequestContext
+
+SPAN_MINUTES = 24 * 60
+PER_MODEL = 50
+RATIO = 1.1  # histogram buckets: [RATIO**i, RATIO**(i+1)) ms
+WINDOWS = {"5m": 300, "1h": 3600, "1d": 86400}
+
+
+def _bucket(ms: float) -> int:
+    return 0 if ms < 1 else int(math.log(ms, RATIO)) + 1
+
+
+def _upper(index: int) -> float:
+    return 1.0 if index == 0 else RATIO ** index
+
+
+@dataclass(slots=True)
+class Minute:
+    start: int  # the minute, as seconds since the epoch
+    requests: int = 0
+    errors: int = 0
+    cost_usd: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency: Counter[int] = field(default_factory=Counter)
+    ttft: Counter[int] = field(default_factory=Counter)
+    routes: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    failed: bool
+    ttft_ms: float | None
+    tokens_per_s: float | None
+
+
+class Recent:
+    """A ``RequestObserver``: counts finished requests by minute, and each model's last answers."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._minutes: deque[Minute] = deque(maxlen=SPAN_MINUTES)
+        self._models: dict[str, deque[Sample]] = {}
+
+    def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
+        minute = self._minute(int(self.clock()) // 60 * 60)
+        failed = outcome.status >= 400 or outcome.error is not None
+        minute.requests += 1
+        minute.errors += failed
+        minute.cost_usd += report.cost_usd
+        minute.tokens_in += int(report.usage.get("prompt_tokens") or 0)
+        minute.tokens_out += int(report.usage.get("completion_tokens") or 0)
+        minute.latency[_bucket(outcome.latency_ms)] += 1
+        if outcome.ttft_ms is not None:
+            minute.ttft[_bucket(outcome.ttft_ms)] += 1
+        if report.route:
+            minute.routes[report.route] += 1
+        for attempt in report.attempts:
+            if attempt.outcome != "ok" and attempt.model != (report.model.name if report.model else None):
+                self._sample(attempt.model, Sample(True, None, None))
+        if report.model is not None:
+            self._sample(report.model.name, Sample(failed, outcome.ttft_ms, _speed(report, outcome)))
+
+    def _minute(self, start: int) -> Minute:
+        if not self._minutes or self._minutes[-1].start < start:
+            self._minutes.append(Minute(start))
+        return self._minutes[-1]
+
+    def _sample(self, model: str, sample: Sample) -> None:
+        self._models.setdefault(model, deque(maxlen=PER_MODEL)).append(sample)
+
+    # -- what the pages show ------------------------------------------------------------------
+
+    def overview(self) -> dict[str, Any]:
+        now = self.clock()
+        windows = {name: _window([m for m in self._minutes if m.start + 60 > now - span], span)
+                   for name, span in WINDOWS.items()}
+        this_minute = int(now) // 60 * 60
+        by_start = {m.start: m for m in self._minutes}
+        series = []
+        for i in range(59, -1, -1):
+            m = by_start.get(this_minute - 60 * i)
+            series.append({"at": this_minute - 60 * i, "requests": m.requests if m else 0,
+                           "errors": m.errors if m else 0})
+        return {"windows": windows, "per_minute": series}
+
+    def model(self, name: str) -> dict[str, Any]:
+        samples = list(self._models.get(name, ()))
+        ttfts = [s.ttft_ms for s in samples if s.ttft_ms is not None]
+        speeds = [s.tokens_per_s for s in samples if s.tokens_per_s is not None]
+        return {
+            "answers": len(samples),
+            "failures": sum(s.failed for s in samples),
+            "ttft_ms_p50": round(statistics.median(ttfts), 1) if ttfts else None,
+            "tokens_per_s_p50": round(statistics.median(speeds), 1) if speeds else None,
+        }
+
+
+def _speed(report: Report, outcome: Finished) -> float | None:
+    tokens = int(report.usage.get("completion_tokens") or 0)
+    if not tokens:
+        return None
+    begun = outcome.first_token_at if outcome.first_token_at is not None else outcome.started
+    seconds = outcome.ended - begun
+    return tokens / seconds if seconds > 0 else None
+
+
+def _window(minutes: Iterable[Minute], span: int) -> dict[str, Any]:
+    minutes = list(minutes)
+    requests = sum(m.requests for m in minutes)
+    errors = sum(m.errors for m in minutes)
+    routes: Counter[str] = Counter()
+    latency: Counter[int] = Counter()
+    ttft: Counter[int] = Counter()
+    for m in minutes:
+        routes.update(m.routes)
+        latency.update(m.latency)
+        ttft.update(m.ttft)
+    total_routed = sum(routes.values())
+    return {
+        "seconds": span,
+        "requests": requests,
+        "requests_per_s": round(requests / span, 6),
+        "errors": errors,
+        "error_rate": round(errors / requests, 4) if requests else None,
+        "latency_ms_p50": percentile(latency, 0.50),
+        "latency_ms_p95": percentile(latency, 0.95),
+        "ttft_ms_p50": percentile(ttft, 0.50),
+        "ttft_ms_p95": percentile(ttft, 0.95),
+        "cost_usd": round(sum(m.cost_usd for m in minutes), 8),
+        "tokens_in": sum(m.tokens_in for m in minutes),
+        "tokens_out": sum(m.tokens_out for m in minutes),
+        "routes": [{"route": r, "requests": n, "share": round(n / total_routed, 4)}
+                   for r, n in routes.most_common()],
+    }
+
+
+def percentile(histogram: Counter[int], q: float) -> float | None:
+    """The upper edge of the bucket holding the ``q`` quantile (nearest rank); None when empty."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = max(math.ceil(q * total), 1)
+    seen = 0
+    for index in sorted(histogram):
+        seen += histogram[index]
+        if seen >= rank:
+            return round(_upper(index), 1)
+    return None  # unreachable: the loop reaches ``total``

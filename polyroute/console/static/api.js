@@ -1,0 +1,52 @@
+// The console's API: the session's CSRF token rides on every action; a lost session goes to the login page.
+
+let csrf = null;
+
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function toLogin() {
+  location.assign("/console/login");
+  return new ApiError("The session has ended; log in again.", 401);
+}
+
+export async function startSession() {
+  const answer = await fetch("/console/api/session", { credentials: "same-origin" });
+  if (answer.status === 401) throw toLogin();
+  csrf = (await answer.json()).csrf;
+}
+
+export async function api(method, path, body) {
+  const options = { method, credentials: "same-origin", headers: {} };
+  if (method !== "GET") options.headers["x-csrf-token"] = csrf;
+  if (body !== undefined) {
+    options.headers["content-type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const answer = await fetch(`/console/api/${path}`, options);
+  if (answer.status === 401) throw toLogin();
+  const doc = await answer.json().catch(() => ({}));
+  if (!answer.ok) throw new ApiError(doc.error?.message || `${answer.status} ${answer.statusText}`, answer.status);
+  return doc;
+}
+
+// Calls ``refresh`` now and every ``seconds`` while the page is visible.
+export function poll(refresh, seconds) {
+  let timer = null;
+  const tick = async () => {
+    try {
+      await refresh();
+    } finally {
+      timer = setTimeout(tick, seconds * 1000);
+    }
+  };
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) clearTimeout(timer);
+    else { clearTimeout(timer); tick(); }
+  });
+  return tick();
+}

@@ -1,0 +1,169 @@
+"""The console's data: the rolling window of finished requests, the usage view, the eval view, sessions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from polyroute.attempts import Report
+from polyroute.console.evals_view import family, view
+from polyroute.console.recent import RATIO, Recent, percentile
+from polyroute.console.sessions import Sessions, csrf_matches
+from polyroute.console.views import csv_of, start_of, usage
+from polyroute.errors import Attempt
+from polyroute.finish import Finished
+from polyroute.fleet import ModelEntry
+from polyroute.gateway import RequestContext
+from polyroute.tenancy.stores import UsageRow
+from polyroute.types import make_usage
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def entry(name: str) -> ModelEntry:
+    return ModelEntry(name, "b", name, None, 1.0, 2.0, None, frozenset(), "hosted")
+
+
+def finish(recent: Recent, route: str, model: str | None, status: int = 200, latency_s: float = 0.1,
+           ttft_s: float | None = None, tokens: int = 10, cost: float = 0.001) -> None:
+    report = Report(route=route, model=entry(model) if model else None, usage=make_usage(5, tokens), cost_usd=cost)
+    if model:
+        report.attempts.append(Attempt("b", model, "ok" if status < 400 else "unavailable", 1.0, ""))
+    first = None if ttft_s is None else 100.0 + ttft_s
+    outcome = Finished("r", status, ttft_s is not None, 100.0, 100.0 + latency_s, first)
+    recent.finished(RequestContext(), report, outcome)
+
+
+def test_windows_count_rates_percentiles_cost_and_route_shares() -> None:
+    clock = Clock(1_000_000.0)
+    recent = Recent(clock)
+    for _ in range(9):
+        finish(recent, "main", "m1", latency_s=0.1, ttft_s=0.05)
+    finish(recent, "other", "m2", status=503, latency_s=2.0)
+    clock.now += 2 * 3600  # two hours later: out of the hour, still in the day
+    finish(recent, "main", "m1", latency_s=0.2)
+    doc = recent.overview()
+    hour, day = doc["windows"]["1h"], doc["windows"]["1d"]
+    assert (hour["requests"], hour["errors"], hour["error_rate"]) == (1, 0, 0.0)
+    assert (day["requests"], day["errors"], day["error_rate"]) == (11, 1, round(1 / 11, 4))
+    assert day["requests_per_s"] == round(11 / 86400, 6)
+    assert abs(day["cost_usd"] - 0.011) < 1e-9
+    # Percentiles are the upper edge of a bucket: within RATIO of the true value, never under it.
+    assert 100 <= day["latency_ms_p50"] <= 100 * RATIO
+    assert 2000 <= day["latency_ms_p95"] <= 2000 * RATIO
+    assert 50 <= day["ttft_ms_p50"] <= 50 * RATIO
+    assert day["routes"] == [{"route": "main", "requests": 10, "share": round(10 / 11, 4)},
+                             {"route": "other", "requests": 1, "share": round(1 / 11, 4)}]
+    assert sum(m["requests"] for m in doc["per_minute"]) == 1  # the last hour, minute by minute
+
+
+def test_each_model_keeps_its_recent_speed_and_failures() -> None:
+    recent = Recent(Clock(5_000.0))
+    finish(recent, "main", "fast", latency_s=1.0, ttft_s=0.2, tokens=80)  # 80 tokens in 0.8 s after the first
+    finish(recent, "main", "fast", status=503)
+    m = recent.model("fast")
+    assert m["answers"] == 2 and m["failures"] == 1
+    assert m["ttft_ms_p50"] == 200.0
+    assert abs(m["tokens_per_s_p50"] - 100.0) < 0.1
+    assert recent.model("never")["answers"] == 0
+
+
+def test_percentile_of_an_empty_histogram_is_none() -> None:
+    from collections import Counter
+
+    assert percentile(Counter(), 0.5) is None
+
+
+def row(at: datetime, key: str, cost: float, model: str = "m") -> UsageRow:
+    return UsageRow("id", at, key, "team", "route", model, "b", "[]", 1, 2, cost, False, 10.0, None, 200, None, False)
+
+
+def test_usage_steps_are_whole_and_groups_beyond_the_top_are_other() -> None:
+    now = datetime(2026, 3, 4, 10, 30, tzinfo=UTC)
+    since = start_of("1d", now)
+    assert since == datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
+    rows = [row(now - timedelta(minutes=5), f"k{i}", 0.01 * (i + 1)) for i in range(10)]
+    rows.append(row(since + timedelta(minutes=1), "k9", 1.0))
+    doc = usage(rows, "1d", "key", now)
+    assert len(doc["steps"]) == 25 and doc["steps"][0] == "2026-03-03T10:00:00Z"
+    groups = [s["group"] for s in doc["series"]]
+    assert groups[0] == "k9" and "other" in groups and len(groups) == 9  # eight by cost, then the rest
+    k9 = next(s for s in doc["series"] if s["group"] == "k9")["cost_usd"]
+    assert k9[0] == 1.0 and abs(k9[-1] - 0.1) < 1e-9
+    other = next(s for s in doc["series"] if s["group"] == "other")["cost_usd"]
+    assert abs(other[-1] - 0.03) < 1e-9  # k0 and k1: 0.01 + 0.02
+    assert {t["group"] for t in doc["totals"]} == {f"k{i}" for i in range(10)}
+
+
+def test_the_csv_cannot_carry_a_formula() -> None:
+    text = csv_of([{"group": "=HYPERLINK(\"x\")", "requests": 1, "tokens_in": 2, "tokens_out": 3,
+                    "cost_usd": 0.00001234, "errors": 0, "p50_ms": 1.5, "p95_ms": 2.0}], "key").decode()
+    lines = text.splitlines()
+    assert lines[0] == "key,requests,tokens_in,tokens_out,cost_usd,errors,p50_ms,p95_ms"
+    assert lines[1].startswith("\"'=HYPERLINK") and ",0.00001234," in lines[1]
+
+
+def test_eval_view_sets_languages_side_by_side() -> None:
+    def r(model: str, suite: str, lang: str, unsafe: float, category: str | None = None) -> dict[str, object]:
+        return {"model": model, "suite": suite, "lang": lang, "kind": "safety", "category": category, "n": 10,
+                "accuracy": None, "unsafe_refusal_rate": unsafe, "safe_refusal_rate": 0.1,
+                "cost_usd": 0.1, "cost_per_1k_items": 1.0, "p50_latency_s": 0.2}
+    mmlu = {**r("m", "mmlu", "en", 0), "kind": "accuracy", "accuracy": 0.6, "unsafe_refusal_rate": None}
+    doc = view([r("m", "xstest", "en", 0.9), r("m", "xstest-zh", "zh", 0.6), mmlu],
+               [r("m", "xstest", "en", 0.8, "homonyms"), r("m", "xstest-zh", "zh", 0.5, "homonyms")])
+    assert family("xstest-zh") == "xstest" and family("mmlu") == "mmlu"
+    assert doc["languages"] == ["en", "zh"]
+    assert doc["refusals"] == [{"model": "m", "suite": "xstest", "category": None, "by_lang": {
+        "en": {"n": 10, "unsafe_refusal_rate": 0.9, "safe_refusal_rate": 0.1},
+        "zh": {"n": 10, "unsafe_refusal_rate": 0.6, "safe_refusal_rate": 0.1}}}]
+    assert doc["hazards"][0]["category"] == "homonyms"
+    assert {(p["suite"], p["measure"], p["quality"]) for p in doc["scatter"]} == {
+        ("xstest", "unsafe_refusal_rate", 0.9), ("xstest-zh", "unsafe_refusal_rate", 0.6), ("mmlu", "accuracy", 0.6)}
+
+
+def test_sessions_expire_when_idle_or_old_and_end_at_logout() -> None:
+    clock = Clock(0.0)
+    sessions = Sessions(lifetime=100, idle=30, capacity=2, clock=clock)
+    token, session = sessions.open()
+    assert sessions.get(token) is session and csrf_matches(session, session.csrf)
+    assert not csrf_matches(session, None) and not csrf_matches(session, session.csrf + "x")
+    clock.now = 25
+    assert sessions.get(token) is session  # used: the idle deadline moves
+    clock.now = 50
+    assert sessions.get(token) is session
+    clock.now = 81
+    assert sessions.get(token) is None  # idle for 31 s
+    t2, _ = sessions.open()
+    for now in (100, 120, 140, 160, 180):
+        clock.now = now
+        assert sessions.get(t2) is not None
+    clock.now = 181
+    assert sessions.get(t2) is None  # past its lifetime, however busy
+    t3, _ = sessions.open()
+    sessions.close(t3)
+    assert sessions.get(t3) is None
+    a, _ = sessions.open()
+    b, _ = sessions.open()
+    c, _ = sessions.open()
+    assert sessions.get(a) is None and sessions.get(b) and sessions.get(c)  # the oldest made way
+    assert sessions.get("") is None and sessions.get("made-up") is None
+
+
+def test_wrong_logins_past_the_limit_wait_for_the_window() -> None:
+    from polyroute.console.sessions import LoginThrottle
+
+    clock = Clock(0.0)
+    throttle = LoginThrottle(limit=3, window=60, clock=clock)
+    for t in (0, 10, 20):
+        clock.now = t
+        assert throttle.wait() == 0
+        throttle.failed()
+    clock.now = 30
+    assert throttle.wait() == 30  # the first failure leaves the window at 60
+    clock.now = 60
+    assert throttle.wait() == 0
