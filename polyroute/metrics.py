@@ -1,6 +1,6 @@
 """Prometheus metrics: counted by one observer on the finish seam, the rest read when scraped.
 
-Per finished request (``Metrics.finished``, on the event loop, a few increments):
+Per finished request (``Metrics.count``, on the event loop once the answer is written):
 
     polyroute_requests_total{route, model, status}            model: who answered, "-" for nobody
     polyroute_attempts_total{backend, model, outcome}         outcome: "ok" or the error's outcome
@@ -115,6 +115,13 @@ class Metrics:
     # -- the finish seam ------------------------------------------------------------------------
 
     def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
+        # Counted once the answers of this turn of the event loop are written, as the access log is.
+        try:
+            asyncio.get_running_loop().call_soon(self.count, report, outcome)
+        except RuntimeError:  # no loop (an embedded, synchronous caller): now, then
+            self.count(report, outcome)
+
+    def count(self, report: Report, outcome: Finished) -> None:
         model = report.model.name if report.model is not None else NOBODY
         key = (report.route, model, outcome.status)
         series = self._series.get(key) or self._new_series(key)
@@ -180,4 +187,19 @@ class Metrics:
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
-        return generate_latest(self.registry)
+        return generate_latest(_WithoutCreated(self.registry))
+
+
+class _WithoutCreated:
+    """A registry's metrics without the ``_created`` series prometheus-client adds to counters and
+    histograms: Prometheus would keep each as one more series, and rates do not need them.
+    (The library's own switch for this is process-wide, which would reach a host application's metrics.)"""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            kept = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            kept.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield kept

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from polyroute.errors import PolyrouteError, Unauthorized
 from polyroute.metrics import Metrics
@@ -44,4 +44,4 @@ class MetricsEndpoint:
         except PolyrouteError as exc:
             return error_response(exc)
         await self.metrics.refresh()
-        return Reply(self.metrics.render(), content_type=CONTENT_TYPE_LATEST)
+        return Reply(self.metrics.render(), content_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -56,8 +56,8 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def value(all_: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    return all_[(name, frozenset(labels.items()))]
+def value(all_: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: str, **labels: str) -> float:
+    return all_[(metric, frozenset(labels.items()))]
 
 
 def finished(live: Live, n: int) -> None:
