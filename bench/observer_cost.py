@@ -15,6 +15,7 @@ import logging
 import time
 import timeit
 from collections.abc import Callable
+from functools import partial
 
 from polyroute import config as cfg
 from polyroute.attempts import Report
@@ -79,7 +80,7 @@ def main() -> None:
     for label, failed_over in (("one attempt", False), ("two attempts", True)):
         ctx, report, outcome = request(gateway, failed_over)
         for name, observe in observers.items():
-            us = per_call_us(lambda o=observe: o(ctx, report, outcome), args.number, args.repeat)
+            us = per_call_us(partial(observe, ctx, report, outcome), args.number, args.repeat)
             print(f"{name:32} {label:13} {us:7.2f} us per request")
             if spans is not None:
                 exporter.clear()
