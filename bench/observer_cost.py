@@ -6,6 +6,9 @@ and, when the ``otel`` extra is installed, the span writer (on with
 ``OTEL_EXPORTER_OTLP_ENDPOINT``; measured with the SDK's in-memory exporter, so
 the export itself, done by the SDK's own thread, is left out). A request that
 failed over once and one answered at once are timed apart: the first has two attempts.
+
+``polyroute serve --workers N`` keeps the counters in files shared by the workers; to
+time that mode, run it as ``PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) python -m bench.observer_cost``.
 """
 
 from __future__ import annotations

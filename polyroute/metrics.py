@@ -21,17 +21,28 @@ a key's or a team's name) or a fixed word: never a secret, and never what a clie
 wrote (a model name nobody configured is counted under route "-"), so the series stay few.
 The children of each label set are looked up once and kept, so a request costs a dict
 lookup and the increments, not prometheus-client's label handling.
+
+With ``polyroute serve --workers N`` a scrape reaches one worker, so the counters and
+histograms of every worker are kept in one directory (prometheus-client's multiprocess
+mode, ``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor: ``shared_across_workers``)
+and summed when scraped; a worker that died still counts. The gauges read at scrape
+time are those of the worker that answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from polyroute.breakers import State, backend_key, model_key
@@ -42,6 +53,8 @@ if TYPE_CHECKING:
     from polyroute.gateway import Gateway, RequestContext
 
 NOBODY = "-"
+# prometheus-client's own variable: where the processes of one server keep their counters.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BREAKER_VALUES = {State.CLOSED: 0.0, State.HALF_OPEN: 1.0, State.OPEN: 2.0}
@@ -109,6 +122,13 @@ class Metrics:
                               buckets=TTFT_BUCKETS, registry=r)
         self.scraped = _Scraped()
         r.register(self.scraped)
+        # What a scrape shows: this registry, or with several workers, the sum of every worker's
+        # counters and histograms, and this worker's gauges.
+        self.shown = r
+        if os.environ.get(MULTIPROCESS_ENV):
+            self.shown = CollectorRegistry(auto_describe=True)
+            MultiProcessCollector(self.shown)
+            self.shown.register(self.scraped)
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._attempts: dict[tuple[str, str, str], Counter] = {}
 
@@ -187,7 +207,26 @@ class Metrics:
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
-        return generate_latest(_WithoutCreated(self.registry))
+        return generate_latest(_WithoutCreated(self.shown))
+
+
+@contextmanager
+def shared_across_workers() -> Iterator[None]:
+    """For a supervisor of worker processes: their metrics go to one fresh directory, removed after.
+
+    Set before the workers start (they read it when they import prometheus-client). A
+    directory the operator set already is used as it is.
+    """
+    if os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="polyroute-metrics-")
+    os.environ[MULTIPROCESS_ENV] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROCESS_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class _WithoutCreated:
