@@ -127,7 +127,7 @@ class Metrics:
         self.shown = r
         if os.environ.get(MULTIPROCESS_ENV):
             self.shown = CollectorRegistry(auto_describe=True)
-            MultiProcessCollector(self.shown)
+            MultiProcessCollector(self.shown)  # type: ignore[no-untyped-call]
             self.shown.register(self.scraped)
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._attempts: dict[tuple[str, str, str], Counter] = {}
