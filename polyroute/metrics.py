@@ -143,7 +143,9 @@ class Metrics:
 
     def count(self, report: Report, outcome: Finished) -> None:
         model = report.model.name if report.model is not None else NOBODY
-        key = (report.route, model, outcome.status)
+        # What a client named without the config defining it is not a label: it could be anything.
+        route = report.route if report.route in self.routes else NOBODY
+        key = (route, model, outcome.status)
         series = self._series.get(key) or self._new_series(key)
         series.requests.inc()
         usage = report.usage
@@ -164,10 +166,8 @@ class Metrics:
             counter.inc()
 
     def _new_series(self, key: tuple[str, str, int]) -> _Series:
-        route_name, model, status = key
-        # What a client named without the config defining it is not a label: it could be anything.
-        route = route_name if route_name in self.routes else NOBODY
-        series = _Series(
+        route, model, status = key
+        series = self._series[key] = _Series(
             self.requests.labels(route, model, str(status)),
             self.tokens.labels(route, model, "input"),
             self.tokens.labels(route, model, "output"),
@@ -175,8 +175,6 @@ class Metrics:
             self.latency.labels(route, model),
             self.ttft.labels(route, model),
         )
-        if route == route_name:  # one entry per unknown name would grow without end
-            self._series[key] = series
         return series
 
     # -- the scrape -----------------------------------------------------------------------------

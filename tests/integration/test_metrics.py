@@ -75,6 +75,7 @@ def test_metrics_count_requests_attempts_tokens_cost_and_times(live: Live) -> No
     finished(live, 3)
     resp = scrape(live)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "_created" not in resp.text  # one series per label set, not two
     s = samples(resp.text)
     assert value(s, "polyroute_requests_total", route="main", model="echo", status="200") == 2
     assert value(s, "polyroute_requests_total", route="gone", model="-", status="502") == 1

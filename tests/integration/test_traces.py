@@ -102,7 +102,7 @@ def test_a_request_that_fails_over_is_one_span_with_two_attempt_children(
     assert not any(KEY in str(v) for s in found for v in (s.attributes or {}).values())
 
 
-def test_without_traceparent_a_request_starts_its_own_trace_and_streams_show_ttft(
+def test_without_a_valid_traceparent_a_request_starts_its_own_trace_and_streams_show_ttft(
     traced: tuple[Live, InMemorySpanExporter, SpanWriter]
 ) -> None:
     live, exporter, spans = traced
@@ -111,11 +111,14 @@ def test_without_traceparent_a_request_starts_its_own_trace_and_streams_show_ttf
                       json={"model": "main", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as r:
         r.read()
     assert r.status_code == 200
-    found = collected(exporter, spans, 3)
-    [request] = [s for s in found if s.kind is SpanKind.SERVER]
-    assert request.parent is None
-    a = dict(request.attributes or {})
-    assert a["polyroute.stream"] is True and a["polyroute.time_to_first_token_ms"] >= 0
+    assert chat(live, headers={"traceparent": "not-a-trace-context"}).status_code == 200
+    found = collected(exporter, spans, 6)
+    requests = [s for s in found if s.kind is SpanKind.SERVER]
+    assert len(requests) == 2 and all(s.parent is None for s in requests)
+    assert requests[0].context is not None and requests[1].context is not None
+    assert requests[0].context.trace_id != requests[1].context.trace_id
+    [request] = [s for s in requests if dict(s.attributes or {})["polyroute.stream"]]
+    assert dict(request.attributes or {})["polyroute.time_to_first_token_ms"] >= 0
 
 
 def test_a_refused_request_is_a_span_with_its_error_type(
