@@ -75,7 +75,7 @@ class Report:
     def record(self, entry: ModelEntry, outcome: str, started: float, detail: str = "") -> None:
         self.streaming = False
         ms = (time.monotonic() - started) * 1000
-        self.attempts.append(Attempt(entry.backend, entry.name, outcome, round(ms, 2), detail))
+        self.attempts.append(Attempt(entry.backend, entry.name, outcome, round(ms, 2), detail, started))
 
     def fail(self, entry: ModelEntry, err: UpstreamError, started: float) -> None:
         self.errors.append(err)

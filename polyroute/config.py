@@ -484,6 +484,12 @@ class AdminConfig(_Strict):
     secret: SecretRef | None = None
 
 
+class MetricsConfig(_Strict):
+    """``[metrics]``: ``GET /metrics`` needs the admin key unless ``public`` is true."""
+
+    public: bool = False
+
+
 class StoreConfig(_Strict):
     """``[store]``: where virtual keys, teams and the usage ledger live."""
 
@@ -537,6 +543,7 @@ class Config(_Strict):
     teams: dict[str, TeamConfig] = Field(default_factory=dict)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     evals: EvalsConfig = Field(default_factory=EvalsConfig)
     source: str = "<built-in>"
 

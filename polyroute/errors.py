@@ -48,7 +48,7 @@ error reader look at the text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Scope = Literal["model", "backend"]
@@ -336,6 +336,8 @@ class Attempt:
     outcome: str  # "ok" or an UpstreamError.outcome
     latency_ms: float
     detail: str = ""
+    # When it began (``time.monotonic()``), for traces that draw the attempts on a time line.
+    started: float = field(default=0.0, compare=False, repr=False)
 
 
 class AllAttemptsFailed(PolyrouteError):

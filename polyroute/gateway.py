@@ -31,6 +31,8 @@ class RequestContext:
     # The gateway's own id for the request (never the provider's), and when it arrived (monotonic).
     request_id: str = field(default_factory=_IDS.next)
     started: float = field(default_factory=time.monotonic)
+    # The client's W3C trace context, for traces (polyroute.spans) that continue the client's.
+    traceparent: str | None = None
 
 
 class RouterStats:

@@ -108,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     if app is None:
-        return workers.Supervisor(sockets, ready, config.gateway.shutdown_grace).run()
+        from polyroute.metrics import shared_across_workers
+
+        with shared_across_workers():  # a scrape of any worker counts every worker's requests
+            return workers.Supervisor(sockets, ready, config.gateway.shutdown_grace).run()
     from polyroute.server import serving
     from polyroute.server.app import tune_gc
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from datetime import UTC, datetime
 
 from polyroute.errors import InvalidRequest
 from polyroute.tenancy.sqlite import SqliteStore, path_of
-from polyroute.tenancy.usage import COLUMNS, GROUPS, parse_since, summarize
+from polyroute.tenancy.usage import COLUMNS, GROUPS, as_csv, parse_since, summarize
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     elif args.format == "csv":
-        w = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+        sys.stdout.write(as_csv(rows))
     else:
         head = [args.by, *COLUMNS[1:]]
         cells = [head, *[[str(r[c]) for c in COLUMNS] for r in rows]]

@@ -116,11 +116,7 @@ class Admin:
             return error_response(exc)
 
     def authorize(self, request: Request) -> None:
-        presented = presented_key(request.header(b"authorization"), request.header(b"x-api-key"))
-        if not presented:
-            raise Unauthorized("The admin API needs the admin key: 'Authorization: Bearer <admin key>'.")
-        if not hmac.compare_digest(hashlib.sha256(presented.encode("utf-8")).digest(), self._digest):
-            raise Forbidden("The key sent is not the admin key.")
+        require_admin(request, self._digest)
 
     # -- keys ------------------------------------------------------------------------------------
 
@@ -215,6 +211,15 @@ class Admin:
             await self.store.delete_team(name)
             return _json({"name": name, "deleted": True})
         raise _not_allowed(method, "GET, PATCH, DELETE")
+
+
+def require_admin(request: Request, admin_digest: bytes, what: str = "The admin API") -> None:
+    """Refuse a request that does not carry the admin key (401 without one, 403 with another)."""
+    presented = presented_key(request.header(b"authorization"), request.header(b"x-api-key"))
+    if not presented:
+        raise Unauthorized(f"{what} needs the admin key: 'Authorization: Bearer <admin key>'.")
+    if not hmac.compare_digest(hashlib.sha256(presented.encode("utf-8")).digest(), admin_digest):
+        raise Forbidden("The key sent is not the admin key.")
 
 
 def _limits(lim: Limits) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -18,15 +20,18 @@ from polyroute.console import Console, Recent
 from polyroute.errors import PolyrouteError, UnknownModel
 from polyroute.gateway import Gateway
 from polyroute.logs import AccessLog
+from polyroute.metrics import Metrics
 from polyroute.server.admin import PREFIX as ADMIN_PREFIX
-from polyroute.server.admin import Admin
+from polyroute.server.admin import Admin, require_admin
 from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint
 from polyroute.server.dispatch import App, Handler
 from polyroute.server.errors import error_response
 from polyroute.server.http11 import Request
-from polyroute.server.usage import UsageEndpoint
+from polyroute.server.metrics import MetricsEndpoint, metrics_guard
+from polyroute.server.usage import AdminUsageEndpoint, UsageEndpoint
+from polyroute.tracing import tracing_from_env
 
 log = logging.getLogger("polyroute.server")
 
@@ -43,6 +48,11 @@ def _json(doc: Any, status: int = 200) -> Reply:
 def create_app(gateway: Gateway) -> App:
     config = gateway.fleet.config
     gateway.observers.add(AccessLog())
+    metrics = Metrics(gateway)
+    gateway.observers.add(metrics)
+    spans = tracing_from_env(gateway.fleet)
+    if spans is not None:
+        gateway.observers.add(spans)
     limits = config.gateway
     bounds = Bounds(limits.max_messages, limits.max_content_parts, limits.max_json_depth)
     chat = ChatEndpoint(gateway, config.gateway.debug_headers, bounds)
@@ -95,10 +105,12 @@ def create_app(gateway: Gateway) -> App:
     prefixes: dict[str, dict[str, Handler]] = {}
     admin_digest = config.admin.secret.seal() if config.admin.secret is not None else None
     if admin_digest is not None and gateway.tenancy.store is not None:
-        admin_api = Admin(gateway, gateway.tenancy.store, admin_digest)
+        store = gateway.tenancy.store
+        admin_api = Admin(gateway, store, admin_digest)
         admin: Handler = admin_api.handle
         every: dict[str, Handler] = {"GET": admin, "POST": admin, "PATCH": admin, "DELETE": admin}
-        routes.update({"/admin/keys": every, "/admin/teams": every})
+        usage = AdminUsageEndpoint(store.rows, lambda request: require_admin(request, admin_digest))
+        routes.update({"/admin/keys": every, "/admin/teams": every, "/admin/usage": {"GET": usage.handle}})
         prefixes[ADMIN_PREFIX] = every
         console = Console(gateway, admin_api, admin_digest, Recent())
         gateway.observers.add(console.api.recent)
@@ -118,6 +130,7 @@ def create_app(gateway: Gateway) -> App:
             "/healthz": {"GET": healthz},
             "/readyz": {"GET": readyz},
             "/v1/health/backends": {"GET": backends_health},
+            "/metrics": {"GET": MetricsEndpoint(metrics, metrics_guard(config.metrics.public, admin_digest)).handle},
         },
         max_body=config.gateway.max_body_bytes,
         sched_slice_us=config.gateway.sched_slice_us,
@@ -125,8 +138,18 @@ def create_app(gateway: Gateway) -> App:
         body_timeout=config.gateway.body_timeout,
         shutdown_grace=config.gateway.shutdown_grace,
         startup=gateway.start,
-        shutdown=gateway.aclose,
+        shutdown=gateway.aclose if spans is None else _then(gateway.aclose, spans.shutdown),
     )
+
+
+def _then(first: Callable[[], Awaitable[None]], last: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    """``first``, then ``last`` (in a thread: it may block on a network), whatever ``first`` did."""
+    async def both() -> None:
+        try:
+            await first()
+        finally:
+            await asyncio.to_thread(last)
+    return both
 
 
 def tune_gc() -> None:

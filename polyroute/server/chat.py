@@ -35,6 +35,8 @@ EXPLAIN_REQUEST = "x-polyroute-explain"
 EXPLAIN_RESPONSE = "x-polyroute-route-explain"
 # The gateway's own id for the request, as the usage ledger keeps it.
 REQUEST_ID = "x-polyroute-request-id"
+# W3C trace context: a trace of the request (polyroute.spans) continues the client's.
+TRACEPARENT = "traceparent"
 
 
 class ChatEndpoint:
@@ -83,6 +85,7 @@ class ChatEndpoint:
             explain=self.debug_headers and h.get(EXPLAIN_REQUEST, "").strip().lower() in ("1", "true", "yes"),
             started=started,
             quality=_quality(h.get(QUALITY_HEADER)),
+            traceparent=h.get(TRACEPARENT),
         )
 
     async def stream(
@@ -203,7 +206,8 @@ class _Frames:
 
 
 _WANTED_HEADERS = frozenset(
-    {b"authorization", b"x-api-key", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode(), QUALITY_HEADER.encode()}
+    {b"authorization", b"x-api-key", POLICY_HEADER.encode(), EXPLAIN_REQUEST.encode(), QUALITY_HEADER.encode(),
+     TRACEPARENT.encode()}
 )
 
 

@@ -45,6 +45,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs
 
 import httptools
 import orjson
@@ -71,13 +72,17 @@ SHUTTING_DOWN = error_body_dict(
 
 
 class Request:
-    """One whole request: names of headers in lower case, the body read to its end."""
+    """One whole request: names of headers in lower case, the body read to its end.
 
-    __slots__ = ("body", "headers", "http10", "keep_alive", "method", "path", "reject")
+    ``query`` is the raw query string (after ``?``, without it); ``params`` parses it
+    when a handler asks, so requests that carry none, or whose handler reads none, pay nothing.
+    """
+
+    __slots__ = ("body", "headers", "http10", "keep_alive", "method", "path", "query", "reject")
 
     def __init__(
         self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool,
-        reject: Reply | None = None, http10: bool = False,
+        reject: Reply | None = None, http10: bool = False, query: bytes = b"",
     ) -> None:
         self.method = method
         self.path = path
@@ -86,6 +91,18 @@ class Request:
         self.keep_alive = keep_alive
         self.reject = reject  # answered without the app: a body or head over the limits
         self.http10 = http10
+        self.query = query
+
+    def params(self) -> dict[str, list[str]]:
+        """The query string's parameters, each name with its values in order (percent-decoded)."""
+        if not self.query:
+            return {}
+        return parse_qs(self.query.decode("latin-1"), keep_blank_values=True)
+
+    def param(self, name: str) -> str | None:
+        """The first value of a query parameter, or None."""
+        values = self.params().get(name)
+        return values[0] if values else None
 
     def header(self, name: bytes) -> str | None:
         """The first value of a header (``name`` in lower case)."""
@@ -336,10 +353,11 @@ class Connection(asyncio.Protocol):
         url = self.url
         q = url.find(b"?")
         path = (url if q < 0 else url[:q]).decode("latin-1")
+        query = b"" if q < 0 else url[q + 1:]
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         method = parser.get_method().decode("latin-1")
         http10 = parser.get_http_version() == "1.0"
-        self._enqueue(Request(method, path, self.headers, body, keep_alive, reject, http10))
+        self._enqueue(Request(method, path, self.headers, body, keep_alive, reject, http10, query))
         self._reset()
 
     def _over_limit(self) -> Reply:

@@ -1,25 +1,36 @@
-"""``GET /v1/usage``: a key's own usage this budget period (else the last 30 days) and what it has left.
+"""Usage from the ledger, over HTTP.
 
-It shows the key that asks, and nothing of anyone else. Rows reach the ledger in
-batches, so the last ``[store] flush_interval`` seconds may not show yet.
+``GET /v1/usage``: a key's own usage this budget period (else the last 30 days) and
+what it has left. It shows the key that asks, and nothing of anyone else.
+
+``GET /admin/usage?by=key&since=7d&format=json``: with the admin key, the rows
+``polyroute usage`` prints (``by``: key, team, model, route or day; ``since``: a span
+such as 7d, 12h, 30m, 2w, or an ISO date; ``format``: json or csv).
+
+Rows reach the ledger in batches, so the last ``[store] flush_interval`` seconds may not show yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from polyroute.auth import presented_key
-from polyroute.errors import PolyrouteError, Unauthorized
+from polyroute.errors import InvalidRequest, PolyrouteError, Unauthorized
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
 from polyroute.server.errors import error_response
 from polyroute.server.http11 import Request
 from polyroute.tenancy.model import period_of
-from polyroute.tenancy.usage import summarize
+from polyroute.tenancy.stores import UsageRow
+from polyroute.tenancy.usage import GROUPS, as_csv, parse_since, summarize
+
+FORMATS = ("json", "csv")
+_PARAMS = ("by", "since", "format")
 
 
 class UsageEndpoint:
@@ -48,3 +59,41 @@ class UsageEndpoint:
             summary = summarize(rows, "key")
             doc["usage"] = summary[0] if summary else None
         return Reply(orjson.dumps(doc))
+
+
+class AdminUsageEndpoint:
+    """``GET /admin/usage``: everyone's usage, grouped, for the holder of the admin key."""
+
+    def __init__(self, rows: Callable[[datetime], list[UsageRow]], authorize: Callable[[Request], None]) -> None:
+        self.rows = rows  # the store's rows since a time (run in a thread: the store blocks)
+        self.authorize = authorize
+
+    async def handle(self, request: Request) -> Reply:
+        try:
+            self.authorize(request)
+            by, since, fmt = self.query(request)
+        except PolyrouteError as exc:
+            return error_response(exc)
+        rows = summarize(await asyncio.to_thread(self.rows, since), by)
+        if fmt == "csv":
+            return Reply(as_csv(rows).encode("utf-8"), content_type="text/csv; charset=utf-8")
+        return Reply(orjson.dumps({"object": "list", "by": by, "since": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                   "data": rows}))
+
+    @staticmethod
+    def query(request: Request) -> tuple[str, datetime, str]:
+        params = request.params()
+        for name in params:
+            if name not in _PARAMS:
+                raise InvalidRequest(f"Unknown query parameter {name!r} (known: {', '.join(_PARAMS)}).", param=name)
+        by = request.param("by") or "key"
+        if by not in GROUPS:
+            raise InvalidRequest(f"by must be one of {', '.join(GROUPS)}, not {by[:40]!r}.", param="by")
+        fmt = request.param("format") or "json"
+        if fmt not in FORMATS:
+            raise InvalidRequest(f"format must be json or csv, not {fmt[:40]!r}.", param="format")
+        try:
+            since = parse_since(request.param("since") or "7d", datetime.now(UTC))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc).replace("--since", "since"), param="since") from None
+        return by, since.astimezone(UTC), fmt

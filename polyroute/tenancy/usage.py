@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -61,3 +63,12 @@ def summarize(rows: Iterable[UsageRow], by: str) -> list[dict[str, Any]]:
             "p95_ms": round(percentile(latencies, 0.95), 1),
         })
     return out
+
+
+def as_csv(rows: Iterable[dict[str, Any]]) -> str:
+    """The rows of ``summarize`` as CSV, a header line first."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return out.getvalue()

@@ -179,7 +179,7 @@ def test_without_keys_budgets_or_store_there_is_no_gatekeeper_and_no_ledger() ->
     with live_gateway(plain) as g:
         assert g.gateway.gatekeeper is None and g.gateway.tenancy.ledger is None
         assert g.gateway.tenancy.store is None
-        assert len(g.gateway.observers) == 2  # the router's statistics and the access log
+        assert len(g.gateway.observers) == 3  # the router's statistics, the access log and the metrics
         assert chat(g.base_url, "unused", model="echo").status_code == 200
 
 
