@@ -523,7 +523,8 @@ class EvalsConfig(_Strict):
     """The evaluation harness (``[evals]``, ``polyroute eval``)."""
 
     # The SQLite file that keeps every result; a relative path is taken from the current directory.
-    db: str = Field(default="polyroute-evals.sqlite3", min_length=1)
+    # Unset: the usage ledger's file ([store] url, else polyroute.db in the user's data directory).
+    db: str | None = Field(default=None, min_length=1)
 
 
 class Config(_Strict):

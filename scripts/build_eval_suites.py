@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import hashlib
 import json
 import re
-import hashlib
 import shutil
 import sys
 import zipfile

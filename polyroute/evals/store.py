@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +195,7 @@ class SqliteStore:
         self._db.commit()
 
     def _select(self, table: str, columns: list[str], models: list[str] | None, suites: list[str] | None,
-                flags: tuple[str, ...]) -> Iterator[dict[str, object]]:
+                flags: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         where: list[str] = []
         args: list[str] = []
         for col, wanted in (("model", models), ("suite", suites)):

@@ -19,6 +19,8 @@ def _polyroute(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # No provider keys: the embedded default serves only the local model.
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.pop("POLYROUTE_CONFIG", None)
+    # The results go to the ledger's file in the user's data directory: here, the test's.
+    env["XDG_DATA_HOME"] = str(cwd / "data")
     return subprocess.run([sys.executable, "-m", "polyroute", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600, check=False)
 
@@ -29,7 +31,7 @@ def test_ten_xstest_items_on_the_bundled_model(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert "answered 10, failed 0" in run.stderr
 
-    store = SqliteStore(tmp_path / "polyroute-evals.sqlite3")
+    store = SqliteStore(tmp_path / "data" / "polyroute" / "polyroute.db")
     try:
         results = list(store.results())
     finally:
