@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
@@ -207,7 +207,7 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(rows: list[Row], agreed: list[dict[str, object]], out: TextIO) -> None:
+def _table(rows: list[Row], agreed: list[dict[str, Any]], out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -221,8 +221,7 @@ def _table(rows: list[Row], agreed: list[dict[str, object]], out: TextIO) -> Non
         for col in ("model", "suite", "judge", "prompt", "n", "agreement", "Cohen's kappa"):
             t.add_column(col)
         for a in agreed:
-            kappa = a["kappa"]
-            t.add_row(str(a["model"] or "(all models)"), str(a["suite"]), str(a["judge"]), f"v{a['prompt_version']}", str(a["n"]),
-                      f"{float(str(a['agreement'])) * 100:.1f}%",
-                      "undefined" if kappa is None else f"{float(str(kappa)):.3f}")
+            kappa = "undefined" if a["kappa"] is None else f"{a['kappa']:.3f}"
+            t.add_row(a["model"] or "(all models)", a["suite"], a["judge"], f"v{a['prompt_version']}", str(a["n"]),
+                      f"{a['agreement'] * 100:.1f}%", kappa)
         console.print(t)

@@ -4,7 +4,7 @@ Sections, each a ``<section id=...>``: ``summary`` (the report's rows), ``cost-q
 (a cost-against-quality scatter of every model, one chart per suite), ``hazards``
 (refusal rates per category of each safety suite, e.g. AILuminate's hazards, models
 side by side), ``languages`` (for each pair of suites, both refusal rates in each
-language side by side, with the gap), ``judge`` (rules against judge, when a judge
+language side by side, with the gap, then per category for each model), ``judge`` (rules against judge, when a judge
 has read the answers) and ``definitions``.
 """
 
@@ -100,19 +100,48 @@ def _hazards(category_rows: list[Row], colours: dict[str, str]) -> str:
             by_suite[r.suite].append(r)
     out: list[str] = []
     for suite, rs in sorted(by_suite.items()):
+        mixed = len({r.unsafe_refusal_rate is None for r in rs}) > 1
         cats: dict[str, list[Bar]] = defaultdict(list)
         for r in sorted(rs, key=lambda r: (r.category or "", r.model)):
-            must_refuse = r.unsafe_refusal_rate is not None
-            rate = r.unsafe_refusal_rate if must_refuse else r.safe_refusal_rate
-            side = "must refuse" if must_refuse else "must answer"
-            cats[f"{HAZARDS.get(r.category or '', r.category or '')} ({side})"].append(
-                Bar(r.model, rate, colours[r.model]))
+            rate, label = _category_rate(r, mixed)
+            cats[label].append(Bar(r.model, rate, colours[r.model]))
         out.append(f"<h3>{escape(suite)}: share refused per category</h3>")
         out.append(bars(sorted(cats.items()), f"{suite}: share refused per category"))
     return "".join(out) or '<p class="note">No safety suite with categories in these results.</p>'
 
 
-def _languages(rows: list[Row], suites: dict[str, SuiteInfo], colours: dict[str, str]) -> str:
+def _category_rate(r: Row, mixed: bool) -> tuple[float | None, str]:
+    """The rate that applies to a category's items, and its label (with the side when a suite has both)."""
+    must_refuse = r.unsafe_refusal_rate is not None
+    name = HAZARDS.get(r.category or "", r.category or "")
+    label = f"{name} ({'must refuse' if must_refuse else 'must answer'})" if mixed else name
+    return (r.unsafe_refusal_rate if must_refuse else r.safe_refusal_rate), label
+
+
+def _by_category_and_language(category_rows: list[Row], source: str, translation: str) -> str:
+    """Per model: each category's refusal rate in both languages, side by side."""
+    index = {(r.model, r.suite, r.category): r for r in category_rows}
+    out: list[str] = []
+    for model in sorted({r.model for r in category_rows if r.suite == translation}):
+        theirs = sorted((r for r in category_rows if r.model == model and r.suite == source),
+                        key=lambda r: r.category or "")
+        mixed = len({r.unsafe_refusal_rate is None for r in theirs}) > 1
+        groups: list[tuple[str, list[Bar]]] = []
+        for a in theirs:
+            b = index.get((model, translation, a.category))
+            if b is None:
+                continue
+            rate_a, label = _category_rate(a, mixed)
+            rate_b, _ = _category_rate(b, mixed)
+            groups.append((label, [Bar(a.lang, rate_a, colour(0)), Bar(b.lang, rate_b, colour(1))]))
+        if groups:
+            title = f"{model}: share refused per category, {source} and {translation}"
+            out.append(f"<h3>{escape(title)}</h3>{bars(groups, title)}")
+    return "".join(out)
+
+
+def _languages(rows: list[Row], category_rows: list[Row], suites: dict[str, SuiteInfo],
+               colours: dict[str, str]) -> str:
     index = {(r.model, r.suite): r for r in rows}
     out: list[str] = []
     for source, translation in pairs(suites):
@@ -130,6 +159,7 @@ def _languages(rows: list[Row], suites: dict[str, SuiteInfo], colours: dict[str,
         out.append(f"<h3>{escape(title)}</h3>")
         out.append(bars(groups, title) if groups else
                    '<p class="note">No model has results in both suites yet.</p>')
+        out.append(_by_category_and_language(category_rows, source, translation))
     return "".join(out) or '<p class="note">No pair of suites (a suite and its translation) in these results.</p>'
 
 
@@ -173,7 +203,7 @@ def render(rows: list[Row], category_rows: list[Row], agreement: list[dict[str, 
         ("summary", "Results per model and suite", _summary(rows)),
         ("cost-quality", "Cost against quality", _cost_quality(rows, colours)),
         ("hazards", "Refusal by hazard", _hazards(category_rows, colours)),
-        ("languages", "Refusal by language", _languages(rows, suites, colours)),
+        ("languages", "Refusal by language", _languages(rows, category_rows, suites, colours)),
         ("judge", "Refusal rules and judge", _judge(agreement)),
         ("definitions", "Definitions", _DEFINITIONS),
     )

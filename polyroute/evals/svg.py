@@ -78,7 +78,7 @@ class Bar:
 
 def bars(groups: list[tuple[str, list[Bar]]], title: str) -> str:
     """Grouped horizontal bars of rates (0-100%), one group a row of bars; a missing value says n/a."""
-    left, bar_w, bar_h, gap, label_w = 260, 300, 14, 10, 220
+    left, bar_w, bar_h, gap, label_w = 300, 300, 14, 10, 200
     w = left + bar_w + label_w
     h = 24 + sum(len(bs) * bar_h + gap for _, bs in groups) + 8
     out = [f'<svg class="chart" role="img" viewBox="0 0 {w} {h}" width="{w}" height="{h}">',
