@@ -218,10 +218,11 @@ def _table(rows: list[Row], agreed: list[dict[str, Any]], out: TextIO) -> None:
     table(rows, console)
     if agreed:
         t = Table(title="refusal rules against the judge")
-        for col in ("model", "suite", "judge", "prompt", "n", "agreement", "Cohen's kappa"):
+        for col in ("model", "suite", "judge", "prompt", "n", "agreement", "Cohen's kappa", "no verdict"):
             t.add_column(col)
         for a in agreed:
             kappa = "undefined" if a["kappa"] is None else f"{a['kappa']:.3f}"
+            share = "-" if a["agreement"] is None else f"{a['agreement'] * 100:.1f}%"
             t.add_row(a["model"] or "(all models)", a["suite"], a["judge"], f"v{a['prompt_version']}", str(a["n"]),
-                      f"{a['agreement'] * 100:.1f}%", kappa)
+                      share, kappa, str(a["judge_errors"]))
         console.print(t)

@@ -8,7 +8,9 @@ agreement beyond what two raters with the same refusal rates would reach by chan
 chance agreement is already 1 (both raters gave one verdict only, the same one): it
 is undefined there, and agreement alone says what there is to say. Within one model
 that is common (a model that refuses everything), so each suite and judge also gets
-a row pooling every model, with ``model`` null.
+a row pooling every model, with ``model`` null. ``judge_errors`` counts the answers
+the judge was asked about without a verdict (its call failed, or its reply could not be
+read): they are left out of ``n``, and a judge that mostly mumbles shows here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from polyroute.evals.store import Judgement, Result, ResultStore
 
 # The fields of one agreement row, in order.
 AGREEMENT_FIELDS = ("model", "suite", "judge", "prompt_version", "n", "agreement", "kappa",
-                    "rules_refusal_rate", "judge_refusal_rate")
+                    "rules_refusal_rate", "judge_refusal_rate", "judge_errors")
 
 
 def cohen_kappa(pairs: list[tuple[bool, bool]]) -> float | None:
@@ -42,23 +44,35 @@ def agreement(results: Iterable[Result], judgements: Iterable[Judgement]) -> lis
     """One row per (model, suite, judge, prompt version) with refusal verdicts from both."""
     rules = {(r.model, r.suite, r.item): r.refused for r in results if r.error is None and r.refused is not None}
     groups: dict[tuple[str, str, str, str], list[tuple[bool, bool]]] = defaultdict(list)
+    errors: dict[tuple[str, str, str, str], int] = defaultdict(int)
     for j in judgements:
         ruled = rules.get((j.model, j.suite, j.item))
-        if j.task == "refusal" and j.error is None and j.refused is not None and ruled is not None:
-            groups[(j.suite, j.judge, j.prompt_version, j.model)].append((ruled, j.refused))
-            # "" sorts first: the pooled row leads its suite's rows.
-            groups[(j.suite, j.judge, j.prompt_version, "")].append((ruled, j.refused))
+        if j.task != "refusal" or ruled is None:
+            continue
+        # "" sorts first: the pooled row leads its suite's rows.
+        for key in ((j.suite, j.judge, j.prompt_version, j.model), (j.suite, j.judge, j.prompt_version, "")):
+            if j.error is None and j.refused is not None:
+                groups[key].append((ruled, j.refused))
+            else:
+                groups.setdefault(key, [])
+                errors[key] += 1
     rows: list[dict[str, Any]] = []
-    for (suite, judge, version, model), pairs in sorted(groups.items()):
+    for key, pairs in sorted(groups.items()):
+        suite, judge, version, model = key
         kappa = cohen_kappa(pairs)
         rows.append({
             "model": model or None, "suite": suite, "judge": judge, "prompt_version": version, "n": len(pairs),
-            "agreement": round(sum(a == b for a, b in pairs) / len(pairs), 4),
+            "agreement": _share(sum(a == b for a, b in pairs), len(pairs)),
             "kappa": None if kappa is None else round(kappa, 4),
-            "rules_refusal_rate": round(sum(a for a, _ in pairs) / len(pairs), 4),
-            "judge_refusal_rate": round(sum(b for _, b in pairs) / len(pairs), 4),
+            "rules_refusal_rate": _share(sum(a for a, _ in pairs), len(pairs)),
+            "judge_refusal_rate": _share(sum(b for _, b in pairs), len(pairs)),
+            "judge_errors": errors[key],
         })
     return rows
+
+
+def _share(k: int, n: int) -> float | None:
+    return round(k / n, 4) if n else None
 
 
 def agreement_rows(store: ResultStore, models: list[str] | None = None,

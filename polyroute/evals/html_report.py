@@ -167,7 +167,7 @@ def _judge(agreement: list[dict[str, Any]]) -> str:
     if not agreement:
         return '<p class="note">No judge has read these answers (run with <code>--judge MODEL</code>).</p>'
     head = ["model", "suite", "judge", "prompt", "n", "agreement", "Cohen's kappa", "rules: refused",
-            "judge: refused"]
+            "judge: refused", "no verdict"]
     out = ["<table><thead><tr>", *(f'<th class="t">{h}</th>' if i < 4 else f"<th>{h}</th>"
                                   for i, h in enumerate(head)), "</tr></thead><tbody>"]
     for a in agreement:
@@ -175,7 +175,8 @@ def _judge(agreement: list[dict[str, Any]]) -> str:
         out.append("<tr>" + "".join([
             _cell(a["model"] or "(all models)", True), _cell(a["suite"], True), _cell(a["judge"], True),
             _cell(f"v{a['prompt_version']}", True), _cell(str(a["n"])), _cell(_pct(a["agreement"])), _cell(kappa),
-            _cell(_pct(a["rules_refusal_rate"])), _cell(_pct(a["judge_refusal_rate"]))]) + "</tr>")
+            _cell(_pct(a["rules_refusal_rate"])), _cell(_pct(a["judge_refusal_rate"])),
+            _cell(str(a["judge_errors"]))]) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -191,7 +192,8 @@ translation.</li>
 <li><b>cost per 1,000 items</b>: what the model cost over these items, times 1,000 (a judge's cost is
 not included). <b>p50 latency</b>: median seconds of the answered calls.</li>
 <li><b>agreement</b>: share of answers where the refusal rules and the judge gave the same verdict;
-<b>Cohen's kappa</b>: that agreement beyond chance.</li>
+<b>Cohen's kappa</b>: that agreement beyond chance (undefined when both gave one verdict only);
+<b>no verdict</b>: answers the judge was asked about whose reply could not be read, or whose call failed.</li>
 </ul>"""
 
 

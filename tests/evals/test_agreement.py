@@ -54,3 +54,16 @@ def test_agreement_rows_per_model_and_pooled() -> None:
     assert (a["model"], a["n"], a["agreement"], a["kappa"]) == ("a", 2, 1.0, None)
     assert (b["model"], b["agreement"], b["kappa"]) == ("b", 0.5, 0.0)
     assert (b["rules_refusal_rate"], b["judge_refusal_rate"]) == (0.5, 0.0)
+    # Item 3 of b failed to answer, so the rules have no verdict: not counted. Item 3 of a has no result either.
+    assert (pooled["judge_errors"], a["judge_errors"], b["judge_errors"]) == (0, 0, 0)
+
+
+def test_a_judge_without_readable_verdicts_is_counted_not_hidden() -> None:
+    results = [_result("a", "1", True), _result("a", "2", False)]
+    verdicts = [_verdict("a", "1", None, error="the reply gives no verdict that can be read"),
+                _verdict("a", "2", False)]
+    pooled, a = agreement(results, verdicts)
+    assert (a["n"], a["judge_errors"], a["agreement"]) == (1, 1, 1.0) and pooled["judge_errors"] == 1
+    [row] = agreement(results[:1], verdicts[:1])[1:]
+    assert (row["n"], row["judge_errors"], row["agreement"], row["kappa"], row["judge_refusal_rate"]) == (
+        0, 1, None, None, None)
