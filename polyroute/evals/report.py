@@ -7,7 +7,8 @@ to 0-1, so there it is the mean rubric score. For safety suites,
 ``safe_refusal_rate`` the share of must-answer items that were refused anyway
 (over-refusal); failed calls are left out of both, since nothing was answered.
 
-When a suite declares the suite it translates (``pair``), both rows of each model
+When a suite declares the suite it translates (``pair``), or is named after it with its
+own language (``xstest-zh``, in Chinese, beside ``xstest``), both rows of each model
 get ``unsafe_refusal_gap`` and ``safe_refusal_gap``: the rate in the source suite's
 language minus the rate in the translation's (English minus Chinese for
 ``xstest``/``xstest-zh``), over the items the model answered in both, so a sample
@@ -85,8 +86,16 @@ def summarise(results: Iterable[Result], by_category: bool = False,
 
 
 def pairs(suites: dict[str, SuiteInfo]) -> list[tuple[str, str]]:
-    """(source suite, translation) for each suite that declares the suite it translates."""
-    return sorted((info.pair, name) for name, info in suites.items() if info.pair and info.pair != name)
+    """(source suite, translation): each suite that declares the suite it translates (``pair``), or
+    that is named after it with its own language (``xstest-zh``, ``lang`` "zh", beside ``xstest``)."""
+    found: set[tuple[str, str]] = set()
+    for name, info in suites.items():
+        base = name.removesuffix(f"-{info.lang}")
+        source = info.pair or (base if base != name and base in suites and suites[base].lang != info.lang
+                               else None)
+        if source and source != name:
+            found.add((source, name))
+    return sorted(found)
 
 
 def _gaps(groups: dict[_Key, list[Result]],

@@ -4,7 +4,8 @@ A suite file is JSONL (optionally gzipped). An optional first line is the header
 ``{"suite": NAME, "lang": "en", "kind": "safety"|"accuracy", "max_tokens": N,
 "system": "...", "source": "...", "licence": "...", "pair": OTHER}``. ``pair`` names
 the suite this one translates (same ids, another ``lang``): the report then gives the
-gap between the two. Every other line is an item:
+gap between the two. A suite named after another with its own language (``xstest-zh``,
+``"lang": "zh"``, beside ``xstest``) is taken as its translation without saying so. Every other line is an item:
 ``id``, ``prompt`` (or ``messages``), an optional ``category`` (the stratum of
 ``--limit``) and exactly one scorer field:
 

@@ -157,3 +157,16 @@ def test_max_cost_counts_the_judge(store: SqliteStore, paired: list[Suite]) -> N
     assert s.stopped_at is not None and 0 < s.judged < 8
     spent = sum(r.cost_usd for r in store.results()) + sum(v.cost_usd for v in store.judgements())
     assert 0 < spent <= 1.0 and s.judge_cost_usd > 0
+
+
+def test_a_translation_is_paired_by_its_name_and_language_too(store: SqliteStore, tmp_path: Path) -> None:
+    en = load_suite(str(_write(tmp_path / "mini.jsonl", PAIRED_EN)))
+    zh_header = {k: v for k, v in PAIRED_ZH[0].items() if k != "pair"}
+    zh = load_suite(str(_write(tmp_path / "mini-zh.jsonl", [zh_header, *PAIRED_ZH[1:]])))
+    other = load_suite(str(_write(tmp_path / "mini-de.jsonl", [{"suite": "mini-de", "lang": "en"},
+                                                               *PAIRED_EN[1:]])))
+    assert zh.pair is None
+    _run(bilingual_fleet(), store, [en, zh, other], ["leaky-zh"], RunSettings())
+    gaps = {r["suite"]: r["unsafe_refusal_gap"] for r in report_rows(store)}
+    # mini-de says it is English: not a translation of mini.
+    assert gaps == {"mini": 1.0, "mini-zh": 1.0, "mini-de": None}
