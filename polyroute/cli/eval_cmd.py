@@ -23,12 +23,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Run suites against models of the fleet, and report the results.")
     evsub = p.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
     config_help = "TOML config: the fleet, and [evals] db (default: the embedded default)"
-    suites_help = "a shipped suite by name (an unknown name lists them) or a JSONL suite file"
 
     r = evsub.add_parser("run", help="run suites against models",
                          description="Run each suite against each model, one model at a time, failover off. "
                                      "Items already answered are skipped, so an interrupted run resumes.")
-    r.add_argument("suites", nargs="+", metavar="SUITE", help=suites_help)
+    r.add_argument("suites", nargs="+", metavar="SUITE",
+                   help="a shipped suite (xstest, ailuminate-demo, mmlu) or a JSONL suite file")
     r.add_argument("--models", required=True, help="models to evaluate, comma-separated")
     r.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"), help=config_help)
     r.add_argument("--concurrency", type=_positive, default=1, help="items in flight per model (default 1)")
