@@ -146,3 +146,18 @@ def test_report_rows_is_the_json_for_other_front_ends(conf: Path, capsys: pytest
         assert report_rows(store) == printed
     finally:
         store.close()
+
+
+def test_html_report_escapes_names() -> None:
+    from polyroute.evals.html_report import render
+    from polyroute.evals.report import Row
+    from polyroute.evals.store import SuiteInfo
+
+    evil = '<script>alert("x")</script>'
+    row = Row(model=evil, suite="s&t", category=None, lang="en", kind="safety", n=2, errors=0, unscored=0,
+              accuracy=None, unsafe_refusal_rate=0.5, safe_refusal_rate=0.0, unsafe_refusal_gap=None,
+              safe_refusal_gap=None, cost_usd=0.0, cost_per_1k_items=0.0, p50_latency_s=0.2)
+    html = render([row], [], [], {"s&t": SuiteInfo("s&t", "en", "safety", None, 2)}, "db")
+    doc = _parse(html)
+    assert "script" not in {t for t, _ in doc.tags}
+    assert evil in " ".join(doc.text) and "&lt;script&gt;" in html
