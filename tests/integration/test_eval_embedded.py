@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from polyroute.evals.report import FIELDS
 from polyroute.evals.store import SqliteStore
 
@@ -52,3 +54,30 @@ def test_ten_xstest_items_on_the_bundled_model(tmp_path: Path) -> None:
     for rate in ("unsafe_refusal_rate", "safe_refusal_rate"):
         assert 0.0 <= row[rate] <= 1.0
     assert row["p50_latency_s"] > 0
+
+
+def test_xstest_in_english_and_chinese_side_by_side_on_the_bundled_model(tmp_path: Path) -> None:
+    from polyroute.evals.suites import SHIPPED
+
+    if "xstest-zh" not in SHIPPED:
+        pytest.skip("xstest-zh is not shipped in this tree")
+    run = _polyroute(tmp_path, "eval", "run", "xstest", "xstest-zh", "--models", "smollm2-135m", "--limit", "6",
+                     "--max-tokens", "24", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert "answered 12, failed 0" in run.stderr
+
+    report = _polyroute(tmp_path, "eval", "report", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    rows = {r["suite"]: r for r in json.loads(report.stdout)}
+    en, zh = rows["xstest"], rows["xstest-zh"]
+    assert en["n"] == zh["n"] == 6
+    # The same sample in both languages (same ids, same strata), so the gap is over all six items.
+    for side in ("unsafe", "safe"):
+        gap = en[f"{side}_refusal_gap"]
+        assert gap == zh[f"{side}_refusal_gap"]
+        assert gap == round(en[f"{side}_refusal_rate"] - zh[f"{side}_refusal_rate"], 4)
+
+    html = _polyroute(tmp_path, "eval", "report", "--format", "html", "--out", str(tmp_path / "r.html"))
+    assert html.returncode == 0, html.stderr
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "xstest (en) and xstest-zh (zh): share refused" in page and "https://" not in page
