@@ -81,13 +81,7 @@ def _names(text: str | None) -> list[str]:
 
 
 def _db(config: Config) -> Path:
-    """[evals] db, else the file of the usage ledger ([store] url), else polyroute.db beside it."""
-    from polyroute.tenancy.sqlite import default_path, path_of
-
-    if config.evals.db is not None:
-        return Path(config.evals.db).expanduser()
-    url = config.store.url
-    return path_of(url) if url is None or url.startswith("sqlite:///") else default_path()
+    return Path(config.evals.db).expanduser()
 
 
 def run(args: argparse.Namespace) -> int:
