@@ -525,11 +525,20 @@ class CatalogConfig(_Strict):
         return v
 
 
+def _ledger_file() -> str:
+    """Where the usage ledger lives when ``[store] url`` is unset."""
+    from polyroute.tenancy.sqlite import default_path
+
+    return str(default_path())
+
+
 class EvalsConfig(_Strict):
     """The evaluation harness (``[evals]``, ``polyroute eval``)."""
 
     # The SQLite file that keeps every result; a relative path is taken from the current directory.
-    db: str = Field(default="polyroute-evals.sqlite3", min_length=1)
+    # Unset: the usage ledger's file ([store] url when it names a SQLite file, else polyroute.db in the
+    # user's data directory), so results and usage are kept together.
+    db: str = Field(default_factory=_ledger_file, min_length=1)
 
 
 class Config(_Strict):
@@ -563,6 +572,18 @@ class Config(_Strict):
                 backend = {**backend, "upstream_client": client}
             filled[name] = backend
         return {**raw, "backends": filled}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _evals_beside_ledger(cls, raw: Any) -> Any:
+        """[evals] db defaults to the file of a SQLite [store] url."""
+        store = raw.get("store") if isinstance(raw, dict) else None
+        url = store.get("url") if isinstance(store, dict) else None
+        evals = raw.get("evals", {}) if isinstance(raw, dict) else None
+        if not isinstance(url, str) or not url.startswith("sqlite:///") or not isinstance(evals, dict) \
+                or "db" in evals:
+            return raw
+        return {**raw, "evals": {**evals, "db": url.removeprefix("sqlite:///")}}
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -7,13 +7,14 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
 from polyroute.config import Config
 
 if TYPE_CHECKING:
+    from polyroute.evals.report import Row
     from polyroute.evals.suites import Suite
 
 
@@ -36,6 +37,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--max-cost", type=float, metavar="USD",
                    help="stop before the estimated spend of the run would pass USD")
     r.add_argument("--max-tokens", type=_positive, help="answer length for every suite (default: each suite's)")
+    r.add_argument("--judge", metavar="MODEL",
+                   help="a model of the fleet that scores rubric items (1-10) and gives its own refusal verdict "
+                        "on safety items, with a fixed, versioned prompt; answered items it has not read yet "
+                        "are judged without asking the model again")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=run)
 
@@ -48,14 +53,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     rep = evsub.add_parser("report", help="report stored results",
                            description="Per model and suite: accuracy, or refusal rates for safety suites, "
-                                       "cost per 1,000 items and p50 latency.")
+                                       "the gap between a suite and its translation, cost per 1,000 items and "
+                                       "p50 latency; and how often the refusal rules and a judge agree.")
     rep.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"), help=config_help)
-    rep.add_argument("--format", choices=("table", "json"), default="table")
+    rep.add_argument("--format", choices=("table", "json", "html"), default="table",
+                     help="table (default), json (one object per model and suite) or html (one self-contained "
+                          "file with charts)")
     rep.add_argument("--out", metavar="FILE", help="write the report to FILE instead of standard output")
     rep.add_argument("--models", help="only these models, comma-separated")
     rep.add_argument("--suites", help="only these suites, comma-separated")
     rep.add_argument("--by-category", action="store_true",
                      help="one row per category too (hazard, subject, type); JSON rows gain a 'category' field")
+    rep.add_argument("--agreement", action="store_true",
+                     help="with --format json: the rules-against-judge agreement rows instead")
     rep.set_defaults(func=report)
 
 
@@ -98,9 +108,15 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
     from polyroute.fleet import Fleet
 
     settings = RunSettings(concurrency=args.concurrency, limit=args.limit, max_cost=args.max_cost,
-                           max_tokens=args.max_tokens, seed=args.seed)
+                           max_tokens=args.max_tokens, seed=args.seed, judge=args.judge)
     fleet = Fleet.build(config, load_catalog())
-    targets(fleet, models, settings)  # an unknown model fails before weights load or a file is made
+    # An unknown model, or a rubric suite without a judge, fails before weights load or a file is made.
+    targets(fleet, [*models, *([args.judge] if args.judge else [])], settings)
+    lacking = [s.name for s in suites if s.needs_judge()]
+    if lacking and not args.judge:
+        print(f"polyroute: suite(s) {', '.join(lacking)} have rubric items, which a judge scores: "
+              "name a model of the fleet with --judge MODEL", file=sys.stderr)
+        return 2
     store = SqliteStore(_db(config))
     progress = None if args.quiet else RichProgress()
     runner = Runner(fleet, Failover(fleet), store, settings, progress)
@@ -114,6 +130,9 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
         store.close()
     print(f"answered {summary.answered}, failed {summary.failed}, already done {summary.skipped}, "
           f"cost ${summary.cost_usd:.6f}; results in {_db(config)}", file=sys.stderr)
+    if args.judge:
+        print(f"judge {args.judge}: judged {summary.judged}, failed {summary.judge_failed}, "
+              f"cost ${summary.judge_cost_usd:.6f}", file=sys.stderr)
     if summary.stopped_at is not None:
         print(f"polyroute: stopped by --max-cost {args.max_cost}: the next item ({summary.stopped_at}) "
               f"could pass it", file=sys.stderr)
@@ -142,9 +161,8 @@ def rescore_cmd(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from polyroute.evals.report import summarise, table
+    from polyroute.evals.agreement import agreement
+    from polyroute.evals.report import summarise
     from polyroute.evals.store import SqliteStore
     from polyroute.settings import effective_config
 
@@ -152,9 +170,14 @@ def report(args: argparse.Namespace) -> int:
     if not db.is_file():
         print(f"polyroute: no results at {db}: run `polyroute eval run` first", file=sys.stderr)
         return 2
+    models, suite_names = _names(args.models) or None, _names(args.suites) or None
     store = SqliteStore(db)
     try:
-        rows = summarise(store.results(_names(args.models) or None, _names(args.suites) or None), args.by_category)
+        results = list(store.results(models, suite_names))
+        suites = store.suites()
+        rows = summarise(results, args.by_category, suites)
+        category_rows = summarise(results, True, suites) if args.format == "html" else []
+        agreed = agreement(results, store.judgements(models, suite_names))
     finally:
         store.close()
     if not rows:
@@ -163,11 +186,37 @@ def report(args: argparse.Namespace) -> int:
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
         if args.format == "json":
-            out.write(orjson.dumps([r.as_json() for r in rows], option=orjson.OPT_INDENT_2).decode() + "\n")
+            docs = agreed if args.agreement else [r.as_json() for r in rows]
+            out.write(orjson.dumps(docs, option=orjson.OPT_INDENT_2).decode() + "\n")
+        elif args.format == "html":
+            from polyroute.evals.html_report import render
+
+            whole = rows if not args.by_category else summarise(results, False, suites)
+            out.write(render(whole, category_rows, agreed, suites, str(db)))
         else:
-            # Off a terminal rich would wrap at 80 columns: give the table room.
-            table(rows, Console(file=out, width=None if out.isatty() else 160))
+            _table(rows, agreed, out)
     finally:
         if args.out:
             out.close()
     return 0
+
+
+def _table(rows: list[Row], agreed: list[dict[str, Any]], out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from polyroute.evals.report import table
+
+    # Off a terminal rich would wrap at 80 columns: give the table room.
+    console = Console(file=out, width=None if out.isatty() else 160)
+    table(rows, console)
+    if agreed:
+        t = Table(title="refusal rules against the judge")
+        for col in ("model", "suite", "judge", "prompt", "n", "agreement", "Cohen's kappa", "no verdict"):
+            t.add_column(col)
+        for a in agreed:
+            kappa = "undefined" if a["kappa"] is None else f"{a['kappa']:.3f}"
+            share = "-" if a["agreement"] is None else f"{a['agreement'] * 100:.1f}%"
+            t.add_row(a["model"] or "(all models)", a["suite"], a["judge"], f"v{a['prompt_version']}", str(a["n"]),
+                      share, kappa, str(a["judge_errors"]))
+        console.print(t)

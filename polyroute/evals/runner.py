@@ -8,6 +8,12 @@ bounded number of times. ``max_cost`` is checked before each item: the spend so
 far, plus what the items in flight may cost, plus this item's estimate (its
 prompt's length and the model's price, at the suite's ``max_tokens``) must stay
 within the cap, or the run stops there.
+
+With a judge (``RunSettings.judge``), each answer to a rubric or safety item is also
+sent to the judge model, through the same one-candidate walk and the same backoff
+(``polyroute.evals.judge``); its estimated cost joins the item's in the cap. An item
+answered in an earlier run but not yet judged by this judge at this prompt version
+is judged without asking the model again.
 """
 
 from __future__ import annotations
@@ -23,12 +29,21 @@ from typing import Protocol
 from polyroute.attempts import Report, estimate_tokens
 from polyroute.config import RouteConfig
 from polyroute.errors import AllAttemptsFailed, ConfigError, PolyrouteError, UnknownModel, UpstreamRateLimited
-from polyroute.evals.scorers import score
-from polyroute.evals.store import Result, ResultStore
+from polyroute.evals.judge import (
+    JUDGE_MAX_TOKENS,
+    JUDGE_PROMPT_VERSION,
+    JudgeTask,
+    judge_messages,
+    parse_refusal,
+    parse_score,
+    task_of,
+)
+from polyroute.evals.scorers import is_refusal, score
+from polyroute.evals.store import Judgement, Result, ResultStore, SuiteInfo
 from polyroute.evals.suites import Item, Suite
 from polyroute.failover import Failover
 from polyroute.fleet import Fleet, ModelEntry, Route
-from polyroute.types import ChatRequest, make_usage
+from polyroute.types import ChatRequest, ChatResponse, make_usage
 
 # max_tokens when neither the suite nor the command sets one.
 DEFAULT_MAX_TOKENS = 256
@@ -46,6 +61,8 @@ class RunSettings:
     rate_limit_retries: int = 6
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
+    # A model of the fleet that scores rubric items and gives its own refusal verdict on safety items.
+    judge: str | None = None
 
 
 class Progress(Protocol):
@@ -76,6 +93,9 @@ class RunSummary:
     # Set when --max-cost stopped the run: the item it would not start.
     stopped_at: str | None = None
     rate_limit_waits: list[float] = field(default_factory=list)
+    judged: int = 0
+    judge_failed: int = 0
+    judge_cost_usd: float = 0.0
 
 
 @dataclass(slots=True)
@@ -99,6 +119,34 @@ class _Budget:
         self.spent += cost
 
 
+@dataclass(slots=True)
+class _Asked:
+    """One request to one model, after its rate-limit retries: the answer or the error, and the bill."""
+
+    response: ChatResponse | None
+    error: PolyrouteError | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+    def text(self) -> str:
+        resp = self.response
+        return str(resp["choices"][0]["message"].get("content") or "") if resp and resp.get("choices") else ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A model as the one candidate of its own route, with one attempt: failover off."""
+
+    entry: ModelEntry
+    route: Route
+
+    @classmethod
+    def of(cls, entry: ModelEntry) -> _Target:
+        return cls(entry, Route(entry.name, RouteConfig(models=[entry.name], max_attempts=1), (entry,)))
+
+
 class Runner:
     def __init__(
         self,
@@ -119,79 +167,146 @@ class Runner:
         self.rng = rng or random.Random(settings.seed)
         self.summary = RunSummary()
         self._budget = _Budget(settings.max_cost)
+        self._judge: _Target | None = None
 
     def targets(self, names: list[str]) -> list[ModelEntry]:
         return targets(self.fleet, names, self.settings)
 
     async def run(self, suites: list[Suite], models: list[str]) -> RunSummary:
-        for entry in self.targets(models):
+        entries = self.targets(models)
+        if self.settings.judge is not None:
+            self._judge = _Target.of(self.targets([self.settings.judge])[0])
+        else:
+            lacking = [s.name for s in suites if s.needs_judge()]
+            if lacking:
+                raise ConfigError(f"suite(s) {', '.join(lacking)} have rubric items, which a judge scores: "
+                                  "name a model of the fleet with --judge MODEL")
+        for suite in suites:
+            self.store.put_suite(SuiteInfo(suite.name, suite.lang, suite.kind, suite.pair, len(suite.items),
+                                           suite.source, suite.licence))
+        for entry in entries:
             for suite in suites:
                 if self._budget.stopped:
                     return self.summary
-                await self._suite(entry, suite)
+                await self._suite(_Target.of(entry), suite)
         return self.summary
 
-    async def _suite(self, entry: ModelEntry, suite: Suite) -> None:
+    async def _suite(self, target: _Target, suite: Suite) -> None:
+        name = target.entry.name
         sample = suite.sample(self.settings.limit, self.settings.seed)
-        done = self.store.done(entry.name, suite.name)
-        todo = [i for i in sample if i.id not in done]
-        self.summary.skipped += len(sample) - len(todo)
-        self.progress.begin(entry.name, suite.name, len(sample), len(sample) - len(todo))
-        route = Route(entry.name, RouteConfig(models=[entry.name], max_attempts=1), (entry,))
+        done = self.store.done(name, suite.name)
+        stored: dict[str, Result] = {}
+        unjudged: set[str] = set()
+        if self._judge is not None:
+            judged = self.store.judged(name, suite.name, self._judge.entry.name, JUDGE_PROMPT_VERSION)
+            unjudged = {i.id for i in sample if task_of(i) is not None and i.id not in judged}
+            if unjudged & done:
+                stored = {r.item: r for r in self.store.results([name], [suite.name]) if r.item in unjudged}
+        todo = [i for i in sample if i.id not in done or i.id in unjudged]
+        self.summary.skipped += sum(1 for i in sample if i.id in done)
+        self.progress.begin(name, suite.name, len(sample), len(sample) - len(todo))
         queue = iter(todo)
         try:
-            workers = [self._worker(entry, route, suite, queue) for _ in range(max(1, self.settings.concurrency))]
+            workers = [self._worker(target, suite, queue, stored, unjudged)
+                       for _ in range(max(1, self.settings.concurrency))]
             await asyncio.gather(*workers)
         finally:
             self.progress.end()
 
-    async def _worker(self, entry: ModelEntry, route: Route, suite: Suite, queue: Iterator[Item]) -> None:
+    async def _worker(self, target: _Target, suite: Suite, queue: Iterator[Item], stored: dict[str, Result],
+                      unjudged: set[str]) -> None:
+        entry = target.entry
         max_tokens = self.settings.max_tokens or suite.max_tokens or DEFAULT_MAX_TOKENS
         for item in queue:
-            estimate = entry.cost(make_usage(estimate_tokens(item.chars()), max_tokens))
+            previous = stored.get(item.id)
+            estimate = 0.0 if previous else entry.cost(make_usage(estimate_tokens(item.chars()), max_tokens))
+            if self._judge is not None and item.id in unjudged:
+                # The judge reads the prompt and an answer of at most max_tokens.
+                judge_in = estimate_tokens(item.chars()) + max_tokens + 200
+                estimate += self._judge.entry.cost(make_usage(judge_in, JUDGE_MAX_TOKENS))
             if not self._budget.admit(estimate):
                 if self.summary.stopped_at is None:
                     self.summary.stopped_at = f"{entry.name}/{suite.name}/{item.id}"
                 return
-            result = await self._one(entry, route, suite, item, max_tokens)
-            self._budget.settle(estimate, result.cost_usd)
+            spent = 0.0
+            result = previous
+            if result is None:
+                result = await self._answer(target, suite, item, max_tokens)
+                spent += result.cost_usd
+                self.summary.cost_usd += result.cost_usd
+                if result.error is None:
+                    self.summary.answered += 1
+                else:
+                    self.summary.failed += 1
+            if self._judge is not None and item.id in unjudged and result.error is None:
+                result, judge_cost = await self._judged(result, item)
+                spent += judge_cost
             self.store.put(result)
-            self.summary.cost_usd += result.cost_usd
-            if result.error is None:
-                self.summary.answered += 1
-            else:
-                self.summary.failed += 1
-            self.progress.advance(failed=result.error is not None, cost_usd=result.cost_usd)
+            self._budget.settle(estimate, spent)
+            self.progress.advance(failed=result.error is not None, cost_usd=spent)
 
-    async def _one(self, entry: ModelEntry, route: Route, suite: Suite, item: Item, max_tokens: int) -> Result:
-        req = ChatRequest.from_json({"model": entry.name, "messages": list(item.messages),
+    async def _ask(self, target: _Target, messages: list[dict[str, object]] | tuple[dict[str, object], ...],
+                   max_tokens: int) -> _Asked:
+        """One request to the target alone; a rate limit waits and tries again, a bounded number of times."""
+        req = ChatRequest.from_json({"model": target.entry.name, "messages": list(messages),
                                      "max_tokens": max_tokens, "temperature": 0, "seed": self.settings.seed})
         cost = 0.0
         for attempt in range(self.settings.rate_limit_retries + 1):
-            report = Report(route=entry.name)
+            report = Report(route=target.entry.name)
             started = time.monotonic()
             try:
-                resp = await self.failover.complete(route, [entry], req, report)
+                resp = await self.failover.complete(target.route, [target.entry], req, report)
             except PolyrouteError as exc:
                 cost += report.cost_usd
                 limited = _rate_limit(exc)
                 if limited is None or attempt == self.settings.rate_limit_retries:
-                    return self._failed(entry, suite, item, exc, cost)
+                    return _Asked(None, exc, cost_usd=cost)
                 wait = self._backoff(limited, attempt)
                 self.summary.rate_limit_waits.append(wait)
                 await self.sleep(wait)
                 continue
-            latency = time.monotonic() - started
-            answer = str(resp["choices"][0]["message"].get("content") or "") if resp.get("choices") else ""
-            return scored(Result(
-                model=entry.name, suite=suite.name, item=item.id, category=item.category, lang=suite.lang,
-                suite_kind=suite.kind, scorer=item.expect.kind, answer=answer, score=None, refused=None,
-                should_refuse=bool(item.expect.value) if item.expect.kind == "refuse" else None,
-                extracted=None, prompt_tokens=report.usage["prompt_tokens"],
-                completion_tokens=report.usage["completion_tokens"], cost_usd=cost + report.cost_usd,
-                latency_s=latency,
-            ), item)
+            return _Asked(resp, None, report.usage["prompt_tokens"], report.usage["completion_tokens"],
+                          cost + report.cost_usd, time.monotonic() - started)
         raise AssertionError("unreachable: the last attempt returns")
+
+    async def _answer(self, target: _Target, suite: Suite, item: Item, max_tokens: int) -> Result:
+        asked = await self._ask(target, item.messages, max_tokens)
+        if asked.error is not None:
+            return self._failed(target.entry, suite, item, asked.error, asked.cost_usd)
+        return scored(Result(
+            model=target.entry.name, suite=suite.name, item=item.id, category=item.category, lang=suite.lang,
+            suite_kind=suite.kind, scorer=item.expect.kind, answer=asked.text(), score=None, refused=None,
+            should_refuse=bool(item.expect.value) if item.expect.kind == "refuse" else None,
+            extracted=None, prompt_tokens=asked.prompt_tokens, completion_tokens=asked.completion_tokens,
+            cost_usd=asked.cost_usd, latency_s=asked.latency_s,
+        ), item)
+
+    async def _judged(self, result: Result, item: Item) -> tuple[Result, float]:
+        """The judge's verdict on a result, kept; the result with its rubric score, and the judge's cost."""
+        assert self._judge is not None
+        task: JudgeTask | None = task_of(item)
+        assert task is not None
+        asked = await self._ask(self._judge, judge_messages(task, item, result.answer or ""), JUDGE_MAX_TOKENS)
+        reply = asked.text()
+        judge_score = parse_score(reply) if task == "rubric" else None
+        refused = parse_refusal(reply) if task == "refusal" else None
+        error = None
+        if asked.error is not None:
+            error = f"{type(asked.error).__name__}: {asked.error.message}"[:500]
+        elif judge_score is None and refused is None:
+            error = "the reply gives no verdict that can be read"
+        self.store.put_judgement(Judgement(
+            model=result.model, suite=result.suite, item=result.item, judge=self._judge.entry.name,
+            prompt_version=JUDGE_PROMPT_VERSION, task=task, score=judge_score, refused=refused,
+            reply=reply[:1000] or None, cost_usd=asked.cost_usd, latency_s=asked.latency_s, error=error))
+        self.summary.judge_cost_usd += asked.cost_usd
+        if error is None:
+            self.summary.judged += 1
+        else:
+            self.summary.judge_failed += 1
+        if judge_score is not None:
+            result = dataclasses.replace(result, score=rubric_score(judge_score))
+        return result, asked.cost_usd
 
     def _backoff(self, err: UpstreamRateLimited, attempt: int) -> float:
         s = self.settings
@@ -213,8 +328,18 @@ class Runner:
         )
 
 
+def rubric_score(judge_score: int) -> float:
+    """A judge's 1-10 as an item score from 0 to 1: 1 is 0.0, 10 is 1.0."""
+    return round((judge_score - 1) / 9, 4)
+
+
 def scored(result: Result, item: Item) -> Result:
-    """The result with its answer scored against the item by the current scorers."""
+    """The result with its answer scored against the item by the current scorers.
+
+    A rubric item's score is the judge's, so it is kept as it is.
+    """
+    if item.expect.kind == "rubric":
+        return dataclasses.replace(result, refused=is_refusal(result.answer or ""))
     s = score(item.expect, result.answer or "")
     return dataclasses.replace(result, score=None if s.correct is None else float(s.correct),
                                refused=s.refused, extracted=s.extracted)

@@ -2,8 +2,13 @@
 
 A rerun asks ``done`` for what is already answered and skips it, so an interrupted
 run resumes. A failed item is stored with its error and is not ``done``: the next
-run tries it again and replaces the row. The SQLite store keeps one table,
-``eval_results``; other tables (a usage ledger) may live in the same file.
+run tries it again and replaces the row. A judge's verdict on an answer is a
+``Judgement``, kept apart from the result, one per (model, suite, item, judge,
+prompt version), so the rules' verdict and the judge's can be compared. Each suite
+run also leaves its ``SuiteInfo`` (language, kind, the suite it translates).
+
+The SQLite store keeps three tables, ``eval_results``, ``eval_judgements`` and
+``eval_suites``; by default it is the file of the usage ledger.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,41 @@ class Result:
     at: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """A judge model's verdict on one stored answer.
+
+    ``task`` is "rubric" (``score`` 1 to 10) or "refusal" (``refused``). ``reply`` is
+    the judge's own words, kept short; ``error`` says why there is no verdict (the
+    call failed, or the reply could not be read).
+    """
+
+    model: str
+    suite: str
+    item: str
+    judge: str
+    prompt_version: str
+    task: str
+    score: int | None
+    refused: bool | None
+    reply: str | None
+    cost_usd: float
+    latency_s: float
+    error: str | None = None
+    at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteInfo:
+    name: str
+    lang: str
+    kind: str
+    pair: str | None
+    items: int
+    source: str | None = None
+    licence: str | None = None
+
+
 class ResultStore(Protocol):
     def done(self, model: str, suite: str) -> set[str]:
         """Ids of the items of this suite that this model has answered."""
@@ -51,6 +91,24 @@ class ResultStore(Protocol):
         ...
 
     def results(self, models: list[str] | None = None, suites: list[str] | None = None) -> Iterator[Result]:
+        ...
+
+    def put_judgement(self, judgement: Judgement) -> None:
+        """Keep a verdict, replacing an earlier one of the same judge and prompt version."""
+        ...
+
+    def judged(self, model: str, suite: str, judge: str, prompt_version: str) -> set[str]:
+        """Ids of the items whose answer this judge (at this prompt version) has a verdict on."""
+        ...
+
+    def judgements(self, models: list[str] | None = None,
+                   suites: list[str] | None = None) -> Iterator[Judgement]:
+        ...
+
+    def put_suite(self, info: SuiteInfo) -> None:
+        ...
+
+    def suites(self) -> dict[str, SuiteInfo]:
         ...
 
     def close(self) -> None:
@@ -66,8 +124,20 @@ CREATE TABLE IF NOT EXISTS eval_results (
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
     cost_usd REAL NOT NULL, latency_s REAL NOT NULL, error TEXT, at REAL NOT NULL,
     PRIMARY KEY (model, suite, item)
-)
+);
+CREATE TABLE IF NOT EXISTS eval_judgements (
+    model TEXT NOT NULL, suite TEXT NOT NULL, item TEXT NOT NULL, judge TEXT NOT NULL,
+    prompt_version TEXT NOT NULL, task TEXT NOT NULL, score INTEGER, refused INTEGER, reply TEXT,
+    cost_usd REAL NOT NULL, latency_s REAL NOT NULL, error TEXT, at REAL NOT NULL,
+    PRIMARY KEY (model, suite, item, judge, prompt_version)
+);
+CREATE TABLE IF NOT EXISTS eval_suites (
+    name TEXT PRIMARY KEY, lang TEXT NOT NULL, kind TEXT NOT NULL, pair TEXT, items INTEGER NOT NULL,
+    source TEXT, licence TEXT
+);
 """
+_JUDGEMENT_COLUMNS = [f.name for f in fields(Judgement)]
+_SUITE_COLUMNS = [f.name for f in fields(SuiteInfo)]
 
 
 class SqliteStore:
@@ -75,9 +145,10 @@ class SqliteStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
         self._db.commit()
 
     def done(self, model: str, suite: str) -> set[str]:
@@ -89,25 +160,55 @@ class SqliteStore:
     def put(self, result: Result) -> None:
         if not result.at:
             result = Result(**{**{c: getattr(result, c) for c in _COLUMNS}, "at": time.time()})
-        marks = ", ".join("?" for _ in _COLUMNS)
-        self._db.execute(f"INSERT OR REPLACE INTO eval_results ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                         astuple(result))
-        self._db.commit()
+        self._insert("eval_results", _COLUMNS, astuple(result))
 
     def results(self, models: list[str] | None = None, suites: list[str] | None = None) -> Iterator[Result]:
+        for values in self._select("eval_results", _COLUMNS, models, suites, ("refused", "should_refuse")):
+            yield Result(**values)
+
+    def put_judgement(self, judgement: Judgement) -> None:
+        if not judgement.at:
+            judgement = Judgement(**{**{c: getattr(judgement, c) for c in _JUDGEMENT_COLUMNS}, "at": time.time()})
+        self._insert("eval_judgements", _JUDGEMENT_COLUMNS, astuple(judgement))
+
+    def judged(self, model: str, suite: str, judge: str, prompt_version: str) -> set[str]:
+        rows = self._db.execute(
+            "SELECT item FROM eval_judgements WHERE model = ? AND suite = ? AND judge = ? AND prompt_version = ? "
+            "AND error IS NULL", (model, suite, judge, prompt_version))
+        return {r[0] for r in rows}
+
+    def judgements(self, models: list[str] | None = None,
+                   suites: list[str] | None = None) -> Iterator[Judgement]:
+        for values in self._select("eval_judgements", _JUDGEMENT_COLUMNS, models, suites, ("refused",)):
+            yield Judgement(**values)
+
+    def put_suite(self, info: SuiteInfo) -> None:
+        self._insert("eval_suites", _SUITE_COLUMNS, astuple(info))
+
+    def suites(self) -> dict[str, SuiteInfo]:
+        rows = self._db.execute(f"SELECT {', '.join(_SUITE_COLUMNS)} FROM eval_suites ORDER BY name")
+        return {r[0]: SuiteInfo(*r) for r in rows}
+
+    def _insert(self, table: str, columns: list[str], values: tuple[object, ...]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        self._db.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
+        self._db.commit()
+
+    def _select(self, table: str, columns: list[str], models: list[str] | None, suites: list[str] | None,
+                flags: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         where: list[str] = []
         args: list[str] = []
         for col, wanted in (("model", models), ("suite", suites)):
             if wanted:
                 where.append(f"{col} IN ({', '.join('?' for _ in wanted)})")
                 args += wanted
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM eval_results"
+        sql = f"SELECT {', '.join(columns)} FROM {table}"
         sql += f" WHERE {' AND '.join(where)}" if where else ""
         for row in self._db.execute(sql + " ORDER BY model, suite, item", args):
-            values = dict(zip(_COLUMNS, row, strict=True))
-            for flag in ("refused", "should_refuse"):
+            values = dict(zip(columns, row, strict=True))
+            for flag in flags:
                 values[flag] = None if values[flag] is None else bool(values[flag])
-            yield Result(**values)
+            yield values
 
     def close(self) -> None:
         self._db.close()

@@ -2,7 +2,10 @@
 
 A suite file is JSONL (optionally gzipped). An optional first line is the header:
 ``{"suite": NAME, "lang": "en", "kind": "safety"|"accuracy", "max_tokens": N,
-"system": "...", "source": "...", "licence": "..."}``. Every other line is an item:
+"system": "...", "source": "...", "licence": "...", "pair": OTHER}``. ``pair`` names
+the suite this one translates (same ids, another ``lang``): the report then gives the
+gap between the two. A suite named after another with its own language (``xstest-zh``,
+``"lang": "zh"``, beside ``xstest``) is taken as its translation without saying so. Every other line is an item:
 ``id``, ``prompt`` (or ``messages``), an optional ``category`` (the stratum of
 ``--limit``) and exactly one scorer field:
 
@@ -11,7 +14,9 @@ A suite file is JSONL (optionally gzipped). An optional first line is the header
 - ``choices`` with ``answer``: multiple choice; the answer is a letter, an index or a choice's text;
   the choices are appended to the prompt as lettered lines unless ``choices_shown`` is true;
 - ``number``: the final number of a worked answer;
-- ``refuse``: true when the model must refuse, false when it must answer.
+- ``refuse``: true when the model must refuse, false when it must answer;
+- ``rubric``: what a good answer does, in words; a judge model (``--judge``) scores the
+  answer from 1 to 10 against it.
 
 A translated suite is one more file with the same ids and its own ``lang``.
 """
@@ -34,7 +39,8 @@ from polyroute.errors import ConfigError
 
 SHIPPED = ("xstest", "ailuminate-demo", "mmlu")
 LETTERS = "ABCDEFGHIJ"
-ScorerKind = Literal["expected", "regex", "choice", "number", "refuse"]
+ScorerKind = Literal["expected", "regex", "choice", "number", "refuse", "rubric"]
+_SCORER_FIELDS = ("expected", "regex", "choices", "number", "refuse", "rubric")
 SuiteKind = Literal["safety", "accuracy"]
 
 
@@ -52,6 +58,7 @@ class SuiteHeader(_Strict):
     licence: str | None = None
     licence_file: str | None = None
     notes: str | None = None
+    pair: str | None = Field(default=None, min_length=1)
 
 
 class ItemSpec(_Strict):
@@ -75,11 +82,12 @@ class ItemSpec(_Strict):
     def _one_of(self) -> ItemSpec:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of 'prompt' and 'messages'")
-        if self.rubric is not None:
-            raise ValueError("'rubric' needs a judge model, which this version does not run yet")
-        given = [k for k in ("expected", "regex", "choices", "number", "refuse") if getattr(self, k) is not None]
+        given = [k for k in _SCORER_FIELDS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one scorer: expected, regex, choices (with answer), number or refuse")
+            raise ValueError("give exactly one scorer: expected, regex, choices (with answer), number, refuse "
+                             "or rubric")
+        if self.rubric is not None and not self.rubric.strip():
+            raise ValueError("'rubric' is empty: say what a good answer does")
         if self.answer is not None and self.choices is None:
             raise ValueError("'answer' goes with 'choices'")
         if self.regex is not None:
@@ -121,6 +129,11 @@ class Suite:
     max_tokens: int | None = None
     source: str | None = None
     licence: str | None = None
+    # The suite this one translates (same ids, another language).
+    pair: str | None = None
+
+    def needs_judge(self) -> bool:
+        return any(i.expect.kind == "rubric" for i in self.items)
 
     def sample(self, limit: int | None, seed: int = 0) -> list[Item]:
         """All items, or ``limit`` of them stratified: each stratum keeps its share.
@@ -211,7 +224,7 @@ def parse_suite(text: str, *, source: str, default_name: str) -> Suite:
         raise ConfigError.of(problems[:20], source=source)
     kind = header.kind or ("safety" if all(i.expect.kind == "refuse" for i in items) else "accuracy")
     return Suite(name=header.suite, lang=header.lang, kind=kind, items=tuple(items),
-                 max_tokens=header.max_tokens, source=header.source, licence=header.licence)
+                 max_tokens=header.max_tokens, source=header.source, licence=header.licence, pair=header.pair)
 
 
 def _item(spec: ItemSpec, header: SuiteHeader) -> Item:
@@ -235,6 +248,8 @@ def _expect(spec: ItemSpec) -> Expect:
         return Expect("number", spec.number)
     if spec.refuse is not None:
         return Expect("refuse", spec.refuse)
+    if spec.rubric is not None:
+        return Expect("rubric", spec.rubric.strip())
     choices = tuple(spec.choices or ())
     if not 2 <= len(choices) <= len(LETTERS):
         raise ValueError(f"'choices' must list 2 to {len(LETTERS)} options")

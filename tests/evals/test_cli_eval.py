@@ -104,14 +104,20 @@ def test_report_table_and_out_file(conf: Path, tmp_path: Path, capsys: pytest.Ca
     assert json.loads(out.read_text())[0]["model"] == "refuser"
 
 
-def test_the_default_db_is_in_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_default_db_is_the_ledgers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     conf = tmp_path / "gw.toml"
     conf.write_text(CONFIG)
-    monkeypatch.chdir(tmp_path)
-    assert main(["eval", "run", "xstest", "--models", "refuser", "--config", str(conf), "--limit", "2",
-                 "--quiet"]) == 0
-    assert (tmp_path / "polyroute-evals.sqlite3").is_file()
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    args = ["eval", "run", "xstest", "--models", "refuser", "--limit", "2", "--quiet"]
+    assert main([*args, "--config", str(conf)]) == 0
+    ledger = tmp_path / "data" / "polyroute" / "polyroute.db"
+    assert "results in " + str(ledger) in capsys.readouterr().err
+    assert len(list(SqliteStore(ledger).results())) == 2
+    # A [store] url names the ledger's file: the results go there too.
+    conf.write_text(CONFIG + f'[store]\nurl = "sqlite:///{tmp_path / "ledger.db"}"\n')
+    assert main([*args, "--config", str(conf)]) == 0
+    assert len(list(SqliteStore(tmp_path / "ledger.db").results())) == 2
 
 
 def test_unknown_model_suite_and_missing_results(conf: Path, tmp_path: Path,
@@ -119,7 +125,8 @@ def test_unknown_model_suite_and_missing_results(conf: Path, tmp_path: Path,
     assert main(["eval", "run", "xstest", "--models", "nope", "--config", str(conf), "--quiet"]) == 2
     assert "'nope' is not a model of this fleet" in capsys.readouterr().err
     assert main(["eval", "run", "nosuch", "--models", "refuser", "--config", str(conf), "--quiet"]) == 2
-    assert "shipped suites are xstest, ailuminate-demo, mmlu" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "shipped suites are xstest, " in err and "ailuminate-demo, mmlu" in err
     assert main(["eval", "report", "--config", str(conf)]) == 2
     assert "no results at" in capsys.readouterr().err
 

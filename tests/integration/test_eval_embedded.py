@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from polyroute.evals.report import FIELDS
 from polyroute.evals.store import SqliteStore
 
@@ -19,6 +21,8 @@ def _polyroute(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # No provider keys: the embedded default serves only the local model.
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.pop("POLYROUTE_CONFIG", None)
+    # The results go to the ledger's file in the user's data directory: here, the test's.
+    env["XDG_DATA_HOME"] = str(cwd / "data")
     return subprocess.run([sys.executable, "-m", "polyroute", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600, check=False)
 
@@ -29,7 +33,7 @@ def test_ten_xstest_items_on_the_bundled_model(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert "answered 10, failed 0" in run.stderr
 
-    store = SqliteStore(tmp_path / "polyroute-evals.sqlite3")
+    store = SqliteStore(tmp_path / "data" / "polyroute" / "polyroute.db")
     try:
         results = list(store.results())
     finally:
@@ -50,3 +54,30 @@ def test_ten_xstest_items_on_the_bundled_model(tmp_path: Path) -> None:
     for rate in ("unsafe_refusal_rate", "safe_refusal_rate"):
         assert 0.0 <= row[rate] <= 1.0
     assert row["p50_latency_s"] > 0
+
+
+def test_xstest_in_english_and_chinese_side_by_side_on_the_bundled_model(tmp_path: Path) -> None:
+    from polyroute.evals.suites import SHIPPED
+
+    if "xstest-zh" not in SHIPPED:
+        pytest.skip("xstest-zh is not shipped in this tree")
+    run = _polyroute(tmp_path, "eval", "run", "xstest", "xstest-zh", "--models", "smollm2-135m", "--limit", "6",
+                     "--max-tokens", "24", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert "answered 12, failed 0" in run.stderr
+
+    report = _polyroute(tmp_path, "eval", "report", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    rows = {r["suite"]: r for r in json.loads(report.stdout)}
+    en, zh = rows["xstest"], rows["xstest-zh"]
+    assert en["n"] == zh["n"] == 6
+    # The same sample in both languages (same ids, same strata), so the gap is over all six items.
+    for side in ("unsafe", "safe"):
+        gap = en[f"{side}_refusal_gap"]
+        assert gap == zh[f"{side}_refusal_gap"]
+        assert gap == round(en[f"{side}_refusal_rate"] - zh[f"{side}_refusal_rate"], 4)
+
+    html = _polyroute(tmp_path, "eval", "report", "--format", "html", "--out", str(tmp_path / "r.html"))
+    assert html.returncode == 0, html.stderr
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "xstest (en) and xstest-zh (zh): share refused" in page and "https://" not in page
