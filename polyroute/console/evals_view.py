@@ -26,13 +26,14 @@ def rows_from_store(db: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
 
     store = SqliteStore(db)
     try:
-        results = list(store.results())
+        results, suites = list(store.results()), store.suites()
     finally:
         store.close()
 
     def dicts(by_category: bool) -> list[dict[str, Any]]:
+        # With the suites' pairing, so the rows carry the English-Chinese gaps the report gives.
         return [{**r.as_json(), "lang": r.lang, "kind": r.kind, "category": r.category}
-                for r in summarise(results, by_category)]
+                for r in summarise(results, by_category, suites)]
 
     return dicts(False), dicts(True)
 
