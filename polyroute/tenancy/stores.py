@@ -125,4 +125,26 @@ class LedgerStore(Protocol):
 
     def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]: ...
 
+    def spent(self, kind: str, name: str, since: datetime) -> float:
+        """The cost held for a key or a team (``kind``) since ``since`` (to seed a budget at start)."""
+        ...
+
+    def expire(self, before: datetime) -> None:
+        """Forget rows older than ``before`` (``[store] retention_days``); a store may keep some a while longer."""
+        ...
+
     def close(self) -> None: ...
+
+
+class Store(KeyStore, LedgerStore, Protocol):
+    """Keys, teams and the ledger in one database, as ``[store] url`` names it."""
+
+    @property
+    def where(self) -> str:
+        """The database, for messages (never a credential)."""
+        ...
+
+    @property
+    def remote(self) -> bool:
+        """Whether it can be unreachable while the gateway runs (then the ledger spools rows locally)."""
+        ...
