@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from polyroute.cli.keys import open_store
 from polyroute.errors import InvalidRequest
-from polyroute.tenancy.usage import COLUMNS, GROUPS, parse_since, summarize
+from polyroute.tenancy.usage import COLUMNS, GROUPS, parse_since
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidRequest(str(exc)) from None
     store = open_store(args)
     try:
-        rows = summarize(store.rows(since), args.by)
+        rows = store.summary(since, args.by)
     finally:
         store.close()
     if args.format == "json":

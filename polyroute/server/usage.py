@@ -19,7 +19,6 @@ from polyroute.server.answers import Reply
 from polyroute.server.errors import error_response
 from polyroute.server.http11 import Request
 from polyroute.tenancy.model import period_of
-from polyroute.tenancy.usage import summarize
 
 
 class UsageEndpoint:
@@ -44,7 +43,6 @@ class UsageEndpoint:
             doc["budget"] = await tenancy.quota.remaining(principal.key, principal.team)
         store = tenancy.store
         if store is not None:
-            rows = await asyncio.to_thread(store.rows, since, principal.key)
-            summary = summarize(rows, "key")
+            summary = await asyncio.to_thread(store.summary, since, "key", principal.key)
             doc["usage"] = summary[0] if summary else None
         return Reply(orjson.dumps(doc))

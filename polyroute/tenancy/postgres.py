@@ -46,6 +46,7 @@ from polyroute.tenancy.columns import (
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
 from polyroute.tenancy.stores import UsageRow
+from polyroute.tenancy.usage import entry
 
 LOCK_ID = 0x706F6C79726F7574  # the advisory lock of schema changes ("polyrout")
 CONNECT_TIMEOUT = 5  # seconds
@@ -82,6 +83,12 @@ _UPSERT_KEY = (f"INSERT INTO polyroute_keys ({KEY_COLS}) VALUES ({_KEY_VALUES}) 
                + ", ".join(f"{c} = EXCLUDED.{c}" for c in KEY_COLS.split(", ")[1:]))
 _UPSERT_TEAM = (f"INSERT INTO polyroute_teams ({TEAM_COLS}) VALUES (%s,%s,%s,%s,%s) ON CONFLICT (name) DO UPDATE SET "
                 + ", ".join(f"{c} = EXCLUDED.{c}" for c in TEAM_COLS.split(", ")[1:]))
+
+# The report's groups as SQL (``polyroute.tenancy.usage.group_of``): a missing name is "-", a day is UTC's.
+_GROUP_BY = {
+    **{by: f"COALESCE(NULLIF({by}, ''), '-')" for by in ("key", "team", "model", "route")},
+    "day": "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+}
 
 Month = tuple[int, int]
 
@@ -227,6 +234,21 @@ class PostgresStore(BlockingKeyStore):
         if key is not None:
             sql, args = sql + " AND key = %s", (*args, key)
         return [usage_of(r) for r in self._select(sql + " ORDER BY at", args)]
+
+    def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
+        """Summed in the database; ``percentile_disc`` is the nearest rank, as ``summarize`` takes it."""
+        group = _GROUP_BY[by]
+        sql = (f"SELECT {group}, count(*), COALESCE(sum(tokens_in), 0), COALESCE(sum(tokens_out), 0), "
+               "COALESCE(sum(cost_usd), 0), count(*) FILTER (WHERE status >= 400 OR NULLIF(error, '') IS NOT NULL), "
+               "percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms), "
+               "percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) "
+               "FROM polyroute_usage WHERE at >= %s")
+        args: tuple[object, ...] = (since,)
+        if key is not None:
+            sql, args = sql + " AND key = %s", (*args, key)
+        found = self._select(sql + f" GROUP BY {group}", args)
+        return [entry(str(g), int(n), int(tin), int(tout), float(cost), int(err), float(p50), float(p95))
+                for g, n, tin, tout, cost, err, p50, p95 in sorted(found, key=lambda r: str(r[0]))]
 
     def spent(self, kind: str, name: str, since: datetime) -> float:
         column = "key" if kind == "key" else "team"

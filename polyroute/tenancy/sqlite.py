@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from polyroute.errors import ConfigError
 from polyroute.tenancy.blocking import BlockingKeyStore
@@ -30,6 +31,7 @@ from polyroute.tenancy.columns import (
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
 from polyroute.tenancy.stores import UsageRow
+from polyroute.tenancy.usage import summarize
 
 _STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width: text order is time order
 
@@ -177,6 +179,9 @@ class SqliteStore(BlockingKeyStore):
         if key is not None:
             sql, args = sql + " AND key = ?", (*args, key)
         return [usage_of(r) for r in self._conn().execute(sql + " ORDER BY at", args).fetchall()]
+
+    def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
+        return summarize(self.rows(since, key), by)
 
     def spent(self, kind: str, name: str, since: datetime) -> float:
         column = "key" if kind == "key" else "team"

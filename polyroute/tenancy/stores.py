@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from polyroute.tenancy.model import KeyRecord, TeamRecord
 
@@ -124,6 +124,10 @@ class LedgerStore(Protocol):
         ...
 
     def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]: ...
+
+    def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
+        """The rows since ``since`` (of one key, or all) as ``polyroute.tenancy.usage.summarize`` reports them."""
+        ...
 
     def spent(self, kind: str, name: str, since: datetime) -> float:
         """The cost held for a key or a team (``kind``) since ``since`` (to seed a budget at start)."""
