@@ -84,6 +84,8 @@ class Ledger:
                 threading.Thread(target=self._spool_forever, name="polyroute-ledger-spool", daemon=True))
         for thread in self._threads:
             thread.start()
+        if self._pending():
+            self._ready.set()  # a spool left by the last run: replayed now, not after a flush interval
 
     def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
         self.queue.append((ctx, report, outcome, time.time()))

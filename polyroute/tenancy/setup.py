@@ -95,12 +95,19 @@ class Tenancy:
         self._version = version
 
     async def _reload_forever(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
             try:
                 await self.reload()
-            except Exception as exc:  # a locked or vanished file: keep the keys we have
-                log.warning("reading keys from the store failed; keeping those loaded: %s", exc)
+            except Exception as exc:  # a locked file, a database down: keep the keys we have
+                if not failing:  # once per outage, not once a second
+                    log.warning("reading keys from the store failed; keeping those loaded: %s", exc)
+                failing = True
+            else:
+                if failing:
+                    log.warning("reading keys from the store works again")
+                failing = False
 
     def seed_budgets(self) -> None:
         """Count what the ledger holds for this budget period, so a restart forgets no spend."""

@@ -89,6 +89,15 @@ class Cluster:
         assert self.pg_ctl is not None
         self._run([self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"])
 
+    def running(self) -> bool:
+        assert self.pg_ctl is not None
+        return subprocess.run([*self._as, self.pg_ctl, "-D", str(self.data), "status"], capture_output=True,
+                              timeout=60).returncode == 0
+
+    def ensure_running(self) -> None:
+        if not self.running():
+            self.start()
+
     def remove(self) -> None:
         with contextlib.suppress(RuntimeError):
             self.stop()
