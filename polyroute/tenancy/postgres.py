@@ -49,7 +49,10 @@ from polyroute.tenancy.stores import UsageRow
 from polyroute.tenancy.usage import entry
 
 LOCK_ID = 0x706F6C79726F7574  # the advisory lock of schema changes ("polyrout")
-CONNECT_TIMEOUT = 5  # seconds
+# A server that vanished without closing its connections (a host down, a network cut) is found out
+# within about half a minute instead of the kernel's two hours, so a write blocked on it fails and is retried.
+LIVENESS: dict[str, Any] = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+            "keepalives_count": 3, "tcp_user_timeout": 30_000}
 IDLE_CONNECTIONS = 4
 
 # Each step runs once, in order; ``polyroute_meta.schema`` counts the steps done.
@@ -116,8 +119,8 @@ class _Connections:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None or conn.closed:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                                   application_name="polyroute", **self._extra)
+            conn = psycopg.connect(self.url, autocommit=True, application_name="polyroute", **LIVENESS,
+                                   **self._extra)
         try:
             yield conn
         except BaseException:

@@ -37,7 +37,7 @@ from polyroute.tenancy.stores import UsageRow
 log = logging.getLogger("polyroute.ledger")
 
 SLOTS = 64  # spools one name may have on one machine
-_READ = 4 << 20  # bytes read back at a time
+_READ = 256 << 10  # bytes read back at a time, at first
 
 
 def encode(rows: list[UsageRow]) -> bytes:
@@ -85,10 +85,13 @@ class Spool:
         """Up to ``limit`` rows from where the store has reached, and the offset after them."""
         with self._lock:
             start, size = self._done, self._size
-        chunk = os.pread(self._fd, min(size - start, _READ), start)
-        if b"\n" not in chunk:  # one line longer than a read: take it whole
-            chunk = os.pread(self._fd, size - start, start)
-        lines = chunk.split(b"\n")[:-1][:limit]  # whole lines only (the last piece has no newline)
+        want = _READ
+        while True:  # read more until ``limit`` whole lines are in, or the end
+            chunk = os.pread(self._fd, min(size - start, want), start)
+            if chunk.count(b"\n") >= limit or start + len(chunk) >= size:
+                break
+            want *= 2
+        lines = chunk.split(b"\n", limit)[:-1][:limit]  # whole lines only (the last piece has no newline)
         rows, end = [], start
         for line in lines:
             end += len(line) + 1

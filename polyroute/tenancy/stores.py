@@ -22,7 +22,8 @@ the overshoot is at most one request's worst case per request in flight, and a
 request that alone reserves more than a limit can still pass on an idle key.
 
 The ledger is written by one writer (``polyroute.tenancy.ledger``) in batches; a
-batch leaves the writer's queue only once ``LedgerStore.write`` has returned.
+batch leaves the writer's queue (or, for a remote store, its local spool) only once
+``LedgerStore.write`` has returned.
 """
 
 from __future__ import annotations

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.robustness import gateway_proc
+from tests.robustness.gateway_proc import GatewayProc
 from tests.support.live import free_port
 from tests.support.postgres import Cluster, cluster, database, psycopg
 from tests.support.wait import wait_until
@@ -29,7 +29,6 @@ from tests.support.wait import wait_until
 # How long the database is down under load; the issue asks for 30 s (POLYROUTE_PG_OUTAGE_S shortens a local run).
 OUTAGE_SECONDS = float(os.environ.get("POLYROUTE_PG_OUTAGE_S", "30"))
 KEY = "sk-ledger-0123456789abcdef"
-START_TIMEOUT = 60.0
 ARRIVAL_TIMEOUT = 120.0  # for every row to reach the database: generous, a passing run needs seconds
 
 
@@ -56,16 +55,6 @@ def stored(url: str) -> tuple[set[str], int]:
     return set(ids), len(ids)
 
 
-@dataclass
-class Gateway:
-    proc: subprocess.Popen[bytes]
-    base: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 def write_config(tmp_path: Path, url: str, flush_interval: float = 0.5, batch_size: int = 500) -> Path:
     port = free_port()
     path = tmp_path / "gateway.toml"
@@ -90,22 +79,15 @@ secret = "env:LOAD_KEY"
 
 
 @contextmanager
-def serving(config: Path) -> Iterator[Gateway]:
-    """``polyroute serve`` on ``config``; killed after unless it has ended."""
-    port = config.read_text().split('listen = "127.0.0.1:')[1].split('"')[0]
-    log_path = config.with_name(f"serve-{time.monotonic_ns()}.log")
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "polyroute", "serve", "--config", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=out, env={**os.environ, "LOAD_KEY": KEY})
-    gw = Gateway(proc, f"http://127.0.0.1:{port}/v1", log_path)
-    try:
-        wait_until(lambda: "ready: accepting requests" in gw.log() or proc.poll() is not None, START_TIMEOUT)
-        assert proc.poll() is None, gw.log()
+def serving(config: Path) -> Iterator[GatewayProc]:
+    port = int(config.read_text().split('listen = "127.0.0.1:')[1].split('"')[0])
+    with gateway_proc.serving(config, port, config.with_name(f"serve-{time.monotonic_ns()}.log"),
+                              env={"LOAD_KEY": KEY}) as gw:
         yield gw
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+
+
+def base(gw: GatewayProc) -> str:
+    return f"http://127.0.0.1:{gw.port}/v1"
 
 
 @dataclass
@@ -157,7 +139,7 @@ def test_a_database_down_for_thirty_seconds_under_load_loses_no_row_and_doubles_
     pg: Cluster, db: str, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, db)
-    with serving(config) as gw, Load(gw.base) as load:
+    with serving(config) as gw, Load(base(gw)) as load:
         wait_until(lambda: len(load.answered) >= 100, what="load before the outage")
         pg.stop()
         down_at = len(load.answered)
@@ -187,7 +169,7 @@ def test_after_kill_9_every_request_answered_a_second_before_has_its_row(
     pg: Cluster, db: str, tmp_path: Path, database_up: bool
 ) -> None:
     config = write_config(tmp_path, db)
-    with serving(config) as gw, Load(gw.base) as load:
+    with serving(config) as gw, Load(base(gw)) as load:
         if not database_up:
             wait_until(lambda: len(load.answered) >= 100, what="load before the outage")
             pg.stop()  # every row since is only in the spool
@@ -213,10 +195,10 @@ def test_after_kill_9_every_request_answered_a_second_before_has_its_row(
         assert again.proc.poll() is None
 
 
-def answer_25(gw: Gateway) -> set[str]:
+def answer_25(gw: GatewayProc) -> set[str]:
     ids = set()
     for _ in range(25):
-        answer = httpx.post(f"{gw.base}/chat/completions", headers={"authorization": f"Bearer {KEY}"},
+        answer = httpx.post(f"{base(gw)}/chat/completions", headers={"authorization": f"Bearer {KEY}"},
                             json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
         assert answer.status_code == 200
         ids.add(answer.headers["x-polyroute-request-id"])
