@@ -147,3 +147,15 @@ def test_shutdown_with_the_store_down_leaves_every_row_in_the_spool_for_the_next
     assert restarted.flush(timeout=20)
     restarted.close()
     assert sorted(store.kept) == sorted(f"id{i}" for i in range(20))
+
+
+def test_with_retention_the_writer_asks_the_store_to_forget_older_rows(tmp_path: Path) -> None:
+    store = Store()
+    asked: list[datetime] = []
+    store.expire = asked.append  # type: ignore[attr-defined]
+    ledger = Ledger(store, flush_interval=0.01, spool=Spool(tmp_path / "s.jsonl"), retention_days=30)
+    ledger.start()
+    wait_until(lambda: asked, what="a retention pass at start")
+    ledger.close()
+    assert len(asked) == 1  # then hourly
+    assert abs(asked[0] - (datetime.now(UTC) - timedelta(days=30))) < timedelta(minutes=5)
