@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from polyroute.auth import presented_key
-from polyroute.errors import PolyrouteError, Unauthorized
+from polyroute.errors import PolyrouteError, StoreUnavailable, Unauthorized
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
 from polyroute.server.errors import error_response
@@ -43,6 +43,9 @@ class UsageEndpoint:
             doc["budget"] = await tenancy.quota.remaining(principal.key, principal.team)
         store = tenancy.store
         if store is not None:
-            summary = await asyncio.to_thread(store.summary, since, "key", principal.key)
+            try:
+                summary = await asyncio.to_thread(store.summary, since, "key", principal.key)
+            except StoreUnavailable as exc:
+                return error_response(exc)
             doc["usage"] = summary[0] if summary else None
         return Reply(orjson.dumps(doc))

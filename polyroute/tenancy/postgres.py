@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from polyroute.errors import ConfigError
+from polyroute.errors import ConfigError, StoreUnavailable
 from polyroute.tenancy.blocking import BlockingKeyStore
 from polyroute.tenancy.columns import (
     KEY_COLS,
@@ -110,19 +110,27 @@ class _Connections:
 
     def __init__(self, url: str, password: str | None) -> None:
         self.url = url
+        self.where = where_of(url)
         self._extra: dict[str, Any] = {"password": password} if password else {}
         self._idle: list[psycopg.Connection[tuple[Any, ...]]] = []
         self._lock = threading.Lock()
 
     @contextmanager
     def get(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """A connection; a server that cannot be reached is ``StoreUnavailable`` (psycopg's errors end here)."""
         with self._lock:
             conn = self._idle.pop() if self._idle else None
-        if conn is None or conn.closed:
-            conn = psycopg.connect(self.url, autocommit=True, application_name="polyroute", **LIVENESS,
-                                   **self._extra)
+        try:
+            if conn is None or conn.closed:
+                conn = psycopg.connect(self.url, autocommit=True, application_name="polyroute", **LIVENESS,
+                                       **self._extra)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"the store {self.where} cannot be reached: {_reason(exc)}") from None
         try:
             yield conn
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise StoreUnavailable(f"the store {self.where} cannot be reached: {_reason(exc)}") from None
         except BaseException:
             if conn.broken or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.close()
@@ -158,9 +166,10 @@ class PostgresStore(BlockingKeyStore):
         try:
             self._migrate()
             self._partitions(_month_of(datetime.now(UTC)))
-        except psycopg.Error as exc:
+        except (psycopg.Error, StoreUnavailable) as exc:
             self._db.close()
-            raise ConfigError(f"cannot open the store {self.where}: {_reason(exc)}", key="store.url") from None
+            reason = exc.message if isinstance(exc, StoreUnavailable) else _reason(exc)
+            raise ConfigError(f"cannot open the store: {reason}", key="store.url") from None
 
     def close(self) -> None:
         self._db.close()
