@@ -8,6 +8,7 @@ in ``Secret`` objects whose ``repr`` never shows the value.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import ipaddress
 import os
 import ssl
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -490,20 +491,43 @@ class MetricsConfig(_Strict):
     public: bool = False
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _url_password(url: str) -> bool:
+    """Whether a PostgreSQL URL carries a password (``user:pw@`` or ``?password=``)."""
+    parts = urlsplit(url)
+    return parts.password is not None or "password" in parse_qs(parts.query)
+
+
 class StoreConfig(_Strict):
     """``[store]``: where virtual keys, teams and the usage ledger live."""
 
-    # ``sqlite:///ABSOLUTE/PATH.db``; unset: ``polyroute.db`` in the user's data directory.
+    # ``sqlite:///ABSOLUTE/PATH.db`` or ``postgresql://USER@HOST:PORT/DB`` (the ``postgres`` extra);
+    # unset: ``polyroute.db`` in the user's data directory.
     url: str | None = None
+    # PostgreSQL's password, as env:VAR (never in the URL; libpq's PGPASSWORD and ~/.pgpass work too).
+    password: SecretRef | None = None
     # Ledger rows are written in batches of at most this many, at least every ``flush_interval`` seconds.
     batch_size: int = Field(default=500, ge=1)
     flush_interval: float = Field(default=0.5, gt=0)
+    # Ledger rows older than this many days are forgotten (PostgreSQL drops whole months once past it).
+    retention_days: int | None = Field(default=None, ge=1)
+    # With PostgreSQL: the local file that holds rows until the database has them; unset:
+    # ``ledger-spool.jsonl`` in the user's data directory.
+    spool: str | None = Field(default=None, min_length=1)
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("sqlite:///"):
-            raise ValueError("url must be 'sqlite:///PATH' (other stores are not supported yet)")
+        if v is None or v.startswith("sqlite:///"):
+            return v
+        if not v.startswith(POSTGRES_SCHEMES):
+            raise ValueError("url must be 'sqlite:///PATH' or 'postgresql://USER@HOST:PORT/DB'")
+        if _url_password(v):
+            raise ValueError("a password is a secret: give it as password = 'env:VAR' instead of in the URL")
+        if importlib.util.find_spec("psycopg") is None:
+            raise ValueError("a PostgreSQL store needs psycopg: pip install 'polyroute[postgres]'")
         return v
 
 

@@ -43,7 +43,8 @@ error reader look at the text.
     │   ├── UpstreamRejected             -  400  from upstream: the client's own error, no fall-over
     │   │   └── UpstreamContextExceeded  -  400  context length: move to a larger window
     │   └── StreamCut                    m  502  a stream ended or stalled after tokens were sent
-    └── AllAttemptsFailed                502/503/504: every candidate failed, each listed
+    ├── AllAttemptsFailed                502/503/504: every candidate failed, each listed
+    └── StoreUnavailable                 503  the database of keys and the ledger cannot be reached
 """
 
 from __future__ import annotations
@@ -365,3 +366,11 @@ class AllAttemptsFailed(PolyrouteError):
         if self.errors and all(isinstance(e, transient) for e in self.errors):
             return 503
         return 502
+
+
+class StoreUnavailable(PolyrouteError):
+    """The store (``[store] url``) cannot be reached: an admin or usage call fails; requests go on."""
+
+    status = 503
+    code = "store_unavailable"
+    retryable = True

@@ -19,7 +19,9 @@ from typing import Any
 
 from polyroute.errors import InvalidRequest
 from polyroute.tenancy.model import PERIODS, KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
-from polyroute.tenancy.sqlite import SqliteStore, path_of
+from polyroute.tenancy.setup import open_store as open_config_store
+from polyroute.tenancy.setup import store_at
+from polyroute.tenancy.stores import Store
 
 ADMIN_ENV = "POLYROUTE_ADMIN_KEY"
 
@@ -63,7 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _store_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a TOML config whose [store] url to use")
-    p.add_argument("--store", help="sqlite:///PATH (overrides the config's)")
+    p.add_argument("--store", help="sqlite:///PATH or postgresql://USER@HOST/DB (overrides the config's)")
     p.add_argument("--url", help="a running gateway (http://HOST:PORT): use its admin API instead of the store")
 
 
@@ -75,13 +77,13 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tpm", type=int)
 
 
-def open_store(args: argparse.Namespace) -> SqliteStore:
-    url = args.store
-    if url is None and args.config:
+def open_store(args: argparse.Namespace) -> Store:
+    """The store ``--store`` names, else the config's (with its password), else the default SQLite file."""
+    if args.store is None and args.config:
         from polyroute.settings import effective_config
 
-        url = effective_config(args.config).store.url
-    return SqliteStore(path_of(url))
+        return open_config_store(effective_config(args.config))
+    return store_at(args.store)
 
 
 def _limits(args: argparse.Namespace) -> Limits:
@@ -127,7 +129,7 @@ def _change(args: argparse.Namespace, changes: dict[str, Any]) -> KeyRecord:
     try:
         record = asyncio.run(store.key(args.name))
         if record is None:
-            raise InvalidRequest(f"no key named {args.name!r} in {store.path}")
+            raise InvalidRequest(f"no key named {args.name!r} in {store.where}")
         changed = with_changes(record, changes)
         asyncio.run(store.put_key(changed))
         return changed
@@ -208,7 +210,7 @@ def run_team_delete(args: argparse.Namespace) -> int:
     store = open_store(args)
     try:
         if not asyncio.run(store.delete_team(args.name)):
-            raise InvalidRequest(f"no team named {args.name!r} in {store.path}")
+            raise InvalidRequest(f"no team named {args.name!r} in {store.where}")
     finally:
         store.close()
     print(f"team {args.name} deleted")

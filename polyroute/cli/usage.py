@@ -7,15 +7,15 @@ import json
 import sys
 from datetime import UTC, datetime
 
+from polyroute.cli.keys import open_store
 from polyroute.errors import InvalidRequest
-from polyroute.tenancy.sqlite import SqliteStore, path_of
-from polyroute.tenancy.usage import COLUMNS, GROUPS, as_csv, parse_since, summarize
+from polyroute.tenancy.usage import COLUMNS, GROUPS, as_csv, parse_since
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("usage", help="requests, tokens, cost, errors and latency from the usage ledger")
     p.add_argument("--config", help="a TOML config whose [store] url to read")
-    p.add_argument("--store", help="sqlite:///PATH (overrides the config's)")
+    p.add_argument("--store", help="sqlite:///PATH or postgresql://USER@HOST/DB (overrides the config's)")
     p.add_argument("--by", choices=GROUPS, default="key")
     p.add_argument("--since", default="7d", help="a span (7d, 12h, 30m, 2w) or an ISO date; default 7d")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -23,18 +23,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = args.store
-    if url is None and args.config:
-        from polyroute.settings import effective_config
-
-        url = effective_config(args.config).store.url
     try:
         since = parse_since(args.since, datetime.now(UTC))
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    store = SqliteStore(path_of(url))
+    store = open_store(args)
     try:
-        rows = summarize(store.rows(since), args.by)
+        rows = store.summary(since, args.by)
     finally:
         store.close()
     if args.format == "json":

@@ -109,7 +109,7 @@ def create_app(gateway: Gateway) -> App:
         admin_api = Admin(gateway, store, admin_digest)
         admin: Handler = admin_api.handle
         every: dict[str, Handler] = {"GET": admin, "POST": admin, "PATCH": admin, "DELETE": admin}
-        usage = AdminUsageEndpoint(store.rows, lambda request: require_admin(request, admin_digest))
+        usage = AdminUsageEndpoint(store.summary, lambda request: require_admin(request, admin_digest))
         routes.update({"/admin/keys": every, "/admin/teams": every, "/admin/usage": {"GET": usage.handle}})
         prefixes[ADMIN_PREFIX] = every
         console = Console(gateway, admin_api, admin_digest, Recent())

@@ -20,14 +20,13 @@ from typing import Any
 import orjson
 
 from polyroute.auth import presented_key
-from polyroute.errors import InvalidRequest, PolyrouteError, Unauthorized
+from polyroute.errors import InvalidRequest, PolyrouteError, StoreUnavailable, Unauthorized
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
 from polyroute.server.errors import error_response
 from polyroute.server.http11 import Request
 from polyroute.tenancy.model import period_of
-from polyroute.tenancy.stores import UsageRow
-from polyroute.tenancy.usage import GROUPS, as_csv, parse_since, summarize
+from polyroute.tenancy.usage import GROUPS, as_csv, parse_since
 
 FORMATS = ("json", "csv")
 _PARAMS = ("by", "since", "format")
@@ -55,8 +54,10 @@ class UsageEndpoint:
             doc["budget"] = await tenancy.quota.remaining(principal.key, principal.team)
         store = tenancy.store
         if store is not None:
-            rows = await asyncio.to_thread(store.rows, since, principal.key)
-            summary = summarize(rows, "key")
+            try:
+                summary = await asyncio.to_thread(store.summary, since, "key", principal.key)
+            except StoreUnavailable as exc:
+                return error_response(exc)
             doc["usage"] = summary[0] if summary else None
         return Reply(orjson.dumps(doc))
 
@@ -64,17 +65,18 @@ class UsageEndpoint:
 class AdminUsageEndpoint:
     """``GET /admin/usage``: everyone's usage, grouped, for the holder of the admin key."""
 
-    def __init__(self, rows: Callable[[datetime], list[UsageRow]], authorize: Callable[[Request], None]) -> None:
-        self.rows = rows  # the store's rows since a time (run in a thread: the store blocks)
+    def __init__(self, summary: Callable[[datetime, str], list[dict[str, Any]]],
+                 authorize: Callable[[Request], None]) -> None:
+        self.summary = summary  # the store's rows since a time, grouped (run in a thread: the store blocks)
         self.authorize = authorize
 
     async def handle(self, request: Request) -> Reply:
         try:
             self.authorize(request)
             by, since, fmt = self.query(request)
-        except PolyrouteError as exc:
+            rows = await asyncio.to_thread(self.summary, since, by)
+        except PolyrouteError as exc:  # StoreUnavailable too: a 503, not a 500
             return error_response(exc)
-        rows = summarize(await asyncio.to_thread(self.rows, since), by)
         if fmt == "csv":
             return Reply(as_csv(rows).encode("utf-8"), content_type="text/csv; charset=utf-8")
         return Reply(orjson.dumps({"object": "list", "by": by, "since": since.strftime("%Y-%m-%dT%H:%M:%SZ"),

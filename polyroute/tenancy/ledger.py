@@ -1,16 +1,27 @@
 """The usage ledger's observer: one row per finished request, written off the hot path.
 
-``finished`` only appends what it was told to a queue (the row is built later, by the
-writer). A writer thread wakes when the queue holds a batch or every
-``flush_interval``, builds the rows of the oldest batch, and writes them in one
-transaction; the batch leaves the queue only once the store has committed it, so a
-failed write is tried again (rows are keyed by request id: none is kept twice).
+``finished`` only appends what it was told to a queue (the row is built later, off
+the event loop). A writer thread wakes when the queue holds a batch or every
+``flush_interval`` and writes the oldest rows in one transaction; they leave the
+queue only once the store has committed them, so a failed write is tried again
+(rows are keyed by request id: none is kept twice).
 
-    finished ──append──▶ queue ──writer thread: build rows, LedgerStore.write──▶ committed ──▶ popped
-                                        │ write failed
-                                        └──▶ logged once per outage, kept, tried again
+    finished ──append──▶ queue ──writer: LedgerStore.write──▶ committed ──▶ popped
+                                     │ write failed
+                                     └──▶ logged once per outage, kept, tried again
 
-``close`` (the app's shutdown, so SIGTERM) writes what is queued before it returns.
+A store that can be unreachable while the gateway runs (PostgreSQL) gets a spool
+(``polyroute.tenancy.spool``) between the two: a spooler thread moves the queue to
+the spool file within ``flush_interval``, ``fsync`` per batch, and the writer writes
+from the spool, so a row is on disk within a second of its answer whatever the
+store is doing, and an outage fills the file instead of memory.
+
+    finished ──▶ queue ──spooler: append, fsync──▶ spool ──writer: write──▶ committed ──▶ spool.commit
+
+``close`` (the app's shutdown, so SIGTERM) writes what is queued before it returns;
+with a spool and the store down, it returns once every row is in the spool, which
+the next start replays. With ``retention_days``, the writer also asks the store
+hourly to forget older rows.
 """
 
 from __future__ import annotations
@@ -19,13 +30,15 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import orjson
 
 from polyroute.attempts import Report
 from polyroute.finish import Finished
+from polyroute.tenancy.spool import Spool
 from polyroute.tenancy.stores import LedgerStore, UsageRow
 
 if TYPE_CHECKING:
@@ -34,82 +47,173 @@ if TYPE_CHECKING:
 log = logging.getLogger("polyroute.ledger")
 
 RETRY_AFTER = 1.0  # seconds between tries while the store fails
+EXPIRE_EVERY = 3600.0  # seconds between two retention passes
+SPOOL_BATCH = 10_000  # rows per append (and fsync) at the most
 
 _Item = tuple["RequestContext", Report, Finished, float]
+_Batch = tuple[list[UsageRow], Callable[[], None]]  # rows, and what to do once the store has them
 
 
 class Ledger:
     """The ``RequestObserver`` that writes the usage ledger through a ``LedgerStore``."""
 
-    def __init__(self, store: LedgerStore, batch_size: int = 500, flush_interval: float = 0.5) -> None:
+    def __init__(self, store: LedgerStore, batch_size: int = 500, flush_interval: float = 0.5,
+                 spool: Spool | None = None, retention_days: int | None = None) -> None:
         self.store = store
         self.batch_size = batch_size
         self.flush_interval = flush_interval
+        self.spool = spool
+        self.retention = timedelta(days=retention_days) if retention_days else None
         self.queue: deque[_Item] = deque()
-        self._wake = threading.Event()
+        self._ready = threading.Event()  # the writer has rows to write
+        self._tick = threading.Event()  # the spooler has a batch to spool
+        self._stop = threading.Event()
         self._idle = threading.Condition()
-        self._stopping = False
         self._failing = False
-        self._thread: threading.Thread | None = None
+        self._spool_failing = False
+        self._next_expiry = 0.0
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="polyroute-ledger", daemon=True)
-            self._thread.start()
+        if self._threads:
+            return
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._write_forever, name="polyroute-ledger", daemon=True)]
+        if self.spool is not None:
+            self._threads.append(
+                threading.Thread(target=self._spool_forever, name="polyroute-ledger-spool", daemon=True))
+        for thread in self._threads:
+            thread.start()
+        if self._pending():
+            self._ready.set()  # a spool left by the last run: replayed now, not after a flush interval
 
     def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
         self.queue.append((ctx, report, outcome, time.time()))
-        if len(self.queue) >= self.batch_size and not self._wake.is_set():
-            self._wake.set()
+        if len(self.queue) >= self.batch_size:
+            wake = self._tick if self.spool is not None else self._ready
+            if not wake.is_set():
+                wake.set()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued row is committed; whether it was, within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        self._wake.set()
-        with self._idle:
-            while self.queue and (left := deadline - time.monotonic()) > 0:
-                self._wake.set()
-                self._idle.wait(min(left, 0.1))
-        return not self.queue
+        """Wait until the store has committed every row; whether it has, within ``timeout`` seconds."""
+        return self._wait(lambda: not self.queue and not self._pending(), timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop the writer."""
-        if self._thread is None:
+        """Write what is queued (with a spool and the store down: spool it), then stop the threads."""
+        if not self._threads:
             return
-        self.flush(timeout)
-        self._stopping = True
-        self._wake.set()
-        self._thread.join(timeout)
-        self._thread = None
+        spooled = self.spool is not None
+        self._wait(lambda: not self.queue and (not self._pending() or (self._failing and spooled)), timeout)
+        self._stop.set()
+        self._tick.set()
+        self._ready.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+        if self.spool is not None:
+            self._spool_queued()  # whatever came after the last tick
+            if self.spool.pending:
+                log.warning("ledger: the store has not taken every row; they wait in %s for the next start",
+                            self.spool.path)
+            self.spool.close()
         if self.queue:
             log.error("ledger: %d row(s) could not be written before shutdown", len(self.queue))
 
-    def _run(self) -> None:
-        while not self._stopping:
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            while self.queue and not self._stopping:
-                if not self._write_batch():
-                    time.sleep(RETRY_AFTER)
-                    break
+    def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while not done() and (left := deadline - time.monotonic()) > 0:
+                self._tick.set()
+                self._ready.set()
+                self._idle.wait(min(left, 0.1))
+        return done()
+
+    def _pending(self) -> bool:
+        return self.spool.pending if self.spool is not None else bool(self.queue)
+
+    # -- the spooler thread ------------------------------------------------------------------
+
+    def _spool_forever(self) -> None:
+        while not self._stop.is_set():
+            self._tick.wait(self.flush_interval)
+            self._tick.clear()
+            self._spool_queued()
+
+    def _spool_queued(self) -> None:
+        assert self.spool is not None
+        while self.queue:
+            items = [self.queue[i] for i in range(min(len(self.queue), SPOOL_BATCH))]
+            try:
+                self.spool.append([row_of(*item) for item in items])
+            except OSError as exc:
+                if not self._spool_failing:
+                    self._spool_failing = True
+                    log.error("ledger: the spool %s cannot be written, rows stay in memory: %s", self.spool.path,
+                              exc)
+                return
+            if self._spool_failing:
+                self._spool_failing = False
+                log.warning("ledger: the spool can be written again")
+            for _ in items:
+                self.queue.popleft()  # only now: they are on disk
+            self._ready.set()
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _write_forever(self) -> None:
+        while not self._stop.is_set():
+            self._ready.wait(self.flush_interval)
+            self._ready.clear()
+            self._write_pending()
+            self._expire_when_due()
             with self._idle:
                 self._idle.notify_all()
 
-    def _write_batch(self) -> bool:
-        batch = [self.queue[i] for i in range(min(self.batch_size, len(self.queue)))]
+    def _write_pending(self) -> None:
+        while not self._stop.is_set() and (batch := self._next()) is not None:
+            rows, commit = batch
+            try:
+                if rows:
+                    self.store.write(rows)
+            except Exception as exc:
+                if not self._failing:
+                    self._failing = True  # once per outage, not once per batch
+                    log.error("ledger: writing %d row(s) failed, kept to try again: %s", len(rows), exc)
+                with self._idle:
+                    self._idle.notify_all()
+                self._stop.wait(RETRY_AFTER)
+                return
+            if self._failing:
+                self._failing = False
+                log.warning("ledger: writing works again")
+            commit()
+
+    def _next(self) -> _Batch | None:
+        """The oldest rows not yet committed, from the spool or else the queue."""
+        if self.spool is not None:
+            spool = self.spool
+            if not spool.pending:
+                return None
+            rows, end = spool.next(self.batch_size)
+            return rows, lambda: spool.commit(end)
+        count = min(self.batch_size, len(self.queue))
+        if not count:
+            return None
+
+        def pop() -> None:
+            for _ in range(count):
+                self.queue.popleft()  # only now: the store has committed them
+
+        return [row_of(*self.queue[i]) for i in range(count)], pop
+
+    def _expire_when_due(self) -> None:
+        if self.retention is None or time.monotonic() < self._next_expiry:
+            return
+        self._next_expiry = time.monotonic() + EXPIRE_EVERY
         try:
-            self.store.write([row_of(*item) for item in batch])
+            self.store.expire(datetime.now(UTC) - self.retention)
         except Exception as exc:
-            if not self._failing:
-                self._failing = True  # once per outage, not once per batch
-                log.error("ledger: writing %d row(s) failed, kept to try again: %s", len(batch), exc)
-            return False
-        if self._failing:
-            self._failing = False
-            log.warning("ledger: writing works again")
-        for _ in batch:
-            self.queue.popleft()  # only now: the store has committed them
-        return True
+            log.warning("ledger: forgetting rows past retention failed, tried again in an hour: %s", exc)
 
 
 def row_of(ctx: RequestContext, report: Report, outcome: Finished, at: float) -> UsageRow:

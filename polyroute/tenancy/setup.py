@@ -14,27 +14,51 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from polyroute.auth import Keyring
-from polyroute.config import Config
+from polyroute.config import POSTGRES_SCHEMES, Config
+from polyroute.errors import ConfigError
 from polyroute.finish import RequestObserver
 from polyroute.tenancy.ledger import Ledger
 from polyroute.tenancy.memory import MemoryCounters
 from polyroute.tenancy.model import period_of
 from polyroute.tenancy.quota import Quota
-from polyroute.tenancy.sqlite import SqliteStore, path_of
+from polyroute.tenancy.spool import Spool
+from polyroute.tenancy.sqlite import SqliteStore, data_dir, path_of
+from polyroute.tenancy.stores import Store
 
 log = logging.getLogger("polyroute.tenancy")
 
 RELOAD_INTERVAL = 1.0
+SPOOL_NAME = "ledger-spool.jsonl"
 
 
 def uses_store(config: Config) -> bool:
     return "store" in config.model_fields_set or config.admin.secret is not None
 
 
-def open_store(config: Config) -> SqliteStore:
-    return SqliteStore(path_of(config.store.url))
+def open_store(config: Config) -> Store:
+    """The store ``[store] url`` names: SQLite (the default) or PostgreSQL."""
+    return store_at(config.store.url, config.store.password.get() if config.store.password else None)
+
+
+def store_at(url: str | None, password: str | None = None) -> Store:
+    if url is not None and url.startswith(POSTGRES_SCHEMES):
+        try:
+            from polyroute.tenancy.postgres import PostgresStore  # psycopg is an extra: imported only when used
+        except ImportError:
+            raise ConfigError("a PostgreSQL store needs psycopg: pip install 'polyroute[postgres]'",
+                              key="store.url") from None
+        return PostgresStore(url, password)
+    return SqliteStore(path_of(url))
+
+
+def open_ledger(config: Config, store: Store) -> Ledger:
+    """The ledger's writer; a store that can be down while the gateway runs gets a local spool."""
+    s = config.store
+    spool = Spool(Path(s.spool) if s.spool else data_dir() / SPOOL_NAME) if store.remote else None
+    return Ledger(store, s.batch_size, s.flush_interval, spool, s.retention_days)
 
 
 class Tenancy:
@@ -43,9 +67,7 @@ class Tenancy:
         self.store = open_store(config) if uses_store(config) else None
         self.counters = MemoryCounters()
         self.quota = Quota(keys, self.counters) if keys.limited or self.store is not None else None
-        self.ledger = (
-            Ledger(self.store, config.store.batch_size, config.store.flush_interval) if self.store else None
-        )
+        self.ledger = open_ledger(config, self.store) if self.store else None
         self._reload: asyncio.Task[None] | None = None
         self._version = -1  # of the keys and teams last read from the store
 
@@ -73,12 +95,19 @@ class Tenancy:
         self._version = version
 
     async def _reload_forever(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
             try:
                 await self.reload()
-            except Exception as exc:  # a locked or vanished file: keep the keys we have
-                log.warning("reading keys from the store failed; keeping those loaded: %s", exc)
+            except Exception as exc:  # a locked file, a database down: keep the keys we have
+                if not failing:  # once per outage, not once a second
+                    log.warning("reading keys from the store failed; keeping those loaded: %s", exc)
+                failing = True
+            else:
+                if failing:
+                    log.warning("reading keys from the store works again")
+                failing = False
 
     def seed_budgets(self) -> None:
         """Count what the ledger holds for this budget period, so a restart forgets no spend."""

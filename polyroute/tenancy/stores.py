@@ -22,7 +22,8 @@ the overshoot is at most one request's worst case per request in flight, and a
 request that alone reserves more than a limit can still pass on an idle key.
 
 The ledger is written by one writer (``polyroute.tenancy.ledger``) in batches; a
-batch leaves the writer's queue only once ``LedgerStore.write`` has returned.
+batch leaves the writer's queue (or, for a remote store, its local spool) only once
+``LedgerStore.write`` has returned.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from polyroute.tenancy.model import KeyRecord, TeamRecord
 
@@ -125,4 +126,30 @@ class LedgerStore(Protocol):
 
     def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]: ...
 
+    def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
+        """The rows since ``since`` (of one key, or all) as ``polyroute.tenancy.usage.summarize`` reports them."""
+        ...
+
+    def spent(self, kind: str, name: str, since: datetime) -> float:
+        """The cost held for a key or a team (``kind``) since ``since`` (to seed a budget at start)."""
+        ...
+
+    def expire(self, before: datetime) -> None:
+        """Forget rows older than ``before`` (``[store] retention_days``); a store may keep some a while longer."""
+        ...
+
     def close(self) -> None: ...
+
+
+class Store(KeyStore, LedgerStore, Protocol):
+    """Keys, teams and the ledger in one database, as ``[store] url`` names it."""
+
+    @property
+    def where(self) -> str:
+        """The database, for messages (never a credential)."""
+        ...
+
+    @property
+    def remote(self) -> bool:
+        """Whether it can be unreachable while the gateway runs (then the ledger spools rows locally)."""
+        ...

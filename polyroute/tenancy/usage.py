@@ -44,6 +44,13 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+def entry(group: str, requests: int, tokens_in: int, tokens_out: int, cost_usd: float, errors: int,
+          p50_ms: float, p95_ms: float) -> dict[str, Any]:
+    """One row of a report, with ``COLUMNS`` as its keys, rounded alike whichever store summed it."""
+    return {"group": group, "requests": requests, "tokens_in": tokens_in, "tokens_out": tokens_out,
+            "cost_usd": round(cost_usd, 8), "errors": errors, "p50_ms": round(p50_ms, 1), "p95_ms": round(p95_ms, 1)}
+
+
 def summarize(rows: Iterable[UsageRow], by: str) -> list[dict[str, Any]]:
     groups: dict[str, list[UsageRow]] = {}
     for row in rows:
@@ -52,16 +59,9 @@ def summarize(rows: Iterable[UsageRow], by: str) -> list[dict[str, Any]]:
     for name in sorted(groups):
         g = groups[name]
         latencies = sorted(r.latency_ms for r in g)
-        out.append({
-            "group": name,
-            "requests": len(g),
-            "tokens_in": sum(r.tokens_in for r in g),
-            "tokens_out": sum(r.tokens_out for r in g),
-            "cost_usd": round(sum(r.cost_usd for r in g), 8),
-            "errors": sum(1 for r in g if r.status >= 400 or r.error),
-            "p50_ms": round(percentile(latencies, 0.50), 1),
-            "p95_ms": round(percentile(latencies, 0.95), 1),
-        })
+        out.append(entry(name, len(g), sum(r.tokens_in for r in g), sum(r.tokens_out for r in g),
+                         sum(r.cost_usd for r in g), sum(1 for r in g if r.status >= 400 or r.error),
+                         percentile(latencies, 0.50), percentile(latencies, 0.95)))
     return out
 
 

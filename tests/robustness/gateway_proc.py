@@ -8,6 +8,7 @@ test passes the ``[gateway]`` keys it needs. Memory is read from
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import signal
 import socket
@@ -81,11 +82,19 @@ def gateway(tmp_path: Path, gateway_keys: str = "", gap_ms: int = 10,
     port = free_port()
     config = tmp_path / "gateway.toml"
     config.write_text(CONFIG.format(port=port, gateway=gateway_keys, gap_ms=gap_ms))
-    log_path = tmp_path / "gateway.log"
+    with serving(config, port, tmp_path / "gateway.log", preexec=preexec) as gw:
+        yield gw
+
+
+@contextmanager
+def serving(config: Path, port: int, log_path: Path, env: dict[str, str] | None = None,
+            preexec: Callable[[], None] | None = None) -> Iterator[GatewayProc]:
+    """`python -m polyroute serve --config CONFIG` (listening on ``port``) until ready; killed after
+    unless it has ended. ``env`` is added to this process's environment."""
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "polyroute", "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=out, preexec_fn=preexec,
+            stdout=subprocess.DEVNULL, stderr=out, preexec_fn=preexec, env={**os.environ, **(env or {})},
         )
     gw = GatewayProc(proc, port, log_path)
     try:

@@ -168,7 +168,7 @@ def test_config_takes_teams_limits_admin_and_store() -> None:
     assert c.teams["t"].budget_period == "week" and c.keys["k"].rpm == 2 and c.admin.secret is not None
     assert "sk-0123456789abcdef" not in str(c.redacted())
     with pytest.raises(ConfigError) as bad:
-        _config({"store": {"url": "postgresql://db/x"}, "teams": {"t": {"budget_period": "year", "rpm": 0}},
+        _config({"store": {"url": "mysql://db/x"}, "teams": {"t": {"budget_period": "year", "rpm": 0}},
                  "keys": {"k": {"secret": "env:K", "expires_at": "2099-01-01T00:00:00"}}})
     text = str(bad.value)
     assert "store.url" in text and "teams.t.budget_period" in text and "teams.t.rpm" in text

@@ -1,0 +1,89 @@
+"""The columns of keys, teams and usage as the SQL stores (SQLite, PostgreSQL) hold them.
+
+Both stores keep the same columns in the same order; only the SQL around them and
+the type of a time differ (ISO text in SQLite, ``timestamptz`` in PostgreSQL). A
+store passes the function that writes its times; reading accepts either.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord
+from polyroute.tenancy.stores import UsageRow
+
+KEY_COLS = ("name, digest, team, policy, routes, budget_usd, budget_period, rpm, tpm, expires_at, revoked, "
+            "created_at")
+TEAM_COLS = "name, budget_usd, budget_period, rpm, tpm"
+USAGE_COLS = ("request_id, at, key, team, route, model, backend, attempts, tokens_in, tokens_out, cost_usd, "
+              "estimated, latency_ms, ttft_ms, status, error, stream")
+
+Stamp = Callable[[datetime], object]  # a time as the store writes it
+
+
+def key_row(r: KeyRecord, stamp: Stamp) -> tuple[object, ...]:
+    lim = r.limits
+    return (r.name, r.digest, r.team, r.policy, json.dumps(list(r.routes)) if r.routes is not None else None,
+            lim.budget_usd, lim.budget_period, lim.rpm, lim.tpm,
+            stamp(r.expires_at) if r.expires_at else None, r.revoked, stamp(r.created_at))
+
+
+def key_of(row: tuple[object, ...]) -> KeyRecord:
+    name, dig, team, policy, routes, budget, period, rpm, tpm, expires, revoked, created = row
+    return KeyRecord(
+        str(name), bytes(dig) if isinstance(dig, (bytes, memoryview)) else b"", opt(team), opt(policy),
+        tuple(json.loads(str(routes))) if routes is not None else None,
+        limits_of(budget, period, rpm, tpm),
+        time_of(expires) if expires else None, bool(revoked), time_of(created),
+    )
+
+
+def team_row(t: TeamRecord) -> tuple[object, ...]:
+    lim = t.limits
+    return (t.name, lim.budget_usd, lim.budget_period, lim.rpm, lim.tpm)
+
+
+def team_of(row: tuple[object, ...]) -> TeamRecord:
+    name, budget, period, rpm, tpm = row
+    return TeamRecord(str(name), limits_of(budget, period, rpm, tpm))
+
+
+def limits_of(budget: object, period: object, rpm: object, tpm: object) -> Limits:
+    return Limits(None if budget is None else to_float(budget), str(period),
+                  None if rpm is None else to_int(rpm), None if tpm is None else to_int(tpm))
+
+
+def usage_row(r: UsageRow, stamp: Stamp) -> tuple[object, ...]:
+    return (r.request_id, stamp(r.at), r.key, r.team, r.route, r.model, r.backend, r.attempts,
+            r.tokens_in, r.tokens_out, r.cost_usd, r.estimated, r.latency_ms, r.ttft_ms, r.status, r.error,
+            r.stream)
+
+
+def usage_of(row: tuple[object, ...]) -> UsageRow:
+    (rid, at, key, team, route, model, backend, attempts, tin, tout, cost, est, lat, ttft, status, error,
+     stream) = row
+    return UsageRow(
+        str(rid), time_of(at), opt(key), opt(team), str(route), opt(model), opt(backend), str(attempts),
+        to_int(tin), to_int(tout), to_float(cost), bool(est), to_float(lat),
+        None if ttft is None else to_float(ttft), to_int(status), opt(error), bool(stream),
+    )
+
+
+def time_of(v: object) -> datetime:
+    """A stored time, as UTC (``timestamptz`` comes back in the session's zone, text as written)."""
+    at = v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def opt(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+def to_int(v: object) -> int:
+    return int(v) if isinstance(v, (int, float)) else 0
+
+
+def to_float(v: object) -> float:
+    return float(v) if isinstance(v, (int, float)) else 0.0

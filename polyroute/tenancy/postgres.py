@@ -1,0 +1,329 @@
+"""Keys, teams and the usage ledger in PostgreSQL (psycopg 3): one database for every replica.
+
+Tables are named ``polyroute_*``, so the database may hold others. The usage table
+is partitioned by month on ``at`` (``polyroute_usage_YYYY_MM``): a month's partition
+is made before the first row of that month is written, the next month's with it,
+and retention drops whole months (a ``DROP TABLE`` where a ``DELETE`` would rewrite
+millions of rows). A month is dropped once all of it is older than
+``retention_days``, so rows are kept up to a month longer than that.
+
+A partitioned table's primary key must hold its partition key, so a row is keyed by
+``(request_id, at)``. A request's ``at`` is fixed once, when the ledger is told that
+it finished, and travels with the row through the spool: a row written twice (a
+batch retried after a lost acknowledgement, a spool replayed) has the same key and
+is kept once (``ON CONFLICT DO NOTHING``).
+
+The schema is made and migrated at start in one transaction that first takes an
+advisory lock, so replicas starting together apply each step once, in order;
+partitions are made and dropped under the same lock. A connection that fails is
+closed and the next call opens a new one, so the store outlives a restart of the
+server.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from polyroute.errors import ConfigError, StoreUnavailable
+from polyroute.tenancy.blocking import BlockingKeyStore
+from polyroute.tenancy.columns import (
+    KEY_COLS,
+    TEAM_COLS,
+    USAGE_COLS,
+    key_of,
+    key_row,
+    team_of,
+    team_row,
+    usage_of,
+    usage_row,
+)
+from polyroute.tenancy.model import KeyRecord, TeamRecord
+from polyroute.tenancy.stores import UsageRow
+from polyroute.tenancy.usage import entry
+
+LOCK_ID = 0x706F6C79726F7574  # the advisory lock of schema changes ("polyrout")
+# A server that vanished without closing its connections (a host down, a network cut) is found out
+# within about half a minute instead of the kernel's two hours, so a write blocked on it fails and is retried.
+LIVENESS: dict[str, Any] = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+            "keepalives_count": 3, "tcp_user_timeout": 30_000}
+IDLE_CONNECTIONS = 4
+
+# Each step runs once, in order; ``polyroute_meta.schema`` counts the steps done.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS polyroute_keys (
+            name TEXT PRIMARY KEY, digest BYTEA NOT NULL UNIQUE, team TEXT, policy TEXT, routes TEXT,
+            budget_usd DOUBLE PRECISION, budget_period TEXT NOT NULL, rpm INTEGER, tpm INTEGER,
+            expires_at TIMESTAMPTZ, revoked BOOLEAN NOT NULL DEFAULT false, created_at TIMESTAMPTZ NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS polyroute_teams (
+            name TEXT PRIMARY KEY, budget_usd DOUBLE PRECISION, budget_period TEXT NOT NULL,
+            rpm INTEGER, tpm INTEGER)""",
+        "INSERT INTO polyroute_meta VALUES ('keys_version', 0) ON CONFLICT DO NOTHING",
+        """CREATE TABLE IF NOT EXISTS polyroute_usage (
+            request_id TEXT NOT NULL, at TIMESTAMPTZ NOT NULL, key TEXT, team TEXT, route TEXT NOT NULL,
+            model TEXT, backend TEXT, attempts JSONB NOT NULL, tokens_in INTEGER NOT NULL,
+            tokens_out INTEGER NOT NULL, cost_usd DOUBLE PRECISION NOT NULL, estimated BOOLEAN NOT NULL,
+            latency_ms DOUBLE PRECISION NOT NULL, ttft_ms DOUBLE PRECISION, status SMALLINT NOT NULL,
+            error TEXT, stream BOOLEAN NOT NULL,
+            PRIMARY KEY (request_id, at)) PARTITION BY RANGE (at)""",
+        "CREATE INDEX IF NOT EXISTS polyroute_usage_at ON polyroute_usage (at)",
+        "CREATE INDEX IF NOT EXISTS polyroute_usage_key_at ON polyroute_usage (key, at)",
+        "CREATE INDEX IF NOT EXISTS polyroute_usage_team_at ON polyroute_usage (team, at)",
+    ),
+)
+_SELECT_USAGE = USAGE_COLS.replace("attempts", "attempts::text")
+_INSERT_USAGE = (f"INSERT INTO polyroute_usage ({USAGE_COLS}) VALUES "
+                 "(%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING")
+_KEY_VALUES = ",".join(["%s"] * 12)
+_UPSERT_KEY = (f"INSERT INTO polyroute_keys ({KEY_COLS}) VALUES ({_KEY_VALUES}) ON CONFLICT (name) DO UPDATE SET "
+               + ", ".join(f"{c} = EXCLUDED.{c}" for c in KEY_COLS.split(", ")[1:]))
+_UPSERT_TEAM = (f"INSERT INTO polyroute_teams ({TEAM_COLS}) VALUES (%s,%s,%s,%s,%s) ON CONFLICT (name) DO UPDATE SET "
+                + ", ".join(f"{c} = EXCLUDED.{c}" for c in TEAM_COLS.split(", ")[1:]))
+
+# The report's groups as SQL (``polyroute.tenancy.usage.group_of``): a missing name is "-", a day is UTC's.
+_GROUP_BY = {
+    **{by: f"COALESCE(NULLIF({by}, ''), '-')" for by in ("key", "team", "model", "route")},
+    "day": "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+}
+
+Month = tuple[int, int]
+
+
+def where_of(url: str) -> str:
+    """``postgresql://HOST:PORT/DB``: the database a URL names, without user or password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(an unreadable URL)"
+    return f"postgresql://{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+
+
+class _Connections:
+    """A few idle connections; one that broke is closed instead of returned."""
+
+    def __init__(self, url: str, password: str | None) -> None:
+        self.url = url
+        self.where = where_of(url)
+        self._extra: dict[str, Any] = {"password": password} if password else {}
+        self._idle: list[psycopg.Connection[tuple[Any, ...]]] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def get(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """A connection; a server that cannot be reached is ``StoreUnavailable`` (psycopg's errors end here)."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        try:
+            if conn is None or conn.closed:
+                conn = psycopg.connect(self.url, autocommit=True, application_name="polyroute", **LIVENESS,
+                                       **self._extra)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"the store {self.where} cannot be reached: {_reason(exc)}") from None
+        try:
+            yield conn
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise StoreUnavailable(f"the store {self.where} cannot be reached: {_reason(exc)}") from None
+        except BaseException:
+            if conn.broken or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.close()
+            raise
+        finally:
+            self._give_back(conn)
+
+    def _give_back(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        if conn.closed:
+            return
+        with self._lock:
+            if len(self._idle) < IDLE_CONNECTIONS:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class PostgresStore(BlockingKeyStore):
+    """``KeyStore`` and ``LedgerStore`` over one PostgreSQL database."""
+
+    remote = True
+
+    def __init__(self, url: str, password: str | None = None) -> None:
+        self.where = where_of(url)
+        self._db = _Connections(url, password)
+        self._months: set[Month] = set()  # partitions known to exist
+        try:
+            self._migrate()
+            self._partitions(_month_of(datetime.now(UTC)))
+        except (psycopg.Error, StoreUnavailable) as exc:
+            self._db.close()
+            reason = exc.message if isinstance(exc, StoreUnavailable) else _reason(exc)
+            raise ConfigError(f"cannot open the store: {reason}", key="store.url") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        with self._db.get() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+            conn.execute("CREATE TABLE IF NOT EXISTS polyroute_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)")
+            row = conn.execute("SELECT value FROM polyroute_meta WHERE name = 'schema'").fetchone()
+            done = int(row[0]) if row else 0
+            for step in MIGRATIONS[done:]:
+                for statement in step:
+                    conn.execute(statement)
+            conn.execute("INSERT INTO polyroute_meta VALUES ('schema', %s) "
+                         "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value", (len(MIGRATIONS),))
+
+    # -- keys and teams ----------------------------------------------------------------------
+
+    def _change(self, sql: str, args: Sequence[object]) -> int:
+        """One change of keys or teams, and the version bumped with it, in one transaction."""
+        with self._db.get() as conn, conn.transaction():
+            count = conn.execute(sql, args).rowcount
+            if count:
+                conn.execute("UPDATE polyroute_meta SET value = value + 1 WHERE name = 'keys_version'")
+        return count
+
+    def _select(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with self._db.get() as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def version_now(self) -> int:
+        rows = self._select("SELECT value FROM polyroute_meta WHERE name = 'keys_version'")
+        return int(rows[0][0]) if rows else 0
+
+    def add_key_now(self, r: KeyRecord) -> None:
+        try:
+            self._change(f"INSERT INTO polyroute_keys ({KEY_COLS}) VALUES ({_KEY_VALUES})", key_row(r, _same))
+        except psycopg.errors.UniqueViolation:
+            raise KeyError(r.name) from None
+
+    def put_key_now(self, r: KeyRecord) -> None:
+        self._change(_UPSERT_KEY, key_row(r, _same))
+
+    def keys_now(self, name: str | None = None) -> list[KeyRecord]:
+        where, args = ("WHERE name = %s", (name,)) if name is not None else ("", ())
+        return [key_of(row) for row in self._select(f"SELECT {KEY_COLS} FROM polyroute_keys {where} ORDER BY name",
+                                                    args)]
+
+    def delete_key_now(self, name: str) -> bool:
+        return self._change("DELETE FROM polyroute_keys WHERE name = %s", (name,)) > 0
+
+    def put_team_now(self, t: TeamRecord) -> None:
+        self._change(_UPSERT_TEAM, team_row(t))
+
+    def teams_now(self, name: str | None = None) -> list[TeamRecord]:
+        where, args = ("WHERE name = %s", (name,)) if name is not None else ("", ())
+        return [team_of(row) for row in self._select(
+            f"SELECT {TEAM_COLS} FROM polyroute_teams {where} ORDER BY name", args)]
+
+    def delete_team_now(self, name: str) -> bool:
+        return self._change("DELETE FROM polyroute_teams WHERE name = %s", (name,)) > 0
+
+    # -- the ledger ----------------------------------------------------------------------------
+
+    def write(self, rows: Sequence[UsageRow]) -> None:
+        for month in sorted({_month_of(r.at) for r in rows} - self._months):
+            self._partitions(month)
+        with self._db.get() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(_INSERT_USAGE, [usage_row(r, _same) for r in rows])
+
+    def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]:
+        sql = f"SELECT {_SELECT_USAGE} FROM polyroute_usage WHERE at >= %s"
+        args: tuple[object, ...] = (since,)
+        if key is not None:
+            sql, args = sql + " AND key = %s", (*args, key)
+        return [usage_of(r) for r in self._select(sql + " ORDER BY at", args)]
+
+    def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
+        """Summed in the database; ``percentile_disc`` is the nearest rank, as ``summarize`` takes it."""
+        group = _GROUP_BY[by]
+        sql = (f"SELECT {group}, count(*), COALESCE(sum(tokens_in), 0), COALESCE(sum(tokens_out), 0), "
+               "COALESCE(sum(cost_usd), 0), count(*) FILTER (WHERE status >= 400 OR NULLIF(error, '') IS NOT NULL), "
+               "percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms), "
+               "percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) "
+               "FROM polyroute_usage WHERE at >= %s")
+        args: tuple[object, ...] = (since,)
+        if key is not None:
+            sql, args = sql + " AND key = %s", (*args, key)
+        found = self._select(sql + f" GROUP BY {group}", args)
+        return [entry(str(g), int(n), int(tin), int(tout), float(cost), int(err), float(p50), float(p95))
+                for g, n, tin, tout, cost, err, p50, p95 in sorted(found, key=lambda r: str(r[0]))]
+
+    def spent(self, kind: str, name: str, since: datetime) -> float:
+        column = "key" if kind == "key" else "team"
+        rows = self._select(f"SELECT COALESCE(SUM(cost_usd), 0) FROM polyroute_usage WHERE {column} = %s "
+                            "AND at >= %s", (name, since))
+        return float(rows[0][0])
+
+    def expire(self, before: datetime) -> None:
+        """Drop every month that ends at or before ``before``."""
+        with self._db.get() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+            for month in self._partition_months(conn):
+                if _start_of(_next(month)) <= before:
+                    conn.execute(f"DROP TABLE IF EXISTS {_partition(month)}")
+                    self._months.discard(month)
+
+    def partitions(self) -> list[str]:
+        """The usage table's partitions, oldest first."""
+        with self._db.get() as conn:
+            return [_partition(m) for m in self._partition_months(conn)]
+
+    def _partition_months(self, conn: psycopg.Connection[tuple[Any, ...]]) -> list[Month]:
+        names = conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                             "WHERE i.inhparent = 'polyroute_usage'::regclass").fetchall()
+        months = []
+        for (name,) in names:
+            year, _, month = str(name).removeprefix("polyroute_usage_").partition("_")
+            if year.isdigit() and month.isdigit():
+                months.append((int(year), int(month)))
+        return sorted(months)
+
+    def _partitions(self, month: Month) -> None:
+        """Make the partitions of ``month`` and of the month after it, unless they exist."""
+        with self._db.get() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+            for m in (month, _next(month)):
+                start, end = _start_of(m).isoformat(), _start_of(_next(m)).isoformat()
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {_partition(m)} PARTITION OF polyroute_usage "
+                             f"FOR VALUES FROM ('{start}') TO ('{end}')")
+        self._months.update((month, _next(month)))
+
+
+def _month_of(at: datetime) -> Month:
+    at = at.astimezone(UTC)
+    return at.year, at.month
+
+
+def _next(month: Month) -> Month:
+    year, m = month
+    return (year + 1, 1) if m == 12 else (year, m + 1)
+
+
+def _start_of(month: Month) -> datetime:
+    return datetime(month[0], month[1], 1, tzinfo=UTC)
+
+
+def _partition(month: Month) -> str:
+    return f"polyroute_usage_{month[0]:04d}_{month[1]:02d}"
+
+
+def _same(at: datetime) -> datetime:
+    return at
+
+
+def _reason(exc: psycopg.Error) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

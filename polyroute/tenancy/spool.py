@@ -1,0 +1,191 @@
+"""The ledger's local spool: rows on disk until a remote store has acknowledged them.
+
+An append-only file of JSON lines, one row a line, ``fsync``-ed per batch. The
+ledger appends every finished row within ``flush_interval`` of the request's end,
+whether the store is up or not, and reads the rows back from where the store's
+acknowledgements have reached (``done``); once the store has every row, the file is
+emptied. So a row is on disk within a second of its answer, and a store that is down
+for an hour costs disk space, not rows.
+
+    append(rows) ──fsync──▶ file ──next(n)──▶ store.write ──acknowledged──▶ commit(end)
+                                                                  └─ all written: file emptied
+
+After a crash the file is read from its start: rows the store already had come
+again, and the store keeps each once (rows are keyed by request id and time).
+
+A process holds its spool under an exclusive ``flock``. When the path given is held
+(several workers or replicas on one machine), the next free ``NAME-1.jsonl``,
+``NAME-2.jsonl``, ... is taken. On opening, every other spool of the same name that no
+running process holds (left by a process that died) is adopted: its rows are appended
+to this one and its file removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from polyroute.errors import ConfigError
+from polyroute.tenancy.stores import UsageRow
+
+log = logging.getLogger("polyroute.ledger")
+
+SLOTS = 64  # spools one name may have on one machine
+_READ = 256 << 10  # bytes read back at a time, at first
+
+
+def encode(rows: list[UsageRow]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+def decode(line: bytes) -> UsageRow:
+    doc = orjson.loads(line)
+    doc["at"] = datetime.fromisoformat(doc["at"])
+    return UsageRow(**doc)
+
+
+class Spool:
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.path, self._fd = _claim(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot open the ledger's spool {path}: {exc.strerror or exc}",
+                              key="store.spool") from None
+        self._lock = threading.Lock()
+        self._size = _trim(self._fd, self.path)
+        self._done = 0  # bytes the store has acknowledged
+        for orphan in _orphans(path, self.path):
+            self._adopt(orphan)
+
+    @property
+    def pending(self) -> bool:
+        with self._lock:
+            return self._done < self._size
+
+    def append(self, rows: list[UsageRow]) -> None:
+        """Write ``rows`` and ``fsync``; raises ``OSError`` (disk full) having kept none of them."""
+        data = encode(rows)
+        with self._lock:
+            try:
+                os.write(self._fd, data)
+                os.fsync(self._fd)
+            except OSError:
+                os.ftruncate(self._fd, self._size)  # no half line left behind
+                raise
+            self._size += len(data)
+
+    def next(self, limit: int) -> tuple[list[UsageRow], int]:
+        """Up to ``limit`` rows from where the store has reached, and the offset after them."""
+        with self._lock:
+            start, size = self._done, self._size
+        want = _READ
+        while True:  # read more until ``limit`` whole lines are in, or the end
+            chunk = os.pread(self._fd, min(size - start, want), start)
+            if chunk.count(b"\n") >= limit or start + len(chunk) >= size:
+                break
+            want *= 2
+        lines = chunk.split(b"\n", limit)[:-1][:limit]  # whole lines only (the last piece has no newline)
+        rows, end = [], start
+        for line in lines:
+            end += len(line) + 1
+            try:
+                rows.append(decode(line))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("ledger: a spooled line of %s cannot be read and is skipped: %s", self.path, exc)
+        return rows, end
+
+    def commit(self, end: int) -> None:
+        """The store has every row before ``end``; once it has all, the file is emptied."""
+        with self._lock:
+            self._done = end
+            if self._done >= self._size:
+                os.ftruncate(self._fd, 0)
+                self._done = self._size = 0
+
+    def close(self) -> None:
+        os.close(self._fd)  # releases the lock
+
+    def _adopt(self, orphan: Path) -> None:
+        try:
+            fd = os.open(orphan, os.O_RDWR)
+        except OSError:
+            return
+        try:
+            if not _lock(fd, orphan):
+                return
+            end, at, lines = _whole_end(fd, os.fstat(fd).st_size), 0, 0
+            with self._lock:
+                while at < end:
+                    data = os.pread(fd, min(end - at, _READ), at)
+                    os.write(self._fd, data)
+                    at, lines = at + len(data), lines + data.count(b"\n")
+                os.fsync(self._fd)
+                self._size += end
+            if lines:
+                log.warning("ledger: %d row(s) left in %s by a stopped gateway are taken over", lines, orphan)
+            orphan.unlink()
+        finally:
+            os.close(fd)
+
+
+def _claim(path: Path) -> tuple[Path, int]:
+    """The first slot of ``path`` no running process holds, opened and locked."""
+    for candidate in _slots(path):
+        fd = os.open(candidate, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        if _lock(fd, candidate):
+            return candidate, fd
+        os.close(fd)
+    raise OSError(f"all {SLOTS} spool files of that name are held by running gateways")
+
+
+def _lock(fd: int, path: Path) -> bool:
+    """Take the file's lock without waiting; false when another process holds it, or it was removed
+    (adopted) between our open and our lock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    try:
+        same = os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    return same
+
+
+def _slots(path: Path) -> list[Path]:
+    return [path, *(path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, SLOTS))]
+
+
+def _orphans(path: Path, mine: Path) -> list[Path]:
+    return [p for p in _slots(path) if p != mine and p.exists() and p.stat().st_size > 0]
+
+
+def _whole_end(fd: int, size: int) -> int:
+    """Where the last whole line of the file ends (0 for none)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        found = os.pread(fd, pos - start, start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        pos = start
+    return 0
+
+
+def _trim(fd: int, path: Path) -> int:
+    """The file's size, a torn last line (a crash mid-write) cut off first."""
+    size = os.fstat(fd).st_size
+    whole = _whole_end(fd, size)
+    if whole < size:
+        log.warning("ledger: a torn last line of %s (%d bytes) is dropped", path, size - whole)
+        os.ftruncate(fd, whole)
+    return whole

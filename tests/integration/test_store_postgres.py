@@ -1,0 +1,230 @@
+"""The PostgreSQL store against a real server: keys and teams as SQLite keeps them, the partitioned
+ledger, migrations raced by three replicas, retention, and reports summed in SQL."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from polyroute import config as cfg
+from polyroute.cli import main
+from polyroute.errors import ConfigError
+from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, digest
+from polyroute.tenancy.postgres import MIGRATIONS, PostgresStore
+from polyroute.tenancy.sqlite import SqliteStore
+from polyroute.tenancy.stores import Store, UsageRow
+from polyroute.tenancy.usage import GROUPS, summarize
+from tests.support.live import live_gateway
+from tests.support.postgres import database, psycopg, shared_or_skip
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    shared_or_skip()
+    with database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        s: Store = SqliteStore(tmp_path / "store.db")
+        yield s
+        s.close()
+        return
+    shared_or_skip()
+    with database() as url:
+        s = PostgresStore(url)
+        yield s
+        s.close()
+
+
+def row(rid: str, at: datetime, key: str | None = "k", latency: float = 10.0, status: int = 200,
+        cost: float = 0.25, model: str | None = "m") -> UsageRow:
+    return UsageRow(rid, at, key, "t" if key else None, "main", model, "b",
+                    '[{"backend": "b", "model": "m", "outcome": "ok", "ms": 1.5}]', 3, 4, cost, False, latency,
+                    None, status, None if status < 400 else "upstream failed", False)
+
+
+def count(url: str, sql: str = "SELECT count(*), count(DISTINCT request_id) FROM polyroute_usage") -> tuple[int, ...]:
+    with psycopg.connect(url) as conn:
+        found = conn.execute(sql).fetchone()
+        assert found is not None
+        return tuple(found)
+
+
+def test_keys_and_teams_are_kept_alike_by_both_stores(store: Store) -> None:
+    import asyncio
+
+    made = KeyRecord("alice", digest("s1"), "red", "open", ("main", "cheap"), Limits(2.5, "week", 10, 1000),
+                     NOW + timedelta(days=30), False, NOW)
+    before = asyncio.run(store.version())
+    asyncio.run(store.add_key(made))
+    assert asyncio.run(store.key("alice")) == made
+    with pytest.raises(KeyError):
+        asyncio.run(store.add_key(KeyRecord("alice", digest("s2"), created_at=NOW)))
+    revoked = KeyRecord("alice", digest("s1"), "red", None, None, Limits(), None, True, NOW)
+    asyncio.run(store.put_key(revoked))
+    assert asyncio.run(store.keys()) == [revoked]
+    asyncio.run(store.put_team(TeamRecord("red", Limits(9.0, "day", None, 50))))
+    asyncio.run(store.put_team(TeamRecord("red", Limits(8.0, "day", None, 50))))
+    assert asyncio.run(store.teams()) == [TeamRecord("red", Limits(8.0, "day", None, 50))]
+    assert asyncio.run(store.version()) == before + 4
+    assert asyncio.run(store.delete_key("alice")) and not asyncio.run(store.delete_key("alice"))
+    assert asyncio.run(store.delete_team("red")) and asyncio.run(store.team("red")) is None
+    assert asyncio.run(store.version()) == before + 6
+
+
+def test_a_row_written_twice_is_kept_once_and_reads_back_whole(store: Store) -> None:
+    rows = [row(f"r{i}", NOW + timedelta(seconds=i)) for i in range(5)]
+    store.write(rows)
+    store.write(rows[2:])  # a batch tried again after a lost acknowledgement, or a spool replayed
+    got = store.rows(NOW - timedelta(hours=1))
+    assert [r.request_id for r in got] == [f"r{i}" for i in range(5)]
+    assert [json.loads(r.attempts) for r in got] == [json.loads(r.attempts) for r in rows]
+    assert [r.at for r in got] == [r.at for r in rows]
+    assert got == [replace(r, attempts=g.attempts) for r, g in zip(rows, got, strict=True)]
+    assert store.spent("key", "k", NOW) == pytest.approx(1.25)
+    assert store.spent("team", "t", NOW + timedelta(seconds=3)) == pytest.approx(0.5)
+    assert [r.request_id for r in store.rows(NOW - timedelta(hours=1), key="nobody")] == []
+
+
+def test_the_sql_report_is_the_same_as_the_python_one(store: Store) -> None:
+    rows = [row(f"a{i}", NOW + timedelta(minutes=i), "alice", latency=float(i * 7 % 23), cost=0.1 * i)
+            for i in range(40)]
+    rows += [row(f"b{i}", NOW - timedelta(days=1, minutes=i), "bob", latency=float(i), status=502 if i % 3 else 200,
+                 model=None) for i in range(9)]
+    rows += [row("anon", NOW, None)]
+    store.write(rows)
+    since = NOW - timedelta(days=3)
+    for by in GROUPS:
+        assert store.summary(since, by) == summarize(rows, by), by
+    assert store.summary(since, "key", "bob") == summarize([r for r in rows if r.key == "bob"], "key")
+    assert store.summary(NOW + timedelta(days=1), "key") == []
+
+
+def test_usage_rows_are_partitioned_by_month_and_retention_drops_whole_months(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    now = datetime.now(UTC)
+    this_month = f"polyroute_usage_{now:%Y_%m}"
+    assert store.partitions()[0] == this_month and len(store.partitions()) == 2  # this month and the next
+    old = now - timedelta(days=200)
+    store.write([row("old", old), row("older", old - timedelta(days=40)), row("new", now)])
+    assert f"polyroute_usage_{old:%Y_%m}" in store.partitions()
+    store.expire(now - timedelta(days=100))
+    assert [r.request_id for r in store.rows(now - timedelta(days=400))] == ["new"]
+    assert store.partitions()[0] == this_month
+    # A month that is only partly past retention stays whole.
+    store.expire(now - timedelta(days=1) if now.day > 1 else now)
+    assert [r.request_id for r in store.rows(now - timedelta(days=400))] == ["new"]
+    store.close()
+
+
+def test_sqlite_retention_deletes_older_rows(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    store.write([row("old", NOW - timedelta(days=10)), row("new", NOW)])
+    store.expire(NOW - timedelta(days=5))
+    assert [r.request_id for r in store.rows(NOW - timedelta(days=30))] == ["new"]
+    store.close()
+
+
+def test_three_replicas_starting_at_once_make_the_schema_once(pg_url: str) -> None:
+    opened: list[PostgresStore] = []
+    failed: list[BaseException] = []
+    go = threading.Barrier(3)
+
+    def replica() -> None:
+        go.wait()
+        try:
+            opened.append(PostgresStore(pg_url))
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=replica) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failed == [] and len(opened) == 3
+    assert count(pg_url, "SELECT value FROM polyroute_meta WHERE name = 'schema'") == (len(MIGRATIONS),)
+    opened[0].write([row("x", NOW)])
+    # A later start finds the schema done and changes nothing.
+    again = PostgresStore(pg_url)
+    assert [r.request_id for r in again.rows(NOW - timedelta(days=1))] == ["x"]
+    for s in [*opened, again]:
+        s.close()
+
+
+def test_an_unreachable_database_is_a_clear_config_error() -> None:
+    with pytest.raises(ConfigError) as bad:
+        PostgresStore("postgresql://nobody@127.0.0.1:1/nothing")
+    text = str(bad.value)
+    assert "store.url" in text and "postgresql://127.0.0.1:1/nothing" in text
+
+
+def test_config_takes_a_postgresql_url_its_password_as_a_secret_and_retention(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = cfg.parse({"store": {"url": "postgresql://gw@db:5432/polyroute", "password": "env:PGPW",
+                                "retention_days": 90, "spool": "/var/lib/polyroute/spool.jsonl"}},
+                     env={"PGPW": "hunter22"})
+    assert good.store.retention_days == 90 and good.store.password is not None
+    assert "hunter22" not in json.dumps(good.redacted())
+    for url, says in [("postgresql://gw:hunter22@db/p", "password = 'env:VAR'"),
+                      ("postgresql://gw@db/p?password=hunter22", "password = 'env:VAR'"),
+                      ("mysql://db/p", "sqlite:///PATH")]:
+        with pytest.raises(ConfigError) as bad:
+            cfg.parse({"store": {"url": url}})
+        assert says in str(bad.value) and "hunter22" not in str(bad.value)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    with pytest.raises(ConfigError) as missing:
+        cfg.parse({"store": {"url": "postgresql://gw@db/p"}})
+    assert "pip install 'polyroute[postgres]'" in str(missing.value)
+
+
+def test_a_gateway_on_postgresql_writes_its_ledger_and_reports_it(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"ALICE_KEY": "sk-alice-0123456789abcdef"}
+    raw = {
+        "backends": {"f": {"type": "fake"}},
+        "models": {"echo": {"backend": "f", "input_per_mtok": 1.0, "output_per_mtok": 2.0},
+                   "down": {"backend": "f", "upstream": "error-503"}},
+        "store": {"url": pg_url, "flush_interval": 0.05, "spool": str(tmp_path / "spool.jsonl")},
+        "keys": {"alice": {"secret": "env:ALICE_KEY", "budget_usd": 1.0}},
+    }
+    h = {"authorization": f"Bearer {env['ALICE_KEY']}"}
+    body = {"model": "echo", "messages": [{"role": "user", "content": "count me"}]}
+    with live_gateway(raw, env=env) as g:
+        answers = [httpx.post(f"{g.base_url}/chat/completions", json=body, headers=h, timeout=10) for _ in range(3)]
+        answers.append(httpx.post(f"{g.base_url}/chat/completions", json={**body, "model": "down"}, headers=h,
+                                  timeout=10))
+        assert [a.status_code for a in answers] == [200, 200, 200, 502]
+        ledger = g.gateway.tenancy.ledger
+        assert ledger is not None and ledger.spool is not None and ledger.flush()
+        assert not (tmp_path / "spool.jsonl").read_bytes()  # emptied once the database had every row
+        mine = httpx.get(f"{g.base_url}/usage", headers=h).json()
+        assert mine["usage"]["requests"] == 4 and mine["usage"]["errors"] == 1
+    assert count(pg_url) == (4, 4)
+    assert main(["usage", "--store", pg_url, "--by", "model", "--since", "1h", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [set(r) for r in report] == [{"group", "requests", "tokens_in", "tokens_out", "cost_usd", "errors",
+                                         "p50_ms", "p95_ms"}] * 2
+    assert {r["group"]: r["requests"] for r in report} == {"echo": 3, "-": 1}
+    echo = next(r for r in report if r["group"] == "echo")
+    assert echo["cost_usd"] == pytest.approx(sum(float(a.headers["x-polyroute-cost-usd"]) for a in answers[:3]))
+    assert main(["usage", "--store", pg_url, "--by", "day", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "group,requests,tokens_in,tokens_out,cost_usd,errors,p50_ms,p95_ms"
+    days = [line.split(",") for line in lines[1:]]
+    assert sum(int(d[1]) for d in days) == 4 and all(re.fullmatch(r"\d{4}-\d\d-\d\d", d[0]) for d in days)

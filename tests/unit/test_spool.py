@@ -1,0 +1,161 @@
+"""The ledger's spool: rows on disk until the store has them, replayed after a crash, none lost or doubled."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from polyroute.attempts import Report
+from polyroute.errors import ConfigError
+from polyroute.finish import Finished
+from polyroute.gateway import RequestContext
+from polyroute.tenancy.ledger import Ledger
+from polyroute.tenancy.spool import Spool
+from polyroute.tenancy.stores import UsageRow
+from tests.support.wait import wait_until
+
+AT = datetime(2026, 12, 6, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def row(i: int) -> UsageRow:
+    return UsageRow(f"id{i}", AT + timedelta(seconds=i), "k", None, "main", "m", "b", "[]", 1, 2, 0.5, True, 3.25,
+                    None, 200, None, i % 2 == 0)
+
+
+class Store:
+    """A ledger store that is down while ``down`` is set, and keeps rows by request id like the real ones."""
+
+    def __init__(self) -> None:
+        self.down = threading.Event()
+        self.kept: dict[str, UsageRow] = {}
+        self.writes = 0
+
+    def write(self, rows: Sequence[UsageRow]) -> None:
+        if self.down.is_set():
+            raise OSError("connection refused")
+        self.writes += 1
+        for r in rows:
+            self.kept.setdefault(r.request_id, r)
+
+    def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]:
+        return list(self.kept.values())
+
+    def close(self) -> None:
+        pass
+
+
+def finish(ledger: Ledger, first: int, last: int) -> None:
+    for i in range(first, last):
+        ledger.finished(RequestContext(), Report(route="r"), Finished(f"id{i}", 200, False, 0.0, 0.01))
+
+
+def test_rows_come_back_as_they_went_in_and_the_file_empties_once_all_are_acknowledged(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.jsonl")
+    spool.append([row(i) for i in range(5)])
+    spool.append([row(5)])
+    first, end = spool.next(4)
+    assert first == [row(i) for i in range(4)] and spool.pending
+    spool.commit(end)
+    rest, end = spool.next(100)
+    assert rest == [row(4), row(5)]
+    spool.commit(end)
+    assert not spool.pending and (tmp_path / "s.jsonl").stat().st_size == 0
+    spool.close()
+
+
+def test_after_a_crash_the_spool_is_read_from_its_start_and_a_torn_last_line_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s.jsonl"
+    spool = Spool(path)
+    spool.append([row(0), row(1)])
+    spool.commit(spool.next(1)[1])  # the store had the first; the process dies before it has the second
+    with path.open("ab") as f:
+        f.write(b'{"request_id": "id2", "at"')  # killed mid-write
+    spool.close()
+    again = Spool(path)
+    assert again.next(100)[0] == [row(0), row(1)]  # the store keeps id0 once
+    assert "torn last line" in caplog.text
+    again.close()
+
+
+def test_a_second_process_takes_the_next_slot_and_a_dead_ones_rows_are_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    first = Spool(path)
+    second = Spool(path)  # the same folder, e.g. two workers: each holds its own file
+    assert (first.path, second.path) == (path, tmp_path / "s-1.jsonl")
+    second.append([row(7), row(8)])
+    second.close()  # the second dies with rows the store never got
+    third = Spool(path)
+    assert third.path == tmp_path / "s-1.jsonl" and third.next(10)[0] == [row(7), row(8)]
+    third.close()
+    first.close()
+    # Started alone later, a gateway takes the first slot and the rows of every other one.
+    fourth = Spool(path)
+    assert fourth.path == path and fourth.next(10)[0] == [row(7), row(8)]
+    assert not (tmp_path / "s-1.jsonl").exists()
+    fourth.close()
+
+
+def test_a_spool_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError) as bad:
+        Spool(blocker / "s.jsonl")
+    assert "store.spool" in str(bad.value)
+
+
+def test_while_the_store_is_down_rows_wait_on_disk_and_arrive_once_when_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("polyroute.tenancy.ledger.RETRY_AFTER", 0.01)
+    caplog.set_level(logging.WARNING, logger="polyroute.ledger")
+    store = Store()
+    store.down.set()
+    ledger = Ledger(store, batch_size=7, flush_interval=0.01, spool=Spool(tmp_path / "s.jsonl"))
+    ledger.start()
+    finish(ledger, 0, 50)
+    wait_until(lambda: not ledger.queue, what="the queue spooled while the store is down")
+    assert store.kept == {} and ledger.spool is not None and ledger.spool.pending
+    store.down.clear()
+    assert ledger.flush(timeout=20)
+    finish(ledger, 50, 60)
+    assert ledger.flush(timeout=20)
+    ledger.close()
+    assert sorted(store.kept) == sorted(f"id{i}" for i in range(60))
+    assert sum("failed" in r.getMessage() for r in caplog.records) == 1
+    assert sum("works again" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_shutdown_with_the_store_down_leaves_every_row_in_the_spool_for_the_next_start(tmp_path: Path) -> None:
+    store = Store()
+    store.down.set()
+    ledger = Ledger(store, batch_size=1000, flush_interval=60, spool=Spool(tmp_path / "s.jsonl"))
+    ledger.start()
+    finish(ledger, 0, 20)
+    ledger.close(timeout=30)  # returns once the rows are on disk, not after the timeout
+    assert not any(t.name.startswith("polyroute-ledger") for t in threading.enumerate())
+    store.down.clear()
+    # Replayed at start, not a flush interval later.
+    restarted = Ledger(store, batch_size=1000, flush_interval=60, spool=Spool(tmp_path / "s.jsonl"))
+    restarted.start()
+    assert restarted.flush(timeout=20)
+    restarted.close()
+    assert sorted(store.kept) == sorted(f"id{i}" for i in range(20))
+
+
+def test_with_retention_the_writer_asks_the_store_to_forget_older_rows(tmp_path: Path) -> None:
+    store = Store()
+    asked: list[datetime] = []
+    store.expire = asked.append  # type: ignore[attr-defined]
+    ledger = Ledger(store, flush_interval=0.01, spool=Spool(tmp_path / "s.jsonl"), retention_days=30)
+    ledger.start()
+    wait_until(lambda: asked, what="a retention pass at start")
+    ledger.close()
+    assert len(asked) == 1  # then hourly
+    assert abs(asked[0] - (datetime.now(UTC) - timedelta(days=30))) < timedelta(minutes=5)
