@@ -84,12 +84,16 @@ def _launch(
 class Polyroute:
     """``polyroute serve`` with N workers, configured by TOML for the two upstreams."""
 
-    def __init__(self, workers: int = 1, client: str = "builtin") -> None:
+    def __init__(self, workers: int = 1, client: str = "builtin", tenancy: str = "") -> None:
         self.workers = workers
         self.client = client  # [gateway] upstream_client: the home-made upstream client or aiohttp's
+        # TOML appended to the config: keys, budgets, rate limits and their stores (bench.tenancy).
+        self.tenancy = tenancy
         self.name = "polyroute" if workers == 1 else f"polyroute-w{workers}"
         if client != "builtin":
             self.name += f"-{client}"
+        if tenancy:
+            self.name += "-tenancy"
 
     def command(self) -> list[str] | None:
         script = REPO / ".venv" / "bin" / "polyroute"
@@ -126,6 +130,8 @@ class Polyroute:
                 f'upstream = "{_MODELS[profile]}"',
                 "",
             ]
+        if self.tenancy:
+            lines.append(self.tenancy)
         return "\n".join(lines)
 
     def start(self, stack: ExitStack, upstreams: Upstreams, workdir: Path) -> Running:
@@ -135,7 +141,9 @@ class Polyroute:
         cfg = workdir / f"{self.name}.toml"
         cfg.write_text(self.config(port, upstreams))
         argv = [*command, "serve", "--config", str(cfg), "--port", str(port), "--workers", str(self.workers)]
-        service = _launch(stack, self.name, argv, workdir, _gateway_env(), port, cwd=REPO)
+        keys = {"BENCH_CLIENT_KEY": API_KEY, "BENCH_ADMIN_KEY": "sk-bench-admin"} if self.tenancy else {}
+        env = _gateway_env(**keys)
+        service = _launch(stack, self.name, argv, workdir, env, port, cwd=REPO)
         return Running({p: Route(port, _MODELS[p]) for p in upstreams.ports}, service)
 
 
