@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from polyroute.attempts import Report
 from polyroute.console.evals_view import family, view
 from polyroute.console.recent import RATIO, Recent, percentile
-from polyroute.console.sessions import Sessions, csrf_matches
+from polyroute.console.sessions import Sessions
 from polyroute.console.views import csv_of, start_of, usage
 from polyroute.errors import Attempt
 from polyroute.finish import Finished
 from polyroute.fleet import ModelEntry
 from polyroute.gateway import RequestContext
+from polyroute.tenancy.memory import MemoryKeyStore
+from polyroute.tenancy.sqlite import SqliteStore
 from polyroute.tenancy.stores import UsageRow
 from polyroute.types import make_usage
+
+
+ADMIN_DIGEST = hashlib.sha256(b"an admin key for the console's tests").digest()
 
 
 class Clock:
@@ -126,32 +136,87 @@ def test_eval_view_sets_languages_side_by_side() -> None:
         ("xstest", "unsafe_refusal_rate", 0.9), ("xstest-zh", "unsafe_refusal_rate", 0.6), ("mmlu", "accuracy", 0.6)}
 
 
-def test_sessions_expire_when_idle_or_old_and_end_at_logout() -> None:
-    clock = Clock(0.0)
-    sessions = Sessions(lifetime=100, idle=30, capacity=2, clock=clock)
-    token, session = sessions.open()
-    assert sessions.get(token) is session and csrf_matches(session, session.csrf)
-    assert not csrf_matches(session, None) and not csrf_matches(session, session.csrf + "x")
-    clock.now = 25
-    assert sessions.get(token) is session  # used: the idle deadline moves
-    clock.now = 50
-    assert sessions.get(token) is session
-    clock.now = 81
-    assert sessions.get(token) is None  # idle for 31 s
-    t2, _ = sessions.open()
-    for now in (100, 120, 140, 160, 180):
+def sessions_pair(tmp_path: Path, clock: Clock, digest: bytes = ADMIN_DIGEST) -> tuple[Sessions, Sessions]:
+    """Two workers: each its own ``Sessions`` and its own connection to one store file."""
+    made = []
+    for _ in range(2):
+        store = SqliteStore(tmp_path / "store.db")
+        made.append(Sessions(digest, store, lifetime=100, idle=30, renew_after=10, clock=clock))
+    return made[0], made[1]
+
+
+@pytest.mark.anyio
+async def test_a_session_made_by_one_worker_is_good_on_another_until_idle_or_old(tmp_path: Path) -> None:
+    clock = Clock(1000.0)
+    one, two = sessions_pair(tmp_path, clock)
+    token, opened = one.open()
+    seen = await two.get(token)
+    assert seen == opened and seen.expires == 1030  # the idle deadline, sooner than the lifetime's
+    assert two.csrf_matches(seen, opened.csrf) and one.csrf_matches(seen, opened.csrf)
+    assert not two.csrf_matches(seen, None) and not two.csrf_matches(seen, opened.csrf + "x")
+    assert not two.csrf_matches(seen, "")
+    clock.now = 1005
+    assert two.renewed(seen) is None  # too fresh to be issued again
+    clock.now = 1025
+    renewed = two.renewed(seen)
+    assert renewed is not None
+    token, fresh = renewed
+    assert (fresh.id, fresh.csrf, fresh.started, fresh.expires) == (opened.id, opened.csrf, 1000, 1055)
+    clock.now = 1040
+    assert await one.get(token) == fresh  # the renewed cookie moved the idle deadline
+    clock.now = 1056
+    assert await one.get(token) is None  # idle past it
+    # However busy, never past the lifetime.
+    clock.now = 2000
+    token, _ = one.open()
+    for now in range(2020, 2100, 20):
         clock.now = now
-        assert sessions.get(t2) is not None
-    clock.now = 181
-    assert sessions.get(t2) is None  # past its lifetime, however busy
-    t3, _ = sessions.open()
-    sessions.close(t3)
-    assert sessions.get(t3) is None
-    a, _ = sessions.open()
-    b, _ = sessions.open()
-    c, _ = sessions.open()
-    assert sessions.get(a) is None and sessions.get(b) and sessions.get(c)  # the oldest made way
-    assert sessions.get("") is None and sessions.get("made-up") is None
+        session = await two.get(token)
+        assert session is not None
+        renewed = two.renewed(session)
+        if renewed:
+            token = renewed[0]
+    clock.now = 2100
+    assert await one.get(token) is None and await two.get(token) is None
+
+
+@pytest.mark.anyio
+async def test_a_logout_on_one_worker_ends_the_session_on_every_worker(tmp_path: Path) -> None:
+    clock = Clock(1000.0)
+    one, two = sessions_pair(tmp_path, clock)
+    token, session = one.open()
+    other_token, _ = one.open()
+    clock.now = 1020
+    older_cookie = token
+    renewed = one.renewed(session)
+    assert renewed is not None
+    token = renewed[0]
+    await two.close(session)
+    assert await one.get(token) is None and await two.get(token) is None
+    assert await one.get(older_cookie) is None  # every cookie of that session, not only the one shown
+    assert await one.get(other_token) is not None  # another login is untouched
+    # A third worker starting later reads the record from the store.
+    late = Sessions(ADMIN_DIGEST, SqliteStore(tmp_path / "store.db"), clock=clock)
+    assert await late.get(token) is None
+
+
+@pytest.mark.anyio
+async def test_a_forged_or_foreign_cookie_is_refused() -> None:
+    clock = Clock(1000.0)
+    store = MemoryKeyStore()
+    sessions = Sessions(ADMIN_DIGEST, store, clock=clock)
+    token, session = sessions.open()
+    assert await sessions.get(token) == session
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[-40] ^= 1  # an expiry moved by the holder
+    forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    rotated = Sessions(hashlib.sha256(b"the next admin key").digest(), store, clock=clock)
+    for bad in ("", "made-up", token[:-2], token + "A", token.replace("-", "+"), forged, "=" * 98, "A" * 5000):
+        assert await sessions.get(bad) is None, bad
+    assert await rotated.get(token) is None  # a new admin secret ends every session
+    assert await sessions.get(None) is None
+    other_token, other = sessions.open()
+    assert other.csrf != session.csrf and not sessions.csrf_matches(other, session.csrf)
 
 
 def test_wrong_logins_past_the_limit_wait_for_the_window() -> None:
