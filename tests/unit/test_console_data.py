@@ -23,7 +23,6 @@ from polyroute.tenancy.sqlite import SqliteStore
 from polyroute.tenancy.stores import UsageRow
 from polyroute.types import make_usage
 
-
 ADMIN_DIGEST = hashlib.sha256(b"an admin key for the console's tests").digest()
 
 
@@ -215,7 +214,7 @@ async def test_a_forged_or_foreign_cookie_is_refused() -> None:
         assert await sessions.get(bad) is None, bad
     assert await rotated.get(token) is None  # a new admin secret ends every session
     assert await sessions.get(None) is None
-    other_token, other = sessions.open()
+    _, other = sessions.open()
     assert other.csrf != session.csrf and not sessions.csrf_matches(other, session.csrf)
 
 
