@@ -4,13 +4,15 @@
     /console/login                         the login page (no session needed)
     /console/static/NAME                   assets; only the login page's need no session
     /console/api/login   POST {"secret"}   the admin key in, a session cookie out (no session needed)
-    /console/api/logout  POST              the session forgotten
+    /console/api/logout  POST              the session revoked, for every worker and replica
     /console/api/session GET               the session's CSRF token, for the page's scripts
     /console/api/...                       ``polyroute.console.api``
     /console/PAGE                          overview, fleet, usage, keys, routes, evals
 
 Without a live session an API call is answered 401 (OpenAI's error shape), a page
-303 to the login page. Every call but a GET also needs the session's CSRF token in
+303 to the login page. The session is a signed cookie (``polyroute.console.sessions``),
+so any worker of any replica accepts it; an answer to a session in use may carry the
+cookie issued again, its idle deadline moved on. Every call but a GET also needs the session's CSRF token in
 ``x-csrf-token``. The cookie is HttpOnly, SameSite=Strict, scoped to ``/console``,
 and Secure when the request came over TLS (polyroute does not terminate TLS: the
 proxy in front says so with ``X-Forwarded-Proto: https``). Every answer carries a
