@@ -11,6 +11,7 @@ import pytest
 
 from polyroute.attempts import Report
 from polyroute.console.evals_view import family, view
+from polyroute.console.ledger_tail import LedgerTail
 from polyroute.console.recent import RATIO, Recent, percentile
 from polyroute.console.sessions import Sessions
 from polyroute.console.views import csv_of, start_of, usage
@@ -48,15 +49,26 @@ def finish(recent: Recent, route: str, model: str | None, status: int = 200, lat
     recent.finished(RequestContext(), report, outcome)
 
 
-def test_windows_count_rates_percentiles_cost_and_route_shares() -> None:
+def served(n: int, at: float, route: str = "main", status: int = 200, latency_ms: float = 100.0,
+           ttft_ms: float | None = None, cost: float = 0.001) -> list[UsageRow]:
+    """``n`` ledger rows of requests that finished at ``at`` (epoch seconds)."""
+    when = datetime.fromtimestamp(at, UTC)
+    return [UsageRow(f"{route}-{at}-{i}", when, "k", "t", route, "m", "b", "[]", 5, 10, cost, False, latency_ms,
+                     ttft_ms, status, None if status < 400 else "unavailable", False) for i in range(n)]
+
+
+@pytest.mark.anyio
+async def test_windows_count_rates_percentiles_cost_and_route_shares_from_the_ledger(tmp_path: Path) -> None:
     clock = Clock(1_000_000.0)
-    recent = Recent(clock)
-    for _ in range(9):
-        finish(recent, "main", "m1", latency_s=0.1, ttft_s=0.05)
-    finish(recent, "other", "m2", status=503, latency_s=2.0)
+    ledger = SqliteStore(tmp_path / "ledger.db")
+    tail = LedgerTail(ledger, clock=clock)
+    ledger.write(served(9, clock.now, ttft_ms=50.0))
+    ledger.write(served(1, clock.now, route="other", status=503, latency_ms=2000.0))
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 10
     clock.now += 2 * 3600  # two hours later: out of the hour, still in the day
-    finish(recent, "main", "m1", latency_s=0.2)
-    doc = recent.overview()
+    ledger.write(served(1, clock.now, latency_ms=200.0))
+    doc = await tail.overview()
+    assert doc["source"] == "ledger"
     hour, day = doc["windows"]["1h"], doc["windows"]["1d"]
     assert (hour["requests"], hour["errors"], hour["error_rate"]) == (1, 0, 0.0)
     assert (day["requests"], day["errors"], day["error_rate"]) == (11, 1, round(1 / 11, 4))
@@ -69,10 +81,29 @@ def test_windows_count_rates_percentiles_cost_and_route_shares() -> None:
     assert day["routes"] == [{"route": "main", "requests": 10, "share": round(10 / 11, 4)},
                              {"route": "other", "requests": 1, "share": round(1 / 11, 4)}]
     assert sum(m["requests"] for m in doc["per_minute"]) == 1  # the last hour, minute by minute
+    clock.now += 86400 + 60  # a day and a minute on: all gone
+    assert (await tail.overview())["windows"]["1d"]["requests"] == 0
+
+
+@pytest.mark.anyio
+async def test_rows_landing_late_or_read_twice_are_counted_once(tmp_path: Path) -> None:
+    clock = Clock(1_000_000.0)
+    ledger = SqliteStore(tmp_path / "ledger.db")
+    tail = LedgerTail(ledger, lag=300, clock=clock)
+    ledger.write(served(3, clock.now - 10))  # worker one's batch
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 3
+    clock.now += 5
+    ledger.write(served(2, clock.now - 60, route="late"))  # worker two's batch, landing after the first look
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 5
+    clock.now += 5
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 5  # the same rows read again
+    ledger.write(served(1, clock.now - 400, route="lost"))  # landed more than ``lag`` late: not counted here
+    clock.now += 5
+    assert (await tail.overview())["windows"]["1h"]["requests"] == 5
 
 
 def test_each_model_keeps_its_recent_speed_and_failures() -> None:
-    recent = Recent(Clock(5_000.0))
+    recent = Recent()
     finish(recent, "main", "fast", latency_s=1.0, ttft_s=0.2, tokens=80)  # 80 tokens in 0.8 s after the first
     finish(recent, "main", "fast", status=503)
     m = recent.model("fast")
@@ -210,7 +241,7 @@ async def test_a_forged_or_foreign_cookie_is_refused() -> None:
     raw[-40] ^= 1  # an expiry moved by the holder
     forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
     rotated = Sessions(hashlib.sha256(b"the next admin key").digest(), store, clock=clock)
-    for bad in ("", "made-up", token[:-2], token + "A", token.replace("-", "+"), forged, "=" * 98, "A" * 5000):
+    for bad in ("", "made-up", token[:-2], token + "A", token[:10] + "+" + token[11:], forged, "=" * 98, "A" * 5000):
         assert await sessions.get(bad) is None, bad
     assert await rotated.get(token) is None  # a new admin secret ends every session
     assert await sessions.get(None) is None
