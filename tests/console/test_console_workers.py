@@ -23,6 +23,7 @@ from tests.support.workers import connections_held, worker_pids
 pytestmark = pytest.mark.skipif(not workers.BALANCED, reason="SO_REUSEPORT balancing is Linux's")
 
 ADMIN = "admin-workers-0123456789abcdef"
+CLIENT = "sk-workers-client-0123456789"
 CONNECTIONS = 40  # all on one worker by chance: p = 2 * 2**-40
 START_TIMEOUT = 90.0  # two interpreters importing the gateway on a busy 2-core machine
 CONFIG = """
@@ -32,6 +33,8 @@ listen = "127.0.0.1:{port}"
 secret = "env:POLYROUTE_ADMIN_KEY"
 [store]
 url = "sqlite:///{tmp}/store.db"
+[keys.client]
+secret = "env:CLIENT_KEY"
 [backends.f]
 type = "fake"
 [models.echo]
@@ -58,7 +61,8 @@ def two_workers(tmp_path: Path) -> Iterator[Served]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "polyroute", "serve", "--config", str(tmp_path / "gw.toml"), "--workers", "2",
              "--log-level", "info"],
-            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "POLYROUTE_ADMIN_KEY": ADMIN},
+            stdout=subprocess.DEVNULL, stderr=log,
+            env={**os.environ, "POLYROUTE_ADMIN_KEY": ADMIN, "CLIENT_KEY": CLIENT},
         )
     try:
         wait_until(lambda: proc.poll() is not None or log_path.read_text().count(" serving (pid ") >= 2,
@@ -118,3 +122,24 @@ def test_a_session_is_good_on_every_worker_and_a_logout_ends_it_on_every_worker(
             assert answer.status_code == 401 and answer.json()["error"]["type"] == "authentication_error"
         else:
             assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
+
+
+def test_the_overview_counts_every_workers_requests(two_workers: Served) -> None:
+    sent = 30
+    for _ in range(sent):  # each on a new connection: both workers serve some
+        r = httpx.post(f"{two_workers.root}/v1/chat/completions", timeout=30,
+                       headers={"authorization": f"Bearer {CLIENT}"},
+                       json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200, r.text
+    with httpx.Client(base_url=two_workers.root, timeout=30) as c:
+        cookie = c.post("/console/api/login", json={"secret": ADMIN}).cookies["polyroute_console"]
+
+    def counted() -> int:
+        with httpx.Client(base_url=two_workers.root, timeout=30) as c:
+            doc = c.get("/console/api/overview", headers={"cookie": f"polyroute_console={cookie}"}).json()
+        assert doc["source"] == "ledger"
+        return int(doc["windows"]["5m"]["requests"])
+
+    wait_until(lambda: counted() == sent, what=f"the Overview counting all {sent} requests")  # once flushed
+    answers = fresh_requests(two_workers, cookie, [("GET", "/console/api/overview", {})])
+    assert {a.json()["windows"]["1h"]["requests"] for a in answers} == {sent}  # whichever worker answers
