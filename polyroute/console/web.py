@@ -12,8 +12,8 @@
 Without a live session an API call is answered 401 (OpenAI's error shape), a page
 303 to the login page. The session is a signed cookie (``polyroute.console.sessions``),
 so any worker of any replica accepts it; an answer to a session in use may carry the
-cookie issued again, its idle deadline moved on. Every call but a GET also needs the session's CSRF token in
-``x-csrf-token``. The cookie is HttpOnly, SameSite=Strict, scoped to ``/console``,
+cookie issued again, its idle deadline moved on. Every call but a GET also needs the
+session's CSRF token in ``x-csrf-token``. The cookie is HttpOnly, SameSite=Strict, scoped to ``/console``,
 and Secure when the request came over TLS (polyroute does not terminate TLS: the
 proxy in front says so with ``X-Forwarded-Proto: https``). Every answer carries a
 Content-Security-Policy that allows scripts and styles from the gateway only (no
