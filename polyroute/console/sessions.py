@@ -10,11 +10,13 @@ sooner of ``started + lifetime`` and ``issued + idle``. A cookie more than
 a session in use keeps moving its idle deadline (to within ``renew_after``)
 but never past its lifetime.
 
-The signing key is derived from the admin secret's digest with a label of its own,
-so every worker of every replica configured with the same admin secret computes
-the same key, and changing the admin secret ends every session. The CSRF token is
-an HMAC of the session id under a second derived key: any process can check it,
-and it stays the same however often the cookie is renewed.
+The keys are derived from the admin secret's digest, so every worker of every
+replica configured with the same admin secret computes the same ones, and changing
+the admin secret ends every session. The derivation is stretched (PBKDF2, once per
+process at start, salted with a label of the console's own) because a cookie can
+be used to test guesses of the admin secret offline; each key then has a label of
+its own. The CSRF token is an HMAC of the session id under the second key: any
+process can check it, and it stays the same however often the cookie is renewed.
 
 Logging out writes the session id to the store's revocation record
 (``Revocations``: the tenancy ``KeyStore`` implements it), which every process
@@ -43,6 +45,8 @@ RENEW_AFTER_S = 60.0
 VERSION = 1
 _FIELDS = struct.Struct(">B16sddd")  # version, session id, started, issued, expires (epoch seconds)
 _MAC = hashlib.sha256().digest_size
+_STRETCH_LABEL = b"polyroute console sessions"
+_STRETCH_ROUNDS = 600_000  # PBKDF2-HMAC-SHA256, as OWASP's password storage guidance sets it
 _SIGNING_LABEL = b"polyroute console session cookie v1"
 _CSRF_LABEL = b"polyroute console csrf token v1"
 _REMEMBERED = 1024  # revoked ids a process keeps in memory
@@ -68,8 +72,11 @@ class Session:
     expires: float
 
 
-def derive_key(admin_digest: bytes, label: bytes) -> bytes:
-    return hmac.new(admin_digest, label, hashlib.sha256).digest()
+def derive_keys(admin_digest: bytes) -> tuple[bytes, bytes]:
+    """The cookie's signing key and the CSRF tokens' key."""
+    root = hashlib.pbkdf2_hmac("sha256", admin_digest, _STRETCH_LABEL, _STRETCH_ROUNDS)
+    return (hmac.new(root, _SIGNING_LABEL, hashlib.sha256).digest(),
+            hmac.new(root, _CSRF_LABEL, hashlib.sha256).digest())
 
 
 class Sessions:
@@ -81,8 +88,7 @@ class Sessions:
         self.renew_after = renew_after
         self.clock = clock
         self._revocations = revocations
-        self._signing = derive_key(admin_digest, _SIGNING_LABEL)
-        self._csrf = derive_key(admin_digest, _CSRF_LABEL)
+        self._signing, self._csrf = derive_keys(admin_digest)
         self._revoked: OrderedDict[str, None] = OrderedDict()
 
     def open(self) -> tuple[str, Session]:
