@@ -4,7 +4,7 @@ The caller is already authorised (``polyroute.console.web`` checks the session, 
 the CSRF token of every action). Key actions go through the admin API's own code
 (``Admin.serve``), so a key made here is made exactly as ``POST /admin/keys`` makes it.
 
-    GET    overview                   rolling figures of this process (5 min, 1 h, 1 day)
+    GET    overview                   rolling figures of every worker, from the ledger (5 min, 1 h, 1 day)
     GET    fleet                      every model, its facts, breakers and recent speed
     GET    usage/SPAN/BY[/csv]        spend over SPAN (1h, 1d, 7d, 30d) by team, key, model or route; budgets
     GET    keys                       stored keys (never a secret), teams, policies, routes
@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from polyroute.auth import principal_named
 from polyroute.console import evals_view, views
-from polyroute.console.recent import Recent
+from polyroute.console.ledger_tail import LedgerTail
+from polyroute.console.recent import Recent, overview
 from polyroute.errors import InvalidRequest, MethodNotAllowed, NotFound, PolyrouteError
 from polyroute.gateway import Gateway
 from polyroute.routing import Principal
@@ -54,6 +55,8 @@ class ConsoleApi:
         self.gateway = gateway
         self.admin = admin
         self.recent = recent
+        store = gateway.tenancy.store
+        self.tail = LedgerTail(store) if store is not None else None
         self.config = gateway.fleet.config
         self.eval_db = Path(self.config.evals.db).expanduser()
 
@@ -98,9 +101,9 @@ class ConsoleApi:
     async def overview(self) -> dict[str, Any]:
         health = await self.health()
         models = health["models"].values()
+        traffic = await self.tail.overview() if self.tail else {**overview([], time.time()), "source": None}
         return {"status": health["status"], "models_total": len(health["models"]),
-                "models_failing": sum(1 for m in models if m["state"] != "closed"),
-                **self.recent.overview()}
+                "models_failing": sum(1 for m in models if m["state"] != "closed"), **traffic}
 
     async def usage(self, rest: list[str]) -> Reply:
         span, by = rest[0], rest[1]

@@ -1,27 +1,28 @@
-"""What the gateway served lately, for the console's Overview and Fleet: an observer of finished requests.
+"""What the gateway served lately: the Overview's minutes, and each model's last answers for Fleet.
 
-Finished requests are counted in one bucket per wall-clock minute, for the last
-day (``SPAN_MINUTES``): requests, errors, cost, tokens, and latency and time to
-first token as sparse histograms on a geometric scale (``RATIO`` apart), so a
-percentile is read within that ratio and a day costs a bounded, small memory
-whatever the traffic. Each model also keeps its last ``PER_MODEL`` answers (time
-to first token, tokens per second, whether it failed) for the Fleet page.
+The Overview counts finished requests in one ``Minute`` per wall-clock minute, for
+the last day (``SPAN_MINUTES``): requests, errors, cost, tokens, and latency and
+time to first token as sparse histograms on a geometric scale (``RATIO`` apart),
+so a percentile is read within that ratio and a day costs a bounded, small memory
+whatever the traffic. The minutes are filled from the usage ledger
+(``polyroute.console.ledger_tail``), which holds every worker's and replica's requests.
 
-The figures are this process's: with ``--workers N`` each worker counts its own
-requests (the usage ledger holds every replica's).
+``Recent`` observes finished requests and keeps each model's last ``PER_MODEL``
+answers (time to first token, tokens per second, whether it failed) for the Fleet
+page. Those are this process's: with ``--workers N`` each worker keeps its own.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from polyroute.finish import Finished
+from polyroute.tenancy.stores import UsageRow
 
 if TYPE_CHECKING:
     from polyroute.failover import Report
@@ -53,6 +54,18 @@ class Minute:
     ttft: Counter[int] = field(default_factory=Counter)
     routes: Counter[str] = field(default_factory=Counter)
 
+    def add(self, row: UsageRow) -> None:
+        self.requests += 1
+        self.errors += row.status >= 400 or row.error is not None
+        self.cost_usd += row.cost_usd
+        self.tokens_in += row.tokens_in
+        self.tokens_out += row.tokens_out
+        self.latency[_bucket(row.latency_ms)] += 1
+        if row.ttft_ms is not None:
+            self.ttft[_bucket(row.ttft_ms)] += 1
+        if row.route:
+            self.routes[row.route] += 1
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:
@@ -62,54 +75,21 @@ class Sample:
 
 
 class Recent:
-    """A ``RequestObserver``: counts finished requests by minute, and each model's last answers."""
+    """A ``RequestObserver``: each model's last answers."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
-        self._minutes: deque[Minute] = deque(maxlen=SPAN_MINUTES)
+    def __init__(self) -> None:
         self._models: dict[str, deque[Sample]] = {}
 
     def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
-        minute = self._minute(int(self.clock()) // 60 * 60)
         failed = outcome.status >= 400 or outcome.error is not None
-        minute.requests += 1
-        minute.errors += failed
-        minute.cost_usd += report.cost_usd
-        minute.tokens_in += int(report.usage.get("prompt_tokens") or 0)
-        minute.tokens_out += int(report.usage.get("completion_tokens") or 0)
-        minute.latency[_bucket(outcome.latency_ms)] += 1
-        if outcome.ttft_ms is not None:
-            minute.ttft[_bucket(outcome.ttft_ms)] += 1
-        if report.route:
-            minute.routes[report.route] += 1
         for attempt in report.attempts:
             if attempt.outcome != "ok" and attempt.model != (report.model.name if report.model else None):
                 self._sample(attempt.model, Sample(True, None, None))
         if report.model is not None:
             self._sample(report.model.name, Sample(failed, outcome.ttft_ms, _speed(report, outcome)))
 
-    def _minute(self, start: int) -> Minute:
-        if not self._minutes or self._minutes[-1].start < start:
-            self._minutes.append(Minute(start))
-        return self._minutes[-1]
-
     def _sample(self, model: str, sample: Sample) -> None:
         self._models.setdefault(model, deque(maxlen=PER_MODEL)).append(sample)
-
-    # -- what the pages show ------------------------------------------------------------------
-
-    def overview(self) -> dict[str, Any]:
-        now = self.clock()
-        windows = {name: _window([m for m in self._minutes if m.start + 60 > now - span], span)
-                   for name, span in WINDOWS.items()}
-        this_minute = int(now) // 60 * 60
-        by_start = {m.start: m for m in self._minutes}
-        series = []
-        for i in range(59, -1, -1):
-            m = by_start.get(this_minute - 60 * i)
-            series.append({"at": this_minute - 60 * i, "requests": m.requests if m else 0,
-                           "errors": m.errors if m else 0})
-        return {"windows": windows, "per_minute": series}
 
     def model(self, name: str) -> dict[str, Any]:
         samples = list(self._models.get(name, ()))
@@ -121,6 +101,21 @@ class Recent:
             "ttft_ms_p50": round(statistics.median(ttfts), 1) if ttfts else None,
             "tokens_per_s_p50": round(statistics.median(speeds), 1) if speeds else None,
         }
+
+
+def overview(minutes: Iterable[Minute], now: float) -> dict[str, Any]:
+    """The Overview's windows (5 min, 1 h, 1 day) and the last hour minute by minute."""
+    minutes = list(minutes)
+    windows = {name: _window([m for m in minutes if m.start + 60 > now - span], span)
+               for name, span in WINDOWS.items()}
+    this_minute = int(now) // 60 * 60
+    by_start = {m.start: m for m in minutes}
+    series = []
+    for i in range(59, -1, -1):
+        m = by_start.get(this_minute - 60 * i)
+        series.append({"at": this_minute - 60 * i, "requests": m.requests if m else 0,
+                       "errors": m.errors if m else 0})
+    return {"windows": windows, "per_minute": series}
 
 
 def _speed(report: Report, outcome: Finished) -> float | None:

@@ -4,14 +4,16 @@
     /console/login                         the login page (no session needed)
     /console/static/NAME                   assets; only the login page's need no session
     /console/api/login   POST {"secret"}   the admin key in, a session cookie out (no session needed)
-    /console/api/logout  POST              the session forgotten
+    /console/api/logout  POST              the session revoked, for every worker and replica
     /console/api/session GET               the session's CSRF token, for the page's scripts
     /console/api/...                       ``polyroute.console.api``
     /console/PAGE                          overview, fleet, usage, keys, routes, evals
 
 Without a live session an API call is answered 401 (OpenAI's error shape), a page
-303 to the login page. Every call but a GET also needs the session's CSRF token in
-``x-csrf-token``. The cookie is HttpOnly, SameSite=Strict, scoped to ``/console``,
+303 to the login page. The session is a signed cookie (``polyroute.console.sessions``),
+so any worker of any replica accepts it; an answer to a session in use may carry the
+cookie issued again, its idle deadline moved on. Every call but a GET also needs the
+session's CSRF token in ``x-csrf-token``. The cookie is HttpOnly, SameSite=Strict, scoped to ``/console``,
 and Secure when the request came over TLS (polyroute does not terminate TLS: the
 proxy in front says so with ``X-Forwarded-Proto: https``). Every answer carries a
 Content-Security-Policy that allows scripts and styles from the gateway only (no
@@ -31,7 +33,7 @@ import orjson
 
 from polyroute.console.api import ConsoleApi
 from polyroute.console.recent import Recent
-from polyroute.console.sessions import LoginThrottle, Session, Sessions, csrf_matches
+from polyroute.console.sessions import LoginThrottle, Session, Sessions
 from polyroute.errors import (
     Forbidden,
     InvalidRequest,
@@ -96,7 +98,7 @@ class Console:
     def __init__(self, gateway: Gateway, admin: Admin, admin_digest: bytes, recent: Recent,
                  sessions: Sessions | None = None) -> None:
         self.api = ConsoleApi(gateway, admin, recent)
-        self.sessions = sessions or Sessions()
+        self.sessions = sessions or Sessions(admin_digest, admin.store)
         self.throttle = LoginThrottle()
         self._digest = admin_digest
         self.assets = load_assets()
@@ -119,8 +121,7 @@ class Console:
     async def _serve(self, request: Request) -> Reply:
         path, method = request.path.rstrip("/"), request.method
         rest = path.removeprefix(ROOT).strip("/")
-        token = _cookie(request.header(b"cookie"), COOKIE)
-        session = self.sessions.get(token)
+        session = await self.sessions.get(_cookie(request.header(b"cookie"), COOKIE))
         if rest == "login":
             _only(method, "GET")
             return _redirect(f"{ROOT}/overview") if session else self._asset("login.html")
@@ -135,18 +136,28 @@ class Console:
                 raise Unauthorized("The console needs a session: log in at /console/login with the admin key.")
         elif session is None:
             return _redirect(f"{ROOT}/login")
-        if method != "GET" and not csrf_matches(session, request.header(b"x-csrf-token")):
+        if method != "GET" and not self.sessions.csrf_matches(session, request.header(b"x-csrf-token")):
             raise Forbidden("This action needs the session's CSRF token in the 'x-csrf-token' header.")
+        if rest == "api/logout":
+            _only(method, "POST")
+            await self.sessions.close(session)
+            log.info("console: logged out")
+            return _json({"logged_out": True}, headers={"set-cookie": self._cookie("", 0, request)})
+        reply = await self._signed_in(request, rest, session)
+        renewed = self.sessions.renewed(session)
+        if renewed is not None:  # the idle deadline moves with use
+            token, fresh = renewed
+            reply.headers["set-cookie"] = self._cookie(token, self._max_age(fresh), request)
+        return reply
+
+    async def _signed_in(self, request: Request, rest: str, session: Session) -> Reply:
+        method = request.method
         if rest.startswith("static/"):
             _only(method, "GET")
             return self._asset(rest.removeprefix("static/"), cache=True)
         if rest == "api/session":
             _only(method, "GET")
-            return _json({"csrf": session.csrf, "expires_in_s": round(session.expires - self.sessions.clock())})
-        if rest == "api/logout":
-            _only(method, "POST")
-            self.sessions.close(token)
-            return _json({"logged_out": True}, headers={"set-cookie": self._cookie("", 0, request)})
+            return _json({"csrf": session.csrf, "expires_in_s": self._max_age(session)})
         if rest.startswith("api/"):
             return await self.api.answer(method, rest.removeprefix("api/").split("/"), request.body)
         if rest == "":
@@ -176,9 +187,12 @@ class Console:
             log.warning("console: a login with a wrong admin key was refused")
             raise Unauthorized("That is not the admin key.")
         token, session = self.sessions.open()
-        log.info("console: logged in (%d session(s) open)", len(self.sessions))
+        log.info("console: logged in")
         return _json({"csrf": session.csrf}, headers={
-            "set-cookie": self._cookie(token, int(self.sessions.lifetime), request)})
+            "set-cookie": self._cookie(token, self._max_age(session), request)})
+
+    def _max_age(self, session: Session) -> int:
+        return max(int(session.expires - self.sessions.clock()), 0)
 
     def _cookie(self, value: str, max_age: int, request: Request) -> str:
         secure = "; Secure" if (request.header(b"x-forwarded-proto") or "").lower() == "https" else ""

@@ -7,6 +7,7 @@ base gives the event loop the ``KeyStore`` protocol over them.
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 
 from polyroute.tenancy.model import KeyRecord, TeamRecord
@@ -37,6 +38,13 @@ class BlockingKeyStore(ABC):
 
     @abstractmethod
     def delete_team_now(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def revoke_session_now(self, session_id: str, until: float, now: float) -> None:
+        """Record a console logout until ``until`` (epoch seconds); drop records past their ``until``."""
+
+    @abstractmethod
+    def session_revoked_now(self, session_id: str) -> bool: ...
 
     async def version(self) -> int:
         return await asyncio.to_thread(self.version_now)
@@ -69,3 +77,9 @@ class BlockingKeyStore(ABC):
 
     async def delete_team(self, name: str) -> bool:
         return await asyncio.to_thread(self.delete_team_now, name)
+
+    async def revoke_session(self, session_id: str, until: float) -> None:
+        await asyncio.to_thread(self.revoke_session_now, session_id, until, time.time())
+
+    async def session_revoked(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.session_revoked_now, session_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from polyroute.tenancy.model import KeyRecord, TeamRecord
@@ -66,6 +67,7 @@ class MemoryKeyStore:
         self._keys: dict[str, KeyRecord] = {}
         self._teams: dict[str, TeamRecord] = {}
         self._version = 0
+        self._logouts: dict[str, float] = {}  # console session id -> until
 
     async def version(self) -> int:
         return self._version
@@ -103,3 +105,11 @@ class MemoryKeyStore:
     async def delete_team(self, name: str) -> bool:
         self._version += 1
         return self._teams.pop(name, None) is not None
+
+    async def revoke_session(self, session_id: str, until: float) -> None:
+        now = time.time()
+        self._logouts = {sid: end for sid, end in self._logouts.items() if end >= now}
+        self._logouts[session_id] = until
+
+    async def session_revoked(self, session_id: str) -> bool:
+        return session_id in self._logouts

@@ -77,6 +77,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS polyroute_usage_key_at ON polyroute_usage (key, at)",
         "CREATE INDEX IF NOT EXISTS polyroute_usage_team_at ON polyroute_usage (team, at)",
     ),
+    (
+        # Console logouts, so every replica refuses a signed session cookie once it is logged out.
+        """CREATE TABLE IF NOT EXISTS polyroute_console_logouts (
+            session_id TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL)""",
+    ),
 )
 _SELECT_USAGE = USAGE_COLS.replace("attempts", "attempts::text")
 _INSERT_USAGE = (f"INSERT INTO polyroute_usage ({USAGE_COLS}) VALUES "
@@ -231,6 +236,15 @@ class PostgresStore(BlockingKeyStore):
 
     def delete_team_now(self, name: str) -> bool:
         return self._change("DELETE FROM polyroute_teams WHERE name = %s", (name,)) > 0
+
+    def revoke_session_now(self, session_id: str, until: float, now: float) -> None:
+        with self._db.get() as conn, conn.transaction():
+            conn.execute("DELETE FROM polyroute_console_logouts WHERE until < %s", (now,))
+            conn.execute("INSERT INTO polyroute_console_logouts VALUES (%s, %s) "
+                         "ON CONFLICT (session_id) DO UPDATE SET until = EXCLUDED.until", (session_id, until))
+
+    def session_revoked_now(self, session_id: str) -> bool:
+        return bool(self._select("SELECT 1 FROM polyroute_console_logouts WHERE session_id = %s", (session_id,)))
 
     # -- the ledger ----------------------------------------------------------------------------
 

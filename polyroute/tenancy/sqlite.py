@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS usage (
     model TEXT, backend TEXT, attempts TEXT NOT NULL, tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL,
     cost_usd REAL NOT NULL, estimated INTEGER NOT NULL, latency_ms REAL NOT NULL, ttft_ms REAL,
     status INTEGER NOT NULL, error TEXT, stream INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS console_logouts (session_id TEXT PRIMARY KEY, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('keys_version', 0);
 CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
@@ -159,6 +160,21 @@ class SqliteStore(BlockingKeyStore):
 
     def delete_team_now(self, name: str) -> bool:
         return self._change("DELETE FROM teams WHERE name = ?", (name,)) > 0
+
+    def revoke_session_now(self, session_id: str, until: float, now: float) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM console_logouts WHERE until < ?", (now,))
+            conn.execute("INSERT OR REPLACE INTO console_logouts VALUES (?, ?)", (session_id, until))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def session_revoked_now(self, session_id: str) -> bool:
+        row = self._conn().execute("SELECT 1 FROM console_logouts WHERE session_id = ?", (session_id,)).fetchone()
+        return row is not None
 
     # -- the ledger ----------------------------------------------------------------------------
 

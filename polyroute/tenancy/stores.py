@@ -93,6 +93,15 @@ class KeyStore(Protocol):
 
     async def delete_team(self, name: str) -> bool: ...
 
+    async def revoke_session(self, session_id: str, until: float) -> None:
+        """Record that a console session logged out. ``until`` (epoch seconds) is when the session would
+        expire anyway: past it the record may be dropped. Recording an id again keeps it revoked."""
+        ...
+
+    async def session_revoked(self, session_id: str) -> bool:
+        """Whether the console session logged out (``revoke_session``)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:

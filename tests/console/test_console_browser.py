@@ -45,6 +45,7 @@ LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 PAGES = ("overview", "fleet", "usage", "keys", "routes", "evals")
 ROOT = Path(__file__).resolve().parents[2]
+ICON = "/console/static/icon.svg"
 
 CONFIG = """
 [gateway]
@@ -156,6 +157,8 @@ class Watch:
             self.problems.append(f"console error: {message.text}")
 
     def _failed(self, request: Any) -> None:
+        if request.failure == "net::ERR_ABORTED" and request.url.endswith(ICON):
+            return  # the browser drops a page's pending icon load when the page navigates on: not an error
         self.problems.append(f"request failed: {request.method} {request.url}: {request.failure}")
 
     def _response(self, response: Any) -> None:

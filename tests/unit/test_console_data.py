@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from polyroute.attempts import Report
 from polyroute.console.evals_view import family, view
+from polyroute.console.ledger_tail import LedgerTail
 from polyroute.console.recent import RATIO, Recent, percentile
-from polyroute.console.sessions import Sessions, csrf_matches
+from polyroute.console.sessions import Sessions
 from polyroute.console.views import csv_of, start_of, usage
 from polyroute.errors import Attempt
 from polyroute.finish import Finished
 from polyroute.fleet import ModelEntry
 from polyroute.gateway import RequestContext
+from polyroute.tenancy.memory import MemoryKeyStore
+from polyroute.tenancy.sqlite import SqliteStore
 from polyroute.tenancy.stores import UsageRow
 from polyroute.types import make_usage
+
+ADMIN_DIGEST = hashlib.sha256(b"an admin key for the console's tests").digest()
 
 
 class Clock:
@@ -39,15 +49,26 @@ def finish(recent: Recent, route: str, model: str | None, status: int = 200, lat
     recent.finished(RequestContext(), report, outcome)
 
 
-def test_windows_count_rates_percentiles_cost_and_route_shares() -> None:
+def served(n: int, at: float, route: str = "main", status: int = 200, latency_ms: float = 100.0,
+           ttft_ms: float | None = None, cost: float = 0.001) -> list[UsageRow]:
+    """``n`` ledger rows of requests that finished at ``at`` (epoch seconds)."""
+    when = datetime.fromtimestamp(at, UTC)
+    return [UsageRow(f"{route}-{at}-{i}", when, "k", "t", route, "m", "b", "[]", 5, 10, cost, False, latency_ms,
+                     ttft_ms, status, None if status < 400 else "unavailable", False) for i in range(n)]
+
+
+@pytest.mark.anyio
+async def test_windows_count_rates_percentiles_cost_and_route_shares_from_the_ledger(tmp_path: Path) -> None:
     clock = Clock(1_000_000.0)
-    recent = Recent(clock)
-    for _ in range(9):
-        finish(recent, "main", "m1", latency_s=0.1, ttft_s=0.05)
-    finish(recent, "other", "m2", status=503, latency_s=2.0)
+    ledger = SqliteStore(tmp_path / "ledger.db")
+    tail = LedgerTail(ledger, clock=clock)
+    ledger.write(served(9, clock.now, ttft_ms=50.0))
+    ledger.write(served(1, clock.now, route="other", status=503, latency_ms=2000.0))
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 10
     clock.now += 2 * 3600  # two hours later: out of the hour, still in the day
-    finish(recent, "main", "m1", latency_s=0.2)
-    doc = recent.overview()
+    ledger.write(served(1, clock.now, latency_ms=200.0))
+    doc = await tail.overview()
+    assert doc["source"] == "ledger"
     hour, day = doc["windows"]["1h"], doc["windows"]["1d"]
     assert (hour["requests"], hour["errors"], hour["error_rate"]) == (1, 0, 0.0)
     assert (day["requests"], day["errors"], day["error_rate"]) == (11, 1, round(1 / 11, 4))
@@ -60,10 +81,29 @@ def test_windows_count_rates_percentiles_cost_and_route_shares() -> None:
     assert day["routes"] == [{"route": "main", "requests": 10, "share": round(10 / 11, 4)},
                              {"route": "other", "requests": 1, "share": round(1 / 11, 4)}]
     assert sum(m["requests"] for m in doc["per_minute"]) == 1  # the last hour, minute by minute
+    clock.now += 86400 + 60  # a day and a minute on: all gone
+    assert (await tail.overview())["windows"]["1d"]["requests"] == 0
+
+
+@pytest.mark.anyio
+async def test_rows_landing_late_or_read_twice_are_counted_once(tmp_path: Path) -> None:
+    clock = Clock(1_000_000.0)
+    ledger = SqliteStore(tmp_path / "ledger.db")
+    tail = LedgerTail(ledger, lag=300, clock=clock)
+    ledger.write(served(3, clock.now - 10))  # worker one's batch
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 3
+    clock.now += 5
+    ledger.write(served(2, clock.now - 60, route="late"))  # worker two's batch, landing after the first look
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 5
+    clock.now += 5
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 5  # the same rows read again
+    ledger.write(served(1, clock.now - 400, route="lost"))  # landed more than ``lag`` late: not counted here
+    clock.now += 5
+    assert (await tail.overview())["windows"]["1h"]["requests"] == 5
 
 
 def test_each_model_keeps_its_recent_speed_and_failures() -> None:
-    recent = Recent(Clock(5_000.0))
+    recent = Recent()
     finish(recent, "main", "fast", latency_s=1.0, ttft_s=0.2, tokens=80)  # 80 tokens in 0.8 s after the first
     finish(recent, "main", "fast", status=503)
     m = recent.model("fast")
@@ -126,32 +166,87 @@ def test_eval_view_sets_languages_side_by_side() -> None:
         ("xstest", "unsafe_refusal_rate", 0.9), ("xstest-zh", "unsafe_refusal_rate", 0.6), ("mmlu", "accuracy", 0.6)}
 
 
-def test_sessions_expire_when_idle_or_old_and_end_at_logout() -> None:
-    clock = Clock(0.0)
-    sessions = Sessions(lifetime=100, idle=30, capacity=2, clock=clock)
-    token, session = sessions.open()
-    assert sessions.get(token) is session and csrf_matches(session, session.csrf)
-    assert not csrf_matches(session, None) and not csrf_matches(session, session.csrf + "x")
-    clock.now = 25
-    assert sessions.get(token) is session  # used: the idle deadline moves
-    clock.now = 50
-    assert sessions.get(token) is session
-    clock.now = 81
-    assert sessions.get(token) is None  # idle for 31 s
-    t2, _ = sessions.open()
-    for now in (100, 120, 140, 160, 180):
+def sessions_pair(tmp_path: Path, clock: Clock, digest: bytes = ADMIN_DIGEST) -> tuple[Sessions, Sessions]:
+    """Two workers: each its own ``Sessions`` and its own connection to one store file."""
+    made = []
+    for _ in range(2):
+        store = SqliteStore(tmp_path / "store.db")
+        made.append(Sessions(digest, store, lifetime=100, idle=30, renew_after=10, clock=clock))
+    return made[0], made[1]
+
+
+@pytest.mark.anyio
+async def test_a_session_made_by_one_worker_is_good_on_another_until_idle_or_old(tmp_path: Path) -> None:
+    clock = Clock(1000.0)
+    one, two = sessions_pair(tmp_path, clock)
+    token, opened = one.open()
+    seen = await two.get(token)
+    assert seen == opened and seen.expires == 1030  # the idle deadline, sooner than the lifetime's
+    assert two.csrf_matches(seen, opened.csrf) and one.csrf_matches(seen, opened.csrf)
+    assert not two.csrf_matches(seen, None) and not two.csrf_matches(seen, opened.csrf + "x")
+    assert not two.csrf_matches(seen, "")
+    clock.now = 1005
+    assert two.renewed(seen) is None  # too fresh to be issued again
+    clock.now = 1025
+    renewed = two.renewed(seen)
+    assert renewed is not None
+    token, fresh = renewed
+    assert (fresh.id, fresh.csrf, fresh.started, fresh.expires) == (opened.id, opened.csrf, 1000, 1055)
+    clock.now = 1040
+    assert await one.get(token) == fresh  # the renewed cookie moved the idle deadline
+    clock.now = 1056
+    assert await one.get(token) is None  # idle past it
+    # However busy, never past the lifetime.
+    clock.now = 2000
+    token, _ = one.open()
+    for now in range(2020, 2100, 20):
         clock.now = now
-        assert sessions.get(t2) is not None
-    clock.now = 181
-    assert sessions.get(t2) is None  # past its lifetime, however busy
-    t3, _ = sessions.open()
-    sessions.close(t3)
-    assert sessions.get(t3) is None
-    a, _ = sessions.open()
-    b, _ = sessions.open()
-    c, _ = sessions.open()
-    assert sessions.get(a) is None and sessions.get(b) and sessions.get(c)  # the oldest made way
-    assert sessions.get("") is None and sessions.get("made-up") is None
+        session = await two.get(token)
+        assert session is not None
+        renewed = two.renewed(session)
+        if renewed:
+            token = renewed[0]
+    clock.now = 2100
+    assert await one.get(token) is None and await two.get(token) is None
+
+
+@pytest.mark.anyio
+async def test_a_logout_on_one_worker_ends_the_session_on_every_worker(tmp_path: Path) -> None:
+    clock = Clock(1000.0)
+    one, two = sessions_pair(tmp_path, clock)
+    token, session = one.open()
+    other_token, _ = one.open()
+    clock.now = 1020
+    older_cookie = token
+    renewed = one.renewed(session)
+    assert renewed is not None
+    token = renewed[0]
+    await two.close(session)
+    assert await one.get(token) is None and await two.get(token) is None
+    assert await one.get(older_cookie) is None  # every cookie of that session, not only the one shown
+    assert await one.get(other_token) is not None  # another login is untouched
+    # A third worker starting later reads the record from the store.
+    late = Sessions(ADMIN_DIGEST, SqliteStore(tmp_path / "store.db"), clock=clock)
+    assert await late.get(token) is None
+
+
+@pytest.mark.anyio
+async def test_a_forged_or_foreign_cookie_is_refused() -> None:
+    clock = Clock(1000.0)
+    store = MemoryKeyStore()
+    sessions = Sessions(ADMIN_DIGEST, store, clock=clock)
+    token, session = sessions.open()
+    assert await sessions.get(token) == session
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[-40] ^= 1  # an expiry moved by the holder
+    forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    rotated = Sessions(hashlib.sha256(b"the next admin key").digest(), store, clock=clock)
+    for bad in ("", "made-up", token[:-2], token + "A", token[:10] + "+" + token[11:], forged, "=" * 98, "A" * 5000):
+        assert await sessions.get(bad) is None, bad
+    assert await rotated.get(token) is None  # a new admin secret ends every session
+    assert await sessions.get(None) is None
+    _, other = sessions.open()
+    assert other.csrf != session.csrf and not sessions.csrf_matches(other, session.csrf)
 
 
 def test_wrong_logins_past_the_limit_wait_for_the_window() -> None:

@@ -41,5 +41,7 @@ function view(doc) {
   return h("section", { class: "card" },
     h("h2", {}, `${healthy} of ${doc.models.length} models healthy`),
     table(["", "Model", "Origin", "Licence", "Open weights", "Locality", "$ / Mtok in / out", "Breaker",
-      "Why", "Next probe", "TTFT p50", "Tokens / s", "Failed / last"], rows, { id: "fleet", class: "cards" }));
+      "Why", "Next probe", "TTFT p50", "Tokens / s", "Failed / last"], rows, { id: "fleet", class: "cards" }),
+    h("p", { class: "muted", id: "fleet-scope" }, "TTFT, tokens per second and failures are over the last 50 answers "
+      + "of each model that this gateway process served: with several workers, each keeps its own."));
 }

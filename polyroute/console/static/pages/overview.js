@@ -1,4 +1,5 @@
-// Overview: this gateway process's traffic over 5 minutes, 1 hour and 1 day, refreshed every 5 s.
+// Overview: the gateway's traffic over 5 minutes, 1 hour and 1 day, every worker's (read from the usage
+// ledger), refreshed every 5 s.
 import { api, poll } from "../api.js";
 import { fmt, h, replace, section, table } from "../dom.js";
 import { legend, stackedBars } from "../chart.js";
@@ -23,7 +24,8 @@ export async function render(main) {
   await poll(async () => {
     const doc = await api("GET", "overview");
     replace(body, ...view(doc));
-    stamp.textContent = `updated ${new Date().toLocaleTimeString()} · every 5 s · this process`;
+    const source = doc.source === "ledger" ? "all workers, from the usage ledger" : "no usage ledger";
+    stamp.textContent = `updated ${new Date().toLocaleTimeString()} · every 5 s · ${source}`;
   }, 5);
 }
 
