@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from polyroute.errors import StoreUnavailable
+
 LIFETIME_S = 8 * 3600.0
 IDLE_S = 3600.0
 RENEW_AFTER_S = 60.0
@@ -101,7 +103,13 @@ class Sessions:
         session = self._verify(token)
         if session is None or session.id in self._revoked:
             return None
-        if await self._revocations.session_revoked(session.id):
+        try:
+            revoked = await self._revocations.session_revoked(session.id)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # a locked or vanished SQLite file: fail closed, as a 503, not a 500
+            raise StoreUnavailable(f"the store cannot be read to check the session ({type(exc).__name__})") from None
+        if revoked:
             self._remember(session.id)
             return None
         return session

@@ -228,3 +228,16 @@ def test_a_gateway_on_postgresql_writes_its_ledger_and_reports_it(
     assert lines[0] == "group,requests,tokens_in,tokens_out,cost_usd,errors,p50_ms,p95_ms"
     days = [line.split(",") for line in lines[1:]]
     assert sum(int(d[1]) for d in days) == 4 and all(re.fullmatch(r"\d{4}-\d\d-\d\d", d[0]) for d in days)
+
+
+def test_a_console_logout_is_seen_by_another_store_on_the_same_database(pg_url: str) -> None:
+    first, second = PostgresStore(pg_url), PostgresStore(pg_url)
+    try:
+        assert not second.session_revoked_now("a" * 32)
+        first.revoke_session_now("a" * 32, until=2e9, now=1e9)
+        assert second.session_revoked_now("a" * 32)
+        first.revoke_session_now("b" * 32, until=3e9, now=2.5e9)  # past "a"'s until: its record goes
+        assert not second.session_revoked_now("a" * 32) and second.session_revoked_now("b" * 32)
+    finally:
+        first.close()
+        second.close()
