@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from polyroute.errors import ConfigError
 
-SHIPPED = ("xstest", "ailuminate-demo", "mmlu")
+SHIPPED = ("xstest", "xstest-zh", "ailuminate-demo", "mmlu")
 LETTERS = "ABCDEFGHIJ"
 ScorerKind = Literal["expected", "regex", "choice", "number", "refuse"]
 SuiteKind = Literal["safety", "accuracy"]
