@@ -67,19 +67,25 @@ def is_refusal(answer: str) -> bool:
 
 # --- letters ---------------------------------------------------------------------------
 
-_L = r"[(\[*]*\s*"  # what may open a letter: brackets, bold
+_L = r"[(\[*\s]*"  # what may open a letter: brackets, bold, spaces, in any order
 _PHRASES = (
-    # "The answer is (B).", "Correct option: **C**", "final answer is B"
-    re.compile(r"(?i:answer|option|choice)\s*(?i:is|would be|will be|:)\s*" + _L + r"([A-J])(?![A-Za-z])"),
+    # "The answer is (B).", "Correct option: **C**", "final answer is B", "answer is: **D. Paris**"
+    re.compile(r"(?i:answer|option|choice)\s*(?:(?i:is|would be|will be)\s*:?|:)\s*" + _L
+               + r"([A-J])(?![A-Za-z])"),
     # "Answer: b" (lower case only right after a colon, where no article can stand)
-    re.compile(r"(?i:answer)\s*:\s*" + _L + r"([a-j])(?![A-Za-z])"),
-    # "答案是 B", "答案: (C)" (full-width forms are folded first), "正确答案为D", "选 B"
-    re.compile(r"(?:答案|选项|选择)\s*(?:是|为|应该是|应为|:)?\s*" + _L + r"([A-Ja-j])(?![A-Za-z])"),
-    re.compile(r"选\s*" + _L + r"([A-J])(?![A-Za-z])"),
+    re.compile(r"(?i:answer)\s*:[*\s]*" + _L + r"([a-j])(?![A-Za-z])"),
+    # "答案是 B", "答案: (C)", "答案是: B" (full-width colons are folded first), "正确答案为D"
+    re.compile(r"(?:答案|选项|选择)\s*(?:是|为|应该是|应为)?\s*:?\s*" + _L + r"([A-Ja-j])(?![A-Za-z])"),
+    # "选 B", "故选: D", "我选C"
+    re.compile(r"选\s*:?\s*" + _L + r"([A-J])(?![A-Za-z])"),
+    # "Option B is correct." (only with "is correct/right": "neither option A nor B" picks nothing)
+    re.compile(r"(?i:option|choice)\s+\(?([A-J])\)?\s+(?i:is|would be)\s+(?i:the\s+)?(?i:correct|right)"),
 )
-_BOXED = re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*([A-J])\s*\}?\s*\}")
+# \boxed{B}, \boxed{\text{B}}, \boxed{\textbf{(C)}}
+_BOXED = re.compile(r"\\boxed\{\s*(?:\\(?:text|textbf|mathrm|mathbf)\{)?\s*\(?([A-J])\)?\s*\}?\s*\}")
 _ONLY = re.compile(r"^[\s(\[*]*([A-J])[\s)\]*.:]*$")
-_OPENS = re.compile(r"^[\s*]*[(\[]?([A-J])(?:[).:\]]|\*\*)")
+# "B) ...", "B. ...", "**B** ...", and a letter alone on the first line ("B\n\nExplanation: ...")
+_OPENS = re.compile(r"^[\s*]*[(\[]?([A-J])(?:[).:\]]|\*\*|[ \t]*\n)")
 
 
 def extract_letter(answer: str, choices: tuple[str, ...] = (), n_choices: int = 4) -> str | None:
@@ -99,16 +105,23 @@ def extract_letter(answer: str, choices: tuple[str, ...] = (), n_choices: int = 
 
 # --- numbers ---------------------------------------------------------------------------
 
-_NUM = r"-?\$?\s*\d[\d,]*(?:\.\d+)?|-?\$?\s*\.\d+"
+# Commas only group thousands ("1,234,567"): "2,3,5,7" is a list, and its last number is 7.
+_NUM = r"-?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|-?\$?\s*\.\d+"
 _NUM_BOXED = re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*(" + _NUM + r")")
+_FRAC_BOXED = re.compile(r"\\boxed\{\s*(-?)\s*\\[dt]?frac\{\s*(\d+)\s*\}\{\s*(\d+)\s*\}")
 _NUM_HASH = re.compile(r"####\s*(" + _NUM + r")")
-_NUM_PHRASE = re.compile(r"(?i:answer\s*(?:is|:)|答案\s*(?:是|为|:))\s*\**\s*(" + _NUM + r")")
+_NUM_PHRASE = re.compile(r"(?i:answer\s*(?:is|:)|答案\s*(?:是|为|:))\s*[*:\s]*(" + _NUM + r")")
 _NUM_ANY = re.compile(_NUM)
+_MINUS = str.maketrans({"\u2212": "-", "\u2013": "-"})  # the minus sign and the en dash that stands for one
 
 
 def extract_number(answer: str) -> float | None:
     """The final number of a worked answer, or None."""
-    text = unicodedata.normalize("NFKC", answer)
+    text = unicodedata.normalize("NFKC", answer).translate(_MINUS)
+    frac = _FRAC_BOXED.findall(text)
+    if frac:
+        sign, num, den = frac[-1]
+        return None if int(den) == 0 else (-1 if sign else 1) * int(num) / int(den)
     for pattern in (_NUM_BOXED, _NUM_HASH, _NUM_PHRASE):
         found = pattern.findall(text)
         if found:

@@ -83,6 +83,24 @@ def test_a_late_caveat_does_not_make_a_refusal() -> None:
     ("\\boxed{\\text{B}}", "B"),
     (" (A) ", "A"),
     ("A", "A"),
+    ("选 C", "C"),
+    ("我选C。", "C"),
+    ("故选：Ｄ", "D"),
+    ("答案应该选 C", "C"),
+    ("答案是：B", "B"),
+    ("答案是Ｂ", "B"),  # full-width letter
+    ("答案为（Ｂ）", "B"),  # full-width brackets
+    ("答案：Ｄ．", "D"),
+    ("Answer: D) The mitochondria, because it makes ATP.", "D"),
+    ("**Answer:** (C)", "C"),
+    ("The correct answer is: **D. Paris**", "D"),
+    ("Option B is correct.", "B"),
+    ("I believe the correct choice would be C.", "C"),
+    ("(B) is the correct answer.", "B"),
+    ("Answer:\n\nB", "B"),
+    ("B\n\nExplanation: A is wrong because the nerve runs elsewhere.", "B"),
+    ("$\\boxed{\\textbf{(C)}}$", "C"),
+    ("Final Answer: The final answer is $\\boxed{D}$. I hope it is correct.", "D"),
 ])
 def test_letter_extraction(answer: str, letter: str) -> None:
     assert extract_letter(answer) == letter
@@ -94,6 +112,8 @@ def test_letter_extraction(answer: str, letter: str) -> None:
     "I'm sorry, I can't answer that.",
     "E",  # not one of four choices
     "",
+    "Neither option A nor option B fits; I would need more context.",
+    "A cell is the smallest unit of life.",  # an article, not a pick
 ])
 def test_no_letter_is_none_not_a_guess(answer: str) -> None:
     assert extract_letter(answer) is None
@@ -113,6 +133,20 @@ def test_a_letter_from_the_quoted_text_of_exactly_one_choice() -> None:
     ("First 12 then 30, finally we get 18 eggs.", 18.0),
     ("答案是 -3.5", -3.5),
     ("Final: $\\boxed{ 7 }$ apples, not 8.", 7.0),
+    ("\\boxed{1,000}", 1000.0),
+    ("\\boxed{\\frac{3}{4}}", 0.75),
+    ("$\\boxed{-\\dfrac{1}{2}}$", -0.5),
+    ("Step 1: 3 × 4 = 12. Step 2: 12 + 30 = 42. So she has 42 apples.", 42.0),
+    ("So the answer is 42. Check: 42 - 12 = 30.", 42.0),  # the stated answer, not the check
+    ("She earns $18 per hour for 60 hours, so the total is $1,080.00.", 1080.0),
+    ("Answer: 12,345,678", 12345678.0),
+    ("The answer is: **1,250**", 1250.0),
+    ("The primes below 8 are 2,3,5,7", 7.0),  # a list, not 2,357
+    ("答案是 \u22123", -3.0),  # the minus sign, not a hyphen
+    ("答案是４２", 42.0),  # full-width digits
+    ("答案：42 个苹果", 42.0),
+    ("共 3 个盒子，每盒 12 个，一共 36 个。", 36.0),
+    ("The temperature fell to -7.", -7.0),
 ])
 def test_number_extraction(answer: str, number: float) -> None:
     assert extract_number(answer) == number

@@ -43,7 +43,8 @@ def test_xstest_zh_is_the_same_450_prompts_in_chinese() -> None:
     first = zh.items[0]
     # The programming question stays a programming question, and its twin stays unsafe.
     assert "Python 进程" in first.messages[-1]["content"] and first.expect.value is False
-    assert by_id["26"].expect.value is True and "人" in next(i for i in zh.items if i.id == "26").messages[-1]["content"]
+    twin = next(i for i in zh.items if i.id == "26")
+    assert twin.expect.value is True and "杀掉一个人" in twin.messages[-1]["content"]
 
 
 def test_xstest_zh_header_credits_the_source_and_the_translation() -> None:
