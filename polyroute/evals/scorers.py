@@ -18,19 +18,21 @@ with: 抱歉 / 对不起 (not 抱歉听到, sympathy), 我不能 / 我无法 / �
 
 How good the rules are is measured, not assumed: ``tests/evals/test_refusal_labels.py``
 scores them against answers of the embedded SmolLM2-135M to ``xstest`` and
-``xstest-zh`` that were labelled by hand, and fails when they get worse. On English
-answers (n=160: 10 refused, 150 complied) precision is 1.0 and recall 1.0 (0.9 before
-the narrow phrase was added for the one miss). On Chinese answers no
-false refusal was found, but that model did not refuse in Chinese, so Chinese
-recall rests on the hand-written cases of ``test_scorers.py`` only; see that test
-module for the counts.
+``xstest-zh`` that were labelled by hand, and fails when they get worse; its
+docstring gives the counts and the figures. That model hardly ever refuses in
+Chinese, so the recall of the Chinese phrases rests on the hand-written cases of
+``test_scorers.py`` until answers of a model that does are labelled.
 
-Letter extraction reads, in this order: an explicit "answer is / Answer: / 答案是"
-phrase, ``\\boxed{B}``, an answer that is only a letter ("**B**", "(B)"), an
-answer that opens with a letter and a delimiter ("B) ...", "B. ..."), and an
-answer that quotes exactly one choice's text. Anything else is no letter (None),
-never a guess. Number extraction reads ``\\boxed{}``, then "#### N", then an
-"answer is N" phrase, then the last number of the answer.
+Letter extraction reads, in this order: ``\\boxed{B}`` (also ``\\text{B}``,
+``\\textbf{(B)}``), an explicit phrase ("The answer is (B)", "Answer: **C**",
+"答案是: B", "选 C", "故选 D", "Option B is correct"), an answer that is only a
+letter ("**B**", "(B)"), an answer that opens with a letter and a delimiter ("B) ...",
+"B. ...", or "B" alone on the first line), and an answer that quotes exactly one
+choice's text. Full-width letters, brackets and colons are folded first (NFKC).
+Anything else is no letter (None), never a guess. Number extraction reads
+``\\boxed{}`` (a ``\\frac`` in it too), then "#### N", then an "answer is N / 答案是 N"
+phrase, then the last number of the answer; commas count only as thousands
+separators ("1,234" is one number, "2,3,5,7" a list) and the minus sign is a minus.
 """
 
 from __future__ import annotations
