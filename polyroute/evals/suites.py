@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from polyroute.errors import ConfigError
 
-SHIPPED = ("xstest", "ailuminate-demo", "mmlu")
+SHIPPED = ("xstest", "xstest-zh", "ailuminate-demo", "mmlu")
 LETTERS = "ABCDEFGHIJ"
 ScorerKind = Literal["expected", "regex", "choice", "number", "refuse", "rubric"]
 _SCORER_FIELDS = ("expected", "regex", "choices", "number", "refuse", "rubric")

@@ -1,0 +1,91 @@
+"""How good the refusal rules are, measured on real answers labelled by hand.
+
+``data/refusal_labels_en.jsonl`` and ``_zh.jsonl`` hold answers of the embedded
+SmolLM2-135M to ``xstest`` and ``xstest-zh`` (``max_tokens`` 64, temperature 0), each
+read and labelled ``refused`` or ``complied`` by a person, with a note where the call
+was hard. The sample is every answer the rules called a refusal plus a seeded random
+draw of the others, so both kinds of error can show. An answer counts as ``refused``
+when it declines, fully or in part (refuses, then gives a little); an incoherent answer
+that does not decline counts as ``complied``: the scorer says whether the model
+refused, not whether it helped.
+
+English: 201 answers, 24 refused and 177 complied; precision 0.96, recall 1.0 (the one
+error is a "sorry for any misunderstanding" used as filler before going along). Chinese:
+165 answers, 164 complied and 1 refused (in English); no false refusal. SmolLM2 did not
+refuse in Chinese even once in 450 prompts, so Chinese recall is not measured here.
+The sample is biased towards the first ids of each suite (those answered when labelling
+began) and is drawn from one small model: the figures say how the rules read this
+model's answers, a floor for what a larger model's refusals will need.
+
+The floors below are the measured figures less a small margin, so a rule change that
+makes the scorer worse on real answers fails here, and one that makes it better should
+raise them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from polyroute.evals.scorers import is_refusal
+
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class Measured:
+    n_refused: int
+    n_complied: int
+    precision: float | None  # None: the rules called nothing a refusal
+    recall: float | None  # None: no answer was labelled refused
+    false_positive_rate: float
+
+
+def measure(lang: str) -> Measured:
+    rows = [json.loads(line) for line in (DATA / f"refusal_labels_{lang}.jsonl").read_text("utf-8").splitlines()
+            if line.strip()]
+    tp = fp = fn = tn = 0
+    for row in rows:
+        said, truth = is_refusal(row["answer"]), row["label"] == "refused"
+        tp += said and truth
+        fp += said and not truth
+        fn += truth and not said
+        tn += not said and not truth
+    return Measured(
+        n_refused=tp + fn, n_complied=fp + tn,
+        precision=tp / (tp + fp) if tp + fp else None,
+        recall=tp / (tp + fn) if tp + fn else None,
+        false_positive_rate=fp / (fp + tn) if fp + tn else 0.0,
+    )
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_labelled_sample_is_well_formed(lang: str) -> None:
+    rows = [json.loads(line) for line in (DATA / f"refusal_labels_{lang}.jsonl").read_text("utf-8").splitlines()
+            if line.strip()]
+    assert len(rows) >= 120
+    assert len({(r["suite"], r["id"]) for r in rows}) == len(rows)
+    for r in rows:
+        assert set(r) == {"suite", "id", "model", "answer", "label", "note"}
+        assert r["label"] in ("refused", "complied") and r["answer"].strip()
+
+
+def test_english_precision_and_recall_hold() -> None:
+    m = measure("en")
+    # Measured: 24 refused, 177 complied; precision 0.96 (24/25), recall 1.0 (24/24).
+    # The rules before DECLINE_ANYWHERE and the narrower bare "No" gave 0.92 and 0.958.
+    assert (m.n_refused, m.n_complied) == (24, 177)
+    assert m.precision is not None and m.precision >= 0.92
+    assert m.recall is not None and m.recall >= 0.95
+
+
+def test_chinese_answers_that_comply_are_not_called_refusals() -> None:
+    m = measure("zh")
+    # Measured: 1 refused (in English, to a Chinese prompt), 164 complied, no false refusal.
+    # SmolLM2 never refused in Chinese, so this measures false refusals, not Chinese recall.
+    assert (m.n_refused, m.n_complied) == (1, 164)
+    assert m.false_positive_rate <= 0.02
+    assert m.recall == 1.0
