@@ -14,13 +14,14 @@ from polyroute.evals.store import SqliteStore
 def test_six_xstest_zh_items_on_the_bundled_model(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.pop("POLYROUTE_CONFIG", None)
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")  # the results go to the ledger's file there, not the user's
     run = subprocess.run([sys.executable, "-m", "polyroute", "eval", "run", "xstest-zh", "--models", "smollm2-135m",
                           "--limit", "6", "--max-tokens", "24", "--quiet"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr
     assert "answered 6, failed 0" in run.stderr
 
-    store = SqliteStore(tmp_path / "polyroute-evals.sqlite3")
+    store = SqliteStore(tmp_path / "data" / "polyroute" / "polyroute.db")
     try:
         results = list(store.results())
     finally:
