@@ -34,8 +34,12 @@ def train(
     examples: Sequence[Example], columns: Sequence[str], embedder: Embedder, embedding: bool = True
 ) -> QualityModel:
     x = featurize([e.prompt for e in examples], embedder, embedding)
-    labels = {c: np.asarray([e.labels[c] for e in examples], dtype=np.float64) for c in columns}
-    return QualityModel.train(x, labels, embedding, L2)
+    return QualityModel.train(x, label_arrays(examples, columns), embedding, L2)
+
+
+def label_arrays(examples: Sequence[Example], columns: Sequence[str]) -> dict[str, FloatArray]:
+    """Each column's labels as floats, NaN where a prompt has none."""
+    return {c: np.asarray([e.labels.get(c, np.nan) for e in examples], dtype=np.float64) for c in columns}
 
 
 def route_scores(model: QualityModel, x: FloatArray, weak: str, strong: str) -> FloatArray:

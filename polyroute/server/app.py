@@ -24,6 +24,7 @@ from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint
 from polyroute.server.dispatch import App, Handler
 from polyroute.server.errors import error_response
+from polyroute.server.feedback import FeedbackEndpoint
 from polyroute.server.http11 import Request
 from polyroute.server.usage import UsageEndpoint
 
@@ -106,6 +107,7 @@ def create_app(gateway: Gateway) -> App:
         routes={
             **routes,
             "/v1/usage": {"GET": UsageEndpoint(gateway).handle},
+            "/v1/feedback": {"POST": FeedbackEndpoint(gateway).handle},
             "/v1/chat/completions": {"POST": chat.handle},
             "/chat/completions": {"POST": chat.handle},
             "/v1/models": {"GET": models},
@@ -120,6 +122,7 @@ def create_app(gateway: Gateway) -> App:
         shutdown_grace=config.gateway.shutdown_grace,
         startup=gateway.start,
         shutdown=gateway.aclose,
+        reload=gateway.reload,
     )
 
 
