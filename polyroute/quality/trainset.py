@@ -34,7 +34,7 @@ class TrainingSet:
 
     def add(self, x: FloatArray, labels: dict[str, FloatArray]) -> None:
         n_old, n_new = len(self.x), len(x)
-        for col in set(self.labels) | set(labels):
+        for col in dict.fromkeys([*self.labels, *labels]):
             old = self.labels.get(col, np.full(n_old, np.nan))
             self.labels[col] = np.concatenate([old, labels.get(col, np.full(n_new, np.nan))])
         self.x = np.vstack([self.x, x])
