@@ -97,7 +97,9 @@ class QualityModel:
         else:
             mean = x.mean(axis=0)
             scale = x.std(axis=0)
-            scale[scale == 0] = 1.0
+            # A feature (nearly) constant in training says nothing; left unscaled, rounding noise in
+            # its spread would blow up whatever value a new prompt gives it.
+            scale[scale < 1e-6] = 1.0
         z = (x - mean) / scale
         weights: dict[str, F64] = {} if base is None else dict(base.weights)
         bias: dict[str, float] = {} if base is None else dict(base.bias)
