@@ -1,6 +1,6 @@
 """Router files read again without a restart: on ``SIGHUP``, or when a poll sees one changed.
 
-Every ``POLL_S`` seconds a task stats each router file in a thread (its modification
+Every ``poll`` seconds (``[gateway] router_poll``; 0: never) a task stats each router file in a thread (its modification
 time, size and inode: a file replaced by a rename counts as changed). A changed file
 is loaded in a thread too, and swapped into every "quality" strategy that reads it
 with one assignment, so a decision under way finishes on the model it began with and
@@ -54,7 +54,7 @@ class RouterWatch:
         self._busy = asyncio.Lock()
 
     def start(self) -> None:
-        if self._task is None:
+        if self._task is None and self.poll > 0:
             self._task = asyncio.get_running_loop().create_task(self._poll_forever())
 
     async def aclose(self) -> None:

@@ -113,7 +113,7 @@ class Router:
         if embedder is not None:
             from polyroute.quality.watch import RouterWatch
 
-            self.watch = RouterWatch(self._quality.values(), embedder)
+            self.watch = RouterWatch(self._quality.values(), embedder, fleet.config.gateway.router_poll)
         self._admissions: dict[tuple[str, tuple[str, ...]], _Admission] = {}
         key_policies = {k.policy for k in fleet.config.keys.values()}
         for route in fleet.routes.values():
