@@ -31,7 +31,8 @@ def draw(rep: Report, path: str | Path, title: str = "") -> None:
     r = rep.router
     ax.axhline(r.weak_accuracy * 100, color="grey", linewidth=0.6)
     ax.axhline(r.strong_accuracy * 100, color="grey", linewidth=0.6)
-    ax.annotate(f"weak only {r.weak_accuracy:.1%}", (100, r.weak_accuracy * 100), ha="right", va="top",
+    # Below the weak line on the left, where no curve goes (the legend is on the right).
+    ax.annotate(f"weak only {r.weak_accuracy:.1%}", (1, r.weak_accuracy * 100), ha="left", va="top",
                 fontsize=8, color="grey")
     ax.annotate(f"strong only {r.strong_accuracy:.1%}", (100, r.strong_accuracy * 100), ha="right", va="bottom",
                 fontsize=8, color="grey")
