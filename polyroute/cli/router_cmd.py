@@ -230,10 +230,12 @@ def render(s: dict[str, object]) -> str:
         f"{'router':10} {'APGR':>6} {'CPT(50%)':>9} {'CPT(80%)':>9}",
         f"{'this':10} {s['apgr']:6.3f} {pct(s['cpt50']):>9} {pct(s['cpt80']):>9}",
     ]
-    for name in ("length", "random", "oracle"):
-        b = s[name]
+    references = (("length", "length", ""), ("random", "random", ""), ("oracle", "oracle", ""),
+                  ("group_rate_oracle", "group rate", "   (an oracle that knows each group's true gain rate)"))
+    for key, name, note in references:
+        b = s[key]
         assert isinstance(b, dict)
-        lines.append(f"{name:10} {b['apgr']:6.3f} {pct(b['cpt50']):>9} {pct(b['cpt80']):>9}")
+        lines.append(f"{name:10} {b['apgr']:6.3f} {pct(b['cpt50']):>9} {pct(b['cpt80']):>9}{note}")
     lines += ["", f"{'strong calls':>12} {'accuracy':>9} {'PGR':>6}"]
     curve = s["curve"]
     assert isinstance(curve, list)
