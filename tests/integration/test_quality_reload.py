@@ -59,14 +59,16 @@ def train(folder: Path, out: Path, small_answers_hard: bool) -> None:
 
 
 @contextmanager
-def serve(folder: Path, router: Path, poll: float) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+def serve(
+    folder: Path, router: Path, poll: float, workers: int = 1
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     port = free_port()
     conf = folder / "gateway.toml"
     conf.write_text(CONFIG.format(port=port, poll=poll, store=folder / "store.db", router=router))
     log = folder / "gateway.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "polyroute", "serve", "--config", str(conf)],
-                                stdout=subprocess.DEVNULL, stderr=out)
+        proc = subprocess.Popen([sys.executable, "-m", "polyroute", "serve", "--config", str(conf),
+                                 "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=out)
     try:
         wait_until(lambda: "ready: accepting requests" in log.read_text() or proc.poll() is not None, START_TIMEOUT)
         assert proc.poll() is None, log.read_text()
@@ -121,4 +123,16 @@ def test_sighup_reads_the_file_again_and_a_broken_file_keeps_the_one_in_use(tmp_
         assert first(url, HARD.format(i=600))[0] == "big"
         proc.send_signal(signal.SIGHUP)
         wait_until(lambda: first(url, HARD.format(i=600))[0] == "small", what="the new router in use after SIGHUP")
+        assert proc.poll() is None
+
+
+def test_sighup_to_the_supervisor_reaches_every_worker(tmp_path: Path) -> None:
+    router = tmp_path / "router.json"
+    train(tmp_path, router, small_answers_hard=False)
+    with serve(tmp_path, router, poll=0, workers=2) as (proc, url, log):
+        train(tmp_path, router, small_answers_hard=True)
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: log.read_text().count(f"router {router} loaded again") == 2, what="both workers reloaded")
+        # Whichever worker answers, it routes with the new file.
+        assert {first(url, HARD.format(i=700 + i))[0] for i in range(6)} == {"small"}
         assert proc.poll() is None
