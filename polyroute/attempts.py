@@ -59,6 +59,8 @@ class Report:
     estimated: bool = False
     # A stream attempt that has sent tokens and is not finished yet.
     streaming: bool = False
+    # The answer's own id (its "id" field), once it has one.
+    response_id: str | None = None
 
     def attempt_count(self) -> int:
         return len(self.attempts) + int(self.streaming)

@@ -172,6 +172,9 @@ class GatewayConfig(_Strict):
     # The HTTP client every HTTP backend uses upstream, unless it names its own: the home-made
     # one ("builtin") or aiohttp's ("aiohttp", the ``aiohttp`` extra).
     upstream_client: UpstreamClient = "builtin"
+    # Seconds between looks at the quality routes' router files; a changed file is loaded without
+    # a restart. 0: only on SIGHUP.
+    router_poll: float = Field(default=1.0, ge=0, le=3600)
     breakers: BreakerConfig = Field(default_factory=BreakerConfig)
 
     @field_validator("listen")

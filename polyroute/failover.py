@@ -321,6 +321,7 @@ class _Stream:
             return True
         if not self.started:
             self.started, self.cid, self.created = True, chunk["id"], chunk["created"]
+            self.report.response_id = self.cid
             self.first_at = time.monotonic()
         for choice in choices:
             delta = choice["delta"]

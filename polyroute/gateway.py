@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from polyroute.auth import Keyring
 from polyroute.catalog import Catalog
@@ -15,6 +17,9 @@ from polyroute.fleet import Fleet
 from polyroute.routing import Plan, Principal, Router
 from polyroute.tenancy.setup import Tenancy
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse
+
+if TYPE_CHECKING:
+    from polyroute.quality.decisions import DecisionLog
 
 _IDS = RequestIds()
 
@@ -72,6 +77,10 @@ class Gateway:
         self.keys = self.tenancy.keys
         self.gatekeeper = gatekeeper or self.tenancy.quota
         observers = [*self.tenancy.observers(), *observers]
+        # Quality routes' decisions, kept for feedback (POST /v1/feedback) and retraining.
+        self.decisions = decision_log(fleet)
+        if self.decisions is not None:
+            observers.append(self.decisions)
         # The gatekeeper settles first: what a request spent is counted before anyone reports it.
         first: list[RequestObserver] = [self.gatekeeper] if self.gatekeeper is not None else []
         self.observers = Observers([*first, RouterStats(self.router), *observers])
@@ -83,16 +92,29 @@ class Gateway:
     async def start(self) -> None:
         await self.tenancy.start()
         await self.fleet.start()
+        self.router.start()
+        if self.decisions is not None:
+            self.decisions.start()
 
     async def aclose(self) -> None:
         try:
+            await self.router.aclose()
             await self.fleet.aclose()
         finally:
             await self.tenancy.aclose()  # the ledger writes what it holds before the process ends
+            if self.decisions is not None:
+                await asyncio.to_thread(self.decisions.close)
+
+    def reload(self) -> None:
+        """Read changed router files again now (SIGHUP), rather than at the next poll."""
+        self.router.reload()
 
     def plan(self, req: ChatRequest, ctx: RequestContext) -> Plan:
         route = self.fleet.resolve(req.model)
-        return self.router.plan(route, req, ctx.principal, ctx.narrow_policy, ctx.quality)
+        plan = self.router.plan(route, req, ctx.principal, ctx.narrow_policy, ctx.quality)
+        if plan.judged is not None and self.decisions is not None:
+            self.decisions.note(ctx, plan)
+        return plan
 
     async def admit(self, req: ChatRequest, ctx: RequestContext, plan: Plan) -> Pass | None:
         """Check and reserve the principal's budgets and limits; a refusal finishes the request here."""
@@ -112,6 +134,7 @@ class Gateway:
         error: BaseException | None = None
         try:
             resp = await self.failover.complete(plan.route, plan.candidates, req, report)
+            report.response_id = resp.get("id") or None
         except BaseException as exc:
             error = exc
             raise
@@ -149,3 +172,14 @@ class Gateway:
         outcome = Finished(ctx.request_id, status, stream, ctx.started, time.monotonic(), first_token_at, code,
                            admitted)
         self.observers.finish(ctx, report, outcome)
+
+
+def decision_log(fleet: Fleet) -> DecisionLog | None:
+    """The log of quality decisions, in the store's SQLite file; None without a "quality" route."""
+    if not any(r.config.strategy == "quality" for r in fleet.routes.values()):
+        return None
+    from polyroute.quality.decision_store import DecisionStore
+    from polyroute.quality.decisions import DecisionLog
+    from polyroute.tenancy.sqlite import path_of
+
+    return DecisionLog(DecisionStore(path_of(fleet.config.store.url)))

@@ -1,5 +1,9 @@
 """Labelled prompts in RouteLLM's layout: a ``prompt`` column and one True/False column per model.
 
+A label is a number from 0 to 1 (True is 1): how well that model answered. A prompt
+may lack a label for some model (results from ``polyroute eval`` of models run on
+different items); training leaves it out of that model's head only.
+
 A path is a CSV file or a folder of them; a file's stem names its group (for MMLU,
 its subject), which cross-validation keeps whole. A folder's
 ``contaminated_prompts.jsonl`` (RouteLLM's list of evaluation prompts that overlap
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +31,7 @@ _FALSE = {"false", "0", "no"}
 class Example:
     prompt: str
     group: str
-    labels: dict[str, bool]
+    labels: Mapping[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +40,13 @@ class Dataset:
     dropped: int  # contaminated prompts left out
 
     def column(self, name: str) -> list[bool]:
-        return [e.labels[name] for e in self.examples]
+        """Whether each prompt was answered well (a label of 0.5 or more)."""
+        return [e.labels[name] >= 0.5 for e in self.examples]
+
+    def having(self, columns: Sequence[str]) -> Dataset:
+        """Only the prompts labelled for every one of ``columns``."""
+        kept = [e for e in self.examples if all(c in e.labels for c in columns)]
+        return Dataset(kept, self.dropped)
 
     def groups(self) -> list[str]:
         return sorted({e.group for e in self.examples})

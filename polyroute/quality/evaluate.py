@@ -2,8 +2,12 @@
 
 The routing score of a prompt is P(strong answers well) - P(weak answers well):
 the expected gain of sending it to the strong model. Every result is reported
-beside three references measured on the same prompts: random routing, the oracle
-and the length baseline (longest prompts to the strong model, nothing learned).
+beside references measured on the same prompts: random routing, the oracle, the
+length baseline (longest prompts to the strong model, nothing learned) and the
+group-rate oracle: each prompt scored by the true gain rate of its group (for MMLU,
+the share of its subject's prompts that only the strong model answers). That one
+cheats, as the oracle does, but only at the level of groups: it is what a router
+would reach that knew each unseen subject's difficulty exactly and nothing within it.
 
 Cross-validation keeps groups whole (for MMLU a group is a subject file), so no
 subject a fold is scored on was seen in training: a router must learn difficulty,
@@ -34,8 +38,12 @@ def train(
     examples: Sequence[Example], columns: Sequence[str], embedder: Embedder, embedding: bool = True
 ) -> QualityModel:
     x = featurize([e.prompt for e in examples], embedder, embedding)
-    labels = {c: np.asarray([e.labels[c] for e in examples], dtype=np.float64) for c in columns}
-    return QualityModel.train(x, labels, embedding, L2)
+    return QualityModel.train(x, label_arrays(examples, columns), embedding, L2)
+
+
+def label_arrays(examples: Sequence[Example], columns: Sequence[str]) -> dict[str, FloatArray]:
+    """Each column's labels as floats, NaN where a prompt has none."""
+    return {c: np.asarray([e.labels.get(c, np.nan) for e in examples], dtype=np.float64) for c in columns}
 
 
 def route_scores(model: QualityModel, x: FloatArray, weak: str, strong: str) -> FloatArray:
@@ -52,6 +60,7 @@ class Report:
     random: Curve
     oracle: Curve
     length: Curve
+    group_rate: Curve
     decision_us: tuple[float, float] | None  # (p50, p99)
     # Each fold scored on its own, beside the length baseline on the same prompts.
     per_fold: tuple[dict[str, float], ...] = ()
@@ -72,7 +81,9 @@ class Report:
             "curve": [{"strong_share": s, "accuracy": r.at(s)[0], "pgr": r.at(s)[1]} for s in SHARES],
             "per_fold": list(self.per_fold),
         }
-        for name, c in (("random", self.random), ("oracle", self.oracle), ("length", self.length)):
+        refs = (("random", self.random), ("oracle", self.oracle), ("length", self.length),
+                ("group_rate_oracle", self.group_rate))
+        for name, c in refs:
             out[name] = {"apgr": c.apgr(), "cpt50": c.cpt(0.5), "cpt80": c.cpt(0.8)}
         return out
 
@@ -102,9 +113,22 @@ def report(
         random=random_curve(w, s),
         oracle=curve(oracle_scores(w, s), w, s),
         length=curve(lengths, w, s),
+        group_rate=curve(_group_rates(data, w, s), w, s),
         decision_us=us,
         per_fold=tuple(per_fold),
     )
+
+
+def _group_rates(data: Dataset, weak: list[bool], strong: list[bool]) -> FloatArray:
+    """Each prompt's score: the mean gain (strong right minus weak right) over its group."""
+    groups = [e.group for e in data.examples]
+    gain = np.asarray(strong, dtype=np.float64) - np.asarray(weak, dtype=np.float64)
+    total: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for group, v in zip(groups, gain, strict=True):
+        total[group] = total.get(group, 0.0) + float(v)
+        count[group] = count.get(group, 0) + 1
+    return np.asarray([total[x] / count[x] for x in groups])
 
 
 def cross_validate(

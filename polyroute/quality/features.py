@@ -15,6 +15,7 @@ a BPE pass over the whole prompt.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import re
@@ -59,6 +60,11 @@ CHEAP_NAMES = (
     "passage", "statements", "wh_question", "fill_blank", "mean_word_len", "rare_word_share",
     "log_token_rank", "choice_similarity", "prompt_choice_similarity",
 )  # fmt: skip
+
+
+# Names the layout of the feature vector (cheap features, then the embedding). Recorded beside
+# features kept for retraining, so that rows of another layout are never mixed in.
+FEATURE_SET = hashlib.sha256("|".join((*CHEAP_NAMES, WEIGHTS, str(EMBED_DIM))).encode()).hexdigest()[:12]
 
 
 class Embedder:

@@ -20,6 +20,8 @@ from polyroute.quality.features import CHEAP_NAMES, EMBED_DIM, Embedder, cheap_f
 
 F64 = npt.NDArray[np.float64]
 FORMAT = "polyroute-quality-router/1"
+# A warm start (retraining from feedback) pulls towards the earlier heads at least as hard as this many rows.
+PRIOR_ROWS = 200
 
 
 def featurize(texts: Sequence[str], embedder: Embedder | None, embedding: bool) -> F64:
@@ -34,16 +36,35 @@ def featurize(texts: Sequence[str], embedder: Embedder | None, embedding: bool) 
     return out
 
 
-def fit_logistic(x: F64, y: F64, l2: float, iterations: int = 25) -> tuple[F64, float]:
-    """L2-regularised logistic regression by Newton's method; returns (weights, bias)."""
+def fit_logistic(
+    x: F64, y: F64, l2: float, iterations: int = 25, prior: tuple[F64, float] | None = None
+) -> tuple[F64, float]:
+    """L2-regularised logistic regression by Newton's method; returns (weights, bias).
+
+    ``y`` may hold soft labels in 0..1 (a feedback score) and NaN where a row has no
+    label for this head (that row is left out). Without ``prior`` the weights shrink
+    towards zero and the bias is free. With ``prior`` (weights, bias of an earlier fit,
+    in the same standardised space) everything shrinks towards it, at least as strongly
+    as ``PRIOR_ROWS`` rows would pull: a handful of new labels moves a head a little,
+    thousands move it far.
+    """
+    keep = ~np.isnan(y)
+    x, y = x[keep], y[keep]
     n, d = x.shape
+    if n == 0:
+        raise ValueError("no labelled rows for this head")
     xb = np.hstack([x, np.ones((n, 1))])
-    w = np.zeros(d + 1)
     reg = np.full(d + 1, l2)
-    reg[-1] = 0.0  # the bias is not shrunk
+    if prior is None:
+        centre = np.zeros(d + 1)
+        reg[-1] = 0.0  # the bias is not shrunk
+    else:
+        centre = np.append(prior[0], prior[1])
+        reg *= max(n, PRIOR_ROWS) / n
+    w = centre.copy()
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(xb @ w)))
-        grad = xb.T @ (p - y) / n + reg * w
+        grad = xb.T @ (p - y) / n + reg * (w - centre)
         hess = (xb.T * (p * (1 - p))) @ xb / n + np.diag(reg)
         step = np.linalg.solve(hess, grad)
         w -= step
@@ -62,16 +83,35 @@ class QualityModel:
     bias: dict[str, float]
 
     @classmethod
-    def train(cls, x: F64, labels: dict[str, F64], embedding: bool, l2: float) -> QualityModel:
-        mean = x.mean(axis=0)
-        scale = x.std(axis=0)
-        scale[scale == 0] = 1.0
+    def train(
+        cls, x: F64, labels: dict[str, F64], embedding: bool, l2: float, base: QualityModel | None = None
+    ) -> QualityModel:
+        """One head per column of ``labels`` (NaN: no label for that row).
+
+        With ``base``, its standardisation is kept and each head starts from (and is
+        pulled towards) the base's head of that column; the base's heads without new
+        labels are kept as they are.
+        """
+        if base is not None:
+            mean, scale = base.mean, base.scale
+        else:
+            mean = x.mean(axis=0)
+            scale = x.std(axis=0)
+            # A feature (nearly) constant in training says nothing; left unscaled, rounding noise in
+            # its spread would blow up whatever value a new prompt gives it.
+            scale[scale < 1e-6] = 1.0
         z = (x - mean) / scale
-        weights: dict[str, F64] = {}
-        bias: dict[str, float] = {}
+        weights: dict[str, F64] = {} if base is None else dict(base.weights)
+        bias: dict[str, float] = {} if base is None else dict(base.bias)
         for col, y in labels.items():
-            weights[col], bias[col] = fit_logistic(z, y, l2)
-        return cls(tuple(labels), embedding, mean, scale, weights, bias)
+            if not np.any(~np.isnan(y)):
+                continue
+            prior = None if base is None or col not in base.weights else (base.weights[col], base.bias[col])
+            weights[col], bias[col] = fit_logistic(z, y, l2, prior=prior)
+        columns = tuple(dict.fromkeys([*(base.columns if base else ()), *(c for c in labels if c in weights)]))
+        if not columns:
+            raise ValueError("no column has a label")
+        return cls(columns, embedding, mean, scale, weights, bias)
 
     def predict(self, x: F64) -> dict[str, F64]:
         """P(answers well) for every row of ``x``, per column."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polyroute.quality.features import CHEAP_NAMES, Embedder, cheap_features
+from polyroute.quality.features import CHEAP_NAMES, F32, Embedder, cheap_features
 from polyroute.quality.model import QualityModel
 
 
@@ -30,8 +30,14 @@ class Scorer:
     def columns(self) -> tuple[str, ...]:
         return self.model.columns
 
+    def features(self, text: str) -> tuple[list[float], F32 | None]:
+        """The prompt's cheap features and its embedding, as ``predict_from`` takes them."""
+        return cheap_features(text, self.embedder)
+
     def predict(self, text: str) -> dict[str, float]:
-        cheap, emb = cheap_features(text, self.embedder)
+        return self.predict_from(*self.features(text))
+
+    def predict_from(self, cheap: list[float], emb: F32 | None) -> dict[str, float]:
         heads = self._heads
         logits = heads[:, : len(CHEAP_NAMES)] @ np.asarray(cheap) + self._bias
         if self.model.embedding and emb is not None:

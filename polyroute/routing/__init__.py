@@ -40,7 +40,9 @@ from polyroute.routing.weighted import Weighted
 from polyroute.types import ChatRequest
 
 if TYPE_CHECKING:
-    from polyroute.routing.quality import Quality
+    from polyroute.quality.features import Embedder
+    from polyroute.quality.watch import RouterWatch
+    from polyroute.routing.quality import Judgement, Quality
 
 __all__ = ["LatencyStats", "Needs", "Plan", "Policy", "Principal", "Router", "Strategy"]
 
@@ -74,6 +76,8 @@ class Plan:
     needs: Needs | None = None
     # Candidates kept only as fallbacks because they lack a soft need (json_mode) of the request.
     demoted: dict[str, str] = field(default_factory=dict)
+    # A "quality" route's reading of the prompt, kept with the decision for feedback.
+    judged: Judgement | None = None
 
     def cost(self, entry: ModelEntry) -> float | None:
         """Estimated USD for this request on ``entry``; None when its price is unknown."""
@@ -104,7 +108,12 @@ class Router:
         self.stats = stats or LatencyStats()
         rng = rng or random.Random()
         self._strategies = {name: _strategy(route, self.stats, rng) for name, route in fleet.routes.items()}
-        self._quality = _quality_strategies(fleet)
+        self._quality, embedder = _quality_strategies(fleet)
+        self.watch: RouterWatch | None = None
+        if embedder is not None:
+            from polyroute.quality.watch import RouterWatch
+
+            self.watch = RouterWatch(self._quality.values(), embedder, fleet.config.gateway.router_poll)
         self._admissions: dict[tuple[str, tuple[str, ...]], _Admission] = {}
         key_policies = {k.policy for k in fleet.config.keys.values()}
         for route in fleet.routes.values():
@@ -141,10 +150,11 @@ class Router:
         strategy = self._strategies[route.name]
         score_label = strategy.score
         qs = self._quality.get(route.name)
+        judged = None
         if qs is not None:
             # The route's quality router judges the prompt once; every candidate is ranked on it.
-            predicted = qs.predictions(req)
-            target = qs.target_for(quality)
+            judged = qs.judge(req, quality)
+            predicted, target = judged.predicted, judged.target
             ordered, scores, score_label = qs.rank(fits, needs, predicted, target)
             if lacking:
                 more, more_scores, _ = qs.rank([e for e, _ in lacking], needs, predicted, target)
@@ -166,7 +176,23 @@ class Router:
             score=score_label,
             needs=needs,
             demoted={e.name: why for e, why in lacking},
+            judged=judged,
         )
+
+    # -- router files read again without a restart ------------------------------------------
+
+    def start(self) -> None:
+        """Watch the quality routes' files (on the running event loop)."""
+        if self.watch is not None:
+            self.watch.start()
+
+    def reload(self) -> None:
+        if self.watch is not None:
+            self.watch.reload()
+
+    async def aclose(self) -> None:
+        if self.watch is not None:
+            await self.watch.aclose()
 
     def observe(self, report: Outcome, first_token_at: float | None = None, ended_at: float | None = None) -> None:
         """Feed one request's attempts to the moving averages that ``fastest`` ranks by."""
@@ -201,11 +227,11 @@ def _strategy(route: Route, stats: LatencyStats, rng: random.Random) -> Strategy
     return Ordered()
 
 
-def _quality_strategies(fleet: Fleet) -> dict[str, Quality]:
+def _quality_strategies(fleet: Fleet) -> tuple[dict[str, Quality], Embedder | None]:
     """The routes whose strategy is "quality", each with its router loaded (one embedder for all)."""
     routes = [r for r in fleet.routes.values() if r.config.strategy == "quality"]
     if not routes:
-        return {}
+        return {}, None
     from polyroute.quality.features import Embedder
     from polyroute.routing.quality import Quality
 
@@ -218,7 +244,7 @@ def _quality_strategies(fleet: Fleet) -> dict[str, Quality]:
         path = Path(c.router or "")
         out[route.name] = Quality.load(path if path.is_absolute() else root / path, c.quality_target,
                                        (c.quality_min, c.quality_max), c.router_columns, embedder)
-    return out
+    return out, embedder
 
 
 def _admit(fleet: Fleet, route: Route, names: tuple[str, ...]) -> _Admission:

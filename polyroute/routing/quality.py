@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from polyroute.fleet import ModelEntry
-from polyroute.quality.features import Embedder
+from polyroute.quality.features import F32, Embedder
 from polyroute.quality.scorer import Scorer
 from polyroute.routing.cheapest import Cheapest
 from polyroute.routing.needs import Needs
@@ -27,14 +28,32 @@ from polyroute.types import ChatRequest
 MAX_PROMPT_CHARS = 8000
 
 
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What the router read of one prompt and predicted: kept with the decision, so feedback can teach it."""
+
+    prompt: str
+    cheap: list[float]
+    embedding: F32 | None
+    predicted: dict[str, float]  # by router column
+    target: float
+    columns: Mapping[str, str]  # model -> its router column, where it is not the model's own name
+
+    def column(self, model: str) -> str:
+        return self.columns.get(model, model)
+
+
 class Quality:
     name = "quality"
     score = "P(good answer)"
 
     def __init__(
-        self, scorer: Scorer, target: float, columns: Mapping[str, str], bounds: tuple[float, float] = (0.0, 1.0)
+        self, scorer: Scorer, target: float, columns: Mapping[str, str], bounds: tuple[float, float] = (0.0, 1.0),
+        path: Path | None = None,
     ) -> None:
+        # Replaced whole when the file at ``path`` changes (polyroute.quality.watch).
         self.scorer = scorer
+        self.path = path or Path("")
         self.target = target
         self.bounds = bounds
         self._columns = dict(columns)
@@ -44,7 +63,7 @@ class Quality:
     def load(
         cls, path: Path, target: float, bounds: tuple[float, float], columns: Mapping[str, str], embedder: Embedder
     ) -> Quality:
-        return cls(Scorer.load(path, embedder), target, columns, bounds)
+        return cls(Scorer.load(path, embedder), target, columns, bounds, path)
 
     def target_for(self, asked: float | None) -> float:
         """The route's target, or the client's (x-polyroute-quality) kept within the route's bounds."""
@@ -59,6 +78,13 @@ class Quality:
 
     def predictions(self, req: ChatRequest) -> dict[str, float]:
         return self.scorer.predict(_prompt(req)[:MAX_PROMPT_CHARS])
+
+    def judge(self, req: ChatRequest, asked: float | None) -> Judgement:
+        """The prompt's features and every column's prediction, at the target this request gets."""
+        scorer = self.scorer  # read once: a reload may replace it meanwhile
+        prompt = _prompt(req)[:MAX_PROMPT_CHARS]
+        cheap, emb = scorer.features(prompt)
+        return Judgement(prompt, cheap, emb, scorer.predict_from(cheap, emb), self.target_for(asked), self._columns)
 
     def rank(
         self, candidates: Sequence[ModelEntry], needs: Needs, predicted: Mapping[str, float], target: float

@@ -28,6 +28,7 @@ from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint
 from polyroute.server.dispatch import App, Handler
 from polyroute.server.errors import error_response
+from polyroute.server.feedback import FeedbackEndpoint
 from polyroute.server.http11 import Request
 from polyroute.server.metrics import MetricsEndpoint, metrics_guard
 from polyroute.server.usage import AdminUsageEndpoint, UsageEndpoint
@@ -124,6 +125,7 @@ def create_app(gateway: Gateway) -> App:
         routes={
             **routes,
             "/v1/usage": {"GET": UsageEndpoint(gateway).handle},
+            "/v1/feedback": {"POST": FeedbackEndpoint(gateway).handle},
             "/v1/chat/completions": {"POST": chat.handle},
             "/chat/completions": {"POST": chat.handle},
             "/v1/models": {"GET": models},
@@ -139,6 +141,7 @@ def create_app(gateway: Gateway) -> App:
         shutdown_grace=config.gateway.shutdown_grace,
         startup=gateway.start,
         shutdown=gateway.aclose if spans is None else _then(gateway.aclose, spans.shutdown),
+        reload=gateway.reload,
     )
 
 

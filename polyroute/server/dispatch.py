@@ -40,6 +40,7 @@ class App:
         header_timeout: float = 10.0,
         body_timeout: float = 60.0,
         shutdown_grace: float = 10.0,
+        reload: Callable[[], None] | None = None,
     ) -> None:
         self.routes = routes  # path -> method -> handler
         # path prefix (ending in "/") -> method -> handler, for paths that end in a name
@@ -51,6 +52,8 @@ class App:
         self.sched_slice_us = sched_slice_us  # for the process that serves it (polyroute.sched)
         self.startup = startup
         self.shutdown = shutdown
+        # SIGHUP: read changed files (router models) again, on the event loop's thread.
+        self.reload = reload
 
     async def __call__(self, request: Request) -> Answer:
         path, method = request.path, request.method

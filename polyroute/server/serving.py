@@ -144,7 +144,7 @@ def connection_limit() -> int:
 
 
 def run(app: App, sockets: list[socket.socket], on_ready: Callable[[], None] | None = None) -> int:
-    """Serve on uvloop until SIGINT or SIGTERM; 1 when the app could not start.
+    """Serve on uvloop until SIGINT or SIGTERM (SIGHUP: the app's ``reload``); 1 when the app could not start.
 
     The process first asks for the app's scheduling slice (``polyroute.sched``).
     """
@@ -161,6 +161,8 @@ def run(app: App, sockets: list[socket.socket], on_ready: Callable[[], None] | N
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, server.stop)
+        if app.reload is not None:
+            loop.add_signal_handler(signal.SIGHUP, app.reload)
         await server.serve(sockets, on_ready)
 
     try:

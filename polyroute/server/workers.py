@@ -68,7 +68,7 @@ class _Slot:
 
 
 class Supervisor:
-    """Starts the workers, replaces those that die, stops them all on SIGINT or SIGTERM.
+    """Starts the workers, replaces those that die, stops them all on SIGINT or SIGTERM, passes SIGHUP on.
 
     A worker is a plain process (``python -m polyroute.server.workers``) that inherits
     its socket and a pipe on which it says when it serves.
@@ -86,6 +86,7 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._tell_workers(signal.SIGHUP))
         for index in range(len(self.slots)):
             self._start(index)
         status = 0
@@ -108,6 +109,12 @@ class Supervisor:
                 self._start(index)
         self._stop_all()
         return status
+
+    def _tell_workers(self, sig: signal.Signals) -> None:
+        for slot in self.slots:
+            # Only a worker that serves has its handler: before that, SIGHUP would end it.
+            if slot.ready and slot.process is not None and slot.process.poll() is None:
+                slot.process.send_signal(sig)
 
     def _note_ready(self, timeout: float) -> None:
         waiting = {slot.ready_fd: slot for slot in self.slots if slot.ready_fd is not None}

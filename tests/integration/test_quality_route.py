@@ -38,6 +38,8 @@ def router_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def raw_config(router: Path) -> dict[str, Any]:
     return {
+        # Quality routes record their decisions in the store's file: the test's own.
+        "store": {"url": f"sqlite:///{router.parent / 'store.db'}"},
         "backends": {"box": {"type": "fake"}, "cloud": {"type": "fake", "locality": "remote"}},
         "models": {
             "small": {"backend": "box", "input_per_mtok": 0.1, "output_per_mtok": 0.2},

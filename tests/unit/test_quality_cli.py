@@ -102,11 +102,3 @@ def test_several_model_columns_give_one_head_each(data: Path, tmp_path: Path) ->
             "--model", "mid", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     assert list(json.loads(out.read_text())["heads"]) == ["weak", "strong", "mid"]
-
-
-def test_plot_is_refused_with_a_way_around(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["router", "eval", "--folds", "3", "--data", str(data), "--weak", "weak", "--strong", "strong",
-            "--plot", str(tmp_path / "curve.png")]  # fmt: skip
-    assert main(args) == 2
-    assert "--plot is not available yet: use --json and plot the 'curve' field." in capsys.readouterr().err
-    assert not (tmp_path / "curve.png").exists()

@@ -63,3 +63,17 @@ def test_no_gap_gives_zero_pgr_not_a_division_error() -> None:
 def test_lengths_must_agree() -> None:
     with pytest.raises(ValueError):
         curve([0.5], [True, False], [True, False])
+
+
+def test_the_group_rate_oracle_scores_each_prompt_by_its_groups_gain() -> None:
+    from polyroute.quality.data import Dataset, Example
+    from polyroute.quality.evaluate import report
+
+    # Group "hard": the strong model alone answers both prompts (gain 1 each); "easy": both answer (gain 0).
+    rows = [("hard", False, True), ("easy", True, True), ("hard", False, True), ("easy", True, True)]
+    data = Dataset([Example(f"q{i}", grp, {"w": wk, "s": st}) for i, (grp, wk, st) in enumerate(rows)], 0)
+    rep = report(data, np.zeros(4), "w", "s", None)
+    # The hard group goes first: accuracy 0.5, 0.75, 1, 1, 1 -> PGR 0, .5, 1, 1, 1 -> APGR 3/4.
+    np.testing.assert_allclose(rep.group_rate.accuracy, [0.5, 0.75, 1.0, 1.0, 1.0])
+    assert rep.group_rate.apgr() == pytest.approx(0.75)
+    assert rep.summary()["group_rate_oracle"] == {"apgr": pytest.approx(0.75), "cpt50": 0.25, "cpt80": 0.5}
