@@ -175,11 +175,17 @@ class Gateway:
 
 
 def decision_log(fleet: Fleet) -> DecisionLog | None:
-    """The log of quality decisions, in the store's SQLite file; None without a "quality" route."""
+    """The log of quality decisions, in the store's SQLite file; None without a "quality" route.
+
+    With a PostgreSQL store the decisions stay in this machine's SQLite file (the default
+    path in the user's data directory): feedback is taken by the replica that routed.
+    """
     if not any(r.config.strategy == "quality" for r in fleet.routes.values()):
         return None
     from polyroute.quality.decision_store import DecisionStore
     from polyroute.quality.decisions import DecisionLog
-    from polyroute.tenancy.sqlite import path_of
+    from polyroute.tenancy.sqlite import default_path, path_of
 
-    return DecisionLog(DecisionStore(path_of(fleet.config.store.url)))
+    url = fleet.config.store.url
+    path = path_of(url) if url is None or url.startswith("sqlite:///") else default_path()
+    return DecisionLog(DecisionStore(path))
