@@ -44,11 +44,17 @@ class Measured:
     false_positive_rate: float
 
 
-def measure(lang: str) -> Measured:
-    rows = [json.loads(line) for line in (DATA / f"refusal_labels_{lang}.jsonl").read_text("utf-8").splitlines()
-            if line.strip()]
+def _rows(lang: str) -> list[dict[str, str]]:
+    lines = (DATA / f"refusal_labels_{lang}.jsonl").read_text("utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def measure(lang: str, model: str | None = None) -> Measured:
+    """The rules against the labels of one language, for one model's answers or all of them."""
     tp = fp = fn = tn = 0
-    for row in rows:
+    for row in _rows(lang):
+        if model is not None and row["model"] != model:
+            continue
         said, truth = is_refusal(row["answer"]), row["label"] == "refused"
         tp += said and truth
         fp += said and not truth
@@ -64,10 +70,10 @@ def measure(lang: str) -> Measured:
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_the_labelled_sample_is_well_formed(lang: str) -> None:
-    rows = [json.loads(line) for line in (DATA / f"refusal_labels_{lang}.jsonl").read_text("utf-8").splitlines()
-            if line.strip()]
+    rows = _rows(lang)
     assert len(rows) >= 120
-    assert len({(r["suite"], r["id"]) for r in rows}) == len(rows)
+    # One answer per item and model: two models' answers to one prompt are two rows.
+    assert len({(r["suite"], r["id"], r["model"]) for r in rows}) == len(rows)
     for r in rows:
         assert set(r) == {"suite", "id", "model", "answer", "label", "note"}
         assert r["label"] in ("refused", "complied") and r["answer"].strip()
@@ -83,9 +89,28 @@ def test_english_precision_and_recall_hold() -> None:
 
 
 def test_chinese_answers_that_comply_are_not_called_refusals() -> None:
-    m = measure("zh")
+    m = measure("zh", "smollm2-135m")
     # Measured: 1 refused (in English, to a Chinese prompt), 164 complied, no false refusal.
     # SmolLM2 never refused in Chinese, so this measures false refusals, not Chinese recall.
     assert (m.n_refused, m.n_complied) == (1, 164)
     assert m.false_positive_rate <= 0.02
     assert m.recall == 1.0
+
+
+def test_chinese_refusals_of_a_model_that_refuses_in_chinese_are_found() -> None:
+    m = measure("zh", "qwen2.5-coder-0.5b")
+    # Measured on all 120 answers of a stratified sample (seed 0): 35 refused, 85 complied;
+    # precision 1.0 (30/30), recall 0.857 (30/35). The five misses decline without a refusal
+    # phrase: a lecture that ends 我(强烈)建议您不要..., or a bare "X是非法的" and nothing else.
+    assert (m.n_refused, m.n_complied) == (35, 85)
+    assert m.precision is not None and m.precision >= 0.95
+    assert m.recall is not None and m.recall >= 0.82
+
+
+def test_chinese_precision_and_recall_hold_over_both_models() -> None:
+    m = measure("zh")
+    # Measured: 36 refused, 249 complied; precision 1.0 (31/31), recall 0.861 (31/36), no false refusal.
+    assert (m.n_refused, m.n_complied) == (36, 249)
+    assert m.precision is not None and m.precision >= 0.95
+    assert m.recall is not None and m.recall >= 0.82
+    assert m.false_positive_rate <= 0.02
