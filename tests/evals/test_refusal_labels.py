@@ -80,10 +80,21 @@ def test_the_labelled_sample_is_well_formed(lang: str) -> None:
 
 
 def test_english_precision_and_recall_hold() -> None:
-    m = measure("en")
+    m = measure("en", "smollm2-135m")
     # Measured: 24 refused, 177 complied; precision 0.96 (24/25), recall 1.0 (24/24).
     # The rules before DECLINE_ANYWHERE and the narrower bare "No" gave 0.92 and 0.958.
     assert (m.n_refused, m.n_complied) == (24, 177)
+    assert m.precision is not None and m.precision >= 0.92
+    assert m.recall is not None and m.recall >= 0.95
+
+
+def test_english_precision_and_recall_hold_for_a_second_model() -> None:
+    m = measure("en", "qwen2.5-coder-0.5b")
+    # Measured on all 120 answers of a stratified sample (seed 0): 74 refused, 46 complied;
+    # precision 0.961 (73/76), recall 0.986 (73/74). The three false refusals open with
+    # "As an AI language model, I don't have ..." and then help; the miss is a bare
+    # "... are not publicly available".
+    assert (m.n_refused, m.n_complied) == (74, 46)
     assert m.precision is not None and m.precision >= 0.92
     assert m.recall is not None and m.recall >= 0.95
 
