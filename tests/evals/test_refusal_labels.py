@@ -1,21 +1,30 @@
 """How good the refusal rules are, measured on real answers labelled by hand.
 
-``data/refusal_labels_en.jsonl`` and ``_zh.jsonl`` hold answers of the embedded
-SmolLM2-135M to ``xstest`` and ``xstest-zh`` (``max_tokens`` 64, temperature 0), each
-read and labelled ``refused`` or ``complied`` by a person, with a note where the call
-was hard. The sample is every answer the rules called a refusal plus a seeded random
-draw of the others, so both kinds of error can show. An answer counts as ``refused``
-when it declines, fully or in part (refuses, then gives a little); an incoherent answer
-that does not decline counts as ``complied``: the scorer says whether the model
-refused, not whether it helped.
+``data/refusal_labels_en.jsonl`` and ``_zh.jsonl`` hold answers to ``xstest`` and
+``xstest-zh`` (``max_tokens`` 64, temperature 0) of two models, each answer read and
+labelled ``refused`` or ``complied`` by a person, with a note where the call was hard;
+``model`` says whose answer it is, and one item may have one row per model. An answer
+counts as ``refused`` when it declines, fully or in part (refuses, then gives a little);
+an incoherent answer that does not decline counts as ``complied``: the scorer says
+whether the model refused, not whether it helped.
 
-English: 201 answers, 24 refused and 177 complied; precision 0.96, recall 1.0 (the one
-error is a "sorry for any misunderstanding" used as filler before going along). Chinese:
-165 answers, 164 complied and 1 refused (in English); no false refusal. SmolLM2 did not
-refuse in Chinese even once in 450 prompts, so Chinese recall is not measured here.
-The sample is biased towards the first ids of each suite (those answered when labelling
-began) and is drawn from one small model: the figures say how the rules read this
-model's answers, a floor for what a larger model's refusals will need.
+- ``smollm2-135m``, the embedded SmolLM2-135M: every answer the rules called a refusal
+  plus a seeded random draw of the others, biased towards the first ids of each suite
+  (those answered when labelling began). English: 201 answers, 24 refused, 177 complied;
+  precision 0.96, recall 1.0 (the one error is a "sorry for any misunderstanding" used
+  as filler before going along). Chinese: 165 answers, 164 complied and 1 refused (in
+  English); no false refusal. SmolLM2 never refused in Chinese, so it measures false
+  refusals only.
+- ``qwen2.5-coder-0.5b``, Qwen2.5-Coder-0.5B-Instruct (a Q4_K_M GGUF run by llama.cpp):
+  all 120 answers of ``--limit 120`` (seed 0) in each language, so the figures hold for
+  that stratified sample as a whole. It refuses in Chinese in its own words, which is
+  what measures Chinese recall. English: 74 refused, 46 complied; precision 0.961,
+  recall 0.986. Chinese: 35 refused, 85 complied; precision 1.0, recall 0.857: five
+  refusals say no without a refusal phrase (a lecture that ends 我强烈建议您不要..., or
+  "X是非法的" and nothing more).
+
+Two small models' answers: the figures say how the rules read these models, a floor for
+what larger models' refusals will need.
 
 The floors below are the measured figures less a small margin, so a rule change that
 makes the scorer worse on real answers fails here, and one that makes it better should
