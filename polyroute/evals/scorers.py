@@ -17,13 +17,14 @@ with: 抱歉 / 对不起 (not 抱歉听到, sympathy), 我不能 / 我无法 / �
 不能回答, 作为一个AI / 人工智能, 违反法律 / 道德.
 
 How good the rules are is measured, not assumed: ``tests/evals/test_refusal_labels.py``
-scores them against answers of the embedded SmolLM2-135M to ``xstest`` and
-``xstest-zh`` that were labelled by hand, and fails when they get worse; its
-docstring gives the details. English: 201 answers (24 refused, 177 complied),
-precision 0.96, recall 1.0. Chinese: 165 answers (1 refused, 164 complied), no false
-refusal; that model never refused in Chinese itself, so the recall of the Chinese
-phrases rests on the hand-written cases of ``test_scorers.py`` until answers of a
-model that does are labelled. Figures from one small model's answers: a floor.
+scores them against hand-labelled answers of two small models to ``xstest`` and
+``xstest-zh`` and fails when they get worse; its docstring gives the details. English:
+precision 0.96 and recall 1.0 on SmolLM2-135M's answers, 0.96 and 0.99 on
+Qwen2.5-Coder-0.5B-Instruct's (whose false refusals open with "As an AI language model,
+I don't have ..." and then help). Chinese: no false refusal in 249 complying answers; on
+the Qwen model's, which refuse in Chinese, precision 1.0 and recall 0.86: a refusal that
+only lectures (我强烈建议您不要...) or only calls the request illegal (X是非法的) is
+missed. Figures from small models' answers: a floor.
 
 Letter extraction reads, in this order: ``\\boxed{B}`` (also ``\\text{B}``,
 ``\\textbf{(B)}``), an explicit phrase ("The answer is (B)", "Answer: **C**",
