@@ -13,8 +13,6 @@ Each thread gets its own connection (WAL: readers never wait for the writer).
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polyroute.errors import ConfigError
 from polyroute.quality.features import F32
+from polyroute.tenancy.sqlite_file import SqliteFile
 
 # Decisions without feedback are kept this long (seconds) for feedback to arrive.
 RETAIN_S = 7 * 24 * 3600.0
@@ -76,36 +74,10 @@ class Labelled:
     score: float
 
 
-class DecisionStore:
+class DecisionStore(SqliteFile):
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create the store's directory {self.path.parent}: {exc.strerror}",
-                              key="store.url") from None
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        super().__init__(path)
         self._conn().executescript(_SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
 
     def write(self, rows: Sequence[DecisionRow]) -> None:
         conn = self._conn()

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from polyroute.errors import ConfigError
 from polyroute.tenancy.blocking import BlockingKeyStore
 from polyroute.tenancy.columns import (
     KEY_COLS,
@@ -30,6 +28,7 @@ from polyroute.tenancy.columns import (
     usage_row,
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
+from polyroute.tenancy.sqlite_file import SqliteFile
 from polyroute.tenancy.stores import UsageRow
 from polyroute.tenancy.usage import summarize
 
@@ -73,45 +72,19 @@ def path_of(url: str | None) -> Path:
     return default_path() if url is None else Path(url.removeprefix("sqlite:///"))
 
 
-class SqliteStore(BlockingKeyStore):
+class SqliteStore(SqliteFile, BlockingKeyStore):
     """``KeyStore`` and ``LedgerStore`` over one SQLite file."""
 
     remote = False
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create the store's directory {self.path.parent}: {exc.strerror}",
-                              key="store.url") from None
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        super().__init__(path)
         conn = self._conn()
         conn.executescript(_SCHEMA)
 
     @property
     def where(self) -> str:
         return str(self.path)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
 
     # -- keys and teams ----------------------------------------------------------------------
 
