@@ -1,0 +1,208 @@
+"""The one Redis that a gateway's replicas share: counters, key changes, breakers.
+
+A ``RedisLink`` owns the client (short socket timeouts, no retries of its own: a
+request must not hang on an outage), knows whether Redis is reachable, and says
+so in the log once per outage: one warning when it goes, one line when it is back.
+While it is down, callers are told at once (``QuotaStoreUnavailable``) without
+touching the network, and one call per ``RETRY_AFTER`` tries again.
+
+    call ──down, retry not due──▶ QuotaStoreUnavailable (no network)
+      │
+      └──▶ Redis ──ok──▶ up (logs "back" once) ──▶ result
+              └──ConnectionError / TimeoutError──▶ down (logs once) ──▶ QuotaStoreUnavailable
+
+It also runs one pub/sub listener (on its own connection) for the channels that
+other parts subscribe to (``subscribe``): a key change, a breaker opened. The
+listener reconnects by itself; every subscriber's ``resync`` runs after each
+(re)connection, since messages sent while it was away are lost.
+
+The URL may carry a password: only ``safe_url`` (the password replaced) is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from polyroute.config import Config
+from polyroute.errors import QuotaStoreUnavailable
+
+log = logging.getLogger("polyroute.redis")
+
+T = TypeVar("T")
+DEFAULT_PREFIX = "polyroute:"
+TIMEOUT = 0.5  # seconds: connect and each command; an outage costs a request at most this
+RETRY_AFTER = 1.0  # seconds between tries while Redis is down
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may be logged: any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.hostname or ""
+    netloc = f"{user}***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class Subscriber:
+    """What a pub/sub subscriber gives ``RedisLink.subscribe``."""
+
+    def __init__(self, on_message: Callable[[str], Awaitable[None]],
+                 resync: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.on_message = on_message
+        self.resync = resync
+
+
+class RedisLink:
+    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX, timeout: float = TIMEOUT) -> None:
+        self.url = safe_url(url)
+        self.prefix = prefix
+        self.timeout = timeout
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
+            decode_responses=True, health_check_interval=0,
+        )
+        self._raw_url = url
+        self._down = False
+        self._next_try = 0.0
+        self._subscribers: dict[str, Subscriber] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._back: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def from_config(cls, config: Config) -> RedisLink | None:
+        store = config.store
+        url = store.redis_url()
+        return cls(url, store.redis_prefix) if url else None
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    # -- calls and the outage state ------------------------------------------------------------
+
+    async def run(self, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """``call(client)``; ``QuotaStoreUnavailable`` when Redis is (or just went) unreachable."""
+        if self._down:
+            now = time.monotonic()
+            if now < self._next_try:
+                raise QuotaStoreUnavailable(self._unavailable())
+            self._next_try = now + RETRY_AFTER  # one caller tries; the others are told at once
+        try:
+            result = await call(self.client)
+        except UNREACHABLE as exc:
+            self.failed(exc)
+            raise QuotaStoreUnavailable(self._unavailable()) from None
+        self.ok()
+        return result
+
+    def failed(self, exc: BaseException) -> None:
+        self._next_try = time.monotonic() + RETRY_AFTER
+        if not self._down:
+            self._down = True
+            log.warning("redis at %s is unreachable (%s: %s); [store] on_redis_down applies until it is back",
+                        self.url, type(exc).__name__, _said(exc, self._raw_url))
+
+    def ok(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning("redis at %s is back", self.url)
+            for hook in self._back:
+                self.spawn(hook())
+
+    def on_back(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` each time Redis is reachable again after an outage."""
+        self._back.append(hook)
+
+    def _unavailable(self) -> str:
+        return "The gateway's quota store (Redis) is unreachable, so this key's limits cannot be checked."
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        async def run() -> None:
+            with contextlib.suppress(QuotaStoreUnavailable):
+                await coro
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- pub/sub ---------------------------------------------------------------------------------
+
+    def subscribe(self, channel: str, subscriber: Subscriber) -> None:
+        """Call ``subscriber.on_message`` with each message published on ``channel`` (under the prefix)."""
+        self._subscribers[self.key(channel)] = subscriber
+
+    async def publish(self, channel: str, message: str) -> None:
+        await self.run(lambda c: c.publish(self.key(channel), message))
+
+    async def start(self) -> None:
+        if self._subscribers and self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen_forever())
+
+    async def _listen_forever(self) -> None:
+        while True:
+            pubsub: PubSub | None = None
+            try:
+                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(*self._subscribers)
+                self.ok()
+                for sub in self._subscribers.values():
+                    if sub.resync is not None:
+                        await sub.resync()
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is None or msg.get("type") != "message":
+                        continue
+                    found = self._subscribers.get(str(msg["channel"]))
+                    if found is not None:
+                        await found.on_message(str(msg["data"]))
+            except asyncio.CancelledError:
+                raise
+            except (*UNREACHABLE, QuotaStoreUnavailable) as exc:
+                if not isinstance(exc, QuotaStoreUnavailable):
+                    self.failed(exc)
+                await asyncio.sleep(RETRY_AFTER)
+            except Exception:
+                log.exception("redis listener failed; starting it again")
+                await asyncio.sleep(RETRY_AFTER)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+
+def _said(exc: BaseException, raw_url: str) -> str:
+    """An exception's text, with the URL's password out of it if the library quoted it."""
+    text = str(exc)
+    password = urlsplit(raw_url).password
+    return text.replace(password, "***") if password else text
