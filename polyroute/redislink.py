@@ -1,6 +1,6 @@
 """The one Redis that a gateway's replicas share: counters, key changes, breakers.
 
-A ``RedisLink`` owns the client (short socket timeouts, no retries of its own: a
+A ``RedisLink`` owns the client (short socket timeouts, one retry at most: a
 request must not hang on an outage), knows whether Redis is reachable, and says
 so in the log once per outage: one warning when it goes, one line when it is back.
 While it is down, callers are told at once (``QuotaStoreUnavailable``) without
@@ -34,7 +34,7 @@ from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from polyroute.config import Config
 from polyroute.errors import QuotaStoreUnavailable
@@ -45,6 +45,7 @@ T = TypeVar("T")
 DEFAULT_PREFIX = "polyroute:"
 TIMEOUT = 0.5  # seconds: connect and each command; an outage costs a request at most this
 RETRY_AFTER = 1.0  # seconds between tries while Redis is down
+MAX_CONNECTIONS = 64  # per process
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -73,10 +74,13 @@ class RedisLink:
         self.url = safe_url(url)
         self.prefix = prefix
         self.timeout = timeout
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
-            decode_responses=True, health_check_interval=0,
+        # A bounded pool that makes a burst wait for a connection (up to ``timeout``), not fail; one
+        # retry, so that a connection left stale by a Redis restart is replaced, not taken for an outage.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=timeout, socket_timeout=timeout,
+            socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1), decode_responses=True,
         )
+        self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._raw_url = url
         self._down = False
         self._next_try = 0.0
@@ -119,7 +123,7 @@ class RedisLink:
         self._next_try = time.monotonic() + RETRY_AFTER
         if not self._down:
             self._down = True
-            log.warning("redis at %s is unreachable (%s: %s); [store] on_redis_down applies until it is back",
+            log.warning("redis at %s is unreachable (%s: %s); [store] on_redis_down applies meanwhile",
                         self.url, type(exc).__name__, _said(exc, self._raw_url))
 
     def ok(self) -> None:
