@@ -13,8 +13,10 @@ touching the network, and one call per ``RETRY_AFTER`` tries again.
 
 It also runs one pub/sub listener (on its own connection) for the channels that
 other parts subscribe to (``subscribe``): a key change, a breaker opened. The
-listener reconnects by itself; every subscriber's ``resync`` runs after each
-(re)connection, since messages sent while it was away are lost.
+listener reconnects by itself (and pings the server when it has been silent a
+second, so that it notices an outage and the return); every subscriber's
+``resync`` runs after each connection and after each outage, since messages sent
+while it was away are lost.
 
 The URL may carry a password: only ``safe_url`` (the password replaced) is logged.
 """
@@ -31,10 +33,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.asyncio.retry import Retry
 
 from polyroute.config import Config
 from polyroute.errors import QuotaStoreUnavailable
@@ -46,6 +48,7 @@ DEFAULT_PREFIX = "polyroute:"
 TIMEOUT = 0.5  # seconds: connect and each command; an outage costs a request at most this
 RETRY_AFTER = 1.0  # seconds between tries while Redis is down
 MAX_CONNECTIONS = 64  # per process
+LISTEN_GRACE = 5.0  # seconds the pub/sub connection may be silent past its poll before it is taken for dead
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -83,6 +86,7 @@ class RedisLink:
         self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._raw_url = url
         self._down = False
+        self._outages = 0  # how many outages began: the listener resyncs after each
         self._next_try = 0.0
         self._subscribers: dict[str, Subscriber] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -123,6 +127,7 @@ class RedisLink:
         self._next_try = time.monotonic() + RETRY_AFTER
         if not self._down:
             self._down = True
+            self._outages += 1
             log.warning("redis at %s is unreachable (%s: %s); [store] on_redis_down applies meanwhile",
                         self.url, type(exc).__name__, _said(exc, self._raw_url))
 
@@ -167,18 +172,22 @@ class RedisLink:
             pubsub: PubSub | None = None
             try:
                 pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(*self._subscribers)
-                self.ok()
-                for sub in self._subscribers.values():
-                    if sub.resync is not None:
-                        await sub.resync()
+                await asyncio.wait_for(pubsub.subscribe(*self._subscribers), LISTEN_GRACE)
+                synced = -1
                 while True:
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is None or msg.get("type") != "message":
-                        continue
-                    found = self._subscribers.get(str(msg["channel"]))
-                    if found is not None:
-                        await found.on_message(str(msg["data"]))
+                    if synced != self._outages:  # first, or the library reconnected after an outage
+                        synced = self._outages
+                        self.ok()
+                        await self._resync()
+                    # Bounded, so that a connection that hangs restarts the listener.
+                    msg = await asyncio.wait_for(pubsub.get_message(timeout=1.0), 1.0 + LISTEN_GRACE)
+                    if msg is None:
+                        await asyncio.wait_for(pubsub.ping(), LISTEN_GRACE)  # silence, or a dead connection?
+                        self.ok()
+                    elif msg.get("type") == "message":
+                        found = self._subscribers.get(str(msg["channel"]))
+                        if found is not None:
+                            await found.on_message(str(msg["data"]))
             except asyncio.CancelledError:
                 raise
             except (*UNREACHABLE, QuotaStoreUnavailable) as exc:
@@ -192,6 +201,11 @@ class RedisLink:
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()
+
+    async def _resync(self) -> None:
+        for each in self._subscribers.values():
+            if each.resync is not None:
+                await each.resync()
 
     async def aclose(self) -> None:
         if self._listener is not None:
