@@ -152,3 +152,8 @@ def test_the_url_is_logged_without_its_password(caplog: pytest.LogCaptureFixture
 
     asyncio.run(run())
     assert UNREACHABLE in caplog.text and "hunter2" not in caplog.text and "user:***@127.0.0.1" in caplog.text
+
+
+def test_usage_says_the_counters_are_unreachable_not_500(default_live: Live) -> None:
+    resp = httpx.get(f"{default_live.base_url}/usage", headers={"authorization": f"Bearer {ENV['RICH_KEY']}"})
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "quota_store_unavailable"
