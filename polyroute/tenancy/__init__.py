@@ -3,6 +3,7 @@
 - ``model``: keys, teams and their limits, one set of field names everywhere;
 - ``stores``: the store protocols (keys, counters, ledger), atomic per key;
 - ``memory`` and ``sqlite``: the stores of one machine;
+- ``rediscounters``: the counters replicas share (``[store] redis``), one Lua script a step;
 - ``quota``: the gatekeeper that reserves before the first attempt and settles after;
 - ``ledger``: the observer that writes one row per request, off the hot path;
 - ``usage``: reports over the ledger.
