@@ -75,7 +75,7 @@ async def burst(reps: list[Replica], secret: str, body: dict[str, Any], count: i
         ))
 
 
-def test_a_budget_for_ten_admits_ten_and_the_ledger_matches_the_costs_returned(
+def test_a_budget_for_ten_admits_at_most_ten_plus_one_a_replica_and_the_ledger_matches_the_costs(
     fleet: tuple[list[Replica], FaultUpstream], fleet_store: str,
 ) -> None:
     reps, _ = fleet
