@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +159,25 @@ def test_the_url_is_logged_without_its_password(caplog: pytest.LogCaptureFixture
 def test_usage_says_the_counters_are_unreachable_not_500(default_live: Live) -> None:
     resp = httpx.get(f"{default_live.base_url}/usage", headers={"authorization": f"Bearer {ENV['RICH_KEY']}"})
     assert resp.status_code == 503 and resp.json()["error"]["code"] == "quota_store_unavailable"
+
+
+def test_a_redis_that_hangs_holds_up_one_call_a_second_not_every_call() -> None:
+    # A port that takes connections and never answers: each command would wait its whole timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+
+        async def run() -> float:
+            link = RedisLink(url, "prtest:")
+            counters = RedisCounters(link)
+            started = time.monotonic()
+            for _ in range(20):
+                with pytest.raises(QuotaStoreUnavailable):
+                    await counters.reserve([Charge("key:z:rpm:1", 5, 1, time.time() + 30)], time.time())
+            took = time.monotonic() - started
+            await link.aclose()
+            return took
+
+        # Twenty calls that each waited out the timeout would take 20 s and more.
+        assert asyncio.run(run()) < 8.0
