@@ -9,7 +9,7 @@ touching the network, and one call per ``RETRY_AFTER`` tries again.
     call ──down, retry not due──▶ QuotaStoreUnavailable (no network)
       │
       └──▶ Redis ──ok──▶ up (logs "back" once) ──▶ result
-              └──ConnectionError / TimeoutError──▶ down (logs once) ──▶ QuotaStoreUnavailable
+              └──RedisError / OSError──▶ down (logs once) ──▶ QuotaStoreUnavailable
 
 It also runs one pub/sub listener (on its own connection) for the channels that
 other parts subscribe to (``subscribe``): a key change, a breaker opened. The
@@ -28,6 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,8 +36,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from polyroute.config import Config
 from polyroute.errors import QuotaStoreUnavailable
@@ -49,7 +49,9 @@ TIMEOUT = 0.5  # seconds: connect and each command; an outage costs a request at
 RETRY_AFTER = 1.0  # seconds between tries while Redis is down
 MAX_CONNECTIONS = 64  # per process
 LISTEN_GRACE = 5.0  # seconds the pub/sub connection may be silent past its poll before it is taken for dead
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Not only a lost connection: a replica made read-only by a failover, a refused password or a
+# full memory also leave the counters unusable, and are answered the same way.
+UNREACHABLE = (RedisError, OSError)
 
 
 def safe_url(url: str) -> str:
@@ -63,13 +65,12 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+@dataclass(frozen=True, slots=True)
 class Subscriber:
-    """What a pub/sub subscriber gives ``RedisLink.subscribe``."""
+    """What a pub/sub subscriber gives ``RedisLink.subscribe``: its handler, and how it catches up."""
 
-    def __init__(self, on_message: Callable[[str], Awaitable[None]],
-                 resync: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.on_message = on_message
-        self.resync = resync
+    on_message: Callable[[str], Awaitable[None]]
+    resync: Callable[[], Awaitable[None]] | None = None
 
 
 class RedisLink:

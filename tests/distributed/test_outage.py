@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from polyroute.errors import QuotaStoreUnavailable
 from polyroute.redislink import RedisLink, Subscriber
@@ -181,3 +182,21 @@ def test_a_redis_that_hangs_holds_up_one_call_a_second_not_every_call() -> None:
 
         # Twenty calls that each waited out the timeout would take 20 s and more.
         assert asyncio.run(run()) < 8.0
+
+
+def test_a_read_only_redis_is_answered_like_an_unreachable_one(private_redis: PrivateRedis) -> None:
+    # After a failover, the old primary may be a read-only replica: the counters cannot be written.
+    admin_client = redis.Redis.from_url(private_redis.url)
+    admin_client.replicaof("127.0.0.1", closed_port())
+
+    async def run() -> None:
+        link = RedisLink(private_redis.url, "prtest:")
+        with pytest.raises(QuotaStoreUnavailable):
+            await RedisCounters(link).reserve([Charge("key:ro:rpm:1", 5, 1, time.time() + 30)], time.time())
+        await link.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        admin_client.replicaof("NO", "ONE")
+        admin_client.close()
