@@ -526,8 +526,9 @@ class StoreConfig(_Strict):
                      PlainSerializer(_redis_shown, return_type=str | None)] = None
     # Where this gateway's keys start in Redis (gateways sharing one Redis must share it too).
     redis_prefix: str = Field(default="polyroute:", min_length=1)
-    # While Redis is unreachable: admit a limited key's request unchecked ("allow") or refuse it
-    # with 503 quota_store_unavailable ("deny"). Unset: deny keys with a budget, allow the others.
+    # While Redis is unreachable: admit a limited key's request, counted by this process alone
+    # ("allow"), or refuse it with 503 quota_store_unavailable ("deny"). Unset: deny keys with a
+    # budget (their own or their team's), allow the others.
     on_redis_down: Literal["allow", "deny"] | None = None
     # Breaker openings shared through Redis: a backend found dead by one replica is skipped by all.
     share_breakers: bool = False
