@@ -48,12 +48,6 @@ def prefix(redis_url: str) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    """The key store and ledger the replicas share (a PostgreSQL URL may stand here)."""
-    return f"sqlite:///{tmp_path / 'shared.db'}"
-
-
 class PrivateRedis:
     """A ``redis-server`` of this test only, on a free port, that the test may stop and start again."""
 

@@ -30,11 +30,13 @@ BODY = {"model": "echo", "max_tokens": 4, "messages": [{"role": "user", "content
 
 @pytest.fixture(scope="module")
 def fleet_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The key store and ledger the replicas share (a PostgreSQL URL may stand here)."""
+    """The key store and ledger the replicas share: the seam where a PostgreSQL URL plugs in
+    (with ``open_ledger`` opening it the same way)."""
     return f"sqlite:///{tmp_path_factory.mktemp('store') / 'shared.db'}"
 
 
 def open_ledger(url: str) -> LedgerStore:
+    """The ledger at ``url``, read through the ``LedgerStore`` protocol whatever the database."""
     return SqliteStore(path_of(url))
 
 
