@@ -48,6 +48,7 @@ DEFAULT_PREFIX = "polyroute:"
 TIMEOUT = 0.5  # seconds: connect and each command; an outage costs a request at most this
 RETRY_AFTER = 1.0  # seconds between tries while Redis is down
 MAX_CONNECTIONS = 64  # per process
+CLOSE_WAIT = 2.0  # seconds aclose waits for the listener to end
 LISTEN_GRACE = 5.0  # seconds the pub/sub connection may be silent past its poll before it is taken for dead
 # Not only a lost connection: a replica made read-only by a failover, a refused password or a
 # full memory also leave the counters unusable, and are answered the same way.
@@ -211,8 +212,8 @@ class RedisLink:
     async def aclose(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            # Bounded: the library may hold a cancellation while it reconnects.
+            await asyncio.wait({self._listener}, timeout=CLOSE_WAIT)
             self._listener = None
         for task in list(self._tasks):
             task.cancel()
