@@ -195,6 +195,11 @@ class Quota:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def settled(self, timeout: float = 5.0) -> None:
+        """Wait (at most ``timeout`` seconds) for the settlements under way, e.g. before the process ends."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
     async def remaining(self, key: str | None, team: str | None) -> dict[str, Any]:
         """What a key has left, for ``GET /v1/usage``: each scope's budget, spend and reset."""
         now = time.time()

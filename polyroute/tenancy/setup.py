@@ -136,6 +136,8 @@ class Tenancy:
             self._reload.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reload
+        if self.quota is not None:
+            await self.quota.settled()  # what requests spent reaches the shared counters before exit
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
         if self.store is not None:
