@@ -236,6 +236,10 @@ class MemoryBreakerStore:
             breaker = self._breakers[key] = Breaker(self.policy)
         return breaker
 
+    def breaker(self, key: str, make: bool = False) -> Breaker | None:
+        """The state machine of ``key`` (made when ``make``), for a store that shares it."""
+        return self._get(key) if make else self._breakers.get(key)
+
     async def admit(self, key: str) -> Admission:
         breaker = self._breakers.get(key)
         if breaker is None or breaker.state is State.CLOSED:

@@ -503,6 +503,26 @@ def _url_password(url: str) -> bool:
     return parts.password is not None or "password" in parse_qs(parts.query)
 
 
+def _redis_url(value: object, info: ValidationInfo) -> object:
+    """A Redis URL as written, or ``env:VAR`` holding one; a password is never written in the file."""
+    if value is None or isinstance(value, Secret):
+        return value
+    if isinstance(value, str) and value.startswith("env:"):
+        return _secret_from(value, info)
+    if not isinstance(value, str):
+        raise ValueError("redis must be a URL string like 'redis://127.0.0.1:6379/0'")
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("redis must start with redis://, rediss:// or unix://")
+    if parts.password is not None:
+        raise ValueError("a Redis URL with a password is a secret: write redis = \"env:VARIABLE\" instead")
+    return value
+
+
+def _redis_shown(value: Secret | str | None) -> str | None:
+    return _redact(value) if isinstance(value, Secret) else value
+
+
 class StoreConfig(_Strict):
     """``[store]``: where virtual keys, teams and the usage ledger live."""
 
@@ -532,6 +552,28 @@ class StoreConfig(_Strict):
         if importlib.util.find_spec("psycopg") is None:
             raise ValueError("a PostgreSQL store needs psycopg: pip install 'polyroute[postgres]'")
         return v
+
+    # Counters (budgets, rpm, tpm) shared by every replica: ``redis://HOST:PORT/DB``, or
+    # ``env:VAR`` when the URL carries a password. Unset: counters live in the process.
+    redis: Annotated[Secret | str | None, BeforeValidator(_redis_url),
+                     PlainSerializer(_redis_shown, return_type=str | None)] = None
+    # Where this gateway's keys start in Redis (gateways sharing one Redis must share it too).
+    redis_prefix: str = Field(default="polyroute:", min_length=1)
+    # While Redis is unreachable: admit a limited key's request, counted by this process alone
+    # ("allow"), or refuse it with 503 quota_store_unavailable ("deny"). Unset: deny keys with a
+    # budget (their own or their team's), allow the others.
+    on_redis_down: Literal["allow", "deny"] | None = None
+    # Breaker openings shared through Redis: a backend found dead by one replica is skipped by all.
+    share_breakers: bool = False
+
+    @model_validator(mode="after")
+    def _needs_redis(self) -> StoreConfig:
+        if self.share_breakers and self.redis is None:
+            raise ValueError("share_breakers = true needs redis = \"redis://...\" to share them through")
+        return self
+
+    def redis_url(self) -> str | None:
+        return self.redis.get() if isinstance(self.redis, Secret) else self.redis
 
 
 class CatalogConfig(_Strict):
@@ -646,6 +688,8 @@ class Config(_Strict):
         """Every ``env:VAR`` secret whose variable is unset or empty: (its key, VAR)."""
         refs = [(f"backends.{n}.{k}", s) for n, b in self.backends.items() for k, s in b.secrets().items()]
         refs += [(f"keys.{n}.secret", k.secret) for n, k in self.keys.items()]
+        if isinstance(self.store.redis, Secret):
+            refs.append(("store.redis", self.store.redis))
         return [(key, s.ref.removeprefix("env:")) for key, s in refs if not s.present]
 
     def client_names(self) -> list[str]:

@@ -44,7 +44,9 @@ error reader look at the text.
     │   │   └── UpstreamContextExceeded  -  400  context length: move to a larger window
     │   └── StreamCut                    m  502  a stream ended or stalled after tokens were sent
     ├── AllAttemptsFailed                502/503/504: every candidate failed, each listed
-    └── StoreUnavailable                 503  the database of keys and the ledger cannot be reached
+    ├── StoreUnavailable                 503  the database of keys and the ledger cannot be reached
+    └── QuotaStoreUnavailable            503  the shared counters (Redis) are unreachable and
+                                              [store] on_redis_down refuses the key's request
 """
 
 from __future__ import annotations
@@ -196,6 +198,15 @@ class RateLimitExceeded(ClientError):
 
     def headers(self) -> dict[str, str]:
         return {"retry-after": str(self.retry_after)}
+
+
+class QuotaStoreUnavailable(PolyrouteError):
+    """The counters that budgets and rate limits are checked against cannot be reached."""
+
+    status = 503
+    type = "server_error"
+    code = "quota_store_unavailable"
+    retryable = True
 
 
 # --- a backend failed -----------------------------------------------------------------

@@ -14,7 +14,10 @@ from polyroute.config import Config
 from polyroute.failover import Failover, Report
 from polyroute.finish import Finished, Gatekeeper, Observers, Pass, RequestIds, RequestObserver, ending
 from polyroute.fleet import Fleet
+from polyroute.health import Health
+from polyroute.redislink import RedisLink
 from polyroute.routing import Plan, Principal, Router
+from polyroute.sharedbreakers import RedisBreakerStore
 from polyroute.tenancy.setup import Tenancy
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse
 
@@ -71,9 +74,11 @@ class Gateway:
     ) -> None:
         self.fleet = fleet
         self.router = router or Router(fleet)
-        self.failover = failover or Failover(fleet)
+        # The Redis that replicas share ([store] redis): counters, key changes, breakers.
+        self.link = RedisLink.from_config(fleet.config) if tenancy is None else tenancy.link
+        self.failover = failover or Failover(fleet, self._health())
         # Keys, teams, budgets, limits and the ledger: nothing at all unless the config asks for them.
-        self.tenancy = tenancy or Tenancy(fleet.config, Keyring.from_config(fleet.config))
+        self.tenancy = tenancy or Tenancy(fleet.config, Keyring.from_config(fleet.config), self.link)
         self.keys = self.tenancy.keys
         self.gatekeeper = gatekeeper or self.tenancy.quota
         observers = [*self.tenancy.observers(), *observers]
@@ -89,7 +94,15 @@ class Gateway:
     def from_config(cls, config: Config, catalog: Catalog) -> Gateway:
         return cls(Fleet.build(config, catalog))
 
+    def _health(self) -> Health | None:
+        policy = self.fleet.config.gateway.breakers
+        if self.link is not None and self.fleet.config.store.share_breakers:
+            return Health(policy, RedisBreakerStore(policy, self.link))
+        return None
+
     async def start(self) -> None:
+        if self.link is not None:
+            await self.link.start()
         await self.tenancy.start()
         await self.fleet.start()
         self.router.start()
@@ -104,6 +117,8 @@ class Gateway:
             await self.tenancy.aclose()  # the ledger writes what it holds before the process ends
             if self.decisions is not None:
                 await asyncio.to_thread(self.decisions.close)
+            if self.link is not None:
+                await self.link.aclose()
 
     def reload(self) -> None:
         """Read changed router files again now (SIGHUP), rather than at the next poll."""

@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     for key, var in config.unset_secrets():
         if key.startswith("keys."):
             log.warning("%s: %s is not set, so this key cannot be used; export it and restart", key, var)
+        elif key == "store.redis":
+            log.warning("%s: %s is not set, so budgets and rate limits are counted in this process only, "
+                        "not shared with other replicas; export it and restart", key, var)
         else:
             log.warning("%s: %s is not set; export %s=... and restart, or its models will fail over", key, var, var)
     if not config.keys and config.admin.secret is None:  # keys from the store need a key on every request

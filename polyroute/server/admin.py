@@ -108,7 +108,7 @@ class Admin:
             else:
                 raise NotFound(f"Unknown path: {method} {PREFIX}{path}")
             if method != "GET":
-                await self.gateway.tenancy.reload()  # this process sees a change at once
+                await self.gateway.tenancy.changed()  # this process at once, the others told
             return answer
         except ValidationError as exc:
             return error_response(from_validation(exc))

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from polyroute.auth import presented_key
-from polyroute.errors import InvalidRequest, PolyrouteError, StoreUnavailable, Unauthorized
+from polyroute.errors import InvalidRequest, PolyrouteError, QuotaStoreUnavailable, StoreUnavailable, Unauthorized
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
 from polyroute.server.errors import error_response
@@ -51,7 +51,10 @@ class UsageEndpoint:
         doc: dict[str, Any] = {"object": "usage", "key": principal.key, "team": principal.team,
                                "since": since.strftime("%Y-%m-%dT%H:%M:%SZ")}
         if tenancy.quota is not None:
-            doc["budget"] = await tenancy.quota.remaining(principal.key, principal.team)
+            try:
+                doc["budget"] = await tenancy.quota.remaining(principal.key, principal.team)
+            except QuotaStoreUnavailable as exc:  # the shared counters (Redis) are down
+                return error_response(exc)
         store = tenancy.store
         if store is not None:
             try:

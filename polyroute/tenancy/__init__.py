@@ -4,6 +4,7 @@
 - ``stores``: the store protocols (keys, counters, ledger), atomic per key;
 - ``memory`` and ``sqlite``: the stores of one machine; ``postgres``: keys, teams and the ledger
   shared by replicas; ``columns`` and ``blocking``: what the two SQL stores share;
+- ``rediscounters``: the counters replicas share (``[store] redis``), one Lua script a step;
 - ``quota``: the gatekeeper that reserves before the first attempt and settles after;
 - ``ledger``: the observer that writes one row per request, off the hot path; ``spool``: the
   local file that holds its rows until a remote store has them;

@@ -51,6 +51,20 @@ class MemoryCounters:
             return  # the window is over: nothing to give back to it
         self._buckets[bucket] = [max(value + delta, 0.0), ends_at]
 
+    async def settle(self, settled: Sequence[tuple[Charge, float]], reserved_at: float, now: float) -> None:
+        self.settle_now(settled, now)
+
+    def settle_now(self, settled: Sequence[tuple[Charge, float]], now: float) -> None:
+        for c, amount in settled:
+            if amount != c.amount:
+                self.adjust_now(c.bucket, amount - c.amount, c.ends_at, now)
+
+    async def seed(self, bucket: str, value: float, ends_at: float | None, now: float) -> bool:
+        if self._value(bucket, now) or bucket in self._buckets:
+            return False
+        self._buckets[bucket] = [value, ends_at]
+        return True
+
     async def read(self, buckets: Sequence[str], now: float) -> tuple[float, ...]:
         return tuple(self._value(b, now) for b in buckets)
 

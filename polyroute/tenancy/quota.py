@@ -10,12 +10,19 @@ has finished, settlement adds the true tokens and cost and gives the rest back.
     admit ──reserve(rpm +1, tpm +worst tokens, usd +worst cost)──▶ Refused ──▶ 429 / 402
                                │ reserved                         (Retry-After / when it resets)
                                ▼
-                  attempts ... finished ──▶ adjust(tpm, true - worst), adjust(usd, true - worst)
+                  attempts ... finished ──▶ settle(rpm 1, tpm true tokens, usd true cost)
+
+When the counters cannot be reached (Redis down), ``on_down`` decides: ``allow``
+admits the request with this process's own counters (each replica enforces the
+limits alone until Redis is back), ``deny`` refuses it with 503
+``quota_store_unavailable``; unset, a request is denied when one of its scopes has
+a budget and allowed otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Coroutine
@@ -25,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyroute.attempts import Report
 from polyroute.auth import Keyring
-from polyroute.errors import BudgetExceeded, RateLimitExceeded
+from polyroute.errors import BudgetExceeded, QuotaStoreUnavailable, RateLimitExceeded
 from polyroute.finish import Finished
 from polyroute.routing import Plan
 from polyroute.routing.needs import needs_of
@@ -50,15 +57,17 @@ class _Scope:
 class QuotaPass:
     """What one request reserved, and the headers that tell the client what is left."""
 
-    __slots__ = ("charges", "cost", "scopes", "tokens", "values", "window_end")
+    __slots__ = ("charges", "cost", "counters", "reserved_at", "tokens", "values", "window_end")
 
     def __init__(self, charges: list[tuple[str, Charge]], values: tuple[float, ...], tokens: int, cost: float,
-                 window_end: float) -> None:
+                 window_end: float, reserved_at: float = 0.0, counters: CounterStore | None = None) -> None:
         self.charges = charges  # (what: "rpm" | "tpm" | "usd", charge)
         self.values = values
         self.tokens = tokens
         self.cost = cost
         self.window_end = window_end
+        self.reserved_at = reserved_at
+        self.counters = counters  # where it was reserved, so where it is settled
 
     def headers(self) -> dict[str, str]:
         left: dict[str, tuple[float, float]] = {}  # what -> (remaining, limit), the scarcest scope's
@@ -82,9 +91,12 @@ class QuotaPass:
 class Quota:
     """The ``Gatekeeper`` for keys and teams with budgets or rate limits."""
 
-    def __init__(self, keys: Keyring, counters: CounterStore | None = None) -> None:
+    def __init__(self, keys: Keyring, counters: CounterStore | None = None, on_down: str | None = None) -> None:
         self.keys = keys
         self.counters: CounterStore = counters or MemoryCounters()
+        self.on_down = on_down
+        # What ``allow`` counts in while the shared counters are unreachable.
+        self.fallback = self.counters if isinstance(self.counters, MemoryCounters) else MemoryCounters()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def scopes(self, key: str | None, team: str | None) -> list[_Scope]:
@@ -118,10 +130,22 @@ class Quota:
                 period = period_of(lim.budget_period, datetime.fromtimestamp(now, UTC))
                 charges.append(("usd", Charge(f"{base}:usd:{period.id}", lim.budget_usd, cost,
                                               period.end.timestamp() if period.end else None)))
-        got = await self.counters.reserve([c for _, c in charges], now)
+        counters = self.counters
+        try:
+            got = await counters.reserve([c for _, c in charges], now)
+        except QuotaStoreUnavailable:
+            if not self.allowed_while_down(scopes):
+                raise
+            counters = self.fallback
+            got = await counters.reserve([c for _, c in charges], now)
         if got.refused is not None:
             raise self.refusal(scopes, charges[got.refused], got.values[got.refused], now)
-        return QuotaPass(charges, got.values, tokens, cost, window_end)
+        return QuotaPass(charges, got.values, tokens, cost, window_end, now, counters)
+
+    def allowed_while_down(self, scopes: list[_Scope]) -> bool:
+        if self.on_down is not None:
+            return self.on_down == "allow"
+        return all(s.limits.budget_usd is None for s in scopes)
 
     @staticmethod
     def refusal(
@@ -153,26 +177,28 @@ class Quota:
         admitted = outcome.admitted
         if not isinstance(admitted, QuotaPass):
             return
-        tokens = report.usage["total_tokens"]
+        true = {"rpm": 1.0, "tpm": float(report.usage["total_tokens"]), "usd": report.cost_usd}
+        settled = [(c, true[what]) for what, c in admitted.charges]
         now = time.time()
-        for what, c in admitted.charges:
-            if what == "tpm":
-                self._adjust(c, tokens - admitted.tokens, now)
-            elif what == "usd":
-                self._adjust(c, report.cost_usd - admitted.cost, now)
-
-    def _adjust(self, c: Charge, delta: float, now: float) -> None:
-        if delta == 0:
+        counters = admitted.counters or self.counters
+        if isinstance(counters, MemoryCounters):
+            counters.settle_now(settled, now)  # no task for a dict
             return
-        if isinstance(self.counters, MemoryCounters):
-            self.counters.adjust_now(c.bucket, delta, c.ends_at, now)  # no task for a dict
-            return
-        self._spawn(self.counters.adjust(c.bucket, delta, c.ends_at, now))
+        self._spawn(counters.settle(settled, admitted.reserved_at, now))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        async def quietly() -> None:
+            with contextlib.suppress(QuotaStoreUnavailable):  # logged once by the store; kept to replay
+                await coro
+
+        task = asyncio.get_running_loop().create_task(quietly())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def settled(self, timeout: float = 5.0) -> None:
+        """Wait (at most ``timeout`` seconds) for the settlements under way, e.g. before the process ends."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
 
     async def remaining(self, key: str | None, team: str | None) -> dict[str, Any]:
         """What a key has left, for ``GET /v1/usage``: each scope's budget, spend and reset."""

@@ -5,6 +5,12 @@ limits: such a gateway has no gatekeeper and no ledger, so a request costs nothi
 more. With ``[store]`` or ``[admin]``, keys and teams of the store are loaded at
 start and read again every ``RELOAD_INTERVAL`` (a key made or revoked by the CLI or
 another process counts within that time), and every request is written to the ledger.
+
+With ``[store] redis``, the counters are Redis's (``RedisCounters``), shared by every
+replica, and a change made through one replica's admin API is announced on the
+``keys`` channel so that the others read the store again at once, not at their next
+poll. Budgets are seeded from the ledger only into buckets Redis does not hold yet,
+at start and again when Redis is back after an outage.
 """
 
 from __future__ import annotations
@@ -18,20 +24,23 @@ from pathlib import Path
 
 from polyroute.auth import Keyring
 from polyroute.config import POSTGRES_SCHEMES, Config
-from polyroute.errors import ConfigError
+from polyroute.errors import ConfigError, QuotaStoreUnavailable
 from polyroute.finish import RequestObserver
+from polyroute.redislink import RedisLink, Subscriber
 from polyroute.tenancy.ledger import Ledger
 from polyroute.tenancy.memory import MemoryCounters
 from polyroute.tenancy.model import period_of
 from polyroute.tenancy.quota import Quota
+from polyroute.tenancy.rediscounters import RedisCounters
 from polyroute.tenancy.spool import Spool
 from polyroute.tenancy.sqlite import SqliteStore, data_dir, path_of
-from polyroute.tenancy.stores import Store
+from polyroute.tenancy.stores import CounterStore, Store
 
 log = logging.getLogger("polyroute.tenancy")
 
 RELOAD_INTERVAL = 1.0
 SPOOL_NAME = "ledger-spool.jsonl"
+KEYS_CHANNEL = "keys"
 
 
 def uses_store(config: Config) -> bool:
@@ -62,11 +71,17 @@ def open_ledger(config: Config, store: Store) -> Ledger:
 
 
 class Tenancy:
-    def __init__(self, config: Config, keys: Keyring) -> None:
+    def __init__(self, config: Config, keys: Keyring, link: RedisLink | None = None) -> None:
         self.keys = keys
         self.store = open_store(config) if uses_store(config) else None
-        self.counters = MemoryCounters()
-        self.quota = Quota(keys, self.counters) if keys.limited or self.store is not None else None
+        self.link = link
+        self.counters: CounterStore = RedisCounters(link) if link is not None else MemoryCounters()
+        self.quota = (
+            Quota(keys, self.counters, config.store.on_redis_down) if keys.limited or self.store is not None else None
+        )
+        if link is not None and self.store is not None:
+            link.subscribe(KEYS_CHANNEL, Subscriber(self._keys_changed))
+            link.on_back(self.seed_budgets)
         self.ledger = open_ledger(config, self.store) if self.store else None
         self._reload: asyncio.Task[None] | None = None
         self._version = -1  # of the keys and teams last read from the store
@@ -78,7 +93,7 @@ class Tenancy:
         if self.store is None:
             return
         await self.reload()
-        await asyncio.to_thread(self.seed_budgets)
+        await self.seed_budgets()
         if self.ledger is not None:
             self.ledger.start()
         self._reload = asyncio.get_running_loop().create_task(self._reload_forever())
@@ -93,6 +108,19 @@ class Tenancy:
         keys, teams = await self.store.keys(), await self.store.teams()
         self.keys.load_stored(keys, teams)
         self._version = version
+
+    async def changed(self) -> None:
+        """Keys or teams were changed here: read them again, and tell the other replicas."""
+        await self.reload()
+        if self.link is not None:
+            with contextlib.suppress(QuotaStoreUnavailable):  # they still poll
+                await self.link.publish(KEYS_CHANNEL, str(self._version))
+
+    async def _keys_changed(self, message: str) -> None:
+        try:
+            await self.reload()
+        except Exception as exc:
+            log.warning("reading keys from the store failed; keeping those loaded: %s", exc)
 
     async def _reload_forever(self) -> None:
         failing = False
@@ -109,24 +137,34 @@ class Tenancy:
                     log.warning("reading keys from the store works again")
                 failing = False
 
-    def seed_budgets(self) -> None:
-        """Count what the ledger holds for this budget period, so a restart forgets no spend."""
-        if self.store is None or self.quota is None:
+    async def seed_budgets(self) -> None:
+        """Count what the ledger holds for this budget period, so a restart forgets no spend.
+
+        Only into a bucket the counters do not hold yet: with shared counters, another
+        replica already running (or starting at the same time) has counted it.
+        """
+        store = self.store
+        if store is None or self.quota is None:
             return
         now = time.time()
         today = datetime.fromtimestamp(now, UTC)
-        for kind, name, lim in self.keys.budgeted():
-            period = period_of(lim.budget_period, today)
-            spent = self.store.spent(kind, name, period.start)
-            if spent:
-                self.counters.adjust_now(f"{kind}:{name}:usd:{period.id}", spent,
-                                         period.end.timestamp() if period.end else None, now)
+        try:
+            for kind, name, lim in self.keys.budgeted():
+                period = period_of(lim.budget_period, today)
+                spent = await asyncio.to_thread(store.spent, kind, name, period.start)
+                if spent:
+                    await self.counters.seed(f"{kind}:{name}:usd:{period.id}", spent,
+                                             period.end.timestamp() if period.end else None, now)
+        except QuotaStoreUnavailable:
+            log.warning("budgets not seeded from the ledger: redis is unreachable; seeding when it is back")
 
     async def aclose(self) -> None:
         if self._reload is not None:
             self._reload.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reload
+        if self.quota is not None:
+            await self.quota.settled()  # what requests spent reaches the shared counters before exit
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
         if self.store is not None:

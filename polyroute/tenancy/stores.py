@@ -15,11 +15,14 @@ script in Redis):
                                         ▼
                               every bucket += its amount ──▶ the values after
     ... the request runs ...
-    adjust(bucket, true - reserved)    settlement: the true cost in, the rest of the reservation out
+    settle([(c1, true1), ...])          settlement: the true amounts in, the reservations out
 
 A bucket admits while it is below its limit, and the reservation may take it over:
 the overshoot is at most one request's worst case per request in flight, and a
 request that alone reserves more than a limit can still pass on an idle key.
+
+A reservation left by a process that died is never settled: in one process it dies
+with it; in Redis (``polyroute.tenancy.rediscounters``) it lapses on its own.
 
 The ledger is written by one writer (``polyroute.tenancy.ledger``) in batches; a
 batch leaves the writer's queue (or, for a remote store, its local spool) only once
@@ -59,6 +62,15 @@ class CounterStore(Protocol):
 
     async def adjust(self, bucket: str, delta: float, ends_at: float | None, now: float) -> None:
         """Add ``delta`` (negative to give back) to a bucket."""
+        ...
+
+    async def settle(self, settled: Sequence[tuple[Charge, float]], reserved_at: float, now: float) -> None:
+        """Replace what ``reserve`` (at ``reserved_at``) held for each charge by its true amount."""
+        ...
+
+    async def seed(self, bucket: str, value: float, ends_at: float | None, now: float) -> bool:
+        """Set a bucket that does not exist yet (a budget's spend read from the ledger at start);
+        whether it was set. Atomic, so replicas starting together count the spend once."""
         ...
 
     async def read(self, buckets: Sequence[str], now: float) -> tuple[float, ...]: ...

@@ -1,0 +1,189 @@
+"""``CounterStore`` in Redis: the counters every replica shares, each step one Lua script.
+
+A bucket ``B`` (``key:NAME:rpm:WINDOW``, ``team:NAME:usd:m202612``) is the string
+``PREFIX q:B`` holding its settled value, set to expire at the bucket's end
+(``PEXPIREAT``). A reservation is made in one of two ways, by how far the bucket's
+end is:
+
+- **direct**, for a bucket that ends within ``HOLD`` (the minute of ``rpm`` and
+  ``tpm``): the amount goes into the bucket itself; settlement adds the difference.
+  A reservation left by a replica that died ends with the bucket.
+- **held**, for a longer bucket (a budget's day, week, month, or ``total``): the
+  amount goes into a hold slot ``B~hSLOT`` (one per ``SLOT`` seconds) that expires
+  ``HOLD`` after its slot began; the bucket's value is its settled spend plus its
+  live slots. Settlement adds the true amount to the bucket and takes the reserved
+  one out of its slot. A reservation left by a replica that died lapses with its slot.
+
+    reserve ─Lua: every bucket's value (+ live holds) below its limit?─no──▶ refused (index)
+                      │ yes
+                      ▼
+              direct: INCRBYFLOAT B, PEXPIREAT end     held: INCRBYFLOAT B~hSLOT, PEXPIREAT lapse
+    settle  ─Lua: direct: B += true - reserved (if B still exists)
+                  held:   B~hSLOT -= reserved (if it still exists), B += true (until its end)
+
+A settlement that fails while Redis is down is kept (up to ``MAX_PENDING``) and sent
+again when it is back. ``seed`` is ``SET NX``: replicas starting together seed once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+
+from redis.commands.core import AsyncScript
+
+from polyroute.errors import QuotaStoreUnavailable
+from polyroute.redislink import RedisLink
+from polyroute.tenancy.stores import Charge, Reserved
+
+SLOT = 60  # seconds per hold slot
+SLOTS = 10  # a hold lapses between (SLOTS - 1) and SLOTS slots after it was made
+HOLD = SLOT * (SLOTS - 1)
+MAX_PENDING = 100_000  # settlements kept while Redis is down
+
+# Shared by the scripts: the value of bucket ``key`` with the holds of the ``n`` slots up to ``slot``.
+_VALUE = """
+local function value(key, held, slot, n)
+  local v = tonumber(redis.call('GET', key) or '0')
+  if held then
+    for s = slot - n + 1, slot do
+      v = v + tonumber(redis.call('GET', key .. '~h' .. s) or '0')
+    end
+  end
+  return v
+end
+"""
+
+# ARGV: slot, slots, slot_ms, then per bucket: limit, amount, ends_ms (-1: never), held (1/0).
+# Returns {refused index or 0, value of each bucket (after, when admitted)} as strings.
+_RESERVE = _VALUE + """
+local slot, n, slot_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local vals, refused = {}, 0
+for i, key in ipairs(KEYS) do
+  local a = 3 + (i - 1) * 4
+  vals[i] = value(key, ARGV[a + 4] == '1', slot, n)
+  if refused == 0 and vals[i] >= tonumber(ARGV[a + 1]) then refused = i end
+end
+if refused == 0 then
+  for i, key in ipairs(KEYS) do
+    local a = 3 + (i - 1) * 4
+    local amount, ends = ARGV[a + 2], tonumber(ARGV[a + 3])
+    if ARGV[a + 4] == '1' then
+      local h = key .. '~h' .. slot
+      redis.call('INCRBYFLOAT', h, amount)
+      redis.call('PEXPIREAT', h, (slot + n) * slot_ms)
+    else
+      redis.call('INCRBYFLOAT', key, amount)
+      if ends >= 0 then redis.call('PEXPIREAT', key, ends) end
+    end
+    vals[i] = vals[i] + tonumber(amount)
+  end
+end
+local out = {tostring(refused)}
+for i = 1, #vals do out[i + 1] = tostring(vals[i]) end
+return out
+"""
+
+# ARGV: now_ms, slot of the reservation, then per bucket: reserved, true amount, ends_ms, held.
+_SETTLE = """
+local now, slot = tonumber(ARGV[1]), ARGV[2]
+for i, key in ipairs(KEYS) do
+  local a = 2 + (i - 1) * 4
+  local reserved, amount, ends = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  if ARGV[a + 4] == '1' then
+    local h = key .. '~h' .. slot
+    if redis.call('EXISTS', h) == 1 then redis.call('INCRBYFLOAT', h, -reserved) end
+    if amount ~= 0 and (ends < 0 or now < ends) then
+      redis.call('INCRBYFLOAT', key, amount)
+      if ends >= 0 then redis.call('PEXPIREAT', key, ends) end
+    end
+  elseif amount ~= reserved and redis.call('EXISTS', key) == 1 then
+    redis.call('INCRBYFLOAT', key, amount - reserved)
+  end
+end
+return 0
+"""
+
+_READ = _VALUE + """
+local slot, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = tostring(value(key, true, slot, n)) end
+return out
+"""
+
+
+def held(c: Charge, now: float) -> bool:
+    """Whether a charge's reservation is held in a slot (its bucket outlasts a hold) or made in place."""
+    return c.ends_at is None or c.ends_at - now > HOLD
+
+
+def _ms(t: float | None) -> int:
+    return -1 if t is None else math.ceil(t * 1000)
+
+
+class RedisCounters:
+    """The ``CounterStore`` that replicas share. Raises ``QuotaStoreUnavailable`` while Redis is down."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        client = link.client
+        self._reserve: AsyncScript = client.register_script(_RESERVE)
+        self._settle: AsyncScript = client.register_script(_SETTLE)
+        self._read: AsyncScript = client.register_script(_READ)
+        self._pending: deque[tuple[list[str], list[str | int | float]]] = deque(maxlen=MAX_PENDING)
+        link.on_back(self.replay)
+
+    def _key(self, bucket: str) -> str:
+        return self.link.key("q", bucket)
+
+    async def reserve(self, charges: Sequence[Charge], now: float) -> Reserved:
+        args: list[str | int | float] = [int(now // SLOT), SLOTS, SLOT * 1000]
+        for c in charges:
+            args += [repr(float(c.limit)), repr(float(c.amount)), _ms(c.ends_at), int(held(c, now))]
+        keys = [self._key(c.bucket) for c in charges]
+        out = await self.link.run(lambda _: self._reserve(keys=keys, args=args))
+        refused, *values = (float(v) for v in out)
+        return Reserved(tuple(values), refused=int(refused) - 1 if refused else None)
+
+    async def settle(self, settled: Sequence[tuple[Charge, float]], reserved_at: float, now: float) -> None:
+        args: list[str | int | float] = [_ms(now), int(reserved_at // SLOT)]
+        keys = []
+        for c, amount in settled:
+            mode = held(c, reserved_at)
+            if not mode and amount == c.amount:
+                continue  # nothing to change: no round trip
+            keys.append(self._key(c.bucket))
+            args += [repr(float(c.amount)), repr(float(amount)), _ms(c.ends_at), int(mode)]
+        if not keys:
+            return
+        try:
+            await self._send(keys, args)
+        except QuotaStoreUnavailable:
+            self._pending.append((keys, args))
+            raise
+
+    async def replay(self) -> None:
+        """Send the settlements that failed during the outage."""
+        while self._pending:
+            await self._send(*self._pending[0])
+            self._pending.popleft()
+
+    async def _send(self, keys: list[str], args: list[str | int | float]) -> None:
+        await self.link.run(lambda _: self._settle(keys=keys, args=args))
+
+    async def adjust(self, bucket: str, delta: float, ends_at: float | None, now: float) -> None:
+        await self.settle([(Charge(bucket, math.inf, 0.0, ends_at), delta)], now, now)
+
+    async def read(self, buckets: Sequence[str], now: float) -> tuple[float, ...]:
+        keys = [self._key(b) for b in buckets]
+        out = await self.link.run(lambda _: self._read(keys=keys, args=[int(now // SLOT), SLOTS]))
+        return tuple(float(v) for v in out)
+
+    async def seed(self, bucket: str, value: float, ends_at: float | None, now: float) -> bool:
+        key = self._key(bucket)
+        px = _ms(ends_at)
+        done = await self.link.run(
+            lambda c: c.set(key, repr(float(value)), nx=True, pxat=px if px >= 0 else None)
+        )
+        return bool(done)
