@@ -33,14 +33,7 @@ DATABASE = "polyroute_bench"
 ADDED_P50_MS = 0.5
 THROUGHPUT_RATIO = 0.90
 
-TENANCY = f"""
-[admin]
-secret = "env:BENCH_ADMIN_KEY"
-
-[store]
-url = "postgresql://postgres@127.0.0.1:5432/{DATABASE}"
-redis = "redis://127.0.0.1:6379/0"
-
+KEY = """
 [keys.bench]
 secret = "env:BENCH_CLIENT_KEY"
 budget_usd = 1000000
@@ -48,6 +41,17 @@ budget_period = "month"
 rpm = 100000000
 tpm = 1000000000
 """
+# What the tenancy gateway adds to the plain one, tier by tier.
+TIERS = {
+    # keys with a budget and limits, counted in the process, the ledger in a SQLite file
+    "sqlite": '[admin]\nsecret = "env:BENCH_ADMIN_KEY"\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n',
+    # the counters in Redis, the ledger in a SQLite file
+    "redis": '[admin]\nsecret = "env:BENCH_ADMIN_KEY"\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n'
+             'redis = "redis://127.0.0.1:6379/0"\n',
+    # the scale-out tier: counters in Redis, keys and the ledger in PostgreSQL
+    "full": '[admin]\nsecret = "env:BENCH_ADMIN_KEY"\n[store]\n'
+            f'url = "postgresql://postgres@127.0.0.1:5432/{DATABASE}"\nredis = "redis://127.0.0.1:6379/0"\n',
+}
 
 
 def _reachable(port: int) -> bool:
@@ -113,18 +117,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="turns each gateway takes per scenario (default 3)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="where tenancy.md and tenancy.json go")
+    p.add_argument("--tier", choices=sorted(TIERS), default="full",
+                   help="sqlite: keys and ledger in SQLite, counters in the process; redis: counters in Redis; "
+                        "full (default): counters in Redis, keys and ledger in PostgreSQL")
+    p.add_argument("--scenarios", default="chat-c1,chat-c64,stream-c64,saturate-c64",
+                   help="comma-separated, from chat-cN, stream-cN, saturate-cN")
     args = p.parse_args(argv)
-    missing = [name for name, port in (("Redis", 6379), ("PostgreSQL", 5432)) if not _reachable(port)]
+    needs = {"sqlite": (), "redis": (("Redis", 6379),), "full": (("Redis", 6379), ("PostgreSQL", 5432))}[args.tier]
+    missing = [name for name, port in needs if not _reachable(port)]
     if missing:
         print(f"bench.tenancy: {' and '.join(missing)} not reachable on 127.0.0.1", file=sys.stderr)
         return 2
-    _database()
+    if args.tier == "full":
+        _database()
     plan = Plan(duration=args.duration, paired_rounds=args.rounds)
-    scenarios = [Scenario(CHAT, 1), Scenario(CHAT, 64), Scenario(STREAM, 64), Scenario(SATURATE, 64)]
-    pair: dict[str, Target] = {"polyroute": Polyroute(1), "polyroute-tenancy": Polyroute(1, tenancy=TENANCY)}
+    kinds = {"chat": CHAT, "stream": STREAM, "saturate": SATURATE}
+    scenarios = [Scenario(kinds[k], int(c)) for k, c in (n.strip().split("-c") for n in args.scenarios.split(","))]
     tools, _ = native_tools()
     with _sigterm_unwinds(), ExitStack() as stack, tempfile.TemporaryDirectory(prefix="polyroute-tenancy-") as tmp:
         workdir = Path(tmp)
+        tenancy = TIERS[args.tier].format(tmp=tmp) + KEY
+        pair: dict[str, Target] = {"polyroute": Polyroute(1), "polyroute-tenancy": Polyroute(1, tenancy=tenancy)}
         upstreams, services = start_upstreams(plan, stack, workdir, tools)
         out = _alternate(pair, scenarios, plan, upstreams, services, workdir, tools)
         if not out or "failed" in out:
@@ -132,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     rows = summarize(out)
     info = machine.machine(0.2)
-    note = (f"{info['cpus_usable']} usable CPUs ({info['cpu_model']}); load average at the end "
+    note = (f"Tier: {args.tier}. {info['cpus_usable']} usable CPUs ({info['cpu_model']}); load average at the end "
             f"{info['loadavg_at_start']}; {args.rounds} rounds of {args.duration:g} s per scenario and gateway.")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tenancy.json").write_text(json.dumps({"rows": rows, "raw": out}, indent=2) + "\n")
