@@ -124,6 +124,10 @@ class Polyroute:
                 'type = "openai"',
                 f'base_url = "http://127.0.0.1:{up_port}/v1"',
                 'api_key = "env:BENCH_UPSTREAM_KEY"',
+                # The fake upstream answers a whole request after its first-token latency alone, sooner
+                # than it streams the same 20 tokens; streamed and assembled (the default) the gateway
+                # would wait for the last token, and be compared with a direct call that does not.
+                "assemble_from_stream = false",
                 "",
                 f"[models.{_MODELS[profile]}]",
                 f'backend = "up-{profile}"',
