@@ -14,12 +14,15 @@ end is:
   live slots. Settlement adds the true amount to the bucket and takes the reserved
   one out of its slot. A reservation left by a replica that died lapses with its slot.
 
-    reserve ─Lua: every bucket's value (+ live holds) below its limit?─no──▶ refused (index)
+    reserve ─Lua, each of the batch: every bucket's value (+ live holds) below its limit?─no──▶ refused (index)
                       │ yes
                       ▼
               direct: INCRBYFLOAT B, PEXPIREAT end     held: INCRBYFLOAT B~hSLOT, PEXPIREAT lapse
     settle  ─Lua: direct: B += true - reserved (if B still exists)
                   held:   B~hSLOT -= reserved (if it still exists), B += true (until its end)
+
+Reservations asked together (in one event-loop turn, or while a call is out) go as one call of
+the reserve script, which takes them one after the other, each all or nothing; settlements too.
 
 A settlement that fails while Redis is down is kept (up to ``MAX_PENDING``) and sent
 again when it is back. ``seed`` is ``SET NX``: replicas starting together seed once.
@@ -35,6 +38,7 @@ from redis.commands.core import AsyncScript
 
 from polyroute.errors import QuotaStoreUnavailable
 from polyroute.redislink import RedisLink
+from polyroute.tenancy.coalesce import Coalescer
 from polyroute.tenancy.stores import Charge, Reserved
 
 SLOT = 60  # seconds per hold slot
@@ -42,56 +46,67 @@ SLOTS = 10  # a hold lapses between (SLOTS - 1) and SLOTS slots after it was mad
 HOLD = SLOT * (SLOTS - 1)
 MAX_PENDING = 100_000  # settlements kept while Redis is down
 
-# Shared by the scripts: the value of bucket ``key`` with the holds of the ``n`` slots up to ``slot``.
+# Shared by the scripts: the value of bucket ``key`` with the holds of the ``n`` slots up to ``slot``,
+# read in one MGET.
 _VALUE = """
 local function value(key, held, slot, n)
-  local v = tonumber(redis.call('GET', key) or '0')
-  if held then
-    for s = slot - n + 1, slot do
-      v = v + tonumber(redis.call('GET', key .. '~h' .. s) or '0')
-    end
+  if not held then return tonumber(redis.call('GET', key) or '0') end
+  local names = {key}
+  for s = slot - n + 1, slot do names[#names + 1] = key .. '~h' .. s end
+  local v = 0
+  for _, got in ipairs(redis.call('MGET', unpack(names))) do
+    if got then v = v + tonumber(got) end
   end
   return v
 end
 """
 
-# ARGV: slot, slots, slot_ms, then per bucket: limit, amount, ends_ms (-1: never), held (1/0).
-# Returns {refused index or 0, value of each bucket (after, when admitted)} as strings.
+# A batch of reservations, each all or nothing, in order. ARGV: slots, slot_ms, then per
+# reservation: its slot, its bucket count, then per bucket: limit, amount, ends_ms (-1: never),
+# held (1/0); KEYS: the buckets of every reservation, one after the other.
+# Returns per reservation {refused index or 0, value of each bucket (after, when admitted)}, as strings.
 _RESERVE = _VALUE + """
-local slot, n, slot_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local vals, refused = {}, 0
-for i, key in ipairs(KEYS) do
-  local a = 3 + (i - 1) * 4
-  vals[i] = value(key, ARGV[a + 4] == '1', slot, n)
-  if refused == 0 and vals[i] >= tonumber(ARGV[a + 1]) then refused = i end
-end
-if refused == 0 then
-  for i, key in ipairs(KEYS) do
-    local a = 3 + (i - 1) * 4
-    local amount, ends = ARGV[a + 2], tonumber(ARGV[a + 3])
-    if ARGV[a + 4] == '1' then
-      local h = key .. '~h' .. slot
-      redis.call('INCRBYFLOAT', h, amount)
-      redis.call('PEXPIREAT', h, (slot + n) * slot_ms)
-    else
-      redis.call('INCRBYFLOAT', key, amount)
-      if ends >= 0 then redis.call('PEXPIREAT', key, ends) end
-    end
-    vals[i] = vals[i] + tonumber(amount)
+local n, slot_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out, a, k = {}, 3, 0
+while a <= #ARGV do
+  local slot, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 2
+  local vals, refused = {}, 0
+  for i = 1, count do
+    local b = a + (i - 1) * 4
+    vals[i] = value(KEYS[k + i], ARGV[b + 3] == '1', slot, n)
+    if refused == 0 and vals[i] >= tonumber(ARGV[b]) then refused = i end
   end
+  if refused == 0 then
+    for i = 1, count do
+      local b, key = a + (i - 1) * 4, KEYS[k + i]
+      local amount, ends = ARGV[b + 1], tonumber(ARGV[b + 2])
+      if ARGV[b + 3] == '1' then
+        local h = key .. '~h' .. slot
+        redis.call('INCRBYFLOAT', h, amount)
+        redis.call('PEXPIREAT', h, (slot + n) * slot_ms)
+      else
+        redis.call('INCRBYFLOAT', key, amount)
+        if ends >= 0 then redis.call('PEXPIREAT', key, ends) end
+      end
+      vals[i] = vals[i] + tonumber(amount)
+    end
+  end
+  out[#out + 1] = tostring(refused)
+  for i = 1, count do out[#out + 1] = tostring(vals[i]) end
+  a, k = a + count * 4, k + count
 end
-local out = {tostring(refused)}
-for i = 1, #vals do out[i + 1] = tostring(vals[i]) end
 return out
 """
 
-# ARGV: now_ms, slot of the reservation, then per bucket: reserved, true amount, ends_ms, held.
+# A batch of settlements, bucket by bucket. ARGV per bucket: now_ms, slot of the reservation,
+# reserved, true amount, ends_ms, held; KEYS: the buckets.
 _SETTLE = """
-local now, slot = tonumber(ARGV[1]), ARGV[2]
 for i, key in ipairs(KEYS) do
-  local a = 2 + (i - 1) * 4
-  local reserved, amount, ends = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  if ARGV[a + 4] == '1' then
+  local a = (i - 1) * 6
+  local now, slot = tonumber(ARGV[a + 1]), ARGV[a + 2]
+  local reserved, amount, ends = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  if ARGV[a + 6] == '1' then
     local h = key .. '~h' .. slot
     if redis.call('EXISTS', h) == 1 then redis.call('INCRBYFLOAT', h, -reserved) end
     if amount ~= 0 and (ends < 0 or now < ends) then
@@ -112,6 +127,11 @@ for i, key in ipairs(KEYS) do out[i] = tostring(value(key, true, slot, n)) end
 return out
 """
 
+Args = list[str | int | float]
+# One reservation or one settlement as the scripts take it: its keys and its arguments.
+Part = tuple[list[str], Args]
+MAX_REPLAY = 1000  # kept settlements sent in one script call when Redis is back
+
 
 def held(c: Charge, now: float) -> bool:
     """Whether a charge's reservation is held in a slot (its bucket outlasts a hold) or made in place."""
@@ -123,7 +143,11 @@ def _ms(t: float | None) -> int:
 
 
 class RedisCounters:
-    """The ``CounterStore`` that replicas share. Raises ``QuotaStoreUnavailable`` while Redis is down."""
+    """The ``CounterStore`` that replicas share. Raises ``QuotaStoreUnavailable`` while Redis is down.
+
+    Reservations asked in the same event-loop turn, or while a call is out, go to Redis as one
+    script call that takes them in order (``Coalescer``); settlements too.
+    """
 
     def __init__(self, link: RedisLink) -> None:
         self.link = link
@@ -131,34 +155,49 @@ class RedisCounters:
         self._reserve: AsyncScript = client.register_script(_RESERVE)
         self._settle: AsyncScript = client.register_script(_SETTLE)
         self._read: AsyncScript = client.register_script(_READ)
-        self._pending: deque[tuple[list[str], list[str | int | float]]] = deque(maxlen=MAX_PENDING)
+        self._reserving: Coalescer[Part, list[str]] = Coalescer(self._reserve_batch)
+        self._settling: Coalescer[Part, None] = Coalescer(self._settle_batch)
+        self._pending: deque[Part] = deque(maxlen=MAX_PENDING)
         link.on_back(self.replay)
 
     def _key(self, bucket: str) -> str:
         return self.link.key("q", bucket)
 
     async def reserve(self, charges: Sequence[Charge], now: float) -> Reserved:
-        args: list[str | int | float] = [int(now // SLOT), SLOTS, SLOT * 1000]
+        args: Args = [int(now // SLOT), len(charges)]
         for c in charges:
             args += [repr(float(c.limit)), repr(float(c.amount)), _ms(c.ends_at), int(held(c, now))]
         keys = [self._key(c.bucket) for c in charges]
-        out = await self.link.run(lambda _: self._reserve(keys=keys, args=args))
-        refused, *values = (float(v) for v in out)
+        refused, *values = (float(v) for v in await self._reserving.submit((keys, args)))
         return Reserved(tuple(values), refused=int(refused) - 1 if refused else None)
 
+    async def _reserve_batch(self, batch: list[Part]) -> list[list[str]]:
+        keys: list[str] = []
+        args: Args = [SLOTS, SLOT * 1000]
+        for k, a in batch:
+            keys += k
+            args += a
+        out: list[str] = await self.link.run(lambda _: self._reserve(keys=keys, args=args))
+        answers, at = [], 0
+        for k, _ in batch:
+            answers.append(out[at:at + 1 + len(k)])
+            at += 1 + len(k)
+        return answers
+
     async def settle(self, settled: Sequence[tuple[Charge, float]], reserved_at: float, now: float) -> None:
-        args: list[str | int | float] = [_ms(now), int(reserved_at // SLOT)]
+        now_ms, slot = _ms(now), int(reserved_at // SLOT)
+        args: Args = []
         keys = []
         for c, amount in settled:
             mode = held(c, reserved_at)
             if not mode and amount == c.amount:
                 continue  # nothing to change: no round trip
             keys.append(self._key(c.bucket))
-            args += [repr(float(c.amount)), repr(float(amount)), _ms(c.ends_at), int(mode)]
+            args += [now_ms, slot, repr(float(c.amount)), repr(float(amount)), _ms(c.ends_at), int(mode)]
         if not keys:
             return
         try:
-            await self._send(keys, args)
+            await self._settling.submit((keys, args))
         except QuotaStoreUnavailable:
             self._pending.append((keys, args))
             raise
@@ -166,11 +205,19 @@ class RedisCounters:
     async def replay(self) -> None:
         """Send the settlements that failed during the outage."""
         while self._pending:
-            await self._send(*self._pending[0])
-            self._pending.popleft()
+            batch = [self._pending[i] for i in range(min(MAX_REPLAY, len(self._pending)))]
+            await self._settle_batch(batch)
+            for _ in batch:
+                self._pending.popleft()
 
-    async def _send(self, keys: list[str], args: list[str | int | float]) -> None:
+    async def _settle_batch(self, batch: list[Part]) -> list[None]:
+        keys: list[str] = []
+        args: Args = []
+        for k, a in batch:
+            keys += k
+            args += a
         await self.link.run(lambda _: self._settle(keys=keys, args=args))
+        return [None] * len(batch)
 
     async def adjust(self, bucket: str, delta: float, ends_at: float | None, now: float) -> None:
         await self.settle([(Charge(bucket, math.inf, 0.0, ends_at), delta)], now, now)
