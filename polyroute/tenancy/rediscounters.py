@@ -46,18 +46,22 @@ SLOTS = 10  # a hold lapses between (SLOTS - 1) and SLOTS slots after it was mad
 HOLD = SLOT * (SLOTS - 1)
 MAX_PENDING = 100_000  # settlements kept while Redis is down
 
-# Shared by the scripts: the value of bucket ``key`` with the holds of the ``n`` slots up to ``slot``,
-# read in one MGET.
+# Shared by the scripts: the value of bucket ``key`` with the holds of the ``n`` slots up to ``slot``
+# (read in one MGET), and whether the key a reservation adds to (the bucket, or its hold of ``slot``)
+# is there already: when it is not, the reservation makes it and sets its expiry.
 _VALUE = """
 local function value(key, held, slot, n)
-  if not held then return tonumber(redis.call('GET', key) or '0') end
+  if not held then
+    local got = redis.call('GET', key)
+    return tonumber(got or '0'), got ~= false
+  end
   local names = {key}
   for s = slot - n + 1, slot do names[#names + 1] = key .. '~h' .. s end
-  local v = 0
-  for _, got in ipairs(redis.call('MGET', unpack(names))) do
-    if got then v = v + tonumber(got) end
+  local v, got = 0, redis.call('MGET', unpack(names))
+  for i = 1, #names do
+    if got[i] then v = v + tonumber(got[i]) end
   end
-  return v
+  return v, got[#names] ~= false
 end
 """
 
@@ -71,10 +75,10 @@ local out, a, k = {}, 3, 0
 while a <= #ARGV do
   local slot, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
-  local vals, refused = {}, 0
+  local vals, there, refused = {}, {}, 0
   for i = 1, count do
     local b = a + (i - 1) * 4
-    vals[i] = value(KEYS[k + i], ARGV[b + 3] == '1', slot, n)
+    vals[i], there[i] = value(KEYS[k + i], ARGV[b + 3] == '1', slot, n)
     if refused == 0 and vals[i] >= tonumber(ARGV[b]) then refused = i end
   end
   if refused == 0 then
@@ -84,10 +88,10 @@ while a <= #ARGV do
       if ARGV[b + 3] == '1' then
         local h = key .. '~h' .. slot
         redis.call('INCRBYFLOAT', h, amount)
-        redis.call('PEXPIREAT', h, (slot + n) * slot_ms)
+        if not there[i] then redis.call('PEXPIREAT', h, (slot + n) * slot_ms) end
       else
         redis.call('INCRBYFLOAT', key, amount)
-        if ends >= 0 then redis.call('PEXPIREAT', key, ends) end
+        if not there[i] and ends >= 0 then redis.call('PEXPIREAT', key, ends) end
       end
       vals[i] = vals[i] + tonumber(amount)
     end
