@@ -68,7 +68,8 @@ end
 # A batch of reservations, each all or nothing, in order. ARGV: slots, slot_ms, then per
 # reservation: its slot, its bucket count, then per bucket: limit, amount, ends_ms (-1: never),
 # held (1/0); KEYS: the buckets of every reservation, one after the other.
-# Returns per reservation {refused index or 0, value of each bucket (after, when admitted)}, as strings.
+# Returns per reservation: refused index or 0, value of each bucket (after, when admitted); all in one
+# string, space-separated (one reply to parse, however large the batch).
 _RESERVE = _VALUE + """
 local n, slot_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out, a, k = {}, 3, 0
@@ -100,7 +101,7 @@ while a <= #ARGV do
   for i = 1, count do out[#out + 1] = tostring(vals[i]) end
   a, k = a + count * 4, k + count
 end
-return out
+return table.concat(out, ' ')
 """
 
 # A batch of settlements, bucket by bucket. ARGV per bucket: now_ms, slot of the reservation,
@@ -181,7 +182,7 @@ class RedisCounters:
         for k, a in batch:
             keys += k
             args += a
-        out: list[str] = await self.link.run(lambda _: self._reserve(keys=keys, args=args))
+        out = str(await self.link.run(lambda _: self._reserve(keys=keys, args=args))).split()
         answers, at = [], 0
         for k, _ in batch:
             answers.append(out[at:at + 1 + len(k)])
