@@ -65,28 +65,38 @@ local function value(key, held, slot, n)
 end
 """
 
-# A batch of reservations, each all or nothing, in order. ARGV: slots, slot_ms, then per
-# reservation: its slot, its bucket count, then per bucket: limit, amount, ends_ms (-1: never),
+# The numbers of a batch come in one space-separated argument (one to encode and send, not
+# one per number), which the scripts split into ``w``.
+_WORDS = """
+local function words(text)
+  local w = {}
+  for t in string.gmatch(text, '%S+') do w[#w + 1] = t end
+  return w
+end
+"""
+
+# A batch of reservations, each all or nothing, in order. ARGV: slots, slot_ms, and the words: per
+# reservation its slot, its bucket count, then per bucket: limit, amount, ends_ms (-1: never),
 # held (1/0); KEYS: the buckets of every reservation, one after the other.
 # Returns per reservation: refused index or 0, value of each bucket (after, when admitted); all in one
 # string, space-separated (one reply to parse, however large the batch).
-_RESERVE = _VALUE + """
-local n, slot_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out, a, k = {}, 3, 0
-while a <= #ARGV do
-  local slot, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+_RESERVE = _VALUE + _WORDS + """
+local n, slot_ms, w = tonumber(ARGV[1]), tonumber(ARGV[2]), words(ARGV[3])
+local out, a, k = {}, 1, 0
+while a <= #w do
+  local slot, count = tonumber(w[a]), tonumber(w[a + 1])
   a = a + 2
   local vals, there, refused = {}, {}, 0
   for i = 1, count do
     local b = a + (i - 1) * 4
-    vals[i], there[i] = value(KEYS[k + i], ARGV[b + 3] == '1', slot, n)
-    if refused == 0 and vals[i] >= tonumber(ARGV[b]) then refused = i end
+    vals[i], there[i] = value(KEYS[k + i], w[b + 3] == '1', slot, n)
+    if refused == 0 and vals[i] >= tonumber(w[b]) then refused = i end
   end
   if refused == 0 then
     for i = 1, count do
       local b, key = a + (i - 1) * 4, KEYS[k + i]
-      local amount, ends = ARGV[b + 1], tonumber(ARGV[b + 2])
-      if ARGV[b + 3] == '1' then
+      local amount, ends = w[b + 1], tonumber(w[b + 2])
+      if w[b + 3] == '1' then
         local h = key .. '~h' .. slot
         redis.call('INCRBYFLOAT', h, amount)
         if not there[i] then redis.call('PEXPIREAT', h, (slot + n) * slot_ms) end
@@ -104,14 +114,15 @@ end
 return table.concat(out, ' ')
 """
 
-# A batch of settlements, bucket by bucket. ARGV per bucket: now_ms, slot of the reservation,
+# A batch of settlements, bucket by bucket. The words (ARGV[1]), per bucket: now_ms, slot of the reservation,
 # reserved, true amount, ends_ms, held; KEYS: the buckets.
-_SETTLE = """
+_SETTLE = _WORDS + """
+local w = words(ARGV[1])
 for i, key in ipairs(KEYS) do
   local a = (i - 1) * 6
-  local now, slot = tonumber(ARGV[a + 1]), ARGV[a + 2]
-  local reserved, amount, ends = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
-  if ARGV[a + 6] == '1' then
+  local now, slot = tonumber(w[a + 1]), w[a + 2]
+  local reserved, amount, ends = tonumber(w[a + 3]), tonumber(w[a + 4]), tonumber(w[a + 5])
+  if w[a + 6] == '1' then
     local h = key .. '~h' .. slot
     if redis.call('EXISTS', h) == 1 then redis.call('INCRBYFLOAT', h, -reserved) end
     if amount ~= 0 and (ends < 0 or now < ends) then
@@ -132,9 +143,8 @@ for i, key in ipairs(KEYS) do out[i] = tostring(value(key, true, slot, n)) end
 return out
 """
 
-Args = list[str | int | float]
-# One reservation or one settlement as the scripts take it: its keys and its arguments.
-Part = tuple[list[str], Args]
+# One reservation or one settlement as the scripts take it: its keys and its words.
+Part = tuple[list[str], str]
 MAX_REPLAY = 1000  # kept settlements sent in one script call when Redis is back
 
 
@@ -169,19 +179,17 @@ class RedisCounters:
         return self.link.key("q", bucket)
 
     async def reserve(self, charges: Sequence[Charge], now: float) -> Reserved:
-        args: Args = [int(now // SLOT), len(charges)]
-        for c in charges:
-            args += [repr(float(c.limit)), repr(float(c.amount)), _ms(c.ends_at), int(held(c, now))]
+        words = [f"{int(now // SLOT)} {len(charges)}"]
+        words += [f"{float(c.limit)!r} {float(c.amount)!r} {_ms(c.ends_at)} {int(held(c, now))}" for c in charges]
         keys = [self._key(c.bucket) for c in charges]
-        refused, *values = (float(v) for v in await self._reserving.submit((keys, args)))
+        refused, *values = (float(v) for v in await self._reserving.submit((keys, " ".join(words))))
         return Reserved(tuple(values), refused=int(refused) - 1 if refused else None)
 
     async def _reserve_batch(self, batch: list[Part]) -> list[list[str]]:
         keys: list[str] = []
-        args: Args = [SLOTS, SLOT * 1000]
-        for k, a in batch:
+        for k, _ in batch:
             keys += k
-            args += a
+        args: list[str | int] = [SLOTS, SLOT * 1000, " ".join(w for _, w in batch)]
         out = str(await self.link.run(lambda _: self._reserve(keys=keys, args=args))).split()
         answers, at = [], 0
         for k, _ in batch:
@@ -191,20 +199,21 @@ class RedisCounters:
 
     async def settle(self, settled: Sequence[tuple[Charge, float]], reserved_at: float, now: float) -> None:
         now_ms, slot = _ms(now), int(reserved_at // SLOT)
-        args: Args = []
+        words = []
         keys = []
         for c, amount in settled:
             mode = held(c, reserved_at)
             if not mode and amount == c.amount:
                 continue  # nothing to change: no round trip
             keys.append(self._key(c.bucket))
-            args += [now_ms, slot, repr(float(c.amount)), repr(float(amount)), _ms(c.ends_at), int(mode)]
+            words.append(f"{now_ms} {slot} {float(c.amount)!r} {float(amount)!r} {_ms(c.ends_at)} {int(mode)}")
         if not keys:
             return
+        part = (keys, " ".join(words))
         try:
-            await self._settling.submit((keys, args))
+            await self._settling.submit(part)
         except QuotaStoreUnavailable:
-            self._pending.append((keys, args))
+            self._pending.append(part)
             raise
 
     async def replay(self) -> None:
@@ -217,10 +226,9 @@ class RedisCounters:
 
     async def _settle_batch(self, batch: list[Part]) -> list[None]:
         keys: list[str] = []
-        args: Args = []
-        for k, a in batch:
+        for k, _ in batch:
             keys += k
-            args += a
+        args = [" ".join(w for _, w in batch)]
         await self.link.run(lambda _: self._settle(keys=keys, args=args))
         return [None] * len(batch)
 
