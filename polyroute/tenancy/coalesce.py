@@ -1,7 +1,8 @@
 """Many callers, one call: what is asked in the same event-loop turn, or while a call is out, goes together.
 
 ``Coalescer(send)`` takes items one at a time (``await submit(item)``) and hands them to
-``send`` as a list, in the order they came, at most one ``send`` under way at a time:
+``send`` as a list (of at most ``most``), in the order they came, at most one ``send`` under way
+at a time:
 
     submit ─▶ queue ──first of a turn: start the flusher (runs at the end of this turn)
                          │
@@ -24,8 +25,9 @@ Answer = TypeVar("Answer")
 
 
 class Coalescer(Generic[Item, Answer]):
-    def __init__(self, send: Callable[[list[Item]], Awaitable[list[Answer]]]) -> None:
+    def __init__(self, send: Callable[[list[Item]], Awaitable[list[Answer]]], most: int = 256) -> None:
         self._send = send
+        self._most = most  # items in one send at most; the rest go in the next
         self._queue: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -40,8 +42,8 @@ class Coalescer(Generic[Item, Answer]):
     async def _flush(self) -> None:
         try:
             while self._queue:
-                batch = [(item, done) for item, done in self._queue if not done.done()]
-                self._queue = []
+                taken, self._queue = self._queue[:self._most], self._queue[self._most:]
+                batch = [(item, done) for item, done in taken if not done.done()]
                 if not batch:
                     continue
                 try:

@@ -17,7 +17,8 @@ end is:
     reserve ─Lua, each of the batch: every bucket's value (+ live holds) below its limit?─no──▶ refused (index)
                       │ yes
                       ▼
-              direct: INCRBYFLOAT B, PEXPIREAT end     held: INCRBYFLOAT B~hSLOT, PEXPIREAT lapse
+              direct: INCRBYFLOAT B            held: INCRBYFLOAT B~hSLOT
+              (PEXPIREAT end, when it made B)  (PEXPIREAT lapse, when it made B~hSLOT)
     settle  ─Lua: direct: B += true - reserved (if B still exists)
                   held:   B~hSLOT -= reserved (if it still exists), B += true (until its end)
 

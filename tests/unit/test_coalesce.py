@@ -81,3 +81,14 @@ def test_a_caller_cancelled_before_its_batch_left_is_not_sent() -> None:
             await gone
 
     asyncio.run(run())
+
+
+def test_a_send_takes_at_most_its_limit_and_the_rest_go_next_in_order() -> None:
+    async def run() -> list[int]:
+        r = Recorder()
+        c = Coalescer(r.send, most=2)
+        got = await asyncio.gather(*(c.submit(i) for i in range(5)))
+        assert r.batches == [[0, 1], [2, 3], [4]]
+        return got
+
+    assert asyncio.run(run()) == [0, 10, 20, 30, 40]
