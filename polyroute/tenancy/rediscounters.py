@@ -14,12 +14,16 @@ end is:
   live slots. Settlement adds the true amount to the bucket and takes the reserved
   one out of its slot. A reservation left by a replica that died lapses with its slot.
 
-    reserve ─Lua: every bucket's value (+ live holds) below its limit?─no──▶ refused (index)
+    reserve ─Lua, each of the batch: every bucket's value (+ live holds) below its limit?─no──▶ refused (index)
                       │ yes
                       ▼
-              direct: INCRBYFLOAT B, PEXPIREAT end     held: INCRBYFLOAT B~hSLOT, PEXPIREAT lapse
+              direct: INCRBYFLOAT B            held: INCRBYFLOAT B~hSLOT
+              (PEXPIREAT end, when it made B)  (PEXPIREAT lapse, when it made B~hSLOT)
     settle  ─Lua: direct: B += true - reserved (if B still exists)
                   held:   B~hSLOT -= reserved (if it still exists), B += true (until its end)
+
+Reservations asked together (in one event-loop turn, or while a call is out) go as one call of
+the reserve script, which takes them one after the other, each all or nothing; settlements too.
 
 A settlement that fails while Redis is down is kept (up to ``MAX_PENDING``) and sent
 again when it is back. ``seed`` is ``SET NX``: replicas starting together seed once.
@@ -35,6 +39,7 @@ from redis.commands.core import AsyncScript
 
 from polyroute.errors import QuotaStoreUnavailable
 from polyroute.redislink import RedisLink
+from polyroute.tenancy.coalesce import Coalescer
 from polyroute.tenancy.stores import Charge, Reserved
 
 SLOT = 60  # seconds per hold slot
@@ -42,56 +47,83 @@ SLOTS = 10  # a hold lapses between (SLOTS - 1) and SLOTS slots after it was mad
 HOLD = SLOT * (SLOTS - 1)
 MAX_PENDING = 100_000  # settlements kept while Redis is down
 
-# Shared by the scripts: the value of bucket ``key`` with the holds of the ``n`` slots up to ``slot``.
+# Shared by the scripts: the value of bucket ``key`` with the holds of the ``n`` slots up to ``slot``
+# (read in one MGET), and whether the key a reservation adds to (the bucket, or its hold of ``slot``)
+# is there already: when it is not, the reservation makes it and sets its expiry.
 _VALUE = """
 local function value(key, held, slot, n)
-  local v = tonumber(redis.call('GET', key) or '0')
-  if held then
-    for s = slot - n + 1, slot do
-      v = v + tonumber(redis.call('GET', key .. '~h' .. s) or '0')
-    end
+  if not held then
+    local got = redis.call('GET', key)
+    return tonumber(got or '0'), got ~= false
   end
-  return v
+  local names = {key}
+  for s = slot - n + 1, slot do names[#names + 1] = key .. '~h' .. s end
+  local v, got = 0, redis.call('MGET', unpack(names))
+  for i = 1, #names do
+    if got[i] then v = v + tonumber(got[i]) end
+  end
+  return v, got[#names] ~= false
 end
 """
 
-# ARGV: slot, slots, slot_ms, then per bucket: limit, amount, ends_ms (-1: never), held (1/0).
-# Returns {refused index or 0, value of each bucket (after, when admitted)} as strings.
-_RESERVE = _VALUE + """
-local slot, n, slot_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local vals, refused = {}, 0
-for i, key in ipairs(KEYS) do
-  local a = 3 + (i - 1) * 4
-  vals[i] = value(key, ARGV[a + 4] == '1', slot, n)
-  if refused == 0 and vals[i] >= tonumber(ARGV[a + 1]) then refused = i end
+# The numbers of a batch come in one space-separated argument (one to encode and send, not
+# one per number), which the scripts split into ``w``.
+_WORDS = """
+local function words(text)
+  local w = {}
+  for t in string.gmatch(text, '%S+') do w[#w + 1] = t end
+  return w
 end
-if refused == 0 then
-  for i, key in ipairs(KEYS) do
-    local a = 3 + (i - 1) * 4
-    local amount, ends = ARGV[a + 2], tonumber(ARGV[a + 3])
-    if ARGV[a + 4] == '1' then
-      local h = key .. '~h' .. slot
-      redis.call('INCRBYFLOAT', h, amount)
-      redis.call('PEXPIREAT', h, (slot + n) * slot_ms)
-    else
-      redis.call('INCRBYFLOAT', key, amount)
-      if ends >= 0 then redis.call('PEXPIREAT', key, ends) end
-    end
-    vals[i] = vals[i] + tonumber(amount)
-  end
-end
-local out = {tostring(refused)}
-for i = 1, #vals do out[i + 1] = tostring(vals[i]) end
-return out
 """
 
-# ARGV: now_ms, slot of the reservation, then per bucket: reserved, true amount, ends_ms, held.
-_SETTLE = """
-local now, slot = tonumber(ARGV[1]), ARGV[2]
+# A batch of reservations, each all or nothing, in order. ARGV: slots, slot_ms, and the words: per
+# reservation its slot, its bucket count, then per bucket: limit, amount, ends_ms (-1: never),
+# held (1/0); KEYS: the buckets of every reservation, one after the other.
+# Returns per reservation: refused index or 0, value of each bucket (after, when admitted); all in one
+# string, space-separated (one reply to parse, however large the batch).
+_RESERVE = _VALUE + _WORDS + """
+local n, slot_ms, w = tonumber(ARGV[1]), tonumber(ARGV[2]), words(ARGV[3])
+local out, a, k = {}, 1, 0
+while a <= #w do
+  local slot, count = tonumber(w[a]), tonumber(w[a + 1])
+  a = a + 2
+  local vals, there, refused = {}, {}, 0
+  for i = 1, count do
+    local b = a + (i - 1) * 4
+    vals[i], there[i] = value(KEYS[k + i], w[b + 3] == '1', slot, n)
+    if refused == 0 and vals[i] >= tonumber(w[b]) then refused = i end
+  end
+  if refused == 0 then
+    for i = 1, count do
+      local b, key = a + (i - 1) * 4, KEYS[k + i]
+      local amount, ends = w[b + 1], tonumber(w[b + 2])
+      if w[b + 3] == '1' then
+        local h = key .. '~h' .. slot
+        redis.call('INCRBYFLOAT', h, amount)
+        if not there[i] then redis.call('PEXPIREAT', h, (slot + n) * slot_ms) end
+      else
+        redis.call('INCRBYFLOAT', key, amount)
+        if not there[i] and ends >= 0 then redis.call('PEXPIREAT', key, ends) end
+      end
+      vals[i] = vals[i] + tonumber(amount)
+    end
+  end
+  out[#out + 1] = tostring(refused)
+  for i = 1, count do out[#out + 1] = tostring(vals[i]) end
+  a, k = a + count * 4, k + count
+end
+return table.concat(out, ' ')
+"""
+
+# A batch of settlements, bucket by bucket. The words (ARGV[1]), per bucket: now_ms, slot of the reservation,
+# reserved, true amount, ends_ms, held; KEYS: the buckets.
+_SETTLE = _WORDS + """
+local w = words(ARGV[1])
 for i, key in ipairs(KEYS) do
-  local a = 2 + (i - 1) * 4
-  local reserved, amount, ends = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  if ARGV[a + 4] == '1' then
+  local a = (i - 1) * 6
+  local now, slot = tonumber(w[a + 1]), w[a + 2]
+  local reserved, amount, ends = tonumber(w[a + 3]), tonumber(w[a + 4]), tonumber(w[a + 5])
+  if w[a + 6] == '1' then
     local h = key .. '~h' .. slot
     if redis.call('EXISTS', h) == 1 then redis.call('INCRBYFLOAT', h, -reserved) end
     if amount ~= 0 and (ends < 0 or now < ends) then
@@ -112,6 +144,10 @@ for i, key in ipairs(KEYS) do out[i] = tostring(value(key, true, slot, n)) end
 return out
 """
 
+# One reservation or one settlement as the scripts take it: its keys and its words.
+Part = tuple[list[str], str]
+MAX_REPLAY = 1000  # kept settlements sent in one script call when Redis is back
+
 
 def held(c: Charge, now: float) -> bool:
     """Whether a charge's reservation is held in a slot (its bucket outlasts a hold) or made in place."""
@@ -123,7 +159,11 @@ def _ms(t: float | None) -> int:
 
 
 class RedisCounters:
-    """The ``CounterStore`` that replicas share. Raises ``QuotaStoreUnavailable`` while Redis is down."""
+    """The ``CounterStore`` that replicas share. Raises ``QuotaStoreUnavailable`` while Redis is down.
+
+    Reservations asked in the same event-loop turn, or while a call is out, go to Redis as one
+    script call that takes them in order (``Coalescer``); settlements too.
+    """
 
     def __init__(self, link: RedisLink) -> None:
         self.link = link
@@ -131,46 +171,67 @@ class RedisCounters:
         self._reserve: AsyncScript = client.register_script(_RESERVE)
         self._settle: AsyncScript = client.register_script(_SETTLE)
         self._read: AsyncScript = client.register_script(_READ)
-        self._pending: deque[tuple[list[str], list[str | int | float]]] = deque(maxlen=MAX_PENDING)
+        self._reserving: Coalescer[Part, list[str]] = Coalescer(self._reserve_batch)
+        self._settling: Coalescer[Part, None] = Coalescer(self._settle_batch)
+        self._pending: deque[Part] = deque(maxlen=MAX_PENDING)
         link.on_back(self.replay)
 
     def _key(self, bucket: str) -> str:
         return self.link.key("q", bucket)
 
     async def reserve(self, charges: Sequence[Charge], now: float) -> Reserved:
-        args: list[str | int | float] = [int(now // SLOT), SLOTS, SLOT * 1000]
-        for c in charges:
-            args += [repr(float(c.limit)), repr(float(c.amount)), _ms(c.ends_at), int(held(c, now))]
+        words = [f"{int(now // SLOT)} {len(charges)}"]
+        words += [f"{float(c.limit)!r} {float(c.amount)!r} {_ms(c.ends_at)} {int(held(c, now))}" for c in charges]
         keys = [self._key(c.bucket) for c in charges]
-        out = await self.link.run(lambda _: self._reserve(keys=keys, args=args))
-        refused, *values = (float(v) for v in out)
+        refused, *values = (float(v) for v in await self._reserving.submit((keys, " ".join(words))))
         return Reserved(tuple(values), refused=int(refused) - 1 if refused else None)
 
+    async def _reserve_batch(self, batch: list[Part]) -> list[list[str]]:
+        keys: list[str] = []
+        for k, _ in batch:
+            keys += k
+        args: list[str | int] = [SLOTS, SLOT * 1000, " ".join(w for _, w in batch)]
+        out = str(await self.link.run(lambda _: self._reserve(keys=keys, args=args))).split()
+        answers, at = [], 0
+        for k, _ in batch:
+            answers.append(out[at:at + 1 + len(k)])
+            at += 1 + len(k)
+        return answers
+
     async def settle(self, settled: Sequence[tuple[Charge, float]], reserved_at: float, now: float) -> None:
-        args: list[str | int | float] = [_ms(now), int(reserved_at // SLOT)]
+        now_ms, slot = _ms(now), int(reserved_at // SLOT)
+        words = []
         keys = []
         for c, amount in settled:
             mode = held(c, reserved_at)
             if not mode and amount == c.amount:
                 continue  # nothing to change: no round trip
             keys.append(self._key(c.bucket))
-            args += [repr(float(c.amount)), repr(float(amount)), _ms(c.ends_at), int(mode)]
+            words.append(f"{now_ms} {slot} {float(c.amount)!r} {float(amount)!r} {_ms(c.ends_at)} {int(mode)}")
         if not keys:
             return
+        part = (keys, " ".join(words))
         try:
-            await self._send(keys, args)
+            await self._settling.submit(part)
         except QuotaStoreUnavailable:
-            self._pending.append((keys, args))
+            self._pending.append(part)
             raise
 
     async def replay(self) -> None:
         """Send the settlements that failed during the outage."""
         while self._pending:
-            await self._send(*self._pending[0])
-            self._pending.popleft()
+            batch = [self._pending[i] for i in range(min(MAX_REPLAY, len(self._pending)))]
+            await self._settle_batch(batch)
+            for _ in batch:
+                self._pending.popleft()
 
-    async def _send(self, keys: list[str], args: list[str | int | float]) -> None:
+    async def _settle_batch(self, batch: list[Part]) -> list[None]:
+        keys: list[str] = []
+        for k, _ in batch:
+            keys += k
+        args = [" ".join(w for _, w in batch)]
         await self.link.run(lambda _: self._settle(keys=keys, args=args))
+        return [None] * len(batch)
 
     async def adjust(self, bucket: str, delta: float, ends_at: float | None, now: float) -> None:
         await self.settle([(Charge(bucket, math.inf, 0.0, ends_at), delta)], now, now)
