@@ -168,7 +168,10 @@ class Quota:
         scopes, window_end = buckets.scopes, buckets.window_end
         counters = self.counters
         try:
-            got = await counters.reserve([c for _, c in charges], now)
+            if isinstance(counters, MemoryCounters):
+                got = counters.reserve_now([c for _, c in charges], now)  # no coroutine for a dict
+            else:
+                got = await counters.reserve([c for _, c in charges], now)
         except QuotaStoreUnavailable:
             if not self.allowed_while_down(scopes):
                 raise
