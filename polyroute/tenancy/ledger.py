@@ -187,6 +187,10 @@ class Ledger:
                 self._failing = False
                 log.warning("ledger: writing works again")
             commit()
+            if len(rows) < self.batch_size:
+                # The rest waits for a whole batch or the next tick: under load, batches stay whole
+                # rather than shrinking to what came in while the last one was written.
+                return
 
     def _next(self) -> _Batch | None:
         """The oldest rows not yet committed, from the spool or else the queue."""

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from polyroute.gateway import RequestContext
 
 MINUTE = 60
+DAY = 86_400
+CACHED_PRINCIPALS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,18 @@ class _Scope:
     kind: str  # "key" or "team"
     name: str
     limits: Limits
+
+
+@dataclass(frozen=True, slots=True)
+class _Buckets:
+    """A principal's scopes and the buckets they charge in one minute (built once a minute, not per request)."""
+
+    minute: int
+    day: int  # the UTC day: every budget period starts and ends on a day's edge
+    limits: tuple[Limits | None, Limits | None]  # the key's and the team's, as they were when built
+    scopes: list[_Scope]
+    charges: list[tuple[str, str, float, float | None]]  # (what, bucket, limit, ends_at)
+    window_end: float
 
 
 class QuotaPass:
@@ -98,6 +112,37 @@ class Quota:
         # What ``allow`` counts in while the shared counters are unreachable.
         self.fallback = self.counters if isinstance(self.counters, MemoryCounters) else MemoryCounters()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cache: dict[tuple[str | None, str | None], _Buckets] = {}
+
+    def _buckets(self, key: str | None, team: str | None, now: float) -> _Buckets | None:
+        """The buckets this principal charges now; None when nothing limits it."""
+        minute, day = int(now // MINUTE), int(now // DAY)
+        limits = (self.keys.limits(key), self.keys.team_limits(team))
+        cached = self._cache.get((key, team))
+        if (cached is not None and cached.minute == minute and cached.day == day
+                and cached.limits[0] is limits[0] and cached.limits[1] is limits[1]):
+            return cached
+        scopes = self.scopes(key, team)
+        if not scopes:
+            self._cache.pop((key, team), None)
+            return None
+        window_end = float((minute + 1) * MINUTE)
+        charges: list[tuple[str, str, float, float | None]] = []
+        for s in scopes:
+            base, lim = f"{s.kind}:{s.name}", s.limits
+            if lim.rpm is not None:
+                charges.append(("rpm", f"{base}:rpm:{minute}", lim.rpm, window_end))
+            if lim.tpm is not None:
+                charges.append(("tpm", f"{base}:tpm:{minute}", lim.tpm, window_end))
+            if lim.budget_usd is not None:
+                period = period_of(lim.budget_period, datetime.fromtimestamp(now, UTC))
+                charges.append(("usd", f"{base}:usd:{period.id}", lim.budget_usd,
+                                period.end.timestamp() if period.end else None))
+        if len(self._cache) >= CACHED_PRINCIPALS:
+            self._cache.clear()  # keys come and go: the cache never holds more than this many
+        built = _Buckets(minute, day, limits, scopes, charges, window_end)
+        self._cache[(key, team)] = built
+        return built
 
     def scopes(self, key: str | None, team: str | None) -> list[_Scope]:
         out = []
@@ -109,30 +154,24 @@ class Quota:
 
     async def admit(self, req: ChatRequest, ctx: RequestContext, plan: Plan) -> QuotaPass | None:
         p = ctx.principal
-        scopes = self.scopes(p.key, p.team)
-        if not scopes:
+        now = time.time()
+        buckets = self._buckets(p.key, p.team, now)
+        if buckets is None:
             return None
         needs = plan.needs or needs_of(req)
         tokens = needs.prompt_tokens + needs.output_tokens
         cost = max(((needs.prompt_tokens * m.input_per_mtok + needs.output_tokens * m.output_per_mtok) / 1e6
                     for m in plan.candidates), default=0.0)
-        now = time.time()
-        window = int(now // MINUTE)
-        window_end = float((window + 1) * MINUTE)
-        charges: list[tuple[str, Charge]] = []
-        for s in scopes:
-            base, lim = f"{s.kind}:{s.name}", s.limits
-            if lim.rpm is not None:
-                charges.append(("rpm", Charge(f"{base}:rpm:{window}", lim.rpm, 1, window_end)))
-            if lim.tpm is not None:
-                charges.append(("tpm", Charge(f"{base}:tpm:{window}", lim.tpm, tokens, window_end)))
-            if lim.budget_usd is not None:
-                period = period_of(lim.budget_period, datetime.fromtimestamp(now, UTC))
-                charges.append(("usd", Charge(f"{base}:usd:{period.id}", lim.budget_usd, cost,
-                                              period.end.timestamp() if period.end else None)))
+        amounts: dict[str, float] = {"rpm": 1, "tpm": tokens, "usd": cost}
+        charges = [(what, Charge(bucket, limit, amounts[what], ends_at)) for what, bucket, limit, ends_at in
+                   buckets.charges]
+        scopes, window_end = buckets.scopes, buckets.window_end
         counters = self.counters
         try:
-            got = await counters.reserve([c for _, c in charges], now)
+            if isinstance(counters, MemoryCounters):
+                got = counters.reserve_now([c for _, c in charges], now)  # no coroutine for a dict
+            else:
+                got = await counters.reserve([c for _, c in charges], now)
         except QuotaStoreUnavailable:
             if not self.allowed_while_down(scopes):
                 raise

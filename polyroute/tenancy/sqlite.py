@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from polyroute.tenancy.blocking import BlockingKeyStore
 from polyroute.tenancy.columns import (
     KEY_COLS,
@@ -155,8 +157,7 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(f"INSERT OR IGNORE INTO usage ({USAGE_COLS}) VALUES ({_marks(17)})",
-                             [usage_row(r, _stamp) for r in rows])
+            conn.execute(_INSERT_USAGE, (orjson.dumps([usage_row(r, _stamp) for r in rows]),))
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -182,6 +183,13 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         self._conn().execute("DELETE FROM usage WHERE at < ?", (_stamp(before),))
 
 
+# A batch is one statement over one JSON array of rows: SQLite takes it in one step, so this thread
+# lets go of the GIL once per batch rather than once per row (each a hand-off with the event loop).
+_INSERT_USAGE = (f"INSERT OR IGNORE INTO usage ({USAGE_COLS}) SELECT "
+                 + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(USAGE_COLS.split(","))))
+                 + " FROM json_each(?)")
+
+
 def _marks(n: int) -> str:
     return ",".join("?" * n)
 
@@ -191,4 +199,7 @@ def _iso(at: datetime) -> str:
 
 
 def _stamp(at: datetime) -> str:
-    return at.astimezone(UTC).strftime(_STAMP)
+    """``_STAMP``'s text (isoformat's is the same, and a third of strftime's cost for every ledger row)."""
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"

@@ -99,6 +99,20 @@ def test_a_row_written_twice_is_kept_once_and_reads_back_whole(store: Store) -> 
     assert [r.request_id for r in store.rows(NOW - timedelta(hours=1), key="nobody")] == []
 
 
+def test_a_batch_keeps_every_value_exactly(store: Store) -> None:
+    # Full-precision floats, text out of ASCII and quotes, absent values, both booleans, a batch of many.
+    rows = [
+        UsageRow(f"q{i}", NOW + timedelta(microseconds=7 * i), None if i % 3 else f"k\"é{i}", None, "ro'ute",
+                 None if i % 2 else "模型", "b", '[{"backend": "b", "model": "m", "outcome": "ok", "ms": 0.1}]',
+                 i, 2**20 + i, (i + 1) / 3e7, bool(i % 2), 1 / (i + 7), None if i % 2 else 2 / (i + 3),
+                 200 + i, None if i % 2 else "cut", not i % 2)
+        for i in range(700)
+    ]
+    store.write(rows)
+    got = store.rows(NOW - timedelta(hours=1))
+    assert got == [replace(r, attempts=g.attempts) for r, g in zip(rows, got, strict=True)]
+
+
 def test_the_sql_report_is_the_same_as_the_python_one(store: Store) -> None:
     rows = [row(f"a{i}", NOW + timedelta(minutes=i), "alice", latency=float(i * 7 % 23), cost=0.1 * i)
             for i in range(40)]
