@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import NoReturn
 
 import aiohttp
@@ -32,6 +32,7 @@ from polyroute.adapters.proxy import Proxy
 from polyroute.adapters.transport import (
     MAX_HEAD_BYTES,
     MAX_HEADERS,
+    BodyReader,
     ConnectFailed,
     ConnectionBroken,
     ConnectTimeout,
@@ -39,7 +40,6 @@ from polyroute.adapters.transport import (
     ReadTimeout,
     ResponseTooLarge,
     TransportError,
-    body_lines,
 )
 
 # Idle keep-alive connections are closed after this many seconds (aiohttp's default is 15).
@@ -84,7 +84,7 @@ def _head_too_large(exc: BaseException) -> bool:
     return False
 
 
-class AioResponse:
+class AioResponse(BodyReader):
     """Status and headers are read; the body is read on demand, in the pieces the socket gave."""
 
     def __init__(self, resp: aiohttp.ClientResponse, pool: AioPool) -> None:
@@ -93,20 +93,6 @@ class AioResponse:
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
         self._released = False
-
-    async def read(self, timeout: float | None = None, limit: int | None = None) -> bytes:
-        """The whole body; past ``limit`` bytes the connection is closed and ResponseTooLarge raised."""
-        declared = self.headers.get("content-length", "")
-        if limit is not None and declared.isdigit() and int(declared) > limit:
-            self._too_large(limit)
-        parts = []
-        size = 0
-        while (data := await self.next(timeout)) is not None:
-            size += len(data)
-            if limit is not None and size > limit:
-                self._too_large(limit)
-            parts.append(data)
-        return b"".join(parts)
 
     def _too_large(self, limit: int) -> NoReturn:
         self._close()
@@ -130,14 +116,6 @@ class AioResponse:
             self.release()
             return None
         return data
-
-    async def iter_bytes(self, timeout: float | None = None) -> AsyncIterator[bytes]:
-        while (data := await self.next(timeout)) is not None:
-            yield data
-
-    def iter_lines(self, timeout: float | None = None) -> AsyncIterator[str]:
-        """Lines without their ending (``transport.body_lines``)."""
-        return body_lines(self.iter_bytes(timeout), self._too_large)
 
     def release(self) -> None:
         """Give the connection back when the body was read whole; otherwise close it."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import NoReturn, cast
@@ -255,15 +256,18 @@ class _Conn(asyncio.Protocol):
             self.waiter.set_result(None)
 
 
-class Response:
-    """Status and headers are read; the body is read on demand."""
+class BodyReader(ABC):
+    """What every upstream response reads its body with, over its own ``next``."""
 
-    def __init__(self, conn: _Conn, pool: Pool) -> None:
-        self._conn = conn
-        self._pool = pool
-        self.status = conn.status
-        self.headers: Mapping[str, str] = conn.headers
-        self._released = False
+    headers: Mapping[str, str]
+
+    @abstractmethod
+    async def next(self, timeout: float | None = None) -> bytes | None:
+        """The next piece of body, or None at its end (the connection then goes back to the pool)."""
+
+    @abstractmethod
+    def _too_large(self, limit: int) -> NoReturn:
+        """Drop the connection and raise ResponseTooLarge."""
 
     async def read(self, timeout: float | None = None, limit: int | None = None) -> bytes:
         """The whole body; past ``limit`` bytes the connection is closed and ResponseTooLarge raised."""
@@ -272,13 +276,31 @@ class Response:
             self._too_large(limit)
         parts = []
         size = 0
-        while (data := await self._conn.next_body(timeout)) is not None:
+        while (data := await self.next(timeout)) is not None:
             size += len(data)
             if limit is not None and size > limit:
                 self._too_large(limit)
             parts.append(data)
-        self.release()
         return b"".join(parts)
+
+    async def iter_bytes(self, timeout: float | None = None) -> AsyncIterator[bytes]:
+        while (data := await self.next(timeout)) is not None:
+            yield data
+
+    def iter_lines(self, timeout: float | None = None) -> AsyncIterator[str]:
+        """Lines without their ending (``body_lines``)."""
+        return body_lines(self.iter_bytes(timeout), self._too_large)
+
+
+class Response(BodyReader):
+    """Status and headers are read; the body is read on demand."""
+
+    def __init__(self, conn: _Conn, pool: Pool) -> None:
+        self._conn = conn
+        self._pool = pool
+        self.status = conn.status
+        self.headers: Mapping[str, str] = conn.headers
+        self._released = False
 
     def _too_large(self, limit: int) -> NoReturn:
         self._released = True
@@ -291,14 +313,6 @@ class Response:
         if data is None:
             self.release()
         return data
-
-    async def iter_bytes(self, timeout: float | None = None) -> AsyncIterator[bytes]:
-        while (data := await self.next(timeout)) is not None:
-            yield data
-
-    def iter_lines(self, timeout: float | None = None) -> AsyncIterator[str]:
-        """Lines without their ending (``body_lines``)."""
-        return body_lines(self.iter_bytes(timeout), self._too_large)
 
     def release(self) -> None:
         """Give the connection back when the body was read whole; otherwise close it."""

@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from polyroute.auth import presented_key
 from polyroute.config import AwareTime, BudgetPeriod, Config
 from polyroute.errors import (
     Conflict,
@@ -38,6 +37,7 @@ from polyroute.errors import (
 )
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
+from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response, from_validation
 from polyroute.server.http11 import Request
 from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
@@ -215,7 +215,7 @@ class Admin:
 
 def require_admin(request: Request, admin_digest: bytes, what: str = "The admin API") -> None:
     """Refuse a request that does not carry the admin key (401 without one, 403 with another)."""
-    presented = presented_key(request.header(b"authorization"), request.header(b"x-api-key"))
+    presented = request_key(request)
     if not presented:
         raise Unauthorized(f"{what} needs the admin key: 'Authorization: Bearer <admin key>'.")
     if not hmac.compare_digest(hashlib.sha256(presented.encode("utf-8")).digest(), admin_digest):

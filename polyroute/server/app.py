@@ -13,7 +13,6 @@ from urllib.parse import unquote
 import orjson
 
 from polyroute import logs
-from polyroute.auth import presented_key
 from polyroute.catalog import load_catalog_for
 from polyroute.config import Config
 from polyroute.console import Console, Recent
@@ -26,7 +25,7 @@ from polyroute.server.admin import Admin, require_admin
 from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint
-from polyroute.server.dispatch import App, Handler
+from polyroute.server.dispatch import App, Handler, request_key
 from polyroute.server.errors import error_response
 from polyroute.server.feedback import FeedbackEndpoint
 from polyroute.server.http11 import Request
@@ -63,7 +62,7 @@ def create_app(gateway: Gateway) -> App:
     async def models(request: Request) -> Reply:
         # Same door as chat: with keys configured, only a valid key sees the fleet, and only its routes.
         try:
-            presented = presented_key(request.header(b"authorization"), request.header(b"x-api-key"))
+            presented = request_key(request)
             principal = gateway.keys.authenticate(presented)
         except PolyrouteError as exc:
             return error_response(exc)
@@ -75,7 +74,7 @@ def create_app(gateway: Gateway) -> App:
     async def model(request: Request) -> Reply:
         # OpenAI's "retrieve model": one entry of the list, or the 404 chat gives for that name.
         try:
-            presented = presented_key(request.header(b"authorization"), request.header(b"x-api-key"))
+            presented = request_key(request)
             principal = gateway.keys.authenticate(presented)
             name = unquote(request.path.removeprefix(MODEL_PREFIX))
             if principal.routes is not None and name not in principal.routes:
@@ -96,7 +95,7 @@ def create_app(gateway: Gateway) -> App:
     async def backends_health(request: Request) -> Reply:
         # Breaker details quote upstream errors: with keys configured, only a valid key reads them.
         try:
-            gateway.keys.authenticate(presented_key(request.header(b"authorization"), request.header(b"x-api-key")))
+            gateway.keys.authenticate(request_key(request))
         except PolyrouteError as exc:
             return error_response(exc)
         report = orjson.dumps(await gateway.failover.health.report(gateway.fleet))

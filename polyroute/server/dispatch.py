@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from polyroute.auth import presented_key
 from polyroute.server.answers import Answer, Reply
 from polyroute.server.errors import error_body, internal_error
 from polyroute.server.http11 import Request
@@ -86,3 +87,8 @@ class App:
 
 def _error(status: int, message: str, code: str) -> Reply:
     return Reply(error_body(message, "invalid_request_error", code=code), status)
+
+
+def request_key(request: Request) -> str | None:
+    """The key a request presents (``Authorization: Bearer`` or ``x-api-key``), for any endpoint."""
+    return presented_key(request.header(b"authorization"), request.header(b"x-api-key"))

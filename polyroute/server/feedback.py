@@ -15,10 +15,10 @@ import math
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from polyroute.auth import presented_key
 from polyroute.errors import InvalidRequest, NotFound, PolyrouteError
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
+from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response, from_validation
 from polyroute.server.http11 import Request
 
@@ -47,7 +47,7 @@ class FeedbackEndpoint:
     async def handle(self, request: Request) -> Reply:
         try:
             principal = self.gateway.keys.authenticate(
-                presented_key(request.header(b"authorization"), request.header(b"x-api-key")))
+                request_key(request))
             body = parse(request.body)
             log = self.gateway.decisions
             owner = None if log is None else await log.owner(body.id)

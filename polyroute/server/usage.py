@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from polyroute.auth import presented_key
 from polyroute.errors import InvalidRequest, PolyrouteError, QuotaStoreUnavailable, StoreUnavailable, Unauthorized
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
+from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response
 from polyroute.server.http11 import Request
 from polyroute.tenancy.model import period_of
@@ -39,7 +39,7 @@ class UsageEndpoint:
     async def handle(self, request: Request) -> Reply:
         try:
             principal = self.gateway.keys.authenticate(
-                presented_key(request.header(b"authorization"), request.header(b"x-api-key")))
+                request_key(request))
             if principal.key is None:
                 raise Unauthorized("Usage is kept per key: send one as 'Authorization: Bearer <key>'.")
         except PolyrouteError as exc:

@@ -16,6 +16,7 @@ import pytest
 
 from polyroute.server import workers
 from tests.support.live import free_port
+from tests.support.workers import connections_held, worker_pids
 
 pytestmark = pytest.mark.skipif(not workers.BALANCED, reason="SO_REUSEPORT balancing is Linux's")
 
@@ -30,51 +31,12 @@ backend = "f"
 ASK = {"model": "echo", "messages": [{"role": "user", "content": "hello workers"}]}
 
 
-def _children(pid: int) -> list[int]:
-    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except FileNotFoundError:
-        return []
-    out = []
-    for child in (int(p) for p in text.split()):
-        try:
-            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
-                out.append(child)
-        except FileNotFoundError:
-            continue
-    return out
-
-
 def _alive(pid: int) -> bool:
     """Running, not gone and not a zombie waiting for whoever adopted it to reap it."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
-
-
-def _connection_owners(port: int, pids: list[int]) -> dict[int, int]:
-    """How many established connections to ``port`` each process holds (from /proc)."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
-                inodes.add(fields[9])
-    owners = {}
-    for pid in pids:
-        held = 0
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                held += 1
-        owners[pid] = held
-    return owners
 
 
 def _wait_serving(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
@@ -120,7 +82,7 @@ def test_connections_spread_over_both_workers(two_workers: tuple[subprocess.Pope
         for client in clients:
             r = client.post("/v1/chat/completions", json=ASK)
             assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
-        owners = _connection_owners(port, _children(proc.pid))
+        owners = connections_held(port, worker_pids(proc.pid))
         assert sum(owners.values()) == 32
         # A hash of 32 connections over two sockets: each gets some (all on one: p = 2 * 2**-32).
         assert len(owners) == 2 and min(owners.values()) > 0, owners
@@ -133,15 +95,15 @@ def test_a_dead_worker_is_replaced_and_sigterm_stops_all(
     two_workers: tuple[subprocess.Popen[str], int], tmp_path: Path
 ) -> None:
     proc, port = two_workers
-    first = _children(proc.pid)
+    first = worker_pids(proc.pid)
     os.kill(first[0], signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        now = _children(proc.pid)
+        now = worker_pids(proc.pid)
         if len(now) == 2 and first[0] not in now:
             break
         time.sleep(0.1)
-    now = _children(proc.pid)
+    now = worker_pids(proc.pid)
     assert len(now) == 2 and first[0] not in now and first[1] in now
     # Every new connection is served, whichever socket the kernel gives it.
     for _ in range(20):
@@ -173,7 +135,7 @@ def test_a_port_in_use_is_refused_plainly(tmp_path: Path) -> None:
 
 def test_workers_stop_when_their_supervisor_is_killed(two_workers: tuple[subprocess.Popen[str], int]) -> None:
     proc, _ = two_workers
-    kids = _children(proc.pid)
+    kids = worker_pids(proc.pid)
     assert len(kids) == 2
     proc.kill()
     proc.wait(timeout=30)
