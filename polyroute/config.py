@@ -565,6 +565,10 @@ class StoreConfig(_Strict):
     on_redis_down: Literal["allow", "deny"] | None = None
     # Breaker openings shared through Redis: a backend found dead by one replica is skipped by all.
     share_breakers: bool = False
+    # Admit from leases: slices of a roomy bucket that a replica reserves in Redis ahead, so that most
+    # requests are admitted with no round trip (polyroute.tenancy.leases). Off: every request reserves
+    # in Redis itself.
+    leases: bool = True
 
     @model_validator(mode="after")
     def _needs_redis(self) -> StoreConfig:

@@ -36,6 +36,7 @@ from polyroute.errors import BudgetExceeded, QuotaStoreUnavailable, RateLimitExc
 from polyroute.finish import Finished
 from polyroute.routing import Plan
 from polyroute.routing.needs import needs_of
+from polyroute.tenancy.leases import Leases, Lent
 from polyroute.tenancy.memory import MemoryCounters
 from polyroute.tenancy.model import Limits, period_of
 from polyroute.tenancy.stores import Charge, CounterStore
@@ -71,10 +72,11 @@ class _Buckets:
 class QuotaPass:
     """What one request reserved, and the headers that tell the client what is left."""
 
-    __slots__ = ("charges", "cost", "counters", "reserved_at", "tokens", "values", "window_end")
+    __slots__ = ("charges", "cost", "counters", "lent", "reserved_at", "tokens", "values", "window_end")
 
     def __init__(self, charges: list[tuple[str, Charge]], values: tuple[float, ...], tokens: int, cost: float,
-                 window_end: float, reserved_at: float = 0.0, counters: CounterStore | None = None) -> None:
+                 window_end: float, reserved_at: float = 0.0, counters: CounterStore | None = None,
+                 lent: Lent | None = None) -> None:
         self.charges = charges  # (what: "rpm" | "tpm" | "usd", charge)
         self.values = values
         self.tokens = tokens
@@ -82,6 +84,7 @@ class QuotaPass:
         self.window_end = window_end
         self.reserved_at = reserved_at
         self.counters = counters  # where it was reserved, so where it is settled
+        self.lent = lent  # taken from leases instead (polyroute.tenancy.leases): settled into them
 
     def headers(self) -> dict[str, str]:
         left: dict[str, tuple[float, float]] = {}  # what -> (remaining, limit), the scarcest scope's
@@ -105,10 +108,12 @@ class QuotaPass:
 class Quota:
     """The ``Gatekeeper`` for keys and teams with budgets or rate limits."""
 
-    def __init__(self, keys: Keyring, counters: CounterStore | None = None, on_down: str | None = None) -> None:
+    def __init__(self, keys: Keyring, counters: CounterStore | None = None, on_down: str | None = None,
+                 leases: Leases | None = None) -> None:
         self.keys = keys
         self.counters: CounterStore = counters or MemoryCounters()
         self.on_down = on_down
+        self.leases = leases
         # What ``allow`` counts in while the shared counters are unreachable.
         self.fallback = self.counters if isinstance(self.counters, MemoryCounters) else MemoryCounters()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -167,6 +172,8 @@ class Quota:
                    buckets.charges]
         scopes, window_end = buckets.scopes, buckets.window_end
         counters = self.counters
+        if self.leases is not None and (lent := self.leases.take([c for _, c in charges], now)) is not None:
+            return QuotaPass(charges, lent.reserved.values, tokens, cost, window_end, now, counters, lent)
         try:
             if isinstance(counters, MemoryCounters):
                 got = counters.reserve_now([c for _, c in charges], now)  # no coroutine for a dict
@@ -218,6 +225,9 @@ class Quota:
             return
         true = {"rpm": 1.0, "tpm": float(report.usage["total_tokens"]), "usd": report.cost_usd}
         settled = [(c, true[what]) for what, c in admitted.charges]
+        if admitted.lent is not None and self.leases is not None:
+            self.leases.settle(admitted.lent, [amount for _, amount in settled])  # no task: in the process
+            return
         now = time.time()
         counters = admitted.counters or self.counters
         if isinstance(counters, MemoryCounters):
@@ -248,7 +258,10 @@ class Quota:
             if lim.budget_usd is None:
                 continue
             period = period_of(lim.budget_period, datetime.fromtimestamp(now, UTC))
-            (spent,) = await self.counters.read([f"{s.kind}:{s.name}:usd:{period.id}"], now)
+            bucket = f"{s.kind}:{s.name}:usd:{period.id}"
+            (spent,) = await self.counters.read([bucket], now)
+            if self.leases is not None:
+                spent = max(spent - self.leases.unused(bucket), 0.0)  # held by this process, not spent
             out[s.kind] = {
                 "name": s.name, "budget_usd": lim.budget_usd, "budget_period": lim.budget_period,
                 "spent_usd": round(spent, 8), "remaining_usd": round(max(lim.budget_usd - spent, 0.0), 8),

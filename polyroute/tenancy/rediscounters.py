@@ -50,7 +50,7 @@ MAX_PENDING = 100_000  # settlements kept while Redis is down
 # Shared by the scripts: the value of bucket ``key`` with the holds of the ``n`` slots up to ``slot``
 # (read in one MGET), and whether the key a reservation adds to (the bucket, or its hold of ``slot``)
 # is there already: when it is not, the reservation makes it and sets its expiry.
-_VALUE = """
+VALUE_LUA = """
 local function value(key, held, slot, n)
   if not held then
     local got = redis.call('GET', key)
@@ -68,7 +68,7 @@ end
 
 # The numbers of a batch come in one space-separated argument (one to encode and send, not
 # one per number), which the scripts split into ``w``.
-_WORDS = """
+WORDS_LUA = """
 local function words(text)
   local w = {}
   for t in string.gmatch(text, '%S+') do w[#w + 1] = t end
@@ -81,7 +81,7 @@ end
 # held (1/0); KEYS: the buckets of every reservation, one after the other.
 # Returns per reservation: refused index or 0, value of each bucket (after, when admitted); all in one
 # string, space-separated (one reply to parse, however large the batch).
-_RESERVE = _VALUE + _WORDS + """
+_RESERVE = VALUE_LUA + WORDS_LUA + """
 local n, slot_ms, w = tonumber(ARGV[1]), tonumber(ARGV[2]), words(ARGV[3])
 local out, a, k = {}, 1, 0
 while a <= #w do
@@ -117,7 +117,7 @@ return table.concat(out, ' ')
 
 # A batch of settlements, bucket by bucket. The words (ARGV[1]), per bucket: now_ms, slot of the reservation,
 # reserved, true amount, ends_ms, held; KEYS: the buckets.
-_SETTLE = _WORDS + """
+_SETTLE = WORDS_LUA + """
 local w = words(ARGV[1])
 for i, key in ipairs(KEYS) do
   local a = (i - 1) * 6
@@ -137,7 +137,7 @@ end
 return 0
 """
 
-_READ = _VALUE + """
+_READ = VALUE_LUA + """
 local slot, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
 for i, key in ipairs(KEYS) do out[i] = tostring(value(key, true, slot, n)) end
@@ -154,7 +154,7 @@ def held(c: Charge, now: float) -> bool:
     return c.ends_at is None or c.ends_at - now > HOLD
 
 
-def _ms(t: float | None) -> int:
+def ms_of(t: float | None) -> int:
     return -1 if t is None else math.ceil(t * 1000)
 
 
@@ -176,13 +176,13 @@ class RedisCounters:
         self._pending: deque[Part] = deque(maxlen=MAX_PENDING)
         link.on_back(self.replay)
 
-    def _key(self, bucket: str) -> str:
+    def key(self, bucket: str) -> str:
         return self.link.key("q", bucket)
 
     async def reserve(self, charges: Sequence[Charge], now: float) -> Reserved:
         words = [f"{int(now // SLOT)} {len(charges)}"]
-        words += [f"{float(c.limit)!r} {float(c.amount)!r} {_ms(c.ends_at)} {int(held(c, now))}" for c in charges]
-        keys = [self._key(c.bucket) for c in charges]
+        words += [f"{float(c.limit)!r} {float(c.amount)!r} {ms_of(c.ends_at)} {int(held(c, now))}" for c in charges]
+        keys = [self.key(c.bucket) for c in charges]
         refused, *values = (float(v) for v in await self._reserving.submit((keys, " ".join(words))))
         return Reserved(tuple(values), refused=int(refused) - 1 if refused else None)
 
@@ -199,15 +199,15 @@ class RedisCounters:
         return answers
 
     async def settle(self, settled: Sequence[tuple[Charge, float]], reserved_at: float, now: float) -> None:
-        now_ms, slot = _ms(now), int(reserved_at // SLOT)
+        now_ms, slot = ms_of(now), int(reserved_at // SLOT)
         words = []
         keys = []
         for c, amount in settled:
             mode = held(c, reserved_at)
             if not mode and amount == c.amount:
                 continue  # nothing to change: no round trip
-            keys.append(self._key(c.bucket))
-            words.append(f"{now_ms} {slot} {float(c.amount)!r} {float(amount)!r} {_ms(c.ends_at)} {int(mode)}")
+            keys.append(self.key(c.bucket))
+            words.append(f"{now_ms} {slot} {float(c.amount)!r} {float(amount)!r} {ms_of(c.ends_at)} {int(mode)}")
         if not keys:
             return
         part = (keys, " ".join(words))
@@ -237,13 +237,13 @@ class RedisCounters:
         await self.settle([(Charge(bucket, math.inf, 0.0, ends_at), delta)], now, now)
 
     async def read(self, buckets: Sequence[str], now: float) -> tuple[float, ...]:
-        keys = [self._key(b) for b in buckets]
+        keys = [self.key(b) for b in buckets]
         out = await self.link.run(lambda _: self._read(keys=keys, args=[int(now // SLOT), SLOTS]))
         return tuple(float(v) for v in out)
 
     async def seed(self, bucket: str, value: float, ends_at: float | None, now: float) -> bool:
-        key = self._key(bucket)
-        px = _ms(ends_at)
+        key = self.key(bucket)
+        px = ms_of(ends_at)
         done = await self.link.run(
             lambda c: c.set(key, repr(float(value)), nx=True, pxat=px if px >= 0 else None)
         )

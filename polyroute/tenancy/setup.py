@@ -27,6 +27,7 @@ from polyroute.config import POSTGRES_SCHEMES, Config
 from polyroute.errors import ConfigError, QuotaStoreUnavailable
 from polyroute.finish import RequestObserver
 from polyroute.redislink import RedisLink, Subscriber
+from polyroute.tenancy.leases import Leases
 from polyroute.tenancy.ledger import Ledger
 from polyroute.tenancy.memory import MemoryCounters
 from polyroute.tenancy.model import period_of
@@ -75,9 +76,12 @@ class Tenancy:
         self.keys = keys
         self.store = open_store(config) if uses_store(config) else None
         self.link = link
-        self.counters: CounterStore = RedisCounters(link) if link is not None else MemoryCounters()
+        shared = RedisCounters(link) if link is not None else None
+        self.counters: CounterStore = shared or MemoryCounters()
+        self.leases = Leases(shared) if shared is not None and config.store.leases else None
         self.quota = (
-            Quota(keys, self.counters, config.store.on_redis_down) if keys.limited or self.store is not None else None
+            Quota(keys, self.counters, config.store.on_redis_down, self.leases)
+            if keys.limited or self.store is not None else None
         )
         if link is not None and self.store is not None:
             link.subscribe(KEYS_CHANNEL, Subscriber(self._keys_changed))
@@ -165,6 +169,8 @@ class Tenancy:
                 await self._reload
         if self.quota is not None:
             await self.quota.settled()  # what requests spent reaches the shared counters before exit
+        if self.leases is not None:
+            await self.leases.aclose()  # and what the leases hold goes back
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
         if self.store is not None:

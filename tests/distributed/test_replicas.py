@@ -178,3 +178,35 @@ def test_a_backend_found_dead_by_one_replica_is_skipped_by_the_others(
         assert again.status_code == 200
     assert up.count("block") == 1  # neither tried the dead backend again
     assert "found so by another replica" in reps[1].log()
+
+
+def test_a_roomy_budget_is_admitted_from_leases_and_its_spend_adds_up_across_the_three(
+    fleet: tuple[list[Replica], FaultUpstream], fleet_store: str,
+) -> None:
+    """Leases (polyroute.tenancy.leases) admit without a round trip; once given back, the shared spend is exact."""
+    reps, _ = fleet
+    made = admin(reps[0], "POST", "keys", {"name": "roomy", "budget_usd": 1000.0, "budget_period": "day"})
+    assert made.status_code == 201, made.text
+    secret = made.json()["secret"]
+    wait_until(lambda: all(known(r, secret) for r in reps), what="the new key on every replica")
+
+    answers: list[httpx.Response] = []
+    for _ in range(3):  # the first requests of each replica are exact and ask for a lease; the later ones use it
+        answers += asyncio.run(burst(reps, secret, BODY, 90))
+    assert [a.status_code for a in answers] == [200] * len(answers)
+    returned = sum(float(a.headers["x-polyroute-cost-usd"]) for a in answers)
+    assert all(float(a.headers["x-polyroute-budget-remaining-usd"]) < 1000.0 for a in answers)
+
+    def spent(r: Replica) -> float:
+        got = httpx.get(f"{r.url}/v1/usage", headers=auth(secret), timeout=10)
+        assert got.status_code == 200, got.text
+        return float(got.json()["budget"]["key"]["spent_usd"])
+
+    # Idle leases are given back within a second or two: then every replica reads the exact spend.
+    wait_until(lambda: all(spent(r) == pytest.approx(returned, abs=1e-6) for r in reps), timeout=30,
+               what="the spend in Redis to equal the costs returned")
+    ledger = open_ledger(fleet_store)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    wait_until(lambda: len(ledger.rows(since, "roomy")) == len(answers), what="a ledger row for each request")
+    assert sum(r.cost_usd for r in ledger.rows(since, "roomy")) == pytest.approx(returned, abs=1e-9)
+    ledger.close()
