@@ -4,7 +4,8 @@
 
 Makes a database with a random name on the server, drops it after, and prints:
 
-- ``store.write``: rows per second committed by ``PostgresStore.write`` alone, per batch size;
+- ``store.write``: rows per second committed by ``PostgresStore.write`` alone, per batch size, and the
+  CPU this process spends per row doing it (the gateway's share; the server's is not counted);
 - ledger end to end: rows per second from ``Ledger.finished`` to committed, through the spool;
 - spool append: milliseconds to encode, write and ``fsync`` one batch (the spooler's cost per tick);
 - replay: rows per second drained from a full spool once the database is reachable again.
@@ -40,12 +41,13 @@ def rows(n: int, prefix: str) -> list[UsageRow]:
             for i in range(n)]
 
 
-def write_rate(store: PostgresStore, n: int, batch: int, prefix: str) -> float:
+def write_rate(store: PostgresStore, n: int, batch: int, prefix: str) -> tuple[float, float]:
+    """Rows per second, and this process's CPU microseconds per row."""
     todo = rows(n, prefix)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for i in range(0, n, batch):
         store.write(todo[i:i + batch])
-    return n / (time.perf_counter() - started)
+    return n / (time.perf_counter() - started), (time.process_time() - cpu) / n * 1e6
 
 
 def ledger_rate(store: PostgresStore, n: int, folder: Path) -> float:
@@ -102,8 +104,8 @@ def main() -> None:
             folder = Path(tmp)
             print("| measure | figure |\n|---|---|")
             for batch in (100, 500, 2000):
-                rate = write_rate(store, args.rows, batch, f"w{batch}-")
-                print(f"| store.write, batches of {batch} | {rate:,.0f} rows/s |")
+                rate, cpu = write_rate(store, args.rows, batch, f"w{batch}-")
+                print(f"| store.write, batches of {batch} | {rate:,.0f} rows/s, {cpu:.1f} µs CPU/row here |")
             print(f"| ledger end to end (finished -> spool -> database) | {ledger_rate(store, args.rows, folder):,.0f}"
                   " rows/s |")
             for batch in (250, 2500):

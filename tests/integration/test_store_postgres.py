@@ -17,8 +17,10 @@ import pytest
 from polyroute import config as cfg
 from polyroute.cli import main
 from polyroute.errors import ConfigError
+from polyroute.tenancy.columns import USAGE_COLS
 from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, digest
-from polyroute.tenancy.postgres import MIGRATIONS, PostgresStore
+from polyroute.tenancy.postgres import MIGRATIONS, USAGE_BATCH_TYPES, PostgresStore
+from polyroute.tenancy.spool import Spool
 from polyroute.tenancy.sqlite import SqliteStore
 from polyroute.tenancy.stores import Store, UsageRow
 from polyroute.tenancy.usage import GROUPS, summarize
@@ -111,6 +113,41 @@ def test_a_batch_keeps_every_value_exactly(store: Store) -> None:
     store.write(rows)
     got = store.rows(NOW - timedelta(hours=1))
     assert got == [replace(r, attempts=g.attempts) for r, g in zip(rows, got, strict=True)]
+
+
+def test_absent_values_both_booleans_and_repeated_rows_are_kept_once_and_exactly(
+    store: Store, tmp_path: Path
+) -> None:
+    attempts = '[{"backend": "b", "model": "m", "outcome": "ok", "ms": 1.5}]'
+    # Every nullable column absent, with ints where floats go (as a spool's JSON may give them back).
+    bare = UsageRow("bare", NOW, None, None, "main", None, None, "[]", 0, 0, 0, True, 3, None, 502, None, False)
+    full = UsageRow("full", NOW + timedelta(seconds=1), "k", "t", "main", "m", "b", attempts, 7, 9, 1e-9, False,
+                    812.125, 240.5, 200, "upstream failed", True)
+    mixed = replace(full, request_id="mixed", at=NOW + timedelta(seconds=2), key=None, error=None, ttft_ms=None,
+                    estimated=True, stream=False)
+    store.write([bare, full, bare, mixed, full])  # repeated within the batch
+    spool = Spool(tmp_path / "replayed.jsonl")
+    spool.append([full, mixed, bare])
+    replayed, _ = spool.next(10)
+    spool.close()
+    store.write(replayed)  # and again in a later batch, as a spool replays it
+    got = store.rows(NOW - timedelta(hours=1))
+    assert [json.loads(r.attempts) for r in got] == [[], json.loads(attempts), json.loads(attempts)]
+    assert got == [replace(r, attempts=g.attempts) for r, g in zip([bare, full, mixed], got, strict=True)]
+    assert [type(v) for v in (got[0].cost_usd, got[0].latency_ms)] == [float, float]
+    assert (got[0].ttft_ms, got[0].key, got[0].team, got[0].model, got[0].backend, got[0].error) == (None,) * 6
+
+
+def test_a_batch_is_read_with_the_types_of_the_usage_table(pg_url: str) -> None:
+    PostgresStore(pg_url).close()
+    with psycopg.connect(pg_url) as conn:
+        table = conn.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                             "WHERE attrelid = 'polyroute_usage'::regclass AND attnum > 0 AND NOT attisdropped "
+                             "ORDER BY attnum").fetchall()
+    # ``attempts`` travels as text (JSON in a string) and is cast to the table's jsonb.
+    batch = [(c, "jsonb" if c == "attempts" else t) for c, t in zip(USAGE_COLS.split(", "), USAGE_BATCH_TYPES,
+                                                                     strict=True)]
+    assert table == batch
 
 
 def test_the_sql_report_is_the_same_as_the_python_one(store: Store) -> None:
