@@ -34,7 +34,7 @@ from polyroute.errors import (
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import PANIC_CODES, Health, Ticket
 from polyroute.redact import UpstreamGuard
-from polyroute.types import ChatRequest, Usage, make_usage
+from polyroute.types import ChatRequest, Usage, make_usage, read_usage
 
 log = logging.getLogger("polyroute.failover")
 
@@ -65,14 +65,23 @@ class Report:
     def attempt_count(self) -> int:
         return len(self.attempts) + int(self.streaming)
 
-    def bill(self, entry: ModelEntry, usage: Usage | None, *, estimated: bool = False) -> None:
-        if not usage:
-            return
-        self.usage["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
-        self.usage["completion_tokens"] += int(usage.get("completion_tokens") or 0)
-        self.usage["total_tokens"] += int(usage.get("total_tokens") or 0)
-        self.cost_usd += entry.cost(usage)
+    def bill(self, entry: ModelEntry, usage: object, *, estimated: bool = False) -> bool:
+        """Add an attempt's usage and cost; False when it reported none that can be read (estimate it then)."""
+        counts = read_usage(usage)
+        if counts is None:
+            return False
+        self.usage["prompt_tokens"] += counts["prompt_tokens"]
+        self.usage["completion_tokens"] += counts["completion_tokens"]
+        self.usage["total_tokens"] += counts["total_tokens"]
+        self.cost_usd += entry.cost(counts)
         self.estimated |= estimated
+        return True
+
+    def bill_estimate(self, entry: ModelEntry, prompt_chars: int, answer_chars: int) -> Usage:
+        """Bill an attempt whose upstream reported no usage that can be read: about four characters a token."""
+        usage = make_usage(estimate_tokens(prompt_chars), estimate_tokens(answer_chars))
+        self.bill(entry, usage, estimated=True)
+        return usage
 
     def record(self, entry: ModelEntry, outcome: str, started: float, detail: str = "") -> None:
         self.streaming = False
@@ -214,11 +223,8 @@ class Walk:
 
     def bill_abandoned(self, slot: Slot, usage: Usage | None = None) -> None:
         """An attempt given up (a hedge's loser): the upstream has read, and billed, the prompt."""
-        if usage:
-            self.report.bill(slot.entry, usage)
-            return
-        prompt = estimate_tokens(sum(len(m.text()) for m in self.req.messages))
-        self.report.bill(slot.entry, make_usage(prompt, 0), estimated=True)
+        if not self.report.bill(slot.entry, usage):
+            self.report.bill_estimate(slot.entry, sum(len(m.text()) for m in self.req.messages), 0)
 
     def call(self, slot: Slot, prefix: str | None = None) -> Call:
         return Call(self.req, slot.entry.upstream, slot.drop, prefix=prefix,

@@ -35,10 +35,11 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from polyroute.adapters import Adapter, Call
 from polyroute.assemble import Assembly, as_chunks
-from polyroute.attempts import Report, Slot, Walk, as_upstream, estimate_tokens
+from polyroute.attempts import Report, Slot, Walk, as_upstream
 from polyroute.errors import (
     PolyrouteError,
     StreamCut,
@@ -52,7 +53,7 @@ from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import Health
 from polyroute.hedge import race
 from polyroute.stall import Deadline, StallTimer
-from polyroute.types import ChatChunk, ChatRequest, ChatResponse, chunk_has_token, make_usage
+from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Usage, chunk_has_token
 
 __all__ = ["Failover", "Report", "StreamEnd"]
 
@@ -79,7 +80,12 @@ class Failover:
             raise walk.give_up()
         slot, resp = won
         await walk.succeeded(slot)
-        report.bill(slot.entry, resp.get("usage"))
+        if not report.bill(slot.entry, resp.get("usage")):
+            answer = sum(len(text) for c in resp.get("choices") or ()
+                         if isinstance(text := (c.get("message") or {}).get("content"), str))
+            # The client is told the estimate, as the ledger is, not an upstream's word that could not be read.
+            usage = report.bill_estimate(slot.entry, sum(len(m.text()) for m in req.messages), answer)
+            resp["usage"] = cast(Usage, {**usage, "estimated": True})
         return resp
 
     async def _assemble(
@@ -95,9 +101,11 @@ class Failover:
                 assembly, fresh = Assembly(), stream.fresh
             assembly.add(chunk)
         resp = assembly.response()
-        if report.rescued:
-            # The answer is the work of every attempt that wrote part of it: so is its bill.
-            resp["usage"] = {**resp.get("usage", {}), **report.usage}
+        if report.rescued or report.estimated:
+            # The answer is the work of every attempt that wrote part of it: so is its bill. An estimate
+            # replaces a count the upstream did not give, or gave in a form that is not a count.
+            estimated = {"estimated": True} if report.estimated else {}
+            resp["usage"] = cast(Usage, {**resp.get("usage", {}), **report.usage, **estimated})
         return resp
 
     def stream(
@@ -309,9 +317,8 @@ class _Stream:
 
     def note(self, entry: ModelEntry, chunk: ChatChunk, rescue: bool) -> bool:
         """Account one chunk; whether the client should get it."""
-        if usage := chunk.get("usage"):
-            self.usage_seen = True
-            self.report.bill(entry, usage)
+        if (usage := chunk.get("usage")) and self.report.bill(entry, usage):
+            self.usage_seen = True  # else estimated when the attempt ends, as if it had said nothing
         choices = chunk["choices"]
         if rescue:
             if choices and (not chunk_has_token(chunk) or self.withhold_reasoning(chunk)):
@@ -389,8 +396,7 @@ class _Stream:
             return
         req = self.walk.req
         prompt_chars = sum(len(m.text()) for m in req.messages) + len(self.walk.prefix or "")
-        usage = make_usage(estimate_tokens(prompt_chars), estimate_tokens(self.chars))
-        self.report.bill(entry, usage, estimated=True)
+        self.report.bill_estimate(entry, prompt_chars, self.chars)
 
 
 class _Ended:

@@ -182,6 +182,39 @@ def make_usage(prompt: int, completion: int) -> Usage:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+# More tokens than any model reads or writes in one answer: a count past it is not a count.
+MOST_TOKENS = 100_000_000
+
+
+def _count(v: object) -> int | None:
+    if type(v) is int:
+        n = v
+    elif type(v) is float and v.is_integer():
+        n = int(v)
+    elif v is None:
+        return 0
+    else:
+        return None
+    return n if 0 <= n <= MOST_TOKENS else None
+
+
+def read_usage(raw: object) -> Usage | None:
+    """An upstream's ``usage`` as counts that can be billed, or None when there is none or it is not one.
+
+    An upstream's word is not trusted blindly: a negative count would give budget back, a
+    string or a number past ``MOST_TOKENS`` would break the accounting downstream.
+    """
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = _count(raw.get("prompt_tokens")), _count(raw.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None
+    total = _count(raw.get("total_tokens"))
+    if not total or total < prompt + completion:
+        total = prompt + completion  # some upstreams leave it out; reasoning may make it larger, never smaller
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
 def chunk_text(chunk: ChatChunk) -> str:
     """Visible text carried by a chunk (content and reasoning)."""
     out = ""

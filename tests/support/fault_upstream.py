@@ -23,6 +23,8 @@ the ``model`` the gateway sends, a ``+``-joined list like the fake adapter's:
 - ``errorevent-N``: after N tokens an ``{"error": ...}`` event (as providers send mid-stream);
 - ``badjson``: a non-stream answer that is not JSON (streams: the first event);
 - ``nousage``: no usage in the answer;
+- ``badusage-KIND``: usage that is not a count: ``negative`` (-1000000 tokens), ``huge`` (10**12),
+  ``text`` ("many");
 - ``tools``: a streamed tool call (its arguments in pieces) instead of text.
 
 A request whose last message is an assistant turn is a continuation: the server
@@ -94,6 +96,7 @@ class Fault:
     errorevent: int | None = None
     badjson: bool = False
     nousage: bool = False
+    badusage: str | None = None
     tools: bool = False
     errfile: str | None = None
 
@@ -106,13 +109,19 @@ class Fault:
                 fields["text"] = arg.replace("-", " ")
             elif head == "status":
                 fields["status"] = int(arg)
-            elif head in ("retry", "errfile"):
+            elif head in ("retry", "errfile", "badusage"):
                 fields[head] = arg
             elif head in ("resetbody", "slowheaders", "slowfirst", "gap", "stall", "cut", "malformed", "errorevent"):
                 fields[head] = int(arg)
             elif head in ("block", "auth", "context", "bad400", "reset", "badjson", "nousage", "tools"):
                 fields[head] = True
         return cls(**fields)
+
+    def usage(self, prompt: int, completion: int) -> dict[str, Any]:
+        bad: Any = {"negative": -1_000_000, "huge": 10**12, "text": "many"}.get(self.badusage or "")
+        if bad is not None:
+            return {"prompt_tokens": bad, "completion_tokens": bad, "total_tokens": bad}
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def error(self) -> tuple[int, dict[str, Any], dict[str, str]] | None:
         """The error answer this fault gives before any body, if any."""
@@ -282,8 +291,7 @@ class FaultUpstream:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         }
         if not fault.nousage:
-            doc["usage"] = {"prompt_tokens": 10, "completion_tokens": len(text.split()),
-                            "total_tokens": 10 + len(text.split())}
+            doc["usage"] = fault.usage(10, len(text.split()))
         data = json.dumps(doc).encode()
         if fault.resetbody is not None:
             writer.write(_status_line(200, {"content-type": "application/json", "content-length": str(len(data))}))
@@ -340,8 +348,7 @@ class FaultUpstream:
         if wants_usage and not fault.nousage:
             n = len(pieces)
             await event({"id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": int(time.time()),
-                         "model": model, "choices": [],
-                         "usage": {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}})
+                         "model": model, "choices": [], "usage": fault.usage(10, n)})
         return await _end(writer, done=True)
 
 
