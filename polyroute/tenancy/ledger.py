@@ -18,6 +18,10 @@ store is doing, and an outage fills the file instead of memory.
 
     finished ──▶ queue ──spooler: append, fsync──▶ spool ──writer: write──▶ committed ──▶ spool.commit
 
+A row the store refuses for what it holds (a value its column cannot take), rather than
+for being down, does not hold the others up: the store commits the rest and returns it,
+and the writer keeps it in ``rejected`` (one JSON line with the reason) and says so in the log.
+
 ``close`` (the app's shutdown, so SIGTERM) writes what is queued before it returns;
 with a spool and the store down, it returns once every row is in the spool, which
 the next start replays. With ``retention_days``, the writer also asks the store
@@ -27,11 +31,13 @@ hourly to forget older rows.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
@@ -39,7 +45,7 @@ import orjson
 from polyroute.attempts import Report
 from polyroute.finish import Finished
 from polyroute.tenancy.spool import Spool
-from polyroute.tenancy.stores import LedgerStore, UsageRow
+from polyroute.tenancy.stores import LedgerStore, Rejected, UsageRow
 
 if TYPE_CHECKING:
     from polyroute.gateway import RequestContext
@@ -58,8 +64,10 @@ class Ledger:
     """The ``RequestObserver`` that writes the usage ledger through a ``LedgerStore``."""
 
     def __init__(self, store: LedgerStore, batch_size: int = 500, flush_interval: float = 0.5,
-                 spool: Spool | None = None, retention_days: int | None = None) -> None:
+                 spool: Spool | None = None, retention_days: int | None = None,
+                 rejected: Path | None = None) -> None:
         self.store = store
+        self.rejected = rejected  # where rows the store refuses for what they hold are kept
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.spool = spool
@@ -173,8 +181,9 @@ class Ledger:
         while not self._stop.is_set() and (batch := self._next()) is not None:
             rows, commit = batch
             try:
-                if rows:
-                    self.store.write(rows)
+                refused = self.store.write(rows) if rows else None
+                if refused:
+                    self._keep_refused(refused)
             except Exception as exc:
                 if not self._failing:
                     self._failing = True  # once per outage, not once per batch
@@ -191,6 +200,22 @@ class Ledger:
                 # The rest waits for a whole batch or the next tick: under load, batches stay whole
                 # rather than shrinking to what came in while the last one was written.
                 return
+
+    def _keep_refused(self, refused: Sequence[Rejected]) -> None:
+        """Rows the store will never take: kept in a file, one JSON line each with why, and said in the log."""
+        ids = ", ".join(r.row.request_id for r in refused[:5])
+        if self.rejected is None:
+            log.error("ledger: the store refused %d row(s) for what they hold (%s; %s)", len(refused), ids,
+                      refused[0].reason)
+            return
+        self.rejected.parent.mkdir(parents=True, exist_ok=True)
+        with self.rejected.open("ab") as out:
+            for r in refused:
+                out.write(orjson.dumps({"reason": r.reason, "row": r.row}) + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        log.error("ledger: the store refused %d row(s) for what they hold (%s; %s); kept in %s", len(refused), ids,
+                  refused[0].reason, self.rejected)
 
     def _next(self) -> _Batch | None:
         """The oldest rows not yet committed, from the spool or else the queue."""

@@ -32,6 +32,7 @@ server.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -55,7 +56,7 @@ from polyroute.tenancy.columns import (
     usage_of,
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
-from polyroute.tenancy.stores import UsageRow
+from polyroute.tenancy.stores import Rejected, UsageRow
 from polyroute.tenancy.usage import entry
 
 LOCK_ID = 0x706F6C79726F7574  # the advisory lock of schema changes ("polyrout")
@@ -103,6 +104,8 @@ _BATCH = ", ".join(f"{c} {t}" for c, t in zip(USAGE_COLS.split(", "), USAGE_BATC
 _INSERT_USAGE = (f"INSERT INTO polyroute_usage ({USAGE_COLS}) "
                  f"SELECT {USAGE_COLS.replace('attempts', 'attempts::jsonb')} "
                  f"FROM json_to_recordset(%s::json) AS batch({_BATCH}) ON CONFLICT DO NOTHING")
+# A NUL character as JSON writes it (``\u0000``), not preceded by an escaping backslash.
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _KEY_VALUES = ",".join(["%s"] * 12)
 _UPSERT_KEY = (f"INSERT INTO polyroute_keys ({KEY_COLS}) VALUES ({_KEY_VALUES}) ON CONFLICT (name) DO UPDATE SET "
                + ", ".join(f"{c} = EXCLUDED.{c}" for c in KEY_COLS.split(", ")[1:]))
@@ -265,12 +268,30 @@ class PostgresStore(BlockingKeyStore):
 
     # -- the ledger ----------------------------------------------------------------------------
 
-    def write(self, rows: Sequence[UsageRow]) -> None:
+    def write(self, rows: Sequence[UsageRow]) -> list[Rejected] | None:
         for month in sorted({_month_of(r.at) for r in rows} - self._months):
             self._partitions(month)
+        try:
+            self._insert(rows)
+        except (psycopg.DataError, psycopg.IntegrityError):
+            return self._one_by_one(rows)  # a row the table cannot take: the others must not wait for it
+        return None
+
+    def _insert(self, rows: Sequence[UsageRow]) -> None:
         batch = orjson.dumps(list(rows)).decode()  # a dataclass is an object keyed by its fields: the columns
+        if "\\u0000" in batch:
+            batch = _NUL.sub(r"\1\\ufffd", batch)  # PostgreSQL's text holds no NUL (an upstream's message may)
         with self._db.get() as conn:
             conn.execute(_INSERT_USAGE, (batch,))  # one statement: all of the batch or none of it
+
+    def _one_by_one(self, rows: Sequence[UsageRow]) -> list[Rejected]:
+        refused = []
+        for row in rows:
+            try:
+                self._insert([row])
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                refused.append(Rejected(row, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+        return refused
 
     def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]:
         sql = f"SELECT {_SELECT_USAGE} FROM polyroute_usage WHERE at >= %s"

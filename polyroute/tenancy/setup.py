@@ -41,6 +41,7 @@ log = logging.getLogger("polyroute.tenancy")
 
 RELOAD_INTERVAL = 1.0
 SPOOL_NAME = "ledger-spool.jsonl"
+REJECTED_NAME = "ledger-rejected.jsonl"  # rows the store refused for what they hold, one JSON line each
 KEYS_CHANNEL = "keys"
 
 
@@ -68,7 +69,8 @@ def open_ledger(config: Config, store: Store) -> Ledger:
     """The ledger's writer; a store that can be down while the gateway runs gets a local spool."""
     s = config.store
     spool = Spool(Path(s.spool) if s.spool else data_dir() / SPOOL_NAME) if store.remote else None
-    return Ledger(store, s.batch_size, s.flush_interval, spool, s.retention_days)
+    rejected = (Path(s.spool).parent if s.spool else data_dir()) / REJECTED_NAME
+    return Ledger(store, s.batch_size, s.flush_interval, spool, s.retention_days, rejected)
 
 
 class Tenancy:

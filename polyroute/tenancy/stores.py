@@ -138,11 +138,23 @@ class UsageRow:
     stream: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A usage row a store refuses for what it holds (a value its column cannot take), and why."""
+
+    row: UsageRow
+    reason: str
+
+
 class LedgerStore(Protocol):
     """Rows of finished requests. ``write`` is called from the writer's thread, never the event loop."""
 
-    def write(self, rows: Sequence[UsageRow]) -> None:
-        """Commit every row, or raise and commit none. A row already there (same request id) is kept once."""
+    def write(self, rows: Sequence[UsageRow]) -> Sequence[Rejected] | None:
+        """Commit every row, or raise and commit none. A row already there (same request id) is kept once.
+
+        A store that refuses rows for what they hold (not for being down) commits the others and
+        returns the refused ones, so that one bad row never holds the ledger up.
+        """
         ...
 
     def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]: ...

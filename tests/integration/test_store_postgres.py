@@ -292,3 +292,44 @@ def test_a_console_logout_is_seen_by_another_store_on_the_same_database(pg_url: 
     finally:
         first.close()
         second.close()
+
+
+def test_a_row_the_table_cannot_take_is_returned_and_the_others_are_written(pg_url: str) -> None:
+    """One bad row must not hold the ledger up: the batch would fail every time it is tried again."""
+    s = PostgresStore(pg_url)
+    try:
+        nul = replace(row("nul", NOW), error="upstream said \x00 here", model="m\x00")
+        overflow = replace(row("overflow", NOW), tokens_in=2**40)  # past INTEGER
+        literal = replace(row("literal", NOW), error="a backslash-u0000 as text: \\u0000")
+        refused = s.write([row("before", NOW), nul, overflow, literal, row("after", NOW)])
+        assert refused is not None and [r.row.request_id for r in refused] == ["overflow"]
+        assert "out of range" in refused[0].reason
+        kept = {r.request_id: r for r in s.rows(NOW - timedelta(days=1))}
+        assert sorted(kept) == ["after", "before", "literal", "nul"]
+        assert kept["nul"].error == "upstream said \ufffd here" and kept["nul"].model == "m\ufffd"
+        assert kept["literal"].error == literal.error, "text that only looks like a NUL is kept as it is"
+        assert s.write([row("fine", NOW)]) is None
+    finally:
+        s.close()
+
+
+def test_the_ledger_keeps_refused_rows_in_a_file_and_goes_on(pg_url: str, tmp_path: Path) -> None:
+    from polyroute.tenancy.ledger import Ledger
+
+    s = PostgresStore(pg_url)
+    kept = tmp_path / "ledger-rejected.jsonl"
+    ledger = Ledger(s, batch_size=10, flush_interval=0.05, spool=Spool(tmp_path / "spool.jsonl"), rejected=kept)
+    try:
+        rows = [row("a", NOW), replace(row("bad", NOW), tokens_out=2**40), row("b", NOW)]
+        spool = ledger.spool
+        assert spool is not None
+        spool.append(rows)  # as the spooler leaves them for the writer
+        ledger.start()
+        assert ledger.flush(timeout=30)
+        assert sorted(r.request_id for r in s.rows(NOW - timedelta(days=1))) == ["a", "b"]
+        (line,) = kept.read_text().splitlines()
+        doc = json.loads(line)
+        assert doc["row"]["request_id"] == "bad" and doc["row"]["tokens_out"] == 2**40 and doc["reason"]
+    finally:
+        ledger.close()
+        s.close()
