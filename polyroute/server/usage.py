@@ -49,7 +49,7 @@ class UsageEndpoint:
         limits = self.gateway.keys.limits(principal.key)
         since = period_of(limits.budget_period, now).start if limits and limits.budget_usd else now - timedelta(30)
         doc: dict[str, Any] = {"object": "usage", "key": principal.key, "team": principal.team,
-                               "since": since.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                               "since": since.isoformat(timespec="seconds").replace("+00:00", "Z")}
         if tenancy.quota is not None:
             try:
                 doc["budget"] = await tenancy.quota.remaining(principal.key, principal.team)
@@ -82,7 +82,7 @@ class AdminUsageEndpoint:
             return error_response(exc)
         if fmt == "csv":
             return Reply(as_csv(rows).encode("utf-8"), content_type="text/csv; charset=utf-8")
-        return Reply(orjson.dumps({"object": "list", "by": by, "since": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        return Reply(orjson.dumps({"object": "list", "by": by, "since": since.isoformat(timespec="seconds").replace("+00:00", "Z"),
                                    "data": rows}))
 
     @staticmethod

@@ -21,7 +21,10 @@ def parse_since(text: str, now: datetime) -> datetime:
     """``7d``, ``12h``, ``30m``, ``2w`` before ``now``; or an ISO date/time."""
     m = _SINCE.match(text.strip())
     if m:
-        return now - int(m.group(1)) * _UNIT[m.group(2)]
+        try:
+            return now - int(m.group(1)) * _UNIT[m.group(2)]
+        except OverflowError:  # further back than a date can be: every row there is
+            return datetime.min.replace(tzinfo=now.tzinfo)
     try:
         at = datetime.fromisoformat(text)
     except ValueError:

@@ -57,6 +57,9 @@ def test_percentiles_and_since() -> None:
     now = datetime(2026, 12, 6, tzinfo=UTC)
     assert parse_since("7d", now) == now - timedelta(days=7)
     assert parse_since("2026-12-01", now) == datetime(2026, 12, 1, tzinfo=UTC)
+    # Further back than a date can be: from the beginning, not an overflow (a 500 on /admin/usage).
+    assert parse_since("99999999999d", now) == datetime.min.replace(tzinfo=UTC)
+    assert parse_since(f"{10**30}w", now) == datetime.min.replace(tzinfo=UTC)
     with pytest.raises(ValueError, match="7d"):
         parse_since("soon", now)
 
