@@ -49,7 +49,7 @@ class UsageEndpoint:
         limits = self.gateway.keys.limits(principal.key)
         since = period_of(limits.budget_period, now).start if limits and limits.budget_usd else now - timedelta(30)
         doc: dict[str, Any] = {"object": "usage", "key": principal.key, "team": principal.team,
-                               "since": since.isoformat(timespec="seconds").replace("+00:00", "Z")}
+                               "since": _iso(since)}
         if tenancy.quota is not None:
             try:
                 doc["budget"] = await tenancy.quota.remaining(principal.key, principal.team)
@@ -82,8 +82,7 @@ class AdminUsageEndpoint:
             return error_response(exc)
         if fmt == "csv":
             return Reply(as_csv(rows).encode("utf-8"), content_type="text/csv; charset=utf-8")
-        return Reply(orjson.dumps({"object": "list", "by": by, "since": since.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                                   "data": rows}))
+        return Reply(orjson.dumps({"object": "list", "by": by, "since": _iso(since), "data": rows}))
 
     @staticmethod
     def query(request: Request) -> tuple[str, datetime, str]:
@@ -102,3 +101,8 @@ class AdminUsageEndpoint:
         except ValueError as exc:
             raise InvalidRequest(str(exc).replace("--since", "since"), param="since") from None
         return by, since.astimezone(UTC), fmt
+
+
+def _iso(at: datetime) -> str:
+    """ISO 8601 to the second, UTC as ``Z`` (``strftime`` writes year 1 as ``1``, not ``0001``)."""
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")

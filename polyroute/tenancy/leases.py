@@ -23,7 +23,8 @@ spare: a grant is at most ``SHARE`` of the room left and must cover ``MIN_REQUES
 requests asking, so a bucket with room for fewer than ``MIN_REQUESTS / SHARE`` requests
 (an ``rpm = 20``, a budget nearly spent) is never leased and every request takes the exact
 path. What a lease holds that no request uses is room another replica cannot take until
-it is given back (after ``IDLE`` seconds without demand, or at shutdown); that is the price.
+it is given back (after ``IDLE`` seconds without demand, when the limit is changed, or at
+shutdown); that is the price.
 
 A replica that dies leaves its leases as it would leave reservations: a budget's lapse with
 their hold slot, a minute's end with the minute. What it spent in its last
@@ -116,6 +117,7 @@ class Lease:
     unit: float = 0.0  # the largest single request lately
     asked_at: float = 0.0  # monotonic
     value: float = 0.0  # the bucket's value in Redis at the last flush: every replica's spend, holds and leases
+    stale: bool = False  # its limit changed: nothing more is lent from it, and the next flush gives it back
 
     def live(self, now: float) -> bool:
         return self.ends_at is None or now < self.ends_at
@@ -163,11 +165,12 @@ class Leases:
             if lease is None:
                 lease = Lease(c.bucket, c.limit, c.ends_at, mode, int(now // SLOT))
                 self._leases[(c.bucket, mode)] = lease
-            lease.limit = c.limit  # a key's limits may have changed since
+            if lease.limit != c.limit:  # the key's or team's limit was changed (lowered, perhaps)
+                lease.limit, lease.stale = c.limit, True
             lease.demand += c.amount
             lease.unit = max(lease.unit, c.amount)
             lease.asked_at = asked
-            covered = covered and lease.available >= c.amount and lease.live(now)
+            covered = covered and lease.available >= c.amount and lease.live(now) and not lease.stale
             leases.append(lease)
         self._start()
         if not covered:
@@ -217,7 +220,8 @@ class Leases:
         self._flushed_at = asked
         ops = []
         for key, lease in list(self._leases.items()):
-            idle = closing or asked - lease.asked_at > IDLE or not lease.live(now)
+            idle = closing or lease.stale or asked - lease.asked_at > IDLE or not lease.live(now)
+            lease.stale = False  # given back now; a lease is granted again against the new limit
             back = max(lease.available, 0.0) if idle else 0.0
             want = 0.0
             if not idle:

@@ -182,3 +182,18 @@ async def test_leases_admit_while_redis_is_down_and_keep_what_they_hold(private_
         assert not math.isnan(lease.holds)
     finally:
         await link.aclose()
+
+
+async def test_a_changed_limit_stops_the_lease_and_gives_it_back(replicas: Callable[[], Leases]) -> None:
+    """An operator who lowers a budget must not see a replica go on lending what it leased under the old one."""
+    leases = replicas()
+    budget = Charge("key:a:usd:total", 1000.0, 1.0, None)
+    assert leases.take([budget], time.time()) is None
+    await leases.flush()
+    assert leases.take([budget], time.time()) is not None
+    lowered = Charge(budget.bucket, 1.5, 1.0, None)
+    assert leases.take([lowered], time.time()) is None, "the exact path decides under the new limit"
+    await leases.flush()
+    assert await value(leases, budget.bucket) == 1.0, "only the request lent before the change is still held"
+    assert (await leases.reserve([lowered], time.time())).refused is None  # 1.0 of 1.5: admitted, as exact
+    assert (await leases.reserve([lowered], time.time())).refused == 0
