@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ from redis.commands.core import AsyncScript
 from polyroute.errors import QuotaStoreUnavailable
 from polyroute.tenancy.rediscounters import SLOT, SLOTS, VALUE_LUA, WORDS_LUA, RedisCounters, held, ms_of
 from polyroute.tenancy.stores import Charge, Reserved
+
+log = logging.getLogger("polyroute.leases")
 
 FLUSH_INTERVAL = 0.05  # seconds between two flushes while a lease is live
 HORIZON = 0.5  # a lease is topped up to cover about this many seconds of the recent demand
@@ -153,6 +156,7 @@ class Leases:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._flushed_at = time.monotonic()
+        self._faulty = False  # the last flush failed for a reason other than Redis being down
 
     def take(self, charges: Sequence[Charge], now: float) -> Lent | None:
         """Admit from the leases, at once; None when one of them cannot cover its charge."""
@@ -209,8 +213,15 @@ class Leases:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.flush_every)
                 self._wake.clear()
-                with contextlib.suppress(QuotaStoreUnavailable):  # logged once by the link; tried again
+                try:
                     await self.flush()
+                    self._faulty = False
+                except QuotaStoreUnavailable:  # logged once by the link; tried again at the next tick
+                    pass
+                except Exception:  # anything else is a fault to see (once), not a reason to stop flushing
+                    if not self._faulty:
+                        log.exception("leases: a flush failed; trying again at each tick")
+                    self._faulty = True
         finally:
             self._flusher = None
 
