@@ -19,6 +19,8 @@ def refused(port: int) -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False  # it was in the listener's backlog as the listener closed: the next try is refused
     return False
 
 
