@@ -26,6 +26,11 @@ path. What a lease holds that no request uses is room another replica cannot tak
 it is given back (after ``IDLE`` seconds without demand, when the limit is changed, or at
 shutdown); that is the price.
 
+A request is admitted from leases only when every one of its buckets has one: when one of them
+cannot be leased (a budget nearly spent beside a roomy ``rpm``), the others stop growing and are
+given back, rather than hold room no request of that key can use; the barren one asks again after
+``IDLE`` seconds.
+
 A replica that dies leaves its leases as it would leave reservations: a budget's lapse with
 their hold slot, a minute's end with the minute. What it spent in its last
 ``FLUSH_INTERVAL`` and had not moved to the budget yet lapses with them (the ledger has it).
@@ -121,6 +126,8 @@ class Lease:
     asked_at: float = 0.0  # monotonic
     value: float = 0.0  # the bucket's value in Redis at the last flush: every replica's spend, holds and leases
     stale: bool = False  # its limit changed: nothing more is lent from it, and the next flush gives it back
+    # Until then (monotonic) no grant is asked for: the last ask got nothing, the bucket has too little room.
+    barren_until: float = 0.0
 
     def live(self, now: float) -> bool:
         return self.ends_at is None or now < self.ends_at
@@ -162,7 +169,6 @@ class Leases:
         """Admit from the leases, at once; None when one of them cannot cover its charge."""
         asked = time.monotonic()
         leases = []
-        covered = True
         for c in charges:
             mode = held(c, now)
             lease = self._leases.get((c.bucket, mode))
@@ -171,14 +177,24 @@ class Leases:
                 self._leases[(c.bucket, mode)] = lease
             if lease.limit != c.limit:  # the key's or team's limit was changed (lowered, perhaps)
                 lease.limit, lease.stale = c.limit, True
+            leases.append(lease)
+        # When one of the request's buckets cannot be leased (too little room), the others must not
+        # grow: they would hold room that no request of this principal can use.
+        barren = any(asked < lease.barren_until for lease in leases)
+        covered = not barren
+        for lease, c in zip(leases, charges, strict=True):
+            if barren and asked >= lease.barren_until:
+                if not lease.demand:  # nobody else asked it since the last flush: given back at the next
+                    lease.asked_at = min(lease.asked_at, asked - 2 * IDLE)
+                continue
             lease.demand += c.amount
             lease.unit = max(lease.unit, c.amount)
             lease.asked_at = asked
             covered = covered and lease.available >= c.amount and lease.live(now) and not lease.stale
-            leases.append(lease)
         self._start()
         if not covered:
-            self._wake.set()  # grow the leases now, not at the next tick
+            if not barren:
+                self._wake.set()  # grow the leases now, not at the next tick
             return None
         values = []
         for lease, c in zip(leases, charges, strict=True):
@@ -235,7 +251,7 @@ class Leases:
             lease.stale = False  # given back now; a lease is granted again against the new limit
             back = max(lease.available, 0.0) if idle else 0.0
             want = 0.0
-            if not idle:
+            if not idle and asked >= lease.barren_until:
                 target = max(lease.demand / elapsed * HORIZON, lease.unit * MIN_REQUESTS)
                 if lease.available < target / 2:
                     want = target - lease.available
@@ -272,8 +288,12 @@ class Leases:
                 o.lease.available += o.back  # still held in Redis: usable, and given back next time
             raise
         got = str(reply).split()
+        asked = time.monotonic()
         for i, o in enumerate(ops):
             lease, grant = o.lease, float(got[2 * i])
+            if o.want:
+                # Nothing granted and nothing to lend: ask again in a while, not at every request.
+                lease.barren_until = asked + IDLE if not grant and lease.available < lease.unit else 0.0
             lease.value = float(got[2 * i + 1])
             lease.spent -= o.spent
             lease.holds += grant - o.back - o.spent

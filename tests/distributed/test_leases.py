@@ -197,3 +197,19 @@ async def test_a_changed_limit_stops_the_lease_and_gives_it_back(replicas: Calla
     assert await value(leases, budget.bucket) == 1.0, "only the request lent before the change is still held"
     assert (await leases.reserve([lowered], time.time())).refused is None  # 1.0 of 1.5: admitted, as exact
     assert (await leases.reserve([lowered], time.time())).refused == 0
+
+
+async def test_a_bucket_that_cannot_be_leased_keeps_its_siblings_from_holding_room(
+    replicas: Callable[[], Leases],
+) -> None:
+    """A roomy rpm beside a budget nearly spent: no request can come from leases, so the rpm holds none."""
+    leases = replicas()
+    now = time.time()
+    rpm = Charge(f"key:a:rpm:{int(now // 60)}", 100_000, 1, (now // 60 + 1) * 60)
+    budget = Charge("key:a:usd:total", 10.0, 1.0, None)  # room for 10 requests: never leased
+    for _ in range(5):
+        assert leases.take([rpm, budget], time.time()) is None
+        assert (await leases.reserve([rpm, budget], time.time())).refused is None
+        await leases.flush()
+    assert await value(leases, rpm.bucket) == 5.0, "only the five exact reservations: no lease held"
+    assert await value(leases, budget.bucket) == 5.0
