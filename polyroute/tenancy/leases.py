@@ -60,6 +60,7 @@ HORIZON = 0.5  # a lease is topped up to cover about this many seconds of the re
 SHARE = 1 / 16  # a grant takes at most this share of the bucket's room
 MIN_REQUESTS = 4  # a grant smaller than this many of the largest request asking is not made
 IDLE = 1.0  # seconds without demand after which a lease gives back what it holds
+EPS = 1e-9  # amounts below this are float residue of adding and taking back, not amounts
 
 # One call for every lease of the process. ARGV: slots, slot_ms, now_ms, share, and the words, per lease:
 # held (1/0), its slot, the current slot, spent (to move from the hold to the bucket), back (to give back),
@@ -150,6 +151,7 @@ class _Op:
     relocate: float
     want: float
     slot: int
+    stale: bool
 
 
 class Leases:
@@ -247,25 +249,27 @@ class Leases:
         self._flushed_at = asked
         ops = []
         for key, lease in list(self._leases.items()):
-            idle = closing or lease.stale or asked - lease.asked_at > IDLE or not lease.live(now)
+            stale = lease.stale
+            idle = closing or stale or asked - lease.asked_at > IDLE or not lease.live(now)
             lease.stale = False  # given back now; a lease is granted again against the new limit
-            back = max(lease.available, 0.0) if idle else 0.0
+            back = lease.available if idle and lease.available > EPS else 0.0
             want = 0.0
             if not idle and asked >= lease.barren_until:
                 target = max(lease.demand / elapsed * HORIZON, lease.unit * MIN_REQUESTS)
                 if lease.available < target / 2:
                     want = target - lease.available
-            spent = lease.spent
+            spent = lease.spent if abs(lease.spent) > EPS else 0.0
             moving = lease.held and lease.slot != slot
             relocate = lease.holds - spent - back if moving else 0.0
+            relocate = relocate if abs(relocate) > EPS else 0.0
             lease.demand = 0.0
-            if idle and not lease.holds and not lease.lent:
+            if idle and abs(lease.holds) <= EPS and abs(lease.lent) <= EPS:
                 del self._leases[key]
                 continue
             if not (spent or back or relocate or want):
                 continue
             lease.available -= back  # not lent meanwhile
-            ops.append(_Op(lease, spent, back, relocate, want, slot))
+            ops.append(_Op(lease, spent, back, relocate, want, slot, stale))
         return ops
 
     async def flush(self, closing: bool = False) -> None:
@@ -283,9 +287,10 @@ class Leases:
         args: list[str | int | float] = [SLOTS, SLOT * 1000, ms_of(now), SHARE, words]
         try:
             reply = await self.counters.link.run(lambda _: self._flush_script(keys=keys, args=args))
-        except QuotaStoreUnavailable:
+        except BaseException:  # Redis down, a fault, or the flusher cancelled at shutdown
             for o in ops:
-                o.lease.available += o.back  # still held in Redis: usable, and given back next time
+                o.lease.available += o.back  # still held in Redis: given back next time
+                o.lease.stale |= o.stale
             raise
         got = str(reply).split()
         asked = time.monotonic()

@@ -213,3 +213,23 @@ async def test_a_bucket_that_cannot_be_leased_keeps_its_siblings_from_holding_ro
         await leases.flush()
     assert await value(leases, rpm.bucket) == 5.0, "only the five exact reservations: no lease held"
     assert await value(leases, budget.bucket) == 5.0
+
+
+async def test_float_residue_does_not_keep_a_lease_alive(replicas: Callable[[], Leases]) -> None:
+    """Amounts like 0.1 never add up exactly: what is left of them must not keep a lease (and a flush) going."""
+    leases = replicas()
+    budget = Charge("key:a:usd:total", 1000.0, 0.1, None)
+    assert leases.take([budget], time.time()) is None
+    await leases.flush()
+    for _ in range(37):
+        lent = leases.take([budget], time.time())
+        if lent is None:
+            await leases.flush()
+            continue
+        leases.settle(lent, [0.07])
+    for lease in leases._leases.values():
+        lease.asked_at -= IDLE + 1
+    await leases.flush()
+    await leases.flush()
+    assert not leases._leases
+    assert leases._ops(time.time(), closing=False) == []
