@@ -16,6 +16,10 @@ gives back what an idle lease did not use:
     settle ──▶ the lease gets back what the request reserved and did not spend
     flusher ──Lua, one call──▶ spent: hold ─▶ budget; top-ups; idle leases given back; holds kept fresh
 
+Only a bucket asked by two requests or more is leased: a key used once costs no more than the
+exact path. One flush call takes at most ``MAX_OPS`` leases, so that a flood of new keys never
+becomes one long script that holds Redis up.
+
 Exactness is kept: a lease is granted only out of the bucket's room (``limit`` less every
 replica's spend, reservations and leases), so the sum of what every replica admits never
 passes a limit by more than the exact path allows. Leasing is for buckets with room to
@@ -61,6 +65,7 @@ SHARE = 1 / 16  # a grant takes at most this share of the bucket's room
 MIN_REQUESTS = 4  # a grant smaller than this many of the largest request asking is not made
 IDLE = 1.0  # seconds without demand after which a lease gives back what it holds
 EPS = 1e-9  # amounts below this are float residue of adding and taking back, not amounts
+MAX_OPS = 512  # leases one flush call takes at most; the rest go in the next call, at once
 
 # One call for every lease of the process. ARGV: slots, slot_ms, now_ms, share, and the words, per lease:
 # held (1/0), its slot, the current slot, spent (to move from the hold to the bucket), back (to give back),
@@ -123,6 +128,7 @@ class Lease:
     lent: float = 0.0  # lent to requests still running
     spent: float = 0.0  # what finished requests spent, not yet moved out of the hold
     demand: float = 0.0  # asked since the last flush, taken or not
+    asks: int = 0  # requests that asked it: a lease is made from the second, never for a one-off
     unit: float = 0.0  # the largest single request lately
     asked_at: float = 0.0  # monotonic
     value: float = 0.0  # the bucket's value in Redis at the last flush: every replica's spend, holds and leases
@@ -190,6 +196,7 @@ class Leases:
                     lease.asked_at = min(lease.asked_at, asked - 2 * IDLE)
                 continue
             lease.demand += c.amount
+            lease.asks += 1
             lease.unit = max(lease.unit, c.amount)
             lease.asked_at = asked
             covered = covered and lease.available >= c.amount and lease.live(now) and not lease.stale
@@ -247,14 +254,17 @@ class Leases:
         asked, slot = time.monotonic(), int(now // SLOT)
         elapsed = max(asked - self._flushed_at, self.flush_every or FLUSH_INTERVAL)
         self._flushed_at = asked
-        ops = []
+        ops: list[_Op] = []
         for key, lease in list(self._leases.items()):
+            if len(ops) >= MAX_OPS:
+                self._wake.set()  # a flood of new keys: the rest in the next call, not in one huge script
+                break
             stale = lease.stale
             idle = closing or stale or asked - lease.asked_at > IDLE or not lease.live(now)
             lease.stale = False  # given back now; a lease is granted again against the new limit
             back = lease.available if idle and lease.available > EPS else 0.0
             want = 0.0
-            if not idle and asked >= lease.barren_until:
+            if not idle and asked >= lease.barren_until and lease.asks >= 2:
                 target = max(lease.demand / elapsed * HORIZON, lease.unit * MIN_REQUESTS)
                 if lease.available < target / 2:
                     want = target - lease.available

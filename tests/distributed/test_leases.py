@@ -48,6 +48,12 @@ async def admit(leases: Leases, charge: Charge) -> Lent | bool:
     return (await leases.reserve([charge], now)).refused is None
 
 
+def ask_twice(leases: Leases, charges: list[Charge], at: float | None = None) -> None:
+    """Two requests that find no lease (a bucket is leased from its second request, never for a one-off)."""
+    for _ in range(2):
+        assert leases.take(charges, time.time() if at is None else at) is None
+
+
 async def value(leases: Leases, bucket: str) -> float:
     (v,) = await leases.counters.read([bucket], time.time())
     return v
@@ -56,24 +62,25 @@ async def value(leases: Leases, bucket: str) -> float:
 async def test_a_roomy_bucket_is_leased_and_the_spend_is_counted_exactly(replicas: Callable[[], Leases]) -> None:
     leases = replicas()
     budget = Charge("key:a:usd:total", 100.0, 0.01, None)  # room for 10,000 requests
-    assert leases.take([budget], time.time()) is None  # nothing leased yet: the exact path
-    assert (await leases.reserve([budget], time.time())).refused is None
+    for _ in range(2):  # nothing leased yet: the exact path
+        assert leases.take([budget], time.time()) is None
+        assert (await leases.reserve([budget], time.time())).refused is None
     await leases.flush()
     taken = [leases.take([budget], time.time()) for _ in range(MIN_REQUESTS)]
     assert all(isinstance(t, Lent) for t in taken), "the lease covers the next requests, with no round trip"
     for t in taken:
         assert t is not None
         leases.settle(t, [0.004])  # each spent less than its worst case
-    await leases.counters.settle([(budget, 0.004)], time.time(), time.time())  # the exact one
+    await leases.counters.settle([(budget, 0.004)] * 2, time.time(), time.time())  # the exact two
     await leases.flush(closing=True)
-    assert await value(leases, budget.bucket) == pytest.approx(0.004 * (MIN_REQUESTS + 1))
+    assert await value(leases, budget.bucket) == pytest.approx(0.004 * (MIN_REQUESTS + 2))
 
 
 async def test_a_minute_bucket_lease_gives_back_what_it_did_not_use(replicas: Callable[[], Leases]) -> None:
     leases = replicas()
     now = time.time()
     rpm = Charge(f"key:a:rpm:{int(now // 60)}", 100_000, 1, (now // 60 + 1) * 60)
-    assert leases.take([rpm], now) is None
+    ask_twice(leases, [rpm], now)
     await leases.flush()
     granted = await value(leases, rpm.bucket)
     assert granted >= MIN_REQUESTS, "the lease is made in the bucket itself"
@@ -128,7 +135,7 @@ async def test_replicas_leasing_one_bucket_never_pass_its_limit_and_can_use_all_
 async def test_an_idle_lease_is_given_back(replicas: Callable[[], Leases]) -> None:
     one, other = replicas(), replicas()
     budget = Charge("key:a:usd:total", 1000.0, 1.0, None)
-    assert one.take([budget], time.time()) is None
+    ask_twice(one, [budget])
     await one.flush()
     held = await value(other, budget.bucket)
     assert held >= MIN_REQUESTS, "the other replica sees the lease as taken room"
@@ -148,7 +155,7 @@ async def test_a_budget_lease_moves_to_the_current_hold_slot(
     then = (time.time() // SLOT - 2) * SLOT + 1  # two slots ago
     monkeypatch.setattr(leases_module, "time", SimpleNamespace(time=lambda: then, monotonic=time.monotonic))
     budget = Charge("key:a:usd:total", 1000.0, 1.0, None)
-    assert leases.take([budget], then) is None
+    ask_twice(leases, [budget], then)
     await leases.flush()
     lent = leases.take([budget], then)
     assert lent is not None
@@ -169,7 +176,7 @@ async def test_leases_admit_while_redis_is_down_and_keep_what_they_hold(private_
     leases = Leases(RedisCounters(link), flush_every=None)
     try:
         budget = Charge("key:a:usd:total", 1000.0, 1.0, None)
-        assert leases.take([budget], time.time()) is None
+        ask_twice(leases, [budget])
         await leases.flush()
         (lease,) = leases._leases.values()
         before = lease.available
@@ -188,7 +195,7 @@ async def test_a_changed_limit_stops_the_lease_and_gives_it_back(replicas: Calla
     """An operator who lowers a budget must not see a replica go on lending what it leased under the old one."""
     leases = replicas()
     budget = Charge("key:a:usd:total", 1000.0, 1.0, None)
-    assert leases.take([budget], time.time()) is None
+    ask_twice(leases, [budget])
     await leases.flush()
     assert leases.take([budget], time.time()) is not None
     lowered = Charge(budget.bucket, 1.5, 1.0, None)
@@ -219,7 +226,7 @@ async def test_float_residue_does_not_keep_a_lease_alive(replicas: Callable[[], 
     """Amounts like 0.1 never add up exactly: what is left of them must not keep a lease (and a flush) going."""
     leases = replicas()
     budget = Charge("key:a:usd:total", 1000.0, 0.1, None)
-    assert leases.take([budget], time.time()) is None
+    ask_twice(leases, [budget])
     await leases.flush()
     for _ in range(37):
         lent = leases.take([budget], time.time())
@@ -233,3 +240,28 @@ async def test_float_residue_does_not_keep_a_lease_alive(replicas: Callable[[], 
     await leases.flush()
     assert not leases._leases
     assert leases._ops(time.time(), closing=False) == []
+
+
+async def test_a_key_asked_once_is_not_leased(replicas: Callable[[], Leases]) -> None:
+    """A one-off request costs no more than the exact path: no lease made, none to give back later."""
+    leases = replicas()
+    budget = Charge("key:once:usd:total", 1000.0, 1.0, None)
+    assert leases.take([budget], time.time()) is None
+    await leases.flush()
+    assert await value(leases, budget.bucket) == 0.0
+
+
+async def test_a_flood_of_keys_goes_to_redis_in_bounded_calls(
+    replicas: Callable[[], Leases], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(leases_module, "MAX_OPS", 50)
+    leases = replicas()
+    charges = [Charge(f"key:k{i}:usd:total", 1000.0, 1.0, None) for i in range(120)]
+    for c in charges:
+        ask_twice(leases, [c])
+    await leases.flush()
+    leased = [await value(leases, c.bucket) for c in charges]
+    assert sum(v > 0 for v in leased) == 50, "one call takes at most MAX_OPS leases"
+    await leases.flush()
+    await leases.flush()
+    assert all([await value(leases, c.bucket) > 0 for c in charges]), "the rest in the next calls"
