@@ -222,10 +222,6 @@ class Leases:
             else:
                 lease.holds -= amount  # a minute's spend is the bucket's own from now on
 
-    async def reserve(self, charges: Sequence[Charge], now: float) -> Reserved:
-        """The exact path: one reservation in Redis."""
-        return await self.counters.reserve(charges, now)
-
     # -- the flusher ----------------------------------------------------------------------------
 
     def _start(self) -> None:

@@ -171,19 +171,19 @@ class Quota:
         charges = [(what, Charge(bucket, limit, amounts[what], ends_at)) for what, bucket, limit, ends_at in
                    buckets.charges]
         scopes, window_end = buckets.scopes, buckets.window_end
-        counters = self.counters
-        if self.leases is not None and (lent := self.leases.take([c for _, c in charges], now)) is not None:
+        counters, asked = self.counters, [c for _, c in charges]
+        if self.leases is not None and (lent := self.leases.take(asked, now)) is not None:
             return QuotaPass(charges, lent.reserved.values, tokens, cost, window_end, now, counters, lent)
         try:
             if isinstance(counters, MemoryCounters):
-                got = counters.reserve_now([c for _, c in charges], now)  # no coroutine for a dict
+                got = counters.reserve_now(asked, now)  # no coroutine for a dict
             else:
-                got = await counters.reserve([c for _, c in charges], now)
+                got = await counters.reserve(asked, now)
         except QuotaStoreUnavailable:
             if not self.allowed_while_down(scopes):
                 raise
             counters = self.fallback
-            got = await counters.reserve([c for _, c in charges], now)
+            got = await counters.reserve(asked, now)
         if got.refused is not None:
             raise self.refusal(scopes, charges[got.refused], got.values[got.refused], now)
         return QuotaPass(charges, got.values, tokens, cost, window_end, now, counters)

@@ -45,7 +45,7 @@ async def admit(leases: Leases, charge: Charge) -> Lent | bool:
     lent = leases.take([charge], now)
     if lent is not None:
         return lent
-    return (await leases.reserve([charge], now)).refused is None
+    return (await leases.counters.reserve([charge], now)).refused is None
 
 
 def ask_twice(leases: Leases, charges: list[Charge], at: float | None = None) -> None:
@@ -64,7 +64,7 @@ async def test_a_roomy_bucket_is_leased_and_the_spend_is_counted_exactly(replica
     budget = Charge("key:a:usd:total", 100.0, 0.01, None)  # room for 10,000 requests
     for _ in range(2):  # nothing leased yet: the exact path
         assert leases.take([budget], time.time()) is None
-        assert (await leases.reserve([budget], time.time())).refused is None
+        assert (await leases.counters.reserve([budget], time.time())).refused is None
     await leases.flush()
     taken = [leases.take([budget], time.time()) for _ in range(MIN_REQUESTS)]
     assert all(isinstance(t, Lent) for t in taken), "the lease covers the next requests, with no round trip"
@@ -202,8 +202,8 @@ async def test_a_changed_limit_stops_the_lease_and_gives_it_back(replicas: Calla
     assert leases.take([lowered], time.time()) is None, "the exact path decides under the new limit"
     await leases.flush()
     assert await value(leases, budget.bucket) == 1.0, "only the request lent before the change is still held"
-    assert (await leases.reserve([lowered], time.time())).refused is None  # 1.0 of 1.5: admitted, as exact
-    assert (await leases.reserve([lowered], time.time())).refused == 0
+    assert (await leases.counters.reserve([lowered], time.time())).refused is None  # 1.0 of 1.5: admitted, as exact
+    assert (await leases.counters.reserve([lowered], time.time())).refused == 0
 
 
 async def test_a_bucket_that_cannot_be_leased_keeps_its_siblings_from_holding_room(
@@ -216,7 +216,7 @@ async def test_a_bucket_that_cannot_be_leased_keeps_its_siblings_from_holding_ro
     budget = Charge("key:a:usd:total", 10.0, 1.0, None)  # room for 10 requests: never leased
     for _ in range(5):
         assert leases.take([rpm, budget], time.time()) is None
-        assert (await leases.reserve([rpm, budget], time.time())).refused is None
+        assert (await leases.counters.reserve([rpm, budget], time.time())).refused is None
         await leases.flush()
     assert await value(leases, rpm.bucket) == 5.0, "only the five exact reservations: no lease held"
     assert await value(leases, budget.bucket) == 5.0
