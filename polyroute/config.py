@@ -539,6 +539,9 @@ class StoreConfig(_Strict):
     # With PostgreSQL: the local file that holds rows until the database has them; unset:
     # ``ledger-spool.jsonl`` in the user's data directory.
     spool: str | None = Field(default=None, min_length=1)
+    # Who writes the ledger: a process of its own ("process", so that the writing never competes with
+    # the event loop for the interpreter), or a thread of the gateway's own process ("thread").
+    ledger_writer: Literal["process", "thread"] = "process"
 
     @field_validator("url")
     @classmethod

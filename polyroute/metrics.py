@@ -190,7 +190,7 @@ class Metrics:
         ]
         self.scraped.budgets = await self._budgets()
         ledger = gateway.tenancy.ledger
-        self.scraped.ledger_depth = len(ledger.queue) if ledger is not None else None
+        self.scraped.ledger_depth = ledger.depth() if ledger is not None else None
 
     async def _budgets(self) -> list[tuple[str, str, float]]:
         quota = self.gateway.tenancy.quota

@@ -56,7 +56,7 @@ RETRY_AFTER = 1.0  # seconds between tries while the store fails
 EXPIRE_EVERY = 3600.0  # seconds between two retention passes
 SPOOL_BATCH = 10_000  # rows per append (and fsync) at the most
 
-_Item = tuple["RequestContext", Report, Finished, float]
+_Item = tuple["RequestContext", Report, Finished, float]  # a request as told, its row built off the loop
 _Batch = tuple[list[UsageRow], Callable[[], None]]  # rows, and what to do once the store has them
 
 
@@ -72,7 +72,10 @@ class Ledger:
         self.flush_interval = flush_interval
         self.spool = spool
         self.retention = timedelta(days=retention_days) if retention_days else None
-        self.queue: deque[_Item] = deque()
+        self.queue: deque[_Item | UsageRow] = deque()
+        self.taken = 0  # rows that have left the queue (committed, or spooled) since start
+        # Called, from a writer thread, after rows have left the queue or reached the store.
+        self.on_progress: Callable[[], None] | None = None
         self._ready = threading.Event()  # the writer has rows to write
         self._tick = threading.Event()  # the spooler has a batch to spool
         self._stop = threading.Event()
@@ -98,13 +101,31 @@ class Ledger:
     def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
         self.queue.append((ctx, report, outcome, time.time()))
         if len(self.queue) >= self.batch_size:
-            wake = self._tick if self.spool is not None else self._ready
-            if not wake.is_set():
-                wake.set()
+            self.nudge()
+
+    def add(self, row: UsageRow) -> None:
+        """A row built elsewhere (``polyroute.tenancy.ledger_process``), queued like a finished request's."""
+        self.queue.append(row)
+        if len(self.queue) >= self.batch_size:
+            self.nudge()
+
+    def nudge(self) -> None:
+        """Write (or spool) what is queued now rather than at the next tick."""
+        wake = self._tick if self.spool is not None else self._ready
+        if not wake.is_set():
+            wake.set()
+
+    def depth(self) -> int:
+        """Rows not yet committed (with a spool: not yet spooled)."""
+        return len(self.queue)
+
+    def idle(self) -> bool:
+        """Whether the store has every row told so far."""
+        return not self.queue and not self._pending()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the store has committed every row; whether it has, within ``timeout`` seconds."""
-        return self._wait(lambda: not self.queue and not self._pending(), timeout)
+        return self._wait(self.idle, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued (with a spool and the store down: spool it), then stop the threads."""
@@ -152,7 +173,7 @@ class Ledger:
         while self.queue:
             items = [self.queue[i] for i in range(min(len(self.queue), SPOOL_BATCH))]
             try:
-                self.spool.append([row_of(*item) for item in items])
+                self.spool.append([_row(item) for item in items])
             except OSError as exc:
                 if not self._spool_failing:
                     self._spool_failing = True
@@ -164,7 +185,9 @@ class Ledger:
                 log.warning("ledger: the spool can be written again")
             for _ in items:
                 self.queue.popleft()  # only now: they are on disk
+            self.taken += len(items)
             self._ready.set()
+            self._progress()
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -196,6 +219,7 @@ class Ledger:
                 self._failing = False
                 log.warning("ledger: writing works again")
             commit()
+            self._progress()
             if len(rows) < self.batch_size:
                 # The rest waits for a whole batch or the next tick: under load, batches stay whole
                 # rather than shrinking to what came in while the last one was written.
@@ -232,8 +256,13 @@ class Ledger:
         def pop() -> None:
             for _ in range(count):
                 self.queue.popleft()  # only now: the store has committed them
+            self.taken += count
 
-        return [row_of(*self.queue[i]) for i in range(count)], pop
+        return [_row(self.queue[i]) for i in range(count)], pop
+
+    def _progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress()
 
     def _expire_when_due(self) -> None:
         if self.retention is None or time.monotonic() < self._next_expiry:
@@ -243,6 +272,10 @@ class Ledger:
             self.store.expire(datetime.now(UTC) - self.retention)
         except Exception as exc:
             log.warning("ledger: forgetting rows past retention failed, tried again in an hour: %s", exc)
+
+
+def _row(item: _Item | UsageRow) -> UsageRow:
+    return item if isinstance(item, UsageRow) else row_of(*item)
 
 
 def row_of(ctx: RequestContext, report: Report, outcome: Finished, at: float) -> UsageRow:

@@ -29,6 +29,7 @@ from polyroute.finish import RequestObserver
 from polyroute.redislink import RedisLink, Subscriber
 from polyroute.tenancy.leases import Leases
 from polyroute.tenancy.ledger import Ledger
+from polyroute.tenancy.ledger_process import LedgerProcess, WriterSpec
 from polyroute.tenancy.memory import MemoryCounters
 from polyroute.tenancy.model import period_of
 from polyroute.tenancy.quota import Quota
@@ -65,11 +66,20 @@ def store_at(url: str | None, password: str | None = None) -> Store:
     return SqliteStore(path_of(url))
 
 
-def open_ledger(config: Config, store: Store) -> Ledger:
+def open_ledger(config: Config, store: Store) -> Ledger | LedgerProcess:
     """The ledger's writer; a store that can be down while the gateway runs gets a local spool."""
     s = config.store
-    spool = Spool(Path(s.spool) if s.spool else data_dir() / SPOOL_NAME) if store.remote else None
+    spool_path = (Path(s.spool) if s.spool else data_dir() / SPOOL_NAME) if store.remote else None
     rejected = (Path(s.spool).parent if s.spool else data_dir()) / REJECTED_NAME
+    if s.ledger_writer == "process":
+        url = s.url if store.remote else f"sqlite:///{Path(store.where).resolve()}"
+        return LedgerProcess(WriterSpec(
+            url=url, password=s.password.get() if s.password else None, batch_size=s.batch_size,
+            flush_interval=s.flush_interval, spool=str(spool_path) if spool_path else None,
+            retention_days=s.retention_days, rejected=str(rejected),
+            log_level=logging.getLevelName(log.getEffectiveLevel()),
+        ))
+    spool = Spool(spool_path) if spool_path else None
     return Ledger(store, s.batch_size, s.flush_interval, spool, s.retention_days, rejected)
 
 

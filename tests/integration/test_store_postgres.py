@@ -262,8 +262,9 @@ def test_a_gateway_on_postgresql_writes_its_ledger_and_reports_it(
                                   timeout=10))
         assert [a.status_code for a in answers] == [200, 200, 200, 502]
         ledger = g.gateway.tenancy.ledger
-        assert ledger is not None and ledger.spool is not None and ledger.flush()
-        assert not (tmp_path / "spool.jsonl").read_bytes()  # emptied once the database had every row
+        assert ledger is not None and ledger.flush()
+        spool = tmp_path / "spool.jsonl"  # the writer's, with a remote store
+        assert spool.exists() and not spool.read_bytes()  # emptied once the database had every row
         mine = httpx.get(f"{g.base_url}/usage", headers=h).json()
         assert mine["usage"]["requests"] == 4 and mine["usage"]["errors"] == 1
     assert count(pg_url) == (4, 4)
