@@ -6,7 +6,8 @@
   shared by replicas; ``columns`` and ``blocking``: what the two SQL stores share;
 - ``rediscounters``: the counters replicas share (``[store] redis``), one Lua script a step;
 - ``quota``: the gatekeeper that reserves before the first attempt and settles after;
-- ``ledger``: the observer that writes one row per request, off the hot path; ``spool``: the
-  local file that holds its rows until a remote store has them;
+- ``ledger``: the writer of one row per request, off the hot path; ``ledger_process``: the
+  observer that runs it in a process of its own (the default); ``spool``: the local file that
+  holds its rows until a remote store has them;
 - ``usage``: reports over the ledger.
 """

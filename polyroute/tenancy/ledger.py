@@ -1,4 +1,8 @@
-"""The usage ledger's observer: one row per finished request, written off the hot path.
+"""The usage ledger's writer: one row per finished request, written off the hot path.
+
+It runs in the gateway's process as its observer (``[store] ledger_writer = "thread"``) or, by
+default, in a writer process of its own (``polyroute.tenancy.ledger_process``), which hands it
+rows the gateway has already built (``add``) and reports ``taken`` back through ``on_progress``.
 
 ``finished`` only appends what it was told to a queue (the row is built later, off
 the event loop). A writer thread wakes when the queue holds a batch or every
