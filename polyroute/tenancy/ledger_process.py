@@ -235,10 +235,10 @@ class LedgerProcess:
                 for _ in range(min(taken - self._taken, len(self._unacked))):
                     self._unacked.popleft()
                 self._taken, self._idle = taken, idle
+                if self._told_down:  # said before ``flush`` can return on this report
+                    self._told_down = False
+                    log.warning("ledger: the writer process works again")
                 self._cond.notify_all()
-            if self._told_down:
-                self._told_down = False
-                log.warning("ledger: the writer process works again")
         self._wake.set()  # the pipe ended: if the child died, the sender finds out now
 
 
