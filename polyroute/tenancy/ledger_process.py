@@ -1,14 +1,17 @@
 """The ledger's writer in a process of its own: the gateway's event loop only encodes a row.
 
-A writer thread in the gateway's process takes the GIL from the event loop every time
-it builds rows or hands a statement to the database, and under load the loop pays for
-each hand-off. Here the gateway keeps only what no other process can do for it:
+A writer thread in the gateway's process costs the event loop far more than its own work.
+Whenever it wants the GIL, it is woken at every release the loop makes (each poll for
+I/O), and loses the race again. Measured: a thread that only sleeps 50 ms at a time
+added 20-25 µs of the loop's CPU to each request, through thousands of futex wake-ups a
+second. So the gateway runs no thread for the ledger. Everything below happens in the
+event loop's callbacks:
 
-    finished ──encode (on the loop)──▶ outbox ──sender thread, one write per tick──▶ pipe
-                                          │                                             │
-                       kept in ``unacked`` until the child has taken them               ▼
-                                          ▲                                child: Ledger (queue, spool, store)
-                                          └──────── "taken idle" lines on its stdout ◀──┘
+    finished ──encode──▶ outbox ──one write per tick (call_later)──▶ pipe ──▶ child: Ledger (queue, spool, store)
+                            │                                                    │
+         kept in ``unacked`` until the child has taken them                      │
+                            ▲                                                    │
+                            └──── "TAKEN IDLE" lines on its stdout (add_reader) ◀┘
 
 The child (``python -m polyroute.tenancy.ledger_process``) runs the same ``Ledger`` as
 the in-process writer, with the same store, batches, spool and retention. It reports how
@@ -30,6 +33,7 @@ shows); its log lines go to the gateway's stderr, secrets blanked as the gateway
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -40,7 +44,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -81,177 +85,227 @@ class WriterSpec:
 
 
 class LedgerProcess:
-    """The ``RequestObserver`` that hands ledger rows to a writer process."""
+    """The ``RequestObserver`` that hands ledger rows to a writer process, from the event loop.
+
+    ``start`` is called on the loop; ``finished`` and ``depth`` run there. ``flush`` and
+    ``close`` block, so they are called from another thread (``asyncio.to_thread``, a test).
+    """
 
     def __init__(self, spec: WriterSpec, close_timeout: float = 10.0) -> None:
         self.spec = spec
         self.close_timeout = close_timeout
-        # Encoded on the loop, not sent yet. A deque: appended to by the loop and taken from by the
-        # sender one row at a time, each step atomic (a list swapped for a new one could lose a row
-        # appended to the old one after the swap).
-        self._outbox: deque[bytes] = deque()
+        self._outbox: list[bytes] = []  # encoded, not sent yet
         self._unacked: deque[bytes] = deque()  # sent, in order, not taken by the child yet
-        self._cond = threading.Condition()  # guards what follows, and wakes ``flush``
-        self._generation = 0  # of the current child: a dead child's last words are ignored
         self._sent = 0  # rows the current child was sent
         self._taken = 0  # of those, how many it has taken
         self._idle = False  # the current child's last word: its store has every row it took
-        self._wake = threading.Event()
-        self._nudge = False  # ask the child to write what it holds now (``flush``)
+        self._cond = threading.Condition()  # wakes ``flush`` and ``close`` on the child's reports
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self._tick: asyncio.TimerHandle | None = None
+        self._unsent = bytearray()  # what the pipe has not taken yet
+        self._acks = b""  # a report read in part
         self._stopping = False
-        self._sender: threading.Thread | None = None
-        self._reader: threading.Thread | None = None
-        self.pid: int | None = None  # the writer process's, while one runs
         self._told_down = False  # a dead child is logged once until one works again
+        self._ended_child: subprocess.Popen[bytes] | None = None  # the last one, reaped by ``close``
+        self.pid: int | None = None  # the writer process's, while one runs
 
-    # -- the loop's side ---------------------------------------------------------------------
+    # -- on the loop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._spawn()
 
     def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
         self._outbox.append(orjson.dumps(row_of(ctx, report, outcome, time.time()), option=_ROW))
+        if self._tick is None and self._loop is not None:
+            self._tick = self._loop.call_later(SEND_INTERVAL, self._send)
 
     def depth(self) -> int:
         """Rows the writer has not taken yet."""
         return len(self._outbox) + len(self._unacked)
 
-    # -- lifetime ------------------------------------------------------------------------------
+    def _send(self, nudge: bool = False) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        out, self._outbox = self._outbox, []
+        if out:
+            with self._cond:
+                self._unacked.extend(out)
+                self._sent += len(out)
+                self._idle = False
+        if out or nudge:
+            self._write(b"".join(out) + (NUDGE if nudge else b""))
 
-    def start(self) -> None:
-        if self._sender is not None:
+    def _write(self, data: bytes) -> None:
+        """Into the pipe without blocking; what it cannot take now waits for it to drain."""
+        child, loop = self._child, self._loop
+        if child is None or child.stdin is None or child.stdin.closed or loop is None:
+            return  # no writer right now: the rows are in ``unacked``, sent to the next one
+        self._unsent += data
+        fd = child.stdin.fileno()
+        try:
+            done = os.write(fd, self._unsent)
+        except BlockingIOError:
+            done = 0
+        except OSError:
+            self._unsent.clear()  # the child is gone: found at its stdout's end, and sent everything again
             return
-        self._stopping = False
-        self._sender = threading.Thread(target=self._send_forever, name="polyroute-ledger-pipe", daemon=True)
-        self._sender.start()
+        del self._unsent[:done]
+        if self._unsent:
+            loop.add_writer(fd, self._drain, fd)
+        elif self._stopping:
+            self._end_pipe()
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until the store has every row told so far; whether it has, within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            self._nudge = True
-            self._wake.set()
-            while not self._flushed() and (left := deadline - time.monotonic()) > 0:
-                self._cond.wait(min(left, 0.1))
-                self._nudge = True
-                self._wake.set()
-            return self._flushed()
-
-    def close(self, timeout: float | None = None) -> None:
-        """Send what is left, close the pipe, and wait for the child to write it all and exit."""
-        sender = self._sender
-        if sender is None:
+    def _drain(self, fd: int) -> None:
+        try:
+            done = os.write(fd, self._unsent)
+        except BlockingIOError:
             return
-        self._stopping = True
-        self._wake.set()
-        sender.join((timeout or self.close_timeout) + 5)
-        self._sender = None
-        if lost := self.depth():
-            log.error("ledger: %d row(s) could not be written before shutdown", lost)
+        except OSError:
+            done = len(self._unsent)
+        del self._unsent[:done]
+        if not self._unsent:
+            assert self._loop is not None
+            self._loop.remove_writer(fd)
+            if self._stopping:
+                self._end_pipe()
 
-    def _flushed(self) -> bool:
-        return not self._outbox and not self._unacked and self._idle and self._taken == self._sent
-
-    # -- the sender thread ---------------------------------------------------------------------
-
-    def _send_forever(self) -> None:
-        child: subprocess.Popen[bytes] | None = None
-        while True:
-            self._wake.wait(SEND_INTERVAL)
-            self._wake.clear()
-            stopping = self._stopping
-            if child is None or child.poll() is not None:
-                child = self._restart(child)
-                if child is None:
-                    if stopping:
-                        return
-                    continue
-            outbox = self._outbox
-            out = [outbox.popleft() for _ in range(len(outbox))]
-            nudge, self._nudge = self._nudge, False
-            if out:
-                with self._cond:
-                    self._unacked.extend(out)
-                    self._sent += len(out)
-                    self._idle = False
-            if (out or nudge) and not _send(child, b"".join(out) + (NUDGE if nudge else b"")):
-                continue  # the child died: found by poll() next turn, and sent everything again
-            if stopping and not self._outbox:
-                self._finish(child)
-                return
-
-    def _restart(self, dead: subprocess.Popen[bytes] | None) -> subprocess.Popen[bytes] | None:
-        if dead is not None:
-            if not self._told_down:
-                self._told_down = True
-                log.error("ledger: the writer process ended (exit status %s); starting another every %gs, "
-                          "with the %d row(s) not yet taken", dead.returncode, RESTART_AFTER, len(self._unacked))
-            time.sleep(RESTART_AFTER)
+    def _spawn(self) -> None:
+        loop = self._loop
+        assert loop is not None
         try:
             child = subprocess.Popen(
                 [sys.executable, "-m", "polyroute.tenancy.ledger_process"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
             )
         except OSError as exc:
-            log.error("ledger: the writer process cannot be started: %s", exc)
-            time.sleep(RESTART_AFTER)
-            return None
+            log.error("ledger: the writer process cannot be started, trying again in %gs: %s", RESTART_AFTER, exc)
+            loop.call_later(RESTART_AFTER, self._spawn)
+            return
         assert child.stdin is not None and child.stdout is not None
-        self.pid = child.pid
         with contextlib.suppress(OSError):  # a tick's rows in one write, not one per 64 KiB the child reads
             fcntl.fcntl(child.stdin.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+        os.set_blocking(child.stdin.fileno(), False)
+        os.set_blocking(child.stdout.fileno(), False)
+        self._child, self.pid = child, child.pid
         with self._cond:
-            self._generation += 1
-            self._taken, self._idle = 0, False
+            self._taken, self._idle, self._acks = 0, False, b""
             again = list(self._unacked)
             self._sent = len(again)
-        self._reader = threading.Thread(target=self._read_forever, args=(child.stdout, self._generation),
-                                        name="polyroute-ledger-acks", daemon=True)
-        self._reader.start()
-        _send(child, orjson.dumps(asdict(self.spec), option=_ROW) + b"".join(again))  # if it died: found by poll()
-        return child
+        self._unsent.clear()
+        loop.add_reader(child.stdout.fileno(), self._read, child)
+        self._write(orjson.dumps(asdict(self.spec), option=_ROW) + b"".join(again))
 
-    def _finish(self, child: subprocess.Popen[bytes]) -> None:
-        assert child.stdin is not None
-        with contextlib.suppress(OSError):
-            child.stdin.close()  # end of the rows: the child writes what it holds and exits
+    def _read(self, child: subprocess.Popen[bytes]) -> None:
+        """The child's reports: ``TAKEN IDLE`` lines, cumulative since it started; or its end."""
+        assert child.stdout is not None and self._loop is not None
+        fd = child.stdout.fileno()
         try:
-            child.wait(self.close_timeout + 5)
-        except subprocess.TimeoutExpired:
-            log.error("ledger: the writer process did not finish within %gs; stopping it", self.close_timeout + 5)
-            child.kill()
-            child.wait()
-        if self._reader is not None:
-            self._reader.join(5)  # its last report, read before ``close`` counts what is left
-
-    def _read_forever(self, out: IO[bytes], generation: int) -> None:
-        """The child's reports: ``TAKEN IDLE`` lines, cumulative since it started."""
-        for line in out:
-            try:
-                taken_s, idle_s = line.split()
-                taken, idle = int(taken_s), idle_s == b"1"
-            except ValueError:
-                continue
-            with self._cond:
-                if generation != self._generation:
-                    return
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._loop.remove_reader(fd)
+            self._ended(child)
+            return
+        *lines, self._acks = (self._acks + data).split(b"\n")
+        with self._cond:
+            for line in lines:
+                try:
+                    taken_s, idle_s = line.split()
+                    taken, idle = int(taken_s), idle_s == b"1"
+                except ValueError:
+                    continue
                 for _ in range(min(taken - self._taken, len(self._unacked))):
                     self._unacked.popleft()
                 self._taken, self._idle = taken, idle
-                if self._told_down:  # said before ``flush`` can return on this report
-                    self._told_down = False
-                    log.warning("ledger: the writer process works again")
+            if self._told_down:  # said before ``flush`` can return on this report
+                self._told_down = False
+                log.warning("ledger: the writer process works again")
+            self._cond.notify_all()
+
+    def _ended(self, child: subprocess.Popen[bytes]) -> None:
+        """The child's stdout ended: it finished (``close``), or it died and another is started."""
+        assert self._loop is not None
+        if child.stdin is not None and not child.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._loop.remove_writer(child.stdin.fileno())
+                child.stdin.close()
+        status = child.poll()
+        with self._cond:
+            self._child, self._ended_child = None, child
+            self._cond.notify_all()
+        if self._stopping:
+            return
+        if not self._told_down:
+            self._told_down = True
+            log.error("ledger: the writer process ended (exit status %s); starting another every %gs, "
+                      "with the %d row(s) not yet taken", status, RESTART_AFTER, len(self._unacked))
+        self._loop.call_later(RESTART_AFTER, self._spawn)
+
+    def _end_pipe(self) -> None:
+        child = self._child
+        if child is not None and child.stdin is not None and not child.stdin.closed:
+            child.stdin.close()  # the end of the rows: the child writes what it holds and exits
+
+    def _stop_sending(self) -> None:
+        self._stopping = True
+        if self._child is None:
+            with self._cond:
                 self._cond.notify_all()
-        self._wake.set()  # the pipe ended: if the child died, the sender finds out now
+            return
+        self._send()
+        if not self._unsent:
+            self._end_pipe()
 
+    # -- from other threads --------------------------------------------------------------------
 
-def _send(child: subprocess.Popen[bytes], data: bytes) -> bool:
-    """Write all of ``data`` to the child's stdin; false when the child is gone."""
-    assert child.stdin is not None
-    fd, view = child.stdin.fileno(), memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view):]
-    except (OSError, ValueError):
-        return False
-    return True
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the store has every row told so far; whether it has, within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._flushed() and (left := deadline - time.monotonic()) > 0:
+                self._on_loop(lambda: self._send(nudge=True))
+                self._cond.wait(min(left, 0.1))
+            return self._flushed()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is left, close the pipe, and wait for the child to write it all and exit."""
+        if self._loop is None:
+            return
+        wait = (timeout or self.close_timeout) + 5
+        self._on_loop(self._stop_sending)
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while self._child is not None and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(min(left, 0.1))
+            child, ended = self._child, self._ended_child
+        if child is not None:
+            log.error("ledger: the writer process did not finish within %gs; stopping it", wait)
+            child.kill()
+            ended = child
+        if ended is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                ended.wait(5)  # it has closed its stdout: its exit follows
+        self._loop = None
+        if lost := self.depth():
+            log.error("ledger: %d row(s) could not be written before shutdown", lost)
+
+    def _flushed(self) -> bool:
+        return not self._outbox and not self._unacked and self._idle and self._taken == self._sent
+
+    def _on_loop(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(fn)
 
 
 def _lines(fd: int) -> Iterator[bytes]:
