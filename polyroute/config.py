@@ -540,7 +540,8 @@ class StoreConfig(_Strict):
     # ``ledger-spool.jsonl`` in the user's data directory.
     spool: str | None = Field(default=None, min_length=1)
     # Who writes the ledger: a process of its own ("process", so that the writing never competes with
-    # the event loop for the interpreter), or a thread of the gateway's own process ("thread").
+    # the event loop for the interpreter), or a thread of the gateway's own process ("thread": no child
+    # process, at a cost to the event loop under load, measured in bench/README.md).
     ledger_writer: Literal["process", "thread"] = "process"
 
     @field_validator("url")
