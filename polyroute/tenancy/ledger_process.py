@@ -103,6 +103,8 @@ class LedgerProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._tick: asyncio.TimerHandle | None = None
+        self._restart: asyncio.TimerHandle | None = None  # a dead child's successor, due
+        self._done = threading.Event()  # after ``close``: the last child has ended
         self._unsent = bytearray()  # what the pipe has not taken yet
         self._acks = b""  # a report read in part
         self._stopping = False
@@ -176,8 +178,9 @@ class LedgerProcess:
                 self._end_pipe()
 
     def _spawn(self) -> None:
-        loop = self._loop
-        assert loop is not None
+        loop, self._restart = self._loop, None
+        if loop is None:
+            return  # closed meanwhile
         try:
             child = subprocess.Popen(
                 [sys.executable, "-m", "polyroute.tenancy.ledger_process"],
@@ -185,7 +188,7 @@ class LedgerProcess:
             )
         except OSError as exc:
             log.error("ledger: the writer process cannot be started, trying again in %gs: %s", RESTART_AFTER, exc)
-            loop.call_later(RESTART_AFTER, self._spawn)
+            self._restart = loop.call_later(RESTART_AFTER, self._spawn)
             return
         assert child.stdin is not None and child.stdout is not None
         with contextlib.suppress(OSError):  # a tick's rows in one write, not one per 64 KiB the child reads
@@ -243,12 +246,13 @@ class LedgerProcess:
             self._child, self._ended_child = None, child
             self._cond.notify_all()
         if self._stopping:
+            self._done.set()
             return
         if not self._told_down:
             self._told_down = True
             log.error("ledger: the writer process ended (exit status %s); starting another every %gs, "
                       "with the %d row(s) not yet taken", status, RESTART_AFTER, len(self._unacked))
-        self._loop.call_later(RESTART_AFTER, self._spawn)
+        self._restart = self._loop.call_later(RESTART_AFTER, self._spawn)
 
     def _end_pipe(self) -> None:
         child = self._child
@@ -257,11 +261,14 @@ class LedgerProcess:
 
     def _stop_sending(self) -> None:
         self._stopping = True
-        if self._child is None:
-            with self._cond:
-                self._cond.notify_all()
-            return
-        self._send()
+        self._send()  # with no child, the rows wait in ``unacked``
+        if self._child is None:  # dead, its successor due: start it now, and send it what is left
+            if self._restart is not None:
+                self._restart.cancel()
+            self._spawn()
+            if self._child is None:
+                self._done.set()
+                return
         if not self._unsent:
             self._end_pipe()
 
@@ -281,11 +288,10 @@ class LedgerProcess:
         if self._loop is None:
             return
         wait = (timeout or self.close_timeout) + 5
+        self._done.clear()
         self._on_loop(self._stop_sending)
-        deadline = time.monotonic() + wait
+        self._done.wait(wait)
         with self._cond:
-            while self._child is not None and (left := deadline - time.monotonic()) > 0:
-                self._cond.wait(min(left, 0.1))
             child, ended = self._child, self._ended_child
         if child is not None:
             log.error("ledger: the writer process did not finish within %gs; stopping it", wait)

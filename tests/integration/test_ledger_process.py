@@ -199,3 +199,16 @@ def test_a_writer_whose_store_cannot_be_opened_yet_keeps_the_rows_until_it_can(t
     finally:
         writer.close()
     assert len(stored(blocker / "ledger.db")) == 30
+
+
+def test_a_writer_dead_at_shutdown_is_started_once_more_for_what_is_left(
+    on: OnLoop, ledger: LedgerProcess, tmp_path: Path
+) -> None:
+    tell(on, ledger, 0, 100)
+    assert ledger.flush(timeout=30)
+    pid = child_of(ledger)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: on.call(lambda: ledger._child is None), what="the writer's death noticed")
+    tell(on, ledger, 100, 50)  # nobody to send them to until the next writer
+    ledger.close()  # before that one is due: close starts it at once, and waits for it
+    assert stored(tmp_path / "ledger.db") == [f"req{i:05d}" for i in range(150)]
