@@ -38,6 +38,7 @@ class Keyring:
         self._by_digest: dict[bytes, tuple[KeyRecord, Principal]] = {}
         self._limits: dict[str, Limits] = {}
         self._team_limits: dict[str, Limits] = {}
+        self.generation = 0  # counts ``load_stored``: what was built from the limits is stale when it moves
         self.load_stored([], [])
 
     @classmethod
@@ -60,6 +61,7 @@ class Keyring:
         self._limits = {k.name: k.limits for k in records if k.limits.limited}
         named = {t.name: t for t in teams} | {t.name: t for t in self._config_teams}
         self._team_limits = {name: t.limits for name, t in named.items() if t.limits.limited}
+        self.generation += 1
 
     @property
     def limited(self) -> bool:

@@ -67,37 +67,45 @@ class Minute:
             self.routes[row.route] += 1
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    failed: bool
-    ttft_ms: float | None
-    tokens_per_s: float | None
+# One answer of a model, kept raw (the event loop's share): (failed, started, first token at, ended,
+# completion tokens); a failed attempt that another model rescued is (True, None, None, None, 0).
+_Sample = tuple[bool, float | None, float | None, float | None, int]
+_FAILED: _Sample = (True, None, None, None, 0)
 
 
 class Recent:
     """A ``RequestObserver``: each model's last answers."""
 
     def __init__(self) -> None:
-        self._models: dict[str, deque[Sample]] = {}
+        self._models: dict[str, deque[_Sample]] = {}
 
     def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
-        failed = outcome.status >= 400 or outcome.error is not None
-        for attempt in report.attempts:
-            if attempt.outcome != "ok" and attempt.model != (report.model.name if report.model else None):
-                self._sample(attempt.model, Sample(True, None, None))
-        if report.model is not None:
-            self._sample(report.model.name, Sample(failed, outcome.ttft_ms, _speed(report, outcome)))
+        model = report.model
+        name = None if model is None else model.name
+        attempts = report.attempts
+        if len(attempts) > 1 or (attempts and attempts[0].outcome != "ok"):
+            for attempt in attempts:
+                if attempt.outcome != "ok" and attempt.model != name:
+                    self._sample(attempt.model, _FAILED)
+        if name is not None:
+            failed = outcome.status >= 400 or outcome.error is not None
+            self._sample(name, (failed, outcome.started, outcome.first_token_at, outcome.ended,
+                                report.usage["completion_tokens"]))
 
-    def _sample(self, model: str, sample: Sample) -> None:
-        self._models.setdefault(model, deque(maxlen=PER_MODEL)).append(sample)
+    def _sample(self, model: str, sample: _Sample) -> None:
+        samples = self._models.get(model)
+        if samples is None:
+            samples = self._models[model] = deque(maxlen=PER_MODEL)
+        samples.append(sample)
 
     def model(self, name: str) -> dict[str, Any]:
         samples = list(self._models.get(name, ()))
-        ttfts = [s.ttft_ms for s in samples if s.ttft_ms is not None]
-        speeds = [s.tokens_per_s for s in samples if s.tokens_per_s is not None]
+        ttfts = [(first - started) * 1000 for _, started, first, _, _ in samples
+                 if first is not None and started is not None]
+        speeds = [s for sample in samples if (s := _speed(sample)) is not None]
         return {
             "answers": len(samples),
-            "failures": sum(s.failed for s in samples),
+            "failures": sum(failed for failed, *_ in samples),
             "ttft_ms_p50": round(statistics.median(ttfts), 1) if ttfts else None,
             "tokens_per_s_p50": round(statistics.median(speeds), 1) if speeds else None,
         }
@@ -118,12 +126,12 @@ def overview(minutes: Iterable[Minute], now: float) -> dict[str, Any]:
     return {"windows": windows, "per_minute": series}
 
 
-def _speed(report: Report, outcome: Finished) -> float | None:
-    tokens = int(report.usage.get("completion_tokens") or 0)
-    if not tokens:
+def _speed(sample: _Sample) -> float | None:
+    """Tokens a second after the first token (after the start, for an answer given whole)."""
+    _, started, first_token_at, ended, tokens = sample
+    if not tokens or started is None or ended is None:
         return None
-    begun = outcome.first_token_at if outcome.first_token_at is not None else outcome.started
-    seconds = outcome.ended - begun
+    seconds = ended - (first_token_at if first_token_at is not None else started)
     return tokens / seconds if seconds > 0 else None
 
 

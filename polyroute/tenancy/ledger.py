@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -282,17 +282,38 @@ def _row(item: _Item | UsageRow) -> UsageRow:
     return item if isinstance(item, UsageRow) else row_of(*item)
 
 
-def row_of(ctx: RequestContext, report: Report, outcome: Finished, at: float) -> UsageRow:
+# A finished request's ledger fields as the event loop takes them, raw (``fields_of``); the
+# row is made of them later, off the loop (``row_from``).
+Fields = tuple[Any, ...]
+
+
+def fields_of(ctx: RequestContext, report: Report, outcome: Finished, at: float) -> Fields:
     p, usage, model = ctx.principal, report.usage, report.model
-    attempts = orjson.dumps([
-        {"backend": a.backend, "model": a.model, "outcome": a.outcome, "ms": a.latency_ms} for a in report.attempts
-    ]).decode()
-    ttft = outcome.ttft_ms
-    return UsageRow(
-        request_id=outcome.request_id, at=datetime.fromtimestamp(at, UTC), key=p.key, team=p.team,
-        route=report.route, model=model.name if model else None, backend=model.backend if model else None,
-        attempts=attempts, tokens_in=usage["prompt_tokens"], tokens_out=usage["completion_tokens"],
-        cost_usd=round(report.cost_usd, 10), estimated=report.estimated, latency_ms=round(outcome.latency_ms, 3),
-        ttft_ms=None if ttft is None else round(ttft, 3), status=outcome.status, error=outcome.error,
-        stream=outcome.stream,
+    return (
+        outcome.request_id, at, p.key, p.team, report.route,
+        None if model is None else model.name, None if model is None else model.backend,
+        [(a.backend, a.model, a.outcome, a.latency_ms) for a in report.attempts],
+        usage["prompt_tokens"], usage["completion_tokens"], report.cost_usd, report.estimated,
+        outcome.started, outcome.ended, outcome.first_token_at, outcome.status, outcome.error, outcome.stream,
     )
+
+
+def row_from(fields: Sequence[Any]) -> UsageRow:
+    """The row of ``fields_of``'s fields (or of the same decoded from JSON, lists for tuples)."""
+    (request_id, at, key, team, route, model, backend, attempts, tokens_in, tokens_out, cost, estimated,
+     started, ended, first_token_at, status, error, stream) = fields
+    return UsageRow(
+        request_id=request_id, at=datetime.fromtimestamp(at, UTC), key=key, team=team, route=route, model=model,
+        backend=backend,
+        attempts=orjson.dumps(
+            [{"backend": b, "model": m, "outcome": o, "ms": ms} for b, m, o, ms in attempts]
+        ).decode(),
+        tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=round(cost, 10), estimated=estimated,
+        latency_ms=round((ended - started) * 1000, 3),
+        ttft_ms=None if first_token_at is None else round((first_token_at - started) * 1000, 3),
+        status=status, error=error, stream=stream,
+    )
+
+
+def row_of(ctx: RequestContext, report: Report, outcome: Finished, at: float) -> UsageRow:
+    return row_from(fields_of(ctx, report, outcome, at))

@@ -54,7 +54,7 @@ import orjson
 
 from polyroute.attempts import Report
 from polyroute.finish import Finished
-from polyroute.tenancy.ledger import Ledger, row_of
+from polyroute.tenancy.ledger import Ledger, fields_of, row_from
 from polyroute.tenancy.stores import LedgerStore, Rejected, UsageRow
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
 PIPE_SIZE = 1 << 20  # the pipe's buffer, as Linux allows an unprivileged process by default
 SEND_INTERVAL = 0.05  # seconds between two writes to the child, at most
 RESTART_AFTER = 1.0  # seconds before a child that died is started again
-NUDGE = b"F\n"  # "write what you hold now" (a row is a JSON object, never this)
+NUDGE = b"F\n"  # "write what you hold now" (a row is a JSON array, never this)
 _ROW = orjson.OPT_APPEND_NEWLINE
 
 
@@ -122,7 +122,8 @@ class LedgerProcess:
         self._spawn()
 
     def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
-        self._outbox.append(orjson.dumps(row_of(ctx, report, outcome, time.time()), option=_ROW))
+        # The raw fields, one JSON array: the row itself is made by the writer process (``row_from``).
+        self._outbox.append(orjson.dumps(fields_of(ctx, report, outcome, time.time()), option=_ROW))
         if self._tick is None and self._loop is not None:
             self._tick = self._loop.call_later(SEND_INTERVAL, self._send)
 
@@ -386,7 +387,7 @@ class _Reporter:
 def main() -> int:
     from polyroute import logs
     from polyroute.redact import Redactor
-    from polyroute.tenancy.spool import Spool, decode
+    from polyroute.tenancy.spool import Spool
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -414,8 +415,8 @@ def main() -> int:
             report()
             continue
         try:
-            ledger.add(decode(line))
-        except (ValueError, TypeError, KeyError) as exc:
+            ledger.add(row_from(orjson.loads(line)))
+        except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
             log.error("ledger: a row the gateway sent cannot be read and is skipped: %s", exc)
     ledger.close()  # the gateway closed the pipe, or died: write what was sent
     report()

@@ -9,47 +9,90 @@ from polyroute.tenancy.model import KeyRecord, TeamRecord
 from polyroute.tenancy.stores import Charge, Reserved
 
 
+class CounterCell:
+    """A bucket's value and when its window ends (None: never); changed in place."""
+
+    __slots__ = ("ends_at", "value")
+
+    def __init__(self, value: float, ends_at: float | None) -> None:
+        self.value = value
+        self.ends_at = ends_at
+
+
 class MemoryCounters:
-    """``CounterStore`` in a dict: bucket -> [value, ends_at]. Spent buckets are swept now and then."""
+    """``CounterStore`` in a dict: bucket -> its cell. Spent buckets are swept now and then."""
 
     def __init__(self) -> None:
-        self._buckets: dict[str, list[float | None]] = {}
+        self._buckets: dict[str, CounterCell] = {}
         self._sweep_at = 0.0
 
-    def _value(self, bucket: str, now: float) -> float:
+    def _cell(self, bucket: str, now: float) -> CounterCell | None:
+        """The bucket's cell, None when it holds nothing (or its window is over)."""
         cell = self._buckets.get(bucket)
-        if cell is None:
-            return 0.0
-        ends = cell[1]
-        if ends is not None and now >= ends:
+        if cell is not None and cell.ends_at is not None and now >= cell.ends_at:
             del self._buckets[bucket]
-            return 0.0
-        return cell[0] or 0.0
+            return None
+        return cell
+
+    def _value(self, bucket: str, now: float) -> float:
+        cell = self._cell(bucket, now)
+        return 0.0 if cell is None else cell.value
 
     async def reserve(self, charges: Sequence[Charge], now: float) -> Reserved:
         return self.reserve_now(charges, now)
 
     def reserve_now(self, charges: Sequence[Charge], now: float) -> Reserved:
-        values = [self._value(c.bucket, now) for c in charges]
-        for i, (c, v) in enumerate(zip(charges, values, strict=True)):
-            if v >= c.limit:
-                return Reserved(tuple(values), refused=i)
-        after = []
-        for c, v in zip(charges, values, strict=True):
-            self._buckets[c.bucket] = [v + c.amount, c.ends_at]
-            after.append(v + c.amount)
+        return self.take([(i, c.bucket, c.limit, c.ends_at) for i, c in enumerate(charges)],
+                         [c.amount for c in charges], now)[0]
+
+    def take(
+        self, charges: Sequence[tuple[int, str, float, float | None]], amounts: Sequence[float], now: float
+    ) -> tuple[Reserved, list[CounterCell]]:
+        """``reserve`` at once, for charges (what, bucket, limit, ends_at) of ``amounts[what]`` each.
+
+        Also returns the cells charged, for ``settle_cells`` (none when refused).
+        """
+        buckets = self._buckets
+        cells: list[CounterCell | None] = []
+        for i, (_, bucket, limit, _) in enumerate(charges):
+            cell = buckets.get(bucket)
+            if cell is not None:
+                if cell.ends_at is not None and now >= cell.ends_at:
+                    del buckets[bucket]  # its window is over
+                    cell = None
+                elif cell.value >= limit:
+                    return Reserved(tuple(self._value(c[1], now) for c in charges), i), []
+            cells.append(cell)
+        taken = []
+        for (what, bucket, _, ends_at), cell in zip(charges, cells, strict=True):
+            if cell is None:
+                cell = buckets[bucket] = CounterCell(amounts[what], ends_at)
+            else:
+                cell.value += amounts[what]
+                cell.ends_at = ends_at
+            taken.append(cell)
         if now >= self._sweep_at:
             self._sweep(now)
-        return Reserved(tuple(after))
+        return Reserved(tuple([cell.value for cell in taken])), taken
+
+    @staticmethod
+    def settle_cells(cells: Sequence[CounterCell], charges: Sequence[tuple[int, str, float, float | None]],
+                     reserved: Sequence[float], true: Sequence[float]) -> None:
+        """``settle`` what ``take`` charged: a cell whose window has ended since is no longer counted."""
+        for cell, (what, *_) in zip(cells, charges, strict=True):
+            if (delta := true[what] - reserved[what]) != 0.0:
+                cell.value = max(cell.value + delta, 0.0)
 
     async def adjust(self, bucket: str, delta: float, ends_at: float | None, now: float) -> None:
         self.adjust_now(bucket, delta, ends_at, now)
 
     def adjust_now(self, bucket: str, delta: float, ends_at: float | None, now: float) -> None:
-        value = self._value(bucket, now)
-        if value == 0.0 and bucket not in self._buckets and ends_at is not None and now >= ends_at:
-            return  # the window is over: nothing to give back to it
-        self._buckets[bucket] = [max(value + delta, 0.0), ends_at]
+        cell = self._cell(bucket, now)
+        if cell is not None:
+            cell.value = max(cell.value + delta, 0.0)
+            cell.ends_at = ends_at
+        elif ends_at is None or now < ends_at:  # a window that is over has nothing to give back to
+            self._buckets[bucket] = CounterCell(max(delta, 0.0), ends_at)
 
     async def settle(self, settled: Sequence[tuple[Charge, float]], reserved_at: float, now: float) -> None:
         self.settle_now(settled, now)
@@ -60,9 +103,9 @@ class MemoryCounters:
                 self.adjust_now(c.bucket, amount - c.amount, c.ends_at, now)
 
     async def seed(self, bucket: str, value: float, ends_at: float | None, now: float) -> bool:
-        if self._value(bucket, now) or bucket in self._buckets:
+        if self._cell(bucket, now) is not None:
             return False
-        self._buckets[bucket] = [value, ends_at]
+        self._buckets[bucket] = CounterCell(value, ends_at)
         return True
 
     async def read(self, buckets: Sequence[str], now: float) -> tuple[float, ...]:
@@ -70,7 +113,7 @@ class MemoryCounters:
 
     def _sweep(self, now: float) -> None:
         self._sweep_at = now + 60
-        for name in [b for b, (_, ends) in self._buckets.items() if ends is not None and now >= ends]:
+        for name in [b for b, cell in self._buckets.items() if cell.ends_at is not None and now >= cell.ends_at]:
             del self._buckets[name]
 
 

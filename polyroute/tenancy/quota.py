@@ -37,16 +37,15 @@ from polyroute.finish import Finished
 from polyroute.routing import Plan
 from polyroute.routing.needs import needs_of
 from polyroute.tenancy.leases import Leases, Lent
-from polyroute.tenancy.memory import MemoryCounters
+from polyroute.tenancy.memory import CounterCell, MemoryCounters
 from polyroute.tenancy.model import Limits, period_of
-from polyroute.tenancy.stores import Charge, CounterStore
+from polyroute.tenancy.stores import Charge, CounterStore, Reserved
 from polyroute.types import ChatRequest
 
 if TYPE_CHECKING:
     from polyroute.gateway import RequestContext
 
 MINUTE = 60
-DAY = 86_400
 CACHED_PRINCIPALS = 10_000
 
 
@@ -57,51 +56,71 @@ class _Scope:
     limits: Limits
 
 
+# What a charge counts, as an index into the amounts of one request: (1 request, its tokens, its cost).
+_WHAT = ("rpm", "tpm", "usd")
+RPM, TPM, USD = 0, 1, 2
+
+
+# Shown in a response: the request limit, what is left of it, when it resets; the same of tokens; the budget.
+_LIMIT_REQUESTS, _LEFT_REQUESTS, _RESET = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                                          "x-ratelimit-reset-requests")
+_LIMIT_TOKENS, _LEFT_TOKENS = "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens"
+_LEFT_USD = "x-polyroute-budget-remaining-usd"
+
+
 @dataclass(frozen=True, slots=True)
 class _Buckets:
     """A principal's scopes and the buckets they charge in one minute (built once a minute, not per request)."""
 
-    minute: int
-    day: int  # the UTC day: every budget period starts and ends on a day's edge
-    limits: tuple[Limits | None, Limits | None]  # the key's and the team's, as they were when built
+    generation: int  # the keyring's when built: its limits were these
     scopes: list[_Scope]
-    charges: list[tuple[str, str, float, float | None]]  # (what, bucket, limit, ends_at)
-    window_end: float
+    charges: list[tuple[int, str, float, float | None]]  # (RPM | TPM | USD, bucket, limit, ends_at)
+    window_end: float  # the minute's end, a day's too: every budget period starts and ends on a day's edge
+    # For each of RPM, TPM and USD the principal is limited in: its charges' (index, limit), key's first.
+    shown: tuple[tuple[int, tuple[tuple[int, float], ...]], ...]
 
 
 class QuotaPass:
     """What one request reserved, and the headers that tell the client what is left."""
 
-    __slots__ = ("charges", "cost", "counters", "lent", "reserved_at", "tokens", "values", "window_end")
+    __slots__ = ("amounts", "buckets", "cells", "counters", "lent", "reserved_at", "values")
 
-    def __init__(self, charges: list[tuple[str, Charge]], values: tuple[float, ...], tokens: int, cost: float,
-                 window_end: float, reserved_at: float = 0.0, counters: CounterStore | None = None,
-                 lent: Lent | None = None) -> None:
-        self.charges = charges  # (what: "rpm" | "tpm" | "usd", charge)
-        self.values = values
-        self.tokens = tokens
-        self.cost = cost
-        self.window_end = window_end
+    def __init__(self, buckets: _Buckets, amounts: tuple[float, float, float], values: tuple[float, ...],
+                 reserved_at: float = 0.0, counters: CounterStore | None = None, lent: Lent | None = None,
+                 cells: list[CounterCell] | None = None) -> None:
+        self.buckets = buckets
+        self.amounts = amounts  # reserved: 1 request, its worst-case tokens, its worst-case cost (RPM, TPM, USD)
+        self.values = values  # each bucket's, once reserved
         self.reserved_at = reserved_at
         self.counters = counters  # where it was reserved, so where it is settled
         self.lent = lent  # taken from leases instead (polyroute.tenancy.leases): settled into them
+        self.cells = cells  # taken from ``MemoryCounters`` cells: settled into them
+
+    @property
+    def asked(self) -> list[Charge]:
+        """One charge per bucket, of this request's amounts."""
+        amounts = self.amounts
+        return [Charge(bucket, limit, amounts[what], ends) for what, bucket, limit, ends in self.buckets.charges]
 
     def headers(self) -> dict[str, str]:
-        left: dict[str, tuple[float, float]] = {}  # what -> (remaining, limit), the scarcest scope's
-        for (what, c), v in zip(self.charges, self.values, strict=True):
-            remaining = max(c.limit - v, 0.0)
-            if what not in left or remaining < left[what][0]:
-                left[what] = (remaining, c.limit)
         h: dict[str, str] = {}
-        if "rpm" in left:
-            h["x-ratelimit-limit-requests"] = str(int(left["rpm"][1]))
-            h["x-ratelimit-remaining-requests"] = str(int(left["rpm"][0]))
-            h["x-ratelimit-reset-requests"] = f"{max(math.ceil(self.window_end - time.time()), 0)}s"
-        if "tpm" in left:
-            h["x-ratelimit-limit-tokens"] = str(int(left["tpm"][1]))
-            h["x-ratelimit-remaining-tokens"] = str(int(left["tpm"][0]))
-        if "usd" in left:
-            h["x-polyroute-budget-remaining-usd"] = f"{left['usd'][0]:.6f}"
+        values = self.values
+        for what, limits in self.buckets.shown:
+            index, limit = limits[0]
+            remaining = limit - values[index]
+            for i, other in limits[1:]:  # the key's and its team's: the scarcest scope's, the least left
+                if other - values[i] < remaining:
+                    remaining, limit = other - values[i], other
+            remaining = max(remaining, 0.0)
+            if what == RPM:
+                h[_LIMIT_REQUESTS] = str(int(limit))
+                h[_LEFT_REQUESTS] = str(int(remaining))
+                h[_RESET] = f"{max(math.ceil(self.buckets.window_end - time.time()), 0)}s"
+            elif what == TPM:
+                h[_LIMIT_TOKENS] = str(int(limit))
+                h[_LEFT_TOKENS] = str(int(remaining))
+            else:
+                h[_LEFT_USD] = f"{remaining:.6f}"
         return h
 
 
@@ -121,33 +140,31 @@ class Quota:
 
     def _buckets(self, key: str | None, team: str | None, now: float) -> _Buckets | None:
         """The buckets this principal charges now; None when nothing limits it."""
-        minute, day = int(now // MINUTE), int(now // DAY)
-        limits = (self.keys.limits(key), self.keys.team_limits(team))
         cached = self._cache.get((key, team))
-        if (cached is not None and cached.minute == minute and cached.day == day
-                and cached.limits[0] is limits[0] and cached.limits[1] is limits[1]):
-            return cached
+        if cached is not None and now < cached.window_end and cached.generation == self.keys.generation:
+            return cached if cached.charges else None
+        minute = int(now // MINUTE)
         scopes = self.scopes(key, team)
-        if not scopes:
-            self._cache.pop((key, team), None)
-            return None
         window_end = float((minute + 1) * MINUTE)
-        charges: list[tuple[str, str, float, float | None]] = []
+        charges: list[tuple[int, str, float, float | None]] = []
         for s in scopes:
             base, lim = f"{s.kind}:{s.name}", s.limits
             if lim.rpm is not None:
-                charges.append(("rpm", f"{base}:rpm:{minute}", lim.rpm, window_end))
+                charges.append((RPM, f"{base}:rpm:{minute}", lim.rpm, window_end))
             if lim.tpm is not None:
-                charges.append(("tpm", f"{base}:tpm:{minute}", lim.tpm, window_end))
+                charges.append((TPM, f"{base}:tpm:{minute}", lim.tpm, window_end))
             if lim.budget_usd is not None:
                 period = period_of(lim.budget_period, datetime.fromtimestamp(now, UTC))
-                charges.append(("usd", f"{base}:usd:{period.id}", lim.budget_usd,
+                charges.append((USD, f"{base}:usd:{period.id}", lim.budget_usd,
                                 period.end.timestamp() if period.end else None))
+        shown = tuple((what, limits) for what in (RPM, TPM, USD)
+                      if (limits := tuple((i, c[2]) for i, c in enumerate(charges) if c[0] == what)))
         if len(self._cache) >= CACHED_PRINCIPALS:
             self._cache.clear()  # keys come and go: the cache never holds more than this many
-        built = _Buckets(minute, day, limits, scopes, charges, window_end)
+        # A principal with no limits is kept too, so that its requests pay one lookup.
+        built = _Buckets(self.keys.generation, scopes, charges, window_end, shown)
         self._cache[(key, team)] = built
-        return built
+        return built if charges else None
 
     def scopes(self, key: str | None, team: str | None) -> list[_Scope]:
         out = []
@@ -164,29 +181,38 @@ class Quota:
         if buckets is None:
             return None
         needs = plan.needs or needs_of(req)
-        tokens = needs.prompt_tokens + needs.output_tokens
-        cost = max(((needs.prompt_tokens * m.input_per_mtok + needs.output_tokens * m.output_per_mtok) / 1e6
-                    for m in plan.candidates), default=0.0)
-        amounts: dict[str, float] = {"rpm": 1, "tpm": tokens, "usd": cost}
-        charges = [(what, Charge(bucket, limit, amounts[what], ends_at)) for what, bucket, limit, ends_at in
-                   buckets.charges]
-        scopes, window_end = buckets.scopes, buckets.window_end
-        counters, asked = self.counters, [c for _, c in charges]
+        tokens_in, tokens_out = needs.prompt_tokens, needs.output_tokens
+        cost = 0.0
+        for m in plan.candidates:  # the most expensive candidate's price
+            cost = max(cost, (tokens_in * m.input_per_mtok + tokens_out * m.output_per_mtok) / 1e6)
+        amounts = (1.0, float(tokens_in + tokens_out), cost)  # indexed by RPM, TPM, USD
+        counters = self.counters
+        if isinstance(counters, MemoryCounters):  # no coroutine for a dict
+            got, cells = counters.take(buckets.charges, amounts, now)
+            if got.refused is None:
+                return QuotaPass(buckets, amounts, got.values, now, counters, None, cells)
+            raise self._refusal_of(buckets, amounts, got, now)
+        asked = [Charge(bucket, limit, amounts[what], ends_at) for what, bucket, limit, ends_at in buckets.charges]
         if self.leases is not None and (lent := self.leases.take(asked, now)) is not None:
-            return QuotaPass(charges, lent.reserved.values, tokens, cost, window_end, now, counters, lent)
+            return QuotaPass(buckets, amounts, lent.reserved.values, now, counters, lent)
         try:
-            if isinstance(counters, MemoryCounters):
-                got = counters.reserve_now(asked, now)  # no coroutine for a dict
-            else:
-                got = await counters.reserve(asked, now)
+            got = await counters.reserve(asked, now)
         except QuotaStoreUnavailable:
-            if not self.allowed_while_down(scopes):
+            if not self.allowed_while_down(buckets.scopes):
                 raise
             counters = self.fallback
             got = await counters.reserve(asked, now)
         if got.refused is not None:
-            raise self.refusal(scopes, charges[got.refused], got.values[got.refused], now)
-        return QuotaPass(charges, got.values, tokens, cost, window_end, now, counters)
+            raise self._refusal_of(buckets, amounts, got, now)
+        return QuotaPass(buckets, amounts, got.values, now, counters)
+
+    def _refusal_of(
+        self, buckets: _Buckets, amounts: tuple[float, float, float], got: Reserved, now: float
+    ) -> BudgetExceeded | RateLimitExceeded:
+        i = got.refused or 0
+        what, bucket, limit, ends_at = buckets.charges[i]
+        return self.refusal(buckets.scopes, (_WHAT[what], Charge(bucket, limit, amounts[what], ends_at)),
+                            got.values[i], now)
 
     def allowed_while_down(self, scopes: list[_Scope]) -> bool:
         if self.on_down is not None:
@@ -223,13 +249,17 @@ class Quota:
         admitted = outcome.admitted
         if not isinstance(admitted, QuotaPass):
             return
-        true = {"rpm": 1.0, "tpm": float(report.usage["total_tokens"]), "usd": report.cost_usd}
-        settled = [(c, true[what]) for what, c in admitted.charges]
+        true = (1.0, float(report.usage["total_tokens"]), report.cost_usd)  # indexed by RPM, TPM, USD
+        if admitted.cells is not None:  # no task for a dict
+            MemoryCounters.settle_cells(admitted.cells, admitted.buckets.charges, admitted.amounts, true)
+            return
+        amounts = [true[what] for what, *_ in admitted.buckets.charges]
         if admitted.lent is not None and self.leases is not None:
-            self.leases.settle(admitted.lent, [amount for _, amount in settled])  # no task: in the process
+            self.leases.settle(admitted.lent, amounts)  # no task: in the process
             return
         now = time.time()
         counters = admitted.counters or self.counters
+        settled = list(zip(admitted.asked, amounts, strict=True))
         if isinstance(counters, MemoryCounters):
             counters.settle_now(settled, now)  # no task for a dict
             return

@@ -34,21 +34,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from polyroute.tenancy.model import KeyRecord, TeamRecord
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
+    """One bucket a request charges. A tuple: three are made for every request admitted."""
+
     bucket: str
     limit: float
     amount: float
     ends_at: float | None  # epoch seconds; None: never
 
 
-@dataclass(frozen=True, slots=True)
-class Reserved:
+class Reserved(NamedTuple):
     """The outcome of ``reserve``: the values after it, or the index of the charge that refused."""
 
     values: tuple[float, ...]
