@@ -50,12 +50,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from redis.commands.core import AsyncScript
 
 from polyroute.errors import QuotaStoreUnavailable
-from polyroute.tenancy.rediscounters import SLOT, SLOTS, VALUE_LUA, WORDS_LUA, RedisCounters, held, ms_of
-from polyroute.tenancy.stores import Charge, Reserved
+from polyroute.tenancy.rediscounters import HOLD, SLOT, SLOTS, VALUE_LUA, WORDS_LUA, RedisCounters, ms_of
+from polyroute.tenancy.stores import Charge
 
 log = logging.getLogger("polyroute.leases")
 
@@ -140,11 +141,10 @@ class Lease:
         return self.ends_at is None or now < self.ends_at
 
 
-@dataclass(frozen=True, slots=True)
-class Lent:
+class Lent(NamedTuple):
     """What one request took from leases: given back by ``Leases.settle``."""
 
-    reserved: Reserved
+    values: tuple[float, ...]  # each bucket's, as this replica knows it, with this request's
     leases: tuple[Lease, ...]
     amounts: tuple[float, ...]
 
@@ -175,42 +175,55 @@ class Leases:
 
     def take(self, charges: Sequence[Charge], now: float) -> Lent | None:
         """Admit from the leases, at once; None when one of them cannot cover its charge."""
+        return self.lend([(i, c.bucket, c.limit, c.ends_at) for i, c in enumerate(charges)],
+                         [c.amount for c in charges], now)
+
+    def lend(
+        self, charges: Sequence[tuple[int, str, float, float | None]], amounts: Sequence[float], now: float
+    ) -> Lent | None:
+        """``take`` for charges (what, bucket, limit, ends_at) of ``amounts[what]`` each."""
         asked = time.monotonic()
+        table = self._leases
         leases = []
-        for c in charges:
-            mode = held(c, now)
-            lease = self._leases.get((c.bucket, mode))
+        barren = False
+        for _, bucket, limit, ends_at in charges:
+            mode = ends_at is None or ends_at - now > HOLD  # as ``held`` says
+            lease = table.get((bucket, mode))
             if lease is None:
-                lease = Lease(c.bucket, c.limit, c.ends_at, mode, int(now // SLOT))
-                self._leases[(c.bucket, mode)] = lease
-            if lease.limit != c.limit:  # the key's or team's limit was changed (lowered, perhaps)
-                lease.limit, lease.stale = c.limit, True
+                lease = table[(bucket, mode)] = Lease(bucket, limit, ends_at, mode, int(now // SLOT))
+            if lease.limit != limit:  # the key's or team's limit was changed (lowered, perhaps)
+                lease.limit, lease.stale = limit, True
+            barren = barren or asked < lease.barren_until
             leases.append(lease)
         # When one of the request's buckets cannot be leased (too little room), the others must not
         # grow: they would hold room that no request of this principal can use.
-        barren = any(asked < lease.barren_until for lease in leases)
         covered = not barren
-        for lease, c in zip(leases, charges, strict=True):
+        taken = []
+        for lease, charge in zip(leases, charges):
+            amount = amounts[charge[0]]
+            taken.append(amount)
             if barren and asked >= lease.barren_until:
                 if not lease.demand:  # nobody else asked it since the last flush: given back at the next
                     lease.asked_at = min(lease.asked_at, asked - 2 * IDLE)
                 continue
-            lease.demand += c.amount
+            lease.demand += amount
             lease.asks += 1
-            lease.unit = max(lease.unit, c.amount)
+            if amount > lease.unit:
+                lease.unit = amount
             lease.asked_at = asked
-            covered = covered and lease.available >= c.amount and lease.live(now) and not lease.stale
-        self._start()
+            covered = covered and lease.available >= amount and lease.live(now) and not lease.stale
+        if self._flusher is None:
+            self._start()
         if not covered:
             if not barren:
                 self._wake.set()  # grow the leases now, not at the next tick
             return None
         values = []
-        for lease, c in zip(leases, charges, strict=True):
-            lease.available -= c.amount
-            lease.lent += c.amount
+        for lease, amount in zip(leases, taken, strict=True):
+            lease.available -= amount
+            lease.lent += amount
             values.append(lease.value - lease.available)
-        return Lent(Reserved(tuple(values)), tuple(leases), tuple(c.amount for c in charges))
+        return Lent(tuple(values), tuple(leases), tuple(taken))
 
     def settle(self, lent: Lent, true: Sequence[float]) -> None:
         """A request admitted from leases has finished: what it did not spend goes back to them."""

@@ -64,22 +64,25 @@ class MemoryCounters:
                     return Reserved(tuple(self._value(c[1], now) for c in charges), i), []
             cells.append(cell)
         taken = []
-        for (what, bucket, _, ends_at), cell in zip(charges, cells, strict=True):
+        values = []
+        for (what, bucket, _, ends_at), cell in zip(charges, cells):
             if cell is None:
                 cell = buckets[bucket] = CounterCell(amounts[what], ends_at)
             else:
                 cell.value += amounts[what]
                 cell.ends_at = ends_at
             taken.append(cell)
+            values.append(cell.value)
         if now >= self._sweep_at:
             self._sweep(now)
-        return Reserved(tuple([cell.value for cell in taken])), taken
+        return Reserved(tuple(values)), taken
 
     @staticmethod
     def settle_cells(cells: Sequence[CounterCell], charges: Sequence[tuple[int, str, float, float | None]],
                      reserved: Sequence[float], true: Sequence[float]) -> None:
         """``settle`` what ``take`` charged: a cell whose window has ended since is no longer counted."""
-        for cell, (what, *_) in zip(cells, charges, strict=True):
+        for cell, charge in zip(cells, charges):
+            what = charge[0]
             if (delta := true[what] - reserved[what]) != 0.0:
                 cell.value = max(cell.value + delta, 0.0)
 

@@ -76,8 +76,9 @@ class _Buckets:
     scopes: list[_Scope]
     charges: list[tuple[int, str, float, float | None]]  # (RPM | TPM | USD, bucket, limit, ends_at)
     window_end: float  # the minute's end, a day's too: every budget period starts and ends on a day's edge
-    # For each of RPM, TPM and USD the principal is limited in: its charges' (index, limit), key's first.
-    shown: tuple[tuple[int, tuple[tuple[int, float], ...]], ...]
+    # For each of RPM, TPM and USD the principal is limited in: its charges' (index, limit), key's first,
+    # and the limit as a header shows it when it is the only one.
+    shown: tuple[tuple[int, tuple[tuple[int, float], ...], str], ...]
 
 
 class QuotaPass:
@@ -105,19 +106,22 @@ class QuotaPass:
     def headers(self) -> dict[str, str]:
         h: dict[str, str] = {}
         values = self.values
-        for what, limits in self.buckets.shown:
+        for what, limits, limit_text in self.buckets.shown:
             index, limit = limits[0]
             remaining = limit - values[index]
-            for i, other in limits[1:]:  # the key's and its team's: the scarcest scope's, the least left
-                if other - values[i] < remaining:
-                    remaining, limit = other - values[i], other
-            remaining = max(remaining, 0.0)
+            if len(limits) > 1:  # the key's and its team's: the scarcest scope's, the least left
+                for i, other in limits[1:]:
+                    if other - values[i] < remaining:
+                        remaining, limit = other - values[i], other
+                limit_text = str(int(limit))
+            if remaining < 0.0:
+                remaining = 0.0
             if what == RPM:
-                h[_LIMIT_REQUESTS] = str(int(limit))
+                h[_LIMIT_REQUESTS] = limit_text
                 h[_LEFT_REQUESTS] = str(int(remaining))
                 h[_RESET] = f"{max(math.ceil(self.buckets.window_end - time.time()), 0)}s"
             elif what == TPM:
-                h[_LIMIT_TOKENS] = str(int(limit))
+                h[_LIMIT_TOKENS] = limit_text
                 h[_LEFT_TOKENS] = str(int(remaining))
             else:
                 h[_LEFT_USD] = f"{remaining:.6f}"
@@ -157,7 +161,7 @@ class Quota:
                 period = period_of(lim.budget_period, datetime.fromtimestamp(now, UTC))
                 charges.append((USD, f"{base}:usd:{period.id}", lim.budget_usd,
                                 period.end.timestamp() if period.end else None))
-        shown = tuple((what, limits) for what in (RPM, TPM, USD)
+        shown = tuple((what, limits, str(int(limits[0][1]))) for what in (RPM, TPM, USD)
                       if (limits := tuple((i, c[2]) for i, c in enumerate(charges) if c[0] == what)))
         if len(self._cache) >= CACHED_PRINCIPALS:
             self._cache.clear()  # keys come and go: the cache never holds more than this many
@@ -192,9 +196,9 @@ class Quota:
             if got.refused is None:
                 return QuotaPass(buckets, amounts, got.values, now, counters, None, cells)
             raise self._refusal_of(buckets, amounts, got, now)
+        if self.leases is not None and (lent := self.leases.lend(buckets.charges, amounts, now)) is not None:
+            return QuotaPass(buckets, amounts, lent.values, now, counters, lent)
         asked = [Charge(bucket, limit, amounts[what], ends_at) for what, bucket, limit, ends_at in buckets.charges]
-        if self.leases is not None and (lent := self.leases.take(asked, now)) is not None:
-            return QuotaPass(buckets, amounts, lent.reserved.values, now, counters, lent)
         try:
             got = await counters.reserve(asked, now)
         except QuotaStoreUnavailable:
@@ -253,7 +257,7 @@ class Quota:
         if admitted.cells is not None:  # no task for a dict
             MemoryCounters.settle_cells(admitted.cells, admitted.buckets.charges, admitted.amounts, true)
             return
-        amounts = [true[what] for what, *_ in admitted.buckets.charges]
+        amounts = [true[charge[0]] for charge in admitted.buckets.charges]
         if admitted.lent is not None and self.leases is not None:
             self.leases.settle(admitted.lent, amounts)  # no task: in the process
             return
