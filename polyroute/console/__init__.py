@@ -5,9 +5,8 @@ are static files shipped in the package (``static/``: HTML, CSS and JavaScript
 modules, no build step, nothing fetched from elsewhere); they read
 ``/console/api/...``, which answers from the gateway's own parts:
 
-- ``recent``: the Overview's minutes and windows, and an observer of finished
-  requests keeping each model's recent speed (Fleet);
-- ``ledger_tail``: the Overview's minutes filled from the usage ledger (every worker's requests);
+- ``recent``: the Overview's minutes and windows, and each model's recent speed (Fleet);
+- ``ledger_tail``: both filled from the usage ledger (every worker's requests);
 - ``views``: Fleet (catalog facts, breakers), Usage (the ledger), Routes;
 - ``evals_view``: the eval store's report rows;
 - ``api``: the JSON endpoints, key actions through the admin API's code;

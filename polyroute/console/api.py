@@ -56,7 +56,7 @@ class ConsoleApi:
         self.admin = admin
         self.recent = recent
         store = gateway.tenancy.store
-        self.tail = LedgerTail(store) if store is not None else None
+        self.tail = LedgerTail(store, recent=recent) if store is not None else None
         self.config = gateway.fleet.config
         self.eval_db = Path(self.config.evals.db).expanduser()
 
@@ -79,6 +79,8 @@ class ConsoleApi:
         if head == "overview" and not rest:
             return _json(await self.overview())
         if head == "fleet" and not rest:
+            if self.tail is not None:
+                await self.tail.refresh()  # the answers that landed in the ledger since the last look
             return _json(views.fleet(self.gateway, await self.health(), self.recent))
         if head == "usage" and len(rest) in (2, 3):
             return await self.usage(rest)

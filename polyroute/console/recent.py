@@ -7,9 +7,9 @@ so a percentile is read within that ratio and a day costs a bounded, small memor
 whatever the traffic. The minutes are filled from the usage ledger
 (``polyroute.console.ledger_tail``), which holds every worker's and replica's requests.
 
-``Recent`` observes finished requests and keeps each model's last ``PER_MODEL``
-answers (time to first token, tokens per second, whether it failed) for the Fleet
-page. Those are this process's: with ``--workers N`` each worker keeps its own.
+``Recent`` keeps each model's last ``PER_MODEL`` answers (time to first token,
+tokens per second, whether it failed) for the Fleet page, from the same rows: every
+worker's and replica's, and nothing on a request's own path.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ import statistics
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from polyroute.finish import Finished
+import orjson
+
 from polyroute.tenancy.stores import UsageRow
-
-if TYPE_CHECKING:
-    from polyroute.failover import Report
-    from polyroute.gateway import RequestContext
 
 SPAN_MINUTES = 24 * 60
 PER_MODEL = 50
@@ -67,32 +64,38 @@ class Minute:
             self.routes[row.route] += 1
 
 
-# One answer of a model, kept raw (the event loop's share): (failed, started, first token at, ended,
-# completion tokens); a failed attempt that another model rescued is (True, None, None, None, 0).
-_Sample = tuple[bool, float | None, float | None, float | None, int]
-_FAILED: _Sample = (True, None, None, None, 0)
+@dataclass(frozen=True, slots=True)
+class Sample:
+    failed: bool
+    ttft_ms: float | None
+    tokens_per_s: float | None
+
+
+_FAILED = Sample(True, None, None)
 
 
 class Recent:
-    """A ``RequestObserver``: each model's last answers."""
+    """Each model's last answers, as the ledger's rows tell them (``polyroute.console.ledger_tail``)."""
 
     def __init__(self) -> None:
-        self._models: dict[str, deque[_Sample]] = {}
+        self._models: dict[str, deque[Sample]] = {}
 
-    def finished(self, ctx: RequestContext, report: Report, outcome: Finished) -> None:
-        model = report.model
-        name = None if model is None else model.name
-        attempts = report.attempts
-        if len(attempts) > 1 or (attempts and attempts[0].outcome != "ok"):
-            for attempt in attempts:
-                if attempt.outcome != "ok" and attempt.model != name:
-                    self._sample(attempt.model, _FAILED)
-        if name is not None:
-            failed = outcome.status >= 400 or outcome.error is not None
-            self._sample(name, (failed, outcome.started, outcome.first_token_at, outcome.ended,
-                                report.usage["completion_tokens"]))
+    def add(self, row: UsageRow) -> None:
+        """One finished request: a sample of the model that answered, and a failure of each that failed over."""
+        if row.attempts.count("{") > 1 or (row.model is None and row.attempts != "[]"):
+            try:
+                attempts = orjson.loads(row.attempts)
+            except orjson.JSONDecodeError:
+                attempts = []
+            for attempt in attempts if isinstance(attempts, list) else []:
+                if (isinstance(attempt, dict) and attempt.get("outcome") != "ok" and attempt.get("model") != row.model
+                        and isinstance(attempt.get("model"), str)):
+                    self._sample(attempt["model"], _FAILED)
+        if row.model is not None:
+            failed = row.status >= 400 or row.error is not None
+            self._sample(row.model, Sample(failed, row.ttft_ms, _speed(row)))
 
-    def _sample(self, model: str, sample: _Sample) -> None:
+    def _sample(self, model: str, sample: Sample) -> None:
         samples = self._models.get(model)
         if samples is None:
             samples = self._models[model] = deque(maxlen=PER_MODEL)
@@ -100,12 +103,11 @@ class Recent:
 
     def model(self, name: str) -> dict[str, Any]:
         samples = list(self._models.get(name, ()))
-        ttfts = [(first - started) * 1000 for _, started, first, _, _ in samples
-                 if first is not None and started is not None]
-        speeds = [s for sample in samples if (s := _speed(sample)) is not None]
+        ttfts = [s.ttft_ms for s in samples if s.ttft_ms is not None]
+        speeds = [s.tokens_per_s for s in samples if s.tokens_per_s is not None]
         return {
             "answers": len(samples),
-            "failures": sum(failed for failed, *_ in samples),
+            "failures": sum(s.failed for s in samples),
             "ttft_ms_p50": round(statistics.median(ttfts), 1) if ttfts else None,
             "tokens_per_s_p50": round(statistics.median(speeds), 1) if speeds else None,
         }
@@ -126,13 +128,12 @@ def overview(minutes: Iterable[Minute], now: float) -> dict[str, Any]:
     return {"windows": windows, "per_minute": series}
 
 
-def _speed(sample: _Sample) -> float | None:
+def _speed(row: UsageRow) -> float | None:
     """Tokens a second after the first token (after the start, for an answer given whole)."""
-    _, started, first_token_at, ended, tokens = sample
-    if not tokens or started is None or ended is None:
+    if not row.tokens_out:
         return None
-    seconds = ended - (first_token_at if first_token_at is not None else started)
-    return tokens / seconds if seconds > 0 else None
+    seconds = (row.latency_ms - (row.ttft_ms or 0.0)) / 1000
+    return row.tokens_out / seconds if seconds > 0 else None
 
 
 def _window(minutes: Iterable[Minute], span: int) -> dict[str, Any]:

@@ -113,7 +113,6 @@ def create_app(gateway: Gateway) -> App:
         routes.update({"/admin/keys": every, "/admin/teams": every, "/admin/usage": {"GET": usage.handle}})
         prefixes[ADMIN_PREFIX] = every
         console = Console(gateway, admin_api, admin_digest, Recent())
-        gateway.observers.add(console.api.recent)
         routes.update(console.routes())
         prefixes.update(console.prefixes())
     elif config.admin.secret is not None:

@@ -199,7 +199,7 @@ class Leases:
         # grow: they would hold room that no request of this principal can use.
         covered = not barren
         taken = []
-        for lease, charge in zip(leases, charges):
+        for lease, charge in zip(leases, charges, strict=True):
             amount = amounts[charge[0]]
             taken.append(amount)
             if barren and asked >= lease.barren_until:

@@ -50,38 +50,45 @@ class MemoryCounters:
     ) -> tuple[Reserved, list[CounterCell]]:
         """``reserve`` at once, for charges (what, bucket, limit, ends_at) of ``amounts[what]`` each.
 
-        Also returns the cells charged, for ``settle_cells`` (none when refused).
+        Also returns the cells charged, for ``settle_cells``.
         """
-        buckets = self._buckets
-        cells: list[CounterCell | None] = []
-        for i, (_, bucket, limit, _) in enumerate(charges):
-            cell = buckets.get(bucket)
-            if cell is not None:
-                if cell.ends_at is not None and now >= cell.ends_at:
-                    del buckets[bucket]  # its window is over
-                    cell = None
-                elif cell.value >= limit:
-                    return Reserved(tuple(self._value(c[1], now) for c in charges), i), []
-            cells.append(cell)
-        taken = []
-        values = []
-        for (what, bucket, _, ends_at), cell in zip(charges, cells):
+        cells = self.cells(charges, now)
+        return self.charge(cells, charges, amounts), cells
+
+    def cells(self, charges: Sequence[tuple[int, str, float, float | None]], now: float) -> list[CounterCell]:
+        """The cell of each charge's bucket, an empty one made where there is none.
+
+        A cell stays the bucket's until its window ends: whoever keeps the list can charge it
+        (``charge``) with no lookup until then.
+        """
+        out = []
+        for _, bucket, _, ends_at in charges:
+            cell = self._cell(bucket, now)
             if cell is None:
-                cell = buckets[bucket] = CounterCell(amounts[what], ends_at)
-            else:
-                cell.value += amounts[what]
-                cell.ends_at = ends_at
-            taken.append(cell)
-            values.append(cell.value)
+                cell = self._buckets[bucket] = CounterCell(0.0, ends_at)
+            out.append(cell)
         if now >= self._sweep_at:
             self._sweep(now)
-        return Reserved(tuple(values)), taken
+        return out
+
+    @staticmethod
+    def charge(cells: Sequence[CounterCell], charges: Sequence[tuple[int, str, float, float | None]],
+               amounts: Sequence[float]) -> Reserved:
+        """All or nothing: add each charge's amount to its cell when every cell is below its limit."""
+        for i, (cell, charge) in enumerate(zip(cells, charges, strict=True)):
+            if cell.value >= charge[2]:
+                return Reserved(tuple([c.value for c in cells]), i)
+        values = []
+        for cell, charge in zip(cells, charges, strict=True):
+            cell.value += amounts[charge[0]]
+            values.append(cell.value)
+        return Reserved(tuple(values))
 
     @staticmethod
     def settle_cells(cells: Sequence[CounterCell], charges: Sequence[tuple[int, str, float, float | None]],
                      reserved: Sequence[float], true: Sequence[float]) -> None:
         """``settle`` what ``take`` charged: a cell whose window has ended since is no longer counted."""
-        for cell, charge in zip(cells, charges):
+        for cell, charge in zip(cells, charges, strict=True):
             what = charge[0]
             if (delta := true[what] - reserved[what]) != 0.0:
                 cell.value = max(cell.value + delta, 0.0)

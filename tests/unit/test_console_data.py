@@ -19,6 +19,7 @@ from polyroute.errors import Attempt
 from polyroute.finish import Finished
 from polyroute.fleet import ModelEntry
 from polyroute.gateway import RequestContext
+from polyroute.tenancy.ledger import row_of
 from polyroute.tenancy.memory import MemoryKeyStore
 from polyroute.tenancy.sqlite import SqliteStore
 from polyroute.tenancy.stores import UsageRow
@@ -40,13 +41,17 @@ def entry(name: str) -> ModelEntry:
 
 
 def finish(recent: Recent, route: str, model: str | None, status: int = 200, latency_s: float = 0.1,
-           ttft_s: float | None = None, tokens: int = 10, cost: float = 0.001) -> None:
+           ttft_s: float | None = None, tokens: int = 10, cost: float = 0.001,
+           failed_over: tuple[str, ...] = ()) -> None:
+    """A request's ledger row, as the writer makes it, handed to ``recent``."""
     report = Report(route=route, model=entry(model) if model else None, usage=make_usage(5, tokens), cost_usd=cost)
+    for other in failed_over:
+        report.attempts.append(Attempt("b", other, "unavailable", 1.0, ""))
     if model:
         report.attempts.append(Attempt("b", model, "ok" if status < 400 else "unavailable", 1.0, ""))
     first = None if ttft_s is None else 100.0 + ttft_s
     outcome = Finished("r", status, ttft_s is not None, 100.0, 100.0 + latency_s, first)
-    recent.finished(RequestContext(), report, outcome)
+    recent.add(row_of(RequestContext(), report, outcome, 100.0 + latency_s))
 
 
 def served(n: int, at: float, route: str = "main", status: int = 200, latency_ms: float = 100.0,
@@ -111,6 +116,23 @@ def test_each_model_keeps_its_recent_speed_and_failures() -> None:
     assert m["ttft_ms_p50"] == 200.0
     assert abs(m["tokens_per_s_p50"] - 100.0) < 0.1
     assert recent.model("never")["answers"] == 0
+    finish(recent, "main", "fast", failed_over=("flaky",))  # flaky failed, fast rescued it
+    assert recent.model("flaky") == {"answers": 1, "failures": 1, "ttft_ms_p50": None, "tokens_per_s_p50": None}
+    assert recent.model("fast")["answers"] == 3 and recent.model("fast")["failures"] == 1
+    finish(recent, "main", None, status=503, failed_over=("down",))  # nobody answered
+    assert recent.model("down")["failures"] == 1
+
+
+@pytest.mark.anyio
+async def test_fleets_recent_answers_are_read_from_the_ledger(tmp_path: Path) -> None:
+    clock = Clock(1_700_000_000.0)
+    ledger = SqliteStore(tmp_path / "ledger.db")
+    tail = LedgerTail(ledger, clock=clock)
+    ledger.write(served(3, clock.now - 10, ttft_ms=40.0))
+    await tail.refresh()
+    assert tail.recent.model("m")["answers"] == 3 and tail.recent.model("m")["ttft_ms_p50"] == 40.0
+    await tail.refresh()  # the same rows read again are not counted again
+    assert tail.recent.model("m")["answers"] == 3
 
 
 def test_percentile_of_an_empty_histogram_is_none() -> None:

@@ -43,5 +43,5 @@ function view(doc) {
     table(["", "Model", "Origin", "Licence", "Open weights", "Locality", "$ / Mtok in / out", "Breaker",
       "Why", "Next probe", "TTFT p50", "Tokens / s", "Failed / last"], rows, { id: "fleet", class: "cards" }),
     h("p", { class: "muted", id: "fleet-scope" }, "TTFT, tokens per second and failures are over the last 50 answers "
-      + "of each model that this gateway process served: with several workers, each keeps its own."));
+      + "of each model, every worker's and replica's, read from the usage ledger; breakers are this process's."));
 }
