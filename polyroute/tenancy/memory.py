@@ -52,15 +52,12 @@ class MemoryCounters:
 
         Also returns the cells charged, for ``settle_cells``.
         """
-        cells = self.cells(charges, now)
-        return self.charge(cells, charges, amounts), cells
+        cells = self._cells(charges, now)
+        return self._charge(cells, charges, amounts), cells
 
-    def cells(self, charges: Sequence[tuple[int, str, float, float | None]], now: float) -> list[CounterCell]:
-        """The cell of each charge's bucket, an empty one made where there is none.
-
-        A cell stays the bucket's until its window ends: whoever keeps the list can charge it
-        (``charge``) with no lookup until then.
-        """
+    def _cells(self, charges: Sequence[tuple[int, str, float, float | None]], now: float) -> list[CounterCell]:
+        """The cell of each charge's bucket, an empty one made where there is none (it stays the
+        bucket's until its window ends)."""
         out = []
         for _, bucket, _, ends_at in charges:
             cell = self._cell(bucket, now)
@@ -72,7 +69,7 @@ class MemoryCounters:
         return out
 
     @staticmethod
-    def charge(cells: Sequence[CounterCell], charges: Sequence[tuple[int, str, float, float | None]],
+    def _charge(cells: Sequence[CounterCell], charges: Sequence[tuple[int, str, float, float | None]],
                amounts: Sequence[float]) -> Reserved:
         """All or nothing: add each charge's amount to its cell when every cell is below its limit."""
         for i, (cell, charge) in enumerate(zip(cells, charges, strict=True)):

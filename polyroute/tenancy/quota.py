@@ -145,7 +145,8 @@ class Quota:
     def _buckets(self, key: str | None, team: str | None, now: float) -> _Buckets | None:
         """The buckets this principal charges now; None when nothing limits it."""
         cached = self._cache.get((key, team))
-        if cached is not None and now < cached.window_end and cached.generation == self.keys.generation:
+        if (cached is not None and cached.window_end - MINUTE <= now < cached.window_end
+                and cached.generation == self.keys.generation):
             return cached if cached.charges else None
         minute = int(now // MINUTE)
         scopes = self.scopes(key, team)

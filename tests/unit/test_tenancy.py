@@ -13,14 +13,18 @@ import pytest
 from polyroute import config as cfg
 from polyroute.attempts import Report
 from polyroute.auth import Keyring
-from polyroute.errors import ConfigError, Unauthorized
+from polyroute.catalog import load_catalog_for
+from polyroute.errors import ConfigError, RateLimitExceeded, Unauthorized
 from polyroute.finish import Finished, Observers
-from polyroute.gateway import RequestContext
+from polyroute.gateway import Gateway, RequestContext
+from polyroute.routing import Principal
 from polyroute.tenancy.ledger import Ledger
 from polyroute.tenancy.memory import MemoryCounters
-from polyroute.tenancy.model import new_secret, period_of
+from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, new_secret, period_of
+from polyroute.tenancy.quota import Quota
 from polyroute.tenancy.stores import Charge, UsageRow
 from polyroute.tenancy.usage import parse_since, percentile, summarize
+from polyroute.types import ChatRequest, make_usage
 
 
 def test_reserve_is_all_or_nothing_and_admits_while_below_the_limit() -> None:
@@ -176,3 +180,81 @@ def test_config_takes_teams_limits_admin_and_store() -> None:
     text = str(bad.value)
     assert "store.url" in text and "teams.t.budget_period" in text and "teams.t.rpm" in text
     assert "keys.k.expires_at" in text
+
+
+def _quota_setup() -> tuple[Keyring, Quota, Gateway, RequestContext]:
+    config = cfg.parse({
+        "backends": {"fk": {"type": "fake"}},
+        "models": {"m": {"backend": "fk", "upstream": "text-hi", "input_per_mtok": 1.0, "output_per_mtok": 2.0}},
+    })
+    keys = Keyring([], [], enabled=True)
+    quota = Quota(keys)
+    gateway = Gateway.from_config(config, load_catalog_for(config))
+    principal = Principal(key="app", team="ops")
+    return keys, quota, gateway, RequestContext(principal=principal)
+
+
+def _request(max_tokens: int = 100) -> ChatRequest:
+    return ChatRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "hello"}],
+                                       "max_tokens": max_tokens})
+
+
+def _finished(ctx: RequestContext, admitted: object, tokens: int, cost: float) -> tuple[Report, Finished]:
+    report = Report(route="m", usage=make_usage(tokens - 1, 1), cost_usd=cost)
+    return report, Finished(ctx.request_id, 200, False, 0.0, 0.1, admitted=admitted)  # type: ignore[arg-type]
+
+
+def test_settlement_replaces_the_worst_case_by_what_was_spent_and_headers_show_the_scarcer_scope() -> None:
+    keys, quota, gateway, ctx = _quota_setup()
+    keys.load_stored([KeyRecord("app", b"d" * 32, team="ops", limits=Limits(rpm=10, tpm=100_000))],
+                     [TeamRecord("ops", Limits(rpm=3, budget_usd=5.0, budget_period="day"))])
+    req = _request()
+    plan = gateway.plan(req, ctx)
+
+    async def go() -> None:
+        admitted = await quota.admit(req, ctx, plan)
+        assert admitted is not None
+        h = admitted.headers()
+        assert h["x-ratelimit-limit-requests"] == "3" and h["x-ratelimit-remaining-requests"] == "2"  # the team's
+        worst = 100_000 - int(h["x-ratelimit-remaining-tokens"])
+        assert worst > 100  # the prompt's estimate and max_tokens, before the answer
+        quota.finished(ctx, *_finished(ctx, admitted, tokens=30, cost=0.25))
+        again = await quota.admit(req, ctx, plan)
+        assert again is not None
+        # The first request now counts 30 tokens and $0.25; the second its own worst case.
+        assert 100_000 - int(again.headers()["x-ratelimit-remaining-tokens"]) == 30 + worst
+        assert float(again.headers()["x-polyroute-budget-remaining-usd"]) == pytest.approx(
+            5.0 - 0.25 - again.amounts[2], abs=1e-6)
+        await quota.admit(req, ctx, plan)
+        with pytest.raises(RateLimitExceeded, match=r"team 'ops'.*3 requests per minute"):
+            await quota.admit(req, ctx, plan)
+
+    asyncio.run(go())
+
+
+def test_new_limits_apply_to_the_next_request_and_a_key_without_limits_is_not_counted() -> None:
+    keys, quota, gateway, ctx = _quota_setup()
+    keys.load_stored([KeyRecord("app", b"d" * 32, limits=Limits(rpm=100))], [])
+    req = _request()
+    plan = gateway.plan(req, ctx)
+
+    async def go() -> None:
+        assert await quota.admit(req, ctx, plan) is not None
+        keys.load_stored([KeyRecord("app", b"d" * 32, limits=Limits(rpm=1))], [])  # lowered, within the minute
+        with pytest.raises(RateLimitExceeded):
+            await quota.admit(req, ctx, plan)
+        keys.load_stored([KeyRecord("app", b"d" * 32)], [])  # no limits any more
+        assert await quota.admit(req, ctx, plan) is None
+
+    asyncio.run(go())
+
+
+def test_a_settlement_after_its_minute_leaves_the_next_minute_alone() -> None:
+    c = MemoryCounters()
+    charges = [(0, "k:rpm:1", 10.0, 60.0), (1, "k:tpm:1", 1000.0, 60.0)]
+    got, cells = c.take(charges, (1.0, 500.0, 0.0), 59.0)
+    assert got.values == (1.0, 500.0)
+    later = [(0, "k:rpm:2", 10.0, 120.0), (1, "k:tpm:2", 1000.0, 120.0)]
+    assert c.take(later, (1.0, 200.0, 0.0), 61.0)[0].values == (1.0, 200.0)
+    MemoryCounters.settle_cells(cells, charges, (1.0, 500.0, 0.0), (1.0, 20.0, 0.0))  # the first, late
+    assert asyncio.run(c.read(["k:tpm:1", "k:tpm:2"], 61.0)) == (0.0, 200.0)
