@@ -269,6 +269,7 @@ def test_the_console_in_a_browser(gateway: Gateway, artifacts: Path) -> None:
             down = page.locator("#fleet tr[data-model=down]")
             expect(down.locator(".breaker")).to_contain_text("open")
             expect(down.locator(".badge")).to_have_text("failing")
+            expect(down.locator("td").last).to_have_text("2 / 2")  # its last answers, from the ledger's rows
             expect(page.locator("#fleet tr[data-model=echo] .badge")).to_have_text("healthy")
             page.screenshot(path=artifacts / "fleet-1280x800.png", full_page=True)
 

@@ -124,7 +124,7 @@ def test_a_session_is_good_on_every_worker_and_a_logout_ends_it_on_every_worker(
             assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
 
 
-def test_the_overview_counts_every_workers_requests(two_workers: Served) -> None:
+def test_the_overview_and_fleet_count_every_workers_requests(two_workers: Served) -> None:
     sent = 30
     for _ in range(sent):  # each on a new connection: both workers serve some
         r = httpx.post(f"{two_workers.root}/v1/chat/completions", timeout=30,
@@ -141,5 +141,11 @@ def test_the_overview_counts_every_workers_requests(two_workers: Served) -> None
         return int(doc["windows"]["5m"]["requests"])
 
     wait_until(lambda: counted() == sent, what=f"the Overview counting all {sent} requests")  # once flushed
-    answers = fresh_requests(two_workers, cookie, [("GET", "/console/api/overview", {})])
-    assert {a.json()["windows"]["1h"]["requests"] for a in answers} == {sent}  # whichever worker answers
+    answers = fresh_requests(two_workers, cookie, [("GET", "/console/api/overview", {}),
+                                                   ("GET", "/console/api/fleet", {})])
+    for a in answers:  # whichever worker answers
+        if a.url.path.endswith("/overview"):
+            assert a.json()["windows"]["1h"]["requests"] == sent
+        else:
+            echo = next(m for m in a.json()["models"] if m["name"] == "echo")
+            assert echo["recent"]["answers"] == sent and echo["recent"]["failures"] == 0, echo
