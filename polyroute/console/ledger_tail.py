@@ -1,12 +1,12 @@
 """The Overview's figures read from the usage ledger, so they count every worker's and replica's requests.
 
 Each worker writes its finished requests to the shared ledger in batches. The
-first look reads the last day once; every later look reads only the rows that
-finished since the previous look, less ``lag`` seconds, since a row lands in the
-ledger a little after its request finished (``[store] flush_interval``) and rows
-from several workers land out of order. Rows read twice are counted once (by
-request id). A row that lands more than ``lag`` after its request finished (the
-store was unreachable meanwhile) is missed here; the Usage page still has it.
+first look reads the last day once; every later look reads only the rows written
+since the previous one (``LedgerStore.written_after``: by row number in SQLite, by
+the time each landed in PostgreSQL), whenever their requests finished. So a row that
+lands late (a worker's batch, a spool replayed after an outage) counts when it lands,
+and a busy gateway's looks read seconds of rows, not minutes. Rows read twice are
+counted once (by request id).
 
 Rows are counted into the same minutes, windows and histograms as
 ``polyroute.console.recent`` draws; a minute older than a day is dropped. The Fleet
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from polyroute.console.recent import SPAN_MINUTES, Minute, Recent, overview
 from polyroute.tenancy.stores import UsageRow
 
-LAG_S = 300.0
+RECOUNT_S = 120.0  # how long a row's id is kept, to count it once if it is read again
 SPAN_S = SPAN_MINUTES * 60
 
 
@@ -33,17 +33,17 @@ class Rows(Protocol):
 
     def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]: ...
 
+    def written_after(self, mark: float | None) -> tuple[list[UsageRow], float]: ...
+
 
 class LedgerTail:
-    def __init__(self, ledger: Rows, lag: float = LAG_S, clock: Callable[[], float] = time.time,
-                 recent: Recent | None = None) -> None:
+    def __init__(self, ledger: Rows, clock: Callable[[], float] = time.time, recent: Recent | None = None) -> None:
         self.ledger = ledger
-        self.lag = lag
         self.clock = clock
         self.recent = recent if recent is not None else Recent()  # each model's last answers, from the same rows
         self._minutes: dict[int, Minute] = {}
-        self._counted: dict[str, float] = {}  # request id -> when it finished, for rows that may be read again
-        self._read_at: float | None = None
+        self._counted: dict[str, float] = {}  # request id -> when it was counted, for rows that may come again
+        self._mark: float | None = None  # where the rows not read yet begin, as the store marks it
         self._lock = asyncio.Lock()  # one read at a time, however many pages look
 
     async def overview(self) -> dict[str, Any]:
@@ -54,24 +54,27 @@ class LedgerTail:
         """Count the rows that landed since the last look; when this look was."""
         async with self._lock:
             now = self.clock()
-            since = now - SPAN_S if self._read_at is None else max(self._read_at - self.lag, now - SPAN_S)
-            rows = await asyncio.to_thread(self.ledger.rows, datetime.fromtimestamp(since, UTC))
+            if self._mark is None:  # the first look: the last day, and the mark new rows are read from
+                _, self._mark = await asyncio.to_thread(self.ledger.written_after, None)
+                rows = await asyncio.to_thread(self.ledger.rows, datetime.fromtimestamp(now - SPAN_S, UTC))
+            else:
+                rows, self._mark = await asyncio.to_thread(self.ledger.written_after, self._mark)
             self._count(rows, now)
-            self._read_at = now
             return now
 
     def _count(self, rows: list[UsageRow], now: float) -> None:
         for row in rows:
             if row.request_id in self._counted:
                 continue
-            at = row.at.timestamp()
-            self._counted[row.request_id] = at
-            start = int(at) // 60 * 60
+            self._counted[row.request_id] = now
+            start = int(row.at.timestamp()) // 60 * 60
+            if start + 60 <= now - SPAN_S:
+                continue  # it landed, but its minute is older than a day
             minute = self._minutes.get(start)
             if minute is None:
                 minute = self._minutes[start] = Minute(start)
             minute.add(row)
             self.recent.add(row)
-        # The next read starts at ``now - lag``: rows older than that are not read again.
-        self._counted = {rid: at for rid, at in self._counted.items() if at >= now - self.lag}
+        # A row comes again only within seconds (``written_after``, and the first look's overlap).
+        self._counted = {rid: at for rid, at in self._counted.items() if at >= now - RECOUNT_S}
         self._minutes = {s: m for s, m in self._minutes.items() if s + 60 > now - SPAN_S}

@@ -352,6 +352,9 @@ class _Opening:
     def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]:
         return self._open().rows(since, key)
 
+    def written_after(self, mark: float | None) -> tuple[list[UsageRow], float]:
+        return self._open().written_after(mark)
+
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         return self._open().summary(since, by, key)
 

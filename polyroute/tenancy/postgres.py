@@ -93,7 +93,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE IF NOT EXISTS polyroute_console_logouts (
             session_id TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL)""",
     ),
+    (
+        # When a row landed (its transaction's start, by the database's clock), for the console to read
+        # only what is new. Rows already there take the time of this step.
+        "ALTER TABLE polyroute_usage ADD COLUMN IF NOT EXISTS written_at TIMESTAMPTZ NOT NULL DEFAULT now()",
+        "CREATE INDEX IF NOT EXISTS polyroute_usage_written_at ON polyroute_usage (written_at)",
+    ),
 )
+# Seconds ``written_after`` reads back: replicas' write transactions can commit in another order than
+# they began, and a transaction's time is its start.
+WRITTEN_LAG = 5.0
 _SELECT_USAGE = USAGE_COLS.replace("attempts", "attempts::text")
 # The type of each usage column as a batch's JSON is read: the table's, but ``attempts`` is JSON kept in a
 # string (``UsageRow.attempts``), so it is read as text and cast, rather than stored as a JSON string.
@@ -299,6 +308,13 @@ class PostgresStore(BlockingKeyStore):
         if key is not None:
             sql, args = sql + " AND key = %s", (*args, key)
         return [usage_of(r) for r in self._select(sql + " ORDER BY at", args)]
+
+    def written_after(self, mark: float | None) -> tuple[list[UsageRow], float]:
+        if mark is None:
+            return [], float(self._select("SELECT extract(epoch FROM now())")[0][0])
+        got = self._select(f"SELECT {_SELECT_USAGE}, extract(epoch FROM written_at) FROM polyroute_usage "
+                           "WHERE written_at > to_timestamp(%s) ORDER BY written_at", (mark - WRITTEN_LAG,))
+        return [usage_of(r[:-1]) for r in got], max(mark, float(got[-1][-1])) if got else mark
 
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         """Summed in the database; ``percentile_disc`` is the nearest rank, as ``summarize`` takes it."""

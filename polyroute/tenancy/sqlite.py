@@ -174,6 +174,17 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
             sql, args = sql + " AND key = ?", (*args, key)
         return [usage_of(r) for r in self._conn().execute(sql + " ORDER BY at", args).fetchall()]
 
+    def written_after(self, mark: float | None) -> tuple[list[UsageRow], float]:
+        # By rowid: one writer at a time (BEGIN IMMEDIATE), so rows are numbered in the order they land.
+        conn = self._conn()
+        top = conn.execute("SELECT max(rowid) FROM usage").fetchone()[0] or 0
+        if mark is None:
+            return [], float(top)
+        after = int(mark) if top >= mark else 0  # emptied (retention) meanwhile: numbered from 1 again
+        got = conn.execute(f"SELECT {USAGE_COLS}, rowid FROM usage WHERE rowid > ? ORDER BY rowid",
+                           (after,)).fetchall()
+        return [usage_of(r[:-1]) for r in got], float(got[-1][-1] if got else after)
+
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         return summarize(self.rows(since, key), by)
 

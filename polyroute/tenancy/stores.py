@@ -159,6 +159,14 @@ class LedgerStore(Protocol):
 
     def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]: ...
 
+    def written_after(self, mark: float | None) -> tuple[list[UsageRow], float]:
+        """The rows written since ``mark`` (None: none, only the mark of now), and the mark to ask from next.
+
+        Whenever their requests finished: a row replayed from a spool counts when it lands. A row
+        may come twice (a store whose writers can commit out of order reads a few seconds back).
+        """
+        ...
+
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         """The rows since ``since`` (of one key, or all) as ``polyroute.tenancy.usage.summarize`` reports them."""
         ...

@@ -147,7 +147,8 @@ def test_a_batch_is_read_with_the_types_of_the_usage_table(pg_url: str) -> None:
     # ``attempts`` travels as text (JSON in a string) and is cast to the table's jsonb.
     batch = [(c, "jsonb" if c == "attempts" else t) for c, t in zip(USAGE_COLS.split(", "), USAGE_BATCH_TYPES,
                                                                      strict=True)]
-    assert table == batch
+    # ``written_at`` is the database's own (when the row landed), never in a batch.
+    assert table == [*batch, ("written_at", "timestamp with time zone")]
 
 
 def test_the_sql_report_is_the_same_as_the_python_one(store: Store) -> None:
@@ -333,4 +334,43 @@ def test_the_ledger_keeps_refused_rows_in_a_file_and_goes_on(pg_url: str, tmp_pa
         assert doc["row"]["request_id"] == "bad" and doc["row"]["tokens_out"] == 2**40 and doc["reason"]
     finally:
         ledger.close()
+        s.close()
+
+
+def test_rows_are_read_as_they_land_whenever_their_requests_finished(store: Store) -> None:
+    none, mark = store.written_after(None)
+    assert none == []
+    store.write([row("a", NOW), row("b", NOW - timedelta(days=40))])  # b: a spool replayed very late
+    got, mark = store.written_after(mark)
+    assert {r.request_id for r in got} == {"a", "b"}
+    store.write([row("c", NOW)])
+    again, mark = store.written_after(mark)
+    # PostgreSQL reads a few seconds back (its writers can commit out of order): c, and maybe a and b again.
+    assert "c" in {r.request_id for r in again} and {r.request_id for r in again} <= {"a", "b", "c"}
+    if isinstance(store, SqliteStore):
+        assert [r.request_id for r in again] == ["c"]
+        assert store.written_after(mark)[0] == []
+
+
+def test_a_ledger_made_before_rows_were_marked_as_they_land_is_brought_up_to_date(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the schema as the earlier steps left it
+        conn.execute("CREATE TABLE polyroute_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)")
+        for step in MIGRATIONS[:2]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("INSERT INTO polyroute_meta VALUES ('schema', 2)")
+        conn.execute("CREATE TABLE polyroute_usage_2026_12 PARTITION OF polyroute_usage "
+                     "FOR VALUES FROM ('2026-12-01') TO ('2027-01-01')")
+        conn.execute("INSERT INTO polyroute_usage (request_id, at, route, attempts, tokens_in, tokens_out, "
+                     "cost_usd, estimated, latency_ms, status, stream) "
+                     "VALUES ('old', %s, 'main', '[]', 1, 1, 0.1, false, 1.0, 200, false)", (NOW,))
+    s = PostgresStore(pg_url)
+    try:
+        assert count(pg_url, "SELECT value FROM polyroute_meta WHERE name = 'schema'") == (len(MIGRATIONS),)
+        _, mark = s.written_after(None)
+        s.write([row("new", NOW)])
+        got, _ = s.written_after(mark)
+        assert "new" in {r.request_id for r in got}
+        assert [r.request_id for r in s.rows(NOW - timedelta(days=1))] == ["old", "new"]
+    finally:
         s.close()

@@ -11,7 +11,7 @@ import pytest
 
 from polyroute.attempts import Report
 from polyroute.console.evals_view import family, view
-from polyroute.console.ledger_tail import LedgerTail
+from polyroute.console.ledger_tail import SPAN_S, LedgerTail
 from polyroute.console.recent import RATIO, Recent, percentile
 from polyroute.console.sessions import Sessions
 from polyroute.console.views import csv_of, start_of, usage
@@ -94,17 +94,35 @@ async def test_windows_count_rates_percentiles_cost_and_route_shares_from_the_le
 async def test_rows_landing_late_or_read_twice_are_counted_once(tmp_path: Path) -> None:
     clock = Clock(1_000_000.0)
     ledger = SqliteStore(tmp_path / "ledger.db")
-    tail = LedgerTail(ledger, lag=300, clock=clock)
+    tail = LedgerTail(ledger, clock=clock)
     ledger.write(served(3, clock.now - 10))  # worker one's batch
     assert (await tail.overview())["windows"]["5m"]["requests"] == 3
     clock.now += 5
     ledger.write(served(2, clock.now - 60, route="late"))  # worker two's batch, landing after the first look
     assert (await tail.overview())["windows"]["5m"]["requests"] == 5
     clock.now += 5
-    assert (await tail.overview())["windows"]["5m"]["requests"] == 5  # the same rows read again
-    ledger.write(served(1, clock.now - 400, route="lost"))  # landed more than ``lag`` late: not counted here
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 5  # nothing new: nothing counted again
+    ledger.write(served(1, clock.now - 400, route="replayed"))  # a spool replayed minutes after its request
     clock.now += 5
-    assert (await tail.overview())["windows"]["1h"]["requests"] == 5
+    doc = await tail.overview()
+    assert doc["windows"]["1h"]["requests"] == 6 and doc["windows"]["5m"]["requests"] == 5
+    ledger.write(served(3, clock.now - 5) + served(1, clock.now - 2 * SPAN_S, route="ancient"))
+    ledger.write(served(3, clock.now - 5))  # the same ids again: the store keeps them once
+    clock.now += 5
+    assert (await tail.overview())["windows"]["1d"]["requests"] == 9  # not the row older than a day
+
+
+@pytest.mark.anyio
+async def test_a_ledger_emptied_by_retention_is_read_again_from_its_first_row(tmp_path: Path) -> None:
+    clock = Clock(1_000_000.0)
+    ledger = SqliteStore(tmp_path / "ledger.db")
+    tail = LedgerTail(ledger, clock=clock)
+    ledger.write(served(4, clock.now - 10))
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 4
+    ledger.expire(datetime.fromtimestamp(clock.now + 1, UTC))  # everything goes
+    clock.now += 5
+    ledger.write(served(1, clock.now - 1, route="after"))  # numbered from 1 again
+    assert (await tail.overview())["windows"]["5m"]["requests"] == 5
 
 
 def test_each_model_keeps_its_recent_speed_and_failures() -> None:

@@ -1,0 +1,56 @@
+"""``python -m bench.ledger_tail``: what one look of the console costs, at a given request rate.
+
+Fills a SQLite ledger with five minutes of rows at ``--rate`` requests a second, then times
+(``time.thread_time``, the CPU of the thread that reads, as the console's does) the two ways
+a look can find what is new: re-reading the last five minutes by request time, and reading
+the rows written since the last look (``written_after``), five seconds of them, as the
+console's pages ask every five seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from polyroute.tenancy.sqlite import SqliteStore
+from polyroute.tenancy.stores import UsageRow
+
+WINDOW_S = 300  # what the console re-read at each look before
+POLL_S = 5  # the pages' poll
+
+
+def _rows(n: int, start: datetime, prefix: str, rate: int) -> list[UsageRow]:
+    return [UsageRow(f"{prefix}{i}", start + timedelta(seconds=i / rate), "k", "t", "main", "m", "b", "[]", 5, 10,
+                     0.001, False, 50.0, None, 200, None, False) for i in range(n)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ledger_tail", description=__doc__.splitlines()[0])
+    p.add_argument("--rate", type=int, default=1000, help="requests a second (default 1000)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="polyroute-tail-") as tmp:
+        store = SqliteStore(Path(tmp) / "ledger.db")
+        now = datetime.now(UTC)
+        chunk = 5000
+        for k in range(0, WINDOW_S * args.rate, chunk):
+            store.write(_rows(chunk, now - timedelta(seconds=WINDOW_S - k / args.rate), f"r{k}-", args.rate))
+        _, mark = store.written_after(None)
+        store.write(_rows(POLL_S * args.rate, now, "new-", args.rate))
+        t0 = time.thread_time()
+        window = store.rows(now - timedelta(seconds=WINDOW_S))
+        t1 = time.thread_time()
+        new, _ = store.written_after(mark)
+        t2 = time.thread_time()
+        store.close()
+    print(f"{args.rate} req/s, a look every {POLL_S} s:")
+    print(f"  the last {WINDOW_S} s again: {len(window):>8} rows  {t1 - t0:6.3f} s CPU")
+    print(f"  written since the last look: {len(new):>8} rows  {t2 - t1:6.3f} s CPU")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
