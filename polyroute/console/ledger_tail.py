@@ -25,6 +25,8 @@ from polyroute.console.recent import SPAN_MINUTES, Minute, Recent, overview
 from polyroute.tenancy.stores import UsageRow
 
 RECOUNT_S = 120.0  # how long a row's id is kept, to count it once if it is read again
+COUNT_CHUNK = 2000  # rows counted between two turns of the event loop
+REMEMBER_S = 600.0  # the first look keeps the ids of rows that finished this recently
 SPAN_S = SPAN_MINUTES * 60
 
 
@@ -54,20 +56,30 @@ class LedgerTail:
         """Count the rows that landed since the last look; when this look was."""
         async with self._lock:
             now = self.clock()
-            if self._mark is None:  # the first look: the last day, and the mark new rows are read from
+            first = self._mark is None
+            if first:  # the last day, and the mark new rows are read from
                 _, self._mark = await asyncio.to_thread(self.ledger.written_after, None)
                 rows = await asyncio.to_thread(self.ledger.rows, datetime.fromtimestamp(now - SPAN_S, UTC))
             else:
                 rows, self._mark = await asyncio.to_thread(self.ledger.written_after, self._mark)
-            self._count(rows, now)
+            # Of a day's rows only the last minutes' can come again (written as the day was read).
+            remember = now - REMEMBER_S if first else float("-inf")
+            for at in range(0, len(rows), COUNT_CHUNK):
+                if at:
+                    await asyncio.sleep(0)  # a day of rows is counted in pieces, between the loop's other work
+                self._count(rows[at:at + COUNT_CHUNK], now, remember)
+            self._prune(now)
             return now
 
-    def _count(self, rows: list[UsageRow], now: float) -> None:
+    def _count(self, rows: list[UsageRow], now: float, remember: float) -> None:
+        """Count rows not counted yet; keep the ids of those that finished after ``remember``."""
         for row in rows:
             if row.request_id in self._counted:
                 continue
-            self._counted[row.request_id] = now
-            start = int(row.at.timestamp()) // 60 * 60
+            finished = row.at.timestamp()
+            if finished >= remember:
+                self._counted[row.request_id] = now
+            start = int(finished) // 60 * 60
             if start + 60 <= now - SPAN_S:
                 continue  # it landed, but its minute is older than a day
             minute = self._minutes.get(start)
@@ -75,6 +87,8 @@ class LedgerTail:
                 minute = self._minutes[start] = Minute(start)
             minute.add(row)
             self.recent.add(row)
+
+    def _prune(self, now: float) -> None:
         # A row comes again only within seconds (``written_after``, and the first look's overlap).
         self._counted = {rid: at for rid, at in self._counted.items() if at >= now - RECOUNT_S}
         self._minutes = {s: m for s, m in self._minutes.items() if s + 60 > now - SPAN_S}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
@@ -302,3 +303,34 @@ def test_wrong_logins_past_the_limit_wait_for_the_window() -> None:
     assert throttle.wait() == 30  # the first failure leaves the window at 60
     clock.now = 60
     assert throttle.wait() == 0
+
+
+@pytest.mark.anyio
+async def test_a_days_rows_are_counted_in_pieces_between_the_loops_other_work(tmp_path: Path) -> None:
+    from polyroute.console.ledger_tail import COUNT_CHUNK
+
+    clock = Clock(1_000_000.0)
+    ledger = SqliteStore(tmp_path / "ledger.db")
+    ledger.write(served(2 * COUNT_CHUNK + 1, clock.now - 3600))
+    tail = LedgerTail(ledger, clock=clock)
+    turns, seen = 0, []
+    count = tail._count
+
+    def counting(rows: list[UsageRow], now: float, remember: float) -> None:
+        seen.append(turns)
+        count(rows, now, remember)
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    tail._count = counting  # type: ignore[method-assign]
+    worker = asyncio.ensure_future(other_work())
+    try:
+        assert (await tail.overview())["windows"]["1d"]["requests"] == 2 * COUNT_CHUNK + 1
+    finally:
+        worker.cancel()
+    assert len(seen) == 3 and seen[0] < seen[1] < seen[2]  # the loop ran between the pieces
+    assert len(tail._counted) == 0  # an hour old: none of these can be read again
