@@ -1,16 +1,17 @@
 """The Overview's figures read from the usage ledger, so they count every worker's and replica's requests.
 
-Each worker writes its finished requests to the shared ledger in batches. The
-first look reads the last day once; every later look reads only the rows written
-since the previous one (``LedgerStore.written_after``: by row number in SQLite, by
-the time each landed in PostgreSQL), whenever their requests finished. So a row that
-lands late (a worker's batch, a spool replayed after an outage) counts when it lands,
-and a busy gateway's looks read seconds of rows, not minutes. Rows read twice are
-counted once (by request id).
+Each worker writes its finished requests to the shared ledger in batches. The first
+look asks the store for the last day summed per minute (``LedgerStore.traffic``: one
+pass in the database, a few rows back per minute, whatever the traffic). Every look,
+the first included, then reads the rows written since (``LedgerStore.written_after``:
+by row number in SQLite, by the time each landed in PostgreSQL), whenever their
+requests finished. So a row that lands late (a worker's batch, a spool replayed after
+an outage) counts when it lands, and a busy gateway's looks read seconds of rows, not
+minutes. Rows read twice are counted once (by request id).
 
 Rows are counted into the same minutes, windows and histograms as
 ``polyroute.console.recent`` draws; a minute older than a day is dropped. The Fleet
-page's recent answers per model (``Recent``) are taken from the same rows.
+page's recent answers per model (``Recent``) are taken from the rows read one by one.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from polyroute.console.recent import SPAN_MINUTES, Minute, Recent, overview
-from polyroute.tenancy.stores import UsageRow
+from polyroute.console.recent import RATIO, SPAN_MINUTES, Minute, Recent, minutes_of, overview
+from polyroute.tenancy.stores import Traffic, UsageRow
 
 RECOUNT_S = 120.0  # how long a row's id is kept, to count it once if it is read again
 COUNT_CHUNK = 2000  # rows counted between two turns of the event loop
-REMEMBER_S = 600.0  # the first look keeps the ids of rows that finished this recently
+LATEST_ROWS = 5000  # the first look's last rows, for Fleet's recent answers per model
 SPAN_S = SPAN_MINUTES * 60
 
 
@@ -36,6 +37,10 @@ class Rows(Protocol):
     def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]: ...
 
     def written_after(self, mark: float | None) -> tuple[list[UsageRow], float]: ...
+
+    def traffic(self, since: datetime, mark: float, ratio: float) -> Traffic: ...
+
+    def latest(self, count: int, mark: float) -> list[UsageRow]: ...
 
 
 class LedgerTail:
@@ -56,30 +61,27 @@ class LedgerTail:
         """Count the rows that landed since the last look; when this look was."""
         async with self._lock:
             now = self.clock()
-            first = self._mark is None
-            if first:  # the last day, and the mark new rows are read from
-                _, self._mark = await asyncio.to_thread(self.ledger.written_after, None)
-                rows = await asyncio.to_thread(self.ledger.rows, datetime.fromtimestamp(now - SPAN_S, UTC))
-            else:
-                rows, self._mark = await asyncio.to_thread(self.ledger.written_after, self._mark)
-            # Of a day's rows only the last minutes' can come again (written as the day was read).
-            remember = now - REMEMBER_S if first else float("-inf")
+            if self._mark is None:  # the first look: the last day, summed by the store itself
+                _, mark = await asyncio.to_thread(self.ledger.written_after, None)
+                day = datetime.fromtimestamp(now - SPAN_S, UTC)
+                self._minutes = minutes_of(await asyncio.to_thread(self.ledger.traffic, day, mark, RATIO))
+                for row in await asyncio.to_thread(self.ledger.latest, LATEST_ROWS, mark):
+                    self.recent.add(row)  # Fleet's recent answers, from before this look too
+                self._mark = mark  # the rows after what it summed are read one by one from here
+            rows, self._mark = await asyncio.to_thread(self.ledger.written_after, self._mark)
             for at in range(0, len(rows), COUNT_CHUNK):
                 if at:
-                    await asyncio.sleep(0)  # a day of rows is counted in pieces, between the loop's other work
-                self._count(rows[at:at + COUNT_CHUNK], now, remember)
+                    await asyncio.sleep(0)  # many rows are counted in pieces, between the loop's other work
+                self._count(rows[at:at + COUNT_CHUNK], now)
             self._prune(now)
             return now
 
-    def _count(self, rows: list[UsageRow], now: float, remember: float) -> None:
-        """Count rows not counted yet; keep the ids of those that finished after ``remember``."""
+    def _count(self, rows: list[UsageRow], now: float) -> None:
         for row in rows:
             if row.request_id in self._counted:
                 continue
-            finished = row.at.timestamp()
-            if finished >= remember:
-                self._counted[row.request_id] = now
-            start = int(finished) // 60 * 60
+            self._counted[row.request_id] = now
+            start = int(row.at.timestamp()) // 60 * 60
             if start + 60 <= now - SPAN_S:
                 continue  # it landed, but its minute is older than a day
             minute = self._minutes.get(start)

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from polyroute.tenancy.stores import UsageRow
+from polyroute.tenancy.stores import Traffic, UsageRow
 
 SPAN_MINUTES = 24 * 60
 PER_MODEL = 50
@@ -62,6 +62,22 @@ class Minute:
             self.ttft[_bucket(row.ttft_ms)] += 1
         if row.route:
             self.routes[row.route] += 1
+
+
+def minutes_of(traffic: Traffic) -> dict[int, Minute]:
+    """The minutes of rows the ledger summed itself (``LedgerStore.traffic``, asked with ``RATIO``)."""
+    minutes = {start: Minute(start, requests, errors, cost, tokens_in, tokens_out)
+               for start, requests, errors, cost, tokens_in, tokens_out in traffic.totals}
+    for start, bucket, n in traffic.latency:
+        if start in minutes:
+            minutes[start].latency[bucket] += n
+    for start, bucket, n in traffic.ttft:
+        if start in minutes:
+            minutes[start].ttft[bucket] += n
+    for start, route, n in traffic.routes:
+        if start in minutes:
+            minutes[start].routes[route] += n
+    return minutes
 
 
 @dataclass(frozen=True, slots=True)

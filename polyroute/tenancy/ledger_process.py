@@ -55,7 +55,7 @@ import orjson
 from polyroute.attempts import Report
 from polyroute.finish import Finished
 from polyroute.tenancy.ledger import Ledger, fields_of, row_from
-from polyroute.tenancy.stores import LedgerStore, Rejected, UsageRow
+from polyroute.tenancy.stores import LedgerStore, Rejected, Traffic, UsageRow
 
 if TYPE_CHECKING:
     from polyroute.gateway import RequestContext
@@ -354,6 +354,12 @@ class _Opening:
 
     def written_after(self, mark: float | None) -> tuple[list[UsageRow], float]:
         return self._open().written_after(mark)
+
+    def latest(self, count: int, mark: float) -> list[UsageRow]:
+        return self._open().latest(count, mark)
+
+    def traffic(self, since: datetime, mark: float, ratio: float) -> Traffic:
+        return self._open().traffic(since, mark, ratio)
 
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         return self._open().summary(since, by, key)

@@ -56,7 +56,7 @@ from polyroute.tenancy.columns import (
     usage_of,
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
-from polyroute.tenancy.stores import Rejected, UsageRow
+from polyroute.tenancy.stores import Rejected, Traffic, UsageRow
 from polyroute.tenancy.usage import entry
 
 LOCK_ID = 0x706F6C79726F7574  # the advisory lock of schema changes ("polyrout")
@@ -315,6 +315,35 @@ class PostgresStore(BlockingKeyStore):
         got = self._select(f"SELECT {_SELECT_USAGE}, extract(epoch FROM written_at) FROM polyroute_usage "
                            "WHERE written_at > to_timestamp(%s) ORDER BY written_at", (mark - WRITTEN_LAG,))
         return [usage_of(r[:-1]) for r in got], max(mark, float(got[-1][-1])) if got else mark
+
+    def latest(self, count: int, mark: float) -> list[UsageRow]:
+        got = self._select(f"SELECT {_SELECT_USAGE} FROM polyroute_usage WHERE written_at <= to_timestamp(%s) "
+                           "ORDER BY written_at DESC, at DESC LIMIT %s", (mark - WRITTEN_LAG, count))
+        return [usage_of(r) for r in reversed(got)]
+
+    def traffic(self, since: datetime, mark: float, ratio: float) -> Traffic:
+        minute = "(floor(extract(epoch FROM at) / 60) * 60)::bigint"
+        where = "at >= %s AND written_at <= to_timestamp(%s)"
+        args = (since, mark - WRITTEN_LAG)  # what ``written_after(mark)`` reads again is left to it
+
+        def bucket(col: str) -> str:  # ``polyroute.console.recent``'s: 0 under 1 ms, then log base ``ratio``
+            return f"CASE WHEN {col} < 1 THEN 0 ELSE floor(ln({col}) / ln({float(ratio)!r}))::int + 1 END"
+
+        totals = self._select(
+            f"SELECT {minute} AS m, count(*), count(*) FILTER (WHERE status >= 400 OR error IS NOT NULL), "
+            f"sum(cost_usd), sum(tokens_in), sum(tokens_out) FROM polyroute_usage WHERE {where} GROUP BY m", args)
+        return Traffic(
+            [(int(m), int(n), int(e), float(c), int(i), int(o)) for m, n, e, c, i, o in totals],
+            [(int(m), int(b), int(n)) for m, b, n in self._select(
+                f"SELECT {minute} AS m, {bucket('latency_ms')} AS b, count(*) FROM polyroute_usage "
+                f"WHERE {where} GROUP BY m, b", args)],
+            [(int(m), int(b), int(n)) for m, b, n in self._select(
+                f"SELECT {minute} AS m, {bucket('ttft_ms')} AS b, count(*) FROM polyroute_usage "
+                f"WHERE {where} AND ttft_ms IS NOT NULL GROUP BY m, b", args)],
+            [(int(m), str(r), int(n)) for m, r, n in self._select(
+                f"SELECT {minute} AS m, route, count(*) FROM polyroute_usage WHERE {where} AND route <> '' "
+                "GROUP BY m, route", args)],
+        )
 
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         """Summed in the database; ``percentile_disc`` is the nearest rank, as ``summarize`` takes it."""

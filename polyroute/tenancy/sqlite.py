@@ -8,6 +8,7 @@ id, so writing a batch again (after a failure part-way) keeps each row once.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from polyroute.tenancy.columns import (
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
 from polyroute.tenancy.sqlite_file import SqliteFile
-from polyroute.tenancy.stores import UsageRow
+from polyroute.tenancy.stores import Traffic, UsageRow
 from polyroute.tenancy.usage import summarize
 
 _STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width: text order is time order
@@ -184,6 +185,35 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         got = conn.execute(f"SELECT {USAGE_COLS}, rowid FROM usage WHERE rowid > ? ORDER BY rowid",
                            (after,)).fetchall()
         return [usage_of(r[:-1]) for r in got], float(got[-1][-1] if got else after)
+
+    def latest(self, count: int, mark: float) -> list[UsageRow]:
+        got = self._conn().execute(f"SELECT {USAGE_COLS} FROM usage WHERE rowid <= ? ORDER BY rowid DESC LIMIT ?",
+                                   (int(mark), count)).fetchall()
+        return [usage_of(r) for r in reversed(got)]
+
+    def traffic(self, since: datetime, mark: float, ratio: float) -> Traffic:
+        minute = "CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER) / 60 * 60"
+        where = "at >= ? AND rowid <= ?"
+        args = (_stamp(since), int(mark))
+
+        def bucket(col: str) -> str:  # ``polyroute.console.recent``'s: 0 under 1 ms, then log base ``ratio``
+            return f"CASE WHEN {col} < 1 THEN 0 ELSE CAST(ln({col}) / ln({float(ratio)!r}) AS INTEGER) + 1 END"
+
+        conn = self._conn()
+        try:
+            conn.execute("SELECT ln(2.0)")
+        except sqlite3.OperationalError:  # an SQLite built without its math functions
+            conn.create_function("ln", 1, math.log, deterministic=True)
+        return Traffic(
+            conn.execute(f"SELECT {minute} AS m, count(*), sum(status >= 400 OR error IS NOT NULL), sum(cost_usd), "
+                         f"sum(tokens_in), sum(tokens_out) FROM usage WHERE {where} GROUP BY m", args).fetchall(),
+            conn.execute(f"SELECT {minute} AS m, {bucket('latency_ms')} AS b, count(*) FROM usage WHERE {where} "
+                         "GROUP BY m, b", args).fetchall(),
+            conn.execute(f"SELECT {minute} AS m, {bucket('ttft_ms')} AS b, count(*) FROM usage WHERE {where} "
+                         "AND ttft_ms IS NOT NULL GROUP BY m, b", args).fetchall(),
+            conn.execute(f"SELECT {minute} AS m, route, count(*) FROM usage WHERE {where} AND route <> '' "
+                         "GROUP BY m, route", args).fetchall(),
+        )
 
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         return summarize(self.rows(since, key), by)

@@ -146,6 +146,15 @@ class Rejected:
     reason: str
 
 
+class Traffic(NamedTuple):
+    """Ledger rows summed per minute (its start, in epoch seconds), as the console's Overview counts them."""
+
+    totals: list[tuple[int, int, int, float, int, int]]  # minute, requests, errors, cost, tokens in, tokens out
+    latency: list[tuple[int, int, int]]  # minute, histogram bucket, requests
+    ttft: list[tuple[int, int, int]]  # the same, of the time to first token, where there is one
+    routes: list[tuple[int, str, int]]  # minute, route, requests
+
+
 class LedgerStore(Protocol):
     """Rows of finished requests. ``write`` is called from the writer's thread, never the event loop."""
 
@@ -165,6 +174,15 @@ class LedgerStore(Protocol):
         Whenever their requests finished: a row replayed from a spool counts when it lands. A row
         may come twice (a store whose writers can commit out of order reads a few seconds back).
         """
+        ...
+
+    def latest(self, count: int, mark: float) -> list[UsageRow]:
+        """The last ``count`` rows written before what ``written_after(mark)`` returns, oldest first."""
+        ...
+
+    def traffic(self, since: datetime, mark: float, ratio: float) -> Traffic:
+        """The rows of requests finished since ``since`` and written before what ``written_after(mark)``
+        returns, summed per minute; latencies in buckets ``ratio`` apart (``polyroute.console.recent``)."""
         ...
 
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:

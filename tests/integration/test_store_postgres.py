@@ -3,6 +3,7 @@ ledger, migrations raced by three replicas, retention, and reports summed in SQL
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -374,3 +375,55 @@ def test_a_ledger_made_before_rows_were_marked_as_they_land_is_brought_up_to_dat
         assert [r.request_id for r in s.rows(NOW - timedelta(days=1))] == ["old", "new"]
     finally:
         s.close()
+
+
+def test_the_day_summed_by_the_store_is_what_counting_its_rows_gives(store: Store) -> None:
+    from polyroute.console.recent import RATIO, Minute, minutes_of
+
+    latencies = (0.4, 1.0, 9.99, 10.0, 123.4, 5000.0)
+    rows = [UsageRow(f"r{i}", NOW - timedelta(minutes=i % 5, seconds=i % 50), "k", "t",
+                     ("main", "other", "")[i % 3], "m", "b", "[]", i, 2 * i, 0.001 * i, False, latencies[i % 6],
+                     None if i % 4 == 0 else latencies[(i + 2) % 6], 503 if i % 7 == 0 else 200,
+                     "upstream failed" if i % 11 == 0 else None, False) for i in range(60)]
+    rows.append(row("old", NOW - timedelta(days=3)))  # before ``since``: not summed
+    store.write(rows)
+    _, mark = store.written_after(None)
+    summed = minutes_of(store.traffic(NOW - timedelta(days=1), mark + 60, RATIO))  # + 60: every row written
+    counted: dict[int, Minute] = {}
+    for r in rows[:-1]:
+        start = int(r.at.timestamp()) // 60 * 60
+        counted.setdefault(start, Minute(start)).add(r)
+    assert sorted(summed) == sorted(counted)
+    for start, m in counted.items():
+        s = summed[start]
+        assert (s.requests, s.errors, s.tokens_in, s.tokens_out) == (m.requests, m.errors, m.tokens_in, m.tokens_out)
+        assert s.cost_usd == pytest.approx(m.cost_usd)
+        assert (s.latency, s.ttft, s.routes) == (m.latency, m.ttft, m.routes)
+    last = store.latest(3, mark + 60)
+    if isinstance(store, SqliteStore):
+        assert [r.request_id for r in last] == [r.request_id for r in rows[-3:]]  # the last written, oldest first
+    else:  # one transaction's rows landed at the same time: the latest requests among them, oldest first
+        assert len(last) == 3 and all(r.at >= NOW - timedelta(seconds=5) for r in last)
+        assert [r.at for r in last] == sorted(r.at for r in last)
+
+
+def test_the_console_counts_each_row_once_over_postgresql(pg_url: str) -> None:
+    from polyroute.console.ledger_tail import LedgerTail
+
+    store = PostgresStore(pg_url)
+    tail = LedgerTail(store)
+
+    async def looks() -> list[int]:
+        seen = []
+        store.write([row(f"a{i}", datetime.now(UTC)) for i in range(3)])  # within the read-back of the first look
+        seen.append((await tail.overview())["windows"]["5m"]["requests"])
+        store.write([row(f"b{i}", datetime.now(UTC)) for i in range(2)])
+        seen.append((await tail.overview())["windows"]["5m"]["requests"])
+        seen.append((await tail.overview())["windows"]["5m"]["requests"])  # the same seconds read back again
+        return seen
+
+    try:
+        assert asyncio.run(looks()) == [3, 5, 5]
+        assert tail.recent.model("m")["answers"] == 5
+    finally:
+        store.close()

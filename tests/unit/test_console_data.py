@@ -306,19 +306,20 @@ def test_wrong_logins_past_the_limit_wait_for_the_window() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_days_rows_are_counted_in_pieces_between_the_loops_other_work(tmp_path: Path) -> None:
+async def test_many_new_rows_are_counted_in_pieces_between_the_loops_other_work(tmp_path: Path) -> None:
     from polyroute.console.ledger_tail import COUNT_CHUNK
 
     clock = Clock(1_000_000.0)
     ledger = SqliteStore(tmp_path / "ledger.db")
-    ledger.write(served(2 * COUNT_CHUNK + 1, clock.now - 3600))
     tail = LedgerTail(ledger, clock=clock)
+    await tail.overview()
+    ledger.write(served(2 * COUNT_CHUNK + 1, clock.now - 60))  # a busy spell since the last look
     turns, seen = 0, []
     count = tail._count
 
-    def counting(rows: list[UsageRow], now: float, remember: float) -> None:
+    def counting(rows: list[UsageRow], now: float) -> None:
         seen.append(turns)
-        count(rows, now, remember)
+        count(rows, now)
 
     async def other_work() -> None:
         nonlocal turns
@@ -329,8 +330,31 @@ async def test_a_days_rows_are_counted_in_pieces_between_the_loops_other_work(tm
     tail._count = counting  # type: ignore[method-assign]
     worker = asyncio.ensure_future(other_work())
     try:
-        assert (await tail.overview())["windows"]["1d"]["requests"] == 2 * COUNT_CHUNK + 1
+        assert (await tail.overview())["windows"]["5m"]["requests"] == 2 * COUNT_CHUNK + 1
     finally:
         worker.cancel()
     assert len(seen) == 3 and seen[0] < seen[1] < seen[2]  # the loop ran between the pieces
-    assert len(tail._counted) == 0  # an hour old: none of these can be read again
+
+
+@pytest.mark.anyio
+async def test_the_first_look_takes_the_day_summed_by_the_store_and_the_last_answers_for_fleet(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(1_000_000.0)
+    ledger = SqliteStore(tmp_path / "ledger.db")
+    ledger.write(served(7, clock.now - 7200, ttft_ms=30.0) + served(2, clock.now - 30, status=503))
+    read: list[int] = []
+    rows_of = ledger.written_after
+
+    def counting(mark: float | None) -> tuple[list[UsageRow], float]:
+        got, after = rows_of(mark)
+        read.append(len(got))
+        return got, after
+
+    ledger.written_after = counting  # type: ignore[method-assign]
+    tail = LedgerTail(ledger, clock=clock)
+    doc = await tail.overview()
+    assert read == [0, 0]  # no row was read one by one: the store summed them
+    assert doc["windows"]["1d"]["requests"] == 9 and doc["windows"]["5m"]["requests"] == 2
+    assert doc["windows"]["5m"]["errors"] == 2 and doc["windows"]["1d"]["ttft_ms_p50"] is not None
+    assert tail.recent.model("m")["answers"] == 9 and tail.recent.model("m")["failures"] == 2
