@@ -1,4 +1,4 @@
-"""The ledger's writer in a process of its own: the gateway's event loop only encodes a row.
+"""The ledger's writer in a process of its own: the gateway's event loop only encodes a row's raw fields.
 
 A writer thread in the gateway's process costs the event loop far more than its own work.
 Whenever it wants the GIL, it is woken at every release the loop makes (each poll for
@@ -7,7 +7,7 @@ added 20-25 µs of the loop's CPU to each request, through thousands of futex wa
 second. So the gateway runs no thread for the ledger. Everything below happens in the
 event loop's callbacks:
 
-    finished ──encode──▶ outbox ──one write per tick (call_later)──▶ pipe ──▶ child: Ledger (queue, spool, store)
+    finished ──fields──▶ outbox ──one write per tick (call_later)──▶ pipe ──▶ child: Ledger (queue, spool, store)
                             │                                                    │
          kept in ``unacked`` until the child has taken them                      │
                             ▲                                                    │
