@@ -315,6 +315,18 @@ class LedgerProcess:
         loop.call_soon_threadsafe(fn)
 
 
+def row_of_line(line: bytes) -> UsageRow:
+    """A row as the gateway sends it: its raw fields (``fields_of``) as a JSON array. A whole row as a JSON
+    object, as the spool keeps it, is read too: a gateway started before an upgrade in place may still
+    send those to a writer started after it."""
+    doc = orjson.loads(line)
+    if isinstance(doc, dict):
+        from polyroute.tenancy.spool import decode
+
+        return decode(line)
+    return row_from(doc)
+
+
 def _lines(fd: int) -> Iterator[bytes]:
     """The lines read from ``fd``, a large read at a time, until it ends."""
     rest = b""
@@ -424,7 +436,7 @@ def main() -> int:
             report()
             continue
         try:
-            ledger.add(row_from(orjson.loads(line)))
+            ledger.add(row_of_line(line))
         except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
             log.error("ledger: a row the gateway sent cannot be read and is skipped: %s", exc)
     ledger.close()  # the gateway closed the pipe, or died: write what was sent

@@ -15,12 +15,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from polyroute.attempts import Report
+from polyroute.errors import Attempt
 from polyroute.finish import Finished
+from polyroute.fleet import ModelEntry
 from polyroute.gateway import RequestContext
+from polyroute.routing import Principal
 from polyroute.tenancy.ledger_process import LedgerProcess, WriterSpec
+from polyroute.types import make_usage
 from tests.support.wait import wait_until
 
 PASSWORD = "pw-never-shown-4f1c9e"
@@ -212,3 +217,22 @@ def test_a_writer_dead_at_shutdown_is_started_once_more_for_what_is_left(
     tell(on, ledger, 100, 50)  # nobody to send them to until the next writer
     ledger.close()  # before that one is due: close starts it at once, and waits for it
     assert stored(tmp_path / "ledger.db") == [f"req{i:05d}" for i in range(150)]
+
+
+def test_the_writer_reads_rows_as_fields_and_as_whole_rows() -> None:
+    from polyroute.tenancy.ledger import fields_of, row_of
+    from polyroute.tenancy.ledger_process import row_of_line
+    from polyroute.tenancy.spool import encode
+
+    report = Report(route="main", model=ModelEntry("m", "b", "m", None, 1.0, 2.0, None, frozenset(), "hosted"),
+                    usage=make_usage(5, 7), cost_usd=0.0123456789012)
+    report.attempts.append(Attempt("b", "x", "unavailable", 12.5, ""))
+    report.attempts.append(Attempt("b", "m", "ok", 30.25, ""))
+    ctx = RequestContext(principal=Principal(key="app", team="ops"))
+    outcome = Finished("req_1", 200, True, 10.0, 10.5, 10.1)
+    expected = row_of(ctx, report, outcome, 1_765_000_000.25)
+    as_fields = orjson.dumps(fields_of(ctx, report, outcome, 1_765_000_000.25))
+    assert row_of_line(as_fields) == expected
+    assert row_of_line(encode([expected]).rstrip(b"\n")) == expected  # a whole row, as before
+    assert expected.ttft_ms == 100.0 and expected.latency_ms == 500.0 and expected.cost_usd == 0.0123456789
+    assert orjson.loads(expected.attempts)[0] == {"backend": "b", "model": "x", "outcome": "unavailable", "ms": 12.5}
