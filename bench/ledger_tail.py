@@ -5,7 +5,8 @@ Fills a SQLite ledger with five minutes of rows at ``--rate`` requests a second,
 a look can find what is new: re-reading the last five minutes by request time, and reading
 the rows written since the last look (``written_after``), five seconds of them, as the
 console's pages ask every five seconds; and the same five minutes summed per minute by
-the store (``traffic``), as the first look takes its day.
+the store (``traffic``), as the first look takes its day. Last, the usage report over the
+same rows (``polyroute usage``, ``GET /admin/usage``), made row by row and by SQLite.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from polyroute.console.recent import RATIO
 from polyroute.tenancy.sqlite import SqliteStore
 from polyroute.tenancy.stores import UsageRow
+from polyroute.tenancy.usage import summarize
 
 WINDOW_S = 300  # what the console re-read at each look before
 POLL_S = 5  # the pages' poll
@@ -49,12 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         t2 = time.thread_time()
         summed = store.traffic(now - timedelta(seconds=WINDOW_S), mark, RATIO)
         t3 = time.thread_time()
+        by_rows = summarize(store.rows(now - timedelta(seconds=WINDOW_S)), "model")
+        t4 = time.thread_time()
+        by_sql = store.summary(now - timedelta(seconds=WINDOW_S), "model")
+        t5 = time.thread_time()
         store.close()
+    assert by_rows == by_sql
     print(f"{args.rate} req/s, a look every {POLL_S} s:")
     print(f"  the last {WINDOW_S} s again, row by row: {len(window):>8} rows  {t1 - t0:6.3f} s CPU")
     print(f"  written since the last look:         {len(new):>8} rows  {t2 - t1:6.3f} s CPU")
     print(f"  the last {WINDOW_S} s summed by SQLite:  {len(summed.totals):>8} minutes  {t3 - t2:6.3f} s CPU "
           "(as a first look takes its day)")
+    print(f"  `polyroute usage --by model` over them, row by row: {t4 - t3:6.3f} s CPU; summed by SQLite: "
+          f"{t5 - t4:6.3f} s CPU")
     return 0
 
 

@@ -427,3 +427,10 @@ def test_the_console_counts_each_row_once_over_postgresql(pg_url: str) -> None:
         assert tail.recent.model("m")["answers"] == 5
     finally:
         store.close()
+
+
+def test_the_report_takes_the_same_percentile_ranks_as_python_for_every_group_size(store: Store) -> None:
+    rows = [row(f"k{n}-{i}", NOW, f"k{n:02d}", latency=float((i * 37) % 101) + n / 100, cost=0.01)
+            for n in range(1, 42) for i in range(n)]  # keys with 1 to 41 requests
+    store.write(rows)
+    assert store.summary(NOW - timedelta(days=1), "key") == summarize(rows, "key")
