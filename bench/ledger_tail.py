@@ -6,7 +6,8 @@ a look can find what is new: re-reading the last five minutes by request time, a
 the rows written since the last look (``written_after``), five seconds of them, as the
 console's pages ask every five seconds; and the same five minutes summed per minute by
 the store (``traffic``), as the first look takes its day. Last, the usage report over the
-same rows (``polyroute usage``, ``GET /admin/usage``), made row by row and by SQLite.
+same rows (``polyroute usage``, ``GET /admin/usage``), made row by row and by SQLite, and the
+console's Usage chart (cost per step per group, ``cost_by_step``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         t4 = time.thread_time()
         by_sql = store.summary(now - timedelta(seconds=WINDOW_S), "model")
         t5 = time.thread_time()
+        store.cost_by_step(now - timedelta(seconds=WINDOW_S), "model", 60)
+        t6 = time.thread_time()
         store.close()
     assert by_rows == by_sql
     print(f"{args.rate} req/s, a look every {POLL_S} s:")
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
           "(as a first look takes its day)")
     print(f"  `polyroute usage --by model` over them, row by row: {t4 - t3:6.3f} s CPU; summed by SQLite: "
           f"{t5 - t4:6.3f} s CPU")
+    print(f"  the Usage page's cost per step per group over them, summed by SQLite: {t6 - t5:6.3f} s CPU")
     return 0
 
 

@@ -117,8 +117,11 @@ class ConsoleApi:
             raise NotFound("Unknown console API path")
         store = self.gateway.tenancy.store
         now = datetime.now(UTC)
-        rows = await asyncio.to_thread(store.rows, views.start_of(span, now)) if store is not None else []
-        doc = views.usage(rows, span, by, now)
+        since, step = views.start_of(span, now), int(views.SPANS[span][1].total_seconds())
+        totals, costs = ((await asyncio.to_thread(store.summary, since, by),
+                          await asyncio.to_thread(store.cost_by_step, since, by, step)) if store is not None
+                         else ([], []))
+        doc = views.usage(totals, costs, span, by, now)
         if rest[2:] == ["csv"]:
             name = f"polyroute-usage-{span}-by-{by}.csv"
             return Reply(views.csv_of(doc["totals"], by), 200,

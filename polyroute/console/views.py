@@ -7,13 +7,11 @@ a metrics registry) plugs in by handing over the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from polyroute.console.recent import Recent
-from polyroute.tenancy.stores import UsageRow
-from polyroute.tenancy.usage import group_of, summarize
 
 if TYPE_CHECKING:
     from polyroute.gateway import Gateway
@@ -62,21 +60,20 @@ def start_of(span: str, now: datetime) -> datetime:
     return epoch + (now - length - epoch) // step * step
 
 
-def usage(rows: Sequence[UsageRow], span: str, by: str, now: datetime) -> dict[str, Any]:
-    """Totals per group, and cost per step of time per group (the top groups, the rest as "other")."""
+def usage(totals: list[dict[str, Any]], costs: Iterable[tuple[str, int, float]], span: str, by: str,
+          now: datetime) -> dict[str, Any]:
+    """Totals per group (``LedgerStore.summary``), and cost per step of time per group (``cost_by_step``):
+    the top groups, the rest as "other"."""
     step = SPANS[span][1]
     since = start_of(span, now)
-    totals = summarize(rows, by)
     ranked = [t["group"] for t in sorted(totals, key=lambda t: -t["cost_usd"])]
     shown = ranked[:TOP_GROUPS]
     steps = int((now - since) / step) + 1
     series: dict[str, list[float]] = {g: [0.0] * steps for g in shown}
     if len(ranked) > TOP_GROUPS:
         series["other"] = [0.0] * steps
-    for row in rows:
-        i = min(max(int((row.at - since) / step), 0), steps - 1)
-        group = group_of(row, by)
-        series[group if group in shown else "other"][i] += row.cost_usd
+    for group, i, cost in costs:
+        series[group if group in shown else "other"][min(max(i, 0), steps - 1)] += cost
     return {
         "span": span, "by": by, "since": _stamp(since), "step_s": int(step.total_seconds()),
         "steps": [_stamp(since + i * step) for i in range(steps)],

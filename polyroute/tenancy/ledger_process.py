@@ -373,6 +373,9 @@ class _Opening:
     def traffic(self, since: datetime, mark: float, ratio: float) -> Traffic:
         return self._open().traffic(since, mark, ratio)
 
+    def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
+        return self._open().cost_by_step(since, by, step)
+
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         return self._open().summary(since, by, key)
 

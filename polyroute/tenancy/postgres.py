@@ -345,6 +345,11 @@ class PostgresStore(BlockingKeyStore):
                 "GROUP BY m, route", args)],
         )
 
+    def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
+        return [(str(g), int(i), float(c)) for g, i, c in self._select(
+            f"SELECT {_GROUP_BY[by]} AS g, floor((extract(epoch FROM at) - %s) / %s)::bigint AS i, sum(cost_usd) "
+            "FROM polyroute_usage WHERE at >= %s GROUP BY g, i", (since.timestamp(), int(step), since))]
+
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         """Summed in the database; ``percentile_disc`` is the nearest rank, as ``summarize`` takes it."""
         group = _GROUP_BY[by]

@@ -215,6 +215,12 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
                          "GROUP BY m, route", args).fetchall(),
         )
 
+    def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
+        seconds = "CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER)"  # whole seconds: steps are whole too
+        return [(str(g), int(i), float(c)) for g, i, c in self._conn().execute(
+            f"SELECT {_GROUP_BY[by]} AS g, ({seconds} - ?) / ? AS i, sum(cost_usd) FROM usage WHERE at >= ? "
+            "GROUP BY g, i", (int(since.timestamp()), int(step), _stamp(since))).fetchall()]
+
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         """Summed by SQLite, its percentiles the nearest rank as ``summarize`` takes it, with no row made."""
         group = _GROUP_BY[by]

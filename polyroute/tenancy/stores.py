@@ -185,6 +185,11 @@ class LedgerStore(Protocol):
         returns, summed per minute; latencies in buckets ``ratio`` apart (``polyroute.console.recent``)."""
         ...
 
+    def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
+        """(group, step, cost) of the rows since ``since``: each group's cost in each step of ``step`` whole
+        seconds from ``since`` (0 the first), the group as ``polyroute.tenancy.usage.group_of`` names it."""
+        ...
+
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         """The rows since ``since`` (of one key, or all) as ``polyroute.tenancy.usage.summarize`` reports them."""
         ...

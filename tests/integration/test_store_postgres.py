@@ -434,3 +434,23 @@ def test_the_report_takes_the_same_percentile_ranks_as_python_for_every_group_si
             for n in range(1, 42) for i in range(n)]  # keys with 1 to 41 requests
     store.write(rows)
     assert store.summary(NOW - timedelta(days=1), "key") == summarize(rows, "key")
+
+
+def test_cost_by_step_is_what_adding_each_rows_cost_to_its_step_gives(store: Store) -> None:
+    from polyroute.tenancy.usage import group_of
+
+    since, step = NOW - timedelta(hours=6), 3600
+    rows = [row(f"r{i}", since + timedelta(minutes=17 * i, seconds=i % 60, microseconds=999_999 * (i % 2)),
+                ("alice", "bob", None)[i % 3], cost=0.01 * (i + 1), model=("m", None)[i % 2]) for i in range(21)]
+    rows.append(row("edge", since + timedelta(hours=2), "alice", cost=5.0))  # exactly on a step's edge: that step
+    rows.append(row("before", since - timedelta(microseconds=1), "alice", cost=9.0))
+    store.write(rows)
+    for by in ("key", "team", "model", "route"):
+        want: dict[tuple[str, int], float] = {}
+        for r in rows:
+            if r.at >= since:
+                i = int((r.at - since) / timedelta(seconds=step))
+                want[(group_of(r, by), i)] = want.get((group_of(r, by), i), 0.0) + r.cost_usd
+        got = {(g, i): c for g, i, c in store.cost_by_step(since, by, step)}
+        assert got.keys() == want.keys(), by
+        assert all(got[k] == pytest.approx(want[k]) for k in want), by

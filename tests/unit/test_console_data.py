@@ -161,16 +161,20 @@ def test_percentile_of_an_empty_histogram_is_none() -> None:
 
 
 def row(at: datetime, key: str, cost: float, model: str = "m") -> UsageRow:
-    return UsageRow("id", at, key, "team", "route", model, "b", "[]", 1, 2, cost, False, 10.0, None, 200, None, False)
+    return UsageRow(f"{key}-{at.isoformat()}", at, key, "team", "route", model, "b", "[]", 1, 2, cost, False, 10.0,
+                    None, 200, None, False)
 
 
-def test_usage_steps_are_whole_and_groups_beyond_the_top_are_other() -> None:
+def test_usage_steps_are_whole_and_groups_beyond_the_top_are_other(tmp_path: Path) -> None:
     now = datetime(2026, 3, 4, 10, 30, tzinfo=UTC)
     since = start_of("1d", now)
     assert since == datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
     rows = [row(now - timedelta(minutes=5), f"k{i}", 0.01 * (i + 1)) for i in range(10)]
     rows.append(row(since + timedelta(minutes=1), "k9", 1.0))
-    doc = usage(rows, "1d", "key", now)
+    rows.append(row(since - timedelta(minutes=1), "k9", 50.0))  # before the span: not in it
+    ledger = SqliteStore(tmp_path / "ledger.db")
+    ledger.write(rows)
+    doc = usage(ledger.summary(since, "key"), ledger.cost_by_step(since, "key", 3600), "1d", "key", now)
     assert len(doc["steps"]) == 25 and doc["steps"][0] == "2026-03-03T10:00:00Z"
     groups = [s["group"] for s in doc["series"]]
     assert groups[0] == "k9" and "other" in groups and len(groups) == 9  # eight by cost, then the rest
