@@ -118,9 +118,11 @@ class ConsoleApi:
         store = self.gateway.tenancy.store
         now = datetime.now(UTC)
         since, step = views.start_of(span, now), int(views.SPANS[span][1].total_seconds())
-        totals, costs = ((await asyncio.to_thread(store.summary, since, by),
-                          await asyncio.to_thread(store.cost_by_step, since, by, step)) if store is not None
-                         else ([], []))
+        totals: list[dict[str, Any]] = []
+        costs: list[tuple[str, int, float]] = []
+        if store is not None:
+            totals = await asyncio.to_thread(store.summary, since, by)
+            costs = await asyncio.to_thread(store.cost_by_step, since, by, step)
         doc = views.usage(totals, costs, span, by, now)
         if rest[2:] == ["csv"]:
             name = f"polyroute-usage-{span}-by-{by}.csv"

@@ -23,6 +23,26 @@ USAGE_COLS = ("request_id, at, key, team, route, model, backend, attempts, token
 Stamp = Callable[[datetime], object]  # a time as the store writes it
 
 
+def group_by(day: str) -> dict[str, str]:
+    """The report's groups as SQL (``polyroute.tenancy.usage.group_of``): a missing name is "-", and a
+    day is ``day``, the store's expression of the UTC date."""
+    return {**{by: f"COALESCE(NULLIF({by}, ''), '-')" for by in ("key", "team", "model", "route")}, "day": day}
+
+
+def traffic_sql(table: str, minute: str, where: str, bucket: Callable[[str], str]) -> tuple[str, str, str, str]:
+    """The four statements of ``LedgerStore.traffic``: totals, latency and first-token histograms, routes,
+    each per minute. ``minute`` is the store's expression of a row's minute, ``bucket`` makes its
+    expression of a latency column's histogram bucket, ``where`` picks the rows."""
+    return (
+        f"SELECT {minute} AS m, count(*), sum(CASE WHEN status >= 400 OR error IS NOT NULL THEN 1 ELSE 0 END), "
+        f"sum(cost_usd), sum(tokens_in), sum(tokens_out) FROM {table} WHERE {where} GROUP BY m",
+        f"SELECT {minute} AS m, {bucket('latency_ms')} AS b, count(*) FROM {table} WHERE {where} GROUP BY m, b",
+        f"SELECT {minute} AS m, {bucket('ttft_ms')} AS b, count(*) FROM {table} WHERE {where} "
+        "AND ttft_ms IS NOT NULL GROUP BY m, b",
+        f"SELECT {minute} AS m, route, count(*) FROM {table} WHERE {where} AND route <> '' GROUP BY m, route",
+    )
+
+
 def key_row(r: KeyRecord, stamp: Stamp) -> tuple[object, ...]:
     lim = r.limits
     return (r.name, r.digest, r.team, r.policy, json.dumps(list(r.routes)) if r.routes is not None else None,

@@ -49,10 +49,12 @@ from polyroute.tenancy.columns import (
     KEY_COLS,
     TEAM_COLS,
     USAGE_COLS,
+    group_by,
     key_of,
     key_row,
     team_of,
     team_row,
+    traffic_sql,
     usage_of,
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
@@ -122,10 +124,7 @@ _UPSERT_TEAM = (f"INSERT INTO polyroute_teams ({TEAM_COLS}) VALUES (%s,%s,%s,%s,
                 + ", ".join(f"{c} = EXCLUDED.{c}" for c in TEAM_COLS.split(", ")[1:]))
 
 # The report's groups as SQL (``polyroute.tenancy.usage.group_of``): a missing name is "-", a day is UTC's.
-_GROUP_BY = {
-    **{by: f"COALESCE(NULLIF({by}, ''), '-')" for by in ("key", "team", "model", "route")},
-    "day": "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-}
+_GROUP_BY = group_by("to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
 
 Month = tuple[int, int]
 
@@ -322,27 +321,19 @@ class PostgresStore(BlockingKeyStore):
         return [usage_of(r) for r in reversed(got)]
 
     def traffic(self, since: datetime, mark: float, ratio: float) -> Traffic:
-        minute = "(floor(extract(epoch FROM at) / 60) * 60)::bigint"
-        where = "at >= %s AND written_at <= to_timestamp(%s)"
-        args = (since, mark - WRITTEN_LAG)  # what ``written_after(mark)`` reads again is left to it
-
         def bucket(col: str) -> str:  # ``polyroute.console.recent``'s: 0 under 1 ms, then log base ``ratio``
             return f"CASE WHEN {col} < 1 THEN 0 ELSE floor(ln({col}) / ln({float(ratio)!r}))::int + 1 END"
 
-        totals = self._select(
-            f"SELECT {minute} AS m, count(*), count(*) FILTER (WHERE status >= 400 OR error IS NOT NULL), "
-            f"sum(cost_usd), sum(tokens_in), sum(tokens_out) FROM polyroute_usage WHERE {where} GROUP BY m", args)
+        minute = "(floor(extract(epoch FROM at) / 60) * 60)::bigint"
+        args = (since, mark - WRITTEN_LAG)  # what ``written_after(mark)`` reads again is left to it
+        totals, latency, ttft, routes = (
+            self._select(sql, args)
+            for sql in traffic_sql("polyroute_usage", minute, "at >= %s AND written_at <= to_timestamp(%s)", bucket))
         return Traffic(
             [(int(m), int(n), int(e), float(c), int(i), int(o)) for m, n, e, c, i, o in totals],
-            [(int(m), int(b), int(n)) for m, b, n in self._select(
-                f"SELECT {minute} AS m, {bucket('latency_ms')} AS b, count(*) FROM polyroute_usage "
-                f"WHERE {where} GROUP BY m, b", args)],
-            [(int(m), int(b), int(n)) for m, b, n in self._select(
-                f"SELECT {minute} AS m, {bucket('ttft_ms')} AS b, count(*) FROM polyroute_usage "
-                f"WHERE {where} AND ttft_ms IS NOT NULL GROUP BY m, b", args)],
-            [(int(m), str(r), int(n)) for m, r, n in self._select(
-                f"SELECT {minute} AS m, route, count(*) FROM polyroute_usage WHERE {where} AND route <> '' "
-                "GROUP BY m, route", args)],
+            [(int(m), int(b), int(n)) for m, b, n in latency],
+            [(int(m), int(b), int(n)) for m, b, n in ttft],
+            [(int(m), str(r), int(n)) for m, r, n in routes],
         )
 
     def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:

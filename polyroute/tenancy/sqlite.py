@@ -21,10 +21,12 @@ from polyroute.tenancy.columns import (
     KEY_COLS,
     TEAM_COLS,
     USAGE_COLS,
+    group_by,
     key_of,
     key_row,
     team_of,
     team_row,
+    traffic_sql,
     usage_of,
     usage_row,
 )
@@ -192,10 +194,6 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         return [usage_of(r) for r in reversed(got)]
 
     def traffic(self, since: datetime, mark: float, ratio: float) -> Traffic:
-        minute = "CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER) / 60 * 60"
-        where = "at >= ? AND rowid <= ?"
-        args = (_stamp(since), int(mark))
-
         def bucket(col: str) -> str:  # ``polyroute.console.recent``'s: 0 under 1 ms, then log base ``ratio``
             return f"CASE WHEN {col} < 1 THEN 0 ELSE CAST(ln({col}) / ln({float(ratio)!r}) AS INTEGER) + 1 END"
 
@@ -204,16 +202,12 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
             conn.execute("SELECT ln(2.0)")
         except sqlite3.OperationalError:  # an SQLite built without its math functions
             conn.create_function("ln", 1, math.log, deterministic=True)
-        return Traffic(
-            conn.execute(f"SELECT {minute} AS m, count(*), sum(status >= 400 OR error IS NOT NULL), sum(cost_usd), "
-                         f"sum(tokens_in), sum(tokens_out) FROM usage WHERE {where} GROUP BY m", args).fetchall(),
-            conn.execute(f"SELECT {minute} AS m, {bucket('latency_ms')} AS b, count(*) FROM usage WHERE {where} "
-                         "GROUP BY m, b", args).fetchall(),
-            conn.execute(f"SELECT {minute} AS m, {bucket('ttft_ms')} AS b, count(*) FROM usage WHERE {where} "
-                         "AND ttft_ms IS NOT NULL GROUP BY m, b", args).fetchall(),
-            conn.execute(f"SELECT {minute} AS m, route, count(*) FROM usage WHERE {where} AND route <> '' "
-                         "GROUP BY m, route", args).fetchall(),
-        )
+        minute = "CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER) / 60 * 60"
+        args = (_stamp(since), int(mark))
+        totals, latency, ttft, routes = (
+            conn.execute(sql, args).fetchall()
+            for sql in traffic_sql("usage", minute, "at >= ? AND rowid <= ?", bucket))
+        return Traffic(totals, latency, ttft, routes)
 
     def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
         seconds = "CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER)"  # whole seconds: steps are whole too
@@ -257,11 +251,7 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         self._conn().execute("DELETE FROM usage WHERE at < ?", (_stamp(before),))
 
 
-# The report's groups (``polyroute.tenancy.usage.group_of``): a missing name is "-", a day is UTC's.
-_GROUP_BY = {
-    **{by: f"COALESCE(NULLIF({by}, ''), '-')" for by in ("key", "team", "model", "route")},
-    "day": "substr(at, 1, 10)",
-}
+_GROUP_BY = group_by("substr(at, 1, 10)")
 
 
 def _marks(n: int) -> str:
