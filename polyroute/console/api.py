@@ -121,7 +121,7 @@ class ConsoleApi:
         totals: list[dict[str, Any]] = []
         costs: list[tuple[str, int, float]] = []
         if store is not None:
-            totals = await asyncio.to_thread(store.summary, since, by)
+            totals = await asyncio.to_thread(store.rollup_summary, since, by)
             costs = await asyncio.to_thread(store.cost_by_step, since, by, step)
         doc = views.usage(totals, costs, span, by, now)
         if rest[2:] == ["csv"]:

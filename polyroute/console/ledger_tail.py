@@ -22,7 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from polyroute.console.recent import RATIO, SPAN_MINUTES, Minute, Recent, minutes_of, overview
+from polyroute.console.recent import SPAN_MINUTES, Minute, Recent, minutes_of, overview
+from polyroute.tenancy.rollup import RATIO
 from polyroute.tenancy.stores import Traffic, UsageRow
 
 RECOUNT_S = 120.0  # how long a row's id is kept, to count it once if it is read again

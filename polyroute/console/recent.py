@@ -14,7 +14,6 @@ worker's and replica's, and nothing on a request's own path.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -23,20 +22,12 @@ from typing import Any
 
 import orjson
 
+from polyroute.tenancy.rollup import latency_bucket, percentile
 from polyroute.tenancy.stores import Traffic, UsageRow
 
 SPAN_MINUTES = 24 * 60
 PER_MODEL = 50
-RATIO = 1.1  # histogram buckets: [RATIO**i, RATIO**(i+1)) ms
 WINDOWS = {"5m": 300, "1h": 3600, "1d": 86400}
-
-
-def _bucket(ms: float) -> int:
-    return 0 if ms < 1 else int(math.log(ms, RATIO)) + 1
-
-
-def _upper(index: int) -> float:
-    return 1.0 if index == 0 else RATIO ** index
 
 
 @dataclass(slots=True)
@@ -57,9 +48,9 @@ class Minute:
         self.cost_usd += row.cost_usd
         self.tokens_in += row.tokens_in
         self.tokens_out += row.tokens_out
-        self.latency[_bucket(row.latency_ms)] += 1
+        self.latency[latency_bucket(row.latency_ms)] += 1
         if row.ttft_ms is not None:
-            self.ttft[_bucket(row.ttft_ms)] += 1
+            self.ttft[latency_bucket(row.ttft_ms)] += 1
         if row.route:
             self.routes[row.route] += 1
 
@@ -182,15 +173,3 @@ def _window(minutes: Iterable[Minute], span: int) -> dict[str, Any]:
     }
 
 
-def percentile(histogram: Counter[int], q: float) -> float | None:
-    """The upper edge of the bucket holding the ``q`` quantile (nearest rank); None when empty."""
-    total = sum(histogram.values())
-    if not total:
-        return None
-    rank = max(math.ceil(q * total), 1)
-    seen = 0
-    for index in sorted(histogram):
-        seen += histogram[index]
-        if seen >= rank:
-            return round(_upper(index), 1)
-    return None  # unreachable: the loop reaches ``total``

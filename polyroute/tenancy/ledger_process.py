@@ -376,6 +376,9 @@ class _Opening:
     def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
         return self._open().cost_by_step(since, by, step)
 
+    def rollup_summary(self, since: datetime, by: str) -> list[dict[str, Any]]:
+        return self._open().rollup_summary(since, by)
+
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         return self._open().summary(since, by, key)
 

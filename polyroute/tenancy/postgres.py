@@ -58,6 +58,7 @@ from polyroute.tenancy.columns import (
     usage_of,
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
+from polyroute.tenancy.rollup import STEP, bucket_sql, report_of, report_sql, rollup_sql, start_of, table_sql
 from polyroute.tenancy.stores import Rejected, Traffic, UsageRow
 from polyroute.tenancy.usage import entry
 
@@ -67,6 +68,10 @@ LOCK_ID = 0x706F6C79726F7574  # the advisory lock of schema changes ("polyrout")
 LIVENESS: dict[str, Any] = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
             "keepalives_count": 3, "tcp_user_timeout": 30_000}
 IDLE_CONNECTIONS = 4
+
+# A row's five minutes, and its latency's bucket (``polyroute.tenancy.rollup``).
+_FIVE_MINUTES = f"(floor(extract(epoch FROM at) / {STEP}) * {STEP})::bigint"
+_LATENCY_BUCKET = bucket_sql("latency_ms", "floor({})::int")
 
 # Each step runs once, in order; ``polyroute_meta.schema`` counts the steps done.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -101,6 +106,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE polyroute_usage ADD COLUMN IF NOT EXISTS written_at TIMESTAMPTZ NOT NULL DEFAULT now()",
         "CREATE INDEX IF NOT EXISTS polyroute_usage_written_at ON polyroute_usage (written_at)",
     ),
+    (
+        # The rollup the console's Usage page reads (``polyroute.tenancy.rollup``), with the rows already there.
+        table_sql("polyroute_usage_rollup", "BIGINT", "DOUBLE PRECISION"),
+        rollup_sql("polyroute_usage_rollup", "polyroute_usage", "true", _FIVE_MINUTES, _LATENCY_BUCKET),
+    ),
 )
 # Seconds ``written_after`` reads back: replicas' write transactions can commit in another order than
 # they began, and a transaction's time is its start.
@@ -112,9 +122,14 @@ USAGE_BATCH_TYPES = ("text", "timestamp with time zone", "text", "text", "text",
                      "integer", "double precision", "boolean", "double precision", "double precision", "smallint",
                      "text", "boolean")
 _BATCH = ", ".join(f"{c} {t}" for c, t in zip(USAGE_COLS.split(", "), USAGE_BATCH_TYPES, strict=True))
-_INSERT_USAGE = (f"INSERT INTO polyroute_usage ({USAGE_COLS}) "
+# The batch's rows, and (in the same statement) those the table took, not one it held already, added
+# to the rollup.
+_INSERT_USAGE = (f"WITH added AS (INSERT INTO polyroute_usage ({USAGE_COLS}) "
                  f"SELECT {USAGE_COLS.replace('attempts', 'attempts::jsonb')} "
-                 f"FROM json_to_recordset(%s::json) AS batch({_BATCH}) ON CONFLICT DO NOTHING")
+                 f"FROM json_to_recordset(%s::json) AS batch({_BATCH}) ON CONFLICT DO NOTHING "
+                 "RETURNING at, key, team, route, model, backend, latency_ms, status, error, tokens_in, tokens_out, "
+                 "cost_usd) "
+                 + rollup_sql("polyroute_usage_rollup", "added", "true", _FIVE_MINUTES, _LATENCY_BUCKET))
 # A NUL character as JSON writes it (``\u0000``), not preceded by an escaping backslash.
 _NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _KEY_VALUES = ",".join(["%s"] * 12)
@@ -125,6 +140,7 @@ _UPSERT_TEAM = (f"INSERT INTO polyroute_teams ({TEAM_COLS}) VALUES (%s,%s,%s,%s,
 
 # The report's groups as SQL (``polyroute.tenancy.usage.group_of``): a missing name is "-", a day is UTC's.
 _GROUP_BY = group_by("to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+_ROLLUP_GROUP_BY = group_by("to_char(to_timestamp(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
 
 Month = tuple[int, int]
 
@@ -321,8 +337,8 @@ class PostgresStore(BlockingKeyStore):
         return [usage_of(r) for r in reversed(got)]
 
     def traffic(self, since: datetime, mark: float, ratio: float) -> Traffic:
-        def bucket(col: str) -> str:  # ``polyroute.console.recent``'s: 0 under 1 ms, then log base ``ratio``
-            return f"CASE WHEN {col} < 1 THEN 0 ELSE floor(ln({col}) / ln({float(ratio)!r}))::int + 1 END"
+        def bucket(col: str) -> str:  # ``polyroute.tenancy.rollup``'s, ``ratio`` apart
+            return bucket_sql(col, "floor({})::int", ratio)
 
         minute = "(floor(extract(epoch FROM at) / 60) * 60)::bigint"
         args = (since, mark - WRITTEN_LAG)  # what ``written_after(mark)`` reads again is left to it
@@ -337,9 +353,15 @@ class PostgresStore(BlockingKeyStore):
         )
 
     def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
+        start = start_of(since, step)
         return [(str(g), int(i), float(c)) for g, i, c in self._select(
-            f"SELECT {_GROUP_BY[by]} AS g, floor((extract(epoch FROM at) - %s) / %s)::bigint AS i, sum(cost_usd) "
-            "FROM polyroute_usage WHERE at >= %s GROUP BY g, i", (since.timestamp(), int(step), since))]
+            f"SELECT {_ROLLUP_GROUP_BY[by]} AS g, (at - %s::bigint) / %s::bigint AS i, sum(cost_usd) "
+            "FROM polyroute_usage_rollup WHERE at >= %s::bigint GROUP BY g, i", (start, int(step), start))]
+
+    def rollup_summary(self, since: datetime, by: str) -> list[dict[str, Any]]:
+        totals, histograms = (self._select(sql, (start_of(since),))
+                              for sql in report_sql("polyroute_usage_rollup", _ROLLUP_GROUP_BY[by], "%s::bigint"))
+        return report_of(totals, histograms)
 
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         """Summed in the database; ``percentile_disc`` is the nearest rank, as ``summarize`` takes it."""
@@ -363,13 +385,17 @@ class PostgresStore(BlockingKeyStore):
         return float(rows[0][0])
 
     def expire(self, before: datetime) -> None:
-        """Drop every month that ends at or before ``before``."""
+        """Drop every month that ends at or before ``before``, and the rollup of what they held."""
         with self._db.get() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+            kept_from: datetime | None = None
             for month in self._partition_months(conn):
                 if _start_of(_next(month)) <= before:
                     conn.execute(f"DROP TABLE IF EXISTS {_partition(month)}")
                     self._months.discard(month)
+                    kept_from = _start_of(_next(month))
+            if kept_from is not None:
+                conn.execute("DELETE FROM polyroute_usage_rollup WHERE at < %s::bigint", (int(kept_from.timestamp()),))
 
     def partitions(self) -> list[str]:
         """The usage table's partitions, oldest first."""

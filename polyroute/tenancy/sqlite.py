@@ -31,6 +31,7 @@ from polyroute.tenancy.columns import (
     usage_row,
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
+from polyroute.tenancy.rollup import STEP, bucket_sql, report_of, report_sql, rollup_sql, start_of, table_sql
 from polyroute.tenancy.sqlite_file import SqliteFile
 from polyroute.tenancy.stores import Traffic, UsageRow
 from polyroute.tenancy.usage import entry
@@ -55,6 +56,13 @@ INSERT OR IGNORE INTO meta VALUES ('keys_version', 0);
 CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
 CREATE INDEX IF NOT EXISTS usage_key_at ON usage (key, at);
 """
+_ROLLUP_TABLE = table_sql("usage_rollup", "INTEGER", "REAL") + " WITHOUT ROWID"
+# A row's five minutes, and its latency's bucket (``polyroute.tenancy.rollup``).
+_FIVE_MINUTES = f"CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER) / {STEP} * {STEP}"
+_LATENCY_BUCKET = bucket_sql("latency_ms", "CAST({} AS INTEGER)")
+# The rows a batch added (numbered after the last row before it), and every row (to fill a new rollup).
+_ROLLUP_NEW = rollup_sql("usage_rollup", "usage", "rowid > ?", _FIVE_MINUTES, _LATENCY_BUCKET)
+_ROLLUP_ALL = rollup_sql("usage_rollup", "usage", "true", _FIVE_MINUTES, _LATENCY_BUCKET)
 
 
 def data_dir(env: dict[str, str] | None = None) -> Path:
@@ -84,8 +92,29 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         super().__init__(path)
         conn = self._conn()
         conn.executescript(_SCHEMA)
+        self._fill_rollup(conn)
         most = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._inserts = [(size, sql) for size, sql in _INSERTS_USAGE if size * _WIDTH <= most]
+
+    def _opened(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("SELECT ln(2.0)")
+        except sqlite3.OperationalError:  # an SQLite built without its math functions
+            conn.create_function("ln", 1, math.log, deterministic=True)
+
+    @staticmethod
+    def _fill_rollup(conn: sqlite3.Connection) -> None:
+        """Make the rollup, summing the rows a ledger from before it holds (once: a mark in ``meta``)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT 1 FROM meta WHERE name = 'rollup'").fetchone() is None:
+                conn.execute(_ROLLUP_TABLE)
+                conn.execute(_ROLLUP_ALL)
+                conn.execute("INSERT INTO meta VALUES ('rollup', 1)")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     @property
     def where(self) -> str:
@@ -160,11 +189,14 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # One writer at a time: the rows this batch adds are numbered after the last one there now.
+            top = conn.execute("SELECT COALESCE(max(rowid), 0) FROM usage").fetchone()[0]
             done = 0
             for size, insert in self._inserts:
                 while len(rows) - done >= size:
                     conn.execute(insert, [v for r in rows[done:done + size] for v in usage_row(r, _stamp)])
                     done += size
+            conn.execute(_ROLLUP_NEW, (top,))
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -194,14 +226,10 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         return [usage_of(r) for r in reversed(got)]
 
     def traffic(self, since: datetime, mark: float, ratio: float) -> Traffic:
-        def bucket(col: str) -> str:  # ``polyroute.console.recent``'s: 0 under 1 ms, then log base ``ratio``
-            return f"CASE WHEN {col} < 1 THEN 0 ELSE CAST(ln({col}) / ln({float(ratio)!r}) AS INTEGER) + 1 END"
+        def bucket(col: str) -> str:  # ``polyroute.tenancy.rollup``'s, ``ratio`` apart
+            return bucket_sql(col, "CAST({} AS INTEGER)", ratio)
 
         conn = self._conn()
-        try:
-            conn.execute("SELECT ln(2.0)")
-        except sqlite3.OperationalError:  # an SQLite built without its math functions
-            conn.create_function("ln", 1, math.log, deterministic=True)
         minute = "CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER) / 60 * 60"
         args = (_stamp(since), int(mark))
         totals, latency, ttft, routes = (
@@ -210,10 +238,16 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         return Traffic(totals, latency, ttft, routes)
 
     def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
-        seconds = "CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER)"  # whole seconds: steps are whole too
+        start = start_of(since, step)
         return [(str(g), int(i), float(c)) for g, i, c in self._conn().execute(
-            f"SELECT {_GROUP_BY[by]} AS g, ({seconds} - ?) / ? AS i, sum(cost_usd) FROM usage WHERE at >= ? "
-            "GROUP BY g, i", (int(since.timestamp()), int(step), _stamp(since))).fetchall()]
+            f"SELECT {_ROLLUP_GROUP_BY[by]} AS g, (at - ?) / ? AS i, sum(cost_usd) FROM usage_rollup WHERE at >= ? "
+            "GROUP BY g, i", (start, int(step), start)).fetchall()]
+
+    def rollup_summary(self, since: datetime, by: str) -> list[dict[str, Any]]:
+        conn = self._conn()
+        totals, histograms = (conn.execute(sql, (start_of(since),)).fetchall()
+                              for sql in report_sql("usage_rollup", _ROLLUP_GROUP_BY[by], "?"))
+        return report_of(totals, histograms)
 
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         """Summed by SQLite, its percentiles the nearest rank as ``summarize`` takes it, with no row made."""
@@ -248,10 +282,13 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         return float(row[0])
 
     def expire(self, before: datetime) -> None:
-        self._conn().execute("DELETE FROM usage WHERE at < ?", (_stamp(before),))
+        conn = self._conn()
+        conn.execute("DELETE FROM usage WHERE at < ?", (_stamp(before),))
+        conn.execute("DELETE FROM usage_rollup WHERE at + ? <= ?", (STEP, before.timestamp()))  # wholly before
 
 
 _GROUP_BY = group_by("substr(at, 1, 10)")
+_ROLLUP_GROUP_BY = group_by("date(at, 'unixepoch')")
 
 
 def _marks(n: int) -> str:

@@ -32,10 +32,14 @@ class SqliteFile:
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            self._opened(conn)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
         return conn
+
+    def _opened(self, conn: sqlite3.Connection) -> None:
+        """Made ready for this file's users, once per connection (nothing here)."""
 
     def close(self) -> None:
         with self._lock:

@@ -187,7 +187,13 @@ class LedgerStore(Protocol):
 
     def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
         """(group, step, cost) of the rows since ``since``: each group's cost in each step of ``step`` whole
-        seconds from ``since`` (0 the first), the group as ``polyroute.tenancy.usage.group_of`` names it."""
+        seconds from ``since`` (0 the first), the group as ``polyroute.tenancy.usage.group_of`` names it.
+        Read from the rollup (``polyroute.tenancy.rollup``): ``since`` and ``step`` fall on its steps."""
+        ...
+
+    def rollup_summary(self, since: datetime, by: str) -> list[dict[str, Any]]:
+        """``summary`` of every key from the rollup: its sums, and percentiles within the rollup's buckets.
+        ``since`` falls on the rollup's steps."""
         ...
 
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:

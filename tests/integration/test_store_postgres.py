@@ -373,12 +373,16 @@ def test_a_ledger_made_before_rows_were_marked_as_they_land_is_brought_up_to_dat
         got, _ = s.written_after(mark)
         assert "new" in {r.request_id for r in got}
         assert [r.request_id for r in s.rows(NOW - timedelta(days=1))] == ["old", "new"]
+        # The rollup holds the row from before it (summed when it was made) and the one written since.
+        assert [(e["group"], e["requests"]) for e in s.rollup_summary(NOW - timedelta(days=1), "key")] == [
+            ("-", 1), ("k", 1)]
     finally:
         s.close()
 
 
 def test_the_day_summed_by_the_store_is_what_counting_its_rows_gives(store: Store) -> None:
-    from polyroute.console.recent import RATIO, Minute, minutes_of
+    from polyroute.console.recent import Minute, minutes_of
+    from polyroute.tenancy.rollup import RATIO
 
     latencies = (0.4, 1.0, 9.99, 10.0, 123.4, 5000.0)
     rows = [UsageRow(f"r{i}", NOW - timedelta(minutes=i % 5, seconds=i % 50), "k", "t",
@@ -454,3 +458,76 @@ def test_cost_by_step_is_what_adding_each_rows_cost_to_its_step_gives(store: Sto
         got = {(g, i): c for g, i, c in store.cost_by_step(since, by, step)}
         assert got.keys() == want.keys(), by
         assert all(got[k] == pytest.approx(want[k]) for k in want), by
+
+
+def _rollup_rows() -> list[UsageRow]:
+    """Rows over several five-minute steps and groups, with missing names, errors and latencies on and
+    around bucket edges."""
+    latencies = (0.2, 1.0, 1.1, 9.99, 10.0, 123.4, 480.0, 5000.0, 61_000.0)
+    return [UsageRow(f"r{i}", NOW - timedelta(minutes=3 * i, seconds=i % 60, microseconds=i),
+                     ("alice", "bob", None)[i % 3], ("red", None)[i % 2], ("main", "cheap")[i % 2],
+                     ("m1", "m2", None)[i % 3], "b", "[]", i, 2 * i, 0.0011 * (i + 1), False, latencies[i % 9],
+                     None, 503 if i % 7 == 0 else 200, "upstream failed" if i % 5 == 0 else None, False)
+            for i in range(90)]
+
+
+def _expected_from_rows(rows: list[UsageRow], by: str) -> list[dict[str, object]]:
+    """``summarize`` of the rows, its percentiles read from the rollup's buckets of each group's rows."""
+    from collections import Counter
+
+    from polyroute.tenancy.rollup import latency_bucket, percentile
+    from polyroute.tenancy.usage import group_of
+
+    out = []
+    for e in summarize(rows, by):
+        h = Counter(latency_bucket(r.latency_ms) for r in rows if group_of(r, by) == e["group"])
+        out.append({**e, "p50_ms": percentile(h, 0.5), "p95_ms": percentile(h, 0.95)})
+    return out
+
+
+def _same_report(got: list[dict[str, object]], want: list[dict[str, object]]) -> None:
+    assert [e["group"] for e in got] == [e["group"] for e in want]
+    for g, w in zip(got, want, strict=True):
+        assert g == {**w, "cost_usd": pytest.approx(w["cost_usd"], abs=1e-8)}, w["group"]
+
+
+def test_the_rollup_sums_as_the_rows_do_and_counts_a_row_written_twice_once(store: Store) -> None:
+    rows = _rollup_rows()
+    store.write(rows[:40])
+    store.write(rows[30:])  # ten rows again, among new ones
+    store.write(rows[:5])  # a whole batch again
+    since = NOW - timedelta(hours=5)  # on the rollup's steps, before every row
+    for by in ("key", "team", "model", "route", "day"):
+        _same_report(store.rollup_summary(since, by), _expected_from_rows(rows, by))
+    later = NOW - timedelta(hours=2)  # rows from then on only
+    _same_report(store.rollup_summary(later, "key"), _expected_from_rows([r for r in rows if r.at >= later], "key"))
+
+
+def test_the_rollup_is_read_on_its_own_steps_only(store: Store) -> None:
+    with pytest.raises(ValueError, match="whole steps"):
+        store.rollup_summary(NOW - timedelta(minutes=7), "key")
+    with pytest.raises(ValueError, match="whole steps"):
+        store.cost_by_step(NOW - timedelta(hours=1), "key", 90)
+
+
+def test_a_sqlite_ledger_from_before_the_rollup_is_summed_into_it_once(tmp_path: Path) -> None:
+    import sqlite3
+
+    rows = _rollup_rows()
+    SqliteStore(tmp_path / "store.db").write(rows)
+    with sqlite3.connect(tmp_path / "store.db") as conn:  # the file as a version without the rollup left it
+        conn.execute("DROP TABLE usage_rollup")
+        conn.execute("DELETE FROM meta WHERE name = 'rollup'")
+    for _ in range(2):  # opened twice (a gateway and its writer): summed once
+        s = SqliteStore(tmp_path / "store.db")
+    _same_report(s.rollup_summary(NOW - timedelta(hours=5), "model"), _expected_from_rows(rows, "model"))
+
+
+def test_retention_takes_the_rollup_with_the_rows(store: Store) -> None:
+    rows = _rollup_rows()
+    old = [replace(r, request_id=f"old-{r.request_id}", at=r.at - timedelta(days=60)) for r in rows[:10]]
+    store.write(rows + old)
+    long_ago = NOW - timedelta(days=90)
+    assert sum(e["requests"] for e in store.rollup_summary(long_ago, "key")) == 100
+    store.expire(NOW - timedelta(days=30))
+    assert sum(e["requests"] for e in store.rollup_summary(long_ago, "key")) == 90

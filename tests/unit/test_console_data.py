@@ -13,7 +13,7 @@ import pytest
 from polyroute.attempts import Report
 from polyroute.console.evals_view import family, view
 from polyroute.console.ledger_tail import SPAN_S, LedgerTail
-from polyroute.console.recent import RATIO, Recent, percentile
+from polyroute.console.recent import Recent, percentile
 from polyroute.console.sessions import Sessions
 from polyroute.console.views import csv_of, start_of, usage
 from polyroute.errors import Attempt
@@ -22,6 +22,7 @@ from polyroute.fleet import ModelEntry
 from polyroute.gateway import RequestContext
 from polyroute.tenancy.ledger import row_of
 from polyroute.tenancy.memory import MemoryKeyStore
+from polyroute.tenancy.rollup import RATIO
 from polyroute.tenancy.sqlite import SqliteStore
 from polyroute.tenancy.stores import UsageRow
 from polyroute.types import make_usage
