@@ -531,3 +531,31 @@ def test_retention_takes_the_rollup_with_the_rows(store: Store) -> None:
     assert sum(e["requests"] for e in store.rollup_summary(long_ago, "key")) == 100
     store.expire(NOW - timedelta(days=30))
     assert sum(e["requests"] for e in store.rollup_summary(long_ago, "key")) == 90
+
+
+def test_replicas_writing_at_once_add_to_the_same_rollup_rows_exactly(pg_url: str) -> None:
+    stores = [PostgresStore(pg_url) for _ in range(3)]
+    rows = _rollup_rows()
+    failed: list[BaseException] = []
+
+    def write(s: PostgresStore, replica: int) -> None:
+        try:
+            for batch in range(12):  # every batch adds to the same rollup rows as the other replicas' do
+                s.write([replace(r, request_id=f"{replica}-{batch}-{r.request_id}") for r in rows[::-1]])
+        except BaseException as exc:  # a deadlock or a lost update shows here or in the sums
+            failed.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, i)) for i, s in enumerate(stores)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failed
+        got = stores[0].rollup_summary(NOW - timedelta(hours=5), "model")
+        want = _expected_from_rows(rows, "model")
+        assert [(g["group"], g["requests"], g["errors"], g["tokens_in"]) for g in got] == [
+            (w["group"], 36 * w["requests"], 36 * w["errors"], 36 * w["tokens_in"]) for w in want]
+    finally:
+        for s in stores:
+            s.close()
