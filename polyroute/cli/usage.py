@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--by", choices=GROUPS, default="key")
     p.add_argument("--since", default="7d", help="a span (7d, 12h, 30m, 2w) or an ISO date; default 7d")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--rebuild-rollup", action="store_true",
+                   help="sum the console's rollup again from every row (after replicas of a version without it "
+                        "wrote rows), then exit")
     p.set_defaults(func=run)
 
 
@@ -29,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidRequest(str(exc)) from None
     store = open_store(args)
     try:
+        if args.rebuild_rollup:
+            print(f"rollup summed again from {store.rebuild_rollup()} rows of {store.where}")
+            return 0
         rows = store.summary(since, args.by)
     finally:
         store.close()

@@ -379,6 +379,9 @@ class _Opening:
     def rollup_summary(self, since: datetime, by: str) -> list[dict[str, Any]]:
         return self._open().rollup_summary(since, by)
 
+    def rebuild_rollup(self) -> int:
+        return self._open().rebuild_rollup()
+
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         return self._open().summary(since, by, key)
 

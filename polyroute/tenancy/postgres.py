@@ -73,6 +73,9 @@ IDLE_CONNECTIONS = 4
 _FIVE_MINUTES = f"(floor(extract(epoch FROM at) / {STEP}) * {STEP})::bigint"
 _LATENCY_BUCKET = bucket_sql("latency_ms", "floor({})::int")
 
+# Every row of the ledger added to the rollup: when it is made, and when it is summed again.
+_ROLLUP_ALL = rollup_sql("polyroute_usage_rollup", "polyroute_usage", "true", _FIVE_MINUTES, _LATENCY_BUCKET)
+
 # Each step runs once, in order; ``polyroute_meta.schema`` counts the steps done.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -109,7 +112,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # The rollup the console's Usage page reads (``polyroute.tenancy.rollup``), with the rows already there.
         table_sql("polyroute_usage_rollup", "BIGINT", "DOUBLE PRECISION"),
-        rollup_sql("polyroute_usage_rollup", "polyroute_usage", "true", _FIVE_MINUTES, _LATENCY_BUCKET),
+        _ROLLUP_ALL,
     ),
 )
 # Seconds ``written_after`` reads back: replicas' write transactions can commit in another order than
@@ -377,6 +380,17 @@ class PostgresStore(BlockingKeyStore):
         found = self._select(sql + f" GROUP BY {group}", args)
         return [entry(str(g), int(n), int(tin), int(tout), float(cost), int(err), float(p50), float(p95))
                 for g, n, tin, tout, cost, err, p50, p95 in sorted(found, key=lambda r: str(r[0]))]
+
+    def rebuild_rollup(self) -> int:
+        with self._db.get() as conn, conn.transaction():
+            # Writers add to the rollup in the statement that inserts their rows: this lock holds each one
+            # until the new sums are committed, and this transaction's next statement sees every row
+            # committed before it.
+            conn.execute("LOCK TABLE polyroute_usage_rollup IN EXCLUSIVE MODE")
+            conn.execute("DELETE FROM polyroute_usage_rollup")
+            conn.execute(_ROLLUP_ALL)
+            found = conn.execute("SELECT count(*) FROM polyroute_usage").fetchone()
+        return int(found[0]) if found else 0
 
     def spent(self, kind: str, name: str, since: datetime) -> float:
         column = "key" if kind == "key" else "team"

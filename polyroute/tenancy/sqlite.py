@@ -275,6 +275,19 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
             out.append(entry(g, n, tokens_in, tokens_out, cost, errors, p50, p95))
         return out
 
+    def rebuild_rollup(self) -> int:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")  # the one writer: the ledger's wait
+        try:
+            conn.execute("DELETE FROM usage_rollup")
+            conn.execute(_ROLLUP_ALL)
+            rows = int(conn.execute("SELECT count(*) FROM usage").fetchone()[0])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return rows
+
     def spent(self, kind: str, name: str, since: datetime) -> float:
         column = "key" if kind == "key" else "team"
         row = self._conn().execute(f"SELECT COALESCE(SUM(cost_usd), 0) FROM usage WHERE {column} = ? AND at >= ?",

@@ -196,6 +196,11 @@ class LedgerStore(Protocol):
         ``since`` falls on the rollup's steps."""
         ...
 
+    def rebuild_rollup(self) -> int:
+        """Sum the rollup again from every row (rows an older version wrote lack it); returns the rows.
+        Writers wait meanwhile, so no row is counted twice or missed."""
+        ...
+
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         """The rows since ``since`` (of one key, or all) as ``polyroute.tenancy.usage.summarize`` reports them."""
         ...

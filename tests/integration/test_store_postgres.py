@@ -559,3 +559,50 @@ def test_replicas_writing_at_once_add_to_the_same_rollup_rows_exactly(pg_url: st
     finally:
         for s in stores:
             s.close()
+
+
+def test_rows_an_older_version_wrote_are_summed_in_when_the_rollup_is_rebuilt_while_others_write(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = _rollup_rows()
+    store.write(rows[:30])
+    old = [replace(r, request_id=f"old-{r.request_id}") for r in rows[30:60]]
+    _write_without_rollup(store, old)  # as a replica of a version without the rollup does
+    since = NOW - timedelta(hours=5)
+    assert sum(e["requests"] for e in store.rollup_summary(since, "key")) == 30
+    failed: list[BaseException] = []
+
+    def write_on() -> None:  # another replica, writing while the rollup is summed again
+        try:
+            for i in range(30, 90, 3):
+                store.write(rows[i:i + 3])
+        except BaseException as exc:
+            failed.append(exc)
+
+    writer = threading.Thread(target=write_on)
+    writer.start()
+    assert store.rebuild_rollup() >= 60
+    writer.join()
+    assert not failed
+    _same_report(store.rollup_summary(since, "model"), _expected_from_rows(rows + old, "model"))
+    if isinstance(store, SqliteStore):  # the same from the command line
+        _write_without_rollup(store, [replace(r, request_id=f"cli-{r.request_id}") for r in rows])
+        assert main(["usage", "--store", f"sqlite:///{store.path}", "--rebuild-rollup"]) == 0
+        assert capsys.readouterr().out.startswith("rollup summed again from 210 rows of ")
+        assert sum(e["requests"] for e in store.rollup_summary(since, "key")) == 210
+
+
+def _write_without_rollup(store: Store, rows: list[UsageRow]) -> None:
+    from polyroute.tenancy.columns import usage_row
+
+    if isinstance(store, SqliteStore):
+        marks = ",".join("?" * len(USAGE_COLS.split(",")))
+        store._conn().executemany(f"INSERT INTO usage ({USAGE_COLS}) VALUES ({marks})",
+                                  [usage_row(r, lambda at: at.isoformat(timespec="microseconds")[:-6] + "Z")
+                                   for r in rows])
+        return
+    assert isinstance(store, PostgresStore)
+    with store._db.get() as conn:
+        for r in rows:
+            conn.execute(f"INSERT INTO polyroute_usage ({USAGE_COLS}) VALUES ({','.join(['%s'] * 17)})",
+                         usage_row(r, lambda at: at))
