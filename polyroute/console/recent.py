@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from polyroute.tenancy.rollup import latency_bucket, percentile
+from polyroute.tenancy.rollup import histogram_percentile, latency_bucket
 from polyroute.tenancy.stores import Traffic, UsageRow
 
 SPAN_MINUTES = 24 * 60
@@ -161,10 +161,10 @@ def _window(minutes: Iterable[Minute], span: int) -> dict[str, Any]:
         "requests_per_s": round(requests / span, 6),
         "errors": errors,
         "error_rate": round(errors / requests, 4) if requests else None,
-        "latency_ms_p50": percentile(latency, 0.50),
-        "latency_ms_p95": percentile(latency, 0.95),
-        "ttft_ms_p50": percentile(ttft, 0.50),
-        "ttft_ms_p95": percentile(ttft, 0.95),
+        "latency_ms_p50": histogram_percentile(latency, 0.50),
+        "latency_ms_p95": histogram_percentile(latency, 0.95),
+        "ttft_ms_p50": histogram_percentile(ttft, 0.50),
+        "ttft_ms_p95": histogram_percentile(ttft, 0.95),
         "cost_usd": round(sum(m.cost_usd for m in minutes), 8),
         "tokens_in": sum(m.tokens_in for m in minutes),
         "tokens_out": sum(m.tokens_out for m in minutes),

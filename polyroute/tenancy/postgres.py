@@ -58,7 +58,7 @@ from polyroute.tenancy.columns import (
     usage_of,
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
-from polyroute.tenancy.rollup import STEP, bucket_sql, report_of, report_sql, rollup_sql, start_of, table_sql
+from polyroute.tenancy.rollup import STEP, bucket_sql, report_of, report_sql, rollup_sql, rollup_start, table_sql
 from polyroute.tenancy.stores import Rejected, Traffic, UsageRow
 from polyroute.tenancy.usage import entry
 
@@ -356,13 +356,13 @@ class PostgresStore(BlockingKeyStore):
         )
 
     def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
-        start = start_of(since, step)
+        start = rollup_start(since, step)
         return [(str(g), int(i), float(c)) for g, i, c in self._select(
             f"SELECT {_ROLLUP_GROUP_BY[by]} AS g, (at - %s::bigint) / %s::bigint AS i, sum(cost_usd) "
             "FROM polyroute_usage_rollup WHERE at >= %s::bigint GROUP BY g, i", (start, int(step), start))]
 
     def rollup_summary(self, since: datetime, by: str) -> list[dict[str, Any]]:
-        totals, histograms = (self._select(sql, (start_of(since),))
+        totals, histograms = (self._select(sql, (rollup_start(since),))
                               for sql in report_sql("polyroute_usage_rollup", _ROLLUP_GROUP_BY[by], "%s::bigint"))
         return report_of(totals, histograms)
 

@@ -8,7 +8,7 @@ millions of usage rows summed again at every poll of the page.
 
     usage rows of a batch ──(same transaction)──▶ rollup: += per (5 min, key, team, route, model, backend, latency)
 
-Sums are exact; a percentile is read from the latency buckets (``RATIO`` apart, the
+Sums are exact; a histogram_percentile is read from the latency buckets (``RATIO`` apart, the
 console's own scale), as the upper edge of the bucket that holds it. A row written
 twice (a batch retried, a spool replayed) is counted once: only rows the usage table
 took are added. Both stores build the statement here (``rollup_sql``); each gives its
@@ -47,7 +47,7 @@ def upper_edge(index: int) -> float:
     return 1.0 if index == 0 else RATIO ** index
 
 
-def percentile(histogram: Counter[int], q: float) -> float | None:
+def histogram_percentile(histogram: Counter[int], q: float) -> float | None:
     """The upper edge of the bucket holding the ``q`` quantile (nearest rank); None when empty."""
     total = sum(histogram.values())
     if not total:
@@ -108,11 +108,11 @@ def report_of(totals: Iterable[tuple[Any, ...]], histograms: Iterable[tuple[Any,
     for g, n, tokens_in, tokens_out, cost, errors in sorted(totals, key=lambda r: str(r[0])):
         h = latency.get(str(g), Counter())
         out.append(entry(str(g), int(n), int(tokens_in), int(tokens_out), float(cost), int(errors),
-                         percentile(h, 0.5) or 0.0, percentile(h, 0.95) or 0.0))
+                         histogram_percentile(h, 0.5) or 0.0, histogram_percentile(h, 0.95) or 0.0))
     return out
 
 
-def start_of(since: datetime, step: int = STEP) -> int:
+def rollup_start(since: datetime, step: int = STEP) -> int:
     """``since`` as the rollup's seconds since the epoch; it and ``step`` must fall on the rollup's steps,
     or a step would take part of a rollup row that is not its own."""
     if since.timestamp() % STEP or step % STEP:

@@ -31,7 +31,7 @@ from polyroute.tenancy.columns import (
     usage_row,
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
-from polyroute.tenancy.rollup import STEP, bucket_sql, report_of, report_sql, rollup_sql, start_of, table_sql
+from polyroute.tenancy.rollup import STEP, bucket_sql, report_of, report_sql, rollup_sql, rollup_start, table_sql
 from polyroute.tenancy.sqlite_file import SqliteFile
 from polyroute.tenancy.stores import Traffic, UsageRow
 from polyroute.tenancy.usage import entry
@@ -238,14 +238,14 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         return Traffic(totals, latency, ttft, routes)
 
     def cost_by_step(self, since: datetime, by: str, step: int) -> list[tuple[str, int, float]]:
-        start = start_of(since, step)
+        start = rollup_start(since, step)
         return [(str(g), int(i), float(c)) for g, i, c in self._conn().execute(
             f"SELECT {_ROLLUP_GROUP_BY[by]} AS g, (at - ?) / ? AS i, sum(cost_usd) FROM usage_rollup WHERE at >= ? "
             "GROUP BY g, i", (start, int(step), start)).fetchall()]
 
     def rollup_summary(self, since: datetime, by: str) -> list[dict[str, Any]]:
         conn = self._conn()
-        totals, histograms = (conn.execute(sql, (start_of(since),)).fetchall()
+        totals, histograms = (conn.execute(sql, (rollup_start(since),)).fetchall()
                               for sql in report_sql("usage_rollup", _ROLLUP_GROUP_BY[by], "?"))
         return report_of(totals, histograms)
 

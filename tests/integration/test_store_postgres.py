@@ -475,13 +475,13 @@ def _expected_from_rows(rows: list[UsageRow], by: str) -> list[dict[str, object]
     """``summarize`` of the rows, its percentiles read from the rollup's buckets of each group's rows."""
     from collections import Counter
 
-    from polyroute.tenancy.rollup import latency_bucket, percentile
+    from polyroute.tenancy.rollup import histogram_percentile, latency_bucket
     from polyroute.tenancy.usage import group_of
 
     out = []
     for e in summarize(rows, by):
         h = Counter(latency_bucket(r.latency_ms) for r in rows if group_of(r, by) == e["group"])
-        out.append({**e, "p50_ms": percentile(h, 0.5), "p95_ms": percentile(h, 0.95)})
+        out.append({**e, "p50_ms": histogram_percentile(h, 0.5), "p95_ms": histogram_percentile(h, 0.95)})
     return out
 
 

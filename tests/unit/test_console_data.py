@@ -13,7 +13,7 @@ import pytest
 from polyroute.attempts import Report
 from polyroute.console.evals_view import family, view
 from polyroute.console.ledger_tail import SPAN_S, LedgerTail
-from polyroute.console.recent import Recent, percentile
+from polyroute.console.recent import Recent
 from polyroute.console.sessions import Sessions
 from polyroute.console.views import csv_of, start_of, usage
 from polyroute.errors import Attempt
@@ -22,7 +22,7 @@ from polyroute.fleet import ModelEntry
 from polyroute.gateway import RequestContext
 from polyroute.tenancy.ledger import row_of
 from polyroute.tenancy.memory import MemoryKeyStore
-from polyroute.tenancy.rollup import RATIO
+from polyroute.tenancy.rollup import RATIO, histogram_percentile
 from polyroute.tenancy.sqlite import SqliteStore
 from polyroute.tenancy.stores import UsageRow
 from polyroute.types import make_usage
@@ -158,7 +158,7 @@ async def test_fleets_recent_answers_are_read_from_the_ledger(tmp_path: Path) ->
 def test_percentile_of_an_empty_histogram_is_none() -> None:
     from collections import Counter
 
-    assert percentile(Counter(), 0.5) is None
+    assert histogram_percentile(Counter(), 0.5) is None
 
 
 def row(at: datetime, key: str, cost: float, model: str = "m") -> UsageRow:
