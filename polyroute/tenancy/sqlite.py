@@ -105,6 +105,8 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
     @staticmethod
     def _fill_rollup(conn: sqlite3.Connection) -> None:
         """Make the rollup, summing the rows a ledger from before it holds (once: a mark in ``meta``)."""
+        if conn.execute("SELECT 1 FROM meta WHERE name = 'rollup'").fetchone() is not None:
+            return  # made: no need to wait for the write lock
         conn.execute("BEGIN IMMEDIATE")
         try:
             if conn.execute("SELECT 1 FROM meta WHERE name = 'rollup'").fetchone() is None:
