@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -277,6 +278,15 @@ def test_a_gateway_on_postgresql_writes_its_ledger_and_reports_it(
     assert {r["group"]: r["requests"] for r in report} == {"echo": 3, "-": 1}
     echo = next(r for r in report if r["group"] == "echo")
     assert echo["cost_usd"] == pytest.approx(sum(float(a.headers["x-polyroute-cost-usd"]) for a in answers[:3]))
+    # The rollup the console's Usage page reads, written by the gateway's writer process, sums the same.
+    store = PostgresStore(pg_url)
+    try:
+        hour_ago = datetime.fromtimestamp(time.time() // 300 * 300 - 3600, UTC)
+        rolled = {r["group"]: (r["requests"], r["errors"], r["cost_usd"])
+                  for r in store.rollup_summary(hour_ago, "model")}
+    finally:
+        store.close()
+    assert rolled == {r["group"]: (r["requests"], r["errors"], pytest.approx(r["cost_usd"])) for r in report}
     assert main(["usage", "--store", pg_url, "--by", "day", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "group,requests,tokens_in,tokens_out,cost_usd,errors,p50_ms,p95_ms"
