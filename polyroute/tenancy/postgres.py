@@ -73,7 +73,8 @@ IDLE_CONNECTIONS = 4
 _FIVE_MINUTES = f"(floor(extract(epoch FROM at) / {STEP}) * {STEP})::bigint"
 _LATENCY_BUCKET = bucket_sql("latency_ms", "floor({})::int")
 
-# Every row of the ledger added to the rollup: when it is made, and when it is summed again.
+# The rollup, and every row of the ledger added to it: when it is made, and when it is summed again.
+_ROLLUP_TABLE = table_sql("polyroute_usage_rollup", "BIGINT", "DOUBLE PRECISION")
 _ROLLUP_ALL = rollup_sql("polyroute_usage_rollup", "polyroute_usage", "true", _FIVE_MINUTES, _LATENCY_BUCKET)
 
 # Each step runs once, in order; ``polyroute_meta.schema`` counts the steps done.
@@ -111,7 +112,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (
         # The rollup the console's Usage page reads (``polyroute.tenancy.rollup``), with the rows already there.
-        table_sql("polyroute_usage_rollup", "BIGINT", "DOUBLE PRECISION"),
+        _ROLLUP_TABLE,
         _ROLLUP_ALL,
     ),
 )
@@ -386,6 +387,7 @@ class PostgresStore(BlockingKeyStore):
             # Writers add to the rollup in the statement that inserts their rows: this lock holds each one
             # until the new sums are committed, and this transaction's next statement sees every row
             # committed before it.
+            conn.execute(_ROLLUP_TABLE)  # made again if it was dropped by hand
             conn.execute("LOCK TABLE polyroute_usage_rollup IN EXCLUSIVE MODE")
             conn.execute("DELETE FROM polyroute_usage_rollup")
             conn.execute(_ROLLUP_ALL)

@@ -281,6 +281,7 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")  # the one writer: the ledger's wait
         try:
+            conn.execute(_ROLLUP_TABLE)  # made again if it was dropped by hand
             conn.execute("DELETE FROM usage_rollup")
             conn.execute(_ROLLUP_ALL)
             rows = int(conn.execute("SELECT count(*) FROM usage").fetchone()[0])

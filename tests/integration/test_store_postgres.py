@@ -600,6 +600,16 @@ def test_rows_an_older_version_wrote_are_summed_in_when_the_rollup_is_rebuilt_wh
         assert main(["usage", "--store", f"sqlite:///{store.path}", "--rebuild-rollup"]) == 0
         assert capsys.readouterr().out.startswith("rollup summed again from 210 rows of ")
         assert sum(e["requests"] for e in store.rollup_summary(since, "key")) == 210
+    # A rollup dropped by hand is made again by the rebuild.
+    if isinstance(store, SqliteStore):
+        store._conn().execute("DROP TABLE usage_rollup")
+    else:
+        assert isinstance(store, PostgresStore)
+        with store._db.get() as conn:
+            conn.execute("DROP TABLE polyroute_usage_rollup")
+    store.rebuild_rollup()
+    assert sum(e["requests"] for e in store.rollup_summary(since, "key")) == (210 if isinstance(store, SqliteStore)
+                                                                              else 120)
 
 
 def _write_without_rollup(store: Store, rows: list[UsageRow]) -> None:
