@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from polyroute.quality.features import F32
-from polyroute.tenancy.sqlite_file import SqliteFile
+from polyroute.tenancy.sqlite_file import SqliteFile, immediate
 
 # Decisions without feedback are kept this long (seconds) for feedback to arrive.
 RETAIN_S = 7 * 24 * 3600.0
@@ -82,14 +82,9 @@ class DecisionStore(SqliteFile):
     def write(self, rows: Sequence[DecisionRow]) -> None:
         conn = self._conn()
         marks = ",".join("?" * 14)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             conn.executemany(f"INSERT OR REPLACE INTO route_decisions ({_COLUMNS}) VALUES ({marks})",
                              [_tuple(r) for r in rows])
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def owner(self, some_id: str) -> Owner | None:
         """The request a gateway request id or a response id names (the latest, if several share it)."""

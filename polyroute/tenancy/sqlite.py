@@ -32,7 +32,7 @@ from polyroute.tenancy.columns import (
 )
 from polyroute.tenancy.model import KeyRecord, TeamRecord
 from polyroute.tenancy.rollup import STEP, bucket_sql, report_of, report_sql, rollup_sql, rollup_start, table_sql
-from polyroute.tenancy.sqlite_file import SqliteFile
+from polyroute.tenancy.sqlite_file import SqliteFile, immediate
 from polyroute.tenancy.stores import Traffic, UsageRow
 from polyroute.tenancy.usage import entry
 
@@ -58,7 +58,8 @@ CREATE INDEX IF NOT EXISTS usage_key_at ON usage (key, at);
 """
 _ROLLUP_TABLE = table_sql("usage_rollup", "INTEGER", "REAL") + " WITHOUT ROWID"
 # A row's five minutes, and its latency's bucket (``polyroute.tenancy.rollup``).
-_FIVE_MINUTES = f"CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER) / {STEP} * {STEP}"
+_SECONDS = "CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER)"  # a row's time, in whole seconds
+_FIVE_MINUTES = f"{_SECONDS} / {STEP} * {STEP}"
 _LATENCY_BUCKET = bucket_sql("latency_ms", "CAST({} AS INTEGER)")
 # The rows a batch added (numbered after the last row before it), and every row (to fill a new rollup).
 _ROLLUP_NEW = rollup_sql("usage_rollup", "usage", "rowid > ?", _FIVE_MINUTES, _LATENCY_BUCKET)
@@ -107,16 +108,11 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         """Make the rollup, summing the rows a ledger from before it holds (once: a mark in ``meta``)."""
         if conn.execute("SELECT 1 FROM meta WHERE name = 'rollup'").fetchone() is not None:
             return  # made: no need to wait for the write lock
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             if conn.execute("SELECT 1 FROM meta WHERE name = 'rollup'").fetchone() is None:
                 conn.execute(_ROLLUP_TABLE)
                 conn.execute(_ROLLUP_ALL)
                 conn.execute("INSERT INTO meta VALUES ('rollup', 1)")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     @property
     def where(self) -> str:
@@ -127,15 +123,10 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
     def _change(self, sql: str, args: tuple[object, ...]) -> int:
         """One change of keys or teams, and the version bumped with it, in one transaction."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             count = conn.execute(sql, args).rowcount
             if count:
                 conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'keys_version'")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         return count
 
     def version_now(self) -> int:
@@ -172,14 +163,9 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
 
     def revoke_session_now(self, session_id: str, until: float, now: float) -> None:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             conn.execute("DELETE FROM console_logouts WHERE until < ?", (now,))
             conn.execute("INSERT OR REPLACE INTO console_logouts VALUES (?, ?)", (session_id, until))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def session_revoked_now(self, session_id: str) -> bool:
         row = self._conn().execute("SELECT 1 FROM console_logouts WHERE session_id = ?", (session_id,)).fetchone()
@@ -189,8 +175,7 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
 
     def write(self, rows: Sequence[UsageRow]) -> None:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             # One writer at a time: the rows this batch adds are numbered after the last one there now.
             top = conn.execute("SELECT COALESCE(max(rowid), 0) FROM usage").fetchone()[0]
             done = 0
@@ -199,10 +184,6 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
                     conn.execute(insert, [v for r in rows[done:done + size] for v in usage_row(r, _stamp)])
                     done += size
             conn.execute(_ROLLUP_NEW, (top,))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def rows(self, since: datetime, key: str | None = None) -> list[UsageRow]:
         sql = f"SELECT {USAGE_COLS} FROM usage WHERE at >= ?"
@@ -232,7 +213,7 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
             return bucket_sql(col, "CAST({} AS INTEGER)", ratio)
 
         conn = self._conn()
-        minute = "CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER) / 60 * 60"
+        minute = f"{_SECONDS} / 60 * 60"
         args = (_stamp(since), int(mark))
         totals, latency, ttft, routes = (
             conn.execute(sql, args).fetchall()
@@ -279,16 +260,11 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
 
     def rebuild_rollup(self) -> int:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")  # the one writer: the ledger's wait
-        try:
+        with immediate(conn):  # the one writer: the ledger's wait
             conn.execute(_ROLLUP_TABLE)  # made again if it was dropped by hand
             conn.execute("DELETE FROM usage_rollup")
             conn.execute(_ROLLUP_ALL)
             rows = int(conn.execute("SELECT count(*) FROM usage").fetchone()[0])
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         return rows
 
     def spent(self, kind: str, name: str, since: datetime) -> float:
