@@ -178,14 +178,14 @@ class RedisLink:
                 synced = -1
                 while True:
                     if synced != self._outages:  # first, or the library reconnected after an outage
+                        await self._prove_back()
                         synced = self._outages
-                        self.ok()
                         await self._resync()
                     # Bounded, so that a connection that hangs restarts the listener.
                     msg = await asyncio.wait_for(pubsub.get_message(timeout=1.0), 1.0 + LISTEN_GRACE)
                     if msg is None:
                         await asyncio.wait_for(pubsub.ping(), LISTEN_GRACE)  # silence, or a dead connection?
-                        self.ok()
+                        await self._prove_back()
                     elif msg.get("type") == "message":
                         found = self._subscribers.get(str(msg["channel"]))
                         if found is not None:
@@ -203,6 +203,13 @@ class RedisLink:
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()
+
+    async def _prove_back(self) -> None:
+        """Tell the outage over only after a command had its answer. A pub/sub connection's ``ping``
+        only writes (its answer comes as a message), and a write to a server just gone can succeed."""
+        if self._down:
+            await asyncio.wait_for(self.client.ping(), LISTEN_GRACE)
+        self.ok()
 
     async def _resync(self) -> None:
         for each in self._subscribers.values():
