@@ -31,7 +31,10 @@ import httptools
 from polyroute import eager
 from polyroute.adapters.proxy import Proxy, ProxyRefused, open_tunnel
 
-_HIGH_WATER = 1 << 20  # pause reading past 1 MiB of unread body
+_HIGH_WATER = 1 << 18  # pause reading past 256 KiB of unread body
+# A reader served this many body bytes already buffered, without waiting, lets the other tasks
+# run once: a fast upstream must not hold the event loop for a megabyte of stream per turn.
+TURN_BYTES = 64 * 1024
 # A response head past either limit is refused: a hostile or broken upstream must not make the
 # parser buffer (or this client join) megabytes of headers while every other request waits.
 MAX_HEAD_BYTES = 64 * 1024
@@ -85,6 +88,7 @@ class _Conn(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.body: deque[bytes] = deque()
         self.buffered = 0
+        self.unwaited = 0  # body bytes handed out since the reader last let the loop run
         self.complete = False
         self.received_any = False
         self.error: TransportError | None = None
@@ -230,11 +234,17 @@ class _Conn(asyncio.Protocol):
 
     async def next_body(self, timeout: float | None) -> bytes | None:
         """The next piece of body, or None at the end."""
-        while not self.body:
-            if self.complete:
-                return None
-            await self.wait(timeout)
+        if not self.body:
+            self.unwaited = 0
+            while not self.body:
+                if self.complete:
+                    return None
+                await self.wait(timeout)
+        elif self.unwaited > TURN_BYTES:
+            self.unwaited = 0
+            await asyncio.sleep(0)
         data = self.body.popleft()
+        self.unwaited += len(data)
         self.buffered -= len(data)
         if self.paused and self.buffered < _HIGH_WATER // 2 and self.transport is not None:
             self.paused = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Generator, Mapping
 from typing import Any
 
@@ -13,6 +14,9 @@ DONE = b"data: [DONE]\n\n"
 _TYPE = b"content-type: text/event-stream; charset=utf-8\r\n"
 _CHUNKED = b"transfer-encoding: chunked\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
+# Frames that keep coming ready are written, and the other tasks let run, every this many bytes:
+# a body that never has to wait must neither hold the event loop nor pile up unwritten.
+TURN_BYTES = 64 * 1024
 
 
 def event(payload: Any) -> bytes:
@@ -40,7 +44,10 @@ class EventStream:
     the step is awaited as usual. The response head leaves with the first frames.
 
     A client that reads slower than the stream comes is waited for between steps,
-    never inside one, so that time never counts as the upstream's stall.
+    never inside one, so that time never counts as the upstream's stall. Frames
+    that are all ready at once leave every ``TURN_BYTES``, each time letting the
+    other tasks run, so what waits to be written stays bounded however fast the
+    body comes.
     """
 
     status = 200
@@ -57,21 +64,27 @@ class EventStream:
     async def send(self, out: Output, head: bytes) -> None:
         framed = _chunk if self.chunked else _plain
         pending: list[bytes] = []
+        size = 0
         try:
             while True:
                 if out.paused():
                     out.write(head + framed(pending))
-                    head, pending = b"", []
+                    head, pending, size = b"", [], 0
                     await out.drain()
                 step = _Step(self.body)
                 if step.ready:
                     if step.ended:
                         break
                     pending.append(step.value)
+                    size += len(step.value)
+                    if size > TURN_BYTES:
+                        out.write(head + framed(pending))
+                        head, pending, size = b"", [], 0
+                        await asyncio.sleep(0)
                     continue
                 if pending or head:
                     out.write(head + framed(pending))
-                    head, pending = b"", []
+                    head, pending, size = b"", [], 0
                 try:
                     pending.append(await step)
                 except StopAsyncIteration:

@@ -15,6 +15,8 @@ or quote back the key they were sent. The behaviour is chosen per request by the
   ``data: {"error": ...}`` event (streams) or a 401 body (non-streams);
 - ``retry-VALUE``: 429 with ``Retry-After: VALUE``;
 - ``hold``: a normal answer, once the test sets ``release``.
+- ``flood-N``: a sound SSE answer of N one-word chunks (``FLOOD_WORD``), sent as fast as
+  the client takes them, then usage and ``[DONE]``.
 
 Everything lazy is written a piece at a time with ``drain()``, so a client that
 stops reading stops the sender; ``sent[model]`` counts the bytes that went out and
@@ -34,6 +36,7 @@ from typing import Any
 
 ANSWER = "hello from upstream"
 PIECE = 64 * 1024
+FLOOD_WORD = "word "
 
 
 @dataclass
@@ -165,6 +168,8 @@ class HostileUpstream:
             await self._chunked(writer, model, b"text/event-stream", _forever(b"data: ", b"a" * PIECE))
         elif kind == "ssedata":
             await self._chunked(writer, model, b"text/event-stream", _forever(b"", b"data: aaaaaaaa\n" * 4096))
+        elif kind == "flood":
+            await self._chunked(writer, model, b"text/event-stream", _flood(model, int(arg)))
         elif kind == "echokey":
             quoted = f"Incorrect API key provided: {_header(head, b'authorization')}"
             error = json.dumps({"error": {"message": quoted, "type": "invalid_request_error"}}).encode()
@@ -203,6 +208,25 @@ def _repeat(unit: bytes, count: int) -> Iterator[bytes]:
         n = min(per, count)
         yield unit * n
         count -= n
+
+
+def _flood(model: str, count: int) -> Iterator[bytes]:
+    """A chat stream in OpenAI's chunk shape: ``count`` chunks of one word, then usage and ``[DONE]``."""
+    def event(delta: dict[str, str], finish: str | None, **extra: Any) -> bytes:
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    word = event({"content": FLOOD_WORD}, None)
+    per = PIECE // len(word)
+    yield event({"role": "assistant", "content": ""}, None)
+    left = count
+    while left > 0:
+        n = min(per, left)
+        yield word * n
+        left -= n
+    usage = {"prompt_tokens": 1, "completion_tokens": count, "total_tokens": count + 1}
+    yield event({}, "stop", usage=usage) + b"data: [DONE]\n\n"
 
 
 def _forever(first: bytes, unit: bytes) -> Iterator[bytes]:

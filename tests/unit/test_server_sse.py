@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
 
-from polyroute.server.sse import EventStream
+from polyroute.server.sse import TURN_BYTES, EventStream
 
 pytestmark = pytest.mark.anyio
 
@@ -256,3 +257,31 @@ async def test_an_async_generator_body_runs_its_finally_when_cancelled() -> None
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 1)
     assert finished == ["finally"]
+
+
+async def test_a_body_that_never_waits_is_written_in_turns_that_let_other_tasks_run() -> None:
+    """A fast upstream's frames all come ready: they must neither pile up unwritten nor hold the loop."""
+    frame = b"data: " + b"x" * 1000 + b"\n\n"
+    count = 1000  # about 1 MB, every frame ready at once
+    body = Body(*([frame] * count))
+    out = Output()
+    turns = 0  # how many times another task ran while the stream was being sent
+    sizes_at_turn: list[int] = []
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+            sizes_at_turn.append(sum(map(len, out.writes)))
+
+    ticker = asyncio.create_task(other())
+    await EventStream(body, {}).send(out, HEAD)
+    ticker.cancel()
+    data = b"".join(out.writes)
+    assert b"".join(dechunk(data[len(HEAD):])) == frame * count
+    assert all(len(w) <= TURN_BYTES + 2 * len(frame) for w in out.writes), "more than a turn's frames in one write"
+    assert turns >= count * len(frame) // (TURN_BYTES + len(frame)) - 1
+    # Between two turns of the other task, at most one turn's bytes were written.
+    steps = [b - a for a, b in itertools.pairwise(sizes_at_turn)]
+    assert max(steps) <= TURN_BYTES + 2 * len(frame) + len(HEAD)

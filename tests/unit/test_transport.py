@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 
-from polyroute.adapters.transport import ConnectFailed, ConnectionBroken, Pool, ReadTimeout
+from polyroute.adapters.transport import TURN_BYTES, ConnectFailed, ConnectionBroken, Pool, ReadTimeout
 from polyroute.eager import EagerTask
 from tests.support.http11_app import called_from
 from tests.support.wait import await_until
@@ -203,3 +204,40 @@ async def test_an_eager_task_goes_on_from_the_callback_that_read_the_response_he
         assert await box[0].task == b"firstrest"
         assert where == [("head", True), ("rest", False)]
         await pool.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_body_already_buffered_is_read_in_turns_that_let_other_tasks_run() -> None:
+    """A fast upstream fills the buffer faster than it is read: reading it must not hold the event loop."""
+    piece = b"data: " + b"y" * 4000 + b"\n\n"
+    pieces = 256  # 1 MB
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(pieces)) + b"0\r\n\r\n")
+        await writer.drain()
+        await read_request(reader)
+
+    async with server(flood) as (url, _):
+        pool = Pool(url, connect_timeout=2)
+        resp = await pool.request("POST", url + "/s", {}, b"", 2)
+        conn = resp._conn
+        await await_until(lambda: conn.paused or conn.complete, timeout=10)  # the buffer is full
+        read_at_turn: list[int] = []
+        read = 0
+
+        async def other() -> None:
+            while True:
+                await asyncio.sleep(0)
+                read_at_turn.append(read)
+
+        ticker = asyncio.create_task(other())
+        async for data in resp.iter_bytes(2):
+            read += len(data)
+        ticker.cancel()
+        assert read == len(piece) * pieces
+        steps = [b - a for a, b in itertools.pairwise(read_at_turn)]
+        # Between two turns of the other task, the reader took at most a turn's bytes and one read's.
+        assert max(steps) <= TURN_BYTES + 256 * 1024
+        assert len(steps) >= 3
