@@ -14,7 +14,7 @@ import os
 import ssl
 import tomllib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import parse_qs, urlsplit
@@ -104,7 +104,10 @@ def _secret_from(value: object, info: ValidationInfo) -> object:
 def _aware(v: datetime) -> datetime:
     if v.tzinfo is None:
         raise ValueError("expires_at needs a time zone, e.g. 2027-01-01T00:00:00Z")
-    return v
+    try:
+        return v.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-12:00 is past the last instant a date can hold
+        raise ValueError("expires_at is out of range: at most 9999-12-31T23:59:59Z") from None
 
 
 # An instant with its time zone (a TOML datetime, or ISO 8601 with an offset).
@@ -451,16 +454,23 @@ class PolicyConfig(_Strict):
 BudgetPeriod = Literal["day", "week", "month", "total"]
 
 
+# The largest budget and limits taken: every store keeps them exactly (a 64-bit integer, a double).
+MAX_BUDGET_USD = 1e12
+MAX_PER_MINUTE = 10**12
+BudgetUsd = Annotated[float, Field(gt=0, le=MAX_BUDGET_USD, allow_inf_nan=False, strict=True)]
+PerMinute = Annotated[int, Field(ge=1, le=MAX_PER_MINUTE, strict=True)]
+
+
 class LimitsConfig(_Strict):
     """A budget and rate limits: of a key (``[keys.NAME]``) or shared by a team's keys (``[teams.NAME]``)."""
 
     # USD that may be spent per ``budget_period`` (periods start at 00:00 UTC, weeks on Monday,
     # months on the 1st; ``total`` never resets).
-    budget_usd: float | None = Field(default=None, gt=0)
+    budget_usd: BudgetUsd | None = None
     budget_period: BudgetPeriod = "month"
     # Requests and tokens (prompt + completion) per minute.
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
+    rpm: PerMinute | None = None
+    tpm: PerMinute | None = None
 
     @property
     def limited(self) -> bool:

@@ -9,14 +9,38 @@ translates its own wire format to and from these shapes.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+import re
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 # A sane ceiling: no model we know generates more in one answer.
 MAX_TOKENS_CEILING = 1_000_000
+
+# Numbers and flags as JSON writes them: ``true`` is not 1, and ``1`` is not ``true``.
+StrictInt = Annotated[int, Field(strict=True)]
+StrictNumber = Annotated[float, Field(strict=True)]
+StrictFlag = Annotated[bool, Field(strict=True)]
+
+# OpenAI's rule for a function's name.
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOOL_CHOICES = ("none", "auto", "required")
+_FORMATS = ("text", "json_object", "json_schema")
+
+
+def _check_part(part: dict[str, Any]) -> None:
+    kind = part.get("type")
+    if not isinstance(kind, str):
+        raise ValueError("each content part needs a 'type' string")
+    if kind == "text" and not isinstance(part.get("text"), str):
+        raise ValueError("a 'text' part needs 'text' as a string")
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str) or not url:
+            raise ValueError("an 'image_url' part needs 'image_url': {'url': ...}")
 
 
 class Message(BaseModel):
@@ -28,6 +52,14 @@ class Message(BaseModel):
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _parts(cls, v: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]] | None:
+        if isinstance(v, list):
+            for part in v:
+                _check_part(part)
+        return v
 
     def text(self) -> str:
         """The message's text, joining text parts; other parts count as nothing."""
@@ -45,7 +77,7 @@ class Message(BaseModel):
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
+    include_usage: StrictFlag = False
 
 
 class ChatRequest(BaseModel):
@@ -60,18 +92,18 @@ class ChatRequest(BaseModel):
 
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictFlag = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
+    temperature: StrictNumber | None = Field(default=None, ge=0, le=2)
+    top_p: StrictNumber | None = Field(default=None, ge=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: StrictInt | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
-    n: int | None = Field(default=None, ge=1, le=1)
+    n: StrictInt | None = Field(default=None, ge=1, le=1)
     user: str | None = None
 
     # The client's JSON as received, so an OpenAI-compatible backend gets it unchanged.
@@ -102,7 +134,34 @@ class ChatRequest(BaseModel):
             fn = tool.get("function")
             if tool.get("type") != "function" or not isinstance(fn, dict) or not fn.get("name"):
                 raise ValueError(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ...}}}}")
+            if not isinstance(fn["name"], str) or not _FUNCTION_NAME.match(fn["name"]):
+                raise ValueError(f"tools[{i}].function.name must be 1 to 64 letters, digits, '_' or '-'")
         return v
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice_shape(cls, v: str | dict[str, Any] | None, info: ValidationInfo) -> str | dict[str, Any] | None:
+        if isinstance(v, str) and v not in _TOOL_CHOICES:
+            raise ValueError("must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}")
+        if isinstance(v, dict):
+            kind = v.get("type")
+            fn = v.get("function")
+            if not isinstance(kind, str) or (kind == "function" and not (
+                    isinstance(fn, dict) and isinstance(fn.get("name"), str) and fn["name"])):
+                raise ValueError("must be {'type': 'function', 'function': {'name': ...}}")
+        if v is not None and v not in ("none", "auto") and not info.data.get("tools"):
+            raise ValueError("a tool must be required or named only with 'tools' given")
+        return v
+
+    @field_validator("response_format")
+    @classmethod
+    def _format_shape(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and v.get("type") not in _FORMATS:
+            raise ValueError("'type' must be 'text', 'json_object' or 'json_schema'")
+        if v is not None and v["type"] == "json_schema" and not isinstance(v.get("json_schema"), dict):
+            raise ValueError("a 'json_schema' format needs 'json_schema': {'name': ..., 'schema': ...}")
+        return v
+
 
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -15,15 +15,19 @@ import asyncio
 import json
 import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from polyroute.errors import InvalidRequest
+from polyroute.tenancy.fields import KeyFields, TeamFields, check_name
 from polyroute.tenancy.model import PERIODS, KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
 from polyroute.tenancy.setup import open_store as open_config_store
 from polyroute.tenancy.setup import store_at
 from polyroute.tenancy.stores import Store
 
 ADMIN_ENV = "POLYROUTE_ADMIN_KEY"
+_F = TypeVar("_F", KeyFields, TeamFields)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,15 +90,27 @@ def open_store(args: argparse.Namespace) -> Store:
     return store_at(args.store)
 
 
-def _limits(args: argparse.Namespace) -> Limits:
-    for flag in ("budget_usd", "rpm", "tpm"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            raise InvalidRequest(f"--{flag.replace('_', '-')} must be above 0")
-    return Limits(args.budget_usd, args.budget_period, args.rpm, args.tpm)
+def _fields(args: argparse.Namespace, model: type[_F]) -> _F:
+    """The flags given, checked as the admin API checks the same fields (their bounds, the name's rule)."""
+    given = {name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None}
+    if isinstance(given.get("routes"), str):
+        given["routes"] = [r.strip() for r in given["routes"].split(",") if r.strip()]
+    try:
+        fields = model.model_validate(given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "a flag"
+        raise InvalidRequest(f"{flag}: {first['msg'].removeprefix('Value error, ')}") from None
+    check_name(fields.name)
+    return fields
+
+
+def _limits(f: KeyFields | TeamFields) -> Limits:
+    return Limits(f.budget_usd, f.budget_period, f.rpm, f.tpm)
 
 
 def run_create(args: argparse.Namespace) -> int:
+    f = _fields(args, KeyFields)
     if args.url:
         body: dict[str, Any] = {"name": args.name, "team": args.team, "policy": args.policy,
                                 "budget_usd": args.budget_usd, "budget_period": args.budget_period,
@@ -104,14 +120,9 @@ def run_create(args: argparse.Namespace) -> int:
         made = _api(args.url, "POST", "keys", body)
         print(f"key {args.name} created; its secret, shown only this once:\n{made['secret']}")
         return 0
-    expires = None
-    if args.expires_at:
-        expires = datetime.fromisoformat(args.expires_at)
-        if expires.tzinfo is None:
-            raise InvalidRequest("--expires-at needs a time zone, e.g. 2027-01-01T00:00:00Z")
-    routes = tuple(r.strip() for r in args.routes.split(",") if r.strip()) if args.routes else None
     secret = new_secret()
-    record = KeyRecord(args.name, digest(secret), args.team, args.policy, routes, _limits(args), expires,
+    routes = tuple(f.routes) if f.routes else None
+    record = KeyRecord(args.name, digest(secret), f.team, f.policy, routes, _limits(f), f.expires_at,
                        created_at=datetime.now(UTC))
     store = open_store(args)
     try:
@@ -174,7 +185,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_team_create(args: argparse.Namespace) -> int:
-    team = TeamRecord(args.name, _limits(args))
+    team = TeamRecord(args.name, _limits(_fields(args, TeamFields)))
     if args.url:
         _api(args.url, "POST", "teams", team.public())
         print(f"team {args.name} saved")

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from polyroute.config import AwareTime, BudgetPeriod, Config
+from polyroute.config import Config
 from polyroute.errors import (
     Conflict,
     Forbidden,
@@ -40,36 +39,11 @@ from polyroute.server.answers import Reply
 from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response, from_validation
 from polyroute.server.http11 import Request
+from polyroute.tenancy.fields import KeyFields, TeamFields, check_name
 from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
 from polyroute.tenancy.stores import KeyStore
 
 PREFIX = "/admin/"
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class _Fields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    budget_usd: float | None = Field(default=None, gt=0)
-    budget_period: BudgetPeriod = "month"
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-
-
-class KeyFields(_Fields):
-    """A key's fields in the admin API's JSON (and the CLI's flags)."""
-
-    name: str | None = None
-    team: str | None = None
-    policy: str | None = None
-    routes: list[str] | None = None
-    expires_at: AwareTime | None = None
-
-
-class TeamFields(_Fields):
-    name: str | None = None
-
-
 def check_key(fields: dict[str, Any], config: Config) -> None:
     """Refuse references to what the config does not define, as the config itself would."""
     policy = fields.get("policy")
@@ -150,20 +124,19 @@ class Admin:
 
     async def create_key(self, raw: dict[str, Any]) -> Reply:
         f = KeyFields.model_validate(raw)
-        if not f.name or not _NAME.match(f.name):
-            raise InvalidRequest("name is required: 1 to 64 letters, digits, '_', '.' or '-'", param="name")
-        if f.name in self.config.keys:
-            raise Conflict(f"key {f.name!r} is defined in the config file", param="name")
+        name = check_name(f.name)
+        if name in self.config.keys:
+            raise Conflict(f"key {name!r} is defined in the config file", param="name")
         check_key(raw, self.config)
         secret = new_secret()
         record = KeyRecord(
-            f.name, digest(secret), f.team, f.policy, tuple(f.routes) if f.routes is not None else None,
+            name, digest(secret), f.team, f.policy, tuple(f.routes) if f.routes is not None else None,
             Limits(f.budget_usd, f.budget_period, f.rpm, f.tpm), f.expires_at, created_at=datetime.now(UTC),
         )
         try:
             await self.store.add_key(record)
         except KeyError:
-            raise Conflict(f"a key named {f.name!r} exists; rotate it or choose another name",
+            raise Conflict(f"a key named {name!r} exists; rotate it or choose another name",
                            param="name") from None
         return _json({**record.public(), "secret": secret}, 201)
 
@@ -188,10 +161,7 @@ class Admin:
                 return _json({"object": "list", "data": [t.public() for t in await self.store.teams()]})
             if method == "POST":
                 f = TeamFields.model_validate(_body(body))
-                if not f.name or not _NAME.match(f.name):
-                    raise InvalidRequest("name is required: 1 to 64 letters, digits, '_', '.' or '-'",
-                                         param="name")
-                made = TeamRecord(f.name, Limits(f.budget_usd, f.budget_period, f.rpm, f.tpm))
+                made = TeamRecord(check_name(f.name), Limits(f.budget_usd, f.budget_period, f.rpm, f.tpm))
                 await self.store.put_team(made)
                 return _json(made.public(), 201)
             raise _not_allowed(method, "GET, POST")

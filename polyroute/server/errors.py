@@ -32,11 +32,16 @@ def error_response(exc: PolyrouteError, headers: dict[str, str] | None = None) -
     return Reply(orjson.dumps(exc.to_body()), exc.status, {**exc.headers(), **(headers or {})})
 
 
+_TYPE_TAGS = frozenset(("str", "int", "float", "bool", "list", "dict", "none", "bytes"))
+
+
 def from_validation(exc: ValidationError) -> InvalidRequest:
     """The first schema error, naming the field the way a client wrote it."""
     first = exc.errors()[0]
     param = ""
     for part in first["loc"]:
+        if isinstance(part, str) and (part in _TYPE_TAGS or not part.isidentifier()):
+            continue  # the member of a union that was tried (``str``, ``list[str]``), not a field
         param += f"[{part}]" if isinstance(part, int) else (f".{part}" if param else str(part))
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":

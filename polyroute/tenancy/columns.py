@@ -94,7 +94,12 @@ def usage_of(row: tuple[object, ...]) -> UsageRow:
 def time_of(v: object) -> datetime:
     """A stored time, as UTC (``timestamptz`` comes back in the session's zone, text as written)."""
     at = v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
-    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    if at.tzinfo is None:
+        return at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # an instant past either end of what a date holds, in UTC (a row from before it was checked)
+        return (datetime.max if at.year > 1 else datetime.min).replace(tzinfo=UTC)
 
 
 def opt(v: object) -> str | None:

@@ -187,18 +187,19 @@ class Quota:
             return None
         needs = plan.needs or needs_of(req)
         tokens_in, tokens_out = needs.prompt_tokens, needs.output_tokens
-        cost = 0.0
-        for m in plan.candidates:  # the most expensive candidate's price
+        cost, floor = 0.0, math.inf
+        for m in plan.candidates:  # the most expensive candidate's price; the prompt at the cheapest's
             cost = max(cost, (tokens_in * m.input_per_mtok + tokens_out * m.output_per_mtok) / 1e6)
+            floor = min(floor, tokens_in * m.input_per_mtok / 1e6)
         amounts = (1.0, float(tokens_in + tokens_out), cost)  # indexed by RPM, TPM, USD
         counters = self.counters
         if isinstance(counters, MemoryCounters):  # no coroutine for a dict
             got, cells = counters.take(buckets.charges, amounts, now)
             if got.refused is None:
-                return QuotaPass(buckets, amounts, got.values, now, counters, None, cells)
+                return self._fits(QuotaPass(buckets, amounts, got.values, now, counters, None, cells), floor, now)
             raise self._refusal_of(buckets, amounts, got, now)
         if self.leases is not None and (lent := self.leases.lend(buckets.charges, amounts, now)) is not None:
-            return QuotaPass(buckets, amounts, lent.values, now, counters, lent)
+            return self._fits(QuotaPass(buckets, amounts, lent.values, now, counters, lent), floor, now)
         asked = [Charge(bucket, limit, amounts[what], ends_at) for what, bucket, limit, ends_at in buckets.charges]
         try:
             got = await counters.reserve(asked, now)
@@ -209,7 +210,29 @@ class Quota:
             got = await counters.reserve(asked, now)
         if got.refused is not None:
             raise self._refusal_of(buckets, amounts, got, now)
-        return QuotaPass(buckets, amounts, got.values, now, counters)
+        return self._fits(QuotaPass(buckets, amounts, got.values, now, counters), floor, now)
+
+    def _fits(self, passed: QuotaPass, floor: float, now: float) -> QuotaPass:
+        """Refuse, and give back, a request whose prompt alone costs more than its budget had left.
+
+        A budget below its limit admits a request, whose true cost may then take it past the
+        limit: by at most one request's cost for each request in flight. What a request's
+        prompt costs is known before it is sent, and is billed whatever the answer, so a
+        request that would overspend by its prompt alone is never sent.
+        """
+        if not floor or floor == math.inf:
+            return passed
+        for i, (what, bucket, limit, _ends_at) in enumerate(passed.buckets.charges):
+            left = limit - (passed.values[i] - passed.amounts[USD]) if what == USD else math.inf
+            if floor > left:
+                self._settle(passed, (0.0, 0.0, 0.0))
+                scope = next(s for s in passed.buckets.scopes if bucket.startswith(f"{s.kind}:{s.name}:"))
+                raise BudgetExceeded(
+                    f"This request's prompt alone costs about ${floor:.6f} at the cheapest candidate's price, "
+                    f"more than the ${max(left, 0.0):.6f} left of the budget of {scope.kind} '{scope.name}' "
+                    f"(${limit:.2f} per {scope.limits.budget_period}). Shorten the prompt, or raise budget_usd."
+                )
+        return passed
 
     def _refusal_of(
         self, buckets: _Buckets, amounts: tuple[float, float, float], got: Reserved, now: float
@@ -254,7 +277,10 @@ class Quota:
         admitted = outcome.admitted
         if not isinstance(admitted, QuotaPass):
             return
-        true = (1.0, float(report.usage["total_tokens"]), report.cost_usd)  # indexed by RPM, TPM, USD
+        self._settle(admitted, (1.0, float(report.usage["total_tokens"]), report.cost_usd))
+
+    def _settle(self, admitted: QuotaPass, true: tuple[float, float, float]) -> None:
+        """Replace what ``admitted`` reserved by ``true`` (a request, its tokens, its cost)."""
         if admitted.cells is not None:  # no task for a dict
             MemoryCounters.settle_cells(admitted.cells, admitted.buckets.charges, admitted.amounts, true)
             return

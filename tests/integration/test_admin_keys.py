@@ -100,6 +100,31 @@ def test_bad_requests_are_refused_in_the_openai_shape(live: Live) -> None:
     assert admin(live, "PUT", "keys").status_code == 405
 
 
+def test_values_no_store_can_hold_are_refused_and_keys_keep_syncing(live: Live) -> None:
+    """An instant past the last a date holds, or a number past a 64-bit integer, is a 400 naming the field.
+
+    Once, such a key was saved, and every read of the keys failed after it: revocations
+    stopped reaching the gateway, and the gateway could not start again."""
+    victim = admin(live, "POST", "keys", {"name": "victim"}).json()["secret"]
+    for body, param in (({"name": "k", "expires_at": "9999-12-31T23:59:59-12:00"}, "expires_at"),
+                        ({"name": "k", "expires_at": "0001-01-01T00:00:00+01:00"}, "expires_at"),
+                        ({"name": "k", "rpm": 2**63}, "rpm"), ({"name": "k", "tpm": 10**30}, "tpm"),
+                        ({"name": "k", "budget_usd": 1e300}, "budget_usd"), ({"name": "k", "rpm": True}, "rpm"),
+                        ({"name": ".."}, "name"), ({"name": ".hidden"}, "name")):
+        resp = admin(live, "POST", "keys", body)
+        assert resp.status_code == 400 and resp.json()["error"]["param"] == param, (body, resp.text)
+    assert admin(live, "PATCH", "keys/victim", {"rpm": 2**64}).json()["error"]["param"] == "rpm"
+    assert admin(live, "POST", "teams", {"name": "t", "tpm": 2**64}).json()["error"]["param"] == "tpm"
+    listed = admin(live, "GET", "keys")
+    assert listed.status_code == 200 and [k["name"] for k in listed.json()["data"]] == ["victim"]
+    # The last instant a date holds is taken, kept in UTC.
+    late = admin(live, "POST", "keys", {"name": "late", "expires_at": "9999-12-31T11:00:00-12:00"})
+    assert late.status_code == 201 and late.json()["expires_at"] == "9999-12-31T23:00:00+00:00"
+    assert chat(live, victim).status_code == 200
+    assert admin(live, "DELETE", "keys/victim").status_code == 200
+    wait_until(lambda: chat(live, victim).status_code == 401, 5, "the revoked key refused")
+
+
 def test_a_team_made_by_the_api_shares_its_limits(live: Live) -> None:
     assert admin(live, "POST", "teams", {"name": "web", "rpm": 2}).status_code == 201
     a = admin(live, "POST", "keys", {"name": "wa", "team": "web"}).json()["secret"]

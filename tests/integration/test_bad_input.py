@@ -56,6 +56,30 @@ CASES: list[tuple[str, bytes | dict[str, Any], int, str | None, str]] = [
     ("malformed tool", {"model": "echo", "messages": msgs(), "tools": [{"type": "function"}]}, 400,
      "tools", "tools[0]"),
     ("n above one", {"model": "echo", "messages": msgs(), "n": 3}, 400, "n", "less than or equal to 1"),
+    # Types as JSON writes them: true is not 1, and 1 is not true.
+    ("boolean max_tokens", {"model": "echo", "messages": msgs(), "max_tokens": True}, 400,
+     "max_tokens", "valid integer"),
+    ("boolean temperature", {"model": "echo", "messages": msgs(), "temperature": True}, 400,
+     "temperature", "valid number"),
+    ("number as stream", {"model": "echo", "messages": msgs(), "stream": 1}, 400, "stream", "valid boolean"),
+    ("stop of the wrong type", {"model": "echo", "messages": msgs(), "stop": 5}, 400, "stop", "valid string"),
+    ("unknown tool_choice", {"model": "echo", "messages": msgs(), "tool_choice": "x"}, 400,
+     "tool_choice", "'none', 'auto', 'required'"),
+    ("tool_choice without a function", {"model": "echo", "messages": msgs(), "tool_choice": {},
+                                        "tools": [{"type": "function", "function": {"name": "f"}}]}, 400,
+     "tool_choice", "'function'"),
+    ("required tool without tools", {"model": "echo", "messages": msgs(), "tool_choice": "required"}, 400,
+     "tool_choice", "only with 'tools'"),
+    ("tool name not a name", {"model": "echo", "messages": msgs(),
+                              "tools": [{"type": "function", "function": {"name": 5}}]}, 400,
+     "tools", "function.name"),
+    ("text part without text", {"model": "echo", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": None}]}]}, 400, "messages[0].content", "'text'"),
+    ("image part without url", {"model": "echo", "messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, 400,
+     "messages[0].content", "'image_url'"),
+    ("response_format without type", {"model": "echo", "messages": msgs(), "response_format": {}}, 400,
+     "response_format", "'json_object'"),
     ("unknown model", {"model": "gpt-99", "messages": msgs()}, 404, "model", "Known models and routes: echo, other"),
 ]
 

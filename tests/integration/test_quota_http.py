@@ -88,6 +88,25 @@ def test_a_spent_budget_is_refused_with_402_saying_budget_spend_and_reset(live: 
     assert f"${spent:.6f}" in err["message"]
 
 
+def test_a_prompt_that_alone_costs_more_than_the_budget_left_is_never_sent(live: Live) -> None:
+    """At $1000 per million input tokens, 20,000 words cost about $20 before any answer: far past $0.01."""
+    seen: list[int] = []
+    live.gateway.observers.add(type("Count", (), {"finished": lambda self, c, r, o: seen.append(o.status)})())
+    refused = chat(live, "POOR_KEY", "hi " * 20000)
+    assert refused.status_code == 402
+    err = refused.json()["error"]
+    assert err["code"] == "budget_exceeded"
+    assert "prompt alone costs about $" in err["message"] and "key 'poor'" in err["message"]
+    assert "$0.010000 left" in err["message"]
+    # Nothing was spent, nor kept reserved: a small request still fits, with the whole budget left.
+    ok = chat(live, "POOR_KEY")
+    assert ok.status_code == 200
+    left = float(ok.headers["x-polyroute-budget-remaining-usd"])
+    assert left == pytest.approx(0.01 - float(ok.headers["x-polyroute-cost-usd"]), abs=1e-6)
+    wait_until(lambda: len(seen) >= 2, what="both answers to be recorded")
+    assert seen == [402, 200]
+
+
 def test_the_openai_sdk_does_not_retry_a_spent_budget(live: Live) -> None:
     seen: list[int] = []
     live.gateway.observers.add(type("Count", (), {"finished": lambda self, c, r, o: seen.append(o.status)})())

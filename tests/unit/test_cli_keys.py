@@ -39,5 +39,12 @@ def test_keys_and_teams_in_a_store_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["keys", "create", "ci", "--store", store]) == 2  # the name is taken
     assert main(["keys", "create", "x", "--store", store, "--rpm", "0"]) == 2
     assert main(["keys", "create", "y", "--store", store, "--expires-at", "2099-01-01T00:00:00"]) == 2
+    # The same bounds and name rule as the admin API's.
+    assert main(["keys", "create", "z", "--store", store, "--expires-at", "9999-12-31T23:59:59-12:00"]) == 2
+    assert main(["keys", "create", "z", "--store", store, "--rpm", str(2**63)]) == 2
+    assert main(["keys", "create", "..", "--store", store]) == 2
+    assert main(["teams", "create", "t", "--store", store, "--budget-usd", "1e300"]) == 2
+    errors = capsys.readouterr().err
+    assert "--expires-at" in errors and "--rpm" in errors and "name is required" in errors and "--budget-usd" in errors
     with sqlite3.connect(tmp_path / "k.db") as db:
         assert [r[0] for r in db.execute("SELECT name FROM keys")] == ["ci"]

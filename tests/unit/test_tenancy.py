@@ -258,3 +258,12 @@ def test_a_settlement_after_its_minute_leaves_the_next_minute_alone() -> None:
     assert c.take(later, (1.0, 200.0, 0.0), 61.0)[0].values == (1.0, 200.0)
     MemoryCounters.settle_cells(cells, charges, (1.0, 500.0, 0.0), (1.0, 20.0, 0.0))  # the first, late
     assert asyncio.run(c.read(["k:tpm:1", "k:tpm:2"], 61.0)) == (0.0, 200.0)
+
+
+def test_a_stored_instant_past_what_a_date_holds_in_utc_is_read_as_the_last_one() -> None:
+    """Rows written before expires_at was bounded must not make every read of the keys fail."""
+    from polyroute.tenancy.columns import time_of
+
+    assert time_of("9999-12-31T23:59:59-12:00") == datetime.max.replace(tzinfo=UTC)
+    assert time_of("0001-01-01T00:00:00+01:00") == datetime.min.replace(tzinfo=UTC)
+    assert time_of("2027-01-01T01:00:00+01:00") == datetime(2027, 1, 1, tzinfo=UTC)

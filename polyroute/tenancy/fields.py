@@ -1,0 +1,49 @@
+"""A key's and a team's fields as the admin API and the CLI take them: one set of names, one set of checks.
+
+Named as in ``[keys.NAME]`` and ``[teams.NAME]``: ``name``, ``team``, ``policy``,
+``routes``, ``budget_usd``, ``budget_period``, ``rpm``, ``tpm``, ``expires_at``, with
+the config's bounds.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict
+
+from polyroute.config import AwareTime, BudgetPeriod, BudgetUsd, PerMinute
+from polyroute.errors import InvalidRequest
+
+# Starts with a letter or digit, so that no name is '.' or '..', which URLs and clients rewrite.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+
+
+class _Fields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    budget_usd: BudgetUsd | None = None
+    budget_period: BudgetPeriod = "month"
+    rpm: PerMinute | None = None
+    tpm: PerMinute | None = None
+
+
+class KeyFields(_Fields):
+    """A key's fields in the admin API's JSON (and the CLI's flags)."""
+
+    name: str | None = None
+    team: str | None = None
+    policy: str | None = None
+    routes: list[str] | None = None
+    expires_at: AwareTime | None = None
+
+
+class TeamFields(_Fields):
+    name: str | None = None
+
+
+def check_name(name: str | None) -> str:
+    """A new key's or team's name, or InvalidRequest naming the rule."""
+    if not name or not _NAME.match(name):
+        raise InvalidRequest(f"name is required: {NAME_RULE}", param="name")
+    return name
