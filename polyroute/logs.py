@@ -69,6 +69,16 @@ class _Formatter(logging.Formatter):
         return self._clock.stamp(record.created, record.msecs)
 
 
+# Control characters a client or an upstream put in a message (a model name, an error text) are
+# written escaped, so that no message can end its line and forge another.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
+def one_line(message: str) -> str:
+    """``message`` with its control characters escaped (a cheap check first: most lines have none)."""
+    return message if message.isprintable() else message.translate(_CONTROLS)
+
+
 class BufferHandler(logging.Handler):
     """Renders each record's message at once (its arguments may change later) and queues it."""
 
@@ -81,7 +91,7 @@ class BufferHandler(logging.Handler):
 
     def handle(self, record: logging.LogRecord) -> bool:
         # No handler lock: deque.append is atomic, and nothing here needs more.
-        record.msg = record.getMessage()
+        record.msg = one_line(record.getMessage())
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -104,7 +114,7 @@ class BufferHandler(logging.Handler):
         stamp = self._clock.stamp(now, (now - int(now)) * 1000)
         if self.redact is not None:
             message = self.redact(message)
-        self.records.append(f"{stamp} {levelname} {name}: {message}")
+        self.records.append(f"{stamp} {levelname} {name}: {one_line(message)}")
         if not self.wake.is_set():
             self.wake.set()
 

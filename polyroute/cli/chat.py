@@ -70,15 +70,27 @@ async def _local(args: argparse.Namespace) -> int:
 
 
 async def _remote(args: argparse.Namespace) -> int:
-    headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     url = args.url.rstrip("/") + "/chat/completions"
+    try:
+        return await _ask(args, url)
+    except httpx.HTTPError as exc:
+        print(f"\npolyroute: cannot reach {url}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+async def _ask(args: argparse.Namespace, url: str) -> int:
+    headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     timeout = httpx.Timeout(600, connect=5)
     async with httpx.AsyncClient(timeout=timeout) as client, client.stream(
         "POST", url, json=_body(args), headers=headers
     ) as resp:
         if resp.status_code >= 400:
-            err = orjson.loads(await resp.aread()).get("error", {})
-            print(f"polyroute: HTTP {resp.status_code}: {err.get('message')}", file=sys.stderr)
+            body = await resp.aread()
+            try:
+                message = orjson.loads(body)["error"]["message"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                message = body[:200].decode("utf-8", "replace") or resp.reason_phrase
+            print(f"polyroute: HTTP {resp.status_code}: {message}", file=sys.stderr)
             return 1
         async for line in resp.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":

@@ -8,8 +8,22 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from polyroute.config import Config
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,8 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"),
                    help="TOML config file (default: $POLYROUTE_CONFIG, else the embedded default)")
     p.add_argument("--host", help="listen address (overrides gateway.listen)")
-    p.add_argument("--port", type=int, help="listen port (overrides gateway.listen)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--port", type=_bounded(0, 65535), help="listen port (overrides gateway.listen)")
+    p.add_argument("--workers", type=_bounded(1, 256), default=1, help="worker processes (default 1)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--allow-open", action="store_true",
                    help="serve without [keys] on a non-loopback address (only behind something that authenticates)")
@@ -89,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.config and args.workers > 1:
         os.environ["POLYROUTE_CONFIG"] = args.config  # each worker builds its gateway from it
+    limited = any(c.limited for c in (*config.keys.values(), *config.teams.values()))
+    if args.workers > 1 and config.store.redis is None and (limited or config.admin.secret is not None):
+        log.warning("%d workers and no [store] redis: each worker counts budgets and rate limits on its own, "
+                    "so a key may get up to %d times its limits; set [store] redis to share them exactly",
+                    args.workers, args.workers)
 
     # What a backend type needs beyond the core package: said now, not by a worker's traceback.
     check_installed(config)

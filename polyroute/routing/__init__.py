@@ -144,6 +144,10 @@ class Router:
             raise Forbidden(f"This key may not use '{route.name}'.", param="model")
         if narrow is not None and narrow not in self.fleet.config.policies:
             raise InvalidRequest(f"x-polyroute-policy names no configured policy: {narrow!r}.")
+        if principal.policy is not None and principal.policy not in self.fleet.config.policies:
+            # A key made in the store with a policy this config lacks, or one removed since: fail closed.
+            raise Forbidden(f"This key's policy {principal.policy!r} is not defined in the gateway's config; "
+                            "an operator must define it or change the key's policy.")
         adm = self._admission(route, self.policy_names(route, principal.policy, narrow))
         needs = needs_of(req)
         fits, lacking, excluded = _fit(adm, needs)

@@ -40,6 +40,13 @@ STOP_MARGIN = 5.0
 def bind(host: str, port: int, count: int, backlog: int = 2048) -> list[socket.socket]:
     """``count`` listening sockets on host:port (one shared socket where the kernel does not balance)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if BALANCED:
+        # Sockets that all set SO_REUSEPORT share a port: another gateway already listening on it
+        # would take part of the traffic, unnoticed. A socket without it cannot bind such a port.
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]  # port 0: the one the kernel chose, for every worker
     sockets: list[socket.socket] = []
     try:
         for _ in range(count if BALANCED else 1):

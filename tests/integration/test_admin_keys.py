@@ -165,6 +165,22 @@ def test_a_key_made_by_the_cli_counts_in_a_running_gateway(
     assert chat(live, secret).status_code == 401
 
 
+def test_a_key_whose_policy_the_config_lacks_is_refused_with_403(
+    live: Live, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store takes any policy name (the CLI may not know the gateway's config): such a key fails closed."""
+    from polyroute.cli import main
+
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["keys", "create", "ghostly", "--store", store, "--policy", "ghost"]) == 0
+    secret = capsys.readouterr().out.strip().splitlines()[-1]
+    wait_until(lambda: chat(live, secret).status_code != 401, what="the gateway to see the new key")
+    refused = chat(live, secret)
+    assert refused.status_code == 403
+    err = refused.json()["error"]
+    assert err["type"] == "permission_error" and "policy 'ghost' is not defined" in err["message"]
+
+
 def test_the_cli_speaks_to_a_running_gateway_with_the_admin_key(
     live: Live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -133,6 +133,22 @@ def test_a_port_in_use_is_refused_plainly(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("workers_of_second", ["1", "2"])
+def test_a_second_gateway_on_the_port_of_a_running_one_is_refused(
+        two_workers: tuple[subprocess.Popen[str], int], tmp_path: Path, workers_of_second: str) -> None:
+    """Its sockets would share the port (SO_REUSEPORT) and take part of the traffic unnoticed."""
+    proc, port = two_workers
+    cfg = tmp_path / "second.toml"
+    cfg.write_text(CONFIG.format(port=port))
+    done = subprocess.run(
+        [sys.executable, "-m", "polyroute", "serve", "--config", str(cfg), "--workers", workers_of_second],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr and proc.poll() is None
+
+
 def test_workers_stop_when_their_supervisor_is_killed(two_workers: tuple[subprocess.Popen[str], int]) -> None:
     proc, _ = two_workers
     kids = worker_pids(proc.pid)
@@ -143,3 +159,23 @@ def test_workers_stop_when_their_supervisor_is_killed(two_workers: tuple[subproc
     while any(_alive(pid) for pid in kids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in kids)
+
+
+def test_workers_without_redis_warn_that_limits_are_counted_per_worker(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(CONFIG.format(port=port) + '[keys.a]\nsecret = "env:A_KEY"\nbudget_usd = 1.0\n')
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "polyroute", "serve", "--config", str(cfg), "--workers", "2"],
+            stdout=subprocess.DEVNULL, stderr=log, text=True, env={**os.environ, "A_KEY": "sk-a-0123456789abcdef"},
+        )
+    try:
+        _wait_serving(f"http://127.0.0.1:{port}", proc)
+        text = log_path.read_text()
+        assert "2 workers and no [store] redis: each worker counts budgets and rate limits on its own" in text
+        assert text.count("no [store] redis") == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -125,3 +125,20 @@ def test_chat_against_a_running_gateway(capsys: pytest.CaptureFixture[str]) -> N
         assert "[echo via f]" in out.err
         assert main(["chat", "--url", g.base_url, "--model", "nope", "x"]) == 1
         assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_chat_against_nothing_listening_says_so_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.live import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert main(["chat", "--url", url, "Hello"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot reach {url}/chat/completions" in err and "Traceback" not in err
+
+
+def test_serve_refuses_workers_and_ports_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, words in ((["--workers", "0"], "0 is not between 1 and 256"),
+                        (["--port", "99999"], "99999 is not between 0 and 65535")):
+        with pytest.raises(SystemExit) as done:
+            main(["serve", *argv])
+        assert done.value.code == 2 and words in capsys.readouterr().err

@@ -109,3 +109,34 @@ def test_a_direct_line_reads_like_a_logged_one_and_only_where_nothing_else_would
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
     assert re.fullmatch(stamp + r" INFO polyroute\.access: chat route=r1 tokens=3", direct), direct
     assert re.fullmatch(stamp + r" INFO polyroute\.access: chat route=r2 tokens=4", logged), logged
+
+
+FORGE = """
+import logging
+from polyroute import logs
+logs.setup("info")
+forged = "x\\n2026-01-01 00:00:00,000 INFO polyroute.access: chat id=FORGED status=200 key=admin\\x00\\x1b[2J"
+logging.getLogger("polyroute.access").info("chat route=%s", forged)
+line = logs.direct_line(logging.getLogger("polyroute.access"))
+line("chat route=" + forged)
+try:
+    raise ValueError("boom")
+except ValueError:
+    logging.getLogger("polyroute").exception("failed for %s", "a\\r\\nb")
+logging.shutdown()
+import atexit; atexit._run_exitfuncs()
+"""
+
+
+def test_a_message_cannot_end_its_line_and_forge_another() -> None:
+    """A model name or an upstream's text with a newline, NUL or escape codes is written escaped, on its own line."""
+    done = subprocess.run([sys.executable, "-c", FORGE], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert not any(line.startswith("2026-01-01") for line in lines)
+    access = [line for line in lines if "polyroute.access" in line]
+    assert len(access) == 2
+    assert all(line.endswith("chat route=x\\n2026-01-01 00:00:00,000 INFO polyroute.access: chat id=FORGED "
+                             "status=200 key=admin\\x00\\x1b[2J") for line in access)
+    assert any(line.endswith("failed for a\\r\\nb") for line in lines)
+    assert "ValueError: boom" in done.stderr  # a traceback keeps its lines
