@@ -708,6 +708,8 @@ class Config(_Strict):
         refs += [(f"keys.{n}.secret", k.secret) for n, k in self.keys.items()]
         if isinstance(self.store.redis, Secret):
             refs.append(("store.redis", self.store.redis))
+        if self.admin.secret is not None:
+            refs.append(("admin.secret", self.admin.secret))
         return [(key, s.ref.removeprefix("env:")) for key, s in refs if not s.present]
 
     def client_names(self) -> list[str]:

@@ -165,6 +165,20 @@ class BodyTooLarge(ClientError):
     code = "request_too_large"
 
 
+class UnsupportedEncoding(ClientError):
+    """A request body in a content coding (gzip, ...) the gateway does not decode."""
+
+    status = 415
+    code = "unsupported_content_encoding"
+
+
+class UnsupportedTransfer(ClientError):
+    """A request in a transfer coding other than chunked."""
+
+    status = 501
+    code = "unsupported_transfer_encoding"
+
+
 class HeadTooLarge(ClientError):
     status = 431
     code = "request_header_fields_too_large"
@@ -177,12 +191,29 @@ class PolicyViolation(ClientError):
     code = "no_candidate_satisfies_policy"
 
 
+class ContextTooLong(PolicyViolation):
+    """Every candidate was left out for one reason only: the prompt (and max_tokens) exceed its context window."""
+
+    status = 400
+    code = "context_length_exceeded"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="messages")
+
+
 class BudgetExceeded(ClientError):
     """A key or team has spent its budget for the period: says the budget, the spend and the reset."""
 
     status = 402
     type = "insufficient_quota"
     code = "budget_exceeded"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.limits: dict[str, str] = {}  # the x-ratelimit-* and budget headers, as an admitted answer has them
+
+    def headers(self) -> dict[str, str]:
+        return self.limits
 
 
 class RateLimitExceeded(ClientError):
@@ -195,9 +226,10 @@ class RateLimitExceeded(ClientError):
     def __init__(self, message: str, *, retry_after: int, param: str | None = None) -> None:
         super().__init__(message, param=param)
         self.retry_after = retry_after
+        self.limits: dict[str, str] = {}  # the x-ratelimit-* and budget headers, as an admitted answer has them
 
     def headers(self) -> dict[str, str]:
-        return {"retry-after": str(self.retry_after)}
+        return {**self.limits, "retry-after": str(self.retry_after)}
 
 
 class QuotaStoreUnavailable(PolyrouteError):

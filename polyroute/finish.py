@@ -41,6 +41,8 @@ log = logging.getLogger("polyroute.finish")
 
 # nginx's convention for "the client closed the connection before the answer was whole".
 CLIENT_CLOSED = 499
+# The message of the cancellation with which the server ends what is still being answered at a stop.
+SHUTDOWN = "server_shutting_down"
 
 
 class RequestIds:
@@ -84,6 +86,8 @@ def ending(exc: BaseException | None) -> tuple[int, str | None]:
         return exc.status, exc.code or exc.type
     if isinstance(exc, Exception):
         return 500, "internal_error"
+    if exc.args == (SHUTDOWN,):
+        return 503, SHUTDOWN  # the server's stop cut it, not the client
     return CLIENT_CLOSED, "client_closed"  # GeneratorExit or CancelledError: nobody is waiting any more
 
 

@@ -67,6 +67,17 @@ def overlay(base: Catalog, raw: Mapping[str, Any], *, source: str) -> Catalog:
         raise config_error(exc, source) from None
 
 
+_PRICES = frozenset(("input_per_mtok", "output_per_mtok"))
+_OFF_PEAK = frozenset(("off_peak_input_per_mtok", "off_peak_output_per_mtok", "peak_hours_utc"))
+
+
+def _above(offer: dict[str, Any]) -> bool:
+    """Whether an offer's off-peak prices are above its list prices."""
+    pairs = (("off_peak_input_per_mtok", "input_per_mtok"), ("off_peak_output_per_mtok", "output_per_mtok"))
+    return any(isinstance(offer.get(off), (int, float)) and isinstance(offer.get(on), (int, float))
+               and offer[off] > offer[on] for off, on in pairs)
+
+
 def _override(fid: str, family: dict[str, Any], table: dict[str, Any], source: str,
               problems: list[str]) -> dict[str, Any]:
     offers = table.get("offers", [])
@@ -84,6 +95,11 @@ def _override(fid: str, family: dict[str, Any], table: dict[str, Any], source: s
             continue
         at = next((j for j, o in enumerate(current) if (o["provider"], o["model"]) == match), None)
         candidate = offer if at is None else {**current[at], **offer}
+        if at is not None and _PRICES & offer.keys() and not _OFF_PEAK & offer.keys() and _above(candidate):
+            # A list price of your own (a negotiated rate) below the provider's off-peak rates:
+            # those were a discount on the shipped list price, not on yours, so they are dropped
+            # rather than refused (give off-peak prices of your own to keep a time-of-day rate).
+            candidate = {k: v for k, v in candidate.items() if k not in _OFF_PEAK}
         try:
             Offer.model_validate(candidate)
         except ValidationError as exc:

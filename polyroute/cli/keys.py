@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from polyroute.config import POSTGRES_SCHEMES
 from polyroute.errors import InvalidRequest
-from polyroute.tenancy.fields import KeyFields, TeamFields, check_name
+from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name
 from polyroute.tenancy.model import PERIODS, KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
 from polyroute.tenancy.setup import open_store as open_config_store
 from polyroute.tenancy.setup import store_at
+from polyroute.tenancy.sqlite import path_of
 from polyroute.tenancy.stores import Store
 
 ADMIN_ENV = "POLYROUTE_ADMIN_KEY"
@@ -81,13 +83,24 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tpm", type=int)
 
 
-def open_store(args: argparse.Namespace) -> Store:
-    """The store ``--store`` names, else the config's (with its password), else the default SQLite file."""
-    if args.store is None and args.config:
+def open_store(args: argparse.Namespace, existing: bool = False) -> Store:
+    """The store ``--store`` names, else the config's (with its password), else the default SQLite file.
+
+    ``existing``: for a command that only reads or changes what is there, a SQLite file that
+    does not exist is an error (a mistyped path), not a new empty store.
+    """
+    url = args.store
+    if url is None and args.config:
         from polyroute.settings import effective_config
 
-        return open_config_store(effective_config(args.config))
-    return store_at(args.store)
+        config = effective_config(args.config)
+        url = config.store.url
+        if not existing or (url or "").startswith(POSTGRES_SCHEMES) or path_of(url).exists():
+            return open_config_store(config)
+    if existing and (url is None or not url.startswith(POSTGRES_SCHEMES)) and not path_of(url).exists():
+        raise InvalidRequest(f"no store at {path_of(url)}: nothing was written there (check --store, or the "
+                             "config's [store] url)")
+    return store_at(url)
 
 
 def _fields(args: argparse.Namespace, model: type[_F]) -> _F:
@@ -111,6 +124,7 @@ def _limits(f: KeyFields | TeamFields) -> Limits:
 
 def run_create(args: argparse.Namespace) -> int:
     f = _fields(args, KeyFields)
+    check_expiry(f)
     if args.url:
         body: dict[str, Any] = {"name": args.name, "team": args.team, "policy": args.policy,
                                 "budget_usd": args.budget_usd, "budget_period": args.budget_period,
@@ -136,7 +150,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def _change(args: argparse.Namespace, changes: dict[str, Any]) -> KeyRecord:
-    store = open_store(args)
+    store = open_store(args, existing=True)
     try:
         record = asyncio.run(store.key(args.name))
         if record is None:
@@ -171,7 +185,7 @@ def run_list(args: argparse.Namespace) -> int:
     if args.url:
         keys = list(_api(args.url, "GET", "keys")["data"])
     else:
-        store = open_store(args)
+        store = open_store(args, existing=True)
         try:
             keys = [k.public() for k in asyncio.run(store.keys())]
         finally:
@@ -203,7 +217,7 @@ def run_team_list(args: argparse.Namespace) -> int:
     if args.url:
         teams = list(_api(args.url, "GET", "teams")["data"])
     else:
-        store = open_store(args)
+        store = open_store(args, existing=True)
         try:
             teams = [t.public() for t in asyncio.run(store.teams())]
         finally:
@@ -218,7 +232,7 @@ def run_team_delete(args: argparse.Namespace) -> int:
         _api(args.url, "DELETE", f"teams/{args.name}")
         print(f"team {args.name} deleted")
         return 0
-    store = open_store(args)
+    store = open_store(args, existing=True)
     try:
         if not asyncio.run(store.delete_team(args.name)):
             raise InvalidRequest(f"no team named {args.name!r} in {store.where}")

@@ -23,8 +23,10 @@ gap recovered against the share of strong-model calls; CPT(x%) is the share of s
 calls needed to recover x% of the gap. Random routing scores APGR 0.5.
 
 examples:
-  polyroute router eval --router router.json --data held-out/ --weak mixtral --strong gpt-4
-  polyroute router eval --folds 5 --data routellm-mmlu/ --weak mixtral --strong gpt-4 --json
+  polyroute router eval --router router.json --data held-out/ \\
+      --weak mistralai/Mixtral-8x7B-Instruct-v0.1 --strong gpt-4-1106-preview
+  polyroute router eval --folds 5 --data routellm-mmlu/ \\
+      --weak mistralai/Mixtral-8x7B-Instruct-v0.1 --strong gpt-4-1106-preview --json
 """
 
 
@@ -38,7 +40,8 @@ sources (one or more; rows of all of them are learned together):
                         start from BASE's and move as far as the feedback pulls them
 
 examples:
-  polyroute router train --data routellm-mmlu/ --weak mixtral --strong gpt-4 --out router.json
+  polyroute router train --data routellm-mmlu/ \\
+      --weak mistralai/Mixtral-8x7B-Instruct-v0.1 --strong gpt-4-1106-preview --out router.json
   polyroute router train --from-evals --models small,large --suites mmlu --out router.json
   polyroute router train --from-feedback --config polyroute.toml --router router.json --out router.json
 """

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         since = parse_since(args.since, datetime.now(UTC))
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    store = open_store(args)
+    store = open_store(args, existing=True)
     try:
         if args.rebuild_rollup:
             print(f"rollup summed again from {store.rebuild_rollup()} rows of {store.where}")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from polyroute.errors import Forbidden, InvalidRequest, PolicyViolation
+from polyroute.errors import ContextTooLong, Forbidden, InvalidRequest, PolicyViolation
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.routing.base import Strategy, estimate_cost
 from polyroute.routing.cheapest import Cheapest
@@ -85,6 +85,9 @@ class Plan:
 
     def refusal(self) -> PolicyViolation:
         why = "; ".join(f"{e.name}: {reason}" for e, reason in self.excluded)
+        if self.excluded and all(reason.startswith(_TOO_LONG) for _, reason in self.excluded):
+            # Nothing but the prompt's length stood in the way: OpenAI's error, which clients handle by trimming.
+            return ContextTooLong(f"This request is too long for every candidate of '{self.route.name}'. {why}.")
         if self.policy:
             head = f"No candidate of '{self.route.name}' satisfies policy '{self.policy}' for this request"
         else:
@@ -294,4 +297,7 @@ def _fit(adm: _Admission, needs: Needs) -> tuple[list[ModelEntry], Reasons, Reas
 
 def _too_long(window: int, needs: Needs) -> str:
     limit = f" + max_tokens {needs.max_tokens}" if needs.max_tokens else ""
-    return f"context window {window} is too small for ~{needs.prompt_tokens} prompt tokens{limit}"
+    return f"{_TOO_LONG} {window} is too small for ~{needs.prompt_tokens} prompt tokens{limit}"
+
+
+_TOO_LONG = "context window"

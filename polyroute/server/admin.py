@@ -39,7 +39,7 @@ from polyroute.server.answers import Reply
 from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response, from_validation
 from polyroute.server.http11 import Request
-from polyroute.tenancy.fields import KeyFields, TeamFields, check_name
+from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name
 from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
 from polyroute.tenancy.stores import KeyStore
 
@@ -111,6 +111,7 @@ class Admin:
             return _json(record.public())
         if method == "PATCH":
             raw = _body(body)
+            _same_name(raw, name)
             fields = KeyFields.model_validate(raw).model_dump(include=set(raw) - {"name"})
             check_key(fields, self.config)
             changed = with_changes(record, fields)
@@ -125,6 +126,7 @@ class Admin:
     async def create_key(self, raw: dict[str, Any]) -> Reply:
         f = KeyFields.model_validate(raw)
         name = check_name(f.name)
+        check_expiry(f)
         if name in self.config.keys:
             raise Conflict(f"key {name!r} is defined in the config file", param="name")
         check_key(raw, self.config)
@@ -173,6 +175,7 @@ class Admin:
             return _json(team.public())
         if method == "PATCH":
             raw = _body(body)
+            _same_name(raw, name)
             fields = TeamFields.model_validate(raw).model_dump(include=set(raw) - {"name"})
             changed = TeamRecord(name, Limits(**{**_limits(team.limits), **fields}))
             await self.store.put_team(changed)
@@ -194,6 +197,12 @@ def require_admin(request: Request, admin_digest: bytes, what: str = "The admin 
 
 def _limits(lim: Limits) -> dict[str, Any]:
     return {"budget_usd": lim.budget_usd, "budget_period": lim.budget_period, "rpm": lim.rpm, "tpm": lim.tpm}
+
+
+def _same_name(raw: dict[str, Any], name: str) -> None:
+    """A PATCH may repeat the name; it cannot change it (the ledger's history is kept by name)."""
+    if "name" in raw and raw["name"] != name:
+        raise InvalidRequest(f"a name cannot be changed ({name!r}); make another and revoke this one", param="name")
 
 
 def _body(body: bytes) -> dict[str, Any]:

@@ -68,6 +68,21 @@ class Reply:
         return None
 
 
+class HeadReply(Reply):
+    """The answer to ``HEAD``: a GET's status and headers, its length, and no body."""
+
+    __slots__ = ("length",)
+
+    def __init__(self, of: Reply) -> None:
+        super().__init__(b"", of.status, of.headers, of.headers.get("content-type", JSON))
+        self.length = len(of.body)
+
+    def head_fields(self) -> list[bytes]:
+        fields = header_lines(self.headers)
+        fields.append(b"content-length: %d\r\n" % self.length)
+        return fields
+
+
 def header_lines(headers: Mapping[str, str]) -> list[bytes]:
     """``name: value`` lines; a value can never end the head early (CR and LF become spaces)."""
     lines = []

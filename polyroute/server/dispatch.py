@@ -12,7 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from polyroute.auth import presented_key
-from polyroute.server.answers import Answer, Reply
+from polyroute.errors import MethodNotAllowed, NotFound
+from polyroute.server.answers import Answer, HeadReply, Reply
 from polyroute.server.errors import error_body, internal_error
 from polyroute.server.http11 import Request
 
@@ -58,17 +59,20 @@ class App:
 
     async def __call__(self, request: Request) -> Answer:
         path, method = request.path, request.method
+        if method == "HEAD":
+            return await self._head(request)
         methods = self.routes.get(path)
         if methods is None and self.prefixes:
             methods = next((m for prefix, m in self.prefixes.items() if path.startswith(prefix)), None)
         if methods is None:
             methods = self._by_prefix(path)
         if methods is None:
-            return _error(404, f"Unknown path: {method} {path}", "404")
+            return _error(404, f"Unknown path: {method} {_shown(path)}", NotFound.code)
         handler = methods.get(method)
         if handler is None:
             allowed = ", ".join(sorted(methods))
-            reply = _error(405, f"Method {method} is not allowed on {path} (allowed: {allowed})", "405")
+            reply = _error(405, f"Method {_shown(method)} is not allowed on {_shown(path)} (allowed: {allowed})",
+                           MethodNotAllowed.code)
             reply.headers["allow"] = allowed
             return reply
         try:
@@ -78,11 +82,26 @@ class App:
             return internal_error()
 
 
+    async def _head(self, request: Request) -> Answer:
+        """``HEAD``: what ``GET`` would answer, without its body (load balancers check health so)."""
+        answer = await self(Request("GET", request.path, request.headers, b"", request.keep_alive, None,
+                                    request.http10, request.query))
+        if not isinstance(answer, Reply):  # a stream: not started, and not worth starting
+            await answer.aclose()
+            answer = _error(405, f"HEAD is not served on {_shown(request.path)}: it streams (use GET)",
+                            MethodNotAllowed.code)
+        return HeadReply(answer)
+
     def _by_prefix(self, path: str) -> dict[str, Handler] | None:
         for prefix, methods in self.prefixes.items():
             if path.startswith(prefix) and len(path) > len(prefix):
                 return methods
         return None
+
+
+def _shown(text: str, most: int = 200) -> str:
+    """A client's path or method as an error quotes it: never more than ``most`` characters back."""
+    return text if len(text) <= most else text[:most] + f"... ({len(text)} characters)"
 
 
 def _error(status: int, message: str, code: str) -> Reply:

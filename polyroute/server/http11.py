@@ -51,7 +51,15 @@ import httptools
 import orjson
 
 from polyroute.eager import EagerTask
-from polyroute.errors import BodyTooLarge, HeadTooLarge, InvalidRequest, RequestTimeout
+from polyroute.errors import (
+    BodyTooLarge,
+    HeadTooLarge,
+    InvalidRequest,
+    RequestTimeout,
+    UnsupportedEncoding,
+    UnsupportedTransfer,
+)
+from polyroute.finish import SHUTDOWN
 from polyroute.server.answers import Answer, Head, Reply
 from polyroute.server.errors import error_body_dict, error_response, internal_error
 from polyroute.server.sse import EventStream
@@ -65,6 +73,11 @@ LINGER_S = 2.0  # a client refused while sending: what it still sends is read an
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 60.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def _quoted(value: bytes) -> str:
+    text = value.decode("latin-1")
+    return repr(text if len(text) <= 40 else text[:40] + "...")
 SHUTTING_DOWN = error_body_dict(
     "The gateway is shutting down and cut this answer before its end; send the request again.",
     "server_error", "server_shutting_down",
@@ -187,6 +200,7 @@ class Connection(asyncio.Protocol):
         self.size = 0
         self.head_size = 0
         self.too_large = False
+        self.refusal: Reply | None = None  # the answer to a request refused by its head, its body read and dropped
 
     # --- asyncio.Protocol ------------------------------------------------------------
 
@@ -315,6 +329,17 @@ class Connection(asyncio.Protocol):
                 declared = int(value) if value.isdigit() else None
             elif name == b"expect":
                 expect = value.lower() == b"100-continue"
+            elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+                self.refusal = error_response(UnsupportedEncoding(
+                    f"Content-Encoding {_quoted(value)} is not supported: send the body uncompressed."))
+            elif name == b"transfer-encoding" and value.replace(b" ", b"").lower() != b"chunked":
+                self.refusal = error_response(UnsupportedTransfer(
+                    f"Transfer-Encoding {_quoted(value)} is not supported: only chunked is."))
+        if self.refusal is not None:
+            self.too_large = True  # its body is read and dropped like one over the limit
+            if expect:
+                self._refuse(self.refusal)  # the client waits for our word before sending it
+            return
         if declared is not None and declared > self.shared.max_body:
             self.too_large = True
             if expect:
@@ -329,7 +354,7 @@ class Connection(asyncio.Protocol):
             # DISCARD_FACTOR times the limit, that is not worth waiting for.
             self.size += len(body)
             if self.size > DISCARD_FACTOR * self.shared.max_body and not self.close_after:
-                self._refuse(self._over_limit())
+                self._refuse(self.refusal or self._over_limit())
             return
         self.size += len(body)
         if self.size > self.shared.max_body:
@@ -349,8 +374,12 @@ class Connection(asyncio.Protocol):
         keep_alive = bool(parser.should_keep_alive())
         reject = None
         if self.too_large:
-            reject = self._over_limit()
+            reject = self.refusal or self._over_limit()
         url = self.url
+        if url[:1] != b"/" and (url.startswith((b"http://", b"https://"))):
+            # The absolute form (``POST http://host/v1/...``), which a server must accept: its path.
+            at = url.find(b"/", url.find(b"//") + 2)
+            url = url[at:] if at >= 0 else b"/"
         q = url.find(b"?")
         path = (url if q < 0 else url[:q]).decode("latin-1")
         query = b"" if q < 0 else url[q + 1:]
@@ -512,7 +541,7 @@ class Connection(asyncio.Protocol):
         """The stop's grace period is over: what is still being answered ends with an error saying so."""
         if self.task is not None and not self.task.done() and not self.lost:
             self.cut = True
-            self.task.cancel()
+            self.task.cancel(SHUTDOWN)
 
     def idle_for(self, now: float) -> float:
         """Seconds since this connection last read or answered anything (for the idle sweep)."""

@@ -8,6 +8,7 @@ the config's bounds.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
@@ -40,6 +41,12 @@ class KeyFields(_Fields):
 
 class TeamFields(_Fields):
     name: str | None = None
+
+
+def check_expiry(f: KeyFields) -> None:
+    """A new key that would be refused from its first request is a mistake (a date typed wrong), not a key."""
+    if f.expires_at is not None and f.expires_at <= datetime.now(UTC):
+        raise InvalidRequest(f"expires_at {f.expires_at.isoformat()} has passed already", param="expires_at")
 
 
 def check_name(name: str | None) -> str:

@@ -239,8 +239,11 @@ class Quota:
     ) -> BudgetExceeded | RateLimitExceeded:
         i = got.refused or 0
         what, bucket, limit, ends_at = buckets.charges[i]
-        return self.refusal(buckets.scopes, (_WHAT[what], Charge(bucket, limit, amounts[what], ends_at)),
-                            got.values[i], now)
+        refused = self.refusal(buckets.scopes, (_WHAT[what], Charge(bucket, limit, amounts[what], ends_at)),
+                               got.values[i], now)
+        if len(got.values) == len(buckets.charges):
+            refused.limits = QuotaPass(buckets, amounts, got.values).headers()  # what is left, as any answer says
+        return refused
 
     def allowed_while_down(self, scopes: list[_Scope]) -> bool:
         if self.on_down is not None:

@@ -150,3 +150,28 @@ def test_health_and_ready(live: Live) -> None:
     assert httpx.get(f"{live.root}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{live.root}/readyz")
     assert ready.status_code == 200 and ready.json()["backends_ready"] == ["f"]
+
+
+def test_a_prompt_too_long_for_every_candidate_is_openais_context_length_exceeded() -> None:
+    """Clients (and the SDKs' users) trim on this code; a 422 about policies would leave them stuck."""
+    import openai
+
+    raw = {"backends": {"f": {"type": "fake"}},
+           "models": {"tiny": {"backend": "f", "context_window": 256},
+                      "small": {"backend": "f", "context_window": 512}},
+           "routes": {"both": {"models": ["tiny", "small"]}}}
+    with live_gateway(raw) as g:
+        long = [{"role": "user", "content": "word " * 1000}]
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "both", "messages": long})
+        assert resp.status_code == 400
+        err = resp.json()["error"]
+        assert (err["code"], err["param"], err["type"]) == ("context_length_exceeded", "messages",
+                                                             "invalid_request_error")
+        assert "tiny: context window 256 is too small" in err["message"]
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="both", messages=long)  # type: ignore[arg-type]
+        assert caught.value.code == "context_length_exceeded"
+        # A short one fits.
+        ok = httpx.post(f"{g.base_url}/chat/completions", json={"model": "both", "messages": msgs()})
+        assert ok.status_code == 200

@@ -56,6 +56,10 @@ def test_rpm_refuses_with_429_and_retry_after_and_counts_down_in_headers(live: L
     assert "key 'a'" in err["message"] and "2 requests per minute" in err["message"]
     assert 1 <= int(third.headers["retry-after"]) <= 60
     assert ENV["A_KEY"] not in third.text
+    # The refusal carries the same limit headers as an answer (OpenAI's 429s do).
+    assert third.headers["x-ratelimit-limit-requests"] == "2"
+    assert third.headers["x-ratelimit-remaining-requests"] == "0"
+    assert third.headers["x-ratelimit-reset-requests"].endswith("s")
 
 
 def test_the_openai_sdk_sees_a_rate_limit_error(live: Live) -> None:
@@ -86,6 +90,7 @@ def test_a_spent_budget_is_refused_with_402_saying_budget_spend_and_reset(live: 
     assert "$0.01" in err["message"] and "per day" in err["message"] and "resets at" in err["message"]
     spent = float(ok.headers["x-polyroute-cost-usd"])
     assert f"${spent:.6f}" in err["message"]
+    assert float(refused.headers["x-polyroute-budget-remaining-usd"]) == 0.0
 
 
 def test_a_prompt_that_alone_costs_more_than_the_budget_left_is_never_sent(live: Live) -> None:

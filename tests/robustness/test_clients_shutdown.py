@@ -47,6 +47,9 @@ def test_a_stream_cut_by_the_stop_ends_with_a_shutting_down_event(tmp_path: Path
         assert last["error"]["type"] == "server_error" and set(last["error"]) == {"message", "type", "param", "code"}
         assert gw.proc.wait(timeout=30) == 0
         assert took < 15, f"the stream ended {took:.1f}s after SIGTERM with a grace of 1 s"
+        # Its request is recorded as cut by the stop, not as one its client left.
+        access = [line for line in gw.log().splitlines() if "polyroute.access" in line]
+        assert len(access) == 1 and "status=200" in access[0] and "error=server_shutting_down" in access[0]
         print(f"\nrobustness: stream cut by SIGTERM (grace 1 s) ended with server_shutting_down after {took:.2f}s")
 
 

@@ -276,3 +276,29 @@ def test_serve_refuses_a_bad_catalog_file_before_listening(tmp_path: Path) -> No
     assert done.returncode == 2
     assert f"{bad}: " in done.stderr and "families.acme-one" in done.stderr
     assert "serving on" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_negotiated_rate_below_the_shipped_off_peak_rates_drops_them(tmp_path: Path, shipped: Catalog) -> None:
+    """The shipped off-peak rates are a discount on the shipped list price; a lower rate of your own replaces them."""
+    shipped_offer = next(o for o in shipped.get("deepseek-v4-flash").offers if o.provider == "deepseek")
+    assert shipped_offer.off_peak_input_per_mtok is not None
+    low = shipped_offer.off_peak_input_per_mtok / 2
+    path = _write(tmp_path, "low.toml", f"""
+[[families.deepseek-v4-flash.offers]]
+provider = "deepseek"
+model = "{shipped_offer.model}"
+input_per_mtok = {low}
+output_per_mtok = {low}
+""")
+    offer = next(o for o in load_with_files([path]).get("deepseek-v4-flash").offers if o.provider == "deepseek")
+    assert (offer.input_per_mtok, offer.output_per_mtok) == (low, low)
+    assert offer.off_peak_input_per_mtok is None and offer.peak_hours_utc is None
+    # A rate still above them keeps the provider's time-of-day pricing.
+    path = _write(tmp_path, "high.toml", f"""
+[[families.deepseek-v4-flash.offers]]
+provider = "deepseek"
+model = "{shipped_offer.model}"
+input_per_mtok = {shipped_offer.input_per_mtok * 0.9}
+""")
+    kept = next(o for o in load_with_files([path]).get("deepseek-v4-flash").offers if o.provider == "deepseek")
+    assert kept.off_peak_input_per_mtok == shipped_offer.off_peak_input_per_mtok

@@ -44,6 +44,17 @@ def test_config_check_ok_and_warns_about_unset_key(good: Path, capsys: pytest.Ca
     assert "POLYROUTE_TEST_KEY" in out and "not set" in out
 
 
+def test_config_check_warns_about_an_unset_admin_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, the admin API and the console are off: said before serving, not found out by a 404."""
+    monkeypatch.delenv("POLYROUTE_TEST_ADMIN", raising=False)
+    p = tmp_path / "gw.toml"
+    p.write_text(GOOD + '[admin]\nsecret = "env:POLYROUTE_TEST_ADMIN"\n')
+    assert main(["config", "check", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: admin.secret (env:POLYROUTE_TEST_ADMIN): POLYROUTE_TEST_ADMIN is not set" in out
+
+
 def test_config_check_refuses_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "bad.toml"
     p.write_text(GOOD.replace('family = "deepseek-v4-flash"', 'family = "deepseek-v9"'))

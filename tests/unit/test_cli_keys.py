@@ -48,3 +48,16 @@ def test_keys_and_teams_in_a_store_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert "--expires-at" in errors and "--rpm" in errors and "name is required" in errors and "--budget-usd" in errors
     with sqlite3.connect(tmp_path / "k.db") as db:
         assert [r[0] for r in db.execute("SELECT name FROM keys")] == ["ci"]
+
+
+def test_reading_a_store_that_is_not_there_says_so_and_makes_no_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped path is not a new, empty store whose report reads as 'nothing spent'."""
+    missing = tmp_path / "typo.db"
+    for argv in (["usage"], ["keys", "list"], ["keys", "revoke", "k"], ["teams", "list"]):
+        assert main([*argv, "--store", f"sqlite:///{missing}"]) == 2
+        assert f"no store at {missing}" in capsys.readouterr().err
+    assert not missing.exists()
+    # Making a key is what creates a store.
+    assert main(["keys", "create", "k", "--store", f"sqlite:///{missing}"]) == 0
+    assert main(["usage", "--store", f"sqlite:///{missing}"]) == 0

@@ -195,9 +195,67 @@ def test_unknown_path_is_404_and_wrong_method_is_405_with_allow(root: str) -> No
         missing = c.get("/nowhere")
         assert missing.status_code == 404 and set(missing.json()["error"]) == {"message", "type", "param", "code"}
         assert "/nowhere" in missing.json()["error"]["message"]
+        assert missing.json()["error"]["code"] == "not_found"
         wrong = c.delete("/echo")
         assert wrong.status_code == 405 and wrong.headers["allow"] == "POST, PUT"
         assert wrong.json()["error"]["type"] == "invalid_request_error"
+        assert wrong.json()["error"]["code"] == "method_not_allowed"
+        # A long path is quoted back cut short, not in full.
+        long = c.get("/x" * 20000)
+        assert long.status_code == 404 and len(long.content) < 1000 and "(40000 characters)" in long.text
+
+
+def test_head_is_a_gets_status_and_length_without_its_body(root: str) -> None:
+    """Load balancers' health checks use HEAD."""
+    with httpx.Client(base_url=root, timeout=3) as c:
+        got = c.get("/hello")
+        head = c.head("/hello")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(got.content))
+        assert c.head("/nowhere").status_code == 404
+        assert c.head("/echo").status_code == 405  # no GET there
+        assert c.get("/hello").json() == {"hello": "world"}  # the connection stays in step
+
+
+def test_an_absolute_form_target_is_served_by_its_path(port: int) -> None:
+    w = Wire(port)
+    w.send(f"POST http://127.0.0.1:{port}/echo HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\nhi".encode())
+    a = w.answer()
+    assert (a.status, a.body) == (200, b"hi")
+    w.send(b"GET https://test HTTP/1.1\r\nHost: test\r\n\r\n")
+    assert w.answer().status == 404  # the path "/": nothing there
+    w.close()
+
+
+@pytest.mark.parametrize(("header", "status", "code"), [
+    ("Content-Encoding: gzip", 415, "unsupported_content_encoding"),
+    ("Content-Encoding: br", 415, "unsupported_content_encoding"),
+    ("Transfer-Encoding: gzip, chunked", 501, "unsupported_transfer_encoding"),
+])
+def test_a_body_in_a_coding_not_decoded_is_refused_by_its_coding(
+        port: int, header: str, status: int, code: str) -> None:
+    """Read as it came, a gzip body is JSON's garbage (a 400 that misleads) or, labelled but plain, wrongly taken."""
+    import gzip
+
+    body = gzip.compress(b'{"hello": "world"}')
+    w = Wire(port)
+    if header.startswith("Transfer"):
+        w.send(f"POST /echo HTTP/1.1\r\nHost: test\r\n{header}\r\n\r\n".encode()
+               + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    else:
+        w.send(f"POST /echo HTTP/1.1\r\nHost: test\r\n{header}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+               + body)
+    a = w.answer()
+    assert a.status == status and a.error()["code"] == code
+    assert header.split(": ")[1].split(",")[0] in a.error()["message"]
+    w.send(post("/echo", b"plain"))  # the body was read whole: the connection goes on
+    assert w.answer().body == b"plain"
+    w.close()
+    # Content-Encoding: identity is no coding at all.
+    w2 = Wire(port)
+    w2.send(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\nok")
+    assert w2.answer().body == b"ok"
+    w2.close()
 
 
 def test_a_handler_that_raises_gets_500_without_its_traceback(root: str) -> None:
