@@ -130,6 +130,11 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
         store.close()
     print(f"answered {summary.answered}, failed {summary.failed}, already done {summary.skipped}, "
           f"cost ${summary.cost_usd:.6f}; results in {_db(config)}", file=sys.stderr)
+    for (model, error), count in summary.failures.most_common(10):
+        print(f"  failed {count}: {model}: {error}", file=sys.stderr)
+    if len(summary.failures) > 10:
+        print(f"  ... and {len(summary.failures) - 10} other reasons (eval report --format json has each)",
+              file=sys.stderr)
     if args.judge:
         print(f"judge {args.judge}: judged {summary.judged}, failed {summary.judge_failed}, "
               f"cost ${summary.judge_cost_usd:.6f}", file=sys.stderr)

@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -96,6 +97,8 @@ class RunSummary:
     judged: int = 0
     judge_failed: int = 0
     judge_cost_usd: float = 0.0
+    # Why items failed: (model, error) -> how many, the error as stored ("Class: message").
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -238,6 +241,7 @@ class Runner:
                     self.summary.answered += 1
                 else:
                     self.summary.failed += 1
+                    self.summary.failures[(result.model, result.error)] += 1
             if self._judge is not None and item.id in unjudged and result.error is None:
                 result, judge_cost = await self._judged(result, item)
                 spent += judge_cost

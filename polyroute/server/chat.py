@@ -11,7 +11,7 @@ import orjson
 from pydantic import ValidationError
 
 from polyroute.auth import presented_key
-from polyroute.errors import AllAttemptsFailed, InvalidRequest, PolyrouteError
+from polyroute.errors import AllAttemptsFailed, InvalidRequest, PolyrouteError, UnknownModel
 from polyroute.failover import Report
 from polyroute.finish import Pass
 from polyroute.gateway import Gateway, RequestContext
@@ -56,7 +56,9 @@ class ChatEndpoint:
         except PolyrouteError as exc:
             # Ended before the gateway had it: still one request finished, for every observer.
             ctx = ctx or RequestContext(started=started)
-            self.gateway.refused(ctx, exc, route=req.model if req else "", stream=bool(req and req.stream))
+            # A name no route has is the client's text: not a route to count by (nor to show as one).
+            route = req.model if req and not isinstance(exc, UnknownModel) else ""
+            self.gateway.refused(ctx, exc, route=route, stream=bool(req and req.stream))
             return error_response(exc, {REQUEST_ID: ctx.request_id})
         extra = {REQUEST_ID: ctx.request_id}
         try:

@@ -78,7 +78,11 @@ def test_a_user_suite_file_and_a_failing_model(conf: Path, tmp_path: Path,
                      '{"id": "b", "prompt": "Say no", "expected": "no"}\n')
     code = main(["eval", "run", str(suite), "--models", "complier,broken", "--config", str(conf), "--quiet"])
     assert code == 1  # some items failed
-    assert "failed 2" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "failed 2" in err
+    # Each reason once, with how many items it failed and the model: not just a count.
+    [why] = [line for line in err.splitlines() if line.startswith("  failed 2: broken: ")]
+    assert "HTTP 500" in why
     rows = {r["model"]: r for r in _report(capsys, conf)}
     assert rows["complier"]["accuracy"] == 0.5 and rows["complier"]["suite"] == "mysuite"
     assert rows["broken"]["accuracy"] == 0.0 and rows["broken"]["p50_latency_s"] is None

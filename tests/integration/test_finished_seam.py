@@ -115,6 +115,17 @@ def test_a_stream_cut_with_nobody_to_continue_it_is_seen_as_cut(live: tuple[Live
     assert done.status == 200 and done.error == "stream_cut" and done.first_token_at is not None
 
 
+def test_an_unknown_model_is_not_counted_as_a_route(live: tuple[Live, Recorder]) -> None:
+    """The name is the client's text, of any length: the ledger and the console would show it as a route."""
+    g, rec = live
+    name = "zzz-" + "x" * 5000
+    assert httpx.post(f"{g.base_url}/chat/completions", json=ask(name), timeout=10).status_code == 404
+    httpx.post(f"{g.base_url}/chat/completions", json=ask("echo"), timeout=10)
+    rec.wait(2)
+    routes = [report.route for _, report, _ in rec.seen]
+    assert routes == ["", "echo"]
+
+
 def test_a_client_that_leaves_mid_stream_is_seen_once(live: tuple[Live, Recorder]) -> None:
     g, rec = live
     with httpx.stream("POST", f"{g.base_url}/chat/completions", json=ask("slow", stream=True), timeout=10) as r:

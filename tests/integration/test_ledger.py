@@ -209,7 +209,9 @@ def test_concurrent_requests_cannot_all_pass_the_same_spend_check(db: Path) -> N
     assert {a.status_code for a in answers} == {200, 402}
     costs = [float(a.headers["x-polyroute-cost-usd"]) for a in ok]
     # Every admitted request was below the budget when it was admitted: at most one worst case over it.
-    assert sum(costs) + max(costs) >= 0.05 and sum(costs) <= 0.05 + 2 * max(costs)
+    # It stops short by at most one request and one prompt: a request whose prompt alone costs more than
+    # what the others' reservations left is refused (a prompt is billed whatever the answer).
+    assert sum(costs) + 2 * max(costs) >= 0.05 and sum(costs) <= 0.05 + 2 * max(costs)
     assert len(ok) < 20
     got = rows(db)
     assert sum(float(str(r["cost_usd"])) for r in got if r["status"] == 200) == pytest.approx(sum(costs))
