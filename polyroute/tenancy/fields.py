@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from polyroute.config import AwareTime, BudgetPeriod, BudgetUsd, PerMinute
 from polyroute.errors import InvalidRequest
@@ -37,6 +37,14 @@ class KeyFields(_Fields):
     policy: str | None = None
     routes: list[str] | None = None
     expires_at: AwareTime | None = None
+
+    @field_validator("team")
+    @classmethod
+    def _team_name(cls, v: str | None) -> str | None:
+        # A team is named as teams are made (``check_name``): it is shown, grouped by and exported.
+        if v is not None and not _NAME.match(v):
+            raise ValueError(f"a team's name is {NAME_RULE}")
+        return v
 
 
 class TeamFields(_Fields):

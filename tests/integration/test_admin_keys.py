@@ -111,10 +111,13 @@ def test_values_no_store_can_hold_are_refused_and_keys_keep_syncing(live: Live) 
                         ({"name": "k", "rpm": 2**63}, "rpm"), ({"name": "k", "tpm": 10**30}, "tpm"),
                         ({"name": "k", "budget_usd": 1e300}, "budget_usd"), ({"name": "k", "rpm": True}, "rpm"),
                         ({"name": ".."}, "name"), ({"name": ".hidden"}, "name"),
-                        ({"name": "k", "expires_at": "2020-01-01T00:00:00Z"}, "expires_at")):
+                        ({"name": "k", "expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
+                        ({"name": "k", "team": "T" * 65}, "team"), ({"name": "k", "team": "a\u0000b\u202e"}, "team"),
+                        ({"name": "k", "team": "-"}, "team")):
         resp = admin(live, "POST", "keys", body)
         assert resp.status_code == 400 and resp.json()["error"]["param"] == param, (body, resp.text)
     assert admin(live, "PATCH", "keys/victim", {"rpm": 2**64}).json()["error"]["param"] == "rpm"
+    assert admin(live, "PATCH", "keys/victim", {"team": "<script>"}).json()["error"]["param"] == "team"
     renamed = admin(live, "PATCH", "keys/victim", {"name": "renamed"})
     assert renamed.status_code == 400 and "cannot be changed" in renamed.json()["error"]["message"]
     assert admin(live, "PATCH", "keys/victim", {"name": "victim", "rpm": 100}).json()["rpm"] == 100
