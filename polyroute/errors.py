@@ -25,7 +25,10 @@ error reader look at the text.
     │   ├── Conflict                     409  the name is taken (admin API)
     │   ├── BodyTooLarge                 413
     │   ├── HeadTooLarge                 431  request line and headers over the limit
+    │   ├── UnsupportedEncoding          415  a Content-Encoding the gateway does not decode
+    │   ├── UnsupportedTransfer          501  a transfer coding other than chunked
     │   ├── PolicyViolation              422  no candidate satisfies the policy
+    │   │   └── ContextTooLong           400  context_length_exceeded: only the prompt's length stood in the way
     │   ├── BudgetExceeded               402  the key's or team's budget is spent (SDKs do not retry 402)
     │   └── RateLimitExceeded            429  the key's or team's rpm/tpm, with Retry-After
     ├── UpstreamError                    a backend failed; carries backend, model and scope (m/B)
@@ -40,10 +43,12 @@ error reader look at the text.
     │   │                                        (m when the provider says it is the model's)
     │   ├── UpstreamAuthError            B  502  401/403 bad key, no retry
     │   ├── UpstreamBilling              B  503  402, quota or arrears: the account cannot pay, no retry
-    │   ├── UpstreamRejected             -  400  from upstream: the client's own error, no fall-over
+    │   ├── UpstreamRejected             -  400  from upstream: the client's own error (413 kept), no fall-over;
+    │   │                                        content a provider's moderation flagged
     │   │   └── UpstreamContextExceeded  -  400  context length: move to a larger window
     │   └── StreamCut                    m  502  a stream ended or stalled after tokens were sent
-    ├── AllAttemptsFailed                502/503/504: every candidate failed, each listed
+    ├── AllAttemptsFailed                502/503/504, 429 when every one was rate limited (Retry-After:
+    │                                        the soonest any gave): every candidate failed, each listed
     ├── StoreUnavailable                 503  the database of keys and the ledger cannot be reached
     └── QuotaStoreUnavailable            503  the shared counters (Redis) are unreachable and
                                               [store] on_redis_down refuses the key's request
@@ -51,6 +56,7 @@ error reader look at the text.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -396,19 +402,31 @@ class AllAttemptsFailed(PolyrouteError):
         detail = "; ".join(e.describe() for e in errors)
         super().__init__(f"{message}: {detail}" if detail else message)
         self.status = self._pick_status()
+        self.retry_after: float | None = None
         if errors and all(isinstance(e, UpstreamRejected) for e in errors):
             # The upstream refused the request itself: the client has to fix it.
-            self.status = 400
+            self.status = errors[-1].status if 400 <= errors[-1].status < 500 else 400
             self.type = "invalid_request_error"
             self.code = errors[-1].code or "invalid_request"
+        elif self.status in (429, 503):
+            # When the soonest of them may be tried again, where any said (a rate limit's Retry-After).
+            waits = [e.retry_after for e in errors if isinstance(e, UpstreamRateLimited) and e.retry_after is not None]
+            self.retry_after = min(waits) if waits else None
 
     def _pick_status(self) -> int:
         if self.errors and all(isinstance(e, UpstreamTimeout) for e in self.errors):
             return 504
+        if self.errors and all(isinstance(e, UpstreamRateLimited) for e in self.errors):
+            return 429  # every candidate is rate limited: the client should wait, as for one provider
         transient = (UpstreamUnavailable, UpstreamBlocked, UpstreamRateLimited, UpstreamBilling)
         if self.errors and all(isinstance(e, transient) for e in self.errors):
             return 503
         return 502
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(math.ceil(self.retry_after), 1))}
 
 
 class StoreUnavailable(PolyrouteError):

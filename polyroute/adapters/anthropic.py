@@ -63,6 +63,9 @@ TOOL_CHOICE = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {
 _BOTH_SAMPLERS = re.compile(r"claude-(3|(sonnet|opus)-4-(0|2025))")
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
+# A spend limit the organisation or a workspace set, reached: a 400 invalid_request_error whose words say
+# so (https://platform.claude.com/docs/en/api/errors, read 2026-12-07).
+_SPEND_LIMIT = re.compile(r"reached your specified (workspace )?API usage limits", re.I)
 _REGION_WORDS = re.compile(r"\b(country|countries|region|territor)", re.I)
 _DATA_URL = re.compile(r"data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", re.S)
 
@@ -85,13 +88,20 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     # An exhausted credit balance comes as a plain 400 invalid_request_error: Anthropic gives it
     # no code of its own, so its words are read (billing_error, when sent, is the code).
     low_credit = etype == "invalid_request_error" and bool(_CREDIT_TOO_LOW.search(message))
+    spend_limit = etype == "invalid_request_error" and bool(_SPEND_LIMIT.search(message))
+    # The usage tier's monthly cap comes as a 429 rate_limit_error with no retry-after; only
+    # ``details.error_code`` tells it apart (https://platform.claude.com/docs/en/api/rate-limits).
+    details = err.get("details")
+    capped = isinstance(details, dict) and details.get("error_code") == "enforced_spend_limit_reached"
+    code = ("credit_balance_too_low" if low_credit else "spend_limit_reached" if spend_limit
+            else "enforced_spend_limit_reached" if capped else etype or None)
     return ErrorInfo(
         message,
-        code="credit_balance_too_low" if low_credit else etype or None,
+        code=code,
         blocked=blocked,
         context_exceeded=context,
         auth=etype == "authentication_error",
-        billing=low_credit or etype == "billing_error",
+        billing=low_credit or spend_limit or capped or etype == "billing_error",
         # On /v1/messages the one resource that can be missing is the model.
         model_missing=status == 404 and etype == "not_found_error",
     )

@@ -67,6 +67,8 @@ class ErrorInfo:
     billing: bool = False
     # The provider does not know the model (retired, renamed, mistyped).
     model_missing: bool = False
+    # The provider's moderation flagged this request's content: the client's to change, not a fault of ours.
+    content_refused: bool = False
     # Set when the provider says which scope the failure has (a region block of one model only).
     scope: Scope | None = None
 
@@ -132,11 +134,32 @@ def error_from_status(
     kw: dict[str, Any] = {"backend": backend, "model": model, "upstream_status": status, "code": info.code}
     if info.scope is not None:
         kw["scope"] = info.scope
+    retry_after = retry_after_of(headers)
+    if cls is UpstreamBilling and status == 402 and retry_after is not None and not info.billing:
+        # A 402 that says when to come back is a limit on spend in flight (OpenRouter's
+        # in_flight_budget_exhausted), not an empty account.
+        cls = UpstreamRateLimited
     if cls is UpstreamRateLimited:
-        return UpstreamRateLimited(msg, retry_after=parse_retry_after(headers.get("retry-after")), **kw)
+        return UpstreamRateLimited(msg, retry_after=retry_after, **kw)
     if cls is UpstreamBilling:
         return UpstreamBilling(billing_words(backend, status, info), **kw)
-    return cls(msg, **kw)
+    err = cls(msg, **kw)
+    if cls is UpstreamRejected and status == 413:
+        err.status = 413  # the request is too large for this provider: the client hears so
+    return err
+
+
+def retry_after_of(headers: Mapping[str, str]) -> float | None:
+    """``retry-after-ms`` (openai-python reads it first; Azure and others send it), else ``retry-after``."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            seconds = float(ms) / 1000
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return min(max(0.0, seconds), _RETRY_AFTER_CEILING)
+    return parse_retry_after(headers.get("retry-after"))
 
 
 def billing_words(backend: str, status: int, info: ErrorInfo) -> str:
@@ -148,6 +171,8 @@ def billing_words(backend: str, status: int, info: ErrorInfo) -> str:
 
 
 def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
+    if info.content_refused:
+        return UpstreamRejected
     # Billing first: providers send it as 402, 429 (OpenAI, Moonshot, Z.ai) or 400 (Anthropic).
     if info.billing or status == 402:
         return UpstreamBilling
@@ -314,6 +339,13 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
     code_s = etype if billing and code_s not in BILLING_CODES else code_s
     scope: Scope | None = None
     meta = err.get("metadata")
+    if status == 403 and isinstance(meta, dict) and "flagged_input" in meta:
+        # OpenRouter's moderation flagged the input for this model: the request's content, refused
+        # (https://openrouter.ai/docs/api-reference/errors, read 2026-12-07). Not our account's fault,
+        # and not to be sent on to another provider to get past the moderation.
+        reasons = meta.get("reasons")
+        said = f" ({', '.join(map(str, reasons))})" if isinstance(reasons, list) and reasons else ""
+        return ErrorInfo(message=f"{message}{said}", code="content_policy_violation", content_refused=True)
     if isinstance(meta, dict) and "provider_name" in meta and "raw" in meta:
         # A relay (OpenRouter) passing on the refusal of the provider behind this model: it is about
         # that model, not our account with the relay; a 403 from there is that provider's block.
@@ -342,11 +374,16 @@ BILLING_WORDS = {
     "1113": "balance exhausted or no resource package",  # Z.ai / Zhipu, 429
     "billing_error": "billing problem on the account",  # Anthropic, 402
     "credit_balance_too_low": "credit balance too low",  # Anthropic's 400, as its reader names it
+    "spend_limit_reached": "organisation or workspace spend limit reached",  # Anthropic's 400, as its reader names it
+    "enforced_spend_limit_reached": "the usage tier's monthly spend cap reached",  # Anthropic, 429
+    "1309": "Coding Plan package expired",  # Z.ai / Zhipu
+    "AllocationQuota.FreeTierOnly": "free tier used up, with 'use free tier only' on",  # DashScope, 403
 }
 BILLING_CODES = frozenset(BILLING_WORDS)
 MODEL_MISSING_CODES = frozenset({
     "model_not_found",  # OpenAI and most compatibles, 404
     "resource_not_found_error",  # Moonshot / Kimi, 404 on an unknown model
+    "1211",  # Z.ai / Zhipu, 400 "Unknown Model" (https://docs.z.ai/api-reference/api-code)
 })
 
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from polyroute.adapters.base import Call
 from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, json_error_reader, json_object
-from polyroute.adapters.regions import key_region_hint
+from polyroute.adapters.regions import key_region_hint, provider_key
 from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.assemble import as_chunks
 from polyroute.config import HttpBackendConfig
@@ -34,6 +34,16 @@ _CONTEXT_WORDS = re.compile(
 _CONTEXT_CODES = frozenset({"tokens_too_long", "characters_too_long", "1261"})
 
 
+# Codes that mean another thing at one provider than at OpenAI, by ``regions.provider_key``. DashScope
+# answers its per-minute request and token limits with OpenAI's billing code (429 insufficient_quota,
+# "You exceeded your current quota"), and they lift within a minute
+# (https://help.aliyun.com/en/model-studio/error-code, https://www.alibabacloud.com/help/en/model-studio/rate-limit,
+# read 2026-12-07): a rate limit there, not an empty account.
+RATE_LIMIT_CODES: dict[str, frozenset[str]] = {
+    "dashscope": frozenset({"insufficient_quota", "Throttling", "Throttling.RateQuota", "Throttling.AllocationQuota"}),
+}
+
+
 def read_error(status: int, body: bytes) -> ErrorInfo:
     info = json_error_reader(status, body)
     if info.context_exceeded or status not in (400, 413):
@@ -41,6 +51,22 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     if info.code in _CONTEXT_CODES or _CONTEXT_WORDS.search(info.message):
         return replace(info, code="context_length_exceeded", context_exceeded=True)
     return info
+
+
+def reader_for(provider: str | None, base_url: str | None, reader: BodyReader = read_error) -> BodyReader:
+    """``reader`` with what a provider's codes mean where they differ from OpenAI's."""
+    key = provider_key(provider, base_url)
+    limits = RATE_LIMIT_CODES.get(key or "")
+    if limits is None:
+        return reader
+
+    def read(status: int, body: bytes) -> ErrorInfo:
+        info = reader(status, body)
+        if status == 429 and info.code in limits:
+            return replace(info, billing=False)
+        return info
+
+    return read
 
 
 class OpenAICompatAdapter(HttpAdapter):
@@ -51,6 +77,7 @@ class OpenAICompatAdapter(HttpAdapter):
     def __init__(self, name: str, config: HttpBackendConfig) -> None:
         super().__init__(name, config)
         self.continue_url = f"{config.continuation_base_url or config.base_url}{self.path}"
+        self.http.reader = reader_for(config.provider, config.base_url, self.http.reader)
         if (hint := key_region_hint(config.provider, config.base_url)) is not None:
             self.http.reader = _hinting(self.http.reader, hint)
 

@@ -58,12 +58,19 @@ ALIASES = {"qwen": "dashscope", "alibaba": "dashscope", "kimi": "moonshot", "zai
            "glm": "zhipu", "bigmodel": "zhipu"}
 
 
-def _provider(provider: str | None, base_url: str | None) -> RegionalProvider | None:
+def provider_key(provider: str | None, base_url: str | None) -> str | None:
+    """The key in ``REGIONAL`` of the provider a backend names, or whose host its ``base_url`` has."""
     if provider:
         key = provider.lower()
-        return REGIONAL.get(ALIASES.get(key, key))
+        key = ALIASES.get(key, key)
+        return key if key in REGIONAL else None
     host = urlsplit(base_url or "").hostname or ""
-    return next((p for p in REGIONAL.values() if any(e.host == host for e in p.endpoints)), None)
+    return next((k for k, p in REGIONAL.items() if any(e.host == host for e in p.endpoints)), None)
+
+
+def _provider(provider: str | None, base_url: str | None) -> RegionalProvider | None:
+    key = provider_key(provider, base_url)
+    return None if key is None else REGIONAL[key]
 
 
 def key_region_hint(provider: str | None, base_url: str | None) -> str | None:

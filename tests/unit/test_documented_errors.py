@@ -14,11 +14,13 @@ from polyroute.errors import (
     UpstreamBlocked,
     UpstreamError,
     UpstreamModelNotFound,
+    UpstreamRateLimited,
     UpstreamRejected,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-READERS: dict[str, BodyReader] = {"anthropic": anthropic.read_error, "ollama": ollama.read_error}
+READERS: dict[str, BodyReader] = {"anthropic": anthropic.read_error, "ollama": ollama.read_error,
+                                  "dashscope": openai_compat.reader_for("dashscope", None)}
 
 CASES: list[tuple[str, type[UpstreamError], str]] = [
     # (fixture, class, words the operator reads)
@@ -36,6 +38,18 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("openai/400_invalid_value", UpstreamRejected, "temperature"),
     # A region block of one model behind a relay: the model's, not the relay account's.
     ("openrouter/403_provider_region_block", UpstreamBlocked, "OpenAI: Provider returned error"),
+    # Spend limits the organisation set, or its tier's monthly cap: the account's, until someone acts.
+    ("anthropic/400_spend_limit_reached", UpstreamBilling, "organisation or workspace spend limit reached"),
+    ("anthropic/429_enforced_spend_limit_reached", UpstreamBilling, "the usage tier's monthly spend cap reached"),
+    ("zai/400_1211_unknown_model", UpstreamModelNotFound, "Unknown Model"),
+    ("zai/429_1309_plan_expired", UpstreamBilling, "Coding Plan package expired"),
+    # DashScope's per-minute limit in OpenAI's billing words: a rate limit there.
+    ("dashscope/429_insufficient_quota_per_minute", UpstreamRateLimited, "You exceeded your current quota"),
+    # A 402 that says when to come back: spend in flight, not an empty account.
+    ("openrouter/402_in_flight_budget", UpstreamRateLimited, "In-flight spending budget"),
+    # Moderation flagged the content: the client's to change, not sent on to another provider.
+    ("openrouter/403_moderation_flagged", UpstreamRejected, "flagged (violence)"),
+    ("anthropic/413_request_too_large", UpstreamRejected, "maximum allowed number of bytes"),
 ]
 
 
@@ -63,5 +77,23 @@ def test_documented_error_is_classified(name: str, expected: type[UpstreamError]
         assert err.scope == "backend" and err.account_wide and err.may_fall_over and not err.retryable
     elif expected in (UpstreamModelNotFound, UpstreamBlocked):
         assert err.scope == "model" and err.may_fall_over and not err.retryable and not err.account_wide
+    elif expected is UpstreamRateLimited:
+        assert err.scope == "model" and err.may_fall_over and err.retry_after == (
+            float(doc["headers"]["retry-after"]) if doc.get("headers") else None)
     else:
         assert not err.may_fall_over  # a schema error every provider would give stays the client's
+        assert err.status == (413 if doc["status"] == 413 else 400)
+
+
+def test_retry_after_ms_is_read_before_retry_after() -> None:
+    """openai-python reads ``retry-after-ms`` first; Azure OpenAI and other compatibles send it."""
+    from polyroute.adapters.http import retry_after_of
+
+    assert retry_after_of({"retry-after-ms": "20000", "retry-after": "1"}) == 20.0
+    assert retry_after_of({"retry-after-ms": "nonsense", "retry-after": "7"}) == 7.0
+    assert retry_after_of({"retry-after-ms": "inf", "retry-after": "2"}) == 2.0
+    assert retry_after_of({"retry-after-ms": "-5"}) == 0.0
+    assert retry_after_of({}) is None
+    body = json.dumps({"error": {"message": "slow down", "type": "rate_limit_error"}}).encode()
+    err = error_from_status(429, body, {"retry-after-ms": "1500"}, openai_compat.read_error, backend="b", model="m")
+    assert isinstance(err, UpstreamRateLimited) and err.retry_after == 1.5
