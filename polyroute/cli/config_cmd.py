@@ -8,6 +8,8 @@ import json
 from polyroute.config import Config
 from polyroute.errors import ConfigError
 
+NO_MODELS = "no [models.*]: a gateway on this config answers every request with 404; add a backend and a model"
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("config", help="check or show a config file", description="Check or show a config file.")
@@ -43,6 +45,8 @@ def run_check(args: argparse.Namespace) -> int:
           f"{len(config.routes)} routes, {len(config.policies)} policies, {len(config.keys)} keys")
     for key, var in config.unset_secrets():
         print(f"warning: {key} (env:{var}): {var} is not set in this environment; export it before serving")
+    if not config.models:
+        print(f"warning: {NO_MODELS}")
     return 0
 
 

@@ -99,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
             return 2
 
     from polyroute.adapters import check_installed
+    from polyroute.cli.config_cmd import NO_MODELS
     from polyroute.server import workers
+
+    if not config.models:
+        log.warning("%s", NO_MODELS)
 
     if args.config and args.workers > 1:
         os.environ["POLYROUTE_CONFIG"] = args.config  # each worker builds its gateway from it

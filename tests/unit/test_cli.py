@@ -153,3 +153,10 @@ def test_serve_refuses_workers_and_ports_out_of_range(capsys: pytest.CaptureFixt
         with pytest.raises(SystemExit) as done:
             main(["serve", *argv])
         assert done.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_config_check_warns_about_a_config_with_no_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "empty.toml"
+    p.write_text("[gateway]\nlisten = \"127.0.0.1:8080\"\n")
+    assert main(["config", "check", str(p)]) == 0
+    assert "warning: no [models.*]: a gateway on this config answers every request with 404" in capsys.readouterr().out
