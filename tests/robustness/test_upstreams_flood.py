@@ -19,10 +19,9 @@ import httpx
 import pytest
 
 from tests.robustness.hostile_upstream import FLOOD_WORD, HostileUpstream
-from tests.robustness.test_upstreams_hostile import Gateway, timed
+from tests.robustness.test_upstreams_hostile import Gateway, serving, timed
 from tests.support.clients import gateway_lines
 from tests.support.live import free_port
-from tests.support.wait import wait_until
 
 STREAMS = 20
 # Before a turn was bounded, 20 such streams held 67-107 MiB (3-5 MiB each: a megabyte of unread
@@ -40,39 +39,15 @@ def up() -> Iterator[HostileUpstream]:
 
 @pytest.fixture(scope="module")
 def gw(up: HostileUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    tmp = tmp_path_factory.mktemp("flood")
     port = free_port()
-    (tmp / "gw.toml").write_text("\n".join([
+    config = "\n".join([
         "[gateway]", f'listen = "127.0.0.1:{port}"', *gateway_lines(),
         "[backends.fast]", 'type = "openai"', f'base_url = "{up.base_url}"', 'api_key = "env:UP_KEY"',
         "[models.flood]", 'backend = "fast"', 'upstream = "flood-200000"',
         "[models.short]", 'backend = "fast"', 'upstream = "flood-20000"',
-    ]) + "\n")
-    log = tmp / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "polyroute", "serve", "--config", str(tmp / "gw.toml")],
-            stdout=subprocess.DEVNULL, stderr=out, env={**os.environ, "UP_KEY": "sk-up-flood"},
-        )
-    gateway = Gateway(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        def answering() -> bool:
-            assert proc.poll() is None, log.read_text()
-            try:
-                return httpx.get(f"{gateway.url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(answering, 60, "the gateway to start")
+    ]) + "\n"
+    with serving(tmp_path_factory.mktemp("flood"), port, config, {"UP_KEY": "sk-up-flood"}) as gateway:
         yield gateway
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def _rss_kib(gw: Gateway) -> int:

@@ -8,12 +8,14 @@ one: the attempt at the hostile one must fail, classified, and the route move on
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,15 +88,21 @@ def up() -> Iterator[HostileUpstream]:
 
 @pytest.fixture(scope="module")
 def gw(up: HostileUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    tmp = tmp_path_factory.mktemp("gw")
     port = free_port()
-    (tmp / "gw.toml").write_text(_config(port, up))
+    with serving(tmp_path_factory.mktemp("gw"), port, _config(port, up),
+                 {"UP_KEY": UP_KEY, "CLIENT_KEY": CLIENT_KEY}) as gateway:
+        yield gateway
+
+
+@contextmanager
+def serving(tmp: Path, port: int, config: str, env: dict[str, str]) -> Iterator[Gateway]:
+    """``polyroute serve`` on ``config`` (listening on ``port``) with ``env`` added, until it answers; stopped after."""
+    (tmp / "gw.toml").write_text(config)
     log = tmp / "serve.log"
-    env = {**__import__("os").environ, "UP_KEY": UP_KEY, "CLIENT_KEY": CLIENT_KEY}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "polyroute", "serve", "--config", str(tmp / "gw.toml"), "--log-level", "info"],
-            stdout=subprocess.DEVNULL, stderr=out, env=env,
+            stdout=subprocess.DEVNULL, stderr=out, env={**os.environ, **env},
         )
     gateway = Gateway(f"http://127.0.0.1:{port}", proc, log)
     try:
