@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.support.live import Live, live_gateway
-from tests.support.wait import wait_until
+from tests.support.wait import room_in_this_minute, wait_until
 
 ADMIN = "admin-0123456789abcdef0123"
 ENV = {"POLYROUTE_ADMIN_KEY": ADMIN, "STATIC_KEY": "sk-static-0123456789abcdef"}
@@ -74,6 +74,7 @@ def test_a_key_is_made_with_its_secret_shown_once_and_works_at_once(live: Live, 
 
 
 def test_patch_revoke_and_rotate(live: Live) -> None:
+    room_in_this_minute()
     secret = admin(live, "POST", "keys", {"name": "app2", "routes": ["echo"]}).json()["secret"]
     assert chat(live, secret, "other").status_code == 403
     patched = admin(live, "PATCH", "keys/app2", {"routes": None, "rpm": 1})
@@ -133,6 +134,7 @@ def test_values_no_store_can_hold_are_refused_and_keys_keep_syncing(live: Live) 
 
 
 def test_a_team_made_by_the_api_shares_its_limits(live: Live) -> None:
+    room_in_this_minute()
     assert admin(live, "POST", "teams", {"name": "web", "rpm": 2}).status_code == 201
     a = admin(live, "POST", "keys", {"name": "wa", "team": "web"}).json()["secret"]
     b = admin(live, "POST", "keys", {"name": "wb", "team": "web"}).json()["secret"]

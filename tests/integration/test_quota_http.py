@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.support.live import Live, live_gateway
-from tests.support.wait import wait_until
+from tests.support.wait import room_in_this_minute, wait_until
 
 ENV = {"A_KEY": "sk-a-0123456789abcdef", "B1_KEY": "sk-b1-0123456789abcdef", "B2_KEY": "sk-b2-0123456789abcd",
        "POOR_KEY": "sk-poor-0123456789abcdef", "FREE_KEY": "sk-free-0123456789abcdef"}
@@ -42,6 +42,7 @@ def chat(live: Live, key: str, text: str = "hi") -> httpx.Response:
 
 
 def test_rpm_refuses_with_429_and_retry_after_and_counts_down_in_headers(live: Live) -> None:
+    room_in_this_minute()
     first, second = chat(live, "A_KEY"), chat(live, "A_KEY")
     assert first.status_code == second.status_code == 200
     assert first.headers["x-ratelimit-limit-requests"] == "2"
@@ -63,6 +64,7 @@ def test_rpm_refuses_with_429_and_retry_after_and_counts_down_in_headers(live: L
 
 
 def test_the_openai_sdk_sees_a_rate_limit_error(live: Live) -> None:
+    room_in_this_minute()
     client = openai.OpenAI(base_url=live.base_url, api_key=ENV["A_KEY"], max_retries=0)
     for _ in range(2):
         client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
@@ -72,6 +74,7 @@ def test_the_openai_sdk_sees_a_rate_limit_error(live: Live) -> None:
 
 
 def test_a_team_limit_is_shared_by_its_keys(live: Live) -> None:
+    room_in_this_minute()
     statuses = [chat(live, k).status_code for k in ("B1_KEY", "B2_KEY", "B1_KEY", "B2_KEY")]
     assert statuses == [200, 200, 200, 429]
     refused = chat(live, "B1_KEY").json()["error"]

@@ -25,6 +25,15 @@ def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT, what: 
         time.sleep(_POLL)
 
 
+def room_in_this_minute(seconds: float = 10.0) -> None:
+    """Return once at least ``seconds`` are left of this wall-clock minute.
+
+    Per-minute limits (``rpm``, ``tpm``) count in wall-clock minutes: a test that asks
+    for a limit's requests and its refusal must not straddle two of them (at most a
+    minute's wait, when a test starts just before the minute turns)."""
+    wait_until(lambda: 60 - time.time() % 60 >= seconds, 61, f"{seconds:g}s left in the minute")
+
+
 async def await_until(predicate: Callable[[], object], timeout: float = TIMEOUT, what: str = "") -> None:
     """``wait_until`` for a test on an event loop: the loop runs while it waits."""
     deadline = time.monotonic() + timeout
