@@ -78,6 +78,8 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 def _quoted(value: bytes) -> str:
     text = value.decode("latin-1")
     return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
 SHUTTING_DOWN = error_body_dict(
     "The gateway is shutting down and cut this answer before its end; send the request again.",
     "server_error", "server_shutting_down",
