@@ -196,10 +196,10 @@ class Quota:
         if isinstance(counters, MemoryCounters):  # no coroutine for a dict
             got, cells = counters.take(buckets.charges, amounts, now)
             if got.refused is None:
-                return self._fits(QuotaPass(buckets, amounts, got.values, now, counters, None, cells), floor, now)
+                return self._fits(QuotaPass(buckets, amounts, got.values, now, counters, None, cells), floor)
             raise self._refusal_of(buckets, amounts, got, now)
         if self.leases is not None and (lent := self.leases.lend(buckets.charges, amounts, now)) is not None:
-            return self._fits(QuotaPass(buckets, amounts, lent.values, now, counters, lent), floor, now)
+            return self._fits(QuotaPass(buckets, amounts, lent.values, now, counters, lent), floor)
         asked = [Charge(bucket, limit, amounts[what], ends_at) for what, bucket, limit, ends_at in buckets.charges]
         try:
             got = await counters.reserve(asked, now)
@@ -210,9 +210,9 @@ class Quota:
             got = await counters.reserve(asked, now)
         if got.refused is not None:
             raise self._refusal_of(buckets, amounts, got, now)
-        return self._fits(QuotaPass(buckets, amounts, got.values, now, counters), floor, now)
+        return self._fits(QuotaPass(buckets, amounts, got.values, now, counters), floor)
 
-    def _fits(self, passed: QuotaPass, floor: float, now: float) -> QuotaPass:
+    def _fits(self, passed: QuotaPass, floor: float) -> QuotaPass:
         """Refuse, and give back, a request whose prompt alone costs more than its budget had left.
 
         A budget below its limit admits a request, whose true cost may then take it past the
