@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from polyroute.config import POSTGRES_SCHEMES
 from polyroute.errors import InvalidRequest
 from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name
-from polyroute.tenancy.model import PERIODS, KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
+from polyroute.tenancy.model import PERIODS, KeyRecord, TeamRecord, digest, new_secret, with_changes
 from polyroute.tenancy.setup import open_store as open_config_store
 from polyroute.tenancy.setup import store_at
 from polyroute.tenancy.sqlite import path_of
@@ -89,18 +89,16 @@ def open_store(args: argparse.Namespace, existing: bool = False) -> Store:
     ``existing``: for a command that only reads or changes what is there, a SQLite file that
     does not exist is an error (a mistyped path), not a new empty store.
     """
-    url = args.store
+    url, config = args.store, None
     if url is None and args.config:
         from polyroute.settings import effective_config
 
         config = effective_config(args.config)
         url = config.store.url
-        if not existing or (url or "").startswith(POSTGRES_SCHEMES) or path_of(url).exists():
-            return open_config_store(config)
-    if existing and (url is None or not url.startswith(POSTGRES_SCHEMES)) and not path_of(url).exists():
+    if existing and not (url or "").startswith(POSTGRES_SCHEMES) and not path_of(url).exists():
         raise InvalidRequest(f"no store at {path_of(url)}: nothing was written there (check --store, or the "
                              "config's [store] url)")
-    return store_at(url)
+    return open_config_store(config) if config is not None else store_at(url)
 
 
 def _fields(args: argparse.Namespace, model: type[_F]) -> _F:
@@ -118,10 +116,6 @@ def _fields(args: argparse.Namespace, model: type[_F]) -> _F:
     return fields
 
 
-def _limits(f: KeyFields | TeamFields) -> Limits:
-    return Limits(f.budget_usd, f.budget_period, f.rpm, f.tpm)
-
-
 def run_create(args: argparse.Namespace) -> int:
     f = _fields(args, KeyFields)
     check_expiry(f)
@@ -136,7 +130,7 @@ def run_create(args: argparse.Namespace) -> int:
         return 0
     secret = new_secret()
     routes = tuple(f.routes) if f.routes else None
-    record = KeyRecord(args.name, digest(secret), f.team, f.policy, routes, _limits(f), f.expires_at,
+    record = KeyRecord(args.name, digest(secret), f.team, f.policy, routes, f.limits(), f.expires_at,
                        created_at=datetime.now(UTC))
     store = open_store(args)
     try:
@@ -199,7 +193,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_team_create(args: argparse.Namespace) -> int:
-    team = TeamRecord(args.name, _limits(_fields(args, TeamFields)))
+    team = TeamRecord(args.name, _fields(args, TeamFields).limits())
     if args.url:
         _api(args.url, "POST", "teams", team.public())
         print(f"team {args.name} saved")

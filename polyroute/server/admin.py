@@ -133,7 +133,7 @@ class Admin:
         secret = new_secret()
         record = KeyRecord(
             name, digest(secret), f.team, f.policy, tuple(f.routes) if f.routes is not None else None,
-            Limits(f.budget_usd, f.budget_period, f.rpm, f.tpm), f.expires_at, created_at=datetime.now(UTC),
+            f.limits(), f.expires_at, created_at=datetime.now(UTC),
         )
         try:
             await self.store.add_key(record)
@@ -163,7 +163,7 @@ class Admin:
                 return _json({"object": "list", "data": [t.public() for t in await self.store.teams()]})
             if method == "POST":
                 f = TeamFields.model_validate(_body(body))
-                made = TeamRecord(check_name(f.name), Limits(f.budget_usd, f.budget_period, f.rpm, f.tpm))
+                made = TeamRecord(check_name(f.name), f.limits())
                 await self.store.put_team(made)
                 return _json(made.public(), 201)
             raise _not_allowed(method, "GET, POST")

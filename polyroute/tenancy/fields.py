@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from polyroute.config import AwareTime, BudgetPeriod, BudgetUsd, PerMinute
 from polyroute.errors import InvalidRequest
+from polyroute.tenancy.model import Limits
 
 # Starts with a letter or digit, so that no name is '.' or '..', which URLs and clients rewrite.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -27,6 +28,9 @@ class _Fields(BaseModel):
     budget_period: BudgetPeriod = "month"
     rpm: PerMinute | None = None
     tpm: PerMinute | None = None
+
+    def limits(self) -> Limits:
+        return Limits(self.budget_usd, self.budget_period, self.rpm, self.tpm)
 
 
 class KeyFields(_Fields):

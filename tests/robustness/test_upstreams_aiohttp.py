@@ -43,12 +43,6 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def up() -> Iterator[HostileUpstream]:
-    with HostileUpstream() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
 

@@ -32,12 +32,6 @@ OTHER_CLIENT_BOUND_S = 2.0  # generous for a busy 2-core machine; the unbounded 
 
 
 @pytest.fixture(scope="module")
-def up() -> Iterator[HostileUpstream]:
-    with HostileUpstream() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def gw(up: HostileUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     port = free_port()
     config = "\n".join([

@@ -81,12 +81,6 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def up() -> Iterator[HostileUpstream]:
-    with HostileUpstream() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def gw(up: HostileUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     port = free_port()
     with serving(tmp_path_factory.mktemp("gw"), port, _config(port, up),

@@ -18,12 +18,6 @@ def ask(model: str, stream: bool = False) -> bytes:
     return b'{"model": "%s", "stream": %s}' % (model.encode(), b"true" if stream else b"false")
 
 
-@pytest.fixture(scope="module")
-def up() -> object:
-    with HostileUpstream() as server:
-        yield server
-
-
 @pytest.mark.anyio
 async def test_headers_up_to_the_limit_are_read_and_repeats_joined_once(up: HostileUpstream) -> None:
     pool = Pool(up.base_url, connect_timeout=5)
