@@ -17,8 +17,15 @@ from polyroute.types import ChatChunk, ChatResponse, Usage
 __all__ = ["Assembly", "as_chunks"]
 
 
+def _joined(fn: dict[str, Any], piece: dict[str, Any]) -> dict[str, Any]:
+    """A function call's pieces so far with one more: ``name`` and ``arguments`` come as text to join."""
+    for k, v in piece.items():
+        fn[k] = fn.get(k, "") + v if isinstance(v, str) and k in ("name", "arguments") else v
+    return fn
+
+
 class _Choice:
-    __slots__ = ("extra", "finish", "logprobs", "parts", "reasoning", "tools")
+    __slots__ = ("extra", "finish", "logprobs", "native", "parts", "reasoning", "tools")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -26,6 +33,7 @@ class _Choice:
         self.tools: dict[int, dict[str, Any]] = {}
         self.logprobs: dict[str, list[Any]] | None = None
         self.finish: str | None = None
+        self.native: str | None = None  # the provider's own finish word, where it differs from OpenAI's
         self.extra: dict[str, Any] = {}  # other delta fields (refusal, audio...): the last value, text joined
 
     def add(self, delta: dict[str, Any]) -> None:
@@ -39,6 +47,8 @@ class _Choice:
             elif key == "tool_calls":
                 for call in value or ():
                     self._tool(call)
+            elif key == "function_call" and isinstance(value, dict):  # the deprecated single call, in pieces
+                self.extra[key] = _joined(self.extra.get(key) or {}, value)
             elif key != "role":
                 old = self.extra.get(key)
                 self.extra[key] = old + value if isinstance(old, str) and isinstance(value, str) else value
@@ -50,9 +60,7 @@ class _Choice:
             call = self.tools[index] = {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
         for key, value in piece.items():
             if key == "function":
-                fn = call["function"]
-                for k, v in (value or {}).items():
-                    fn[k] = fn.get(k, "") + v if isinstance(v, str) and k in ("name", "arguments") else v
+                call["function"] = _joined(call["function"], value or {})
             elif key != "index" and value is not None:
                 call[key] = value
 
@@ -109,14 +117,16 @@ class Assembly:
                 choice.add(delta)
             if (finish := c.get("finish_reason")) is not None:
                 choice.finish = finish
+                choice.native = cast(dict[str, Any], c).get("native_finish_reason")
             if (logprobs := c.get("logprobs")) is not None:
                 choice.add_logprobs(logprobs)
 
     def response(self) -> ChatResponse:
-        choices = [
-            {"index": i, "message": c.message(), "logprobs": c.logprobs, "finish_reason": c.finish}
-            for i, c in sorted(self.choices.items())
-        ]
+        choices: list[dict[str, Any]] = []
+        for i, c in sorted(self.choices.items()):
+            choices.append({"index": i, "message": c.message(), "logprobs": c.logprobs, "finish_reason": c.finish})
+            if c.native is not None:
+                choices[-1]["native_finish_reason"] = c.native
         resp: dict[str, Any] = {
             "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
             "choices": choices,
@@ -139,6 +149,8 @@ def as_chunks(resp: ChatResponse) -> list[ChatChunk]:
                              "finish_reason": choice.get("finish_reason")}
         if choice.get("logprobs") is not None:
             c["logprobs"] = choice["logprobs"]
+        if (native := cast(dict[str, Any], choice).get("native_finish_reason")) is not None:
+            c["native_finish_reason"] = native
         chunks.append(cast(ChatChunk, {"id": resp["id"], "object": "chat.completion.chunk",
                                        "created": resp["created"], "model": resp["model"], "choices": [c]}))
     if usage := resp.get("usage"):

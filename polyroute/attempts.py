@@ -198,6 +198,8 @@ class Walk:
         # A timeout cut short by the route's deadline says nothing about the backend.
         counts = not (slot.by_deadline and isinstance(err, UpstreamTimeout))
         await self.health.settle(slot.ticket, err, counts=counts)
+        if err.usage is not None:
+            self.report.bill(slot.entry, err.usage)
         self.report.fail(slot.entry, err, slot.started)
         self.learn(slot.entry, err)
         return err.may_fall_over

@@ -261,6 +261,9 @@ class UpstreamError(PolyrouteError):
     # The narrowest scope the failure explains: "model" (this model on this backend) or
     # "backend" (every model of it: the connection, or the account by its own code).
     scope: Scope = "model"
+    # Usage the upstream reported with the failure (an answer it sent, then said it had cut short):
+    # the attempt failed, but the provider billed it, and so is the request.
+    usage: object = None
 
     def __init__(
         self,

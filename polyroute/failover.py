@@ -199,6 +199,8 @@ class _Opening(Walk):
             ) from None
         except BaseException:
             await _close(upstream)
+            for chunk in held:  # usage reported before it failed: the provider billed it
+                self.report.bill(slot.entry, chunk.get("usage"))
             raise
         e = slot.entry
         raise UpstreamBadResponse("the stream ended before any token", backend=e.backend, model=e.name)
@@ -351,6 +353,8 @@ class _Stream:
             if choices and (not chunk_has_token(chunk) or self.withhold_reasoning(chunk)):
                 return False  # the continuation's opening role chunk, or reasoning: the client has had them
             chunk["id"], chunk["created"] = self.cid, self.created  # one answer, one id
+        elif not chunk["id"] and self.started:  # an ending the adapter made up (a refusal in the stream)
+            chunk["id"], chunk["created"] = self.cid, self.created
         if not choices:
             return True
         if not self.started:
@@ -364,7 +368,7 @@ class _Stream:
                 self.chars += len(text)
             if reasoning := delta.get("reasoning_content") or delta.get("reasoning"):
                 self.chars += len(reasoning)
-            if delta.get("tool_calls"):
+            if delta.get("tool_calls") or delta.get("function_call"):
                 self.tools = True
             if choice.get("finish_reason"):
                 self.finished = True

@@ -287,7 +287,8 @@ def chunk_has_token(chunk: ChatChunk) -> bool:
     """True once a chunk carries anything a client would call a token."""
     for choice in chunk["choices"]:
         delta = choice["delta"]
-        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("reasoning"):
+        if (delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("reasoning")
+                or delta.get("function_call") or delta.get("refusal")):
             return True
         if choice.get("finish_reason"):
             return True

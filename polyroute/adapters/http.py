@@ -149,6 +149,28 @@ def error_from_status(
     return err
 
 
+def error_in_band(body: bytes, reader: BodyReader, *, backend: str, model: str) -> UpstreamError:
+    """An error event inside a stream whose status was 200: the error its code would have been as a status.
+
+    The status is the one its code names (OpenRouter sends HTTP statuses as codes), 429 for a
+    rate limit's code, else 500; the error reader then finds billing, auth, a missing model or
+    a refusal by code, as for any status.
+    """
+    code = reader(500, body).code or _error_type(body)
+    status = int(code) if code.isdigit() and 400 <= int(code) <= 599 else (
+        429 if code in IN_BAND_RATE_CODES else 500)
+    return error_from_status(status, body, {}, reader, backend=backend, model=model)
+
+
+def _error_type(body: bytes) -> str:
+    """``error.type`` of an OpenAI-shaped body (Moonshot names its errors only there); "" if none."""
+    try:
+        err = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    return str(err.get("type") or "") if isinstance(err, dict) else ""
+
+
 def retry_after_of(headers: Mapping[str, str]) -> float | None:
     """``retry-after-ms`` (openai-python reads it first; Azure and others send it), else ``retry-after``."""
     ms = headers.get("retry-after-ms")
@@ -327,6 +349,9 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
     code_s = str(code) if code is not None else None
     etype = str(err.get("type") or "")
     message = str(err.get("message") or etype or f"HTTP {status}")
+    if code_s in REFUSAL_CODES or etype in REFUSAL_CODES:
+        # The provider's moderation flagged the content: one code for every provider, its words kept.
+        return ErrorInfo(message=message, code=REFUSED, content_refused=True)
     blocked = code_s in BLOCK_CODES or etype in BLOCK_CODES
     context = code_s in CONTEXT_CODES or etype in CONTEXT_CODES
     auth = code_s in AUTH_CODES or etype in AUTH_CODES
@@ -345,7 +370,7 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
         # and not to be sent on to another provider to get past the moderation.
         reasons = meta.get("reasons")
         said = f" ({', '.join(map(str, reasons))})" if isinstance(reasons, list) and reasons else ""
-        return ErrorInfo(message=f"{message}{said}", code="content_policy_violation", content_refused=True)
+        return ErrorInfo(message=f"{message}{said}", code=REFUSED, content_refused=True)
     if isinstance(meta, dict) and "provider_name" in meta and "raw" in meta:
         # A relay (OpenRouter) passing on the refusal of the provider behind this model: it is about
         # that model, not our account with the relay; a 403 from there is that provider's block.
@@ -359,6 +384,18 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
 
 
 # Structured codes providers document for these cases (the fixtures in tests/fixtures/*/errors name the sources).
+# The code a client gets when a provider's moderation refused the content, whatever the provider called it.
+REFUSED = "content_policy_violation"
+# What providers call it: Z.ai's business code 1301 (https://docs.z.ai/api-reference/api-code), DashScope's
+# data inspection (https://www.alibabacloud.com/help/en/model-studio/error-code), Moonshot's error type
+# (https://platform.moonshot.ai/docs/api/chat), Azure OpenAI's filter code.
+REFUSAL_CODES = frozenset({REFUSED, "1301", "data_inspection_failed", "DataInspectionFailed", "content_filter"})
+# Codes of an error sent inside a stream already answered 200 that, sent before it, come with a 429:
+# OpenAI's, Moonshot's (https://platform.kimi.ai/docs/api/errors) and Z.ai's concurrency and
+# frequency codes (https://docs.z.ai/api-reference/api-code).
+IN_BAND_RATE_CODES = frozenset({
+    "rate_limit_exceeded", "rate_limit_reached_error", "engine_overloaded_error", "1302", "1303", "1305",
+})
 BLOCK_CODES = frozenset({"unsupported_country_region_territory", "region_not_supported", "unsupported_region"})
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
 AUTH_CODES = frozenset({"invalid_api_key", "authentication_error", "incorrect_api_key"})

@@ -12,8 +12,9 @@ import re
 from dataclasses import replace
 from typing import Any, cast
 
+from polyroute.adapters import finish_reasons
 from polyroute.adapters.base import Call
-from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, json_error_reader, json_object
+from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, error_in_band, json_error_reader, json_object
 from polyroute.adapters.regions import key_region_hint, provider_key
 from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.assemble import as_chunks
@@ -134,34 +135,48 @@ def whole_answer(doc: object, backend: str, model: str) -> ChatResponse:
     doc.setdefault("created", 0)
     doc.setdefault("model", model)
     for choice in doc["choices"]:
-        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(choice, dict):
+            raise UpstreamBadResponse("answer choice is not an object", backend=backend, model=model)
+        message = choice.get("message")
         if message and "reasoning" in message:
             _name_reasoning(message)
+        if (finish := choice.get("finish_reason")) and finish not in finish_reasons.OPENAI:
+            cut = finish_reasons.translate(choice, finish)
+            if cut is not None:
+                err = UpstreamServerError(cut, backend=backend, model=model)
+                err.usage = doc.get("usage")  # what the provider billed for the answer it cut
+                raise err
     return cast(ChatResponse, doc)
 
 
 class _Events:
     """An OpenAI-compatible stream: one chunk per event, then ``data: [DONE]``."""
 
-    __slots__ = ("backend", "ended", "model", "read")
+    __slots__ = ("backend", "cut", "ended", "model", "read")
 
     def __init__(self, backend: str, model: str, read: BodyReader = read_error) -> None:
         self.backend = backend
         self.model = model
         self.read = read  # the backend's error reader, which blanks out its key
         self.ended = False
+        # Why the provider cut the answer short (its finish_reason said so): the stream fails at its
+        # end, after the text and usage that came with that word have been passed on.
+        self.cut: str | None = None
 
     def on(self, event: str, data: str) -> list[ChatChunk]:
         if data == "[DONE]":
+            if self.cut is not None:
+                raise UpstreamServerError(self.cut, backend=self.backend, model=self.model)
             self.ended = True
             return []
         doc = json_object(data, "stream event", backend=self.backend, model=self.model)
-        if "error" in doc:
-            info = self.read(500, data.encode())
-            raise UpstreamServerError(info.message, backend=self.backend, model=self.model)
+        if doc.get("error"):  # some servers send "error": null in every chunk
+            return self._error(doc, data)
         choices = doc.get("choices")
         if not isinstance(choices, list):
             raise UpstreamBadResponse("stream event has no choices", backend=self.backend, model=self.model)
+        if self.cut is not None and choices:
+            raise UpstreamServerError(self.cut, backend=self.backend, model=self.model)
         usage = doc.get("usage")
         for choice in choices:
             if not isinstance(choice, dict):
@@ -171,6 +186,8 @@ class _Events:
                 _name_reasoning(delta)
             if "usage" in choice:  # Moonshot's place for it
                 usage = choice.pop("usage") or usage
+            if (finish := choice.get("finish_reason")) and finish not in finish_reasons.OPENAI:
+                self.cut = finish_reasons.translate(choice, finish) or self.cut
         if usage and choices:
             # Usage that comes with the last choices (DeepSeek, Moonshot) goes in a chunk of its
             # own, as OpenAI sends it, so clients and the bill find it in one place.
@@ -178,8 +195,19 @@ class _Events:
             return [doc, _usage_chunk(doc, usage)]  # type: ignore[list-item]  # checked above
         return [doc]  # type: ignore[list-item]  # checked above: an object with choices
 
+    def _error(self, doc: dict[str, Any], data: str) -> list[ChatChunk]:
+        """An error sent inside the stream. Moderation ends the answer as OpenAI's own filter does
+        (``finish_reason: "content_filter"``): the client's content, not to be finished by another
+        provider. Anything else is the error it would have been as an HTTP status."""
+        body = data.encode()
+        if not self.read(500, body).content_refused:
+            raise error_in_band(body, self.read, backend=self.backend, model=self.model)
+        self.ended = True
+        return [{"id": str(doc.get("id") or ""), "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]}]
+
     def missing_end(self) -> str:
-        return "stream ended without [DONE]"
+        return self.cut or "stream ended without [DONE]"
 
     def whole(self, doc: object) -> list[ChatChunk]:
         self.ended = True

@@ -16,6 +16,7 @@ from polyroute.errors import (
     UpstreamModelNotFound,
     UpstreamRateLimited,
     UpstreamRejected,
+    UpstreamServerError,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -97,3 +98,34 @@ def test_retry_after_ms_is_read_before_retry_after() -> None:
     body = json.dumps({"error": {"message": "slow down", "type": "rate_limit_error"}}).encode()
     err = error_from_status(429, body, {"retry-after-ms": "1500"}, openai_compat.read_error, backend="b", model="m")
     assert isinstance(err, UpstreamRateLimited) and err.retry_after == 1.5
+
+
+@pytest.mark.parametrize(("provider", "case"), [("moonshot", "rejected"), ("zai", None), ("dashscope", None)])
+def test_moderation_has_one_code_whatever_the_provider_calls_it(provider: str, case: str | None) -> None:
+    """Moonshot's ``content_filter`` type, Z.ai's 1301, DashScope's ``data_inspection_failed``: one code for clients."""
+    bodies = {
+        "zai": {"error": {"code": "1301", "message": "System detected potentially unsafe or sensitive content"}},
+        "dashscope": {"error": {"code": "data_inspection_failed", "type": "data_inspection_failed",
+                                "message": "Input data may contain inappropriate content."}},
+    }
+    body = json.loads((FIXTURES / "moonshot" / "errors.json").read_text())[case]["body"] if case else bodies[provider]
+    err = error_from_status(400, json.dumps(body).encode(), {}, openai_compat.read_error, backend=provider, model="m")
+    assert type(err) is UpstreamRejected and err.code == "content_policy_violation"
+    assert not err.may_fall_over and body["error"]["message"] in err.message
+
+
+@pytest.mark.parametrize(("error", "expected", "status"), [
+    ({"code": 502, "message": "Provider disconnected"}, UpstreamServerError, 502),  # OpenRouter: a status as code
+    ({"code": 429, "message": "You are being rate limited"}, UpstreamRateLimited, 429),
+    ({"code": "1302", "message": "High concurrency usage of this API"}, UpstreamRateLimited, 429),  # Z.ai
+    ({"code": "1113", "message": "Your account is in arrears"}, UpstreamBilling, 500),  # Z.ai
+    ({"type": "engine_overloaded_error", "message": "The engine is currently overloaded"}, UpstreamRateLimited, 429),
+    ({"code": None, "type": "server_error", "message": "The server had an error"}, UpstreamServerError, 500),
+])
+def test_an_error_inside_a_200_stream_is_the_error_its_code_names(
+    error: dict[str, object], expected: type[UpstreamError], status: int
+) -> None:
+    from polyroute.adapters.http import error_in_band
+
+    err = error_in_band(json.dumps({"error": error}).encode(), openai_compat.read_error, backend="b", model="m")
+    assert type(err) is expected and err.upstream_status == status and str(error["message"]) in err.message
