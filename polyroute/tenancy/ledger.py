@@ -22,6 +22,10 @@ store is doing, and an outage fills the file instead of memory.
 
     finished ──▶ queue ──spooler: append, fsync──▶ spool ──writer: write──▶ committed ──▶ spool.commit
 
+A spool that cannot be written (a full disk, a read-only folder) does not hold rows back:
+the spooler hands them to the writer (``direct``), which writes them to the store as
+if there were no spool, until the spool can be written again.
+
 A row the store refuses for what it holds (a value its column cannot take), rather than
 for being down, does not hold the others up: the store commits the rest and returns it,
 and the writer keeps it in ``rejected`` (one JSON line with the reason) and says so in the log.
@@ -58,6 +62,7 @@ log = logging.getLogger("polyroute.ledger")
 
 RETRY_AFTER = 1.0  # seconds between tries while the store fails
 EXPIRE_EVERY = 3600.0  # seconds between two retention passes
+ADOPT_EVERY = 10.0  # seconds between two looks for spools left by processes that died
 SPOOL_BATCH = 10_000  # rows per append (and fsync) at the most
 
 _Item = tuple["RequestContext", Report, Finished, float]  # a request as told, its row built off the loop
@@ -77,6 +82,9 @@ class Ledger:
         self.spool = spool
         self.retention = timedelta(days=retention_days) if retention_days else None
         self.queue: deque[_Item | UsageRow] = deque()
+        # Rows the spool could not take, handed to the writer to write straight to the store. The
+        # spooler alone takes from ``queue`` and the writer alone from ``direct``: no row is taken twice.
+        self.direct: deque[UsageRow] = deque()
         self.taken = 0  # rows that have left the queue (committed, or spooled) since start
         # Called, from a writer thread, after rows have left the queue or reached the store.
         self.on_progress: Callable[[], None] | None = None
@@ -87,6 +95,7 @@ class Ledger:
         self._failing = False
         self._spool_failing = False
         self._next_expiry = 0.0
+        self._next_adoption = time.monotonic() + ADOPT_EVERY  # (the spool adopted what it found when opened)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -121,11 +130,11 @@ class Ledger:
 
     def depth(self) -> int:
         """Rows not yet committed (with a spool: not yet spooled)."""
-        return len(self.queue)
+        return len(self.queue) + len(self.direct)
 
     def idle(self) -> bool:
         """Whether the store has every row told so far."""
-        return not self.queue and not self._pending()
+        return not self.queue and not self.direct and not self._pending()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the store has committed every row; whether it has, within ``timeout`` seconds."""
@@ -136,7 +145,8 @@ class Ledger:
         if not self._threads:
             return
         spooled = self.spool is not None
-        self._wait(lambda: not self.queue and (not self._pending() or (self._failing and spooled)), timeout)
+        self._wait(lambda: not self.queue and not self.direct
+                   and (not self._pending() or (self._failing and spooled)), timeout)
         self._stop.set()
         self._tick.set()
         self._ready.set()
@@ -149,8 +159,12 @@ class Ledger:
                 log.warning("ledger: the store has not taken every row; they wait in %s for the next start",
                             self.spool.path)
             self.spool.close()
-        if self.queue:
-            log.error("ledger: %d row(s) could not be written before shutdown", len(self.queue))
+        left = [_row(item) for item in self.queue] + list(self.direct)
+        if left:
+            # Neither the store nor the spool took them: the log is the last place they can be kept.
+            log.error("ledger: %d row(s) could not be written before shutdown; each follows as JSON", len(left))
+            for r in left:
+                log.error("ledger: unwritten row %s", orjson.dumps(r).decode())
 
     def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -176,14 +190,19 @@ class Ledger:
         assert self.spool is not None
         while self.queue:
             items = [self.queue[i] for i in range(min(len(self.queue), SPOOL_BATCH))]
+            rows = [_row(item) for item in items]
             try:
-                self.spool.append([_row(item) for item in items])
+                self.spool.append(rows)
             except OSError as exc:
                 if not self._spool_failing:
                     self._spool_failing = True
-                    log.error("ledger: the spool %s cannot be written, rows stay in memory: %s", self.spool.path,
-                              exc)
-                return
+                    log.error("ledger: the spool %s cannot be written; rows go straight to the store: %s",
+                              self.spool.path, exc)
+                self.direct.extend(rows)  # the writer's now: it writes them as if there were no spool
+                for _ in items:
+                    self.queue.popleft()
+                self._ready.set()
+                continue
             if self._spool_failing:
                 self._spool_failing = False
                 log.warning("ledger: the spool can be written again")
@@ -199,6 +218,7 @@ class Ledger:
         while not self._stop.is_set():
             self._ready.wait(self.flush_interval)
             self._ready.clear()
+            self._adopt_when_due()
             self._write_pending()
             self._expire_when_due()
             with self._idle:
@@ -246,27 +266,40 @@ class Ledger:
                   refused[0].reason, self.rejected)
 
     def _next(self) -> _Batch | None:
-        """The oldest rows not yet committed, from the spool or else the queue."""
+        """The oldest rows not yet committed, from the spool or else the queue (or the rows the spool
+        could not take)."""
         if self.spool is not None:
             spool = self.spool
-            if not spool.pending:
-                return None
-            rows, end = spool.next(self.batch_size)
-            return rows, lambda: spool.commit(end)
-        count = min(self.batch_size, len(self.queue))
+            if spool.pending:
+                rows, end = spool.next(self.batch_size)
+                return rows, lambda: spool.commit(end)
+            return self._take(self.direct)
+        return self._take(self.queue)
+
+    def _take(self, queue: deque[_Item | UsageRow] | deque[UsageRow]) -> _Batch | None:
+        count = min(self.batch_size, len(queue))
         if not count:
             return None
 
         def pop() -> None:
             for _ in range(count):
-                self.queue.popleft()  # only now: the store has committed them
+                queue.popleft()  # only now: the store has committed them
             self.taken += count
 
-        return [_row(self.queue[i]) for i in range(count)], pop
+        return [_row(queue[i]) for i in range(count)], pop
 
     def _progress(self) -> None:
         if self.on_progress is not None:
             self.on_progress()
+
+    def _adopt_when_due(self) -> None:
+        if self.spool is None or time.monotonic() < self._next_adoption:
+            return
+        self._next_adoption = time.monotonic() + ADOPT_EVERY
+        try:
+            self.spool.adopt()
+        except OSError as exc:
+            log.warning("ledger: taking over a stopped gateway's spool failed, tried again later: %s", exc)
 
     def _expire_when_due(self) -> None:
         if self.retention is None or time.monotonic() < self._next_expiry:

@@ -288,7 +288,9 @@ class LedgerProcess:
         """Send what is left, close the pipe, and wait for the child to write it all and exit."""
         if self._loop is None:
             return
-        wait = (timeout or self.close_timeout) + 5
+        # The child's own close takes up to twice its timeout (its rows, then its threads): it is
+        # given that, and a margin, before it is stopped.
+        wait = 2 * (timeout or self.close_timeout) + 5
         self._done.clear()
         self._on_loop(self._stop_sending)
         self._done.wait(wait)
@@ -430,9 +432,9 @@ def main() -> int:
     logs.guard(Redactor([spec.password] if spec.password else []))
     try:
         spool = Spool(Path(spec.spool)) if spec.spool else None
-    except Exception as exc:
-        log.error("ledger: the writer process cannot open its spool: %s", exc)
-        return 1
+    except Exception as exc:  # rows are not held back for it: they go straight to the store
+        log.error("ledger: the writer process cannot open its spool, rows go straight to the store: %s", exc)
+        spool = None
     store = _Opening(spec.url, spec.password)
     ledger = Ledger(store, spec.batch_size, spec.flush_interval, spool, spec.retention_days,
                     Path(spec.rejected) if spec.rejected else None)

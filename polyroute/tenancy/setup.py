@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +73,8 @@ def open_ledger(config: Config, store: Store) -> Ledger | LedgerProcess:
     spool_path = (Path(s.spool) if s.spool else data_dir() / SPOOL_NAME) if store.remote else None
     rejected = (Path(s.spool).parent if s.spool else data_dir()) / REJECTED_NAME
     if s.ledger_writer == "process":
+        if spool_path is not None:
+            _check_spool(spool_path)  # as the thread's Spool does at start, before anything is served
         url = s.url if store.remote else f"sqlite:///{Path(store.where).resolve()}"
         return LedgerProcess(WriterSpec(
             url=url, password=s.password.get() if s.password else None, batch_size=s.batch_size,
@@ -81,6 +84,17 @@ def open_ledger(config: Config, store: Store) -> Ledger | LedgerProcess:
         ))
     spool = Spool(spool_path) if spool_path else None
     return Ledger(store, s.batch_size, s.flush_interval, spool, s.retention_days, rejected)
+
+
+def _check_spool(path: Path) -> None:
+    """Refuse a spool folder that cannot be made or written, with the thread writer's words."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+    except OSError as exc:
+        raise ConfigError(f"cannot open the ledger's spool {path}: {exc.strerror or exc}", key="store.spool") from None
+    if not writable:
+        raise ConfigError(f"cannot open the ledger's spool {path}: Permission denied", key="store.spool")
 
 
 class Tenancy:

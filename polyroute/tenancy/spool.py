@@ -17,11 +17,13 @@ A process holds its spool under an exclusive ``flock``. When the path given is h
 (several workers or replicas on one machine), the next free ``NAME-1.jsonl``,
 ``NAME-2.jsonl``, ... is taken. On opening, every other spool of the same name that no
 running process holds (left by a process that died) is adopted: its rows are appended
-to this one and its file removed.
+to this one and its file removed. The ledger looks for such spools again every few seconds,
+so the rows of a process that dies after this one started are not left until a restart.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -58,10 +60,16 @@ class Spool:
         except OSError as exc:
             raise ConfigError(f"cannot open the ledger's spool {path}: {exc.strerror or exc}",
                               key="store.spool") from None
+        self._base = path
         self._lock = threading.Lock()
         self._size = _trim(self._fd, self.path)
         self._done = 0  # bytes the store has acknowledged
-        for orphan in _orphans(path, self.path):
+        self.adopt()
+
+    def adopt(self) -> None:
+        """Take over the rows of every spool of this name that no running process holds: at start, and
+        again from time to time, for a process that died after this one started."""
+        for orphan in _orphans(self._base, self.path):
             self._adopt(orphan)
 
     @property
@@ -74,7 +82,7 @@ class Spool:
         data = encode(rows)
         with self._lock:
             try:
-                os.write(self._fd, data)
+                _write_all(self._fd, data)
                 os.fsync(self._fd)
             except OSError:
                 os.ftruncate(self._fd, self._size)  # no half line left behind
@@ -87,9 +95,10 @@ class Spool:
             start, size = self._done, self._size
         want = _READ
         while True:  # read more until ``limit`` whole lines are in, or the end
-            chunk = os.pread(self._fd, min(size - start, want), start)
-            if chunk.count(b"\n") >= limit or start + len(chunk) >= size:
-                break
+            asked = min(size - start, want)
+            chunk = os.pread(self._fd, asked, start)
+            if chunk.count(b"\n") >= limit or len(chunk) < asked or start + len(chunk) >= size:
+                break  # (a file shorter than we counted ends the read too, rather than asking forever)
             want *= 2
         lines = chunk.split(b"\n", limit)[:-1][:limit]  # whole lines only (the last piece has no newline)
         rows, end = [], start
@@ -98,8 +107,19 @@ class Spool:
             try:
                 rows.append(decode(line))
             except (ValueError, TypeError, KeyError) as exc:
-                log.error("ledger: a spooled line of %s cannot be read and is skipped: %s", self.path, exc)
+                self._keep_unreadable(line, exc)
         return rows, end
+
+    def _keep_unreadable(self, line: bytes, exc: Exception) -> None:
+        """A line that is not a row (a disk fault, a hand edit): copied aside before the spool is emptied."""
+        aside = self.path.with_name(f"{self.path.stem}-unreadable{self.path.suffix}")
+        try:
+            with aside.open("ab") as out:
+                out.write(line + b"\n")
+        except OSError as err:
+            log.error("ledger: a spooled line of %s cannot be read (%s) nor kept aside: %s", self.path, exc, err)
+            return
+        log.error("ledger: a spooled line of %s cannot be read (%s); kept in %s", self.path, exc, aside)
 
     def commit(self, end: int) -> None:
         """The store has every row before ``end``; once it has all, the file is emptied."""
@@ -124,7 +144,7 @@ class Spool:
             with self._lock:
                 while at < end:
                     data = os.pread(fd, min(end - at, _READ), at)
-                    os.write(self._fd, data)
+                    _write_all(self._fd, data)
                     at, lines = at + len(data), lines + data.count(b"\n")
                 os.fsync(self._fd)
                 self._size += end
@@ -133,6 +153,17 @@ class Spool:
             orphan.unlink()
         finally:
             os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``. A full disk or a file-size limit makes ``os.write`` write part of it and
+    say so, not raise: that is a failure here, or the spool would count bytes it does not hold."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "no space left for the ledger's spool")
+        view = view[written:]
 
 
 def _claim(path: Path) -> tuple[Path, int]:

@@ -159,3 +159,119 @@ def test_with_retention_the_writer_asks_the_store_to_forget_older_rows(tmp_path:
     ledger.close()
     assert len(asked) == 1  # then hourly
     assert abs(asked[0] - (datetime.now(UTC) - timedelta(days=30))) < timedelta(minutes=5)
+
+
+_FULL_DISK = """
+import resource, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from polyroute.tenancy.spool import Spool
+from polyroute.tenancy.stores import UsageRow
+
+at = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+rows = [UsageRow(f"id{i}", at, "k", None, "main", "m", "b", "[]", 1, 2, 0.5, True, 3.25, None, 200, None, False)
+        for i in range(40)]
+spool = Spool(Path(sys.argv[1]))
+resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))  # a disk that fills up part-way through a batch
+kept, failed = 0, 0
+for r in rows:
+    try:
+        spool.append([r])
+        kept += 1
+    except OSError:
+        failed += 1
+back, end = spool.next(1000)  # must return: it used to ask for bytes the file never got, forever
+assert [r.request_id for r in back] == [f"id{i}" for i in range(kept)], back
+assert failed and end == Path(sys.argv[1]).stat().st_size
+print(kept, failed)
+"""
+
+
+def test_a_full_disk_fails_the_append_and_the_spool_still_reads_back_what_it_holds(tmp_path: Path) -> None:
+    """A write cut short by a full disk (or a file-size limit) is a failure, not bytes the spool counts."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path / "s.jsonl")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    kept, failed = map(int, done.stdout.split())
+    assert kept > 0 and failed > 0 and kept + failed == 40
+
+
+def test_a_spool_that_cannot_be_written_sends_rows_straight_to_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="polyroute.ledger")
+    store = Store()
+    spool = Spool(tmp_path / "s.jsonl")
+    real = spool.append
+    broken = threading.Event()
+    broken.set()
+
+    def append(rows: list[UsageRow]) -> None:
+        if broken.is_set():
+            raise OSError(30, "Read-only file system")
+        real(rows)
+
+    monkeypatch.setattr(spool, "append", append)
+    ledger = Ledger(store, batch_size=7, flush_interval=0.01, spool=spool)
+    ledger.start()
+    finish(ledger, 0, 30)
+    assert ledger.flush(timeout=20)  # the store has them all, with no spool to pass through
+    assert sorted(store.kept) == sorted(f"id{i}" for i in range(30)) and not spool.pending
+    broken.clear()  # the spool can be written again: rows pass through it once more
+    finish(ledger, 30, 40)
+    assert ledger.flush(timeout=20)
+    ledger.close()
+    assert sorted(store.kept) == sorted(f"id{i}" for i in range(40))
+    assert sum("cannot be written" in r.getMessage() for r in caplog.records) == 1
+    assert sum("can be written again" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_rows_neither_the_store_nor_the_spool_took_are_logged_at_shutdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("polyroute.tenancy.ledger.RETRY_AFTER", 0.01)
+    store = Store()
+    store.down.set()
+    spool = Spool(tmp_path / "s.jsonl")
+    monkeypatch.setattr(spool, "append", lambda rows: (_ for _ in ()).throw(OSError(28, "No space left")))
+    ledger = Ledger(store, batch_size=7, flush_interval=0.01, spool=spool)
+    ledger.start()
+    finish(ledger, 0, 3)
+    ledger.close(timeout=0.5)
+    logged = [r.getMessage() for r in caplog.records if "unwritten row" in r.getMessage()]
+    assert len(logged) == 3 and all('"request_id":"id' in m for m in logged)
+
+
+def test_a_spool_left_by_a_process_that_died_after_start_is_taken_over_while_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("polyroute.tenancy.ledger.ADOPT_EVERY", 0.01)
+    store = Store()
+    path = tmp_path / "s.jsonl"
+    ledger = Ledger(store, flush_interval=0.01, spool=Spool(path))
+    ledger.start()
+    other = Spool(path)  # another worker, started later, that dies with rows the store never got
+    other.append([row(7), row(8)])
+    other.close()
+    wait_until(lambda: {"id7", "id8"} <= set(store.kept), what="the dead worker's rows taken over")
+    ledger.close()
+    assert not (tmp_path / "s-1.jsonl").exists()
+
+
+def test_a_spooled_line_that_is_not_a_row_is_kept_aside(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    spool = Spool(path)
+    spool.append([row(0)])
+    spool.close()
+    with path.open("ab") as f:
+        f.write(b'{"not": "a row"}\n')
+    again = Spool(path)
+    again.append([row(1)])
+    rows, end = again.next(10)
+    again.commit(end)
+    again.close()
+    assert rows == [row(0), row(1)]
+    assert (tmp_path / "s-unreadable.jsonl").read_bytes() == b'{"not": "a row"}\n'
