@@ -18,7 +18,7 @@ import logging
 from datetime import UTC, datetime
 
 from polyroute.config import Config
-from polyroute.errors import ConfigError, Unauthorized
+from polyroute.errors import ConfigError, StoreUnavailable, Unauthorized
 from polyroute.routing import Principal
 from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord
 
@@ -39,6 +39,8 @@ class Keyring:
         self._limits: dict[str, Limits] = {}
         self._team_limits: dict[str, Limits] = {}
         self.generation = 0  # counts ``load_stored``: what was built from the limits is stale when it moves
+        # The store could not be read yet (down since the gateway started): a key not found may be one of its.
+        self.waiting_for_store = False
         self.load_stored([], [])
 
     @classmethod
@@ -62,6 +64,7 @@ class Keyring:
         named = {t.name: t for t in teams} | {t.name: t for t in self._config_teams}
         self._team_limits = {name: t.limits for name, t in named.items() if t.limits.limited}
         self.generation += 1
+        self.waiting_for_store = False
 
     @property
     def limited(self) -> bool:
@@ -88,6 +91,9 @@ class Keyring:
         # A lookup by the digest of a high-entropy secret: its timing tells nothing of any secret.
         found = self._by_digest.get(hashlib.sha256(presented.encode("utf-8")).digest())
         if found is None:
+            if self.waiting_for_store:
+                raise StoreUnavailable("The API keys kept in the store cannot be read yet (it is unreachable); "
+                                       "try again shortly.")
             raise Unauthorized(f"The API key sent is not valid. {_HOW}")
         record, principal = found
         if record.revoked or (record.expires_at is not None and datetime.now(UTC) >= record.expires_at):

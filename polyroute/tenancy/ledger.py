@@ -156,7 +156,7 @@ class Ledger:
         if self.spool is not None:
             self._spool_queued()  # whatever came after the last tick
             if self.spool.pending:
-                log.warning("ledger: the store has not taken every row; they wait in %s for the next start",
+                log.warning("ledger: the store has not taken every row; they wait in %s for a gateway to take over",
                             self.spool.path)
             self.spool.close()
         left = [_row(item) for item in self.queue] + list(self.direct)

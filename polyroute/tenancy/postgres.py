@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -167,6 +167,8 @@ class _Connections:
         self._extra: dict[str, Any] = {"password": password} if password else {}
         self._idle: list[psycopg.Connection[tuple[Any, ...]]] = []
         self._lock = threading.Lock()
+        # Run on the first connection made (the schema's migrations), until it has succeeded once.
+        self.prepare: Callable[[psycopg.Connection[tuple[Any, ...]]], None] | None = None
 
     @contextmanager
     def get(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
@@ -177,7 +179,14 @@ class _Connections:
             if conn is None or conn.closed:
                 conn = psycopg.connect(self.url, autocommit=True, application_name="polyroute", **LIVENESS,
                                        **self._extra)
-        except psycopg.OperationalError as exc:
+            if (prepare := self.prepare) is not None:
+                prepare(conn)
+                self.prepare = None
+        except psycopg.Error as exc:
+            if conn is not None:
+                conn.close()
+            if not isinstance(exc, psycopg.OperationalError):
+                raise
             raise StoreUnavailable(f"the store {self.where} cannot be reached: {_reason(exc)}") from None
         try:
             yield conn
@@ -212,23 +221,36 @@ class PostgresStore(BlockingKeyStore):
 
     remote = True
 
-    def __init__(self, url: str, password: str | None = None) -> None:
+    def __init__(self, url: str, password: str | None = None, *, lazy: bool = False) -> None:
+        """Open the store and bring its schema up to date. With ``lazy`` (a gateway starting), a server
+        that cannot be reached yet for a passing cause is not an error: ``waiting`` is set, and the
+        schema is brought up to date on the first connection that succeeds."""
         self.where = where_of(url)
         self._db = _Connections(url, password)
         self._months: set[Month] = set()  # partitions known to exist
+        self._db.prepare = self._prepare
+        self.waiting: str | None = None  # why the store could not be reached when it was opened
         try:
-            self._migrate()
-            self._partitions(_month_of(datetime.now(UTC)))
-        except (psycopg.Error, StoreUnavailable) as exc:
+            with self._db.get():
+                pass
+        except StoreUnavailable as exc:
+            if not (lazy and passing(exc.message)):
+                self._db.close()
+                raise ConfigError(f"cannot open the store: {exc.message}", key="store.url") from None
+            self.waiting = exc.message
+        except psycopg.Error as exc:
             self._db.close()
-            reason = exc.message if isinstance(exc, StoreUnavailable) else _reason(exc)
-            raise ConfigError(f"cannot open the store: {reason}", key="store.url") from None
+            raise ConfigError(f"cannot open the store: {_reason(exc)}", key="store.url") from None
 
     def close(self) -> None:
         self._db.close()
 
-    def _migrate(self) -> None:
-        with self._db.get() as conn, conn.transaction():
+    def _prepare(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        self._migrate(conn)
+        self._partitions_on(conn, _month_of(datetime.now(UTC)))
+
+    def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
             conn.execute("CREATE TABLE IF NOT EXISTS polyroute_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)")
             row = conn.execute("SELECT value FROM polyroute_meta WHERE name = 'schema'").fetchone()
@@ -429,8 +451,12 @@ class PostgresStore(BlockingKeyStore):
         return sorted(months)
 
     def _partitions(self, month: Month) -> None:
+        with self._db.get() as conn:
+            self._partitions_on(conn, month)
+
+    def _partitions_on(self, conn: psycopg.Connection[tuple[Any, ...]], month: Month) -> None:
         """Make the partitions of ``month`` and of the month after it, unless they exist."""
-        with self._db.get() as conn, conn.transaction():
+        with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
             for m in (month, _next(month)):
                 start, end = _start_of(m).isoformat(), _start_of(_next(m)).isoformat()
@@ -459,6 +485,15 @@ def _partition(month: Month) -> str:
 
 def _same(at: datetime) -> datetime:
     return at
+
+
+# Words of a server that was reached and refused us for good: the config's to change, not an outage to wait out.
+_FOR_GOOD = ("does not exist", "authentication failed", "pg_hba.conf", "invalid")
+
+
+def passing(reason: str) -> bool:
+    """Whether a store that cannot be reached for ``reason`` may be there soon (down, starting, full)."""
+    return not any(words in reason for words in _FOR_GOOD)
 
 
 def _reason(exc: psycopg.Error) -> str:

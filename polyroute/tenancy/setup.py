@@ -25,7 +25,7 @@ from pathlib import Path
 
 from polyroute.auth import Keyring
 from polyroute.config import POSTGRES_SCHEMES, Config
-from polyroute.errors import ConfigError, QuotaStoreUnavailable
+from polyroute.errors import ConfigError, QuotaStoreUnavailable, StoreUnavailable
 from polyroute.finish import RequestObserver
 from polyroute.redislink import RedisLink, Subscriber
 from polyroute.tenancy.leases import Leases
@@ -51,19 +51,20 @@ def uses_store(config: Config) -> bool:
     return "store" in config.model_fields_set or config.admin.secret is not None
 
 
-def open_store(config: Config) -> Store:
-    """The store ``[store] url`` names: SQLite (the default) or PostgreSQL."""
-    return store_at(config.store.url, config.store.password.get() if config.store.password else None)
+def open_store(config: Config, *, lazy: bool = False) -> Store:
+    """The store ``[store] url`` names: SQLite (the default) or PostgreSQL. With ``lazy`` (a gateway
+    starting), a PostgreSQL server that is down for now is waited for rather than an error."""
+    return store_at(config.store.url, config.store.password.get() if config.store.password else None, lazy=lazy)
 
 
-def store_at(url: str | None, password: str | None = None) -> Store:
+def store_at(url: str | None, password: str | None = None, *, lazy: bool = False) -> Store:
     if url is not None and url.startswith(POSTGRES_SCHEMES):
         try:
             from polyroute.tenancy.postgres import PostgresStore  # psycopg is an extra: imported only when used
         except ImportError:
             raise ConfigError("a PostgreSQL store needs psycopg: pip install 'polyroute[postgres]'",
                               key="store.url") from None
-        return PostgresStore(url, password)
+        return PostgresStore(url, password, lazy=lazy)
     return SqliteStore(path_of(url))
 
 
@@ -100,7 +101,7 @@ def _check_spool(path: Path) -> None:
 class Tenancy:
     def __init__(self, config: Config, keys: Keyring, link: RedisLink | None = None) -> None:
         self.keys = keys
-        self.store = open_store(config) if uses_store(config) else None
+        self.store = open_store(config, lazy=True) if uses_store(config) else None
         self.link = link
         shared = RedisCounters(link) if link is not None else None
         self.counters: CounterStore = shared or MemoryCounters()
@@ -122,8 +123,16 @@ class Tenancy:
     async def start(self) -> None:
         if self.store is None:
             return
-        await self.reload()
-        await self.seed_budgets()
+        try:
+            await self.reload()
+        except StoreUnavailable as exc:
+            # Serve on: keys of the config work, keys of the store are answered 503 (try again) until
+            # it is back, and their budgets are counted from the ledger then.
+            self.keys.waiting_for_store = True
+            log.warning("the store cannot be reached at start (%s): serving on; its keys are answered 503 "
+                        "until it is back", exc.message)
+        else:
+            await self.seed_budgets()
         if self.ledger is not None:
             self.ledger.start()
         self._reload = asyncio.get_running_loop().create_task(self._reload_forever())
@@ -153,9 +162,10 @@ class Tenancy:
             log.warning("reading keys from the store failed; keeping those loaded: %s", exc)
 
     async def _reload_forever(self) -> None:
-        failing = False
+        failing = self.keys.waiting_for_store  # (said at start)
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
+            first = self.keys.waiting_for_store
             try:
                 await self.reload()
             except Exception as exc:  # a locked file, a database down: keep the keys we have
@@ -166,6 +176,8 @@ class Tenancy:
                 if failing:
                     log.warning("reading keys from the store works again")
                 failing = False
+                if first:  # the store was down at start: its budgets are counted now
+                    await self.seed_budgets()
 
     async def seed_budgets(self) -> None:
         """Count what the ledger holds for this budget period, so a restart forgets no spend.
@@ -187,6 +199,8 @@ class Tenancy:
                                              period.end.timestamp() if period.end else None, now)
         except QuotaStoreUnavailable:
             log.warning("budgets not seeded from the ledger: redis is unreachable; seeding when it is back")
+        except StoreUnavailable as exc:
+            log.warning("budgets not seeded from the ledger: %s", exc.message)
 
     async def aclose(self) -> None:
         if self._reload is not None:

@@ -88,6 +88,7 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
     """``KeyStore`` and ``LedgerStore`` over one SQLite file."""
 
     remote = False
+    waiting: str | None = None  # a local file is there, or opening it fails
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(path)

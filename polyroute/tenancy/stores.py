@@ -228,3 +228,8 @@ class Store(KeyStore, LedgerStore, Protocol):
     def remote(self) -> bool:
         """Whether it can be unreachable while the gateway runs (then the ledger spools rows locally)."""
         ...
+
+    @property
+    def waiting(self) -> str | None:
+        """Why it could not be reached when it was opened (a gateway starting in an outage), else None."""
+        ...

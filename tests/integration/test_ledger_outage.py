@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -79,10 +81,10 @@ secret = "env:LOAD_KEY"
 
 
 @contextmanager
-def serving(config: Path) -> Iterator[GatewayProc]:
+def serving(config: Path, *args: str) -> Iterator[GatewayProc]:
     port = int(config.read_text().split('listen = "127.0.0.1:')[1].split('"')[0])
     with gateway_proc.serving(config, port, config.with_name(f"serve-{time.monotonic_ns()}.log"),
-                              env={"LOAD_KEY": KEY}) as gw:
+                              env={"LOAD_KEY": KEY}, args=args) as gw:
         yield gw
 
 
@@ -230,3 +232,47 @@ def test_sigterm_writes_every_row_to_the_database_or_with_it_down_to_the_spool(
     with serving(config):
         wait_until(lambda: spooled <= stored(db)[0], ARRIVAL_TIMEOUT, what="the spooled rows, after a restart")
     assert stored(db) == (written | spooled, 50)
+
+
+def test_a_gateway_started_while_its_database_is_down_serves_and_catches_up(
+    pg: Cluster, db: str, tmp_path: Path
+) -> None:
+    """A restart during an outage (a deploy, a crashed pod) must not stop the service: the config's keys
+    are served at once, the store's keys are told to try again (503) until it is back, and a worker that
+    dies meanwhile is replaced."""
+    made = subprocess.run([sys.executable, "-m", "polyroute", "keys", "create", "kept", "--store", db],
+                          capture_output=True, text=True, timeout=60, check=True)
+    kept = made.stdout.strip().splitlines()[-1]
+    config = write_config(tmp_path, db, flush_interval=0.1)
+    pg.stop()
+    body = {"model": "echo", "messages": [{"role": "user", "content": "count me"}]}
+
+    def ask(key: str) -> httpx.Response:
+        return httpx.post(f"{base(gw)}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"},
+                          timeout=30)
+
+    with serving(config, "--workers", "2") as gw:
+        answered = {ask(KEY).headers["x-polyroute-request-id"] for _ in range(10)}
+        waiting = ask(kept)
+        assert waiting.status_code == 503 and waiting.json()["error"]["code"] == "store_unavailable"
+        assert ask("sk-not-a-key-at-all-0123456789").status_code == 503  # nobody can tell yet
+        # A worker that dies while the database is down is replaced, not the end of the gateway.
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(gw.proc.pid), "-f", "polyroute.server.workers"],
+                                                  capture_output=True, text=True).stdout.split()]
+        assert len(workers) == 2 and gw.log().count(" serving (pid ") == 2
+        os.kill(workers[0], signal.SIGKILL)
+        wait_until(lambda: gw.log().count(" serving (pid ") == 3 or gw.proc.poll() is not None,
+                   what="a worker started in place of the killed one")
+        assert gw.proc.poll() is None, gw.log()
+        answered |= {ask(KEY).headers["x-polyroute-request-id"] for _ in range(10)}
+        pg.start()
+        wait_until(lambda: ask(kept).status_code == 200, ARRIVAL_TIMEOUT, what="the store's key served once it is back")
+        # (each worker reads the store again within a second: asked until every one has)
+        wait_until(lambda: all(ask("sk-not-a-key-at-all-0123456789").status_code == 401 for _ in range(6)),
+                   ARRIVAL_TIMEOUT, what="an unknown key refused by every worker once the store is back")
+        assert all(ask(kept).status_code == 200 for _ in range(6))
+        wait_until(lambda: answered <= stored(db)[0], ARRIVAL_TIMEOUT, what="rows spooled while down, in the database")
+        wait_until(lambda: "writing works again" in gw.log(), what="the ledger's writer saying the store is back")
+        log = gw.log()
+    assert "cannot be reached at start" in log
+    assert kept not in log and KEY not in log

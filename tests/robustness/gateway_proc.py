@@ -88,12 +88,12 @@ def gateway(tmp_path: Path, gateway_keys: str = "", gap_ms: int = 10,
 
 @contextmanager
 def serving(config: Path, port: int, log_path: Path, env: dict[str, str] | None = None,
-            preexec: Callable[[], None] | None = None) -> Iterator[GatewayProc]:
-    """`python -m polyroute serve --config CONFIG` (listening on ``port``) until ready; killed after
+            preexec: Callable[[], None] | None = None, args: tuple[str, ...] = ()) -> Iterator[GatewayProc]:
+    """`python -m polyroute serve --config CONFIG [ARGS]` (listening on ``port``) until ready; killed after
     unless it has ended. ``env`` is added to this process's environment."""
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "polyroute", "serve", "--config", str(config)],
+            [sys.executable, "-m", "polyroute", "serve", "--config", str(config), *args],
             stdout=subprocess.DEVNULL, stderr=out, preexec_fn=preexec, env={**os.environ, **(env or {})},
         )
     gw = GatewayProc(proc, port, log_path)
