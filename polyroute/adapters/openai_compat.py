@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from polyroute.adapters import finish_reasons
 from polyroute.adapters.base import Call
@@ -45,6 +46,22 @@ RATE_LIMIT_CODES: dict[str, frozenset[str]] = {
 }
 
 
+# Where ``max_tokens`` is refused: OpenAI's reasoning models (the GPT-5 family, o-series) answer it with
+# 400 unsupported_parameter "Use 'max_completion_tokens' instead", which every OpenAI chat model takes
+# (https://platform.openai.com/docs/api-reference/chat/create: max_tokens "is not compatible with o-series
+# models"; the same 400 for gpt-5, gpt-5.1 and gpt-5.5 in https://github.com/langgenius/dify/issues/24307,
+# https://github.com/truefoundry/models/pull/827). A client's max_tokens is sent there under that name.
+COMPLETION_TOKENS_PROVIDERS = frozenset({"openai", "azure"})
+COMPLETION_TOKENS_HOSTS = ("api.openai.com", ".openai.azure.com")
+
+
+def wants_completion_tokens(provider: str | None, base_url: str | None) -> bool:
+    if provider:
+        return provider.lower() in COMPLETION_TOKENS_PROVIDERS
+    host = urlsplit(base_url or "").hostname or ""
+    return any(host == h or (h.startswith(".") and host.endswith(h)) for h in COMPLETION_TOKENS_HOSTS)
+
+
 def read_error(status: int, body: bytes) -> ErrorInfo:
     info = json_error_reader(status, body)
     if info.context_exceeded or status not in (400, 413):
@@ -54,17 +71,28 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     return info
 
 
+# Words that mean an empty account at one provider, whatever status and code come with them. Kimi's
+# error table gives 403 as "Forbidden (insufficient balance)" (https://www.kimi.com/help/kimi-api/api-error-codes,
+# read 2026-12-07), and its forum quotes a 429 "Your account is suspended due to insufficient balance, please
+# recharge your account" (https://forum.moonshot.ai/t/429-insufficient-balance/244).
+BILLING_WORDS: dict[str, re.Pattern[str]] = {
+    "moonshot": re.compile(r"insufficient balance|recharge|balance (?:is )?(?:depleted|exhausted)", re.I),
+}
+
+
 def reader_for(provider: str | None, base_url: str | None, reader: BodyReader = read_error) -> BodyReader:
-    """``reader`` with what a provider's codes mean where they differ from OpenAI's."""
-    key = provider_key(provider, base_url)
-    limits = RATE_LIMIT_CODES.get(key or "")
-    if limits is None:
+    """``reader`` with what a provider's codes and words mean where they differ from OpenAI's."""
+    key = provider_key(provider, base_url) or ""
+    limits, broke = RATE_LIMIT_CODES.get(key), BILLING_WORDS.get(key)
+    if limits is None and broke is None:
         return reader
 
     def read(status: int, body: bytes) -> ErrorInfo:
         info = reader(status, body)
-        if status == 429 and info.code in limits:
+        if limits is not None and status == 429 and info.code in limits:
             return replace(info, billing=False)
+        if broke is not None and not info.billing and status in (402, 403, 429) and broke.search(info.message):
+            return replace(info, billing=True, auth=False)
         return info
 
     return read
@@ -79,6 +107,7 @@ class OpenAICompatAdapter(HttpAdapter):
         super().__init__(name, config)
         self.continue_url = f"{config.continuation_base_url or config.base_url}{self.path}"
         self.http.reader = reader_for(config.provider, config.base_url, self.http.reader)
+        self.completion_tokens = wants_completion_tokens(config.provider, config.base_url)
         if (hint := key_region_hint(config.provider, config.base_url)) is not None:
             self.http.reader = _hinting(self.http.reader, hint)
 
@@ -87,6 +116,9 @@ class OpenAICompatAdapter(HttpAdapter):
         body = {k: v for k, v in raw.items() if k not in call.drop}
         body["model"] = call.upstream_model
         body["stream"] = stream
+        if self.completion_tokens and "max_tokens" in body:
+            limit = body.pop("max_tokens")
+            body.setdefault("max_completion_tokens", limit)
         if stream:
             opts = dict(body.get("stream_options") or {})
             if call.want_usage:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from polyroute.adapters import Adapter, build_adapter
+from polyroute.adapters.openai_compat import wants_completion_tokens
 from polyroute.adapters.regions import key_region_hint
 from polyroute.catalog import load_catalog
 from polyroute.config import OpenAIBackend
@@ -17,6 +18,7 @@ from tests.conformance.providers import (
     DASHSCOPE_PROVIDER,
     DEEPSEEK_PROVIDER,
     MOONSHOT_PROVIDER,
+    OPENAI_PROVIDER,
     OPENROUTER_PROVIDER,
     QIANFAN_PROVIDER,
     ZAI_PROVIDER,
@@ -234,3 +236,42 @@ async def test_openrouter_answer_reasoning_becomes_reasoning_content(upstreams: 
         await adapter.aclose()
     assert message.get("reasoning_content") == REASONING and "reasoning" not in message
     assert message["content"] == ANSWER
+
+
+# --- OpenAI: max_completion_tokens --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("backend", "renamed"), [
+    ({"provider": "openai"}, True),
+    ({"provider": "azure"}, True),
+    ({"provider": "deepseek"}, False),  # DeepSeek documents max_tokens only
+    ({}, False),  # a server on loopback: sent as the client wrote it
+])
+async def test_openai_gets_a_clients_max_tokens_as_max_completion_tokens(
+    upstreams: dict[str, FakeUpstream], backend: dict[str, str], renamed: bool
+) -> None:
+    """OpenAI's GPT-5 family refuses max_tokens (400 unsupported_parameter); every OpenAI chat model takes
+    max_completion_tokens, so a client written for any provider reaches GPT-5 through the same route."""
+    from dataclasses import replace
+
+    up = upstreams["openai"]
+    up.reset()
+    provider = replace(OPENAI_PROVIDER, backend={**OPENAI_PROVIDER.backend, **backend})
+    adapter = build_adapter("openai-test", provider.config(up.url))
+    try:
+        for _ in range(2):
+            up.json(load("openai", "completion"))
+        await adapter.complete(call(max_tokens=50))
+        await adapter.complete(call(max_tokens=50, max_completion_tokens=40))
+    finally:
+        await adapter.aclose()
+    plain, both = (r.json() for r in up.received)
+    if renamed:
+        assert "max_tokens" not in plain and plain["max_completion_tokens"] == 50
+        assert "max_tokens" not in both and both["max_completion_tokens"] == 40  # the client's own wins
+    else:
+        assert plain["max_tokens"] == 50 and "max_completion_tokens" not in plain
+    assert all(r.json()["model"] for r in up.received)
+    assert wants_completion_tokens(None, "https://api.openai.com/v1")
+    assert wants_completion_tokens(None, "https://my-resource.openai.azure.com/openai/v1")
+    assert not wants_completion_tokens(None, "https://api.deepseek.com/v1")

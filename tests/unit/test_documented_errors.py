@@ -21,7 +21,8 @@ from polyroute.errors import (
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 READERS: dict[str, BodyReader] = {"anthropic": anthropic.read_error, "ollama": ollama.read_error,
-                                  "dashscope": openai_compat.reader_for("dashscope", None)}
+                                  "dashscope": openai_compat.reader_for("dashscope", None),
+                                  "kimi": openai_compat.reader_for("moonshot", None)}
 
 CASES: list[tuple[str, type[UpstreamError], str]] = [
     # (fixture, class, words the operator reads)
@@ -30,6 +31,9 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("anthropic/402_billing_error", UpstreamBilling, "billing problem on the account"),
     ("openai/429_insufficient_quota", UpstreamBilling, "quota exhausted (plan and billing)"),
     ("kimi/429_exceeded_current_quota_error", UpstreamBilling, "quota exceeded (plan and billing)"),
+    # Kimi's 403 is an empty account, not a refused key; and its 429 can say the same in words.
+    ("kimi/403_insufficient_balance", UpstreamBilling, "Forbidden (insufficient balance)"),
+    ("kimi/429_suspended_insufficient_balance", UpstreamBilling, "suspended due to insufficient balance"),
     ("dashscope/400_arrearage", UpstreamBilling, "account in arrears"),
     ("glm/429_1113_insufficient_balance", UpstreamBilling, "balance exhausted or no resource package"),
     ("deepseek/400_model_not_exist", UpstreamModelNotFound, "Model Not Exist"),
