@@ -67,6 +67,9 @@ PIPE_SIZE = 1 << 20  # the pipe's buffer, as Linux allows an unprivileged proces
 SEND_INTERVAL = 0.05  # seconds between two writes to the child, at most
 RESTART_AFTER = 1.0  # seconds before a child that died is started again
 NUDGE = b"F\n"  # "write what you hold now" (a row is a JSON array, never this)
+END = b"E\n"  # "that was all: I am stopping and wait for you" (a pipe closed without it: the gateway died)
+CLOSE_TIMEOUT = 10.0  # seconds the child takes to write what it holds at a stop (the gateway waits for it)
+ORPHAN_CLOSE = 900.0  # the same when the gateway died: nobody waits, so a database out for minutes is waited out
 _ROW = orjson.OPT_APPEND_NEWLINE
 
 
@@ -91,7 +94,7 @@ class LedgerProcess:
     ``close`` block, so they are called from another thread (``asyncio.to_thread``, a test).
     """
 
-    def __init__(self, spec: WriterSpec, close_timeout: float = 10.0) -> None:
+    def __init__(self, spec: WriterSpec, close_timeout: float = CLOSE_TIMEOUT) -> None:
         self.spec = spec
         self.close_timeout = close_timeout
         self._outbox: list[bytes] = []  # encoded, not sent yet
@@ -258,6 +261,8 @@ class LedgerProcess:
     def _end_pipe(self) -> None:
         child = self._child
         if child is not None and child.stdin is not None and not child.stdin.closed:
+            with contextlib.suppress(OSError):  # (a full pipe: the child then takes longer, and is stopped)
+                os.write(child.stdin.fileno(), END)
             child.stdin.close()  # the end of the rows: the child writes what it holds and exits
 
     def _stop_sending(self) -> None:
@@ -441,7 +446,11 @@ def main() -> int:
     report = _Reporter(ledger, out)
     ledger.on_progress = report
     ledger.start()
+    stopped = False
     for line in lines:
+        if line == END:
+            stopped = True
+            continue
         if line == NUDGE:
             ledger.nudge()
             report()
@@ -450,7 +459,9 @@ def main() -> int:
             ledger.add(row_of_line(line))
         except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
             log.error("ledger: a row the gateway sent cannot be read and is skipped: %s", exc)
-    ledger.close()  # the gateway closed the pipe, or died: write what was sent
+    # The gateway closed the pipe (a stop: it waits for us), or died (nobody waits, and nothing is held
+    # up by our taking longer: a database locked or down for minutes is waited out rather than given up on).
+    ledger.close(timeout=CLOSE_TIMEOUT if stopped else ORPHAN_CLOSE)
     report()
     store.close()
     return 0

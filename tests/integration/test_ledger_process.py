@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from polyroute.finish import Finished
 from polyroute.fleet import ModelEntry
 from polyroute.gateway import RequestContext
 from polyroute.routing import Principal
-from polyroute.tenancy.ledger_process import LedgerProcess, WriterSpec
+from polyroute.tenancy.ledger_process import CLOSE_TIMEOUT, LedgerProcess, WriterSpec
+from polyroute.tenancy.sqlite import SqliteStore
 from polyroute.types import make_usage
 from tests.support.wait import wait_until
 
@@ -159,6 +161,26 @@ def test_the_writer_ignores_sigterm_and_sigint_and_ends_with_the_pipe(
 
 def test_rows_sent_before_the_gateway_is_killed_are_still_written(tmp_path: Path) -> None:
     """``kill -9`` of the gateway's process: its writer has the rows it was sent, writes them, and exits."""
+    send_400_rows_then_kill_the_gateway(tmp_path)
+    wait_until(lambda: len(stored(tmp_path / "ledger.db")) == 400, timeout=30, what="the orphaned writer's rows")
+
+
+def test_an_orphaned_writer_waits_out_a_database_locked_longer_than_a_stop_would_wait(tmp_path: Path) -> None:
+    """A gateway killed while another process holds the SQLite file: nobody waits for its writer, so the
+    writer does not give up after a stop's budget; the rows arrive once the lock is gone."""
+    db = tmp_path / "ledger.db"
+    SqliteStore(db).close()
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    send_400_rows_then_kill_the_gateway(tmp_path)
+    time.sleep(CLOSE_TIMEOUT + 3)  # the lock outlasts what a stop would wait: the scenario, not a wait for a state
+    assert stored(db) == []
+    locker.execute("COMMIT")
+    locker.close()
+    wait_until(lambda: len(stored(db)) == 400, timeout=60, what="the orphaned writer's rows, after the lock")
+
+
+def send_400_rows_then_kill_the_gateway(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import asyncio, os, signal, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
@@ -181,9 +203,10 @@ def test_rows_sent_before_the_gateway_is_killed_are_still_written(tmp_path: Path
 
         asyncio.run(main())
     """)
-    gateway = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert gateway.returncode == -signal.SIGKILL and b"sent" in gateway.stdout, gateway.stderr.decode()
-    wait_until(lambda: len(stored(tmp_path / "ledger.db")) == 400, timeout=30, what="the orphaned writer's rows")
+    # Its log to a file: the orphaned writer inherits it and outlives the gateway, and a pipe would stay open.
+    with (tmp_path / "gateway.log").open("wb") as log:
+        gateway = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=log, timeout=120)
+    assert gateway.returncode == -signal.SIGKILL and b"sent" in gateway.stdout, (tmp_path / "gateway.log").read_text()
 
 
 def test_a_writer_whose_store_cannot_be_opened_yet_keeps_the_rows_until_it_can(tmp_path: Path, on: OnLoop) -> None:
