@@ -29,11 +29,13 @@ from polyroute.errors import (
     InvalidRequest,
     UpstreamContextExceeded,
     UpstreamError,
+    UpstreamParamRefused,
     UpstreamTimeout,
 )
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import PANIC_CODES, Health, Ticket
 from polyroute.redact import UpstreamGuard
+from polyroute.refusals import DROPPABLE
 from polyroute.types import ChatRequest, Usage, make_usage, read_usage
 
 log = logging.getLogger("polyroute.failover")
@@ -136,6 +138,8 @@ class Walk:
     ) -> None:
         self.health = health
         self.guard = fleet.guard
+        self.refusals = fleet.refusals
+        self.refuse = fleet.config.gateway.unsupported_params == "refuse"
         self.route = route
         self.req = req
         self.report = report
@@ -202,7 +206,19 @@ class Walk:
             self.report.bill(slot.entry, err.usage)
         self.report.fail(slot.entry, err, slot.started)
         self.learn(slot.entry, err)
+        if isinstance(err, UpstreamParamRefused):
+            self.try_without(slot, err.param)
         return err.may_fall_over
+
+    def try_without(self, slot: Slot, param: str | None) -> None:
+        """The same model next, without a parameter it refused that it can answer without (``polyroute.refusals``)."""
+        if (param is None or param not in DROPPABLE or param in slot.drop or self.refuse
+                or param not in self.req.raw()):
+            return
+        entry = slot.entry
+        self.refusals.note(entry.backend, entry.upstream, param)
+        log.info("%s/%s refuses '%s': sent without it from now on", entry.backend, entry.name, param)
+        self.queue.appendleft((entry, slot.adapter, slot.drop | {param}))
 
     def learn(self, entry: ModelEntry, err: UpstreamError) -> None:
         """What one failure means for the rest of this request's walk."""
@@ -253,6 +269,8 @@ def supported(
     for entry in candidates:
         adapter = fleet.adapters[entry.backend]
         missing = adapter.unsupported(wanted, entry.upstream)
+        if learned := fleet.refusals.of(entry.backend, entry.upstream):  # refused by the model lately
+            missing |= learned & req.raw().keys()
         if "tools" in wanted and entry.lacks_tools:
             # Kept only as a fallback (polyroute.routing): it answers without the tools.
             missing |= wanted & _TOOL_PARAMS

@@ -364,6 +364,18 @@ class UpstreamRejected(UpstreamError):
     may_fall_over = False
 
 
+class UpstreamParamRefused(UpstreamRejected):
+    """This model refuses a parameter (or a combination of them) of a valid request that other models
+    take: the next candidate may answer, and this one may without the parameter (``param``)."""
+
+    outcome = "param_refused"
+    may_fall_over = True
+
+    def __init__(self, message: str, *, param: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.param = param
+
+
 class UpstreamContextExceeded(UpstreamRejected):
     outcome = "context_exceeded"
     code = "context_length_exceeded"

@@ -22,6 +22,7 @@ from polyroute.config import (
 )
 from polyroute.errors import ConfigError, UnknownModel
 from polyroute.redact import UpstreamGuard
+from polyroute.refusals import Refusals
 from polyroute.types import Usage
 
 
@@ -90,6 +91,8 @@ class Fleet:
     catalog: Catalog | None = None
     # Applied to every upstream error once: secrets out of its message, Retry-After clamped.
     guard: UpstreamGuard = field(default_factory=UpstreamGuard)
+    # Parameters models have refused lately (``polyroute.refusals``): left out of their requests.
+    refusals: Refusals = field(default_factory=Refusals)
 
     @classmethod
     def build(cls, config: Config, catalog: Catalog) -> Fleet:

@@ -20,6 +20,7 @@ from polyroute.adapters.http import (
     HttpAdapter,
     error_from_status,
     json_error_reader,
+    refusal_of,
     tool_arguments,
 )
 from polyroute.adapters.sse_chunks import SSEChunks
@@ -61,6 +62,13 @@ TOOL_CHOICE = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {
 # one." (the migration guide, https://platform.claude.com/docs/en/about-claude/models/migrating-to-claude-4,
 # read 2026-12-06: "use only temperature OR top_p, not both"). The models before them accept both.
 _BOTH_SAMPLERS = re.compile(r"claude-(3|(sonnet|opus)-4-(0|2025))")
+# From Claude Opus 4.7 and Sonnet 4.6 on, the sampling parameters are gone: any value but the default is a
+# 400 "`temperature` is deprecated for this model" (Sonnet 4.6 takes 1.0 alone). The migration guide
+# (https://platform.claude.com/docs/en/about-claude/models/migration-guide): "Setting temperature, top_p, or
+# top_k to any non-default value on Claude Opus 4.7 or later models ... returns a 400 error." The models that
+# still take them are the older ones matched here; any other (newer) Claude is sent none of them.
+_SAMPLERS_TAKEN = re.compile(r"claude-(?:3|(?:opus|sonnet|haiku)-4(?:$|-20\d{6}|-[0-5](?!\d))|opus-4-6)")
+_SAMPLERS = frozenset({"temperature", "top_p", "top_k"})
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 # A spend limit the organisation or a workspace set, reached: a 400 invalid_request_error whose words say
@@ -95,9 +103,12 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     capped = isinstance(details, dict) and details.get("error_code") == "enforced_spend_limit_reached"
     code = ("credit_balance_too_low" if low_credit else "spend_limit_reached" if spend_limit
             else "enforced_spend_limit_reached" if capped else etype or None)
+    refuses, param = refusal_of(None, None, message)
     return ErrorInfo(
         message,
         code=code,
+        model_refuses=refuses,
+        refused_param=param,
         blocked=blocked,
         context_exceeded=context,
         auth=etype == "authentication_error",
@@ -119,6 +130,8 @@ class AnthropicAdapter(HttpAdapter):
 
     def unsupported(self, wanted: set[str], model: str) -> frozenset[str]:
         missing = super().unsupported(wanted, model)
+        if not _SAMPLERS_TAKEN.search(model):
+            return missing | (wanted & _SAMPLERS)
         if {"temperature", "top_p"} <= wanted - missing and not _BOTH_SAMPLERS.search(model):
             return missing | {"top_p"}  # temperature wins
         return missing
@@ -150,7 +163,7 @@ class AnthropicAdapter(HttpAdapter):
             if choice:
                 body["tool_choice"] = choice
         # Anthropic-only knobs a client may send as extra fields.
-        body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking", "metadata")})
+        body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking", "metadata") and k not in drop})
         return body
 
     def _turns(self, call: Call) -> tuple[str, list[dict[str, Any]]]:

@@ -13,6 +13,7 @@ import datetime
 import email.utils
 import math
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -46,6 +47,7 @@ from polyroute.errors import (
     UpstreamContextExceeded,
     UpstreamError,
     UpstreamModelNotFound,
+    UpstreamParamRefused,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamServerError,
@@ -71,6 +73,9 @@ class ErrorInfo:
     content_refused: bool = False
     # Set when the provider says which scope the failure has (a region block of one model only).
     scope: Scope | None = None
+    # This model refuses a parameter of a valid request (``polyroute.refusals``), and which, when it says.
+    model_refuses: bool = False
+    refused_param: str | None = None
 
 
 BodyReader = Callable[[int, bytes], ErrorInfo]
@@ -143,6 +148,8 @@ def error_from_status(
         return UpstreamRateLimited(msg, retry_after=retry_after, **kw)
     if cls is UpstreamBilling:
         return UpstreamBilling(billing_words(backend, status, info), **kw)
+    if cls is UpstreamParamRefused:
+        return UpstreamParamRefused(msg, param=info.refused_param, **kw)
     err = cls(msg, **kw)
     if cls is UpstreamRejected and status == 413:
         err.status = 413  # the request is too large for this provider: the client hears so
@@ -212,6 +219,8 @@ def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
         return UpstreamServerError
     if info.context_exceeded:
         return UpstreamContextExceeded
+    if info.model_refuses and status in (400, 422):
+        return UpstreamParamRefused
     if status == 404:
         # A 404 with no code of its own (a path, a proxy): another candidate may answer.
         return UpstreamServerError
@@ -377,10 +386,47 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
         scope = "model"
         blocked = blocked or status == 403
         message = f"{meta['provider_name']}: {message}"
+    refuses, param = refusal_of(code_s, err.get("param"), message)
     return ErrorInfo(
         message=message, code=code_s, blocked=blocked, context_exceeded=context, auth=auth,
-        billing=billing, model_missing=missing, scope=scope,
+        billing=billing, model_missing=missing, scope=scope, model_refuses=refuses, refused_param=param,
     )
+
+
+# OpenAI's codes for a parameter a model does not take, with the parameter in ``param``.
+REFUSAL_CODES_OF_PARAMS = frozenset({"unsupported_parameter", "unsupported_value"})
+# Other providers' words for the same, the parameter named where they name it. Sources: OpenAI's message
+# (https://github.com/johny-b/llmcomp/issues/69); Claude from Opus 4.7 and Sonnet 4.6 on ("`temperature` is
+# deprecated for this model", https://platform.claude.com/docs/en/about-claude/models/migration-guide and
+# https://github.com/The-PR-Agent/pr-agent/issues/2456); Kimi K2.6 ("invalid temperature: only 1 is allowed for
+# this model", https://github.com/lobehub/lobehub/issues/14122); Z.ai ("The temperature parameter is illegal",
+# https://github.com/theopenco/llmgateway/pull/3268); GPT-5.5's tools with reasoning_effort
+# (https://github.com/openai/openai-openapi/issues/541); DeepSeek and Kimi in thinking mode
+# (https://github.com/deepseek-ai/DeepSeek-V3/issues/1376, https://github.com/BerriAI/litellm/pull/37470),
+# DeepSeek's json_schema (https://github.com/UKGovernmentBEIS/inspect_ai/issues/4916) and its reasoning_content
+# history (https://github.com/anomalyco/opencode/issues/24722).
+_REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None], ...] = (
+    (re.compile(r"Unsupported (?:parameter|value): '(\w+)'"), None),
+    (re.compile(r"`(\w+)` is deprecated for this model"), None),
+    (re.compile(r"invalid (\w+): only .{1,40} (?:is|are) allowed for this model", re.I), None),
+    (re.compile(r"The (\w+) parameter is illegal"), None),
+    (re.compile(r"tools with reasoning_effort are not supported", re.I), "reasoning_effort"),
+    (re.compile(r"does not support this tool_choice|tool_choice '?\w+'? is incompatible with thinking", re.I),
+     "tool_choice"),
+    (re.compile(r"response_format type is unavailable", re.I), "response_format"),
+    (re.compile(r"reasoning_content\b.{0,60}\b(?:must be passed back|missing)|missing reasoning_content", re.I),
+     "messages"),
+)
+
+
+def refusal_of(code: str | None, param: object, message: str) -> tuple[bool, str | None]:
+    """Whether an error says this model refuses a parameter of the request, and which."""
+    if code in REFUSAL_CODES_OF_PARAMS:
+        return True, param if isinstance(param, str) and param else None
+    for words, named in _REFUSED_WORDS:
+        if (found := words.search(message)) is not None:
+            return True, named or found.group(1)
+    return False, None
 
 
 # Structured codes providers document for these cases (the fixtures in tests/fixtures/*/errors name the sources).

@@ -191,3 +191,17 @@ async def test_continuation_can_be_switched_off(provider: Provider) -> None:
     off = build_adapter("off", config)
     assert not off.can_continue
     await off.aclose()
+
+
+@pytest.mark.parametrize(("model", "takes"), [
+    ("claude-3-5-sonnet-20241022", True), ("claude-sonnet-4-20250514", True), ("claude-opus-4-1-20250805", True),
+    ("claude-sonnet-4-5", True), ("claude-haiku-4-5-20251001", True), ("claude-opus-4-6", True),
+    ("anthropic.claude-sonnet-4-5-20250929-v1:0", True),
+    # Sonnet 4.6 takes only the default; Opus 4.7 and everything after take none.
+    ("claude-sonnet-4-6", False), ("claude-opus-4-7", False), ("claude-opus-4-8", False), ("claude-sonnet-5", False),
+    ("claude-sonnet-5-5", False), ("claude-opus-5", False),
+])
+def test_which_claude_models_are_sent_sampling_parameters(model: str, takes: bool) -> None:
+    adapter = build_adapter("claude", ANTHROPIC_PROVIDER.config("http://127.0.0.1:9"))
+    dropped = adapter.unsupported({"temperature", "max_tokens"}, model)
+    assert ("temperature" not in dropped) is takes

@@ -14,6 +14,7 @@ from polyroute.errors import (
     UpstreamBlocked,
     UpstreamError,
     UpstreamModelNotFound,
+    UpstreamParamRefused,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamServerError,
@@ -55,7 +56,18 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     # Moderation flagged the content: the client's to change, not sent on to another provider.
     ("openrouter/403_moderation_flagged", UpstreamRejected, "flagged (violence)"),
     ("anthropic/413_request_too_large", UpstreamRejected, "maximum allowed number of bytes"),
+    # A parameter of a valid request this model refuses: dropped for it, or the next model asked.
+    ("openai/400_unsupported_value_temperature", UpstreamParamRefused, "does not support 0.2"),
+    ("anthropic/400_temperature_deprecated", UpstreamParamRefused, "deprecated for this model"),
+    ("kimi/400_temperature_fixed", UpstreamParamRefused, "only 1 is allowed"),
+    ("zai/400_1210_temperature_illegal", UpstreamParamRefused, "parameter is illegal"),
+    ("deepseek/400_tool_choice_in_thinking_mode", UpstreamParamRefused, "does not support this tool_choice"),
+    ("deepseek/400_json_schema_unavailable", UpstreamParamRefused, "response_format type is unavailable"),
 ]
+REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
+                 "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
+                 "temperature", "deepseek/400_tool_choice_in_thinking_mode": "tool_choice",
+                 "deepseek/400_json_schema_unavailable": "response_format"}
 
 
 def test_every_fixture_is_covered_and_names_its_source() -> None:
@@ -82,6 +94,9 @@ def test_documented_error_is_classified(name: str, expected: type[UpstreamError]
         assert err.scope == "backend" and err.account_wide and err.may_fall_over and not err.retryable
     elif expected in (UpstreamModelNotFound, UpstreamBlocked):
         assert err.scope == "model" and err.may_fall_over and not err.retryable and not err.account_wide
+    elif expected is UpstreamParamRefused:
+        assert isinstance(err, UpstreamParamRefused) and err.param == REFUSED_PARAM[name]
+        assert err.may_fall_over and not err.retryable and err.scope == "model" and err.status == 400
     elif expected is UpstreamRateLimited:
         assert err.scope == "model" and err.may_fall_over and err.retry_after == (
             float(doc["headers"]["retry-after"]) if doc.get("headers") else None)

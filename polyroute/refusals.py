@@ -1,0 +1,42 @@
+"""Parameters a model refuses, learned from its answers: sent without them from then on.
+
+A request that is valid OpenAI can still carry a parameter one model refuses: a sampling
+knob a reasoning model does not take (OpenAI's ``unsupported_value``), one a newer Claude
+has removed ("`temperature` is deprecated for this model"), a value out of one provider's
+range. Such a 400 is the model's limit, not the client's mistake. When the parameter is
+one a model may answer without (``DROPPABLE``), the walk tries the same model again
+without it, and the client is told so in ``x-polyroute-dropped-params``, as for a
+parameter a backend is known not to carry; the refusal is remembered for ``REMEMBER``
+seconds, so later requests drop it at once instead of paying for the refusal again.
+Other refusals (a forced tool call a thinking model will not make, a schema it cannot
+follow) move the request to the next candidate. With ``[gateway] unsupported_params =
+"refuse"`` nothing is dropped: a model that refuses a parameter is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+
+# Parameters without which a model still answers the same request, only less tuned to it.
+DROPPABLE = frozenset({
+    "temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty", "repetition_penalty", "stop",
+    "logprobs", "top_logprobs", "logit_bias", "seed", "parallel_tool_calls", "reasoning_effort",
+})
+REMEMBER = 3600.0  # seconds a learned refusal is kept: a provider may take the parameter again
+
+
+class Refusals:
+    """What each (backend, upstream model) has refused lately, for every request of this process."""
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str, str, str], float] = {}
+
+    def note(self, backend: str, model: str, param: str) -> None:
+        self._until[(backend, model, param)] = time.monotonic() + REMEMBER
+
+    def of(self, backend: str, model: str) -> frozenset[str]:
+        """The parameters this model refused within the last ``REMEMBER`` seconds."""
+        if not self._until:
+            return frozenset()
+        now = time.monotonic()
+        return frozenset(p for (b, m, p), until in self._until.items() if b == backend and m == model and until > now)

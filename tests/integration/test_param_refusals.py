@@ -1,0 +1,127 @@
+"""A parameter one model refuses does not fail a valid request, end to end: a real gateway, fake upstreams.
+
+The model is asked again without the parameter (named in ``x-polyroute-dropped-params``) and later
+requests leave it out at once; a refusal that cannot be dropped moves the request to the next model;
+``unsupported_params = "refuse"`` drops nothing. Fixtures: ``tests/fixtures/<provider>/errors/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.live import live_gateway
+from tests.support.upstreams import ANTHROPIC, OPENAI, FakeUpstream, load
+
+ASK = [{"role": "user", "content": "Spell the NATO alphabet"}]
+
+
+@pytest.fixture
+def first() -> Iterator[FakeUpstream]:
+    with FakeUpstream(OPENAI) as up:
+        yield up
+
+
+@pytest.fixture
+def fallback() -> Iterator[FakeUpstream]:
+    with FakeUpstream(OPENAI) as up:
+        yield up
+
+
+def refusal(up: FakeUpstream, provider: str, case: str) -> None:
+    doc = load(provider, f"errors/{case}")
+    up.json(doc["body"], doc["status"])
+
+
+def config(first: FakeUpstream, fallback: FakeUpstream, **gateway: Any) -> dict[str, Any]:
+    return {
+        "gateway": gateway,
+        "backends": {
+            "prov": {"type": "openai", "base_url": first.url + "/v1", "api_key": "env:TEST_KEY"},
+            "fb": {"type": "openai", "base_url": fallback.url + "/v1", "api_key": "env:TEST_KEY"},
+        },
+        "models": {"m": {"backend": "prov", "upstream": "their-model"}, "f": {"backend": "fb", "upstream": "fb-model"}},
+        "routes": {"r": {"models": ["m", "f"]}},
+    }
+
+
+def ask(client: openai.OpenAI, **extra: Any) -> Any:
+    return client.chat.completions.with_raw_response.create(model="r", messages=ASK, **extra)  # type: ignore[arg-type]
+
+
+def test_a_refused_sampling_parameter_is_dropped_for_that_model_and_remembered(
+    first: FakeUpstream, fallback: FakeUpstream
+) -> None:
+    refusal(first, "openai", "400_unsupported_value_temperature")
+    for _ in range(2):
+        first.json(load("openai", "completion"))
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        raw = ask(client, temperature=0.2, stream=False)
+        again = ask(client, temperature=0.2, stream=False)
+    assert raw.parse().choices[0].message.content and raw.headers["x-polyroute-dropped-params"] == "temperature"
+    log = raw.headers["x-polyroute-attempt-log"].split("; ")
+    assert log[0].startswith("prov/m param_refused ") and log[1].startswith("prov/m ok ")
+    sent = [r.json() for r in first.received]
+    assert sent[0]["temperature"] == 0.2 and "temperature" not in sent[1]
+    # The next request is sent without it at once: one call, not a refusal and a call.
+    assert again.headers["x-polyroute-attempts"] == "1" and again.headers["x-polyroute-dropped-params"] == "temperature"
+    assert len(sent) == 3 and "temperature" not in sent[2]
+    assert fallback.received == []
+
+
+def test_with_refuse_nothing_is_dropped_and_the_next_model_answers(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    refusal(first, "openai", "400_unsupported_value_temperature")
+    fallback.json(load("openai", "completion"))
+    with live_gateway(config(first, fallback, unsupported_params="refuse"), env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        raw = ask(client, temperature=0.2, stream=False)
+    assert raw.headers["x-polyroute-model"] == "f" and "x-polyroute-dropped-params" not in raw.headers
+    assert len(first.received) == 1 and fallback.received[0].json()["temperature"] == 0.2
+
+
+def test_a_refusal_that_cannot_be_dropped_moves_to_the_next_model(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    """DeepSeek in thinking mode will not make a forced tool call: the next model will."""
+    refusal(first, "deepseek", "400_tool_choice_in_thinking_mode")
+    fallback.json(load("openai", "tool_call"))
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        raw = ask(client, tools=tools, tool_choice="required", stream=False)
+    assert raw.parse().choices[0].message.tool_calls and raw.headers["x-polyroute-model"] == "f"
+    assert raw.headers["x-polyroute-attempt-log"].startswith("prov/m param_refused ")
+    assert fallback.received[0].json()["tool_choice"] == "required"  # nothing was dropped on the way
+
+
+def test_when_every_model_refuses_the_client_hears_it_as_a_400(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    for up in (first, fallback):
+        refusal(up, "deepseek", "400_json_schema_unavailable")
+    schema = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as info:
+            ask(client, response_format=schema)
+    assert "response_format type is unavailable" in info.value.message
+    assert info.value.response.headers["x-polyroute-attempts"] == "2"
+
+
+def test_claude_from_opus_4_7_and_sonnet_4_6_on_is_sent_no_sampling_parameters() -> None:
+    """The catalog's Claude Sonnet 5.5 refuses temperature: it is left out before it can cost a refusal."""
+    with FakeUpstream(ANTHROPIC) as up:
+        for _ in range(2):
+            up.json(load("anthropic", "completion"))
+        raw_config = {
+            "backends": {"claude": {"type": "anthropic", "base_url": up.url, "api_key": "env:TEST_KEY"}},
+            "models": {"new": {"backend": "claude", "upstream": "claude-sonnet-5-5"},
+                       "old": {"backend": "claude", "upstream": "claude-sonnet-4-5-20250929"}},
+        }
+        with live_gateway(raw_config, env={"TEST_KEY": "sk-test"}) as g:
+            client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+            new = client.chat.completions.with_raw_response.create(model="new", messages=ASK, temperature=0.3)  # type: ignore[arg-type]
+            old = client.chat.completions.with_raw_response.create(model="old", messages=ASK, temperature=0.3)  # type: ignore[arg-type]
+        sent_new, sent_old = (r.json() for r in up.received)
+    assert "temperature" not in sent_new and new.headers["x-polyroute-dropped-params"] == "temperature"
+    assert sent_old["temperature"] == 0.3 and "x-polyroute-dropped-params" not in old.headers
