@@ -163,7 +163,12 @@ class AnthropicAdapter(HttpAdapter):
             if choice:
                 body["tool_choice"] = choice
         # Anthropic-only knobs a client may send as extra fields.
-        body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking", "metadata") and k not in drop})
+        body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking") and k not in drop})
+        # Anthropic's metadata holds user_id alone (another key is a 400); OpenAI's end-user id is ``user``.
+        meta = extras.get("metadata")
+        user = meta.get("user_id") if isinstance(meta, dict) else None
+        if (user := user or req.user) and isinstance(user, str):
+            body["metadata"] = {"user_id": user}
         return body
 
     def _turns(self, call: Call) -> tuple[str, list[dict[str, Any]]]:

@@ -414,6 +414,8 @@ _REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None], ...] = (
     (re.compile(r"does not support this tool_choice|tool_choice '?\w+'? is incompatible with thinking", re.I),
      "tool_choice"),
     (re.compile(r"response_format type is unavailable", re.I), "response_format"),
+    # Claude: "stop_sequences: each stop sequence must contain non-whitespace" (https://github.com/BerriAI/litellm/issues/3286)
+    (re.compile(r"stop sequence must contain non-whitespace", re.I), "stop"),
     (re.compile(r"reasoning_content\b.{0,60}\b(?:must be passed back|missing)|missing reasoning_content", re.I),
      "messages"),
 )

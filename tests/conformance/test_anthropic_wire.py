@@ -205,3 +205,15 @@ def test_which_claude_models_are_sent_sampling_parameters(model: str, takes: boo
     adapter = build_adapter("claude", ANTHROPIC_PROVIDER.config("http://127.0.0.1:9"))
     dropped = adapter.unsupported({"temperature", "max_tokens"}, model)
     assert ("temperature" not in dropped) is takes
+
+
+async def test_metadata_carries_the_end_user_alone(
+    provider: Provider, upstream: FakeUpstream, adapter: Adapter
+) -> None:
+    """Anthropic's metadata takes user_id and nothing else; OpenAI's metadata is any map, its end user ``user``."""
+    for _ in range(2):
+        upstream.json(load("anthropic", "completion"))
+    await adapter.complete(call(metadata={"session": "abc", "user_id": "u-1"}))
+    await adapter.complete(call(metadata={"session": "abc"}, user="u-2"))
+    sent = [r.json()["metadata"] for r in upstream.received]
+    assert sent == [{"user_id": "u-1"}, {"user_id": "u-2"}]
