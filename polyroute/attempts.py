@@ -207,17 +207,20 @@ class Walk:
         self.report.fail(slot.entry, err, slot.started)
         self.learn(slot.entry, err)
         if isinstance(err, UpstreamParamRefused):
-            self.try_without(slot, err.param)
+            self.try_without(slot, err)
         return err.may_fall_over
 
-    def try_without(self, slot: Slot, param: str | None) -> None:
-        """The same model next, without a parameter it refused that it can answer without (``polyroute.refusals``)."""
+    def try_without(self, slot: Slot, err: UpstreamParamRefused) -> None:
+        """The same model next, without a parameter it refused that it can answer without (``polyroute.refusals``);
+        remembered for later requests when it refuses the parameter whatever its value."""
+        param = err.param
         if (param is None or param not in DROPPABLE or param in slot.drop or self.refuse
                 or param not in self.req.raw()):
             return
         entry = slot.entry
-        self.refusals.note(entry.backend, entry.upstream, param)
-        log.info("%s/%s refuses '%s': sent without it from now on", entry.backend, entry.name, param)
+        if err.always:
+            self.refusals.note(entry.backend, entry.upstream, param)
+            log.info("%s/%s refuses '%s': sent without it from now on", entry.backend, entry.name, param)
         self.queue.appendleft((entry, slot.adapter, slot.drop | {param}))
 
     def learn(self, entry: ModelEntry, err: UpstreamError) -> None:

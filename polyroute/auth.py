@@ -39,8 +39,12 @@ class Keyring:
         self._limits: dict[str, Limits] = {}
         self._team_limits: dict[str, Limits] = {}
         self.generation = 0  # counts ``load_stored``: what was built from the limits is stale when it moves
-        # The store could not be read yet (down since the gateway started): a key not found may be one of its.
+        # The store has not been read, nor budgets counted from its ledger, since the gateway started (it
+        # was down): a key not found may be one of its, its keys wait, and so do keys with a budget while
+        # ``hold_budgeted`` (what they spent before the start is not counted yet).
         self.waiting_for_store = False
+        self.hold_budgeted = True
+        self._configured_names = frozenset(k.name for k in configured)
         self.load_stored([], [])
 
     @classmethod
@@ -64,7 +68,6 @@ class Keyring:
         named = {t.name: t for t in teams} | {t.name: t for t in self._config_teams}
         self._team_limits = {name: t.limits for name, t in named.items() if t.limits.limited}
         self.generation += 1
-        self.waiting_for_store = False
 
     @property
     def limited(self) -> bool:
@@ -98,7 +101,15 @@ class Keyring:
         record, principal = found
         if record.revoked or (record.expires_at is not None and datetime.now(UTC) >= record.expires_at):
             raise Unauthorized(f"The API key sent is not valid. {_HOW}")
+        if self.waiting_for_store and (record.name not in self._configured_names
+                                       or (self.hold_budgeted and self._budgeted(record))):
+            raise StoreUnavailable("This key's budget cannot be counted yet: the store is unreachable; "
+                                   "try again shortly.")
         return principal
+
+    def _budgeted(self, record: KeyRecord) -> bool:
+        own, team = self._limits.get(record.name), self._team_limits.get(record.team or "")
+        return (own is not None and own.budget_usd is not None) or (team is not None and team.budget_usd is not None)
 
 
 def _principal(k: KeyRecord) -> Principal:

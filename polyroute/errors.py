@@ -371,9 +371,10 @@ class UpstreamParamRefused(UpstreamRejected):
     outcome = "param_refused"
     may_fall_over = True
 
-    def __init__(self, message: str, *, param: str | None = None, **kw: Any) -> None:
+    def __init__(self, message: str, *, param: str | None = None, always: bool = False, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.param = param
+        self.always = always  # whatever its value: remembered for later requests, not only dropped for this one
 
 
 class UpstreamContextExceeded(UpstreamRejected):

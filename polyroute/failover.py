@@ -31,6 +31,7 @@ When no candidate assembles, the walk is the plain one of whole answers (``_Whol
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -197,10 +198,11 @@ class _Opening(Walk):
             raise UpstreamTimeout(
                 f"no first token within {slot.timeout:.2f}s", backend=e.backend, model=e.name
             ) from None
-        except BaseException:
+        except BaseException as exc:
             await _close(upstream)
-            for chunk in held:  # usage reported before it failed: the provider billed it
-                self.report.bill(slot.entry, chunk.get("usage"))
+            if not isinstance(exc, asyncio.CancelledError):  # (a hedge's loser is billed as abandoned)
+                for chunk in held:  # usage reported before it failed: the provider billed it
+                    self.report.bill(slot.entry, chunk.get("usage"))
             raise
         e = slot.entry
         raise UpstreamBadResponse("the stream ended before any token", backend=e.backend, model=e.name)
@@ -353,7 +355,7 @@ class _Stream:
             if choices and (not chunk_has_token(chunk) or self.withhold_reasoning(chunk)):
                 return False  # the continuation's opening role chunk, or reasoning: the client has had them
             chunk["id"], chunk["created"] = self.cid, self.created  # one answer, one id
-        elif not chunk["id"] and self.started:  # an ending the adapter made up (a refusal in the stream)
+        elif not chunk.get("id") and self.started:  # an ending the adapter made up (a refusal in the stream)
             chunk["id"], chunk["created"] = self.cid, self.created
         if not choices:
             return True

@@ -65,9 +65,9 @@ _BOTH_SAMPLERS = re.compile(r"claude-(3|(sonnet|opus)-4-(0|2025))")
 # From Claude Opus 4.7 and Sonnet 4.6 on, the sampling parameters are gone: any value but the default is a
 # 400 "`temperature` is deprecated for this model" (Sonnet 4.6 takes 1.0 alone). The migration guide
 # (https://platform.claude.com/docs/en/about-claude/models/migration-guide): "Setting temperature, top_p, or
-# top_k to any non-default value on Claude Opus 4.7 or later models ... returns a 400 error." The models that
-# still take them are the older ones matched here; any other (newer) Claude is sent none of them.
-_SAMPLERS_TAKEN = re.compile(r"claude-(?:3|(?:opus|sonnet|haiku)-4(?:$|-20\d{6}|-[0-5](?!\d))|opus-4-6)")
+# top_k to any non-default value on Claude Opus 4.7 or later models ... returns a 400 error." Those matched
+# here are sent none; an id not matched that refuses them anyway is learned from its refusal (polyroute.refusals).
+_NO_SAMPLERS = re.compile(r"claude-(?:opus-4-(?:[7-9]|1\d)|sonnet-4-(?:[6-9]|1\d)|[a-z]+-(?:[5-9]|[1-9]\d))(?!\d)")
 _SAMPLERS = frozenset({"temperature", "top_p", "top_k"})
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
@@ -103,12 +103,13 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     capped = isinstance(details, dict) and details.get("error_code") == "enforced_spend_limit_reached"
     code = ("credit_balance_too_low" if low_credit else "spend_limit_reached" if spend_limit
             else "enforced_spend_limit_reached" if capped else etype or None)
-    refuses, param = refusal_of(None, None, message)
+    refusal = refusal_of(None, None, message)
     return ErrorInfo(
         message,
         code=code,
-        model_refuses=refuses,
-        refused_param=param,
+        model_refuses=refusal is not None,
+        refused_param=refusal.param if refusal else None,
+        refused_always=bool(refusal and refusal.always),
         blocked=blocked,
         context_exceeded=context,
         auth=etype == "authentication_error",
@@ -130,7 +131,7 @@ class AnthropicAdapter(HttpAdapter):
 
     def unsupported(self, wanted: set[str], model: str) -> frozenset[str]:
         missing = super().unsupported(wanted, model)
-        if not _SAMPLERS_TAKEN.search(model):
+        if _NO_SAMPLERS.search(model):
             return missing | (wanted & _SAMPLERS)
         if {"temperature", "top_p"} <= wanted - missing and not _BOTH_SAMPLERS.search(model):
             return missing | {"top_p"}  # temperature wins
@@ -164,10 +165,10 @@ class AnthropicAdapter(HttpAdapter):
                 body["tool_choice"] = choice
         # Anthropic-only knobs a client may send as extra fields.
         body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking") and k not in drop})
-        # Anthropic's metadata holds user_id alone (another key is a 400); OpenAI's end-user id is ``user``.
+        # Anthropic's metadata holds user_id alone (another key is a 400). OpenAI's ``user`` is not sent
+        # there: applications often put an email in it, which Anthropic refuses in user_id.
         meta = extras.get("metadata")
-        user = meta.get("user_id") if isinstance(meta, dict) else None
-        if (user := user or req.user) and isinstance(user, str):
+        if isinstance(meta, dict) and isinstance(user := meta.get("user_id"), str) and user:
             body["metadata"] = {"user_id": user}
         return body
 

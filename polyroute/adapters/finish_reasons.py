@@ -37,6 +37,11 @@ INTERRUPTED = {
 }
 
 
+def foreign(finish: object) -> bool:
+    """A finish word that is not OpenAI's (a provider's own; any odd value passes through as it came)."""
+    return isinstance(finish, str) and finish not in OPENAI
+
+
 def translate(choice: dict[str, Any], finish: str) -> str | None:
     """Put OpenAI's word for ``finish`` in ``choice``; if it says the answer was cut short, why (and no finish)."""
     cut = INTERRUPTED.get(finish)

@@ -54,6 +54,7 @@ from polyroute.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from polyroute.refusals import DROPPABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +74,11 @@ class ErrorInfo:
     content_refused: bool = False
     # Set when the provider says which scope the failure has (a region block of one model only).
     scope: Scope | None = None
-    # This model refuses a parameter of a valid request (``polyroute.refusals``), and which, when it says.
+    # This model refuses a parameter of a valid request (``polyroute.refusals``), and which, when it says;
+    # ``refused_always``: whatever its value (not only the value this request gave it).
     model_refuses: bool = False
     refused_param: str | None = None
+    refused_always: bool = False
 
 
 BodyReader = Callable[[int, bytes], ErrorInfo]
@@ -149,7 +152,7 @@ def error_from_status(
     if cls is UpstreamBilling:
         return UpstreamBilling(billing_words(backend, status, info), **kw)
     if cls is UpstreamParamRefused:
-        return UpstreamParamRefused(msg, param=info.refused_param, **kw)
+        return UpstreamParamRefused(msg, param=info.refused_param, always=info.refused_always, **kw)
     err = cls(msg, **kw)
     if cls is UpstreamRejected and status == 413:
         err.status = 413  # the request is too large for this provider: the client hears so
@@ -164,7 +167,7 @@ def error_in_band(body: bytes, reader: BodyReader, *, backend: str, model: str) 
     a refusal by code, as for any status.
     """
     code = reader(500, body).code or _error_type(body)
-    status = int(code) if code.isdigit() and 400 <= int(code) <= 599 else (
+    status = int(code) if len(code) == 3 and code.isascii() and code.isdigit() and 400 <= int(code) <= 599 else (
         429 if code in IN_BAND_RATE_CODES else 500)
     return error_from_status(status, body, {}, reader, backend=backend, model=model)
 
@@ -386,10 +389,11 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
         scope = "model"
         blocked = blocked or status == 403
         message = f"{meta['provider_name']}: {message}"
-    refuses, param = refusal_of(code_s, err.get("param"), message)
+    refusal = refusal_of(code_s, err.get("param"), message)
     return ErrorInfo(
         message=message, code=code_s, blocked=blocked, context_exceeded=context, auth=auth,
-        billing=billing, model_missing=missing, scope=scope, model_refuses=refuses, refused_param=param,
+        billing=billing, model_missing=missing, scope=scope, model_refuses=refusal is not None,
+        refused_param=refusal.param if refusal else None, refused_always=bool(refusal and refusal.always),
     )
 
 
@@ -405,30 +409,45 @@ REFUSAL_CODES_OF_PARAMS = frozenset({"unsupported_parameter", "unsupported_value
 # (https://github.com/deepseek-ai/DeepSeek-V3/issues/1376, https://github.com/BerriAI/litellm/pull/37470),
 # DeepSeek's json_schema (https://github.com/UKGovernmentBEIS/inspect_ai/issues/4916) and its reasoning_content
 # history (https://github.com/anomalyco/opencode/issues/24722).
-_REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None], ...] = (
-    (re.compile(r"Unsupported (?:parameter|value): '(\w+)'"), None),
-    (re.compile(r"`(\w+)` is deprecated for this model"), None),
-    (re.compile(r"invalid (\w+): only .{1,40} (?:is|are) allowed for this model", re.I), None),
-    (re.compile(r"The (\w+) parameter is illegal"), None),
-    (re.compile(r"tools with reasoning_effort are not supported", re.I), "reasoning_effort"),
+# Each: the words, the parameter they are about (None: the one the words name, which must then be one a model
+# may answer without, or the words are taken for a plain client error), and whether they refuse it whatever
+# its value (remembered for later requests) or only the value this request gave it.
+_REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None, bool], ...] = (
+    (re.compile(r"Unsupported parameter: '(\w+)'"), None, True),
+    (re.compile(r"Unsupported value: '(\w+)'.{0,80}Only the default"), None, True),
+    (re.compile(r"Unsupported value: '(\w+)'"), None, False),
+    (re.compile(r"`(\w+)` is deprecated for this model"), None, True),
+    (re.compile(r"invalid (\w+): only .{1,40} (?:is|are) allowed for this model", re.I), None, True),
+    (re.compile(r"The (\w+) parameter is illegal"), None, False),  # Z.ai: a value out of its range
+    (re.compile(r"tools with reasoning_effort are not supported", re.I), "reasoning_effort", True),
     (re.compile(r"does not support this tool_choice|tool_choice '?\w+'? is incompatible with thinking", re.I),
-     "tool_choice"),
-    (re.compile(r"response_format type is unavailable", re.I), "response_format"),
+     "tool_choice", False),
+    (re.compile(r"response_format type is unavailable", re.I), "response_format", False),
     # Claude: "stop_sequences: each stop sequence must contain non-whitespace" (https://github.com/BerriAI/litellm/issues/3286)
-    (re.compile(r"stop sequence must contain non-whitespace", re.I), "stop"),
+    (re.compile(r"stop sequence must contain non-whitespace", re.I), "stop", False),
     (re.compile(r"reasoning_content\b.{0,60}\b(?:must be passed back|missing)|missing reasoning_content", re.I),
-     "messages"),
+     "messages", False),
 )
 
 
-def refusal_of(code: str | None, param: object, message: str) -> tuple[bool, str | None]:
-    """Whether an error says this model refuses a parameter of the request, and which."""
-    if code in REFUSAL_CODES_OF_PARAMS:
-        return True, param if isinstance(param, str) and param else None
-    for words, named in _REFUSED_WORDS:
-        if (found := words.search(message)) is not None:
-            return True, named or found.group(1)
-    return False, None
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    param: str | None
+    always: bool  # whatever the parameter's value, not only this request's
+
+
+def refusal_of(code: str | None, param: object, message: str) -> Refusal | None:
+    """Whether an error says this model refuses a parameter of the request: which, and how."""
+    for words, named, always in _REFUSED_WORDS:
+        if (found := words.search(message)) is None:
+            continue
+        name = named or found.group(1)
+        if named is None and name not in DROPPABLE:
+            break  # words about a parameter no model may go without: the client's to change
+        return Refusal(name, always)
+    if code in REFUSAL_CODES_OF_PARAMS:  # OpenAI's codes, its words not known to us: this value, this model
+        return Refusal(param if isinstance(param, str) and param else None, code == "unsupported_parameter")
+    return None
 
 
 # Structured codes providers document for these cases (the fixtures in tests/fixtures/*/errors name the sources).

@@ -76,7 +76,7 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
 # read 2026-12-07), and its forum quotes a 429 "Your account is suspended due to insufficient balance, please
 # recharge your account" (https://forum.moonshot.ai/t/429-insufficient-balance/244).
 BILLING_WORDS: dict[str, re.Pattern[str]] = {
-    "moonshot": re.compile(r"insufficient balance|recharge|balance (?:is )?(?:depleted|exhausted)", re.I),
+    "moonshot": re.compile(r"insufficient balance|balance (?:is )?(?:depleted|exhausted)", re.I),
 }
 
 
@@ -172,7 +172,7 @@ def whole_answer(doc: object, backend: str, model: str) -> ChatResponse:
         message = choice.get("message")
         if message and "reasoning" in message:
             _name_reasoning(message)
-        if (finish := choice.get("finish_reason")) and finish not in finish_reasons.OPENAI:
+        if (finish := choice.get("finish_reason")) and finish_reasons.foreign(finish):
             cut = finish_reasons.translate(choice, finish)
             if cut is not None:
                 err = UpstreamServerError(cut, backend=backend, model=model)
@@ -218,7 +218,7 @@ class _Events:
                 _name_reasoning(delta)
             if "usage" in choice:  # Moonshot's place for it
                 usage = choice.pop("usage") or usage
-            if (finish := choice.get("finish_reason")) and finish not in finish_reasons.OPENAI:
+            if (finish := choice.get("finish_reason")) and finish_reasons.foreign(finish):
                 self.cut = finish_reasons.translate(choice, finish) or self.cut
         if usage and choices:
             # Usage that comes with the last choices (DeepSeek, Moonshot) goes in a chunk of its
@@ -232,8 +232,13 @@ class _Events:
         (``finish_reason: "content_filter"``): the client's content, not to be finished by another
         provider. Anything else is the error it would have been as an HTTP status."""
         body = data.encode()
-        if not self.read(500, body).content_refused:
-            raise error_in_band(body, self.read, backend=self.backend, model=self.model)
+        try:
+            refused = self.read(500, body).content_refused
+            err = None if refused else error_in_band(body, self.read, backend=self.backend, model=self.model)
+        except Exception:  # an error event too odd to read is still an error of the upstream's
+            raise UpstreamServerError("the stream carried an error", backend=self.backend, model=self.model) from None
+        if err is not None:
+            raise err
         self.ended = True
         return [{"id": str(doc.get("id") or ""), "object": "chat.completion.chunk", "created": 0, "model": self.model,
                  "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]}]

@@ -159,7 +159,10 @@ class Ledger:
                 log.warning("ledger: the store has not taken every row; they wait in %s for a gateway to take over",
                             self.spool.path)
             self.spool.close()
-        left = [_row(item) for item in self.queue] + list(self.direct)
+        left: list[UsageRow] = []
+        for queue in (self.queue, self.direct):  # (taken one at a time: a late request may still add one)
+            while queue:
+                left.append(_row(queue.popleft()))
         if left:
             # Neither the store nor the spool took them: the log is the last place they can be kept.
             log.error("ledger: %d row(s) could not be written before shutdown; each follows as JSON", len(left))

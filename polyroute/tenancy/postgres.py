@@ -488,7 +488,7 @@ def _same(at: datetime) -> datetime:
 
 
 # Words of a server that was reached and refused us for good: the config's to change, not an outage to wait out.
-_FOR_GOOD = ("does not exist", "authentication failed", "pg_hba.conf", "invalid")
+_FOR_GOOD = ("does not exist", "authentication failed", "pg_hba.conf", "invalid", "certificate")
 
 
 def passing(reason: str) -> bool:

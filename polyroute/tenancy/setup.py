@@ -105,6 +105,7 @@ class Tenancy:
         self.link = link
         shared = RedisCounters(link) if link is not None else None
         self.counters: CounterStore = shared or MemoryCounters()
+        self.on_redis_down = config.store.on_redis_down
         self.leases = Leases(shared) if shared is not None and config.store.leases else None
         self.quota = (
             Quota(keys, self.counters, config.store.on_redis_down, self.leases)
@@ -112,7 +113,7 @@ class Tenancy:
         )
         if link is not None and self.store is not None:
             link.subscribe(KEYS_CHANNEL, Subscriber(self._keys_changed))
-            link.on_back(self.seed_budgets)
+            link.on_back(self._seed_when_back)
         self.ledger = open_ledger(config, self.store) if self.store else None
         self._reload: asyncio.Task[None] | None = None
         self._version = -1  # of the keys and teams last read from the store
@@ -126,11 +127,12 @@ class Tenancy:
         try:
             await self.reload()
         except StoreUnavailable as exc:
-            # Serve on: keys of the config work, keys of the store are answered 503 (try again) until
-            # it is back, and their budgets are counted from the ledger then.
+            # Serve on: keys of the config work, keys of the store (and, unless on_redis_down = "allow",
+            # keys with a budget) are answered 503, try again, until it is back and budgets are counted.
             self.keys.waiting_for_store = True
-            log.warning("the store cannot be reached at start (%s): serving on; its keys are answered 503 "
-                        "until it is back", exc.message)
+            self.keys.hold_budgeted = self.on_redis_down != "allow"
+            log.warning("the store cannot be reached at start (%s): serving on; its keys%s are answered 503 "
+                        "until it is back", exc.message, " and keys with a budget" if self.keys.hold_budgeted else "")
         else:
             await self.seed_budgets()
         if self.ledger is not None:
@@ -165,21 +167,24 @@ class Tenancy:
         failing = self.keys.waiting_for_store  # (said at start)
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
-            first = self.keys.waiting_for_store
             try:
                 await self.reload()
             except Exception as exc:  # a locked file, a database down: keep the keys we have
                 if not failing:  # once per outage, not once a second
                     log.warning("reading keys from the store failed; keeping those loaded: %s", exc)
                 failing = True
-            else:
-                if failing:
-                    log.warning("reading keys from the store works again")
-                failing = False
-                if first:  # the store was down at start: its budgets are counted now
-                    await self.seed_budgets()
+                continue
+            if failing:
+                log.warning("reading keys from the store works again")
+            failing = False
+            # The store was down at start: its keys wait until what they spent before is counted.
+            if self.keys.waiting_for_store and await self.seed_budgets():
+                self.keys.waiting_for_store = False
 
-    async def seed_budgets(self) -> None:
+    async def _seed_when_back(self) -> None:
+        await self.seed_budgets()
+
+    async def seed_budgets(self) -> bool:
         """Count what the ledger holds for this budget period, so a restart forgets no spend.
 
         Only into a bucket the counters do not hold yet: with shared counters, another
@@ -187,7 +192,7 @@ class Tenancy:
         """
         store = self.store
         if store is None or self.quota is None:
-            return
+            return True
         now = time.time()
         today = datetime.fromtimestamp(now, UTC)
         try:
@@ -199,8 +204,11 @@ class Tenancy:
                                              period.end.timestamp() if period.end else None, now)
         except QuotaStoreUnavailable:
             log.warning("budgets not seeded from the ledger: redis is unreachable; seeding when it is back")
+            return False
         except StoreUnavailable as exc:
             log.warning("budgets not seeded from the ledger: %s", exc.message)
+            return False
+        return True
 
     async def aclose(self) -> None:
         if self._reload is not None:

@@ -64,7 +64,10 @@ class Spool:
         self._lock = threading.Lock()
         self._size = _trim(self._fd, self.path)
         self._done = 0  # bytes the store has acknowledged
-        self.adopt()
+        try:
+            self.adopt()
+        except OSError as exc:  # (a full disk: tried again by the ledger every few seconds)
+            log.error("ledger: taking over a stopped gateway's spool failed: %s", exc)
 
     def adopt(self) -> None:
         """Take over the rows of every spool of this name that no running process holds: at start, and
@@ -142,11 +145,15 @@ class Spool:
                 return
             end, at, lines = _whole_end(fd, os.fstat(fd).st_size), 0, 0
             with self._lock:
-                while at < end:
-                    data = os.pread(fd, min(end - at, _READ), at)
-                    _write_all(self._fd, data)
-                    at, lines = at + len(data), lines + data.count(b"\n")
-                os.fsync(self._fd)
+                try:
+                    while at < end:
+                        data = os.pread(fd, min(end - at, _READ), at)
+                        _write_all(self._fd, data)
+                        at, lines = at + len(data), lines + data.count(b"\n")
+                    os.fsync(self._fd)
+                except OSError:
+                    os.ftruncate(self._fd, self._size)  # none of it, as for an append: the orphan stays
+                    raise
                 self._size += end
             if lines:
                 log.warning("ledger: %d row(s) left in %s by a stopped gateway are taken over", lines, orphan)

@@ -81,10 +81,10 @@ secret = "env:LOAD_KEY"
 
 
 @contextmanager
-def serving(config: Path, *args: str) -> Iterator[GatewayProc]:
+def serving(config: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[GatewayProc]:
     port = int(config.read_text().split('listen = "127.0.0.1:')[1].split('"')[0])
     with gateway_proc.serving(config, port, config.with_name(f"serve-{time.monotonic_ns()}.log"),
-                              env={"LOAD_KEY": KEY}, args=args) as gw:
+                              env={"LOAD_KEY": KEY, **(env or {})}, args=args) as gw:
         yield gw
 
 
@@ -244,6 +244,8 @@ def test_a_gateway_started_while_its_database_is_down_serves_and_catches_up(
                           capture_output=True, text=True, timeout=60, check=True)
     kept = made.stdout.strip().splitlines()[-1]
     config = write_config(tmp_path, db, flush_interval=0.1)
+    capped = "sk-capped-0123456789abcdef"  # a key of the config with a budget: what it spent before is in the store
+    config.write_text(config.read_text() + '[keys.capped]\nsecret = "env:CAPPED_KEY"\nbudget_usd = 10.0\n')
     pg.stop()
     body = {"model": "echo", "messages": [{"role": "user", "content": "count me"}]}
 
@@ -251,10 +253,11 @@ def test_a_gateway_started_while_its_database_is_down_serves_and_catches_up(
         return httpx.post(f"{base(gw)}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"},
                           timeout=30)
 
-    with serving(config, "--workers", "2") as gw:
+    with serving(config, "--workers", "2", env={"CAPPED_KEY": capped}) as gw:
         answered = {ask(KEY).headers["x-polyroute-request-id"] for _ in range(10)}
-        waiting = ask(kept)
-        assert waiting.status_code == 503 and waiting.json()["error"]["code"] == "store_unavailable"
+        for waits in (kept, capped):
+            waiting = ask(waits)
+            assert waiting.status_code == 503 and waiting.json()["error"]["code"] == "store_unavailable"
         assert ask("sk-not-a-key-at-all-0123456789").status_code == 503  # nobody can tell yet
         # A worker that dies while the database is down is replaced, not the end of the gateway.
         workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(gw.proc.pid), "-f", "polyroute.server.workers"],
@@ -267,6 +270,8 @@ def test_a_gateway_started_while_its_database_is_down_serves_and_catches_up(
         answered |= {ask(KEY).headers["x-polyroute-request-id"] for _ in range(10)}
         pg.start()
         wait_until(lambda: ask(kept).status_code == 200, ARRIVAL_TIMEOUT, what="the store's key served once it is back")
+        wait_until(lambda: all(ask(capped).status_code == 200 for _ in range(6)), ARRIVAL_TIMEOUT,
+                   what="the budgeted key served by every worker once its spend is counted")
         # (each worker reads the store again within a second: asked until every one has)
         wait_until(lambda: all(ask("sk-not-a-key-at-all-0123456789").status_code == 401 for _ in range(6)),
                    ARRIVAL_TIMEOUT, what="an unknown key refused by every worker once the store is back")

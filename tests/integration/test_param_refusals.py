@@ -125,3 +125,18 @@ def test_claude_from_opus_4_7_and_sonnet_4_6_on_is_sent_no_sampling_parameters()
         sent_new, sent_old = (r.json() for r in up.received)
     assert "temperature" not in sent_new and new.headers["x-polyroute-dropped-params"] == "temperature"
     assert sent_old["temperature"] == 0.3 and "x-polyroute-dropped-params" not in old.headers
+
+
+def test_a_refused_value_is_dropped_for_that_request_only(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    """Z.ai refuses a temperature out of its range, not every temperature: the next request keeps its own."""
+    refusal(first, "zai", "400_1210_temperature_illegal")
+    for _ in range(2):
+        first.json(load("openai", "completion"))
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        raw = ask(client, temperature=1.5, stream=False)
+        again = ask(client, temperature=0.2, stream=False)
+    assert raw.headers["x-polyroute-dropped-params"] == "temperature"
+    assert "x-polyroute-dropped-params" not in again.headers
+    sent = [r.json() for r in first.received]
+    assert [s.get("temperature") for s in sent] == [1.5, None, 0.2]

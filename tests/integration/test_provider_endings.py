@@ -39,7 +39,7 @@ def fallback() -> Iterator[FakeUpstream]:
         yield up
 
 
-def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+def chunk(delta: dict[str, Any], finish: object = None) -> dict[str, Any]:
     return {"id": "fb-1", "object": "chat.completion.chunk", "created": 1765000100, "model": "fb-model",
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
@@ -265,3 +265,11 @@ def test_a_whole_answer_cut_short_fails_over_and_keeps_its_bill(first: FakeUpstr
     used = doc["usage"]
     assert float(raw.headers["x-polyroute-cost-usd"]) == pytest.approx(
         cost(used["prompt_tokens"], used["completion_tokens"], 1.0, 2.0) + cost(20, 4, 3.0, 5.0), abs=1e-8)
+
+
+def test_a_finish_reason_that_is_not_a_word_passes_through(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    odd = {"type": "stop", "detail": "as some servers send it"}
+    first.stream([chunk({"role": "assistant", "content": "Hi"}), chunk({}, odd)])
+    with gateway(first, fallback, "openai") as g:
+        sse = stream(g, "r")
+    assert sse.status == 200 and sse.done and sse.text == "Hi" and fallback.received == []

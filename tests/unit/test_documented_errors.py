@@ -148,3 +148,35 @@ def test_an_error_inside_a_200_stream_is_the_error_its_code_names(
 
     err = error_in_band(json.dumps({"error": error}).encode(), openai_compat.read_error, backend="b", model="m")
     assert type(err) is expected and err.upstream_status == status and str(error["message"]) in err.message
+
+
+@pytest.mark.parametrize("code", ["\u00b2", "9" * 5000, "0", "42", 429.0, ["x"]])
+def test_an_error_event_with_an_odd_code_is_still_an_upstream_error(code: object) -> None:
+    from polyroute.adapters.http import error_in_band
+
+    body = json.dumps({"error": {"code": code, "message": "odd"}}).encode()
+    err = error_in_band(body, openai_compat.read_error, backend="b", model="m")
+    assert isinstance(err, UpstreamError) and err.may_fall_over
+
+
+@pytest.mark.parametrize(("body", "param", "always"), [
+    ({"error": {"message": "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default "
+                           "(1) value is supported.", "param": "temperature", "code": "unsupported_value"}},
+     "temperature", True),
+    ({"error": {"message": "Unsupported value: 'reasoning_effort' does not support 'minimal' with this model.",
+                "param": "reasoning_effort", "code": "unsupported_value"}}, "reasoning_effort", False),
+    ({"error": {"message": "Unsupported parameter: 'stop' is not supported with this model.", "param": "stop",
+                "code": "unsupported_parameter"}}, "stop", True),
+    ({"error": {"code": "1210", "message": "The temperature parameter is illegal."}}, "temperature", False),
+])
+def test_a_refusal_is_remembered_only_when_it_is_about_every_value(
+    body: dict[str, object], param: str, always: bool
+) -> None:
+    err = error_from_status(400, json.dumps(body).encode(), {}, openai_compat.read_error, backend="b", model="m")
+    assert isinstance(err, UpstreamParamRefused) and (err.param, err.always) == (param, always)
+
+
+def test_words_about_a_parameter_no_model_goes_without_are_the_clients_error() -> None:
+    body = {"error": {"code": "1210", "message": "The messages parameter is illegal."}}
+    err = error_from_status(400, json.dumps(body).encode(), {}, openai_compat.read_error, backend="b", model="m")
+    assert type(err) is UpstreamRejected and not err.may_fall_over

@@ -275,3 +275,35 @@ def test_a_spooled_line_that_is_not_a_row_is_kept_aside(tmp_path: Path) -> None:
     again.close()
     assert rows == [row(0), row(1)]
     assert (tmp_path / "s-unreadable.jsonl").read_bytes() == b'{"not": "a row"}\n'
+
+
+def test_a_takeover_cut_short_by_a_full_disk_keeps_neither_half_nor_the_count_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polyroute.tenancy import spool as spool_module
+
+    path = tmp_path / "s.jsonl"
+    mine = Spool(path)
+    mine.append([row(0)])
+    other = Spool(path)  # a worker that dies with rows of its own
+    other.append([row(i) for i in range(100, 200)])
+    other.close()
+    real = spool_module._write_all
+
+    def half(fd: int, data: bytes) -> None:
+        real(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool_module, "_write_all", half)
+    with pytest.raises(OSError):
+        mine.adopt()
+    monkeypatch.setattr(spool_module, "_write_all", real)
+    mine.append([row(1)])
+    rows, end = mine.next(1000)
+    assert rows == [row(0), row(1)] and end == path.stat().st_size  # nothing half-copied in between
+    mine.adopt()  # the disk has room again: the orphan's rows come over whole
+    rows, end = mine.next(1000)
+    assert rows == [row(0), row(1), *(row(i) for i in range(100, 200))]
+    mine.commit(end)
+    assert not mine.pending and not (tmp_path / "s-1.jsonl").exists()
+    mine.close()
