@@ -82,6 +82,7 @@ class WriterSpec:
     batch_size: int = 500
     flush_interval: float = 0.5
     spool: str | None = None  # with a remote store: the spool file's path
+    spool_owner: str | None = None  # the store its rows are for (``polyroute.tenancy.spool.check_owner``)
     retention_days: int | None = None
     rejected: str | None = None
     log_level: str | None = None
@@ -436,7 +437,7 @@ def main() -> int:
     logs.setup(spec.log_level)
     logs.guard(Redactor([spec.password] if spec.password else []))
     try:
-        spool = Spool(Path(spec.spool)) if spec.spool else None
+        spool = Spool(Path(spec.spool), spec.spool_owner) if spec.spool else None
     except Exception as exc:  # rows are not held back for it: they go straight to the store
         log.error("ledger: the writer process cannot open its spool, rows go straight to the store: %s", exc)
         spool = None

@@ -35,7 +35,8 @@ from polyroute.tenancy.memory import MemoryCounters
 from polyroute.tenancy.model import period_of
 from polyroute.tenancy.quota import Quota
 from polyroute.tenancy.rediscounters import RedisCounters
-from polyroute.tenancy.spool import Spool
+from polyroute.tenancy.spool import Spool, check_owner, owner_file
+from polyroute.tenancy.spool import held as spool_held
 from polyroute.tenancy.sqlite import SqliteStore, data_dir, path_of
 from polyroute.tenancy.stores import CounterStore, Store
 
@@ -72,18 +73,22 @@ def open_ledger(config: Config, store: Store) -> Ledger | LedgerProcess:
     """The ledger's writer; a store that can be down while the gateway runs gets a local spool."""
     s = config.store
     spool_path = (Path(s.spool) if s.spool else data_dir() / SPOOL_NAME) if store.remote else None
+    if spool_path is None and spool_held(left := Path(s.spool) if s.spool else data_dir() / SPOOL_NAME):
+        log.warning("the ledger's spool %s holds rows this store (%s) will not take: they are for the store "
+                    "named in %s; start once with that store to replay them", left, store.where, owner_file(left))
     rejected = (Path(s.spool).parent if s.spool else data_dir()) / REJECTED_NAME
     if s.ledger_writer == "process":
         if spool_path is not None:
             _check_spool(spool_path)  # as the thread's Spool does at start, before anything is served
+            check_owner(spool_path, store.where)
         url = s.url if store.remote else f"sqlite:///{Path(store.where).resolve()}"
         return LedgerProcess(WriterSpec(
             url=url, password=s.password.get() if s.password else None, batch_size=s.batch_size,
             flush_interval=s.flush_interval, spool=str(spool_path) if spool_path else None,
-            retention_days=s.retention_days, rejected=str(rejected),
+            retention_days=s.retention_days, rejected=str(rejected), spool_owner=store.where,
             log_level=logging.getLevelName(log.getEffectiveLevel()),
         ))
-    spool = Spool(spool_path) if spool_path else None
+    spool = Spool(spool_path, store.where) if spool_path else None
     return Ledger(store, s.batch_size, s.flush_interval, spool, s.retention_days, rejected)
 
 

@@ -52,10 +52,39 @@ def decode(line: bytes) -> UsageRow:
     return UsageRow(**doc)
 
 
+def owner_file(path: Path) -> Path:
+    """Where a spool's name records the store its rows are for (``NAME.store`` beside ``NAME.jsonl``)."""
+    return path.with_name(f"{path.stem}.store")
+
+
+def check_owner(path: Path, owner: str) -> None:
+    """Refuse a spool that holds rows for another store (the config's URL changed): replaying them into
+    this one would put them in the wrong database. Files of no store, or empty, are this one's."""
+    try:
+        recorded = owner_file(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        return
+    if recorded and recorded != owner and held(path):
+        raise ConfigError(
+            f"the ledger's spool {path} holds rows for the store {recorded}, and the store is now {owner}: "
+            f"start once with the store they were written for so they reach it, or move the spool files away",
+            key="store.spool",
+        )
+
+
+def held(path: Path) -> bool:
+    """Whether any spool of this name holds rows."""
+    return any(p.exists() and p.stat().st_size > 0 for p in _slots(path))
+
+
 class Spool:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, owner: str | None = None) -> None:
+        if owner is not None:
+            check_owner(path, owner)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if owner is not None:
+                owner_file(path).write_text(owner + "\n", encoding="utf-8")
             self.path, self._fd = _claim(path)
         except OSError as exc:
             raise ConfigError(f"cannot open the ledger's spool {path}: {exc.strerror or exc}",

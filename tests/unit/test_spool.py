@@ -307,3 +307,49 @@ def test_a_takeover_cut_short_by_a_full_disk_keeps_neither_half_nor_the_count_wr
     mine.commit(end)
     assert not mine.pending and not (tmp_path / "s-1.jsonl").exists()
     mine.close()
+
+
+def test_a_spool_holding_rows_for_another_store_is_refused_not_replayed_into_this_one(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    first = Spool(path, "postgresql://db-a:5432/ledger")
+    first.append([row(0), row(1)])
+    first.close()  # the gateway stops with rows the store never got; then its config names another database
+    with pytest.raises(ConfigError) as bad:
+        Spool(path, "postgresql://db-b:5432/ledger")
+    said = str(bad.value)
+    assert "holds rows for the store postgresql://db-a:5432/ledger" in said and "store.spool" in said
+    again = Spool(path, "postgresql://db-a:5432/ledger")  # the store they are for takes them
+    rows, end = again.next(10)
+    again.commit(end)
+    again.close()
+    assert rows == [row(0), row(1)]
+    Spool(path, "postgresql://db-b:5432/ledger").close()  # empty now: any store may use the name
+
+
+def test_a_spool_from_before_stores_were_recorded_is_taken(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    old = Spool(path)
+    old.append([row(3)])
+    old.close()
+    new = Spool(path, "postgresql://db:5432/ledger")
+    assert new.next(10)[0] == [row(3)]
+    new.close()
+
+
+def test_a_sqlite_store_says_it_will_not_take_a_spool_left_for_postgresql(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from polyroute import config as cfg
+    from polyroute.tenancy.setup import open_ledger
+    from polyroute.tenancy.sqlite import SqliteStore
+
+    spool = tmp_path / "spool.jsonl"
+    left = Spool(spool, "postgresql://db:5432/ledger")
+    left.append([row(5)])
+    left.close()
+    config = cfg.parse({"store": {"url": f"sqlite:///{tmp_path / 'l.db'}", "spool": str(spool)}}, source="<test>")
+    store = SqliteStore(tmp_path / "l.db")
+    open_ledger(config, store)
+    store.close()
+    assert "holds rows this store" in caplog.text
+    assert "postgresql://db:5432/ledger" in (tmp_path / "spool.store").read_text()
