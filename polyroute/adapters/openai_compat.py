@@ -62,6 +62,20 @@ def wants_completion_tokens(provider: str | None, base_url: str | None) -> bool:
     return any(host == h or (h.startswith(".") and host.endswith(h)) for h in COMPLETION_TOKENS_HOSTS)
 
 
+# DeepSeek thinks by default and then refuses a forced tool call ("Thinking mode does not support this
+# tool_choice"); the toggle is {"thinking": {"type": "disabled"}} (https://api-docs.deepseek.com/guides/thinking_mode,
+# https://github.com/deepseek-ai/DeepSeek-V3/issues/1376). A request that forces a call and says nothing of
+# thinking is sent with it off there, rather than refused.
+NO_THINKING_FOR_FORCED_TOOLS = {"deepseek": ("api.deepseek.com",)}
+
+
+def thinks_by_default(provider: str | None, base_url: str | None) -> bool:
+    host = urlsplit(base_url or "").hostname or ""
+    if provider:
+        return provider.lower() in NO_THINKING_FOR_FORCED_TOOLS
+    return any(host in hosts for hosts in NO_THINKING_FOR_FORCED_TOOLS.values())
+
+
 def read_error(status: int, body: bytes) -> ErrorInfo:
     info = json_error_reader(status, body)
     if info.context_exceeded or status not in (400, 413):
@@ -108,6 +122,7 @@ class OpenAICompatAdapter(HttpAdapter):
         self.continue_url = f"{config.continuation_base_url or config.base_url}{self.path}"
         self.http.reader = reader_for(config.provider, config.base_url, self.http.reader)
         self.completion_tokens = wants_completion_tokens(config.provider, config.base_url)
+        self.thinks = thinks_by_default(config.provider, config.base_url)
         if (hint := key_region_hint(config.provider, config.base_url)) is not None:
             self.http.reader = _hinting(self.http.reader, hint)
 
@@ -119,6 +134,8 @@ class OpenAICompatAdapter(HttpAdapter):
         if self.completion_tokens and "max_tokens" in body:
             limit = body.pop("max_tokens")
             body.setdefault("max_completion_tokens", limit)
+        if self.thinks and "thinking" not in body and body.get("tool_choice") not in (None, "auto", "none"):
+            body["thinking"] = {"type": "disabled"}  # a forced tool call: thinking mode refuses it
         if stream:
             opts = dict(body.get("stream_options") or {})
             if call.want_usage:

@@ -275,3 +275,25 @@ async def test_openai_gets_a_clients_max_tokens_as_max_completion_tokens(
     assert wants_completion_tokens(None, "https://api.openai.com/v1")
     assert wants_completion_tokens(None, "https://my-resource.openai.azure.com/openai/v1")
     assert not wants_completion_tokens(None, "https://api.deepseek.com/v1")
+
+
+@pytest.mark.parametrize(("tool_choice", "thinking"), [
+    ("required", {"type": "disabled"}),
+    ({"type": "function", "function": {"name": "get_weather"}}, {"type": "disabled"}),
+    ("auto", None),
+])
+async def test_deepseek_is_asked_without_thinking_for_a_forced_tool_call(
+    upstreams: dict[str, FakeUpstream], tool_choice: object, thinking: object
+) -> None:
+    """DeepSeek thinks by default and refuses a forced tool call while thinking."""
+    from tests.conformance.helpers import WEATHER_TOOL
+
+    up = upstreams["deepseek"]
+    up.reset()
+    adapter = build_adapter("deepseek-test", DEEPSEEK_PROVIDER.config(up.url))
+    try:
+        up.json(load("openai", "tool_call"))
+        await adapter.complete(call(tools=[WEATHER_TOOL], tool_choice=tool_choice))
+    finally:
+        await adapter.aclose()
+    assert up.received[0].json().get("thinking") == thinking
