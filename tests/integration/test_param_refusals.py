@@ -7,28 +7,16 @@ requests leave it out at once; a refusal that cannot be dropped moves the reques
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
 from tests.support.live import live_gateway
-from tests.support.upstreams import ANTHROPIC, OPENAI, FakeUpstream, load
+from tests.support.upstreams import ANTHROPIC, FakeUpstream, load
 
 ASK = [{"role": "user", "content": "Spell the NATO alphabet"}]
 
-
-@pytest.fixture
-def first() -> Iterator[FakeUpstream]:
-    with FakeUpstream(OPENAI) as up:
-        yield up
-
-
-@pytest.fixture
-def fallback() -> Iterator[FakeUpstream]:
-    with FakeUpstream(OPENAI) as up:
-        yield up
 
 
 def refusal(up: FakeUpstream, provider: str, case: str) -> None:
@@ -52,16 +40,23 @@ def ask(client: openai.OpenAI, **extra: Any) -> Any:
     return client.chat.completions.with_raw_response.create(model="r", messages=ASK, **extra)  # type: ignore[arg-type]
 
 
-def test_a_refused_sampling_parameter_is_dropped_for_that_model_and_remembered(
-    first: FakeUpstream, fallback: FakeUpstream
-) -> None:
-    refusal(first, "openai", "400_unsupported_value_temperature")
+def refused_then_asked_twice(
+    first: FakeUpstream, fallback: FakeUpstream, fixture: str, temperature: float, then: float
+) -> tuple[Any, Any]:
+    """The first model refuses once (``fixture``), then answers; two requests with these temperatures."""
+    provider, _, case = fixture.partition("/")
+    refusal(first, provider, case)
     for _ in range(2):
         first.json(load("openai", "completion"))
     with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
         client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
-        raw = ask(client, temperature=0.2, stream=False)
-        again = ask(client, temperature=0.2, stream=False)
+        return ask(client, temperature=temperature, stream=False), ask(client, temperature=then, stream=False)
+
+
+def test_a_refused_sampling_parameter_is_dropped_for_that_model_and_remembered(
+    first: FakeUpstream, fallback: FakeUpstream
+) -> None:
+    raw, again = refused_then_asked_twice(first, fallback, "openai/400_unsupported_value_temperature", 0.2, 0.2)
     assert raw.parse().choices[0].message.content and raw.headers["x-polyroute-dropped-params"] == "temperature"
     log = raw.headers["x-polyroute-attempt-log"].split("; ")
     assert log[0].startswith("prov/m param_refused ") and log[1].startswith("prov/m ok ")
@@ -129,13 +124,7 @@ def test_claude_from_opus_4_7_and_sonnet_4_6_on_is_sent_no_sampling_parameters()
 
 def test_a_refused_value_is_dropped_for_that_request_only(first: FakeUpstream, fallback: FakeUpstream) -> None:
     """Z.ai refuses a temperature out of its range, not every temperature: the next request keeps its own."""
-    refusal(first, "zai", "400_1210_temperature_illegal")
-    for _ in range(2):
-        first.json(load("openai", "completion"))
-    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
-        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
-        raw = ask(client, temperature=1.5, stream=False)
-        again = ask(client, temperature=0.2, stream=False)
+    raw, again = refused_then_asked_twice(first, fallback, "zai/400_1210_temperature_illegal", 1.5, 0.2)
     assert raw.headers["x-polyroute-dropped-params"] == "temperature"
     assert "x-polyroute-dropped-params" not in again.headers
     sent = [r.json() for r in first.received]

@@ -11,7 +11,6 @@ its source.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,23 +19,12 @@ import pytest
 
 from tests.integration.faults import Sse, stream
 from tests.support.live import Live, live_gateway
-from tests.support.upstreams import OPENAI, FakeUpstream, load
+from tests.support.upstreams import FakeUpstream, load
 
 ASK = [{"role": "user", "content": "Spell the NATO alphabet"}]
 # The fallback's answer, and its own count of tokens.
 FALLBACK_USAGE = {"prompt_tokens": 20, "completion_tokens": 4, "total_tokens": 24}
 
-
-@pytest.fixture
-def first() -> Iterator[FakeUpstream]:
-    with FakeUpstream(OPENAI) as up:
-        yield up
-
-
-@pytest.fixture
-def fallback() -> Iterator[FakeUpstream]:
-    with FakeUpstream(OPENAI) as up:
-        yield up
 
 
 def chunk(delta: dict[str, Any], finish: object = None) -> dict[str, Any]:
