@@ -73,7 +73,10 @@ def stored(db: Path) -> list[str]:
     if not db.exists():
         return []
     with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute("SELECT request_id FROM usage ORDER BY request_id")]
+        try:
+            return [r[0] for r in conn.execute("SELECT request_id FROM usage ORDER BY request_id")]
+        except sqlite3.OperationalError:  # the writer has made the file and not yet its tables
+            return []
 
 
 def child_of(ledger: LedgerProcess) -> int:
