@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -70,7 +71,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _store_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="a TOML config whose [store] url to use")
+    p.add_argument("--config", default=os.environ.get("POLYROUTE_CONFIG"),
+                   help="a TOML config whose [store] url to use (default: $POLYROUTE_CONFIG)")
     p.add_argument("--store", help="sqlite:///PATH or postgresql://USER@HOST/DB (overrides the config's)")
     p.add_argument("--url", help="a running gateway (http://HOST:PORT): use its admin API instead of the store")
 
@@ -98,7 +100,11 @@ def open_store(args: argparse.Namespace, existing: bool = False) -> Store:
     if existing and not (url or "").startswith(POSTGRES_SCHEMES) and not path_of(url).exists():
         raise InvalidRequest(f"no store at {path_of(url)}: nothing was written there (check --store, or the "
                              "config's [store] url)")
-    return open_config_store(config) if config is not None else store_at(url)
+    store = open_config_store(config) if config is not None else store_at(url)
+    # Said on stderr (stdout stays for what a script reads): the store a command used is not always the
+    # one a running gateway uses, and a key made in the wrong one is refused there.
+    print(f"polyroute: store {store.where}", file=sys.stderr)
+    return store
 
 
 def _fields(args: argparse.Namespace, model: type[_F]) -> _F:
@@ -244,7 +250,8 @@ def _api(url: str, method: str, path: str, body: dict[str, Any] | None = None) -
     if not admin_key:
         raise InvalidRequest(f"--url needs the admin key: export {ADMIN_ENV}=... (the gateway's [admin] secret)")
     try:
-        resp = httpx.request(method, f"{url.rstrip('/')}/admin/{path}", timeout=30,
+        root = url.rstrip("/").removesuffix("/v1")  # (the URL clients use works too)
+        resp = httpx.request(method, f"{root}/admin/{path}", timeout=30,
                              json=None if body is None else {k: v for k, v in body.items() if v is not None},
                              headers={"authorization": f"Bearer {admin_key}"})
     except httpx.HTTPError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -14,7 +15,8 @@ from polyroute.tenancy.usage import COLUMNS, GROUPS, as_csv, parse_since
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("usage", help="requests, tokens, cost, errors and latency from the usage ledger")
-    p.add_argument("--config", help="a TOML config whose [store] url to read")
+    p.add_argument("--config", default=os.environ.get("POLYROUTE_CONFIG"),
+                   help="a TOML config whose [store] url to read (default: $POLYROUTE_CONFIG)")
     p.add_argument("--store", help="sqlite:///PATH or postgresql://USER@HOST/DB (overrides the config's)")
     p.add_argument("--by", choices=GROUPS, default="key")
     p.add_argument("--since", default="7d", help="a span (7d, 12h, 30m, 2w) or an ISO date; default 7d")

@@ -61,3 +61,21 @@ def test_reading_a_store_that_is_not_there_says_so_and_makes_no_file(
     # Making a key is what creates a store.
     assert main(["keys", "create", "k", "--store", f"sqlite:///{missing}"]) == 0
     assert main(["usage", "--store", f"sqlite:///{missing}"]) == 0
+
+
+def test_the_store_is_the_one_of_polyroute_config_and_each_command_says_which(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``serve`` does, the key and usage commands take $POLYROUTE_CONFIG: a key made without flags
+    lands in the store the running gateway reads, and stderr names it."""
+    db = tmp_path / "gw.db"
+    config = tmp_path / "gw.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n')
+    monkeypatch.setenv("POLYROUTE_CONFIG", str(config))
+    assert main(["keys", "create", "app"]) == 0
+    said = capsys.readouterr()
+    assert said.out.strip().splitlines()[-1].startswith("pr-") and f"polyroute: store {db}" in said.err
+    assert main(["usage", "--format", "json"]) == 0
+    assert f"polyroute: store {db}" in capsys.readouterr().err
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM keys")] == ["app"]
