@@ -14,6 +14,7 @@ message echoes nothing and names no key; whether a key once existed is not told.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from datetime import UTC, datetime
 
@@ -45,6 +46,7 @@ class Keyring:
         self.waiting_for_store = False
         self.hold_budgeted = True
         self._configured_names = frozenset(k.name for k in configured)
+        self.admin_digest: bytes | None = None  # the admin key's: told apart from a client key that is wrong
         self.load_stored([], [])
 
     @classmethod
@@ -57,7 +59,9 @@ class Keyring:
             keys.append(KeyRecord.from_config(name, kc, digest))
         teams = [TeamRecord.from_config(name, tc) for name, tc in config.teams.items()]
         admin = config.admin.secret is not None
-        return cls(keys, teams, enabled=bool(config.keys) or admin)
+        ring = cls(keys, teams, enabled=bool(config.keys) or admin)
+        ring.admin_digest = config.admin.secret.seal() if config.admin.secret is not None else None
+        return ring
 
     def load_stored(self, keys: list[KeyRecord], teams: list[TeamRecord]) -> None:
         """Take the store's keys and teams (replacing those taken before); the config's win a name clash."""
@@ -92,8 +96,13 @@ class Keyring:
         if not presented:
             raise Unauthorized(f"No API key was sent. {_HOW}")
         # A lookup by the digest of a high-entropy secret: its timing tells nothing of any secret.
-        found = self._by_digest.get(hashlib.sha256(presented.encode("utf-8")).digest())
+        sent = hashlib.sha256(presented.encode("utf-8")).digest()
+        found = self._by_digest.get(sent)
         if found is None:
+            if self.admin_digest is not None and hmac.compare_digest(sent, self.admin_digest):
+                raise Unauthorized("This is the admin key: it opens /admin, /metrics and the console, not the API "
+                                   "clients call. Make a client key with `polyroute keys create NAME` "
+                                   "(or POST /admin/keys) and send that.")
             if self.waiting_for_store:
                 raise StoreUnavailable("The API keys kept in the store cannot be read yet (it is unreachable); "
                                        "try again shortly.")
@@ -106,6 +115,13 @@ class Keyring:
             raise StoreUnavailable("This key's budget cannot be counted yet: the store is unreachable; "
                                    "try again shortly.")
         return principal
+
+    def operator(self, presented: str | None) -> Principal:
+        """``authenticate``, where the admin key is taken too (what an operator reads: health, the models)."""
+        if presented and self.admin_digest is not None and hmac.compare_digest(
+                hashlib.sha256(presented.encode("utf-8")).digest(), self.admin_digest):
+            return Principal()
+        return self.authenticate(presented)
 
     def _budgeted(self, record: KeyRecord) -> bool:
         own, team = self._limits.get(record.name), self._team_limits.get(record.team or "")

@@ -62,8 +62,7 @@ def create_app(gateway: Gateway) -> App:
     async def models(request: Request) -> Reply:
         # Same door as chat: with keys configured, only a valid key sees the fleet, and only its routes.
         try:
-            presented = request_key(request)
-            principal = gateway.keys.authenticate(presented)
+            principal = gateway.keys.operator(request_key(request))
         except PolyrouteError as exc:
             return error_response(exc)
         visible = list_models(gateway)
@@ -74,8 +73,7 @@ def create_app(gateway: Gateway) -> App:
     async def model(request: Request) -> Reply:
         # OpenAI's "retrieve model": one entry of the list, or the 404 chat gives for that name.
         try:
-            presented = request_key(request)
-            principal = gateway.keys.authenticate(presented)
+            principal = gateway.keys.operator(request_key(request))
             name = unquote(request.path.removeprefix(MODEL_PREFIX))
             if principal.routes is not None and name not in principal.routes:
                 raise UnknownModel(f"The model '{name}' does not exist", param="model")
@@ -95,7 +93,7 @@ def create_app(gateway: Gateway) -> App:
     async def backends_health(request: Request) -> Reply:
         # Breaker details quote upstream errors: with keys configured, only a valid key reads them.
         try:
-            gateway.keys.authenticate(request_key(request))
+            gateway.keys.operator(request_key(request))
         except PolyrouteError as exc:
             return error_response(exc)
         report = orjson.dumps(await gateway.failover.health.report(gateway.fleet))

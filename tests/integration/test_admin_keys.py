@@ -216,3 +216,15 @@ def test_the_cli_speaks_to_a_running_gateway_with_the_admin_key(
     assert "far" in capsys.readouterr().out and admin(live, "GET", "teams/far").json()["rpm"] == 7
     assert main(["teams", "delete", "far", "--url", live.root]) == 0
     assert admin(live, "GET", "teams/far").status_code == 404
+
+
+def test_the_admin_key_reads_what_an_operator_reads_and_is_told_apart_on_chat(live: Live) -> None:
+    auth = {"authorization": f"Bearer {ADMIN}"}
+    chat = httpx.post(f"{live.base_url}/chat/completions", headers=auth, timeout=30,
+                      json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 401
+    assert "This is the admin key" in chat.json()["error"]["message"] and ADMIN not in chat.text
+    assert httpx.get(f"{live.base_url}/models", headers=auth, timeout=30).status_code == 200
+    assert httpx.get(f"{live.base_url}/health/backends", headers=auth, timeout=30).status_code == 200
+    wrong = httpx.get(f"{live.base_url}/models", headers={"authorization": "Bearer sk-wrong-0123456789"}, timeout=30)
+    assert wrong.status_code == 401 and "admin" not in wrong.json()["error"]["message"]
