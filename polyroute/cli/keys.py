@@ -204,6 +204,11 @@ def run_team_create(args: argparse.Namespace) -> int:
         _api(args.url, "POST", "teams", team.public())
         print(f"team {args.name} saved")
         return 0
+    if args.config:
+        from polyroute.settings import effective_config
+
+        if args.name in effective_config(args.config).teams:
+            raise InvalidRequest(f"team {args.name!r} is defined in the config file; change it there")
     store = open_store(args)
     try:
         asyncio.run(store.put_team(team))

@@ -163,6 +163,8 @@ class Admin:
                 return _json({"object": "list", "data": [t.public() for t in await self.store.teams()]})
             if method == "POST":
                 f = TeamFields.model_validate(_body(body))
+                if f.name in self.config.teams:  # the config's would win, and this one be shown but not held to
+                    raise Conflict(f"team {f.name!r} is defined in the config file", param="name")
                 made = TeamRecord(check_name(f.name), f.limits())
                 await self.store.put_team(made)
                 return _json(made.public(), 201)

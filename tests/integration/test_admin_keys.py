@@ -27,6 +27,7 @@ def raw(db: Path) -> dict[str, object]:
         "admin": {"secret": "env:POLYROUTE_ADMIN_KEY"},
         "store": {"url": f"sqlite:///{db}", "flush_interval": 0.05},
         "keys": {"static": {"secret": "env:STATIC_KEY", "team": "ops"}},
+        "teams": {"ops": {"budget_usd": 100.0}},
     }
 
 
@@ -228,3 +229,10 @@ def test_the_admin_key_reads_what_an_operator_reads_and_is_told_apart_on_chat(li
     assert httpx.get(f"{live.base_url}/health/backends", headers=auth, timeout=30).status_code == 200
     wrong = httpx.get(f"{live.base_url}/models", headers={"authorization": "Bearer sk-wrong-0123456789"}, timeout=30)
     assert wrong.status_code == 401 and "admin" not in wrong.json()["error"]["message"]
+
+
+def test_a_team_of_the_config_cannot_be_made_again_in_the_store(live: Live) -> None:
+    """The config's team would win: one made in the store would be shown and never held to."""
+    made = admin(live, "POST", "teams", {"name": "ops", "budget_usd": 1.0})
+    assert made.status_code == 409 and "defined in the config file" in made.json()["error"]["message"]
+    assert [t["name"] for t in admin(live, "GET", "teams").json()["data"]] == []
