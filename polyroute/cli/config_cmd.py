@@ -36,6 +36,7 @@ def check_families(config: Config) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     from polyroute.adapters import check_installed
+    from polyroute.cli.serve import is_loopback
     from polyroute.settings import effective_config
 
     config = effective_config(args.file)
@@ -47,6 +48,10 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"warning: {key} (env:{var}): {var} is not set in this environment; export it before serving")
     if not config.models:
         print(f"warning: {NO_MODELS}")
+    host, _ = config.gateway.host_port()
+    if not config.keys and config.admin.secret is None and not is_loopback(host):
+        print(f"warning: gateway.listen: {host} is beyond loopback and no [keys] are configured: serve refuses "
+              "an open gateway there; add [keys.NAME], listen on 127.0.0.1, or serve with --allow-open")
     return 0
 
 

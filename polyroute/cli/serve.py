@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -82,13 +82,16 @@ def run(args: argparse.Namespace) -> int:
     for key, var in config.unset_secrets():
         if key.startswith("keys."):
             log.warning("%s: %s is not set, so this key cannot be used; export it and restart", key, var)
+        elif key == "admin.secret":
+            log.warning("%s: %s is not set, so the admin API, /metrics and the console are off, and every client "
+                        "still needs a key; export it and restart", key, var)
         elif key == "store.redis":
             log.warning("%s: %s is not set, so budgets and rate limits are counted in this process only, "
                         "not shared with other replicas; export it and restart", key, var)
         else:
             log.warning("%s: %s is not set; export %s=... and restart, or its models will fail over", key, var, var)
     if not config.keys and config.admin.secret is None:  # keys from the store need a key on every request
-        if _is_loopback(host):
+        if is_loopback(host):
             log.warning("no [keys] configured: the gateway is open to anyone on this machine (loopback only)")
         elif args.allow_open:
             log.warning("no [keys] configured and listening on %s: open to anyone who can reach it (--allow-open)",

@@ -160,3 +160,13 @@ def test_config_check_warns_about_a_config_with_no_models(tmp_path: Path, capsys
     p.write_text("[gateway]\nlisten = \"127.0.0.1:8080\"\n")
     assert main(["config", "check", str(p)]) == 0
     assert "warning: no [models.*]: a gateway on this config answers every request with 404" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("listen", "warned"), [("0.0.0.0:8080", True), ("127.0.0.1:8080", False)])
+def test_config_check_warns_about_an_open_gateway_serve_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], listen: str, warned: bool
+) -> None:
+    p = tmp_path / "open.toml"
+    p.write_text(f'[gateway]\nlisten = "{listen}"\n[backends.f]\ntype = "fake"\n[models.echo]\nbackend = "f"\n')
+    assert main(["config", "check", str(p)]) == 0
+    assert ("serve refuses an open gateway there" in capsys.readouterr().out) is warned
