@@ -41,3 +41,12 @@ def test_the_embedded_default_with_keys_is_a_valid_config() -> None:
     assert config.source == cfg.EMBEDDED_SOURCE
     assert {"deepseek-v4-flash", "deepseek-v4-pro", "kimi-k2-6", LOCAL_MODEL} <= set(config.models)
     assert config.backends["deepseek"].provider == "deepseek"
+
+
+def test_the_default_route_tries_the_cheapest_hosted_model_first_and_the_local_one_last() -> None:
+    """A key for a flagship in the environment (OPENAI_API_KEY is common) must not send every request there."""
+    raw = default_raw(load_catalog(), {"OPENAI_API_KEY": "sk-oa", "DEEPSEEK_API_KEY": "sk-ds"})
+    order = raw["routes"]["default"]["models"]
+    prices = [raw["models"][m]["input_per_mtok"] + raw["models"][m]["output_per_mtok"] for m in order[:-1]]
+    assert prices == sorted(prices) and order[0] == "deepseek-v4-flash" and order[-1] == LOCAL_MODEL
+    assert order.index("gpt-5-5") == len(order) - 2  # the dearest hosted model is the last before the local one
