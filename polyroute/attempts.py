@@ -63,6 +63,8 @@ class Report:
     streaming: bool = False
     # The answer's own id (its "id" field), once it has one.
     response_id: str | None = None
+    # Models of the route that routing left out before any attempt ("name: why"), for the error if all fail.
+    left_out: list[str] = field(default_factory=list)
 
     def attempt_count(self) -> int:
         return len(self.attempts) + int(self.streaming)
@@ -256,6 +258,8 @@ class Walk:
         what = f"all {n} attempt(s) for '{self.route.name}' failed" if n else (
             f"no candidate of '{self.route.name}' could be tried"
         )
+        if self.report.left_out:
+            what += f" (left out before trying: {'; '.join(self.report.left_out)})"
         # The client's own error stands alone; otherwise the skipped candidates say why they were not tried.
         errors = self.report.errors if self.stopped else [*self.report.errors, *self.report.skipped]
         return AllAttemptsFailed(what, attempts=self.report.attempts, errors=errors)

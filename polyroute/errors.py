@@ -203,8 +203,8 @@ class ContextTooLong(PolicyViolation):
     status = 400
     code = "context_length_exceeded"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, param="messages")
+    def __init__(self, message: str, param: str = "messages") -> None:
+        super().__init__(message, param=param)
 
 
 class BudgetExceeded(ClientError):

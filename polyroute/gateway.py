@@ -145,7 +145,7 @@ class Gateway:
         self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None, admitted: Pass | None = None
     ) -> tuple[ChatResponse, Report]:
         plan = plan or self.plan(req, ctx)
-        report = Report(route=plan.route.name)
+        report = Report(route=plan.route.name, left_out=plan.left_out())
         error: BaseException | None = None
         try:
             resp = await self.failover.complete(plan.route, plan.candidates, req, report)
@@ -164,7 +164,7 @@ class Gateway:
     ) -> tuple[AsyncIterator[ChatChunk], Report]:
         """The chunks; the request finishes when the iterator ends or is closed (start it to own it)."""
         plan = plan or self.plan(req, ctx)
-        report = Report(route=plan.route.name)
+        report = Report(route=plan.route.name, left_out=plan.left_out())
 
         def ended(report: Report, first_token_at: float | None, error: BaseException | None) -> None:
             self._finish(ctx, report, error, True, first_token_at, admitted)

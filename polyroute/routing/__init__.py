@@ -83,11 +83,22 @@ class Plan:
         """Estimated USD for this request on ``entry``; None when its price is unknown."""
         return None if self.needs is None else estimate_cost(entry, self.needs)
 
+    def left_out(self) -> list[str]:
+        """The route's models this plan left out, each with why (empty, most of the time: nothing to build)."""
+        return [f"{e.name}: {reason}" for e, reason in self.excluded] if self.excluded else []
+
     def refusal(self) -> PolicyViolation:
         why = "; ".join(f"{e.name}: {reason}" for e, reason in self.excluded)
         if self.excluded and all(reason.startswith(_TOO_LONG) for _, reason in self.excluded):
             # Nothing but the prompt's length stood in the way: OpenAI's error, which clients handle by trimming.
-            return ContextTooLong(f"This request is too long for every candidate of '{self.route.name}'. {why}.")
+            head = f"This request is too long for every candidate of '{self.route.name}'. {why}."
+            needs = self.needs
+            room = max(e.context_window or 0 for e, _ in self.excluded) - (needs.prompt_tokens if needs else 0)
+            if needs is not None and needs.max_tokens and room > 0:
+                # The prompt fits; max_tokens asks for more room than is left after it: that is what to change.
+                return ContextTooLong(f"{head} The prompt fits: send max_tokens of at most about {room}.",
+                                      param="max_tokens")
+            return ContextTooLong(head)
         if self.policy:
             head = f"No candidate of '{self.route.name}' satisfies policy '{self.policy}' for this request"
         else:

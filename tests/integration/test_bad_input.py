@@ -175,3 +175,22 @@ def test_a_prompt_too_long_for_every_candidate_is_openais_context_length_exceede
         # A short one fits.
         ok = httpx.post(f"{g.base_url}/chat/completions", json={"model": "both", "messages": msgs()})
         assert ok.status_code == 200
+        # A short prompt with a max_tokens no window has room for: the param to change is max_tokens.
+        big = httpx.post(f"{g.base_url}/chat/completions",
+                         json={"model": "both", "messages": msgs(), "max_tokens": 4096})
+        err = big.json()["error"]
+        assert big.status_code == 400 and (err["code"], err["param"]) == ("context_length_exceeded", "max_tokens")
+        assert "send max_tokens of at most about" in err["message"]
+
+
+def test_when_every_attempt_fails_the_models_routing_left_out_are_named_too() -> None:
+    """A last-resort model left out for its window must not vanish from the error the client reads."""
+    raw = {"backends": {"f": {"type": "fake"}},
+           "models": {"down": {"backend": "f", "upstream": "error-503"},
+                      "tiny": {"backend": "f", "context_window": 256}},
+           "routes": {"main": {"models": ["down", "tiny"]}}}
+    with live_gateway(raw) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions",
+                          json={"model": "main", "messages": msgs(), "max_tokens": 4096})
+    message = resp.json()["error"]["message"]
+    assert resp.status_code >= 500 and "left out before trying: tiny: context window 256 is too small" in message
