@@ -270,12 +270,15 @@ def supported(
 ) -> list[tuple[ModelEntry, Adapter, frozenset[str]]]:
     """Each candidate with the parameters it will drop; with ``refuse``, those that can honour all."""
     wanted = requested_params(req)
+    sent_extras = req.extras().keys()
     refuse = fleet.config.gateway.unsupported_params == "refuse"
     out: list[tuple[ModelEntry, Adapter, frozenset[str]]] = []
     refused: set[str] = set()
     for entry in candidates:
         adapter = fleet.adapters[entry.backend]
         missing = adapter.unsupported(wanted, entry.upstream)
+        if sent_extras and (carried := adapter.extras) is not None:
+            missing |= sent_extras - carried  # fields this wire format has no place for
         if learned := fleet.refusals.of(entry.backend, entry.upstream):  # refused by the model lately
             missing |= learned & req.raw().keys()
         if "tools" in wanted and entry.lacks_tools:

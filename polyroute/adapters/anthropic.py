@@ -122,6 +122,7 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
 class AnthropicAdapter(HttpAdapter):
     kind = "anthropic"
     supports = OPTIONAL_PARAMS - {"response_format", "seed"}
+    extras = frozenset({"top_k", "thinking", "metadata"})
     default_continuation = "prefill"
     path = "/v1/messages"
     key_header = "x-api-key"

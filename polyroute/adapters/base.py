@@ -46,6 +46,9 @@ class Adapter(abc.ABC):
     kind: ClassVar[str]
     # Parameters from OPTIONAL_PARAMS this wire format can carry.
     supports: ClassVar[frozenset[str]] = OPTIONAL_PARAMS
+    # Top-level fields outside the request's schema (``presence_penalty``, a provider's own knobs, a typo)
+    # this wire format passes on; None: every one, as the client sent it. The others are dropped and named.
+    extras: ClassVar[frozenset[str] | None] = frozenset()
     # How the wire format continues a partial answer when the config does not say.
     default_continuation: ClassVar[str] = "none"
 

@@ -47,6 +47,7 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
 class OllamaAdapter(HttpAdapter):
     kind = "ollama"
     supports = OPTIONAL_PARAMS - {"tool_choice"}
+    extras = frozenset({"think", "keep_alive"})
 
     default_continuation = "prefill"
     path = "/api/chat"

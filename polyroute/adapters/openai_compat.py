@@ -114,6 +114,7 @@ def reader_for(provider: str | None, base_url: str | None, reader: BodyReader = 
 
 class OpenAICompatAdapter(HttpAdapter):
     kind = "openai"
+    extras = None  # the client's JSON is sent on as it came: the upstream judges what it does not know
     path = "/chat/completions"
     read_error = staticmethod(read_error)
 

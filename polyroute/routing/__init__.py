@@ -84,8 +84,11 @@ class Plan:
         return None if self.needs is None else estimate_cost(entry, self.needs)
 
     def left_out(self) -> list[str]:
-        """The route's models this plan left out, each with why (empty, most of the time: nothing to build)."""
-        return [f"{e.name}: {reason}" for e, reason in self.excluded] if self.excluded else []
+        """The route's models this plan left out for the request's length, each with why. (Not those a policy
+        left out: a key is not told of models it may not use.)"""
+        if not self.excluded:
+            return []
+        return [f"{e.name}: {reason}" for e, reason in self.excluded if reason.startswith(_TOO_LONG)]
 
     def refusal(self) -> PolicyViolation:
         why = "; ".join(f"{e.name}: {reason}" for e, reason in self.excluded)

@@ -95,3 +95,20 @@ def test_refuse_mode_refuses_both_samplers_for_a_model_that_takes_one(upstream: 
     assert resp.status_code == 400
     assert resp.json()["error"]["param"] == "top_p"
     assert upstream.received == []
+
+
+@pytest.mark.parametrize("mode", ["drop", "refuse"])
+def test_fields_outside_the_schema_a_wire_format_has_no_place_for_are_named(upstream: FakeUpstream, mode: str) -> None:
+    """Another SDK's ``system``, a typo such as ``max_token``: never lost without a word."""
+    upstream.json(load("anthropic", "completion"))
+    body = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}], "system": "Answer in French",
+            "max_token": 5, "top_k": 3}
+    with live_gateway(config(upstream.url, mode), env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json=body)
+    if mode == "drop":
+        assert resp.status_code == 200 and resp.headers["x-polyroute-dropped-params"] == "max_token,system"
+        sent = upstream.received[0].json()
+        assert sent["top_k"] == 3 and "max_token" not in sent  # Anthropic's own knob goes through
+    else:
+        assert resp.status_code == 400 and upstream.received == []
+        assert "max_token" in resp.json()["error"]["message"] and "system" in resp.json()["error"]["message"]
