@@ -222,15 +222,17 @@ class Quota:
         """
         if not floor or floor == math.inf:
             return passed
-        for i, (what, bucket, limit, _ends_at) in enumerate(passed.buckets.charges):
-            left = limit - (passed.values[i] - passed.amounts[USD]) if what == USD else math.inf
+        for i, (what, bucket, limit, ends_at) in enumerate(passed.buckets.charges):
+            spent = passed.values[i] - passed.amounts[USD] if what == USD else 0.0
+            left = limit - spent if what == USD else math.inf
             if floor > left:
                 self._settle(passed, (0.0, 0.0, 0.0))
                 scope = next(s for s in passed.buckets.scopes if bucket.startswith(f"{s.kind}:{s.name}:"))
                 raise BudgetExceeded(
-                    f"This request's prompt alone costs about ${floor:.6f} at the cheapest candidate's price, "
-                    f"more than the ${max(left, 0.0):.6f} left of the budget of {scope.kind} '{scope.name}' "
-                    f"(${limit:.2f} per {scope.limits.budget_period}). Shorten the prompt, or raise budget_usd."
+                    f"This request's prompt alone costs about {usd(floor)} at the cheapest candidate's price, "
+                    f"more than the {usd(max(left, 0.0))} left of the budget of {scope.kind} '{scope.name}': "
+                    f"{usd(spent)} of {usd(limit)} spent (per {scope.limits.budget_period}, requests in flight "
+                    f"included). {_resets(ends_at)} Shorten the prompt, or raise budget_usd."
                 )
         return passed
 
@@ -259,13 +261,9 @@ class Quota:
         who = f"{kind} '{name}'"
         if what == "usd":
             period = next(s.limits.budget_period for s in scopes if (s.kind, s.name) == (kind, name))
-            if c.ends_at is None:
-                when = "This budget does not reset; raise budget_usd to go on."
-            else:
-                when = f"It resets at {datetime.fromtimestamp(c.ends_at, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}."
             return BudgetExceeded(
-                f"The budget of {who} is spent: ${value:.6f} of ${c.limit:.2f} "
-                f"(per {period}, requests in flight included). {when}"
+                f"The budget of {who} is spent: {usd(value)} of {usd(c.limit)} "
+                f"(per {period}, requests in flight included). {_resets(c.ends_at)}"
             )
         unit = "requests" if what == "rpm" else "tokens"
         wait = max(math.ceil((c.ends_at or now) - now), 1)
@@ -332,3 +330,15 @@ class Quota:
                 "resets_at": period.end.strftime("%Y-%m-%dT%H:%M:%SZ") if period.end else None,
             }
         return out
+
+
+def usd(amount: float) -> str:
+    """Dollars as a person reads them: no rounding that turns $0.0001 into $0.00, no trailing zeros."""
+    whole, _, cents = f"{amount:.8f}".rstrip("0").partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
+
+
+def _resets(ends_at: float | None) -> str:
+    if ends_at is None:
+        return "This budget does not reset; raise budget_usd to go on."
+    return f"It resets at {datetime.fromtimestamp(ends_at, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}."
