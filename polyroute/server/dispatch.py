@@ -45,6 +45,9 @@ class App:
         reload: Callable[[], None] | None = None,
     ) -> None:
         self.routes = routes  # path -> method -> handler
+        # What an unknown /v1 path is told is served instead (an SDK's embeddings or completions call).
+        served = sorted(p for p in routes if p.startswith("/v1/"))
+        self._v1 = f" This gateway serves {', '.join(served)} under /v1." if served else ""
         # path prefix (ending in "/") -> method -> handler, for paths that end in a name
         self.prefixes = prefixes or {}
         self.max_body = max_body
@@ -67,7 +70,8 @@ class App:
         if methods is None:
             methods = self._by_prefix(path)
         if methods is None:
-            return _error(404, f"Unknown path: {method} {_shown(path)}", NotFound.code)
+            hint = self._v1 if path.startswith("/v1/") else ""
+            return _error(404, f"Unknown path: {method} {_shown(path)}.{hint}", NotFound.code)
         handler = methods.get(method)
         if handler is None:
             allowed = ", ".join(sorted(methods))
