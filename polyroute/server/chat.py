@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from pydantic import ValidationError
@@ -70,6 +70,8 @@ class ChatEndpoint:
             if req.stream:
                 return await self.stream(req, ctx, plan, extra, admitted)
             resp, report = await self.gateway.complete(req, ctx, plan, admitted)
+            if (usage := cast(dict[str, Any] | None, resp.get("usage"))) is not None:
+                usage["cost_usd"] = round(report.cost_usd, 8)  # as a stream's usage has it (SDKs read usage)
             return Reply(orjson.dumps(resp), headers={**self.headers(report), **extra})
         except AllAttemptsFailed as exc:
             return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc),

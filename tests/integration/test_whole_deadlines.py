@@ -131,7 +131,7 @@ def test_tool_calls_are_assembled_from_their_deltas(live: Live) -> None:
     assert choice["message"]["tool_calls"] == [
         {"id": "call_fault", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
     ]
-    assert doc["usage"] == {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}
+    assert doc["usage"] == {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14, "cost_usd": 0.0}
 
 
 def test_the_sdk_reads_assembled_tool_calls(client: openai.OpenAI) -> None:
