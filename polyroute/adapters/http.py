@@ -455,7 +455,7 @@ def refusal_of(code: str | None, param: object, message: str) -> Refusal | None:
 REFUSED = "content_policy_violation"
 # What providers call it: Z.ai's business code 1301 (https://docs.z.ai/api-reference/api-code), DashScope's
 # data inspection (https://www.alibabacloud.com/help/en/model-studio/error-code), Moonshot's error type
-# (https://platform.moonshot.ai/docs/api/chat), Azure OpenAI's filter code.
+# (https://platform.kimi.ai/docs/api/errors), Azure OpenAI's filter code.
 REFUSAL_CODES = frozenset({REFUSED, "1301", "data_inspection_failed", "DataInspectionFailed", "content_filter"})
 # Codes of an error sent inside a stream already answered 200 that, sent before it, come with a 429:
 # OpenAI's, Moonshot's (https://platform.kimi.ai/docs/api/errors) and Z.ai's concurrency and

@@ -9,6 +9,7 @@ never branches on provider names.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -51,15 +52,11 @@ RATE_LIMIT_CODES: dict[str, frozenset[str]] = {
 # (https://platform.openai.com/docs/api-reference/chat/create: max_tokens "is not compatible with o-series
 # models"; the same 400 for gpt-5, gpt-5.1 and gpt-5.5 in https://github.com/langgenius/dify/issues/24307,
 # https://github.com/truefoundry/models/pull/827). A client's max_tokens is sent there under that name.
-COMPLETION_TOKENS_PROVIDERS = frozenset({"openai", "azure"})
-COMPLETION_TOKENS_HOSTS = ("api.openai.com", ".openai.azure.com")
+COMPLETION_TOKENS = {"openai": ("api.openai.com",), "azure": (".openai.azure.com",)}
 
 
 def wants_completion_tokens(provider: str | None, base_url: str | None) -> bool:
-    if provider:
-        return provider.lower() in COMPLETION_TOKENS_PROVIDERS
-    host = urlsplit(base_url or "").hostname or ""
-    return any(host == h or (h.startswith(".") and host.endswith(h)) for h in COMPLETION_TOKENS_HOSTS)
+    return is_one_of(COMPLETION_TOKENS, provider, base_url)
 
 
 # DeepSeek thinks by default and then refuses a forced tool call ("Thinking mode does not support this
@@ -70,10 +67,16 @@ NO_THINKING_FOR_FORCED_TOOLS = {"deepseek": ("api.deepseek.com",)}
 
 
 def thinks_by_default(provider: str | None, base_url: str | None) -> bool:
-    host = urlsplit(base_url or "").hostname or ""
+    return is_one_of(NO_THINKING_FOR_FORCED_TOOLS, provider, base_url)
+
+
+def is_one_of(providers: Mapping[str, tuple[str, ...]], provider: str | None, base_url: str | None) -> bool:
+    """Whether a backend is one of ``providers`` (name -> hosts; ".suffix" for a domain): by the ``provider``
+    it names, else by the host of its ``base_url``."""
     if provider:
-        return provider.lower() in NO_THINKING_FOR_FORCED_TOOLS
-    return any(host in hosts for hosts in NO_THINKING_FOR_FORCED_TOOLS.values())
+        return provider.lower() in providers
+    host = urlsplit(base_url or "").hostname or ""
+    return any(host == h or (h.startswith(".") and host.endswith(h)) for hosts in providers.values() for h in hosts)
 
 
 def read_error(status: int, body: bytes) -> ErrorInfo:
