@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +34,7 @@ from polyroute.tenancy.memory import MemoryCounters
 from polyroute.tenancy.model import period_of
 from polyroute.tenancy.quota import Quota
 from polyroute.tenancy.rediscounters import RedisCounters
-from polyroute.tenancy.spool import Spool, check_owner, owner_file
+from polyroute.tenancy.spool import Spool, check_owner, check_writable, owner_file
 from polyroute.tenancy.spool import held as spool_held
 from polyroute.tenancy.sqlite import SqliteStore, data_dir, path_of
 from polyroute.tenancy.stores import CounterStore, Store
@@ -72,14 +71,15 @@ def store_at(url: str | None, password: str | None = None, *, lazy: bool = False
 def open_ledger(config: Config, store: Store) -> Ledger | LedgerProcess:
     """The ledger's writer; a store that can be down while the gateway runs gets a local spool."""
     s = config.store
-    spool_path = (Path(s.spool) if s.spool else data_dir() / SPOOL_NAME) if store.remote else None
-    if spool_path is None and spool_held(left := Path(s.spool) if s.spool else data_dir() / SPOOL_NAME):
+    named = Path(s.spool) if s.spool else data_dir() / SPOOL_NAME
+    spool_path = named if store.remote else None
+    if spool_path is None and spool_held(named):
         log.warning("the ledger's spool %s holds rows this store (%s) will not take: they are for the store "
-                    "named in %s; start once with that store to replay them", left, store.where, owner_file(left))
+                    "named in %s; start once with that store to replay them", named, store.where, owner_file(named))
     rejected = (Path(s.spool).parent if s.spool else data_dir()) / REJECTED_NAME
     if s.ledger_writer == "process":
         if spool_path is not None:
-            _check_spool(spool_path)  # as the thread's Spool does at start, before anything is served
+            check_writable(spool_path)  # as the thread's Spool does at start, before anything is served
             check_owner(spool_path, store.where)
         url = s.url if store.remote else f"sqlite:///{Path(store.where).resolve()}"
         return LedgerProcess(WriterSpec(
@@ -90,17 +90,6 @@ def open_ledger(config: Config, store: Store) -> Ledger | LedgerProcess:
         ))
     spool = Spool(spool_path, store.where) if spool_path else None
     return Ledger(store, s.batch_size, s.flush_interval, spool, s.retention_days, rejected)
-
-
-def _check_spool(path: Path) -> None:
-    """Refuse a spool folder that cannot be made or written, with the thread writer's words."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
-    except OSError as exc:
-        raise ConfigError(f"cannot open the ledger's spool {path}: {exc.strerror or exc}", key="store.spool") from None
-    if not writable:
-        raise ConfigError(f"cannot open the ledger's spool {path}: Permission denied", key="store.spool")
 
 
 class Tenancy:

@@ -57,6 +57,21 @@ def owner_file(path: Path) -> Path:
     return path.with_name(f"{path.stem}.store")
 
 
+def check_writable(path: Path) -> None:
+    """Refuse a spool folder that cannot be made or written (for a writer that opens the spool later)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+    except OSError as exc:
+        raise _cannot_open(path, exc) from None
+    if not writable:
+        raise _cannot_open(path, PermissionError(13, "Permission denied"))
+
+
+def _cannot_open(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot open the ledger's spool {path}: {exc.strerror or exc}", key="store.spool")
+
+
 def check_owner(path: Path, owner: str) -> None:
     """Refuse a spool that holds rows for another store (the config's URL changed): replaying them into
     this one would put them in the wrong database. Files of no store, or empty, are this one's."""
@@ -87,8 +102,7 @@ class Spool:
                 owner_file(path).write_text(owner + "\n", encoding="utf-8")
             self.path, self._fd = _claim(path)
         except OSError as exc:
-            raise ConfigError(f"cannot open the ledger's spool {path}: {exc.strerror or exc}",
-                              key="store.spool") from None
+            raise _cannot_open(path, exc) from None
         self._base = path
         self._lock = threading.Lock()
         self._size = _trim(self._fd, self.path)
