@@ -7,6 +7,7 @@ in ``Secret`` objects whose ``repr`` never shows the value.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import ipaddress
@@ -734,7 +735,7 @@ def config_error(exc: ValidationError, source: str) -> ConfigError:
         loc = _untagged(e["loc"])
         known = ", ".join(BACKEND_TYPES)
         if e["type"] == "extra_forbidden":
-            reason = "unknown key"
+            reason = "unknown key" + _did_you_mean(loc[-1] if loc else "")
         elif e["type"] == "missing":
             reason = "required key is missing"
         elif e["type"] == "union_tag_invalid":
@@ -747,6 +748,29 @@ def config_error(exc: ValidationError, source: str) -> ConfigError:
         for line in reason.splitlines():
             problems.append(f"{key}: {line}" if key else line)
     return ConfigError.of(problems, source=source)
+
+
+def _did_you_mean(key: int | str) -> str:
+    """`` (did you mean 'x'?)`` when a key of the config's schema is one typo away from ``key``."""
+    if not isinstance(key, str):
+        return ""
+    known = _schema_keys()
+    if key in known:  # a key of another table (a llamacpp key on an HTTP backend): no typo to name
+        return ""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _schema_keys() -> list[str]:
+    """Every key any table of the config may hold."""
+    keys: set[str] = set()
+    todo: list[type[BaseModel]] = [_Strict]
+    while todo:
+        model = todo.pop()
+        todo += model.__subclasses__()
+        keys.update(model.model_fields)
+    keys.discard("source")
+    return sorted(keys)
 
 
 def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:

@@ -104,4 +104,4 @@ def test_revocation_is_a_config_key() -> None:
     assert config().keys["old"].revoked is True
     with pytest.raises(ConfigError) as info:
         config(keys={"k": {"secret": "env:ACME_KEY", "revokd": True}})
-    assert info.value.message == "<memory>: keys.k.revokd: unknown key"
+    assert info.value.message == "<memory>: keys.k.revokd: unknown key (did you mean 'revoked'?)"

@@ -102,11 +102,11 @@ def test_every_problem_is_reported_at_once() -> None:
         cfg.parse(raw, source="gw.toml", env={})
     err = info.value
     assert err.problems == [
-        "gateway.listn: unknown key",
+        "gateway.listn: unknown key (did you mean 'listen'?)",
         "backends.up.timeout: Input should be greater than 0",
         "backends.up.api_key: secrets are written as 'env:VARIABLE', never as values",
     ]
-    assert str(err).startswith("gw.toml: 3 problems:\n  gateway.listn: unknown key\n")
+    assert str(err).startswith("gw.toml: 3 problems:\n  gateway.listn: unknown key (did you mean 'listen'?)\n")
     assert "sk-plaintext" not in str(err)
 
 
@@ -129,4 +129,22 @@ def test_config_check_prints_every_problem(tmp_path: Path, capsys: pytest.Captur
     bad.write_text('[gateway]\nlistn = "x"\n[models.m]\nbackend = "zzz"\n[routes.r]\nmodels = ["m"]\n')
     assert main(["config", "check", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err == f"polyroute: {bad}: gateway.listn: unknown key\n"
+    assert err == f"polyroute: {bad}: gateway.listn: unknown key (did you mean 'listen'?)\n"
+
+
+@pytest.mark.parametrize(("path", "typo", "hint"), [
+    ("routes.r.stratgy", "cheapest", "(did you mean 'strategy'?)"),
+    ("backends.up.api_kye", "env:X", "(did you mean 'api_key'?)"),
+    ("store.retention_day", 30, "(did you mean 'retention_days'?)"),
+])
+def test_an_unknown_key_one_typo_away_names_the_key_meant(path: str, typo: object, hint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg.parse(with_(path, typo))
+    assert f"{path}: unknown key {hint}" in str(info.value)
+
+
+@pytest.mark.parametrize("path", ["gateway.colour", "backends.up.model_path"])
+def test_an_unknown_key_far_from_any_or_of_another_table_names_none(path: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg.parse(with_(path, "x"))
+    assert str(info.value).endswith(f"{path}: unknown key")
