@@ -149,7 +149,9 @@ class Health:
 
         backends = {name: _backend_view(show(backend_key(name)), adapter) for name, adapter in fleet.adapters.items()}
         models = {name: {"backend": m.backend, **show(model_key(name))} for name, m in fleet.models.items()}
-        degraded = any(b["state"] != "closed" for b in backends.values()) or any(
+        # A backend that cannot take requests (its key unset, its weights loading) degrades the fleet
+        # as an open breaker does: some models of the config will not answer.
+        degraded = any(b["state"] != "closed" or not b["ready"] for b in backends.values()) or any(
             m["state"] != "closed" for m in models.values()
         )
         up = [b for b in backends.values() if b["state"] != "open" and b["ready"]]

@@ -162,3 +162,19 @@ def test_an_open_breaker_says_why_in_health_and_in_the_error(monkeypatch: pytest
     assert "skipped: circuit open (auth_error), next probe in " in second
     assert second.endswith("s: no API key: DEEPSEEK_API_KEY is not set; export DEEPSEEK_API_KEY=... and restart "
                            "the gateway")
+
+
+def test_a_backend_without_its_key_degrades_the_health_of_the_fleet() -> None:
+    from polyroute import config as cfg
+    from polyroute.catalog import load_catalog
+    from polyroute.gateway import Gateway
+
+    raw = {"backends": {"deepseek": {"type": "openai", "base_url": "https://api.deepseek.com",
+                                     "api_key": "env:DEEPSEEK_API_KEY"},
+                        "here": {"type": "fake"}},
+           "models": {"ds": {"backend": "deepseek", "upstream": "deepseek-chat"},
+                      "f": {"backend": "here", "upstream": "f"}}}
+    gateway = Gateway.from_config(cfg.parse(raw, env={}), load_catalog())
+    health = asyncio.run(gateway.failover.health.report(gateway.fleet))
+    assert health["status"] == "degraded"
+    assert (health["backends"]["here"]["ready"], health["backends"]["deepseek"]["ready"]) == (True, False)
