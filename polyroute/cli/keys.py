@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from polyroute.config import POSTGRES_SCHEMES
+from polyroute.config import POSTGRES_SCHEMES, Config
 from polyroute.errors import InvalidRequest
 from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name
-from polyroute.tenancy.model import PERIODS, KeyRecord, TeamRecord, digest, new_secret, with_changes
+from polyroute.tenancy.model import PERIODS, KeyRecord, TeamRecord, digest, listed, new_secret, with_changes
 from polyroute.tenancy.setup import open_store as open_config_store
 from polyroute.tenancy.setup import store_at
 from polyroute.tenancy.sqlite import path_of
@@ -107,6 +107,13 @@ def open_store(args: argparse.Namespace, existing: bool = False) -> Store:
     return store
 
 
+def _config_of(args: argparse.Namespace) -> Config | None:
+    """The config of ``--config`` (or ``$POLYROUTE_CONFIG``), whose keys and teams a listing shows; else none."""
+    from polyroute.settings import effective_config
+
+    return effective_config(args.config) if args.config else None
+
+
 def _fields(args: argparse.Namespace, model: type[_F]) -> _F:
     """The flags given, checked as the admin API checks the same fields (their bounds, the name's rule)."""
     given = {name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None}
@@ -187,13 +194,13 @@ def run_list(args: argparse.Namespace) -> int:
     else:
         store = open_store(args, existing=True)
         try:
-            keys = [k.public() for k in asyncio.run(store.keys())]
+            keys, _ = listed(_config_of(args), asyncio.run(store.keys()), [])
         finally:
             store.close()
     if args.format == "json":
         print(json.dumps(keys, indent=2))
         return 0
-    cols = ("name", "team", "budget_usd", "budget_period", "rpm", "tpm", "expires_at", "revoked")
+    cols = ("name", "source", "team", "budget_usd", "budget_period", "rpm", "tpm", "expires_at", "revoked")
     _table(cols, [[k[c] for c in cols] for k in keys])
     return 0
 
@@ -224,10 +231,10 @@ def run_team_list(args: argparse.Namespace) -> int:
     else:
         store = open_store(args, existing=True)
         try:
-            teams = [t.public() for t in asyncio.run(store.teams())]
+            _, teams = listed(_config_of(args), [], asyncio.run(store.teams()))
         finally:
             store.close()
-    cols = ("name", "budget_usd", "budget_period", "rpm", "tpm")
+    cols = ("name", "source", "budget_usd", "budget_period", "rpm", "tpm")
     _table(cols, [[t[c] for c in cols] for t in teams])
     return 0
 

@@ -40,7 +40,7 @@ from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response, from_validation
 from polyroute.server.http11 import Request
 from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name
-from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, digest, new_secret, with_changes
+from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, digest, listed, new_secret, with_changes
 from polyroute.tenancy.stores import KeyStore
 
 PREFIX = "/admin/"
@@ -97,7 +97,8 @@ class Admin:
     async def keys(self, method: str, rest: list[str], body: bytes) -> Reply:
         if not rest:
             if method == "GET":
-                return _json({"object": "list", "data": [k.public() for k in await self.store.keys()]})
+                shown, _ = listed(self.config, await self.store.keys(), [])
+                return _json({"object": "list", "data": shown})
             if method == "POST":
                 return await self.create_key(_body(body))
             raise _not_allowed(method, "GET, POST")
@@ -106,6 +107,9 @@ class Admin:
             return await self.rotate(name)
         if rest[1:]:
             raise NotFound(f"Unknown path: {method} /admin/keys/{'/'.join(rest)}")
+        if method == "GET" and name in self.config.keys:
+            shown, _ = listed(self.config, [], [])
+            return _json(next(k for k in shown if k["name"] == name))
         record = await self._key(name)
         if method == "GET":
             return _json(record.public())
@@ -151,6 +155,8 @@ class Admin:
 
     async def _key(self, name: str) -> KeyRecord:
         record = await self.store.key(name)
+        if record is None and name in self.config.keys:
+            raise Conflict(f"key {name!r} is defined in the config file; change it there", param="name")
         if record is None:
             raise NotFound(f"no key named {name!r} in the store", param="name")
         return record
@@ -160,7 +166,8 @@ class Admin:
     async def teams(self, method: str, rest: list[str], body: bytes) -> Reply:
         if not rest:
             if method == "GET":
-                return _json({"object": "list", "data": [t.public() for t in await self.store.teams()]})
+                _, shown = listed(self.config, [], await self.store.teams())
+                return _json({"object": "list", "data": shown})
             if method == "POST":
                 f = TeamFields.model_validate(_body(body))
                 if f.name in self.config.teams:  # the config's would win, and this one be shown but not held to
@@ -170,7 +177,12 @@ class Admin:
                 return _json(made.public(), 201)
             raise _not_allowed(method, "GET, POST")
         name = rest[0]
+        if method == "GET" and name in self.config.teams and not rest[1:]:
+            _, shown = listed(self.config, [], [])
+            return _json(next(t for t in shown if t["name"] == name))
         team = await self.store.team(name)
+        if team is None and name in self.config.teams and not rest[1:]:
+            raise Conflict(f"team {name!r} is defined in the config file; change it there", param="name")
         if team is None or rest[1:]:
             raise NotFound(f"no team named {name!r} in the store", param="name")
         if method == "GET":

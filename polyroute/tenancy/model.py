@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, get_args
 
-from polyroute.config import BudgetPeriod, KeyConfig, LimitsConfig, TeamConfig
+from polyroute.config import BudgetPeriod, Config, KeyConfig, LimitsConfig, TeamConfig
 
 SECRET_PREFIX = "pr-"
 PERIODS: tuple[str, ...] = get_args(BudgetPeriod)
@@ -101,6 +101,25 @@ def with_changes(record: KeyRecord, changes: dict[str, Any]) -> KeyRecord:
     if "routes" in rest and rest["routes"] is not None:
         rest["routes"] = tuple(rest["routes"])
     return replace(record, limits=limits, **rest)
+
+
+def listed(
+    config: Config | None, keys: list[KeyRecord], teams: list[TeamRecord],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every key and team as a listing shows them: the config's first, then the store's, each with its ``source``.
+
+    A config key has no creation time (it is as old as the file) and never shows its ``env:`` location.
+    """
+    in_keys = config.keys if config is not None else {}
+    in_teams = config.teams if config is not None else {}
+    shown_keys = [
+        {**KeyRecord.from_config(name, kc, b"").public(), "created_at": None, "source": "config"}
+        for name, kc in in_keys.items()
+    ]
+    shown_keys += [{**k.public(), "source": "store"} for k in keys]
+    shown_teams = [{**TeamRecord.from_config(name, tc).public(), "source": "config"} for name, tc in in_teams.items()]
+    shown_teams += [{**t.public(), "source": "store"} for t in teams]
+    return shown_keys, shown_teams
 
 
 class Period(NamedTuple):

@@ -65,7 +65,7 @@ def test_a_key_is_made_with_its_secret_shown_once_and_works_at_once(live: Live, 
     client = openai.OpenAI(base_url=live.base_url, api_key=secret, max_retries=0)
     assert client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}]).choices
     listed = admin(live, "GET", "keys")
-    assert [k["name"] for k in listed.json()["data"]] == ["app1"]
+    assert [(k["name"], k["source"]) for k in listed.json()["data"]] == [("static", "config"), ("app1", "store")]
     assert secret not in listed.text and "secret" not in listed.json()["data"][0]
     assert "secret" not in admin(live, "GET", "keys/app1").json()
     # Only the SHA-256 is stored.
@@ -125,7 +125,7 @@ def test_values_no_store_can_hold_are_refused_and_keys_keep_syncing(live: Live) 
     assert admin(live, "PATCH", "keys/victim", {"name": "victim", "rpm": 100}).json()["rpm"] == 100
     assert admin(live, "POST", "teams", {"name": "t", "tpm": 2**64}).json()["error"]["param"] == "tpm"
     listed = admin(live, "GET", "keys")
-    assert listed.status_code == 200 and [k["name"] for k in listed.json()["data"]] == ["victim"]
+    assert listed.status_code == 200 and [k["name"] for k in listed.json()["data"]] == ["static", "victim"]
     # The last instant a date holds is taken, kept in UTC.
     late = admin(live, "POST", "keys", {"name": "late", "expires_at": "9999-12-31T11:00:00-12:00"})
     assert late.status_code == 201 and late.json()["expires_at"] == "9999-12-31T23:00:00+00:00"
@@ -142,7 +142,8 @@ def test_a_team_made_by_the_api_shares_its_limits(live: Live) -> None:
     assert [chat(live, s).status_code for s in (a, b, a)] == [200, 200, 429]
     assert admin(live, "PATCH", "teams/web", {"rpm": 10}).json()["rpm"] == 10
     assert chat(live, b).status_code == 200
-    assert [t["name"] for t in admin(live, "GET", "teams").json()["data"]] == ["web"]
+    assert [(t["name"], t["source"]) for t in admin(live, "GET", "teams").json()["data"]] == [
+        ("ops", "config"), ("web", "store")]
     assert admin(live, "DELETE", "teams/web").status_code == 200
 
 
@@ -235,4 +236,12 @@ def test_a_team_of_the_config_cannot_be_made_again_in_the_store(live: Live) -> N
     """The config's team would win: one made in the store would be shown and never held to."""
     made = admin(live, "POST", "teams", {"name": "ops", "budget_usd": 1.0})
     assert made.status_code == 409 and "defined in the config file" in made.json()["error"]["message"]
-    assert [t["name"] for t in admin(live, "GET", "teams").json()["data"]] == []
+    # Listed once, as the config's; read and changed only there.
+    assert [(t["name"], t["source"]) for t in admin(live, "GET", "teams").json()["data"]] == [("ops", "config")]
+    assert admin(live, "GET", "teams/ops").json()["source"] == "config"
+    changed = admin(live, "PATCH", "teams/ops", {"rpm": 1})
+    assert changed.status_code == 409 and "change it there" in changed.json()["error"]["message"]
+    key = admin(live, "GET", "keys/static").json()
+    assert (key["source"], key["created_at"]) == ("config", None) and "secret" not in key
+    assert "STATIC_KEY" not in admin(live, "GET", "keys").text  # not even the env: location of its secret
+    assert admin(live, "DELETE", "keys/static").status_code == 409

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def test_keys_and_teams_in_a_store_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().out.strip() == "key ci revoked"
     assert main(["keys", "list", "--store", store]) == 0
     table = capsys.readouterr().out
-    assert table.splitlines()[0].split()[:3] == ["name", "team", "budget_usd"] and "True" in table
+    assert table.splitlines()[0].split()[:4] == ["name", "source", "team", "budget_usd"] and "True" in table
     assert secret not in table and rotated not in table
     assert main(["teams", "list", "--store", store]) == 0
     assert "ops" in capsys.readouterr().out
@@ -79,3 +80,22 @@ def test_the_store_is_the_one_of_polyroute_config_and_each_command_says_which(
     assert f"polyroute: store {db}" in capsys.readouterr().err
     with sqlite3.connect(db) as conn:
         assert [r[0] for r in conn.execute("SELECT name FROM keys")] == ["app"]
+
+
+def test_a_listing_with_a_config_shows_its_keys_and_teams_beside_the_stores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = tmp_path / "k.db"
+    conf = tmp_path / "gw.toml"
+    conf.write_text(f'[store]\nurl = "sqlite:///{store}"\n[teams.ops]\nrpm = 5\n'
+                    '[keys.ci]\nsecret = "env:CI_KEY"\nteam = "ops"\n'
+                    '[backends.f]\ntype = "fake"\n[models.m]\nbackend = "f"\n')
+    monkeypatch.setenv("CI_KEY", "sk-config-secret-0123456789")
+    assert main(["keys", "create", "app", "--config", str(conf)]) == 0
+    capsys.readouterr()
+    assert main(["keys", "list", "--config", str(conf), "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert [(k["name"], k["source"]) for k in json.loads(out)] == [("ci", "config"), ("app", "store")]
+    assert "sk-config-secret" not in out and "CI_KEY" not in out
+    assert main(["teams", "list", "--config", str(conf)]) == 0
+    assert re.search(r"^ops\s+config\s", capsys.readouterr().out, re.M)
