@@ -726,8 +726,9 @@ def _dangling(key: str, value: str, known: Mapping[str, Any] | set[str]) -> str:
     return f"{key}: {value!r} is not defined (known: {names})"
 
 
-def config_error(exc: ValidationError, source: str) -> ConfigError:
-    """Every problem of a validation, each as dotted key and reason."""
+def config_error(exc: ValidationError, source: str, schema: type[BaseModel] | None = None) -> ConfigError:
+    """Every problem of a validation, each as dotted key and reason (``schema``: what was validated, the config's
+    by default, whose keys an unknown key is matched against)."""
     problems: list[str] = []
     # A misspelt key shows up twice, as unknown and as the real key missing: the unknown
     # one names the typo, so unknown keys come first.
@@ -735,7 +736,7 @@ def config_error(exc: ValidationError, source: str) -> ConfigError:
         loc = _untagged(e["loc"])
         known = ", ".join(BACKEND_TYPES)
         if e["type"] == "extra_forbidden":
-            reason = "unknown key" + _did_you_mean(loc[-1] if loc else "")
+            reason = "unknown key" + _did_you_mean(loc[-1] if loc else "", schema or Config)
         elif e["type"] == "missing":
             reason = "required key is missing"
         elif e["type"] == "union_tag_invalid":
@@ -750,27 +751,32 @@ def config_error(exc: ValidationError, source: str) -> ConfigError:
     return ConfigError.of(problems, source=source)
 
 
-def _did_you_mean(key: int | str) -> str:
-    """`` (did you mean 'x'?)`` when a key of the config's schema is one typo away from ``key``."""
-    if not isinstance(key, str):
+def _did_you_mean(key: int | str, schema: type[BaseModel]) -> str:
+    """`` (did you mean 'x'?)`` when a key of ``schema``'s tables is one typo away from ``key``."""
+    known = _schema_keys(schema)
+    if not isinstance(key, str) or key in known:  # a key of another table (a llamacpp key on an HTTP backend)
         return ""
-    known = _schema_keys()
-    if key in known:  # a key of another table (a llamacpp key on an HTTP backend): no typo to name
-        return ""
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _schema_keys() -> list[str]:
-    """Every key any table of the config may hold."""
+def _schema_keys(schema: type[BaseModel]) -> set[str]:
+    """Every key a table of ``schema`` (and of the tables it holds, and of their subclasses) may hold."""
     keys: set[str] = set()
-    todo: list[type[BaseModel]] = [_Strict]
+    seen: set[type[BaseModel]] = set()
+    todo: list[Any] = [schema]
     while todo:
-        model = todo.pop()
-        todo += model.__subclasses__()
-        keys.update(model.model_fields)
-    keys.discard("source")
-    return sorted(keys)
+        tp = todo.pop()
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp in seen:
+                continue
+            seen.add(tp)
+            keys.update(name for name in tp.model_fields if name != "source")
+            todo += tp.__subclasses__()
+            todo += [f.annotation for f in tp.model_fields.values()]
+        else:
+            todo += get_args(tp)
+    return keys
 
 
 def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:

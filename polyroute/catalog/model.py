@@ -312,7 +312,7 @@ def parse_catalog(raw: Mapping[str, Any], *, source: str = "<memory>") -> Catalo
     try:
         return Catalog.model_validate({**raw, "source": source})
     except ValidationError as exc:
-        raise config_error(exc, source) from None
+        raise config_error(exc, source, Catalog) from None
 
 
 def load_catalog(path: Path | None = None) -> Catalog:

@@ -64,7 +64,7 @@ def overlay(base: Catalog, raw: Mapping[str, Any], *, source: str) -> Catalog:
         return Catalog.model_validate({"families": merged, "source": f"{base.source} + {source}"})
     except ValidationError as exc:
         # Raised against the user's file: only what it changed can have broken the catalog.
-        raise config_error(exc, source) from None
+        raise config_error(exc, source, Catalog) from None
 
 
 _PRICES = frozenset(("input_per_mtok", "output_per_mtok"))

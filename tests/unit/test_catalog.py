@@ -492,6 +492,6 @@ def test_a_misspelt_key_is_reported_as_unknown_first(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_catalog(_write(tmp_path, text))
     assert info.value.problems == [
-        "families.acme-one.contxt_window: unknown key",
+        "families.acme-one.contxt_window: unknown key (did you mean 'context_window'?)",
         "families.acme-one.context_window: required key is missing",
     ]
