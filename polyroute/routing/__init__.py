@@ -88,11 +88,11 @@ class Plan:
         left out: a key is not told of models it may not use.)"""
         if not self.excluded:
             return []
-        return [f"{e.name}: {reason}" for e, reason in self.excluded if reason.startswith(_TOO_LONG)]
+        return [f"{e.name}: {reason}" for e, reason in self.excluded if _for_length(reason)]
 
     def refusal(self) -> PolicyViolation:
         why = "; ".join(f"{e.name}: {reason}" for e, reason in self.excluded)
-        if self.excluded and all(reason.startswith(_TOO_LONG) for _, reason in self.excluded):
+        if self.excluded and all(_for_length(reason) for _, reason in self.excluded):
             # Nothing but the prompt's length stood in the way: OpenAI's error, which clients handle by trimming.
             head = f"This request is too long for every candidate of '{self.route.name}'. {why}."
             needs = self.needs
@@ -311,7 +311,13 @@ def _fit(adm: _Admission, needs: Needs) -> tuple[list[ModelEntry], Reasons, Reas
 
 def _too_long(window: int, needs: Needs) -> str:
     limit = f" + max_tokens {needs.max_tokens}" if needs.max_tokens else ""
-    return f"{_TOO_LONG} {window} is too small for ~{needs.prompt_tokens} prompt tokens{limit}"
+    return f"context window {window}{_TOO_SMALL}{needs.prompt_tokens} prompt tokens{limit}"
 
 
-_TOO_LONG = "context window"
+_TOO_SMALL = " is too small for ~"
+
+
+def _for_length(reason: str) -> bool:
+    """Whether a candidate was left out for this request's length (not for a policy's ``min_context``, whose
+    reason also speaks of its context window)."""
+    return reason.startswith("context window") and _TOO_SMALL in reason

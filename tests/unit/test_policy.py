@@ -268,3 +268,12 @@ def test_policy_work_is_done_once_per_route_and_policy_pair() -> None:
     decide(router, principal=Principal(key="acme", policy="onprem"))
     assert router._admissions == before
     assert router._admissions[("main", ("onprem",))] is before[("main", ("onprem",))]
+
+
+def test_a_policys_context_floor_is_a_policy_refusal_not_a_prompt_too_long() -> None:
+    """A client trims its prompt on ``context_length_exceeded``: a floor no candidate reaches is not that."""
+    plan = decide(build({"huge": {"min_context": 10_000_000}}), narrow="huge")
+    assert plan.candidates == [] and plan.left_out() == []
+    refusal = plan.refusal()
+    assert isinstance(refusal, PolicyViolation) and refusal.code != "context_length_exceeded"
+    assert "is under min_context 10000000 of policy 'huge'" in refusal.message
