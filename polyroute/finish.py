@@ -100,8 +100,9 @@ class RequestObserver(Protocol):
 class Pass(Protocol):
     """What admission reserved for one request; settled when the request finishes."""
 
-    def headers(self) -> dict[str, str]:
-        """Response headers telling the client its limits and what is left."""
+    def headers(self, used: tuple[float, float] | None = None) -> dict[str, str]:
+        """Response headers telling the client its limits and what is left: after the request's worst case, or
+        after ``used`` (the tokens and USD it took) when known."""
         ...
 
 

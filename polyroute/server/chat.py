@@ -65,13 +65,15 @@ class ChatEndpoint:
             admitted = None if self.gateway.gatekeeper is None else await self.gateway.admit(req, ctx, plan)
             if ctx.explain:
                 extra[EXPLAIN_RESPONSE] = header_value(plan)
-            if admitted is not None:
-                extra.update(admitted.headers())
             if req.stream:
+                if admitted is not None:  # the headers leave before the cost is known: after the worst case
+                    extra.update(admitted.headers())
                 return await self.stream(req, ctx, plan, extra, admitted)
             resp, report = await self.gateway.complete(req, ctx, plan, admitted)
             if (usage := cast(dict[str, Any] | None, resp.get("usage"))) is not None:
                 usage["cost_usd"] = round(report.cost_usd, 8)  # as a stream's usage has it (SDKs read usage)
+            if admitted is not None:
+                extra.update(admitted.headers((float(report.usage["total_tokens"]), report.cost_usd)))
             return Reply(orjson.dumps(resp), headers={**self.headers(report), **extra})
         except AllAttemptsFailed as exc:
             return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc),
@@ -107,7 +109,7 @@ class ChatEndpoint:
             raise
         return sse.EventStream(
             _Frames(self.frames(first, chunks, req, report), chunks),
-            headers={**self.headers(report), **(extra or {}), "cache-control": "no-cache"},
+            headers={**self.headers(report, streaming=True), **(extra or {}), "cache-control": "no-cache"},
         )
 
     async def frames(
@@ -161,7 +163,7 @@ class ChatEndpoint:
             "polyroute": {"attempts": len(report.attempts), "rescued": report.rescued},
         }
 
-    def headers(self, report: Report) -> dict[str, str]:
+    def headers(self, report: Report, *, streaming: bool = False) -> dict[str, str]:
         h = {
             "x-polyroute-route": report.route,
             "x-polyroute-attempts": str(report.attempt_count()),
@@ -169,7 +171,9 @@ class ChatEndpoint:
         if report.model is not None:
             h["x-polyroute-model"] = report.model.name
             h["x-polyroute-backend"] = report.model.backend
-        if report.usage["total_tokens"] or not report.attempts or report.attempts[-1].outcome == "ok":
+        # A stream's cost is known only at its end: in its last chunk's usage, never as a header that says 0.
+        attempts = report.attempts
+        if not streaming and (report.usage["total_tokens"] or not attempts or attempts[-1].outcome == "ok"):
             h["x-polyroute-cost-usd"] = f"{report.cost_usd:.8f}"
         if report.dropped:
             h["x-polyroute-dropped-params"] = ",".join(sorted(report.dropped))

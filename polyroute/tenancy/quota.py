@@ -103,9 +103,17 @@ class QuotaPass:
         amounts = self.amounts
         return [Charge(bucket, limit, amounts[what], ends) for what, bucket, limit, ends in self.buckets.charges]
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, used: tuple[float, float] | None = None) -> dict[str, str]:
+        """What is left once this request is counted: at its worst case, or at ``used`` (its tokens and cost) when
+        it is known, as for a whole answer."""
         h: dict[str, str] = {}
         values = self.values
+        if used is not None:
+            amounts = self.amounts
+            values = tuple(
+                v + (used[0] - amounts[TPM] if what == TPM else used[1] - amounts[USD] if what == USD else 0.0)
+                for v, (what, _, _, _) in zip(values, self.buckets.charges, strict=True)
+            )
         for what, limits, limit_text in self.buckets.shown:
             index, limit = limits[0]
             remaining = limit - values[index]

@@ -14,7 +14,8 @@ from tests.support.live import Live, live_gateway
 from tests.support.wait import room_in_this_minute, wait_until
 
 ENV = {"A_KEY": "sk-a-0123456789abcdef", "B1_KEY": "sk-b1-0123456789abcdef", "B2_KEY": "sk-b2-0123456789abcd",
-       "POOR_KEY": "sk-poor-0123456789abcdef", "FREE_KEY": "sk-free-0123456789abcdef"}
+       "POOR_KEY": "sk-poor-0123456789abcdef", "FREE_KEY": "sk-free-0123456789abcdef",
+       "RICH_KEY": "sk-rich-0123456789abcdef"}
 RAW = {
     "backends": {"f": {"type": "fake"}},
     # A price high enough that one answer spends a visible share of a budget.
@@ -26,6 +27,7 @@ RAW = {
         "b2": {"secret": "env:B2_KEY", "team": "blue"},
         "poor": {"secret": "env:POOR_KEY", "budget_usd": 0.01, "budget_period": "day"},
         "free": {"secret": "env:FREE_KEY"},
+        "rich": {"secret": "env:RICH_KEY", "budget_usd": 100.0, "tpm": 1_000_000},
     },
 }
 
@@ -151,3 +153,22 @@ def test_the_access_log_names_key_and_team_never_the_secret(live: Live, caplog: 
     wait_until(lambda: "key=b1" in caplog.text, what="the access line")
     assert "key=b1 team=blue" in caplog.text and "status=200" in caplog.text
     assert all(secret not in caplog.text for secret in ENV.values())
+
+
+def test_a_whole_answer_says_what_is_left_after_its_true_cost_a_stream_after_its_worst_case(live: Live) -> None:
+    """max_tokens 2000 reserves about $4 at this price; the answer costs cents, and that is what a whole answer's
+    headers count. A stream's headers leave before its cost is known, and carry no cost that would say 0."""
+    auth = {"authorization": f"Bearer {ENV['RICH_KEY']}"}
+    body = {"model": "echo", "max_tokens": 2000, "messages": [{"role": "user", "content": "hi"}]}
+    whole = httpx.post(f"{live.base_url}/chat/completions", json=body, headers=auth, timeout=10)
+    cost, usage = float(whole.headers["x-polyroute-cost-usd"]), whole.json()["usage"]
+    assert 0 < cost < 1
+    assert float(whole.headers["x-polyroute-budget-remaining-usd"]) == pytest.approx(100.0 - cost, abs=1e-6)
+    assert int(whole.headers["x-ratelimit-remaining-tokens"]) == 1_000_000 - usage["total_tokens"]
+    with httpx.stream("POST", f"{live.base_url}/chat/completions", headers=auth, timeout=10,
+                      json={**body, "stream": True, "stream_options": {"include_usage": True}}) as streamed:
+        assert streamed.status_code == 200 and "x-polyroute-cost-usd" not in streamed.headers
+        worst_left = float(streamed.headers["x-polyroute-budget-remaining-usd"])
+        text = streamed.read().decode()
+    assert worst_left < 100.0 - cost - 3.0  # the worst case of 2000 tokens at $2000 per million was held
+    assert '"cost_usd":' in text
