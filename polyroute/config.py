@@ -713,6 +713,22 @@ class Config(_Strict):
             refs.append(("admin.secret", self.admin.secret))
         return [(key, s.ref.removeprefix("env:")) for key, s in refs if not s.present]
 
+    def cautions(self, now: datetime | None = None) -> list[str]:
+        """What is valid but likely a mistake, as ``key: what will happen``: ``config check`` prints these and
+        ``serve`` logs them."""
+        now = now or datetime.now(UTC)
+        out: list[str] = []
+        for name, k in self.keys.items():
+            if k.team is not None and k.team not in self.teams:
+                known = ", ".join(sorted(self.teams))
+                hint = _did_you_mean_of(k.team, self.teams)
+                out.append(f"keys.{name}.team: {k.team!r} is not one of the config's [teams]"
+                           f"{f' ({known})' if known else ''}{hint}: no team budget or limits apply to this key "
+                           f"unless a team of that name is made in the store (polyroute teams create {k.team})")
+            if k.expires_at is not None and k.expires_at <= now and not k.revoked:
+                out.append(f"keys.{name}.expires_at: {k.expires_at.isoformat()} has passed: the key is refused")
+        return out
+
     def client_names(self) -> list[str]:
         """Every name a client may put in ``model``: routes first, then models."""
         return [*self.routes, *self.models]
@@ -756,7 +772,11 @@ def _did_you_mean(key: int | str, schema: type[BaseModel]) -> str:
     known = _schema_keys(schema)
     if not isinstance(key, str) or key in known:  # a key of another table (a llamacpp key on an HTTP backend)
         return ""
-    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    return _did_you_mean_of(key, known)
+
+
+def _did_you_mean_of(name: str, known: Mapping[str, Any] | set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -46,6 +46,8 @@ def run_check(args: argparse.Namespace) -> int:
           f"{len(config.routes)} routes, {len(config.policies)} policies, {len(config.keys)} keys")
     for key, var in config.unset_secrets():
         print(f"warning: {key} (env:{var}): {var} is not set in this environment; export it before serving")
+    for caution in config.cautions():
+        print(f"warning: {caution}")
     if not config.models:
         print(f"warning: {NO_MODELS}")
     host, _ = config.gateway.host_port()

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from polyroute.config import POSTGRES_SCHEMES, Config
 from polyroute.errors import InvalidRequest
-from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name
+from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name, check_references
 from polyroute.tenancy.model import PERIODS, KeyRecord, TeamRecord, digest, listed, new_secret, with_changes
 from polyroute.tenancy.setup import open_store as open_config_store
 from polyroute.tenancy.setup import store_at
@@ -145,8 +145,13 @@ def run_create(args: argparse.Namespace) -> int:
     routes = tuple(f.routes) if f.routes else None
     record = KeyRecord(args.name, digest(secret), f.team, f.policy, routes, f.limits(), f.expires_at,
                        created_at=datetime.now(UTC))
+    config = _config_of(args)
+    if config is not None and args.name in config.keys:
+        raise InvalidRequest(f"key {args.name!r} is defined in the config file; change it there")
     store = open_store(args)
     try:
+        teams = [t.name for t in asyncio.run(store.teams())] if f.team is not None else []
+        check_references({"team": f.team, "policy": f.policy, "routes": f.routes}, config, teams)
         asyncio.run(store.add_key(record))
     except KeyError:
         raise InvalidRequest(f"a key named {args.name!r} exists; rotate it or choose another name") from None
@@ -160,6 +165,9 @@ def _change(args: argparse.Namespace, changes: dict[str, Any]) -> KeyRecord:
     store = open_store(args, existing=True)
     try:
         record = asyncio.run(store.key(args.name))
+        if record is None and (config := _config_of(args)) is not None and args.name in config.keys:
+            raise InvalidRequest(f"key {args.name!r} is defined in the config file {config.source}; change it "
+                                 "there (revoked = true), not in the store")
         if record is None:
             raise InvalidRequest(f"no key named {args.name!r} in {store.where}")
         changed = with_changes(record, changes)

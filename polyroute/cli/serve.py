@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not config.models:
         log.warning("%s", NO_MODELS)
+    for caution in config.cautions():
+        log.warning("%s", caution)
 
     if args.config and args.workers > 1:
         os.environ["POLYROUTE_CONFIG"] = args.config  # each worker builds its gateway from it

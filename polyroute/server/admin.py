@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from polyroute.config import Config
 from polyroute.errors import (
     Conflict,
     Forbidden,
@@ -39,23 +38,11 @@ from polyroute.server.answers import Reply
 from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response, from_validation
 from polyroute.server.http11 import Request
-from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name
+from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name, check_references
 from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, digest, listed, new_secret, with_changes
 from polyroute.tenancy.stores import KeyStore
 
 PREFIX = "/admin/"
-def check_key(fields: dict[str, Any], config: Config) -> None:
-    """Refuse references to what the config does not define, as the config itself would."""
-    policy = fields.get("policy")
-    if policy is not None and policy not in config.policies:
-        known_policies = ", ".join(sorted(config.policies)) or "none"
-        raise InvalidRequest(f"policy {policy!r} is not defined (known: {known_policies})", param="policy")
-    known = set(config.client_names())
-    for r in fields.get("routes") or []:
-        if r not in known:
-            raise InvalidRequest(f"route {r!r} is not defined", param="routes")
-
-
 class Admin:
     def __init__(self, gateway: Gateway, store: KeyStore, secret_digest: bytes) -> None:
         self.gateway = gateway
@@ -117,7 +104,7 @@ class Admin:
             raw = _body(body)
             _same_name(raw, name)
             fields = KeyFields.model_validate(raw).model_dump(include=set(raw) - {"name"})
-            check_key(fields, self.config)
+            await self.check_references(fields)
             changed = with_changes(record, fields)
             await self.store.put_key(changed)
             return _json(changed.public())
@@ -133,7 +120,7 @@ class Admin:
         check_expiry(f)
         if name in self.config.keys:
             raise Conflict(f"key {name!r} is defined in the config file", param="name")
-        check_key(raw, self.config)
+        await self.check_references(raw)
         secret = new_secret()
         record = KeyRecord(
             name, digest(secret), f.team, f.policy, tuple(f.routes) if f.routes is not None else None,
@@ -145,6 +132,10 @@ class Admin:
             raise Conflict(f"a key named {name!r} exists; rotate it or choose another name",
                            param="name") from None
         return _json({**record.public(), "secret": secret}, 201)
+
+    async def check_references(self, fields: dict[str, Any]) -> None:
+        teams = [t.name for t in await self.store.teams()] if fields.get("team") is not None else []
+        check_references(fields, self.config, teams)
 
     async def rotate(self, name: str) -> Reply:
         record = await self._key(name)

@@ -8,11 +8,13 @@ the config's bounds.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from polyroute.config import AwareTime, BudgetPeriod, BudgetUsd, PerMinute
+from polyroute.config import AwareTime, BudgetPeriod, BudgetUsd, Config, PerMinute
 from polyroute.errors import InvalidRequest
 from polyroute.tenancy.model import Limits
 
@@ -66,3 +68,25 @@ def check_name(name: str | None) -> str:
     if not name or not _NAME.match(name):
         raise InvalidRequest(f"name is required: {NAME_RULE}", param="name")
     return name
+
+
+def check_references(fields: Mapping[str, Any], config: Config | None, store_teams: Collection[str]) -> None:
+    """Refuse a key's references to what neither the config nor the store defines, as the config itself would:
+    a mistyped team would leave the key out of its team's budget and limits without a word. Without a config
+    (a CLI on the store alone), only the team is checked, against the store's."""
+    team = fields.get("team")
+    if team is not None and team not in store_teams and (config is None or team not in config.teams):
+        known = sorted({*store_teams, *(config.teams if config is not None else ())})
+        unread = "; the config's teams are known with --config" if config is None else ""
+        raise InvalidRequest(f"team {team!r} is not defined (known: {', '.join(known) or 'none'}{unread}); make it "
+                             f"first (POST /admin/teams, or polyroute teams create {team})", param="team")
+    if config is None:
+        return
+    policy = fields.get("policy")
+    if policy is not None and policy not in config.policies:
+        known_policies = ", ".join(sorted(config.policies)) or "none"
+        raise InvalidRequest(f"policy {policy!r} is not defined (known: {known_policies})", param="policy")
+    names = config.client_names()
+    for r in fields.get("routes") or []:
+        if r not in names:
+            raise InvalidRequest(f"route {r!r} is not defined (known: {', '.join(names) or 'none'})", param="routes")

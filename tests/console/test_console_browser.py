@@ -66,6 +66,8 @@ type = "fake"
 type = "openai"
 base_url = "{upstream}"
 timeout = 5
+[teams.web]
+budget_usd = 50.0
 [models.echo]
 backend = "f"
 input_per_mtok = 1.0

@@ -35,6 +35,7 @@ def raw(tmp: Path) -> dict[str, object]:
         "admin": {"secret": "env:POLYROUTE_ADMIN_KEY"},
         "store": {"url": f"sqlite:///{tmp / 'store.db'}", "flush_interval": 0.05},
         "keys": {"static": {"secret": "env:STATIC_KEY", "team": "ops"}},
+        "teams": {"ops": {}, "web": {"budget_usd": 50.0}},
         "evals": {"db": str(tmp / "evals.db")},
     }
 

@@ -54,6 +54,10 @@ def test_the_admin_api_needs_the_admin_key(live: Live) -> None:
 
 
 def test_a_key_is_made_with_its_secret_shown_once_and_works_at_once(live: Live, tmp_path: Path) -> None:
+    unknown = admin(live, "POST", "keys", {"name": "app1", "team": "wbe"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "team"
+    assert "team 'wbe' is not defined (known: ops)" in unknown.json()["error"]["message"]
+    assert admin(live, "POST", "teams", {"name": "web"}).status_code == 201
     made = admin(live, "POST", "keys", {"name": "app1", "team": "web", "budget_usd": 5, "budget_period": "week",
                                         "rpm": 100, "tpm": 50000, "expires_at": "2099-01-01T00:00:00Z"})
     assert made.status_code == 201
@@ -165,6 +169,9 @@ def test_a_key_made_by_the_cli_counts_in_a_running_gateway(
     from polyroute.cli import main
 
     store = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["keys", "create", "cli1", "--store", store, "--rpm", "5", "--team", "t"]) == 2  # no team t yet
+    assert "team 't' is not defined" in capsys.readouterr().err
+    assert main(["teams", "create", "t", "--store", store]) == 0
     assert main(["keys", "create", "cli1", "--store", store, "--rpm", "5", "--team", "t"]) == 0
     secret = capsys.readouterr().out.strip().splitlines()[-1]
     assert secret.startswith("pr-")

@@ -99,3 +99,25 @@ def test_a_listing_with_a_config_shows_its_keys_and_teams_beside_the_stores(
     assert "sk-config-secret" not in out and "CI_KEY" not in out
     assert main(["teams", "list", "--config", str(conf)]) == 0
     assert re.search(r"^ops\s+config\s", capsys.readouterr().out, re.M)
+
+
+def test_the_cli_refuses_what_the_admin_api_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = tmp_path / "k.db"
+    conf = tmp_path / "gw.toml"
+    conf.write_text(f'[store]\nurl = "sqlite:///{store}"\n[teams.web]\nrpm = 5\n[policies.onprem]\nlocality = "local"\n'
+                    '[keys.ci]\nsecret = "env:CI_KEY"\n'
+                    '[backends.f]\ntype = "fake"\n[models.m]\nbackend = "f"\n[routes.main]\nmodels = ["m"]\n')
+    monkeypatch.setenv("CI_KEY", "sk-config-secret-0123456789")
+    for flags, said in ((["--team", "wbe"], "team 'wbe' is not defined (known: web)"),
+                        (["--policy", "onprm"], "policy 'onprm' is not defined (known: onprem)"),
+                        (["--routes", "mian"], "route 'mian' is not defined (known: main, m)")):
+        assert main(["keys", "create", "p1", "--config", str(conf), *flags]) == 2
+        assert said in capsys.readouterr().err
+    assert main(["keys", "create", "ci", "--config", str(conf)]) == 2
+    assert "key 'ci' is defined in the config file" in capsys.readouterr().err
+    assert main(["keys", "create", "p1", "--config", str(conf), "--team", "web", "--policy", "onprem"]) == 0
+    capsys.readouterr()
+    assert main(["keys", "revoke", "ci", "--config", str(conf)]) == 2
+    assert "key 'ci' is defined in the config file" in capsys.readouterr().err

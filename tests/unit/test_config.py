@@ -148,3 +148,19 @@ def test_an_unknown_key_far_from_any_or_of_another_table_names_none(path: str) -
     with pytest.raises(ConfigError) as info:
         cfg.parse(with_(path, "x"))
     assert str(info.value).endswith(f"{path}: unknown key")
+
+
+def test_config_check_warns_of_a_team_no_table_defines_and_of_a_key_already_expired(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from polyroute.cli import main
+
+    conf = tmp_path / "gw.toml"
+    conf.write_text('[backends.f]\ntype = "fake"\n[models.m]\nbackend = "f"\n[teams.web]\nrpm = 1\n'
+                    '[keys.app1]\nsecret = "env:APP1_KEY"\nteam = "webb"\n'
+                    '[keys.old]\nsecret = "env:OLD_KEY"\nexpires_at = 2020-01-01T00:00:00Z\n')
+    assert main(["config", "check", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert ("warning: keys.app1.team: 'webb' is not one of the config's [teams] (web) (did you mean 'web'?): "
+            "no team budget or limits apply to this key") in out
+    assert "warning: keys.old.expires_at: 2020-01-01T00:00:00+00:00 has passed: the key is refused" in out
