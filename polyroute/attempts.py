@@ -35,7 +35,7 @@ from polyroute.errors import (
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import PANIC_CODES, Health, Ticket
 from polyroute.redact import UpstreamGuard
-from polyroute.refusals import DROPPABLE
+from polyroute.refusals import DROPPABLE, OWN
 from polyroute.types import ChatRequest, Usage, make_usage, read_usage
 
 log = logging.getLogger("polyroute.failover")
@@ -216,8 +216,9 @@ class Walk:
         """The same model next, without a parameter it refused that it can answer without (``polyroute.refusals``);
         remembered for later requests when it refuses the parameter whatever its value."""
         param = err.param
-        if (param is None or param not in DROPPABLE or param in slot.drop or self.refuse
-                or param not in self.req.raw()):
+        if param is None or param not in DROPPABLE or param in slot.drop:
+            return
+        if param not in OWN and (self.refuse or param not in self.req.raw()):
             return
         entry = slot.entry
         if err.always:
@@ -238,7 +239,8 @@ class Walk:
         await self.health.settle(slot.ticket, None)
         self.report.record(slot.entry, "ok", slot.started)
         self.report.model = slot.entry
-        self.report.dropped |= slot.drop
+        # What the client sent and this model went without (not what the gateway added and took away again).
+        self.report.dropped |= slot.drop - OWN if slot.drop & OWN else slot.drop
 
     async def release(self, slot: Slot) -> None:
         await self.health.release(slot.ticket)
@@ -280,11 +282,11 @@ def supported(
         if sent_extras and (carried := adapter.extras) is not None:
             missing |= sent_extras - carried  # fields this wire format has no place for
         if learned := fleet.refusals.of(entry.backend, entry.upstream):  # refused by the model lately
-            missing |= learned & req.raw().keys()
+            missing |= learned & (req.raw().keys() | OWN)
         if "tools" in wanted and entry.lacks_tools:
             # Kept only as a fallback (polyroute.routing): it answers without the tools.
             missing |= wanted & _TOOL_PARAMS
-        if missing and refuse:
+        if refuse and missing - OWN:
             refused |= missing
             continue
         out.append((entry, adapter, missing))

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import time
 
+# Parameters the gateway adds to a request itself (``stream_options`` asks a stream for its usage, to bill it): a
+# server that refuses one is sent the request without it, whether or not the client sent it.
+OWN = frozenset({"stream_options"})
 # Parameters without which a model still answers the same request, only less tuned to it.
 DROPPABLE = frozenset({
     "temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty", "repetition_penalty", "stop",
     "logprobs", "top_logprobs", "logit_bias", "seed", "parallel_tool_calls", "reasoning_effort",
+    *OWN,
 })
 REMEMBER = 3600.0  # seconds a learned refusal is kept: a provider may take the parameter again
 

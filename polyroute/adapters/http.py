@@ -414,6 +414,11 @@ REFUSAL_CODES_OF_PARAMS = frozenset({"unsupported_parameter", "unsupported_value
 # its value (remembered for later requests) or only the value this request gave it.
 _REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None, bool], ...] = (
     (re.compile(r"Unsupported parameter: '(\w+)'"), None, True),
+    # An older OpenAI-compatible server (and Azure's older API versions) on a field it does not know.
+    (re.compile(r"Unrecognized request arguments? supplied: (\w+)"), None, True),
+    (re.compile(r"\bstream_options\b.{0,80}\b(?:not (?:supported|permitted|allowed)|unknown|unrecognized|"
+                r"extra (?:fields|inputs))|(?:unknown|unrecognized|unsupported|extra)\b.{0,40}\bstream_options\b",
+                re.I), "stream_options", True),
     (re.compile(r"Unsupported value: '(\w+)'.{0,80}Only the default"), None, True),
     (re.compile(r"Unsupported value: '(\w+)'"), None, False),
     (re.compile(r"`(\w+)` is deprecated for this model"), None, True),

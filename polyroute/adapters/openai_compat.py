@@ -140,12 +140,13 @@ class OpenAICompatAdapter(HttpAdapter):
             body.setdefault("max_completion_tokens", limit)
         if self.thinks and "thinking" not in body and body.get("tool_choice") not in (None, "auto", "none"):
             body["thinking"] = {"type": "disabled"}  # a forced tool call: thinking mode refuses it
-        if stream:
+        if stream and "stream_options" not in call.drop:
             opts = dict(body.get("stream_options") or {})
             if call.want_usage:
                 opts["include_usage"] = True
-            body["stream_options"] = opts
-        else:
+            if opts:
+                body["stream_options"] = opts
+        else:  # a whole answer, or a server that refuses stream_options (its stream's usage is then estimated)
             body.pop("stream_options", None)
         if call.prefix:
             body["messages"] = [*raw["messages"], self._prefix_message(call.prefix)]

@@ -129,3 +129,28 @@ def test_a_refused_value_is_dropped_for_that_request_only(first: FakeUpstream, f
     assert "x-polyroute-dropped-params" not in again.headers
     sent = [r.json() for r in first.received]
     assert [s.get("temperature") for s in sent] == [1.5, None, 0.2]
+
+
+def test_a_server_that_refuses_stream_options_streams_without_them_and_its_usage_is_estimated(
+    first: FakeUpstream, fallback: FakeUpstream
+) -> None:
+    """The gateway adds stream_options itself, to bill a stream: a server that predates them is not the client's
+    400. It is asked again without them (its cost then estimated, and said so), and later streams leave them out."""
+    refusal(first, "openai", "400_unknown_parameter_stream_options")
+    without_usage = load("openai", "stream")[:-1]
+    first.stream(without_usage)
+    first.stream(without_usage)
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        texts, usages = [], []
+        for _ in range(2):
+            chunks = list(client.chat.completions.create(model="r", messages=ASK, stream=True,  # type: ignore[arg-type]
+                                                         stream_options={"include_usage": True}))
+            texts.append("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+            usages.append(chunks[-1].usage)
+    assert texts == ["Hello! How can I help you today?"] * 2
+    assert all(u is not None and u.completion_tokens > 0 and u.model_extra["estimated"] is True for u in usages)
+    sent = [r.json() for r in first.received]
+    assert len(sent) == 3 and "stream_options" in sent[0]
+    assert "stream_options" not in sent[1] and "stream_options" not in sent[2]  # learned: one call, not two
+    assert fallback.received == []

@@ -63,11 +63,13 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("zai/400_1210_temperature_illegal", UpstreamParamRefused, "parameter is illegal"),
     ("deepseek/400_tool_choice_in_thinking_mode", UpstreamParamRefused, "does not support this tool_choice"),
     ("deepseek/400_json_schema_unavailable", UpstreamParamRefused, "response_format type is unavailable"),
+    ("openai/400_unknown_parameter_stream_options", UpstreamParamRefused, "Unknown parameter: 'stream_options'"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
                  "temperature", "deepseek/400_tool_choice_in_thinking_mode": "tool_choice",
-                 "deepseek/400_json_schema_unavailable": "response_format"}
+                 "deepseek/400_json_schema_unavailable": "response_format",
+                 "openai/400_unknown_parameter_stream_options": "stream_options"}
 
 
 def test_every_fixture_is_covered_and_names_its_source() -> None:
