@@ -308,6 +308,10 @@ class HttpBackendConfig(BackendBase):
     def effective_locality(self) -> Locality:
         if self.locality is not None:
             return self.locality
+        if self.provider is not None and self.provider.lower() not in SELF_HOSTED:
+            # A hosted provider reached through a proxy or relay on a private address (``provider`` says who
+            # runs the endpoint): the data still leaves, and the provider still bills.
+            return "remote"
         return "local" if _host_is_private(urlsplit(self.base_url).hostname or "") else "remote"
 
     def secrets(self) -> dict[str, Secret]:
@@ -384,6 +388,11 @@ def backend_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
         return _BACKEND_ADAPTER.validate_python(raw, context={"env": os.environ if env is None else env})
     except ValidationError as exc:
         raise config_error(exc, "<memory>") from None
+
+
+# ``provider`` names of servers one runs oneself: they leave a backend's locality to its address.
+SELF_HOSTED = frozenset({"vllm", "ollama", "sglang", "llamacpp", "llama.cpp", "llama-server", "tgi", "lmstudio",
+                         "localai", "self"})
 
 
 def _host_is_private(host: str) -> bool:

@@ -144,7 +144,8 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
                           source=config.source, key=f"models.{name}.family")
     # A model run on our own machines is not billed at a provider's list price.
     base_url = backend.base_url if isinstance(backend, HttpBackendConfig) else None
-    price_in, price_out = (0.0, 0.0) if backend.effective_locality() == "local" else _price(fam, base_url)
+    provider = backend.provider if isinstance(backend, HttpBackendConfig) else None
+    price_in, price_out = (0.0, 0.0) if backend.effective_locality() == "local" else _price(fam, base_url, provider)
     caps = frozenset(mc.capabilities) if mc.capabilities is not None else frozenset(fam.capabilities if fam else ())
     return ModelEntry(
         name=name,
@@ -176,11 +177,15 @@ def _window(mc: ModelConfig, backend: BackendConfig, fam: Family | None) -> int 
     return mc.context_window or (fam.context_window if fam else None)
 
 
-def _price(fam: Family | None, base_url: str | None) -> tuple[float, float]:
-    """The price of the offer this backend serves, else the family's cheapest."""
+def _price(fam: Family | None, base_url: str | None, provider: str | None = None) -> tuple[float, float]:
+    """The price of the offer this backend serves (by its URL, else by its ``provider``), else the family's
+    cheapest."""
     if fam is None or fam.local:
         return 0.0, 0.0
     for offer in fam.offers:
         if base_url and offer.base_url.rstrip("/") == base_url:
+            return offer.input_per_mtok, offer.output_per_mtok
+    for offer in fam.offers:
+        if provider and offer.provider == provider:
             return offer.input_per_mtok, offer.output_per_mtok
     return fam.price()

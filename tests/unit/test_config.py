@@ -85,6 +85,25 @@ def test_locality_is_inferred_from_the_host() -> None:
     assert cfg.backend_config({"type": "fake"}).effective_locality() == "local"
 
 
+def test_a_hosted_provider_behind_a_private_address_is_remote_and_billed() -> None:
+    """An egress proxy or relay on 10.x in front of Anthropic: the data leaves and Anthropic bills."""
+    from polyroute.catalog import load_catalog
+    from polyroute.fleet import Fleet
+
+    def backend(**extra: str) -> dict[str, str]:
+        return {"type": "anthropic", "base_url": "http://10.0.0.7:9102", **extra}
+
+    assert cfg.backend_config(backend(provider="anthropic")).effective_locality() == "remote"
+    assert cfg.backend_config(backend(provider="vllm")).effective_locality() == "local"
+    assert cfg.backend_config(backend(provider="anthropic", locality="local")).effective_locality() == "local"
+    raw = {"backends": {"claude": backend(provider="anthropic")},
+           "models": {"sonnet": {"backend": "claude", "upstream": "claude-sonnet-5-5", "family": "claude-sonnet-5-5"}}}
+    entry = Fleet.build(cfg.parse(raw, env={}), load_catalog()).models["sonnet"]
+    offer = load_catalog().families["claude-sonnet-5-5"].offers[0]
+    assert (entry.locality, entry.input_per_mtok, entry.output_per_mtok) == (
+        "remote", offer.input_per_mtok, offer.output_per_mtok)
+
+
 def test_load_reports_toml_syntax_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[gateway\nlisten = 1\n")
