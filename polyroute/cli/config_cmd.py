@@ -37,16 +37,18 @@ def check_families(config: Config) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from polyroute.adapters import check_installed
     from polyroute.cli.serve import is_loopback
+    from polyroute.routing import quality_cautions
     from polyroute.settings import effective_config
 
     config = effective_config(args.file)
     check_families(config)
     check_installed(config)
+    cautions = [*config.cautions(), *quality_cautions(config)]  # a router file that cannot be read stops here
     print(f"{args.file}: ok: {len(config.backends)} backends, {len(config.models)} models, "
           f"{len(config.routes)} routes, {len(config.policies)} policies, {len(config.keys)} keys")
     for key, var in config.unset_secrets():
         print(f"warning: {key} (env:{var}): {var} is not set in this environment; export it before serving")
-    for caution in config.cautions():
+    for caution in cautions:
         print(f"warning: {caution}")
     if not config.models:
         print(f"warning: {NO_MODELS}")

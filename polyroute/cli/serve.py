@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not config.models:
         log.warning("%s", NO_MODELS)
-    for caution in config.cautions():
+    from polyroute.routing import quality_cautions
+
+    for caution in [*config.cautions(), *quality_cautions(config)]:
         log.warning("%s", caution)
 
     if args.config and args.workers > 1:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from polyroute.errors import ContextTooLong, Forbidden, InvalidRequest, PolicyViolation
+from polyroute.config import Config, RouteConfig
+from polyroute.errors import ConfigError, ContextTooLong, Forbidden, InvalidRequest, PolicyViolation
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.routing.base import Strategy, estimate_cost
 from polyroute.routing.cheapest import Cheapest
@@ -256,16 +257,48 @@ def _quality_strategies(fleet: Fleet) -> tuple[dict[str, Quality], Embedder | No
     from polyroute.quality.features import Embedder
     from polyroute.routing.quality import Quality
 
-    source = fleet.config.source
-    root = Path.cwd() if source.startswith("<") else Path(source).parent
     embedder = Embedder()
     out: dict[str, Quality] = {}
     for route in routes:
         c = route.config
-        path = Path(c.router or "")
-        out[route.name] = Quality.load(path if path.is_absolute() else root / path, c.quality_target,
-                                       (c.quality_min, c.quality_max), c.router_columns, embedder)
+        try:
+            out[route.name] = Quality.load(router_path(fleet.config, c), c.quality_target,
+                                           (c.quality_min, c.quality_max), c.router_columns, embedder)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, source=fleet.config.source, key=f"routes.{route.name}.router") from None
     return out, embedder
+
+
+def router_path(config: Config, route: RouteConfig) -> Path:
+    """A quality route's router file: relative to the config file, or to the working folder without one."""
+    source = config.source
+    root = Path.cwd() if source.startswith("<") else Path(source).parent
+    path = Path(route.router or "")
+    return path if path.is_absolute() else root / path
+
+
+def quality_cautions(config: Config) -> list[str]:
+    """Each quality route's router read as ``serve`` reads it (a ConfigError naming the route when it cannot be),
+    and the route's models it has no head for: those get no prediction and are ranked by price alone."""
+    routes = {n: r for n, r in config.routes.items() if r.strategy == "quality"}
+    if not routes:
+        return []
+    from polyroute.quality.model import QualityModel
+
+    out: list[str] = []
+    for name, rc in routes.items():
+        path = router_path(config, rc)
+        try:
+            heads = QualityModel.load(path).columns
+        except ConfigError as exc:
+            raise ConfigError(exc.message, source=config.source, key=f"routes.{name}.router") from None
+        missing = [f"{m} (column {rc.router_columns.get(m, m)!r})" for m in rc.models
+                   if rc.router_columns.get(m, m) not in heads]
+        if missing:
+            out.append(f"routes.{name}.router_columns: {path.name} has no head for {', '.join(missing)} (its columns: "
+                       f"{', '.join(heads)}): those models get no prediction and are ranked by price alone; map each "
+                       "to a column in router_columns")
+    return out
 
 
 def _admit(fleet: Fleet, route: Route, names: tuple[str, ...]) -> _Admission:

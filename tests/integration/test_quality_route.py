@@ -178,3 +178,34 @@ router_columns = {{ small = "small-col" }}
     assert doc["strategy"] == "quality"
     assert [row["model"] for row in doc["order"]] == ["big", "small"]  # the default target is 0.8
     assert all(0 <= row["score"] <= 1 for row in doc["order"])
+
+
+def test_config_check_reads_the_router_as_serve_would(
+    router_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A router file that cannot be read stops config check on the route's key; a model the router has no head for
+    (a mistyped router_columns) is a warning, since it would be ranked by price alone without a word."""
+    from polyroute.cli import main
+
+    def toml(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {json.dumps(x)}" for k, x in v.items()) + " }"
+        return json.dumps(v)
+
+    def check(route: dict[str, Any]) -> tuple[int, str, str]:
+        conf = tmp_path / "gw.toml"
+        conf.write_text('[backends.box]\ntype = "fake"\n[models.small]\nbackend = "box"\n'
+                        '[models.big]\nbackend = "box"\n[routes.smart]\n'
+                        + "".join(f"{k} = {toml(v)}\n" for k, v in route.items()))
+        rc = main(["config", "check", str(conf)])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    base = {"models": ["big", "small"], "strategy": "quality", "router": str(router_file)}
+    rc, out, err = check({**base, "router": str(tmp_path / "routr.json")})
+    assert rc == 2 and "routes.smart.router: Cannot read the router model" in err and "routr.json" in err
+    rc, out, _ = check(base)
+    assert rc == 0 and ("warning: routes.smart.router_columns: router.json has no head for small (column 'small') "
+                        "(its columns: small-col, big)") in out
+    rc, out, _ = check(base | {"router_columns": {"small": "small-col"}})
+    assert rc == 0 and "warning" not in out
