@@ -424,6 +424,7 @@ class AllAttemptsFailed(PolyrouteError):
             self.status = errors[-1].status if 400 <= errors[-1].status < 500 else 400
             self.type = "invalid_request_error"
             self.code = errors[-1].code or "invalid_request"
+            self.param = errors[-1].param  # the field the upstream named, where it named one
         elif self.status in (429, 503):
             # When the soonest of them may be tried again, where any said (a rate limit's Retry-After).
             waits = [e.retry_after for e in errors if isinstance(e, UpstreamRateLimited) and e.retry_after is not None]

@@ -79,6 +79,8 @@ class ErrorInfo:
     model_refuses: bool = False
     refused_param: str | None = None
     refused_always: bool = False
+    # The request field the error is about, where the upstream names it (OpenAI's ``param``): the client's to fix.
+    param: str | None = None
 
 
 BodyReader = Callable[[int, bytes], ErrorInfo]
@@ -154,6 +156,8 @@ def error_from_status(
     if cls is UpstreamParamRefused:
         return UpstreamParamRefused(msg, param=info.refused_param, always=info.refused_always, **kw)
     err = cls(msg, **kw)
+    if cls is UpstreamRejected:
+        err.param = info.param
     if cls is UpstreamRejected and status == 413:
         err.status = 413  # the request is too large for this provider: the client hears so
     return err
@@ -394,9 +398,12 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
         message=message, code=code_s, blocked=blocked, context_exceeded=context, auth=auth,
         billing=billing, model_missing=missing, scope=scope, model_refuses=refusal is not None,
         refused_param=refusal.param if refusal else None, refused_always=bool(refusal and refusal.always),
+        param=param if isinstance(param := err.get("param"), str) and _FIELD.fullmatch(param) else None,
     )
 
 
+# A request field as an upstream names one in ``param`` (``messages[1].content``, ``tools[0].function.name``).
+_FIELD = re.compile(r"[A-Za-z_][\w.\[\]-]{0,199}")
 # OpenAI's codes for a parameter a model does not take, with the parameter in ``param``.
 REFUSAL_CODES_OF_PARAMS = frozenset({"unsupported_parameter", "unsupported_value"})
 # Other providers' words for the same, the parameter named where they name it. Sources: OpenAI's message

@@ -154,3 +154,15 @@ def test_a_server_that_refuses_stream_options_streams_without_them_and_its_usage
     assert len(sent) == 3 and "stream_options" in sent[0]
     assert "stream_options" not in sent[1] and "stream_options" not in sent[2]  # learned: one call, not two
     assert fallback.received == []
+
+
+def test_the_field_an_upstream_names_in_a_400_reaches_the_client(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    first.json({"error": {"message": "Invalid 'messages[0].content': string too long.", "type": "invalid_request_error",
+                          "param": "messages[0].content", "code": "string_above_max_length_x"}}, 400)
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(model="r", messages=ASK, stream=False)  # type: ignore[arg-type]
+    err = info.value.body
+    assert isinstance(err, dict) and err["param"] == "messages[0].content" and "string too long" in err["message"]
+    assert fallback.received == []  # the client's own error: not sent on
