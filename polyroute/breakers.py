@@ -98,6 +98,8 @@ class Admission:
     retry_in: float = 0.0
     # What the failure that opened it said ("no API key: DEEPSEEK_API_KEY is not set ..."), for errors.
     detail: str = ""
+    # Why its scope was charged, when that is not plain ("3 models rate_limited within 30s (a, b, c)").
+    why: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,7 @@ class Breaker:
             return Admission(True)
         if now < self.next_probe:
             return Admission(False, state=self.state, reason=self.reason, retry_in=self.next_probe - now,
-                             detail=self.detail)
+                             detail=self.detail, why=self.why)
         # One probe per interval: the next one may go only after another interval,
         # even if this one hangs.
         self.state = State.HALF_OPEN

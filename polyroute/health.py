@@ -73,7 +73,7 @@ class Health:
         bkey, mkey = backend_key(entry.backend), model_key(entry.name)
         backend = await self.store.admit(bkey)
         if not backend.allowed:
-            return _skipped(entry, backend)
+            return _skipped(entry, backend, whole_backend=True)
         model = await self.store.admit(mkey)
         if not model.allowed:
             if backend.probe:
@@ -173,7 +173,7 @@ def _backend_view(view: dict[str, Any], adapter: Adapter) -> dict[str, Any]:
     return {**view, "ready": why is None, "detail": view["detail"] or why}
 
 
-def _skipped(entry: ModelEntry, why: Admission) -> UpstreamError:
+def _skipped(entry: ModelEntry, why: Admission, *, whole_backend: bool = False) -> UpstreamError:
     """The error a skipped candidate adds to the report, so a refusal explains itself."""
     retry = round(why.retry_in, 1)
     # Only a breaker opened by failures may be overridden when nothing else is left (PANIC_CODES).
@@ -181,6 +181,9 @@ def _skipped(entry: ModelEntry, why: Admission) -> UpstreamError:
     kw: dict[str, Any] = {"backend": entry.backend, "model": entry.name, "code": code}
     # Why it opened, in the upstream's or the adapter's own words: what the operator must fix.
     said = f": {why.detail[:200]}" if why.detail else ""
+    if whole_backend and why.why:
+        # The backend was charged for its other models' failures: this model may never have failed itself.
+        said = f" (backend {entry.backend} out: {why.why[:200]}){said}"
     if why.reason == "blocked":
         return UpstreamBlocked(f"skipped: blocked, next probe in {retry}s{said}", **kw)
     if why.reason == "rate_limited":

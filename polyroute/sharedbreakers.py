@@ -65,7 +65,7 @@ class RedisBreakerStore:
         if got.probe and not await self._claim_probe(key):
             breaker.state = State.OPEN  # another replica holds this interval's probe
             return Admission(False, state=State.OPEN, reason=breaker.reason,
-                             retry_in=breaker.next_probe - self.clock(), detail=breaker.detail)
+                             retry_in=breaker.next_probe - self.clock(), detail=breaker.detail, why=breaker.why)
         return got
 
     async def record(self, key: str, outcome: Outcome) -> tuple[State, State]:

@@ -74,7 +74,10 @@ async def test_several_models_failing_the_same_way_widen_to_the_backend(caplog: 
     assert view.why == "3 models rate_limited within 10s (m1, m2, m3)"
     assert "breaker backend:b open: rate_limited" in caplog.text
     assert "scope backend: 3 models rate_limited within 10s (m1, m2, m3)" in caplog.text
-    assert not isinstance(await health.admit(entry("sibling")), Ticket)
+    skipped = await health.admit(entry("sibling"))
+    assert not isinstance(skipped, Ticket)
+    # The sibling never failed: its error says the whole backend is out, and why.
+    assert "(backend b out: 3 models rate_limited within 10s (m1, m2, m3))" in skipped.message
     doc = await health.report(_FakeFleet(["m1", "m2", "m3", "sibling"]))  # type: ignore[arg-type]
     assert doc["backends"]["b"]["scope"] == "backend" and doc["backends"]["b"]["why"] == view.why
     assert doc["models"]["m1"]["scope"] == "model" and doc["models"]["sibling"]["scope"] is None
