@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+from polyroute.errors import InvalidRequest
+
 _DESCRIPTION = """\
 Show how the gateway would route a request: the candidates of the route that
 qualify, in the order failover would try them with the score each was ranked by,
@@ -80,6 +82,9 @@ def run_explain(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     config = effective_config(args.config)
     fleet = Fleet.build(config, load_catalog_for(config))
+    if args.policy is not None and args.policy not in config.policies:
+        known = ", ".join(sorted(config.policies)) or "none defined"
+        raise InvalidRequest(f"--policy: {args.policy!r} is not a policy of {config.source} (known: {known})")
     principal = principal_named(config, args.key) if args.key else Principal()
     req = ChatRequest.from_json(request_body(args, prompt))
     plan = Router(fleet).decide(fleet.resolve(args.route), req, principal, args.policy)

@@ -106,6 +106,9 @@ def test_explain_with_an_unknown_key_name_or_a_forbidden_route(
     assert "no key named 'nobody' (known: acme)" in capsys.readouterr().err
     assert main(["route", "explain", "--config", conf, "--route", "gpt", "--key", "acme", "hi"]) == 2
     assert "This key may not use 'gpt'." in capsys.readouterr().err
+    assert main(explain(conf, "--policy", "onprm", "hi")) == 2
+    err = capsys.readouterr().err
+    assert "--policy: 'onprm' is not a policy of" in err and "(known: " in err and "x-polyroute-policy" not in err
 
 
 def test_route_explain_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
