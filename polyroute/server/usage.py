@@ -62,6 +62,10 @@ class UsageEndpoint:
             except StoreUnavailable as exc:
                 return error_response(exc)
             doc["usage"] = summary[0] if summary else None
+        else:  # no ledger: say so, rather than leave the field out as if nothing had been asked
+            doc["usage"] = None
+            doc["note"] = ("This gateway keeps no usage ledger (no [store] or [admin] in its config): only the "
+                           "budget and limits of this key are shown.")
         return Reply(orjson.dumps(doc))
 
 

@@ -172,3 +172,9 @@ def test_a_whole_answer_says_what_is_left_after_its_true_cost_a_stream_after_its
         text = streamed.read().decode()
     assert worst_left < 100.0 - cost - 3.0  # the worst case of 2000 tokens at $2000 per million was held
     assert '"cost_usd":' in text
+
+
+def test_usage_without_a_ledger_says_why_it_shows_none(live: Live) -> None:
+    doc = httpx.get(f"{live.base_url}/usage", headers={"authorization": f"Bearer {ENV['RICH_KEY']}"}, timeout=10).json()
+    assert doc["usage"] is None and "keeps no usage ledger" in doc["note"]
+    assert doc["budget"] and doc["key"] == "rich"
