@@ -137,10 +137,23 @@ def run_train(args: argparse.Namespace) -> int:
         model = ts.fit(base)
     except ValueError as exc:
         raise ConfigError(f"Cannot train: {exc}.") from None
+    if unlabelled := [c for c in columns if c not in model.columns]:
+        # A model asked for and given no head would get no prediction: a misspelt name, or no results for it.
+        raise ConfigError(f"Nothing was learnt for {', '.join(unlabelled)}: no labels for "
+                          f"{'it' if len(unlabelled) == 1 else 'them'} in {'; '.join(said)} (heads learnt: "
+                          f"{', '.join(model.columns) or 'none'}). Check the names, or run the evals first.")
+    if base is None and ts.rows < FEW_ROWS:
+        print(f"polyroute: warning: trained from scratch on {ts.rows} rows; a router needs hundreds to rank "
+              "prompts better than by price (start from one with --router BASE, or add --data / --from-evals)",
+              file=sys.stderr)
     _write_atomically(Path(args.out), model.to_json())
     start = f"; started from {args.router}" if base else ""
     print(f"trained on {'; '.join(said)}{start}; heads: {', '.join(model.columns)}; wrote {args.out}")
     return 0
+
+
+# Fewer rows than this, with no router to start from, make a router that knows next to nothing.
+FEW_ROWS = 100
 
 
 def _add_feedback(args: argparse.Namespace, ts: TrainingSet) -> str:
@@ -157,7 +170,8 @@ def _add_feedback(args: argparse.Namespace, ts: TrainingSet) -> str:
     finally:
         store.close()
     ts.add_feedback(rows)
-    return f"{len(rows)} feedback scores" + (f" ({other} recorded with other features, left out)" if other else "")
+    left_out = f", {other} recorded with other features left out" if other else ""
+    return f"{len(rows)} feedback scores (from {path}{left_out})"
 
 
 def _evals_db(args: argparse.Namespace) -> Path:

@@ -149,7 +149,7 @@ def test_train_from_feedback_moves_the_heads_it_has_scores_for(
     assert main(["router", "train", "--from-feedback", "--store", str(db), "--router", str(base),
                  "--out", str(out)]) == 0  # fmt: skip
     said = capsys.readouterr().out
-    assert "300 feedback scores (1 recorded with other features, left out)" in said
+    assert f"300 feedback scores (from {db}, 1 recorded with other features left out)" in said
     assert f"started from {base}" in said
     old, new = Scorer.load(base, embedder), Scorer.load(out, embedder)
     hard, easy = HARD.format(i=999), EASY.format(i=999)
@@ -200,3 +200,24 @@ def test_plot_to_a_folder_that_does_not_exist_is_a_clear_error(
             "--plot", str(tmp_path / "no" / "such" / "curve.png")]  # fmt: skip
     assert main(args) == 2
     assert "Cannot write the plot" in capsys.readouterr().err
+
+
+def test_train_refuses_to_leave_a_named_model_without_a_head_and_warns_of_too_little(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_dir = tmp_path / "data"
+    csv_dir.mkdir()
+    with (csv_dir / "few.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["prompt", "small", "big"])
+        for i in range(12):
+            w.writerow([(HARD if i % 3 == 0 else EASY).format(i=i), i % 3 != 0, True])
+    out = tmp_path / "r.json"
+    assert main(["router", "train", "--data", str(csv_dir), "--models", "small,big", "--out", str(out)]) == 0
+    assert "warning: trained from scratch on 12 rows; a router needs hundreds" in capsys.readouterr().err
+    db = tmp_path / "store.db"
+    _feedback_store(db, Embedder(), [(EASY.format(i=i), "small", 1.0) for i in range(5)])
+    again = tmp_path / "r2.json"
+    assert main(["router", "train", "--from-feedback", "--store", str(db), "--router", str(out),
+                 "--models", "small,smal", "--out", str(again)]) == 2  # fmt: skip
+    assert "Nothing was learnt for smal: no labels for it" in capsys.readouterr().err and not again.exists()
