@@ -212,8 +212,10 @@ def _table(rows: list[Row], agreed: list[dict[str, Any]], out: TextIO) -> None:
 
     from polyroute.evals.report import table
 
-    # Off a terminal rich would wrap at 80 columns: give the table room.
-    console = Console(file=out, width=None if out.isatty() else 160)
+    # Off a terminal rich would fit the table to 80 columns, cutting names short: give it the room it takes
+    # (or $COLUMNS, when set), since what reads a pipe reads whole lines.
+    columns = os.environ.get("COLUMNS", "")
+    console = Console(file=out, width=None if out.isatty() else int(columns) if columns.isdigit() else 1000)
     table(rows, console)
     if agreed:
         t = Table(title="refusal rules against the judge")

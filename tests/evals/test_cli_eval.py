@@ -201,3 +201,19 @@ def test_bad_run_arguments(conf: Path, capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         main(["eval", "run", "xstest", "--models", "refuser", "--limit", "0"])
     assert "must be 1 or more" in capsys.readouterr().err
+
+
+def test_a_piped_table_keeps_every_name_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    long_name = "a-model-with-a-name-long-enough-to-be-cut-at-eighty-columns"
+    conf = tmp_path / "gw.toml"
+    conf.write_text(CONFIG.replace("[models.refuser]", f"[models.{long_name}]").replace('"complier"', long_name)
+                    + f'[evals]\ndb = "{tmp_path / "results.sqlite3"}"\n')
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert main(["eval", "run", "xstest", "--models", f"complier,{long_name}", "--config", str(conf),
+                 "--limit", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "report", "--config", str(conf), "--by-category"]) == 0  # capsys: not a terminal
+    out = capsys.readouterr().out
+    assert long_name in out and "…" not in out
