@@ -17,6 +17,7 @@ Every problem is reported at once, with the user's file and the key as written t
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from polyroute.catalog.model import Catalog, Offer, load_catalog
+from polyroute.catalog.model import Catalog, Family, Offer, load_catalog
 from polyroute.config import EMBEDDED_SOURCE, config_error
 from polyroute.errors import ConfigError
 
@@ -55,7 +56,14 @@ def overlay(base: Catalog, raw: Mapping[str, Any], *, source: str) -> Catalog:
         if not isinstance(table, dict):
             problems.append(f"families.{fid}: must be a table")
         elif fid not in merged:
-            merged[fid] = table
+            missing = [k for k in _NEW_FAMILY_NEEDS if k not in table]
+            close = difflib.get_close_matches(fid, list(merged), n=1, cutoff=0.8)
+            if missing and close:
+                # Most likely a typo of a family's id (offers meant for it), not a new family half described.
+                problems.append(f"families.{fid}: not a family of the catalog (did you mean {close[0]!r}?); a new "
+                                f"family also needs {', '.join(missing)}")
+            else:
+                merged[fid] = table
         else:
             merged[fid] = _override(fid, merged[fid], table, source, problems)
     if problems:
@@ -67,6 +75,8 @@ def overlay(base: Catalog, raw: Mapping[str, Any], *, source: str) -> Catalog:
         raise config_error(exc, source, Catalog) from None
 
 
+# What a family of its own must say (its id is its table's name).
+_NEW_FAMILY_NEEDS = tuple(n for n, f in Family.model_fields.items() if f.is_required() and n != "id")
 _PRICES = frozenset(("input_per_mtok", "output_per_mtok"))
 _OFF_PEAK = frozenset(("off_peak_input_per_mtok", "off_peak_output_per_mtok", "peak_hours_utc"))
 

@@ -302,3 +302,13 @@ input_per_mtok = {shipped_offer.input_per_mtok * 0.9}
 """)
     kept = next(o for o in load_with_files([path]).get("deepseek-v4-flash").offers if o.provider == "deepseek")
     assert kept.off_peak_input_per_mtok == shipped_offer.off_peak_input_per_mtok
+
+
+def test_offers_for_a_mistyped_family_are_one_problem_naming_the_family_meant(tmp_path: Path) -> None:
+    text = ('[[families.deepsek-v4-flash.offers]]\nprovider = "deepseek"\nmodel = "deepseek-flash"\n'
+            "input_per_mtok = 0.1\n")
+    with pytest.raises(ConfigError) as info:
+        load_with_files([_write(tmp_path, "ours.toml", text)])
+    assert info.value.problems == [
+        "families.deepsek-v4-flash: not a family of the catalog (did you mean 'deepseek-v4-flash'?); a new family "
+        "also needs name, organisation, country, licence, open_weights, context_window"]
