@@ -96,7 +96,12 @@ def run(args: argparse.Namespace) -> int:
         print("polyroute: --models names no model", file=sys.stderr)
         return 2
     suites = [load_suite(s) for s in args.suites]
-    return asyncio.run(_run(args, effective_config(args.config), suites, models))
+    try:
+        return asyncio.run(_run(args, effective_config(args.config), suites, models))
+    except KeyboardInterrupt:
+        print("polyroute: interrupted: the answers written so far are kept; run the same command again to go on "
+              "from there", file=sys.stderr)
+        return 130
 
 
 async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], models: list[str]) -> int:
