@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from polyroute.attempts import Report, estimate_tokens
-from polyroute.config import RouteConfig
+from polyroute.config import EMBEDDED_SOURCE, RouteConfig
 from polyroute.errors import AllAttemptsFailed, ConfigError, PolyrouteError, UnknownModel, UpstreamRateLimited
 from polyroute.evals.judge import (
     JUDGE_MAX_TOKENS,
@@ -367,6 +367,19 @@ def rescore(store: ResultStore, suite: Suite) -> int:
     return changed
 
 
+def _joins_with_a_key(fleet: Fleet, name: str) -> str:
+    """How a catalog model joins the embedded default's fleet, when ``name`` is one."""
+    if fleet.config.source != EMBEDDED_SOURCE:
+        return ""
+    from polyroute.catalog import load_catalog
+
+    family = load_catalog().families.get(name)
+    if family is None or not family.offers:
+        return ""
+    keys = " or ".join(dict.fromkeys(o.key_env for o in family.offers))
+    return f". The catalog's '{name}' joins the embedded default when {keys} is set in the environment"
+
+
 def targets(fleet: Fleet, names: list[str], settings: RunSettings) -> list[ModelEntry]:
     """The models named, checked before anything runs."""
     out: list[ModelEntry] = []
@@ -375,7 +388,7 @@ def targets(fleet: Fleet, names: list[str], settings: RunSettings) -> list[Model
         if entry is None:
             known = ", ".join(fleet.models) or "none"
             raise UnknownModel(f"'{name}' is not a model of this fleet (routes are not evaluated); "
-                               f"models: {known}", param="models")
+                               f"models: {known}{_joins_with_a_key(fleet, name)}", param="models")
         if settings.max_cost is not None and not entry.price_known:
             raise ConfigError(f"the price of model '{name}' is not known, so --max-cost cannot bound it: "
                               f"set models.{name}.input_per_mtok and output_per_mtok", source=fleet.config.source)
