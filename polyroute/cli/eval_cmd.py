@@ -143,6 +143,8 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
     if args.judge:
         print(f"judge {args.judge}: judged {summary.judged}, failed {summary.judge_failed}, "
               f"cost ${summary.judge_cost_usd:.6f}", file=sys.stderr)
+        for error, count in summary.judge_failures.most_common(5):
+            print(f"  judge failed {count}: {error}", file=sys.stderr)
     if summary.stopped_at is not None:
         print(f"polyroute: stopped by --max-cost {args.max_cost}: the next item ({summary.stopped_at}) "
               f"could pass it", file=sys.stderr)

@@ -96,6 +96,7 @@ class RunSummary:
     rate_limit_waits: list[float] = field(default_factory=list)
     judged: int = 0
     judge_failed: int = 0
+    judge_failures: Counter[str] = field(default_factory=Counter)  # why the judge gave no verdict: how often
     judge_cost_usd: float = 0.0
     # Why items failed: (model, error) -> how many, the error as stored ("Class: message").
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -308,6 +309,7 @@ class Runner:
             self.summary.judged += 1
         else:
             self.summary.judge_failed += 1
+            self.summary.judge_failures[error] += 1
         if judge_score is not None:
             result = dataclasses.replace(result, score=rubric_score(judge_score))
         return result, asked.cost_usd

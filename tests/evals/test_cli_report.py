@@ -161,3 +161,11 @@ def test_html_report_escapes_names() -> None:
     doc = _parse(html)
     assert "script" not in {t for t, _ in doc.tags}
     assert evil in " ".join(doc.text) and "&lt;script&gt;" in html
+
+
+def test_a_judge_that_gives_no_verdict_says_why(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = conf.parent
+    assert _run(conf, str(d / "mini.jsonl"), "--models", "leaky-zh", "--judge", "steady") == 0
+    err = capsys.readouterr().err
+    assert re.search(r"judge steady: judged 0, failed (\d+)", err)
+    assert "judge failed " in err and ": the reply gives no verdict that can be read" in err
