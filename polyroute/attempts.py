@@ -15,6 +15,7 @@ failure is classified once, in the error tree, and says whether the walk goes on
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 from collections import deque
@@ -292,8 +293,17 @@ def supported(
         out.append((entry, adapter, missing))
     if not out:
         names = ", ".join(sorted(refused))
-        raise InvalidRequest(f"no candidate of '{route.name}' supports: {names}", param=sorted(refused)[0])
+        meant = [f"{name!r} is not a field of OpenAI's request{hint}" for name in sorted(refused & sent_extras)
+                 if (hint := _did_you_mean(name))]
+        said = f" ({'; '.join(meant)})" if meant else ""
+        raise InvalidRequest(f"no candidate of '{route.name}' supports: {names}{said}", param=sorted(refused)[0])
     return out
+
+
+def _did_you_mean(field: str) -> str:
+    """`` (did you mean 'x'?)`` for a field of the request one typo away from ``field``."""
+    close = difflib.get_close_matches(field, list(ChatRequest.model_fields), n=1, cutoff=0.8)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def as_upstream(exc: BaseException, slot: Slot, guard: UpstreamGuard | None = None) -> UpstreamError:

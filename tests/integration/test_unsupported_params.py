@@ -112,3 +112,4 @@ def test_fields_outside_the_schema_a_wire_format_has_no_place_for_are_named(upst
     else:
         assert resp.status_code == 400 and upstream.received == []
         assert "max_token" in resp.json()["error"]["message"] and "system" in resp.json()["error"]["message"]
+        assert "'max_token' is not a field of OpenAI's request (did you mean 'max_tokens'?)" in resp.text
