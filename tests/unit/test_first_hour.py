@@ -160,8 +160,9 @@ def test_an_open_breaker_says_why_in_health_and_in_the_error(monkeypatch: pytest
     assert (backend["ready"], backend["detail"]) == (False, "DEEPSEEK_API_KEY is not set")
     assert "no API key: DEEPSEEK_API_KEY is not set" in first
     assert "skipped: circuit open (auth_error), next probe in " in second
-    assert second.endswith("s: no API key: DEEPSEEK_API_KEY is not set; export DEEPSEEK_API_KEY=... and restart "
-                           "the gateway")
+    assert second.endswith("s (backend deepseek out: account-wide: the provider's auth_error applies to every model "
+                           "of the backend): no API key: DEEPSEEK_API_KEY is not set; export DEEPSEEK_API_KEY=... "
+                           "and restart the gateway")
 
 
 def test_a_backend_without_its_key_degrades_the_health_of_the_fleet() -> None:
