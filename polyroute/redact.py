@@ -25,6 +25,8 @@ log = logging.getLogger("polyroute.failover")
 REDACTED = "[redacted]"
 # Shorter values are not secrets worth the name, and blanking them would garble every message.
 MIN_SECRET = 4
+# A run of this many characters of a key, quoted on its own, gives the key away (a provider's masked echo).
+FRAGMENT = 12
 
 
 class Redactor:
@@ -61,6 +63,26 @@ class Redactor:
                 text = text.replace(secret, REDACTED)
         return text
 
+    def thoroughly(self, text: str) -> str:
+        """As calling it, and any run of ``FRAGMENT`` or more characters of a secret blanked too: an upstream
+        that quotes the key it got masked at one end (``sk-...abcd****``) still gives most of it away. For error
+        text, not the hot path: it searches every window of every secret."""
+        text = self(text)
+        for secret in self._secrets:
+            if len(secret) < 2 * FRAGMENT:  # too short for a part to stand apart from its provider's prefix
+                continue
+            at = 0
+            while at <= len(secret) - FRAGMENT:
+                found = text.find(secret[at:at + FRAGMENT])
+                if found < 0:
+                    at += 1
+                    continue
+                end = FRAGMENT  # extend the match as far as text and secret agree
+                while at + end < len(secret) and found + end < len(text) and text[found + end] == secret[at + end]:
+                    end += 1
+                text = text[:found] + REDACTED + text[found + end:]
+        return text
+
     def data(self, payload: bytes) -> bytes:
         for secret in self._bytes:
             if secret in payload:
@@ -89,10 +111,15 @@ class UpstreamGuard:
 
     def __call__(self, err: UpstreamError) -> UpstreamError:
         if self.redact:
-            message = self.redact(err.message)
+            # Every field an upstream wrote that a client, the ledger or the health page may show.
+            message = self.redact.thoroughly(err.message)
             if message != err.message:
                 err.message = message
                 err.args = (message,)
+            if err.code is not None:
+                err.code = self.redact.thoroughly(err.code)
+            if err.param is not None:
+                err.param = self.redact.thoroughly(err.param)
         if isinstance(err, UpstreamRateLimited) and err.retry_after and err.retry_after > self.max_retry_after:
             log.warning(
                 "backend %s asked to be left alone for %.0fs (Retry-After); clamped to %.0fs (max_retry_after)",

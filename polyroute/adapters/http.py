@@ -54,6 +54,7 @@ from polyroute.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from polyroute.redact import Redactor
 from polyroute.refusals import DROPPABLE
 
 
@@ -87,15 +88,18 @@ BodyReader = Callable[[int, bytes], ErrorInfo]
 
 
 def redacting(reader: BodyReader, secret: str | None) -> BodyReader:
-    """A reader that blanks ``secret`` out of the message: some upstreams echo the key they got."""
+    """A reader that blanks ``secret`` (and runs of it) out of what an error says: some upstreams echo the key they
+    got, in the message or anywhere else."""
     if not secret:
         return reader
 
+    redact = Redactor([secret])
+
     def read(status: int, body: bytes) -> ErrorInfo:
         info = reader(status, body)
-        if secret not in info.message:
-            return info
-        return replace(info, message=info.message.replace(secret, "[redacted]"))
+        return replace(info, message=redact.thoroughly(info.message),
+                       code=None if info.code is None else redact.thoroughly(info.code),
+                       param=None if info.param is None else redact.thoroughly(info.param))
 
     return read
 

@@ -11,6 +11,8 @@ or quote back the key they were sent. The behaviour is chosen per request by the
 - ``body-N``: a 200 whose chunked body is N bytes of JSON-looking filler;
 - ``sseline``: an SSE 200 whose first line never ends;
 - ``ssedata``: an SSE 200 of ``data:`` lines that never reach an empty line;
+- ``echocode``, ``echopart``: a 400 (or a streamed error) with the key in its code, type and param, or
+  with the key masked at its end in its message.
 - ``echokey``: quotes the ``Authorization`` header it got in an error, inside a streamed
   ``data: {"error": ...}`` event (streams) or a 401 body (non-streams);
 - ``retry-VALUE``: 429 with ``Retry-After: VALUE``;
@@ -177,6 +179,17 @@ class HostileUpstream:
                 await self._write(writer, model, _sse_head() + _chunk(b"data: " + error + b"\n\n") + b"0\r\n\r\n")
             else:
                 await self._write(writer, model, _response(401, b"application/json", error))
+        elif kind in ("echocode", "echopart"):
+            key = _header(head, b"authorization").removeprefix("Bearer ")
+            if kind == "echocode":  # the key in every field but the message
+                doc = {"message": "bad request", "type": key, "code": key, "param": key}
+            else:  # the key masked at its end, as providers quote one
+                doc = {"message": f"Incorrect API key provided: {key[:-4]}****", "type": "invalid_request_error"}
+            error = json.dumps({"error": doc}).encode()
+            if stream:
+                await self._write(writer, model, _sse_head() + _chunk(b"data: " + error + b"\n\n") + b"0\r\n\r\n")
+            else:
+                await self._write(writer, model, _response(400, b"application/json", error))
         elif kind == "retry":
             error = json.dumps({"error": {"message": "slow down", "type": "rate_limit_error"}}).encode()
             await self._write(writer, model, _response(429, b"application/json", error,

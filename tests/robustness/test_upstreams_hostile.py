@@ -38,6 +38,8 @@ HOSTILE = {
     "echo": "echokey",
     "echo-whole": "echokey",
     "echo-fallback": "echokey",
+    "echocode": "echocode",
+    "echopart": "echopart",
     "rate": "retry-1e308",
 }
 
@@ -215,6 +217,21 @@ def test_a_key_quoted_in_a_streamed_error_reaches_no_client_health_or_log(gw: Ga
     for seen in (streamed, whole.text, health.text, gw.log.read_text()):
         assert UP_KEY not in seen and CLIENT_KEY not in seen
     assert "[redacted]" in text
+
+
+def test_no_run_of_the_key_leaves_in_any_field_an_upstream_writes(gw: Gateway) -> None:
+    """A key in an error's code, type or param, or quoted masked at its end, reaches no client, health page or log."""
+    with gw.client() as client:
+        answers = [client.post("/v1/chat/completions", json=chat(model)) for model in ("echocode", "echopart")]
+        with client.stream("POST", "/v1/chat/completions", json=chat("echocode", True)) as resp:
+            streamed = resp.read().decode()
+        health = client.get("/v1/health/backends").text
+    # Sent in the stream the gateway asks for (an error event, a server error as its code says nothing known).
+    assert [a.status_code for a in answers] == [502, 502], [a.text for a in answers]
+    assert "Incorrect API key provided: [redacted]" in answers[1].json()["error"]["message"]
+    runs = {UP_KEY[i:i + 12] for i in range(len(UP_KEY) - 11)}
+    for seen in (*(a.text for a in answers), streamed, health, gw.log.read_text()):
+        assert not any(run in seen for run in runs)
 
 
 def test_backend_health_needs_a_client_key_and_the_probes_stay_open(gw: Gateway) -> None:
