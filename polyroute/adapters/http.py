@@ -25,6 +25,7 @@ import orjson
 
 from polyroute.adapters.base import Adapter
 from polyroute.adapters.proxy import proxy_for
+from polyroute.adapters.shape import too_deep
 from polyroute.adapters.transport import (
     ConnectFailed,
     ConnectionBroken,
@@ -299,9 +300,13 @@ class HttpBackend:
     ) -> object:
         resp = await self.send(url, payload, headers, model, timeout)
         try:
-            return orjson.loads(await resp.read(timeout or self.config.timeout, self.config.max_answer_bytes))
+            body = await resp.read(timeout or self.config.timeout, self.config.max_answer_bytes)
+            doc = orjson.loads(body)
         except (TransportError, orjson.JSONDecodeError) as exc:
             raise error_from_exception(exc, backend=self.name, model=model) from None
+        if too_deep(body, doc):
+            raise UpstreamBadResponse("answer nests too deep", backend=self.name, model=model)
+        return doc
 
     @asynccontextmanager
     async def open_stream(
@@ -515,6 +520,8 @@ def json_object(data: str | bytes, what: str, *, backend: str, model: str) -> di
         raise UpstreamBadResponse(f"malformed {what}", backend=backend, model=model) from None
     if not isinstance(doc, dict):
         raise UpstreamBadResponse(f"{what} is not an object", backend=backend, model=model)
+    if too_deep(data, doc):
+        raise UpstreamBadResponse(f"{what} nests too deep", backend=backend, model=model)
     return doc
 
 

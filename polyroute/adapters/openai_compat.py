@@ -18,6 +18,7 @@ from polyroute.adapters import finish_reasons
 from polyroute.adapters.base import Call
 from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, error_in_band, json_error_reader, json_object
 from polyroute.adapters.regions import key_region_hint, provider_key
+from polyroute.adapters.shape import Shape
 from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.assemble import as_chunks
 from polyroute.config import HttpBackendConfig
@@ -188,9 +189,11 @@ def whole_answer(doc: object, backend: str, model: str) -> ChatResponse:
     doc.setdefault("id", "")
     doc.setdefault("created", 0)
     doc.setdefault("model", model)
+    shape = Shape(backend, model)
     for choice in doc["choices"]:
         if not isinstance(choice, dict):
             raise UpstreamBadResponse("answer choice is not an object", backend=backend, model=model)
+        shape.choice(choice, "message")
         message = choice.get("message")
         if message and "reasoning" in message:
             _name_reasoning(message)
@@ -206,11 +209,12 @@ def whole_answer(doc: object, backend: str, model: str) -> ChatResponse:
 class _Events:
     """An OpenAI-compatible stream: one chunk per event, then ``data: [DONE]``."""
 
-    __slots__ = ("backend", "cut", "ended", "model", "read")
+    __slots__ = ("backend", "cut", "ended", "model", "read", "shape")
 
     def __init__(self, backend: str, model: str, read: BodyReader = read_error) -> None:
         self.backend = backend
         self.model = model
+        self.shape = Shape(backend, model)
         self.read = read  # the backend's error reader, which blanks out its key
         self.ended = False
         # Why the provider cut the answer short (its finish_reason said so): the stream fails at its
@@ -235,7 +239,8 @@ class _Events:
         for choice in choices:
             if not isinstance(choice, dict):
                 raise UpstreamBadResponse("stream choice is not an object", backend=self.backend, model=self.model)
-            delta = choice.get("delta")
+            self.shape.choice(choice, "delta")
+            delta = choice["delta"]
             if delta and "reasoning" in delta:
                 _name_reasoning(delta)
             if "usage" in choice:  # Moonshot's place for it

@@ -20,6 +20,7 @@ from typing import Protocol
 import orjson
 
 from polyroute.adapters.http import HttpBackend, error_from_exception
+from polyroute.adapters.shape import too_deep
 from polyroute.adapters.sse import MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
 from polyroute.adapters.transport import TransportError
 from polyroute.adapters.upstream import UpstreamResponse
@@ -107,11 +108,14 @@ class SSEChunks:
     async def _whole(self, resp: UpstreamResponse) -> None:
         config = self.http.config
         try:
-            doc = orjson.loads(await resp.read(config.timeout, config.max_answer_bytes))
+            body = await resp.read(config.timeout, config.max_answer_bytes)
+            doc = orjson.loads(body)
         except (TransportError, orjson.JSONDecodeError) as exc:
             raise error_from_exception(exc, backend=self.http.name, model=self.model) from None
         finally:
             self.release()
+        if too_deep(body, doc):
+            raise UpstreamBadResponse("answer nests too deep", backend=self.http.name, model=self.model)
         self._ready.extend(reversed(self.reader.whole(doc)))
 
     def release(self) -> None:

@@ -1,0 +1,104 @@
+"""Answers whose fields have the wrong types are a bad answer of that upstream, not a crash of the gateway.
+
+Each case is valid JSON in the wrong shape (a number for ``content``, a string for ``delta``, a
+tool call that is not an object, nesting past what can be written again): the attempt fails as
+``bad_response``, the breaker counts it, and the next candidate answers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.live import live_gateway
+from tests.support.upstreams import FakeUpstream, load
+
+ASK = [{"role": "user", "content": "Spell the NATO alphabet"}]
+
+
+def chunk(delta: Any, finish: str | None = None) -> dict[str, Any]:
+    return {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def deep(levels: int) -> Any:
+    doc: Any = "x"
+    for _ in range(levels):
+        doc = {"a": doc}
+    return doc
+
+
+BAD_STREAMS = {
+    "delta-is-text": [chunk("hello")],
+    "content-is-a-number": [chunk({"content": 12345})],
+    "content-number-after-a-token": [chunk({"content": "Hi"}), chunk({"content": 12345})],
+    "tool-calls-not-a-list": [chunk({"tool_calls": "not a list"})],
+    "tool-call-index-text": [chunk({"tool_calls": [{"index": "x", "function": 5}]})],
+    "finish-reason-a-number": [chunk({"content": "Hi"}, 7)],  # type: ignore[arg-type]
+    "nested-too-deep": [{**chunk({"content": "Hi"}), "extra": deep(300)}],
+}
+
+
+def config(first: FakeUpstream, fallback: FakeUpstream) -> dict[str, Any]:
+    return {
+        "backends": {
+            "prov": {"type": "openai", "base_url": first.url + "/v1", "api_key": "env:TEST_KEY"},
+            "fb": {"type": "openai", "base_url": fallback.url + "/v1", "api_key": "env:TEST_KEY"},
+        },
+        "models": {"m": {"backend": "prov", "upstream": "their-model"}, "f": {"backend": "fb", "upstream": "fb"}},
+        "routes": {"r": {"models": ["m", "f"]}},
+    }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("case", list(BAD_STREAMS))
+def test_a_wrongly_typed_answer_fails_over(first: FakeUpstream, fallback: FakeUpstream, case: str,
+                                          stream: bool) -> None:
+    first.stream(BAD_STREAMS[case])
+    fallback.stream(load("openai", "stream"))
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        body = {"model": "r", "messages": ASK, "stream": stream}
+        resp = httpx.post(f"{g.base_url}/chat/completions", json=body, timeout=30)
+        health = httpx.get(f"{g.base_url}/health/backends", timeout=30).json()
+    assert resp.status_code == 200, resp.text
+    assert health["models"]["m"]["window"]["failures"] == 1  # the breaker counted it
+    if not stream:
+        assert resp.headers["x-polyroute-model"] == "f" and resp.headers["x-polyroute-attempts"] == "2"
+        assert resp.json()["choices"][0]["message"]["content"] == "Hello! How can I help you today?"
+        return
+    events = [json.loads(line[6:]) for line in resp.text.splitlines()
+              if line.startswith("data: ") and line != "data: [DONE]"]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in events if c.get("choices"))
+    if case == "content-number-after-a-token":
+        # A token was sent before the bad chunk and no candidate here can continue an answer: the stream
+        # ends with an error event, never a 500 nor a truncated stream that looks finished.
+        assert text == "Hi" and events[-1]["error"]["code"] == "stream_cut" and "data: [DONE]" not in resp.text
+    else:
+        assert text == "Hello! How can I help you today?" and resp.headers["x-polyroute-model"] == "f"
+
+
+@pytest.mark.parametrize("content", [12345, [{"type": "image", "url": "x"}]])
+def test_a_whole_answer_with_wrong_types_fails_over(first: FakeUpstream, fallback: FakeUpstream,
+                                                    content: Any) -> None:
+    answer = load("openai", "completion")
+    answer["choices"][0]["message"]["content"] = content
+    first.json(answer)
+    fallback.json(load("openai", "completion"))
+    raw = config(first, fallback)
+    raw["backends"]["prov"]["assemble_from_stream"] = False
+    with live_gateway(raw, env={"TEST_KEY": "sk-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
+    assert resp.status_code == 200 and resp.headers["x-polyroute-model"] == "f"
+    assert "bad_response" in resp.headers.get("x-polyroute-attempt-log", "bad_response")
+
+
+def test_content_sent_as_text_parts_is_joined(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    first.stream([chunk({"content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]}),
+                  chunk({}, "stop")])
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
+    assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"] == "Hello"
+    assert fallback.received == []
