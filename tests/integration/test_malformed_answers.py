@@ -37,7 +37,6 @@ BAD_STREAMS = {
     "content-number-after-a-token": [chunk({"content": "Hi"}), chunk({"content": 12345})],
     "tool-calls-not-a-list": [chunk({"tool_calls": "not a list"})],
     "tool-call-index-text": [chunk({"tool_calls": [{"index": "x", "function": 5}]})],
-    "finish-reason-a-number": [chunk({"content": "Hi"}, 7)],  # type: ignore[arg-type]
     "nested-too-deep": [{**chunk({"content": "Hi"}), "extra": deep(300)}],
 }
 
