@@ -251,19 +251,29 @@ class _Opening(Walk):
 # --- streams -------------------------------------------------------------------------------
 
 
+# The most characters an answer may reach where its backend sets no max_answer_bytes (in-process backends).
+DEFAULT_MAX_ANSWER = 32 * 1024 * 1024
+
+
+def max_answer_chars(adapter: Adapter) -> int:
+    return int(getattr(adapter.config, "max_answer_bytes", DEFAULT_MAX_ANSWER))
+
+
 class _Text:
     """An answer's text so far, kept compact: its pieces are joined in blocks rather than kept
     as one string object a token (about 60 bytes each), which made a long answer held for a
     client that reads slowly cost ten times its size."""
 
-    __slots__ = ("blocks", "pieces")
+    __slots__ = ("blocks", "pieces", "size")
     BLOCK = 256  # pieces joined at a time
 
     def __init__(self) -> None:
         self.blocks: list[str] = []
         self.pieces: list[str] = []
+        self.size = 0  # characters
 
     def add(self, text: str) -> None:
+        self.size += len(text)
         pieces = self.pieces
         pieces.append(text)
         if len(pieces) >= self.BLOCK:
@@ -273,6 +283,7 @@ class _Text:
     def clear(self) -> None:
         self.blocks.clear()
         self.pieces.clear()
+        self.size = 0
 
     def __str__(self) -> str:
         return "".join(self.blocks) + "".join(self.pieces)
@@ -284,6 +295,7 @@ class _Stream:
     def __init__(self, walk: _Opening, on_end: StreamEnd | None = None) -> None:
         self.walk = walk
         self.on_end = on_end
+        self.cap = DEFAULT_MAX_ANSWER  # characters an answer may reach on the backend answering (max_answer_bytes)
         self.first_at: float | None = None
         self.report = walk.report
         self.stall = walk.route.config.stall_timeout
@@ -306,12 +318,15 @@ class _Stream:
                 report.model, report.streaming = slot.entry, True
                 report.dropped |= slot.drop
                 self.chars, self.usage_seen = 0, False
+                self.cap = max_answer_chars(slot.adapter)
                 stall = StallTimer(self.stall)
                 try:
                     for held in head.chunks:
                         if self.note(slot.entry, held, rescue):
                             yield held
                     while (chunk := await stall.next(head.upstream)) is not None:
+                        if chunk_has_token(chunk):
+                            stall.progress()
                         if self.note(slot.entry, chunk, rescue):
                             yield chunk
                 except (UpstreamError, TimeoutError) as exc:
@@ -342,6 +357,14 @@ class _Stream:
             if self.on_end is not None:
                 self.on_end(report, self.first_at, ended)
 
+    def too_long(self, entry: ModelEntry) -> UpstreamBadResponse:
+        """An answer past its backend's ``max_answer_bytes``: ended, not continued elsewhere (nothing could take a
+        prefix that long), so that an upstream that never stops cannot fill the gateway's memory."""
+        err = UpstreamBadResponse(f"the answer passed {self.cap} characters (max_answer_bytes)",
+                                  backend=entry.backend, model=entry.name)
+        err.may_fall_over = False
+        return err
+
     def stalled(self, slot: Slot) -> UpstreamTimeout:
         e = slot.entry
         return UpstreamTimeout(f"no token for {self.stall:.2f}s", backend=e.backend, model=e.name)
@@ -370,6 +393,8 @@ class _Stream:
                 self.chars += len(text)
             if reasoning := delta.get("reasoning_content") or delta.get("reasoning"):
                 self.chars += len(reasoning)
+            if self.chars > self.cap or self.content.size > self.cap:
+                raise self.too_long(entry)
             if delta.get("tool_calls") or delta.get("function_call"):
                 self.tools = True
             if choice.get("finish_reason"):

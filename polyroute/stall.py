@@ -19,21 +19,29 @@ T = TypeVar("T")
 
 
 class StallTimer:
+    """What counts is the time spent waiting since the last token (``progress``): chunks that carry none
+    (keep-alive chunks of empty deltas) do not hold a stalled stream open."""
+
     def __init__(self, limit: float) -> None:
         self.limit = limit
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[object] | None = None
         self._since: float | None = None  # when the current wait began; None between waits
+        self._idle = 0.0  # seconds waited since the last token, before the current wait
         self._handle: asyncio.TimerHandle | None = None
         self._fired = False
 
+    def progress(self) -> None:
+        """The chunk just read carried a token: the stall clock starts again."""
+        self._idle = 0.0
+
     async def next(self, it: AsyncIterator[T]) -> T | None:
-        """``anext(it)``, or None at its end; ``TimeoutError`` if it takes longer than the limit."""
+        """``anext(it)``, or None at its end; ``TimeoutError`` once the waits since the last token pass the limit."""
         self._since = now = self._loop.time()
         if self._task is None:  # one task reads a stream from start to end
             self._task = asyncio.current_task(self._loop)
         if self._handle is None:
-            self._handle = self._loop.call_at(now + self.limit, self._check)
+            self._handle = self._loop.call_at(now + self.limit - self._idle, self._check)
         try:
             return await it.__anext__()
         except StopAsyncIteration:
@@ -45,6 +53,7 @@ class StallTimer:
                     raise TimeoutError from None
             raise
         finally:
+            self._idle += self._loop.time() - now
             self._since = None
 
     def close(self) -> None:
@@ -55,12 +64,12 @@ class StallTimer:
     def _check(self) -> None:
         now = self._loop.time()
         since = self._since
-        if since is not None and now - since >= self.limit and self._task is not None:
+        if since is not None and self._idle + now - since >= self.limit and self._task is not None:
             self._handle = None
             self._fired = True
             self._task.cancel()
             return
-        self._handle = self._loop.call_at((now if since is None else since) + self.limit, self._check)
+        self._handle = self._loop.call_at((now if since is None else since) + self.limit - self._idle, self._check)
 
 
 class Deadline:

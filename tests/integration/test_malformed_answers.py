@@ -8,6 +8,7 @@ tool call that is not an object, nesting past what can be written again): the at
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -101,3 +102,36 @@ def test_content_sent_as_text_parts_is_joined(first: FakeUpstream, fallback: Fak
         resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
     assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"] == "Hello"
     assert fallback.received == []
+
+
+def test_chunks_without_a_token_do_not_hold_a_stalled_answer_open(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    """One token, then keep-alive chunks of empty deltas for 20 s: a gap without tokens past stall_timeout (1 s)
+    is a stall, so the whole answer comes from the next model long before the keep-alives end."""
+    first.stream([chunk({"content": "Hi"}), *[chunk({}) for _ in range(200)]], gap=0.1)
+    fallback.stream(load("openai", "stream"))
+    raw = config(first, fallback)
+    raw["routes"]["r"]["stall_timeout"] = 1.0
+    with live_gateway(raw, env={"TEST_KEY": "sk-test"}) as g:
+        started = time.monotonic()
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
+        took = time.monotonic() - started
+    assert resp.status_code == 200 and resp.headers["x-polyroute-model"] == "f"
+    assert resp.json()["choices"][0]["message"]["content"] == "Hello! How can I help you today?"
+    assert took < 15  # time is the point: the keep-alives alone would have held it 20 s
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_past_max_answer_bytes_ends_and_is_not_kept(first: FakeUpstream, fallback: FakeUpstream,
+                                                             stream: bool) -> None:
+    first.stream([chunk({"content": "x" * 100}) for _ in range(50)])
+    raw = config(first, fallback)
+    raw["backends"]["prov"]["max_answer_bytes"] = 2000
+    with live_gateway(raw, env={"TEST_KEY": "sk-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK, "stream": stream},
+                          timeout=30)
+    assert "the answer passed 2000 characters (max_answer_bytes)" in resp.text
+    assert fallback.received == []  # not continued elsewhere: no model could take such a prefix
+    if stream:
+        assert resp.status_code == 200 and "data: [DONE]" not in resp.text and '"code":"stream_cut"' in resp.text
+    else:
+        assert resp.status_code == 502
