@@ -48,10 +48,25 @@ async def test_time_spent_between_waits_is_not_a_stall() -> None:
     timer.close()
 
 
-async def test_many_short_waits_add_up_to_no_stall() -> None:
+async def test_many_short_waits_each_ending_in_a_token_add_up_to_no_stall() -> None:
     timer = StallTimer(0.5)
     it = paced([0.1] * 10)  # 1 s in all, never 0.5 s at once
-    assert [await timer.next(it) for _ in range(10)] == list(range(10))
+    got = []
+    for _ in range(10):
+        got.append(await timer.next(it))
+        timer.progress()  # each item carried a token
+    assert got == list(range(10))
+    timer.close()
+
+
+async def test_short_waits_for_items_without_a_token_add_up_to_a_stall() -> None:
+    timer = StallTimer(0.5)
+    it = paced([0.1] * 20)  # keep-alives: 2 s in all, and no token among them
+    got = []
+    with pytest.raises(TimeoutError):
+        for _ in range(20):
+            got.append(await timer.next(it))
+    assert len(got) < 20  # stalled before the keep-alives ran out
     timer.close()
 
 
