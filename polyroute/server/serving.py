@@ -97,7 +97,9 @@ class Server:
         loop = shared.loop
         now = loop.time()
         for conn in list(shared.connections):
-            if not conn.busy() and conn.idle_for(now) > self.keep_alive:
+            # Between requests an idle connection is closed; one part-way through a request's head or body is
+            # held to header_timeout or body_timeout instead, and told so (408), not cut without a word.
+            if not conn.busy() and conn.deadline is None and conn.idle_for(now) > self.keep_alive:
                 conn.close()
             else:
                 conn.check_deadline(now)

@@ -81,6 +81,17 @@ def test_a_connection_that_opens_a_request_and_goes_silent_is_closed(tmp_path: P
         assert reader.at_eof()
 
 
+def test_a_body_that_stops_part_way_is_answered_408_even_past_the_keep_alive(tmp_path: Path) -> None:
+    """The idle sweep closes connections idle between requests after 5 s (keep-alive); one part-way through a
+    body is held to body_timeout (here 7 s) and told why, not cut at 5 s without a word."""
+    with gateway(tmp_path, "body_timeout = 7\n") as gw, gw.connect(timeout=CLOSED_WITHIN_S) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 83\r\n\r\n" + b"{" * 40)
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert answer.status == 408 and "body did not arrive within 7 s" in str(error_of(answer)["message"])
+        assert reader.at_eof()
+
+
 def test_timeouts_are_config_keys_with_defaults() -> None:
     gw = cfg.parse({}, source="<test>", env={}).gateway
     assert (gw.header_timeout, gw.body_timeout, gw.shutdown_grace) == (10.0, 60.0, 10.0)
