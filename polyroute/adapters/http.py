@@ -291,6 +291,12 @@ class HttpBackend:
             if resp.status >= 400:
                 body = await resp.read(timeout or self.config.timeout, self.config.max_answer_bytes)
                 raise error_from_status(resp.status, body, resp.headers, self.reader, backend=self.name, model=model)
+            if resp.status >= 300:  # redirects are not followed: a key is never sent on to where one points
+                resp.release()
+                where = resp.headers.get("location", "")[:200]
+                to = f" to {where}" if where else ""
+                raise UpstreamBadResponse(f"unexpected status {resp.status} (a redirect{to}; not followed: set "
+                                          "base_url to where it points)", backend=self.name, model=model)
         except TransportError as exc:
             raise error_from_exception(exc, backend=self.name, model=model) from None
         return resp

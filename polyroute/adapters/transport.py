@@ -96,6 +96,7 @@ class _Conn(asyncio.Protocol):
         self.waiting: asyncio.Task[object] | None = None  # the task that set the waiter
         self.step_now = False  # the head came: the waiting task's next step runs at once
         self.headers_done = False
+        self.interim = False  # parsing a 1xx interim answer, which the real one follows
         self.paused = False
         self.reusable = False
         self.head_bytes = 0  # bytes received while the head was incomplete
@@ -161,11 +162,18 @@ class _Conn(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         assert self.parser is not None
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            # An interim answer (100 Continue, 103 Early Hints): the real one follows on the same connection.
+            self.interim = True
+            self.headers, self.repeated = {}, None
+            self.head_bytes = self.header_bytes = self.header_count = 0
+            return
         if self.repeated is not None:
             for key, values in self.repeated.items():
                 self.headers[key] = ", ".join(values)
             self.repeated = None
-        self.status = self.parser.get_status_code()
+        self.status = status
         self.headers_done = True
         self.step_now = self.waiter is not None
         self._wake()
@@ -179,6 +187,9 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.interim:  # the end of an interim answer, not of the answer
+            self.interim = False
+            return
         # Read here: once the message is done the parser has reset its flags.
         assert self.parser is not None
         self.reusable = self.parser.should_keep_alive()
@@ -190,7 +201,7 @@ class _Conn(asyncio.Protocol):
     def start(self, request: bytes) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.status, self.headers, self.body, self.buffered = 0, {}, deque(), 0
-        self.complete = self.headers_done = self.received_any = self.reusable = False
+        self.complete = self.headers_done = self.received_any = self.reusable = self.interim = False
         self.error = None
         self.head_bytes = self.header_bytes = self.header_count = 0
         self.repeated = None

@@ -11,6 +11,8 @@ or quote back the key they were sent. The behaviour is chosen per request by the
 - ``body-N``: a 200 whose chunked body is N bytes of JSON-looking filler;
 - ``sseline``: an SSE 200 whose first line never ends;
 - ``ssedata``: an SSE 200 of ``data:`` lines that never reach an empty line;
+- ``interim``: a ``100 Continue`` and a ``103 Early Hints`` before a sound answer;
+- ``redirect``: a 301 whose body is a sound whole answer;
 - ``echocode``, ``echopart``: a 400 (or a streamed error) with the key in its code, type and param, or
   with the key masked at its end in its message.
 - ``echokey``: quotes the ``Authorization`` header it got in an error, inside a streamed
@@ -156,6 +158,14 @@ class HostileUpstream:
         kind, _, arg = model.partition("-")
         if kind == "ok":
             await self._write(writer, model, _ok(stream, model))
+        elif kind == "interim":  # 100 Continue and 103 Early Hints before the answer, as HTTP allows
+            await self._write(writer, model, b"HTTP/1.1 100 Continue\r\n\r\n"
+                              b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+                              + _ok(stream, model))
+        elif kind == "redirect":  # a 301 carrying an answer-shaped body: not an answer
+            body = _ok(False, model).partition(b"\r\n\r\n")[2]
+            await self._write(writer, model, _response(301, b"application/json", body,
+                                                       b"location: http://127.0.0.1:9/elsewhere\r\n"))
         elif kind == "hold":
             await asyncio.to_thread(self.release.wait, 60)
             await self._write(writer, model, _ok(stream, model))

@@ -40,6 +40,8 @@ HOSTILE = {
     "echo-fallback": "echokey",
     "echocode": "echocode",
     "echopart": "echopart",
+    "interim": "interim",
+    "redirect": "redirect",
     "rate": "retry-1e308",
 }
 
@@ -232,6 +234,17 @@ def test_no_run_of_the_key_leaves_in_any_field_an_upstream_writes(gw: Gateway) -
     runs = {UP_KEY[i:i + 12] for i in range(len(UP_KEY) - 11)}
     for seen in (*(a.text for a in answers), streamed, health, gw.log.read_text()):
         assert not any(run in seen for run in runs)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_interim_answers_are_skipped_and_a_redirect_is_not_an_answer(gw: Gateway, stream: bool) -> None:
+    with gw.client() as client:
+        interim = client.post("/v1/chat/completions", json=chat("interim-then-ok", stream))
+        redirect = client.post("/v1/chat/completions", json=chat("redirect-then-ok", stream))
+    assert interim.status_code == 200 and interim.headers["x-polyroute-model"] == "interim"
+    assert redirect.status_code == 200 and redirect.headers["x-polyroute-model"] == "ok"  # the next candidate
+    for resp in (interim, redirect):
+        assert ANSWER in (streamed_text(resp) if stream else resp.json()["choices"][0]["message"]["content"])
 
 
 def test_backend_health_needs_a_client_key_and_the_probes_stay_open(gw: Gateway) -> None:
