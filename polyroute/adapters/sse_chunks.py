@@ -88,9 +88,14 @@ class SSEChunks:
         resp = self._resp
         if resp is None:
             resp = self._resp = await self.http.send(*self._args)
-            if resp.headers.get("content-type", "").startswith("application/json"):
+            ctype = resp.headers.get("content-type", "")
+            if ctype.startswith("application/json"):
                 await self._whole(resp)
                 return
+            if ctype.startswith("text/html"):  # a proxy's page, a login wall: not the stream asked for
+                self.release()
+                raise UpstreamBadResponse(f"a {resp.status} answer that is an HTML page, not an event stream",
+                                          backend=self.http.name, model=self.model)
         try:
             data = await resp.next()
         except TransportError as exc:

@@ -135,3 +135,12 @@ def test_an_answer_past_max_answer_bytes_ends_and_is_not_kept(first: FakeUpstrea
         assert resp.status_code == 200 and "data: [DONE]" not in resp.text and '"code":"stream_cut"' in resp.text
     else:
         assert resp.status_code == 502
+
+
+def test_an_html_page_instead_of_a_stream_is_a_bad_answer(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    first.raw(b"<html><body>Please log in</body></html>", 200, media_type="text/html")
+    fallback.stream(load("openai", "stream"))
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
+    assert resp.status_code == 200 and resp.headers["x-polyroute-model"] == "f"
+    assert resp.headers["x-polyroute-attempt-log"].startswith("prov/m bad_response ")  # not "unavailable"
