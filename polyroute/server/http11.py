@@ -255,6 +255,15 @@ class Connection(asyncio.Protocol):
             self.head_bytes += len(data)
         return data
 
+    def eof_received(self) -> bool | None:
+        """The client has stopped sending (a half-close): what it sent whole is answered, then the connection
+        closes; keeping the transport open lets the answers be written. A request cut part-way closes at once
+        (the client may well have closed both ways, and nothing of it can be answered)."""
+        if self.deadline is None and (self.task is not None or self.queue):
+            self._end_reading()
+            return True
+        return None
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         shared = self.shared

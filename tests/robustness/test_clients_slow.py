@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from polyroute import config as cfg
-from tests.robustness.gateway_proc import Reader, ask, error_of, gateway, get, limit_files
+from tests.robustness.gateway_proc import Reader, ask, error_of, gateway, get, limit_files, post
 from tests.support.wait import wait_until
 
 TIMEOUTS = "header_timeout = 1\nbody_timeout = 1\n"
@@ -130,3 +130,15 @@ def test_past_the_file_limit_the_gateway_goes_on_and_says_so_once(tmp_path: Path
         assert answer.status == 200
         assert gw.log().count("connection limit reached") == 1, gw.log()
         assert gw.proc.poll() is None
+
+
+def test_a_client_that_half_closes_after_its_request_gets_its_answer(tmp_path: Path) -> None:
+    """A client that shuts its sending side after a whole request (netcat, some HTTP/1.0 clients) is answered,
+    then closed, not cut off with its answer unwritten."""
+    body = b'{"model": "echo", "messages": [{"role": "user", "content": "hi"}]}'
+    with gateway(tmp_path) as gw, gw.connect(timeout=CLOSED_WITHIN_S) as sock:
+        sock.sendall(post("/v1/chat/completions", body))
+        sock.shutdown(socket.SHUT_WR)
+        reader = Reader(sock)
+        assert reader.answer().status == 200
+        assert reader.at_eof()
