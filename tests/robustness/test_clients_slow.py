@@ -135,8 +135,9 @@ def test_past_the_file_limit_the_gateway_goes_on_and_says_so_once(tmp_path: Path
 def test_a_client_that_half_closes_after_its_request_gets_its_answer(tmp_path: Path) -> None:
     """A client that shuts its sending side after a whole request (netcat, some HTTP/1.0 clients) is answered,
     then closed, not cut off with its answer unwritten."""
-    body = b'{"model": "echo", "messages": [{"role": "user", "content": "hi"}]}'
-    with gateway(tmp_path) as gw, gw.connect(timeout=CLOSED_WITHIN_S) as sock:
+    # Answered after a pause (slow-whole), so that the half-close arrives while the answer is being made.
+    body = b'{"model": "slow-whole", "messages": [{"role": "user", "content": "hi"}]}'
+    with gateway(tmp_path, gap_ms=300) as gw, gw.connect(timeout=CLOSED_WITHIN_S) as sock:
         sock.sendall(post("/v1/chat/completions", body))
         sock.shutdown(socket.SHUT_WR)
         reader = Reader(sock)
