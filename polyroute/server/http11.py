@@ -257,9 +257,10 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         """The client has stopped sending (a half-close): what it sent whole is answered, then the connection
-        closes; keeping the transport open lets the answers be written. A request cut part-way closes at once
-        (the client may well have closed both ways, and nothing of it can be answered)."""
-        if self.deadline is None and (self.task is not None or self.queue):
+        closes; keeping the transport open lets the answers be written. A request cut part-way, or a stream,
+        closes at once: the client may well have closed both ways (a stream's client that leaves must free
+        its upstream at once), and nothing of a cut request can be answered."""
+        if self.deadline is None and not self.streaming and (self.task is not None or self.queue):
             self._end_reading()
             return True
         return None
