@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote, urlsplit
 
@@ -27,17 +28,23 @@ REDACTED = "[redacted]"
 MIN_SECRET = 4
 # A run of this many characters of a key, quoted on its own, gives the key away (a provider's masked echo).
 FRAGMENT = 12
+# Runs of characters a key may hold, between the quotes, spaces and brackets that surround one in a message.
+_RUN = re.compile(r"[^\s\"'`<>()\[\]{},;]" + f"{{{FRAGMENT},}}")
 
 
 class Redactor:
     """Replaces each of a fixed set of secrets by ``[redacted]``; the longest first."""
 
-    __slots__ = ("_bytes", "_secrets")
+    __slots__ = ("_bytes", "_secrets", "_windows")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         kept = {s for s in secrets if s and len(s) >= MIN_SECRET}
         self._secrets = tuple(sorted(kept, key=len, reverse=True))
         self._bytes = tuple(s.encode("utf-8") for s in self._secrets)
+        # Every FRAGMENT-long window of every secret long enough for a part of it to stand apart from its
+        # provider's prefix ("sk-proj-"), for ``thoroughly``.
+        self._windows = frozenset(s[i:i + FRAGMENT] for s in self._secrets if len(s) >= 2 * FRAGMENT
+                                  for i in range(len(s) - FRAGMENT + 1))
 
     @classmethod
     def from_config(cls, config: Config, env: Mapping[str, str] | None = None) -> Redactor:
@@ -63,25 +70,26 @@ class Redactor:
                 text = text.replace(secret, REDACTED)
         return text
 
-    def thoroughly(self, text: str) -> str:
-        """As calling it, and any run of ``FRAGMENT`` or more characters of a secret blanked too: an upstream
-        that quotes the key it got masked at one end (``sk-...abcd****``) still gives most of it away. For error
-        text, not the hot path: it searches every window of every secret."""
-        text = self(text)
-        for secret in self._secrets:
-            if len(secret) < 2 * FRAGMENT:  # too short for a part to stand apart from its provider's prefix
+    def thoroughly(self, text: str, limit: int = 2000) -> str:
+        """As calling it, cut to ``limit`` characters, and any run of ``FRAGMENT`` or more characters of a secret
+        blanked too: an upstream that quotes the key it got masked at one end (``sk-...abcd****``) still gives
+        most of it away. Linear in the text: only its runs of characters that could be part of a key are looked
+        at, each against the set of every ``FRAGMENT``-long window of every secret."""
+        text = self(text)[:limit]
+        windows = self._windows
+        if not windows:
+            return text
+        out, at = [], 0
+        for run in _RUN.finditer(text):
+            word = run.group()
+            hits = [i for i in range(len(word) - FRAGMENT + 1) if word[i:i + FRAGMENT] in windows]
+            if not hits:
                 continue
-            at = 0
-            while at <= len(secret) - FRAGMENT:
-                found = text.find(secret[at:at + FRAGMENT])
-                if found < 0:
-                    at += 1
-                    continue
-                end = FRAGMENT  # extend the match as far as text and secret agree
-                while at + end < len(secret) and found + end < len(text) and text[found + end] == secret[at + end]:
-                    end += 1
-                text = text[:found] + REDACTED + text[found + end:]
-        return text
+            # From the first window that is a secret's to the end of the last one: the run's part that is key.
+            start, end = run.start() + hits[0], run.start() + hits[-1] + FRAGMENT
+            out += [text[at:start], REDACTED]
+            at = end
+        return "".join([*out, text[at:]]) if out else text
 
     def data(self, payload: bytes) -> bytes:
         for secret in self._bytes:

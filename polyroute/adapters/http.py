@@ -88,6 +88,10 @@ class ErrorInfo:
 BodyReader = Callable[[int, bytes], ErrorInfo]
 
 
+# How much of an upstream's error message is kept.
+MESSAGE_CHARS = 500
+
+
 def redacting(reader: BodyReader, secret: str | None) -> BodyReader:
     """A reader that blanks ``secret`` (and runs of it) out of what an error says: some upstreams echo the key they
     got, in the message or anywhere else."""
@@ -98,7 +102,7 @@ def redacting(reader: BodyReader, secret: str | None) -> BodyReader:
 
     def read(status: int, body: bytes) -> ErrorInfo:
         info = reader(status, body)
-        return replace(info, message=redact.thoroughly(info.message),
+        return replace(info, message=redact.thoroughly(info.message, MESSAGE_CHARS),
                        code=None if info.code is None else redact.thoroughly(info.code),
                        param=None if info.param is None else redact.thoroughly(info.param))
 
@@ -145,7 +149,7 @@ def error_from_status(
 ) -> UpstreamError:
     info = reader(status, body)
     cls = _status_class(status, info)
-    msg = info.message[:500] if cls is not UpstreamBadResponse else f"unexpected status {status}"
+    msg = info.message[:MESSAGE_CHARS] if cls is not UpstreamBadResponse else f"unexpected status {status}"
     kw: dict[str, Any] = {"backend": backend, "model": model, "upstream_status": status, "code": info.code}
     if info.scope is not None:
         kw["scope"] = info.scope
