@@ -393,10 +393,15 @@ class _Stream:
                 self.chars += len(text)
             if reasoning := delta.get("reasoning_content") or delta.get("reasoning"):
                 self.chars += len(reasoning)
+            if refusal := delta.get("refusal"):
+                self.chars += len(refusal)
+            if (calls := delta.get("tool_calls")) or delta.get("function_call"):
+                self.tools = True
+                for call in calls or (delta,):  # legacy function_call: the delta holds the one function
+                    function = call.get("function") or call.get("function_call") or {}
+                    self.chars += len(function.get("name") or "") + len(function.get("arguments") or "")
             if self.chars > self.cap or self.content.size > self.cap:
                 raise self.too_long(entry)
-            if delta.get("tool_calls") or delta.get("function_call"):
-                self.tools = True
             if choice.get("finish_reason"):
                 self.finished = True
         return True
@@ -429,13 +434,13 @@ class _Stream:
         if self.walk.whole and cause.may_fall_over and (self.tools or not self.walk.can_be_continued()):
             self.start_afresh()
             return True
+        if not cause.may_fall_over:
+            raise cut
         if self.tools:
             raise StreamCut(
                 "the stream was cut after tool-call deltas were sent; it cannot be continued",
                 partial=partial, backend=entry.backend, model=entry.name, code="stream_cut",
             )
-        if not cause.may_fall_over:
-            raise cut
         self.walk.rescue_from(partial)
         return True
 

@@ -6,7 +6,8 @@ An upstream that sends those fields with other types (a number for ``content``, 
 string for ``delta``, a tool call that is not an object) has sent a bad answer: the
 attempt fails as ``UpstreamBadResponse`` and the next candidate is asked, instead of
 the gateway tripping over it. Text sent as a list of text parts is joined, as the
-OpenAI request format allows for content. Nesting deeper than the JSON writer that passes
+OpenAI request format allows for content, and tool-call arguments sent as a JSON value
+are written as the JSON text clients read. Nesting deeper than the JSON writer that passes
 answers on can write (255 levels) is refused too: no answer needs it.
 """
 
@@ -20,7 +21,7 @@ from polyroute.errors import UpstreamBadResponse
 
 # Below this many brackets no JSON text can nest too deep to be written again (orjson's limit is 255 levels).
 MAX_DEPTH = 250
-_TEXT_FIELDS = ("content", "reasoning_content", "refusal", "role")
+_TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal", "role")
 _CALL_TEXT = ("id", "type")
 _FUNCTION_TEXT = ("name", "arguments")
 
@@ -83,6 +84,10 @@ class Shape:
     def function(self, function: object, where: str) -> None:
         if not isinstance(function, dict):
             raise self.bad(f"{where} is not an object")
+        arguments = function.get("arguments")
+        if isinstance(arguments, (dict, list)):
+            # Arguments as a JSON value rather than its text (Hugging Face TGI sends them so): the text clients read.
+            function["arguments"] = orjson.dumps(arguments).decode()
         for key in _FUNCTION_TEXT:
             if (value := function.get(key)) is not None and not isinstance(value, str):
                 raise self.bad(f"{where}.{key} is not text")

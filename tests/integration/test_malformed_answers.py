@@ -39,6 +39,7 @@ BAD_STREAMS = {
     "tool-calls-not-a-list": [chunk({"tool_calls": "not a list"})],
     "tool-call-index-text": [chunk({"tool_calls": [{"index": "x", "function": 5}]})],
     "nested-too-deep": [{**chunk({"content": "Hi"}), "extra": deep(300)}],
+    "reasoning-is-a-number": [chunk({"reasoning": 12345})],  # OpenRouter's and vLLM's name for it
 }
 
 
@@ -144,3 +145,30 @@ def test_an_html_page_instead_of_a_stream_is_a_bad_answer(first: FakeUpstream, f
         resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
     assert resp.status_code == 200 and resp.headers["x-polyroute-model"] == "f"
     assert resp.headers["x-polyroute-attempt-log"].startswith("prov/m bad_response ")  # not "unavailable"
+
+
+def test_tool_call_arguments_sent_as_a_json_value_are_read_as_their_text(first: FakeUpstream,
+                                                                      fallback: FakeUpstream) -> None:
+    """Hugging Face TGI sends a tool call's arguments as an object (huggingface/text-generation-inference#2461)."""
+    call = {"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": {"location": "Paris"}}}
+    first.stream([chunk({"role": "assistant", "tool_calls": [call]}), chunk({}, "tool_calls")])
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
+    assert resp.status_code == 200 and fallback.received == []
+    [got] = resp.json()["choices"][0]["message"]["tool_calls"]
+    assert json.loads(got["function"]["arguments"]) == {"location": "Paris"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_endless_tool_call_arguments_meet_the_cap_too(first: FakeUpstream, fallback: FakeUpstream,
+                                                      stream: bool) -> None:
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+    pieces = [chunk({"tool_calls": [{"index": 0, "function": {"arguments": "x" * 100}}]}) for _ in range(50)]
+    first.stream([chunk({"role": "assistant", "tool_calls": [call]}), *pieces])
+    raw = config(first, fallback)
+    raw["backends"]["prov"]["max_answer_bytes"] = 2000
+    with live_gateway(raw, env={"TEST_KEY": "sk-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK, "stream": stream},
+                          timeout=30)
+    assert "the answer passed 2000 characters (max_answer_bytes)" in resp.text
