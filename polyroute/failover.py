@@ -36,7 +36,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from polyroute.adapters import Adapter, Call
 from polyroute.assemble import Assembly, as_chunks
@@ -393,11 +393,12 @@ class _Stream:
                 self.chars += len(text)
             if reasoning := delta.get("reasoning_content") or delta.get("reasoning"):
                 self.chars += len(reasoning)
-            if refusal := delta.get("refusal"):
+            part = cast(dict[str, Any], delta)  # checked by the adapter (polyroute.adapters.shape)
+            if refusal := part.get("refusal"):
                 self.chars += len(refusal)
-            if (calls := delta.get("tool_calls")) or delta.get("function_call"):
+            if (calls := part.get("tool_calls")) or part.get("function_call"):
                 self.tools = True
-                for call in calls or (delta,):  # legacy function_call: the delta holds the one function
+                for call in calls or (part,):  # legacy function_call: the delta holds the one function
                     function = call.get("function") or call.get("function_call") or {}
                     self.chars += len(function.get("name") or "") + len(function.get("arguments") or "")
             if self.chars > self.cap or self.content.size > self.cap:
