@@ -61,6 +61,7 @@ class ChatEndpoint:
             self.gateway.refused(ctx, exc, route=route, stream=bool(req and req.stream))
             return error_response(exc, {REQUEST_ID: ctx.request_id})
         extra = {REQUEST_ID: ctx.request_id}
+        admitted: Pass | None = None
         try:
             admitted = None if self.gateway.gatekeeper is None else await self.gateway.admit(req, ctx, plan)
             if ctx.explain:
@@ -77,9 +78,9 @@ class ChatEndpoint:
             return Reply(orjson.dumps(resp), headers={**self.headers(report), **extra})
         except AllAttemptsFailed as exc:
             return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc),
-                                        **extra})
+                                        **_limits(admitted, extra)})
         except PolyrouteError as exc:
-            return error_response(exc, extra)
+            return error_response(exc, _limits(admitted, extra))
 
     async def context(self, h: dict[str, str], started: float) -> RequestContext:
         """Who is asking (401 when keys are configured and none valid is sent), and what they asked of routing."""
@@ -229,6 +230,14 @@ def _quality(value: str | None) -> float | None:
     if not 0.0 <= target <= 1.0:  # NaN fails too
         raise InvalidRequest(f"{QUALITY_HEADER} must be a number from 0 to 1, not {value.strip()[:40]!r}.")
     return target
+
+
+def _limits(admitted: Pass | None, extra: dict[str, str]) -> dict[str, str]:
+    """An error's headers with the key's limits, as every answer has them: after the request's worst case, its
+    true cost being unknown here (a stream's are in ``extra`` already)."""
+    if admitted is None or any(k.startswith("x-ratelimit-") for k in extra):
+        return extra
+    return {**extra, **admitted.headers()}
 
 
 def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

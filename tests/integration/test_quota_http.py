@@ -19,7 +19,8 @@ ENV = {"A_KEY": "sk-a-0123456789abcdef", "B1_KEY": "sk-b1-0123456789abcdef", "B2
 RAW = {
     "backends": {"f": {"type": "fake"}},
     # A price high enough that one answer spends a visible share of a budget.
-    "models": {"echo": {"backend": "f", "input_per_mtok": 1000.0, "output_per_mtok": 2000.0}},
+    "models": {"echo": {"backend": "f", "input_per_mtok": 1000.0, "output_per_mtok": 2000.0},
+               "broken": {"backend": "f", "upstream": "error-503"}},
     "teams": {"blue": {"rpm": 3}},
     "keys": {
         "a": {"secret": "env:A_KEY", "rpm": 2, "tpm": 100000},
@@ -178,3 +179,12 @@ def test_usage_without_a_ledger_says_why_it_shows_none(live: Live) -> None:
     doc = httpx.get(f"{live.base_url}/usage", headers={"authorization": f"Bearer {ENV['RICH_KEY']}"}, timeout=10).json()
     assert doc["usage"] is None and "keeps no usage ledger" in doc["note"]
     assert doc["budget"] and doc["key"] == "rich"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_error_answer_carries_the_keys_limits_too(live: Live, stream: bool) -> None:
+    body = {"model": "broken", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    resp = httpx.post(f"{live.base_url}/chat/completions", json=body, timeout=10,
+                      headers={"authorization": f"Bearer {ENV['RICH_KEY']}"})
+    assert resp.status_code >= 500 and resp.json()["error"]["code"]
+    assert resp.headers["x-ratelimit-limit-tokens"] == "1000000" and "x-polyroute-budget-remaining-usd" in resp.headers
