@@ -8,6 +8,7 @@ in ``Secret`` objects whose ``repr`` never shows the value.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib.util
 import ipaddress
@@ -308,7 +309,7 @@ class HttpBackendConfig(BackendBase):
     def effective_locality(self) -> Locality:
         if self.locality is not None:
             return self.locality
-        if self.provider is not None and self.provider.lower() not in SELF_HOSTED:
+        if self.provider is not None and self.provider.lower() in hosted_providers():
             # A hosted provider reached through a proxy or relay on a private address (``provider`` says who
             # runs the endpoint): the data still leaves, and the provider still bills.
             return "remote"
@@ -390,9 +391,15 @@ def backend_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
         raise config_error(exc, "<memory>") from None
 
 
-# ``provider`` names of servers one runs oneself: they leave a backend's locality to its address.
-SELF_HOSTED = frozenset({"vllm", "ollama", "sglang", "llamacpp", "llama.cpp", "llama-server", "tgi", "lmstudio",
-                         "localai", "self"})
+@functools.cache
+def hosted_providers() -> frozenset[str]:
+    """The providers whose hosted offers the shipped catalog lists (and Azure OpenAI's), lower-cased: a backend
+    that names one in ``provider`` is remote wherever its URL points. Any other name (``vllm``, ``local``, a
+    server of one's own) leaves its locality to its address."""
+    from polyroute.catalog import load_catalog  # the catalog's models import this module
+
+    offers = (o for family in load_catalog().families.values() for o in family.offers)
+    return frozenset({o.provider.lower() for o in offers} | {"azure"})
 
 
 def _host_is_private(host: str) -> bool:

@@ -186,6 +186,6 @@ def _price(fam: Family | None, base_url: str | None, provider: str | None = None
         if base_url and offer.base_url.rstrip("/") == base_url:
             return offer.input_per_mtok, offer.output_per_mtok
     for offer in fam.offers:
-        if provider and offer.provider == provider:
+        if provider and offer.provider.lower() == provider.lower():
             return offer.input_per_mtok, offer.output_per_mtok
     return fam.price()

@@ -94,7 +94,9 @@ def test_a_hosted_provider_behind_a_private_address_is_remote_and_billed() -> No
         return {"type": "anthropic", "base_url": "http://10.0.0.7:9102", **extra}
 
     assert cfg.backend_config(backend(provider="anthropic")).effective_locality() == "remote"
-    assert cfg.backend_config(backend(provider="vllm")).effective_locality() == "local"
+    assert cfg.backend_config(backend(provider="Anthropic")).effective_locality() == "remote"
+    for own in ("vllm", "local", "llama_cpp", "lm-studio", "text-generation-inference", "koboldcpp"):
+        assert cfg.backend_config(backend(provider=own)).effective_locality() == "local", own
     assert cfg.backend_config(backend(provider="anthropic", locality="local")).effective_locality() == "local"
     raw = {"backends": {"claude": backend(provider="anthropic")},
            "models": {"sonnet": {"backend": "claude", "upstream": "claude-sonnet-5-5", "family": "claude-sonnet-5-5"}}}
