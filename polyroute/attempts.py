@@ -288,7 +288,7 @@ def supported(
             # Kept only as a fallback (polyroute.routing): it answers without the tools.
             missing |= wanted & _TOOL_PARAMS
         if refuse and missing - OWN:
-            refused |= missing
+            refused |= missing - OWN  # what the gateway adds itself is never the client's to change
             continue
         out.append((entry, adapter, missing))
     if not out:

@@ -53,6 +53,7 @@ from polyroute.errors import (
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import Health
 from polyroute.hedge import race
+from polyroute.refusals import OWN
 from polyroute.stall import Deadline, StallTimer
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Usage, chunk_has_token
 
@@ -173,6 +174,10 @@ class _Opening(Walk):
             return await self.open(slot)
         if not slot.adapter.assembles:
             return await self.run_whole(slot, slot.timeout)
+        if OWN & slot.drop:
+            # A server that refuses stream_options streams without usage: a whole answer is billed by its count.
+            left = self.route.config.deadline - (time.monotonic() - self.t0)
+            return await self.run_whole(slot, max(0.0, min(slot.adapter.config.answer_timeout, left)))
         try:
             return await self.open(slot)
         except UpstreamRejected as exc:
@@ -316,7 +321,7 @@ class _Stream:
                 slot, head = won
                 rescue = self.started
                 report.model, report.streaming = slot.entry, True
-                report.dropped |= slot.drop
+                report.dropped |= slot.drop - OWN  # what the client sent and this model goes without
                 self.chars, self.usage_seen = 0, False
                 self.cap = max_answer_chars(slot.adapter)
                 stall = StallTimer(self.stall)

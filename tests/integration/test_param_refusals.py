@@ -140,19 +140,27 @@ def test_a_server_that_refuses_stream_options_streams_without_them_and_its_usage
     without_usage = load("openai", "stream")[:-1]
     first.stream(without_usage)
     first.stream(without_usage)
+    first.json(load("openai", "completion"))
     with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
         client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
         texts, usages = [], []
         for _ in range(2):
-            chunks = list(client.chat.completions.create(model="r", messages=ASK, stream=True,  # type: ignore[arg-type]
-                                                         stream_options={"include_usage": True}))
+            raw = client.chat.completions.with_raw_response.create(
+                model="r", messages=ASK, stream=True, stream_options={"include_usage": True})  # type: ignore[arg-type]
+            assert "x-polyroute-dropped-params" not in raw.headers  # not the client's to know
+            chunks = list(raw.parse())
             texts.append("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
             usages.append(chunks[-1].usage)
+        # A whole answer from that server is asked for whole, and billed by its own count.
+        whole = ask(client, stream=False)
     assert texts == ["Hello! How can I help you today?"] * 2
+    assert whole.parse().usage.model_extra.get("estimated") is None and whole.parse().usage.total_tokens > 0
+    assert "x-polyroute-dropped-params" not in whole.headers
     assert all(u is not None and u.completion_tokens > 0 and u.model_extra["estimated"] is True for u in usages)
     sent = [r.json() for r in first.received]
-    assert len(sent) == 3 and "stream_options" in sent[0]
+    assert len(sent) == 4 and "stream_options" in sent[0]
     assert "stream_options" not in sent[1] and "stream_options" not in sent[2]  # learned: one call, not two
+    assert sent[3]["stream"] is False and "stream_options" not in sent[3]
     assert fallback.received == []
 
 
