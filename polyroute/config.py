@@ -15,10 +15,11 @@ import ipaddress
 import os
 import ssl
 import tomllib
+import types
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
@@ -768,7 +769,7 @@ def config_error(exc: ValidationError, source: str, schema: type[BaseModel] | No
         loc = _untagged(e["loc"])
         known = ", ".join(BACKEND_TYPES)
         if e["type"] == "extra_forbidden":
-            reason = "unknown key" + _did_you_mean(loc[-1] if loc else "", schema or Config)
+            reason = "unknown key" + _did_you_mean(loc, schema or Config)
         elif e["type"] == "missing":
             reason = "required key is missing"
         elif e["type"] == "union_tag_invalid":
@@ -783,12 +784,56 @@ def config_error(exc: ValidationError, source: str, schema: type[BaseModel] | No
     return ConfigError.of(problems, source=source)
 
 
-def _did_you_mean(key: int | str, schema: type[BaseModel]) -> str:
-    """`` (did you mean 'x'?)`` when a key of ``schema``'s tables is one typo away from ``key``."""
-    known = _schema_keys(schema)
-    if not isinstance(key, str) or key in known:  # a key of another table (a llamacpp key on an HTTP backend)
+def _did_you_mean(loc: tuple[int | str, ...], schema: type[BaseModel]) -> str:
+    """`` (did you mean 'x'?)`` when a key of the table at ``loc`` is one typo away from its last part."""
+    key = loc[-1] if loc else ""
+    if not isinstance(key, str):
+        return ""
+    # The table's own keys (a backend's: those of every backend type); where the walk cannot follow, any table's.
+    known = _keys_at(loc[:-1], schema) or _schema_keys(schema)
+    if key in known:  # a key of another backend type (a llamacpp key on an HTTP backend): no typo to name
         return ""
     return _did_you_mean_of(key, known)
+
+
+def _keys_at(path: tuple[int | str, ...], schema: type[BaseModel]) -> set[str]:
+    """The keys the table at ``path`` may hold: its model's fields, or every member's of a union (a backend)."""
+    level: list[Any] = [schema]
+    for part in path:
+        following: list[Any] = []
+        for tp in level:
+            for model in _models_in(tp):
+                if isinstance(part, str) and (field := model.model_fields.get(part)) is not None:
+                    following.append(field.annotation)
+            following += _values_of(tp)  # ``part`` is a name in a table of tables ([backends.NAME])
+        level = following
+    return {name for tp in level for model in _models_in(tp) for name in model.model_fields if name != "source"}
+
+
+def _unwrapped(tp: Any) -> list[Any]:
+    """The types an annotation stands for: Annotated and Optional and unions opened up."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _unwrapped(get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        return [t for arg in get_args(tp) for t in _unwrapped(arg)]
+    return [tp]
+
+
+def _models_in(tp: Any) -> list[type[BaseModel]]:
+    return [t for t in _unwrapped(tp) if isinstance(t, type) and issubclass(t, BaseModel)]
+
+
+def _values_of(tp: Any) -> list[Any]:
+    """What a table of tables (``dict[str, X]``) or a list holds."""
+    out = []
+    for t in _unwrapped(tp):
+        origin = get_origin(t)
+        if origin is dict:
+            out.append(get_args(t)[1])
+        elif origin is list:
+            out.append(get_args(t)[0])
+    return out
 
 
 def _did_you_mean_of(name: str, known: Mapping[str, Any] | set[str]) -> str:

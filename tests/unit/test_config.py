@@ -164,7 +164,10 @@ def test_an_unknown_key_one_typo_away_names_the_key_meant(path: str, typo: objec
     assert f"{path}: unknown key {hint}" in str(info.value)
 
 
-@pytest.mark.parametrize("path", ["gateway.colour", "backends.up.model_path"])
+@pytest.mark.parametrize("path", [
+    "gateway.colour", "backends.up.model_path",
+    "routes.r.timout", "gateway.stall_timout",  # keys of another table: not suggested where they are refused
+])
 def test_an_unknown_key_far_from_any_or_of_another_table_names_none(path: str) -> None:
     with pytest.raises(ConfigError) as info:
         cfg.parse(with_(path, "x"))
