@@ -10,7 +10,7 @@ SSE stream become OpenAI-shaped dicts. Rescue continuation is Anthropic's own
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -23,6 +23,7 @@ from polyroute.adapters.http import (
     refusal_of,
     tool_arguments,
 )
+from polyroute.adapters.shape import Shape
 from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.assemble import as_chunks
 from polyroute.errors import UpstreamBadResponse, UpstreamRejected
@@ -300,13 +301,14 @@ class AnthropicAdapter(HttpAdapter):
 class _Events:
     """Anthropic's stream: typed events, an ``error`` event for a failure after the 200, ``message_stop`` at the end."""
 
-    __slots__ = ("adapter", "call", "model", "state")
+    __slots__ = ("adapter", "call", "model", "shape", "state")
 
     def __init__(self, adapter: AnthropicAdapter, call: Call) -> None:
         self.adapter = adapter
         self.call = call
         self.model = call.upstream_model
         self.state = _StreamState(call)
+        self.shape = Shape(adapter.name, call.upstream_model)
 
     @property
     def ended(self) -> bool:
@@ -316,9 +318,13 @@ class _Events:
         if event == "error":
             raise self.adapter.stream_error(data, self.model)
         try:
-            return self.state.on(event, orjson.loads(data))
+            chunks = self.state.on(event, orjson.loads(data))
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise UpstreamBadResponse(f"malformed {event} event", backend=self.adapter.name, model=self.model) from None
+        for chunk in chunks:  # made of the event's fields: of the types the gateway reads, or a bad answer
+            for choice in chunk["choices"]:
+                self.shape.choice(cast(dict[str, Any], choice), "delta")
+        return chunks
 
     def missing_end(self) -> str:
         return "stream ended without message_stop"

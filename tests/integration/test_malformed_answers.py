@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support.live import live_gateway
-from tests.support.upstreams import FakeUpstream, load
+from tests.support.upstreams import ANTHROPIC, FakeUpstream, load
 
 ASK = [{"role": "user", "content": "Spell the NATO alphabet"}]
 
@@ -172,3 +172,22 @@ def test_endless_tool_call_arguments_meet_the_cap_too(first: FakeUpstream, fallb
         resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK, "stream": stream},
                           timeout=30)
     assert "the answer passed 2000 characters (max_answer_bytes)" in resp.text
+
+
+def test_an_anthropic_event_with_wrong_types_fails_over(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    """Anthropic's wire format: a content_block_delta whose text is a number is a bad answer, as for OpenAI's."""
+    events = [
+        {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [],
+                                              "model": "claude", "usage": {"input_tokens": 5, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 12345}},
+    ]
+    fallback.stream(load("openai", "stream"))
+    with FakeUpstream(ANTHROPIC) as claude:
+        claude.stream([{"event": e["type"], "data": e} for e in events], terminate=False)
+        raw = config(claude, fallback)
+        raw["backends"]["prov"] = {"type": "anthropic", "base_url": claude.url, "api_key": "env:TEST_KEY"}
+        with live_gateway(raw, env={"TEST_KEY": "sk-test"}) as g:
+            resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
+    assert resp.status_code == 200 and resp.headers["x-polyroute-model"] == "f"
+    assert resp.headers["x-polyroute-attempt-log"].startswith("prov/m bad_response ")
