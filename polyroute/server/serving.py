@@ -99,7 +99,9 @@ class Server:
         for conn in list(shared.connections):
             # Between requests an idle connection is closed; one part-way through a request's head or body is
             # held to header_timeout or body_timeout instead, and told so (408), not cut without a word.
-            if not conn.busy() and conn.deadline is None and conn.idle_for(now) > self.keep_alive:
+            # (A deadline that reading paused by us keeps from passing does not hold a connection open either.)
+            if (not conn.busy() and (conn.deadline is None or conn.read_paused)
+                    and conn.idle_for(now) > self.keep_alive):
                 conn.close()
             else:
                 conn.check_deadline(now)
