@@ -47,6 +47,7 @@ from polyroute.errors import (
     UpstreamBadResponse,
     UpstreamContextExceeded,
     UpstreamError,
+    UpstreamParamRefused,
     UpstreamRejected,
     UpstreamTimeout,
 )
@@ -183,6 +184,9 @@ class _Opening(Walk):
         except UpstreamRejected as exc:
             if isinstance(exc, UpstreamContextExceeded) or not refuses_streaming(exc):
                 raise
+            if isinstance(exc, UpstreamParamRefused) and exc.param in OWN and exc.always:
+                # Learnt here too: the next whole answer from this server is asked for whole at once.
+                self.refusals.note(slot.entry.backend, slot.entry.upstream, exc.param)
             # Some models refuse to stream, or refuse stream_options; the client did not ask for either.
             left = self.route.config.deadline - (time.monotonic() - self.t0)
             return await self.run_whole(slot, max(0.0, min(slot.adapter.config.answer_timeout, left)))

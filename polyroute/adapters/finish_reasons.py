@@ -24,6 +24,11 @@ OPENAI = frozenset({"stop", "length", "tool_calls", "content_filter", "function_
 AS_OPENAI = {
     "sensitive": "content_filter",
     "model_context_window_exceeded": "length",
+    # Mistral's answer cut at the model's own context length (its finish_reason enum; Vercel's AI SDK maps it
+    # to length), and the end-of-sequence word some servers behind Together send for a finished answer
+    # (https://github.com/vibrantlabsai/ragas/issues/1548).
+    "model_length": "length",
+    "eos": "stop",
 }
 
 # Sources: DeepSeek's chat completion reference (https://api-docs.deepseek.com/api/create-chat-completion:

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httpx
 import orjson
@@ -368,33 +368,38 @@ def pool_for(config: HttpBackendConfig, env: Mapping[str, str]) -> UpstreamPool:
 
 
 def json_error_reader(status: int, body: bytes) -> ErrorInfo:
-    """Read ``{"error": {"message", "type", "code"}}`` (OpenAI and most compatibles)."""
+    """Read ``{"error": {"message", "type", "code"}}`` (OpenAI and most compatibles), and the shapes others
+    send: the same in a one-element list with Google's ``status`` and ``details[].reason`` (Gemini's
+    OpenAI-compatible endpoint), the error's fields at the top (Mistral), or ``{"detail": ...}`` (FastAPI
+    servers, Mistral's validation errors)."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         text = body[:300].decode("utf-8", "replace").strip()
         return ErrorInfo(message=text or f"HTTP {status}")
-    err = doc.get("error") if isinstance(doc, dict) else None
+    err = _error_object(doc)
     if isinstance(err, str):
         return ErrorInfo(message=err)
-    if not isinstance(err, dict):
-        detail = doc.get("detail") or doc.get("message") if isinstance(doc, dict) else None
-        return ErrorInfo(message=str(detail or f"HTTP {status}"))
+    if err is None:
+        return ErrorInfo(message=f"HTTP {status}")
     code = err.get("code")
     code_s = str(code) if code is not None else None
     etype = str(err.get("type") or "")
-    message = str(err.get("message") or etype or f"HTTP {status}")
-    if code_s in REFUSAL_CODES or etype in REFUSAL_CODES:
+    message = _text_of(err.get("message") or err.get("detail")) or etype or f"HTTP {status}"
+    # Google's words for the kind of error, and the reasons in its details ("API_KEY_INVALID").
+    google = {str(err.get("status") or ""), *_reasons(err.get("details"))} - {""}
+    names = {code_s, etype, *google}
+    if names & REFUSAL_CODES:
         # The provider's moderation flagged the content: one code for every provider, its words kept.
         return ErrorInfo(message=message, code=REFUSED, content_refused=True)
-    blocked = code_s in BLOCK_CODES or etype in BLOCK_CODES
-    context = code_s in CONTEXT_CODES or etype in CONTEXT_CODES
-    auth = code_s in AUTH_CODES or etype in AUTH_CODES
-    billing = code_s in BILLING_CODES or etype in BILLING_CODES
+    blocked = bool(names & BLOCK_CODES) or _LOCATION_BLOCK.search(message) is not None
+    context = bool(names & CONTEXT_CODES)
+    auth = bool(names & AUTH_CODES)
+    billing = bool(names & BILLING_CODES) or _SUSPENDED.search(message) is not None
     # DeepSeek answers an unknown model with a 400 whose only distinct part is this exact message.
-    missing = code_s in MODEL_MISSING_CODES or etype in MODEL_MISSING_CODES or (
-        status == 400 and message == "Model Not Exist"
-    )
+    missing = bool(names & MODEL_MISSING_CODES) or (status == 400 and message == "Model Not Exist") or (
+        status == 404 and "NOT_FOUND" in names)
+    code_s = code_s or next(iter(sorted(google)), None)
     # Moonshot names its billing error only in ``type``: keep that as the code so its words are found.
     code_s = etype if billing and code_s not in BILLING_CODES else code_s
     scope: Scope | None = None
@@ -442,9 +447,18 @@ _REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None, bool], ...] = (
     (re.compile(r"Unsupported parameter: '(\w+)'"), None, True),
     # An older OpenAI-compatible server (and Azure's older API versions) on a field it does not know.
     (re.compile(r"Unrecognized request arguments? supplied: (\w+)"), None, True),
+    # Gemini's OpenAI-compatible endpoint on a field it has no place for
+    # (https://github.com/MinLL/SkyrimNet-GamePlugin/issues/77).
+    (re.compile(r'Unknown name \\?"(\w+)\\?": Cannot find field'), None, True),
+    # Mistral's own rule for tool-call ids (https://github.com/karthink/gptel/issues/1203): a history written
+    # with another provider's ids; another candidate takes it as it is.
+    (re.compile(r"Tool call id was \S+ but must be", re.I), "messages", False),
     (re.compile(r"\bstream_options\b.{0,80}\b(?:not (?:supported|permitted|allowed)|unknown|unrecognized|"
                 r"extra (?:fields|inputs))|(?:unknown|unrecognized|unsupported|extra)\b.{0,40}\bstream_options\b",
                 re.I), "stream_options", True),
+    # A server that validates its body strictly (Mistral, FastAPI servers) on a field it does not take, as
+    # its validation error reads once written as "field: reason" (https://github.com/openai/openai-agents-python/issues/442).
+    (re.compile(r"\b(\w+)(?:\.\w+)*: Extra inputs are not permitted"), None, True),
     (re.compile(r"Unsupported value: '(\w+)'.{0,80}Only the default"), None, True),
     (re.compile(r"Unsupported value: '(\w+)'"), None, False),
     (re.compile(r"`(\w+)` is deprecated for this model"), None, True),
@@ -465,6 +479,54 @@ _REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None, bool], ...] = (
 class Refusal:
     param: str | None
     always: bool  # whatever the parameter's value, not only this request's
+
+
+def _error_object(doc: object) -> dict[str, Any] | str | None:
+    """The object that holds an error's fields, wherever a provider puts it."""
+    if isinstance(doc, list) and len(doc) == 1:  # Gemini's OpenAI-compatible endpoint: [{"error": {...}}]
+        doc = doc[0]
+    if not isinstance(doc, dict):
+        return None
+    err = doc.get("error")
+    if isinstance(err, (dict, str)) and err:
+        return cast(dict[str, Any] | str, err)
+    if "message" in doc or "detail" in doc:  # Mistral's {"object": "error", "message", "type", "code"}, FastAPI's
+        return cast(dict[str, Any], doc)
+    return None
+
+
+def _text_of(value: object) -> str:
+    """An error's message as text: a string, or validation errors (``[{"loc", "msg"}]``, alone or under
+    ``detail``) as ``field: reason`` lines, the request body's name left out of each field."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, dict):
+        return _text_of(value["detail"]) if "detail" in value else orjson.dumps(value).decode()[:500]
+    if isinstance(value, list):
+        lines = []
+        for item in value[:20]:
+            if isinstance(item, dict) and "msg" in item:
+                loc = [str(p) for p in item.get("loc") or () if p != "body"]
+                lines.append(f"{'.'.join(loc)}: {item['msg']}" if loc else str(item["msg"]))
+            else:
+                lines.append(_text_of(item))
+        return "; ".join(lines)
+    return str(value)
+
+
+def _reasons(details: object) -> list[str]:
+    """The ``reason`` of each of Google's error details."""
+    if not isinstance(details, list):
+        return []
+    return [str(d["reason"]) for d in details if isinstance(d, dict) and d.get("reason")]
+
+
+# Google's answer to a key from a country its API does not serve (a 400 FAILED_PRECONDITION), quoted in
+# https://github.com/FoundationAgents/OpenManus/issues/803: a region block, not the client's request.
+_LOCATION_BLOCK = re.compile(r"User location is not supported", re.I)
+# Fireworks suspends an account past its spending limit or with invoices unpaid (a 412, quoted in
+# https://github.com/FerroxLabs/wayland/issues/545): every request of that account fails until it is paid.
+_SUSPENDED = re.compile(r"\baccount\b.{0,80}\bis suspended\b", re.I)
 
 
 def refusal_of(code: str | None, param: object, message: str) -> Refusal | None:
@@ -496,7 +558,10 @@ IN_BAND_RATE_CODES = frozenset({
 })
 BLOCK_CODES = frozenset({"unsupported_country_region_territory", "region_not_supported", "unsupported_region"})
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
-AUTH_CODES = frozenset({"invalid_api_key", "authentication_error", "incorrect_api_key"})
+# OpenAI's and Anthropic's codes; Google's status and detail reason for a key it refuses
+# (https://github.com/continuedev/continue/issues/10290).
+AUTH_CODES = frozenset({"invalid_api_key", "authentication_error", "incorrect_api_key", "API_KEY_INVALID",
+                        "UNAUTHENTICATED"})
 # The code (or type) each provider sends when the account cannot pay, and the plain words for it.
 BILLING_WORDS = {
     "insufficient_quota": "quota exhausted (plan and billing)",  # OpenAI, 429
@@ -517,6 +582,10 @@ BILLING_WORDS = {
 BILLING_CODES = frozenset(BILLING_WORDS)
 MODEL_MISSING_CODES = frozenset({
     "model_not_found",  # OpenAI and most compatibles, 404
+    "invalid_model",  # Mistral's type, 400 "Invalid model: ..." (https://github.com/mistralai/mistral-vibe/issues/617)
+    # Together, 400: a model it does not serve without a dedicated endpoint, or one whose endpoint is down
+    # (https://github.com/HeyPuter/puter/issues/3168)
+    "model_not_available", "dedicated_endpoint_not_running",
     "resource_not_found_error",  # Moonshot / Kimi, 404 on an unknown model
     "1211",  # Z.ai / Zhipu, 400 "Unknown Model" (https://docs.z.ai/api-reference/api-code)
 })

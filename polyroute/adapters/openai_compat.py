@@ -197,6 +197,8 @@ def whole_answer(doc: object, backend: str, model: str) -> ChatResponse:
         message = choice.get("message")
         if message and "reasoning" in message:
             _name_reasoning(message)
+        if message and message.get("tool_calls") and choice.get("finish_reason") == "stop":
+            choice["finish_reason"], choice["native_finish_reason"] = "tool_calls", "stop"
         if (finish := choice.get("finish_reason")) and finish_reasons.foreign(finish):
             cut = finish_reasons.translate(choice, finish)
             if cut is not None:
@@ -209,12 +211,13 @@ def whole_answer(doc: object, backend: str, model: str) -> ChatResponse:
 class _Events:
     """An OpenAI-compatible stream: one chunk per event, then ``data: [DONE]``."""
 
-    __slots__ = ("backend", "cut", "ended", "model", "read", "shape")
+    __slots__ = ("backend", "calls", "cut", "ended", "model", "read", "shape")
 
     def __init__(self, backend: str, model: str, read: BodyReader = read_error) -> None:
         self.backend = backend
         self.model = model
         self.shape = Shape(backend, model)
+        self.calls: dict[str, int] | None = None  # the index of each tool call's id, once the stream has one
         self.read = read  # the backend's error reader, which blanks out its key
         self.ended = False
         # Why the provider cut the answer short (its finish_reason said so): the stream fails at its
@@ -243,6 +246,11 @@ class _Events:
             delta = choice["delta"]
             if delta and "reasoning" in delta:
                 _name_reasoning(delta)
+            if delta and delta.get("tool_calls"):
+                self._index_calls(delta["tool_calls"])
+            elif self.calls is not None and choice.get("finish_reason") == "stop":
+                # The answer called tools (Gemini ends it with "stop" all the same): as OpenAI says it.
+                choice["finish_reason"], choice["native_finish_reason"] = "tool_calls", "stop"
             if "usage" in choice:  # Moonshot's place for it
                 usage = choice.pop("usage") or usage
             if (finish := choice.get("finish_reason")) and finish_reasons.foreign(finish):
@@ -253,6 +261,20 @@ class _Events:
             doc.pop("usage", None)
             return [doc, _usage_chunk(doc, usage)]  # type: ignore[list-item]  # checked above
         return [doc]  # type: ignore[list-item]  # checked above: an object with choices
+
+    def _index_calls(self, calls: list[dict[str, Any]]) -> None:
+        """Give each tool-call delta the ``index`` OpenAI clients join deltas by, where the provider sent none
+        (Gemini): a call's id names it, and a delta without one goes on the last call."""
+        seen = self.calls if self.calls is not None else {}
+        self.calls = seen
+        for call in calls:
+            if "index" in call:
+                continue
+            cid = call.get("id")
+            if cid:
+                call["index"] = seen.setdefault(cid, len(seen))
+            else:
+                call["index"] = max(len(seen) - 1, 0)
 
     def _error(self, doc: dict[str, Any], data: str) -> list[ChatChunk]:
         """An error sent inside the stream. Moderation ends the answer as OpenAI's own filter does

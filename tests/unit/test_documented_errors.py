@@ -10,6 +10,7 @@ import pytest
 from polyroute.adapters import anthropic, ollama, openai_compat
 from polyroute.adapters.http import BodyReader, error_from_status
 from polyroute.errors import (
+    UpstreamAuthError,
     UpstreamBilling,
     UpstreamBlocked,
     UpstreamError,
@@ -64,12 +65,26 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("deepseek/400_tool_choice_in_thinking_mode", UpstreamParamRefused, "does not support this tool_choice"),
     ("deepseek/400_json_schema_unavailable", UpstreamParamRefused, "response_format type is unavailable"),
     ("openai/400_unknown_parameter_stream_options", UpstreamParamRefused, "Unknown parameter: 'stream_options'"),
+    # Providers whose error bodies take other shapes: a list (Gemini), the fields at the top (Mistral).
+    ("gemini/400_user_location_not_supported", UpstreamBlocked, "User location is not supported"),
+    ("gemini/400_api_key_invalid", UpstreamAuthError, "API key not valid"),
+    ("gemini/404_model_not_found", UpstreamModelNotFound, "models/gemini-pro is not found"),
+    ("gemini/400_unknown_name_top_k", UpstreamParamRefused, 'Unknown name "top_k"'),
+    ("mistral/422_extra_stream_options", UpstreamParamRefused,
+     "stream_options.include_usage: Extra inputs are not permitted"),
+    ("mistral/400_invalid_model", UpstreamModelNotFound, "Invalid model: mistral-medium-3.5"),
+    ("mistral/400_tool_call_id_format", UpstreamParamRefused, "Tool call id was"),
+    ("fireworks/412_account_suspended", UpstreamBilling, "is suspended"),
+    ("fireworks/404_model_not_found", UpstreamModelNotFound, "Model not found"),
+    ("together/400_model_not_available", UpstreamModelNotFound, "Unable to access non-serverless model"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
                  "temperature", "deepseek/400_tool_choice_in_thinking_mode": "tool_choice",
                  "deepseek/400_json_schema_unavailable": "response_format",
-                 "openai/400_unknown_parameter_stream_options": "stream_options"}
+                 "openai/400_unknown_parameter_stream_options": "stream_options",
+                 "gemini/400_unknown_name_top_k": "top_k",
+                 "mistral/422_extra_stream_options": "stream_options", "mistral/400_tool_call_id_format": "messages"}
 
 
 def test_every_fixture_is_covered_and_names_its_source() -> None:
@@ -94,11 +109,16 @@ def test_documented_error_is_classified(name: str, expected: type[UpstreamError]
         # Plain words for the operator: the backend, what happened, what to do; and the whole backend is out.
         assert err.message.startswith(f"{provider}: ") and "top up the account" in err.message
         assert err.scope == "backend" and err.account_wide and err.may_fall_over and not err.retryable
+    elif expected is UpstreamBlocked and not name.startswith("openrouter/"):
+        # A region the whole API refuses (Gemini's): the backend's, as for a refused key.
+        assert err.scope == "backend" and err.may_fall_over and not err.retryable
     elif expected in (UpstreamModelNotFound, UpstreamBlocked):
         assert err.scope == "model" and err.may_fall_over and not err.retryable and not err.account_wide
     elif expected is UpstreamParamRefused:
         assert isinstance(err, UpstreamParamRefused) and err.param == REFUSED_PARAM[name]
         assert err.may_fall_over and not err.retryable and err.scope == "model" and err.status == 400
+    elif expected is UpstreamAuthError:
+        assert err.scope == "backend" and err.account_wide and err.may_fall_over
     elif expected is UpstreamRateLimited:
         assert err.scope == "model" and err.may_fall_over and err.retry_after == (
             float(doc["headers"]["retry-after"]) if doc.get("headers") else None)
