@@ -154,6 +154,8 @@ def error_from_status(
     if info.scope is not None:
         kw["scope"] = info.scope
     retry_after = retry_after_of(headers)
+    if retry_after is None and status == 429 and (said := _RETRY_IN.search(info.message)) is not None:
+        retry_after = float(said.group(1))  # Gemini says when in its message ("Please retry in 16.6s.")
     if cls is UpstreamBilling and status == 402 and retry_after is not None and not info.billing:
         # A 402 that says when to come back is a limit on spend in flight (OpenRouter's
         # in_flight_budget_exhausted), not an empty account.
@@ -521,6 +523,8 @@ def _reasons(details: object) -> list[str]:
     return [str(d["reason"]) for d in details if isinstance(d, dict) and d.get("reason")]
 
 
+# Gemini's 429 says when to come back in its message, not a header (https://github.com/continuedev/continue/issues/9662).
+_RETRY_IN = re.compile(r"\bretry in (\d{1,6}(?:\.\d+)?)\s?s\b", re.I)
 # Google's answer to a key from a country its API does not serve (a 400 FAILED_PRECONDITION), quoted in
 # https://github.com/FoundationAgents/OpenManus/issues/803: a region block, not the client's request.
 _LOCATION_BLOCK = re.compile(r"User location is not supported", re.I)

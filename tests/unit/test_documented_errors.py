@@ -202,3 +202,14 @@ def test_words_about_a_parameter_no_model_goes_without_are_the_clients_error() -
     body = {"error": {"code": "1210", "message": "The messages parameter is illegal."}}
     err = error_from_status(400, json.dumps(body).encode(), {}, openai_compat.read_error, backend="b", model="m")
     assert type(err) is UpstreamRejected and not err.may_fall_over
+
+
+def test_a_wait_said_in_a_429s_words_is_read_when_no_header_says_it() -> None:
+    """Gemini: "Please retry in 16.614023621s." (https://github.com/continuedev/continue/issues/9662)."""
+    body = json.dumps([{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                                  "message": "You exceeded your current quota. Please retry in 16.614023621s."}}])
+    err = error_from_status(429, body.encode(), {}, openai_compat.read_error, backend="gemini", model="m")
+    assert isinstance(err, UpstreamRateLimited) and err.retry_after == pytest.approx(16.614023621)
+    headed = error_from_status(429, body.encode(), {"retry-after": "3"}, openai_compat.read_error, backend="g",
+                               model="m")
+    assert isinstance(headed, UpstreamRateLimited) and headed.retry_after == 3.0
