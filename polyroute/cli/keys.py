@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("name")
         _store_flags(p)
         p.set_defaults(func=fn)
+        if name == "rotate":
+            p.add_argument("--reactivate", action="store_true",
+                           help="reissue a revoked key: it works again, with the new secret")
     lst = inner.add_parser("list", help="every key of the store (never a secret)")
     _store_flags(lst)
     lst.add_argument("--format", choices=("table", "json"), default="table")
@@ -161,7 +164,7 @@ def run_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _change(args: argparse.Namespace, changes: dict[str, Any]) -> KeyRecord:
+def _change(args: argparse.Namespace, changes: dict[str, Any], *, reissue: bool = True) -> KeyRecord:
     store = open_store(args, existing=True)
     try:
         record = asyncio.run(store.key(args.name))
@@ -170,6 +173,9 @@ def _change(args: argparse.Namespace, changes: dict[str, Any]) -> KeyRecord:
                                  "there (revoked = true), not in the store")
         if record is None:
             raise InvalidRequest(f"no key named {args.name!r} in {store.where}")
+        if record.revoked and not reissue:
+            raise InvalidRequest(f"key {args.name!r} is revoked: a new secret would make it work again; "
+                                 "pass --reactivate to reissue it")
         changed = with_changes(record, changes)
         asyncio.run(store.put_key(changed))
         return changed
@@ -188,10 +194,11 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 def run_rotate(args: argparse.Namespace) -> int:
     if args.url:
-        secret = str(_api(args.url, "POST", f"keys/{args.name}/rotate")["secret"])
+        body = {"reactivate": True} if args.reactivate else None
+        secret = str(_api(args.url, "POST", f"keys/{args.name}/rotate", body)["secret"])
     else:
         secret = new_secret()
-        _change(args, {"digest": digest(secret), "revoked": False})
+        _change(args, {"digest": digest(secret), "revoked": False}, reissue=args.reactivate)
     print(f"key {args.name} rotated; its new secret, shown only this once:\n{secret}")
     return 0
 

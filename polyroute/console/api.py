@@ -86,7 +86,8 @@ class ConsoleApi:
             return await self.usage(rest)
         if head == "routes" and not rest:
             return _json({"routes": views.routes(self.gateway), "policies": sorted(self.config.policies),
-                          "keys": sorted(k.name for k in await self._store_keys())})
+                          # Config keys too: explaining as one of them is as useful as as a stored one.
+                          "keys": sorted({*self.config.keys, *(k.name for k in await self._store_keys())})})
         if head == "evals" and not rest:
             rows, by_category = await asyncio.to_thread(evals_view.rows_from_store, self.eval_db)
             return _json({"db": str(self.eval_db), **evals_view.view(rows, by_category)})

@@ -32,7 +32,7 @@ def rows_from_store(db: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
 
     def dicts(by_category: bool) -> list[dict[str, Any]]:
         # With the suites' pairing, so the rows carry the English-Chinese gaps the report gives.
-        return [{**r.as_json(), "lang": r.lang, "kind": r.kind, "category": r.category}
+        return [{**r.as_json(), "lang": r.lang, "kind": r.kind, "category": r.category, "errors": r.errors}
                 for r in summarise(results, by_category, suites)]
 
     return dicts(False), dicts(True)
@@ -50,6 +50,7 @@ def view(rows: Iterable[dict[str, Any]], by_category: Iterable[dict[str, Any]]) 
          "quality": r["accuracy"] if r["kind"] != "safety" else r["unsafe_refusal_rate"],
          "measure": "accuracy" if r["kind"] != "safety" else "unsafe_refusal_rate", "n": r["n"]}
         for r in rows
+        if r.get("errors", 0) < r["n"]  # a model that answered nothing has no quality to plot (not 0%, not free)
     ]
     safety = [r for r in rows if r["kind"] == "safety"]
     hazards = [r for r in by_category if r["kind"] == "safety"]

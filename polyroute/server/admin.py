@@ -5,7 +5,8 @@
     GET    /admin/keys/NAME            one key
     PATCH  /admin/keys/NAME            change fields (``null`` clears one)
     DELETE /admin/keys/NAME            revoke: refused from now on, kept for the ledger's history
-    POST   /admin/keys/NAME/rotate     a new secret for the key; the old one is refused at once
+    POST   /admin/keys/NAME/rotate     a new secret for the key; the old one is refused at once (a revoked
+                                       key only with {"reactivate": true}, which makes it work again)
     POST   /admin/teams                make or replace a team;  GET /admin/teams[/NAME]
     PATCH  /admin/teams/NAME           change its limits;       DELETE /admin/teams/NAME
 
@@ -91,7 +92,7 @@ class Admin:
             raise _not_allowed(method, "GET, POST")
         name = rest[0]
         if rest[1:] == ["rotate"] and method == "POST":
-            return await self.rotate(name)
+            return await self.rotate(name, bool(_body(body).get("reactivate")) if body.strip() else False)
         if rest[1:]:
             raise NotFound(f"Unknown path: {method} /admin/keys/{'/'.join(rest)}")
         if method == "GET" and name in self.config.keys:
@@ -137,8 +138,13 @@ class Admin:
         teams = [t.name for t in await self.store.teams()] if fields.get("team") is not None else []
         check_references(fields, self.config, teams)
 
-    async def rotate(self, name: str) -> Reply:
+    async def rotate(self, name: str, reactivate: bool = False) -> Reply:
+        """A new secret. A revoked key is reissued (made to work again) only when asked in so many words: a
+        rotation meant for a live key must not undo a revocation made meanwhile (after a leak)."""
         record = await self._key(name)
+        if record.revoked and not reactivate:
+            raise Conflict(f"key {name!r} is revoked: a new secret would make it work again; send "
+                           '{"reactivate": true} to reissue it', param="name")
         secret = new_secret()
         rotated = with_changes(record, {"digest": digest(secret), "revoked": False})
         await self.store.put_key(rotated)

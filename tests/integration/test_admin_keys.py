@@ -91,6 +91,14 @@ def test_patch_revoke_and_rotate(live: Live) -> None:
     assert chat(live, secret).status_code == 401
     assert admin(live, "DELETE", "keys/app2").json()["revoked"] is True
     assert chat(live, rotated).status_code == 401
+    # A rotation meant for a live key does not undo a revocation made meanwhile; a reissue says so in words.
+    again = admin(live, "POST", "keys/app2/rotate")
+    assert again.status_code == 409 and '{"reactivate": true}' in again.json()["error"]["message"]
+    assert admin(live, "GET", "keys/app2").json()["revoked"] is True
+    reissued = admin(live, "POST", "keys/app2/rotate", {"reactivate": True})
+    assert reissued.status_code == 200 and reissued.json()["revoked"] is False
+    # (Its rpm of 1 is spent this minute: a 429, not the 401 of a revoked key.)
+    wait_until(lambda: chat(live, reissued.json()["secret"]).status_code != 401, what="the reissued key to work")
 
 
 def test_bad_requests_are_refused_in_the_openai_shape(live: Live) -> None:

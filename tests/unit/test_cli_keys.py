@@ -29,6 +29,8 @@ def test_keys_and_teams_in_a_store_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert rotated != secret and rotated.startswith("pr-")
     assert main(["keys", "revoke", "ci", "--store", store]) == 0
     assert capsys.readouterr().out.strip() == "key ci revoked"
+    assert main(["keys", "rotate", "ci", "--store", store]) == 2  # would undo the revocation
+    assert "pass --reactivate to reissue it" in capsys.readouterr().err
     assert main(["keys", "list", "--store", store]) == 0
     table = capsys.readouterr().out
     assert table.splitlines()[0].split()[:4] == ["name", "source", "team", "budget_usd"] and "True" in table

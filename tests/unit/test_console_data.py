@@ -212,6 +212,16 @@ def test_eval_view_sets_languages_side_by_side() -> None:
         ("xstest", "unsafe_refusal_rate", 0.9), ("xstest-zh", "unsafe_refusal_rate", 0.6), ("mmlu", "accuracy", 0.6)}
 
 
+def test_a_model_that_answered_nothing_is_not_plotted_as_free_and_wrong() -> None:
+    mmlu = {"model": "ok", "suite": "mmlu", "lang": "en", "kind": "accuracy", "category": None, "n": 5, "errors": 1,
+            "accuracy": 0.75, "unsafe_refusal_rate": None, "safe_refusal_rate": None, "cost_usd": 0.1,
+            "cost_per_1k_items": 20.0, "p50_latency_s": 0.2}
+    broken = {**mmlu, "model": "broken", "errors": 5, "accuracy": 0.0, "cost_usd": 0.0, "cost_per_1k_items": 0.0}
+    doc = view([mmlu, broken], [])
+    assert [p["model"] for p in doc["scatter"]] == ["ok"]
+    assert [(r["model"], r["errors"]) for r in doc["rows"]] == [("ok", 1), ("broken", 5)]
+
+
 def sessions_pair(tmp_path: Path, clock: Clock, digest: bytes = ADMIN_DIGEST) -> tuple[Sessions, Sessions]:
     """Two workers: each its own ``Sessions`` and its own connection to one store file."""
     made = []

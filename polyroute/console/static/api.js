@@ -35,11 +35,18 @@ export async function api(method, path, body) {
 }
 
 // Calls ``refresh`` now and every ``seconds`` while the page is visible.
+// When a refresh fails (the gateway is down, a network error), a banner says so and since when the
+// figures have not moved, rather than leaving the last ones on screen as if they were current.
 export function poll(refresh, seconds) {
   let timer = null;
+  let lastOk = new Date();
   const tick = async () => {
     try {
       await refresh();
+      lastOk = new Date();
+      stale(null, lastOk);
+    } catch (err) {
+      stale(err, lastOk);
     } finally {
       timer = setTimeout(tick, seconds * 1000);
     }
@@ -49,4 +56,20 @@ export function poll(refresh, seconds) {
     else { clearTimeout(timer); tick(); }
   });
   return tick();
+}
+
+function stale(err, since) {
+  let banner = document.getElementById("stale");
+  if (err === null) {
+    if (banner) banner.remove();
+    return;
+  }
+  if (!banner) {
+    banner = document.createElement("p");
+    banner.id = "stale";
+    banner.className = "error";
+    banner.setAttribute("role", "alert");
+    (document.querySelector("main") || document.body).prepend(banner);
+  }
+  banner.textContent = `Cannot refresh (${err.message || err}): the figures below are from ${since.toLocaleTimeString()} and are not updating.`;
 }

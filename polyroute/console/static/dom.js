@@ -47,6 +47,12 @@ export function replace(el, ...children) {
 
 export const fmt = {
   usd(v, digits = 4) { return v === null || v === undefined ? "–" : `$${Number(v).toFixed(digits)}`; },
+  // A budget as it was set: cents when it has them, else its own digits ($0.0005 is not "$0.00").
+  budget(v) {
+    if (v === null || v === undefined) return "–";
+    const n = Number(v);
+    return n === 0 || n >= 0.01 ? `$${n.toFixed(2)}` : `$${Number(n.toPrecision(2))}`;
+  },
   pct(v) {
     if (v === null || v === undefined) return "–";
     return v > 0 && v < 0.001 ? "<0.1%" : `${(v * 100).toFixed(1)}%`;

@@ -54,9 +54,12 @@ function languageTable(lines, langs, withCategory) {
 }
 
 function resultTable(rows) {
-  return table(["Model", "Suite", "Lang", "n", "Accuracy", "Unsafe refused", "Safe refused", "$ / 1k items", "p50 latency"],
+  // Failed items (the model errored) are counted apart: the rates are of the items answered.
+  return table(["Model", "Suite", "Lang", "n", "Failed", "Accuracy", "Unsafe refused", "Safe refused", "$ / 1k items", "p50 latency"],
     rows.map((r) => h("tr", {}, h("th", { scope: "row" }, r.model), h("td", {}, r.suite), h("td", {}, r.lang),
-      h("td", { class: "num" }, fmt.int(r.n)), h("td", { class: "num" }, fmt.pct(r.accuracy)),
+      h("td", { class: "num" }, fmt.int(r.n)),
+      h("td", { class: `num${r.errors ? " error" : ""}` }, fmt.int(r.errors ?? 0)),
+      h("td", { class: "num" }, r.errors === r.n ? "–" : fmt.pct(r.accuracy)),
       h("td", { class: "num" }, fmt.pct(r.unsafe_refusal_rate)), h("td", { class: "num" }, fmt.pct(r.safe_refusal_rate)),
       h("td", { class: "num" }, fmt.usd(r.cost_per_1k_items, 4)),
       h("td", { class: "num" }, r.p50_latency_s === null ? "–" : `${fmt.num(r.p50_latency_s, 3)} s`))));

@@ -30,10 +30,14 @@ export async function render(main) {
         await api("DELETE", `keys/${encodeURIComponent(name)}`);
         await refresh();
       },
-      rotate: async (name) => {
-        if (!confirm(`Rotate ${name}? Its current secret stops working at once.`)) return;
-        const rotated = await api("POST", `keys/${encodeURIComponent(name)}/rotate`);
-        showSecret(reveal, rotated.name, rotated.secret, "rotated");
+      rotate: async (name, revoked) => {
+        const ask = revoked
+          ? `Reissue ${name}? It was revoked: it works again from now on, with a new secret.`
+          : `Rotate ${name}? Its current secret stops working at once.`;
+        if (!confirm(ask)) return;
+        // A rotation asks only for a new secret: a key revoked meanwhile (in another tab) is refused, not revived.
+        const rotated = await api("POST", `keys/${encodeURIComponent(name)}/rotate`, revoked ? { reactivate: true } : undefined);
+        showSecret(reveal, rotated.name, rotated.secret, revoked ? "reissued" : "rotated");
         await refresh();
       },
     }), doc.config_keys.length
@@ -73,7 +77,11 @@ function createForm(meta, submit) {
     if (f.budget_usd.value) fields.budget_usd = Number(f.budget_usd.value);
     if (f.rpm.value) fields.rpm = Number(f.rpm.value);
     if (f.tpm.value) fields.tpm = Number(f.tpm.value);
-    if (f.expires_at.value) fields.expires_at = new Date(f.expires_at.value).toISOString();
+    if (f.expires_at.value) {
+      // A date the browser cannot read (a five-digit year) goes as typed, for the gateway to say what is wrong.
+      const when = new Date(f.expires_at.value);
+      fields.expires_at = Number.isNaN(when.getTime()) ? f.expires_at.value : when.toISOString();
+    }
     const ticked = [...form.querySelectorAll("input[name=routes]:checked")].map((i) => i.value);
     if (ticked.length) fields.routes = ticked;
     submit(fields);
@@ -105,12 +113,12 @@ function keyTable(doc, actions) {
   const rows = doc.keys.map((k) => h("tr", { "data-key": k.name, class: k.revoked ? "revoked" : "" },
     h("th", { scope: "row" }, k.name), h("td", {}, k.team || "–"), h("td", {}, k.policy || "–"),
     h("td", {}, k.routes ? k.routes.join(", ") : "all"),
-    h("td", { class: "num" }, k.budget_usd === null ? "–" : `${fmt.usd(k.budget_usd, 2)} / ${k.budget_period}`),
+    h("td", { class: "num" }, k.budget_usd === null ? "–" : `${fmt.budget(k.budget_usd)} / ${k.budget_period}`),
     h("td", { class: "num" }, k.rpm ?? "–"), h("td", { class: "num" }, k.tpm ?? "–"),
     h("td", {}, k.expires_at ? fmt.time(k.expires_at) : "never"),
     h("td", { class: "status" }, h("span", { class: `badge ${k.revoked ? "bad" : "ok"}` }, k.revoked ? "revoked" : "active")),
     h("td", { class: "actions" },
-      h("button", { type: "button", class: "quiet", onclick: () => actions.rotate(k.name) }, k.revoked ? "Reissue" : "Rotate"),
+      h("button", { type: "button", class: "quiet", onclick: () => actions.rotate(k.name, k.revoked) }, k.revoked ? "Reissue" : "Rotate"),
       k.revoked ? null : h("button", { type: "button", class: "danger", onclick: () => actions.revoke(k.name) }, "Revoke"))));
   return table(["Name", "Team", "Policy", "Routes", "Budget", "RPM", "TPM", "Expires", "Status", ""], rows, { id: "keys", class: "cards" });
 }

@@ -28,9 +28,11 @@ export async function render(main) {
 function stepLabel(span) {
   return (iso) => {
     const d = new Date(iso);
+    // Day steps are cut at midnight UTC (as budget periods are): labelled as UTC days, not shifted into the
+    // browser's zone, where a day's spend would read as the day before west of Greenwich.
     return span === "1h" || span === "1d"
       ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-      : d.toLocaleDateString([], { month: "short", day: "numeric" });
+      : `${d.toLocaleDateString([], { month: "short", day: "numeric", timeZone: "UTC" })} UTC`;
   };
 }
 
@@ -47,7 +49,7 @@ function view(doc) {
     h("td", { class: "num" }, fmt.ms(t.p50_ms)), h("td", { class: "num" }, fmt.ms(t.p95_ms))));
   const budgets = doc.budgets.map((b) => h("tr", { "data-budget": `${b.kind}:${b.name}` },
     h("td", {}, b.kind), h("th", { scope: "row" }, b.name),
-    h("td", { class: "num" }, `${fmt.usd(b.budget_usd, 2)} / ${b.budget_period}`),
+    h("td", { class: "num" }, `${fmt.budget(b.budget_usd)} / ${b.budget_period}`),
     h("td", { class: "num" }, fmt.usd(b.spent_usd, 6)),
     h("td", {}, h("meter", { min: 0, max: 1, low: 0.7, high: 0.9, optimum: 0, value: Math.min(b.share_used || 0, 1) }),
       " ", fmt.pct(b.share_used)),
