@@ -320,3 +320,27 @@ def test_the_console_in_a_browser(gateway: Gateway, artifacts: Path) -> None:
     assert not watch.problems, "\n".join(watch.problems)
     assert not watch.allowed and not watch.allowed_console, f"expected refusals that did not happen: {watch}"
     assert secret not in gateway.log() and ADMIN not in gateway.log()
+
+
+def test_a_page_says_so_when_it_cannot_refresh(gateway: Gateway) -> None:
+    """The gateway goes away: the Overview says its figures are no longer updating, not show them as current."""
+    assert playwright_api is not None, "playwright is not installed: pip install -e '.[test]'"
+    expect = playwright_api.expect
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(viewport=LAPTOP).new_page()
+            page.goto(f"{gateway.root}/console")
+            page.fill("#secret", ADMIN)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(f"{gateway.root}/console/overview", timeout=UI_TIMEOUT_MS)
+            expect(page.locator("main .card").first).to_be_visible(timeout=UI_TIMEOUT_MS)
+            assert page.locator("#stale").count() == 0
+            gateway.proc.terminate()
+            gateway.proc.wait(timeout=30)
+            banner = page.locator("#stale")
+            expect(banner).to_be_visible(timeout=UI_TIMEOUT_MS)  # at the next refresh (every 5 s)
+            expect(banner).to_contain_text("Cannot refresh")
+            expect(banner).to_contain_text("not updating")
+        finally:
+            browser.close()
