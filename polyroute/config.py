@@ -7,7 +7,6 @@ in ``Secret`` objects whose ``repr`` never shows the value.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import importlib.util
@@ -15,11 +14,10 @@ import ipaddress
 import os
 import ssl
 import tomllib
-import types
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
@@ -36,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from polyroute.config_problems import did_you_mean, problems_of
 from polyroute.errors import ConfigError
 
 Locality = Literal["local", "remote"]
@@ -738,7 +737,7 @@ class Config(_Strict):
         for name, k in self.keys.items():
             if k.team is not None and k.team not in self.teams:
                 known = ", ".join(sorted(self.teams))
-                hint = _did_you_mean_of(k.team, self.teams)
+                hint = did_you_mean(k.team, self.teams)
                 out.append(f"keys.{name}.team: {k.team!r} is not one of the config's [teams]"
                            f"{f' ({known})' if known else ''}{hint}: no team budget or limits apply to this key "
                            f"unless a team of that name is made in the store (polyroute teams create {k.team})")
@@ -762,111 +761,7 @@ def _dangling(key: str, value: str, known: Mapping[str, Any] | set[str]) -> str:
 def config_error(exc: ValidationError, source: str, schema: type[BaseModel] | None = None) -> ConfigError:
     """Every problem of a validation, each as dotted key and reason (``schema``: what was validated, the config's
     by default, whose keys an unknown key is matched against)."""
-    problems: list[str] = []
-    # A misspelt key shows up twice, as unknown and as the real key missing: the unknown
-    # one names the typo, so unknown keys come first.
-    for e in sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden"):
-        loc = _untagged(e["loc"])
-        known = ", ".join(BACKEND_TYPES)
-        if e["type"] == "extra_forbidden":
-            reason = "unknown key" + _did_you_mean(loc, schema or Config)
-        elif e["type"] == "missing":
-            reason = "required key is missing"
-        elif e["type"] == "union_tag_invalid":
-            loc, reason = (*loc, "type"), f"unknown backend type {e['input'].get('type')!r} (known: {known})"
-        elif e["type"] == "union_tag_not_found":
-            loc, reason = (*loc, "type"), f"required key is missing (known types: {known})"
-        else:
-            reason = e["msg"].removeprefix("Value error, ")
-        key = ".".join(str(p) for p in loc)
-        for line in reason.splitlines():
-            problems.append(f"{key}: {line}" if key else line)
-    return ConfigError.of(problems, source=source)
-
-
-def _did_you_mean(loc: tuple[int | str, ...], schema: type[BaseModel]) -> str:
-    """`` (did you mean 'x'?)`` when a key of the table at ``loc`` is one typo away from its last part."""
-    key = loc[-1] if loc else ""
-    if not isinstance(key, str):
-        return ""
-    # The table's own keys (a backend's: those of every backend type); where the walk cannot follow, any table's.
-    known = _keys_at(loc[:-1], schema) or _schema_keys(schema)
-    if key in known:  # a key of another backend type (a llamacpp key on an HTTP backend): no typo to name
-        return ""
-    return _did_you_mean_of(key, known)
-
-
-def _keys_at(path: tuple[int | str, ...], schema: type[BaseModel]) -> set[str]:
-    """The keys the table at ``path`` may hold: its model's fields, or every member's of a union (a backend)."""
-    level: list[Any] = [schema]
-    for part in path:
-        following: list[Any] = []
-        for tp in level:
-            for model in _models_in(tp):
-                if isinstance(part, str) and (field := model.model_fields.get(part)) is not None:
-                    following.append(field.annotation)
-            following += _values_of(tp)  # ``part`` is a name in a table of tables ([backends.NAME])
-        level = following
-    return {name for tp in level for model in _models_in(tp) for name in model.model_fields if name != "source"}
-
-
-def _unwrapped(tp: Any) -> list[Any]:
-    """The types an annotation stands for: Annotated and Optional and unions opened up."""
-    origin = get_origin(tp)
-    if origin is Annotated:
-        return _unwrapped(get_args(tp)[0])
-    if origin in (Union, types.UnionType):
-        return [t for arg in get_args(tp) for t in _unwrapped(arg)]
-    return [tp]
-
-
-def _models_in(tp: Any) -> list[type[BaseModel]]:
-    return [t for t in _unwrapped(tp) if isinstance(t, type) and issubclass(t, BaseModel)]
-
-
-def _values_of(tp: Any) -> list[Any]:
-    """What a table of tables (``dict[str, X]``) or a list holds."""
-    out = []
-    for t in _unwrapped(tp):
-        origin = get_origin(t)
-        if origin is dict:
-            out.append(get_args(t)[1])
-        elif origin is list:
-            out.append(get_args(t)[0])
-    return out
-
-
-def _did_you_mean_of(name: str, known: Mapping[str, Any] | set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _schema_keys(schema: type[BaseModel]) -> set[str]:
-    """Every key a table of ``schema`` (and of the tables it holds, and of their subclasses) may hold."""
-    keys: set[str] = set()
-    seen: set[type[BaseModel]] = set()
-    todo: list[Any] = [schema]
-    while todo:
-        tp = todo.pop()
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            if tp in seen:
-                continue
-            seen.add(tp)
-            keys.update(name for name in tp.model_fields if name != "source")
-            todo += tp.__subclasses__()
-            todo += [f.annotation for f in tp.model_fields.values()]
-        else:
-            todo += get_args(tp)
-    return keys
-
-
-def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """A location without the union tag pydantic puts after a backend's name (``backends.x.llamacpp.n_ctx``)."""
-    if len(loc) > 2 and loc[0] == "backends" and loc[2] in BACKEND_TYPES:
-        return (*loc[:2], *loc[3:])
-    if len(loc) > 0 and loc[0] in BACKEND_TYPES:  # backend_config() on its own
-        return loc[1:]
-    return loc
+    return problems_of(exc, source, schema or Config, tuple(BACKEND_TYPES))
 
 
 def parse(raw: dict[str, Any], *, source: str = "<memory>", env: Mapping[str, str] | None = None) -> Config:
