@@ -74,9 +74,7 @@ class Shape:
         index = call.get("index")
         if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
             raise self.bad(f"{where}.tool_calls[].index is not a count")
-        for key in _CALL_TEXT:
-            if (value := call.get(key)) is not None and not isinstance(value, str):
-                raise self.bad(f"{where}.tool_calls[].{key} is not text")
+        self.texts(call, _CALL_TEXT, f"{where}.tool_calls[]")
         function = call.get("function")
         if function is not None:
             self.function(function, f"{where}.tool_calls[].function")
@@ -88,8 +86,12 @@ class Shape:
         if isinstance(arguments, (dict, list)):
             # Arguments as a JSON value rather than its text (Hugging Face TGI sends them so): the text clients read.
             function["arguments"] = orjson.dumps(arguments).decode()
-        for key in _FUNCTION_TEXT:
-            if (value := function.get(key)) is not None and not isinstance(value, str):
+        self.texts(function, _FUNCTION_TEXT, where)
+
+    def texts(self, part: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+        """Each of ``keys`` absent, null or text."""
+        for key in keys:
+            if (value := part.get(key)) is not None and not isinstance(value, str):
                 raise self.bad(f"{where}.{key} is not text")
 
     def joined(self, parts: list[Any], where: str) -> str:
