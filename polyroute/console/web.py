@@ -180,8 +180,9 @@ class Console:
             raise InvalidRequest("Log in with a JSON body: {\"secret\": \"<admin key>\"}.", param="secret")
         wait = self.throttle.wait()
         if wait > 0:
-            raise RateLimitExceeded("Too many wrong logins to the console; try again later.",
-                                    retry_after=max(int(wait + 0.999), 1))
+            seconds = max(int(wait + 0.999), 1)
+            raise RateLimitExceeded(f"Too many wrong logins to the console; try again in {seconds} s.",
+                                    retry_after=seconds)
         if not hmac.compare_digest(hashlib.sha256(secret.encode("utf-8")).digest(), self._digest):
             self.throttle.failed()
             log.warning("console: a login with a wrong admin key was refused")

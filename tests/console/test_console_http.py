@@ -247,6 +247,7 @@ def test_guessing_the_admin_key_is_slowed(live: Live) -> None:
             assert c.post("/console/api/login", json={"secret": "guess"}).status_code == 401
         slowed = c.post("/console/api/login", json={"secret": ADMIN})
         assert slowed.status_code == 429 and int(slowed.headers["retry-after"]) >= 1
+        assert f"try again in {slowed.headers['retry-after']} s" in slowed.json()["error"]["message"]
         assert "set-cookie" not in slowed.headers
         # The admin API itself is not affected.
         assert c.get("/admin/keys", headers={"authorization": f"Bearer {ADMIN}"}).status_code == 200
