@@ -39,6 +39,8 @@ from polyroute.errors import ConfigError
 
 Locality = Literal["local", "remote"]
 Strategy = Literal["ordered", "cheapest", "fastest", "weighted", "quality"]
+# The longest answer (or error body) a backend may send unless it says otherwise, in bytes.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
 # The source name of the config built when no file is given (polyroute.settings).
 EMBEDDED_SOURCE = "<embedded default>"
 
@@ -255,7 +257,7 @@ class HttpBackendConfig(BackendBase):
     # --- HTTP transport keys (proxy, TLS, connection pool, answer size) go here, for every
     # HTTP wire format at once; keys of one wire format go in its own model below. ---
     # A non-streamed answer (or an error body) past this many bytes fails the attempt.
-    max_answer_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_answer_bytes: int = Field(default=MAX_ANSWER_BYTES, ge=1024)
     # A forward proxy (http://[user:pass@]host:port) for this backend, or "none" to go direct;
     # unset: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment.
     proxy: str | None = None

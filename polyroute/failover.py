@@ -41,6 +41,7 @@ from typing import Any, cast
 from polyroute.adapters import Adapter, Call
 from polyroute.assemble import Assembly, as_chunks
 from polyroute.attempts import Report, Slot, Walk, as_upstream
+from polyroute.config import MAX_ANSWER_BYTES
 from polyroute.errors import (
     PolyrouteError,
     StreamCut,
@@ -260,12 +261,9 @@ class _Opening(Walk):
 # --- streams -------------------------------------------------------------------------------
 
 
-# The most characters an answer may reach where its backend sets no max_answer_bytes (in-process backends).
-DEFAULT_MAX_ANSWER = 32 * 1024 * 1024
-
-
 def max_answer_chars(adapter: Adapter) -> int:
-    return int(getattr(adapter.config, "max_answer_bytes", DEFAULT_MAX_ANSWER))
+    """The most characters an answer may reach: its backend's max_answer_bytes (in-process backends: the default)."""
+    return int(getattr(adapter.config, "max_answer_bytes", MAX_ANSWER_BYTES))
 
 
 class _Text:
@@ -304,7 +302,7 @@ class _Stream:
     def __init__(self, walk: _Opening, on_end: StreamEnd | None = None) -> None:
         self.walk = walk
         self.on_end = on_end
-        self.cap = DEFAULT_MAX_ANSWER  # characters an answer may reach on the backend answering (max_answer_bytes)
+        self.cap = MAX_ANSWER_BYTES  # characters an answer may reach on the backend answering (max_answer_bytes)
         self.first_at: float | None = None
         self.report = walk.report
         self.stall = walk.route.config.stall_timeout

@@ -84,15 +84,20 @@ def test_the_store_is_the_one_of_polyroute_config_and_each_command_says_which(
         assert [r[0] for r in conn.execute("SELECT name FROM keys")] == ["app"]
 
 
+def _config_with_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: str) -> Path:
+    """A config file with a SQLite store, one fake model ``m``, ``tables``; its key ``ci``'s secret set."""
+    conf = tmp_path / "gw.toml"
+    conf.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "k.db"}"\n[backends.f]\ntype = "fake"\n'
+                    f'[models.m]\nbackend = "f"\n{tables}')
+    monkeypatch.setenv("CI_KEY", "sk-config-secret-0123456789")
+    return conf
+
+
 def test_a_listing_with_a_config_shows_its_keys_and_teams_beside_the_stores(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = tmp_path / "k.db"
-    conf = tmp_path / "gw.toml"
-    conf.write_text(f'[store]\nurl = "sqlite:///{store}"\n[teams.ops]\nrpm = 5\n'
-                    '[keys.ci]\nsecret = "env:CI_KEY"\nteam = "ops"\n'
-                    '[backends.f]\ntype = "fake"\n[models.m]\nbackend = "f"\n')
-    monkeypatch.setenv("CI_KEY", "sk-config-secret-0123456789")
+    conf = _config_with_store(tmp_path, monkeypatch, '[teams.ops]\nrpm = 5\n[keys.ci]\nsecret = "env:CI_KEY"\n'
+                              'team = "ops"\n')
     assert main(["keys", "create", "app", "--config", str(conf)]) == 0
     capsys.readouterr()
     assert main(["keys", "list", "--config", str(conf), "--format", "json"]) == 0
@@ -106,12 +111,8 @@ def test_a_listing_with_a_config_shows_its_keys_and_teams_beside_the_stores(
 def test_the_cli_refuses_what_the_admin_api_refuses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = tmp_path / "k.db"
-    conf = tmp_path / "gw.toml"
-    conf.write_text(f'[store]\nurl = "sqlite:///{store}"\n[teams.web]\nrpm = 5\n[policies.onprem]\nlocality = "local"\n'
-                    '[keys.ci]\nsecret = "env:CI_KEY"\n'
-                    '[backends.f]\ntype = "fake"\n[models.m]\nbackend = "f"\n[routes.main]\nmodels = ["m"]\n')
-    monkeypatch.setenv("CI_KEY", "sk-config-secret-0123456789")
+    conf = _config_with_store(tmp_path, monkeypatch, '[teams.web]\nrpm = 5\n[policies.onprem]\nlocality = "local"\n'
+                              '[keys.ci]\nsecret = "env:CI_KEY"\n[routes.main]\nmodels = ["m"]\n')
     for flags, said in ((["--team", "wbe"], "team 'wbe' is not defined (known: web)"),
                         (["--policy", "onprm"], "policy 'onprm' is not defined (known: onprem)"),
                         (["--routes", "mian"], "route 'mian' is not defined (known: main, m)")):
