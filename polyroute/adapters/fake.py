@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from polyroute.adapters.base import Adapter, Call, make_chunk, new_id, now, usage_chunk
 from polyroute.adapters.http import ErrorInfo, error_from_status
-from polyroute.config import FakeBackend
+from polyroute.config import Config, FakeBackend
+from polyroute.config_problems import did_you_mean
 from polyroute.errors import UpstreamError, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatResponse, make_usage
 
@@ -44,18 +45,56 @@ class Behaviour:
 
     @classmethod
     def parse(cls, name: str) -> Behaviour:
-        fields: dict[str, object] = {}
-        for part in name.split("+"):
-            head, _, arg = part.partition("-")
-            if head == "text":
-                fields["text"] = arg.replace("-", " ")
-            elif head in ("slow", "gap", "cut", "stall") and arg.isdigit():
-                fields[{"slow": "slow_ms", "gap": "gap_ms"}.get(head, head)] = int(arg)
-            elif head == "error" and arg.isdigit():
-                fields["error"] = int(arg)
-            elif head in ("blocked", "flaky", "tools"):
-                fields[head] = True
-        return cls(**fields)  # type: ignore[arg-type]
+        return cls(**_read(name)[0])  # type: ignore[arg-type]
+
+
+NAMES = ("echo", "text-WORDS", "slow-MS", "gap-MS", "error-STATUS", "blocked", "flaky", "cut-N", "stall-N", "tools")
+
+
+def _read(name: str) -> tuple[dict[str, object], list[str]]:
+    """The fields a model name asks for, and the parts of it that name no behaviour."""
+    fields: dict[str, object] = {}
+    unknown: list[str] = []
+    for part in name.split("+"):
+        head, _, arg = part.partition("-")
+        if head == "text":
+            fields["text"] = arg.replace("-", " ")
+        elif head in ("slow", "gap", "cut", "stall") and arg.isdigit():
+            fields[{"slow": "slow_ms", "gap": "gap_ms"}.get(head, head)] = int(arg)
+        elif head == "error" and arg.isdigit():
+            fields["error"] = int(arg)
+        elif head in ("blocked", "flaky", "tools") and not arg:
+            fields[head] = True
+        elif part != "echo":
+            unknown.append(part)
+    return fields, unknown
+
+
+def fake_cautions(config: Config) -> list[str]:
+    """A fake backend's model whose name holds a part that is no behaviour (a typo such as ``eror-503``): it
+    would answer by echoing, and a failover demo would show nothing failing."""
+    out = []
+    for name, model in config.models.items():
+        backend = config.backends.get(model.backend)
+        if not isinstance(backend, FakeBackend):
+            continue
+        upstream = model.upstream or name
+        unknown = [p for p in _read(upstream)[1] if "+" in upstream or _looks_meant(p)]
+        for part in unknown:  # a plain name (``m1``, ``my-model``) echoes on purpose
+            key = f"models.{name}.upstream" if model.upstream else f"models.{name}"
+            hint = did_you_mean(part.partition("-")[0], _HEADS)
+            out.append(f"{key}: {part!r} in {upstream!r} is no behaviour of the fake backend{hint} (known: "
+                       f"{', '.join(NAMES)}, joined with '+'): it is ignored, and the model echoes")
+    return out
+
+
+_HEADS = {n.partition("-")[0] for n in NAMES}
+
+
+def _looks_meant(part: str) -> bool:
+    """A behaviour's name with a bad argument (``error-abc``), or one typo from one (``eror-503``)."""
+    head = part.partition("-")[0]
+    return head in _HEADS or bool(did_you_mean(head, _HEADS))
 
 
 class FakeAdapter(Adapter):

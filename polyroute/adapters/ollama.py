@@ -24,12 +24,14 @@ from polyroute.adapters.http import (
     json_object,
     tool_arguments,
 )
-from polyroute.errors import UpstreamBadResponse, UpstreamError, UpstreamRejected, UpstreamUnavailable
-from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta, Message, ResponseMessage, make_usage
+from polyroute.adapters.shape import Shape
+from polyroute.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta, Message, ResponseMessage, Usage, read_usage
 
 FINISH = {"stop": "stop", "length": "length"}
 # Ollama says "the input length exceeds the context length" with no code to match.
 _CONTEXT_WORDS = re.compile(r"exceeds the context length|context length|context window", re.I)
+_MESSAGE_TEXT = ("role", "content", "thinking")
 _DATA_URL = re.compile(r"data:[\w.+-]+/[\w.+-]+;base64,(?P<data>.*)", re.S)
 
 
@@ -122,29 +124,29 @@ class OllamaAdapter(HttpAdapter):
     async def complete(self, call: Call) -> ChatResponse:
         model = call.upstream_model
         doc = await self.http.post_json(self.url, self.payload(call, False), self.headers, model, call.timeout)
-        if not isinstance(doc, dict) or not isinstance(doc.get("message"), dict):
-            raise UpstreamBadResponse("answer has no message", backend=self.name, model=model)
-        try:
-            msg = doc["message"]
-            tool_calls = [_tool_call(tc) for tc in msg.get("tool_calls") or []]
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise UpstreamBadResponse(f"unexpected answer shape ({exc!r})", backend=self.name, model=model) from None
-        text = str(msg.get("content") or "")
+        shape = Shape(self.name, model)
+        if not isinstance(doc, dict) or doc.get("message") is None:
+            raise shape.bad("answer has no message")
+        msg = _message(shape, doc["message"])
+        tool_calls = [_tool_call(tc) for tc in msg.get("tool_calls") or []]
+        text = msg.get("content") or ""
         message: ResponseMessage = {"role": "assistant", "content": (call.prefix or "") + text}
         if tool_calls:
             message["tool_calls"] = tool_calls
             message["content"] = text or None
         if msg.get("thinking"):
-            message["reasoning_content"] = str(msg["thinking"])
+            message["reasoning_content"] = msg["thinking"]
         finish = "tool_calls" if tool_calls else FINISH.get(str(doc.get("done_reason")), "stop")
-        return {
+        answer: ChatResponse = {
             "id": new_id(),
             "object": "chat.completion",
             "created": now(),
             "model": str(doc.get("model") or model),
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": make_usage(int(doc.get("prompt_eval_count") or 0), int(doc.get("eval_count") or 0)),
         }
+        if (usage := _usage(doc)) is not None:
+            answer["usage"] = usage
+        return answer
 
     # -- streams -------------------------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class OllamaAdapter(HttpAdapter):
         model = call.upstream_model
         cid, created = new_id(), now()
         tools, started = 0, False
+        shape = Shape(self.name, model)
         async with self.http.open_stream(self.url, self.payload(call, True), self.headers, model, call.timeout) as resp:
             async for line in self.http.lines(resp, model):
                 if not line.strip():
@@ -160,17 +163,15 @@ class OllamaAdapter(HttpAdapter):
                 if not started:
                     started = True
                     yield make_chunk(cid, model, {"role": "assistant", "content": ""}, created=created)
-                try:
-                    delta, tools = _delta(doc["message"], tools) if doc.get("message") else ({}, tools)
-                except (KeyError, TypeError, AttributeError):
-                    raise UpstreamBadResponse("malformed stream record", backend=self.name, model=model) from None
-                if delta:
-                    yield make_chunk(cid, model, delta, created=created)
+                if doc.get("message") is not None:
+                    delta, tools = _delta(_message(shape, doc["message"]), tools)
+                    if delta:
+                        yield make_chunk(cid, model, delta, created=created)
                 if doc.get("done"):
                     finish = "tool_calls" if tools else FINISH.get(str(doc.get("done_reason")), "stop")
                     yield make_chunk(cid, model, {}, finish, created=created)
-                    usage = make_usage(int(doc.get("prompt_eval_count") or 0), int(doc.get("eval_count") or 0))
-                    yield usage_chunk(cid, model, usage)
+                    if (usage := _usage(doc)) is not None:
+                        yield usage_chunk(cid, model, usage)
                     return
         raise UpstreamUnavailable("stream ended without a done record", backend=self.name, model=model)
 
@@ -207,14 +208,41 @@ def _format(response_format: dict[str, Any]) -> str | dict[str, Any] | None:
     return None
 
 
+def _message(shape: Shape, msg: object) -> dict[str, Any]:
+    """A record's message with the fields read here checked: text where text belongs, each tool call an object
+    naming its function. Arguments sent as a JSON value (Ollama's way) become the JSON text clients read."""
+    if not isinstance(msg, dict):
+        raise shape.bad("message is not an object")
+    shape.texts(msg, _MESSAGE_TEXT, "message")
+    calls = msg.get("tool_calls")
+    if calls is None:
+        return msg
+    if not isinstance(calls, list):
+        raise shape.bad("message.tool_calls is not a list")
+    for tc in calls:
+        try:
+            shape.tool_call(tc, "message")
+        except orjson.JSONEncodeError:
+            raise shape.bad("message.tool_calls[].function.arguments nest too deep") from None
+        if not isinstance(tc.get("function"), dict) or not isinstance(tc["function"].get("name"), str):
+            raise shape.bad("message.tool_calls[] names no function")
+    return msg
+
+
+def _usage(doc: dict[str, Any]) -> Usage | None:
+    """The record's counts; None when one is not a count, and the gateway then estimates them. Ollama leaves
+    ``prompt_eval_count`` out when the whole prompt came from its cache: none read."""
+    return read_usage({"prompt_tokens": doc.get("prompt_eval_count") or 0,
+                       "completion_tokens": doc.get("eval_count") or 0})
+
+
 def _tool_call(tc: dict[str, Any]) -> dict[str, Any]:
     fn = tc["function"]
-    args = fn.get("arguments")
     return {
         # Ollama gives tool calls no ids (newer versions may): clients need one to answer.
-        "id": str(tc.get("id") or "call_" + uuid.uuid4().hex[:24]),
+        "id": tc.get("id") or "call_" + uuid.uuid4().hex[:24],
         "type": "function",
-        "function": {"name": fn["name"], "arguments": args if isinstance(args, str) else orjson.dumps(args).decode()},
+        "function": {"name": fn["name"], "arguments": fn.get("arguments") or "{}"},
     }
 
 
@@ -222,9 +250,9 @@ def _delta(msg: dict[str, Any], tools: int) -> tuple[Delta, int]:
     """One streamed message fragment as an OpenAI delta; ``tools`` counts tool calls so far."""
     delta: Delta = {}
     if msg.get("thinking"):
-        delta["reasoning_content"] = str(msg["thinking"])
+        delta["reasoning_content"] = msg["thinking"]
     if msg.get("content"):
-        delta["content"] = str(msg["content"])
+        delta["content"] = msg["content"]
     calls = []
     for tc in msg.get("tool_calls") or []:
         calls.append({"index": tools, **_tool_call(tc)})

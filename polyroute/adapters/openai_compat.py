@@ -53,6 +53,9 @@ RATE_LIMIT_CODES: dict[str, frozenset[str]] = {
 # (https://platform.openai.com/docs/api-reference/chat/create: max_tokens "is not compatible with o-series
 # models"; the same 400 for gpt-5, gpt-5.1 and gpt-5.5 in https://github.com/langgenius/dify/issues/24307,
 # https://github.com/truefoundry/models/pull/827). A client's max_tokens is sent there under that name.
+# Everywhere else a client's max_completion_tokens is sent as max_tokens: Mistral refuses the newer name
+# (422 "Extra inputs are not permitted", https://docs.mistral.ai/api/#tag/chat documents max_tokens only),
+# as do DeepSeek's and many servers' docs, and dropping it as a refused field would lift the client's cap.
 COMPLETION_TOKENS = {"openai": ("api.openai.com",), "azure": (".openai.azure.com",)}
 
 
@@ -136,9 +139,12 @@ class OpenAICompatAdapter(HttpAdapter):
         body = {k: v for k, v in raw.items() if k not in call.drop}
         body["model"] = call.upstream_model
         body["stream"] = stream
-        if self.completion_tokens and "max_tokens" in body:
-            limit = body.pop("max_tokens")
-            body.setdefault("max_completion_tokens", limit)
+        if self.completion_tokens:
+            if "max_tokens" in body:
+                limit = body.pop("max_tokens")
+                body.setdefault("max_completion_tokens", limit)
+        elif "max_completion_tokens" in body:  # the one name every other server takes; the client's wins
+            body["max_tokens"] = body.pop("max_completion_tokens")
         if self.thinks and "thinking" not in body and body.get("tool_choice") not in (None, "auto", "none"):
             body["thinking"] = {"type": "disabled"}  # a forced tool call: thinking mode refuses it
         if stream and "stream_options" not in call.drop:

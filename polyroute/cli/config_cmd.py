@@ -36,6 +36,7 @@ def check_families(config: Config) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     from polyroute.adapters import check_installed
+    from polyroute.adapters.fake import fake_cautions
     from polyroute.cli.serve import is_loopback
     from polyroute.routing import quality_cautions
     from polyroute.settings import effective_config
@@ -43,7 +44,8 @@ def run_check(args: argparse.Namespace) -> int:
     config = effective_config(args.file)
     check_families(config)
     check_installed(config)
-    cautions = [*config.cautions(), *quality_cautions(config)]  # a router file that cannot be read stops here
+    # a router file that cannot be read stops here
+    cautions = [*config.cautions(), *quality_cautions(config), *fake_cautions(config)]
     print(f"{args.file}: ok: {len(config.backends)} backends, {len(config.models)} models, "
           f"{len(config.routes)} routes, {len(config.policies)} policies, {len(config.keys)} keys")
     for key, var in config.unset_secrets():

@@ -107,9 +107,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not config.models:
         log.warning("%s", NO_MODELS)
+    from polyroute.adapters.fake import fake_cautions
     from polyroute.routing import quality_cautions
 
-    for caution in [*config.cautions(), *quality_cautions(config)]:
+    for caution in [*config.cautions(), *quality_cautions(config), *fake_cautions(config)]:
         log.warning("%s", caution)
 
     if args.config and args.workers > 1:

@@ -7,12 +7,14 @@
     /console/api/logout  POST              the session revoked, for every worker and replica
     /console/api/session GET               the session's CSRF token, for the page's scripts
     /console/api/...                       ``polyroute.console.api``
-    /console/PAGE                          overview, fleet, usage, keys, routes, evals
+    /console/PAGE                          overview, fleet, usage, keys, routes, evals; any other
+                                           name is the shell answered 404, which says so
 
 Without a live session an API call is answered 401 (OpenAI's error shape), a page
-303 to the login page. The session is a signed cookie (``polyroute.console.sessions``),
-so any worker of any replica accepts it; an answer to a session in use may carry the
-cookie issued again, its idle deadline moved on. Every call but a GET also needs the
+303 to the login page, which returns to that page (``?next=``) once logged in. The
+session is a signed cookie (``polyroute.console.sessions``), so any worker of any
+replica accepts it; an answer to a session in use may carry the cookie issued again,
+its idle deadline moved on. Every call but a GET also needs the
 session's CSRF token in ``x-csrf-token``. The cookie is HttpOnly, SameSite=Strict, scoped to ``/console``,
 and Secure when the request came over TLS (polyroute does not terminate TLS: the
 proxy in front says so with ``X-Forwarded-Proto: https``). Every answer carries a
@@ -27,7 +29,7 @@ import hmac
 import logging
 from dataclasses import dataclass
 from importlib import resources
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 
@@ -134,8 +136,8 @@ class Console:
         if rest.startswith(("api/", "static/")):
             if session is None:
                 raise Unauthorized("The console needs a session: log in at /console/login with the admin key.")
-        elif session is None:
-            return _redirect(f"{ROOT}/login")
+        elif session is None:  # back to the page asked for once logged in
+            return _redirect(f"{ROOT}/login?{urlencode({'next': _here(request)})}" if rest else f"{ROOT}/login")
         if method != "GET" and not self.sessions.csrf_matches(session, request.header(b"x-csrf-token")):
             raise Forbidden("This action needs the session's CSRF token in the 'x-csrf-token' header.")
         if rest == "api/logout":
@@ -162,10 +164,11 @@ class Console:
             return await self.api.answer(method, rest.removeprefix("api/").split("/"), request.body)
         if rest == "":
             return _redirect(f"{ROOT}/overview")
-        if rest in PAGES:
-            _only(method, "GET")
-            return self._asset("shell.html")
-        raise NotFound(f"Unknown console page: {request.path}")
+        _only(method, "GET")
+        page = self._asset("shell.html")
+        if rest not in PAGES:  # the shell says so, with the menu, rather than an API error
+            page.status = 404
+        return page
 
     def login(self, request: Request) -> Reply:
         _same_origin(request)
@@ -215,6 +218,11 @@ def _same_origin(request: Request) -> None:
     host = request.header(b"host") or ""
     if origin == "null" or urlsplit(origin).netloc != host:
         raise Forbidden("The console takes logins from its own pages only.")
+
+
+def _here(request: Request) -> str:
+    query = request.query.decode("latin-1")
+    return f"{request.path}?{query}" if query else request.path
 
 
 def _cookie(header: str | None, name: str) -> str | None:

@@ -68,6 +68,9 @@ log = logging.getLogger("polyroute.server")
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_PIPELINED = 16
+# Pieces of one request's body (chunks of a chunked body, or reads of a plain one): clients send a few large
+# ones; tens of thousands of tiny ones cost the event loop a call and an object each.
+MAX_BODY_PARTS = 65536
 DISCARD_FACTOR = 4  # a body over the limit is read and dropped up to this many times the limit
 LINGER_S = 2.0  # a client refused while sending: what it still sends is read and dropped this long
 HEADER_TIMEOUT = 10.0
@@ -372,8 +375,14 @@ class Connection(asyncio.Protocol):
         if self.size > self.shared.max_body:
             self.too_large = True
             self.body = []
-        else:
+        elif len(self.body) < MAX_BODY_PARTS:
             self.body.append(body)
+        elif not self.close_after:
+            # Millions of one-byte chunks cost a Python call and an object each: refused, not held.
+            self.too_large = True
+            self.body = []
+            self._refuse(error_response(InvalidRequest(
+                f"Request body came in over {MAX_BODY_PARTS} chunks: send it in fewer, larger ones.")))
 
     def on_message_complete(self) -> None:
         self.in_head = True

@@ -245,6 +245,7 @@ async def test_openrouter_answer_reasoning_becomes_reasoning_content(upstreams: 
     ({"provider": "openai"}, True),
     ({"provider": "azure"}, True),
     ({"provider": "deepseek"}, False),  # DeepSeek documents max_tokens only
+    ({"provider": "mistral"}, False),  # Mistral refuses max_completion_tokens with 422
     ({}, False),  # a server on loopback: sent as the client wrote it
 ])
 async def test_openai_gets_a_clients_max_tokens_as_max_completion_tokens(
@@ -269,8 +270,9 @@ async def test_openai_gets_a_clients_max_tokens_as_max_completion_tokens(
     if renamed:
         assert "max_tokens" not in plain and plain["max_completion_tokens"] == 50
         assert "max_tokens" not in both and both["max_completion_tokens"] == 40  # the client's own wins
-    else:
+    else:  # the newer name is sent as the one every other server takes, and the client's own still wins
         assert plain["max_tokens"] == 50 and "max_completion_tokens" not in plain
+        assert both["max_tokens"] == 40 and "max_completion_tokens" not in both
     assert all(r.json()["model"] for r in up.received)
     assert wants_completion_tokens(None, "https://api.openai.com/v1")
     assert wants_completion_tokens(None, "https://my-resource.openai.azure.com/openai/v1")

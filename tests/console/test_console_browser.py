@@ -179,7 +179,8 @@ def test_the_console_in_a_browser(gateway: Gateway, artifacts: Path) -> None:
     sync_playwright = playwright_api.sync_playwright
     expect = playwright_api.expect
     expect.set_options(timeout=UI_TIMEOUT_MS)
-    watch = Watch(allowed=[(401, "/console/api/login")], allowed_console=["status of 401 (Unauthorized)"])
+    watch = Watch(allowed=[(401, "/console/api/login"), (404, "/console/fleat")],
+                  allowed_console=["status of 401 (Unauthorized)", "status of 404 (Not Found)"])
     figures: dict[str, Any] = {}
     with sync_playwright() as pw:
         # Chromium will not start its sandbox as root (CI runs as root); the pages are our own.
@@ -313,7 +314,17 @@ def test_the_console_in_a_browser(gateway: Gateway, artifacts: Path) -> None:
             page.click("#logout")
             expect(page).to_have_url(f"{gateway.root}/console/login")
             page.goto(f"{gateway.root}/console/fleet")
-            expect(page).to_have_url(f"{gateway.root}/console/login")
+            expect(page).to_have_url(f"{gateway.root}/console/login?next=%2Fconsole%2Ffleet")
+
+            # -- logging in again returns to the page asked for; a mistyped page says so --------------
+            page.fill("#secret", ADMIN)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(f"{gateway.root}/console/fleet")
+            expect(page.locator("main h1")).to_have_text("Fleet")
+            missing = page.goto(f"{gateway.root}/console/fleat")
+            assert missing is not None and missing.status == 404
+            expect(page.locator("main h1")).to_have_text("No such page")
+            expect(page.locator("#nav a[data-page=fleet]")).to_be_visible()
         finally:
             browser.close()
     (artifacts / "figures.json").write_text(json.dumps(figures, indent=2))

@@ -76,7 +76,7 @@ async def test_a_session_in_use_is_renewed_and_one_left_alone_expires(tmp_path: 
     clock.now += 3601
     assert (await ask(c, "GET", "/console/api/overview", renewed)).status == 401
     page = await ask(c, "GET", "/console/fleet", renewed)
-    assert page.status == 303 and page.headers["location"] == "/console/login"
+    assert page.status == 303 and page.headers["location"] == "/console/login?next=%2Fconsole%2Ffleet"
 
 
 async def test_logout_clears_the_cookie_and_no_renewal_brings_it_back(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -59,9 +60,12 @@ def login(c: httpx.Client, headers: dict[str, str] | None = None) -> str:
 
 def test_without_a_session_every_page_redirects_and_every_api_call_is_401(live: Live) -> None:
     with client(live) as c:
-        for page in ["/console", "/console/", *(f"/console/{p}" for p in PAGES), "/console/nowhere"]:
+        for page in ["/console", "/console/"]:
             r = c.get(page)
             assert r.status_code == 303 and r.headers["location"] == "/console/login", page
+        for page in [*(f"/console/{p}" for p in PAGES), "/console/nowhere", "/console/usage?since=7d"]:
+            r = c.get(page)  # the login page is told where to go back to
+            assert r.status_code == 303 and r.headers["location"] == "/console/login?" + urlencode({"next": page})
         for path in API_GETS:
             r = c.get(f"/console/api/{path}")
             assert r.status_code == 401, path
@@ -234,11 +238,20 @@ def test_bad_input_gets_an_openai_shaped_error_never_a_500(live: Live) -> None:
             (c.get("/console/api/explain"), 405),
             (c.post("/console/api/overview", headers=h), 405),
             (c.get("/console/static/nothing.js"), 404),
-            (c.get("/console/nothing"), 404),
+            (c.post("/console/nothing", headers=h), 405),
         ]
         for r, status in cases:
             assert r.status_code == status, (r.request.method, r.request.url, r.status_code, r.text)
             assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_an_unknown_page_is_the_console_saying_so_not_json(live: Live) -> None:
+    """A mistyped page address shows the console's shell, whose menu leads on, answered 404."""
+    with client(live) as c:
+        login(c)
+        r = c.get("/console/nothing/here")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert 'id="nav"' in r.text and "content-security-policy" in r.headers
 
 
 def test_guessing_the_admin_key_is_slowed(live: Live) -> None:

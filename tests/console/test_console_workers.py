@@ -121,7 +121,7 @@ def test_a_session_is_good_on_every_worker_and_a_logout_ends_it_on_every_worker(
         if answer.url.path.startswith("/console/api/"):
             assert answer.status_code == 401 and answer.json()["error"]["type"] == "authentication_error"
         else:
-            assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
+            assert answer.status_code == 303 and answer.headers["location"] == "/console/login?next=%2Fconsole%2Ffleet"
 
 
 def test_the_overview_and_fleet_count_every_workers_requests(two_workers: Served) -> None:

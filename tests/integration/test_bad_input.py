@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -132,6 +133,31 @@ def test_oversize_chunked_body_without_length_is_413(live: Live) -> None:
 
     resp = httpx.post(f"{live.base_url}/chat/completions", content=parts())
     assert resp.status_code == 413
+
+
+def test_a_body_in_too_many_tiny_chunks_is_refused_and_others_are_served() -> None:
+    """Each chunk costs the parser a Python call and the body an object: a body sent a byte a chunk is
+    refused once past MAX_BODY_PARTS pieces, with a clear 400, rather than held piece by piece (the
+    default body limit, so that the pieces, not the bytes, are what is over)."""
+    from polyroute.server.http11 import MAX_BODY_PARTS
+
+    with live_gateway({"backends": {"f": {"type": "fake"}}, "models": {"echo": {"backend": "f"}}}) as live:
+        refused_and_still_serving(live, MAX_BODY_PARTS)
+
+
+def refused_and_still_serving(live: Live, parts: int) -> None:
+    host, port = live.base_url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(b"1\r\n \r\n" * (parts + 10))
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            if not (data := sock.recv(65536)):
+                break
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert f"over {parts} chunks".encode() in answer
+    assert httpx.get(f"{live.root}/healthz", timeout=30).status_code == 200  # the gateway went on serving
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [

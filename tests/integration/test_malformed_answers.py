@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support.live import live_gateway
-from tests.support.upstreams import ANTHROPIC, FakeUpstream, load
+from tests.support.upstreams import ANTHROPIC, OLLAMA, FakeUpstream, load
 
 ASK = [{"role": "user", "content": "Spell the NATO alphabet"}]
 
@@ -188,3 +188,89 @@ def test_an_anthropic_event_with_wrong_types_fails_over(first: FakeUpstream, fal
             resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
     assert resp.status_code == 200 and resp.headers["x-polyroute-model"] == "f"
     assert resp.headers["x-polyroute-attempt-log"].startswith("prov/m bad_response ")
+
+
+def ollama_record(message: Any, done: bool = False, **rest: Any) -> dict[str, Any]:
+    return {"model": "llama3.2", "created_at": "2025-10-26T17:15:24Z", "message": message, "done": done, **rest}
+
+
+BAD_OLLAMA = {
+    "message-is-text": ollama_record("hello"),
+    "content-is-a-number": ollama_record({"role": "assistant", "content": 12345}),
+    "content-is-an-object": ollama_record({"role": "assistant", "content": {"text": "hi"}}),
+    "thinking-is-a-list": ollama_record({"role": "assistant", "content": "", "thinking": ["a"]}),
+    "tool-calls-not-a-list": ollama_record({"role": "assistant", "tool_calls": {"function": {"name": "f"}}}),
+    "tool-call-without-a-name": ollama_record({"role": "assistant", "tool_calls": [{"function": {"arguments": {}}}]}),
+    "tool-call-arguments-too-deep": ollama_record({"role": "assistant", "tool_calls": [
+        {"function": {"name": "f", "arguments": deep(300)}}]}),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("case", list(BAD_OLLAMA))
+def test_an_ollama_record_with_wrong_types_fails_over(fallback: FakeUpstream, case: str, stream: bool) -> None:
+    """Ollama's NDJSON records are checked as OpenAI's and Anthropic's chunks are: text where text belongs, a
+    tool call naming its function, counts that are counts. A bad one fails over, counted by the breaker."""
+    record = BAD_OLLAMA[case]
+    fallback.stream(load("openai", "stream"))
+    with FakeUpstream(OLLAMA) as ollama:
+        if stream:
+            ollama.stream([record, ollama_record({"role": "assistant", "content": ""}, True, done_reason="stop")])
+        else:
+            ollama.json({**record, "done": True, "done_reason": "stop"})
+        raw = config(ollama, fallback)
+        raw["backends"]["prov"] = {"type": "ollama", "base_url": ollama.url}
+        with live_gateway(raw, env={"TEST_KEY": "sk-test"}) as g:
+            resp = httpx.post(f"{g.base_url}/chat/completions",
+                              json={"model": "r", "messages": ASK, "stream": stream}, timeout=30)
+            health = httpx.get(f"{g.base_url}/health/backends", timeout=30).json()
+    assert resp.status_code == 200, resp.text
+    assert health["models"]["m"]["window"]["failures"] == 1
+    if not stream:
+        assert resp.headers["x-polyroute-model"] == "f"
+        assert resp.headers["x-polyroute-attempt-log"].startswith("prov/m bad_response ")
+        assert resp.json()["choices"][0]["message"]["content"] == "Hello! How can I help you today?"
+    else:
+        assert "Hello" in resp.text and "data: [DONE]" in resp.text and "12345" not in resp.text
+
+
+def test_an_ollama_tool_call_reaches_the_client_with_json_text_arguments(first: FakeUpstream,
+                                                                        fallback: FakeUpstream) -> None:
+    """The check keeps what Ollama documents working: arguments as a JSON object become the JSON text clients
+    read, and a call with no id gets one."""
+    with FakeUpstream(OLLAMA) as ollama:
+        ollama.json(load("ollama", "tool_call"))
+        raw = config(ollama, fallback)
+        raw["backends"]["prov"] = {"type": "ollama", "base_url": ollama.url}
+        with live_gateway(raw, env={"TEST_KEY": "sk-test"}) as g:
+            resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
+    assert resp.status_code == 200 and resp.headers["x-polyroute-model"] == "m", resp.text
+    [got] = resp.json()["choices"][0]["message"]["tool_calls"]
+    assert got["id"].startswith("call_") and isinstance(json.loads(got["function"]["arguments"]), dict)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_ollama_answer_whose_counts_are_not_counts_is_kept_and_its_usage_estimated(
+    fallback: FakeUpstream, stream: bool,
+) -> None:
+    """The answer itself is whole: only its token counts cannot be read. It is not asked again elsewhere (that
+    would bill twice); its usage is estimated and says so, in the answer and the ledger alike."""
+    last = ollama_record({"role": "assistant", "content": ""}, True, done_reason="stop",
+                         prompt_eval_count="twelve", eval_count=-3)
+    with FakeUpstream(OLLAMA) as ollama:
+        ollama.stream([ollama_record({"role": "assistant", "content": "Alfa Bravo"}), last])
+        raw = config(ollama, fallback)
+        raw["backends"]["prov"] = {"type": "ollama", "base_url": ollama.url}
+        with live_gateway(raw, env={"TEST_KEY": "sk-test"}) as g:
+            resp = httpx.post(f"{g.base_url}/chat/completions", timeout=30, json={
+                "model": "r", "messages": ASK, "stream": stream, "stream_options": {"include_usage": True}})
+    assert resp.status_code == 200 and resp.headers["x-polyroute-attempts"] == "1", resp.text
+    if stream:
+        events = [json.loads(line[6:]) for line in resp.text.splitlines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+        usage = events[-1]["usage"]
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in events if c["choices"]) == "Alfa Bravo"
+    else:
+        usage = resp.json()["usage"]
+        assert resp.json()["choices"][0]["message"]["content"] == "Alfa Bravo"
+    assert usage["estimated"] is True and usage["completion_tokens"] > 0

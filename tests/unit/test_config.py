@@ -188,3 +188,27 @@ def test_config_check_warns_of_a_team_no_table_defines_and_of_a_key_already_expi
     assert ("warning: keys.app1.team: 'webb' is not one of the config's [teams] (web) (did you mean 'web'?): "
             "no team budget or limits apply to this key") in out
     assert "warning: keys.old.expires_at: 2020-01-01T00:00:00+00:00 has passed: the key is refused" in out
+
+
+def test_config_check_warns_of_a_fake_model_name_that_holds_a_typo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The fake backend is steered by its model's name; a mistyped behaviour would echo without a word, and a
+    failover demo would show nothing failing. A plain name (``m1``, ``my-model``) echoes on purpose."""
+    from polyroute.cli import main
+
+    conf = tmp_path / "gw.toml"
+    conf.write_text('[backends.f]\ntype = "fake"\n'
+                    '[models.down]\nbackend = "f"\nupstream = "eror-503"\n'
+                    '[models.slow]\nbackend = "f"\nupstream = "slow-fast+echo"\n'
+                    '[models.mixed]\nbackend = "f"\nupstream = "slow-200+tool"\n'
+                    '[models.m1]\nbackend = "f"\n[models.my-model]\nbackend = "f"\n'
+                    '[models.ok]\nbackend = "f"\nupstream = "slow-200+error-429+text-hi-there"\n')
+    assert main(["config", "check", str(conf)]) == 0
+    warned = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: models.")]
+    assert warned[0].startswith("warning: models.down.upstream: 'eror-503' in 'eror-503' is no behaviour of the "
+                                "fake backend (did you mean 'error'?) (known: echo, text-WORDS, slow-MS")
+    assert warned[1].startswith("warning: models.slow.upstream: 'slow-fast' in 'slow-fast+echo'")
+    assert warned[2].startswith("warning: models.mixed.upstream: 'tool' in 'slow-200+tool' is no behaviour of the "
+                                "fake backend (did you mean 'tools'?)")
+    assert len(warned) == 3 and all(line.endswith("it is ignored, and the model echoes") for line in warned)

@@ -10,7 +10,8 @@ export class ApiError extends Error {
 }
 
 function toLogin() {
-  location.assign("/console/login");
+  const here = location.pathname + location.search;
+  location.assign(`/console/login?next=${encodeURIComponent(here)}`);
   return new ApiError("The session has ended; log in again.", 401);
 }
 

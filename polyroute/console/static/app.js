@@ -16,7 +16,12 @@ document.getElementById("logout").addEventListener("click", async () => {
 });
 
 async function main_() {
-  if (!PAGES.includes(name)) return;
+  if (!PAGES.includes(name)) {
+    document.title = "Not found · polyroute console";
+    replace(main, h("h1", {}, "No such page"),
+      h("p", {}, `The console has no page named “${name}”. The menu above lists its pages.`));
+    return;
+  }
   await startSession();
   const page = await import(`./pages/${name}.js`);
   try {

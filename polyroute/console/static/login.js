@@ -1,4 +1,5 @@
-// The login form: the admin key goes to /console/api/login once; the session comes back as a cookie.
+// The login form: the admin key goes to /console/api/login once; the session comes back as a cookie,
+// and the page the login was asked from opens.
 // The button stays disabled until this module runs, so the form is never submitted natively.
 const form = document.getElementById("login");
 const error = document.getElementById("login-error");
@@ -20,13 +21,31 @@ form.addEventListener("submit", async (event) => {
     // Read to its end before leaving the page, so the browser has nothing to cancel.
     const doc = await answer.json().catch(() => ({}));
     if (answer.ok) {
-      location.assign("/console/overview");
+      location.assign(nextPage());
       return;
     }
     error.textContent = doc.error?.message || `Login failed (${answer.status})`;
     error.hidden = false;
   } finally {
     button.disabled = false;
+
+// Where the login was asked from (``?next=``), if it is a console page of this gateway; else the Overview.
+function nextPage() {
+  const asked = new URLSearchParams(location.search).get("next");
+  if (!asked) return "/console/overview";
+  const url = new URL(asked, location.origin);
+  const page = url.pathname.startsWith("/console/") && !/^\/console\/(api|static|login)(\/|$)/.test(url.pathname);
+  return url.origin === location.origin && page ? url.pathname + url.search : "/console/overview";
+}
   }
 });
 button.disabled = false;
+
+// Where the login was asked from (``?next=``), if it is a console page of this gateway; else the Overview.
+function nextPage() {
+  const asked = new URLSearchParams(location.search).get("next");
+  if (!asked) return "/console/overview";
+  const url = new URL(asked, location.origin);
+  const page = url.pathname.startsWith("/console/") && !/^\/console\/(api|static|login)(\/|$)/.test(url.pathname);
+  return url.origin === location.origin && page ? url.pathname + url.search : "/console/overview";
+}
