@@ -92,9 +92,10 @@ _HEADS = {n.partition("-")[0] for n in NAMES}
 
 
 def _looks_meant(part: str) -> bool:
-    """A behaviour's name with a bad argument (``error-abc``), or one typo from one (``eror-503``)."""
-    head = part.partition("-")[0]
-    return head in _HEADS or bool(did_you_mean(head, _HEADS))
+    """A behaviour's name with a bad argument (``error-abc``), or one typo from one (``eror-503``); a plain
+    word (``small``) is a name."""
+    head, dash, _ = part.partition("-")
+    return bool(dash) and (head in _HEADS or bool(did_you_mean(head, _HEADS)))
 
 
 class FakeAdapter(Adapter):

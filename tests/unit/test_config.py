@@ -202,7 +202,7 @@ def test_config_check_warns_of_a_fake_model_name_that_holds_a_typo(
                     '[models.down]\nbackend = "f"\nupstream = "eror-503"\n'
                     '[models.slow]\nbackend = "f"\nupstream = "slow-fast+echo"\n'
                     '[models.mixed]\nbackend = "f"\nupstream = "slow-200+tool"\n'
-                    '[models.m1]\nbackend = "f"\n[models.my-model]\nbackend = "f"\n'
+                    '[models.m1]\nbackend = "f"\n[models.my-model]\nbackend = "f"\n[models.small]\nbackend = "f"\n'
                     '[models.ok]\nbackend = "f"\nupstream = "slow-200+error-429+text-hi-there"\n')
     assert main(["config", "check", str(conf)]) == 0
     warned = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: models.")]
