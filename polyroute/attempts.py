@@ -36,7 +36,7 @@ from polyroute.errors import (
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import PANIC_CODES, Health, Ticket
 from polyroute.redact import UpstreamGuard
-from polyroute.refusals import DROPPABLE, OWN
+from polyroute.refusals import ANSWER_SHAPING, DROPPABLE, OWN
 from polyroute.types import ChatRequest, Usage, make_usage, read_usage
 
 log = logging.getLogger("polyroute.failover")
@@ -289,6 +289,9 @@ def supported(
             missing |= wanted & _TOOL_PARAMS
         if refuse and missing - OWN:
             refused |= missing - OWN  # what the gateway adds itself is never the client's to change
+            continue
+        if kept := missing & ANSWER_SHAPING:
+            refused |= kept
             continue
         out.append((entry, adapter, missing))
     if not out:

@@ -20,12 +20,17 @@ import time
 # Parameters the gateway adds to a request itself (``stream_options`` asks a stream for its usage, to bill it): a
 # server that refuses one is sent the request without it, whether or not the client sent it.
 OWN = frozenset({"stream_options"})
-# Parameters without which a model still answers the same request, only less tuned to it.
+# Parameters without which a model still answers the same request, only less tuned to it. Not among them:
+# ``stop``, ``logit_bias`` (an answer without them says what the client ruled out) and ``logprobs`` /
+# ``top_logprobs`` (the client reads them): a model refusing one of these is left for the next candidate.
 DROPPABLE = frozenset({
-    "temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty", "repetition_penalty", "stop",
-    "logprobs", "top_logprobs", "logit_bias", "seed", "parallel_tool_calls", "reasoning_effort",
+    "temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty", "repetition_penalty",
+    "seed", "parallel_tool_calls", "reasoning_effort",
     *OWN,
 })
+# Parameters the answer is read by: never dropped, whether a model refuses one or its backend cannot carry one. A
+# candidate without them is passed over, as with ``unsupported_params = "refuse"``.
+ANSWER_SHAPING = frozenset({"stop", "logit_bias", "logprobs", "top_logprobs", "response_format"})
 REMEMBER = 3600.0  # seconds a learned refusal is kept: a provider may take the parameter again
 
 

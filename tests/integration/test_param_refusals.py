@@ -91,6 +91,28 @@ def test_a_refusal_that_cannot_be_dropped_moves_to_the_next_model(first: FakeUps
     assert fallback.received[0].json()["tool_choice"] == "required"  # nothing was dropped on the way
 
 
+@pytest.mark.parametrize(("param", "value"), [("logprobs", True), ("stop", ["END"]), ("logit_bias", {"50256": -100})])
+def test_a_refused_parameter_the_answer_depends_on_is_never_dropped(
+    first: FakeUpstream, fallback: FakeUpstream, param: str, value: Any,
+) -> None:
+    """An answer without the client's stop sequences, banned tokens or log probabilities is not the answer it asked
+    for: a model refusing one leaves the request to the next candidate, which is sent it, and nothing is learned."""
+    first.json({"error": {"message": f"Unsupported parameter: '{param}' is not supported with this model.",
+                          "type": "invalid_request_error", "param": param, "code": "unsupported_parameter"}}, 400)
+    fallback.json(load("openai", "completion"))
+    first.json({"error": {"message": "still refused", "type": "invalid_request_error", "param": param,
+                          "code": "unsupported_parameter"}}, 400)
+    fallback.json(load("openai", "completion"))
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        raws = [ask(client, stream=False, **{param: value}) for _ in range(2)]
+    for raw in raws:
+        assert raw.headers["x-polyroute-model"] == "f" and "x-polyroute-dropped-params" not in raw.headers
+        assert raw.headers["x-polyroute-attempt-log"].startswith("prov/m param_refused ")
+    assert [r.json()[param] for r in first.received] == [value, value]  # asked with it again: not learned
+    assert [r.json()[param] for r in fallback.received] == [value, value]
+
+
 def test_when_every_model_refuses_the_client_hears_it_as_a_400(first: FakeUpstream, fallback: FakeUpstream) -> None:
     for up in (first, fallback):
         refusal(up, "deepseek", "400_json_schema_unavailable")

@@ -37,12 +37,26 @@ BODY = {
 def test_drop_mode_drops_and_says_which(upstream: FakeUpstream) -> None:
     upstream.json(load("anthropic", "completion"))
     with live_gateway(config(upstream.url, "drop"), env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
-        resp = httpx.post(f"{g.base_url}/chat/completions", json=BODY)
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={**BODY, "response_format": None})
     assert resp.status_code == 200
-    assert resp.headers["x-polyroute-dropped-params"] == "response_format,seed"
+    assert resp.headers["x-polyroute-dropped-params"] == "seed"
     sent = upstream.received[-1].json()
-    assert "seed" not in sent and "response_format" not in sent
+    assert "seed" not in sent
     assert sent["temperature"] == 0.2  # what it can honour still goes through
+
+
+@pytest.mark.parametrize("param", [{"response_format": {"type": "json_object"}}, {"logprobs": True}])
+def test_drop_mode_never_drops_what_the_answer_is_read_by(upstream: FakeUpstream, param: dict[str, object]) -> None:
+    """A JSON format or log probabilities are what the client reads the answer by (the openai SDK's ``parse``
+    fails on prose): a backend that cannot carry them is passed over even in drop mode, and with no other
+    candidate the client hears a 400 naming the parameter, not an answer without it."""
+    with live_gateway(config(upstream.url, "drop"), env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={**BODY, "response_format": None, **param})
+    assert resp.status_code == 400
+    err = resp.json()["error"]
+    [name] = param
+    assert err["param"] == name and f"no candidate of 'sonnet' supports: {name}" in err["message"]
+    assert upstream.received == []
 
 
 def test_refuse_mode_refuses_naming_the_parameter(upstream: FakeUpstream) -> None:
