@@ -24,6 +24,34 @@ def _joined(fn: dict[str, Any], piece: dict[str, Any]) -> dict[str, Any]:
     return fn
 
 
+# Text an object of a delta sends in pieces: an audio answer's ``data`` (base64) and ``transcript``.
+_PIECED = frozenset({"data", "transcript", "text"})
+
+
+def _merged(old: Any, value: Any) -> Any:
+    """Another delta field (``refusal``, ``audio``, ``annotations``...) with one more piece: text joined, lists
+    extended, objects merged key by key (their text pieces joined, the rest the latest said)."""
+    if old is None:
+        return value
+    if value is None:
+        return old
+    if isinstance(old, str) and isinstance(value, str):
+        return old + value
+    if isinstance(old, list) and isinstance(value, list):
+        return old + value
+    if isinstance(old, dict) and isinstance(value, dict):
+        out = dict(old)
+        for k, v in value.items():
+            prev = out.get(k)
+            out[k] = prev + v if k in _PIECED and isinstance(prev, str) and isinstance(v, str) else _kept(prev, v)
+        return out
+    return value
+
+
+def _kept(prev: Any, value: Any) -> Any:
+    return prev if value is None else value
+
+
 class _Choice:
     __slots__ = ("extra", "finish", "logprobs", "native", "parts", "reasoning", "tools")
 
@@ -50,8 +78,7 @@ class _Choice:
             elif key == "function_call" and isinstance(value, dict):  # the deprecated single call, in pieces
                 self.extra[key] = _joined(self.extra.get(key) or {}, value)
             elif key != "role":
-                old = self.extra.get(key)
-                self.extra[key] = old + value if isinstance(old, str) and isinstance(value, str) else value
+                self.extra[key] = _merged(self.extra.get(key), value)
 
     def _tool(self, piece: dict[str, Any]) -> None:
         index = int(piece.get("index", len(self.tools)))
@@ -85,16 +112,20 @@ class _Choice:
         return msg
 
 
+# Fields of a stream's chunks that a whole answer carries once, at its top.
+_TOP = ("system_fingerprint", "service_tier")
+
+
 class Assembly:
     """Chunks in, one ``chat.completion`` out."""
 
-    __slots__ = ("choices", "created", "fingerprint", "id", "model", "usage")
+    __slots__ = ("choices", "created", "id", "model", "top", "usage")
 
     def __init__(self) -> None:
         self.id = ""
         self.created = 0
         self.model = ""
-        self.fingerprint: str | None = None
+        self.top: dict[str, Any] = {}  # the first word of each of ``_TOP`` the chunks carry
         self.usage: Usage | None = None
         self.choices: dict[int, _Choice] = {}
 
@@ -103,8 +134,10 @@ class Assembly:
             self.id, self.created, self.model = chunk["id"], chunk["created"], chunk["model"]
         if usage := chunk.get("usage"):
             self.usage = usage
-        if self.fingerprint is None and (fp := cast(dict[str, Any], chunk).get("system_fingerprint")):
-            self.fingerprint = fp
+        if len(self.top) < len(_TOP):
+            for key in _TOP:
+                if key not in self.top and (value := cast(dict[str, Any], chunk).get(key)) is not None:
+                    self.top[key] = value
         for c in chunk["choices"]:
             choice = self.choices.get(c["index"])
             if choice is None:
@@ -133,8 +166,7 @@ class Assembly:
         }
         if self.usage is not None:
             resp["usage"] = self.usage
-        if self.fingerprint is not None:
-            resp["system_fingerprint"] = self.fingerprint
+        resp.update(self.top)
         return cast(ChatResponse, resp)
 
 

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from polyroute.adapters import Adapter, Call
 from polyroute.adapters.base import OPTIONAL_PARAMS
@@ -37,7 +38,9 @@ from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import PANIC_CODES, Health, Ticket
 from polyroute.redact import UpstreamGuard
 from polyroute.refusals import ANSWER_SHAPING, DROPPABLE, OWN
-from polyroute.types import ChatRequest, Usage, make_usage, read_usage
+from polyroute.types import MOST_TOKENS, ChatRequest, Usage, make_usage, read_usage
+
+_DETAILS = ("prompt_tokens_details", "completion_tokens_details")
 
 log = logging.getLogger("polyroute.failover")
 
@@ -66,6 +69,8 @@ class Report:
     response_id: str | None = None
     # Models of the route that routing left out before any attempt ("name: why"), for the error if all fail.
     left_out: list[str] = field(default_factory=list)
+    # The upstreams' token details (cached prompt tokens, reasoning tokens...), summed over attempts, when sent.
+    details: dict[str, dict[str, int]] | None = None
 
     def attempt_count(self) -> int:
         return len(self.attempts) + int(self.streaming)
@@ -80,7 +85,20 @@ class Report:
         self.usage["total_tokens"] += counts["total_tokens"]
         self.cost_usd += entry.cost(counts)
         self.estimated |= estimated
+        raw = cast(dict[str, Any], usage)  # a dict: read_usage read it
+        if "prompt_tokens_details" in raw or "completion_tokens_details" in raw:
+            self._add_details(raw)
         return True
+
+    def _add_details(self, usage: dict[str, Any]) -> None:
+        details = self.details if self.details is not None else {}
+        for key in _DETAILS:
+            if isinstance(part := usage.get(key), dict):
+                into = details.setdefault(key, {})
+                for name, count in part.items():
+                    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MOST_TOKENS:
+                        into[name] = into.get(name, 0) + count
+        self.details = details
 
     def bill_estimate(self, entry: ModelEntry, prompt_chars: int, answer_chars: int) -> Usage:
         """Bill an attempt whose upstream reported no usage that can be read: about four characters a token."""

@@ -35,6 +35,7 @@ EXPLAIN_REQUEST = "x-polyroute-explain"
 EXPLAIN_RESPONSE = "x-polyroute-route-explain"
 # The gateway's own id for the request, as the usage ledger keeps it.
 REQUEST_ID = "x-polyroute-request-id"
+OPENAI_REQUEST_ID = "x-request-id"  # the same id where OpenAI's SDKs read it (``completion._request_id``)
 # W3C trace context: a trace of the request (polyroute.spans) continues the client's.
 TRACEPARENT = "traceparent"
 
@@ -59,8 +60,8 @@ class ChatEndpoint:
             # A name no route has is the client's text: not a route to count by (nor to show as one).
             route = req.model if req and not isinstance(exc, UnknownModel) else ""
             self.gateway.refused(ctx, exc, route=route, stream=bool(req and req.stream))
-            return error_response(exc, {REQUEST_ID: ctx.request_id})
-        extra = {REQUEST_ID: ctx.request_id}
+            return error_response(exc, {REQUEST_ID: ctx.request_id, OPENAI_REQUEST_ID: ctx.request_id})
+        extra = {REQUEST_ID: ctx.request_id, OPENAI_REQUEST_ID: ctx.request_id}
         admitted: Pass | None = None
         try:
             admitted = None if self.gateway.gatekeeper is None else await self.gateway.admit(req, ctx, plan)
@@ -156,6 +157,7 @@ class ChatEndpoint:
             "choices": [],
             "usage": {
                 **report.usage,
+                **(report.details or {}),
                 "cost_usd": round(report.cost_usd, 8),
                 # An attempt was cut before it reported usage: its tokens are estimated.
                 **({"estimated": True} if report.estimated else {}),

@@ -139,7 +139,8 @@ def recording_upstream() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     async def chat(request: Request) -> Reply:
         body = orjson.loads(request.body)
         seen.append({"body": body, "auth": request.header(b"authorization")})
-        usage = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+        usage = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13,
+                 "prompt_tokens_details": {"cached_tokens": 8}, "completion_tokens_details": {"reasoning_tokens": 1}}
         if body.get("stream"):  # a non-streamed client request is streamed from the upstream and assembled
             head = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
             events = [
@@ -187,3 +188,23 @@ def test_parameters_pass_through_to_openai_compatible_upstream(
     assert seen[-1]["auth"] == "Bearer sk-test-secret"
     assert resp.model == "qwen" and resp.choices[0].message.content == "upstream says hi"
     assert float(raw_resp.headers["x-polyroute-cost-usd"]) > 0
+
+
+def test_the_upstreams_token_details_and_the_request_id_reach_the_sdk(
+    recording_upstream: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Cached and reasoning tokens the upstream reports reach the client in a stream's usage as in a whole
+    answer's, and the request id is where the SDK reads it (``_request_id``), to quote when asking for help."""
+    root, _ = recording_upstream
+    raw = {"backends": {"up": {"type": "openai", "base_url": f"{root}/v1", "api_key": "env:UP_KEY"}},
+           "models": {"qwen": {"backend": "up", "upstream": "qwen-plus"}}}
+    with live_gateway(raw, env={"UP_KEY": "sk-test-secret"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        whole = client.chat.completions.create(model="qwen", messages=ask("hi"))
+        chunks = list(client.chat.completions.create(model="qwen", messages=ask("hi"), stream=True,
+                                                      stream_options={"include_usage": True}))
+    for usage in (whole.usage, chunks[-1].usage):
+        assert usage is not None and usage.prompt_tokens == 10 and usage.completion_tokens == 3
+        assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 8
+        assert usage.completion_tokens_details is not None and usage.completion_tokens_details.reasoning_tokens == 1
+    assert whole._request_id is not None and whole._request_id.startswith("req_")

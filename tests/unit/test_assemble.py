@@ -82,6 +82,24 @@ def test_logprobs_are_concatenated() -> None:
     assert doc["choices"][0]["message"]["content"] == "Hi!"
 
 
+def test_pieced_fields_are_joined_not_replaced() -> None:
+    """Audio comes in pieces (an id, then transcript and base64 data, then its expiry) and annotations in lists:
+    the whole answer holds all of them, not the last piece; the service tier is kept at the top."""
+    cite = {"type": "url_citation", "url_citation": {"url": "https://a.example"}}
+    cite2 = {"type": "url_citation", "url_citation": {"url": "https://b.example"}}
+    doc = assemble([
+        chunk({"role": "assistant", "audio": {"id": "audio_1", "transcript": "Hel"}}, service_tier="flex"),
+        chunk({"audio": {"transcript": "lo"}, "annotations": [cite]}, service_tier="flex"),
+        chunk({"audio": {"data": "AAAA"}}),
+        chunk({"audio": {"data": "BBBB", "expires_at": 123}, "annotations": [cite2]}),
+        chunk({"refusal": None}, "stop"),
+    ])
+    msg = doc["choices"][0]["message"]
+    assert msg["audio"] == {"id": "audio_1", "transcript": "Hello", "data": "AAAABBBB", "expires_at": 123}
+    assert msg["annotations"] == [cite, cite2] and msg["refusal"] is None
+    assert doc["service_tier"] == "flex"
+
+
 def test_an_empty_answer_has_empty_content() -> None:
     doc = assemble([chunk({"role": "assistant"}), chunk({}, "length")])
     assert doc["choices"][0]["message"] == {"role": "assistant", "content": ""}
