@@ -14,7 +14,8 @@ has finished, settlement adds the true tokens and cost and gives the rest back.
 
 When the counters cannot be reached (Redis down), ``on_down`` decides: ``allow``
 admits the request with this process's own counters (each replica enforces the
-limits alone until Redis is back), ``deny`` refuses it with 503
+limits alone until Redis is back, and what it spent meanwhile is added to the
+shared counters when they are), ``deny`` refuses it with 503
 ``quota_store_unavailable``; unset, a request is denied when one of its scopes has
 a budget and allowed otherwise.
 """
@@ -302,8 +303,18 @@ class Quota:
         settled = list(zip(admitted.asked, amounts, strict=True))
         if isinstance(counters, MemoryCounters):
             counters.settle_now(settled, now)  # no task for a dict
+            if counters is self.fallback and self.fallback is not self.counters:
+                self._owe(settled, now)
             return
         self._spawn(counters.settle(settled, admitted.reserved_at, now))
+
+    def _owe(self, settled: list[tuple[Charge, float]], now: float) -> None:
+        """What a request admitted while the shared counters were down spent, added to them too: the store keeps
+        it while they are down and sends it when they are back, so no replica's spend of an outage is lost to
+        the others (a budget spent alone is still spent)."""
+        owed = [(Charge(c.bucket, math.inf, 0.0, c.ends_at), amount) for c, amount in settled if amount]
+        if owed:
+            self._spawn(self.counters.settle(owed, now, now))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         async def quietly() -> None:

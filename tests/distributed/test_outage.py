@@ -201,3 +201,57 @@ def test_a_read_only_redis_is_answered_like_an_unreachable_one(private_redis: Pr
     finally:
         admin_client.replicaof("NO", "ONE")
         admin_client.close()
+
+
+def test_with_allow_what_was_spent_during_the_outage_reaches_the_shared_budget(private_redis: PrivateRedis) -> None:
+    """A replica that admits alone while Redis is down still spends the shared budget: once Redis is back, what it
+    spent is added there, so the other replicas see it and the budget is not granted again."""
+    from polyroute import config as cfg
+    from polyroute.attempts import Report
+    from polyroute.auth import Keyring
+    from polyroute.catalog import load_catalog_for
+    from polyroute.finish import Finished
+    from polyroute.gateway import Gateway, RequestContext
+    from polyroute.routing import Principal
+    from polyroute.tenancy.model import KeyRecord, Limits
+    from polyroute.tenancy.quota import Quota
+    from polyroute.types import ChatRequest, make_usage
+
+    config = cfg.parse({"backends": {"fk": {"type": "fake"}},
+                        "models": {"m": {"backend": "fk", "input_per_mtok": 1.0, "output_per_mtok": 2.0}}})
+    gateway = Gateway.from_config(config, load_catalog_for(config))
+    keys = Keyring([], [], enabled=True)
+    keys.load_stored([KeyRecord("app", b"d" * 32, limits=Limits(budget_usd=100.0, budget_period="month"))], [])
+    ctx = RequestContext(principal=Principal(key="app"))
+    req = ChatRequest.model_validate({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})
+
+    async def spend(quota: Quota, cost: float) -> None:
+        admitted = await quota.admit(req, ctx, gateway.plan(req, ctx))
+        report = Report(route="m", usage=make_usage(5, 5), cost_usd=cost)
+        quota.finished(ctx, report, Finished(ctx.request_id, 200, False, 0.0, 0.1, admitted=admitted))
+        await quota.settled()
+
+    async def spent(quota: Quota) -> float:
+        return float((await quota.remaining("app", None))["key"]["spent_usd"])
+
+    async def run() -> None:
+        link = RedisLink(private_redis.url, f"prtest-{time.time_ns()}:")
+        link.subscribe("nothing", Subscriber(ignore))
+        await link.start()
+        quota = Quota(keys, RedisCounters(link), on_down="allow")
+        await spend(quota, 0.25)
+        assert await spent(quota) == pytest.approx(0.25)
+        private_redis.stop()
+        for _ in range(3):
+            await spend(quota, 0.5)  # admitted by this process alone
+        private_redis.start()  # a new, empty server: only what is sent to it after the outage is in it
+        await await_until(lambda: not link.down, what="the link to find Redis back")
+        shared = Quota(keys, RedisCounters(link))  # another replica's view of the same counters
+        for _ in range(100):
+            if await spent(shared) == pytest.approx(1.5):
+                break
+            await asyncio.sleep(0.05)
+        assert await spent(shared) == pytest.approx(1.5)
+        await link.aclose()
+
+    asyncio.run(run())
