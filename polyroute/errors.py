@@ -246,6 +246,9 @@ class QuotaStoreUnavailable(PolyrouteError):
     code = "quota_store_unavailable"
     retryable = True
 
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1"}  # one call a second tries the counters while they are down
+
 
 # --- a backend failed -----------------------------------------------------------------
 
@@ -452,3 +455,6 @@ class StoreUnavailable(PolyrouteError):
     status = 503
     code = "store_unavailable"
     retryable = True
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1"}

@@ -237,12 +237,14 @@ class Quota:
             if floor > left:
                 self._settle(passed, (0.0, 0.0, 0.0))
                 scope = next(s for s in passed.buckets.scopes if bucket.startswith(f"{s.kind}:{s.name}:"))
-                raise BudgetExceeded(
+                refused = BudgetExceeded(
                     f"This request's prompt alone costs about {usd(floor)} at the cheapest candidate's price, "
                     f"more than the {usd(max(left, 0.0))} left of the budget of {scope.kind} '{scope.name}': "
                     f"{usd(spent)} of {usd(limit)} spent (per {scope.limits.budget_period}, requests in flight "
                     f"included). {_resets(ends_at)} Shorten the prompt, or raise budget_usd."
                 )
+                refused.limits = {**passed.headers(), _LEFT_USD: f"{max(left, 0.0):.6f}"}  # as any answer says
+                raise refused
         return passed
 
     def _refusal_of(
@@ -271,8 +273,11 @@ class Quota:
         if what == "usd":
             period = next(s.limits.budget_period for s in scopes if (s.kind, s.name) == (kind, name))
             return BudgetExceeded(
-                f"The budget of {who} is spent: {usd(value)} of {usd(c.limit)} "
-                f"(per {period}, requests in flight included). {_resets(c.ends_at)}"
+                f"The budget of {who} has no room for this request: {usd(value)} of {usd(c.limit)} per {period} "
+                f"is spent or held by requests in flight, and this one needs {usd(c.amount)} held, its worst case "
+                f"(its prompt and max_tokens, or the default output, at its dearest candidate's price). Held amounts "
+                f"come back as requests finish: a lower max_tokens, or fewer requests at once, may fit. "
+                f"{_resets(c.ends_at)}"
             )
         unit = "requests" if what == "rpm" else "tokens"
         wait = max(math.ceil((c.ends_at or now) - now), 1)

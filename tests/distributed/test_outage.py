@@ -66,6 +66,7 @@ def test_by_default_a_budgeted_key_is_refused_with_503(default_live: Live) -> No
     assert set(err) == {"message", "type", "param", "code"}
     assert err["code"] == "quota_store_unavailable" and err["type"] == "server_error"
     assert "Redis" in err["message"] and ENV["RICH_KEY"] not in resp.text
+    assert resp.headers["retry-after"] == "1"  # the SDKs wait and try again
 
 
 def test_by_default_a_rate_limited_key_is_let_in_and_limited_by_this_replica(default_live: Live) -> None:

@@ -150,6 +150,7 @@ def test_a_database_down_for_thirty_seconds_under_load_loses_no_row_and_doubles_
         assert during > 0 and gw.proc.poll() is None  # the gateway kept answering without its database
         usage = httpx.get(f"{base(gw)}/usage", headers={"authorization": f"Bearer {KEY}"}, timeout=30)
         assert usage.status_code == 503 and usage.json()["error"]["code"] == "store_unavailable"
+        assert usage.headers["retry-after"] == "1"
         spooled = (tmp_path / "spool.jsonl").stat().st_size
         back = time.monotonic()
         pg.start()

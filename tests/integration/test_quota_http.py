@@ -95,6 +95,7 @@ def test_a_spent_budget_is_refused_with_402_saying_budget_spend_and_reset(live: 
     err = refused.json()["error"]
     assert err["code"] == "budget_exceeded"
     assert "$0.01" in err["message"] and "per day" in err["message"] and "resets at" in err["message"]
+    assert "spent or held by requests in flight" in err["message"] and "a lower max_tokens" in err["message"]
     spent = float(ok.headers["x-polyroute-cost-usd"])
     assert usd(spent) in err["message"]
     assert float(refused.headers["x-polyroute-budget-remaining-usd"]) == 0.0
@@ -110,6 +111,7 @@ def test_a_prompt_that_alone_costs_more_than_the_budget_left_is_never_sent(live:
     assert err["code"] == "budget_exceeded"
     assert "prompt alone costs about $" in err["message"] and "key 'poor'" in err["message"]
     assert "$0.01 left" in err["message"]
+    assert 0 < float(refused.headers["x-polyroute-budget-remaining-usd"]) <= 0.01  # what is left, as any answer says
     # Nothing was spent, nor kept reserved: a small request still fits, with the whole budget left.
     ok = chat(live, "POOR_KEY")
     assert ok.status_code == 200
