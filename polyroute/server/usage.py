@@ -46,8 +46,11 @@ class UsageEndpoint:
             return error_response(exc)
         tenancy = self.gateway.tenancy
         now = datetime.now(UTC)
-        limits = self.gateway.keys.limits(principal.key)
-        since = period_of(limits.budget_period, now).start if limits and limits.budget_usd else now - timedelta(30)
+        keys = self.gateway.keys
+        # The key's budget period, else its team's (the budget that binds it), else the last 30 days.
+        budgeted = [lim for lim in (keys.limits(principal.key), keys.team_limits(principal.team))
+                    if lim is not None and lim.budget_usd is not None]
+        since = period_of(budgeted[0].budget_period, now).start if budgeted else now - timedelta(30)
         doc: dict[str, Any] = {"object": "usage", "key": principal.key, "team": principal.team,
                                "since": _iso(since)}
         if tenancy.quota is not None:

@@ -18,7 +18,8 @@ from tests.support.live import Live, live_gateway
 from tests.support.wait import wait_until
 
 ADMIN = "admin-usage-0123456789abcdef"
-ENV = {"POLYROUTE_ADMIN_KEY": ADMIN, "ALICE_KEY": "sk-alice-usage-0123456789", "BOB_KEY": "sk-bob-usage-0123456789"}
+ENV = {"POLYROUTE_ADMIN_KEY": ADMIN, "ALICE_KEY": "sk-alice-usage-0123456789", "BOB_KEY": "sk-bob-usage-0123456789",
+       "CAROL_KEY": "sk-carol-usage-0123456789"}
 
 
 def raw(db: Path) -> dict[str, object]:
@@ -31,7 +32,8 @@ def raw(db: Path) -> dict[str, object]:
         "store": {"url": f"sqlite:///{db}", "flush_interval": 0.05},
         "teams": {"red": {"budget_usd": 10.0}, "blue": {"budget_usd": 20.0}},
         "keys": {"alice": {"secret": "env:ALICE_KEY", "team": "red", "budget_usd": 1.0},
-                 "bob": {"secret": "env:BOB_KEY", "team": "blue", "budget_usd": 2.0}},
+                 "bob": {"secret": "env:BOB_KEY", "team": "blue", "budget_usd": 2.0},
+                 "carol": {"secret": "env:CAROL_KEY", "team": "red"}},  # held by her team's budget only
     }
 
 
@@ -120,6 +122,19 @@ def test_v1_usage_shows_a_key_nothing_of_another(live: Live) -> None:
         assert doc["budget"]["key"]["remaining_usd"] < doc["budget"]["key"]["budget_usd"]
         assert other not in resp.text and other_team not in resp.text
         assert ENV[other.upper() + "_KEY"] not in resp.text and ENV[me.upper() + "_KEY"] not in resp.text
+
+
+def test_v1_usage_counts_from_the_budget_period_that_binds_the_key(live: Live) -> None:
+    """A key with no budget of its own is bound by its team's: its usage is counted from that period's start
+    (the month, the default), as for a key with its own budget, not over the last 30 days."""
+    from datetime import UTC, datetime
+
+    start = datetime.now(UTC).strftime("%Y-%m-01T00:00:00Z")
+    for key in ("CAROL_KEY", "ALICE_KEY"):
+        doc = httpx.get(f"{live.base_url}/usage", timeout=10, headers={"authorization": f"Bearer {ENV[key]}"}).json()
+        assert doc["since"] == start, doc
+    carol = httpx.get(f"{live.base_url}/usage", timeout=10, headers={"authorization": f"Bearer {ENV['CAROL_KEY']}"})
+    assert carol.json()["budget"]["team"]["name"] == "red" and "key" not in carol.json()["budget"]
 
 
 def test_the_access_log_names_the_key_and_team_never_the_secret(live: Live, caplog: pytest.LogCaptureFixture) -> None:
