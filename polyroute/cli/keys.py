@@ -67,8 +67,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tl = tin.add_parser("list", help="every team of the store")
     _store_flags(tl)
     tl.set_defaults(func=run_team_list)
-    td = tin.add_parser("delete", help="delete a team (its keys keep the name, without its limits)")
+    td = tin.add_parser("delete", help="delete a team; refused while keys name it, unless --force (they then keep "
+                                       "the name, without its limits)")
     td.add_argument("name")
+    td.add_argument("--force", action="store_true", help="delete it even though keys still name it")
     _store_flags(td)
     td.set_defaults(func=run_team_delete)
 
@@ -256,16 +258,22 @@ def run_team_list(args: argparse.Namespace) -> int:
 
 def run_team_delete(args: argparse.Namespace) -> int:
     if args.url:
-        _api(args.url, "DELETE", f"teams/{args.name}")
+        _api(args.url, "DELETE", f"teams/{args.name}", {"force": True} if args.force else None)
         print(f"team {args.name} deleted")
         return 0
     store = open_store(args, existing=True)
     try:
+        config = _config_of(args)
+        members = sorted({k.name for k in asyncio.run(store.keys()) if k.team == args.name and not k.revoked}
+                         | {n for n, k in (config.keys if config else {}).items() if k.team == args.name})
+        if members and not args.force:
+            raise InvalidRequest(f"team {args.name!r} still holds keys {', '.join(members)}: deleting it lifts its "
+                                 "budget and limits from them. Move them to another team first, or pass --force")
         if not asyncio.run(store.delete_team(args.name)):
             raise InvalidRequest(f"no team named {args.name!r} in {store.where}")
     finally:
         store.close()
-    print(f"team {args.name} deleted")
+    print(f"team {args.name} deleted" + (f"; keys left without its limits: {', '.join(members)}" if members else ""))
     return 0
 
 

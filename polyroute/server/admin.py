@@ -192,9 +192,20 @@ class Admin:
             await self.store.put_team(changed)
             return _json(changed.public())
         if method == "DELETE":
+            members = await self._members(name)
+            if members and _body(body or b"{}").get("force") is not True:
+                raise Conflict(
+                    f"team {name!r} still holds keys {', '.join(members)}: deleting it lifts its budget and limits "
+                    'from them. Move them to another team first, or send {"force": true} to delete it anyway',
+                    param="name")
             await self.store.delete_team(name)
-            return _json({"name": name, "deleted": True})
+            return _json({"name": name, "deleted": True, "keys_left_without_team_limits": members})
         raise _not_allowed(method, "GET, PATCH, DELETE")
+
+    async def _members(self, team: str) -> list[str]:
+        """The keys, of the store and of the config, that are not revoked and name ``team``."""
+        stored = {k.name for k in await self.store.keys() if k.team == team and not k.revoked}
+        return sorted(stored | {n for n, k in self.config.keys.items() if k.team == team and not k.revoked})
 
 
 def require_admin(request: Request, admin_digest: bytes, what: str = "The admin API") -> None:

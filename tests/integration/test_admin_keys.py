@@ -156,7 +156,12 @@ def test_a_team_made_by_the_api_shares_its_limits(live: Live) -> None:
     assert chat(live, b).status_code == 200
     assert [(t["name"], t["source"]) for t in admin(live, "GET", "teams").json()["data"]] == [
         ("ops", "config"), ("web", "store")]
-    assert admin(live, "DELETE", "teams/web").status_code == 200
+    # Deleting a team its keys still name would lift its limits from them without a word: refused unless forced.
+    kept = admin(live, "DELETE", "teams/web")
+    assert kept.status_code == 409 and "still holds keys wa, wb" in kept.json()["error"]["message"]
+    assert admin(live, "GET", "teams/web").status_code == 200
+    gone = admin(live, "DELETE", "teams/web", {"force": True})
+    assert gone.status_code == 200 and gone.json()["keys_left_without_team_limits"] == ["wa", "wb"]
 
 
 def test_config_keys_keep_working_and_no_secret_reaches_the_log(

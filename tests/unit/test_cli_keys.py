@@ -37,7 +37,12 @@ def test_keys_and_teams_in_a_store_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert secret not in table and rotated not in table
     assert main(["teams", "list", "--store", store]) == 0
     assert "ops" in capsys.readouterr().out
-    assert main(["teams", "delete", "ops", "--store", store]) == 0
+    assert main(["keys", "create", "member", "--store", store, "--team", "ops"]) == 0
+    capsys.readouterr()
+    assert main(["teams", "delete", "ops", "--store", store]) == 2  # a key still names it
+    assert "still holds keys member" in capsys.readouterr().err
+    assert main(["teams", "delete", "ops", "--store", store, "--force"]) == 0
+    assert "keys left without its limits: member" in capsys.readouterr().out
     assert main(["teams", "delete", "ops", "--store", store]) == 2
     assert main(["keys", "create", "ci", "--store", store]) == 2  # the name is taken
     assert main(["keys", "create", "x", "--store", store, "--rpm", "0"]) == 2
@@ -50,7 +55,7 @@ def test_keys_and_teams_in_a_store_file(tmp_path: Path, capsys: pytest.CaptureFi
     errors = capsys.readouterr().err
     assert "--expires-at" in errors and "--rpm" in errors and "name is required" in errors and "--budget-usd" in errors
     with sqlite3.connect(tmp_path / "k.db") as db:
-        assert [r[0] for r in db.execute("SELECT name FROM keys")] == ["ci"]
+        assert [r[0] for r in db.execute("SELECT name FROM keys")] == ["ci", "member"]
 
 
 def test_reading_a_store_that_is_not_there_says_so_and_makes_no_file(
