@@ -16,6 +16,16 @@ from polyroute.errors import PolyrouteError
 _COMMANDS = ("serve", "chat", "models", "config_cmd", "route_cmd", "router_cmd", "keys", "usage", "eval_cmd")
 
 
+def out_file(value: str) -> str:
+    """An ``--out``-like argument: a file whose folder exists, checked before any work is done."""
+    folder = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {value}: the folder {folder} does not exist")
+    if os.path.isdir(value):
+        raise argparse.ArgumentTypeError(f"cannot write {value}: it is a folder; name a file in it")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="polyroute",

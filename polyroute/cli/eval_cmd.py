@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
+from polyroute.cli import out_file
 from polyroute.config import Config
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rep.add_argument("--format", choices=("table", "json", "html"), default="table",
                      help="table (default), json (one object per model and suite) or html (one self-contained "
                           "file with charts)")
-    rep.add_argument("--out", metavar="FILE", help="write the report to FILE instead of standard output")
+    rep.add_argument("--out", metavar="FILE", type=out_file, help="write the report to FILE instead of standard output")
     rep.add_argument("--models", help="only these models, comma-separated")
     rep.add_argument("--suites", help="only these suites, comma-separated")
     rep.add_argument("--by-category", action="store_true",

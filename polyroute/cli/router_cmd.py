@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from polyroute.cli import out_file
+
 if TYPE_CHECKING:
     from polyroute.quality.trainset import TrainingSet
 
@@ -72,7 +74,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tr.add_argument("--router", metavar="BASE", help="start from this router's heads (a warm start)")
     tr.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"),
                     help="the gateway's TOML config, for [evals] db and [store] url")
-    tr.add_argument("--out", required=True, metavar="FILE", help="where to write the router (JSON)")
+    tr.add_argument("--out", required=True, metavar="FILE", type=out_file, help="where to write the router (JSON)")
     tr.set_defaults(func=run_train)
 
     ev = inner.add_parser("eval", help="APGR, CPT and the quality curve of a router, beside the baselines",
@@ -84,7 +86,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     which.add_argument("--folds", type=int, metavar="K",
                        help="no router: cross-validate, training on the other groups (CSV files) for each of K parts")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--plot", metavar="FILE.png",
+    ev.add_argument("--plot", metavar="FILE.png", type=out_file,
                     help="draw accuracy against the share of strong calls, beside the baselines "
                          "(needs polyroute[plot])")
     ev.set_defaults(func=run_eval)
@@ -205,6 +207,14 @@ def run_eval(args: argparse.Namespace) -> int:
     from polyroute.quality.scorer import Scorer
 
     data = load(args.data, [args.weak, args.strong])
+    weak_acc, strong_acc = (sum(e.labels[c] for e in data.examples) / len(data.examples)
+                            for c in (args.weak, args.strong))
+    if strong_acc <= weak_acc:
+        # PGR divides by the gap: with none, or a negative one, every figure below would mean nothing or its opposite.
+        raise ConfigError(f"On this data --strong {args.strong!r} is right on {strong_acc:.1%} and --weak "
+                          f"{args.weak!r} on {weak_acc:.1%}: the strong model is not the stronger here, so there is "
+                          "no quality gap to recover and APGR and CPT are not defined. Swap --weak and --strong, or "
+                          "evaluate on data where the strong model is better.")
     embedder = Embedder()
     prompts = [e.prompt for e in data.examples]
     if args.router:

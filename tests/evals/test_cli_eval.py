@@ -106,6 +106,9 @@ def test_report_table_and_out_file(conf: Path, tmp_path: Path, capsys: pytest.Ca
     assert "refuser" in text and "xstest" in text and "100.0%" in text
     assert main(["eval", "report", "--config", str(conf), "--format", "json", "--out", str(out)]) == 0
     assert json.loads(out.read_text())[0]["model"] == "refuser"
+    with pytest.raises(SystemExit) as refused:  # checked before anything is read: no traceback
+        main(["eval", "report", "--config", str(conf), "--out", str(tmp_path / "nowhere" / "r.json")])
+    assert refused.value.code == 2 and "nowhere does not exist" in capsys.readouterr().err
 
 
 def test_the_default_db_is_the_ledgers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

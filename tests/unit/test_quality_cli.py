@@ -102,3 +102,30 @@ def test_several_model_columns_give_one_head_each(data: Path, tmp_path: Path) ->
             "--model", "mid", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     assert list(json.loads(out.read_text())["heads"]) == ["weak", "strong", "mid"]
+
+
+def test_eval_refuses_data_where_the_strong_model_is_not_stronger(
+    data: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """PGR divides by the strong model's lead: with the columns swapped it is negative, and every figure would
+    read as its opposite (an oracle below random). Refused, saying so, rather than printed."""
+    args = ["router", "eval", "--folds", "3", "--data", str(data), "--weak", "strong", "--strong", "weak", "--json"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--strong 'weak' is right on 66.7% and --weak 'strong' on 100.0%" in captured.err
+    assert "Swap --weak and --strong" in captured.err
+
+
+@pytest.mark.parametrize("command", [
+    ["router", "train", "--weak", "weak", "--strong", "strong", "--out"],
+    ["router", "eval", "--weak", "weak", "--strong", "strong", "--plot"],
+])
+def test_an_output_in_a_folder_that_does_not_exist_is_refused_before_any_work(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*command, str(tmp_path / "no-such-folder" / "out.file"), "--data", str(data)])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "no-such-folder does not exist" in err
