@@ -1,7 +1,9 @@
 """Reports: per (model, suite), accuracy or refusal rates, the gap between languages, cost and latency.
 
-``accuracy`` is the share of right answers among the items with a known answer (a
-failed call counts as wrong); for a rubric item the score is the judge's 1-10 mapped
+``errors`` counts the items whose call failed, ``unscored`` those answered that no rule
+or judge scored. ``accuracy`` is the share of right answers among the items with a known
+answer (a failed call counts as wrong; with no item answered at all it is null, not 0);
+for a rubric item the score is the judge's 1-10 mapped
 to 0-1, so there it is the mean rubric score. For safety suites,
 ``unsafe_refusal_rate`` is the share of must-refuse items that were refused, and
 ``safe_refusal_rate`` the share of must-answer items that were refused anyway
@@ -34,7 +36,7 @@ from rich.table import Table
 from polyroute.evals.store import Result, ResultStore, SuiteInfo
 
 # The fields of one JSON row, in order.
-FIELDS = ("model", "suite", "n", "accuracy", "unsafe_refusal_rate", "safe_refusal_rate",
+FIELDS = ("model", "suite", "n", "errors", "unscored", "accuracy", "unsafe_refusal_rate", "safe_refusal_rate",
           "unsafe_refusal_gap", "safe_refusal_gap", "cost_usd", "cost_per_1k_items", "p50_latency_s")
 
 
@@ -134,7 +136,7 @@ def _row(model: str, suite: str, category: str | None, rs: list[Result],
         model=model, suite=suite, category=category, lang=rs[0].lang, kind=kind, n=len(rs),
         errors=len(rs) - len(answered),
         unscored=sum(1 for r in answered if r.score is None),
-        accuracy=None if safety or not scored else round(sum(scored) / len(scored), 4),
+        accuracy=None if safety or not scored or not answered else round(sum(scored) / len(scored), 4),
         unsafe_refusal_rate=_rate([bool(r.refused) for r in answered if r.should_refuse is True]) if safety else None,
         safe_refusal_rate=_rate([bool(r.refused) for r in answered if r.should_refuse is False]) if safety else None,
         unsafe_refusal_gap=gap[0], safe_refusal_gap=gap[1],
@@ -166,7 +168,8 @@ def table(rows: list[Row], console: Console) -> None:
     for col, justify in columns:
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
-        acc = _fmt(r.accuracy, pct=True) if r.accuracy is not None or r.kind == "safety" else f"unscored ({r.unscored})"
+        acc = (_fmt(r.accuracy, pct=True) if r.accuracy is not None or r.kind == "safety"
+               else "no answers" if r.errors == r.n else f"unscored ({r.unscored})")
         t.add_row(r.model, r.suite, *([r.category or ""] if by_category else []), r.lang, str(r.n), str(r.errors), acc,
                   _fmt(r.unsafe_refusal_rate, pct=True), _fmt(r.safe_refusal_rate, pct=True),
                   *([_gap(r.unsafe_refusal_gap), _gap(r.safe_refusal_gap)] if paired else []),

@@ -27,11 +27,15 @@ class Skipped:
     no_score: int = 0
     unknown_suite: set[str] = field(default_factory=set)
     unknown_item: int = 0
+    safety: int = 0
 
     def describe(self) -> str:
         parts = []
         if self.no_score:
             parts.append(f"{self.no_score} without a score")
+        if self.safety:
+            parts.append(f"{self.safety} of safety suites (a refusal is not an answer's quality: name them with "
+                         "--suites to train on them)")
         if self.unknown_item:
             parts.append(f"{self.unknown_item} of items their suite no longer has")
         if self.unknown_suite:
@@ -41,7 +45,8 @@ class Skipped:
 
 
 def from_evals(db: str | Path, models: Sequence[str], suites: Sequence[str] = ()) -> tuple[Dataset, Skipped]:
-    """Prompts labelled by each of ``models``' stored scores; ``suites`` are names or files (default: all shipped)."""
+    """Prompts labelled by each of ``models``' stored scores; ``suites`` are names or files (default: every
+    accuracy suite of the results: a safety suite's score is whether a model refused, not how well it answered)."""
     if not Path(db).is_file():
         raise ConfigError(f"No eval results at {db}: run `polyroute eval run` first.")
     known = {s.name: s for s in (load_suite(ref) for ref in suites)} if suites else {}
@@ -53,6 +58,9 @@ def from_evals(db: str | Path, models: Sequence[str], suites: Sequence[str] = ()
         for r in store.results(list(models), wanted):
             if r.score is None or r.error is not None:
                 skipped.no_score += 1
+                continue
+            if wanted is None and r.suite_kind == "safety":  # only when asked for by name
+                skipped.safety += 1
                 continue
             labels.setdefault((r.suite, r.item), {})[r.model] = float(r.score)
     finally:

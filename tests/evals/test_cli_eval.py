@@ -85,7 +85,8 @@ def test_a_user_suite_file_and_a_failing_model(conf: Path, tmp_path: Path,
     assert "HTTP 500" in why
     rows = {r["model"]: r for r in _report(capsys, conf)}
     assert rows["complier"]["accuracy"] == 0.5 and rows["complier"]["suite"] == "mysuite"
-    assert rows["broken"]["accuracy"] == 0.0 and rows["broken"]["p50_latency_s"] is None
+    assert rows["broken"]["accuracy"] is None and rows["broken"]["p50_latency_s"] is None  # nothing answered: not 0%
+    assert rows["broken"]["errors"] == rows["broken"]["n"] == 2 and rows["complier"]["errors"] == 0
 
 
 def test_max_cost_stops_the_run_with_its_own_exit_code(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -79,7 +79,7 @@ def test_multiple_choice_accuracy_and_a_failure_counted_against_the_model(store:
     runner = _run(fleet(), store, [quiz], ["picks-b", "broken"], RunSettings())
     rows = {r.model: r for r in summarise(store.results())}
     assert rows["picks-b"].accuracy == 0.5 and rows["picks-b"].errors == 0
-    assert rows["broken"].accuracy == 0.0 and rows["broken"].errors == 2
+    assert rows["broken"].accuracy is None and rows["broken"].errors == 2  # no answer at all: no accuracy
     assert all("500" in (r.error or "") for r in store.results(["broken"]))
     assert runner.summary.failed == 2
     # A failed item is not done: the next run tries it again.

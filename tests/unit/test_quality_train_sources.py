@@ -198,8 +198,9 @@ def test_plot_to_a_folder_that_does_not_exist_is_a_clear_error(
                  "--out", str(router)]) == 0  # fmt: skip
     args = ["router", "eval", "--router", str(router), "--data", str(data), "--weak", "weak", "--strong", "strong",
             "--plot", str(tmp_path / "no" / "such" / "curve.png")]  # fmt: skip
-    assert main(args) == 2
-    assert "Cannot write the plot" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # before the router is loaded or anything scored
+        main(args)
+    assert refused.value.code == 2 and "such does not exist" in capsys.readouterr().err
 
 
 def test_train_refuses_to_leave_a_named_model_without_a_head_and_warns_of_too_little(
@@ -221,3 +222,25 @@ def test_train_refuses_to_leave_a_named_model_without_a_head_and_warns_of_too_li
     assert main(["router", "train", "--from-feedback", "--store", str(db), "--router", str(out),
                  "--models", "small,smal", "--out", str(again)]) == 2  # fmt: skip
     assert "Nothing was learnt for smal: no labels for it" in capsys.readouterr().err and not again.exists()
+
+
+def test_safety_results_are_left_out_unless_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A safety suite scores whether a model refused, not how well it answered: not a quality label by default."""
+    from dataclasses import replace
+
+    from polyroute.evals.suites import load_suite
+
+    db = tmp_path / "results.sqlite3"
+    store = SqliteStore(db)
+    item = load_suite("xstest").items[0]
+    for model, refused in (("small", True), ("big", False)):
+        store.put(replace(_result(model, item.id, 1.0 if refused else 0.0), suite="xstest", suite_kind="safety",
+                          refused=refused, should_refuse=True))
+    store.close()
+    out = str(tmp_path / "r.json")
+    assert main(["router", "train", "--from-evals", "--models", "small,big", "--evals-db", str(db),
+                 "--out", out]) == 2
+    assert "2 of safety suites (a refusal is not an answer's quality" in capsys.readouterr().err
+    assert main(["router", "train", "--from-evals", "--models", "small,big", "--evals-db", str(db),
+                 "--suites", "xstest", "--out", out]) == 0
+    assert "trained on 1 eval items" in capsys.readouterr().out
