@@ -142,7 +142,8 @@ class Suite:
         items), then the category, so a sample of XSTest keeps its 250:200 balance as
         well as its 18 types. Seats left over by rounding go to the largest remainders,
         ties broken by a seeded shuffle. Deterministic for a given seed, so a rerun with
-        the same limit picks the same items.
+        the same limit picks the same items, and a larger limit keeps the items of a
+        smaller one: growing ``--limit`` asks only for the new ones.
         """
         if limit is None or limit >= len(self.items):
             return list(self.items)
@@ -156,7 +157,11 @@ class Suite:
             for item in outer[key]:
                 inner[item.category].append(item)
             for cat, m in _allocate({c: len(v) for c, v in inner.items()}, n, rng).items():
-                chosen.update(i.id for i in rng.sample(inner[cat], m))
+                # The first m of the stratum in an order of its own, whatever the limit: a larger sample holds a
+                # smaller one's items (largest remainders only rarely give a stratum fewer seats for more items).
+                order = list(inner[cat])
+                random.Random(f"{seed}/{key}/{cat}").shuffle(order)
+                chosen.update(i.id for i in order[:m])
         return [i for i in self.items if i.id in chosen]
 
 

@@ -163,6 +163,16 @@ def test_limit_is_stratified_and_deterministic() -> None:
     assert [i.id for i in s.sample(120, seed=1)] != [i.id for i in a]
 
 
+@pytest.mark.parametrize("name", ["xstest", "ailuminate-demo", "mmlu"])
+def test_a_larger_limit_keeps_the_items_of_a_smaller_one(name: str) -> None:
+    """Growing a sample (6, then 50, then 500) asks only the new items: the stored answers stay in it."""
+    s = load_suite(name)
+    sizes = [3, 6, 12, 24, 50, 120, 500]
+    samples = [{i.id for i in s.sample(n, seed=7)} for n in sizes]
+    for n, smaller, larger in zip(sizes[1:], samples, samples[1:], strict=False):
+        assert len(larger) == min(n, len(s.items)) and smaller <= larger, n
+
+
 def test_limit_keeps_each_categorys_share() -> None:
     s = load_suite("xstest")
     total = Counter(i.category for i in s.items)
