@@ -88,6 +88,12 @@ class RouterWatch:
                 self.reloads += 1
                 swapped.append(path)
                 log.info("router %s loaded again: heads %s", path, ", ".join(scorer.columns))
+                for q in users:
+                    if missing := q.headless(scorer):  # as config check says of the file at start
+                        log.warning("router %s has no head for %s of route %s: those models get no prediction, so "
+                                    "never reach the target and come after the best-predicted model; train it with a "
+                                    "head for each (router train --router BASE keeps the base's heads)",
+                                    path, ", ".join(missing), q.route)
             return swapped
 
     async def _poll_forever(self) -> None:

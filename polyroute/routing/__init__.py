@@ -263,7 +263,8 @@ def _quality_strategies(fleet: Fleet) -> tuple[dict[str, Quality], Embedder | No
         c = route.config
         try:
             out[route.name] = Quality.load(router_path(fleet.config, c), c.quality_target,
-                                           (c.quality_min, c.quality_max), c.router_columns, embedder)
+                                           (c.quality_min, c.quality_max), c.router_columns, embedder,
+                                           route.name, tuple(m.name for m in route.models))
         except ConfigError as exc:
             raise ConfigError(exc.message, source=fleet.config.source, key=f"routes.{route.name}.router") from None
     return out, embedder
@@ -279,7 +280,7 @@ def router_path(config: Config, route: RouteConfig) -> Path:
 
 def quality_cautions(config: Config) -> list[str]:
     """Each quality route's router read as ``serve`` reads it (a ConfigError naming the route when it cannot be),
-    and the route's models it has no head for: those get no prediction and are ranked by price alone."""
+    and the route's models it has no head for: those get no prediction and come after the best-predicted model."""
     routes = {n: r for n, r in config.routes.items() if r.strategy == "quality"}
     if not routes:
         return []
@@ -296,8 +297,8 @@ def quality_cautions(config: Config) -> list[str]:
                    if rc.router_columns.get(m, m) not in heads]
         if missing:
             out.append(f"routes.{name}.router_columns: {path.name} has no head for {', '.join(missing)} (its columns: "
-                       f"{', '.join(heads)}): those models get no prediction and are ranked by price alone; map each "
-                       "to a column in router_columns")
+                       f"{', '.join(heads)}): those models get no prediction, so never reach the target: they come after "
+                       "the best-predicted model, in price order; map each to a column in router_columns")
     return out
 
 

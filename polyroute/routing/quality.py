@@ -49,21 +49,28 @@ class Quality:
 
     def __init__(
         self, scorer: Scorer, target: float, columns: Mapping[str, str], bounds: tuple[float, float] = (0.0, 1.0),
-        path: Path | None = None,
+        path: Path | None = None, route: str = "", models: tuple[str, ...] = (),
     ) -> None:
         # Replaced whole when the file at ``path`` changes (polyroute.quality.watch).
         self.scorer = scorer
         self.path = path or Path("")
         self.target = target
         self.bounds = bounds
+        self.route = route
+        self.models = models  # the route's, for what a reloaded file has no head for
         self._columns = dict(columns)
         self._cheapest = Cheapest()
 
     @classmethod
     def load(
-        cls, path: Path, target: float, bounds: tuple[float, float], columns: Mapping[str, str], embedder: Embedder
+        cls, path: Path, target: float, bounds: tuple[float, float], columns: Mapping[str, str], embedder: Embedder,
+        route: str = "", models: tuple[str, ...] = (),
     ) -> Quality:
-        return cls(Scorer.load(path, embedder), target, columns, bounds, path)
+        return cls(Scorer.load(path, embedder), target, columns, bounds, path, route, models)
+
+    def headless(self, scorer: Scorer) -> list[str]:
+        """The route's models ``scorer`` has no head for: they get no prediction."""
+        return [m for m in self.models if self._columns.get(m, m) not in scorer.columns]
 
     def target_for(self, asked: float | None) -> float:
         """The route's target, or the client's (x-polyroute-quality) kept within the route's bounds."""
@@ -98,7 +105,8 @@ class Quality:
         else:
             known = [e for e in by_price if not math.isnan(p[e.name])]
             first = max(known, key=lambda e: p[e.name]) if known else None
-            why = f"P(good answer); none reaches target {target:g}, first: the highest"
+            why = (f"P(good answer); none reaches target {target:g}, first: the highest" if known
+                   else "P(good answer); the router has a head for no candidate: price order")
         ordered = by_price if first is None else [first, *(e for e in by_price if e is not first)]
         return ordered, [p[e.name] for e in ordered], why
 

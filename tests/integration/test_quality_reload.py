@@ -125,6 +125,12 @@ def test_sighup_reads_the_file_again_and_a_broken_file_keeps_the_one_in_use(tmp_
         assert first(url, HARD.format(i=600))[0] == "big"
         proc.send_signal(signal.SIGHUP)
         wait_until(lambda: first(url, HARD.format(i=600))[0] == "small", what="the new router in use after SIGHUP")
+        # A file that leaves one of the route's models without a head is used, and said so, as config check says it.
+        assert main(["router", "train", "--data", str(tmp_path / "labels-True.csv"), "--models", "big",
+                     "--out", str(router)]) == 0
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: f"router {router} has no head for small of route smart" in log.read_text(),
+                   what="the missing head logged")
         assert proc.poll() is None
 
 

@@ -184,7 +184,7 @@ def test_config_check_reads_the_router_as_serve_would(
     router_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A router file that cannot be read stops config check on the route's key; a model the router has no head for
-    (a mistyped router_columns) is a warning, since it would be ranked by price alone without a word."""
+    (a mistyped router_columns) is a warning, since it would never reach the target, without a word."""
     from polyroute.cli import main
 
     def toml(v: Any) -> str:
