@@ -9,6 +9,7 @@ SSE stream become OpenAI-shaped dicts. Rescue continuation is Anthropic's own
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any, cast
 
@@ -26,7 +27,7 @@ from polyroute.adapters.http import (
 from polyroute.adapters.shape import Shape
 from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.assemble import as_chunks
-from polyroute.errors import UpstreamBadResponse, UpstreamRejected
+from polyroute.errors import UpstreamBadResponse, UpstreamParamRefused, UpstreamRejected
 from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage
 
 API_VERSION = "2023-06-01"
@@ -76,6 +77,9 @@ _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 # so (https://platform.claude.com/docs/en/api/errors, read 2026-12-07).
 _SPEND_LIMIT = re.compile(r"reached your specified (workspace )?API usage limits", re.I)
 _REGION_WORDS = re.compile(r"\b(country|countries|region|territor)", re.I)
+# What a document block takes (https://docs.anthropic.com/en/docs/build-with-claude/pdf-support; plain text
+# documents in https://docs.anthropic.com/en/docs/build-with-claude/citations).
+_DOCUMENT_TYPES = frozenset({"application/pdf", "text/plain"})
 _DATA_URL = re.compile(r"data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", re.S)
 
 
@@ -123,7 +127,7 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
 class AnthropicAdapter(HttpAdapter):
     kind = "anthropic"
     supports = OPTIONAL_PARAMS - {"response_format", "seed"}
-    extras = frozenset({"top_k", "thinking", "metadata"})
+    extras = frozenset({"top_k", "thinking", "metadata", "parallel_tool_calls"})
     default_continuation = "prefill"
     path = "/v1/messages"
     key_header = "x-api-key"
@@ -161,8 +165,10 @@ class AnthropicAdapter(HttpAdapter):
         if req.stop_list() and "stop" not in drop:
             body["stop_sequences"] = req.stop_list()
         if req.tools and "tools" not in drop:
-            body["tools"] = [_tool(t["function"]) for t in req.tools]
-            choice = _tool_choice(req.tool_choice if "tool_choice" not in drop else None, extras)
+            asked = req.tool_choice if "tool_choice" not in drop else None
+            tools, asked = _allowed(req.tools, asked)
+            body["tools"] = [_tool(t["function"]) for t in tools]
+            choice = _tool_choice(asked, extras)
             if choice:
                 body["tool_choice"] = choice
         # Anthropic-only knobs a client may send as extra fields.
@@ -221,7 +227,30 @@ class AnthropicAdapter(HttpAdapter):
                 blocks.append(self._image(url.get("url", "") if isinstance(url, dict) else str(url or ""), model))
             elif kind in ("image", "document"):
                 blocks.append(part)  # already in Anthropic's shape
+            elif kind == "file":
+                blocks.append(self._document(part.get("file"), model))
+            elif kind != "text":  # audio and anything else Claude has no block for: asked of another model
+                raise UpstreamParamRefused(f"Claude takes no {kind!r} content part", param="messages",
+                                           backend=self.name, model=model)
         return blocks
+
+    def _document(self, file: object, model: str) -> dict[str, Any]:
+        """OpenAI's file part (``file_data`` as a data: URL) as a document block: PDF or plain text."""
+        data = file.get("file_data") if isinstance(file, dict) else None
+        m = _DATA_URL.fullmatch(data) if isinstance(data, str) else None
+        if m is None or m["media"] not in _DOCUMENT_TYPES:
+            why = ("a file id (file_id) Claude cannot read" if isinstance(file, dict) and file.get("file_id")
+                   else "a file that is not a PDF or plain text sent as file_data")
+            raise UpstreamParamRefused(f"Claude takes no {why}", param="messages", backend=self.name, model=model)
+        if m["media"] == "application/pdf":
+            source = {"type": "base64", "media_type": "application/pdf", "data": m["data"]}
+            return {"type": "document", "source": source}
+        try:
+            text = base64.b64decode(m["data"], validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise UpstreamRejected("a text/plain file_data that is not base64 UTF-8", backend=self.name,
+                                   model=model) from None
+        return {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}
 
     def _image(self, url: str, model: str) -> dict[str, Any]:
         if not url.startswith("data:"):
@@ -438,6 +467,17 @@ def _tool(fn: dict[str, Any]) -> dict[str, Any]:
         tool["description"] = fn["description"]
     tool["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
     return tool
+
+
+def _allowed(tools: list[dict[str, Any]], choice: str | dict[str, Any] | None,
+             ) -> tuple[list[dict[str, Any]], str | dict[str, Any] | None]:
+    """OpenAI's ``allowed_tools`` choice (a subset of the tools, in mode ``auto`` or ``required``) as Claude takes
+    it: only those tools, and the mode as the choice."""
+    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
+        return tools, choice
+    allowed = choice.get("allowed_tools") or {}
+    names = {(t.get("function") or {}).get("name") for t in allowed.get("tools") or () if isinstance(t, dict)}
+    return [t for t in tools if t["function"].get("name") in names], allowed.get("mode", "auto")
 
 
 def _tool_choice(choice: str | dict[str, Any] | None, extras: dict[str, Any]) -> dict[str, Any] | None:

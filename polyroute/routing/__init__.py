@@ -297,8 +297,8 @@ def quality_cautions(config: Config) -> list[str]:
                    if rc.router_columns.get(m, m) not in heads]
         if missing:
             out.append(f"routes.{name}.router_columns: {path.name} has no head for {', '.join(missing)} (its columns: "
-                       f"{', '.join(heads)}): those models get no prediction, so never reach the target: they come after "
-                       "the best-predicted model, in price order; map each to a column in router_columns")
+                       f"{', '.join(heads)}): those models get no prediction, so never reach the target: they come "
+                       "after the best-predicted model, in price order; map each to a column in router_columns")
     return out
 
 

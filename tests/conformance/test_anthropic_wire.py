@@ -8,7 +8,7 @@ import pytest
 
 from polyroute.adapters import Adapter, build_adapter
 from polyroute.adapters.anthropic import API_VERSION, DEFAULT_MAX_TOKENS
-from polyroute.errors import UpstreamRejected, UpstreamServerError
+from polyroute.errors import UpstreamParamRefused, UpstreamRejected, UpstreamServerError
 from polyroute.types import ChatChunk
 from tests.conformance.helpers import ANSWER, WEATHER_TOOL, call, collect, content
 from tests.conformance.providers import ANTHROPIC_PROVIDER, Provider
@@ -106,8 +106,10 @@ async def test_max_completion_tokens_is_the_limit(upstream: FakeUpstream, adapte
         ("required", {}, {"type": "any"}),
         ({"type": "function", "function": {"name": "get_weather"}}, {}, {"type": "tool", "name": "get_weather"}),
         ("required", {"parallel_tool_calls": False}, {"type": "any", "disable_parallel_tool_use": True}),
+        ({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+            {"type": "function", "function": {"name": "get_weather"}}]}}, {}, {"type": "any"}),
     ],
-    ids=["auto", "none", "required", "named", "no-parallel"],
+    ids=["auto", "none", "required", "named", "no-parallel", "allowed-tools"],
 )
 async def test_tools_and_tool_choice(
     upstream: FakeUpstream, adapter: Adapter, choice: Any, extra: dict[str, Any], expected: dict[str, Any]
@@ -119,6 +121,53 @@ async def test_tools_and_tool_choice(
     tool = {"name": "get_weather", "description": fn["description"], "input_schema": fn["parameters"]}
     assert body["tools"] == [tool]
     assert body["tool_choice"] == expected
+
+
+async def test_allowed_tools_leaves_the_other_tools_out(upstream: FakeUpstream, adapter: Adapter) -> None:
+    """OpenAI's allowed_tools choice names a subset of the tools: Claude is sent that subset, in the mode asked."""
+    other = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
+        {"type": "function", "function": {"name": "get_time"}}]}}
+    upstream.json(load("anthropic", "tool_call"))
+    await adapter.complete(call(tools=[WEATHER_TOOL, other], tool_choice=choice))
+    body = upstream.received[0].json()
+    assert [t["name"] for t in body["tools"]] == ["get_time"] and body["tool_choice"] == {"type": "auto"}
+
+
+PDF = "JVBERi0xLjQKJcOkw7zDtsOfCjEgMCBvYmoKPDwvVHlwZS9DYXRhbG9nPj4KZW5kb2JqCg=="
+
+
+async def test_a_pdf_or_text_file_part_becomes_a_document_block(upstream: FakeUpstream, adapter: Adapter) -> None:
+    """OpenAI's file part (file_data as a data: URL) is what Claude calls a document."""
+    upstream.json(load("anthropic", "completion"))
+    messages = [{"role": "user", "content": [
+        {"type": "text", "text": "Summarise both."},
+        {"type": "file", "file": {"filename": "a.pdf", "file_data": f"data:application/pdf;base64,{PDF}"}},
+        {"type": "file", "file": {"filename": "b.txt", "file_data": "data:text/plain;base64,aGVsbG8gd29ybGQ="}},
+    ]}]
+    await adapter.complete(call(messages=messages))
+    blocks = upstream.received[0].json()["messages"][0]["content"]
+    assert blocks[1] == {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                                        "data": PDF}}
+    assert blocks[2] == {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                                        "data": "hello world"}}
+
+
+@pytest.mark.parametrize("part", [
+    {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+    {"type": "file", "file": {"file_id": "file-abc123"}},
+    {"type": "file", "file": {"filename": "a.docx", "file_data": "data:application/msword;base64,AAAA"}},
+], ids=["audio", "file-id", "word-file"])
+async def test_a_part_claude_cannot_read_is_refused_for_this_model_not_dropped(
+    upstream: FakeUpstream, adapter: Adapter, part: dict[str, Any],
+) -> None:
+    """Dropped, the model would answer as if it had read it: the attempt is refused for this model, so the next
+    candidate is asked (a 400 naming it when none is left), and nothing is sent."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": "What does it say?"}, part]}]
+    with pytest.raises(UpstreamParamRefused, match="Claude takes no") as refused:
+        await adapter.complete(call(messages=messages))
+    assert refused.value.may_fall_over and refused.value.param == "messages"
+    assert upstream.received == []
 
 
 async def test_tool_arguments_that_are_not_an_object_are_refused(upstream: FakeUpstream, adapter: Adapter) -> None:

@@ -127,3 +127,25 @@ def test_fields_outside_the_schema_a_wire_format_has_no_place_for_are_named(upst
         assert resp.status_code == 400 and upstream.received == []
         assert "max_token" in resp.json()["error"]["message"] and "system" in resp.json()["error"]["message"]
         assert "'max_token' is not a field of OpenAI's request (did you mean 'max_tokens'?)" in resp.text
+
+
+def test_audio_claude_cannot_hear_goes_to_a_model_that_can(upstream: FakeUpstream) -> None:
+    """An input_audio part is not dropped on the way to Claude (it would answer as if it had heard it): the next
+    candidate answers, and parallel_tool_calls, which Claude carries, is not named as dropped."""
+    from tests.support.upstreams import OPENAI
+
+    with FakeUpstream(OPENAI) as other:
+        other.json(load("openai", "completion"))
+        raw = config(upstream.url, "drop")
+        raw["backends"]["gpt"] = {"type": "openai", "base_url": other.url + "/v1", "api_key": "env:ANTHROPIC_API_KEY"}
+        raw["models"]["hears"] = {"backend": "gpt", "upstream": "gpt-audio"}
+        raw["routes"] = {"r": {"models": ["sonnet", "hears"]}}
+        content = [{"type": "text", "text": "What is said?"},
+                   {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}]
+        with live_gateway(raw, env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+            resp = httpx.post(f"{g.base_url}/chat/completions", json={
+                "model": "r", "messages": [{"role": "user", "content": content}], "parallel_tool_calls": False})
+    assert resp.status_code == 200 and resp.headers["x-polyroute-model"] == "hears", resp.text
+    assert resp.headers["x-polyroute-attempt-log"].startswith("claude/sonnet param_refused ")
+    assert "x-polyroute-dropped-params" not in resp.headers
+    assert upstream.received == [] and other.received[0].json()["messages"][0]["content"][1]["type"] == "input_audio"
