@@ -444,9 +444,16 @@ class AllAttemptsFailed(PolyrouteError):
         return 502
 
     def headers(self) -> dict[str, str]:
+        if self.errors and all(isinstance(e, _LASTING) for e in self.errors):
+            # A refused key, an empty account, a region block, a retired model: none clears in the seconds an SDK
+            # waits between its retries, so it is told not to (OpenAI's SDKs read x-should-retry first).
+            return {"x-should-retry": "false"}
         if self.retry_after is None:
             return {}
         return {"retry-after": str(max(math.ceil(self.retry_after), 1))}
+
+
+_LASTING = (UpstreamAuthError, UpstreamBilling, UpstreamBlocked, UpstreamModelNotFound)
 
 
 class StoreUnavailable(PolyrouteError):

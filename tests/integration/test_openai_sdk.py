@@ -120,6 +120,23 @@ def test_models_list_shows_fleet_facts(client: openai.OpenAI, live: Live) -> Non
     assert facts["price_per_mtok"] == {"input": 1.0, "output": 2.0, "currency": "USD"}
 
 
+def test_a_failure_that_will_not_clear_soon_tells_the_sdk_not_to_retry() -> None:
+    """A region block (or a refused key, an empty account, a retired model) does not clear in the seconds the SDK
+    waits between retries: x-should-retry: false, and the SDK asks once; a 503 that may clear is retried."""
+    raw = {"backends": {"w": {"type": "fake"}, "b": {"type": "fake"}},  # a block takes its whole backend out
+           "models": {"walled": {"backend": "w", "upstream": "blocked"},
+                      "busy": {"backend": "b", "upstream": "error-503"}}}
+    with live_gateway(raw) as g:
+        sdk = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=2)
+        counted = {"walled": g.gateway.fleet.adapters["w"], "busy": g.gateway.fleet.adapters["b"]}
+        for model, asked in (("walled", 1), ("busy", 3)):
+            before = counted[model].calls  # type: ignore[attr-defined]
+            with pytest.raises(openai.APIStatusError) as failed:
+                sdk.chat.completions.with_raw_response.create(model=model, messages=ask("x"))
+            assert counted[model].calls - before == asked, model  # type: ignore[attr-defined]
+            assert failed.value.response.headers.get("x-should-retry") == ("false" if asked == 1 else None)
+
+
 def test_upstream_failure_is_an_openai_error(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(model="down", messages=ask("x"))
