@@ -46,6 +46,10 @@ def from_validation(exc: ValidationError) -> InvalidRequest:
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
         text = f"Missing required parameter: '{param}'."
+    elif param == "n" and first["type"] == "less_than_equal":
+        # Failover, rescue and billing all follow one answer: the limit is the gateway's, not the model's.
+        text = ("Invalid value for 'n': polyroute answers one choice per request (n = 1), whatever the model; "
+                "send the request several times for several answers.")
     else:
         text = f"Invalid value for '{param}': {msg}."
     return InvalidRequest(text, param=param or None)

@@ -56,7 +56,7 @@ CASES: list[tuple[str, bytes | dict[str, Any], int, str | None, str]] = [
      "stop", "at most 4"),
     ("malformed tool", {"model": "echo", "messages": msgs(), "tools": [{"type": "function"}]}, 400,
      "tools", "tools[0]"),
-    ("n above one", {"model": "echo", "messages": msgs(), "n": 3}, 400, "n", "less than or equal to 1"),
+    ("n above one", {"model": "echo", "messages": msgs(), "n": 3}, 400, "n", "one choice per request (n = 1)"),
     # Types as JSON writes them: true is not 1, and 1 is not true.
     ("boolean max_tokens", {"model": "echo", "messages": msgs(), "max_tokens": True}, 400,
      "max_tokens", "valid integer"),
