@@ -1,7 +1,7 @@
-"""The console's JSON API, ``/console/api/...``: each page's data and the actions on keys.
+"""The console's JSON API, ``/console/api/...``: each page's data and the actions on keys and teams.
 
 The caller is already authorised (``polyroute.console.web`` checks the session, and
-the CSRF token of every action). Key actions go through the admin API's own code
+the CSRF token of every action). Key and team actions go through the admin API's own code
 (``Admin.serve``), so a key made here is made exactly as ``POST /admin/keys`` makes it.
 
     GET    overview                   rolling figures of every worker, from the ledger (5 min, 1 h, 1 day)
@@ -10,6 +10,8 @@ the CSRF token of every action). Key actions go through the admin API's own code
     GET    keys                       stored keys (never a secret), teams, policies, routes
     POST   keys                       make a key: its secret is in this answer only
     PATCH  keys/NAME  DELETE keys/NAME  POST keys/NAME/rotate
+    GET    teams                      the config's teams and the store's, each with its source
+    POST   teams  PATCH teams/NAME  DELETE teams/NAME   as ``/admin/teams`` (a team keys name: {"force": true})
     GET    routes                     routes with candidates and strategy
     POST   explain                    the routing decision for a prompt (as ``polyroute route explain``)
     GET    evals                      the latest ``polyroute eval`` results
@@ -72,6 +74,10 @@ class ConsoleApi:
         head, rest = (parts[0] if parts else ""), parts[1:]
         if head == "keys":
             return await self.keys(method, rest, body)
+        if head == "teams":
+            if method == "GET" and rest:
+                raise MethodNotAllowed("The console lists teams only as a whole.")
+            return await self.admin.serve(method, "/".join(["teams", *rest]), body)
         if head == "explain":
             _only(method, "POST")
             return _json(await self.explain(body))

@@ -179,8 +179,9 @@ def test_the_console_in_a_browser(gateway: Gateway, artifacts: Path) -> None:
     sync_playwright = playwright_api.sync_playwright
     expect = playwright_api.expect
     expect.set_options(timeout=UI_TIMEOUT_MS)
-    watch = Watch(allowed=[(401, "/console/api/login"), (404, "/console/fleat")],
-                  allowed_console=["status of 401 (Unauthorized)", "status of 404 (Not Found)"])
+    watch = Watch(allowed=[(401, "/console/api/login"), (404, "/console/fleat"), (409, "/console/api/teams/mobile")],
+                  allowed_console=["status of 401 (Unauthorized)", "status of 404 (Not Found)",
+                                   "status of 409 (Conflict)"])
     figures: dict[str, Any] = {}
     with sync_playwright() as pw:
         # Chromium will not start its sandbox as root (CI runs as root); the pages are our own.
@@ -259,6 +260,21 @@ def test_the_console_in_a_browser(gateway: Gateway, artifacts: Path) -> None:
             expect(page.locator("tr[data-key=browser-app] .status")).to_have_text("revoked")
             with pytest.raises(openai.AuthenticationError):
                 client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "again"}])
+
+            # -- a team: made, a key in it, and deleted only when asked again ---------------------------
+            page.fill("#new-team input[name=name]", "mobile")
+            page.fill("#new-team input[name=rpm]", "60")
+            page.click("#new-team button[type=submit]")
+            expect(page.locator("tr[data-team=mobile] td").nth(2)).to_have_text("60")
+            page.fill("#new-key input[name=name]", "mobile-app")
+            page.fill("#new-key input[name=team]", "mobile")
+            page.click("#new-key button[type=submit]")
+            expect(page.locator("tr[data-key=mobile-app] td").first).to_have_text("mobile")
+            asked: list[str] = []
+            page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+            page.click("tr[data-team=mobile] button.danger")
+            expect(page.locator("tr[data-team=mobile]")).to_have_count(0)
+            assert "still holds keys mobile-app" in asked[0]
 
             # -- a failing backend: its breaker open on Fleet ------------------------------------------
             made = httpx.post(f"{gateway.root}/admin/keys", json={"name": "ops"}, timeout=10,

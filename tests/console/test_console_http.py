@@ -17,13 +17,15 @@ from tests.support.live import Live, live_gateway
 ADMIN = "admin-console-0123456789abcdef"
 ENV = {"POLYROUTE_ADMIN_KEY": ADMIN, "STATIC_KEY": "sk-static-console-0123456789"}
 ASSETS = sorted(load_assets())
-API_GETS = ["session", "overview", "fleet", "usage/1d/key", "usage/7d/model/csv", "keys", "routes", "evals"]
+API_GETS = ["session", "overview", "fleet", "usage/1d/key", "usage/7d/model/csv", "keys", "teams", "routes", "evals"]
 # Every action of the console: (method, API path, JSON body).
 ACTIONS = [
     ("POST", "keys", {"name": "csrf-probe"}),
     ("PATCH", "keys/victim", {"rpm": 1}),
     ("DELETE", "keys/victim", None),
     ("POST", "keys/victim/rotate", None),
+    ("POST", "teams", {"name": "csrf-team"}),
+    ("DELETE", "teams/csrf-team", None),
     ("POST", "explain", {"route": "echo", "prompt": "hi"}),
     ("POST", "logout", None),
 ]

@@ -1,4 +1,4 @@
-// Keys: make one (its secret shown once, with a copy button), revoke, rotate.
+// Keys: make one (its secret shown once, with a copy button), revoke, rotate; teams: make one, delete one.
 import { api } from "../api.js";
 import { fmt, h, replace, section, table } from "../dom.js";
 
@@ -19,8 +19,45 @@ export async function render(main) {
       error.hidden = false;
     }
   });
+  const teams = h("div", {});
+  const teamError = h("p", { class: "error", role: "alert", hidden: true });
+  const teamForm = createTeamForm(async (fields) => {
+    teamError.hidden = true;
+    try {
+      await api("POST", "teams", fields);
+      teamForm.reset();
+      await refreshTeams();
+    } catch (err) {
+      teamError.textContent = err.message;
+      teamError.hidden = false;
+    }
+  });
   replace(main, h("div", { class: "title" }, h("h1", {}, "Keys")), reveal,
-    section("New key", form, error), section("Keys in the store", list));
+    section("New key", form, error), section("Keys in the store", list),
+    section("Teams", h("p", { class: "muted" }, "A team's budget and limits are shared by every key that names it."),
+      teamForm, teamError, teams));
+
+  async function refreshTeams() {
+    const doc = await api("GET", "teams");
+    const names = document.getElementById("team-names");  // what the key form offers
+    if (names) replace(names, doc.data.map((t) => h("option", { value: t.name })));
+    replace(teams, teamTable(doc.data, async (name) => {
+      teamError.hidden = true;
+      try {
+        await api("DELETE", `teams/${encodeURIComponent(name)}`);
+      } catch (err) {
+        // Keys still name it: deleting it lifts its limits from them, so only when asked again in so many words.
+        if (err.status !== 409 || !confirm(`${err.message}.\n\nDelete team ${name} anyway?`)) {
+          teamError.textContent = err.status === 409 ? "" : err.message;
+          teamError.hidden = err.status === 409;
+          return;
+        }
+        await api("DELETE", `teams/${encodeURIComponent(name)}`, { force: true });
+      }
+      await refreshTeams();
+    }));
+  }
+  await refreshTeams();
 
   async function refresh() {
     const doc = await api("GET", "keys");
@@ -121,4 +158,37 @@ function keyTable(doc, actions) {
       h("button", { type: "button", class: "quiet", onclick: () => actions.rotate(k.name, k.revoked) }, k.revoked ? "Reissue" : "Rotate"),
       k.revoked ? null : h("button", { type: "button", class: "danger", onclick: () => actions.revoke(k.name) }, "Revoke"))));
   return table(["Name", "Team", "Policy", "Routes", "Budget", "RPM", "TPM", "Expires", "Status", ""], rows, { id: "keys", class: "cards" });
+}
+
+function createTeamForm(submit) {
+  const form = h("form", { id: "new-team", class: "grid-form" },
+    field("Name", h("input", { name: "name", required: true, pattern: "[A-Za-z0-9_.\\-]{1,64}", autocomplete: "off" })),
+    field("Budget USD", h("input", { name: "budget_usd", type: "number", min: "0", step: "any" })),
+    field("Budget period", h("select", { name: "budget_period" },
+      ["month", "week", "day", "total"].map((p) => h("option", { value: p }, p)))),
+    field("Requests / min", h("input", { name: "rpm", type: "number", min: "1", step: "1" })),
+    field("Tokens / min", h("input", { name: "tpm", type: "number", min: "1", step: "1" })),
+    h("button", { type: "submit" }, "Create team"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const f = form.elements;
+    const fields = { name: f.name.value.trim(), budget_period: f.budget_period.value };
+    if (f.budget_usd.value) fields.budget_usd = Number(f.budget_usd.value);
+    if (f.rpm.value) fields.rpm = Number(f.rpm.value);
+    if (f.tpm.value) fields.tpm = Number(f.tpm.value);
+    submit(fields);
+  });
+  return form;
+}
+
+function teamTable(teams, remove) {
+  if (!teams.length) return h("p", { class: "muted" }, "No team yet.");
+  const rows = teams.map((t) => h("tr", { "data-team": t.name },
+    h("th", { scope: "row" }, t.name), h("td", {}, t.source),
+    h("td", { class: "num" }, t.budget_usd === null ? "–" : `${fmt.budget(t.budget_usd)} / ${t.budget_period}`),
+    h("td", { class: "num" }, t.rpm ?? "–"), h("td", { class: "num" }, t.tpm ?? "–"),
+    h("td", { class: "actions" }, t.source === "store"
+      ? h("button", { type: "button", class: "danger", onclick: () => remove(t.name) }, "Delete")
+      : h("span", { class: "muted" }, "edit the config file"))));
+  return table(["Name", "Source", "Budget", "RPM", "TPM", ""], rows, { id: "teams", class: "cards" });
 }
