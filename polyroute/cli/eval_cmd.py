@@ -150,7 +150,7 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
         print(f"polyroute: stopped by --max-cost {args.max_cost}: the next item ({summary.stopped_at}) "
               f"could pass it", file=sys.stderr)
         return 3
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.judge_failed else 0  # an item the judge could not score is not done
 
 
 def rescore_cmd(args: argparse.Namespace) -> int:
