@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
@@ -166,6 +167,10 @@ def tune_gc() -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
+# When this process began serving: each model's ``created`` (the config has no date for a name it gives).
+STARTED = int(time.time())
+
+
 def list_models(gateway: Gateway) -> list[dict[str, Any]]:
     fleet = gateway.fleet
     out: list[dict[str, Any]] = []
@@ -173,12 +178,12 @@ def list_models(gateway: Gateway) -> list[dict[str, Any]]:
         if name in fleet.models:
             entry = fleet.models[name]
             out.append({
-                "id": name, "object": "model", "created": 0,
+                "id": name, "object": "model", "created": STARTED,
                 "owned_by": entry.organisation or "polyroute", "polyroute": entry.describe(),
             })
         else:
             out.append({
-                "id": name, "object": "model", "created": 0, "owned_by": "polyroute",
+                "id": name, "object": "model", "created": STARTED, "owned_by": "polyroute",
                 "polyroute": {"route": [m.name for m in route.models], "strategy": route.config.strategy,
                               "policy": route.config.policy},
             })
