@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from polyroute.config import POSTGRES_SCHEMES, Config
 from polyroute.errors import InvalidRequest
-from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name, check_references
+from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name, check_references, team_members
 from polyroute.tenancy.model import PERIODS, KeyRecord, TeamRecord, digest, listed, new_secret, with_changes
 from polyroute.tenancy.setup import open_store as open_config_store
 from polyroute.tenancy.setup import store_at
@@ -263,9 +263,7 @@ def run_team_delete(args: argparse.Namespace) -> int:
         return 0
     store = open_store(args, existing=True)
     try:
-        config = _config_of(args)
-        members = sorted({k.name for k in asyncio.run(store.keys()) if k.team == args.name and not k.revoked}
-                         | {n for n, k in (config.keys if config else {}).items() if k.team == args.name})
+        members = team_members(args.name, _config_of(args), asyncio.run(store.keys()))
         if members and not args.force:
             raise InvalidRequest(f"team {args.name!r} still holds keys {', '.join(members)}: deleting it lifts its "
                                  "budget and limits from them. Move them to another team first, or pass --force")

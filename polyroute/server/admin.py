@@ -39,7 +39,7 @@ from polyroute.server.answers import Reply
 from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response, from_validation
 from polyroute.server.http11 import Request
-from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name, check_references
+from polyroute.tenancy.fields import KeyFields, TeamFields, check_expiry, check_name, check_references, team_members
 from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord, digest, listed, new_secret, with_changes
 from polyroute.tenancy.stores import KeyStore
 
@@ -192,7 +192,7 @@ class Admin:
             await self.store.put_team(changed)
             return _json(changed.public())
         if method == "DELETE":
-            members = await self._members(name)
+            members = team_members(name, self.config, await self.store.keys())
             if members and _body(body or b"{}").get("force") is not True:
                 raise Conflict(
                     f"team {name!r} still holds keys {', '.join(members)}: deleting it lifts its budget and limits "
@@ -202,10 +202,6 @@ class Admin:
             return _json({"name": name, "deleted": True, "keys_left_without_team_limits": members})
         raise _not_allowed(method, "GET, PATCH, DELETE")
 
-    async def _members(self, team: str) -> list[str]:
-        """The keys, of the store and of the config, that are not revoked and name ``team``."""
-        stored = {k.name for k in await self.store.keys() if k.team == team and not k.revoked}
-        return sorted(stored | {n for n, k in self.config.keys.items() if k.team == team and not k.revoked})
 
 
 def require_admin(request: Request, admin_digest: bytes, what: str = "The admin API") -> None:

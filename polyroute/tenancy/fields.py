@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from polyroute.config import AwareTime, BudgetPeriod, BudgetUsd, Config, PerMinute
 from polyroute.errors import InvalidRequest
-from polyroute.tenancy.model import Limits
+from polyroute.tenancy.model import KeyRecord, Limits
 
 # Starts with a letter or digit, so that no name is '.' or '..', which URLs and clients rewrite.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -90,3 +90,11 @@ def check_references(fields: Mapping[str, Any], config: Config | None, store_tea
     for r in fields.get("routes") or []:
         if r not in names:
             raise InvalidRequest(f"route {r!r} is not defined (known: {', '.join(names) or 'none'})", param="routes")
+
+
+def team_members(team: str, config: Config | None, stored: Collection[KeyRecord]) -> list[str]:
+    """The keys, of the config and of the store, that are not revoked and name ``team``: what deleting it would
+    leave without its limits."""
+    named = {k.name for k in stored if k.team == team and not k.revoked}
+    named |= {n for n, k in (config.keys if config is not None else {}).items() if k.team == team and not k.revoked}
+    return sorted(named)

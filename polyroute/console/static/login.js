@@ -28,15 +28,6 @@ form.addEventListener("submit", async (event) => {
     error.hidden = false;
   } finally {
     button.disabled = false;
-
-// Where the login was asked from (``?next=``), if it is a console page of this gateway; else the Overview.
-function nextPage() {
-  const asked = new URLSearchParams(location.search).get("next");
-  if (!asked) return "/console/overview";
-  const url = new URL(asked, location.origin);
-  const page = url.pathname.startsWith("/console/") && !/^\/console\/(api|static|login)(\/|$)/.test(url.pathname);
-  return url.origin === location.origin && page ? url.pathname + url.search : "/console/overview";
-}
   }
 });
 button.disabled = false;
