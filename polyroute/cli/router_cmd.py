@@ -166,6 +166,14 @@ def _add_feedback(args: argparse.Namespace, ts: TrainingSet) -> str:
     path = Path(args.store) if args.store else _store_path(args)
     if not path.is_file():
         raise ConfigError(f"No store at {path}: feedback is kept where the gateway's [store] url points.")
+    if args.route and args.config:
+        from polyroute.settings import effective_config
+
+        routes = effective_config(args.config).routes
+        if unknown := [r for r in args.route if r not in routes]:
+            quality = ", ".join(n for n, r in routes.items() if r.strategy == "quality") or "none"
+            raise ConfigError(f"--route {', '.join(unknown)}: no such route in {args.config} (its quality routes: "
+                              f"{quality})")
     store = DecisionStore(path)
     try:
         rows, other = store.labelled(FEATURE_SET, args.route)

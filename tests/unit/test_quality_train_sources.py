@@ -244,3 +244,14 @@ def test_safety_results_are_left_out_unless_named(tmp_path: Path, capsys: pytest
     assert main(["router", "train", "--from-evals", "--models", "small,big", "--evals-db", str(db),
                  "--suites", "xstest", "--out", out]) == 0
     assert "trained on 1 eval items" in capsys.readouterr().out
+
+
+def test_feedback_of_a_route_the_config_does_not_have_is_named(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "gw.toml"
+    conf.write_text('[backends.b]\ntype = "fake"\n[models.m]\nbackend = "b"\n'
+                    '[routes.smart]\nmodels = ["m"]\n[routes.plain]\nmodels = ["m"]\n')
+    (tmp_path / "store.db").write_bytes(b"")
+    assert main(["router", "train", "--from-feedback", "--config", str(conf), "--store", str(tmp_path / "store.db"),
+                 "--route", "smrat", "--out", str(tmp_path / "r.json")]) == 2
+    assert f"--route smrat: no such route in {conf}" in capsys.readouterr().err
