@@ -216,7 +216,7 @@ class Walk:
             return False
         if self.floor is not None and (entry.context_window or 0) <= self.floor:
             return False
-        return adapter.can_continue or not self.continuing
+        return not self.continuing or adapter.continues(entry.upstream)
 
     async def failed(self, slot: Slot, exc: BaseException) -> bool:
         err = as_upstream(exc, slot, self.guard)

@@ -243,7 +243,7 @@ class _Opening(Walk):
 
     def can_be_continued(self) -> bool:
         """Whether a candidate left could continue a partial answer."""
-        return any(adapter.can_continue for _, adapter, _ in self.queue)
+        return any(adapter.continues(entry.upstream) for entry, adapter, _ in self.queue)
 
     def rescue_from(self, content: str) -> None:
         """From now on, continue the answer the client has read so far.

@@ -71,6 +71,16 @@ _BOTH_SAMPLERS = re.compile(r"claude-(3|(sonnet|opus)-4-(0|2025))")
 # here are sent none; an id not matched that refuses them anyway is learned from its refusal (polyroute.refusals).
 _NO_SAMPLERS = re.compile(r"claude-(?:opus-4-(?:[7-9]|1\d)|sonnet-4-(?:[6-9]|1\d)|[a-z]+-(?:[5-9]|[1-9]\d))(?!\d)")
 _SAMPLERS = frozenset({"temperature", "top_p", "top_k"})
+# From Claude Opus 4.6 and Sonnet 4.6 on, a conversation may not end with the assistant's turn: "Prefilling
+# assistant messages returns a 400 error on Claude 4.6 models" (https://platform.claude.com/docs/en/about-claude/
+# models/whats-new-claude-4-6, #prefill-removal; every 5.x model too, per its migration guide). Those models
+# cannot continue a cut answer: a rescue goes to a candidate that can.
+_NO_PREFILL = re.compile(r"claude-(?:(?:opus|sonnet)-4-(?:[6-9]|1\d)|[a-z]+-(?:[5-9]|[1-9]\d))(?!\d)")
+# Claude Opus 5.5, Sonnet 5.5, Fable 5.1 and Mythos 5.1 refuse forced tool use: "tool_choice: {"type": "any"} or
+# a named tool returns a 400" (https://platform.claude.com/docs/en/models/sonnet-5-5/whats-new-sonnet-5-5,
+# https://platform.claude.com/docs/en/models/opus-5-5/whats-new-opus-5-5). A request that forces a call is
+# asked of another candidate.
+_NO_FORCED_TOOL = re.compile(r"claude-(?:(?:opus|sonnet)-5-[5-9]|(?:fable|mythos)-5-[1-9])(?!\d)")
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 # A spend limit the organisation or a workspace set, reached: a 400 invalid_request_error whose words say
@@ -135,6 +145,9 @@ class AnthropicAdapter(HttpAdapter):
     base_headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
     read_error = staticmethod(read_error)
 
+    def continues(self, model: str) -> bool:
+        return self.can_continue and not _NO_PREFILL.search(model)
+
     def unsupported(self, wanted: set[str], model: str) -> frozenset[str]:
         missing = super().unsupported(wanted, model)
         if _NO_SAMPLERS.search(model):
@@ -167,6 +180,10 @@ class AnthropicAdapter(HttpAdapter):
         if req.tools and "tools" not in drop:
             asked = req.tool_choice if "tool_choice" not in drop else None
             tools, asked = _allowed(req.tools, asked)
+            if asked not in (None, "auto", "none") and _NO_FORCED_TOOL.search(call.upstream_model):
+                raise UpstreamParamRefused(f"{call.upstream_model} refuses a forced tool call (tool_choice "
+                                           f"{orjson.dumps(asked).decode()})", param="tool_choice",
+                                           backend=self.name, model=call.upstream_model)
             body["tools"] = [_tool(t["function"]) for t in tools]
             choice = _tool_choice(asked, extras)
             if choice:

@@ -68,6 +68,10 @@ class Adapter(abc.ABC):
         """Whether this backend can continue a partial assistant message."""
         return (self.config.continuation or self.default_continuation) != "none"
 
+    def continues(self, model: str) -> bool:
+        """Whether this backend's ``model`` (its upstream id) can continue a partial assistant message."""
+        return self.can_continue
+
     async def start(self) -> None:  # noqa: B027 - an optional hook
         """Open pools or load weights. Called once before serving."""
 

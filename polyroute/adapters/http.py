@@ -467,8 +467,12 @@ _REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None, bool], ...] = (
     (re.compile(r"invalid (\w+): only .{1,40} (?:is|are) allowed for this model", re.I), None, True),
     (re.compile(r"The (\w+) parameter is illegal"), None, False),  # Z.ai: a value out of its range
     (re.compile(r"tools with reasoning_effort are not supported", re.I), "reasoning_effort", True),
-    (re.compile(r"does not support this tool_choice|tool_choice '?\w+'? is incompatible with thinking", re.I),
-     "tool_choice", False),
+    (re.compile(r"does not support this tool_choice|tool_choice '?\w+'? is incompatible with thinking|"
+                r"forced tool (?:use|choice)", re.I), "tool_choice", False),
+    # Claude from 4.6 on: a conversation that ends with the assistant's turn (a prefill, a continued answer)
+    # (https://github.com/strands-agents/sdk-python/issues/1694): a candidate that takes the history as it is.
+    (re.compile(r"does not support assistant message prefill|Prefilling assistant messages is not supported",
+                re.I), "messages", False),
     (re.compile(r"response_format type is unavailable", re.I), "response_format", False),
     # Claude: "stop_sequences: each stop sequence must contain non-whitespace" (https://github.com/BerriAI/litellm/issues/3286)
     (re.compile(r"stop sequence must contain non-whitespace", re.I), "stop", False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -256,6 +257,55 @@ def test_which_claude_models_are_sent_sampling_parameters(model: str, takes: boo
     adapter = build_adapter("claude", ANTHROPIC_PROVIDER.config("http://127.0.0.1:9"))
     dropped = adapter.unsupported({"temperature", "max_tokens"}, model)
     assert ("temperature" not in dropped) is takes
+
+
+@pytest.mark.parametrize(("model", "continues"), [
+    ("claude-3-7-sonnet-20250219", True), ("claude-sonnet-4-5", True), ("claude-haiku-4-5-20251001", True),
+    ("claude-opus-4-1-20250805", True), ("anthropic.claude-sonnet-4-5-20250929-v1:0", True),
+    # From Opus and Sonnet 4.6 on, a conversation may not end with the assistant's turn.
+    ("claude-opus-4-6", False), ("claude-sonnet-4-6-20260217", False), ("claude-opus-4-7@20260416", False),
+    ("claude-sonnet-5-5", False), ("claude-haiku-5-5", False), ("claude-fable-5-1", False),
+])
+def test_which_claude_models_can_continue_a_cut_answer(model: str, continues: bool) -> None:
+    adapter = build_adapter("claude", ANTHROPIC_PROVIDER.config("http://127.0.0.1:9"))
+    assert adapter.continues(model) is continues
+
+
+@pytest.mark.parametrize(("model", "choice", "refused"), [
+    ("claude-sonnet-5-5", "required", True),
+    ("claude-opus-5-5", {"type": "function", "function": {"name": "get_weather"}}, True),
+    ("claude-fable-5-1", "required", True), ("claude-sonnet-5-5", "auto", False),
+    ("claude-sonnet-5", "required", False), ("claude-sonnet-4-5", "required", False),
+])
+async def test_claude_models_that_refuse_a_forced_tool_call_are_not_sent_one(
+    upstream: FakeUpstream, adapter: Adapter, model: str, choice: Any, refused: bool,
+) -> None:
+    """Opus and Sonnet 5.5, Fable and Mythos 5.1 answer a forced tool call with a 400: such a request is asked of
+    the next candidate (a 400 naming tool_choice when none is left), before anything is sent."""
+    upstream.json(load("anthropic", "tool_call"))
+    ask = call(upstream=model, tools=[WEATHER_TOOL], tool_choice=choice)
+    if not refused:
+        await adapter.complete(ask)
+        assert upstream.received
+        return
+    with pytest.raises(UpstreamParamRefused, match="refuses a forced tool call") as raised:
+        await adapter.complete(ask)
+    assert raised.value.may_fall_over and raised.value.param == "tool_choice" and upstream.received == []
+    upstream.reset()
+
+
+@pytest.mark.parametrize("message", [
+    "This model does not support assistant message prefill. The conversation must end with a user message.",
+    "Prefilling assistant messages is not supported for this model.",
+])
+def test_a_prefill_refusal_moves_the_request_on(message: str) -> None:
+    """Said by a Claude model the gateway did not know refuses prefill: not the client's error."""
+    from polyroute.adapters.anthropic import read_error
+    from polyroute.adapters.http import error_from_status
+
+    body = json.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": message}}).encode()
+    err = error_from_status(400, body, {}, read_error, backend="claude", model="claude-opus-9")
+    assert isinstance(err, UpstreamParamRefused) and err.may_fall_over
 
 
 async def test_metadata_carries_the_end_user_alone(
