@@ -225,6 +225,8 @@ def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
         return UpstreamBilling
     if info.blocked or status == 451:
         return UpstreamBlocked
+    if info.context_exceeded and status in (400, 403, 413):
+        return UpstreamContextExceeded  # Together answers a prompt too long with a 403 (its error-codes page)
     if status in (401, 403) or info.auth:
         return UpstreamAuthError
     if info.model_missing:
@@ -413,6 +415,11 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
         reasons = meta.get("reasons")
         said = f" ({', '.join(map(str, reasons))})" if isinstance(reasons, list) and reasons else ""
         return ErrorInfo(message=f"{message}{said}", code=REFUSED, content_refused=True)
+    if status == 403 and _GUARDRAIL.search(message):
+        # A relay's guardrail or moderation on the prompt (OpenRouter answers 403 for "insufficient permissions,
+        # guardrail block, or moderation flag", https://openrouter.ai/docs/api/errors): the request's content,
+        # not the account's key.
+        return ErrorInfo(message=message, code=REFUSED, content_refused=True)
     if isinstance(meta, dict) and "provider_name" in meta and "raw" in meta:
         # A relay (OpenRouter) passing on the refusal of the provider behind this model: it is about
         # that model, not our account with the relay; a 403 from there is that provider's block.
@@ -532,6 +539,7 @@ _RETRY_IN = re.compile(r"\bretry in (\d{1,6}(?:\.\d+)?)\s?s\b", re.I)
 # Google's answer to a key from a country its API does not serve (a 400 FAILED_PRECONDITION), quoted in
 # https://github.com/FoundationAgents/OpenManus/issues/803: a region block, not the client's request.
 _LOCATION_BLOCK = re.compile(r"User location is not supported", re.I)
+_GUARDRAIL = re.compile(r"\bguardrail|prompt injection|\bmoderation\b|\bflagged\b", re.I)
 # Fireworks suspends an account past its spending limit or with invoices unpaid (a 412, quoted in
 # https://github.com/FerroxLabs/wayland/issues/545): every request of that account fails until it is paid.
 _SUSPENDED = re.compile(r"\baccount\b.{0,80}\bis suspended\b", re.I)

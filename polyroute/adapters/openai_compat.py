@@ -31,7 +31,9 @@ from polyroute.types import ChatChunk, ChatResponse
 # Z.ai ("Prompt exceeds max length").
 _CONTEXT_WORDS = re.compile(
     r"maximum context length|context length|context window|too many tokens|exceeded model token limit"
-    r"|input token length too long|range of input length should be|prompt exceeds max length",
+    r"|input token length too long|range of input length should be|prompt exceeds max length"
+    # Hugging Face TGI, as Together quotes it: "`inputs` tokens + `max_new_tokens` must be <= 4097"
+    r"|inputs`? tokens \+ `?max_new_tokens`? must be",
     re.I,
 )
 # Structured codes for the same refusal: Qianfan's v2 API, and Z.ai's business code.
@@ -85,7 +87,7 @@ def is_one_of(providers: Mapping[str, tuple[str, ...]], provider: str | None, ba
 
 def read_error(status: int, body: bytes) -> ErrorInfo:
     info = json_error_reader(status, body)
-    if info.context_exceeded or status not in (400, 413):
+    if info.context_exceeded or status not in (400, 403, 413):  # Together: 403 for a prompt past the context
         return info
     if info.code in _CONTEXT_CODES or _CONTEXT_WORDS.search(info.message):
         return replace(info, code="context_length_exceeded", context_exceeded=True)

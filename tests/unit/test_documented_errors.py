@@ -13,6 +13,7 @@ from polyroute.errors import (
     UpstreamAuthError,
     UpstreamBilling,
     UpstreamBlocked,
+    UpstreamContextExceeded,
     UpstreamError,
     UpstreamModelNotFound,
     UpstreamParamRefused,
@@ -77,6 +78,11 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("fireworks/412_account_suspended", UpstreamBilling, "is suspended"),
     ("fireworks/404_model_not_found", UpstreamModelNotFound, "Model not found"),
     ("together/400_model_not_available", UpstreamModelNotFound, "Unable to access non-serverless model"),
+    # A prompt past the context, in TGI's words (400) or the words of Together's table (403, not a refused key).
+    ("together/400_input_validation", UpstreamContextExceeded, "`inputs` tokens + `max_new_tokens` must be"),
+    ("together/403_context_length", UpstreamContextExceeded, "must be less than the context length"),
+    # A relay's guardrail on the prompt: the request's content, not the account's key.
+    ("openrouter/403_guardrail_block", UpstreamRejected, "prompt injection patterns detected"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
@@ -119,6 +125,9 @@ def test_documented_error_is_classified(name: str, expected: type[UpstreamError]
         assert err.may_fall_over and not err.retryable and err.scope == "model" and err.status == 400
     elif expected is UpstreamAuthError:
         assert err.scope == "backend" and err.account_wide and err.may_fall_over
+    elif expected is UpstreamContextExceeded:
+        # A model with a larger window may take it; the client hears OpenAI's 400, whatever status the provider sent.
+        assert err.may_fall_over and err.status == 400 and err.code == "context_length_exceeded"
     elif expected is UpstreamRateLimited:
         assert err.scope == "model" and err.may_fall_over and err.retry_after == (
             float(doc["headers"]["retry-after"]) if doc.get("headers") else None)
