@@ -57,6 +57,7 @@ class Keyring:
             if digest is None:  # its variable is unset: `serve` and `config check` warn about it
                 continue
             keys.append(KeyRecord.from_config(name, kc, digest))
+        check_admin_apart(config, keys)
         teams = [TeamRecord.from_config(name, tc) for name, tc in config.teams.items()]
         admin = config.admin.secret is not None
         ring = cls(keys, teams, enabled=bool(config.keys) or admin)
@@ -126,6 +127,20 @@ class Keyring:
     def _budgeted(self, record: KeyRecord) -> bool:
         own, team = self._limits.get(record.name), self._team_limits.get(record.team or "")
         return (own is not None and own.budget_usd is not None) or (team is not None and team.budget_usd is not None)
+
+
+def check_admin_apart(config: Config, keys: list[KeyRecord] | None = None) -> None:
+    """Refuse a config whose admin secret is also a client key's: whoever holds that key could use the admin API
+    (make keys, read everyone's usage), which a client key must never open."""
+    admin = config.admin.secret.seal() if config.admin.secret is not None else None
+    if admin is None:
+        return
+    if keys is None:
+        keys = [KeyRecord.from_config(n, kc, d) for n, kc in config.keys.items() if (d := kc.secret.seal())]
+    for k in keys:
+        if hmac.compare_digest(k.digest, admin):
+            raise ConfigError("is the admin secret too: a client holding this key could use the admin API; give "
+                              "[admin] secret a value of its own", source=config.source, key=f"keys.{k.name}.secret")
 
 
 def _principal(k: KeyRecord) -> Principal:

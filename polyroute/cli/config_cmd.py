@@ -37,6 +37,7 @@ def check_families(config: Config) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from polyroute.adapters import check_installed
     from polyroute.adapters.fake import fake_cautions
+    from polyroute.auth import check_admin_apart
     from polyroute.cli.serve import is_loopback
     from polyroute.routing import quality_cautions
     from polyroute.settings import effective_config
@@ -44,6 +45,7 @@ def run_check(args: argparse.Namespace) -> int:
     config = effective_config(args.file)
     check_families(config)
     check_installed(config)
+    check_admin_apart(config)
     # a router file that cannot be read stops here
     cautions = [*config.cautions(), *quality_cautions(config), *fake_cautions(config)]
     print(f"{args.file}: ok: {len(config.backends)} backends, {len(config.models)} models, "

@@ -212,3 +212,24 @@ def test_config_check_warns_of_a_fake_model_name_that_holds_a_typo(
     assert warned[2].startswith("warning: models.mixed.upstream: 'tool' in 'slow-200+tool' is no behaviour of the "
                                 "fake backend (did you mean 'tools'?)")
     assert len(warned) == 3 and all(line.endswith("it is ignored, and the model echoes") for line in warned)
+
+
+def test_an_admin_secret_that_is_also_a_client_key_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client holding that key could make keys and read everyone's usage: config check and serve refuse it,
+    whether the two name one variable or two with the same value."""
+    from polyroute.auth import Keyring
+    from polyroute.cli import main
+    from polyroute.settings import effective_config
+
+    monkeypatch.setenv("SHARED", "sk-shared-0123456789abcdef")
+    monkeypatch.setenv("SAME_VALUE", "sk-shared-0123456789abcdef")
+    for var in ("SHARED", "SAME_VALUE"):
+        conf = tmp_path / f"{var}.toml"
+        conf.write_text(f'[backends.f]\ntype = "fake"\n[models.m]\nbackend = "f"\n[admin]\nsecret = "env:SHARED"\n'
+                        f'[keys.app]\nsecret = "env:{var}"\n')
+        assert main(["config", "check", str(conf)]) == 2
+        assert "keys.app.secret: is the admin secret too" in capsys.readouterr().err
+        with pytest.raises(ConfigError, match="is the admin secret too"):
+            Keyring.from_config(effective_config(str(conf)))
