@@ -31,6 +31,7 @@ from polyroute.breakers import (
 )
 from polyroute.config import BreakerConfig
 from polyroute.errors import (
+    UpstreamAuthError,
     UpstreamBilling,
     UpstreamBlocked,
     UpstreamError,
@@ -192,4 +193,6 @@ def _skipped(entry: ModelEntry, why: Admission, *, whole_backend: bool = False) 
         return UpstreamBilling(f"skipped: billing, next probe in {retry}s{said}", **kw)
     if why.reason == "model_not_found":
         return UpstreamModelNotFound(f"skipped: model not found, next probe in {retry}s{said}", **kw)
+    if why.reason == "auth_error":  # a refused or missing key: lasting, as the failure that opened it
+        return UpstreamAuthError(f"skipped: circuit open (auth_error), next probe in {retry}s{said}", **kw)
     return UpstreamUnavailable(f"skipped: circuit open ({why.reason or 'failing'}), next probe in {retry}s{said}", **kw)

@@ -153,6 +153,8 @@ def test_an_open_breaker_says_why_in_health_and_in_the_error(monkeypatch: pytest
             with pytest.raises(AllAttemptsFailed) as info:
                 await gateway.complete(req, RequestContext())
             messages.append(info.value.message)
+            # Either way the key is what fails: the SDKs are told not to retry in a few seconds.
+            assert info.value.headers() == {"x-should-retry": "false"}
         return health, messages
 
     health, (first, second) = asyncio.run(scenario())
