@@ -42,6 +42,15 @@ from polyroute.types import MOST_TOKENS, ChatRequest, Usage, make_usage, read_us
 
 _DETAILS = ("prompt_tokens_details", "completion_tokens_details")
 
+
+def _cached(usage: dict[str, Any]) -> int:
+    """Prompt tokens the provider read from its cache: OpenAI's ``prompt_tokens_details.cached_tokens``, or
+    DeepSeek's ``prompt_cache_hit_tokens``; 0 when it says neither."""
+    details = usage.get("prompt_tokens_details")
+    count = details.get("cached_tokens") if isinstance(details, dict) else usage.get("prompt_cache_hit_tokens")
+    ok = isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MOST_TOKENS
+    return cast(int, count) if ok else 0
+
 log = logging.getLogger("polyroute.failover")
 
 CHARS_PER_TOKEN = 4  # to estimate the tokens of an attempt that was cut before it sent usage
@@ -83,9 +92,9 @@ class Report:
         self.usage["prompt_tokens"] += counts["prompt_tokens"]
         self.usage["completion_tokens"] += counts["completion_tokens"]
         self.usage["total_tokens"] += counts["total_tokens"]
-        self.cost_usd += entry.cost(counts)
-        self.estimated |= estimated
         raw = cast(dict[str, Any], usage)  # a dict: read_usage read it
+        self.cost_usd += entry.cost(counts, _cached(raw) if entry.offer is not None else 0)
+        self.estimated |= estimated
         if "prompt_tokens_details" in raw or "completion_tokens_details" in raw:
             self._add_details(raw)
         return True

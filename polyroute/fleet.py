@@ -8,9 +8,10 @@ route, or the implicit one-model route of a model name).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from polyroute.adapters import Adapter, build_adapter
-from polyroute.catalog import Catalog, Family
+from polyroute.catalog import Catalog, Family, Offer
 from polyroute.config import (
     EMBEDDED_SOURCE,
     BackendConfig,
@@ -45,18 +46,31 @@ class ModelEntry:
     open_weights: bool | None = None
     # False when neither a catalog family nor the config prices a hosted model: its 0 is not a price.
     price_known: bool = True
+    # The catalog offer billed (its time-of-day and cached rates); None when the config or no offer prices it.
+    offer: Offer | None = None
 
     @property
     def lacks_tools(self) -> bool:
         """Whether the catalog or the config says this model cannot use tools (unknown is not lacking)."""
         return (self.family is not None or bool(self.capabilities)) and "tools" not in self.capabilities
 
-    def cost(self, usage: Usage | None) -> float:
+    def cost(self, usage: Usage | None, cached: int = 0, at: datetime | None = None) -> float:
+        """What ``usage`` costs: at the time of day's rates where the offer has two (DeepSeek's off-peak hours),
+        and ``cached`` prompt tokens (read from the provider's cache) at its cached rate where it has one."""
         if not usage:
             return 0.0
-        return (
-            usage["prompt_tokens"] * self.input_per_mtok + usage["completion_tokens"] * self.output_per_mtok
-        ) / 1_000_000
+        price_in, price_out, price_cached = self.input_per_mtok, self.output_per_mtok, None
+        offer = self.offer
+        if offer is not None:
+            if offer.peak_hours_utc:
+                price_in, price_out = offer.price_at(at or datetime.now(UTC))
+            if offer.cached_input_per_mtok is not None:
+                # The cache's rate moves with the time of day as the input's does (DeepSeek halves both).
+                price_cached = offer.cached_input_per_mtok * (price_in / offer.input_per_mtok if offer.input_per_mtok
+                                                              else 1.0)
+        cached = min(cached, usage["prompt_tokens"]) if price_cached is not None else 0
+        return ((usage["prompt_tokens"] - cached) * price_in + cached * (price_cached or 0.0)
+                + usage["completion_tokens"] * price_out) / 1_000_000
 
     def describe(self) -> dict[str, object]:
         """Facts shown by ``GET /v1/models``."""
@@ -145,7 +159,10 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
     # A model run on our own machines is not billed at a provider's list price.
     base_url = backend.base_url if isinstance(backend, HttpBackendConfig) else None
     provider = backend.provider if isinstance(backend, HttpBackendConfig) else None
-    price_in, price_out = (0.0, 0.0) if backend.effective_locality() == "local" else _price(fam, base_url, provider)
+    offer = None if backend.effective_locality() == "local" else _offer(fam, base_url, provider)
+    price_in, price_out = (offer.input_per_mtok, offer.output_per_mtok) if offer is not None else (0.0, 0.0)
+    if mc.input_per_mtok is not None or mc.output_per_mtok is not None:
+        offer = None  # the config's own price: billed as it says
     caps = frozenset(mc.capabilities) if mc.capabilities is not None else frozenset(fam.capabilities if fam else ())
     return ModelEntry(
         name=name,
@@ -166,6 +183,7 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
             or (mc.input_per_mtok is not None and mc.output_per_mtok is not None)
             or backend.effective_locality() == "local"
         ),
+        offer=offer,
     )
 
 
@@ -177,15 +195,14 @@ def _window(mc: ModelConfig, backend: BackendConfig, fam: Family | None) -> int 
     return mc.context_window or (fam.context_window if fam else None)
 
 
-def _price(fam: Family | None, base_url: str | None, provider: str | None = None) -> tuple[float, float]:
-    """The price of the offer this backend serves (by its URL, else by its ``provider``), else the family's
-    cheapest."""
+def _offer(fam: Family | None, base_url: str | None, provider: str | None = None) -> Offer | None:
+    """The offer this backend serves (by its URL, else by its ``provider``), else the family's cheapest."""
     if fam is None or fam.local:
-        return 0.0, 0.0
+        return None
     for offer in fam.offers:
         if base_url and offer.base_url.rstrip("/") == base_url:
-            return offer.input_per_mtok, offer.output_per_mtok
+            return offer
     for offer in fam.offers:
         if provider and offer.provider.lower() == provider.lower():
-            return offer.input_per_mtok, offer.output_per_mtok
-    return fam.price()
+            return offer
+    return fam.cheapest_offer()

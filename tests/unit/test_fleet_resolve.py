@@ -54,3 +54,37 @@ def test_a_hosted_family_on_a_local_backend_costs_nothing_unless_the_config_pric
     assert (local.locality, local.input_per_mtok, local.output_per_mtok, local.price_known) == ("local", 0, 0, True)
     assert (priced.input_per_mtok, priced.output_per_mtok) == (0.01, 0.02)
     assert hosted.locality == "remote" and hosted.input_per_mtok > 0 and hosted.output_per_mtok > 0
+
+
+def test_a_catalog_offer_is_billed_at_its_time_of_day_and_cached_rates() -> None:
+    """DeepSeek bills off-peak hours at half its list rates, and prompt tokens read from its cache at its cached
+    rate (api-docs.deepseek.com/quick_start/pricing, as the catalog keeps them); a price the config sets is billed
+    as it says."""
+    from datetime import UTC, datetime
+
+    from polyroute.attempts import Report
+    from polyroute.types import make_usage
+
+    raw = {"backends": {"ds": {"type": "openai", "base_url": "https://api.deepseek.com/v1", "api_key": "env:K"}},
+           "models": {"flash": {"backend": "ds", "upstream": "deepseek-flash", "family": "deepseek-v4-flash"},
+                      "priced": {"backend": "ds", "upstream": "deepseek-flash", "family": "deepseek-v4-flash",
+                                 "input_per_mtok": 1.0, "output_per_mtok": 2.0}}}
+    fleet = Fleet.build(cfg.parse(raw, env={"K": "sk-x"}), load_catalog())
+    flash, priced = fleet.models["flash"], fleet.models["priced"]
+    usage = make_usage(1_000_000, 1_000_000)
+    peak = datetime(2026, 12, 7, 2, 30, tzinfo=UTC)  # a Monday, 02:30 UTC: inside 01:00-04:00
+    off_peak = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
+    weekend_peak_hour = datetime(2026, 12, 6, 2, 30, tzinfo=UTC)  # a Sunday: peak hours are weekdays only
+    assert flash.cost(usage, at=peak) == pytest.approx(0.30 + 1.20)
+    assert flash.cost(usage, at=off_peak) == pytest.approx(0.15 + 0.60)
+    assert flash.cost(usage, at=weekend_peak_hour) == pytest.approx(0.15 + 0.60)
+    # 800k of the million prompt tokens were cache hits: at the cached rate, halved off-peak as the input is.
+    assert flash.cost(usage, cached=800_000, at=peak) == pytest.approx(0.2 * 0.30 + 0.8 * 0.006 + 1.20)
+    assert flash.cost(usage, cached=800_000, at=off_peak) == pytest.approx(0.2 * 0.15 + 0.8 * 0.003 + 0.60)
+    assert priced.cost(usage, cached=800_000, at=peak) == pytest.approx(1.0 + 2.0)
+    # The report reads the cache hits from the usage the provider sent, in OpenAI's field or DeepSeek's own.
+    for said in ({"prompt_tokens_details": {"cached_tokens": 800_000}}, {"prompt_cache_hit_tokens": 800_000}):
+        report = Report(route="flash")
+        assert report.bill(flash, {**make_usage(1_000_000, 0), **said})
+        assert report.cost_usd == pytest.approx(flash.cost(make_usage(1_000_000, 0), cached=800_000))
+        assert report.cost_usd < flash.cost(make_usage(1_000_000, 0))
