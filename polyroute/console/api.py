@@ -109,10 +109,9 @@ class ConsoleApi:
 
     async def overview(self) -> dict[str, Any]:
         health = await self.health()
-        models = health["models"].values()
         traffic = await self.tail.overview() if self.tail else {**overview([], time.time()), "source": None}
         return {"status": health["status"], "models_total": len(health["models"]),
-                "models_failing": sum(1 for m in models if m["state"] != "closed"), **traffic}
+                "models_failing": views.failing(self.gateway, health), **traffic}
 
     async def usage(self, rest: list[str]) -> Reply:
         span, by = rest[0], rest[1]

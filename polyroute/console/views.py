@@ -23,6 +23,17 @@ BY = ("team", "key", "model", "route")
 TOP_GROUPS = 8  # groups drawn apart in the chart; the rest are summed as "other"
 
 
+def healthy(breaker: dict[str, Any], backend: dict[str, Any]) -> bool:
+    """A model serves when its own breaker and its backend's are closed and the backend is ready (has its key)."""
+    return breaker.get("state") == "closed" and backend.get("state") == "closed" and bool(backend.get("ready", True))
+
+
+def failing(gateway: Gateway, health: dict[str, Any]) -> int:
+    """How many models do not serve now, by their own breaker or their backend's: as the Fleet page shows them."""
+    return sum(1 for name, entry in gateway.fleet.models.items()
+               if not healthy(health["models"].get(name, {}), health["backends"].get(entry.backend, {})))
+
+
 def fleet(gateway: Gateway, health: dict[str, Any], recent: Recent) -> dict[str, Any]:
     """Every model: its facts, its breaker and its backend's, its recent speed."""
     models = []
@@ -33,8 +44,7 @@ def fleet(gateway: Gateway, health: dict[str, Any], recent: Recent) -> dict[str,
         models.append({
             "name": name, **entry.describe(),
             "breaker": breaker, "backend_breaker": backend,
-            "healthy": breaker.get("state") == "closed" and backend.get("state") == "closed"
-            and bool(backend.get("ready", True)),
+            "healthy": healthy(breaker, backend),
             # What failed, in the upstream's or the adapter's words, and why this scope was charged.
             "why": " · ".join(str(out[k]) for k in ("reason", "detail", "why") if out.get(k)) or None,
             "recent": recent.model(name),

@@ -373,3 +373,25 @@ async def test_the_first_look_takes_the_day_summed_by_the_store_and_the_last_ans
     assert doc["windows"]["1d"]["requests"] == 9 and doc["windows"]["5m"]["requests"] == 2
     assert doc["windows"]["5m"]["errors"] == 2 and doc["windows"]["1d"]["ttft_ms_p50"] is not None
     assert tail.recent.model("m")["answers"] == 9 and tail.recent.model("m")["failures"] == 2
+
+
+def test_the_overview_counts_a_model_out_by_its_backend_as_failing() -> None:
+    """A billing or key failure takes a whole backend out: its models are failing on the Overview, as on Fleet."""
+    from polyroute import config as cfg
+    from polyroute.catalog import load_catalog
+    from polyroute.console import views
+    from polyroute.gateway import Gateway
+
+    raw = {"backends": {"a": {"type": "fake"}, "b": {"type": "fake"}},
+           "models": {"a1": {"backend": "a"}, "a2": {"backend": "a"}, "b1": {"backend": "b"}}}
+    gateway = Gateway.from_config(cfg.parse(raw), load_catalog())
+    closed = {"state": "closed"}
+    health = {"models": {"a1": closed, "a2": closed, "b1": {"state": "open"}},
+              "backends": {"a": {"state": "open", "ready": True}, "b": {**closed, "ready": True}}}
+    assert views.failing(gateway, health) == 3
+    health["backends"]["a"] = {**closed, "ready": False}  # closed, but without its key
+    assert views.failing(gateway, health) == 3
+    health["backends"]["a"] = {**closed, "ready": True}
+    assert views.failing(gateway, health) == 1
+    shown = views.fleet(gateway, {**health, "status": "degraded"}, Recent())
+    assert [m["healthy"] for m in shown["models"]] == [True, True, False]
