@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, cast
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -298,7 +299,13 @@ class HttpBackend:
             resp = await self.pool.request("POST", url, headers, orjson.dumps(payload), timeout or self.config.timeout)
             if resp.status >= 400:
                 body = await resp.read(timeout or self.config.timeout, self.config.max_answer_bytes)
-                raise error_from_status(resp.status, body, resp.headers, self.reader, backend=self.name, model=model)
+                err = error_from_status(resp.status, body, resp.headers, self.reader, backend=self.name, model=model)
+                if resp.status == 404 and type(err) is UpstreamServerError:
+                    # No model or code of its own: the path itself is not served, most often a base_url without
+                    # the /v1 (or other prefix) the server's API lives under.
+                    err.message += (f" (nothing is served at {urlsplit(url).path}: check base_url, which most "
+                                    "OpenAI-compatible servers want to end in /v1)")
+                raise err
             if resp.status >= 300:  # redirects are not followed: a key is never sent on to where one points
                 resp.release()
                 where = resp.headers.get("location", "")[:200]

@@ -274,3 +274,17 @@ def test_an_ollama_answer_whose_counts_are_not_counts_is_kept_and_its_usage_esti
         usage = resp.json()["usage"]
         assert resp.json()["choices"][0]["message"]["content"] == "Alfa Bravo"
     assert usage["estimated"] is True and usage["completion_tokens"] > 0
+
+
+def test_a_base_url_without_its_v1_says_so(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    """A server that answers 404 "Not Found" for the path itself (no model, no code of its own): the error says
+    where nothing is served and what to check, rather than a bare "HTTP 404"."""
+    first.json({"detail": "Not Found"}, 404)  # what a FastAPI server such as vLLM answers an unknown path
+    raw = config(first, fallback)
+    raw["backends"]["prov"]["base_url"] = first.url  # the /v1 left out
+    raw["routes"]["r"]["models"] = ["m"]
+    with live_gateway(raw, env={"TEST_KEY": "sk-test"}) as g:
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={"model": "r", "messages": ASK}, timeout=30)
+    assert resp.status_code == 502
+    message = resp.json()["error"]["message"]
+    assert "nothing is served at /chat/completions: check base_url" in message and "/v1" in message
