@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from polyroute.config_cautions import route_cautions
 from polyroute.config_problems import did_you_mean, problems_of
 from polyroute.errors import ConfigError
 
@@ -745,7 +746,7 @@ class Config(_Strict):
                            f"unless a team of that name is made in the store (polyroute teams create {k.team})")
             if k.expires_at is not None and k.expires_at <= now and not k.revoked:
                 out.append(f"keys.{name}.expires_at: {k.expires_at.isoformat()} has passed: the key is refused")
-        return out
+        return [*out, *route_cautions(self.routes)]
 
     def client_names(self) -> list[str]:
         """Every name a client may put in ``model``: routes first, then models."""

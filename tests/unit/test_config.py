@@ -233,3 +233,20 @@ def test_an_admin_secret_that_is_also_a_client_key_is_refused(
         assert "keys.app.secret: is the admin secret too" in capsys.readouterr().err
         with pytest.raises(ConfigError, match="is the admin secret too"):
             Keyring.from_config(effective_config(str(conf)))
+
+
+def test_config_check_warns_of_route_settings_that_do_something_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from polyroute.cli import main
+
+    conf = tmp_path / "gw.toml"
+    conf.write_text('[backends.f]\ntype = "fake"\n[models.a]\nbackend = "f"\n[models.b]\nbackend = "f"\n'
+                    '[routes.twice]\nmodels = ["a", "a"]\n'
+                    '[routes.slow]\nmodels = ["a", "b"]\nfirst_token_timeout = 50\ndeadline = 30\n'
+                    '[routes.even]\nmodels = ["a", "b"]\nstrategy = "weighted"\n')
+    assert main(["config", "check", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: routes.twice.models: a listed more than once" in out
+    assert "warning: routes.slow.first_token_timeout: 50s is not shorter than the route's deadline (30s)" in out
+    assert 'warning: routes.even.weights: strategy "weighted" without weights' in out and "{ MODEL = N" in out
