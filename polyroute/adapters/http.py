@@ -157,6 +157,8 @@ def error_from_status(
     retry_after = retry_after_of(headers)
     if retry_after is None and status == 429 and (said := _RETRY_IN.search(info.message)) is not None:
         retry_after = float(said.group(1))  # Gemini says when in its message ("Please retry in 16.6s.")
+    if retry_after is None and status == 429 and (reset := _RESET_AT.search(info.message)) is not None:
+        retry_after = _until_beijing(reset.group(1))
     if cls is UpstreamBilling and status == 402 and retry_after is not None and not info.billing:
         # A 402 that says when to come back is a limit on spend in flight (OpenRouter's
         # in_flight_budget_exhausted), not an empty account.
@@ -546,6 +548,22 @@ _RETRY_IN = re.compile(r"\bretry in (\d{1,6}(?:\.\d+)?)\s?s\b", re.I)
 # Google's answer to a key from a country its API does not serve (a 400 FAILED_PRECONDITION), quoted in
 # https://github.com/FoundationAgents/OpenManus/issues/803: a region block, not the client's request.
 _LOCATION_BLOCK = re.compile(r"User location is not supported", re.I)
+# Z.ai's usage caps (codes 1308, 1310, 1316-1321) say when they lift, in Beijing time with no zone: "Usage limit
+# reached for 5 hour. Your limit will reset at 2026-09-09 05:38:28" (https://docs.z.ai/api-reference/api-code;
+# the body as quoted in https://github.com/hugalafutro/model-hotel/pull/955), or "将在 … 重置".
+_RESET_AT = re.compile(r"(?:will reset at|将在)\s*(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
+_BEIJING = datetime.timezone(datetime.timedelta(hours=8))
+
+
+def _until_beijing(stamp: str) -> float | None:
+    """Seconds from now to ``stamp`` read in Beijing time; None when it is not a date."""
+    try:
+        at = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=_BEIJING)
+    except ValueError:
+        return None
+    return max((at - datetime.datetime.now(datetime.UTC)).total_seconds(), 0.0)
+
+
 _GUARDRAIL = re.compile(r"\bguardrail|prompt injection|\bmoderation\b|\bflagged\b", re.I)
 # Fireworks suspends an account past its spending limit or with invoices unpaid (a 412, quoted in
 # https://github.com/FerroxLabs/wayland/issues/545): every request of that account fails until it is paid.
@@ -579,7 +597,12 @@ REFUSAL_CODES = frozenset({REFUSED, "1301", "data_inspection_failed", "DataInspe
 IN_BAND_RATE_CODES = frozenset({
     "rate_limit_exceeded", "rate_limit_reached_error", "engine_overloaded_error", "1302", "1303", "1305",
 })
-BLOCK_CODES = frozenset({"unsupported_country_region_territory", "region_not_supported", "unsupported_region"})
+BLOCK_CODES = frozenset({
+    "unsupported_country_region_territory", "region_not_supported", "unsupported_region",
+    # Z.ai / Zhipu: the account locked, or locked for a violation, until its support unlocks it
+    # (https://docs.z.ai/api-reference/api-code; docs.bigmodel.cn/cn/api/api-code): every model of the account.
+    "1112", "1121",
+})
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
 # OpenAI's and Anthropic's codes; Google's status and detail reason for a key it refuses
 # (https://github.com/continuedev/continue/issues/10290).

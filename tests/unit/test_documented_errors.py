@@ -83,6 +83,9 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("together/403_context_length", UpstreamContextExceeded, "must be less than the context length"),
     # A relay's guardrail on the prompt: the request's content, not the account's key.
     ("openrouter/403_guardrail_block", UpstreamRejected, "prompt injection patterns detected"),
+    # Z.ai: a usage cap that lifts at a time it gives (Beijing time); an account locked until its support acts.
+    ("zai/429_1308_usage_limit", UpstreamRateLimited, "Usage limit reached for 5 hour"),
+    ("zai/429_1112_account_locked", UpstreamBlocked, "account has been locked"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
@@ -91,6 +94,19 @@ REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "ant
                  "openai/400_unknown_parameter_stream_options": "stream_options",
                  "gemini/400_unknown_name_top_k": "top_k",
                  "mistral/422_extra_stream_options": "stream_options", "mistral/400_tool_call_id_format": "messages"}
+
+
+def test_a_usage_cap_that_lifts_later_keeps_the_model_out_until_then() -> None:
+    """Z.ai's reset time has no zone and is Beijing time: read as UTC it would keep the model out 8 hours too long."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    lifts = datetime.now(UTC) + timedelta(minutes=30)
+    said = lifts.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+    body = json.dumps({"error": {"code": "1308", "message": f"Usage limit reached for 5 hour. Your limit will "
+                                                            f"reset at {said}"}}).encode()
+    err = error_from_status(429, body, {}, openai_compat.read_error, backend="zai", model="glm")
+    assert isinstance(err, UpstreamRateLimited) and err.retry_after is not None
+    assert 29 * 60 <= err.retry_after <= 30 * 60
 
 
 def test_every_fixture_is_covered_and_names_its_source() -> None:
@@ -130,7 +146,7 @@ def test_documented_error_is_classified(name: str, expected: type[UpstreamError]
         assert err.may_fall_over and err.status == 400 and err.code == "context_length_exceeded"
     elif expected is UpstreamRateLimited:
         assert err.scope == "model" and err.may_fall_over and err.retry_after == (
-            float(doc["headers"]["retry-after"]) if doc.get("headers") else None)
+            float(doc["headers"]["retry-after"]) if doc.get("headers") else doc.get("_retry_after"))
     else:
         assert not err.may_fall_over  # a schema error every provider would give stays the client's
         assert err.status == (413 if doc["status"] == 413 else 400)
