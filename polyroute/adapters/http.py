@@ -234,7 +234,7 @@ def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
         return UpstreamAuthError
     if info.model_missing:
         return UpstreamModelNotFound
-    if status == 429:
+    if status == 429 or status == 498:  # 498: Groq's flex tier at capacity, "add jittered backoff and retries"
         return UpstreamRateLimited
     if status == 408:
         return UpstreamTimeout
@@ -634,6 +634,7 @@ MODEL_MISSING_CODES = frozenset({
     "model_not_available", "dedicated_endpoint_not_running",
     "resource_not_found_error",  # Moonshot / Kimi, 404 on an unknown model
     "1211",  # Z.ai / Zhipu, 400 "Unknown Model" (https://docs.z.ai/api-reference/api-code)
+    "unknown_model",  # Mistral's code, {"param": "model", "code": "unknown_model"} (docs.mistral.ai error glossary)
 })
 
 

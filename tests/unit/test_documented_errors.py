@@ -86,6 +86,7 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     # Z.ai: a usage cap that lifts at a time it gives (Beijing time); an account locked until its support acts.
     ("zai/429_1308_usage_limit", UpstreamRateLimited, "Usage limit reached for 5 hour"),
     ("zai/429_1112_account_locked", UpstreamBlocked, "account has been locked"),
+    ("groq/498_capacity_exceeded", UpstreamRateLimited, "capacity_exceeded"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
