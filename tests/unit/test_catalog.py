@@ -161,7 +161,7 @@ def test_every_offer_is_dated_and_sourced(shipped: Catalog) -> None:
         where = f"{family.id} on {offer.provider}"
         assert isinstance(offer.price_date, dt.date), where
         # Read on or before the day this catalog was last updated, and after the seed was written.
-        assert dt.date(2026, 1, 1) <= offer.price_date <= dt.date(2026, 12, 6), where
+        assert dt.date(2026, 1, 1) <= offer.price_date <= dt.date(2026, 12, 7), where
         source = urlsplit(offer.price_source)
         assert source.scheme == "https" and "." in (source.hostname or ""), where
         assert offer.base_url.startswith("https://"), where
