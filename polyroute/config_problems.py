@@ -96,9 +96,19 @@ def _values_of(tp: Any) -> list[Any]:
 
 
 def did_you_mean(name: str, known: Mapping[str, Any] | set[str]) -> str:
-    """`` (did you mean 'x'?)`` when one of ``known`` is one typo away from ``name``."""
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+    """`` (did you mean 'x'?)`` when one of ``known`` is one typo away from ``name``: two letters swapped
+    (``rmp``), or close by difflib's measure."""
+    swapped = [k for k in sorted(known) if _swapped(name, k)]
+    close = swapped or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _swapped(a: str, b: str) -> bool:
+    """Whether ``a`` is ``b`` with two neighbouring letters swapped."""
+    if len(a) != len(b) or a == b:
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
 
 
 def _schema_keys(schema: type[BaseModel]) -> set[str]:

@@ -73,7 +73,7 @@ class Admin:
                 await self.gateway.tenancy.changed()  # this process at once, the others told
             return answer
         except ValidationError as exc:
-            return error_response(from_validation(exc))
+            return error_response(from_validation(exc, ADMIN_FIELDS))
         except PolyrouteError as exc:
             return error_response(exc)
 
@@ -202,6 +202,10 @@ class Admin:
             return _json({"name": name, "deleted": True, "keys_left_without_team_limits": members})
         raise _not_allowed(method, "GET, PATCH, DELETE")
 
+
+
+# Every field the admin API's bodies take: what a mistyped one is named against.
+ADMIN_FIELDS = frozenset({*KeyFields.model_fields, *TeamFields.model_fields, "force", "reactivate"})
 
 
 def require_admin(request: Request, admin_digest: bytes, what: str = "The admin API") -> None:

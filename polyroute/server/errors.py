@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
+from polyroute.config_problems import did_you_mean
 from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.server.answers import Reply
 
@@ -35,8 +37,9 @@ def error_response(exc: PolyrouteError, headers: dict[str, str] | None = None) -
 _TYPE_TAGS = frozenset(("str", "int", "float", "bool", "list", "dict", "none", "bytes"))
 
 
-def from_validation(exc: ValidationError) -> InvalidRequest:
-    """The first schema error, naming the field the way a client wrote it."""
+def from_validation(exc: ValidationError, fields: Collection[str] = ()) -> InvalidRequest:
+    """The first schema error, naming the field the way a client wrote it; a field the schema does not have
+    names the one of ``fields`` a typo away, if any."""
     first = exc.errors()[0]
     param = ""
     for part in first["loc"]:
@@ -46,6 +49,8 @@ def from_validation(exc: ValidationError) -> InvalidRequest:
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
         text = f"Missing required parameter: '{param}'."
+    elif first["type"] == "extra_forbidden":
+        text = f"Unknown parameter: '{param}'{did_you_mean(param, set(fields))}."
     elif param == "n" and first["type"] == "less_than_equal":
         # Failover, rescue and billing all follow one answer: the limit is the gateway's, not the model's.
         text = ("Invalid value for 'n': polyroute answers one choice per request (n = 1), whatever the model; "

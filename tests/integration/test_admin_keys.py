@@ -108,6 +108,8 @@ def test_bad_requests_are_refused_in_the_openai_shape(live: Live) -> None:
         resp = admin(live, "POST", "keys", body)
         assert resp.status_code in (400, 409), body
         assert resp.json()["error"]["param"] == param, body
+    typo = admin(live, "POST", "keys", {"name": "k", "rmp": 5})  # named as config check names it
+    assert typo.json()["error"]["message"] == "Unknown parameter: 'rmp' (did you mean 'rpm'?)."
     assert admin(live, "POST", "keys", {"name": "dup"}).status_code == 201
     assert admin(live, "POST", "keys", {"name": "dup"}).status_code == 409
     assert admin(live, "GET", "keys/none").status_code == 404
