@@ -145,7 +145,7 @@ def test_a_request_of_another_strategy_takes_no_feedback(live: Live) -> None:
     ({"id": "x", "score": "0.5"}, "score", "Invalid value for 'score'"),
     ({"id": "", "score": 0.5}, "id", "Invalid value for 'id'"),
     ({"id": 7, "score": 0.5}, "id", "Invalid value for 'id'"),
-    ({"id": "x", "score": 0.5, "comment": "meh"}, "comment", "Invalid value for 'comment'"),
+    ({"id": "x", "score": 0.5, "comment": "meh"}, "comment", "Unknown parameter: 'comment'"),
 ])  # fmt: skip
 def test_bad_feedback_is_a_400_in_the_openai_shape(live: Live, body: Any, param: str | None, words: str) -> None:
     r = feedback(live, body)
