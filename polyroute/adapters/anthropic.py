@@ -81,6 +81,11 @@ _NO_PREFILL = re.compile(r"claude-(?:(?:opus|sonnet)-4-(?:[6-9]|1\d)|[a-z]+-(?:[
 # https://platform.claude.com/docs/en/models/opus-5-5/whats-new-opus-5-5). A request that forces a call is
 # asked of another candidate.
 _NO_FORCED_TOOL = re.compile(r"claude-(?:(?:opus|sonnet)-5-[5-9]|(?:fable|mythos)-5-[1-9])(?!\d)")
+# The same models think adaptively whatever is asked: a thinking budget or thinking: {"type": "disabled"} is a
+# 400; Sonnet 5.5 turns up-front thinking off with {"type": "between_tools"} instead
+# (https://platform.claude.com/docs/en/models/sonnet-5-5/migration-guide, .../opus-5-5/whats-new-opus-5-5).
+_ADAPTIVE_ONLY = _NO_FORCED_TOOL
+_BETWEEN_TOOLS = re.compile(r"claude-sonnet-5-[5-9](?!\d)")
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 # A spend limit the organisation or a workspace set, reached: a 400 invalid_request_error whose words say
@@ -190,6 +195,8 @@ class AnthropicAdapter(HttpAdapter):
                 body["tool_choice"] = choice
         # Anthropic-only knobs a client may send as extra fields.
         body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking") and k not in drop})
+        if "thinking" in body:
+            body["thinking"] = self._thinking(body["thinking"], call.upstream_model)
         # Anthropic's metadata holds user_id alone (another key is a 400). OpenAI's ``user`` is not sent
         # there: applications often put an email in it, which Anthropic refuses in user_id.
         meta = extras.get("metadata")
@@ -250,6 +257,22 @@ class AnthropicAdapter(HttpAdapter):
                 raise UpstreamParamRefused(f"Claude takes no {kind!r} content part", param="messages",
                                            backend=self.name, model=model)
         return blocks
+
+    def _thinking(self, thinking: object, model: str) -> object:
+        """A client's ``thinking`` as the newest Claude models take it: they size their own thinking (a budget is a
+        400, so ``enabled`` becomes ``adaptive``); Sonnet 5.5 turns it off as ``between_tools``; Opus 5.5, Fable
+        and Mythos 5.1 cannot turn it off, so such a request is asked of another candidate."""
+        if not isinstance(thinking, dict) or not _ADAPTIVE_ONLY.search(model):
+            return thinking
+        kind = thinking.get("type")
+        if kind == "enabled":
+            return {"type": "adaptive"}
+        if kind == "disabled":
+            if _BETWEEN_TOOLS.search(model):
+                return {"type": "between_tools"}
+            raise UpstreamParamRefused(f"{model} cannot turn thinking off (thinking {{\"type\": \"disabled\"}})",
+                                       param="thinking", backend=self.name, model=model)
+        return thinking
 
     def _document(self, file: object, model: str) -> dict[str, Any]:
         """OpenAI's file part (``file_data`` as a data: URL) as a document block: PDF or plain text."""

@@ -294,6 +294,34 @@ async def test_claude_models_that_refuse_a_forced_tool_call_are_not_sent_one(
     upstream.reset()
 
 
+@pytest.mark.parametrize(("model", "asked", "sent"), [
+    ("claude-sonnet-5-5", {"type": "disabled"}, {"type": "between_tools"}),
+    ("claude-sonnet-5-5", {"type": "enabled", "budget_tokens": 2048}, {"type": "adaptive"}),
+    ("claude-opus-5-5", {"type": "enabled", "budget_tokens": 2048}, {"type": "adaptive"}),
+    ("claude-opus-5-5", {"type": "adaptive"}, {"type": "adaptive"}),
+    ("claude-sonnet-4-5", {"type": "enabled", "budget_tokens": 2048}, {"type": "enabled", "budget_tokens": 2048}),
+    ("claude-sonnet-4-5", {"type": "disabled"}, {"type": "disabled"}),
+    ("claude-opus-5-5", {"type": "disabled"}, None),
+    ("claude-fable-5-1", {"type": "disabled"}, None),
+])
+async def test_thinking_is_asked_as_the_newest_claude_models_take_it(
+    upstream: FakeUpstream, adapter: Adapter, model: str, asked: dict[str, Any], sent: dict[str, Any] | None,
+) -> None:
+    """Opus and Sonnet 5.5, Fable and Mythos 5.1 answer a thinking budget or thinking turned off with a 400. A
+    budget becomes adaptive thinking; Sonnet 5.5's way to turn it off is between_tools; the others cannot turn
+    it off, so the request goes to another candidate. Older models are sent what the client wrote."""
+    upstream.json(load("anthropic", "completion"))
+    ask = call(upstream=model, thinking=asked)
+    if sent is None:
+        with pytest.raises(UpstreamParamRefused, match="cannot turn thinking off") as raised:
+            await adapter.complete(ask)
+        assert raised.value.may_fall_over and raised.value.param == "thinking" and upstream.received == []
+        upstream.reset()
+        return
+    await adapter.complete(ask)
+    assert upstream.received[0].json()["thinking"] == sent
+
+
 @pytest.mark.parametrize("message", [
     "This model does not support assistant message prefill. The conversation must end with a user message.",
     "Prefilling assistant messages is not supported for this model.",
