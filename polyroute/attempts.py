@@ -38,7 +38,7 @@ from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import PANIC_CODES, Health, Ticket
 from polyroute.redact import UpstreamGuard
 from polyroute.refusals import ANSWER_SHAPING, DROPPABLE, OWN
-from polyroute.types import MOST_TOKENS, ChatRequest, Usage, make_usage, read_usage
+from polyroute.types import ChatRequest, Usage, make_usage, read_usage, token_count
 
 _DETAILS = ("prompt_tokens_details", "completion_tokens_details")
 
@@ -48,8 +48,7 @@ def _cached(usage: dict[str, Any]) -> int:
     DeepSeek's ``prompt_cache_hit_tokens``; 0 when it says neither."""
     details = usage.get("prompt_tokens_details")
     count = details.get("cached_tokens") if isinstance(details, dict) else usage.get("prompt_cache_hit_tokens")
-    ok = isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MOST_TOKENS
-    return cast(int, count) if ok else 0
+    return token_count(count) or 0
 
 log = logging.getLogger("polyroute.failover")
 
@@ -105,8 +104,8 @@ class Report:
             if isinstance(part := usage.get(key), dict):
                 into = details.setdefault(key, {})
                 for name, count in part.items():
-                    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MOST_TOKENS:
-                        into[name] = into.get(name, 0) + count
+                    if (n := token_count(count)) is not None:
+                        into[name] = into.get(name, 0) + n
         self.details = details
 
     def bill_estimate(self, entry: ModelEntry, prompt_chars: int, answer_chars: int) -> Usage:

@@ -245,7 +245,8 @@ def make_usage(prompt: int, completion: int) -> Usage:
 MOST_TOKENS = 100_000_000
 
 
-def _count(v: object) -> int | None:
+def token_count(v: object) -> int | None:
+    """An upstream's token count: 0 when it gives none, None when what it gives is not a count."""
     if type(v) is int:
         n = v
     elif type(v) is float and v.is_integer():
@@ -265,10 +266,10 @@ def read_usage(raw: object) -> Usage | None:
     """
     if not isinstance(raw, dict):
         return None
-    prompt, completion = _count(raw.get("prompt_tokens")), _count(raw.get("completion_tokens"))
+    prompt, completion = token_count(raw.get("prompt_tokens")), token_count(raw.get("completion_tokens"))
     if prompt is None or completion is None:
         return None
-    total = _count(raw.get("total_tokens"))
+    total = token_count(raw.get("total_tokens"))
     if not total or total < prompt + completion:
         total = prompt + completion  # some upstreams leave it out; reasoning may make it larger, never smaller
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}

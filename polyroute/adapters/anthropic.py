@@ -28,7 +28,7 @@ from polyroute.adapters.shape import Shape
 from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.assemble import as_chunks
 from polyroute.errors import UpstreamBadResponse, UpstreamParamRefused, UpstreamRejected
-from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage
+from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage, token_count
 
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI clients usually leave it out.
@@ -484,21 +484,16 @@ class _Rejoin:
 
 def _usage(u: dict[str, Any]) -> Usage:
     # Cached input is still input: the prompt is the sum of the three counts, and the part read from the cache is
-    # OpenAI's prompt_tokens_details.cached_tokens. A count that is not one is left to the gateway's estimate.
-    counts = [_count(u.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
-    usage: dict[str, Any] = dict(make_usage(sum(counts), _count(u.get("output_tokens"))))
-    if counts[2]:
-        usage["prompt_tokens_details"] = {"cached_tokens": counts[2]}
-    if any(_count(v) != v for k, v in u.items() if k in _COUNTED and v is not None):
-        usage["prompt_tokens"] = None  # a count that is not one: the gateway's read of usage refuses it, and estimates
+    # OpenAI's prompt_tokens_details.cached_tokens.
+    read = [token_count(u.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+                                            "output_tokens")]
+    if None in read:  # a count that is not one: the gateway's read of usage refuses it, and estimates
+        return cast(Usage, {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None})
+    fresh, created, cached, out = cast(list[int], read)
+    usage: dict[str, Any] = dict(make_usage(fresh + created + cached, out))
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return cast(Usage, usage)
-
-
-_COUNTED = frozenset({"input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"})
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _tool(fn: dict[str, Any]) -> dict[str, Any]:
