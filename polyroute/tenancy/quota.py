@@ -65,7 +65,8 @@ RPM, TPM, USD = 0, 1, 2
 # Shown in a response: the request limit, what is left of it, when it resets; the same of tokens; the budget.
 _LIMIT_REQUESTS, _LEFT_REQUESTS, _RESET = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
                                           "x-ratelimit-reset-requests")
-_LIMIT_TOKENS, _LEFT_TOKENS = "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens"
+_LIMIT_TOKENS, _LEFT_TOKENS, _RESET_TOKENS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+                                             "x-ratelimit-reset-tokens")
 _LEFT_USD = "x-polyroute-budget-remaining-usd"
 
 
@@ -115,6 +116,7 @@ class QuotaPass:
                 v + (used[0] - amounts[TPM] if what == TPM else used[1] - amounts[USD] if what == USD else 0.0)
                 for v, (what, _, _, _) in zip(values, self.buckets.charges, strict=True)
             )
+        reset = f"{max(math.ceil(self.buckets.window_end - time.time()), 0)}s"  # both limits count by the minute
         for what, limits, limit_text in self.buckets.shown:
             index, limit = limits[0]
             remaining = limit - values[index]
@@ -128,10 +130,11 @@ class QuotaPass:
             if what == RPM:
                 h[_LIMIT_REQUESTS] = limit_text
                 h[_LEFT_REQUESTS] = str(int(remaining))
-                h[_RESET] = f"{max(math.ceil(self.buckets.window_end - time.time()), 0)}s"
+                h[_RESET] = reset
             elif what == TPM:
                 h[_LIMIT_TOKENS] = limit_text
                 h[_LEFT_TOKENS] = str(int(remaining))
+                h[_RESET_TOKENS] = reset
             else:
                 h[_LEFT_USD] = f"{remaining:.6f}"
         return h

@@ -54,6 +54,8 @@ def test_rpm_refuses_with_429_and_retry_after_and_counts_down_in_headers(live: L
         "1", "0")
     assert int(first.headers["x-ratelimit-remaining-tokens"]) < 100000
     assert first.headers["x-ratelimit-reset-requests"].endswith("s")
+    # Both limits count by the minute, so both reset together (OpenAI's header names).
+    assert first.headers["x-ratelimit-reset-tokens"] == first.headers["x-ratelimit-reset-requests"]
     third = chat(live, "A_KEY")
     assert third.status_code == 429
     err = third.json()["error"]
