@@ -38,7 +38,7 @@ def _merged(old: Any, value: Any) -> Any:
     if isinstance(old, str) and isinstance(value, str):
         return old + value
     if isinstance(old, list) and isinstance(value, list):
-        return old + value
+        return _by_index(old, value) if value and _indexed(value[0]) else old + value
     if isinstance(old, dict) and isinstance(value, dict):
         out = dict(old)
         for k, v in value.items():
@@ -50,6 +50,33 @@ def _merged(old: Any, value: Any) -> Any:
 
 def _kept(prev: Any, value: Any) -> Any:
     return prev if value is None else value
+
+
+def _indexed(entry: Any) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("index"), int)
+
+
+# Fields of an indexed entry that name it rather than come in pieces.
+_NAMING = frozenset({"index", "type", "format", "id"})
+
+
+def _by_index(old: list[Any], value: list[Any]) -> list[Any]:
+    """A list sent in pieces that name their entry by ``index`` (``reasoning_details``), as OpenAI's SDK joins it:
+    a piece's text is added to its entry's, its other fields replace the entry's."""
+    out = list(old)
+    at = {e["index"]: i for i, e in enumerate(out) if _indexed(e)}
+    for piece in value:
+        i = at.get(piece["index"]) if _indexed(piece) else None
+        if i is None:
+            if _indexed(piece):
+                at[piece["index"]] = len(out)
+            out.append(dict(piece) if isinstance(piece, dict) else piece)
+            continue
+        entry = out[i] = dict(out[i])
+        for k, v in piece.items():
+            prev = entry.get(k)
+            entry[k] = prev + v if k not in _NAMING and isinstance(prev, str) and isinstance(v, str) else _kept(prev, v)
+    return out
 
 
 class _Choice:
@@ -113,7 +140,7 @@ class _Choice:
 
 
 # Fields of a stream's chunks that a whole answer carries once, at its top.
-_TOP = ("system_fingerprint", "service_tier")
+_TOP = ("system_fingerprint", "service_tier", "input_transformations")
 
 
 class Assembly:
@@ -185,6 +212,8 @@ def as_chunks(resp: ChatResponse) -> list[ChatChunk]:
             c["native_finish_reason"] = native
         chunks.append(cast(ChatChunk, {"id": resp["id"], "object": "chat.completion.chunk",
                                        "created": resp["created"], "model": resp["model"], "choices": [c]}))
+    if chunks and (changed := resp.get("input_transformations")):
+        chunks[0]["input_transformations"] = changed
     if usage := resp.get("usage"):
         chunks.append({"id": resp["id"], "object": "chat.completion.chunk", "created": resp["created"],
                        "model": resp["model"], "choices": [], "usage": usage})

@@ -426,6 +426,7 @@ class _Stream:
             for name in ("reasoning_content", "reasoning"):
                 if text := delta.pop(name, None):  # type: ignore[misc]
                     self.chars += len(text)
+            delta.pop("reasoning_details", None)  # signed for another request: not the client's to send back
         return not chunk_has_token(chunk)
 
     async def cut(self, slot: Slot, exc: UpstreamError) -> bool:

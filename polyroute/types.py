@@ -193,6 +193,8 @@ class ResponseMessage(TypedDict, total=False):
     content: str | None
     tool_calls: list[dict[str, Any]]
     reasoning_content: str
+    # Signed thinking, one entry per block, as OpenRouter sends it (polyroute.adapters.claude_thinking).
+    reasoning_details: list[dict[str, Any]]
 
 
 class Choice(TypedDict):
@@ -210,6 +212,8 @@ class ChatResponse(TypedDict):
     choices: list[Choice]
     usage: NotRequired[Usage]
     system_fingerprint: NotRequired[str | None]
+    # Claude's list of thinking blocks it dropped or let through from the history sent.
+    input_transformations: NotRequired[Any]
 
 
 class Delta(TypedDict, total=False):
@@ -219,6 +223,7 @@ class Delta(TypedDict, total=False):
     reasoning_content: str | None
     # What some upstreams (OpenRouter, newer vLLM) call the same thing.
     reasoning: str | None
+    reasoning_details: list[dict[str, Any]]
 
 
 class ChunkChoice(TypedDict):
@@ -235,6 +240,7 @@ class ChatChunk(TypedDict):
     model: str
     choices: list[ChunkChoice]
     usage: NotRequired[Usage | None]
+    input_transformations: NotRequired[Any]  # as in ChatResponse, on a stream's first chunk
 
 
 def make_usage(prompt: int, completion: int) -> Usage:
@@ -289,7 +295,7 @@ def chunk_has_token(chunk: ChatChunk) -> bool:
     for choice in chunk["choices"]:
         delta = choice["delta"]
         if (delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("reasoning")
-                or delta.get("function_call") or delta.get("refusal")):
+                or delta.get("function_call") or delta.get("refusal") or delta.get("reasoning_details")):
             return True
         if choice.get("finish_reason"):
             return True

@@ -2,7 +2,9 @@
 
 Requests: system and developer turns become the top-level ``system``; tool turns
 become ``tool_result`` blocks in a user turn; assistant tool calls become
-``tool_use`` blocks; image parts become image blocks. Answers and the named-event
+``tool_use`` blocks; image parts become image blocks; an assistant turn's signed
+thinking (``reasoning_details``) goes back as its thinking blocks
+(``polyroute.adapters.claude_thinking``). Answers and the named-event
 SSE stream become OpenAI-shaped dicts. Rescue continuation is Anthropic's own
 "prefill": a trailing assistant turn is continued, not answered.
 """
@@ -16,6 +18,7 @@ from typing import Any, cast
 import orjson
 
 from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, now, usage_chunk
+from polyroute.adapters.claude_thinking import History, ThinkingStream, detail_of
 from polyroute.adapters.http import (
     ErrorInfo,
     HttpAdapter,
@@ -76,16 +79,25 @@ _SAMPLERS = frozenset({"temperature", "top_p", "top_k"})
 # models/whats-new-claude-4-6, #prefill-removal; every 5.x model too, per its migration guide). Those models
 # cannot continue a cut answer: a rescue goes to a candidate that can.
 _NO_PREFILL = re.compile(r"claude-(?:(?:opus|sonnet)-4-(?:[6-9]|1\d)|[a-z]+-(?:[5-9]|[1-9]\d))(?!\d)")
-# Claude Opus 5.5, Sonnet 5.5, Fable 5.1 and Mythos 5.1 refuse forced tool use: "tool_choice: {"type": "any"} or
-# a named tool returns a 400" (https://platform.claude.com/docs/en/models/sonnet-5-5/whats-new-sonnet-5-5,
-# https://platform.claude.com/docs/en/models/opus-5-5/whats-new-opus-5-5). A request that forces a call is
-# asked of another candidate.
+# Claude Opus 5.5, Sonnet 5.5, Fable 5.1 and Mythos 5.1 refuse forced tool use ("Forced tool use returns an
+# error", https://platform.claude.com/docs/en/models/opus-5-5/whats-new-opus-5-5#forced-tool-use-is-not-supported,
+# the same on .../sonnet-5-5/whats-new-sonnet-5-5 and .../fable-5-1/whats-new-fable-5-1). A request that forces a
+# call is asked of another candidate.
 _NO_FORCED_TOOL = re.compile(r"claude-(?:(?:opus|sonnet)-5-[5-9]|(?:fable|mythos)-5-[1-9])(?!\d)")
-# The same models think adaptively whatever is asked: a thinking budget or thinking: {"type": "disabled"} is a
-# 400; Sonnet 5.5 turns up-front thinking off with {"type": "between_tools"} instead
-# (https://platform.claude.com/docs/en/models/sonnet-5-5/migration-guide, .../opus-5-5/whats-new-opus-5-5).
+# These size their own thinking: a budget ("manual extended thinking") is a 400, so it is sent as adaptive. The
+# models above, Haiku 5.5 ("Manual extended thinking returns an error", .../haiku-5-5/whats-new-haiku-5-5) and
+# Sonnet 5 (its overview page: manual extended thinking "now returns a 400").
+_NO_BUDGET = re.compile(r"claude-(?:(?:opus|sonnet)-5-[5-9]|(?:fable|mythos)-5-[1-9]|haiku-5-[5-9]|sonnet-5(?!-\d))"
+                        r"(?!\d)")
+# Of those, these cannot turn thinking off (thinking: {"type": "disabled"} is a 400, "Thinking can't be disabled",
+# .../opus-5-5/whats-new-opus-5-5, .../fable-5-1/migration-guide); Sonnet 5.5 turns up-front thinking off with
+# {"type": "between_tools"} instead (.../sonnet-5-5/migration-guide).
 _ADAPTIVE_ONLY = _NO_FORCED_TOOL
 _BETWEEN_TOOLS = re.compile(r"claude-sonnet-5-[5-9](?!\d)")
+# How a client asks Claude to drop thinking blocks whose conversation changed, rather than refuse the request
+# (thinking.block_binding): sent only with this beta header
+# (https://platform.claude.com/docs/en/build-with-claude/preserved-thinking/fix-bound-to-a-different-conversation).
+_BINDING_BETA = "thinking-binding-controls-2026-08-01"
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 # A spend limit the organisation or a workspace set, reached: a 400 invalid_request_error whose words say
@@ -207,11 +219,12 @@ class AnthropicAdapter(HttpAdapter):
     def _turns(self, call: Call) -> tuple[str, list[dict[str, Any]]]:
         system: list[str] = []
         turns: list[dict[str, Any]] = []
+        thinking = History()
         for i, m in enumerate(call.request.messages):
             if m.role in ("system", "developer"):
                 system.append(m.text())
                 continue
-            role, blocks = self._blocks(m, i, call.upstream_model)
+            role, blocks = self._blocks(m, i, call.upstream_model, thinking)
             if not blocks:
                 continue
             if turns and turns[-1]["role"] == role:
@@ -226,12 +239,13 @@ class AnthropicAdapter(HttpAdapter):
             turns.append({"role": "assistant", "content": prefill})
         return "\n\n".join(s for s in system if s), turns
 
-    def _blocks(self, m: Message, i: int, model: str) -> tuple[str, list[dict[str, Any]]]:
+    def _blocks(self, m: Message, i: int, model: str, thinking: History) -> tuple[str, list[dict[str, Any]]]:
         if m.role in ("tool", "function"):
             result = {"type": "tool_result", "tool_use_id": m.tool_call_id or m.name or "", "content": m.text()}
             return "user", [result]
         blocks = self._content(m.content, model)
         if m.role == "assistant":
+            blocks[:0] = thinking.blocks(m.model_extra)  # the turn's thinking opens it, as Claude wrote it
             for j, tc in enumerate(m.tool_calls or []):
                 blocks.append(self._tool_use(tc, f"messages[{i}].tool_calls[{j}]", model))
         return ("assistant" if m.role == "assistant" else "user"), blocks
@@ -261,18 +275,28 @@ class AnthropicAdapter(HttpAdapter):
     def _thinking(self, thinking: object, model: str) -> object:
         """A client's ``thinking`` as the newest Claude models take it: they size their own thinking (a budget is a
         400, so ``enabled`` becomes ``adaptive``); Sonnet 5.5 turns it off as ``between_tools``; Opus 5.5, Fable
-        and Mythos 5.1 cannot turn it off, so such a request is asked of another candidate."""
-        if not isinstance(thinking, dict) or not _ADAPTIVE_ONLY.search(model):
+        and Mythos 5.1 cannot turn it off, so such a request is asked of another candidate. Other fields
+        (``block_binding``, ``display``) are kept."""
+        if not isinstance(thinking, dict) or not _NO_BUDGET.search(model):
             return thinking
         kind = thinking.get("type")
+        rest = {k: v for k, v in thinking.items() if k not in ("type", "budget_tokens")}
         if kind == "enabled":
-            return {"type": "adaptive"}
-        if kind == "disabled":
+            return {"type": "adaptive", **rest}
+        if kind == "disabled" and _ADAPTIVE_ONLY.search(model):
             if _BETWEEN_TOOLS.search(model):
-                return {"type": "between_tools"}
+                return {"type": "between_tools", **rest}
             raise UpstreamParamRefused(f"{model} cannot turn thinking off (thinking {{\"type\": \"disabled\"}})",
                                        param="thinking", backend=self.name, model=model)
         return thinking
+
+    def _headers(self, body: dict[str, Any]) -> dict[str, str]:
+        """The headers for this request: with the beta header its ``thinking.block_binding`` needs."""
+        thinking = body.get("thinking")
+        if not isinstance(thinking, dict) or "block_binding" not in thinking:
+            return self.headers
+        betas = [b for b in self.headers.get("anthropic-beta", "").split(",") if b.strip()]
+        return {**self.headers, "anthropic-beta": ",".join([*betas, _BINDING_BETA])}
 
     def _document(self, file: object, model: str) -> dict[str, Any]:
         """OpenAI's file part (``file_data`` as a data: URL) as a document block: PDF or plain text."""
@@ -309,7 +333,8 @@ class AnthropicAdapter(HttpAdapter):
 
     async def complete(self, call: Call) -> ChatResponse:
         model = call.upstream_model
-        doc = await self.http.post_json(self.url, self.payload(call, False), self.headers, model, call.timeout)
+        body = self.payload(call, False)
+        doc = await self.http.post_json(self.url, body, self._headers(body), model, call.timeout)
         return self.whole_answer(doc, call)
 
     def whole_answer(self, doc: object, call: Call) -> ChatResponse:
@@ -324,11 +349,13 @@ class AnthropicAdapter(HttpAdapter):
 
     def _answer(self, doc: dict[str, Any], call: Call) -> ChatResponse:
         text, thinking, tool_calls = "", "", []
+        details: list[dict[str, Any]] = []
         for block in doc["content"]:
             if block["type"] == "text":
                 text += block["text"]
-            elif block["type"] == "thinking":
-                thinking += block["thinking"]
+            elif (detail := detail_of(block, len(details))) is not None:
+                details.append(detail)
+                thinking += block.get("thinking") or ""
             elif block["type"] == "tool_use":
                 args = orjson.dumps(block.get("input") or {}).decode()
                 fn = {"name": block["name"], "arguments": args}
@@ -340,8 +367,10 @@ class AnthropicAdapter(HttpAdapter):
             message["tool_calls"] = tool_calls
         if thinking:
             message["reasoning_content"] = thinking
+        if details:
+            message["reasoning_details"] = details
         finish = FINISH.get(str(doc.get("stop_reason")), "stop")
-        return {
+        answer: ChatResponse = {
             "id": str(doc.get("id") or ""),
             "object": "chat.completion",
             "created": now(),
@@ -349,13 +378,16 @@ class AnthropicAdapter(HttpAdapter):
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": _usage(doc.get("usage") or {}),
         }
+        if changed := doc.get("input_transformations"):  # thinking blocks the API dropped or let through
+            answer["input_transformations"] = changed
+        return answer
 
     # -- streams -------------------------------------------------------------------------------
 
     def stream(self, call: Call) -> SSEChunks:
         model = call.upstream_model
-        return SSEChunks(self.http, _Events(self, call), self.url, self.payload(call, True), self.headers, model,
-                         call.timeout)
+        body = self.payload(call, True)
+        return SSEChunks(self.http, _Events(self, call), self.url, body, self._headers(body), model, call.timeout)
 
     def stream_error(self, data: str, model: str) -> Exception:
         """An error sent as an SSE event after a 200: classified as its type's status would be."""
@@ -412,6 +444,7 @@ class _StreamState:
         self.created = now()
         self.usage: dict[str, Any] = {}
         self.tools: dict[int, int] = {}  # content block index -> tool call index
+        self.thinking = ThinkingStream()
         self.rejoin = _Rejoin(call.prefix or "")
         self.stopped = False
 
@@ -424,7 +457,10 @@ class _StreamState:
             msg = doc["message"]
             self.id, self.model = str(msg.get("id") or ""), str(msg.get("model") or self.model)
             self.usage.update(msg.get("usage") or {})
-            return [self.chunk({"role": "assistant", "content": ""})]
+            first = self.chunk({"role": "assistant", "content": ""})
+            if changed := msg.get("input_transformations"):  # thinking blocks the API dropped or let through
+                first["input_transformations"] = changed
+            return [first]
         if kind == "content_block_start":
             return self._block_start(doc["index"], doc["content_block"])
         if kind == "content_block_delta":
@@ -445,6 +481,8 @@ class _StreamState:
             return [self.chunk({"tool_calls": [{"index": n, "id": block["id"], "type": "function", "function": fn}]})]
         if block["type"] == "text" and block.get("text"):
             return self._text(block["text"])
+        if (detail := self.thinking.start(index, block)) is not None:
+            return [self.chunk({"reasoning_details": [detail]})]
         return []
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> list[ChatChunk]:
@@ -452,11 +490,17 @@ class _StreamState:
         if kind == "text_delta":
             return self._text(delta["text"])
         if kind == "thinking_delta":
-            return [self.chunk({"reasoning_content": delta["thinking"]})]
+            out: Delta = {"reasoning_content": delta["thinking"]}
+            if (piece := self.thinking.piece(index, "text", delta["thinking"])) is not None:
+                out["reasoning_details"] = [piece]
+            return [self.chunk(out)]
+        if kind == "signature_delta":
+            piece = self.thinking.piece(index, "signature", delta["signature"])
+            return [self.chunk({"reasoning_details": [piece]})] if piece else []
         if kind == "input_json_delta" and delta.get("partial_json"):
             call = {"index": self.tools[index], "function": {"arguments": delta["partial_json"]}}
             return [self.chunk({"tool_calls": [call]})]
-        return []  # signature_delta, citations_delta
+        return []  # citations_delta
 
     def _text(self, text: str) -> list[ChatChunk]:
         text = self.rejoin.feed(text)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from polyroute.adapters import finish_reasons
 from polyroute.adapters.base import Call
+from polyroute.adapters.claude_thinking import without_details
 from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, error_in_band, json_error_reader, json_object
 from polyroute.adapters.regions import key_region_hint, provider_key
 from polyroute.adapters.shape import Shape
@@ -76,6 +77,13 @@ def thinks_by_default(provider: str | None, base_url: str | None) -> bool:
     return is_one_of(NO_THINKING_FOR_FORCED_TOOLS, provider, base_url)
 
 
+# Claude's signed thinking in an assistant turn (``reasoning_details``, LiteLLM's ``thinking_blocks``) is for Claude:
+# servers that check a message's fields refuse it (Mistral 422 extra_forbidden, Groq and Cerebras "property ...
+# is unsupported"), so it is taken off, except for OpenRouter, which documents taking reasoning_details back
+# (https://openrouter.ai/docs/guides/best-practices/reasoning-tokens).
+KEEPS_THINKING = {"openrouter": ("openrouter.ai",)}
+
+
 def is_one_of(providers: Mapping[str, tuple[str, ...]], provider: str | None, base_url: str | None) -> bool:
     """Whether a backend is one of ``providers`` (name -> hosts; ".suffix" for a domain): by the ``provider``
     it names, else by the host of its ``base_url``."""
@@ -133,6 +141,7 @@ class OpenAICompatAdapter(HttpAdapter):
         self.http.reader = reader_for(config.provider, config.base_url, self.http.reader)
         self.completion_tokens = wants_completion_tokens(config.provider, config.base_url)
         self.thinks = thinks_by_default(config.provider, config.base_url)
+        self.keeps_thinking = is_one_of(KEEPS_THINKING, config.provider, config.base_url)
         if (hint := key_region_hint(config.provider, config.base_url)) is not None:
             self.http.reader = _hinting(self.http.reader, hint)
 
@@ -141,6 +150,8 @@ class OpenAICompatAdapter(HttpAdapter):
         body = {k: v for k, v in raw.items() if k not in call.drop}
         body["model"] = call.upstream_model
         body["stream"] = stream
+        if not self.keeps_thinking:
+            body["messages"] = without_details(raw["messages"])
         if self.completion_tokens:
             if "max_tokens" in body:
                 limit = body.pop("max_tokens")
@@ -158,7 +169,7 @@ class OpenAICompatAdapter(HttpAdapter):
         else:  # a whole answer, or a server that refuses stream_options (its stream's usage is then estimated)
             body.pop("stream_options", None)
         if call.prefix:
-            body["messages"] = [*raw["messages"], self._prefix_message(call.prefix)]
+            body["messages"] = [*body["messages"], self._prefix_message(call.prefix)]
             if self.config.continuation == "continue_final_message":
                 body["continue_final_message"] = True
                 body["add_generation_prompt"] = False

@@ -303,6 +303,12 @@ async def test_claude_models_that_refuse_a_forced_tool_call_are_not_sent_one(
     ("claude-sonnet-4-5", {"type": "disabled"}, {"type": "disabled"}),
     ("claude-opus-5-5", {"type": "disabled"}, None),
     ("claude-fable-5-1", {"type": "disabled"}, None),
+    # Haiku 5.5 takes no budget either, but can think or not.
+    ("claude-haiku-5-5", {"type": "enabled", "budget_tokens": 2048}, {"type": "adaptive"}),
+    ("claude-haiku-5-5", {"type": "disabled"}, {"type": "disabled"}),
+    # What else the client set on thinking is kept.
+    ("claude-opus-5-5", {"type": "enabled", "budget_tokens": 2048, "display": "summarized"},
+     {"type": "adaptive", "display": "summarized"}),
 ])
 async def test_thinking_is_asked_as_the_newest_claude_models_take_it(
     upstream: FakeUpstream, adapter: Adapter, model: str, asked: dict[str, Any], sent: dict[str, Any] | None,
@@ -320,6 +326,26 @@ async def test_thinking_is_asked_as_the_newest_claude_models_take_it(
         return
     await adapter.complete(ask)
     assert upstream.received[0].json()["thinking"] == sent
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_block_binding_is_sent_with_the_beta_header_it_needs(
+    upstream: FakeUpstream, adapter: Adapter, stream: bool,
+) -> None:
+    """A client that asks Claude to drop thinking blocks whose conversation changed: without Anthropic's beta
+    header that field is a 400 ("Extra inputs are not permitted"), so the header goes with it, and only then."""
+    binding = {"prefix_mismatch_behavior": "drop_block"}
+    for thinking in ({"type": "adaptive", "block_binding": binding}, {"type": "adaptive"}):
+        if stream:
+            upstream.stream(load("anthropic", "stream"))
+            await collect(adapter, call(upstream="claude-opus-5-5", thinking=thinking, stream=True))
+        else:
+            upstream.json(load("anthropic", "completion"))
+            await adapter.complete(call(upstream="claude-opus-5-5", thinking=thinking))
+    bound, plain = upstream.received
+    assert bound.json()["thinking"]["block_binding"] == binding
+    assert bound.headers["anthropic-beta"] == "thinking-binding-controls-2026-08-01"
+    assert "anthropic-beta" not in plain.headers
 
 
 @pytest.mark.parametrize("message", [

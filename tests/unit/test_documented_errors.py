@@ -58,6 +58,9 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     # Moderation flagged the content: the client's to change, not sent on to another provider.
     ("openrouter/403_moderation_flagged", UpstreamRejected, "flagged (violence)"),
     ("anthropic/413_request_too_large", UpstreamRejected, "maximum allowed number of bytes"),
+    # Thinking blocks the client's history changed or left out: the client's to fix, passed on as Claude said it.
+    ("anthropic/400_thinking_bound_to_another_conversation", UpstreamRejected, "bound to a different conversation"),
+    ("anthropic/400_thinking_block_expected", UpstreamRejected, "Expected `thinking` or `redacted_thinking`"),
     # A parameter of a valid request this model refuses: dropped for it, or the next model asked.
     ("openai/400_unsupported_value_temperature", UpstreamParamRefused, "does not support 0.2"),
     ("anthropic/400_temperature_deprecated", UpstreamParamRefused, "deprecated for this model"),

@@ -1,0 +1,140 @@
+"""Claude's signed thinking blocks, carried through OpenAI's chat format and back.
+
+Claude returns its thinking as ``thinking`` blocks (text and a ``signature``) and ``redacted_thinking`` blocks
+(encrypted ``data``). Within a tool-use turn they must come back in the next request complete and unmodified,
+signature included, or the request is a 400 ("Expected `thinking` or `redacted_thinking`, but found `tool_use`";
+https://platform.claude.com/docs/en/build-with-claude/thinking#preserving-thinking-blocks). Blocks may be left
+out from the start, from the end or all together, never with a gap between kept ones
+(https://platform.claude.com/docs/en/build-with-claude/preserved-thinking), and a block with empty text (the
+newer models' default ``display: "omitted"``) must come back as it came.
+
+OpenAI's format has no place for them, so they travel as OpenRouter does it
+(https://openrouter.ai/docs/guides/best-practices/reasoning-tokens): ``reasoning_details`` on the assistant
+message, one entry per block in order, ``{"type": "reasoning.text", "text", "signature"}`` or
+``{"type": "reasoning.encrypted", "data"}``, each with ``format`` and ``index``. A client sends the message back
+as it got it. In a stream each block's entry comes in pieces that share its ``index``: the first carries
+``type`` and ``format``, the text follows piece by piece, the signature once, as OpenAI's SDK joins deltas (text
+concatenated, list entries merged by ``index``). LiteLLM's ``thinking_blocks`` (the blocks in Claude's own
+shape) are read too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DETAIL_FIELDS", "FORMAT", "History", "ThinkingStream", "detail_of", "without_details"]
+
+FORMAT = "anthropic-claude-v1"
+# The message fields that carry thinking for Claude alone: other upstreams are not sent them.
+DETAIL_FIELDS = ("reasoning_details", "thinking_blocks")
+
+
+def detail_of(block: dict[str, Any], index: int) -> dict[str, Any] | None:
+    """A whole answer's thinking or redacted_thinking block as its ``reasoning_details`` entry (else None)."""
+    kind = block.get("type")
+    if kind == "thinking":
+        return {"type": "reasoning.text", "text": str(block.get("thinking") or ""),
+                "signature": str(block.get("signature") or ""), "format": FORMAT, "index": index}
+    if kind == "redacted_thinking":
+        return {"type": "reasoning.encrypted", "data": str(block.get("data") or ""), "format": FORMAT, "index": index}
+    return None
+
+
+class ThinkingStream:
+    """A stream's thinking blocks as ``reasoning_details`` pieces: its entries are numbered 0, 1 ... in the order
+    the blocks open, and a block's first piece names its type and format."""
+
+    __slots__ = ("entries", "opened")
+
+    def __init__(self) -> None:
+        self.entries: dict[int, int] = {}  # content block index -> entry index
+        self.opened: set[int] = set()  # entries whose first piece has been sent
+
+    def start(self, block_index: int, block: dict[str, Any]) -> dict[str, Any] | None:
+        """A block opens: a redacted one is whole at once; a thinking block waits for its text or signature."""
+        kind = block.get("type")
+        if kind not in ("thinking", "redacted_thinking"):
+            return None
+        entry = self.entries[block_index] = len(self.entries)
+        if kind == "redacted_thinking":
+            self.opened.add(entry)
+            return {"type": "reasoning.encrypted", "data": str(block.get("data") or ""), "format": FORMAT,
+                    "index": entry}
+        return None
+
+    def piece(self, block_index: int, field: str, value: str) -> dict[str, Any] | None:
+        """A piece of a thinking block's ``text`` or its ``signature``."""
+        entry = self.entries.get(block_index)
+        if entry is None:
+            return None
+        out: dict[str, Any] = {"index": entry, field: value}
+        if entry not in self.opened:
+            self.opened.add(entry)
+            out = {"type": "reasoning.text", "format": FORMAT, "text": "", **out}
+        return out
+
+
+_FOREIGN: dict[str, Any] = {}  # an entry of another model's reasoning: not Claude's, not a gap in Claude's
+
+
+def _block(e: object) -> dict[str, Any] | None:
+    """The Claude block of one ``reasoning_details`` or ``thinking_blocks`` entry; None when it cannot be sent back
+    (no signature: a stream cut inside it), ``_FOREIGN`` when it is not Claude's."""
+    if not isinstance(e, dict):
+        return _FOREIGN
+    fmt = e.get("format")
+    if fmt is not None and not (isinstance(fmt, str) and fmt.startswith("anthropic-claude")):
+        return _FOREIGN  # another model's reasoning (OpenRouter names each format)
+    kind = e.get("type")
+    if kind in ("reasoning.text", "thinking"):
+        text = e.get("text") if kind == "reasoning.text" else e.get("thinking")
+        signature = e.get("signature")
+        if not isinstance(signature, str) or not signature or not isinstance(text, (str, type(None))):
+            return None
+        return {"type": "thinking", "thinking": text or "", "signature": signature}
+    if kind in ("reasoning.encrypted", "redacted_thinking"):
+        data = e.get("data")
+        return {"type": "redacted_thinking", "data": data} if isinstance(data, str) and data else None
+    return _FOREIGN  # a summary, or a kind added later
+
+
+class History:
+    """The thinking blocks of a conversation's assistant turns, read in order. Blocks that cannot be sent back
+    are left out while none has been kept; after a kept one, they and every block after them are left out, since
+    a gap between kept blocks fails Claude's check while dropping from the start or the end does not."""
+
+    __slots__ = ("ended", "kept")
+
+    def __init__(self) -> None:
+        self.kept = False
+        self.ended = False
+
+    def blocks(self, extra: dict[str, Any] | None) -> list[dict[str, Any]]:
+        if not extra or self.ended:
+            return []
+        entries = next((extra[f] for f in DETAIL_FIELDS if f in extra), None)
+        out: list[dict[str, Any]] = []
+        for e in entries if isinstance(entries, list) else ():
+            block = _block(e)
+            if block is _FOREIGN:
+                continue
+            if block is None:
+                if self.kept or out:
+                    self.ended = True
+                    break
+                continue
+            out.append(block)
+        self.kept = self.kept or bool(out)
+        return out
+
+
+def without_details(messages: list[Any]) -> list[Any]:
+    """``messages`` with Claude's thinking fields taken off (a copy of each message that had them), for an
+    upstream that refuses fields it does not know in a message (Mistral, Groq, Cerebras do)."""
+    out = messages
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and ("reasoning_details" in m or "thinking_blocks" in m):
+            if out is messages:
+                out = list(messages)
+            out[i] = {k: v for k, v in m.items() if k not in DETAIL_FIELDS}
+    return out
