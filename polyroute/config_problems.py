@@ -95,11 +95,13 @@ def _values_of(tp: Any) -> list[Any]:
     return out
 
 
-def did_you_mean(name: str, known: Mapping[str, Any] | set[str]) -> str:
+def did_you_mean(name: str, known: Mapping[str, Any] | set[str], *, fold: bool = False) -> str:
     """`` (did you mean 'x'?)`` when one of ``known`` is one typo away from ``name``: two letters swapped
-    (``rmp``), or close by difflib's measure."""
-    swapped = [k for k in sorted(known) if _swapped(name, k)]
-    close = swapped or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+    (``rmp``), or close by difflib's measure; with ``fold``, whatever the case of either."""
+    names = {(k.casefold() if fold else k): k for k in known}
+    wanted = name.casefold() if fold else name
+    swapped = [names[k] for k in sorted(names) if _swapped(wanted, k)]
+    close = swapped or [names[k] for k in difflib.get_close_matches(wanted, sorted(names), n=1, cutoff=0.75)]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

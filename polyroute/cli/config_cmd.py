@@ -36,10 +36,8 @@ def check_families(config: Config) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     from polyroute.adapters import check_installed
-    from polyroute.adapters.fake import fake_cautions
     from polyroute.auth import check_admin_apart
     from polyroute.cli.serve import is_loopback
-    from polyroute.routing import quality_cautions
     from polyroute.settings import effective_config
 
     config = effective_config(args.file)
@@ -47,7 +45,7 @@ def run_check(args: argparse.Namespace) -> int:
     check_installed(config)
     check_admin_apart(config)
     # a router file that cannot be read stops here
-    cautions = [*config.cautions(), *quality_cautions(config), *fake_cautions(config)]
+    cautions = cautions_of(config)
     print(f"{args.file}: ok: {len(config.backends)} backends, {len(config.models)} models, "
           f"{len(config.routes)} routes, {len(config.policies)} policies, {len(config.keys)} keys")
     for key, var in config.unset_secrets():
@@ -68,3 +66,15 @@ def run_show(args: argparse.Namespace) -> int:
 
     print(json.dumps(effective_config(args.file).redacted(), indent=2))
     return 0
+
+
+def cautions_of(config: Config) -> list[str]:
+    """Everything valid in ``config`` that is likely a mistake: ``config check`` prints it, ``serve`` logs it."""
+    from polyroute.adapters.fake import fake_cautions
+    from polyroute.catalog import load_catalog_for
+    from polyroute.routing import quality_cautions
+    from polyroute.routing.policy import policy_cautions
+
+    families = load_catalog_for(config).families.values()
+    return [*config.cautions(), *quality_cautions(config), *fake_cautions(config),
+            *policy_cautions(config.policies, families)]

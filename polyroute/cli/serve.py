@@ -107,10 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not config.models:
         log.warning("%s", NO_MODELS)
-    from polyroute.adapters.fake import fake_cautions
-    from polyroute.routing import quality_cautions
+    from polyroute.cli.config_cmd import cautions_of
 
-    for caution in [*config.cautions(), *quality_cautions(config), *fake_cautions(config)]:
+    for caution in cautions_of(config):
         log.warning("%s", caution)
 
     if args.config and args.workers > 1:

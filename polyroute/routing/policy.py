@@ -22,10 +22,12 @@ fails closed: a constraint that needs the fact excludes it, and says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from polyroute.catalog.model import Family
 from polyroute.config import PolicyConfig
+from polyroute.config_problems import did_you_mean
 from polyroute.fleet import ModelEntry
 
 
@@ -132,3 +134,35 @@ class Policy:
             return []
         return [f"price {mean:g} USD/Mtok (mean of input {entry.input_per_mtok:g} and output "
                 f"{entry.output_per_mtok:g}) is over max_price_per_mtok {cap:g} of policy '{by}'"]
+
+
+def policy_cautions(policies: Mapping[str, PolicyConfig], families: Iterable[Family]) -> list[str]:
+    """Policy terms that match no family of the catalog, as ``key: what will happen``. An allowed origin or
+    licence that nothing matches admits nothing; a denied one denies nothing, which is said only when it is one
+    typo away from a known organisation (a deny list may name an organisation the catalog does not have yet)."""
+    fams = list(families)
+    orgs = sorted({f.organisation for f in fams})
+    countries = sorted({f.country.upper() for f in fams})
+    licences = sorted({f.licence for f in fams})
+    out: list[str] = []
+    for name, p in policies.items():
+        for term in p.origins_allow or ():
+            if len(term.strip()) == 2 and term.strip().upper() not in countries:
+                out.append(f"policies.{name}.origins_allow: {term!r} is the country of no family of the catalog "
+                           f"(known: {', '.join(countries)}): it admits no model")
+            elif len(term.strip()) != 2 and not any(origin_matches(term, org, "") for org in orgs):
+                out.append(f"policies.{name}.origins_allow: {term!r} matches no organisation of the catalog"
+                           f"{did_you_mean(term.strip(), set(orgs), fold=True)} (known: {', '.join(orgs)}): "
+                           "it admits no model")
+        for term in p.origins_deny:
+            unmatched = len(term.strip()) > 2 and not any(origin_matches(term, org, "") for org in orgs)
+            if unmatched and (hint := did_you_mean(term.strip(), set(orgs), fold=True)):
+                out.append(f"policies.{name}.origins_deny: {term!r} matches no organisation of the catalog{hint}: "
+                           "it denies nothing")
+        folded = {lic.casefold() for lic in licences}
+        for lic in p.licences or ():
+            if lic.casefold() not in folded:
+                out.append(f"policies.{name}.licences: {lic!r} is no licence of the catalog"
+                           f"{did_you_mean(lic, set(licences), fold=True)} (known: {', '.join(licences)}): "
+                           "it admits no model")
+    return out

@@ -181,3 +181,22 @@ def test_a_backend_without_its_key_degrades_the_health_of_the_fleet() -> None:
     health = asyncio.run(gateway.failover.health.report(gateway.fleet))
     assert health["status"] == "degraded"
     assert (health["backends"]["here"]["ready"], health["backends"]["deepseek"]["ready"]) == (True, False)
+
+
+def test_config_check_and_serve_name_a_policy_term_the_catalog_does_not_know(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``origins_deny = ["deepsek"]`` denied nothing, silently: the model meant to be kept out was reachable."""
+    conf = write(tmp_path, KEYS.replace("[keys.acme]\nsecret = \"env:POLYROUTE_TEST_CLIENT_KEY\"\n", "")
+                 + '[policies.no-cn]\norigins_deny = ["deepsek"]\n')
+    said = ("policies.no-cn.origins_deny: 'deepsek' matches no organisation of the catalog (did you mean "
+            "'DeepSeek'?): it denies nothing")
+    assert main(["config", "check", conf]) == 0
+    assert f"warning: {said}" in capsys.readouterr().out
+    monkeypatch.setenv("POLYROUTE_CONFIG", conf)
+    with socket.socket() as taken:  # the port is busy: serve warns, then stops before serving
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--config", conf, "--port", str(taken.getsockname()[1])]) == 2
+    assert said in caplog.text

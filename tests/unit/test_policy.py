@@ -277,3 +277,23 @@ def test_a_policys_context_floor_is_a_policy_refusal_not_a_prompt_too_long() -> 
     refusal = plan.refusal()
     assert isinstance(refusal, PolicyViolation) and refusal.code != "context_length_exceeded"
     assert "is under min_context 10000000 of policy 'huge'" in refusal.message
+
+
+def test_policy_terms_that_match_nothing_in_the_catalog_are_named() -> None:
+    """A typo in an allow list admits nothing; in a deny list it denies nothing, which is worse: both are said,
+    with the term meant. A deny term far from every organisation may be on purpose, and is left alone."""
+    from polyroute.routing.policy import policy_cautions
+
+    policies = {"eu": cfg.PolicyConfig(origins_allow=["Mistal", "FR", "ZZ", "openai"],
+                                       origins_deny=["deepsek", "xAI", "CN"], licences=["apache2", "MIT"])}
+    said = policy_cautions(policies, load_catalog().families.values())
+    assert len(said) == 4
+    assert said[0].startswith("policies.eu.origins_allow: 'Mistal' matches no organisation of the catalog (did "
+                              "you mean 'Mistral AI'?)") and said[0].endswith("it admits no model")
+    assert said[1].startswith("policies.eu.origins_allow: 'ZZ' is the country of no family") and "CN" in said[1]
+    assert said[2] == ("policies.eu.origins_deny: 'deepsek' matches no organisation of the catalog (did you mean "
+                       "'DeepSeek'?): it denies nothing")
+    assert said[3].startswith("policies.eu.licences: 'apache2' is no licence of the catalog (did you mean "
+                              "'Apache-2.0'?)")
+    assert policy_cautions({"ok": cfg.PolicyConfig(origins_allow=["US", "anthropic"], licences=["mit"])},
+                           load_catalog().families.values()) == []
