@@ -131,7 +131,21 @@ def requested_params(req: ChatRequest) -> set[str]:
     present = {p for p in OPTIONAL_PARAMS if getattr(req, p, None) is not None}
     if req.max_completion_tokens is not None:
         present.add("max_tokens")
+    if "response_format" in present and (req.response_format or {}).get("type") == "text":
+        present.discard("response_format")  # the default, spelled out (OpenAI's Playground exports it)
+    if req.stop == [] or req.stop == "":
+        present.discard("stop")
     return present
+
+
+# Values of a field outside the schema that ask for nothing: the field's default, spelled out. Libraries send them
+# (LangChain's logprobs=False, an SDK's None): a backend that cannot carry the field loses nothing.
+_DEFAULTS: dict[str, tuple[object, ...]] = {"logprobs": (False,), "logit_bias": ({},)}
+
+
+def asked_extras(extras: dict[str, Any]) -> set[str]:
+    """Of a request's fields outside the schema, those that ask for something: not null, not their default."""
+    return {k for k, v in extras.items() if v is not None and v not in _DEFAULTS.get(k, ())}
 
 
 def estimate_tokens(chars: int) -> int:
@@ -299,7 +313,8 @@ def supported(
 ) -> list[tuple[ModelEntry, Adapter, frozenset[str]]]:
     """Each candidate with the parameters it will drop; with ``refuse``, those that can honour all."""
     wanted = requested_params(req)
-    sent_extras = req.extras().keys()
+    extras = req.extras()
+    sent_extras = asked_extras(extras)
     refuse = fleet.config.gateway.unsupported_params == "refuse"
     out: list[tuple[ModelEntry, Adapter, frozenset[str]]] = []
     refused: set[str] = set()
@@ -309,7 +324,9 @@ def supported(
         if sent_extras and (carried := adapter.extras) is not None:
             missing |= sent_extras - carried  # fields this wire format has no place for
         if learned := fleet.refusals.of(entry.backend, entry.upstream):  # refused by the model lately
-            missing |= learned & (req.raw().keys() | OWN)
+            # A field sent with a value that asks for nothing (null, its default) is no reason to pass it over.
+            unasked = (extras.keys() - sent_extras) | ({"response_format", "stop"} - wanted)
+            missing |= learned & ((req.raw().keys() - unasked) | OWN)
         if "tools" in wanted and entry.lacks_tools:
             # Kept only as a fallback (polyroute.routing): it answers without the tools.
             missing |= wanted & _TOOL_PARAMS

@@ -59,6 +59,23 @@ def test_drop_mode_never_drops_what_the_answer_is_read_by(upstream: FakeUpstream
     assert upstream.received == []
 
 
+@pytest.mark.parametrize("mode", ["drop", "refuse"])
+def test_a_parameter_sent_at_its_default_asks_for_nothing(upstream: FakeUpstream, mode: str) -> None:
+    """LangChain sends ``logprobs: false``, SDKs send nulls, OpenAI's Playground exports ``response_format:
+    {"type": "text"}``: none of them asks for anything a backend must carry, so none passes the backend over."""
+    defaults = {"logprobs": False, "top_logprobs": None, "logit_bias": {}, "response_format": {"type": "text"},
+                "stop": [], "metadata": None}
+    for _ in range(2):
+        upstream.json(load("anthropic", "completion"))
+    with live_gateway(config(upstream.url, mode), env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+        base = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
+        resp = httpx.post(f"{g.base_url}/chat/completions", json={**base, **defaults})
+        null_bias = httpx.post(f"{g.base_url}/chat/completions", json={**base, "logprobs": None, "logit_bias": None})
+    assert resp.status_code == null_bias.status_code == 200, resp.text
+    assert "x-polyroute-dropped-params" not in resp.headers
+    assert "stop_sequences" not in upstream.received[0].json()
+
+
 def test_refuse_mode_refuses_naming_the_parameter(upstream: FakeUpstream) -> None:
     with live_gateway(config(upstream.url, "refuse"), env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
         resp = httpx.post(f"{g.base_url}/chat/completions", json=BODY)
