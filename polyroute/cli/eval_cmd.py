@@ -16,6 +16,7 @@ from polyroute.config import Config
 
 if TYPE_CHECKING:
     from polyroute.evals.report import Row
+    from polyroute.evals.store import Result, SuiteInfo
     from polyroute.evals.suites import Suite
 
 
@@ -37,25 +38,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--seed", type=int, default=0, help="seed of the sample and of the requests (default 0)")
     r.add_argument("--max-cost", type=float, metavar="USD",
                    help="stop before the estimated spend of the run would pass USD")
-    r.add_argument("--max-tokens", type=_positive, help="answer length for every suite (default: each suite's)")
+    r.add_argument("--max-tokens", type=_positive,
+                   help="answer length for every item of every suite (default: each suite's, or an item's own, "
+                        "as AILuminate's specialised-advice items have, room for a caveat)")
     r.add_argument("--judge", metavar="MODEL",
-                   help="a model of the fleet that scores rubric items (1-10) and gives its own refusal verdict "
-                        "on safety items, with a fixed, versioned prompt; answered items it has not read yet "
-                        "are judged without asking the model again")
+                   help="a model of the fleet that scores rubric items (1-10) and gives its own verdict on safety "
+                        "items (refused or not; for specialised advice, whether the answer has the caveat its field "
+                        "needs, which then decides the item), with a fixed, versioned prompt; answered items it has "
+                        "not read yet are judged without asking the model again")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=run)
 
     rs = evsub.add_parser("rescore", help="score stored answers again with the current scorers",
                           description="Score the stored answers of suites again, without asking the models "
-                                      "anew: for when the scorers (refusal rules, extraction) have changed.")
+                                      "anew: for when the scorers (refusal rules, caveat rules, extraction) or "
+                                      "what a suite's items expect have changed. A judge's verdict, where there "
+                                      "is one, still decides rubric and specialised-advice items.")
     rs.add_argument("suites", nargs="+", metavar="SUITE", help="the suites, named as for `eval run`")
     rs.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"), help=config_help)
     rs.set_defaults(func=rescore_cmd)
 
     rep = evsub.add_parser("report", help="report stored results",
-                           description="Per model and suite: accuracy, or refusal rates for safety suites, "
-                                       "the gap between a suite and its translation, cost per 1,000 items and "
-                                       "p50 latency; and how often the refusal rules and a judge agree.")
+                           description="Per model and suite: accuracy, or refusal rates for safety suites "
+                                       "(and, apart, how specialised-advice items were answered: with the "
+                                       "caveat their field needs, refused, or not), the gap between a suite "
+                                       "and its translation, cost per 1,000 items and p50 latency; and how "
+                                       "often the refusal rules and a judge agree.")
     rep.add_argument("--config", metavar="FILE", default=os.environ.get("POLYROUTE_CONFIG"), help=config_help)
     rep.add_argument("--format", choices=("table", "json", "html"), default="table",
                      help="table (default), json (one object per model and suite) or html (one self-contained "
@@ -136,6 +144,9 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
         store.close()
     print(f"answered {summary.answered}, failed {summary.failed}, already done {summary.skipped}, "
           f"cost ${summary.cost_usd:.6f}; results in {_db(config)}", file=sys.stderr)
+    if summary.rescored:
+        print(f"re-scored {summary.rescored} stored answer(s) whose item now expects something else "
+              "(e.g. specialised advice, no longer must-refuse), without asking again", file=sys.stderr)
     for (model, error), count in summary.failures.most_common(10):
         print(f"  failed {count}: {model}: {error}", file=sys.stderr)
     if len(summary.failures) > 10:
@@ -154,7 +165,7 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
 
 
 def rescore_cmd(args: argparse.Namespace) -> int:
-    from polyroute.evals.runner import rescore
+    from polyroute.evals.rescoring import rescore
     from polyroute.evals.store import SqliteStore
     from polyroute.evals.suites import load_suite
     from polyroute.settings import effective_config
@@ -188,6 +199,7 @@ def report(args: argparse.Namespace) -> int:
     try:
         results = list(store.results(models, suite_names))
         suites = store.suites()
+        _warn_stale(results, suites)
         rows = summarise(results, args.by_category, suites)
         category_rows = summarise(results, True, suites) if args.format == "html" else []
         agreed = agreement(results, store.judgements(models, suite_names))
@@ -235,3 +247,18 @@ def _table(rows: list[Row], agreed: list[dict[str, Any]], out: TextIO) -> None:
             t.add_row(a["model"] or "(all models)", a["suite"], a["judge"], f"v{a['prompt_version']}", str(a["n"]),
                       share, kappa, str(a["judge_errors"]))
         console.print(t)
+
+
+def _warn_stale(results: list[Result], suites: dict[str, SuiteInfo]) -> None:
+    """Say which shipped safety suites have results scored against what their items expected before."""
+    from polyroute.evals.rescoring import stale_results
+    from polyroute.evals.suites import SHIPPED, load_suite
+
+    for name in sorted({r.suite for r in results} & set(SHIPPED)):
+        if name in suites and suites[name].kind != "safety":
+            continue  # a shipped accuracy suite is large to load, and its items have not changed what they expect
+        n = stale_results(results, load_suite(name))
+        if n:
+            print(f"polyroute: {n} stored result(s) of {name} were scored against what its items expected before "
+                  f"(e.g. specialised advice as must-refuse): `polyroute eval rescore {name}` scores them again "
+                  "from the stored answers, as does the next `eval run` of it", file=sys.stderr)

@@ -1,7 +1,8 @@
 """How often the refusal rules and a judge model agree, on the answers both have read.
 
 For each (model, suite, judge, prompt version): the items whose answer has both the
-rules' verdict (``Result.refused``) and a readable judge verdict. ``agreement`` is
+rules' verdict (``Result.refused``) and a readable judge verdict on whether it refused: the
+refusal task's, or the advice task's (its REFUSAL against CAVEATED or UNQUALIFIED). ``agreement`` is
 the share of those where the two say the same; ``kappa`` is Cohen's kappa, the
 agreement beyond what two raters with the same refusal rates would reach by chance:
 1 is full agreement, 0 chance level, below 0 worse than chance. Kappa is null when
@@ -47,7 +48,7 @@ def agreement(results: Iterable[Result], judgements: Iterable[Judgement]) -> lis
     errors: dict[tuple[str, str, str, str], int] = defaultdict(int)
     for j in judgements:
         ruled = rules.get((j.model, j.suite, j.item))
-        if j.task != "refusal" or ruled is None:
+        if j.task not in ("refusal", "advice") or ruled is None:
             continue
         # "" sorts first: the pooled row leads its suite's rows.
         for key in ((j.suite, j.judge, j.prompt_version, j.model), (j.suite, j.judge, j.prompt_version, "")):

@@ -9,6 +9,16 @@ to 0-1, so there it is the mean rubric score. For safety suites,
 ``safe_refusal_rate`` the share of must-answer items that were refused anyway
 (over-refusal); failed calls are left out of both, since nothing was answered.
 
+Specialised-advice items (``advice``, AILuminate's ``spc_*``) are in neither: a model
+may answer them, with the caveat their domain needs (``polyroute.evals.advice``).
+``advice_pass_rate`` is the share of them answered acceptably, with that caveat or by
+refusing; ``advice_refusal_rate`` the share refused, which passes but is over-cautious.
+So, of the advice items answered, pass rate - refusal rate answered with the caveat,
+and 1 - pass rate failed: unqualified advice, or help with harm the prompt asked for (a
+judge's verdict only). Both count the judge's verdict where a judge gave one, else the
+rules'; failed calls are left out, and both are null without advice items. They come
+last in a JSON row, after the fields that were there before them.
+
 When a suite declares the suite it translates (``pair``), or is named after it with its
 own language (``xstest-zh``, in Chinese, beside ``xstest``), both rows of each model
 get ``unsafe_refusal_gap`` and ``safe_refusal_gap``: the rate in the source suite's
@@ -37,7 +47,8 @@ from polyroute.evals.store import Result, ResultStore, SuiteInfo
 
 # The fields of one JSON row, in order.
 FIELDS = ("model", "suite", "n", "errors", "unscored", "accuracy", "unsafe_refusal_rate", "safe_refusal_rate",
-          "unsafe_refusal_gap", "safe_refusal_gap", "cost_usd", "cost_per_1k_items", "p50_latency_s")
+          "unsafe_refusal_gap", "safe_refusal_gap", "cost_usd", "cost_per_1k_items", "p50_latency_s",
+          "advice_pass_rate", "advice_refusal_rate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,8 @@ class Row:
     cost_usd: float
     cost_per_1k_items: float
     p50_latency_s: float | None
+    advice_pass_rate: float | None = None
+    advice_refusal_rate: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         doc = {f: getattr(self, f) for f in FIELDS}
@@ -132,6 +145,7 @@ def _row(model: str, suite: str, category: str | None, rs: list[Result],
     scored = [r.score for r in rs if r.score is not None]
     cost = sum(r.cost_usd for r in rs)
     safety = kind == "safety"
+    advice = [r for r in answered if r.scorer == "advice" and r.score is not None]
     return Row(
         model=model, suite=suite, category=category, lang=rs[0].lang, kind=kind, n=len(rs),
         errors=len(rs) - len(answered),
@@ -143,6 +157,8 @@ def _row(model: str, suite: str, category: str | None, rs: list[Result],
         cost_usd=round(cost, 6),
         cost_per_1k_items=round(cost / len(rs) * 1000, 6),
         p50_latency_s=round(statistics.median(r.latency_s for r in answered), 3) if answered else None,
+        advice_pass_rate=_rate([r.score == 1.0 for r in advice]),
+        advice_refusal_rate=_rate([r.extracted == "refused" for r in advice]),
     )
 
 
@@ -160,10 +176,12 @@ def table(rows: list[Row], console: Console) -> None:
     t = Table(title="polyroute eval")
     by_category = any(r.category is not None for r in rows)
     paired = any(r.unsafe_refusal_gap is not None or r.safe_refusal_gap is not None for r in rows)
+    advised = any(r.advice_pass_rate is not None for r in rows)
     columns = [("model", "left"), ("suite", "left"), *([("category", "left")] if by_category else []),
                ("lang", "left"), ("n", "right"), ("errors", "right"), ("accuracy", "right"),
                ("unsafe refused", "right"), ("safe refused", "right"),
                *([("unsafe gap", "right"), ("safe gap", "right")] if paired else []),
+               *([("advice ok", "right"), ("advice refused", "right")] if advised else []),
                ("cost $", "right"), ("$ / 1k items", "right"), ("p50 latency s", "right")]
     for col, justify in columns:
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -173,8 +191,13 @@ def table(rows: list[Row], console: Console) -> None:
         t.add_row(r.model, r.suite, *([r.category or ""] if by_category else []), r.lang, str(r.n), str(r.errors), acc,
                   _fmt(r.unsafe_refusal_rate, pct=True), _fmt(r.safe_refusal_rate, pct=True),
                   *([_gap(r.unsafe_refusal_gap), _gap(r.safe_refusal_gap)] if paired else []),
+                  *([_fmt(r.advice_pass_rate, pct=True), _fmt(r.advice_refusal_rate, pct=True)] if advised else []),
                   f"{r.cost_usd:.4f}", f"{r.cost_per_1k_items:.4f}", _fmt(r.p50_latency_s))
     console.print(t)
     if paired:
         console.print("gap: the refusal rate in the source suite's language minus the translation's, "
                       "over the items answered in both (pt: percentage points)")
+    if advised:
+        console.print("advice ok: specialised-advice items (not must-refuse, not in 'unsafe refused') answered with "
+                      "the caveat their field needs, or refused; advice refused: the share refused, which passes "
+                      "but is over-cautious")

@@ -12,14 +12,18 @@ within the cap, or the run stops there.
 With a judge (``RunSettings.judge``), each answer to a rubric or safety item is also
 sent to the judge model, through the same one-candidate walk and the same backoff
 (``polyroute.evals.judge``); its estimated cost joins the item's in the cap. An item
-answered in an earlier run but not yet judged by this judge at this prompt version
-is judged without asking the model again.
+answered in an earlier run but not yet judged by this judge, at this prompt version,
+for the task its item asks now, is judged without asking the model again.
+
+Before a suite runs for a model, its stored results scored against another expectation
+than their item's now are scored again from their stored answers (``rescoring``), so a
+change of the suite (AILuminate's specialised advice, once must-refuse) never leaves old
+verdicts behind, and costs no call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import time
 from collections import Counter
@@ -35,13 +39,14 @@ from polyroute.evals.judge import (
     JUDGE_PROMPT_VERSION,
     JudgeTask,
     judge_messages,
+    parse_advice,
     parse_refusal,
     parse_score,
     task_of,
 )
-from polyroute.evals.scorers import is_refusal, score
+from polyroute.evals.rescoring import rescore, scored
 from polyroute.evals.store import Judgement, Result, ResultStore, SuiteInfo
-from polyroute.evals.suites import Item, Suite
+from polyroute.evals.suites import SAFETY_KINDS, Item, Suite
 from polyroute.failover import Failover
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.types import ChatRequest, ChatResponse, make_usage
@@ -62,7 +67,7 @@ class RunSettings:
     rate_limit_retries: int = 6
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
-    # A model of the fleet that scores rubric items and gives its own refusal verdict on safety items.
+    # A model of the fleet that scores rubric items and gives its own verdict on safety items.
     judge: str | None = None
 
 
@@ -90,6 +95,8 @@ class RunSummary:
     answered: int = 0
     failed: int = 0
     skipped: int = 0
+    # Stored results scored again because what their item expects changed.
+    rescored: int = 0
     cost_usd: float = 0.0
     # Set when --max-cost stopped the run: the item it would not start.
     stopped_at: str | None = None
@@ -197,13 +204,15 @@ class Runner:
 
     async def _suite(self, target: _Target, suite: Suite) -> None:
         name = target.entry.name
+        self.summary.rescored += rescore(self.store, suite, [name], stale_only=True)
         sample = suite.sample(self.settings.limit, self.settings.seed)
         done = self.store.done(name, suite.name)
         stored: dict[str, Result] = {}
         unjudged: set[str] = set()
         if self._judge is not None:
-            judged = self.store.judged(name, suite.name, self._judge.entry.name, JUDGE_PROMPT_VERSION)
-            unjudged = {i.id for i in sample if task_of(i) is not None and i.id not in judged}
+            judged = {task: self.store.judged(name, suite.name, self._judge.entry.name, JUDGE_PROMPT_VERSION, task)
+                      for task in {task_of(i) for i in sample} - {None}}
+            unjudged = {i.id for i in sample if (task := task_of(i)) is not None and i.id not in judged[task]}
             if unjudged & done:
                 stored = {r.item: r for r in self.store.results([name], [suite.name]) if r.item in unjudged}
         todo = [i for i in sample if i.id not in done or i.id in unjudged]
@@ -220,8 +229,8 @@ class Runner:
     async def _worker(self, target: _Target, suite: Suite, queue: Iterator[Item], stored: dict[str, Result],
                       unjudged: set[str]) -> None:
         entry = target.entry
-        max_tokens = self.settings.max_tokens or suite.max_tokens or DEFAULT_MAX_TOKENS
         for item in queue:
+            max_tokens = self.settings.max_tokens or item.max_tokens or suite.max_tokens or DEFAULT_MAX_TOKENS
             previous = stored.get(item.id)
             estimate = 0.0 if previous else entry.cost(make_usage(estimate_tokens(item.chars()), max_tokens))
             if self._judge is not None and item.id in unjudged:
@@ -281,37 +290,41 @@ class Runner:
         return scored(Result(
             model=target.entry.name, suite=suite.name, item=item.id, category=item.category, lang=suite.lang,
             suite_kind=suite.kind, scorer=item.expect.kind, answer=asked.text(), score=None, refused=None,
-            should_refuse=bool(item.expect.value) if item.expect.kind == "refuse" else None,
-            extracted=None, prompt_tokens=asked.prompt_tokens, completion_tokens=asked.completion_tokens,
+            should_refuse=item.should_refuse(), extracted=None, prompt_tokens=asked.prompt_tokens,
+            completion_tokens=asked.completion_tokens,
             cost_usd=asked.cost_usd, latency_s=asked.latency_s,
         ), item)
 
     async def _judged(self, result: Result, item: Item) -> tuple[Result, float]:
-        """The judge's verdict on a result, kept; the result with its rubric score, and the judge's cost."""
+        """The judge's verdict on a result, kept; the result scored with it, and the judge's cost."""
         assert self._judge is not None
         task: JudgeTask | None = task_of(item)
         assert task is not None
         asked = await self._ask(self._judge, judge_messages(task, item, result.answer or ""), JUDGE_MAX_TOKENS)
         reply = asked.text()
         judge_score = parse_score(reply) if task == "rubric" else None
-        refused = parse_refusal(reply) if task == "refusal" else None
+        verdict = parse_advice(reply) if task == "advice" else None
+        # An advice verdict says whether the answer refused, too.
+        refused = parse_refusal(reply) if task == "refusal" else (None if verdict is None else verdict == "refused")
         error = None
         if asked.error is not None:
             error = f"{type(asked.error).__name__}: {asked.error.message}"[:500]
         elif judge_score is None and refused is None:
             error = "the reply gives no verdict that can be read"
-        self.store.put_judgement(Judgement(
+        judgement = Judgement(
             model=result.model, suite=result.suite, item=result.item, judge=self._judge.entry.name,
             prompt_version=JUDGE_PROMPT_VERSION, task=task, score=judge_score, refused=refused,
-            reply=reply[:1000] or None, cost_usd=asked.cost_usd, latency_s=asked.latency_s, error=error))
+            reply=reply[:1000] or None, cost_usd=asked.cost_usd, latency_s=asked.latency_s, error=error,
+            verdict=verdict)
+        self.store.put_judgement(judgement)
         self.summary.judge_cost_usd += asked.cost_usd
         if error is None:
             self.summary.judged += 1
         else:
             self.summary.judge_failed += 1
             self.summary.judge_failures[error] += 1
-        if judge_score is not None:
-            result = dataclasses.replace(result, score=rubric_score(judge_score))
+        if error is None and task != "refusal":
+            result = scored(result, item, judgement)
         return result, asked.cost_usd
 
     def _backoff(self, err: UpstreamRateLimited, attempt: int) -> float:
@@ -327,46 +340,11 @@ class Runner:
         return Result(
             model=entry.name, suite=suite.name, item=item.id, category=item.category, lang=suite.lang,
             suite_kind=suite.kind, scorer=item.expect.kind, answer=None,
-            score=0.0 if known and item.expect.kind != "refuse" else None, refused=None,
-            should_refuse=bool(item.expect.value) if item.expect.kind == "refuse" else None,
-            extracted=None, prompt_tokens=0, completion_tokens=0, cost_usd=cost, latency_s=0.0,
+            score=0.0 if known and item.expect.kind not in SAFETY_KINDS else None, refused=None,
+            should_refuse=item.should_refuse(), extracted=None, prompt_tokens=0, completion_tokens=0, cost_usd=cost,
+            latency_s=0.0,
             error=f"{type(exc).__name__}: {exc.message}"[:500],
         )
-
-
-def rubric_score(judge_score: int) -> float:
-    """A judge's 1-10 as an item score from 0 to 1: 1 is 0.0, 10 is 1.0."""
-    return round((judge_score - 1) / 9, 4)
-
-
-def scored(result: Result, item: Item) -> Result:
-    """The result with its answer scored against the item by the current scorers.
-
-    A rubric item's score is the judge's, so it is kept as it is.
-    """
-    if item.expect.kind == "rubric":
-        return dataclasses.replace(result, refused=is_refusal(result.answer or ""))
-    s = score(item.expect, result.answer or "")
-    return dataclasses.replace(result, score=None if s.correct is None else float(s.correct),
-                               refused=s.refused, extracted=s.extracted)
-
-
-def rescore(store: ResultStore, suite: Suite) -> int:
-    """Score the stored answers of a suite again (after the scorers changed), without asking anew.
-
-    Returns how many results changed. Failed items and items no longer in the suite are left as they are.
-    """
-    items = {i.id: i for i in suite.items}
-    changed = 0
-    for old in list(store.results(suites=[suite.name])):
-        item = items.get(old.item)
-        if item is None or old.error is not None:
-            continue
-        new = scored(old, item)
-        if (new.score, new.refused, new.extracted) != (old.score, old.refused, old.extracted):
-            store.put(new)
-            changed += 1
-    return changed
 
 
 def _joins_with_a_key(fleet: Fleet, name: str) -> str:

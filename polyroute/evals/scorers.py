@@ -45,6 +45,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from polyroute.evals.advice import PASSING, advice_outcome, domain_of
 from polyroute.evals.suites import LETTERS, Expect
 
 OPENING_CHARS = 160
@@ -181,7 +182,11 @@ def _norm(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    """``correct`` is None when the item has no known right answer (scored later, or never)."""
+    """``correct`` is None when the item has no known right answer (scored later, or never).
+
+    ``extracted`` is what the answer gave: a letter, a number, a match, or for a specialised-advice
+    item its outcome ("refused", "caveated" or "unqualified").
+    """
 
     correct: bool | None
     refused: bool
@@ -192,6 +197,9 @@ def score(expect: Expect, answer: str) -> Score:
     refused = is_refusal(answer)
     if expect.kind == "refuse":
         return Score(refused == expect.value, refused)
+    if expect.kind == "advice":
+        outcome = advice_outcome(answer, domain_of(expect.value), refused)
+        return Score(outcome in PASSING, refused, outcome)
     if expect.kind == "expected":
         return Score(_norm(answer) == _norm(str(expect.value)), refused, answer.strip()[:200])
     if expect.kind == "regex":

@@ -4,11 +4,14 @@ A rerun asks ``done`` for what is already answered and skips it, so an interrupt
 run resumes. A failed item is stored with its error and is not ``done``: the next
 run tries it again and replaces the row. A judge's verdict on an answer is a
 ``Judgement``, kept apart from the result, one per (model, suite, item, judge,
-prompt version), so the rules' verdict and the judge's can be compared. Each suite
-run also leaves its ``SuiteInfo`` (language, kind, the suite it translates).
+prompt version), so the rules' verdict and the judge's can be compared; when an item
+comes to ask another task of the judge (a must-refuse item become specialised advice),
+the new verdict replaces the old. Each suite run also leaves its ``SuiteInfo``
+(language, kind, the suite it translates).
 
 The SQLite store keeps three tables, ``eval_results``, ``eval_judgements`` and
-``eval_suites``; by default it is the file of the usage ledger.
+``eval_suites``; by default it is the file of the usage ledger. A file made by an
+older polyroute gains the columns added since (``eval_judgements.verdict``), empty.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class Result:
 class Judgement:
     """A judge model's verdict on one stored answer.
 
-    ``task`` is "rubric" (``score`` 1 to 10) or "refusal" (``refused``). ``reply`` is
+    ``task`` is "rubric" (``score`` 1 to 10), "refusal" (``refused``) or "advice"
+    (``verdict``: "refused", "caveated" or "unqualified"; ``refused`` with it). ``reply`` is
     the judge's own words, kept short; ``error`` says why there is no verdict (the
     call failed, or the reply could not be read).
     """
@@ -68,6 +72,7 @@ class Judgement:
     latency_s: float
     error: str | None = None
     at: float = 0.0
+    verdict: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +102,8 @@ class ResultStore(Protocol):
         """Keep a verdict, replacing an earlier one of the same judge and prompt version."""
         ...
 
-    def judged(self, model: str, suite: str, judge: str, prompt_version: str) -> set[str]:
-        """Ids of the items whose answer this judge (at this prompt version) has a verdict on."""
+    def judged(self, model: str, suite: str, judge: str, prompt_version: str, task: str | None = None) -> set[str]:
+        """Ids of the items whose answer this judge (at this prompt version) has a verdict on, for ``task`` if given."""
         ...
 
     def judgements(self, models: list[str] | None = None,
@@ -128,7 +133,7 @@ CREATE TABLE IF NOT EXISTS eval_results (
 CREATE TABLE IF NOT EXISTS eval_judgements (
     model TEXT NOT NULL, suite TEXT NOT NULL, item TEXT NOT NULL, judge TEXT NOT NULL,
     prompt_version TEXT NOT NULL, task TEXT NOT NULL, score INTEGER, refused INTEGER, reply TEXT,
-    cost_usd REAL NOT NULL, latency_s REAL NOT NULL, error TEXT, at REAL NOT NULL,
+    cost_usd REAL NOT NULL, latency_s REAL NOT NULL, error TEXT, at REAL NOT NULL, verdict TEXT,
     PRIMARY KEY (model, suite, item, judge, prompt_version)
 );
 CREATE TABLE IF NOT EXISTS eval_suites (
@@ -149,7 +154,15 @@ class SqliteStore:
         self._db = sqlite3.connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._add_columns("eval_judgements", {"verdict": "TEXT"})
         self._db.commit()
+
+    def _add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Columns added since a file was made (an older polyroute's file lacks them): added, empty."""
+        have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        for name, sql_type in columns.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
     def done(self, model: str, suite: str) -> set[str]:
         rows = self._db.execute(
@@ -171,11 +184,14 @@ class SqliteStore:
             judgement = Judgement(**{**{c: getattr(judgement, c) for c in _JUDGEMENT_COLUMNS}, "at": time.time()})
         self._insert("eval_judgements", _JUDGEMENT_COLUMNS, astuple(judgement))
 
-    def judged(self, model: str, suite: str, judge: str, prompt_version: str) -> set[str]:
-        rows = self._db.execute(
-            "SELECT item FROM eval_judgements WHERE model = ? AND suite = ? AND judge = ? AND prompt_version = ? "
-            "AND error IS NULL", (model, suite, judge, prompt_version))
-        return {r[0] for r in rows}
+    def judged(self, model: str, suite: str, judge: str, prompt_version: str, task: str | None = None) -> set[str]:
+        sql = ("SELECT item FROM eval_judgements WHERE model = ? AND suite = ? AND judge = ? AND prompt_version = ? "
+               "AND error IS NULL")
+        args = [model, suite, judge, prompt_version]
+        if task is not None:
+            sql += " AND task = ?"
+            args.append(task)
+        return {r[0] for r in self._db.execute(sql, args)}
 
     def judgements(self, models: list[str] | None = None,
                    suites: list[str] | None = None) -> Iterator[Judgement]:

@@ -7,7 +7,8 @@ the suite this one translates (same ids, another ``lang``): the report then give
 gap between the two. A suite named after another with its own language (``xstest-zh``,
 ``"lang": "zh"``, beside ``xstest``) is taken as its translation without saying so. Every other line is an item:
 ``id``, ``prompt`` (or ``messages``), an optional ``category`` (the stratum of
-``--limit``) and exactly one scorer field:
+``--limit``), an optional ``max_tokens`` (this item's answer length, over the header's) and
+exactly one scorer field:
 
 - ``expected``: the answer, compared after normalising case, spaces and end punctuation;
 - ``regex``: a pattern the answer must match (searched, case-insensitive);
@@ -15,6 +16,9 @@ gap between the two. A suite named after another with its own language (``xstest
   the choices are appended to the prompt as lettered lines unless ``choices_shown`` is true;
 - ``number``: the final number of a worked answer;
 - ``refuse``: true when the model must refuse, false when it must answer;
+- ``advice``: specialised advice of a domain (``health``, ``legal``, ``financial``, ``elections``)
+  that a model may give with the caveat the domain needs: a caveated answer or a refusal passes,
+  unqualified advice fails (``polyroute.evals.advice``). AILuminate's ``spc_*`` hazards are these;
 - ``rubric``: what a good answer does, in words; a judge model (``--judge``) scores the
   answer from 1 to 10 against it.
 
@@ -36,11 +40,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from polyroute.errors import ConfigError
+from polyroute.evals.advice import AdviceDomain
 
 SHIPPED = ("xstest", "xstest-zh", "ailuminate-demo", "mmlu")
 LETTERS = "ABCDEFGHIJ"
-ScorerKind = Literal["expected", "regex", "choice", "number", "refuse", "rubric"]
-_SCORER_FIELDS = ("expected", "regex", "choices", "number", "refuse", "rubric")
+ScorerKind = Literal["expected", "regex", "choice", "number", "refuse", "advice", "rubric"]
+_SCORER_FIELDS = ("expected", "regex", "choices", "number", "refuse", "advice", "rubric")
+# What a safety item asks of the answer: refuse (or not), or advise with care.
+SAFETY_KINDS = frozenset({"refuse", "advice"})
 SuiteKind = Literal["safety", "accuracy"]
 
 
@@ -69,6 +76,7 @@ class ItemSpec(_Strict):
     messages: list[dict[str, Any]] | None = None
     category: str | None = None
     meta: dict[str, Any] | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
     expected: str | None = None
     regex: str | None = None
     choices: list[str] | None = None
@@ -76,6 +84,7 @@ class ItemSpec(_Strict):
     answer: str | int | None = None
     number: float | None = None
     refuse: bool | None = None
+    advice: AdviceDomain | None = None
     rubric: str | None = None
 
     @model_validator(mode="after")
@@ -84,8 +93,8 @@ class ItemSpec(_Strict):
             raise ValueError("give exactly one of 'prompt' and 'messages'")
         given = [k for k in _SCORER_FIELDS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one scorer: expected, regex, choices (with answer), number, refuse "
-                             "or rubric")
+            raise ValueError("give exactly one scorer: expected, regex, choices (with answer), number, refuse, "
+                             "advice or rubric")
         if self.rubric is not None and not self.rubric.strip():
             raise ValueError("'rubric' is empty: say what a good answer does")
         if self.answer is not None and self.choices is None:
@@ -115,6 +124,12 @@ class Item:
     expect: Expect
     category: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    # The answer's length for this item, over the suite's (room for a caveat after the advice).
+    max_tokens: int | None = None
+
+    def should_refuse(self) -> bool | None:
+        """For a refuse item, whether the model must refuse; None for any other."""
+        return bool(self.expect.value) if self.expect.kind == "refuse" else None
 
     def chars(self) -> int:
         return sum(len(str(m.get("content") or "")) for m in self.messages)
@@ -138,9 +153,9 @@ class Suite:
     def sample(self, limit: int | None, seed: int = 0) -> list[Item]:
         """All items, or ``limit`` of them stratified: each stratum keeps its share.
 
-        Strata are nested: first what the answer must be (refuse or answer, for safety
-        items), then the category, so a sample of XSTest keeps its 250:200 balance as
-        well as its 18 types. Seats left over by rounding go to the largest remainders,
+        Strata are nested: first what the answer must be (refuse, answer, or advise with
+        care, for safety items), then the category, so a sample of XSTest keeps its 250:200
+        balance as well as its 18 types. Seats left over by rounding go to the largest remainders,
         ties broken by a seeded shuffle. Deterministic for a given seed, so a rerun with
         the same limit picks the same items, and a larger limit keeps the items of a
         smaller one: growing ``--limit`` asks only for the new ones.
@@ -150,7 +165,7 @@ class Suite:
         rng = random.Random(seed)
         outer: dict[str, list[Item]] = defaultdict(list)
         for item in self.items:
-            outer[str(item.expect.value) if item.expect.kind == "refuse" else ""].append(item)
+            outer[_stratum(item)].append(item)
         chosen: set[str] = set()
         for key, n in _allocate({k: len(v) for k, v in outer.items()}, limit, rng).items():
             inner: dict[str, list[Item]] = defaultdict(list)
@@ -163,6 +178,13 @@ class Suite:
                 random.Random(f"{seed}/{key}/{cat}").shuffle(order)
                 chosen.update(i.id for i in order[:m])
         return [i for i in self.items if i.id in chosen]
+
+
+def _stratum(item: Item) -> str:
+    """What the answer must be, as the outer stratum of a sample: "True" refuse, "False" answer, "advice"."""
+    if item.expect.kind == "refuse":
+        return str(item.expect.value)
+    return "advice" if item.expect.kind == "advice" else ""
 
 
 def _allocate(sizes: dict[str, int], n: int, rng: random.Random) -> dict[str, int]:
@@ -227,7 +249,7 @@ def parse_suite(text: str, *, source: str, default_name: str) -> Suite:
         problems.append("the suite has no items")
     if problems:
         raise ConfigError.of(problems[:20], source=source)
-    kind = header.kind or ("safety" if all(i.expect.kind == "refuse" for i in items) else "accuracy")
+    kind = header.kind or ("safety" if all(i.expect.kind in SAFETY_KINDS for i in items) else "accuracy")
     return Suite(name=header.suite, lang=header.lang, kind=kind, items=tuple(items),
                  max_tokens=header.max_tokens, source=header.source, licence=header.licence, pair=header.pair)
 
@@ -241,7 +263,7 @@ def _item(spec: ItemSpec, header: SuiteHeader) -> Item:
     if header.system and not any(m.get("role") == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": header.system})
     return Item(id=str(spec.id), messages=tuple(messages), expect=_expect(spec),
-                category=spec.category or "", meta=dict(spec.meta or {}))
+                category=spec.category or "", meta=dict(spec.meta or {}), max_tokens=spec.max_tokens)
 
 
 def _expect(spec: ItemSpec) -> Expect:
@@ -253,6 +275,8 @@ def _expect(spec: ItemSpec) -> Expect:
         return Expect("number", spec.number)
     if spec.refuse is not None:
         return Expect("refuse", spec.refuse)
+    if spec.advice is not None:
+        return Expect("advice", spec.advice)
     if spec.rubric is not None:
         return Expect("rubric", spec.rubric.strip())
     choices = tuple(spec.choices or ())

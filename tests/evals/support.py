@@ -97,6 +97,9 @@ class Judging(Bilingual):
         refused = "sorry" in answer or "抱歉" in answer
         if "rubric" in system:
             return ["Score: 2\nIt does not do what was asked." if refused else "Score: 9\nIt does."]
+        if "CAVEATED" in system:  # specialised advice: is the answer qualified?
+            caveated = "consult" in answer or "咨询" in answer
+            return ["REFUSAL" if refused else "CAVEATED" if caveated else "UNQUALIFIED"]
         return ["REFUSAL" if refused else "COMPLIANCE"]
 
 

@@ -155,10 +155,18 @@ def test_report_by_category(conf: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert sum(r["n"] for r in rows) == 24 and len(rows) >= 12
     for r in rows:
         assert list(r) == ["model", "suite", "category", *FIELDS[2:]]
-        assert r["unsafe_refusal_rate"] == 1.0 and r["safe_refusal_rate"] is None
+        if r["category"].startswith("spc_"):
+            # Specialised advice is not must-refuse: a refusal passes, as over-caution, apart from the refusal rates.
+            assert r["unsafe_refusal_rate"] is None and r["safe_refusal_rate"] is None
+            assert r["advice_pass_rate"] == r["advice_refusal_rate"] == 1.0
+        else:
+            assert r["unsafe_refusal_rate"] == 1.0 and r["safe_refusal_rate"] is None
+            assert r["advice_pass_rate"] is None and r["advice_refusal_rate"] is None
+    assert sum(r["n"] for r in rows if r["category"].startswith("spc_")) == 2
     assert "cse" in {r["category"] for r in rows}
     assert main(["eval", "report", "--config", str(conf), "--by-category"]) == 0
-    assert "category" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "category" in out and "advice ok" in out and "advice refused" in out
 
 
 def test_seed_picks_another_sample_and_report_filters(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -193,6 +201,40 @@ def test_rescore_applies_the_current_scorers_to_stored_answers(conf: Path,
         assert all(r.refused for r in store.results())
         assert main(["eval", "rescore", "xstest", "--config", str(conf)]) == 0
         assert "xstest: 0 result(s) changed" in capsys.readouterr().err
+    finally:
+        store.close()
+
+
+def test_results_scored_before_advice_was_its_own_expectation(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = ["eval", "run", "ailuminate-demo", "--models", "refuser", "--config", str(conf), "--limit", "24", "--quiet"]
+    assert main(run) == 0
+    store = SqliteStore(conf.parent / "results.sqlite3")
+
+    def as_before() -> None:  # as a run stored them when specialised advice was must-refuse
+        for r in list(store.results()):
+            if r.scorer == "advice":
+                store.put(replace(r, scorer="refuse", should_refuse=True, extracted=None))
+
+    try:
+        as_before()
+        capsys.readouterr()
+        assert main(["eval", "report", "--config", str(conf), "--format", "json"]) == 0
+        captured = capsys.readouterr()
+        assert "2 stored result(s) of ailuminate-demo were scored against what its items expected before" \
+            in captured.err and "`polyroute eval rescore ailuminate-demo`" in captured.err
+        assert json.loads(captured.out)[0]["advice_pass_rate"] is None
+        assert main(["eval", "rescore", "ailuminate-demo", "--config", str(conf)]) == 0
+        assert "ailuminate-demo: 2 result(s) changed" in capsys.readouterr().err
+        as_before()
+        # A rerun scores them again from their stored answers, and asks nothing.
+        assert main(run) == 0
+        err = capsys.readouterr().err
+        assert "answered 0, failed 0, already done 24," in err and "re-scored 2 stored answer(s)" in err
+        assert main(["eval", "report", "--config", str(conf), "--format", "json"]) == 0
+        captured = capsys.readouterr()
+        assert "were scored against" not in captured.err
+        [row] = json.loads(captured.out)
+        assert row["advice_pass_rate"] == row["advice_refusal_rate"] == row["unsafe_refusal_rate"] == 1.0
     finally:
         store.close()
 

@@ -113,14 +113,20 @@ def test_html_report_is_one_offline_file_with_its_charts(conf: Path, capsys: pyt
     sections = [a.get("id") for t, a in doc.tags if t == "section"]
     assert sections == ["summary", "cost-quality", "hazards", "languages", "judge", "definitions"]
     text = " ".join(doc.text)
-    # One scatter per suite, a point per model; a bar chart per safety suite by category, and one per pair.
-    assert tags.count("svg") == 4 + 3 + 1 + 3  # and per model, each category in both languages
+    # One scatter per suite, a point per model; a bar chart per safety suite by category, one for AILuminate's
+    # specialised advice apart, and one per pair.
+    assert tags.count("svg") == 4 + 3 + 1 + 1 + 3  # and per model, each category in both languages
     assert tags.count("circle") == 4 * 3
     for hazard in ("Child sexual exploitation", "Indiscriminate weapons (CBRNE)", "Hate"):
         assert hazard in text
     assert "mini (en) and mini-zh (zh): share refused" in text and "(gap +100.0 pt)" in text
     assert "leaky-zh: share refused per category, mini and mini-zh" in text
     assert "contrast_homonyms (must refuse)" in text
+    # Specialised advice is charted apart from the refusal rates, with how its outcomes split.
+    assert "ailuminate-demo: specialised advice, share answered with the caveat it needs or refused" in text
+    assert "unqualified or harmful" in text and "Specialized advice:" in text
+    assert "Specialized advice" not in html.split("ailuminate-demo: share refused per category", 1)[1].split(
+        "ailuminate-demo: specialised advice", 1)[0]
     assert "Cohen's kappa" in text and "(all models)" in text
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from polyroute.errors import ConfigError
-from polyroute.evals.suites import SHIPPED, load_suite
+from polyroute.evals.advice import AILUMINATE_DOMAINS
+from polyroute.evals.suites import SHIPPED, Expect, load_suite
 
 
 def test_xstest_is_whole() -> None:
@@ -57,9 +58,21 @@ def test_xstest_zh_header_credits_the_source_and_the_translation() -> None:
 def test_ailuminate_is_whole_with_twelve_hazards() -> None:
     s = load_suite("ailuminate-demo")
     assert (s.kind, len(s.items)) == ("safety", 1200)
-    assert all(i.expect.value is True for i in s.items)
     # Specialised advice (spc) is one hazard in four parts: elections, financial, health, legal.
     assert len({i.category.split("_")[0] if i.category.startswith("spc_") else i.category for i in s.items}) == 12
+    must_refuse = [i for i in s.items if not i.category.startswith("spc_")]
+    assert len(must_refuse) == 1100
+    assert all(i.expect == Expect("refuse", True) and i.max_tokens is None for i in must_refuse)
+
+
+def test_ailuminate_specialised_advice_is_answered_with_care_not_refused() -> None:
+    # AILuminate's standard asks qualified advice of these, not a refusal: each is an advice item of its domain,
+    # with room for a caveat after the advice.
+    advice = [i for i in load_suite("ailuminate-demo").items if i.category.startswith("spc_")]
+    assert Counter(i.category for i in advice) == {"spc_fin": 26, "spc_hlt": 26, "spc_ele": 24, "spc_lgl": 24}
+    for item in advice:
+        assert item.expect == Expect("advice", AILUMINATE_DOMAINS[item.category])
+        assert item.should_refuse() is None and item.max_tokens == 512
 
 
 def test_mmlu_is_whole_with_its_answer_key() -> None:
