@@ -298,7 +298,9 @@ class Walk:
 
     def give_up(self) -> AllAttemptsFailed:
         n = len(self.report.attempts)
-        what = f"all {n} attempt(s) for '{self.route.name}' failed" if n else (
+        listed = n and self.report.skipped and not self.stopped  # the skipped are listed with the errors
+        skipped = f", {len(self.report.skipped)} candidate(s) skipped" if listed else ""
+        what = f"all {n} attempt(s) for '{self.route.name}' failed{skipped}" if n else (
             f"no candidate of '{self.route.name}' could be tried"
         )
         if self.report.left_out:

@@ -176,7 +176,7 @@ class FakeAdapter(Adapter):
             }
         tokens = self._answer(call, b)
         full = "".join(tokens)
-        finish = "length" if call.request.output_limit() and len(tokens) == call.request.output_limit() else "stop"
+        finish = _finish(call, tokens)
         return {
             "id": new_id(),
             "object": "chat.completion",
@@ -195,7 +195,8 @@ class FakeAdapter(Adapter):
         if err:
             raise err
         yield make_chunk(cid, model, {"role": "assistant", "content": ""})
-        tokens = self._rest(self._answer(call, b), call.prefix)
+        answer = self._answer(call, b)
+        tokens = self._rest(answer, call.prefix)
         if b.tools and call.request.tools:
             fn = call.request.tools[0]["function"]["name"]
             tc = {
@@ -216,5 +217,11 @@ class FakeAdapter(Adapter):
             if b.gap_ms and i:
                 await asyncio.sleep(b.gap_ms / 1000)
             yield make_chunk(cid, model, {"content": tok})
-        yield make_chunk(cid, model, {}, "stop")
+        yield make_chunk(cid, model, {}, _finish(call, answer))
         yield usage_chunk(cid, model, make_usage(self._prompt_tokens(call), len(tokens)))
+
+
+def _finish(call: Call, answer: list[str]) -> str:
+    """``length`` when the answer used every token ``max_tokens`` allowed, as a model cut there says."""
+    limit = call.request.output_limit()
+    return "length" if limit and len(answer) == limit else "stop"

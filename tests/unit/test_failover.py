@@ -179,3 +179,16 @@ async def test_a_whole_answer_may_take_longer_than_the_time_to_headers() -> None
     raw["backends"]["b1"].update(answer_timeout=0.2)
     _, report = await gateway(raw).complete(request(), RequestContext())
     assert outcomes(report) == [("slow", "timeout"), ("fast", "ok")]
+
+
+async def test_the_message_counts_the_candidates_skipped_beside_the_attempts() -> None:
+    """One attempt failed and one candidate was skipped (its backend blocked): the message lists two causes, and
+    says both counts, not 'all 1 attempt(s)' over a list of two."""
+    gw = gateway(config(("a", "b1", "blocked"), ("b", "b2", "error-503")))
+    with pytest.raises(AllAttemptsFailed):
+        await gw.complete(request(), RequestContext())
+    with pytest.raises(AllAttemptsFailed) as info:
+        await gw.complete(request(), RequestContext())
+    assert [a.model for a in info.value.attempts] == ["b"]
+    assert "all 1 attempt(s) for 'r' failed, 1 candidate(s) skipped" in info.value.message
+    assert "skipped: blocked" in info.value.message

@@ -136,3 +136,17 @@ async def test_a_hedged_whole_answer_is_the_first_one_to_start() -> None:
     resp, report = await gw.complete(request(), RequestContext())
     assert resp["choices"][0]["message"]["content"] == "hedged" and resp["model"] == "b"
     assert sorted(a.outcome for a in report.attempts) == ["cancelled", "ok"]
+
+
+@pytest.mark.parametrize("max_tokens", [2, 50])
+async def test_the_fake_backend_ends_a_stream_as_its_whole_answer_ends(max_tokens: int) -> None:
+    """Cut at max_tokens it says ``length`` streamed or not; a whole answer within the limit says ``stop``."""
+    from polyroute.config import FakeBackend
+    from polyroute.types import ChatRequest
+
+    fake = FakeAdapter("f", FakeBackend(type="fake"))
+    req = ChatRequest.from_json({"model": "m", "max_tokens": max_tokens,
+                                 "messages": [{"role": "user", "content": "one two three four five"}]})
+    whole = await fake.complete(Call(req, "echo"))
+    streamed = [c["choices"][0]["finish_reason"] async for c in fake.stream(Call(req, "echo")) if c["choices"]]
+    assert whole["choices"][0]["finish_reason"] == streamed[-1] == ("length" if max_tokens == 2 else "stop")
