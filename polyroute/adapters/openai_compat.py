@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from polyroute.adapters import finish_reasons
+from polyroute.adapters import finish_reasons, gemini_signatures
 from polyroute.adapters.base import Call
 from polyroute.adapters.claude_thinking import without_details
 from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, error_in_band, json_error_reader, json_object
@@ -142,6 +142,9 @@ class OpenAICompatAdapter(HttpAdapter):
         self.completion_tokens = wants_completion_tokens(config.provider, config.base_url)
         self.thinks = thinks_by_default(config.provider, config.base_url)
         self.keeps_thinking = is_one_of(KEEPS_THINKING, config.provider, config.base_url)
+        self.google = gemini_signatures.is_google(config.provider, config.base_url)
+        if self.google:
+            self.http.reader = gemini_signatures.refusing_unsigned_history(self.http.reader)
         if (hint := key_region_hint(config.provider, config.base_url)) is not None:
             self.http.reader = _hinting(self.http.reader, hint)
 
@@ -152,6 +155,8 @@ class OpenAICompatAdapter(HttpAdapter):
         body["stream"] = stream
         if not self.keeps_thinking:
             body["messages"] = without_details(raw["messages"])
+        if self.google and gemini_signatures.signs_calls(call.upstream_model):
+            body["messages"] = gemini_signatures.with_stand_ins(body["messages"])  # calls another model made
         if self.completion_tokens:
             if "max_tokens" in body:
                 limit = body.pop("max_tokens")
@@ -196,7 +201,7 @@ class OpenAICompatAdapter(HttpAdapter):
     def stream(self, call: Call) -> SSEChunks:
         url = self.continue_url if call.prefix else self.url
         model = call.upstream_model
-        events = _Events(self.name, model, self.http.reader)
+        events = _Events(self.name, model, self.http.reader, role_once=self.google)
         return SSEChunks(self.http, events, url, self.payload(call, True), self.headers, model, call.timeout)
 
 
@@ -230,9 +235,9 @@ def whole_answer(doc: object, backend: str, model: str) -> ChatResponse:
 class _Events:
     """An OpenAI-compatible stream: one chunk per event, then ``data: [DONE]``."""
 
-    __slots__ = ("backend", "calls", "cut", "ended", "model", "read", "shape")
+    __slots__ = ("backend", "calls", "cut", "ended", "model", "read", "roles", "shape")
 
-    def __init__(self, backend: str, model: str, read: BodyReader = read_error) -> None:
+    def __init__(self, backend: str, model: str, read: BodyReader = read_error, role_once: bool = False) -> None:
         self.backend = backend
         self.model = model
         self.shape = Shape(backend, model)
@@ -242,6 +247,10 @@ class _Events:
         # Why the provider cut the answer short (its finish_reason said so): the stream fails at its
         # end, after the text and usage that came with that word have been passed on.
         self.cut: str | None = None
+        # The choices whose role has been said, where the upstream says it again in later deltas (Gemini, beside
+        # each tool call: https://github.com/THU-MAIC/OpenMAIC/issues/1556): OpenAI's SDK joins a delta's text
+        # fields, role included, and would hand the client "assistantassistant" to send back. Said once, as OpenAI does.
+        self.roles: set[int] | None = set() if role_once else None
 
     def on(self, event: str, data: str) -> list[ChatChunk]:
         if data == "[DONE]":
@@ -263,6 +272,11 @@ class _Events:
                 raise UpstreamBadResponse("stream choice is not an object", backend=self.backend, model=self.model)
             self.shape.choice(choice, "delta")
             delta = choice["delta"]
+            if self.roles is not None and "role" in delta:
+                if (index := choice.get("index", 0)) in self.roles:
+                    del delta["role"]
+                else:
+                    self.roles.add(index)
             if delta and "reasoning" in delta:
                 _name_reasoning(delta)
             if delta and delta.get("tool_calls"):

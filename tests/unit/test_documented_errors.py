@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from polyroute.adapters import anthropic, ollama, openai_compat
+from polyroute.adapters import anthropic, gemini_signatures, ollama, openai_compat
 from polyroute.adapters.http import BodyReader, error_from_status
 from polyroute.errors import (
     UpstreamAuthError,
@@ -25,7 +25,8 @@ from polyroute.errors import (
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 READERS: dict[str, BodyReader] = {"anthropic": anthropic.read_error, "ollama": ollama.read_error,
                                   "dashscope": openai_compat.reader_for("dashscope", None),
-                                  "kimi": openai_compat.reader_for("moonshot", None)}
+                                  "kimi": openai_compat.reader_for("moonshot", None),
+                                  "gemini": gemini_signatures.refusing_unsigned_history(openai_compat.read_error)}
 
 CASES: list[tuple[str, type[UpstreamError], str]] = [
     # (fixture, class, words the operator reads)
@@ -74,6 +75,9 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("gemini/400_api_key_invalid", UpstreamAuthError, "API key not valid"),
     ("gemini/404_model_not_found", UpstreamModelNotFound, "models/gemini-pro is not found"),
     ("gemini/400_unknown_name_top_k", UpstreamParamRefused, 'Unknown name "top_k"'),
+    # A tool call with no thought signature in a history Gemini 3 is sent: another candidate takes it as it is.
+    ("gemini/400_function_call_missing_thought_signature", UpstreamParamRefused,
+     "Function call is missing a thought_signature"),
     ("mistral/422_extra_stream_options", UpstreamParamRefused,
      "stream_options.include_usage: Extra inputs are not permitted"),
     ("mistral/400_invalid_model", UpstreamModelNotFound, "Invalid model: mistral-medium-3.5"),
@@ -97,6 +101,7 @@ REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "ant
                  "deepseek/400_json_schema_unavailable": "response_format",
                  "openai/400_unknown_parameter_stream_options": "stream_options",
                  "gemini/400_unknown_name_top_k": "top_k",
+                 "gemini/400_function_call_missing_thought_signature": "messages",
                  "mistral/422_extra_stream_options": "stream_options", "mistral/400_tool_call_id_format": "messages"}
 
 
