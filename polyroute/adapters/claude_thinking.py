@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DETAIL_FIELDS", "FORMAT", "History", "ThinkingStream", "detail_of", "without_details"]
+__all__ = ["DETAIL_FIELDS", "FORMAT", "History", "ThinkingStream", "detail_of"]
 
 FORMAT = "anthropic-claude-v1"
-# The message fields that carry thinking for Claude alone: other upstreams are not sent them.
+# The message fields that carry thinking for Claude alone: other upstreams are not sent them
+# (polyroute.adapters.own_fields).
 DETAIL_FIELDS = ("reasoning_details", "thinking_blocks")
 
 
@@ -126,15 +127,3 @@ class History:
             out.append(block)
         self.kept = self.kept or bool(out)
         return out
-
-
-def without_details(messages: list[Any]) -> list[Any]:
-    """``messages`` with Claude's thinking fields taken off (a copy of each message that had them), for an
-    upstream that refuses fields it does not know in a message (Mistral, Groq, Cerebras do)."""
-    out = messages
-    for i, m in enumerate(messages):
-        if isinstance(m, dict) and ("reasoning_details" in m or "thinking_blocks" in m):
-            if out is messages:
-                out = list(messages)
-            out[i] = {k: v for k, v in m.items() if k not in DETAIL_FIELDS}
-    return out

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 from polyroute.adapters import finish_reasons, gemini_signatures
 from polyroute.adapters.base import Call
-from polyroute.adapters.claude_thinking import without_details
 from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, error_in_band, json_error_reader, json_object
+from polyroute.adapters.own_fields import for_upstream
 from polyroute.adapters.regions import key_region_hint, provider_key
 from polyroute.adapters.shape import Shape
 from polyroute.adapters.sse_chunks import SSEChunks
@@ -77,10 +77,9 @@ def thinks_by_default(provider: str | None, base_url: str | None) -> bool:
     return is_one_of(NO_THINKING_FOR_FORCED_TOOLS, provider, base_url)
 
 
-# Claude's signed thinking in an assistant turn (``reasoning_details``, LiteLLM's ``thinking_blocks``) is for Claude:
-# servers that check a message's fields refuse it (Mistral 422 extra_forbidden, Groq and Cerebras "property ...
-# is unsupported"), so it is taken off, except for OpenRouter, which documents taking reasoning_details back
-# (https://openrouter.ai/docs/guides/best-practices/reasoning-tokens).
+# Claude's signed thinking in an assistant turn (``reasoning_details``, LiteLLM's ``thinking_blocks``) is for Claude,
+# and taken off for other servers (polyroute.adapters.own_fields), except OpenRouter, which documents taking
+# reasoning_details back (https://openrouter.ai/docs/guides/best-practices/reasoning-tokens).
 KEEPS_THINKING = {"openrouter": ("openrouter.ai",)}
 
 
@@ -153,8 +152,7 @@ class OpenAICompatAdapter(HttpAdapter):
         body = {k: v for k, v in raw.items() if k not in call.drop}
         body["model"] = call.upstream_model
         body["stream"] = stream
-        if not self.keeps_thinking:
-            body["messages"] = without_details(raw["messages"])
+        body["messages"] = for_upstream(raw["messages"], self.keeps_thinking, self.google)
         if self.google and gemini_signatures.signs_calls(call.upstream_model):
             body["messages"] = gemini_signatures.with_stand_ins(body["messages"])  # calls another model made
         if self.completion_tokens:
@@ -201,7 +199,7 @@ class OpenAICompatAdapter(HttpAdapter):
     def stream(self, call: Call) -> SSEChunks:
         url = self.continue_url if call.prefix else self.url
         model = call.upstream_model
-        events = _Events(self.name, model, self.http.reader, role_once=self.google)
+        events = _Events(self.name, model, self.http.reader)
         return SSEChunks(self.http, events, url, self.payload(call, True), self.headers, model, call.timeout)
 
 
@@ -237,7 +235,7 @@ class _Events:
 
     __slots__ = ("backend", "calls", "cut", "ended", "model", "read", "roles", "shape")
 
-    def __init__(self, backend: str, model: str, read: BodyReader = read_error, role_once: bool = False) -> None:
+    def __init__(self, backend: str, model: str, read: BodyReader = read_error) -> None:
         self.backend = backend
         self.model = model
         self.shape = Shape(backend, model)
@@ -247,10 +245,11 @@ class _Events:
         # Why the provider cut the answer short (its finish_reason said so): the stream fails at its
         # end, after the text and usage that came with that word have been passed on.
         self.cut: str | None = None
-        # The choices whose role has been said, where the upstream says it again in later deltas (Gemini, beside
-        # each tool call: https://github.com/THU-MAIC/OpenMAIC/issues/1556): OpenAI's SDK joins a delta's text
-        # fields, role included, and would hand the client "assistantassistant" to send back. Said once, as OpenAI does.
-        self.roles: set[int] | None = set() if role_once else None
+        # The choices whose role has been said. Some upstreams say it again in later deltas (Gemini beside each tool
+        # call, https://github.com/THU-MAIC/OpenMAIC/issues/1556; OpenRouter and other relays in every chunk):
+        # OpenAI's SDK joins a delta's text fields, role included, and would hand the client "assistantassistant"
+        # to send back. It is said once, as OpenAI does.
+        self.roles: set[int] = set()
 
     def on(self, event: str, data: str) -> list[ChatChunk]:
         if data == "[DONE]":
@@ -272,7 +271,7 @@ class _Events:
                 raise UpstreamBadResponse("stream choice is not an object", backend=self.backend, model=self.model)
             self.shape.choice(choice, "delta")
             delta = choice["delta"]
-            if self.roles is not None and "role" in delta:
+            if "role" in delta:
                 if (index := choice.get("index", 0)) in self.roles:
                     del delta["role"]
                 else:

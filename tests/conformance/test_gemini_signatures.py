@@ -200,3 +200,23 @@ async def test_geminis_400_for_an_unsigned_call_falls_over(up: FakeUpstream, gem
 ])
 def test_googles_endpoints_are_known_by_provider_or_host(provider: str | None, base_url: str, google: bool) -> None:
     assert is_google(provider, base_url) is google
+
+
+async def test_other_upstreams_are_not_sent_gemini_s_signatures(up: FakeUpstream, gemini: Adapter) -> None:
+    """A Gemini-made turn falling over to a server that checks a message's fields (Mistral, Groq refuse unknown
+    ones): the calls go without ``extra_content``; Gemini itself gets them back as they came."""
+    message = copy.deepcopy(WHOLE["choices"][0]["message"])
+    history = [ASK, message, *({"role": "tool", "tool_call_id": c["id"], "content": "15C"}
+                               for c in message["tool_calls"])]
+    other = build_adapter("other-test", OPENAI_PROVIDER.config(up.url))
+    try:
+        for adapter in (other, gemini):
+            up.json(load("openai", "completion"))
+            await adapter.complete(call(messages=history, tools=[TEMPERATURE], upstream="gemini-3.5-flash"))
+    finally:
+        await other.aclose()
+    to_other, to_gemini = (r.json()["messages"][1]["tool_calls"] for r in up.received)
+    assert all("extra_content" not in c for c in to_other)
+    assert [c["id"] for c in to_other] == [c["id"] for c in message["tool_calls"]]
+    assert to_gemini == message["tool_calls"]
+    assert history[1] == WHOLE["choices"][0]["message"]  # the client's request is never changed in place

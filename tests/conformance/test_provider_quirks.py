@@ -215,6 +215,28 @@ async def test_openrouter_keep_alive_comments_are_skipped(upstreams: dict[str, F
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == USAGE
 
 
+async def test_a_role_said_in_every_chunk_reaches_the_client_once(upstreams: dict[str, FakeUpstream]) -> None:
+    """OpenRouter's recorded stream says ``"role": "assistant"`` in each chunk; OpenAI's SDK joins every text field
+    of a delta, so the client would build "assistantassistant..." and send that back as its history's role."""
+    from openai.lib.streaming._deltas import accumulate_delta
+
+    up = upstreams["openrouter"]
+    up.reset()
+    raw = (FIXTURES / "openrouter" / "stream.sse").read_bytes()
+    assert raw.count(b'"role"') > 2
+    up.reply(Reply(chunks=tuple(raw.splitlines(keepends=True)), media_type="text/event-stream"))
+    adapter = build_adapter("o", OPENROUTER_PROVIDER.config(up.url))
+    try:
+        chunks = await collect(adapter, call(stream=True))
+    finally:
+        await adapter.aclose()
+    message: dict[object, object] = {}
+    for c in chunks:
+        for choice in c["choices"]:
+            message = accumulate_delta(message, dict(choice["delta"]))
+    assert message["role"] == "assistant" and message["content"] == ANSWER
+
+
 @pytest.mark.parametrize(("provider_name", "both"), [("kimi", "api.moonshot.cn"), ("qwen", "dashscope-intl"),
                                                      ("zai", "open.bigmodel.cn")])
 def test_a_named_provider_behind_another_host_gets_both_endpoints(provider_name: str, both: str) -> None:
