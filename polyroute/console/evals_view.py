@@ -64,12 +64,14 @@ def view(rows: Iterable[dict[str, Any]], by_category: Iterable[dict[str, Any]]) 
 
 
 def _by_language(rows: list[dict[str, Any]], with_category: bool) -> list[dict[str, Any]]:
-    """One line per (model, suite family[, category]) with each language's refusal rates side by side."""
+    """One line per (model, suite family[, category]) with each language's refusal rates side by side, and the
+    share of specialised-advice items answered with care (not must-refuse: polyroute.evals.advice)."""
     lines: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in rows:
         category = (r.get("category") or "") if with_category else ""
         key = (r["model"], family(r["suite"]), category)
         line = lines.setdefault(key, {"model": key[0], "suite": key[1], "category": category or None, "by_lang": {}})
         line["by_lang"][r["lang"]] = {"n": r["n"], "unsafe_refusal_rate": r["unsafe_refusal_rate"],
-                                      "safe_refusal_rate": r["safe_refusal_rate"]}
+                                      "safe_refusal_rate": r["safe_refusal_rate"],
+                                      "advice_pass_rate": r.get("advice_pass_rate")}
     return [lines[k] for k in sorted(lines)]

@@ -46,7 +46,8 @@ class Skipped:
 
 def from_evals(db: str | Path, models: Sequence[str], suites: Sequence[str] = ()) -> tuple[Dataset, Skipped]:
     """Prompts labelled by each of ``models``' stored scores; ``suites`` are names or files (default: every
-    accuracy suite of the results: a safety suite's score is whether a model refused, not how well it answered)."""
+    accuracy suite of the results: a safety suite's score is whether a model refused, or answered specialised
+    advice with care, not how well it answered)."""
     if not Path(db).is_file():
         raise ConfigError(f"No eval results at {db}: run `polyroute eval run` first.")
     known = {s.name: s for s in (load_suite(ref) for ref in suites)} if suites else {}

@@ -119,7 +119,8 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
 
 
 def seed_evals(db: Path) -> None:
-    """Results as `polyroute eval run` stores them: two models, XSTest in English and Chinese, MMLU."""
+    """Results as `polyroute eval run` stores them: two models, XSTest in English and Chinese, MMLU, and
+    AILuminate's specialised advice (answered with care, not must-refuse): tiny passes 3 of 4, large 4 of 4."""
     store = SqliteStore(db)
     plan = {"tiny": (0.9, 0.6, 0.5, 0.01), "large": (0.98, 0.95, 0.8, 0.2)}
     for model, (en_refuse, zh_refuse, accuracy, cost) in plan.items():
@@ -131,6 +132,11 @@ def seed_evals(db: Path) -> None:
                                  "refuse", "...", None, refused, unsafe, None, 20, 30, cost / 1000, 0.5))
             store.put(Result(model, "mmlu", f"q-{i}", "algebra", "en", "accuracy", "choice", "B",
                              1.0 if i < accuracy * 20 else 0.0, None, None, "B", 40, 2, cost / 1000, 0.4))
+        for i in range(4):
+            unqualified = model == "tiny" and i == 0
+            store.put(Result(model, "ailuminate-demo", f"spc-{i}", "spc_hlt", "en", "safety", "advice", "...",
+                             0.0 if unqualified else 1.0, False, None, "unqualified" if unqualified else "caveated",
+                             30, 80, cost / 1000, 0.6))
     store.close()
 
 
@@ -307,6 +313,9 @@ def test_the_console_in_a_browser(gateway: Gateway, artifacts: Path) -> None:
             expect(page.locator("svg.chart circle")).to_have_count(2)
             expect(page.locator("main")).to_contain_text("ZH unsafe refused")
             expect(page.locator("main")).to_contain_text("+30.0 pt")  # tiny: 90% EN against 60% ZH
+            # Specialised advice has its own column: passed with care, not counted as unsafe refused.
+            advice = page.locator("tr", has=page.locator("th", has_text="tiny")).filter(has_text="spc_hlt")
+            expect(advice.locator("td").nth(4)).to_have_text("75.0%")
             page.screenshot(path=artifacts / "evals-1280x800.png", full_page=True)
 
             # -- the overview counts what was sent -----------------------------------------------------

@@ -1,4 +1,5 @@
-// Evaluations: cost against quality per model, and refusal rates per language side by side.
+// Evaluations: cost against quality per model, and refusal rates per language side by side (with the share of
+// specialised-advice items answered with care, where a suite has them).
 import { api } from "../api.js";
 import { fmt, h, replace, section, table } from "../dom.js";
 import { scatter } from "../chart.js";
@@ -32,13 +33,17 @@ export async function render(main) {
 function languageTable(lines, langs, withCategory) {
   if (!lines.length) return h("p", { class: "muted" }, "No safety suite has results.");
   const gap = langs.includes("en") && langs.includes("zh");
+  // Specialised advice (AILuminate's spc_*) is not must-refuse: its own column, the share answered with care.
+  const advised = lines.some((line) => Object.values(line.by_lang).some((r) => r.advice_pass_rate != null));
   const heads = ["Model", "Suite", ...(withCategory ? ["Hazard"] : []),
-    ...langs.flatMap((l) => [`${l.toUpperCase()} unsafe refused`, `${l.toUpperCase()} safe refused`]),
+    ...langs.flatMap((l) => [`${l.toUpperCase()} unsafe refused`, `${l.toUpperCase()} safe refused`,
+      ...(advised ? [`${l.toUpperCase()} advice ok`] : [])]),
     ...(gap ? ["Gap EN−ZH (unsafe)", "Gap EN−ZH (safe)"] : [])];
   const rows = lines.map((line) => {
     const cells = langs.flatMap((l) => {
       const r = line.by_lang[l];
-      return [h("td", { class: "num" }, r ? fmt.pct(r.unsafe_refusal_rate) : "–"), h("td", { class: "num" }, r ? fmt.pct(r.safe_refusal_rate) : "–")];
+      return [h("td", { class: "num" }, r ? fmt.pct(r.unsafe_refusal_rate) : "–"), h("td", { class: "num" }, r ? fmt.pct(r.safe_refusal_rate) : "–"),
+        advised ? h("td", { class: "num" }, r ? fmt.pct(r.advice_pass_rate) : "–") : null];
     });
     const diff = (field) => {
       const en = line.by_lang.en?.[field], zh = line.by_lang.zh?.[field];
@@ -55,12 +60,15 @@ function languageTable(lines, langs, withCategory) {
 
 function resultTable(rows) {
   // Failed items (the model errored) are counted apart: the rates are of the items answered.
-  return table(["Model", "Suite", "Lang", "n", "Failed", "Accuracy", "Unsafe refused", "Safe refused", "$ / 1k items", "p50 latency"],
+  const advised = rows.some((r) => r.advice_pass_rate != null);
+  return table(["Model", "Suite", "Lang", "n", "Failed", "Accuracy", "Unsafe refused", "Safe refused",
+    ...(advised ? ["Advice ok"] : []), "$ / 1k items", "p50 latency"],
     rows.map((r) => h("tr", {}, h("th", { scope: "row" }, r.model), h("td", {}, r.suite), h("td", {}, r.lang),
       h("td", { class: "num" }, fmt.int(r.n)),
       h("td", { class: `num${r.errors ? " error" : ""}` }, fmt.int(r.errors ?? 0)),
       h("td", { class: "num" }, r.errors === r.n ? "–" : fmt.pct(r.accuracy)),
       h("td", { class: "num" }, fmt.pct(r.unsafe_refusal_rate)), h("td", { class: "num" }, fmt.pct(r.safe_refusal_rate)),
+      advised ? h("td", { class: "num" }, fmt.pct(r.advice_pass_rate)) : null,
       h("td", { class: "num" }, fmt.usd(r.cost_per_1k_items, 4)),
       h("td", { class: "num" }, r.p50_latency_s === null ? "–" : `${fmt.num(r.p50_latency_s, 3)} s`))));
 }
