@@ -183,6 +183,8 @@ class GatewayConfig(_Strict):
     # Seconds between looks at the quality routes' router files; a changed file is loaded without
     # a restart. 0: only on SIGHUP.
     router_poll: float = Field(default=1.0, ge=0, le=3600)
+    # Web pages whose scripts may call the API (CORS): origins as a browser sends them, or "*". None by default.
+    cors_origins: list[str] = Field(default_factory=list)
     breakers: BreakerConfig = Field(default_factory=BreakerConfig)
 
     @field_validator("listen")
@@ -191,6 +193,15 @@ class GatewayConfig(_Strict):
         host, sep, port = v.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("listen must be 'HOST:PORT', e.g. '127.0.0.1:8080'")
+        return v
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for o in v:
+            u = urlsplit(o)
+            if o != "*" and (u.scheme not in ("http", "https") or not u.hostname or f"{u.scheme}://{u.netloc}" != o):
+                raise ValueError(f"{o!r} is not an origin: scheme://host[:port], no path, or '*'")
         return v
 
     @field_validator("sched_slice_us")

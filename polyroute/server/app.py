@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -117,7 +118,12 @@ def create_app(gateway: Gateway) -> App:
     elif config.admin.secret is not None:
         log.warning("admin.secret: %s is not set, so the admin API is off", config.admin.secret.ref)
 
-    return App(
+    build: Callable[..., App] = App
+    if config.gateway.cors_origins:
+        from polyroute.server.cors import Cors, CorsApp
+
+        build = functools.partial(CorsApp, cors=Cors(config.gateway.cors_origins))
+    return build(
         prefixes={MODEL_PREFIX: {"GET": model}, **prefixes},
         routes={
             **routes,
