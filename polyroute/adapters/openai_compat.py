@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from polyroute.adapters import finish_reasons, gemini_signatures
 from polyroute.adapters.base import Call
 from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, error_in_band, json_error_reader, json_object
-from polyroute.adapters.own_fields import for_upstream
+from polyroute.adapters.own_fields import for_upstream, with_reasoning
 from polyroute.adapters.regions import key_region_hint, provider_key
 from polyroute.adapters.shape import Shape
 from polyroute.adapters.sse_chunks import SSEChunks
@@ -75,6 +75,11 @@ NO_THINKING_FOR_FORCED_TOOLS = {"deepseek": ("api.deepseek.com",)}
 
 def thinks_by_default(provider: str | None, base_url: str | None) -> bool:
     return is_one_of(NO_THINKING_FOR_FORCED_TOOLS, provider, base_url)
+
+
+# Thinking modes that want reasoning_content on every assistant turn that called tools (polyroute.adapters.own_fields).
+WANTS_REASONING = {"deepseek": ("api.deepseek.com",), "moonshot": ("api.moonshot.ai", "api.moonshot.cn"),
+                   "kimi": ()}
 
 
 # Claude's signed thinking in an assistant turn (``reasoning_details``, LiteLLM's ``thinking_blocks``) is for Claude,
@@ -141,6 +146,7 @@ class OpenAICompatAdapter(HttpAdapter):
         self.completion_tokens = wants_completion_tokens(config.provider, config.base_url)
         self.thinks = thinks_by_default(config.provider, config.base_url)
         self.keeps_thinking = is_one_of(KEEPS_THINKING, config.provider, config.base_url)
+        self.wants_reasoning = is_one_of(WANTS_REASONING, config.provider, config.base_url)
         self.google = gemini_signatures.is_google(config.provider, config.base_url)
         if self.google:
             self.http.reader = gemini_signatures.refusing_unsigned_history(self.http.reader)
@@ -163,6 +169,8 @@ class OpenAICompatAdapter(HttpAdapter):
             body["max_tokens"] = body.pop("max_completion_tokens")
         if self.thinks and "thinking" not in body and body.get("tool_choice") not in (None, "auto", "none"):
             body["thinking"] = {"type": "disabled"}  # a forced tool call: thinking mode refuses it
+        if self.wants_reasoning and body.get("thinking") != {"type": "disabled"}:
+            body["messages"] = with_reasoning(body["messages"])  # turns another model wrote before a failover
         if stream and "stream_options" not in call.drop:
             opts = dict(body.get("stream_options") or {})
             if call.want_usage:

@@ -321,3 +321,40 @@ async def test_deepseek_is_asked_without_thinking_for_a_forced_tool_call(
     finally:
         await adapter.aclose()
     assert up.received[0].json().get("thinking") == thinking
+
+
+@pytest.mark.parametrize(("name", "tool_choice", "added"), [
+    ("deepseek", "auto", True),
+    ("moonshot", None, True),
+    ("deepseek", "required", False),  # sent with thinking off (a forced call): nothing to pass back
+    ("openai", None, False),
+])
+async def test_a_tool_turn_another_model_wrote_is_sent_to_a_thinking_mode_with_reasoning_content(
+    upstreams: dict[str, FakeUpstream], name: str, tool_choice: object, added: bool
+) -> None:
+    """DeepSeek's and Kimi's thinking modes refuse a tool-call turn without reasoning_content (400 "Missing
+    reasoning_content field"): one Claude or GPT wrote before a failover gets an empty one; their own keep theirs."""
+    from tests.conformance.helpers import WEATHER_TOOL
+    from tests.conformance.providers import MOONSHOT_PROVIDER, OPENAI_PROVIDER
+
+    providers = {"deepseek": DEEPSEEK_PROVIDER, "moonshot": MOONSHOT_PROVIDER, "openai": OPENAI_PROVIDER}
+    calls = [{"id": "toolu_01A", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]
+    history = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": calls},  # another model's: no reasoning_content
+        {"role": "tool", "tool_call_id": "toolu_01A", "content": "18C"},
+        {"role": "assistant", "content": "", "tool_calls": calls, "reasoning_content": "Its own thought."},
+        {"role": "tool", "tool_call_id": "toolu_01A", "content": "18C"},
+    ]
+    up = upstreams[name]
+    up.reset()
+    up.json(load("openai", "completion"))
+    adapter = build_adapter(f"{name}-test", providers[name].config(up.url))
+    try:
+        await adapter.complete(call(messages=history, tools=[WEATHER_TOOL], tool_choice=tool_choice))
+    finally:
+        await adapter.aclose()
+    sent = up.received[0].json()["messages"]
+    assert ("reasoning_content" in sent[1]) is added and sent[1].get("reasoning_content", "") == ""
+    assert sent[3]["reasoning_content"] == "Its own thought."
+    assert "reasoning_content" not in history[1]  # the client's request is not changed in place
