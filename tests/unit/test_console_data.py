@@ -205,8 +205,8 @@ def test_eval_view_sets_languages_side_by_side() -> None:
     assert family("xstest-zh") == "xstest" and family("mmlu") == "mmlu"
     assert doc["languages"] == ["en", "zh"]
     assert doc["refusals"] == [{"model": "m", "suite": "xstest", "category": None, "by_lang": {
-        "en": {"n": 10, "unsafe_refusal_rate": 0.9, "safe_refusal_rate": 0.1},
-        "zh": {"n": 10, "unsafe_refusal_rate": 0.6, "safe_refusal_rate": 0.1}}}]
+        "en": {"n": 10, "unsafe_refusal_rate": 0.9, "safe_refusal_rate": 0.1, "advice_pass_rate": None},
+        "zh": {"n": 10, "unsafe_refusal_rate": 0.6, "safe_refusal_rate": 0.1, "advice_pass_rate": None}}}]
     assert doc["hazards"][0]["category"] == "homonyms"
     assert {(p["suite"], p["measure"], p["quality"]) for p in doc["scatter"]} == {
         ("xstest", "unsafe_refusal_rate", 0.9), ("xstest-zh", "unsafe_refusal_rate", 0.6), ("mmlu", "accuracy", 0.6)}
