@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
+from openai.lib.streaming._deltas import accumulate_delta
 
 from polyroute.adapters import Adapter, Call
 from polyroute.types import ChatChunk, ChatRequest
@@ -49,3 +51,12 @@ def fixture(provider: str, name: str) -> Any:
     if not has_fixture(provider, name):
         pytest.skip(f"{provider}: no documented example for '{name}'")
     return load(provider, name)
+
+
+def as_sdk_reads(chunks: list[ChatChunk]) -> dict[str, Any]:
+    """The message OpenAI's Python SDK builds from a stream's deltas, by its own joining rule."""
+    message: dict[str, Any] = {}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            message = accumulate_delta(message, copy.deepcopy(dict(choice["delta"])))
+    return message

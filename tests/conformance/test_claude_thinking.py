@@ -7,16 +7,13 @@ refuses the next request; the fixtures are shaped as Anthropic documents such tu
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
-from openai.lib.streaming._deltas import accumulate_delta
 
 from polyroute.adapters import Adapter
 from polyroute.assemble import Assembly
-from polyroute.types import ChatChunk
-from tests.conformance.helpers import WEATHER_TOOL, call, collect
+from tests.conformance.helpers import WEATHER_TOOL, as_sdk_reads, call, collect
 from tests.conformance.providers import ANTHROPIC_PROVIDER, Provider
 from tests.support.upstreams import FakeUpstream, load
 
@@ -33,15 +30,6 @@ def provider() -> Provider:
 def omitted_stream() -> list[dict[str, Any]]:
     """The .sse fixture's events as the fake upstream sends named events (each event's name is its type)."""
     return [{"event": e["type"], "data": e} for e in load("anthropic", "thinking_omitted_stream")]
-
-
-def as_sdk_reads(chunks: list[ChatChunk]) -> dict[str, Any]:
-    """The message OpenAI's Python SDK builds from a stream's deltas (its own joining rule)."""
-    message: dict[str, Any] = {}
-    for chunk in chunks:
-        for choice in chunk["choices"]:
-            message = accumulate_delta(message, copy.deepcopy(dict(choice["delta"])))
-    return message
 
 
 def second_turn(assistant: dict[str, Any]) -> list[dict[str, Any]]:

@@ -13,14 +13,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from openai.lib.streaming._deltas import accumulate_delta
 
 from polyroute.adapters import Adapter, build_adapter
 from polyroute.adapters.gemini_signatures import STAND_IN, is_google
 from polyroute.assemble import Assembly
 from polyroute.errors import UpstreamError, UpstreamParamRefused
-from polyroute.types import ChatChunk
-from tests.conformance.helpers import call, collect
+from tests.conformance.helpers import as_sdk_reads, call, collect
 from tests.conformance.providers import OPENAI_PROVIDER, Provider, _compatible
 from tests.support.upstreams import FakeUpstream, load
 
@@ -70,14 +68,6 @@ def claude_made(second_step: bool = False) -> list[dict[str, Any]]:
 def sent_calls(up: FakeUpstream, at: int = 0) -> list[list[dict[str, Any]]]:
     """The tool calls of each assistant message the upstream received."""
     return [m["tool_calls"] for m in up.received[at].json()["messages"] if m.get("tool_calls")]
-
-
-def as_sdk_reads(chunks: list[ChatChunk]) -> dict[str, Any]:
-    message: dict[str, Any] = {}
-    for chunk in chunks:
-        for choice in chunk["choices"]:
-            message = accumulate_delta(message, copy.deepcopy(dict(choice["delta"])))
-    return message
 
 
 # --- out: Gemini's signatures reach the client whole ---------------------------------------

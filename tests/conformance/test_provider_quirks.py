@@ -11,8 +11,8 @@ from polyroute.catalog import load_catalog
 from polyroute.config import OpenAIBackend
 from polyroute.errors import UpstreamAuthError, UpstreamContextExceeded, UpstreamError
 from polyroute.settings import default_raw
-from polyroute.types import chunk_has_token
-from tests.conformance.helpers import ANSWER, USAGE, call, collect, content
+from polyroute.types import ChatChunk, chunk_has_token
+from tests.conformance.helpers import ANSWER, USAGE, as_sdk_reads, call, collect, content
 from tests.conformance.providers import (
     API_KEY,
     DASHSCOPE_PROVIDER,
@@ -200,17 +200,22 @@ async def test_a_key_refused_elsewhere_gets_no_region_hint(upstreams: dict[str, 
 # --- OpenRouter's keep-alive comments -----------------------------------------------------
 
 
-async def test_openrouter_keep_alive_comments_are_skipped(upstreams: dict[str, FakeUpstream]) -> None:
+async def recorded_openrouter_stream(upstreams: dict[str, FakeUpstream]) -> tuple[bytes, list[ChatChunk]]:
+    """OpenRouter's recorded stream, sent as the file has it (comments included), and what the adapter made of it."""
     up = upstreams["openrouter"]
     up.reset()
     raw = (FIXTURES / "openrouter" / "stream.sse").read_bytes()
-    assert b": OPENROUTER PROCESSING" in raw  # the file is sent as it is, comments included
     up.reply(Reply(chunks=tuple(raw.splitlines(keepends=True)), media_type="text/event-stream"))
     adapter = build_adapter("o", OPENROUTER_PROVIDER.config(up.url))
     try:
-        chunks = await collect(adapter, call(stream=True))
+        return raw, await collect(adapter, call(stream=True))
     finally:
         await adapter.aclose()
+
+
+async def test_openrouter_keep_alive_comments_are_skipped(upstreams: dict[str, FakeUpstream]) -> None:
+    raw, chunks = await recorded_openrouter_stream(upstreams)
+    assert b": OPENROUTER PROCESSING" in raw
     assert content(chunks) == ANSWER
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == USAGE
 
@@ -218,22 +223,9 @@ async def test_openrouter_keep_alive_comments_are_skipped(upstreams: dict[str, F
 async def test_a_role_said_in_every_chunk_reaches_the_client_once(upstreams: dict[str, FakeUpstream]) -> None:
     """OpenRouter's recorded stream says ``"role": "assistant"`` in each chunk; OpenAI's SDK joins every text field
     of a delta, so the client would build "assistantassistant..." and send that back as its history's role."""
-    from openai.lib.streaming._deltas import accumulate_delta
-
-    up = upstreams["openrouter"]
-    up.reset()
-    raw = (FIXTURES / "openrouter" / "stream.sse").read_bytes()
+    raw, chunks = await recorded_openrouter_stream(upstreams)
     assert raw.count(b'"role"') > 2
-    up.reply(Reply(chunks=tuple(raw.splitlines(keepends=True)), media_type="text/event-stream"))
-    adapter = build_adapter("o", OPENROUTER_PROVIDER.config(up.url))
-    try:
-        chunks = await collect(adapter, call(stream=True))
-    finally:
-        await adapter.aclose()
-    message: dict[object, object] = {}
-    for c in chunks:
-        for choice in c["choices"]:
-            message = accumulate_delta(message, dict(choice["delta"]))
+    message = as_sdk_reads(chunks)
     assert message["role"] == "assistant" and message["content"] == ANSWER
 
 
