@@ -245,7 +245,10 @@ class AnthropicAdapter(HttpAdapter):
             return "user", [result]
         blocks = self._content(m.content, model)
         if m.role == "assistant":
-            blocks[:0] = thinking.blocks(m.model_extra)  # the turn's thinking opens it, as Claude wrote it
+            if blocks or m.tool_calls:  # the turn's thinking opens it, as Claude wrote it
+                blocks[:0] = thinking.blocks(m.model_extra)
+            else:  # thinking alone (an answer cut while thinking): no turn to send
+                thinking.skip(m.model_extra)
             for j, tc in enumerate(m.tool_calls or []):
                 blocks.append(self._tool_use(tc, f"messages[{i}].tool_calls[{j}]", model))
         return ("assistant" if m.role == "assistant" else "user"), blocks

@@ -127,3 +127,8 @@ class History:
             out.append(block)
         self.kept = self.kept or bool(out)
         return out
+
+    def skip(self, extra: dict[str, Any] | None) -> None:
+        """A turn sent without its thinking (it has nothing else to send): later blocks would follow a gap."""
+        if self.kept and extra and any(f in extra for f in DETAIL_FIELDS):
+            self.ended = True

@@ -160,3 +160,16 @@ async def test_an_openai_compatible_upstream_is_not_sent_claude_s_fields(upstrea
         sent = up.received[0].json()["messages"][1]
         assert ("reasoning_details" in sent) is kept, name
         assert sent["content"] == "Checking."
+
+
+async def test_a_turn_of_thinking_alone_is_not_sent_and_leaves_no_gap(upstream: FakeUpstream, adapter: Adapter) -> None:
+    """An answer cut while thinking has no text and no tool call: Claude is not sent a turn of thinking alone, and
+    the blocks after it go too, since keeping them would leave a gap."""
+    messages = [
+        {"role": "user", "content": "1"}, turn([signed(1)]),
+        {"role": "user", "content": "2"}, turn([signed(2)], text=""),
+        {"role": "user", "content": "3"}, turn([signed(3)]),
+        {"role": "user", "content": "4"},
+    ]
+    turns = await sent_turns(upstream, adapter, messages)
+    assert [[b.get("thinking", b["type"]) for b in t] for t in turns] == [["step 1", "text"], ["text"]]
