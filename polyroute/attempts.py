@@ -50,6 +50,18 @@ def _cached(usage: dict[str, Any]) -> int:
     count = details.get("cached_tokens") if isinstance(details, dict) else usage.get("prompt_cache_hit_tokens")
     return token_count(count) or 0
 
+
+def _written(usage: dict[str, Any]) -> tuple[int, int]:
+    """Prompt tokens written to the provider's cache for five minutes and for an hour (Claude's, as its adapter
+    reports them: ``cache_write_tokens``, of which ``cache_write_1h_tokens``)."""
+    details = usage.get("prompt_tokens_details")
+    if not isinstance(details, dict) or "cache_write_tokens" not in details:
+        return 0, 0
+    total, hour = token_count(details.get("cache_write_tokens")) or 0, token_count(details.get("cache_write_1h_tokens"))
+    hour = min(hour or 0, total)
+    return total - hour, hour
+
+
 log = logging.getLogger("polyroute.failover")
 
 CHARS_PER_TOKEN = 4  # to estimate the tokens of an attempt that was cut before it sent usage
@@ -92,7 +104,8 @@ class Report:
         self.usage["completion_tokens"] += counts["completion_tokens"]
         self.usage["total_tokens"] += counts["total_tokens"]
         raw = cast(dict[str, Any], usage)  # a dict: read_usage read it
-        self.cost_usd += entry.cost(counts, _cached(raw) if entry.offer is not None else 0)
+        priced = entry.offer is not None  # a catalog offer's cache rates; a config's own price is the whole price
+        self.cost_usd += entry.cost(counts, _cached(raw) if priced else 0, written=_written(raw) if priced else (0, 0))
         self.estimated |= estimated
         if "prompt_tokens_details" in raw or "completion_tokens_details" in raw:
             self._add_details(raw)

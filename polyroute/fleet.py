@@ -26,6 +26,10 @@ from polyroute.redact import UpstreamGuard
 from polyroute.refusals import Refusals
 from polyroute.types import Usage
 
+# Anthropic bills prompt tokens written to its cache above the input price: 1.25x for five minutes, 2x for an hour
+# (https://platform.claude.com/docs/en/build-with-claude/prompt-caching#pricing); these are the parts above it.
+_WRITE_5M, _WRITE_1H = 0.25, 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class ModelEntry:
@@ -54,9 +58,11 @@ class ModelEntry:
         """Whether the catalog or the config says this model cannot use tools (unknown is not lacking)."""
         return (self.family is not None or bool(self.capabilities)) and "tools" not in self.capabilities
 
-    def cost(self, usage: Usage | None, cached: int = 0, at: datetime | None = None) -> float:
+    def cost(self, usage: Usage | None, cached: int = 0, at: datetime | None = None,
+             written: tuple[int, int] = (0, 0)) -> float:
         """What ``usage`` costs: at the time of day's rates where the offer has two (DeepSeek's off-peak hours),
-        and ``cached`` prompt tokens (read from the provider's cache) at its cached rate where it has one."""
+        ``cached`` prompt tokens (read from the provider's cache) at its cached rate where it has one, and prompt
+        tokens ``written`` to Anthropic's cache (for five minutes, for an hour) at its write rates."""
         if not usage:
             return 0.0
         price_in, price_out, price_cached = self.input_per_mtok, self.output_per_mtok, None
@@ -69,7 +75,10 @@ class ModelEntry:
                 price_cached = offer.cached_input_per_mtok * (price_in / offer.input_per_mtok if offer.input_per_mtok
                                                               else 1.0)
         cached = min(cached, usage["prompt_tokens"]) if price_cached is not None else 0
-        return ((usage["prompt_tokens"] - cached) * price_in + cached * (price_cached or 0.0)
+        premium = 0.0
+        if offer is not None and offer.provider == "anthropic" and any(written):
+            premium = (written[0] * _WRITE_5M + written[1] * _WRITE_1H) * price_in
+        return ((usage["prompt_tokens"] - cached) * price_in + cached * (price_cached or 0.0) + premium
                 + usage["completion_tokens"] * price_out) / 1_000_000
 
     def describe(self) -> dict[str, object]:

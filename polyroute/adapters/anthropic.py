@@ -18,6 +18,7 @@ from typing import Any, cast
 import orjson
 
 from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, now, usage_chunk
+from polyroute.adapters.claude_cache import marked, marked_last, system_blocks
 from polyroute.adapters.claude_thinking import History, ThinkingStream, detail_of
 from polyroute.adapters.http import (
     ErrorInfo,
@@ -201,7 +202,7 @@ class AnthropicAdapter(HttpAdapter):
                 raise UpstreamParamRefused(f"{call.upstream_model} refuses a forced tool call (tool_choice "
                                            f"{orjson.dumps(asked).decode()})", param="tool_choice",
                                            backend=self.name, model=call.upstream_model)
-            body["tools"] = [_tool(t["function"]) for t in tools]
+            body["tools"] = [marked(_tool(t["function"]), t) for t in tools]
             choice = _tool_choice(asked, extras)
             if choice:
                 body["tool_choice"] = choice
@@ -216,13 +217,15 @@ class AnthropicAdapter(HttpAdapter):
             body["metadata"] = {"user_id": user}
         return body
 
-    def _turns(self, call: Call) -> tuple[str, list[dict[str, Any]]]:
+    def _turns(self, call: Call) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
         system: list[str] = []
+        instructions: list[tuple[Any, dict[str, Any] | None]] = []
         turns: list[dict[str, Any]] = []
         thinking = History()
         for i, m in enumerate(call.request.messages):
             if m.role in ("system", "developer"):
                 system.append(m.text())
+                instructions.append((m.content, m.model_extra))
                 continue
             role, blocks = self._blocks(m, i, call.upstream_model, thinking)
             if not blocks:
@@ -237,12 +240,13 @@ class AnthropicAdapter(HttpAdapter):
             # Anthropic refuses a final assistant turn that ends in whitespace; the
             # stripped tail is put back when the continuation arrives (see _Rejoin).
             turns.append({"role": "assistant", "content": prefill})
-        return "\n\n".join(s for s in system if s), turns
+        marked_system = system_blocks(instructions)  # as blocks only when one marks a cache breakpoint
+        return (marked_system if marked_system is not None else "\n\n".join(s for s in system if s)), turns
 
     def _blocks(self, m: Message, i: int, model: str, thinking: History) -> tuple[str, list[dict[str, Any]]]:
         if m.role in ("tool", "function"):
             result = {"type": "tool_result", "tool_use_id": m.tool_call_id or m.name or "", "content": m.text()}
-            return "user", [result]
+            return "user", marked_last([result], m.model_extra)
         blocks = self._content(m.content, model)
         if m.role == "assistant":
             if blocks or m.tool_calls:  # the turn's thinking opens it, as Claude wrote it
@@ -251,7 +255,7 @@ class AnthropicAdapter(HttpAdapter):
                 thinking.skip(m.model_extra)
             for j, tc in enumerate(m.tool_calls or []):
                 blocks.append(self._tool_use(tc, f"messages[{i}].tool_calls[{j}]", model))
-        return ("assistant" if m.role == "assistant" else "user"), blocks
+        return ("assistant" if m.role == "assistant" else "user"), marked_last(blocks, m.model_extra)
 
     def _content(self, content: str | list[dict[str, Any]] | None, model: str) -> list[dict[str, Any]]:
         if not content:
@@ -262,14 +266,15 @@ class AnthropicAdapter(HttpAdapter):
         for part in content:
             kind = part.get("type")
             if kind == "text" and part.get("text"):
-                blocks.append({"type": "text", "text": part["text"]})
+                blocks.append(marked({"type": "text", "text": part["text"]}, part))
             elif kind == "image_url":
                 url = part.get("image_url")
-                blocks.append(self._image(url.get("url", "") if isinstance(url, dict) else str(url or ""), model))
+                image = self._image(url.get("url", "") if isinstance(url, dict) else str(url or ""), model)
+                blocks.append(marked(image, part))
             elif kind in ("image", "document"):
                 blocks.append(part)  # already in Anthropic's shape
             elif kind == "file":
-                blocks.append(self._document(part.get("file"), model))
+                blocks.append(marked(self._document(part.get("file"), model), part))
             elif kind != "text":  # audio and anything else Claude has no block for: asked of another model
                 raise UpstreamParamRefused(f"Claude takes no {kind!r} content part", param="messages",
                                            backend=self.name, model=model)
@@ -538,8 +543,17 @@ def _usage(u: dict[str, Any]) -> Usage:
         return cast(Usage, {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None})
     fresh, created, cached, out = cast(list[int], read)
     usage: dict[str, Any] = dict(make_usage(fresh + created + cached, out))
+    details: dict[str, int] = {}
     if cached:
-        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        details["cached_tokens"] = cached
+    if created:  # written to the cache, billed above the input price (polyroute.fleet.ModelEntry.cost)
+        details["cache_write_tokens"] = created  # OpenRouter's name for them
+        split = u.get("cache_creation")
+        hour = token_count(split.get("ephemeral_1h_input_tokens")) if isinstance(split, dict) else None
+        if hour:
+            details["cache_write_1h_tokens"] = min(hour, created)
+    if details:
+        usage["prompt_tokens_details"] = details
     return cast(Usage, usage)
 
 

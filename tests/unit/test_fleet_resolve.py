@@ -88,3 +88,29 @@ def test_a_catalog_offer_is_billed_at_its_time_of_day_and_cached_rates() -> None
         assert report.bill(flash, {**make_usage(1_000_000, 0), **said})
         assert report.cost_usd == pytest.approx(flash.cost(make_usage(1_000_000, 0), cached=800_000))
         assert report.cost_usd < flash.cost(make_usage(1_000_000, 0))
+
+
+def test_claude_s_cache_writes_are_billed_at_anthropic_s_write_rates() -> None:
+    """Anthropic bills prompt tokens written to its cache at 1.25x the input price for five minutes and 2x for an
+    hour, and reads at its cached rate (platform.claude.com's prompt-caching pricing). Claude's usage says how many of
+    each; before, writes were billed as plain input, a quarter to a half of their price lost."""
+    from polyroute.adapters.anthropic import _usage
+    from polyroute.attempts import Report
+
+    raw = {"backends": {"claude": {"type": "anthropic", "base_url": "https://api.anthropic.com", "api_key": "env:K"}},
+           "models": {"sonnet": {"backend": "claude", "upstream": "claude-sonnet-4-5", "family": "claude-sonnet-4-5"}}}
+    fleet = Fleet.build(cfg.parse(raw, env={"K": "sk-x"}), load_catalog())
+    sonnet = fleet.models["sonnet"]
+    price_in, price_cached = sonnet.input_per_mtok, sonnet.offer.cached_input_per_mtok  # type: ignore[union-attr]
+    said = {"input_tokens": 100_000, "cache_creation_input_tokens": 600_000, "cache_read_input_tokens": 300_000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 400_000, "ephemeral_1h_input_tokens": 200_000},
+            "output_tokens": 0}
+    usage = _usage(said)
+    assert usage["prompt_tokens"] == 1_000_000
+    assert usage["prompt_tokens_details"] == {  # type: ignore[typeddict-item]
+        "cached_tokens": 300_000, "cache_write_tokens": 600_000, "cache_write_1h_tokens": 200_000}
+    report = Report(route="sonnet")
+    assert report.bill(sonnet, usage)
+    expected = (100_000 * price_in + 400_000 * 1.25 * price_in + 200_000 * 2.0 * price_in
+                + 300_000 * price_cached) / 1_000_000
+    assert report.cost_usd == pytest.approx(expected)
