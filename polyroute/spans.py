@@ -123,8 +123,23 @@ class SpanWriter:
             attrs["polyroute.team"] = p.team
         if outcome.ttft_ms is not None:
             attrs["polyroute.time_to_first_token_ms"] = round(outcome.ttft_ms, 3)
+        attrs.update(_cache_attributes(report.details))
         return attrs
 
     def shutdown(self) -> None:
         """Export what is pending, then stop."""
         self.provider.shutdown()
+
+
+# The provider's cache, as the GenAI conventions name it: gen_ai.usage.cache_read.input_tokens and
+# gen_ai.usage.cache_creation.input_tokens, both counted in gen_ai.usage.input_tokens (OpenTelemetry's
+# semantic-conventions registry, as its JavaScript package ships the names).
+_CACHE_ATTRIBUTES = (("prompt_tokens_details", "cached_tokens", "gen_ai.usage.cache_read.input_tokens"),
+                     ("prompt_tokens_details", "cache_write_tokens", "gen_ai.usage.cache_creation.input_tokens"))
+
+
+def _cache_attributes(details: dict[str, dict[str, int]] | None) -> dict[str, int]:
+    if not details:
+        return {}
+    return {name: count for part, field, name in _CACHE_ATTRIBUTES
+            if (count := details.get(part, {}).get(field))}

@@ -195,3 +195,13 @@ def test_with_the_endpoint_set_spans_reach_an_otlp_collector(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_provider_cache_s_tokens_are_span_attributes() -> None:
+    """Claude's cache reads and writes (as its adapter reports them) under the GenAI conventions' names."""
+    from polyroute.spans import _cache_attributes
+
+    details = {"prompt_tokens_details": {"cached_tokens": 300, "cache_write_tokens": 600, "cache_write_1h_tokens": 200}}
+    assert _cache_attributes(details) == {"gen_ai.usage.cache_read.input_tokens": 300,
+                                          "gen_ai.usage.cache_creation.input_tokens": 600}
+    assert _cache_attributes(None) == {} and _cache_attributes({"prompt_tokens_details": {"cached_tokens": 0}}) == {}
