@@ -278,7 +278,16 @@ def read_usage(raw: object) -> Usage | None:
     total = token_count(raw.get("total_tokens"))
     if not total or total < prompt + completion:
         total = prompt + completion  # some upstreams leave it out; reasoning may make it larger, never smaller
+    elif total > prompt + completion and (hidden := _reasoning(raw)) and prompt + completion + hidden == total:
+        # Reasoning counted in the total but not in completion_tokens, as some relays of Gemini report its
+        # thoughts (https://github.com/router-for-me/CLIProxyAPI/issues/5733): output all the same, and billed so.
+        completion += hidden
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+def _reasoning(raw: dict[str, Any]) -> int:
+    details = raw.get("completion_tokens_details")
+    return (token_count(details.get("reasoning_tokens")) or 0) if isinstance(details, dict) else 0
 
 
 def chunk_text(chunk: ChatChunk) -> str:
