@@ -32,6 +32,7 @@ from polyroute.server.errors import error_response
 from polyroute.server.feedback import FeedbackEndpoint
 from polyroute.server.http11 import Request
 from polyroute.server.metrics import MetricsEndpoint, metrics_guard
+from polyroute.server.responses import ResponsesEndpoint
 from polyroute.server.usage import AdminUsageEndpoint, UsageEndpoint
 from polyroute.tracing import tracing_from_env
 
@@ -58,6 +59,7 @@ def create_app(gateway: Gateway) -> App:
     limits = config.gateway
     bounds = Bounds(limits.max_messages, limits.max_content_parts, limits.max_json_depth)
     chat = ChatEndpoint(gateway, config.gateway.debug_headers, bounds)
+    responses = ResponsesEndpoint(gateway, config.gateway.debug_headers, bounds)
     redact = gateway.fleet.guard.redact
     logs.guard(redact)
 
@@ -131,6 +133,8 @@ def create_app(gateway: Gateway) -> App:
             "/v1/feedback": {"POST": FeedbackEndpoint(gateway).handle},
             "/v1/chat/completions": {"POST": chat.handle},
             "/chat/completions": {"POST": chat.handle},
+            "/v1/responses": {"POST": responses.handle},
+            "/responses": {"POST": responses.handle},
             "/v1/models": {"GET": models},
             "/healthz": {"GET": healthz},
             "/readyz": {"GET": readyz},

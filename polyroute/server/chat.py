@@ -22,7 +22,7 @@ from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.errors import error_body_dict, error_response, from_validation
 from polyroute.server.http11 import Request
-from polyroute.types import ChatChunk, ChatRequest
+from polyroute.types import ChatChunk, ChatRequest, ChatResponse
 
 log = logging.getLogger("polyroute.access")
 
@@ -52,7 +52,7 @@ class ChatEndpoint:
         req: ChatRequest | None = None
         try:
             ctx = await self.context(_wanted_headers(request.headers), started)
-            req = parse_request(request.body, self.bounds)
+            req = self.parse(request.body)
             plan = self.gateway.plan(req, ctx)
         except PolyrouteError as exc:
             # Ended before the gateway had it: still one request finished, for every observer.
@@ -76,12 +76,20 @@ class ChatEndpoint:
                 usage["cost_usd"] = round(report.cost_usd, 8)  # as a stream's usage has it (SDKs read usage)
             if admitted is not None:
                 extra.update(admitted.headers((float(report.usage["total_tokens"]), report.cost_usd)))
-            return Reply(orjson.dumps(resp), headers={**self.headers(report), **extra})
+            return Reply(self.whole(resp, req, ctx), headers={**self.headers(report), **extra})
         except AllAttemptsFailed as exc:
             return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc),
                                         **_limits(admitted, extra)})
         except PolyrouteError as exc:
             return error_response(exc, _limits(admitted, extra))
+
+    def parse(self, body: bytes) -> ChatRequest:
+        """The request a body asks for, validated (an endpoint of another wire format translates it here)."""
+        return parse_request(body, self.bounds)
+
+    def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
+        """The body of a whole answer."""
+        return orjson.dumps(resp)
 
     async def context(self, h: dict[str, str], started: float) -> RequestContext:
         """Who is asking (401 when keys are configured and none valid is sent), and what they asked of routing."""
@@ -107,15 +115,16 @@ class ChatEndpoint:
         except StopAsyncIteration:
             first = None
         except BaseException:
-            await _close(chunks)
+            await close_iterator(chunks)
             raise
         return sse.EventStream(
-            _Frames(self.frames(first, chunks, req, report), chunks),
+            _Frames(self.frames(first, chunks, req, report, ctx), chunks),
             headers={**self.headers(report, streaming=True), **(extra or {}), "cache-control": "no-cache"},
         )
 
     async def frames(
-        self, first: ChatChunk | None, chunks: AsyncIterator[ChatChunk], req: ChatRequest, report: Report
+        self, first: ChatChunk | None, chunks: AsyncIterator[ChatChunk], req: ChatRequest, report: Report,
+        ctx: RequestContext,
     ) -> AsyncIterator[bytes]:
         name = report.model.name if report.model else req.model
         last: ChatChunk | None = None
@@ -139,7 +148,7 @@ class ChatEndpoint:
             yield sse.event(error_body_dict("The gateway hit an internal error; it has been logged.",
                                             "server_error", "internal_error"))
         finally:
-            await _close(chunks)
+            await close_iterator(chunks)
 
     @staticmethod
     def frame(chunk: ChatChunk, name: str) -> bytes:
@@ -211,9 +220,9 @@ class _Frames:
 
     async def aclose(self) -> None:
         try:
-            await _close(self.frames)
+            await close_iterator(self.frames)
         finally:
-            await _close(self.chunks)
+            await close_iterator(self.chunks)
 
 
 _WANTED_HEADERS = frozenset(
@@ -253,9 +262,14 @@ def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
 
 def parse_request(body: bytes, bounds: Bounds | None = None) -> ChatRequest:
     """The request, validated; what would cost more than ``bounds`` allow is refused first."""
+    bounds = bounds or Bounds()
+    return validated(read_object(body, bounds), body, bounds)
+
+
+def read_object(body: bytes, bounds: Bounds) -> dict[str, Any]:
+    """The JSON object a body holds; one too deep for ``bounds`` is refused naming where."""
     if not body:
         raise InvalidRequest("Request body is empty; send a JSON object.")
-    bounds = bounds or Bounds()
     bounds.before_parsing(body)
     try:
         raw = orjson.loads(body)
@@ -264,6 +278,11 @@ def parse_request(body: bytes, bounds: Bounds | None = None) -> ChatRequest:
             f"Request body is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise InvalidRequest("Request body must be a JSON object.")
+    return raw
+
+
+def validated(raw: dict[str, Any], body: bytes, bounds: Bounds) -> ChatRequest:
+    """A parsed chat request checked against ``bounds`` (``body``: the bytes it came in), then validated."""
     bounds.check(raw, body)
     try:
         return ChatRequest.from_json(raw)
@@ -271,7 +290,7 @@ def parse_request(body: bytes, bounds: Bounds | None = None) -> ChatRequest:
         raise from_validation(exc) from None
 
 
-async def _close(it: AsyncIterator[Any]) -> None:
+async def close_iterator(it: AsyncIterator[Any]) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
         await aclose()
