@@ -47,8 +47,11 @@ def to_chat(raw: dict[str, Any]) -> dict[str, Any]:
         chat["tools"] = _tools(raw["tools"])
     if raw.get("tool_choice") is not None:
         chat["tool_choice"] = _tool_choice(raw["tool_choice"])
-    if raw.get("max_output_tokens") is not None:
-        chat["max_completion_tokens"] = raw["max_output_tokens"]
+    if (limit := raw.get("max_output_tokens")) is not None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidRequest("Invalid value for 'max_output_tokens': expected a whole number of at least 1.",
+                                 param="max_output_tokens")
+        chat["max_completion_tokens"] = limit
     _text(raw.get("text"), chat)
     reasoning = raw.get("reasoning")
     if isinstance(reasoning, dict) and reasoning.get("effort") is not None:
@@ -155,7 +158,9 @@ def _tools(tools: Any) -> Any:
         raise InvalidRequest(f"Unsupported tool type(s) in 'tools': {', '.join(others)}. This gateway serves "
                              "function tools only; it runs no built-in tools.", param="tools")
     out = []
-    for tool in tools:
+    for i, tool in enumerate(tools):
+        if not isinstance(tool.get("name"), str) or not tool["name"]:
+            raise InvalidRequest(f"Missing required parameter: 'tools[{i}].name'.", param=f"tools[{i}].name")
         fn = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
         out.append({"type": "function", "function": fn})
     return out
@@ -165,20 +170,28 @@ def _tool_choice(choice: Any) -> Any:
     if not isinstance(choice, dict):
         return choice
     if choice.get("type") == "function":
-        return {"type": "function", "function": {"name": choice.get("name")}}
+        if not isinstance(choice.get("name"), str) or not choice["name"]:
+            raise InvalidRequest("Missing required parameter: 'tool_choice.name'.", param="tool_choice.name")
+        return {"type": "function", "function": {"name": choice["name"]}}
     raise InvalidRequest(f"Invalid value for 'tool_choice': {choice.get('type')!r} is not supported; use 'auto', "
                          "'none', 'required' or {'type': 'function', 'name': ...}.", param="tool_choice")
 
 
 def _text(text: Any, chat: dict[str, Any]) -> None:
-    if not isinstance(text, dict):
+    if text is None:
         return
+    if not isinstance(text, dict):
+        raise InvalidRequest("Invalid value for 'text': expected an object such as {'format': {'type': 'text'}}.",
+                             param="text")
     if text.get("verbosity") is not None:
         chat["verbosity"] = text["verbosity"]
     fmt = text.get("format")
     if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
         return
     if fmt["type"] == "json_schema":
+        for key in ("name", "schema"):
+            if fmt.get(key) is None:
+                raise InvalidRequest(f"Missing required parameter: 'text.format.{key}'.", param=f"text.format.{key}")
         schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
         chat["response_format"] = {"type": "json_schema", "json_schema": schema}
     else:

@@ -89,6 +89,13 @@ def test_tools_choice_and_formats_take_chat_shapes() -> None:
      "input[0].content[0].image_url", "keeps no files"),
     ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id", "Missing"),
     ({"input": None}, "input", "Missing required parameter: 'input'"),
+    # Errors name the Responses API's own fields, not the chat fields they become.
+    ({"tools": [{"type": "function"}]}, "tools[0].name", "Missing required parameter"),
+    ({"tool_choice": {"type": "function"}}, "tool_choice.name", "Missing required parameter"),
+    ({"max_output_tokens": -1}, "max_output_tokens", "at least 1"),
+    ({"max_output_tokens": "9"}, "max_output_tokens", "whole number"),
+    ({"text": 3}, "text", "expected an object"),
+    ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "Missing required"),
 ])
 def test_what_cannot_be_served_is_a_400_naming_the_field(doc: dict[str, Any], param: str, words: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
