@@ -100,9 +100,12 @@ class RequestObserver(Protocol):
 class Pass(Protocol):
     """What admission reserved for one request; settled when the request finishes."""
 
+    # The tokens and USD the request took, once settled; None before.
+    used: tuple[float, float] | None
+
     def headers(self, used: tuple[float, float] | None = None) -> dict[str, str]:
         """Response headers telling the client its limits and what is left: after the request's worst case, or
-        after ``used`` (the tokens and USD it took) when known."""
+        after ``used`` (the tokens and USD it took) when known, or once settled."""
         ...
 
 

@@ -24,11 +24,24 @@ from polyroute.config import (
 from polyroute.errors import ConfigError, UnknownModel
 from polyroute.redact import UpstreamGuard
 from polyroute.refusals import Refusals
-from polyroute.types import Usage
+from polyroute.types import ChatRequest, Usage
 
 # Anthropic bills prompt tokens written to its cache above the input price: 1.25x for five minutes, 2x for an hour
 # (https://platform.claude.com/docs/en/build-with-claude/prompt-caching#pricing); these are the parts above it.
 _WRITE_5M, _WRITE_1H = 0.25, 1.0
+
+
+def cache_write_premium(req: ChatRequest) -> float:
+    """The dearest cache-write premium ``req``'s breakpoints may cost, as a share of the input price above it: 0
+    with no ``cache_control`` (on a message, a content part or a tool), else the 5-minute or 1-hour write rate's
+    part above the input price. What a worst-case hold adds to a Claude candidate's prompt."""
+    marks = [(m.model_extra or {}).get("cache_control") for m in req.messages]
+    marks += [p.get("cache_control") for m in req.messages if isinstance(m.content, list) for p in m.content]
+    marks += [t.get("cache_control") for t in req.tools or ()]
+    found = [m for m in marks if isinstance(m, dict)]
+    if not found:
+        return 0.0
+    return _WRITE_1H if any(m.get("ttl") == "1h" for m in found) else _WRITE_5M
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +67,11 @@ class ModelEntry:
     offer: Offer | None = None
 
     @property
+    def bills_cache_writes(self) -> bool:
+        """Whether prompt tokens written to this model's cache cost more than its input price (Anthropic's)."""
+        return self.offer is not None and self.offer.provider == "anthropic"
+
+    @property
     def lacks_tools(self) -> bool:
         """Whether the catalog or the config says this model cannot use tools (unknown is not lacking)."""
         return (self.family is not None or bool(self.capabilities)) and "tools" not in self.capabilities
@@ -76,7 +94,7 @@ class ModelEntry:
                                                               else 1.0)
         cached = min(cached, usage["prompt_tokens"]) if price_cached is not None else 0
         premium = 0.0
-        if offer is not None and offer.provider == "anthropic" and any(written):
+        if self.bills_cache_writes and any(written):
             premium = (written[0] * _WRITE_5M + written[1] * _WRITE_1H) * price_in
         return ((usage["prompt_tokens"] - cached) * price_in + cached * (price_cached or 0.0) + premium
                 + usage["completion_tokens"] * price_out) / 1_000_000

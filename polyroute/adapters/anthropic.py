@@ -19,7 +19,7 @@ import orjson
 
 from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, now, usage_chunk
 from polyroute.adapters.claude_cache import marked, marked_last, system_blocks
-from polyroute.adapters.claude_thinking import History, ThinkingStream, detail_of
+from polyroute.adapters.claude_thinking import History, ThinkingStream, detail_of, in_order
 from polyroute.adapters.http import (
     ErrorInfo,
     HttpAdapter,
@@ -99,6 +99,12 @@ _BETWEEN_TOOLS = re.compile(r"claude-sonnet-5-[5-9](?!\d)")
 # (thinking.block_binding): sent only with this beta header
 # (https://platform.claude.com/docs/en/build-with-claude/preserved-thinking/fix-bound-to-a-different-conversation).
 _BINDING_BETA = "thinking-binding-controls-2026-08-01"
+# The models that check a returned thinking block's prefix (the supported models of
+# https://platform.claude.com/docs/en/build-with-claude/preserved-thinking/prefix-checks).
+_PREFIX_CHECKED = re.compile(r"claude-(?:(?:opus|sonnet|haiku)-5-[5-9]|(?:fable|mythos)-5-[1-9])(?!\d)")
+# What they are asked when the gateway itself moved a system message that came after returned thinking: drop the
+# blocks that no longer match rather than refuse the request.
+_DROP_MOVED = {"prefix_mismatch_behavior": "drop_block"}
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 # A spend limit the organisation or a workspace set, reached: a 400 invalid_request_error whose words say
@@ -178,7 +184,7 @@ class AnthropicAdapter(HttpAdapter):
 
     def payload(self, call: Call, stream: bool) -> dict[str, Any]:
         req, drop, extras = call.request, call.drop, call.request.extras()
-        system, turns = self._turns(call)
+        system, turns, moved = self._turns(call)
         body: dict[str, Any] = {
             "model": call.upstream_model,
             "max_tokens": req.output_limit() or DEFAULT_MAX_TOKENS,
@@ -210,6 +216,8 @@ class AnthropicAdapter(HttpAdapter):
         body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking") and k not in drop})
         if "thinking" in body:
             body["thinking"] = self._thinking(body["thinking"], call.upstream_model)
+        if moved and _PREFIX_CHECKED.search(call.upstream_model):
+            body["thinking"] = _binding(body.get("thinking"))
         # Anthropic's metadata holds user_id alone (another key is a 400). OpenAI's ``user`` is not sent
         # there: applications often put an email in it, which Anthropic refuses in user_id.
         meta = extras.get("metadata")
@@ -217,15 +225,20 @@ class AnthropicAdapter(HttpAdapter):
             body["metadata"] = {"user_id": user}
         return body
 
-    def _turns(self, call: Call) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    def _turns(self, call: Call) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]], bool]:
+        """The top-level system, the turns, and whether a system message that came after returned thinking was
+        moved into that system: Claude wrote those blocks after a system without it, a prefix that no longer
+        matches."""
         system: list[str] = []
         instructions: list[tuple[Any, dict[str, Any] | None]] = []
         turns: list[dict[str, Any]] = []
         thinking = History()
+        moved = False
         for i, m in enumerate(call.request.messages):
             if m.role in ("system", "developer"):
                 system.append(m.text())
                 instructions.append((m.content, m.model_extra))
+                moved = moved or thinking.kept
                 continue
             role, blocks = self._blocks(m, i, call.upstream_model, thinking)
             if not blocks:
@@ -241,7 +254,7 @@ class AnthropicAdapter(HttpAdapter):
             # stripped tail is put back when the continuation arrives (see _Rejoin).
             turns.append({"role": "assistant", "content": prefill})
         marked_system = system_blocks(instructions)  # as blocks only when one marks a cache breakpoint
-        return (marked_system if marked_system is not None else "\n\n".join(s for s in system if s)), turns
+        return (marked_system if marked_system is not None else "\n\n".join(s for s in system if s)), turns, moved
 
     def _blocks(self, m: Message, i: int, model: str, thinking: History) -> tuple[str, list[dict[str, Any]]]:
         if m.role in ("tool", "function"):
@@ -249,8 +262,8 @@ class AnthropicAdapter(HttpAdapter):
             return "user", marked_last([result], m.model_extra)
         blocks = self._content(m.content, model)
         if m.role == "assistant":
-            if blocks or m.tool_calls:  # the turn's thinking opens it, as Claude wrote it
-                blocks[:0] = thinking.blocks(m.model_extra)
+            if blocks or m.tool_calls:  # the turn's thinking where Claude wrote it: first, or inside the text
+                blocks = in_order(thinking.blocks(m.model_extra), m.content, blocks)
             else:  # thinking alone (an answer cut while thinking): no turn to send
                 thinking.skip(m.model_extra)
             for j, tc in enumerate(m.tool_calls or []):
@@ -361,7 +374,7 @@ class AnthropicAdapter(HttpAdapter):
         for block in doc["content"]:
             if block["type"] == "text":
                 text += block["text"]
-            elif (detail := detail_of(block, len(details))) is not None:
+            elif (detail := detail_of(block, len(details), len(text))) is not None:
                 details.append(detail)
                 thinking += block.get("thinking") or ""
             elif block["type"] == "tool_use":
@@ -453,6 +466,7 @@ class _StreamState:
         self.usage: dict[str, Any] = {}
         self.tools: dict[int, int] = {}  # content block index -> tool call index
         self.thinking = ThinkingStream()
+        self.said = 0  # characters of text sent so far: where a thinking block after some text sits
         self.rejoin = _Rejoin(call.prefix or "")
         self.stopped = False
 
@@ -489,7 +503,7 @@ class _StreamState:
             return [self.chunk({"tool_calls": [{"index": n, "id": block["id"], "type": "function", "function": fn}]})]
         if block["type"] == "text" and block.get("text"):
             return self._text(block["text"])
-        if (detail := self.thinking.start(index, block)) is not None:
+        if (detail := self.thinking.start(index, block, self.said)) is not None:
             return [self.chunk({"reasoning_details": [detail]})]
         return []
 
@@ -512,6 +526,7 @@ class _StreamState:
 
     def _text(self, text: str) -> list[ChatChunk]:
         text = self.rejoin.feed(text)
+        self.said += len(text)
         return [self.chunk({"content": text})] if text else []
 
 
@@ -532,6 +547,17 @@ class _Rejoin:
         if text:
             self.budget = 0
         return text
+
+
+def _binding(thinking: object) -> object:
+    """A request's ``thinking`` asking Claude to drop returned blocks whose prefix the gateway changed, unless the
+    client chose a binding itself or turned thinking off. Without ``thinking`` the request asks for ``adaptive``,
+    these models' default, which changes nothing else (.../preserved-thinking/fix-bound-to-a-different-conversation)."""
+    if thinking is None:
+        return {"type": "adaptive", "block_binding": dict(_DROP_MOVED)}
+    if not isinstance(thinking, dict) or "block_binding" in thinking or thinking.get("type") == "disabled":
+        return thinking
+    return {**thinking, "block_binding": dict(_DROP_MOVED)}
 
 
 def _usage(u: dict[str, Any]) -> Usage:

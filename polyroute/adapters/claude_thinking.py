@@ -16,13 +16,19 @@ as it got it. In a stream each block's entry comes in pieces that share its ``in
 ``type`` and ``format``, the text follows piece by piece, the signature once, as OpenAI's SDK joins deltas (text
 concatenated, list entries merged by ``index``). LiteLLM's ``thinking_blocks`` (the blocks in Claude's own
 shape) are read too.
+
+A block that Claude wrote after some of the answer's text (thinking between text blocks) carries
+``content_offset``: how many characters of the message's ``content`` came before it. The turn is rebuilt with the
+block at that place, since a thinking block moved within its turn fails Claude's prefix check as surely as one left
+out (https://platform.claude.com/docs/en/build-with-claude/preserved-thinking/prefix-checks). Blocks without it
+open the turn, where Claude writes them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DETAIL_FIELDS", "FORMAT", "History", "ThinkingStream", "detail_of"]
+__all__ = ["DETAIL_FIELDS", "FORMAT", "History", "ThinkingStream", "detail_of", "in_order"]
 
 FORMAT = "anthropic-claude-v1"
 # The message fields that carry thinking for Claude alone: other upstreams are not sent them
@@ -30,37 +36,68 @@ FORMAT = "anthropic-claude-v1"
 DETAIL_FIELDS = ("reasoning_details", "thinking_blocks")
 
 
-def detail_of(block: dict[str, Any], index: int) -> dict[str, Any] | None:
-    """A whole answer's thinking or redacted_thinking block as its ``reasoning_details`` entry (else None)."""
+OFFSET = "content_offset"
+
+
+def detail_of(block: dict[str, Any], index: int, offset: int = 0) -> dict[str, Any] | None:
+    """A whole answer's thinking or redacted_thinking block as its ``reasoning_details`` entry (else None), ``offset``
+    characters of the answer's text after its start."""
     kind = block.get("type")
+    out: dict[str, Any]
     if kind == "thinking":
-        return {"type": "reasoning.text", "text": str(block.get("thinking") or ""),
-                "signature": str(block.get("signature") or ""), "format": FORMAT, "index": index}
-    if kind == "redacted_thinking":
-        return {"type": "reasoning.encrypted", "data": str(block.get("data") or ""), "format": FORMAT, "index": index}
-    return None
+        out = {"type": "reasoning.text", "text": str(block.get("thinking") or ""),
+               "signature": str(block.get("signature") or ""), "format": FORMAT, "index": index}
+    elif kind == "redacted_thinking":
+        out = {"type": "reasoning.encrypted", "data": str(block.get("data") or ""), "format": FORMAT, "index": index}
+    else:
+        return None
+    if offset:
+        out[OFFSET] = offset
+    return out
+
+
+def in_order(placed: list[tuple[int, dict[str, Any]]], content: object,
+             blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A turn's thinking ``placed`` (each with its offset in the text) and its other ``blocks``, in the order Claude
+    wrote them: the text is cut where a block sat inside it. Thinking opens the turn when no block sat inside the
+    text, or when the message's content is not one string (a client that split it: its offsets are not ours)."""
+    if not any(at for at, _ in placed) or not isinstance(content, str):
+        return [b for _, b in placed] + blocks
+    out: list[dict[str, Any]] = []
+    done = 0
+    for at, block in placed:
+        at = min(max(at, done), len(content))
+        if at > done:
+            out.append({"type": "text", "text": content[done:at]})
+            done = at
+        out.append(block)
+    rest = [b for b in blocks if b.get("type") != "text"]  # the text, now cut up above; the others follow it
+    return out + ([{"type": "text", "text": content[done:]}] if done < len(content) else []) + rest
 
 
 class ThinkingStream:
     """A stream's thinking blocks as ``reasoning_details`` pieces: its entries are numbered 0, 1 ... in the order
     the blocks open, and a block's first piece names its type and format."""
 
-    __slots__ = ("entries", "opened")
+    __slots__ = ("entries", "offsets", "opened")
 
     def __init__(self) -> None:
         self.entries: dict[int, int] = {}  # content block index -> entry index
         self.opened: set[int] = set()  # entries whose first piece has been sent
+        self.offsets: dict[int, int] = {}  # entries that opened after some text, until their first piece
 
-    def start(self, block_index: int, block: dict[str, Any]) -> dict[str, Any] | None:
-        """A block opens: a redacted one is whole at once; a thinking block waits for its text or signature."""
+    def start(self, block_index: int, block: dict[str, Any], offset: int = 0) -> dict[str, Any] | None:
+        """A block opens, ``offset`` characters of text into the answer: a redacted one is whole at once; a thinking
+        block waits for its text or signature."""
         kind = block.get("type")
         if kind not in ("thinking", "redacted_thinking"):
             return None
         entry = self.entries[block_index] = len(self.entries)
         if kind == "redacted_thinking":
             self.opened.add(entry)
-            return {"type": "reasoning.encrypted", "data": str(block.get("data") or ""), "format": FORMAT,
-                    "index": entry}
+            return detail_of(block, entry, offset)
+        if offset:
+            self.offsets[entry] = offset
         return None
 
     def piece(self, block_index: int, field: str, value: str) -> dict[str, Any] | None:
@@ -72,6 +109,8 @@ class ThinkingStream:
         if entry not in self.opened:
             self.opened.add(entry)
             out = {"type": "reasoning.text", "format": FORMAT, "text": "", **out}
+            if entry in self.offsets:
+                out[OFFSET] = self.offsets.pop(entry)
         return out
 
 
@@ -110,11 +149,12 @@ class History:
         self.kept = False
         self.ended = False
 
-    def blocks(self, extra: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def blocks(self, extra: dict[str, Any] | None) -> list[tuple[int, dict[str, Any]]]:
+        """The turn's blocks that go back, each with its offset in the turn's text (0: before it)."""
         if not extra or self.ended:
             return []
         entries = next((extra[f] for f in DETAIL_FIELDS if f in extra), None)
-        out: list[dict[str, Any]] = []
+        out: list[tuple[int, dict[str, Any]]] = []
         for e in entries if isinstance(entries, list) else ():
             block = _block(e)
             if block is _FOREIGN:
@@ -124,7 +164,8 @@ class History:
                     self.ended = True
                     break
                 continue
-            out.append(block)
+            at = e.get(OFFSET) if isinstance(e, dict) else None
+            out.append((at if isinstance(at, int) and not isinstance(at, bool) and at > 0 else 0, block))
         self.kept = self.kept or bool(out)
         return out
 

@@ -244,9 +244,9 @@ def _quality(value: str | None) -> float | None:
 
 
 def _limits(admitted: Pass | None, extra: dict[str, str]) -> dict[str, str]:
-    """An error's headers with the key's limits, as every answer has them: after the request's worst case, its
-    true cost being unknown here (a stream's are in ``extra`` already)."""
-    if admitted is None or any(k.startswith("x-ratelimit-") for k in extra):
+    """An error's headers with the key's limits, as every answer has them: after what its attempts cost once the
+    request has been settled, else after its worst case (a stream's, from before it began, are in ``extra``)."""
+    if admitted is None or (admitted.used is None and any(k.startswith("x-ratelimit-") for k in extra)):
         return extra
     return {**extra, **admitted.headers()}
 

@@ -35,6 +35,7 @@ from polyroute.attempts import Report
 from polyroute.auth import Keyring
 from polyroute.errors import BudgetExceeded, QuotaStoreUnavailable, RateLimitExceeded
 from polyroute.finish import Finished
+from polyroute.fleet import cache_write_premium
 from polyroute.routing import Plan
 from polyroute.routing.needs import needs_of
 from polyroute.tenancy.leases import Leases, Lent
@@ -81,12 +82,13 @@ class _Buckets:
     # For each of RPM, TPM and USD the principal is limited in: its charges' (index, limit), key's first,
     # and the limit as a header shows it when it is the only one.
     shown: tuple[tuple[int, tuple[tuple[int, float], ...], str], ...]
+    budgeted: bool = False  # one of its charges is a budget: the worst case's cost is counted
 
 
 class QuotaPass:
     """What one request reserved, and the headers that tell the client what is left."""
 
-    __slots__ = ("amounts", "buckets", "cells", "counters", "lent", "reserved_at", "values")
+    __slots__ = ("amounts", "buckets", "cells", "counters", "lent", "reserved_at", "used", "values")
 
     def __init__(self, buckets: _Buckets, amounts: tuple[float, float, float], values: tuple[float, ...],
                  reserved_at: float = 0.0, counters: CounterStore | None = None, lent: Lent | None = None,
@@ -98,6 +100,7 @@ class QuotaPass:
         self.counters = counters  # where it was reserved, so where it is settled
         self.lent = lent  # taken from leases instead (polyroute.tenancy.leases): settled into them
         self.cells = cells  # taken from ``MemoryCounters`` cells: settled into them
+        self.used: tuple[float, float] | None = None  # its true tokens and cost, once settled
 
     @property
     def asked(self) -> list[Charge]:
@@ -107,9 +110,11 @@ class QuotaPass:
 
     def headers(self, used: tuple[float, float] | None = None) -> dict[str, str]:
         """What is left once this request is counted: at its worst case, or at ``used`` (its tokens and cost) when
-        it is known, as for a whole answer."""
+        it is known, as for a whole answer, or once it has been settled (an error answer: what its attempts cost)."""
         h: dict[str, str] = {}
         values = self.values
+        if used is None:
+            used = self.used
         if used is not None:
             amounts = self.amounts
             values = tuple(
@@ -179,7 +184,8 @@ class Quota:
         if len(self._cache) >= CACHED_PRINCIPALS:
             self._cache.clear()  # keys come and go: the cache never holds more than this many
         # A principal with no limits is kept too, so that its requests pay one lookup.
-        built = _Buckets(self.keys.generation, scopes, charges, window_end, shown)
+        built = _Buckets(self.keys.generation, scopes, charges, window_end, shown,
+                         any(c[0] == USD for c in charges))
         self._cache[(key, team)] = built
         return built if charges else None
 
@@ -200,8 +206,11 @@ class Quota:
         needs = plan.needs or needs_of(req)
         tokens_in, tokens_out = needs.prompt_tokens, needs.output_tokens
         cost, floor = 0.0, math.inf
+        # A prompt marked for Claude's cache may be billed at its write rate, up to 2x the input price.
+        premium = cache_write_premium(req) if buckets.budgeted else 0.0
         for m in plan.candidates:  # the most expensive candidate's price; the prompt at the cheapest's
-            cost = max(cost, (tokens_in * m.input_per_mtok + tokens_out * m.output_per_mtok) / 1e6)
+            price_in = m.input_per_mtok * (1.0 + premium) if premium and m.bills_cache_writes else m.input_per_mtok
+            cost = max(cost, (tokens_in * price_in + tokens_out * m.output_per_mtok) / 1e6)
             floor = min(floor, tokens_in * m.input_per_mtok / 1e6)
         amounts = (1.0, float(tokens_in + tokens_out), cost)  # indexed by RPM, TPM, USD
         counters = self.counters
@@ -295,7 +304,8 @@ class Quota:
         admitted = outcome.admitted
         if not isinstance(admitted, QuotaPass):
             return
-        self._settle(admitted, (1.0, float(report.usage["total_tokens"]), report.cost_usd))
+        admitted.used = (float(report.usage["total_tokens"]), report.cost_usd)
+        self._settle(admitted, (1.0, *admitted.used))
 
     def _settle(self, admitted: QuotaPass, true: tuple[float, float, float]) -> None:
         """Replace what ``admitted`` reserved by ``true`` (a request, its tokens, its cost)."""

@@ -173,3 +173,113 @@ async def test_a_turn_of_thinking_alone_is_not_sent_and_leaves_no_gap(upstream: 
     ]
     turns = await sent_turns(upstream, adapter, messages)
     assert [[b.get("thinking", b["type"]) for b in t] for t in turns] == [["step 1", "text"], ["text"]]
+
+
+# A turn in which Claude thought again after some of its text: each block's place is its prefix, so the turn goes
+# back with the second thinking block after the text before it, not moved to the front with the first.
+INTERLEAVED: dict[str, Any] = {
+    **SIGNED,
+    "content": [
+        {"type": "thinking", "thinking": "Paris first.", "signature": "sig-paris-1"},
+        {"type": "text", "text": "Let me look that up."},
+        {"type": "redacted_thinking", "data": "EmwKAhgBEgyZ3q7Lk0pXw9vTbA2a"},
+        {"type": "thinking", "thinking": "Now the tool.", "signature": "sig-paris-2"},
+        {"type": "text", "text": " Calling it now."},
+        SIGNED["content"][3],
+    ],
+}
+
+
+def as_events(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """A whole answer as Anthropic streams it: each block opened, its pieces, closed (the thinking_stream
+    fixture's shape)."""
+    def event(doc: dict[str, Any]) -> dict[str, Any]:
+        return {"event": doc["type"], "data": doc}
+
+    start = {**answer, "content": [], "stop_reason": None, "usage": {"input_tokens": 412, "output_tokens": 1}}
+    out = [event({"type": "message_start", "message": start})]
+    for i, block in enumerate(answer["content"]):
+        kind = block["type"]
+        empty = {"thinking": {"type": "thinking", "thinking": ""}, "text": {"type": "text", "text": ""},
+                 "tool_use": {**block, "input": {}}}.get(kind, block)
+        out.append(event({"type": "content_block_start", "index": i, "content_block": empty}))
+        if kind == "thinking":
+            for piece in ({"type": "thinking_delta", "thinking": block["thinking"]},
+                          {"type": "signature_delta", "signature": block["signature"]}):
+                out.append(event({"type": "content_block_delta", "index": i, "delta": piece}))
+        elif kind == "text":
+            out.append(event({"type": "content_block_delta", "index": i,
+                              "delta": {"type": "text_delta", "text": block["text"]}}))
+        elif kind == "tool_use":
+            out.append(event({"type": "content_block_delta", "index": i,
+                              "delta": {"type": "input_json_delta", "partial_json": '{"location": "Paris"}'}}))
+        out.append(event({"type": "content_block_stop", "index": i}))
+    out.append(event({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                      "usage": {"output_tokens": 96}}))
+    out.append(event({"type": "message_stop"}))
+    return out
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_thinking_after_some_text_goes_back_where_claude_wrote_it(
+        upstream: FakeUpstream, adapter: Adapter, stream: bool) -> None:
+    if stream:
+        upstream.stream(as_events(INTERLEAVED))
+        message = as_sdk_reads(await collect(adapter, call(stream=True, tools=[WEATHER_TOOL])))
+        message["tool_calls"][0].pop("index")
+    else:
+        upstream.json(INTERLEAVED)
+        message = dict((await adapter.complete(call(tools=[WEATHER_TOOL])))["choices"][0]["message"])
+    assert message["content"] == "Let me look that up. Calling it now."
+    offsets = [d.get("content_offset", 0) for d in message["reasoning_details"]]
+    assert offsets == [0, len("Let me look that up."), len("Let me look that up.")]
+    upstream.json(load("anthropic", "completion"))
+    await adapter.complete(call(messages=second_turn(message), tools=[WEATHER_TOOL]))
+    sent = upstream.received[-1].json()["messages"][1]
+    assert sent == {"role": "assistant", "content": INTERLEAVED["content"]}
+
+
+async def test_a_client_that_split_the_text_into_parts_gets_the_thinking_first(
+        upstream: FakeUpstream, adapter: Adapter) -> None:
+    """Offsets count characters of the content string the gateway sent; content sent back as parts is not that
+    string, so the blocks open the turn as before, in their order, and nothing of the text is lost or cut."""
+    details = [signed(1), {**signed(2), "index": 1, "content_offset": 5}]
+    parts = {"role": "assistant", "content": [{"type": "text", "text": "Hello world"}], "reasoning_details": details}
+    turns = await sent_turns(upstream, adapter, [{"role": "user", "content": "1"}, parts,
+                                                 {"role": "user", "content": "2"}])
+    assert [[b.get("thinking", b.get("text")) for b in t] for t in turns] == [["step 1", "step 2", "Hello world"]]
+    # An offset past the text (a client that trimmed it) puts the block at its end; a bad one at the start.
+    odd = [{**signed(1), "content_offset": "5"}, {**signed(2), "index": 1, "content_offset": 999}]
+    turns = await sent_turns(upstream, adapter, [{"role": "user", "content": "1"}, turn(odd, text="Hi."),
+                                                 {"role": "user", "content": "2"}])
+    assert [[b.get("thinking", b.get("text")) for b in t] for t in turns] == [["step 1", "Hi.", "step 2"]]
+
+
+async def test_a_system_message_after_returned_thinking_asks_claude_to_drop_what_it_invalidates(
+        upstream: FakeUpstream, adapter: Adapter) -> None:
+    """Claude has one top-level system; a system message later in the conversation is moved there, which changes
+    what earlier thinking was written after. On the models that check that prefix the request would be a 400
+    ("bound to a different conversation"), so the gateway, having made the change itself, asks them to drop those
+    blocks instead (``drop_block``, with its beta header), as Anthropic's fix for that error says. Nothing changes
+    where no thinking came before the moved message, on models that do not check, or when the client chose."""
+    reminder = {"role": "system", "content": "Answer in French from now on."}
+    late = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1"}, turn([signed(1)]),
+            reminder, {"role": "user", "content": "2"}]
+    early = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1"}, turn([]),
+             reminder, {"role": "user", "content": "2"}, turn([signed(2)]), {"role": "user", "content": "3"}]
+    asked = [("claude-opus-5-5", late, None), ("claude-opus-5-5", early, None),
+             ("claude-sonnet-4-5", late, None), ("claude-haiku-5-5", late, {"type": "adaptive", "display": "omitted"}),
+             ("claude-opus-5-5", late, {"type": "adaptive", "block_binding": {"prefix_mismatch_behavior": "error"}})]
+    for model, messages, thinking in asked:
+        upstream.json(load("anthropic", "completion"))
+        fields: dict[str, Any] = {"thinking": thinking} if thinking else {}
+        await adapter.complete(call(upstream=model, messages=messages, **fields))
+    sent = [(r.json(), r.headers) for r in upstream.received]
+    assert sent[0][0]["system"] == "Be brief.\n\nAnswer in French from now on."
+    assert sent[0][0]["thinking"] == {"type": "adaptive", "block_binding": {"prefix_mismatch_behavior": "drop_block"}}
+    assert sent[0][1]["anthropic-beta"] == "thinking-binding-controls-2026-08-01"
+    assert "thinking" not in sent[1][0] and "anthropic-beta" not in sent[1][1]  # moved before any thinking
+    assert "thinking" not in sent[2][0]  # Sonnet 4.5 checks no prefix
+    assert sent[3][0]["thinking"] == {"type": "adaptive", "display": "omitted",
+                                      "block_binding": {"prefix_mismatch_behavior": "drop_block"}}
+    assert sent[4][0]["thinking"]["block_binding"] == {"prefix_mismatch_behavior": "error"}  # the client's choice

@@ -267,3 +267,50 @@ def test_a_stored_instant_past_what_a_date_holds_in_utc_is_read_as_the_last_one(
     assert time_of("9999-12-31T23:59:59-12:00") == datetime.max.replace(tzinfo=UTC)
     assert time_of("0001-01-01T00:00:00+01:00") == datetime.min.replace(tzinfo=UTC)
     assert time_of("2027-01-01T01:00:00+01:00") == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_a_budget_holds_claudes_cache_write_premium_for_a_prompt_marked_for_its_cache() -> None:
+    """A prompt marked with ``cache_control`` may be billed by Claude at its write rate (1.25x the input price for
+    five minutes, 2x for an hour), so the hold is counted at that rate: one request then cannot pass its budget by
+    the premium. A model whose provider bills no writes is held at its input price, marks or not."""
+    raw = {"backends": {"claude": {"type": "anthropic", "base_url": "https://api.anthropic.com", "api_key": "env:K"},
+                        "fk": {"type": "fake"}},
+           "models": {"sonnet": {"backend": "claude", "upstream": "claude-sonnet-4-5", "family": "claude-sonnet-4-5"},
+                      "m": {"backend": "fk", "upstream": "text-hi", "input_per_mtok": 1.0, "output_per_mtok": 2.0}}}
+    config = cfg.parse(raw, env={"K": "sk-x"})
+    keys = Keyring([], [], enabled=True)
+    quota, gateway = Quota(keys), Gateway.from_config(config, load_catalog_for(config))
+    ctx = RequestContext(principal=Principal(key="app"))
+    keys.load_stored([KeyRecord("app", b"d" * 32, limits=Limits(budget_usd=100.0, budget_period="day"))], [])
+    prompt = "a long system prompt " * 400
+
+    def held(model: str, mark: dict[str, str] | None, where: str) -> tuple[float, int]:
+        system: dict[str, object] = {"role": "system", "content": [{"type": "text", "text": prompt}]}
+        tools: list[dict[str, object]] = [{"type": "function", "function": {"name": "look"}}]
+        if mark is not None and where == "part":
+            system["content"] = [{"type": "text", "text": prompt, "cache_control": mark}]
+        elif mark is not None and where == "message":
+            system["cache_control"] = mark
+        elif mark is not None:
+            tools[0]["cache_control"] = mark
+        req = ChatRequest.model_validate({"model": model, "messages": [system, {"role": "user", "content": "hi"}],
+                                          "max_tokens": 100, "tools": tools})
+        plan = gateway.plan(req, ctx)
+        admitted = asyncio.run(quota.admit(req, ctx, plan))
+        assert admitted is not None
+        quota.finished(ctx, *_finished(ctx, admitted, tokens=1, cost=0.0))
+        needs = plan.needs
+        assert needs is not None
+        return admitted.amounts[2], needs.prompt_tokens
+
+    sonnet = gateway.fleet.models["sonnet"]
+    price_in, price_out = sonnet.input_per_mtok, sonnet.output_per_mtok
+    plain, tokens_in = held("sonnet", None, "part")
+    assert plain == pytest.approx((tokens_in * price_in + 100 * price_out) / 1e6)
+    for where in ("part", "message", "tool"):
+        for mark, rate in (({"type": "ephemeral"}, 1.25), ({"type": "ephemeral", "ttl": "1h"}, 2.0)):
+            got, tokens_in = held("sonnet", mark, where)
+            assert got == pytest.approx((tokens_in * price_in * rate + 100 * price_out) / 1e6), (where, mark)
+    fake_plain, fake_in = held("m", None, "part")
+    assert held("m", {"type": "ephemeral", "ttl": "1h"}, "part")[0] == pytest.approx(fake_plain)
+    assert fake_plain == pytest.approx((fake_in * 1.0 + 100 * 2.0) / 1e6)
