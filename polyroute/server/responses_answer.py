@@ -3,15 +3,16 @@
 The object echoes the request's settings as OpenAI's does (its SDK requires ``tools``,
 ``tool_choice`` and ``parallel_tool_calls``), read back from the chat request the
 Responses request became. Its id is ``resp_`` and the gateway's request id, the id
-the usage ledger keeps. Reasoning text a model returns is not carried: the output
-holds the answer's message and its function calls.
+the usage ledger keeps. Its output holds, in this order, the answer's reasoning
+(``responses_reasoning``), its message and its function calls.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
+from polyroute.server.responses_reasoning import reasoning_item, reasoning_text, sealable
 from polyroute.types import ChatRequest, ChatResponse
 
 # A chat finish_reason that cut the answer short: the reason a Responses API object gives.
@@ -45,15 +46,19 @@ def envelope(rid: str, req: ChatRequest, model: str, created_at: int, status: st
     }
 
 
-def from_chat(resp: ChatResponse, req: ChatRequest, request_id: str) -> dict[str, Any]:
-    """The whole answer's ``response`` object."""
+def from_chat(resp: ChatResponse, req: ChatRequest, request_id: str, *, sealed: bool = False) -> dict[str, Any]:
+    """The whole answer's ``response`` object; ``sealed``: its reasoning item carries ``encrypted_content``."""
     choice = resp["choices"][0] if resp["choices"] else None
     message = choice["message"] if choice else {}
     status, incomplete = ending(choice["finish_reason"] if choice else None)
     item_status = "incomplete" if incomplete else "completed"
     output: list[dict[str, Any]] = []
+    thought = reasoning_text(cast(dict[str, Any], message))
+    entries = sealable(message.get("reasoning_details")) if sealed else []
+    if thought or entries:
+        output.append(reasoning_item(f"rs_{request_id}_0", thought, entries, item_status))
     if message.get("content") or not message.get("tool_calls"):  # an empty answer is an empty message
-        output.append(message_item(f"msg_{request_id}_0", message.get("content") or "", item_status))
+        output.append(message_item(f"msg_{request_id}_{len(output)}", message.get("content") or "", item_status))
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
         n = len(output)

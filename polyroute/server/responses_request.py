@@ -7,6 +7,13 @@ tools pass). Fields with a chat counterpart are renamed to it; a field of chat's
 and a field neither knows are passed on as chat passes them, for each backend to
 carry, drop or refuse. The result is a chat request's JSON, validated afterwards
 exactly as a chat request is.
+
+A ``reasoning`` item joins the assistant turn that the items after it build
+(``responses_reasoning``): its sealed entries become the turn's ``reasoning_details``,
+which the chat path gives back to the upstreams that take them, and its text becomes
+the turn's ``reasoning_content`` when the turn called tools, where DeepSeek's and Kimi's
+thinking modes want it (polyroute.adapters.own_fields); a finished turn's text is
+dropped, as those models' templates drop it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from polyroute.errors import InvalidRequest
+from polyroute.server.responses_reasoning import INCLUDE_SEALED, join_recalled, recalled
 
 # Needs a response, conversation or prompt kept by the server: a gateway that keeps none refuses it.
 _STATEFUL = ("previous_response_id", "conversation", "prompt")
@@ -67,10 +75,14 @@ def _messages(given: Any) -> list[dict[str, Any]]:
     if not isinstance(given, list):
         raise InvalidRequest("Invalid value for 'input': expected a string or a list of items.", param="input")
     out: list[dict[str, Any]] = []
+    thought: dict[str, Any] = {}  # the reasoning items read since the last other item, for the turn they open
     for i, item in enumerate(given):
         if not isinstance(item, dict):
             raise InvalidRequest(f"Invalid value for 'input[{i}]': expected an object.", param=f"input[{i}]")
         kind = item.get("type", "message" if "role" in item else None)
+        if kind == "reasoning":
+            join_recalled(thought, recalled(item, i))
+            continue
         if kind == "message":
             out.append(_message(item, i))
         elif kind == "function_call":
@@ -78,12 +90,24 @@ def _messages(given: Any) -> list[dict[str, Any]]:
         elif kind == "function_call_output":
             out.append({"role": "tool", "tool_call_id": _string(item, "call_id", i),
                         "content": _tool_output(item.get("output"), i)})
-        elif kind != "reasoning":  # the model's own reasoning: a chat request has no place for it
+        else:
             what = "a stored item" if kind == "item_reference" else f"items of type {kind!r}"
             raise InvalidRequest(f"Invalid value for 'input[{i}]': this gateway does not accept {what}; "
                                  "it takes message, function_call, function_call_output and reasoning items.",
                                  param=f"input[{i}].type")
+        if thought and out[-1]["role"] == "assistant":
+            join_recalled(out[-1], thought)
+        thought = {}  # reasoning no assistant turn follows: nothing to give it to
+    for m in out:
+        if m["role"] == "assistant" and not m.get("tool_calls"):
+            m.pop("reasoning_content", None)
     return out
+
+
+def seals_reasoning(raw: dict[str, Any]) -> bool:
+    """Whether a Responses request asks for its reasoning items' ``encrypted_content``."""
+    include = raw.get("include")
+    return isinstance(include, list) and INCLUDE_SEALED in include
 
 
 def _message(item: dict[str, Any], i: int) -> dict[str, Any]:
