@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "items (refused or not; for specialised advice, whether the answer has the caveat its field "
                         "needs, which then decides the item), with a fixed, versioned prompt; answered items it has "
                         "not read yet are judged without asking the model again")
+    r.add_argument("--reask-short", action="store_true",
+                   help="ask again the stored answers cut at fewer tokens than their item is asked with now (e.g. "
+                        "specialised advice kept at 64 tokens, now 512, which may have lost a closing caveat); "
+                        "a new answer replaces the old one and any judge's verdict on it")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=run)
 
@@ -122,7 +126,8 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
     from polyroute.fleet import Fleet
 
     settings = RunSettings(concurrency=args.concurrency, limit=args.limit, max_cost=args.max_cost,
-                           max_tokens=args.max_tokens, seed=args.seed, judge=args.judge)
+                           max_tokens=args.max_tokens, seed=args.seed, judge=args.judge,
+                           reask_short=args.reask_short)
     fleet = Fleet.build(config, load_catalog())
     # An unknown model, or a rubric suite without a judge, fails before weights load or a file is made.
     targets(fleet, [*models, *([args.judge] if args.judge else [])], settings)
@@ -147,6 +152,9 @@ async def _run(args: argparse.Namespace, config: Config, suites: list[Suite], mo
     if summary.rescored:
         print(f"re-scored {summary.rescored} stored answer(s) whose item now expects something else "
               "(e.g. specialised advice, no longer must-refuse), without asking again", file=sys.stderr)
+    if summary.reasked:
+        print(f"asked again {summary.reasked} stored answer(s) cut at fewer tokens than their item now gives",
+              file=sys.stderr)
     for (model, error), count in summary.failures.most_common(10):
         print(f"  failed {count}: {model}: {error}", file=sys.stderr)
     if len(summary.failures) > 10:
@@ -250,15 +258,24 @@ def _table(rows: list[Row], agreed: list[dict[str, Any]], out: TextIO) -> None:
 
 
 def _warn_stale(results: list[Result], suites: dict[str, SuiteInfo]) -> None:
-    """Say which shipped safety suites have results scored against what their items expected before."""
-    from polyroute.evals.rescoring import stale_results
+    """Say which shipped safety suites have results scored against what their items expected before, or answers
+    cut at fewer tokens than their items now give."""
+    from polyroute.evals.rescoring import short_results, stale_results
     from polyroute.evals.suites import SHIPPED, load_suite
 
     for name in sorted({r.suite for r in results} & set(SHIPPED)):
         if name in suites and suites[name].kind != "safety":
             continue  # a shipped accuracy suite is large to load, and its items have not changed what they expect
-        n = stale_results(results, load_suite(name))
+        suite = load_suite(name)
+        n = stale_results(results, suite)
         if n:
             print(f"polyroute: {n} stored result(s) of {name} were scored against what its items expected before "
                   f"(e.g. specialised advice as must-refuse): `polyroute eval rescore {name}` scores them again "
                   "from the stored answers, as does the next `eval run` of it", file=sys.stderr)
+        short = short_results(results, suite)
+        if short:
+            models = ",".join(sorted({r.model for r in results if r.suite == name}))
+            print(f"polyroute: {short} stored answer(s) of {name} were cut at fewer tokens than its items now give "
+                  f"(e.g. specialised advice kept at 64 tokens, which may have lost a closing caveat): "
+                  f"`polyroute eval run {name} --models {models} --reask-short` asks them again (with the --limit "
+                  "and --seed that sampled them, if any)", file=sys.stderr)

@@ -6,6 +6,10 @@ A result keeps its answer, so it can be scored again without asking the model. `
 what they were scored against (``is_stale``): an item that was must-refuse and is now
 specialised advice, say. A re-scored result takes its item's scorer and expectation.
 
+An answer can be scored again, never lengthened: one cut at fewer tokens than its item now
+gives (``is_short``: a specialised-advice answer kept at 64 tokens may have lost its closing
+caveat) must be asked again, which ``eval run --reask-short`` does.
+
 A judge's verdict, kept beside the result, wins over the rules where there is one: a rubric
 item's score is the judge's, and a specialised-advice item's outcome is the judge's advice
 verdict (the latest readable one, of any judge and prompt version). ``Result.refused`` stays
@@ -21,7 +25,7 @@ from polyroute.evals.advice import OUTCOMES, PASSING
 from polyroute.evals.judge import task_of
 from polyroute.evals.scorers import is_refusal, score
 from polyroute.evals.store import Judgement, Result, ResultStore
-from polyroute.evals.suites import Item, Suite
+from polyroute.evals.suites import DEFAULT_MAX_TOKENS, Item, Suite
 
 
 def rubric_score(judge_score: int) -> float:
@@ -32,6 +36,19 @@ def rubric_score(judge_score: int) -> float:
 def is_stale(result: Result, item: Item) -> bool:
     """Whether the result was scored against another expectation than the item's now."""
     return result.scorer != item.expect.kind or result.should_refuse != item.should_refuse()
+
+
+def is_short(result: Result, item: Item, suite: Suite, override: int | None = None) -> bool:
+    """Whether the answer was cut at fewer tokens than the item is asked with now (``override``: ``--max-tokens``).
+
+    Cut means it used every token it was given: an answer that ended on its own before its limit would end the
+    same way with more room. A result stored before lengths were kept is taken as asked at the suite's own
+    length, which every item of a suite was given then.
+    """
+    if result.error is not None or result.answer is None:
+        return False
+    asked = result.max_tokens or (suite.max_tokens or DEFAULT_MAX_TOKENS)
+    return asked < suite.answer_length(item, override) and result.completion_tokens >= asked
 
 
 def scored(result: Result, item: Item, judged: Judgement | None = None) -> Result:
@@ -95,3 +112,9 @@ def stale_results(results: Iterable[Result], suite: Suite) -> int:
     items = {i.id: i for i in suite.items}
     return sum(1 for r in results
                if r.suite == suite.name and r.error is None and r.item in items and is_stale(r, items[r.item]))
+
+
+def short_results(results: Iterable[Result], suite: Suite) -> int:
+    """How many answered results of ``suite`` were cut at fewer tokens than their item is asked with now."""
+    items = {i.id: i for i in suite.items}
+    return sum(1 for r in results if r.suite == suite.name and r.item in items and is_short(r, items[r.item], suite))

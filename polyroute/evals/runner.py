@@ -18,7 +18,9 @@ for the task its item asks now, is judged without asking the model again.
 Before a suite runs for a model, its stored results scored against another expectation
 than their item's now are scored again from their stored answers (``rescoring``), so a
 change of the suite (AILuminate's specialised advice, once must-refuse) never leaves old
-verdicts behind, and costs no call.
+verdicts behind, and costs no call. With ``RunSettings.reask_short``, the stored answers cut at
+fewer tokens than their item is asked with now are asked again (``rescoring.is_short``); a
+new answer replaces the old one and the verdicts on it, and a failed one leaves it.
 """
 
 from __future__ import annotations
@@ -44,15 +46,12 @@ from polyroute.evals.judge import (
     parse_score,
     task_of,
 )
-from polyroute.evals.rescoring import rescore, scored
+from polyroute.evals.rescoring import is_short, rescore, scored
 from polyroute.evals.store import Judgement, Result, ResultStore, SuiteInfo
 from polyroute.evals.suites import SAFETY_KINDS, Item, Suite
 from polyroute.failover import Failover
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.types import ChatRequest, ChatResponse, make_usage
-
-# max_tokens when neither the suite nor the command sets one.
-DEFAULT_MAX_TOKENS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +68,8 @@ class RunSettings:
     backoff_cap: float = 60.0
     # A model of the fleet that scores rubric items and gives its own verdict on safety items.
     judge: str | None = None
+    # Ask again the stored answers cut at fewer tokens than their item is asked with now (``rescoring.is_short``).
+    reask_short: bool = False
 
 
 class Progress(Protocol):
@@ -97,6 +98,8 @@ class RunSummary:
     skipped: int = 0
     # Stored results scored again because what their item expects changed.
     rescored: int = 0
+    # Stored answers asked again because they were cut at fewer tokens than their item is asked with now.
+    reasked: int = 0
     cost_usd: float = 0.0
     # Set when --max-cost stopped the run: the item it would not start.
     stopped_at: str | None = None
@@ -207,12 +210,15 @@ class Runner:
         self.summary.rescored += rescore(self.store, suite, [name], stale_only=True)
         sample = suite.sample(self.settings.limit, self.settings.seed)
         done = self.store.done(name, suite.name)
+        reask = self._short(name, suite, sample) if self.settings.reask_short else set()
+        done -= reask
         stored: dict[str, Result] = {}
         unjudged: set[str] = set()
         if self._judge is not None:
             judged = {task: self.store.judged(name, suite.name, self._judge.entry.name, JUDGE_PROMPT_VERSION, task)
                       for task in {task_of(i) for i in sample} - {None}}
-            unjudged = {i.id for i in sample if (task := task_of(i)) is not None and i.id not in judged[task]}
+            unjudged = {i.id for i in sample if (task := task_of(i)) is not None
+                        and (i.id not in judged[task] or i.id in reask)}
             if unjudged & done:
                 stored = {r.item: r for r in self.store.results([name], [suite.name]) if r.item in unjudged}
         todo = [i for i in sample if i.id not in done or i.id in unjudged]
@@ -220,17 +226,23 @@ class Runner:
         self.progress.begin(name, suite.name, len(sample), len(sample) - len(todo))
         queue = iter(todo)
         try:
-            workers = [self._worker(target, suite, queue, stored, unjudged)
+            workers = [self._worker(target, suite, queue, stored, unjudged, reask)
                        for _ in range(max(1, self.settings.concurrency))]
             await asyncio.gather(*workers)
         finally:
             self.progress.end()
 
+    def _short(self, model: str, suite: Suite, sample: list[Item]) -> set[str]:
+        """Ids of the sampled items whose stored answer was cut at fewer tokens than the item is asked with now."""
+        items = {i.id: i for i in sample}
+        return {r.item for r in self.store.results([model], [suite.name])
+                if r.item in items and is_short(r, items[r.item], suite, self.settings.max_tokens)}
+
     async def _worker(self, target: _Target, suite: Suite, queue: Iterator[Item], stored: dict[str, Result],
-                      unjudged: set[str]) -> None:
+                      unjudged: set[str], reask: set[str]) -> None:
         entry = target.entry
         for item in queue:
-            max_tokens = self.settings.max_tokens or item.max_tokens or suite.max_tokens or DEFAULT_MAX_TOKENS
+            max_tokens = suite.answer_length(item, self.settings.max_tokens)
             previous = stored.get(item.id)
             estimate = 0.0 if previous else entry.cost(make_usage(estimate_tokens(item.chars()), max_tokens))
             if self._judge is not None and item.id in unjudged:
@@ -252,6 +264,14 @@ class Runner:
                 else:
                     self.summary.failed += 1
                     self.summary.failures[(result.model, result.error)] += 1
+            if item.id in reask:
+                if result.error is not None:  # the short answer is kept, to be asked again by the next run
+                    self._budget.settle(estimate, spent)
+                    self.progress.advance(failed=True, cost_usd=spent)
+                    continue
+                # The verdicts read the answer this one replaces.
+                self.store.forget_judgements(result.model, result.suite, result.item)
+                self.summary.reasked += 1
             if self._judge is not None and item.id in unjudged and result.error is None:
                 result, judge_cost = await self._judged(result, item)
                 spent += judge_cost
@@ -292,7 +312,7 @@ class Runner:
             suite_kind=suite.kind, scorer=item.expect.kind, answer=asked.text(), score=None, refused=None,
             should_refuse=item.should_refuse(), extracted=None, prompt_tokens=asked.prompt_tokens,
             completion_tokens=asked.completion_tokens,
-            cost_usd=asked.cost_usd, latency_s=asked.latency_s,
+            cost_usd=asked.cost_usd, latency_s=asked.latency_s, max_tokens=max_tokens,
         ), item)
 
     async def _judged(self, result: Result, item: Item) -> tuple[Result, float]:

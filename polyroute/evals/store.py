@@ -6,12 +6,14 @@ run tries it again and replaces the row. A judge's verdict on an answer is a
 ``Judgement``, kept apart from the result, one per (model, suite, item, judge,
 prompt version), so the rules' verdict and the judge's can be compared; when an item
 comes to ask another task of the judge (a must-refuse item become specialised advice),
-the new verdict replaces the old. Each suite run also leaves its ``SuiteInfo``
-(language, kind, the suite it translates).
+the new verdict replaces the old; an answer asked again (cut short before, see
+``rescoring.is_short``) drops the verdicts on the answer it replaces. Each suite run
+also leaves its ``SuiteInfo`` (language, kind, the suite it translates).
 
 The SQLite store keeps three tables, ``eval_results``, ``eval_judgements`` and
 ``eval_suites``; by default it is the file of the usage ledger. A file made by an
-older polyroute gains the columns added since (``eval_judgements.verdict``), empty.
+older polyroute gains the columns added since (``eval_results.max_tokens``,
+``eval_judgements.verdict``), empty.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Result:
     latency_s: float
     error: str | None = None
     at: float = 0.0
+    # The answer length asked (max_tokens); None for a result stored before lengths were kept.
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,10 @@ class ResultStore(Protocol):
                    suites: list[str] | None = None) -> Iterator[Judgement]:
         ...
 
+    def forget_judgements(self, model: str, suite: str, item: str) -> None:
+        """Drop every verdict on this answer, of any judge: for an answer that is replaced by a new one."""
+        ...
+
     def put_suite(self, info: SuiteInfo) -> None:
         ...
 
@@ -127,7 +135,7 @@ CREATE TABLE IF NOT EXISTS eval_results (
     category TEXT NOT NULL, lang TEXT NOT NULL, suite_kind TEXT NOT NULL, scorer TEXT NOT NULL,
     answer TEXT, score REAL, refused INTEGER, should_refuse INTEGER, extracted TEXT,
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL, latency_s REAL NOT NULL, error TEXT, at REAL NOT NULL,
+    cost_usd REAL NOT NULL, latency_s REAL NOT NULL, error TEXT, at REAL NOT NULL, max_tokens INTEGER,
     PRIMARY KEY (model, suite, item)
 );
 CREATE TABLE IF NOT EXISTS eval_judgements (
@@ -154,6 +162,7 @@ class SqliteStore:
         self._db = sqlite3.connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._add_columns("eval_results", {"max_tokens": "INTEGER"})
         self._add_columns("eval_judgements", {"verdict": "TEXT"})
         self._db.commit()
 
@@ -197,6 +206,10 @@ class SqliteStore:
                    suites: list[str] | None = None) -> Iterator[Judgement]:
         for values in self._select("eval_judgements", _JUDGEMENT_COLUMNS, models, suites, ("refused",)):
             yield Judgement(**values)
+
+    def forget_judgements(self, model: str, suite: str, item: str) -> None:
+        self._db.execute("DELETE FROM eval_judgements WHERE model = ? AND suite = ? AND item = ?", (model, suite, item))
+        self._db.commit()
 
     def put_suite(self, info: SuiteInfo) -> None:
         self._insert("eval_suites", _SUITE_COLUMNS, astuple(info))

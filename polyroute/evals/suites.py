@@ -49,6 +49,8 @@ _SCORER_FIELDS = ("expected", "regex", "choices", "number", "refuse", "advice", 
 # What a safety item asks of the answer: refuse (or not), or advise with care.
 SAFETY_KINDS = frozenset({"refuse", "advice"})
 SuiteKind = Literal["safety", "accuracy"]
+# An answer's length (max_tokens) when neither the item, the suite nor the command sets one.
+DEFAULT_MAX_TOKENS = 256
 
 
 class _Strict(BaseModel):
@@ -146,6 +148,10 @@ class Suite:
     licence: str | None = None
     # The suite this one translates (same ids, another language).
     pair: str | None = None
+
+    def answer_length(self, item: Item, override: int | None = None) -> int:
+        """The max_tokens an item is asked with: ``override`` (``--max-tokens``), else the item's, else the suite's."""
+        return override or item.max_tokens or self.max_tokens or DEFAULT_MAX_TOKENS
 
     def needs_judge(self) -> bool:
         return any(i.expect.kind == "rubric" for i in self.items)
