@@ -45,15 +45,23 @@ def detail_of(block: dict[str, Any], index: int, offset: int = 0) -> dict[str, A
     kind = block.get("type")
     out: dict[str, Any]
     if kind == "thinking":
-        out = {"type": "reasoning.text", "text": str(block.get("thinking") or ""),
-               "signature": str(block.get("signature") or ""), "format": FORMAT, "index": index}
+        out = {"type": "reasoning.text", "text": _text(block.get("thinking")),
+               "signature": _text(block.get("signature")), "format": FORMAT, "index": index}
     elif kind == "redacted_thinking":
-        out = {"type": "reasoning.encrypted", "data": str(block.get("data") or ""), "format": FORMAT, "index": index}
+        out = {"type": "reasoning.encrypted", "data": _text(block.get("data")), "format": FORMAT, "index": index}
     else:
         return None
     if offset:
         out[OFFSET] = offset
     return out
+
+
+def _text(value: object) -> str:
+    """A block's text field: absent or null is empty; another type is a malformed answer (TypeError, which the
+    adapter reports as a bad answer of that upstream)."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise TypeError(f"a thinking block's field is {type(value).__name__}, not text")
 
 
 def in_order(placed: list[tuple[int, dict[str, Any]]], content: object,

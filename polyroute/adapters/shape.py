@@ -23,6 +23,9 @@ from polyroute.errors import UpstreamBadResponse
 MAX_DEPTH = 250
 _TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal", "role")
 _CALL_TEXT = ("id", "type")
+# The text fields of a ``reasoning_details`` entry (OpenRouter's shape, Claude's signed thinking), which clients join
+# by ``index`` as they join content.
+_DETAIL_TEXT = ("type", "text", "summary", "signature", "data", "format", "id")
 _FUNCTION_TEXT = ("name", "arguments")
 
 
@@ -67,6 +70,21 @@ class Shape:
         legacy = body.get("function_call")
         if legacy is not None:
             self.function(legacy, f"{where}.function_call")
+        details = body.get("reasoning_details")
+        if details is not None:
+            self.details(details, where)
+
+    def details(self, details: object, where: str) -> None:
+        """``reasoning_details``: a list of objects whose text fields are text and whose ``index`` is a count."""
+        if not isinstance(details, list):
+            raise self.bad(f"{where}.reasoning_details is not a list")
+        for entry in details:
+            if not isinstance(entry, dict):
+                raise self.bad(f"{where}.reasoning_details holds something that is not an object")
+            index = entry.get("index")
+            if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+                raise self.bad(f"{where}.reasoning_details[].index is not a count")
+            self.texts(entry, _DETAIL_TEXT, f"{where}.reasoning_details[]")
 
     def tool_call(self, call: object, where: str) -> None:
         if not isinstance(call, dict):
