@@ -30,6 +30,7 @@ REQUIRED_FAMILIES = {
     "gpt-5-4-mini",
     "gpt-4-1",
     "gpt-4-1-mini",
+    "claude-fable-5-2",
     "claude-sonnet-5-5",
     "claude-sonnet-4-5",
     "claude-haiku-4-5",
@@ -165,6 +166,37 @@ def test_every_offer_is_dated_and_sourced(shipped: Catalog) -> None:
         source = urlsplit(offer.price_source)
         assert source.scheme == "https" and "." in (source.hostname or ""), where
         assert offer.base_url.startswith("https://"), where
+
+
+# Where a provider publishes its own prices: a first-party offer's price_source must be one of these.
+OWN_PRICE_PAGES = {
+    "anthropic": ("platform.claude.com", "docs.anthropic.com"),
+    "openai": ("developers.openai.com", "platform.openai.com", "openai.com"),
+    "deepseek": ("api-docs.deepseek.com",),
+    "moonshot": ("platform.moonshot.ai", "platform.moonshot.cn", "platform.kimi.ai"),
+    "zhipu": ("docs.z.ai", "open.bigmodel.cn", "bigmodel.cn"),
+    "dashscope": ("www.alibabacloud.com", "help.aliyun.com"),
+    "gemini": ("ai.google.dev", "cloud.google.com"),
+    "mistral": ("mistral.ai", "docs.mistral.ai"),
+}
+
+
+def test_first_party_offers_cite_the_providers_own_page(shipped: Catalog) -> None:
+    for family, offer in shipped.offers():
+        hosts = OWN_PRICE_PAGES.get(offer.provider)
+        if hosts is not None:
+            assert urlsplit(offer.price_source).hostname in hosts, f"{family.id} on {offer.provider}"
+
+
+def test_claude_fable_5_2_is_priced_from_anthropics_page(shipped: Catalog) -> None:
+    fable = shipped.families["claude-fable-5-2"]
+    assert not fable.open_weights and fable.context_window == 1_000_000
+    (offer,) = fable.offers
+    assert (offer.model, offer.wire, offer.base_url) == ("claude-fable-5-2", "anthropic", "https://api.anthropic.com")
+    assert (offer.input_per_mtok, offer.output_per_mtok) == (8.0, 40.0)
+    # No Anthropic page seen gives its cache-read rate, so none is shipped: cached tokens cost the input rate.
+    assert offer.cached_input_per_mtok is None
+    assert offer.price_date == dt.date(2026, 12, 7)
 
 
 def test_no_offer_is_listed_twice(shipped: Catalog) -> None:
