@@ -28,6 +28,7 @@ from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint
 from polyroute.server.dispatch import App, Handler, request_key
+from polyroute.server.door import Door
 from polyroute.server.errors import error_response
 from polyroute.server.feedback import FeedbackEndpoint
 from polyroute.server.http11 import Request
@@ -120,6 +121,10 @@ def create_app(gateway: Gateway) -> App:
     elif config.admin.secret is not None:
         log.warning("admin.secret: %s is not set, so the admin API is off", config.admin.secret.ref)
 
+    admin_on = admin_digest is not None and gateway.tenancy.store is not None
+    door = Door(gateway, chat_paths=frozenset(("/v1/chat/completions", "/chat/completions", "/v1/responses",
+                                               "/responses")),
+                client_paths=frozenset(("/v1/feedback",)), admin_digest=admin_digest if admin_on else None)
     build: Callable[..., App] = App
     if config.gateway.cors_origins:
         from polyroute.server.cors import Cors, CorsApp
@@ -149,6 +154,7 @@ def create_app(gateway: Gateway) -> App:
         startup=gateway.start,
         shutdown=gateway.aclose if spans is None else _then(gateway.aclose, spans.shutdown),
         reload=gateway.reload,
+        before_body=door,
     )
 
 

@@ -15,7 +15,7 @@ from polyroute.auth import presented_key
 from polyroute.errors import MethodNotAllowed, NotFound
 from polyroute.server.answers import Answer, HeadReply, Reply
 from polyroute.server.errors import error_body, internal_error
-from polyroute.server.http11 import Request
+from polyroute.server.http11 import HeadCheck, Request
 
 log = logging.getLogger("polyroute.server")
 
@@ -43,6 +43,7 @@ class App:
         body_timeout: float = 60.0,
         shutdown_grace: float = 10.0,
         reload: Callable[[], None] | None = None,
+        before_body: HeadCheck | None = None,
     ) -> None:
         self.routes = routes  # path -> method -> handler
         # What an unknown /v1 path is told is served instead (an SDK's embeddings or completions call).
@@ -59,6 +60,8 @@ class App:
         self.shutdown = shutdown
         # SIGHUP: read changed files (router models) again, on the event loop's thread.
         self.reload = reload
+        # A request whose client waits before sending its body (Expect: 100-continue) is judged by its head first.
+        self.before_body = before_body
 
     async def __call__(self, request: Request) -> Answer:
         path, method = request.path, request.method

@@ -14,7 +14,9 @@ their turn, and past ``MAX_PIPELINED`` the connection stops reading). A client t
 does not read its answers is not answered further: while the transport's write
 buffer is full, the next answer waits and the connection stops reading, so what
 it holds stays bounded. A body over the limit is read to its end and dropped,
-then answered 413; a head over ``MAX_HEAD_BYTES`` gets 431; bytes that are not
+then answered 413 (at once, with no ``100 Continue``, to a client that waits on
+``Expect: 100-continue``; so is a head the app's ``before_body`` refuses, such as
+a wrong key); a head over ``MAX_HEAD_BYTES`` gets 431; bytes that are not
 HTTP get 400 and the connection closes. A head that grows past the limit is
 answered at once, even one header value that never ends: the bytes of a head are
 counted as they come, not as the parser hands over whole headers. So is a body
@@ -78,6 +80,17 @@ BODY_TIMEOUT = 60.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+def _target(url: bytes) -> tuple[str, bytes]:
+    """The path and query string of a request target: its origin form, or the path of its absolute form
+    (``POST http://host/v1/...``), which a server must accept. (``on_message_complete`` does the same inline:
+    it runs for every request.)"""
+    if url[:1] != b"/" and url.startswith((b"http://", b"https://")):
+        at = url.find(b"/", url.find(b"//") + 2)
+        url = url[at:] if at >= 0 else b"/"
+    q = url.find(b"?")
+    return (url if q < 0 else url[:q]).decode("latin-1"), (b"" if q < 0 else url[q + 1:])
+
+
 def _quoted(value: bytes) -> str:
     text = value.decode("latin-1")
     return repr(text if len(text) <= 40 else text[:40] + "...")
@@ -131,6 +144,8 @@ class Request:
 
 
 App = Callable[[Request], Awaitable[Answer]]
+# The answer a request gets from its head alone (its key refused), or None to read its body.
+HeadCheck = Callable[[Request], Reply | None]
 
 
 class Shared:
@@ -139,9 +154,11 @@ class Shared:
     def __init__(
         self, app: App, max_body: int, loop: asyncio.AbstractEventLoop,
         header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
-        max_connections: int = 1 << 30,
+        max_connections: int = 1 << 30, before_body: HeadCheck | None = None,
     ) -> None:
         self.app = app
+        # Asked only of a request whose client waits for our word before sending its body (Connection._expecting).
+        self.before_body = before_body
         self.max_body = max_body
         self.loop = loop
         self.header_timeout = header_timeout
@@ -360,8 +377,36 @@ class Connection(asyncio.Protocol):
             if expect:
                 # The client waits for our word before sending the body: the answer is 413 now.
                 self._refuse(self._over_limit())
-        elif expect and self.task is None and not self.queue and self.transport is not None:
+        elif expect and not self.close_after:
+            self._expecting()
+
+    def _expecting(self) -> None:
+        """A client waits for our word before it sends its body (``Expect: 100-continue``): the app's
+        ``before_body`` judges the head first, so that a refused key gets its final answer and no ``100
+        Continue`` that would have it upload a body only to read a 401.
+
+        Refused, the connection closes after the answer (``Connection: close``, then a lingering close),
+        as RFC 9110 section 10.1.1 lets a server that answers before reading the content: the client may
+        or may not send the body now (it need not wait for our word), so where its next request would
+        begin is unknown, and reading on for a body that may never come would hold the connection until
+        ``body_timeout``. The lingering close drops what still comes, so the client reads the answer
+        rather than a reset."""
+        check = self.shared.before_body
+        if check is not None:
+            refused = check(self._head_request())
+            if refused is not None:
+                self._refuse(refused)
+                return
+        if self.task is None and not self.queue and self.transport is not None:
             self.transport.write(_CONTINUE)
+
+    def _head_request(self) -> Request:
+        """The request being read, as its head tells it (no body yet)."""
+        parser = self.parser
+        assert parser is not None  # called from the parser's own callback
+        path, query = _target(self.url)
+        return Request(parser.get_method().decode("latin-1"), path, self.headers, b"", False,
+                       http10=parser.get_http_version() == "1.0", query=query)
 
     def on_body(self, body: bytes) -> None:
         if self.too_large:

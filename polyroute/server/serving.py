@@ -76,7 +76,8 @@ class Server:
             log.exception("start-up failed")
             raise StartupFailed(str(exc)) from exc
         app = self.app
-        shared = Shared(app, app.max_body, loop, app.header_timeout, app.body_timeout, connection_limit())
+        shared = Shared(app, app.max_body, loop, app.header_timeout, app.body_timeout, connection_limit(),
+                        app.before_body)
         servers = [await loop.create_server(lambda: Connection(shared), sock=sock, backlog=2048) for sock in sockets]
         sweeper = loop.call_later(_SWEEP_EVERY, self._sweep, shared)
         self.started.set()
