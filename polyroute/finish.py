@@ -41,8 +41,18 @@ log = logging.getLogger("polyroute.finish")
 
 # nginx's convention for "the client closed the connection before the answer was whole".
 CLIENT_CLOSED = 499
+CLIENT_CLOSED_CODE = "client_closed"  # the error code of a request its client left, whatever its status
 # The message of the cancellation with which the server ends what is still being answered at a stop.
 SHUTDOWN = "server_shutting_down"
+
+
+class Unanswered(BaseException):
+    """Ends a stream whose client left before its answer's head was sent.
+
+    The first token may have reached the gateway, but the client got nothing: the
+    request ends as ``CLIENT_CLOSED`` with the code ``client_closed``, not as a stream
+    that began (200). Thrown into the gateway's chunks by the endpoint that holds them.
+    """
 
 
 class RequestIds:
@@ -61,11 +71,13 @@ class Finished:
     """How one request ended. Times are ``time.monotonic()`` readings."""
 
     request_id: str
-    status: int  # the HTTP status the client got (a stream that began is 200 however it ended)
+    # The HTTP status the client got: a stream whose head was sent is 200 however it ended; one whose client
+    # left before its head was sent is CLIENT_CLOSED. (A whole answer is made to its end and keeps its status.)
+    status: int
     stream: bool
     started: float
     ended: float
-    first_token_at: float | None = None  # streams: when the first token went to the client
+    first_token_at: float | None = None  # streams: when the first token went to the client (None: it never did)
     error: str | None = None  # the error code when it did not end well ("stream_cut", "client_closed", ...)
     admitted: Pass | None = None
 
@@ -88,7 +100,7 @@ def ending(exc: BaseException | None) -> tuple[int, str | None]:
         return 500, "internal_error"
     if exc.args == (SHUTDOWN,):
         return 503, SHUTDOWN  # the server's stop cut it, not the client
-    return CLIENT_CLOSED, "client_closed"  # GeneratorExit or CancelledError: nobody is waiting any more
+    return CLIENT_CLOSED, CLIENT_CLOSED_CODE  # GeneratorExit, CancelledError, Unanswered: nobody is waiting
 
 
 class RequestObserver(Protocol):

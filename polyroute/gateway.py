@@ -12,7 +12,7 @@ from polyroute.auth import Keyring
 from polyroute.catalog import Catalog
 from polyroute.config import Config
 from polyroute.failover import Failover, Report
-from polyroute.finish import Finished, Gatekeeper, Observers, Pass, RequestIds, RequestObserver, ending
+from polyroute.finish import Finished, Gatekeeper, Observers, Pass, RequestIds, RequestObserver, Unanswered, ending
 from polyroute.fleet import Fleet
 from polyroute.health import Health
 from polyroute.redislink import RedisLink
@@ -183,7 +183,10 @@ class Gateway:
     ) -> None:
         status, code = ending(error)
         if stream and first_token_at is not None:
-            status = 200  # the head left with the first token; how it ended is in ``error``
+            if isinstance(error, Unanswered):
+                first_token_at = None  # it reached the gateway; the client had left before it went out
+            else:
+                status = 200  # the head left with the first token; how it ended is in ``error``
         outcome = Finished(ctx.request_id, status, stream, ctx.started, time.monotonic(), first_token_at, code,
                            admitted)
         self.observers.finish(ctx, report, outcome)

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from polyroute.finish import CLIENT_CLOSED_CODE
 from polyroute.tenancy.rollup import histogram_percentile, latency_bucket
 from polyroute.tenancy.stores import Traffic, UsageRow
 
@@ -98,7 +99,7 @@ class Recent:
                 if (isinstance(attempt, dict) and attempt.get("outcome") != "ok" and attempt.get("model") != row.model
                         and isinstance(attempt.get("model"), str)):
                     self._sample(attempt["model"], _FAILED)
-        if row.model is not None:
+        if row.model is not None and row.error != CLIENT_CLOSED_CODE:  # a client that left tells nothing of the model
             failed = row.status >= 400 or row.error is not None
             self._sample(row.model, Sample(failed, row.ttft_ms, _speed(row)))
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from polyroute.auth import presented_key
 from polyroute.errors import AllAttemptsFailed, InvalidRequest, PolyrouteError, UnknownModel
 from polyroute.failover import Report
-from polyroute.finish import Pass
+from polyroute.finish import Pass, Unanswered
 from polyroute.gateway import Gateway, RequestContext
 from polyroute.routing import Plan
 from polyroute.routing.explain import header_value
@@ -223,6 +223,23 @@ class _Frames:
             await close_iterator(self.frames)
         finally:
             await close_iterator(self.chunks)
+
+    async def unsent(self) -> None:
+        """The client left before the head was sent: the chunks end with ``Unanswered``, so the request
+        finishes as the client saw it (nothing: 499), even when its first token had come."""
+        try:
+            await close_iterator(self.frames)
+        finally:
+            athrow = getattr(self.chunks, "athrow", None)
+            if athrow is None:
+                await close_iterator(self.chunks)
+            else:
+                try:
+                    await athrow(Unanswered())
+                except (Unanswered, StopAsyncIteration):
+                    pass  # ended with it (or had ended before)
+                else:
+                    await close_iterator(self.chunks)  # it went on past it: closed like any other
 
 
 _WANTED_HEADERS = frozenset(

@@ -213,6 +213,7 @@ class Connection(asyncio.Protocol):
         self.head_bytes = 0  # bytes fed to the parser since the current head began
         self.deadline: float | None = None  # by when the head or body being read must be whole
         self.cut = False  # the stop's grace is over: what is in flight ends with an error
+        self.eof = False  # the client has stopped sending
         self._reset()
 
     def _reset(self) -> None:
@@ -279,7 +280,9 @@ class Connection(asyncio.Protocol):
         """The client has stopped sending (a half-close): what it sent whole is answered, then the connection
         closes; keeping the transport open lets the answers be written. A request cut part-way, or a stream,
         closes at once: the client may well have closed both ways (a stream's client that leaves must free
-        its upstream at once), and nothing of a cut request can be answered."""
+        its upstream at once), and nothing of a cut request can be answered. So does a stream whose head has
+        not left yet, once it is ready (``_answer``): its request ends unanswered, as nginx's 499 has it."""
+        self.eof = True
         if self.deadline is None and not self.streaming and (self.task is not None or self.queue):
             self._end_reading()
             return True
@@ -520,7 +523,9 @@ class Connection(asyncio.Protocol):
             reply = Reply(orjson.dumps(SHUTTING_DOWN), 503)
             self.write(self.shared.head.build(503, reply.head_fields(), True) + reply.body)
             return False
-        if self.lost:
+        if self.lost or (self.eof and isinstance(answer, EventStream)):
+            # Its client is gone, or stopped sending before a stream began (taken as gone, as it is mid-stream):
+            # nothing is sent, and the answer is told so.
             await answer.aclose()
             return False
         # Decided once the answer is ready: a stop begun meanwhile closes the connection after it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Generator, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -91,7 +91,7 @@ class EventStream:
                     break
             out.write(head + framed(pending) + (_LAST_CHUNK if self.chunked else b""))
         finally:
-            await self.aclose()
+            await _close(self.body)
 
     def closing(self, payload: Any) -> bytes:
         """The last bytes of a stream cut before its end: an event saying why, then the body's end."""
@@ -100,9 +100,24 @@ class EventStream:
         return event(payload)
 
     async def aclose(self) -> None:
-        aclose = getattr(self.body, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        """Never sent (its client left first): a body that can be told so (``Unsent``) is, else it is closed."""
+        if isinstance(self.body, Unsent):
+            await self.body.unsent()
+        else:
+            await _close(self.body)
+
+
+@runtime_checkable
+class Unsent(Protocol):
+    """A body that ends otherwise when its answer was never sent (the request then ends as unanswered)."""
+
+    async def unsent(self) -> None: ...
+
+
+async def _close(body: AsyncIterator[bytes]) -> None:
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 class _Step:

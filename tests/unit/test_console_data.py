@@ -395,3 +395,13 @@ def test_the_overview_counts_a_model_out_by_its_backend_as_failing() -> None:
     assert views.failing(gateway, health) == 1
     shown = views.fleet(gateway, {**health, "status": "degraded"}, Recent())
     assert [m["healthy"] for m in shown["models"]] == [True, True, False]
+
+
+def test_a_client_that_left_is_no_sample_of_the_model_answering() -> None:
+    recent = Recent()
+    finish(recent, "main", "fast", latency_s=1.0, ttft_s=0.2, tokens=80)
+    when = datetime.fromtimestamp(1_700_000_000, UTC)
+    for status in (499, 200):  # left before the head, and mid-stream
+        recent.add(UsageRow(f"r{status}", when, "k", "t", "main", "fast", "b", '[{"model": "fast", "outcome": "ok"}]',
+                            5, 3, 0.001, True, 500.0, None, status, "client_closed", True))
+    assert recent.model("fast")["answers"] == 1 and recent.model("fast")["failures"] == 0
