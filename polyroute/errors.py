@@ -30,7 +30,7 @@ error reader look at the text.
     │   ├── PolicyViolation              422  no candidate satisfies the policy
     │   │   └── ContextTooLong           400  context_length_exceeded: only the prompt's length stood in the way
     │   ├── BudgetExceeded               402  the key's or team's budget is spent (SDKs do not retry 402)
-    │   └── RateLimitExceeded            429  the key's or team's rpm/tpm, with Retry-After
+    │   └── RateLimitExceeded            429  the key's or team's rpm/tpm, with Retry-After and retry-after-ms
     ├── UpstreamError                    a backend failed; carries backend, model and scope (m/B)
     │   │                                        falls over; "no retry": not that backend again
     │   ├── UpstreamUnavailable          B  503  connection refused / reset / DNS / TLS
@@ -47,8 +47,9 @@ error reader look at the text.
     │   │                                        content a provider's moderation flagged
     │   │   └── UpstreamContextExceeded  -  400  context length: move to a larger window
     │   └── StreamCut                    m  502  a stream ended or stalled after tokens were sent
-    ├── AllAttemptsFailed                502/503/504, 429 when every one was rate limited (Retry-After:
-    │                                        the soonest any gave): every candidate failed, each listed
+    ├── AllAttemptsFailed                502/503/504, 429 when every one was rate limited (Retry-After and
+    │                                        retry-after-ms: what is left of the soonest wait any gave):
+    │                                        every candidate failed, each listed
     ├── StoreUnavailable                 503  the database of keys and the ledger cannot be reached
     └── QuotaStoreUnavailable            503  the shared counters (Redis) are unreachable and
                                               [store] on_redis_down refuses the key's request
@@ -57,6 +58,7 @@ error reader look at the text.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -229,13 +231,25 @@ class RateLimitExceeded(ClientError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: int, param: str | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float, param: str | None = None) -> None:
         super().__init__(message, param=param)
-        self.retry_after = retry_after
+        self.retry_after = retry_after  # seconds until a request would be let in (not rounded: see retry_headers)
         self.limits: dict[str, str] = {}  # the x-ratelimit-* and budget headers, as an admitted answer has them
 
     def headers(self) -> dict[str, str]:
-        return {**self.limits, "retry-after": str(self.retry_after)}
+        return {**self.limits, **retry_headers(self.retry_after)}
+
+
+def retry_headers(seconds: float) -> dict[str, str]:
+    """When to try again: ``Retry-After`` in whole seconds, rounded up (HTTP's form), and ``retry-after-ms`` with
+    the wait itself.
+
+    OpenAI's SDKs and the Vercel AI SDK read ``retry-after-ms`` first, and wait as told only for less than a
+    minute (openai-python for up to 60 s): a wait of 59.4 s rounded up to ``Retry-After: 60`` is past the Vercel
+    SDK's and openai-node's range, and they fall back to a backoff of seconds that retries into the same refusal.
+    """
+    seconds = max(seconds, 0.001)
+    return {"retry-after": str(math.ceil(seconds)), "retry-after-ms": str(math.ceil(seconds * 1000))}
 
 
 class QuotaStoreUnavailable(PolyrouteError):
@@ -313,6 +327,8 @@ class UpstreamRateLimited(UpstreamError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
+        # When it was said: a wait passed on to the client later is what is left of it then.
+        self.said_at = time.monotonic()
 
 
 class UpstreamServerError(UpstreamError):
@@ -430,8 +446,11 @@ class AllAttemptsFailed(PolyrouteError):
             self.param = errors[-1].param  # the field the upstream named, where it named one
         elif self.status in (429, 503):
             # When the soonest of them may be tried again, where any said (a rate limit's Retry-After).
-            waits = [e.retry_after for e in errors if isinstance(e, UpstreamRateLimited) and e.retry_after is not None]
-            self.retry_after = min(waits) if waits else None
+            # What is left of it now: the attempts after the one that said it took time too.
+            now = time.monotonic()
+            waits = [e.retry_after - (now - e.said_at) for e in errors
+                     if isinstance(e, UpstreamRateLimited) and e.retry_after is not None]
+            self.retry_after = max(min(waits), 0.0) if waits else None
 
     def _pick_status(self) -> int:
         if self.errors and all(isinstance(e, UpstreamTimeout) for e in self.errors):
@@ -450,7 +469,7 @@ class AllAttemptsFailed(PolyrouteError):
             return {"x-should-retry": "false"}
         if self.retry_after is None:
             return {}
-        return {"retry-after": str(max(math.ceil(self.retry_after), 1))}
+        return retry_headers(self.retry_after)
 
 
 _LASTING = (UpstreamAuthError, UpstreamBilling, UpstreamBlocked, UpstreamModelNotFound)
