@@ -169,8 +169,7 @@ class GatewayConfig(_Strict):
     # first byte, and its body within ``body_timeout`` of the end of the head; else 408 and close.
     header_timeout: float = Field(default=10.0, gt=0, le=3600)
     body_timeout: float = Field(default=60.0, gt=0, le=3600)
-    # On SIGTERM, answers in flight have this long to finish; streams still running then end with
-    # an error event (code "server_shutting_down").
+    # On SIGTERM, answers in flight have this long to finish; streams still running then end with an error event.
     shutdown_grace: float = Field(default=10.0, ge=0, le=3600)
     # Bounds on one chat request's work, each refused with a 400 that names the limit and the field.
     max_messages: int = Field(default=2048, ge=1, le=1_000_000)
@@ -180,8 +179,7 @@ class GatewayConfig(_Strict):
     # The HTTP client every HTTP backend uses upstream, unless it names its own: the home-made
     # one ("builtin") or aiohttp's ("aiohttp", the ``aiohttp`` extra).
     upstream_client: UpstreamClient = "builtin"
-    # Seconds between looks at the quality routes' router files; a changed file is loaded without
-    # a restart. 0: only on SIGHUP.
+    # Seconds between looks at the quality routes' router files (changed ones are reloaded). 0: only on SIGHUP.
     router_poll: float = Field(default=1.0, ge=0, le=3600)
     # Web pages whose scripts may call the API (CORS): origins as a browser sends them, or "*". None by default.
     cors_origins: list[str] = Field(default_factory=list)
@@ -450,6 +448,8 @@ class RouteConfig(_Strict):
     stall_timeout: float = Field(default=15.0, gt=0)
     # Seconds without a first token after which the next candidate is started too.
     hedge_after: float | None = Field(default=None, gt=0)
+    # A classifier's refusal before any output (Claude's): the client's answer, or the next candidate is asked.
+    on_refusal: Literal["answer", "next"] = "answer"
     # strategy = "quality": the model file `polyroute router train` wrote (relative to the config
     # file), the predicted probability of a good answer the first candidate must reach, and which
     # of the file's columns predicts each model of the route (default: the model's own name).

@@ -396,6 +396,16 @@ class UpstreamParamRefused(UpstreamRejected):
         self.always = always  # whatever its value: remembered for later requests, not only dropped for this one
 
 
+class UpstreamDeclined(UpstreamRejected):
+    """A safety classifier declined the request before any output (Claude's ``stop_reason: "refusal"``), on a route
+    whose ``on_refusal = "next"`` asks the next candidate, as Anthropic's own fallback does. Not the model's
+    failure: its breaker is not charged."""
+
+    outcome = "declined"
+    code = "content_policy_violation"
+    may_fall_over = True
+
+
 class UpstreamContextExceeded(UpstreamRejected):
     outcome = "context_exceeded"
     code = "context_length_exceeded"

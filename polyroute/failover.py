@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -47,6 +47,7 @@ from polyroute.errors import (
     StreamCut,
     UpstreamBadResponse,
     UpstreamContextExceeded,
+    UpstreamDeclined,
     UpstreamError,
     UpstreamParamRefused,
     UpstreamRejected,
@@ -121,6 +122,19 @@ class Failover:
         return _Stream(walk, on_end).chunks()
 
 
+def declined(bodies: Sequence[Mapping[str, object]], choices: Sequence[Any]) -> str | None:
+    """Why a classifier declined, when an answer (its messages) or a stream's first token (its deltas) is that
+    refusal and nothing else: a ``refusal`` and the ``content_filter`` finish, no text, tool call or reasoning."""
+    if not any(c.get("finish_reason") == "content_filter" for c in choices):
+        return None
+    for body in bodies:
+        refusal = body.get("refusal")
+        if isinstance(refusal, str) and refusal and not any(
+                body.get(k) for k in ("content", "tool_calls", "reasoning_content", "reasoning_details")):
+            return f"declined before any output: {refusal}"
+    return None
+
+
 def refuses_streaming(exc: UpstreamRejected) -> bool:
     """Whether a 400 to the streamed form is about streaming itself (``stream``, ``stream_options``).
 
@@ -143,9 +157,13 @@ class _Whole(Walk):
     async def run(self, slot: Slot) -> ChatResponse:
         try:
             async with Deadline(slot.timeout):
-                return await slot.adapter.complete(self.call(slot))
+                resp = await slot.adapter.complete(self.call(slot))
         except TimeoutError:
             raise as_upstream(TimeoutError(), slot) from None
+        if self.route.config.on_refusal == "next" and (why := declined(
+                [c.get("message") or {} for c in resp.get("choices") or ()], resp.get("choices") or ())):
+            raise UpstreamDeclined(why, backend=slot.entry.backend, model=slot.entry.name)
+        return resp
 
     async def abandoned(self, slot: Slot, result: ChatResponse | None) -> None:
         self.bill_abandoned(slot, result.get("usage") if result else None)
@@ -201,6 +219,9 @@ class _Opening(Walk):
                 async for chunk in upstream:
                     held.append(chunk)
                     if chunk_has_token(chunk):
+                        if self.route.config.on_refusal == "next" and (why := declined(
+                                [c["delta"] for c in chunk["choices"]], chunk["choices"])):
+                            raise UpstreamDeclined(why, backend=slot.entry.backend, model=slot.entry.name)
                         return Head(upstream, held)
         except TimeoutError:
             await _close(upstream)

@@ -195,6 +195,8 @@ class ResponseMessage(TypedDict, total=False):
     reasoning_content: str
     # Signed thinking, one entry per block, as OpenRouter sends it (polyroute.adapters.claude_thinking).
     reasoning_details: list[dict[str, Any]]
+    # Why the model declined, in its provider's words (OpenAI's field; Claude's classifier refusals).
+    refusal: str
 
 
 class Choice(TypedDict):
@@ -224,6 +226,7 @@ class Delta(TypedDict, total=False):
     # What some upstreams (OpenRouter, newer vLLM) call the same thing.
     reasoning: str | None
     reasoning_details: list[dict[str, Any]]
+    refusal: str
 
 
 class ChunkChoice(TypedDict):

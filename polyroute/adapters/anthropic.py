@@ -391,13 +391,18 @@ class AnthropicAdapter(HttpAdapter):
         if details:
             message["reasoning_details"] = details
         finish = FINISH.get(str(doc.get("stop_reason")), "stop")
+        usage = _usage(doc.get("usage") or {})
+        if doc.get("stop_reason") == "refusal":
+            message["refusal"] = refusal_text(doc.get("stop_details"))
+            if not (text or tool_calls or details):
+                usage = make_usage(0, 0)  # declined before any output: not billed (see refusal_text)
         answer: ChatResponse = {
             "id": str(doc.get("id") or ""),
             "object": "chat.completion",
             "created": now(),
             "model": str(doc.get("model") or call.upstream_model),
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": _usage(doc.get("usage") or {}),
+            "usage": usage,
         }
         if changed := doc.get("input_transformations"):  # thinking blocks the API dropped or let through
             answer["input_transformations"] = changed
@@ -467,6 +472,7 @@ class _StreamState:
         self.tools: dict[int, int] = {}  # content block index -> tool call index
         self.thinking = ThinkingStream()
         self.said = 0  # characters of text sent so far: where a thinking block after some text sits
+        self.refused = False  # stopped by a classifier refusal
         self.rejoin = _Rejoin(call.prefix or "")
         self.stopped = False
 
@@ -490,9 +496,14 @@ class _StreamState:
         if kind == "message_delta":
             self.usage.update({k: v for k, v in (doc.get("usage") or {}).items() if v is not None})
             reason = doc["delta"].get("stop_reason")
+            if reason == "refusal":
+                self.refused = True
+                return [self.chunk({"refusal": refusal_text(doc["delta"].get("stop_details"))}, "content_filter")]
             return [self.chunk({}, FINISH.get(reason or "", "stop"))] if reason else []
         if kind == "message_stop":
             self.stopped = True
+            if self.refused and not self.said and not self.tools and not self.thinking.entries:
+                return [usage_chunk(self.id, self.model, make_usage(0, 0))]  # declined before any output: not billed
             return [usage_chunk(self.id, self.model, _usage(self.usage))]
         return []  # ping, content_block_stop, and event types added after this was written
 
@@ -547,6 +558,18 @@ class _Rejoin:
         if text:
             self.budget = 0
         return text
+
+
+def refusal_text(details: object) -> str:
+    """What a classifier refusal tells the client, as OpenAI's ``message.refusal``: Claude's explanation and the
+    policy category of its ``stop_details``. Claude's safety classifiers decline some requests with a 200 and
+    ``stop_reason: "refusal"``; one declined before any output is not billed, one cut during the answer is billed
+    for its input and what was sent (https://platform.claude.com/docs/en/build-with-claude/refusals-and-fallback)."""
+    said = details if isinstance(details, dict) else {}
+    explanation, category = said.get("explanation"), said.get("category")
+    text = explanation.strip() if isinstance(explanation, str) and explanation.strip() else (
+        "Claude's safety classifiers declined this request")
+    return f"{text} (category: {category})" if isinstance(category, str) and category else text
 
 
 def _binding(thinking: object) -> object:
