@@ -59,6 +59,8 @@ def from_chat(resp: ChatResponse, req: ChatRequest, request_id: str, *, sealed: 
         output.append(reasoning_item(f"rs_{request_id}_0", thought, entries, item_status))
     if message.get("content") or not message.get("tool_calls"):  # an empty answer is an empty message
         output.append(message_item(f"msg_{request_id}_{len(output)}", message.get("content") or "", item_status))
+        if refusal := message.get("refusal"):  # why the model declined: the Responses API's refusal part
+            output[-1]["content"].append(refusal_part(refusal))
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
         n = len(output)
@@ -76,6 +78,10 @@ def from_chat(resp: ChatResponse, req: ChatRequest, request_id: str, *, sealed: 
 def message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
     content = [{"type": "output_text", "text": text, "annotations": []}] if status != "in_progress" else []
     return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
+
+
+def refusal_part(text: str) -> dict[str, Any]:
+    return {"type": "refusal", "refusal": text}
 
 
 def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from polyroute.server.responses_answer import (
     ending,
     envelope,
     message_item,
+    refusal_part,
     response_id,
     responses_usage,
 )
@@ -58,6 +59,7 @@ class ResponseEvents:
         self.sequence = 0
         self.message: int | None = None  # the output index of the open message
         self.text: list[str] = []  # its text so far
+        self.refusal: list[str] = []  # its refusal so far (a classifier's, said as the answer ends)
         self.thought: int | None = None  # the output index of the open reasoning item
         self.thinking: list[str] = []  # its text so far
         self.details = Assembly()  # its reasoning_details pieces, joined by index as the chat path joins them
@@ -77,6 +79,9 @@ class ResponseEvents:
                 out += self._reasoning(thought, details)
             if text := delta.get("content"):
                 out += self._text(text)
+            if refusal := delta.get("refusal"):  # why the model declined: a refusal part of the message
+                out += self._text("")
+                self.refusal.append(refusal)
             for call in delta.get("tool_calls") or []:
                 out += self._call(call)
             if choice.get("finish_reason"):
@@ -165,12 +170,23 @@ class ResponseEvents:
             item["content"] = [part]
             out += self._emit("response.output_text.done", **where, content_index=0, text=text, logprobs=[])
             out += self._emit("response.content_part.done", **where, content_index=0, part=part)
+            if self.refusal:
+                out += self._refusal_done(item, where)
             self.message, self.text = None, []
         elif item["type"] == "reasoning":
             out += self._reasoning_done(item, where)
         else:
             out += self._emit("response.function_call_arguments.done", **where, arguments=item["arguments"])
         return out + self._emit("response.output_item.done", output_index=at, item=item)
+
+    def _refusal_done(self, item: dict[str, Any], where: dict[str, Any]) -> bytes:
+        """The message's refusal, as a second content part: added, its text, done."""
+        text, self.refusal = "".join(self.refusal), []
+        item["content"].append(refusal_part(text))
+        return (self._emit("response.content_part.added", **where, content_index=1, part=refusal_part(""))
+                + self._emit("response.refusal.delta", **where, content_index=1, delta=text)
+                + self._emit("response.refusal.done", **where, content_index=1, refusal=text)
+                + self._emit("response.content_part.done", **where, content_index=1, part=refusal_part(text)))
 
     def _reasoning_done(self, item: dict[str, Any], where: dict[str, Any]) -> bytes:
         out = b""

@@ -86,3 +86,28 @@ def test_on_refusal_next_asks_the_next_candidate_and_charges_no_breaker(claude: 
     assert raw_resp.headers["x-polyroute-model"] == "other"
     assert raw_resp.headers["x-polyroute-attempt-log"].startswith("claude/opus declined ")
     assert "claude" not in str(health) or "open" not in str(health)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_responses_api_gives_the_refusal_as_a_refusal_part(claude: FakeUpstream, fallback: FakeUpstream,
+                                                               stream: bool) -> None:
+    """Through ``/v1/responses`` the reason is the message's ``refusal`` content part, and the response is
+    ``incomplete`` for ``content_filter``, as OpenAI's SDK reads them."""
+    claude.stream(before_output_stream())
+    with live_gateway(config(claude, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        if stream:
+            with client.responses.stream(model="agent", input="Scan this host.") as events:
+                seen = list(events)
+            kinds = [e.type for e in seen]
+            assert "response.refusal.delta" in kinds and "response.refusal.done" in kinds
+            # The SDK's get_final_response() wants response.completed; an incomplete one ends response.incomplete.
+            assert kinds[-1] == "response.incomplete"
+            done = seen[-1].response  # type: ignore[union-attr]
+        else:
+            done = client.responses.create(model="agent", input="Scan this host.")
+    assert done.status == "incomplete" and done.incomplete_details is not None
+    assert done.incomplete_details.reason == "content_filter"
+    [message] = [item for item in done.output if item.type == "message"]
+    refusals = [part.refusal for part in message.content if part.type == "refusal"]
+    assert refusals == ["This request was declined by a safety classifier. (category: cyber)"]
