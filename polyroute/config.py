@@ -36,6 +36,7 @@ from pydantic import (
 
 from polyroute.config_cautions import route_cautions
 from polyroute.config_problems import did_you_mean, problems_of
+from polyroute.config_responses import ResponsesStoreKeys
 from polyroute.errors import ConfigError
 
 Locality = Literal["local", "remote"]
@@ -564,8 +565,8 @@ def _redis_shown(value: Secret | str | None) -> str | None:
     return _redact(value) if isinstance(value, Secret) else value
 
 
-class StoreConfig(_Strict):
-    """``[store]``: where virtual keys, teams and the usage ledger live."""
+class StoreConfig(_Strict, ResponsesStoreKeys):
+    """``[store]``: where virtual keys, teams, the usage ledger and stored responses live."""
 
     # ``sqlite:///ABSOLUTE/PATH.db`` or ``postgresql://USER@HOST:PORT/DB`` (the ``postgres`` extra);
     # unset: ``polyroute.db`` in the user's data directory.

@@ -20,7 +20,7 @@ error reader look at the text.
     │   ├── Forbidden                    403  key may not use this route
     │   ├── UnknownModel                 404  lists the names that exist
     │   ├── RequestTimeout               408  head or body not received in time
-    │   ├── NotFound                     404  no such key or team (admin API)
+    │   ├── NotFound                     404  no such key or team (admin API), no such stored response
     │   ├── MethodNotAllowed             405
     │   ├── Conflict                     409  the name is taken (admin API)
     │   ├── BodyTooLarge                 413

@@ -34,6 +34,7 @@ from polyroute.server.feedback import FeedbackEndpoint
 from polyroute.server.http11 import Request
 from polyroute.server.metrics import MetricsEndpoint, metrics_guard
 from polyroute.server.responses import ResponsesEndpoint
+from polyroute.server.responses_kept import StoredResponsesEndpoint
 from polyroute.server.usage import AdminUsageEndpoint, UsageEndpoint
 from polyroute.tracing import tracing_from_env
 
@@ -125,6 +126,9 @@ def create_app(gateway: Gateway) -> App:
     door = Door(gateway, chat_paths=frozenset(("/v1/chat/completions", "/chat/completions", "/v1/responses",
                                                "/responses")),
                 client_paths=frozenset(("/v1/feedback",)), admin_digest=admin_digest if admin_on else None)
+    for prefix in ("/v1/responses/", "/responses/"):
+        kept = StoredResponsesEndpoint(gateway, prefix).handle
+        prefixes[prefix] = {"GET": kept, "DELETE": kept}
     build: Callable[..., App] = App
     if config.gateway.cors_origins:
         from polyroute.server.cors import Cors, CorsApp

@@ -52,7 +52,7 @@ class ChatEndpoint:
         req: ChatRequest | None = None
         try:
             ctx = await self.context(_wanted_headers(request.headers), started)
-            req = self.parse(request.body)
+            req = await self.read(request.body, ctx)
             plan = self.gateway.plan(req, ctx)
         except PolyrouteError as exc:
             # Ended before the gateway had it: still one request finished, for every observer.
@@ -76,19 +76,20 @@ class ChatEndpoint:
                 usage["cost_usd"] = round(report.cost_usd, 8)  # as a stream's usage has it (SDKs read usage)
             if admitted is not None:
                 extra.update(admitted.headers((float(report.usage["total_tokens"]), report.cost_usd)))
-            return Reply(self.whole(resp, req, ctx), headers={**self.headers(report), **extra})
+            return Reply(await self.whole(resp, req, ctx), headers={**self.headers(report), **extra})
         except AllAttemptsFailed as exc:
             return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)), **self.attempt_log(exc),
                                         **_limits(admitted, extra)})
         except PolyrouteError as exc:
             return error_response(exc, _limits(admitted, extra))
 
-    def parse(self, body: bytes) -> ChatRequest:
-        """The request a body asks for, validated (an endpoint of another wire format translates it here)."""
+    async def read(self, body: bytes, ctx: RequestContext) -> ChatRequest:
+        """The request a body asks for, validated (an endpoint of another wire format translates it here, and
+        may read what ``ctx.principal`` stored)."""
         return parse_request(body, self.bounds)
 
-    def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
-        """The body of a whole answer."""
+    async def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
+        """The body of a whole answer (an endpoint that keeps answers keeps it before it is sent)."""
         return orjson.dumps(resp)
 
     async def context(self, h: dict[str, str], started: float) -> RequestContext:

@@ -1,9 +1,16 @@
-"""``POST /v1/responses``: OpenAI's Responses API, stateless, served by the chat endpoint's own path.
+"""``POST /v1/responses``: OpenAI's Responses API, served by the chat endpoint's own path.
 
 A Responses request is translated into a chat request (``responses_request``) and
 validated as one; from there keys, admission, routing, failover, budgets, the ledger
 and metrics are the chat endpoint's, unchanged. Only the answer's shape differs: a
 ``response`` object (``responses_answer``) or its events (``responses_stream``).
+
+What it names of stored responses (``previous_response_id``, ``item_reference``) is put
+in first (``responses_recall``). Unless it says ``store: false``, the response is then
+stored (``polyroute.tenancy.responses``) before its last bytes leave: a whole answer
+before its body is sent, a stream before ``response.completed``. A client sends its next
+turn only after reading the answer, so the next turn always finds it. A store that fails
+then costs the client only the storing: the answer is sent, and the failure logged.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from pydantic import PrivateAttr, ValidationError
@@ -22,7 +30,9 @@ from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint, close_iterator, read_object
 from polyroute.server.errors import from_validation
 from polyroute.server.responses_answer import from_chat
-from polyroute.server.responses_request import seals_reasoning, to_chat
+from polyroute.server.responses_kept import with_ids
+from polyroute.server.responses_recall import Recalled, recall, references
+from polyroute.server.responses_request import seals_reasoning, stores, to_chat
 from polyroute.server.responses_stream import ResponseEvents
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse
 
@@ -34,16 +44,32 @@ class ResponsesChatRequest(ChatRequest):
     the JSON an upstream is sent)."""
 
     _sealed: bool = PrivateAttr(default=False)
+    _stored: bool = PrivateAttr(default=True)
+    _recalled: Recalled | None = PrivateAttr(default=None)
 
     @property
     def sealed(self) -> bool:
         """Whether reasoning items carry ``encrypted_content`` (``include: ["reasoning.encrypted_content"]``)."""
         return self._sealed
 
+    @property
+    def stored(self) -> bool:
+        """Whether its response is stored (``store`` is not false)."""
+        return self._stored
 
-def parse_responses(body: bytes, bounds: Bounds) -> ResponsesChatRequest:
-    """The chat request a Responses request's body asks for, checked and validated as chat's own are."""
-    raw = read_object(body, bounds)
+    @property
+    def recalled(self) -> Recalled:
+        """Its own input, and the conversation of its ``previous_response_id``."""
+        return self._recalled or Recalled(None, [], None)
+
+
+def parse_responses(body: bytes, bounds: Bounds, raw: dict[str, Any] | None = None,
+                    recalled: Recalled | None = None) -> ResponsesChatRequest:
+    """The chat request a Responses request's body asks for (``raw``, when it was read already, with what it
+    named of stored responses put in), checked and validated as chat's own are."""
+    raw = read_object(body, bounds) if raw is None else raw
+    if recalled is not None:
+        raw = {**raw, "input": recalled.input(), "previous_response_id": None}
     chat = to_chat(raw)
     bounds.check(chat, body)
     try:
@@ -52,6 +78,8 @@ def parse_responses(body: bytes, bounds: Bounds) -> ResponsesChatRequest:
         raise from_validation(exc) from None
     assert isinstance(req, ResponsesChatRequest)
     req._sealed = seals_reasoning(raw)
+    req._stored = stores(raw)
+    req._recalled = recalled or Recalled(raw.get("input"), [], None)
     return req
 
 
@@ -60,11 +88,35 @@ def _sealed(req: ChatRequest) -> bool:
 
 
 class ResponsesEndpoint(ChatEndpoint):
-    def parse(self, body: bytes) -> ChatRequest:
-        return parse_responses(body, self.bounds)
+    async def read(self, body: bytes, ctx: RequestContext) -> ChatRequest:
+        raw = read_object(body, self.bounds)
+        recalled = None
+        if references(raw):
+            kept, key = self.gateway.tenancy.responses, ctx.principal.key
+            recalled = await kept.run(lambda: recall(raw, kept.lookup(key), kept.item_lookup(key)))
+        return parse_responses(body, self.bounds, raw, recalled)
 
-    def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
-        return orjson.dumps(from_chat(resp, req, ctx.request_id, sealed=_sealed(req)))
+    async def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
+        doc = from_chat(resp, req, ctx.request_id, sealed=_sealed(req))
+        await self.keep(doc, req, ctx)
+        return orjson.dumps(doc)
+
+    async def keep(self, doc: dict[str, Any], req: ChatRequest, ctx: RequestContext) -> None:
+        """Say in ``doc`` whether it is stored and what it followed, and store it unless asked not to."""
+        if not isinstance(req, ResponsesChatRequest):
+            return
+        recalled = req.recalled
+        doc["store"] = req.stored
+        doc["previous_response_id"] = recalled.previous_id
+        if not req.stored or doc["status"] == "failed":
+            return
+        given = recalled.given
+        items = [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else given
+        try:
+            await self.gateway.tenancy.responses.put(doc, with_ids(items, ctx.request_id), recalled.previous_id,
+                                                      ctx.principal.key, ctx.principal.team)
+        except Exception:
+            log.exception("response %s was answered but could not be stored", doc["id"])
 
     async def frames(
         self, first: ChatChunk | None, chunks: AsyncIterator[ChatChunk], req: ChatRequest, report: Report,
@@ -72,6 +124,8 @@ class ResponsesEndpoint(ChatEndpoint):
     ) -> AsyncIterator[bytes]:
         name = report.model.name if report.model else req.model
         events = ResponseEvents(ctx.request_id, req, name, int(time.time()), sealed=_sealed(req))
+        if isinstance(req, ResponsesChatRequest):
+            events.response.update(store=req.stored, previous_response_id=req.recalled.previous_id)
         try:
             yield events.opening()
             if first is not None and (framed := events.chunk(first)):
@@ -79,7 +133,9 @@ class ResponsesEndpoint(ChatEndpoint):
             async for chunk in chunks:
                 if chunk["choices"] and (framed := events.chunk(chunk)):
                     yield framed
-            yield events.closing(self.usage_chunk(None, name, report)["usage"])
+            closing = events.closing(self.usage_chunk(None, name, report)["usage"])
+            await self.keep(events.response, req, ctx)  # before response.completed: the next turn may name it
+            yield closing
         except PolyrouteError as exc:
             yield events.failed(exc.to_body()["error"])
         except Exception:

@@ -1,7 +1,8 @@
 """A Responses API request (``POST /v1/responses``) as the chat request it asks for.
 
-The gateway keeps no responses, so a request must carry its whole conversation in
-``input``; what would need a stored response, conversation or prompt is refused
+What a request names of stored responses (``previous_response_id``, ``item_reference``
+items) has been put into its ``input`` before (``responses_recall``); what would need a
+stored conversation or prompt, or a response computed in the background, is refused
 with a 400 naming the field, as are tools the gateway cannot run (only ``function``
 tools pass). Fields with a chat counterpart are renamed to it; a field of chat's own
 and a field neither knows are passed on as chat passes them, for each backend to
@@ -23,10 +24,12 @@ from typing import Any
 from polyroute.errors import InvalidRequest
 from polyroute.server.responses_reasoning import INCLUDE_SEALED, join_recalled, recalled
 
-# Needs a response, conversation or prompt kept by the server: a gateway that keeps none refuses it.
-_STATEFUL = ("previous_response_id", "conversation", "prompt")
-# Responses fields that shape only what a server keeps or includes: nothing to do here.
-_IGNORED = frozenset({"include", "truncation", "max_tool_calls", "stream_options", "top_logprobs", "background"})
+# Needs a conversation or prompt kept by the server: the gateway keeps responses only, and refuses these.
+_STATEFUL = ("conversation", "prompt")
+# Responses fields that shape only what a server keeps or includes: nothing to do here (``store`` and
+# ``previous_response_id`` are the endpoint's: ``polyroute.server.responses``).
+_IGNORED = frozenset({"include", "truncation", "max_tool_calls", "stream_options", "top_logprobs", "background",
+                      "store", "previous_response_id"})
 # Responses fields translated into chat's below, never copied as they are.
 _TRANSLATED = frozenset({"input", "instructions", "tools", "tool_choice", "text", "reasoning", "max_output_tokens"})
 _MESSAGE_ROLES = frozenset({"user", "system", "developer", "assistant"})
@@ -37,10 +40,10 @@ def to_chat(raw: dict[str, Any]) -> dict[str, Any]:
     for name in _STATEFUL:
         if raw.get(name) is not None:
             raise InvalidRequest(
-                f"'{name}' is not supported: this gateway keeps no responses, conversations or prompts; "
-                "send the whole conversation as 'input'.", param=name)
+                f"'{name}' is not supported: this gateway keeps no conversations or prompts; send the "
+                "conversation as 'input', or name the last response as 'previous_response_id'.", param=name)
     if raw.get("background"):
-        raise InvalidRequest("'background' is not supported: this gateway keeps no responses to poll.",
+        raise InvalidRequest("'background' is not supported: this gateway computes no responses to poll.",
                              param="background")
     chat: dict[str, Any] = {k: v for k, v in raw.items() if k not in _IGNORED and k not in _TRANSLATED}
     messages: list[dict[str, Any]] = []
@@ -90,10 +93,13 @@ def _messages(given: Any) -> list[dict[str, Any]]:
         elif kind == "function_call_output":
             out.append({"role": "tool", "tool_call_id": _string(item, "call_id", i),
                         "content": _tool_output(item.get("output"), i)})
+        elif kind == "item_reference":  # the endpoint puts in what these name (responses_recall) before this
+            raise InvalidRequest(f"Invalid value for 'input[{i}]': the stored item it names was not read.",
+                                 param=f"input[{i}].type")
         else:
-            what = "a stored item" if kind == "item_reference" else f"items of type {kind!r}"
-            raise InvalidRequest(f"Invalid value for 'input[{i}]': this gateway does not accept {what}; "
-                                 "it takes message, function_call, function_call_output and reasoning items.",
+            raise InvalidRequest(f"Invalid value for 'input[{i}]': this gateway does not accept items of type "
+                                 f"{kind!r}; it takes message, function_call, function_call_output, reasoning and "
+                                 "item_reference items.",
                                  param=f"input[{i}].type")
         if thought and out[-1]["role"] == "assistant":
             join_recalled(out[-1], thought)
@@ -102,6 +108,14 @@ def _messages(given: Any) -> list[dict[str, Any]]:
         if m["role"] == "assistant" and not m.get("tool_calls"):
             m.pop("reasoning_content", None)
     return out
+
+
+def stores(raw: dict[str, Any]) -> bool:
+    """Whether a Responses request's response is to be stored (OpenAI's default: yes)."""
+    store = raw.get("store")
+    if store is not None and not isinstance(store, bool):
+        raise InvalidRequest("Invalid value for 'store': expected true or false.", param="store")
+    return store is not False
 
 
 def seals_reasoning(raw: dict[str, Any]) -> bool:

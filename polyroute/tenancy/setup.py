@@ -34,6 +34,7 @@ from polyroute.tenancy.memory import MemoryCounters
 from polyroute.tenancy.model import period_of
 from polyroute.tenancy.quota import Quota
 from polyroute.tenancy.rediscounters import RedisCounters
+from polyroute.tenancy.responses import Kept, MemoryResponses, ResponseStore
 from polyroute.tenancy.spool import Spool, check_owner, check_writable, owner_file
 from polyroute.tenancy.spool import held as spool_held
 from polyroute.tenancy.sqlite import SqliteStore, data_dir, path_of
@@ -92,6 +93,22 @@ def open_ledger(config: Config, store: Store) -> Ledger | LedgerProcess:
     return Ledger(store, s.batch_size, s.flush_interval, spool, s.retention_days, rejected)
 
 
+def open_responses(config: Config, store: Store | None) -> Kept:
+    """Where ``POST /v1/responses`` keeps what it answers: the store's database, else this process."""
+    kept: ResponseStore
+    if store is None:
+        kept = MemoryResponses()
+    elif (s := config.store).url is not None and s.url.startswith(POSTGRES_SCHEMES):
+        from polyroute.tenancy.responses_postgres import PostgresResponses
+
+        kept = PostgresResponses(s.url, s.password.get() if s.password else None)
+    else:
+        from polyroute.tenancy.responses_sqlite import SqliteResponses
+
+        kept = SqliteResponses(store.where)
+    return Kept(kept, config.store.responses_retention_days * 86400)
+
+
 class Tenancy:
     def __init__(self, config: Config, keys: Keyring, link: RedisLink | None = None) -> None:
         self.keys = keys
@@ -109,6 +126,7 @@ class Tenancy:
             link.subscribe(KEYS_CHANNEL, Subscriber(self._keys_changed))
             link.on_back(self._seed_when_back)
         self.ledger = open_ledger(config, self.store) if self.store else None
+        self.responses = open_responses(config, self.store)
         self._reload: asyncio.Task[None] | None = None
         self._version = -1  # of the keys and teams last read from the store
 
@@ -215,6 +233,7 @@ class Tenancy:
             await self.leases.aclose()  # and what the leases hold goes back
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
+        self.responses.close()
         if self.store is not None:
             self.store.close()
 

@@ -136,11 +136,11 @@ def test_an_error_before_the_stream_is_plain_json(client: openai.OpenAI) -> None
         client.responses.create(model="nope", input="hi", stream=True)
 
 
-def test_previous_response_id_is_refused_naming_it(client: openai.OpenAI) -> None:
+def test_an_unknown_previous_response_id_is_a_400_naming_it(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="echo", input="hi", previous_response_id="resp_123")
     assert caught.value.param == "previous_response_id"
-    assert "keeps no responses" in caught.value.message and "'input'" in caught.value.message
+    assert "'resp_123' not found" in caught.value.message and "'input'" in caught.value.message
 
 
 def test_a_built_in_tool_is_refused_naming_its_type(client: openai.OpenAI) -> None:

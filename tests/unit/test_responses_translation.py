@@ -29,7 +29,7 @@ def test_a_string_input_with_instructions_is_a_system_then_a_user_message() -> N
                     "temperature": 0.5, "metadata": {"a": "b"}, "store": False, "include": ["x"]})
     assert chat == {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
                                                {"role": "user", "content": "hi"}],
-                    "max_completion_tokens": 9, "temperature": 0.5, "metadata": {"a": "b"}, "store": False}
+                    "max_completion_tokens": 9, "temperature": 0.5, "metadata": {"a": "b"}}
 
 
 def test_items_become_messages_tool_calls_and_tool_results() -> None:
@@ -76,12 +76,13 @@ def test_tools_choice_and_formats_take_chat_shapes() -> None:
 
 
 @pytest.mark.parametrize(("doc", "param", "words"), [
-    ({"previous_response_id": "resp_1"}, "previous_response_id", "keeps no responses"),
-    ({"conversation": "conv_1"}, "conversation", "send the whole conversation as 'input'"),
+    ({"conversation": "conv_1"}, "conversation", "send the conversation as 'input'"),
+    ({"prompt": {"id": "pmpt_1"}}, "prompt", "keeps no conversations or prompts"),
     ({"background": True}, "background", "no responses to poll"),
     ({"tools": [{"type": "web_search"}, {"type": "file_search"}, TOOL]}, "tools", "file_search, web_search"),
     ({"tool_choice": {"type": "web_search"}}, "tool_choice", "'web_search' is not supported"),
-    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "a stored item"),
+    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "was not read"),
+    ({"input": [{"type": "file_search_call", "id": "fs_1"}]}, "input[0].type", "'file_search_call'"),
     ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role", "must be 'user'"),
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
      "input[0].content[0].type", "'input_file' are not supported"),

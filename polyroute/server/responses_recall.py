@@ -1,0 +1,106 @@
+"""What a Responses request names of the responses the gateway stored, replaced by what they hold.
+
+Two things name stored state (``polyroute.tenancy.responses``):
+
+- an ``item_reference`` input item (``{"type": "item_reference", "id": "msg_..."}``, as the
+  Vercel AI SDK sends every earlier answer that carries an item id) becomes that output
+  item of one of the key's stored responses, whole (``msg_``, ``fc_``, ``rs_``);
+- ``previous_response_id`` puts that response's conversation before the input: the
+  input items and output items of every response of its chain, oldest first, following
+  each one's own ``previous_response_id`` as it was stored.
+
+An id the key has no stored response or item of (never stored, ``store: false``, past
+its retention, deleted, or another key's) is a 400 naming the field, worded alike in
+every case so that it tells nothing of other keys. Lookups are blocking: ``recall`` runs
+where the store's calls run (a worker thread for a database).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from polyroute.errors import InvalidRequest
+from polyroute.tenancy.responses import StoredItem, StoredResponse
+
+__all__ = ["Recalled", "recall", "references"]
+
+GONE = "it was not stored for this key, or has expired or been deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """A request's input with what it named put in."""
+
+    given: Any  # its own input, references replaced: what is stored as its input (as sent when not a list)
+    earlier: list[dict[str, Any]]  # the conversation of previous_response_id, oldest first
+    previous_id: str | None
+
+    def input(self) -> Any:
+        """The whole input the model is asked with."""
+        if not self.earlier:
+            return self.given
+        given = [{"role": "user", "content": self.given}] if isinstance(self.given, str) else self.given
+        return [*self.earlier, *given] if isinstance(given, list) else given
+
+
+def references(raw: dict[str, Any]) -> bool:
+    """Whether a request names any stored state (so that ``recall`` has something to read)."""
+    given = raw.get("input")
+    return raw.get("previous_response_id") is not None or (
+        isinstance(given, list) and any(_is_reference(item) for item in given))
+
+
+def recall(raw: dict[str, Any], response: Callable[[str], StoredResponse | None],
+           item: Callable[[str], StoredItem | None]) -> Recalled:
+    """``raw``'s input with its references replaced, read through ``response`` and ``item`` (which see only the
+    asking key's own)."""
+    given = raw.get("input")
+    if isinstance(given, list):
+        given = [_resolved(entry, i, item) if _is_reference(entry) else entry for i, entry in enumerate(given)]
+    previous = raw.get("previous_response_id")
+    if previous is None:
+        return Recalled(given, [], None)
+    if not isinstance(previous, str) or not previous:
+        raise InvalidRequest("Invalid value for 'previous_response_id': expected the id of a stored response.",
+                             param="previous_response_id")
+    return Recalled(given, _conversation(previous, response), previous)
+
+
+def _is_reference(entry: Any) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    kind = entry.get("type")
+    return kind == "item_reference" or (kind is None and "role" not in entry and "id" in entry)
+
+
+def _resolved(entry: dict[str, Any], i: int, item: Callable[[str], StoredItem | None]) -> dict[str, Any]:
+    item_id = entry.get("id")
+    if not isinstance(item_id, str) or not item_id:
+        raise InvalidRequest(f"Missing required parameter: 'input[{i}].id'.", param=f"input[{i}].id")
+    found = item(item_id)
+    if found is None:
+        raise InvalidRequest(f"Item with id '{item_id}' not found: {GONE}. Send the item itself instead.",
+                             param=f"input[{i}].id")
+    return dict(found.item)
+
+
+def _conversation(previous: str, response: Callable[[str], StoredResponse | None]) -> list[dict[str, Any]]:
+    chain: list[StoredResponse] = []
+    seen: set[str] = set()
+    wanted: str | None = previous
+    while wanted is not None and wanted not in seen:
+        seen.add(wanted)
+        stored = response(wanted)
+        if stored is None:
+            where = "" if wanted == previous else f" (it follows '{wanted}', which is no longer stored)"
+            raise InvalidRequest(f"Previous response with id '{previous}' not found{where}: {GONE}. Send the "
+                                 "whole conversation as 'input' instead.", param="previous_response_id")
+        chain.append(stored)
+        wanted = stored.previous_id
+    out: list[dict[str, Any]] = []
+    for stored in reversed(chain):
+        out.extend(stored.input)
+        out.extend(stored.response.get("output") or [])
+    return out
