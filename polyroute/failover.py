@@ -56,7 +56,7 @@ from polyroute.errors import (
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.health import Health
 from polyroute.hedge import race
-from polyroute.refusals import OWN
+from polyroute.refusals import OWN, USAGE_OPTION
 from polyroute.stall import Deadline, StallTimer
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Usage, chunk_has_token
 
@@ -194,7 +194,7 @@ class _Opening(Walk):
             return await self.open(slot)
         if not slot.adapter.assembles:
             return await self.run_whole(slot, slot.timeout)
-        if OWN & slot.drop:
+        if USAGE_OPTION in slot.drop:
             # A server that refuses stream_options streams without usage: a whole answer is billed by its count.
             left = self.route.config.deadline - (time.monotonic() - self.t0)
             return await self.run_whole(slot, max(0.0, min(slot.adapter.config.answer_timeout, left)))

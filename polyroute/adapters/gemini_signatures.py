@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from polyroute.adapters.http import BodyReader, ErrorInfo
 
-__all__ = ["STAND_IN", "is_google", "refusing_unsigned_history", "signs_calls", "with_stand_ins"]
+__all__ = ["REPLAYED", "STAND_IN", "is_google", "refusing_unsigned_history", "signs_calls", "with_stand_ins"]
 
 STAND_IN = "skip_thought_signature_validator"
 # Who runs the endpoint, as a backend's ``provider`` names it (the catalog says "gemini").
@@ -68,9 +68,10 @@ def _with_stand_in(call: dict[str, Any]) -> dict[str, Any]:
     return {**call, "extra_content": extra}
 
 
-def with_stand_ins(messages: list[Any]) -> list[Any]:
+def with_stand_ins(messages: list[Any], *, replayed: bool = False) -> list[Any]:
     """``messages`` with the stand-in signature on the unsigned first call of each step of the current turn: a copy
-    of each message changed (and of the list), ``messages`` itself when none needs one."""
+    of each message changed (and of the list), ``messages`` itself when none needs one. ``replayed``: on every
+    first call of the turn, signed or not (Google refused the signatures as another endpoint's)."""
     out = messages
     for i in range(len(messages) - 1, -1, -1):
         message = messages[i]
@@ -80,7 +81,7 @@ def with_stand_ins(messages: list[Any]) -> list[Any]:
         if role == "user":
             break  # the turn starts here: Google does not check the calls of earlier turns
         calls = message.get("tool_calls")
-        if role != "assistant" or not isinstance(calls, list) or not calls or _signed(calls[0]):
+        if role != "assistant" or not isinstance(calls, list) or not calls or (_signed(calls[0]) and not replayed):
             continue
         if out is messages:
             out = list(messages)
@@ -92,6 +93,12 @@ def with_stand_ins(messages: list[Any]) -> list[Any]:
 # function call `f` in the 2. content block is missing a `thought_signature`", its OpenAI-compatible endpoint
 # in https://github.com/openai/openai-agents-python/issues/2137).
 _UNSIGNED = re.compile(r"missing a `?thought_signature", re.I)
+# The 400 for a signature Google will not take: the Gemini API's "Corrupted thought signature." and Vertex AI's
+# "Unable to submit request because Thought signature is not valid." A signature one endpoint made is refused by
+# the other (a route that falls over from the Gemini API to Vertex AI, or back), so the same model is asked
+# again with the stand-ins (``REPLAYED``, a parameter of the gateway's own: never the client's, never remembered).
+_REFUSED_SIGNATURE = re.compile(r"corrupted thought signature|thought signature is not valid", re.I)
+REPLAYED = "thought_signature"
 
 
 def refusing_unsigned_history(reader: BodyReader) -> BodyReader:
@@ -100,8 +107,12 @@ def refusing_unsigned_history(reader: BodyReader) -> BodyReader:
 
     def read(status: int, body: bytes) -> ErrorInfo:
         info = reader(status, body)
-        if status != 400 or info.model_refuses or not _UNSIGNED.search(info.message):
+        if status != 400 or info.model_refuses:
             return info
-        return replace(info, model_refuses=True, refused_param="messages", refused_always=False)
+        if _UNSIGNED.search(info.message):
+            return replace(info, model_refuses=True, refused_param="messages", refused_always=False)
+        if _REFUSED_SIGNATURE.search(info.message):
+            return replace(info, model_refuses=True, refused_param=REPLAYED, refused_always=False)
+        return info
 
     return read

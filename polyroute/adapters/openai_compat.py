@@ -160,7 +160,9 @@ class OpenAICompatAdapter(HttpAdapter):
         body["stream"] = stream
         body["messages"] = for_upstream(raw["messages"], self.keeps_thinking, self.google)
         if self.google and gemini_signatures.signs_calls(call.upstream_model):
-            body["messages"] = gemini_signatures.with_stand_ins(body["messages"])  # calls another model made
+            # Calls another model made; every call of the turn when Google refused their signatures.
+            replayed = gemini_signatures.REPLAYED in call.drop
+            body["messages"] = gemini_signatures.with_stand_ins(body["messages"], replayed=replayed)
         if self.completion_tokens:
             if "max_tokens" in body:
                 limit = body.pop("max_tokens")

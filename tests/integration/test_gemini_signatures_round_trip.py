@@ -16,7 +16,7 @@ import pytest
 
 from polyroute.adapters.gemini_signatures import STAND_IN
 from tests.support.live import live_gateway
-from tests.support.upstreams import ANTHROPIC, FakeUpstream, load
+from tests.support.upstreams import ANTHROPIC, OPENAI, FakeUpstream, load
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
@@ -91,3 +91,46 @@ def test_geminis_signature_reaches_the_client_and_goes_back_unchanged(
     back = fallback.received[1].json()["messages"][1]["tool_calls"]
     assert [{k: v for k, v in c.items() if k != "index"} for c in back] == GEMINI_CALLS
     assert claude.received == []
+
+
+@pytest.mark.parametrize("refusal", ["400_corrupted_thought_signature", "400_thought_signature_not_valid"])
+def test_a_signature_another_google_endpoint_made_is_replaced_by_the_stand_in(
+        fallback: FakeUpstream, refusal: str) -> None:
+    """A route from the Gemini API to Vertex AI: Gemini signs its calls on one, fails, and the next turn reaches
+    the other, which refuses that endpoint's signatures (a 400, "Corrupted thought signature." or "Thought signature
+    is not valid"). The same model is asked again at once with Google's stand-in on the calls of the turn, and
+    answers; the client sees one answer and the attempt log says why the first attempt failed."""
+    with FakeUpstream(OPENAI) as studio:
+        studio.json(load("gemini", "tool_call"))
+        studio.json({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}, 503)
+        doc = load("gemini", f"errors/{refusal}")
+        fallback.json(doc["body"], doc["status"])
+        fallback.json(load("openai", "completion"))
+        raw_config = {
+            "backends": {"studio": {"type": "openai", "base_url": studio.url + "/v1beta/openai",
+                                    "api_key": "env:TEST_KEY", "provider": "gemini"},
+                         "vertex": {"type": "openai", "base_url": fallback.url + "/v1/projects/p/locations/global/"
+                                    "endpoints/openapi", "api_key": "env:TEST_KEY", "provider": "vertex"}},
+            "models": {"studio": {"backend": "studio", "upstream": "gemini-3-pro-preview"},
+                       "vertex": {"backend": "vertex", "upstream": "google/gemini-3-pro-preview"}},
+            "routes": {"agent": {"models": ["studio", "vertex"]}},
+        }
+        ask = {"role": "user", "content": "Check the weather in Paris and London."}
+        with live_gateway(raw_config, env={"TEST_KEY": "sk-test"}) as g:
+            client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+            got = client.chat.completions.create(
+                model="agent", messages=[ask], tools=[TEMPERATURE]).choices[0].message  # type: ignore[list-item]
+            turn = got.model_dump(exclude_none=True)
+            history = [ask, turn, *({"role": "tool", "tool_call_id": c["id"], "content": "15C"}
+                                    for c in turn["tool_calls"])]
+            raw = client.chat.completions.with_raw_response.create(
+                model="agent", messages=history, tools=[TEMPERATURE])  # type: ignore[arg-type, list-item]
+    assert raw.parse().choices[0].message.content
+    assert raw.headers["x-polyroute-model"] == "vertex"
+    attempts = raw.headers["x-polyroute-attempt-log"].split("; ")
+    assert [a.split(" ")[:2] for a in attempts[-2:]] == [["vertex/vertex", "param_refused"], ["vertex/vertex", "ok"]]
+    first, second = (r.json()["messages"][1]["tool_calls"] for r in fallback.received)
+    assert first[0]["extra_content"] == GEMINI_CALLS[0]["extra_content"]  # sent as Gemini made it, refused
+    assert second[0]["extra_content"] == {"google": {"thought_signature": STAND_IN}}
+    assert [c["id"] for c in second] == [c["id"] for c in GEMINI_CALLS]
+    assert "x-polyroute-dropped-params" not in raw.headers  # the gateway's own: nothing the client sent went

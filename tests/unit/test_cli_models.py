@@ -112,8 +112,8 @@ def test_origin_filter_by_country_and_organisation(capsys: pytest.CaptureFixture
     assert {"kimi-k2-6", "glm-4-6", "ernie-4-5"} <= set(rows)
     rows = _rows(_run(capsys, "--origin", "Anthropic")[1])
     assert set(rows) == {
-        "claude-fable-5-2", "claude-fable-5-1", "claude-opus-5-5", "claude-sonnet-5-5", "claude-sonnet-4-5", "claude-haiku-5-5",
-        "claude-haiku-4-5",
+        "claude-fable-5-2", "claude-fable-5-1", "claude-opus-5-5", "claude-sonnet-5-5", "claude-sonnet-4-5",
+        "claude-haiku-5-5", "claude-haiku-4-5",
     }
 
 

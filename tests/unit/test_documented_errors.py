@@ -78,6 +78,9 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     # A tool call with no thought signature in a history Gemini 3 is sent: another candidate takes it as it is.
     ("gemini/400_function_call_missing_thought_signature", UpstreamParamRefused,
      "Function call is missing a thought_signature"),
+    # A signature another Google endpoint made: the same model is asked again with Google's stand-ins.
+    ("gemini/400_corrupted_thought_signature", UpstreamParamRefused, "Corrupted thought signature"),
+    ("gemini/400_thought_signature_not_valid", UpstreamParamRefused, "Thought signature is not valid"),
     ("mistral/422_extra_stream_options", UpstreamParamRefused,
      "stream_options.include_usage: Extra inputs are not permitted"),
     ("mistral/400_invalid_model", UpstreamModelNotFound, "Invalid model: mistral-medium-3.5"),
@@ -102,6 +105,8 @@ REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "ant
                  "openai/400_unknown_parameter_stream_options": "stream_options",
                  "gemini/400_unknown_name_top_k": "top_k",
                  "gemini/400_function_call_missing_thought_signature": "messages",
+                 "gemini/400_corrupted_thought_signature": "thought_signature",
+                 "gemini/400_thought_signature_not_valid": "thought_signature",
                  "mistral/422_extra_stream_options": "stream_options", "mistral/400_tool_call_id_format": "messages"}
 
 
