@@ -87,6 +87,14 @@ def _sealed(req: ChatRequest) -> bool:
     return isinstance(req, ResponsesChatRequest) and req.sealed
 
 
+def _sealed_apart(resp: ChatResponse, req: ChatRequest, request_id: str) -> dict[str, str]:
+    """The ``encrypted_content`` of a whole answer's reasoning items, by item id, when it is shown without it."""
+    if _sealed(req) or not any(c["message"].get("reasoning_details") for c in resp["choices"]):
+        return {}
+    whole = from_chat(resp, req, request_id, sealed=True)
+    return {item["id"]: item["encrypted_content"] for item in whole["output"] if "encrypted_content" in item}
+
+
 class ResponsesEndpoint(ChatEndpoint):
     async def read(self, body: bytes, ctx: RequestContext) -> ChatRequest:
         raw = read_object(body, self.bounds)
@@ -98,11 +106,14 @@ class ResponsesEndpoint(ChatEndpoint):
 
     async def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
         doc = from_chat(resp, req, ctx.request_id, sealed=_sealed(req))
-        await self.keep(doc, req, ctx)
+        await self.keep(doc, req, ctx, _sealed_apart(resp, req, ctx.request_id))
         return orjson.dumps(doc)
 
-    async def keep(self, doc: dict[str, Any], req: ChatRequest, ctx: RequestContext) -> None:
-        """Say in ``doc`` whether it is stored and what it followed, and store it unless asked not to."""
+    async def keep(self, doc: dict[str, Any], req: ChatRequest, ctx: RequestContext,
+                   sealed_apart: dict[str, str]) -> None:
+        """Say in ``doc`` whether it is stored and what it followed, and store it unless asked not to, its
+        reasoning items with their ``encrypted_content`` (``sealed_apart``, by item id, where ``doc`` has none):
+        a reasoning item named again gives the model back its whole reasoning, as OpenAI's stored ones do."""
         if not isinstance(req, ResponsesChatRequest):
             return
         recalled = req.recalled
@@ -112,8 +123,12 @@ class ResponsesEndpoint(ChatEndpoint):
             return
         given = recalled.given
         items = [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else given
+        stored = doc
+        if sealed_apart:
+            stored = {**doc, "output": [{**item, "encrypted_content": sealed_apart[item["id"]]}
+                                        if item.get("id") in sealed_apart else item for item in doc["output"]]}
         try:
-            await self.gateway.tenancy.responses.put(doc, with_ids(items, ctx.request_id), recalled.previous_id,
+            await self.gateway.tenancy.responses.put(stored, with_ids(items, ctx.request_id), recalled.previous_id,
                                                       ctx.principal.key, ctx.principal.team)
         except Exception:
             log.exception("response %s was answered but could not be stored", doc["id"])
@@ -134,7 +149,8 @@ class ResponsesEndpoint(ChatEndpoint):
                 if chunk["choices"] and (framed := events.chunk(chunk)):
                     yield framed
             closing = events.closing(self.usage_chunk(None, name, report)["usage"])
-            await self.keep(events.response, req, ctx)  # before response.completed: the next turn may name it
+            # Stored before response.completed leaves: the next turn may name it.
+            await self.keep(events.response, req, ctx, events.sealed_apart)
             yield closing
         except PolyrouteError as exc:
             yield events.failed(exc.to_body()["error"])

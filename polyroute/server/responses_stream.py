@@ -65,6 +65,8 @@ class ResponseEvents:
         self.details = Assembly()  # its reasoning_details pieces, joined by index as the chat path joins them
         self.calls: dict[int, int] = {}  # a chat tool call's index: its item's output index (all open to the end)
         self.finish: str | None = None
+        # The encrypted_content of reasoning items shown without it (not asked for): stored responses keep it.
+        self.sealed_apart: dict[str, str] = {}
 
     def opening(self) -> bytes:
         return self._emit("response.created", response=self.response) + self._emit(
@@ -74,9 +76,11 @@ class ResponseEvents:
         out = b""
         for choice in chunk["choices"]:
             delta = choice["delta"]
-            details = delta.get("reasoning_details") if self.sealed else None
-            if (thought := reasoning_text(cast(dict[str, Any], delta))) or details:
+            details = delta.get("reasoning_details")
+            if (thought := reasoning_text(cast(dict[str, Any], delta))) or (details and self.sealed):
                 out += self._reasoning(thought, details)
+            elif details and self.thought is not None:  # kept for the store (``sealed_apart``), not shown
+                self.details.add(make_chunk("", "", {"reasoning_details": details}, created=1))
             if text := delta.get("content"):
                 out += self._text(text)
             if refusal := delta.get("refusal"):  # why the model declined: a refusal part of the message
@@ -198,7 +202,10 @@ class ResponseEvents:
             out += self._emit("response.content_part.done", **where, content_index=0, part=part)
         if self.details.choices and (entries := sealable(self.details.response()["choices"][0]["message"].get(
                 "reasoning_details"))):
-            item["encrypted_content"] = seal(entries)
+            if self.sealed:
+                item["encrypted_content"] = seal(entries)
+            else:
+                self.sealed_apart[item["id"]] = seal(entries)
         self.thought, self.thinking, self.details = None, [], Assembly()
         return out
 
