@@ -105,6 +105,11 @@ _PREFIX_CHECKED = re.compile(r"claude-(?:(?:opus|sonnet|haiku)-5-[5-9]|(?:fable|
 # What they are asked when the gateway itself moved a system message that came after returned thinking: drop the
 # blocks that no longer match rather than refuse the request.
 _DROP_MOVED = {"prefix_mismatch_behavior": "drop_block"}
+# The models that take a system message where it sits in the conversation (``role: "system"`` in ``messages``, no
+# beta header), so that it changes neither the cached prefix nor what earlier thinking was written after: the
+# supported models of https://platform.claude.com/docs/en/build-with-claude/mid-conversation-system-messages (not
+# Sonnet 5, whose page says so; Sonnet and Haiku 5.5 are not listed there, so they keep the top-level system).
+_SYSTEM_IN_PLACE = re.compile(r"claude-(?:opus-4-8|opus-5(?:-[5-9])?|(?:fable|mythos)-5(?:-[1-9])?)(?![\d.])")
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 # A spend limit the organisation or a workspace set, reached: a 400 invalid_request_error whose words say
@@ -234,8 +239,14 @@ class AnthropicAdapter(HttpAdapter):
         turns: list[dict[str, Any]] = []
         thinking = History()
         moved = False
-        for i, m in enumerate(call.request.messages):
+        messages = call.request.messages
+        in_place = _SYSTEM_IN_PLACE.search(call.upstream_model) is not None
+        for i, m in enumerate(messages):
             if m.role in ("system", "developer"):
+                if in_place and _placeable(turns, messages, i):
+                    if m.text():
+                        turns.append({"role": "system", "content": _system_turn(m)})
+                    continue
                 system.append(m.text())
                 instructions.append((m.content, m.model_extra))
                 moved = moved or thinking.kept
@@ -558,6 +569,22 @@ class _Rejoin:
         if text:
             self.budget = 0
         return text
+
+
+def _placeable(turns: list[dict[str, Any]], messages: list[Message], i: int) -> bool:
+    """Whether the system message ``messages[i]`` may stay where it is: right after a user turn (tool results
+    included) or another such system message, and before an assistant turn or at the end, as Anthropic's placement
+    rule for a mid-conversation system message says (it is never the first message either)."""
+    if not turns or turns[-1]["role"] not in ("user", "system"):
+        return False
+    after = next((m.role for m in messages[i + 1:] if m.role not in ("system", "developer")), None)
+    return after in (None, "assistant")
+
+
+def _system_turn(m: Message) -> list[dict[str, Any]]:
+    """A system message's text as blocks, its cache breakpoints kept."""
+    blocks = system_blocks([(m.content, m.model_extra)])
+    return blocks if blocks is not None else [{"type": "text", "text": m.text()}]
 
 
 def refusal_text(details: object) -> str:

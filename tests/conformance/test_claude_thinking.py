@@ -283,3 +283,36 @@ async def test_a_system_message_after_returned_thinking_asks_claude_to_drop_what
     assert sent[3][0]["thinking"] == {"type": "adaptive", "display": "omitted",
                                       "block_binding": {"prefix_mismatch_behavior": "drop_block"}}
     assert sent[4][0]["thinking"]["block_binding"] == {"prefix_mismatch_behavior": "error"}  # the client's choice
+
+
+async def test_a_system_message_stays_in_place_where_claude_takes_it_there(
+        upstream: FakeUpstream, adapter: Adapter) -> None:
+    """Opus 4.8 and later Opus, Fable and Mythos take ``role: "system"`` in ``messages``, right after a user turn
+    (tool results included) and before an assistant turn or at the end: sent there, the instruction changes neither
+    the cached prefix nor what earlier thinking was written after, so no block is dropped. Elsewhere, or on a model
+    without it, the message goes to the top-level system as before
+    (https://platform.claude.com/docs/en/build-with-claude/mid-conversation-system-messages)."""
+    reminder = {"role": "system", "content": "Answer in French from now on."}
+    tool_turn = {"role": "assistant", "content": None, "reasoning_details": [signed(1)],
+                 "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "look", "arguments": "{}"}}]}
+    after_tools = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1"}, tool_turn,
+                   {"role": "tool", "tool_call_id": "toolu_1", "content": "found"}, reminder]
+    after_user = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1"}, turn([signed(1)]),
+                  {"role": "user", "content": "2"}, reminder, {"role": "developer", "content": "Use metric units."}]
+    asked = [("claude-opus-5-5", after_tools), ("claude-fable-5-1", after_user), ("claude-opus-4-8", after_user),
+             ("claude-sonnet-4-5", after_user), ("claude-sonnet-5", after_user)]
+    for model, messages in asked:
+        upstream.json(load("anthropic", "completion"))
+        await adapter.complete(call(upstream=model, messages=messages))
+    sent = [r.json() for r in upstream.received]
+    assert sent[0]["system"] == "Be brief."
+    assert [m["role"] for m in sent[0]["messages"]] == ["user", "assistant", "user", "system"]
+    assert sent[0]["messages"][3]["content"] == [{"type": "text", "text": "Answer in French from now on."}]
+    assert sent[0]["messages"][1]["content"][0]["signature"] == "sig-1" and "thinking" not in sent[0]
+    for body in sent[1:3]:
+        assert body["system"] == "Be brief."
+        assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user", "system", "system"]
+        assert "thinking" not in body
+    for body in sent[3:]:  # no system in messages: moved to the top, as before
+        assert body["system"] == "Be brief.\n\nAnswer in French from now on.\n\nUse metric units."
+        assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
