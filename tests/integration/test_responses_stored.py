@@ -216,3 +216,27 @@ def test_without_a_store_they_are_kept_in_the_process(tmp_path: Path) -> None:
             "in memory", "You said: in memory", "still")
         with pytest.raises(openai.NotFoundError):
             client_of(live, "B_KEY").responses.retrieve(first.id)
+
+
+def test_input_items_page_as_openais_list(live: Live, a: openai.OpenAI) -> None:
+    asked = a.responses.create(model="echo", input=[
+        {"role": "developer", "content": "rules"}, {"role": "user", "content": "one"},
+        {"role": "user", "content": "two"}])
+    newest = a.responses.input_items.list(asked.id, limit=2)
+    assert len(newest.data) == 2 and all(item.type == "message" for item in newest.data)
+    raw = httpx.get(f"{live.base_url}/responses/{asked.id}/input_items", params={"limit": 2},
+                    headers={"authorization": f"Bearer {ENV['A_KEY']}"}).json()
+    assert raw["object"] == "list" and raw["has_more"] is True and len(raw["data"]) == 2
+    assert [i["content"] for i in raw["data"]] == ["two", "one"]  # newest first
+    rest = httpx.get(f"{live.base_url}/responses/{asked.id}/input_items", params={"after": raw["last_id"]},
+                     headers={"authorization": f"Bearer {ENV['A_KEY']}"}).json()
+    assert [i["content"] for i in rest["data"]] == ["rules"] and rest["has_more"] is False
+    bad = httpx.get(f"{live.base_url}/responses/{asked.id}/input_items", params={"limit": 0},
+                    headers={"authorization": f"Bearer {ENV['A_KEY']}"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
+
+
+def test_store_must_be_true_or_false(live: Live) -> None:
+    r = httpx.post(f"{live.base_url}/responses", json={"model": "echo", "input": "hi", "store": "yes"},
+                   headers={"authorization": f"Bearer {ENV['A_KEY']}"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "store"
