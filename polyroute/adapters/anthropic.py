@@ -102,9 +102,12 @@ _BINDING_BETA = "thinking-binding-controls-2026-08-01"
 # The models that check a returned thinking block's prefix (the supported models of
 # https://platform.claude.com/docs/en/build-with-claude/preserved-thinking/prefix-checks).
 _PREFIX_CHECKED = re.compile(r"claude-(?:(?:opus|sonnet|haiku)-5-[5-9]|(?:fable|mythos)-5-[1-9])(?!\d)")
-# What they are asked when the gateway itself moved a system message that came after returned thinking: drop the
-# blocks that no longer match rather than refuse the request.
-_DROP_MOVED = {"prefix_mismatch_behavior": "drop_block"}
+# What they are asked whenever a request sends thinking blocks back: drop a block whose prefix no longer matches
+# rather than refuse the request. A client of OpenAI's format cannot see that binding: a tool list that changed
+# between turns, a trimmed history or a system message the gateway had to move fails the check, and Anthropic's
+# fix for that 400 is this setting (.../preserved-thinking/fix-bound-to-a-different-conversation). Blocks that
+# still match are kept; a client that sets block_binding itself keeps its choice.
+_DROP_STALE = {"prefix_mismatch_behavior": "drop_block"}
 # The models that take a system message where it sits in the conversation (``role: "system"`` in ``messages``, no
 # beta header), so that it changes neither the cached prefix nor what earlier thinking was written after: the
 # supported models of https://platform.claude.com/docs/en/build-with-claude/mid-conversation-system-messages (not
@@ -189,7 +192,7 @@ class AnthropicAdapter(HttpAdapter):
 
     def payload(self, call: Call, stream: bool) -> dict[str, Any]:
         req, drop, extras = call.request, call.drop, call.request.extras()
-        system, turns, moved = self._turns(call)
+        system, turns, returned = self._turns(call)
         body: dict[str, Any] = {
             "model": call.upstream_model,
             "max_tokens": req.output_limit() or DEFAULT_MAX_TOKENS,
@@ -221,7 +224,7 @@ class AnthropicAdapter(HttpAdapter):
         body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking") and k not in drop})
         if "thinking" in body:
             body["thinking"] = self._thinking(body["thinking"], call.upstream_model)
-        if moved and _PREFIX_CHECKED.search(call.upstream_model):
+        if returned and _PREFIX_CHECKED.search(call.upstream_model):
             body["thinking"] = _binding(body.get("thinking"))
         # Anthropic's metadata holds user_id alone (another key is a 400). OpenAI's ``user`` is not sent
         # there: applications often put an email in it, which Anthropic refuses in user_id.
@@ -231,14 +234,11 @@ class AnthropicAdapter(HttpAdapter):
         return body
 
     def _turns(self, call: Call) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]], bool]:
-        """The top-level system, the turns, and whether a system message that came after returned thinking was
-        moved into that system: Claude wrote those blocks after a system without it, a prefix that no longer
-        matches."""
+        """The top-level system, the turns, and whether any thinking block goes back to Claude."""
         system: list[str] = []
         instructions: list[tuple[Any, dict[str, Any] | None]] = []
         turns: list[dict[str, Any]] = []
         thinking = History()
-        moved = False
         messages = call.request.messages
         in_place = _SYSTEM_IN_PLACE.search(call.upstream_model) is not None
         for i, m in enumerate(messages):
@@ -249,7 +249,6 @@ class AnthropicAdapter(HttpAdapter):
                     continue
                 system.append(m.text())
                 instructions.append((m.content, m.model_extra))
-                moved = moved or thinking.kept
                 continue
             role, blocks = self._blocks(m, i, call.upstream_model, thinking)
             if not blocks:
@@ -265,7 +264,7 @@ class AnthropicAdapter(HttpAdapter):
             # stripped tail is put back when the continuation arrives (see _Rejoin).
             turns.append({"role": "assistant", "content": prefill})
         marked_system = system_blocks(instructions)  # as blocks only when one marks a cache breakpoint
-        return (marked_system if marked_system is not None else "\n\n".join(s for s in system if s)), turns, moved
+        return (marked_system if marked_system is not None else "\n\n".join(s for s in system if s)), turns, thinking.kept
 
     def _blocks(self, m: Message, i: int, model: str, thinking: History) -> tuple[str, list[dict[str, Any]]]:
         if m.role in ("tool", "function"):
@@ -600,14 +599,14 @@ def refusal_text(details: object) -> str:
 
 
 def _binding(thinking: object) -> object:
-    """A request's ``thinking`` asking Claude to drop returned blocks whose prefix the gateway changed, unless the
-    client chose a binding itself or turned thinking off. Without ``thinking`` the request asks for ``adaptive``,
+    """A request's ``thinking`` asking Claude to drop returned blocks whose prefix changed, unless the client chose a
+    binding itself or turned thinking off. Without ``thinking`` the request asks for ``adaptive``,
     these models' default, which changes nothing else (.../preserved-thinking/fix-bound-to-a-different-conversation)."""
     if thinking is None:
-        return {"type": "adaptive", "block_binding": dict(_DROP_MOVED)}
+        return {"type": "adaptive", "block_binding": dict(_DROP_STALE)}
     if not isinstance(thinking, dict) or "block_binding" in thinking or thinking.get("type") == "disabled":
         return thinking
-    return {**thinking, "block_binding": dict(_DROP_MOVED)}
+    return {**thinking, "block_binding": dict(_DROP_STALE)}
 
 
 def _usage(u: dict[str, Any]) -> Usage:
