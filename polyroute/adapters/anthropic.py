@@ -264,7 +264,8 @@ class AnthropicAdapter(HttpAdapter):
             # stripped tail is put back when the continuation arrives (see _Rejoin).
             turns.append({"role": "assistant", "content": prefill})
         marked_system = system_blocks(instructions)  # as blocks only when one marks a cache breakpoint
-        return (marked_system if marked_system is not None else "\n\n".join(s for s in system if s)), turns, thinking.kept
+        joined = "\n\n".join(s for s in system if s)
+        return (marked_system if marked_system is not None else joined), turns, thinking.kept
 
     def _blocks(self, m: Message, i: int, model: str, thinking: History) -> tuple[str, list[dict[str, Any]]]:
         if m.role in ("tool", "function"):
