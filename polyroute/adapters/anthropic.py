@@ -20,6 +20,15 @@ import orjson
 from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, now, usage_chunk
 from polyroute.adapters.claude_cache import marked, marked_last, system_blocks
 from polyroute.adapters.claude_thinking import History, ThinkingStream, detail_of, in_order
+from polyroute.adapters.claude_turns import (
+    BINDING_BETA,
+    PREFIX_CHECKED,
+    SYSTEM_IN_PLACE,
+    placeable,
+    refusal_text,
+    system_turn,
+    with_binding,
+)
 from polyroute.adapters.http import (
     ErrorInfo,
     HttpAdapter,
@@ -95,24 +104,6 @@ _NO_BUDGET = re.compile(r"claude-(?:(?:opus|sonnet)-5-[5-9]|(?:fable|mythos)-5-[
 # {"type": "between_tools"} instead (.../sonnet-5-5/migration-guide).
 _ADAPTIVE_ONLY = _NO_FORCED_TOOL
 _BETWEEN_TOOLS = re.compile(r"claude-sonnet-5-[5-9](?!\d)")
-# How a client asks Claude to drop thinking blocks whose conversation changed, rather than refuse the request
-# (thinking.block_binding): sent only with this beta header
-# (https://platform.claude.com/docs/en/build-with-claude/preserved-thinking/fix-bound-to-a-different-conversation).
-_BINDING_BETA = "thinking-binding-controls-2026-08-01"
-# The models that check a returned thinking block's prefix (the supported models of
-# https://platform.claude.com/docs/en/build-with-claude/preserved-thinking/prefix-checks).
-_PREFIX_CHECKED = re.compile(r"claude-(?:(?:opus|sonnet|haiku)-5-[5-9]|(?:fable|mythos)-5-[1-9])(?!\d)")
-# What they are asked whenever a request sends thinking blocks back: drop a block whose prefix no longer matches
-# rather than refuse the request. A client of OpenAI's format cannot see that binding: a tool list that changed
-# between turns, a trimmed history or a system message the gateway had to move fails the check, and Anthropic's
-# fix for that 400 is this setting (.../preserved-thinking/fix-bound-to-a-different-conversation). Blocks that
-# still match are kept; a client that sets block_binding itself keeps its choice.
-_DROP_STALE = {"prefix_mismatch_behavior": "drop_block"}
-# The models that take a system message where it sits in the conversation (``role: "system"`` in ``messages``, no
-# beta header), so that it changes neither the cached prefix nor what earlier thinking was written after: the
-# supported models of https://platform.claude.com/docs/en/build-with-claude/mid-conversation-system-messages (not
-# Sonnet 5, whose page says so; Sonnet and Haiku 5.5 are not listed there, so they keep the top-level system).
-_SYSTEM_IN_PLACE = re.compile(r"claude-(?:opus-4-8|opus-5(?:-[5-9])?|(?:fable|mythos)-5(?:-[1-9])?)(?![\d.])")
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 # A spend limit the organisation or a workspace set, reached: a 400 invalid_request_error whose words say
@@ -224,8 +215,8 @@ class AnthropicAdapter(HttpAdapter):
         body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking") and k not in drop})
         if "thinking" in body:
             body["thinking"] = self._thinking(body["thinking"], call.upstream_model)
-        if returned and _PREFIX_CHECKED.search(call.upstream_model):
-            body["thinking"] = _binding(body.get("thinking"))
+        if returned and PREFIX_CHECKED.search(call.upstream_model):
+            body["thinking"] = with_binding(body.get("thinking"))
         # Anthropic's metadata holds user_id alone (another key is a 400). OpenAI's ``user`` is not sent
         # there: applications often put an email in it, which Anthropic refuses in user_id.
         meta = extras.get("metadata")
@@ -240,12 +231,12 @@ class AnthropicAdapter(HttpAdapter):
         turns: list[dict[str, Any]] = []
         thinking = History()
         messages = call.request.messages
-        in_place = _SYSTEM_IN_PLACE.search(call.upstream_model) is not None
+        in_place = SYSTEM_IN_PLACE.search(call.upstream_model) is not None
         for i, m in enumerate(messages):
             if m.role in ("system", "developer"):
-                if in_place and _placeable(turns, messages, i):
+                if in_place and placeable(turns, messages, i):
                     if m.text():
-                        turns.append({"role": "system", "content": _system_turn(m)})
+                        turns.append({"role": "system", "content": system_turn(m)})
                     continue
                 system.append(m.text())
                 instructions.append((m.content, m.model_extra))
@@ -328,7 +319,7 @@ class AnthropicAdapter(HttpAdapter):
         if not isinstance(thinking, dict) or "block_binding" not in thinking:
             return self.headers
         betas = [b for b in self.headers.get("anthropic-beta", "").split(",") if b.strip()]
-        return {**self.headers, "anthropic-beta": ",".join([*betas, _BINDING_BETA])}
+        return {**self.headers, "anthropic-beta": ",".join([*betas, BINDING_BETA])}
 
     def _document(self, file: object, model: str) -> dict[str, Any]:
         """OpenAI's file part (``file_data`` as a data: URL) as a document block: PDF or plain text."""
@@ -569,45 +560,6 @@ class _Rejoin:
         if text:
             self.budget = 0
         return text
-
-
-def _placeable(turns: list[dict[str, Any]], messages: list[Message], i: int) -> bool:
-    """Whether the system message ``messages[i]`` may stay where it is: right after a user turn (tool results
-    included) or another such system message, and before an assistant turn or at the end, as Anthropic's placement
-    rule for a mid-conversation system message says (it is never the first message either)."""
-    if not turns or turns[-1]["role"] not in ("user", "system"):
-        return False
-    after = next((m.role for m in messages[i + 1:] if m.role not in ("system", "developer")), None)
-    return after in (None, "assistant")
-
-
-def _system_turn(m: Message) -> list[dict[str, Any]]:
-    """A system message's text as blocks, its cache breakpoints kept."""
-    blocks = system_blocks([(m.content, m.model_extra)])
-    return blocks if blocks is not None else [{"type": "text", "text": m.text()}]
-
-
-def refusal_text(details: object) -> str:
-    """What a classifier refusal tells the client, as OpenAI's ``message.refusal``: Claude's explanation and the
-    policy category of its ``stop_details``. Claude's safety classifiers decline some requests with a 200 and
-    ``stop_reason: "refusal"``; one declined before any output is not billed, one cut during the answer is billed
-    for its input and what was sent (https://platform.claude.com/docs/en/build-with-claude/refusals-and-fallback)."""
-    said = details if isinstance(details, dict) else {}
-    explanation, category = said.get("explanation"), said.get("category")
-    text = explanation.strip() if isinstance(explanation, str) and explanation.strip() else (
-        "Claude's safety classifiers declined this request")
-    return f"{text} (category: {category})" if isinstance(category, str) and category else text
-
-
-def _binding(thinking: object) -> object:
-    """A request's ``thinking`` asking Claude to drop returned blocks whose prefix changed, unless the client chose a
-    binding itself or turned thinking off. Without ``thinking`` the request asks for ``adaptive``,
-    these models' default, which changes nothing else (.../preserved-thinking/fix-bound-to-a-different-conversation)."""
-    if thinking is None:
-        return {"type": "adaptive", "block_binding": dict(_DROP_STALE)}
-    if not isinstance(thinking, dict) or "block_binding" in thinking or thinking.get("type") == "disabled":
-        return thinking
-    return {**thinking, "block_binding": dict(_DROP_STALE)}
 
 
 def _usage(u: dict[str, Any]) -> Usage:
