@@ -6,7 +6,7 @@ and metrics are the chat endpoint's, unchanged. Only the answer's shape differs:
 ``response`` object (``responses_answer``) or its events (``responses_stream``).
 
 What it names of stored responses (``previous_response_id``, ``item_reference``) is put
-in first (``responses_recall``). Unless it says ``store: false``, the response is then
+in first (``responses_references``). Unless it says ``store: false``, the response is then
 stored (``polyroute.tenancy.responses``) before its last bytes leave: a whole answer
 before its body is sent, a stream before ``response.completed``. A client sends its next
 turn only after reading the answer, so the next turn always finds it. A store that fails
@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from pydantic import PrivateAttr, ValidationError
 
-from polyroute.errors import PolyrouteError
+from polyroute.errors import PolyrouteError, StoreUnavailable
 from polyroute.failover import Report
 from polyroute.gateway import RequestContext
 from polyroute.server.bounds import Bounds
@@ -31,7 +31,7 @@ from polyroute.server.chat import ChatEndpoint, close_iterator, read_object
 from polyroute.server.errors import from_validation
 from polyroute.server.responses_answer import from_chat
 from polyroute.server.responses_kept import with_ids
-from polyroute.server.responses_recall import Recalled, recall, references
+from polyroute.server.responses_references import ResolvedInput, names_stored, resolve_input
 from polyroute.server.responses_request import seals_reasoning, stores, to_chat
 from polyroute.server.responses_stream import ResponseEvents
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse
@@ -45,7 +45,7 @@ class ResponsesChatRequest(ChatRequest):
 
     _sealed: bool = PrivateAttr(default=False)
     _stored: bool = PrivateAttr(default=True)
-    _recalled: Recalled | None = PrivateAttr(default=None)
+    _resolved: ResolvedInput | None = PrivateAttr(default=None)
 
     @property
     def sealed(self) -> bool:
@@ -58,18 +58,18 @@ class ResponsesChatRequest(ChatRequest):
         return self._stored
 
     @property
-    def recalled(self) -> Recalled:
+    def resolved(self) -> ResolvedInput:
         """Its own input, and the conversation of its ``previous_response_id``."""
-        return self._recalled or Recalled(None, [], None)
+        return self._resolved or ResolvedInput(None, [], None)
 
 
 def parse_responses(body: bytes, bounds: Bounds, raw: dict[str, Any] | None = None,
-                    recalled: Recalled | None = None) -> ResponsesChatRequest:
+                    resolved: ResolvedInput | None = None) -> ResponsesChatRequest:
     """The chat request a Responses request's body asks for (``raw``, when it was read already, with what it
     named of stored responses put in), checked and validated as chat's own are."""
     raw = read_object(body, bounds) if raw is None else raw
-    if recalled is not None:
-        raw = {**raw, "input": recalled.input(), "previous_response_id": None}
+    if resolved is not None:
+        raw = {**raw, "input": resolved.input(), "previous_response_id": None}
     chat = to_chat(raw)
     bounds.check(chat, body)
     try:
@@ -79,7 +79,7 @@ def parse_responses(body: bytes, bounds: Bounds, raw: dict[str, Any] | None = No
     assert isinstance(req, ResponsesChatRequest)
     req._sealed = seals_reasoning(raw)
     req._stored = stores(raw)
-    req._recalled = recalled or Recalled(raw.get("input"), [], None)
+    req._resolved = resolved or ResolvedInput(raw.get("input"), [], None)
     return req
 
 
@@ -98,11 +98,11 @@ def _sealed_apart(resp: ChatResponse, req: ChatRequest, request_id: str) -> dict
 class ResponsesEndpoint(ChatEndpoint):
     async def read(self, body: bytes, ctx: RequestContext) -> ChatRequest:
         raw = read_object(body, self.bounds)
-        recalled = None
-        if references(raw):
+        resolved = None
+        if names_stored(raw):
             kept, key = self.gateway.tenancy.responses, ctx.principal.key
-            recalled = await kept.run(lambda: recall(raw, kept.lookup(key), kept.item_lookup(key)))
-        return parse_responses(body, self.bounds, raw, recalled)
+            resolved = await kept.run(lambda: resolve_input(raw, kept.lookup(key), kept.item_lookup(key)))
+        return parse_responses(body, self.bounds, raw, resolved)
 
     async def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
         doc = from_chat(resp, req, ctx.request_id, sealed=_sealed(req))
@@ -116,20 +116,22 @@ class ResponsesEndpoint(ChatEndpoint):
         a reasoning item named again gives the model back its whole reasoning, as OpenAI's stored ones do."""
         if not isinstance(req, ResponsesChatRequest):
             return
-        recalled = req.recalled
+        resolved = req.resolved
         doc["store"] = req.stored
-        doc["previous_response_id"] = recalled.previous_id
+        doc["previous_response_id"] = resolved.previous_id
         if not req.stored or doc["status"] == "failed":
             return
-        given = recalled.given
+        given = resolved.given
         items = [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else given
         stored = doc
         if sealed_apart:
             stored = {**doc, "output": [{**item, "encrypted_content": sealed_apart[item["id"]]}
                                         if item.get("id") in sealed_apart else item for item in doc["output"]]}
         try:
-            await self.gateway.tenancy.responses.put(stored, with_ids(items, ctx.request_id), recalled.previous_id,
+            await self.gateway.tenancy.responses.put(stored, with_ids(items, ctx.request_id), resolved.previous_id,
                                                       ctx.principal.key, ctx.principal.team)
+        except StoreUnavailable as exc:  # an outage: said without a traceback, the answer is sent
+            log.warning("response %s was answered but not stored: %s", doc["id"], exc.message)
         except Exception:
             log.exception("response %s was answered but could not be stored", doc["id"])
 
@@ -140,7 +142,7 @@ class ResponsesEndpoint(ChatEndpoint):
         name = report.model.name if report.model else req.model
         events = ResponseEvents(ctx.request_id, req, name, int(time.time()), sealed=_sealed(req))
         if isinstance(req, ResponsesChatRequest):
-            events.response.update(store=req.stored, previous_response_id=req.recalled.previous_id)
+            events.response.update(store=req.stored, previous_response_id=req.resolved.previous_id)
         try:
             yield events.opening()
             if first is not None and (framed := events.chunk(first)):

@@ -1,7 +1,7 @@
 """A Responses API request (``POST /v1/responses``) as the chat request it asks for.
 
 What a request names of stored responses (``previous_response_id``, ``item_reference``
-items) has been put into its ``input`` before (``responses_recall``); what would need a
+items) has been put into its ``input`` before (``responses_references``); what would need a
 stored conversation or prompt, or a response computed in the background, is refused
 with a 400 naming the field, as are tools the gateway cannot run (only ``function``
 tools pass). Fields with a chat counterpart are renamed to it; a field of chat's own
@@ -93,7 +93,7 @@ def _messages(given: Any) -> list[dict[str, Any]]:
         elif kind == "function_call_output":
             out.append({"role": "tool", "tool_call_id": _string(item, "call_id", i),
                         "content": _tool_output(item.get("output"), i)})
-        elif kind == "item_reference":  # the endpoint puts in what these name (responses_recall) before this
+        elif kind == "item_reference":  # the endpoint puts in what these name (responses_references) before this
             raise InvalidRequest(f"Invalid value for 'input[{i}]': the stored item it names was not read.",
                                  param=f"input[{i}].type")
         else:

@@ -14,7 +14,7 @@ has an end (``expires_at``); past it a store no longer returns it, and it is del
 at the next sweep. Output items are found by their own id (``msg_``, ``fc_``,
 ``rs_``), which is unique because it holds the gateway's request id.
 
-The ``Kept`` front is what the server calls: it runs a blocking store's calls in a
+The ``ResponseKeeper`` front is what the server calls: it runs a blocking store's calls in a
 worker thread, sweeps expired rows now and then, and hands out only what belongs
 to the asking key.
 """
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["MEMORY_RESPONSES", "Kept", "MemoryResponses", "ResponseStore", "StoredItem", "StoredResponse"]
+__all__ = ["MEMORY_RESPONSES", "MemoryResponses", "ResponseKeeper", "ResponseStore", "StoredItem", "StoredResponse"]
 
 # How many responses a gateway without a store keeps in its process (the least recently used go first).
 MEMORY_RESPONSES = 2000
@@ -142,7 +142,7 @@ class MemoryResponses:
         self._items.clear()
 
 
-class Kept:
+class ResponseKeeper:
     """The stored responses as the server reads them: a key sees only its own, and nothing past its end."""
 
     def __init__(self, store: ResponseStore, retention_s: float, clock: Callable[[], float] = time.time) -> None:
@@ -155,7 +155,7 @@ class Kept:
         return await asyncio.to_thread(fn, *args) if self.store.blocking else fn(*args)
 
     def lookup(self, key: str | None) -> Callable[[str], StoredResponse | None]:
-        """A blocking reader of this key's responses by id (for ``responses_recall``, run in one thread)."""
+        """A blocking reader of this key's responses by id (for ``responses_references``, run in one thread)."""
         now = self.clock()
 
         def get(response_id: str) -> StoredResponse | None:

@@ -34,7 +34,7 @@ from polyroute.tenancy.memory import MemoryCounters
 from polyroute.tenancy.model import period_of
 from polyroute.tenancy.quota import Quota
 from polyroute.tenancy.rediscounters import RedisCounters
-from polyroute.tenancy.responses import Kept, MemoryResponses, ResponseStore
+from polyroute.tenancy.responses import MemoryResponses, ResponseKeeper, ResponseStore
 from polyroute.tenancy.spool import Spool, check_owner, check_writable, owner_file
 from polyroute.tenancy.spool import held as spool_held
 from polyroute.tenancy.sqlite import SqliteStore, data_dir, path_of
@@ -93,7 +93,7 @@ def open_ledger(config: Config, store: Store) -> Ledger | LedgerProcess:
     return Ledger(store, s.batch_size, s.flush_interval, spool, s.retention_days, rejected)
 
 
-def open_responses(config: Config, store: Store | None) -> Kept:
+def open_responses(config: Config, store: Store | None) -> ResponseKeeper:
     """Where ``POST /v1/responses`` keeps what it answers: the store's database, else this process."""
     kept: ResponseStore
     if store is None:
@@ -106,7 +106,7 @@ def open_responses(config: Config, store: Store | None) -> Kept:
         from polyroute.tenancy.responses_sqlite import SqliteResponses
 
         kept = SqliteResponses(store.where)
-    return Kept(kept, config.store.responses_retention_days * 86400)
+    return ResponseKeeper(kept, config.store.responses_retention_days * 86400)
 
 
 class Tenancy:

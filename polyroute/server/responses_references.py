@@ -11,7 +11,7 @@ Two things name stored state (``polyroute.tenancy.responses``):
 
 An id the key has no stored response or item of (never stored, ``store: false``, past
 its retention, deleted, or another key's) is a 400 naming the field, worded alike in
-every case so that it tells nothing of other keys. Lookups are blocking: ``recall`` runs
+every case so that it tells nothing of other keys. Lookups are blocking: ``resolve_input`` runs
 where the store's calls run (a worker thread for a database).
 """
 
@@ -24,13 +24,13 @@ from typing import Any
 from polyroute.errors import InvalidRequest
 from polyroute.tenancy.responses import StoredItem, StoredResponse
 
-__all__ = ["Recalled", "recall", "references"]
+__all__ = ["ResolvedInput", "names_stored", "resolve_input"]
 
 GONE = "it was not stored for this key, or has expired or been deleted"
 
 
 @dataclass(frozen=True, slots=True)
-class Recalled:
+class ResolvedInput:
     """A request's input with what it named put in."""
 
     given: Any  # its own input, references replaced: what is stored as its input (as sent when not a list)
@@ -45,15 +45,15 @@ class Recalled:
         return [*self.earlier, *given] if isinstance(given, list) else given
 
 
-def references(raw: dict[str, Any]) -> bool:
-    """Whether a request names any stored state (so that ``recall`` has something to read)."""
+def names_stored(raw: dict[str, Any]) -> bool:
+    """Whether a request names any stored state (so that ``resolve_input`` has something to read)."""
     given = raw.get("input")
     return raw.get("previous_response_id") is not None or (
         isinstance(given, list) and any(_is_reference(item) for item in given))
 
 
-def recall(raw: dict[str, Any], response: Callable[[str], StoredResponse | None],
-           item: Callable[[str], StoredItem | None]) -> Recalled:
+def resolve_input(raw: dict[str, Any], response: Callable[[str], StoredResponse | None],
+           item: Callable[[str], StoredItem | None]) -> ResolvedInput:
     """``raw``'s input with its references replaced, read through ``response`` and ``item`` (which see only the
     asking key's own)."""
     given = raw.get("input")
@@ -61,11 +61,11 @@ def recall(raw: dict[str, Any], response: Callable[[str], StoredResponse | None]
         given = [_resolved(entry, i, item) if _is_reference(entry) else entry for i, entry in enumerate(given)]
     previous = raw.get("previous_response_id")
     if previous is None:
-        return Recalled(given, [], None)
+        return ResolvedInput(given, [], None)
     if not isinstance(previous, str) or not previous:
         raise InvalidRequest("Invalid value for 'previous_response_id': expected the id of a stored response.",
                              param="previous_response_id")
-    return Recalled(given, _conversation(previous, response), previous)
+    return ResolvedInput(given, _conversation(previous, response), previous)
 
 
 def _is_reference(entry: Any) -> bool:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from polyroute.errors import InvalidRequest
-from polyroute.server.responses_recall import recall, references
-from polyroute.tenancy.responses import Kept, MemoryResponses
+from polyroute.server.responses_references import names_stored, resolve_input
+from polyroute.tenancy.responses import MemoryResponses, ResponseKeeper
 
 USER = {"type": "message", "role": "user", "content": "hi"}
 
@@ -35,34 +35,34 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def kept(clock: Clock) -> Kept:
-    return Kept(MemoryResponses(limit=3), retention_s=60.0, clock=clock)
+def kept(clock: Clock) -> ResponseKeeper:
+    return ResponseKeeper(MemoryResponses(limit=3), retention_s=60.0, clock=clock)
 
 
-def put(kept: Kept, rid: str, text: str, previous: str | None = None, key: str | None = "a",
+def put(kept: ResponseKeeper, rid: str, text: str, previous: str | None = None, key: str | None = "a",
         given: list[dict[str, Any]] | None = None) -> None:
     asyncio.run(kept.put(answer(rid, text), given or [USER], previous, key, None))
 
 
-def recalled_for(kept: Kept, raw: dict[str, Any], key: str | None = "a") -> Any:
-    return recall(raw, kept.lookup(key), kept.item_lookup(key))
+def resolved_for(kept: ResponseKeeper, raw: dict[str, Any], key: str | None = "a") -> Any:
+    return resolve_input(raw, kept.lookup(key), kept.item_lookup(key))
 
 
-def test_previous_response_id_puts_the_whole_chain_first_oldest_first(kept: Kept) -> None:
+def test_previous_response_id_puts_the_whole_chain_first_oldest_first(kept: ResponseKeeper) -> None:
     put(kept, "resp_1", "one")
     put(kept, "resp_2", "two", previous="resp_1", given=[{"type": "message", "role": "user", "content": "more"}])
-    got = recalled_for(kept, {"input": "last", "previous_response_id": "resp_2"})
+    got = resolved_for(kept, {"input": "last", "previous_response_id": "resp_2"})
     assert got.previous_id == "resp_2" and got.given == "last"
     texts = [item["content"] if isinstance(item["content"], str) else item["content"][0]["text"]
              for item in got.input()]
     assert texts == ["hi", "one", "more", "two", "last"]
 
 
-def test_an_item_reference_becomes_the_item_and_a_request_without_any_is_left_alone(kept: Kept) -> None:
+def test_an_item_reference_becomes_the_item_and_a_request_without_any_is_left_alone(kept: ResponseKeeper) -> None:
     put(kept, "resp_1", "one")
     raw = {"input": [{"type": "item_reference", "id": "msg_resp_1_0"}, {"id": "msg_resp_1_0"}, USER]}
-    assert references(raw) and not references({"input": [USER]}) and not references({"input": "x"})
-    got = recalled_for(kept, raw)
+    assert names_stored(raw) and not names_stored({"input": [USER]}) and not names_stored({"input": "x"})
+    got = resolved_for(kept, raw)
     assert [item["role"] for item in got.input()] == ["assistant", "assistant", "user"]
     assert got.input()[0]["content"][0]["text"] == "one"
 
@@ -73,46 +73,47 @@ def test_an_item_reference_becomes_the_item_and_a_request_without_any_is_left_al
     ({"input": [USER, {"type": "item_reference", "id": "msg_nope"}]}, "input[1].id"),
     ({"input": [{"type": "item_reference"}]}, "input[0].id"),
 ])
-def test_what_names_nothing_stored_is_a_400_naming_the_field(kept: Kept, raw: dict[str, Any], param: str) -> None:
+def test_what_names_nothing_stored_is_a_400_naming_the_field(
+        kept: ResponseKeeper, raw: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        recalled_for(kept, raw)
+        resolved_for(kept, raw)
     assert caught.value.param == param
 
 
-def test_another_keys_responses_read_as_unknown_ones(kept: Kept) -> None:
+def test_another_keys_responses_read_as_unknown_ones(kept: ResponseKeeper) -> None:
     put(kept, "resp_1", "secret", key="a")
     for raw, param in (({"input": "x", "previous_response_id": "resp_1"}, "previous_response_id"),
                        ({"input": [{"type": "item_reference", "id": "msg_resp_1_0"}]}, "input[0].id")):
         with pytest.raises(InvalidRequest) as caught:
-            recalled_for(kept, raw, key="b")
+            resolved_for(kept, raw, key="b")
         assert caught.value.param == param and "secret" not in caught.value.message
         with pytest.raises(InvalidRequest):
-            recalled_for(kept, raw, key=None)  # nor does a gateway's open door
+            resolved_for(kept, raw, key=None)  # nor does a gateway's open door
     assert asyncio.run(kept.get("resp_1", "b")) is None
     assert not asyncio.run(kept.delete("resp_1", "b"))
     assert asyncio.run(kept.get("resp_1", "a")) is not None
 
 
-def test_a_chain_whose_earlier_response_is_gone_says_which(kept: Kept) -> None:
+def test_a_chain_whose_earlier_response_is_gone_says_which(kept: ResponseKeeper) -> None:
     put(kept, "resp_1", "one")
     put(kept, "resp_2", "two", previous="resp_1")
     assert asyncio.run(kept.delete("resp_1", "a"))
     with pytest.raises(InvalidRequest) as caught:
-        recalled_for(kept, {"input": "x", "previous_response_id": "resp_2"})
+        resolved_for(kept, {"input": "x", "previous_response_id": "resp_2"})
     assert "resp_1" in caught.value.message and caught.value.param == "previous_response_id"
 
 
-def test_past_its_retention_a_response_is_gone(kept: Kept, clock: Clock) -> None:
+def test_past_its_retention_a_response_is_gone(kept: ResponseKeeper, clock: Clock) -> None:
     put(kept, "resp_1", "one")
     clock.now += 59
     assert asyncio.run(kept.get("resp_1", "a")) is not None
     clock.now += 2
     assert asyncio.run(kept.get("resp_1", "a")) is None
     with pytest.raises(InvalidRequest):
-        recalled_for(kept, {"input": [{"type": "item_reference", "id": "msg_resp_1_0"}]})
+        resolved_for(kept, {"input": [{"type": "item_reference", "id": "msg_resp_1_0"}]})
 
 
-def test_the_memory_store_drops_the_least_recently_used(kept: Kept) -> None:
+def test_the_memory_store_drops_the_least_recently_used(kept: ResponseKeeper) -> None:
     for n in range(1, 4):
         put(kept, f"resp_{n}", str(n))
     assert asyncio.run(kept.get("resp_1", "a")) is not None  # used: resp_2 is now the oldest
@@ -122,8 +123,8 @@ def test_the_memory_store_drops_the_least_recently_used(kept: Kept) -> None:
     assert all(asyncio.run(kept.get(f"resp_{n}", "a")) is not None for n in (1, 3, 4))
 
 
-def test_a_chain_that_loops_ends(kept: Kept) -> None:
+def test_a_chain_that_loops_ends(kept: ResponseKeeper) -> None:
     put(kept, "resp_1", "one", previous="resp_2")
     put(kept, "resp_2", "two", previous="resp_1")
-    got = recalled_for(kept, {"input": "x", "previous_response_id": "resp_2"})
+    got = resolved_for(kept, {"input": "x", "previous_response_id": "resp_2"})
     assert len(got.earlier) == 4
