@@ -292,10 +292,10 @@ class Quota:
                 f"{_resets(c.ends_at)}"
             )
         unit = "requests" if what == "rpm" else "tokens"
-        wait = max(math.ceil((c.ends_at or now) - now), 1)
+        left = max((c.ends_at or now) - now, 0.001)  # the wait itself: retry-after-ms says it to the millisecond
         return RateLimitExceeded(
-            f"Rate limit of {who} reached: {int(c.limit)} {unit} per minute. Retry after {wait}s.",
-            retry_after=wait,
+            f"Rate limit of {who} reached: {int(c.limit)} {unit} per minute. Retry after {max(math.ceil(left), 1)}s.",
+            retry_after=left,
         )
 
     # -- settlement (the finished seam) -------------------------------------------------------

@@ -314,3 +314,14 @@ def test_a_budget_holds_claudes_cache_write_premium_for_a_prompt_marked_for_its_
     fake_plain, fake_in = held("m", None, "part")
     assert held("m", {"type": "ephemeral", "ttl": "1h"}, "part")[0] == pytest.approx(fake_plain)
     assert fake_plain == pytest.approx((fake_in * 1.0 + 100 * 2.0) / 1e6)
+
+
+def test_a_rate_limit_says_its_wait_to_the_millisecond() -> None:
+    """In a minute's first second the wait is 59.x s: ``retry-after-ms`` says that, under the 60 000 ms past which
+    the Vercel AI SDK and openai-node stop waiting as told; ``Retry-After`` is the whole seconds, rounded up."""
+    refused = Quota.refusal([], ("rpm", Charge("key:app:rpm:1", 1, 1, 1060.0)), 1.0, 1000.6)
+    assert isinstance(refused, RateLimitExceeded)
+    assert refused.retry_after == pytest.approx(59.4)
+    headers = refused.headers()
+    assert (headers["retry-after"], headers["retry-after-ms"]) == ("60", "59400")
+    assert "Retry after 60s." in refused.message
