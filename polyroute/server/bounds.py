@@ -87,6 +87,14 @@ class Bounds:
         return parts
 
 
+def too_many_items(given: object, limit: int) -> InvalidRequest | None:
+    """The error for a Responses ``input`` with more items than a chat request may have messages, found before any
+    of them is looked up in the store (an ``item_reference`` each costs a read)."""
+    if isinstance(given, list) and len(given) > limit:
+        return _too_many("input items", limit, "input")
+    return None
+
+
 def _too_many(what: str, limit: int, param: str) -> InvalidRequest:
     return InvalidRequest(f"Invalid '{param}': too many {what}; the limit is {limit} per request.",
                           param=param, code="array_above_max_length")

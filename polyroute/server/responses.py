@@ -26,7 +26,7 @@ from pydantic import PrivateAttr, ValidationError
 from polyroute.errors import PolyrouteError, StoreUnavailable
 from polyroute.failover import Report
 from polyroute.gateway import RequestContext
-from polyroute.server.bounds import Bounds
+from polyroute.server.bounds import Bounds, too_many_items
 from polyroute.server.chat import ChatEndpoint, close_iterator, read_object
 from polyroute.server.errors import from_validation
 from polyroute.server.responses_answer import from_chat
@@ -98,6 +98,8 @@ def _sealed_apart(resp: ChatResponse, req: ChatRequest, request_id: str) -> dict
 class ResponsesEndpoint(ChatEndpoint):
     async def read(self, body: bytes, ctx: RequestContext) -> ChatRequest:
         raw = read_object(body, self.bounds)
+        if (too_many := too_many_items(raw.get("input"), self.bounds.max_messages)) is not None:
+            raise too_many
         resolved = None
         if names_stored(raw):
             kept, key = self.gateway.tenancy.responses, ctx.principal.key

@@ -240,3 +240,16 @@ def test_store_must_be_true_or_false(live: Live) -> None:
     r = httpx.post(f"{live.base_url}/responses", json={"model": "echo", "input": "hi", "store": "yes"},
                    headers={"authorization": f"Bearer {ENV['A_KEY']}"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "store"
+
+
+def test_more_input_items_than_a_request_may_have_messages_are_refused_before_any_is_read(a: openai.OpenAI) -> None:
+    """An ``item_reference`` costs the store a read: a body packed with them (a few bytes each, so hundreds of
+    thousands within the body limit) is refused at once, as a chat request with that many messages would be."""
+    kept = a.responses.create(model="echo", input="remember me")
+    refs = [{"type": "item_reference", "id": kept.output[0].id}] * 2049
+    with pytest.raises(openai.BadRequestError) as caught:
+        a.responses.create(model="echo", input=refs)  # type: ignore[arg-type]
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("input", "array_above_max_length")
+    assert "2048" in error["message"]
