@@ -16,6 +16,7 @@ then costs the client only the storing: the answer is sent, and the failure logg
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import orjson
 from pydantic import PrivateAttr, ValidationError
 
-from polyroute.errors import PolyrouteError, StoreUnavailable
+from polyroute.errors import InvalidRequest, PolyrouteError, StoreUnavailable
 from polyroute.failover import Report
 from polyroute.gateway import RequestContext
 from polyroute.server.bounds import Bounds, too_many_items
@@ -70,7 +71,10 @@ def parse_responses(body: bytes, bounds: Bounds, raw: dict[str, Any] | None = No
     raw = read_object(body, bounds) if raw is None else raw
     if resolved is not None:
         raw = {**raw, "input": resolved.input(), "previous_response_id": None}
-    chat = to_chat(raw)
+    try:
+        chat = to_chat(raw)
+    except InvalidRequest as exc:
+        raise _as_sent(exc, len(resolved.earlier) if resolved is not None else 0) from None
     bounds.check(chat, body)
     try:
         req = ResponsesChatRequest.from_json(chat)
@@ -81,6 +85,22 @@ def parse_responses(body: bytes, bounds: Bounds, raw: dict[str, Any] | None = No
     req._stored = stores(raw)
     req._resolved = resolved or ResolvedInput(raw.get("input"), [], None)
     return req
+
+
+_INPUT_INDEX = re.compile(r"input\[(\d+)\]")
+
+
+def _as_sent(exc: InvalidRequest, earlier: int) -> InvalidRequest:
+    """``exc`` naming the input item as the client numbered it: ``previous_response_id`` put ``earlier`` stored
+    items before the request's own, which the error counted."""
+    found = _INPUT_INDEX.match(exc.param or "")
+    if not earlier or found is None or int(found[1]) < earlier:
+        return exc
+    sent = f"input[{int(found[1]) - earlier}]"
+    exc.param = sent + (exc.param or "")[found.end():]
+    exc.message = exc.message.replace(found[0], sent, 1)
+    exc.args = (exc.message,)
+    return exc
 
 
 def _sealed(req: ChatRequest) -> bool:

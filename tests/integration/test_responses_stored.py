@@ -253,3 +253,15 @@ def test_more_input_items_than_a_request_may_have_messages_are_refused_before_an
     assert isinstance(error, dict)
     assert (error["param"], error["code"]) == ("input", "array_above_max_length")
     assert "2048" in error["message"]
+
+
+def test_an_error_in_an_input_item_after_previous_response_id_names_it_as_sent(a: openai.OpenAI) -> None:
+    """The stored conversation goes before the request's own items; an error in one of those names the item by
+    the client's own numbering, not by its place after the stored ones."""
+    first = a.responses.create(model="echo", input="one")
+    with pytest.raises(openai.BadRequestError) as caught:
+        a.responses.create(model="echo", previous_response_id=first.id,
+                           input=[{"role": "user", "content": "two"}, "not an item"])  # type: ignore[list-item]
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["param"] == "input[1]" and "'input[1]'" in error["message"]
