@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.fault_upstream import FaultUpstream
-from tests.support.upstreams import OPENAI, FakeUpstream
+from tests.support.upstreams import ANTHROPIC, OPENAI, FakeUpstream
 
 
 @pytest.fixture(scope="module")
@@ -28,4 +28,11 @@ def first() -> Iterator[FakeUpstream]:
 def fallback() -> Iterator[FakeUpstream]:
     """Another, for the model a route falls over to."""
     with FakeUpstream(OPENAI) as server:
+        yield server
+
+
+@pytest.fixture
+def claude() -> Iterator[FakeUpstream]:
+    """An upstream speaking Anthropic's Messages API, as scripted."""
+    with FakeUpstream(ANTHROPIC) as server:
         yield server

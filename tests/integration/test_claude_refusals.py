@@ -7,7 +7,6 @@ the route's other candidates are not asked (a refusal is an answer, not an outag
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -15,13 +14,7 @@ import pytest
 
 from tests.conformance.test_claude_refusals import before_output_stream
 from tests.support.live import live_gateway
-from tests.support.upstreams import ANTHROPIC, FakeUpstream
-
-
-@pytest.fixture
-def claude() -> Iterator[FakeUpstream]:
-    with FakeUpstream(ANTHROPIC) as server:
-        yield server
+from tests.support.upstreams import FakeUpstream
 
 
 def config(claude: FakeUpstream, fallback: FakeUpstream) -> dict[str, Any]:

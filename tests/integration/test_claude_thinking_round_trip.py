@@ -8,25 +8,19 @@ the client's to read, not hidden behind a fallback's answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
 from tests.support.live import live_gateway
-from tests.support.upstreams import ANTHROPIC, FakeUpstream, load
+from tests.support.upstreams import FakeUpstream, load
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
 ASK = {"role": "user", "content": "Weather in Paris?"}
 SIGNED = load("anthropic", "thinking_tool_use")
 
-
-@pytest.fixture
-def claude() -> Iterator[FakeUpstream]:
-    with FakeUpstream(ANTHROPIC) as server:
-        yield server
 
 
 def config(claude: FakeUpstream, fallback: FakeUpstream) -> dict[str, Any]:

@@ -8,7 +8,6 @@ thought-signatures page's parallel-call example).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -16,7 +15,7 @@ import pytest
 
 from polyroute.adapters.gemini_signatures import STAND_IN
 from tests.support.live import live_gateway
-from tests.support.upstreams import ANTHROPIC, OPENAI, FakeUpstream, load
+from tests.support.upstreams import OPENAI, FakeUpstream, load
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
@@ -25,11 +24,6 @@ TEMPERATURE = {"type": "function", "function": {"name": "get_current_temperature
 ASK = {"role": "user", "content": "Weather in Paris?"}
 GEMINI_CALLS = load("gemini", "tool_call")["choices"][0]["message"]["tool_calls"]
 
-
-@pytest.fixture
-def claude() -> Iterator[FakeUpstream]:
-    with FakeUpstream(ANTHROPIC) as server:
-        yield server
 
 
 def config(claude: FakeUpstream, gemini: FakeUpstream) -> dict[str, Any]:

@@ -6,14 +6,13 @@ loop through the Responses API must give Claude its signed thinking back unchang
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
 from tests.support.live import live_gateway
-from tests.support.upstreams import ANTHROPIC, FakeUpstream, load
+from tests.support.upstreams import FakeUpstream, load
 
 ENV = {"TEST_KEY": "sk-test"}
 WEATHER: list[Any] = [{"type": "function", "name": "get_weather", "parameters": {
@@ -22,11 +21,6 @@ ASK = {"role": "user", "content": "Weather in Paris?"}
 SIGNED = load("anthropic", "thinking_tool_use")
 SEALED: Any = ["reasoning.encrypted_content"]
 
-
-@pytest.fixture
-def claude() -> Iterator[FakeUpstream]:
-    with FakeUpstream(ANTHROPIC) as server:
-        yield server
 
 
 def config(first: FakeUpstream, claude: FakeUpstream) -> dict[str, Any]:

@@ -4,24 +4,17 @@ item, gives Claude its thinking back as a stateless client with ``include`` does
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
-import pytest
 
 from tests.integration.test_responses_reasoning import ASK, SIGNED, WEATHER
 from tests.support.live import live_gateway
-from tests.support.upstreams import ANTHROPIC, FakeUpstream, load
+from tests.support.upstreams import FakeUpstream, load
 
 ENV = {"TEST_KEY": "sk-test"}
 
-
-@pytest.fixture
-def claude() -> Iterator[FakeUpstream]:
-    with FakeUpstream(ANTHROPIC) as server:
-        yield server
 
 
 def config(claude: FakeUpstream) -> dict[str, Any]:
