@@ -121,6 +121,8 @@ def test_while_the_store_is_down_rows_wait_on_disk_and_arrive_once_when_it_retur
     ledger.start()
     finish(ledger, 0, 50)
     wait_until(lambda: not ledger.queue, what="the queue spooled while the store is down")
+    # The writer has met the outage (on a busy machine it may not have tried yet when the queue is spooled).
+    wait_until(lambda: any("failed" in r.getMessage() for r in caplog.records), what="the writer met the outage")
     assert store.kept == {} and ledger.spool is not None and ledger.spool.pending
     store.down.clear()
     assert ledger.flush(timeout=20)
