@@ -27,6 +27,7 @@ from polyroute.server.admin import Admin, require_admin
 from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint
+from polyroute.server.conversations import ConversationsEndpoint
 from polyroute.server.dispatch import App, Handler, request_key
 from polyroute.server.door import Door
 from polyroute.server.errors import error_response
@@ -125,10 +126,15 @@ def create_app(gateway: Gateway) -> App:
     admin_on = admin_digest is not None and gateway.tenancy.store is not None
     door = Door(gateway, chat_paths=frozenset(("/v1/chat/completions", "/chat/completions", "/v1/responses",
                                                "/responses")),
-                client_paths=frozenset(("/v1/feedback",)), admin_digest=admin_digest if admin_on else None)
+                client_paths=frozenset(("/v1/feedback", "/v1/conversations", "/conversations")),
+                admin_digest=admin_digest if admin_on else None)
     for prefix in ("/v1/responses/", "/responses/"):
         kept = StoredResponsesEndpoint(gateway, prefix).handle
         prefixes[prefix] = {"GET": kept, "DELETE": kept}
+    for root in ("/v1/conversations", "/conversations"):
+        conversations = ConversationsEndpoint(gateway, root + "/", bounds)
+        routes[root] = {"POST": conversations.root}
+        prefixes[root + "/"] = dict.fromkeys(("GET", "POST", "DELETE"), conversations.handle)
     build: Callable[..., App] = App
     if config.gateway.cors_origins:
         from polyroute.server.cors import Cors, CorsApp

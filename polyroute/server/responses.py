@@ -29,6 +29,7 @@ from polyroute.failover import Report
 from polyroute.gateway import RequestContext
 from polyroute.server.bounds import Bounds, too_many_items
 from polyroute.server.chat import ChatEndpoint, close_iterator, read_object
+from polyroute.server.conversations_turn import append_turn, before_input, conversation_named
 from polyroute.server.errors import from_validation
 from polyroute.server.responses_answer import from_chat
 from polyroute.server.responses_kept import with_ids
@@ -47,6 +48,7 @@ class ResponsesChatRequest(ChatRequest):
     _sealed: bool = PrivateAttr(default=False)
     _stored: bool = PrivateAttr(default=True)
     _resolved: ResolvedInput | None = PrivateAttr(default=None)
+    _conversation: str | None = PrivateAttr(default=None)
 
     @property
     def sealed(self) -> bool:
@@ -62,6 +64,18 @@ class ResponsesChatRequest(ChatRequest):
     def resolved(self) -> ResolvedInput:
         """Its own input, and the conversation of its ``previous_response_id``."""
         return self._resolved or ResolvedInput(None, [], None)
+
+    @property
+    def conversation(self) -> str | None:
+        """The id of the conversation it goes on (``conversation``), which its turn is added to."""
+        return self._conversation
+
+    def shown(self) -> dict[str, Any]:
+        """What its response object says of how it was kept."""
+        shown: dict[str, Any] = {"store": self.stored, "previous_response_id": self.resolved.previous_id}
+        if self._conversation is not None:
+            shown["conversation"] = {"id": self._conversation}
+        return shown
 
 
 def parse_responses(body: bytes, bounds: Bounds, raw: dict[str, Any] | None = None,
@@ -121,10 +135,17 @@ class ResponsesEndpoint(ChatEndpoint):
         if (too_many := too_many_items(raw.get("input"), self.bounds.max_messages)) is not None:
             raise too_many
         resolved = None
+        conversation = conversation_named(raw)
+        kept, key = self.gateway.tenancy.responses, ctx.principal.key
         if names_stored(raw):
-            kept, key = self.gateway.tenancy.responses, ctx.principal.key
             resolved = await kept.run(lambda: resolve_input(raw, kept.lookup(key), kept.item_lookup(key)))
-        return parse_responses(body, self.bounds, raw, resolved)
+        if conversation is not None:
+            given = resolved.given if resolved is not None else raw.get("input")
+            resolved = await before_input(conversation, given, self.gateway.tenancy.conversations, key,
+                                          self.bounds.max_messages)
+        req = parse_responses(body, self.bounds, raw, resolved)
+        req._conversation = conversation
+        return req
 
     async def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
         doc = from_chat(resp, req, ctx.request_id, sealed=_sealed(req))
@@ -139,9 +160,8 @@ class ResponsesEndpoint(ChatEndpoint):
         if not isinstance(req, ResponsesChatRequest):
             return
         resolved = req.resolved
-        doc["store"] = req.stored
-        doc["previous_response_id"] = resolved.previous_id
-        if not req.stored or doc["status"] == "failed":
+        doc.update(req.shown())
+        if doc["status"] == "failed":
             return
         given = resolved.given
         items = [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else given
@@ -149,6 +169,11 @@ class ResponsesEndpoint(ChatEndpoint):
         if sealed_apart:
             stored = {**doc, "output": [{**item, "encrypted_content": sealed_apart[item["id"]]}
                                         if item.get("id") in sealed_apart else item for item in doc["output"]]}
+        if req.conversation is not None:
+            await append_turn(self.gateway.tenancy.conversations, req.conversation, given, stored["output"],
+                              ctx.request_id, ctx.principal.key)
+        if not req.stored:
+            return
         try:
             await self.gateway.tenancy.responses.put(stored, with_ids(items, ctx.request_id), resolved.previous_id,
                                                       ctx.principal.key, ctx.principal.team)
@@ -164,7 +189,7 @@ class ResponsesEndpoint(ChatEndpoint):
         name = report.model.name if report.model else req.model
         events = ResponseEvents(ctx.request_id, req, name, int(time.time()), sealed=_sealed(req))
         if isinstance(req, ResponsesChatRequest):
-            events.response.update(store=req.stored, previous_response_id=req.resolved.previous_id)
+            events.response.update(req.shown())
         try:
             yield events.opening()
             if first is not None and (framed := events.chunk(first)):

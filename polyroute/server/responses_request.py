@@ -1,8 +1,8 @@
 """A Responses API request (``POST /v1/responses``) as the chat request it asks for.
 
 What a request names of stored responses (``previous_response_id``, ``item_reference``
-items) has been put into its ``input`` before (``responses_references``); what would need a
-stored conversation or prompt, or a response computed in the background, is refused
+items, a ``conversation``'s items) has been put into its ``input`` before (``responses_references``,
+``conversations_turn``); what would need a stored prompt, or a response computed in the background, is refused
 with a 400 naming the field, as are tools the gateway cannot run (only ``function``
 tools pass). Fields with a chat counterpart are renamed to it; a field of chat's own
 and a field neither knows are passed on as chat passes them, for each backend to
@@ -24,12 +24,12 @@ from typing import Any
 from polyroute.errors import InvalidRequest
 from polyroute.server.responses_reasoning import INCLUDE_SEALED, join_recalled, recalled
 
-# Needs a conversation or prompt kept by the server: the gateway keeps responses only, and refuses these.
-_STATEFUL = ("conversation", "prompt")
-# Responses fields that shape only what a server keeps or includes: nothing to do here (``store`` and
-# ``previous_response_id`` are the endpoint's: ``polyroute.server.responses``).
+# Needs a prompt kept by the server: the gateway keeps responses and conversations only, and refuses these.
+_STATEFUL = ("prompt",)
+# Responses fields that shape only what a server keeps or includes: nothing to do here (``store``,
+# ``previous_response_id`` and ``conversation`` are the endpoint's: ``polyroute.server.responses``).
 _IGNORED = frozenset({"include", "truncation", "max_tool_calls", "stream_options", "top_logprobs", "background",
-                      "store", "previous_response_id"})
+                      "store", "previous_response_id", "conversation"})
 # Responses fields translated into chat's below, never copied as they are.
 _TRANSLATED = frozenset({"input", "instructions", "tools", "tool_choice", "text", "reasoning", "max_output_tokens"})
 _MESSAGE_ROLES = frozenset({"user", "system", "developer", "assistant"})
@@ -40,8 +40,8 @@ def to_chat(raw: dict[str, Any]) -> dict[str, Any]:
     for name in _STATEFUL:
         if raw.get(name) is not None:
             raise InvalidRequest(
-                f"'{name}' is not supported: this gateway keeps no conversations or prompts; send the "
-                "conversation as 'input', or name the last response as 'previous_response_id'.", param=name)
+                f"'{name}' is not supported: this gateway keeps no prompts; send the prompt's text as "
+                "'instructions' and 'input'.", param=name)
     if raw.get("background"):
         raise InvalidRequest("'background' is not supported: this gateway computes no responses to poll.",
                              param="background")

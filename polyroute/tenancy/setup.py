@@ -27,6 +27,7 @@ from polyroute.config import POSTGRES_SCHEMES, Config
 from polyroute.errors import ConfigError, QuotaStoreUnavailable, StoreUnavailable
 from polyroute.finish import RequestObserver
 from polyroute.redislink import RedisLink, Subscriber
+from polyroute.tenancy.conversations import open_conversations
 from polyroute.tenancy.leases import Leases
 from polyroute.tenancy.ledger import Ledger
 from polyroute.tenancy.ledger_process import LedgerProcess, WriterSpec
@@ -127,6 +128,7 @@ class Tenancy:
             link.on_back(self._seed_when_back)
         self.ledger = open_ledger(config, self.store) if self.store else None
         self.responses = open_responses(config, self.store)
+        self.conversations = open_conversations(config, self.store)
         self._reload: asyncio.Task[None] | None = None
         self._version = -1  # of the keys and teams last read from the store
 
@@ -234,6 +236,7 @@ class Tenancy:
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
         self.responses.close()
+        self.conversations.close()
         if self.store is not None:
             self.store.close()
 

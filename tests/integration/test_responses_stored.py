@@ -176,10 +176,7 @@ def test_a_stream_that_fails_is_not_stored(tmp_path: Path) -> None:
             client.responses.retrieve(events[-1].response.id)
 
 
-def test_conversation_and_background_are_still_refused(a: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as conversation:
-        a.responses.create(model="echo", input="hi", conversation="conv_1")
-    assert conversation.value.param == "conversation" and "keeps no conversations" in conversation.value.message
+def test_background_is_still_refused(a: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as background:
         a.responses.create(model="echo", input="hi", background=True)
     assert background.value.param == "background"

@@ -76,8 +76,7 @@ def test_tools_choice_and_formats_take_chat_shapes() -> None:
 
 
 @pytest.mark.parametrize(("doc", "param", "words"), [
-    ({"conversation": "conv_1"}, "conversation", "send the conversation as 'input'"),
-    ({"prompt": {"id": "pmpt_1"}}, "prompt", "keeps no conversations or prompts"),
+    ({"prompt": {"id": "pmpt_1"}}, "prompt", "keeps no prompts"),
     ({"background": True}, "background", "no responses to poll"),
     ({"tools": [{"type": "web_search"}, {"type": "file_search"}, TOOL]}, "tools", "file_search, web_search"),
     ({"tool_choice": {"type": "web_search"}}, "tool_choice", "'web_search' is not supported"),
