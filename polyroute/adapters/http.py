@@ -84,6 +84,9 @@ class ErrorInfo:
     refused_always: bool = False
     # The request field the error is about, where the upstream names it (OpenAI's ``param``): the client's to fix.
     param: str | None = None
+    # The model wrote what the provider could not parse (a tool call): the model's failure on a valid request,
+    # as OpenAI's own 500 "The model produced invalid content" is, whatever status the provider sent.
+    bad_output: bool = False
 
 
 BodyReader = Callable[[int, bytes], ErrorInfo]
@@ -168,7 +171,10 @@ def error_from_status(
     if cls is UpstreamBilling:
         return UpstreamBilling(billing_words(backend, status, info), **kw)
     if cls is UpstreamParamRefused:
-        return UpstreamParamRefused(msg, param=info.refused_param, always=info.refused_always, **kw)
+        refused = UpstreamParamRefused(msg, param=info.refused_param, always=info.refused_always, **kw)
+        if status == 413:
+            refused.status = 413  # too large for this model's allowance: what the client hears if for every one
+        return refused
     err = cls(msg, **kw)
     if cls is UpstreamRejected:
         err.param = info.param
@@ -234,6 +240,8 @@ def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
         return UpstreamAuthError
     if info.model_missing:
         return UpstreamModelNotFound
+    if info.bad_output:
+        return UpstreamServerError
     if status == 429 or status == 498:  # 498: Groq's flex tier at capacity, "add jittered backoff and retries"
         return UpstreamRateLimited
     if status == 408:
@@ -242,7 +250,7 @@ def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
         return UpstreamServerError
     if info.context_exceeded:
         return UpstreamContextExceeded
-    if info.model_refuses and status in (400, 422):
+    if info.model_refuses and status in (400, 413, 422):
         return UpstreamParamRefused
     if status == 404:
         # A 404 with no code of its own (a path, a proxy): another candidate may answer.
@@ -436,11 +444,18 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
         blocked = blocked or status == 403
         message = f"{meta['provider_name']}: {message}"
     refusal = refusal_of(code_s, err.get("param"), message)
+    # A request over one model's tokens per minute (Groq's 413 with OpenAI's rate-limit code): no wait lets it
+    # in, and the model is not at fault for smaller ones; another candidate may take it.
+    too_large = status == 413 and "rate_limit_exceeded" in names
+    bad_output = bool(names & BAD_OUTPUT_CODES)
+    if bad_output and isinstance(wrote := err.get("failed_generation"), str) and wrote:
+        message = f"{message} (failed_generation: {wrote})"  # what the model wrote, for the operator
     return ErrorInfo(
         message=message, code=code_s, blocked=blocked, context_exceeded=context, auth=auth,
-        billing=billing, model_missing=missing, scope=scope, model_refuses=refusal is not None,
+        billing=billing, model_missing=missing, scope=scope, model_refuses=refusal is not None or too_large,
         refused_param=refusal.param if refusal else None, refused_always=bool(refusal and refusal.always),
         param=param if isinstance(param := err.get("param"), str) and _FIELD.fullmatch(param) else None,
+        bad_output=bad_output,
     )
 
 
@@ -603,7 +618,15 @@ BLOCK_CODES = frozenset({
     # (https://docs.z.ai/api-reference/api-code; docs.bigmodel.cn/cn/api/api-code): every model of the account.
     "1112", "1121",
 })
-CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
+CONTEXT_CODES = frozenset({
+    "context_length_exceeded", "string_above_max_length", "context_window_exceeded",
+    # llama-server's type for a prompt past the slot's context (https://github.com/ggml-org/llama.cpp/pull/15780)
+    "exceed_context_size_error",
+})
+# Codes for output the model wrote that the provider could not parse: Groq's tool_use_failed, with what the model
+# wrote in ``failed_generation`` (https://github.com/groq/groq-typescript/issues/103,
+# https://github.com/vercel/ai/issues/6916).
+BAD_OUTPUT_CODES = frozenset({"tool_use_failed"})
 # OpenAI's and Anthropic's codes; Google's status and detail reason for a key it refuses
 # (https://github.com/continuedev/continue/issues/10290).
 AUTH_CODES = frozenset({"invalid_api_key", "authentication_error", "incorrect_api_key", "API_KEY_INVALID",

@@ -16,7 +16,15 @@ from urllib.parse import urlsplit
 
 from polyroute.adapters import finish_reasons, gemini_signatures
 from polyroute.adapters.base import Call
-from polyroute.adapters.http import BodyReader, ErrorInfo, HttpAdapter, error_in_band, json_error_reader, json_object
+from polyroute.adapters.http import (
+    CONTEXT_CODES,
+    BodyReader,
+    ErrorInfo,
+    HttpAdapter,
+    error_in_band,
+    json_error_reader,
+    json_object,
+)
 from polyroute.adapters.own_fields import for_upstream, with_reasoning
 from polyroute.adapters.regions import key_region_hint, provider_key
 from polyroute.adapters.shape import Shape
@@ -29,10 +37,12 @@ from polyroute.types import ChatChunk, ChatResponse
 # How each provider says that a prompt does not fit, where it gives no structured code:
 # OpenAI, DeepSeek and OpenRouter ("maximum context length"), Moonshot ("exceeded model token
 # limit", "Input token length too long"), DashScope ("Range of input length should be"),
-# Z.ai ("Prompt exceeds max length").
+# Z.ai ("Prompt exceeds max length"), Gemini and Vertex AI ("The input token count (N) exceeds the maximum number
+# of tokens allowed (M).", with only Google's INVALID_ARGUMENT), llama-server ("exceeds the available context size").
 _CONTEXT_WORDS = re.compile(
     r"maximum context length|context length|context window|too many tokens|exceeded model token limit"
     r"|input token length too long|range of input length should be|prompt exceeds max length"
+    r"|exceeds the maximum number of tokens allowed|exceeds the available context size"
     # Hugging Face TGI, as Together quotes it: "`inputs` tokens + `max_new_tokens` must be <= 4097"
     r"|inputs`? tokens \+ `?max_new_tokens`? must be",
     re.I,
@@ -99,7 +109,9 @@ def is_one_of(providers: Mapping[str, tuple[str, ...]], provider: str | None, ba
 
 def read_error(status: int, body: bytes) -> ErrorInfo:
     info = json_error_reader(status, body)
-    if info.context_exceeded or status not in (400, 403, 413):  # Together: 403 for a prompt past the context
+    if info.context_exceeded:  # by a type of its own (llama-server's), whose code is a status: OpenAI's code
+        return info if info.code in CONTEXT_CODES else replace(info, code="context_length_exceeded")
+    if status not in (400, 403, 413):  # Together: 403 for a prompt past the context
         return info
     if info.code in _CONTEXT_CODES or _CONTEXT_WORDS.search(info.message):
         return replace(info, code="context_length_exceeded", context_exceeded=True)

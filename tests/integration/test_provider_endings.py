@@ -261,3 +261,41 @@ def test_a_finish_reason_that_is_not_a_word_passes_through(first: FakeUpstream, 
     with gateway(first, fallback, "openai") as g:
         sse = stream(g, "r")
     assert sse.status == 200 and sse.done and sse.text == "Hi" and fallback.received == []
+
+
+# --- a model's own limits and failures, which the next model may not share --------------------------
+
+
+@pytest.mark.parametrize(("fixture", "outcome"), [
+    ("413_request_too_large_tpm", "param_refused"), ("400_tool_use_failed", "server_error"),
+])
+def test_groq_refusing_what_another_model_would_answer_falls_over(
+    first: FakeUpstream, fallback: FakeUpstream, fixture: str, outcome: str
+) -> None:
+    """Groq's 413 for a request over one model's tokens per minute, and its 400 for a tool call the model wrote
+    and it could not parse: before, each ended the request with the client's 4xx although another model answers."""
+    spec = load("groq", f"errors/{fixture}")
+    first.json(spec["body"], spec["status"])
+    fallback_says(fallback, "Alfa")
+    with gateway(first, fallback, "groq") as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(model="r", messages=ASK)  # type: ignore[arg-type]
+        states = health(g)
+    assert raw.parse().choices[0].message.content == "Alfa"
+    log = raw.headers["x-polyroute-attempt-log"].split("; ")
+    assert log[0].startswith(f"prov/m {outcome} ") and log[1].startswith("fb/f ok ")
+    assert states["backends"]["prov"]["state"] == "closed"
+
+
+def test_groq_413_is_what_the_client_hears_when_no_other_model_is_left(first: FakeUpstream) -> None:
+    spec = load("groq", "errors/413_request_too_large_tpm")
+    first.json(spec["body"], spec["status"])
+    raw = {"backends": {"groq": {"type": "openai", "base_url": first.url + "/v1", "api_key": "env:TEST_KEY",
+                                 "provider": "groq"}},
+           "models": {"m": {"backend": "groq", "upstream": "llama-3.3-70b-versatile"}}}
+    with live_gateway(raw, env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
+    assert info.value.status_code == 413 and "Limit 12000, Requested 14137" in info.value.message
+

@@ -97,6 +97,16 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("zai/429_1308_usage_limit", UpstreamRateLimited, "Usage limit reached for 5 hour"),
     ("zai/429_1112_account_locked", UpstreamBlocked, "account has been locked"),
     ("groq/498_capacity_exceeded", UpstreamRateLimited, "capacity_exceeded"),
+    # A prompt past the model's window in words of their own: Gemini's (no code beyond INVALID_ARGUMENT), and
+    # llama-server's error type.
+    ("gemini/400_input_token_count_exceeds", UpstreamContextExceeded, "exceeds the maximum number of tokens allowed"),
+    ("llamacpp/400_exceed_context_size", UpstreamContextExceeded, "exceeds the available context size"),
+    # A request over one model's tokens per minute at Groq: another candidate takes it; the 413 is kept for the
+    # client when none does.
+    ("groq/413_request_too_large_tpm", UpstreamParamRefused, "on tokens per minute (TPM): Limit 12000"),
+    # A tool call the model wrote and Groq could not parse: the model's failure (OpenAI's own is a 500 "The model
+    # produced invalid content"), what it wrote kept.
+    ("groq/400_tool_use_failed", UpstreamServerError, "Failed to call a function"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
@@ -107,7 +117,8 @@ REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "ant
                  "gemini/400_function_call_missing_thought_signature": "messages",
                  "gemini/400_corrupted_thought_signature": "thought_signature",
                  "gemini/400_thought_signature_not_valid": "thought_signature",
-                 "mistral/422_extra_stream_options": "stream_options", "mistral/400_tool_call_id_format": "messages"}
+                 "mistral/422_extra_stream_options": "stream_options", "mistral/400_tool_call_id_format": "messages",
+                 "groq/413_request_too_large_tpm": None}
 
 
 def test_a_usage_cap_that_lifts_later_keeps_the_model_out_until_then() -> None:
@@ -152,12 +163,17 @@ def test_documented_error_is_classified(name: str, expected: type[UpstreamError]
         assert err.scope == "model" and err.may_fall_over and not err.retryable and not err.account_wide
     elif expected is UpstreamParamRefused:
         assert isinstance(err, UpstreamParamRefused) and err.param == REFUSED_PARAM[name]
-        assert err.may_fall_over and not err.retryable and err.scope == "model" and err.status == 400
+        assert err.may_fall_over and not err.retryable and err.scope == "model"
+        assert err.status == (413 if doc["status"] == 413 else 400)
     elif expected is UpstreamAuthError:
         assert err.scope == "backend" and err.account_wide and err.may_fall_over
     elif expected is UpstreamContextExceeded:
         # A model with a larger window may take it; the client hears OpenAI's 400, whatever status the provider sent.
         assert err.may_fall_over and err.status == 400 and err.code == "context_length_exceeded"
+    elif expected is UpstreamServerError:
+        # The model's malformed output: the same model again or the next one, and the operator reads what it wrote.
+        assert err.scope == "model" and err.may_fall_over and err.retryable
+        assert doc["body"]["error"]["failed_generation"][:40] in err.message
     elif expected is UpstreamRateLimited:
         assert err.scope == "model" and err.may_fall_over and err.retry_after == (
             float(doc["headers"]["retry-after"]) if doc.get("headers") else doc.get("_retry_after"))
@@ -252,3 +268,4 @@ def test_a_wait_said_in_a_429s_words_is_read_when_no_header_says_it() -> None:
     headed = error_from_status(429, body.encode(), {"retry-after": "3"}, openai_compat.read_error, backend="g",
                                model="m")
     assert isinstance(headed, UpstreamRateLimited) and headed.retry_after == 3.0
+
