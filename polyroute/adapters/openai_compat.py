@@ -14,6 +14,8 @@ from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import orjson
+
 from polyroute.adapters import finish_reasons, gemini_signatures
 from polyroute.adapters.base import Call
 from polyroute.adapters.http import (
@@ -213,7 +215,7 @@ class OpenAICompatAdapter(HttpAdapter):
         doc = await self.http.post_json(
             url, self.payload(call, False), self.headers, call.upstream_model, call.timeout
         )
-        resp = whole_answer(doc, self.name, call.upstream_model)
+        resp = whole_answer(doc, self.name, call.upstream_model, self.http.reader)
         if call.prefix:
             _prepend(resp, call.prefix)
         return resp
@@ -225,9 +227,14 @@ class OpenAICompatAdapter(HttpAdapter):
         return SSEChunks(self.http, events, url, self.payload(call, True), self.headers, model, call.timeout)
 
 
-def whole_answer(doc: object, backend: str, model: str) -> ChatResponse:
+def whole_answer(doc: object, backend: str, model: str, read: BodyReader = read_error) -> ChatResponse:
     """A ``chat.completion`` body, checked and given the names OpenAI clients read."""
     if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list) or not doc["choices"]:
+        if isinstance(doc, dict) and doc.get("error"):
+            # An error in a 200's body: OpenRouter's for a failure after the model began ("the returned HTTP response
+            # status will be 200 and any error ... emitted in the response body",
+            # https://openrouter.ai/docs/api/reference/errors-and-debugging). What its code says, as in a stream.
+            raise error_in_band(orjson.dumps(doc), read, backend=backend, model=model)
         raise UpstreamBadResponse("answer has no choices", backend=backend, model=model)
     doc.setdefault("object", "chat.completion")  # Z.ai's answer has none; OpenAI clients read it
     doc.setdefault("id", "")
@@ -351,7 +358,7 @@ class _Events:
 
     def whole(self, doc: object) -> list[ChatChunk]:
         self.ended = True
-        return as_chunks(whole_answer(doc, self.backend, self.model))
+        return as_chunks(whole_answer(doc, self.backend, self.model, self.read))
 
 
 def _name_reasoning(part: dict[str, Any]) -> None:

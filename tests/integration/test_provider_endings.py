@@ -299,3 +299,20 @@ def test_groq_413_is_what_the_client_hears_when_no_other_model_is_left(first: Fa
             client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
     assert info.value.status_code == 413 and "Limit 12000, Requested 14137" in info.value.message
 
+
+def test_openrouter_error_in_a_whole_answers_body_is_the_error_its_code_names(
+    first: FakeUpstream, fallback: FakeUpstream
+) -> None:
+    """OpenRouter answers 200 with an error in the body when the provider behind it fails after taking the request:
+    before, "answer has no choices" (a bad response) lost its words and its code."""
+    first.json(load("openrouter", "endings/error_in_whole_answer"))
+    fallback.json({"id": "fb-2", "object": "chat.completion", "created": 1765000100, "model": "fb-model",
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "Alfa"},
+                                "finish_reason": "stop"}], "usage": FALLBACK_USAGE})
+    with gateway(first, fallback, "openrouter") as g:
+        for backend in g.gateway.fleet.adapters.values():
+            backend.assembles = False
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(model="r", messages=ASK)  # type: ignore[arg-type]
+    assert raw.parse().choices[0].message.content == "Alfa"
+    assert raw.headers["x-polyroute-attempt-log"].startswith("prov/m rate_limited ")

@@ -269,3 +269,11 @@ def test_a_wait_said_in_a_429s_words_is_read_when_no_header_says_it() -> None:
                                model="m")
     assert isinstance(headed, UpstreamRateLimited) and headed.retry_after == 3.0
 
+
+def test_an_error_in_a_whole_answers_body_is_the_error_its_code_names() -> None:
+    """OpenRouter's 200 with an error and no choices: before, "answer has no choices", its words and code lost."""
+    doc = json.loads((FIXTURES / "openrouter" / "endings" / "error_in_whole_answer.json").read_text())
+    with pytest.raises(UpstreamRateLimited) as info:
+        openai_compat.whole_answer({k: v for k, v in doc.items() if not k.startswith("_")}, "openrouter", "m")
+    assert info.value.message == "Kluster: Provider returned error" and info.value.scope == "model"
+    assert info.value.upstream_status == 429
