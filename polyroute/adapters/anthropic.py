@@ -39,6 +39,7 @@ from polyroute.adapters.http import (
 )
 from polyroute.adapters.shape import Shape
 from polyroute.adapters.sse_chunks import SSEChunks
+from polyroute.adapters.tool_ids import for_claude
 from polyroute.assemble import as_chunks
 from polyroute.errors import UpstreamBadResponse, UpstreamParamRefused, UpstreamRejected
 from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage, token_count
@@ -260,7 +261,8 @@ class AnthropicAdapter(HttpAdapter):
 
     def _blocks(self, m: Message, i: int, model: str, thinking: History) -> tuple[str, list[dict[str, Any]]]:
         if m.role in ("tool", "function"):
-            result = {"type": "tool_result", "tool_use_id": m.tool_call_id or m.name or "", "content": m.text()}
+            result = {"type": "tool_result", "tool_use_id": for_claude(m.tool_call_id or m.name or ""),
+                      "content": m.text()}
             return "user", marked_last([result], m.model_extra)
         blocks = self._content(m.content, model)
         if m.role == "assistant":
@@ -350,7 +352,8 @@ class AnthropicAdapter(HttpAdapter):
     def _tool_use(self, tc: dict[str, Any], where: str, model: str) -> dict[str, Any]:
         args = tool_arguments(tc, where, backend=self.name, model=model)
         fn = tc.get("function") or {}
-        return {"type": "tool_use", "id": tc.get("id", ""), "name": fn.get("name", ""), "input": args}
+        return {"type": "tool_use", "id": for_claude(str(tc.get("id") or "")), "name": fn.get("name", ""),
+                "input": args}
 
     # -- whole answers -----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from polyroute.adapters import finish_reasons, gemini_signatures
+from polyroute.adapters import finish_reasons, gemini_signatures, tool_ids
 from polyroute.adapters.base import Call
 from polyroute.adapters.http import (
     CONTEXT_CODES,
@@ -100,6 +100,11 @@ WANTS_REASONING = {"deepseek": ("api.deepseek.com",), "moonshot": ("api.moonshot
 KEEPS_THINKING = {"openrouter": ("openrouter.ai",)}
 
 
+# Where a tool-call id must be nine letters and digits (polyroute.adapters.tool_ids): a history another provider
+# wrote is sent there with its ids in that form, not refused.
+NINE_CHAR_TOOL_IDS = {"mistral": ("api.mistral.ai",)}
+
+
 def is_one_of(providers: Mapping[str, tuple[str, ...]], provider: str | None, base_url: str | None) -> bool:
     """Whether a backend is one of ``providers`` (name -> hosts; ".suffix" for a domain): by the ``provider``
     it names, else by the host of its ``base_url``."""
@@ -162,6 +167,7 @@ class OpenAICompatAdapter(HttpAdapter):
         self.keeps_thinking = is_one_of(KEEPS_THINKING, config.provider, config.base_url)
         self.wants_reasoning = is_one_of(WANTS_REASONING, config.provider, config.base_url)
         self.google = gemini_signatures.is_google(config.provider, config.base_url)
+        self.nine_char_ids = is_one_of(NINE_CHAR_TOOL_IDS, config.provider, config.base_url)
         if self.google:
             self.http.reader = gemini_signatures.refusing_unsigned_history(self.http.reader)
         if (hint := key_region_hint(config.provider, config.base_url)) is not None:
@@ -177,6 +183,8 @@ class OpenAICompatAdapter(HttpAdapter):
             # Calls another model made; every call of the turn when Google refused their signatures.
             replayed = gemini_signatures.REPLAYED in call.drop
             body["messages"] = gemini_signatures.with_stand_ins(body["messages"], replayed=replayed)
+        if self.nine_char_ids:
+            body["messages"] = tool_ids.in_form(body["messages"], tool_ids.for_mistral)
         if self.completion_tokens:
             if "max_tokens" in body:
                 limit = body.pop("max_tokens")
