@@ -127,6 +127,7 @@ def create_app(gateway: Gateway) -> App:
     door = Door(gateway, chat_paths=frozenset(("/v1/chat/completions", "/chat/completions", "/v1/responses",
                                                "/responses")),
                 client_paths=frozenset(("/v1/feedback", "/v1/conversations", "/conversations")),
+                client_prefixes=("/v1/conversations/", "/conversations/"),
                 admin_digest=admin_digest if admin_on else None)
     for prefix in ("/v1/responses/", "/responses/"):
         kept = StoredResponsesEndpoint(gateway, prefix).handle

@@ -33,20 +33,21 @@ __all__ = ["Door"]
 class Door:
     """Which paths need which key, and the refusal of a head that lacks it."""
 
-    __slots__ = ("admin_digest", "chat_paths", "client_paths", "gateway")
+    __slots__ = ("admin_digest", "chat_paths", "client_paths", "client_prefixes", "gateway")
 
     def __init__(
         self, gateway: Gateway, *, chat_paths: frozenset[str], client_paths: frozenset[str] = frozenset(),
-        admin_digest: bytes | None = None,
+        client_prefixes: tuple[str, ...] = (), admin_digest: bytes | None = None,
     ) -> None:
         self.gateway = gateway
         self.chat_paths = chat_paths  # refused requests are finished at the gateway's seam
         self.client_paths = client_paths | chat_paths
+        self.client_prefixes = client_prefixes  # paths that end in a name (``/v1/conversations/{id}/items``)
         self.admin_digest = admin_digest
 
     def __call__(self, request: Request) -> Reply | None:
         path = request.path
-        if path in self.client_paths:
+        if path in self.client_paths or path.startswith(self.client_prefixes):
             try:
                 self.gateway.keys.authenticate(request_key(request))
             except PolyrouteError as exc:

@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.http11_app import Wire
 from tests.support.live import Live, live_gateway
 
 ENV = {"A_KEY": "sk-a-0123456789abcdef", "B_KEY": "sk-b-0123456789abcdef"}
@@ -253,3 +254,17 @@ def test_without_a_store_they_are_kept_in_the_process() -> None:
         conv = client.conversations.create()
         client.responses.create(model="echo", input="in memory", conversation=conv.id)
         assert texts_of(client, conv.id) == [("user", "in memory"), ("assistant", "You said: in memory")]
+
+
+def test_expect_continue_on_a_conversation_path_is_refused_by_its_head(live: Live) -> None:
+    """A client uploading items with ``Expect: 100-continue`` and a wrong key gets its 401 before the body."""
+    port = int(live.base_url.rsplit(":", 1)[1].split("/")[0])
+    for path in ("/v1/conversations", "/v1/conversations/conv_x/items"):
+        w = Wire(port)
+        w.send((f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                "Authorization: Bearer sk-wrong-123\r\nContent-Length: 100000\r\n"
+                "Expect: 100-continue\r\n\r\n").encode())
+        answer = w.answer()
+        assert answer.status == 401 and answer.error()["type"] == "authentication_error"
+        assert b"100 Continue" not in w.buf
+        w.close()
