@@ -270,13 +270,15 @@ def whole_answer(doc: object, backend: str, model: str, read: BodyReader = read_
 class _Events:
     """An OpenAI-compatible stream: one chunk per event, then ``data: [DONE]``."""
 
-    __slots__ = ("backend", "calls", "cut", "ended", "model", "read", "roles", "shape")
+    __slots__ = ("backend", "calls", "cut", "ended", "last_call", "model", "read", "roles", "shape", "slots")
 
     def __init__(self, backend: str, model: str, read: BodyReader = read_error) -> None:
         self.backend = backend
         self.model = model
         self.shape = Shape(backend, model)
         self.calls: dict[str, int] | None = None  # the index of each tool call's id, once the stream has one
+        self.slots: dict[int, int] = {}  # the index the client reads for each the upstream said, as last said
+        self.last_call = 0  # the index of the call begun last
         self.read = read  # the backend's error reader, which blanks out its key
         self.ended = False
         # Why the provider cut the answer short (its finish_reason said so): the stream fails at its
@@ -332,18 +334,32 @@ class _Events:
         return [doc]  # type: ignore[list-item]  # checked above: an object with choices
 
     def _index_calls(self, calls: list[dict[str, Any]]) -> None:
-        """Give each tool-call delta the ``index`` OpenAI clients join deltas by, where the provider sent none
-        (Gemini): a call's id names it, and a delta without one goes on the last call."""
+        """Give each tool-call delta the ``index`` OpenAI clients join deltas by: one of its own for each call, where
+        the provider sent none (Gemini) or gave every call of the turn one index (vLLM behind Dynamo and Ollama's
+        /v1 give each index 0, https://github.com/ai-dynamo/dynamo/pull/4723,
+        https://github.com/huggingface/smolagents/pull/1958), which clients would join into one call of two
+        names and two argument texts. A call begins with its id and name; a delta without them goes on the call
+        that last said its index, or, without one, on the call begun last. Indices that are each a call's pass
+        as they came."""
         seen = self.calls if self.calls is not None else {}
         self.calls = seen
         for call in calls:
-            if "index" in call:
-                continue
+            said: int | None = call.get("index")  # a count or none (polyroute.adapters.shape)
             cid = call.get("id")
-            if cid:
-                call["index"] = seen.setdefault(cid, len(seen))
+            fn = call.get("function")
+            ours: int
+            if cid and (cid in seen or (isinstance(fn, dict) and fn.get("name"))):
+                if cid in seen:
+                    ours = seen[cid]
+                else:
+                    taken = said is None or said in self.slots or said in seen.values()
+                    ours = seen[cid] = max(seen.values(), default=-1) + 1 if taken or said is None else said
+                    self.last_call = ours
+                if said is not None:
+                    self.slots[said] = ours
             else:
-                call["index"] = max(len(seen) - 1, 0)
+                ours = self.last_call if said is None else self.slots.get(said, said)
+            call["index"] = ours
 
     def _error(self, doc: dict[str, Any], data: str) -> list[ChatChunk]:
         """An error sent inside the stream. Moderation ends the answer as OpenAI's own filter does

@@ -1,4 +1,4 @@
-"""Tool calls across providers: ids another provider wrote."""
+"""Tool calls across providers: ids another provider wrote, and calls streamed under one index."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from polyroute.adapters import build_adapter
 from polyroute.adapters.tool_ids import for_claude, for_mistral
-from tests.conformance.helpers import WEATHER_TOOL, call
+from tests.conformance.helpers import WEATHER_TOOL, as_sdk_reads, call, collect
 from tests.conformance.providers import ANTHROPIC_PROVIDER, OPENAI_PROVIDER, Provider
 from tests.support.upstreams import FakeUpstream, load
 
@@ -85,3 +85,25 @@ def test_ids_in_form_are_kept_and_the_rest_written_the_same_way_each_time() -> N
     assert for_mistral("D681PevKs") == "D681PevKs" and for_mistral("") == ""
     assert for_mistral(OPENAI_ID) == for_mistral(OPENAI_ID) != for_mistral(OPENAI_ID + "x")
 
+
+@pytest.mark.parametrize(("provider", "fixture", "expected"), [
+    ("vllm", "parallel_calls_one_index", [("add_numbers", '{"a": 2, "b": 2}'),
+                                          ("get_weather", '{"location": "Tokyo", "unit": "celsius"}')]),
+    ("openai", "tool_call_stream", [("get_weather", '{"location":"Paris"}')]),  # indices that are each a call's
+])
+async def test_calls_streamed_under_one_index_reach_the_client_as_separate_calls(
+    upstreams: dict[str, FakeUpstream], provider: str, fixture: str, expected: list[tuple[str, str]]
+) -> None:
+    """OpenAI's SDK joins tool-call deltas by ``index``: two calls under index 0 would reach the client as one call
+    named "add_numbersget_weather" whose arguments are two JSON texts run together."""
+    up = upstreams["openai"]
+    up.reset()
+    up.stream(load(provider, fixture))
+    adapter = build_adapter("t", OPENAI_PROVIDER.config(up.url))
+    try:
+        chunks = await collect(adapter, call(stream=True, tools=[WEATHER_TOOL]))
+    finally:
+        await adapter.aclose()
+    message = as_sdk_reads(chunks)
+    assert [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]] == expected
+    assert [c["index"] for c in message["tool_calls"]] == list(range(len(expected)))
