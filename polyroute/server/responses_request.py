@@ -126,7 +126,7 @@ def seals_reasoning(raw: dict[str, Any]) -> bool:
 
 def _message(item: dict[str, Any], i: int) -> dict[str, Any]:
     role = item.get("role")
-    if role not in _MESSAGE_ROLES:
+    if not isinstance(role, str) or role not in _MESSAGE_ROLES:
         raise InvalidRequest(f"Invalid value for 'input[{i}].role': must be 'user', 'system', 'developer' or "
                              "'assistant'.", param=f"input[{i}].role")
     content = item.get("content")

@@ -184,6 +184,7 @@ def test_update_and_delete(a: openai.OpenAI) -> None:
     ({"items": "hello"}, "items", "invalid_request"),
     ({"items": [{"type": "web_search_call"}]}, "items[0].type", "invalid_request"),
     ({"items": [{"role": "user", "content": "x"}, "not an item"]}, "items[1]", "invalid_request"),
+    ({"items": [{"role": ["user"], "content": "x"}]}, "items[0].role", "invalid_request"),
     ({"items": [{"type": "item_reference", "id": "msg_nope"}]}, "items[0].id", "invalid_request"),
     ({"metadata": {"k": "v"}, "deep": DEEP}, "deep[0][0][0]", "nesting_too_deep"),
 ])
