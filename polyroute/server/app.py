@@ -33,6 +33,7 @@ from polyroute.server.door import Door
 from polyroute.server.errors import error_response
 from polyroute.server.feedback import FeedbackEndpoint
 from polyroute.server.http11 import Request
+from polyroute.server.messages import CountTokensEndpoint, MessagesEndpoint, in_anthropic_shape
 from polyroute.server.metrics import MetricsEndpoint, metrics_guard
 from polyroute.server.responses import ResponsesEndpoint
 from polyroute.server.responses_kept import StoredResponsesEndpoint
@@ -63,6 +64,8 @@ def create_app(gateway: Gateway) -> App:
     bounds = Bounds(limits.max_messages, limits.max_content_parts, limits.max_json_depth)
     chat = ChatEndpoint(gateway, config.gateway.debug_headers, bounds)
     responses = ResponsesEndpoint(gateway, config.gateway.debug_headers, bounds)
+    messages = MessagesEndpoint(gateway, config.gateway.debug_headers, bounds)
+    count_tokens = CountTokensEndpoint(gateway, bounds)
     redact = gateway.fleet.guard.redact
     logs.guard(redact)
 
@@ -125,8 +128,10 @@ def create_app(gateway: Gateway) -> App:
 
     admin_on = admin_digest is not None and gateway.tenancy.store is not None
     door = Door(gateway, chat_paths=frozenset(("/v1/chat/completions", "/chat/completions", "/v1/responses",
-                                               "/responses")),
-                client_paths=frozenset(("/v1/feedback", "/v1/conversations", "/conversations")),
+                                               "/responses", "/v1/messages")),
+                client_paths=frozenset(("/v1/feedback", "/v1/conversations", "/conversations",
+                                        "/v1/messages/count_tokens")),
+                shapes=dict.fromkeys(("/v1/messages", "/v1/messages/count_tokens"), in_anthropic_shape),
                 client_prefixes=("/v1/conversations/", "/conversations/"),
                 admin_digest=admin_digest if admin_on else None)
     for prefix in ("/v1/responses/", "/responses/"):
@@ -151,6 +156,8 @@ def create_app(gateway: Gateway) -> App:
             "/chat/completions": {"POST": chat.handle},
             "/v1/responses": {"POST": responses.handle},
             "/responses": {"POST": responses.handle},
+            "/v1/messages": {"POST": messages.handle},
+            "/v1/messages/count_tokens": {"POST": count_tokens.handle},
             "/v1/models": {"GET": models},
             "/healthz": {"GET": healthz},
             "/readyz": {"GET": readyz},

@@ -17,6 +17,8 @@ metrics and the ledger still count it. Every other path is let through.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from polyroute.errors import PolyrouteError
 from polyroute.gateway import Gateway, RequestContext
 from polyroute.server.admin import PREFIX as ADMIN_PREFIX
@@ -33,17 +35,20 @@ __all__ = ["Door"]
 class Door:
     """Which paths need which key, and the refusal of a head that lacks it."""
 
-    __slots__ = ("admin_digest", "chat_paths", "client_paths", "client_prefixes", "gateway")
+    __slots__ = ("admin_digest", "chat_paths", "client_paths", "client_prefixes", "gateway", "shapes")
 
     def __init__(
         self, gateway: Gateway, *, chat_paths: frozenset[str], client_paths: frozenset[str] = frozenset(),
         client_prefixes: tuple[str, ...] = (), admin_digest: bytes | None = None,
+        shapes: Mapping[str, Callable[[Reply], Reply]] | None = None,
     ) -> None:
         self.gateway = gateway
         self.chat_paths = chat_paths  # refused requests are finished at the gateway's seam
         self.client_paths = client_paths | chat_paths
         self.client_prefixes = client_prefixes  # paths that end in a name (``/v1/conversations/{id}/items``)
         self.admin_digest = admin_digest
+        # Paths of another API's wire format (Anthropic's): their refusals in its error shape, as their handlers'.
+        self.shapes = shapes or {}
 
     def __call__(self, request: Request) -> Reply | None:
         path = request.path
@@ -60,8 +65,10 @@ class Door:
         return None
 
     def _refused(self, path: str, exc: PolyrouteError) -> Reply:
+        shape = self.shapes.get(path)
         if path not in self.chat_paths:
-            return error_response(exc)
+            return error_response(exc) if shape is None else shape(error_response(exc))
         ctx = RequestContext()
         self.gateway.refused(ctx, exc)
-        return error_response(exc, {REQUEST_ID: ctx.request_id, OPENAI_REQUEST_ID: ctx.request_id})
+        refusal = error_response(exc, {REQUEST_ID: ctx.request_id, OPENAI_REQUEST_ID: ctx.request_id})
+        return refusal if shape is None else shape(refusal)

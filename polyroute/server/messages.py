@@ -1,0 +1,160 @@
+"""``POST /v1/messages``: Anthropic's Messages API, served by the chat endpoint's own path.
+
+Clients written for Anthropic's API (its SDKs, Claude Code with ``ANTHROPIC_BASE_URL``)
+use any model or route of the fleet. A Messages request is translated into a chat
+request (``messages_request``) and validated as one; from there keys, admission,
+routing, failover, budgets, the ledger and metrics are the chat endpoint's, unchanged.
+Only the answer's shape differs: a ``message`` object (``messages_answer``) or its
+events (``messages_stream``), and errors in Anthropic's shape with the same status and
+headers. The gateway's request id is also sent as ``request-id``, where Anthropic's
+SDKs read theirs.
+
+``POST /v1/messages/count_tokens`` answers ``{"input_tokens": N}`` with the gateway's own
+estimate (polyroute.routing.needs), the one routing uses to check context windows: no
+upstream is asked, so it is an estimate whatever the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from polyroute.errors import Forbidden, InvalidRequest, PolyrouteError
+from polyroute.failover import Report
+from polyroute.finish import Pass
+from polyroute.gateway import Gateway, RequestContext
+from polyroute.routing import Plan
+from polyroute.routing.needs import needs_of
+from polyroute.server import sse
+from polyroute.server.answers import Reply
+from polyroute.server.bounds import Bounds
+from polyroute.server.chat import REQUEST_ID, ChatEndpoint, close_iterator, read_object
+from polyroute.server.dispatch import request_key
+from polyroute.server.errors import from_validation
+from polyroute.server.http11 import Request
+from polyroute.server.messages_answer import error_doc, from_chat, message_id
+from polyroute.server.messages_request import to_chat
+from polyroute.server.messages_stream import MessageEvents, event
+from polyroute.types import ChatChunk, ChatRequest, ChatResponse
+
+log = logging.getLogger("polyroute.access")
+
+# Where Anthropic's SDKs read a response's request id (``message._request_id``, an error's ``request_id``).
+ANTHROPIC_REQUEST_ID = "request-id"
+# A count that no tokenizer made.
+ESTIMATED = "x-polyroute-estimated"
+_INTERNAL = "The gateway hit an internal error; it has been logged."
+
+
+def parse_messages(body: bytes, bounds: Bounds, *, counting: bool = False) -> ChatRequest:
+    """The chat request a Messages request's body asks for, checked and validated as chat's own are."""
+    raw = read_object(body, bounds)
+    turns = raw.get("messages")
+    if isinstance(turns, list) and len(turns) > bounds.max_messages:  # refused before any is translated
+        raise InvalidRequest(f"Invalid 'messages': too many messages; the limit is {bounds.max_messages} per "
+                             "request.", param="messages", code="array_above_max_length")
+    chat = to_chat(raw, counting=counting)
+    bounds.check(chat, body)
+    try:
+        return ChatRequest.from_json(chat)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+def anthropic_error(answer: Reply) -> Reply:
+    """An error reply of the chat path (OpenAI's shape) in Anthropic's, with its status and headers."""
+    try:
+        doc = orjson.loads(answer.body)
+        message = str(doc["error"]["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message = answer.body.decode("utf-8", "replace") or f"HTTP {answer.status}"
+    request_id = answer.headers.get(REQUEST_ID)
+    headers = {k: v for k, v in answer.headers.items() if k != "content-type"}
+    if request_id:
+        headers[ANTHROPIC_REQUEST_ID] = request_id
+    return Reply(orjson.dumps(error_doc(answer.status, message, request_id)), answer.status, headers)
+
+
+def in_anthropic_shape(answer: Reply) -> Reply:
+    """A reply of the chat path as Anthropic's clients read it: errors in their shape, the request id where they
+    look for it."""
+    if answer.status >= 400:
+        return anthropic_error(answer)
+    if request_id := answer.headers.get(REQUEST_ID):
+        answer.headers[ANTHROPIC_REQUEST_ID] = request_id
+    return answer
+
+
+class MessagesEndpoint(ChatEndpoint):
+    async def handle(self, request: Request) -> Reply | sse.EventStream:
+        answer = await super().handle(request)
+        return answer if isinstance(answer, sse.EventStream) else in_anthropic_shape(answer)
+
+    async def read(self, body: bytes, ctx: RequestContext) -> ChatRequest:
+        return parse_messages(body, self.bounds)
+
+    async def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
+        return orjson.dumps(from_chat(resp, req, ctx.request_id))
+
+    async def stream(
+        self, req: ChatRequest, ctx: RequestContext, plan: Plan | None = None, extra: dict[str, str] | None = None,
+        admitted: Pass | None = None,
+    ) -> sse.EventStream:
+        extra = {**(extra or {}), ANTHROPIC_REQUEST_ID: ctx.request_id}
+        opened = await super().stream(req, ctx, plan, extra, admitted)
+        return MessageStream(opened.body, opened.headers)
+
+    async def frames(
+        self, first: ChatChunk | None, chunks: AsyncIterator[ChatChunk], req: ChatRequest, report: Report,
+        ctx: RequestContext,
+    ) -> AsyncIterator[bytes]:
+        name = report.model.name if report.model else req.model
+        events = MessageEvents(message_id(ctx.request_id), req, name, needs_of(req).prompt_tokens)
+        try:
+            yield events.opening()
+            if first is not None and (framed := events.chunk(first)):
+                yield framed
+            async for chunk in chunks:
+                if chunk["choices"] and (framed := events.chunk(chunk)):
+                    yield framed
+            yield events.closing(self.usage_chunk(None, name, report)["usage"])
+        except PolyrouteError as exc:
+            yield events.failed(error_doc(exc.status, exc.message, ctx.request_id))
+        except Exception:
+            log.exception("unexpected error while streaming route %s", report.route)
+            yield events.failed(error_doc(500, _INTERNAL, ctx.request_id))
+        finally:
+            await close_iterator(chunks)
+
+
+class MessageStream(sse.EventStream):
+    """A Messages stream: one cut short by the server (a shutdown) ends with an ``error`` event, as Anthropic's do."""
+
+    def closing(self, payload: Any) -> bytes:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        framed = event(error_doc(503, str(message or "The gateway is shutting down.")))
+        return sse._chunk([framed]) + sse._LAST_CHUNK if self.chunked else framed
+
+
+class CountTokensEndpoint:
+    """``POST /v1/messages/count_tokens``: the gateway's estimate of a request's input tokens."""
+
+    def __init__(self, gateway: Gateway, bounds: Bounds | None = None) -> None:
+        self.gateway = gateway
+        self.bounds = bounds or Bounds()
+
+    async def handle(self, request: Request) -> Reply:
+        try:
+            principal = self.gateway.keys.authenticate(request_key(request))
+            req = parse_messages(request.body, self.bounds, counting=True)
+            route = self.gateway.fleet.resolve(req.model)
+            if principal.routes is not None and route.name not in principal.routes:
+                raise Forbidden(f"This key may not use '{route.name}'.", param="model")
+        except PolyrouteError as exc:
+            return Reply(orjson.dumps(error_doc(exc.status, exc.message)), exc.status, exc.headers())
+        return Reply(orjson.dumps({"input_tokens": needs_of(req).prompt_tokens}), headers={ESTIMATED: "true"})
