@@ -141,7 +141,7 @@ def test_the_claude_adapter_rebuilds_the_turns_the_client_sent() -> None:
                                       "content": "18C"}]},
     ]
     req = parse_messages(_body(messages=messages, tools=[WEATHER]), Bounds())
-    adapter = build_adapter("claude", ANTHROPIC_PROVIDER.config("http://127.0.0.1:9"))
+    adapter = build_adapter("claude", ANTHROPIC_PROVIDER.config("http://127.0.0.1:9"))  # type: ignore[arg-type]
     assert isinstance(adapter, AnthropicAdapter)
     sent = adapter.payload(Call(req, "claude-sonnet-4-5-20250929"), False)
     assert sent["messages"][1] == {"role": "assistant", "content": SIGNED["content"]}
