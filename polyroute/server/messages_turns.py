@@ -1,6 +1,8 @@
 """The ``system`` and ``messages`` of an Anthropic Messages request as chat messages.
 
-A user turn's ``tool_result`` blocks become ``tool`` messages, in order, ahead of a user
+A system turn (Anthropic's mid-conversation system message) stays where it is, as chat's
+system messages do; the Claude adapter keeps it there for the models that take it. A user
+turn's ``tool_result`` blocks become ``tool`` messages, in order, ahead of a user
 message with the turn's other blocks (Anthropic wants the results first in the turn, and
 chat wants them right after the assistant message that called). An image inside a tool
 result moves to that user message: chat's tool messages carry text only. An assistant
@@ -32,27 +34,34 @@ from polyroute.errors import InvalidRequest
 
 __all__ = ["chat_messages", "system_messages"]
 
-_ROLES = ("user", "assistant")
+_ROLES = ("user", "assistant", "system")
+# Claude Code opens its system prompt with a block of its own for Anthropic's accounting, not for the model; its
+# version suffix differs from one session to the next, so left first in the prompt it would spoil every upstream's
+# prompt cache of the long system prompt after it.
+_BILLING_HEADER = "x-anthropic-billing-header:"
 _PDF = "application/pdf"
 _PLAIN = "text/plain"
 
 
-def system_messages(system: Any) -> list[dict[str, Any]]:
-    """The top-level ``system`` (a string or text blocks) as one system message, or none."""
+def system_messages(system: Any, where: str = "system") -> list[dict[str, Any]]:
+    """The top-level ``system``, or a system turn's content (``where``), as one system message, or none: a string
+    or text blocks."""
     if system is None or system == "" or system == []:
         return []
     if isinstance(system, str):
         return [{"role": "system", "content": system}]
     if not isinstance(system, list):
-        raise InvalidRequest("Invalid value for 'system': expected a string or a list of text blocks.",
-                             param="system")
+        raise InvalidRequest(f"Invalid value for '{where}': expected a string or a list of text blocks.",
+                             param=where)
     parts = []
     for j, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
-            raise InvalidRequest(f"Invalid value for 'system[{j}]': expected a text block "
-                                 "({'type': 'text', 'text': ...}).", param=f"system[{j}]")
+            raise InvalidRequest(f"Invalid value for '{where}[{j}]': expected a text block "
+                                 "({'type': 'text', 'text': ...}).", param=f"{where}[{j}]")
+        if block["text"].startswith(_BILLING_HEADER):
+            continue
         parts.append(_marked({"type": "text", "text": block["text"]}, block))
-    return [{"role": "system", "content": _plain_or_parts(parts)}]
+    return [{"role": "system", "content": _plain_or_parts(parts)}] if parts else []
 
 
 def chat_messages(given: Any) -> list[dict[str, Any]]:
@@ -68,9 +77,12 @@ def chat_messages(given: Any) -> list[dict[str, Any]]:
             raise InvalidRequest(f"Invalid value for '{where}': expected an object.", param=where)
         role = turn.get("role")
         if role not in _ROLES:
-            raise InvalidRequest(f"Invalid value for '{where}.role': must be 'user' or 'assistant'.",
+            raise InvalidRequest(f"Invalid value for '{where}.role': must be 'user', 'assistant' or 'system'.",
                                  param=f"{where}.role")
         content = turn.get("content")
+        if role == "system":  # a system message where it sits in the conversation, as chat has them
+            out.extend(system_messages(content, f"{where}.content"))
+            continue
         if isinstance(content, str):
             out.append({"role": role, "content": content})
             continue

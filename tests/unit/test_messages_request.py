@@ -49,6 +49,23 @@ def test_system_blocks_keep_their_cache_breakpoints_and_the_top_level_one_marks_
     assert out["messages"][-1] == {"role": "user", "content": "hi", "cache_control": mark}
 
 
+def test_claude_codes_accounting_header_is_not_sent_as_instructions() -> None:
+    header = {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.159; cc_entrypoint=sdk-cli;"}
+    assert chat(system=[header, {"type": "text", "text": "You are an agent."}])["messages"][0] == {
+        "role": "system", "content": "You are an agent."}
+    assert chat(system=[header])["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_a_system_turn_stays_where_it_is() -> None:
+    mark = {"type": "ephemeral"}
+    turn = {"role": "system", "content": [{"type": "text", "text": "Agents: ...", "cache_control": mark}]}
+    out = chat(messages=[{"role": "user", "content": "hi"}, turn, {"role": "assistant", "content": "Hello."}])
+    assert out["messages"] == [{"role": "user", "content": "hi"},
+                               {"role": "system", "content": [{"type": "text", "text": "Agents: ...",
+                                                               "cache_control": mark}]},
+                               {"role": "assistant", "content": "Hello."}]
+
+
 def test_images_and_documents_become_chat_parts() -> None:
     content = [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
@@ -178,7 +195,8 @@ def test_fields_of_anthropics_platform_are_ignored_and_unknown_ones_passed_on() 
 @pytest.mark.parametrize(("fields", "param"), [
     ({"max_tokens": None}, "max_tokens"),
     ({"messages": []}, "messages"),
-    ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+    ({"messages": [{"role": "system", "content": [{"type": "image"}]}]}, "messages[0].content[0]"),
     ({"container": "c"}, "container"),
     ({"mcp_servers": [{"type": "url", "url": "https://x"}]}, "mcp_servers"),
     ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
