@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import orjson
@@ -9,6 +10,7 @@ import pytest
 
 from polyroute.adapters.base import make_chunk
 from polyroute.errors import UpstreamBadResponse
+from polyroute.server.messages import MessageStream
 from polyroute.server.messages_answer import error_doc, from_chat, message_usage
 from polyroute.server.messages_stream import MessageEvents
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta
@@ -181,3 +183,17 @@ def test_an_empty_answer_is_a_message_without_blocks() -> None:
 def test_a_failure_is_an_error_event() -> None:
     raw = MessageEvents.failed(error_doc(502, "cut"))
     assert raw == b'event: error\ndata: {"type":"error","error":{"type":"api_error","message":"cut"}}\n\n'
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    yield b""
+
+
+def test_a_stream_cut_by_a_shutdown_ends_with_an_error_event() -> None:
+    stream = MessageStream(_nothing(), {})
+    cut = stream.closing({"error": {"message": "The gateway is shutting down.", "type": "server_error"}})
+    size, _, rest = cut.partition(b"\r\n")
+    framed = rest[:int(size, 16)]
+    assert framed == (b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+                      b'"message":"The gateway is shutting down."}}\n\n')
+    assert cut.endswith(b"\r\n0\r\n\r\n")
