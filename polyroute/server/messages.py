@@ -134,11 +134,10 @@ class MessagesEndpoint(ChatEndpoint):
 class MessageStream(sse.EventStream):
     """A Messages stream: one cut short by the server (a shutdown) ends with an ``error`` event, as Anthropic's do."""
 
-    def closing(self, payload: Any) -> bytes:
+    def error_event(self, payload: Any) -> bytes:
         error = payload.get("error") if isinstance(payload, dict) else None
         message = error.get("message") if isinstance(error, dict) else None
-        framed = event(error_doc(503, str(message or "The gateway is shutting down.")))
-        return sse._chunk([framed]) + sse._LAST_CHUNK if self.chunked else framed
+        return event(error_doc(503, str(message or "The gateway is shutting down.")))
 
 
 class CountTokensEndpoint:

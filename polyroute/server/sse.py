@@ -96,7 +96,12 @@ class EventStream:
     def closing(self, payload: Any) -> bytes:
         """The last bytes of a stream cut before its end: an event saying why, then the body's end."""
         if self.chunked:
-            return _chunk([event(payload)]) + _LAST_CHUNK
+            return _chunk([self.error_event(payload)]) + _LAST_CHUNK
+        return self.error_event(payload)
+
+    def error_event(self, payload: Any) -> bytes:
+        """The event that says why a stream was cut (``payload``: the error in OpenAI's shape), as its wire format
+        frames errors."""
         return event(payload)
 
     async def aclose(self) -> None:
