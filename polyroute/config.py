@@ -37,6 +37,7 @@ from pydantic import (
 from polyroute.config_cautions import route_cautions
 from polyroute.config_problems import did_you_mean, problems_of
 from polyroute.config_responses import ResponsesStoreKeys
+from polyroute.config_server import ClientTimeouts
 from polyroute.errors import ConfigError
 
 Locality = Literal["local", "remote"]
@@ -157,7 +158,8 @@ class BreakerConfig(_Strict):
 UpstreamClient = Literal["builtin", "aiohttp"]
 
 
-class GatewayConfig(_Strict):
+class GatewayConfig(_Strict, ClientTimeouts):
+    # header_timeout, body_timeout, send_timeout and shutdown_grace: polyroute.config_server
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     # What to do with a parameter a backend cannot honour: drop it (and say so) or refuse.
@@ -166,12 +168,6 @@ class GatewayConfig(_Strict):
     # The scheduling slice the gateway asks Linux for (polyroute.sched); 0, the default, leaves the
     # kernel's. Opt-in: it applies to every thread of the process (llama.cpp's included).
     sched_slice_us: int = Field(default=0, ge=0, le=100_000)
-    # A request's head (request line and headers) must arrive whole within this many seconds of its
-    # first byte, and its body within ``body_timeout`` of the end of the head; else 408 and close.
-    header_timeout: float = Field(default=10.0, gt=0, le=3600)
-    body_timeout: float = Field(default=60.0, gt=0, le=3600)
-    # On SIGTERM, answers in flight have this long to finish; streams still running then end with an error event.
-    shutdown_grace: float = Field(default=10.0, ge=0, le=3600)
     # Bounds on one chat request's work, each refused with a 400 that names the limit and the field.
     max_messages: int = Field(default=2048, ge=1, le=1_000_000)
     max_content_parts: int = Field(default=4096, ge=1, le=1_000_000)

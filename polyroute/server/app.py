@@ -168,6 +168,7 @@ def create_app(gateway: Gateway) -> App:
         sched_slice_us=config.gateway.sched_slice_us,
         header_timeout=config.gateway.header_timeout,
         body_timeout=config.gateway.body_timeout,
+        send_timeout=config.gateway.send_timeout,
         shutdown_grace=config.gateway.shutdown_grace,
         startup=gateway.start,
         shutdown=gateway.aclose if spans is None else _then(gateway.aclose, spans.shutdown),

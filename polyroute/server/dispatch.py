@@ -41,6 +41,7 @@ class App:
         prefixes: dict[str, dict[str, Handler]] | None = None,
         header_timeout: float = 10.0,
         body_timeout: float = 60.0,
+        send_timeout: float = 60.0,
         shutdown_grace: float = 10.0,
         reload: Callable[[], None] | None = None,
         before_body: HeadCheck | None = None,
@@ -54,6 +55,7 @@ class App:
         self.max_body = max_body
         self.header_timeout = header_timeout  # a request's head must arrive whole within this
         self.body_timeout = body_timeout  # and its body within this after the head
+        self.send_timeout = send_timeout  # a client that takes none of its answer this long is cut
         self.shutdown_grace = shutdown_grace  # answers in flight at a stop have this long to finish
         self.sched_slice_us = sched_slice_us  # for the process that serves it (polyroute.sched)
         self.startup = startup

@@ -13,7 +13,9 @@ A connection serves its requests in order (keep-alive; pipelined requests wait
 their turn, and past ``MAX_PIPELINED`` the connection stops reading). A client that
 does not read its answers is not answered further: while the transport's write
 buffer is full, the next answer waits and the connection stops reading, so what
-it holds stays bounded. A body over the limit is read to its end and dropped,
+it holds stays bounded. A client that takes none of the bytes waiting for it for
+``send_timeout`` seconds has stopped reading, and its connection is reset
+(``Connection.check_send``). A body over the limit is read to its end and dropped,
 then answered 413 (at once, with no ``100 Continue``, to a client that waits on
 ``Expect: 100-continue``; so is a head the app's ``before_body`` refuses, such as
 a wrong key); a head over ``MAX_HEAD_BYTES`` gets 431; bytes that are not
@@ -44,7 +46,13 @@ waits for the cycle collector.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import socket
+import struct
+import sys
+import termios
 from collections import deque
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
@@ -77,6 +85,11 @@ DISCARD_FACTOR = 4  # a body over the limit is read and dropped up to this many 
 LINGER_S = 2.0  # a client refused while sending: what it still sends is read and dropped this long
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 60.0
+SEND_TIMEOUT = 60.0
+# The bytes a socket holds that its peer has not acknowledged (SIOCOUTQ, the same request as TIOCOUTQ;
+# tcp(7)): Linux only, elsewhere only what waits in our own buffer is watched.
+_OUTQ: int | None = termios.TIOCOUTQ if sys.platform == "linux" else None
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, for 0 s: close with a reset, dropping what is unsent
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -155,6 +168,7 @@ class Shared:
         self, app: App, max_body: int, loop: asyncio.AbstractEventLoop,
         header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
         max_connections: int = 1 << 30, before_body: HeadCheck | None = None,
+        send_timeout: float = SEND_TIMEOUT,
     ) -> None:
         self.app = app
         # Asked only of a request whose client waits for our word before sending its body (Connection._expecting).
@@ -163,6 +177,7 @@ class Shared:
         self.loop = loop
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
+        self.send_timeout = send_timeout
         self.head = Head()
         self.connections: set[Connection] = set()
         # Past this many connections a new one is closed at once (``polyroute.server.serving``
@@ -206,6 +221,10 @@ class Connection(asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self.drained: asyncio.Future[None] | None = None
+        # What waited for the client at the last look (our buffer, the kernel's unacknowledged bytes; check_send),
+        # and when it last took any; None: nothing waits, or it drained since (resume_writing).
+        self.send_mark: tuple[int, int] | None = None
+        self.send_since = 0.0
         self.close_after = False  # after the answers queued so far (a protocol error, an upgrade)
         self.linger = False  # refused in the middle of a request: half-close, then close (_finish)
         self.lingering = False
@@ -312,6 +331,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.send_mark = None  # the client took enough to drain our buffer: progress
         if self.drained is not None and not self.drained.done():
             self.drained.set_result(None)
         self._resume_reading()
@@ -608,6 +628,45 @@ class Connection(asyncio.Protocol):
             message = f"The request's body did not arrive within {self.shared.body_timeout:g} s."
         self._refuse(error_response(RequestTimeout(message)))
 
+    def check_send(self, now: float) -> bool:
+        """Reset the connection when bytes wait for its client and it has taken none of them for
+        ``send_timeout`` (for the sweep, once a second); whether it did.
+
+        Progress is any fall in what waits, in our transport's buffer or in what the kernel holds
+        unacknowledged: the kernel tells the transport it may write again only once its own buffer (megabytes
+        on loopback) has room for a good share of it, which a slow reader can take a minute to make, while
+        each read it makes is acknowledged at once. The clock starts when the sweep first sees bytes waiting,
+        so a cut comes at least ``send_timeout`` after the client's last progress, and at most about two
+        sweeps later. Nothing of this runs per write: the transport calls ``pause_writing`` and
+        ``resume_writing`` only at its buffer's marks, and only a connection with bytes waiting costs more
+        here than one method call."""
+        transport = self.transport
+        if transport is None or self.lost:
+            return False
+        waiting = transport.get_write_buffer_size()
+        if not waiting:
+            self.send_mark = None
+            return False
+        mark = (waiting, _unacknowledged(transport))
+        last, self.send_mark = self.send_mark, mark
+        if last is None or mark[0] < last[0] or mark[1] < last[1]:
+            self.send_since = now
+            return False
+        if now - self.send_since < self.shared.send_timeout:
+            return False
+        peer = transport.get_extra_info("peername")
+        log.warning("closing the connection of %s: it has stopped reading (none of %d bytes waiting for it "
+                    "taken in %g s, send_timeout)", _peer(peer), waiting + mark[1], self.shared.send_timeout)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A reset rather than a FIN queued behind what the client will not read: the kernel lets go of
+            # those bytes now instead of offering them to it for minutes.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        # As if the client had gone: connection_lost cancels a stream, whose cleanup frees its upstream.
+        transport.abort()
+        return True
+
     def stop_now(self) -> None:
         """The stop's grace period is over: what is still being answered ends with an error saying so."""
         if self.task is not None and not self.task.done() and not self.lost:
@@ -631,3 +690,23 @@ class Connection(asyncio.Protocol):
         if self.task is not None:
             self.task.cancel()
 
+
+
+def _unacknowledged(transport: asyncio.Transport) -> int:
+    """Bytes the kernel holds for the peer that it has not acknowledged yet; 0 where that cannot be asked."""
+    sock = transport.get_extra_info("socket")
+    if _OUTQ is None or sock is None:
+        return 0
+    try:
+        queued: int = struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, bytes(4)))[0]
+    except OSError:
+        return 0
+    return queued
+
+
+def _peer(peer: object) -> str:
+    """A client's address as a log shows it: ``host:port``, or what the transport gave."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return str(peer) if peer else "a client"

@@ -3,7 +3,8 @@
 ``Server.serve`` runs the app's start-up, accepts on every socket it is given,
 closes keep-alive connections left idle for ``keep_alive`` seconds, answers 408
 to requests whose head or body is late (the app's ``header_timeout`` and
-``body_timeout``), and on ``stop()`` (SIGINT or SIGTERM under ``run``) stops
+``body_timeout``), resets connections whose clients have stopped reading their
+answers (``send_timeout``), and on ``stop()`` (SIGINT or SIGTERM under ``run``) stops
 accepting, closes idle connections, lets answers in flight finish for up to
 ``grace`` seconds (each connection closes after its answer), ends those still
 running with an error saying the gateway is shutting down, gives them
@@ -77,7 +78,7 @@ class Server:
             raise StartupFailed(str(exc)) from exc
         app = self.app
         shared = Shared(app, app.max_body, loop, app.header_timeout, app.body_timeout, connection_limit(),
-                        app.before_body)
+                        app.before_body, app.send_timeout)
         servers = [await loop.create_server(lambda: Connection(shared), sock=sock, backlog=2048) for sock in sockets]
         sweeper = loop.call_later(_SWEEP_EVERY, self._sweep, shared)
         self.started.set()
@@ -98,6 +99,8 @@ class Server:
         loop = shared.loop
         now = loop.time()
         for conn in list(shared.connections):
+            if conn.check_send(now):
+                continue  # its client stopped reading: reset
             # Between requests an idle connection is closed; one part-way through a request's head or body is
             # held to header_timeout or body_timeout instead, and told so (408), not cut without a word.
             # (A deadline that reading paused by us keeps from passing does not hold a connection open either.)

@@ -94,7 +94,7 @@ def test_a_body_that_stops_part_way_is_answered_408_even_past_the_keep_alive(tmp
 
 def test_timeouts_are_config_keys_with_defaults() -> None:
     gw = cfg.parse({}, source="<test>", env={}).gateway
-    assert (gw.header_timeout, gw.body_timeout, gw.shutdown_grace) == (10.0, 60.0, 10.0)
+    assert (gw.header_timeout, gw.body_timeout, gw.send_timeout, gw.shutdown_grace) == (10.0, 60.0, 60.0, 10.0)
     parsed = cfg.parse({"gateway": {"header_timeout": 2.5, "body_timeout": 7}}, source="<test>", env={}).gateway
     assert (parsed.header_timeout, parsed.body_timeout) == (2.5, 7.0)
 

@@ -50,6 +50,10 @@ BAD = [
      "\n  backends.loc.n_ctx: Input should be greater than or equal to 128"),
     (with_("backends.loc", {"type": "fake", "base_url": "http://x"}), "backends.loc.base_url", "unknown key"),
     (with_("backends.up.base_url", None), "backends.up.base_url", "Input should be a valid string"),
+    (with_("gateway.send_timeout", 0), "gateway.send_timeout", "greater than 0"),
+    (with_("gateway.send_timeout", 3601), "gateway.send_timeout", "less than or equal to 3600"),
+    (with_("gateway.header_timeout", -1), "gateway.header_timeout", "greater than 0"),
+    (with_("gateway.shutdown_grace", -1), "gateway.shutdown_grace", "greater than or equal to 0"),
 ]
 
 
@@ -153,10 +157,22 @@ def test_config_check_prints_every_problem(tmp_path: Path, capsys: pytest.Captur
     assert err == f"polyroute: {bad}: gateway.listn: unknown key (did you mean 'listen'?)\n"
 
 
+def test_the_client_timeouts_are_gateway_keys_with_their_defaults() -> None:
+    """They live in polyroute.config_server; the file a user writes sees them under [gateway] as before."""
+    gw = cfg.parse(BASE, env={}).gateway
+    assert (gw.header_timeout, gw.body_timeout, gw.send_timeout, gw.shutdown_grace) == (10.0, 60.0, 60.0, 10.0)
+    raw = with_("gateway", {"header_timeout": 2.5, "body_timeout": 7, "send_timeout": 3, "shutdown_grace": 0})
+    config = cfg.parse(raw, env={})
+    gw = config.gateway
+    assert (gw.header_timeout, gw.body_timeout, gw.send_timeout, gw.shutdown_grace) == (2.5, 7.0, 3.0, 0.0)
+    assert config.redacted()["gateway"]["send_timeout"] == 3.0
+
+
 @pytest.mark.parametrize(("path", "typo", "hint"), [
     ("routes.r.stratgy", "cheapest", "(did you mean 'strategy'?)"),
     ("backends.up.api_kye", "env:X", "(did you mean 'api_key'?)"),
     ("store.retention_day", 30, "(did you mean 'retention_days'?)"),
+    ("gateway.send_timout", 5, "(did you mean 'send_timeout'?)"),
 ])
 def test_an_unknown_key_one_typo_away_names_the_key_meant(path: str, typo: object, hint: str) -> None:
     with pytest.raises(ConfigError) as info:
