@@ -25,6 +25,7 @@ from typing import Any, cast
 
 from polyroute.adapters import Adapter, Call
 from polyroute.adapters.base import OPTIONAL_PARAMS
+from polyroute.cache_marks import MARK, marks
 from polyroute.errors import (
     AllAttemptsFailed,
     Attempt,
@@ -161,6 +162,11 @@ def asked_extras(extras: dict[str, Any]) -> set[str]:
     return {k for k, v in extras.items() if v is not None and v not in _DEFAULTS.get(k, ())}
 
 
+def carries(req: ChatRequest, param: str) -> bool:
+    """Whether ``req`` sends ``param``: a top-level field, or (``cache_control``) a breakpoint anywhere."""
+    return param in req.raw() or (param == MARK and bool(marks(req)))
+
+
 def estimate_tokens(chars: int) -> int:
     return -(-chars // CHARS_PER_TOKEN)
 
@@ -272,7 +278,7 @@ class Walk:
         param = err.param
         if param is None or param not in DROPPABLE or param in slot.drop:
             return
-        if param not in OWN and (self.refuse or param not in self.req.raw()):
+        if param not in OWN and (self.refuse or not carries(self.req, param)):
             return
         entry = slot.entry
         if err.always:
@@ -341,7 +347,7 @@ def supported(
         if learned := fleet.refusals.of(entry.backend, entry.upstream):  # refused by the model lately
             # A field sent with a value that asks for nothing (null, its default) is no reason to pass it over.
             unasked = (extras.keys() - sent_extras) | ({"response_format", "stop"} - wanted)
-            missing |= learned & ((req.raw().keys() - unasked) | OWN)
+            missing |= learned & ((req.raw().keys() - unasked) | OWN | ({MARK} if marks(req) else set()))
         if "tools" in wanted and entry.lacks_tools:
             # Kept only as a fallback (polyroute.routing): it answers without the tools.
             missing |= wanted & _TOOL_PARAMS

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from polyroute.adapters import Adapter, build_adapter
+from polyroute.cache_marks import marks
 from polyroute.catalog import Catalog, Family, Offer
 from polyroute.config import (
     EMBEDDED_SOURCE,
@@ -35,10 +36,7 @@ def cache_write_premium(req: ChatRequest) -> float:
     """The dearest cache-write premium ``req``'s breakpoints may cost, as a share of the input price above it: 0
     with no ``cache_control`` (on a message, a content part or a tool), else the 5-minute or 1-hour write rate's
     part above the input price. What a worst-case hold adds to a Claude candidate's prompt."""
-    marks = [(m.model_extra or {}).get("cache_control") for m in req.messages]
-    marks += [p.get("cache_control") for m in req.messages if isinstance(m.content, list) for p in m.content]
-    marks += [t.get("cache_control") for t in req.tools or ()]
-    found = [m for m in marks if isinstance(m, dict)]
+    found = marks(req)
     if not found:
         return 0.0
     return _WRITE_1H if any(m.get("ttl") == "1h" for m in found) else _WRITE_5M

@@ -26,9 +26,10 @@ OWN = frozenset({USAGE_OPTION, "thought_signature"})
 # Parameters without which a model still answers the same request, only less tuned to it. Not among them:
 # ``stop``, ``logit_bias`` (an answer without them says what the client ruled out) and ``logprobs`` /
 # ``top_logprobs`` (the client reads them): a model refusing one of these is left for the next candidate.
+# ``cache_control`` stands for the prompt-cache breakpoints a request carries anywhere (polyroute.cache_marks).
 DROPPABLE = frozenset({
     "temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty", "repetition_penalty",
-    "seed", "parallel_tool_calls", "reasoning_effort",
+    "seed", "parallel_tool_calls", "reasoning_effort", "cache_control",
     *OWN,
 })
 # Parameters the answer is read by: never dropped, whether a model refuses one or its backend cannot carry one. A

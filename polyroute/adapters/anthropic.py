@@ -41,6 +41,7 @@ from polyroute.adapters.shape import Shape
 from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.adapters.tool_ids import for_claude
 from polyroute.assemble import as_chunks
+from polyroute.cache_marks import MARK, blocks_without_marks
 from polyroute.errors import UpstreamBadResponse, UpstreamParamRefused, UpstreamRejected
 from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage, token_count
 
@@ -223,7 +224,8 @@ class AnthropicAdapter(HttpAdapter):
         meta = extras.get("metadata")
         if isinstance(meta, dict) and isinstance(user := meta.get("user_id"), str) and user:
             body["metadata"] = {"user_id": user}
-        return body
+        # An Anthropic-wire endpoint that refused a breakpoint (Claude on a cloud, a relay) is sent none.
+        return blocks_without_marks(body) if MARK in drop else body
 
     def _turns(self, call: Call) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]], bool]:
         """The top-level system, the turns, and whether any thinking block goes back to Claude."""

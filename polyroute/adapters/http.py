@@ -477,6 +477,12 @@ REFUSAL_CODES_OF_PARAMS = frozenset({"unsupported_parameter", "unsupported_value
 # may answer without, or the words are taken for a plain client error), and whether they refuse it whatever
 # its value (remembered for later requests) or only the value this request gave it.
 _REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None, bool], ...] = (
+    # Prompt-cache breakpoints, wherever a server names them (Azure's "Unrecognized request argument supplied:
+    # cache_control", Mistral's "messages.0.content.0.cache_control: Extra inputs are not permitted", a relay's
+    # "`cache_control.ttl: 1h` is not supported"): all of them are taken off (polyroute.cache_marks).
+    (re.compile(r"\bcache_control\b.{0,80}?(?:not (?:supported|permitted|allowed)|unknown|unrecognized|unexpected|"
+                r"cannot find field|extra (?:fields|inputs))|(?:unknown|unrecognized|unsupported|unexpected|extra|"
+                r"additional)\b.{0,60}?\bcache_control\b", re.I | re.S), "cache_control", True),
     (re.compile(r"Unsupported parameter: '(\w+)'"), None, True),
     # An older OpenAI-compatible server (and Azure's older API versions) on a field it does not know.
     (re.compile(r"Unrecognized request arguments? supplied: (\w+)"), None, True),

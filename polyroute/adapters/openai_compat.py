@@ -32,6 +32,7 @@ from polyroute.adapters.regions import key_region_hint, provider_key
 from polyroute.adapters.shape import Shape
 from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.assemble import as_chunks
+from polyroute.cache_marks import MARK, without_marks
 from polyroute.config import HttpBackendConfig
 from polyroute.errors import UpstreamBadResponse, UpstreamServerError
 from polyroute.types import ChatChunk, ChatResponse
@@ -203,6 +204,8 @@ class OpenAICompatAdapter(HttpAdapter):
                 body["stream_options"] = opts
         else:  # a whole answer, or a server that refuses stream_options (its stream's usage is then estimated)
             body.pop("stream_options", None)
+        if MARK in call.drop:  # refused by this model: the breakpoints inside the request too
+            body = without_marks(body)
         if call.prefix:
             body["messages"] = [*body["messages"], self._prefix_message(call.prefix)]
             if self.config.continuation == "continue_final_message":

@@ -107,6 +107,11 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     # A tool call the model wrote and Groq could not parse: the model's failure (OpenAI's own is a 500 "The model
     # produced invalid content"), what it wrote kept.
     ("groq/400_tool_use_failed", UpstreamServerError, "Failed to call a function"),
+    # Prompt-cache breakpoints a server takes no mark for: asked again without them, not the client's 400.
+    ("openai/400_unrecognized_argument_cache_control", UpstreamParamRefused,
+     "Unrecognized request argument supplied: cache_control"),
+    ("anthropic/400_cache_control_extra_inputs", UpstreamParamRefused,
+     "text.cache_control: Extra inputs are not permitted"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
@@ -118,7 +123,9 @@ REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "ant
                  "gemini/400_corrupted_thought_signature": "thought_signature",
                  "gemini/400_thought_signature_not_valid": "thought_signature",
                  "mistral/422_extra_stream_options": "stream_options", "mistral/400_tool_call_id_format": "messages",
-                 "groq/413_request_too_large_tpm": None}
+                 "groq/413_request_too_large_tpm": None,
+                 "openai/400_unrecognized_argument_cache_control": "cache_control",
+                 "anthropic/400_cache_control_extra_inputs": "cache_control"}
 
 
 def test_a_usage_cap_that_lifts_later_keeps_the_model_out_until_then() -> None:
