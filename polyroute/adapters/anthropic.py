@@ -19,6 +19,13 @@ import orjson
 
 from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, now, usage_chunk
 from polyroute.adapters.claude_cache import marked, marked_last, system_blocks
+from polyroute.adapters.claude_effort import (
+    BETWEEN_TOOLS,
+    CANNOT_TURN_OFF,
+    NO_BUDGET,
+    refused_with_thinking,
+    thinking_for,
+)
 from polyroute.adapters.claude_thinking import History, ThinkingStream, detail_of, in_order
 from polyroute.adapters.claude_turns import (
     BINDING_BETA,
@@ -96,16 +103,9 @@ _NO_PREFILL = re.compile(r"claude-(?:(?:opus|sonnet)-4-(?:[6-9]|1\d)|[a-z]+-(?:[
 # the same on .../sonnet-5-5/whats-new-sonnet-5-5 and .../fable-5-1/whats-new-fable-5-1). A request that forces a
 # call is asked of another candidate.
 _NO_FORCED_TOOL = re.compile(r"claude-(?:(?:opus|sonnet)-5-[5-9]|(?:fable|mythos)-5-[1-9])(?!\d)")
-# These size their own thinking: a budget ("manual extended thinking") is a 400, so it is sent as adaptive. The
-# models above, Haiku 5.5 ("Manual extended thinking returns an error", .../haiku-5-5/whats-new-haiku-5-5) and
-# Sonnet 5 (its overview page: manual extended thinking "now returns a 400").
-_NO_BUDGET = re.compile(r"claude-(?:(?:opus|sonnet)-5-[5-9]|(?:fable|mythos)-5-[1-9]|haiku-5-[5-9]|sonnet-5(?!-\d))"
-                        r"(?!\d)")
-# Of those, these cannot turn thinking off (thinking: {"type": "disabled"} is a 400, "Thinking can't be disabled",
-# .../opus-5-5/whats-new-opus-5-5, .../fable-5-1/migration-guide); Sonnet 5.5 turns up-front thinking off with
-# {"type": "between_tools"} instead (.../sonnet-5-5/migration-guide).
-_ADAPTIVE_ONLY = _NO_FORCED_TOOL
-_BETWEEN_TOOLS = re.compile(r"claude-sonnet-5-[5-9](?!\d)")
+# Which models take no budget, cannot turn thinking off, or turn it off as between_tools
+# (polyroute.adapters.claude_effort).
+_NO_BUDGET, _ADAPTIVE_ONLY, _BETWEEN_TOOLS = NO_BUDGET, CANNOT_TURN_OFF, BETWEEN_TOOLS
 _PROMPT_TOO_LONG = re.compile(r"prompt is too long", re.I)
 _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 # A spend limit the organisation or a workspace set, reached: a 400 invalid_request_error whose words say
@@ -162,7 +162,7 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
 class AnthropicAdapter(HttpAdapter):
     kind = "anthropic"
     supports = OPTIONAL_PARAMS - {"response_format", "seed"}
-    extras = frozenset({"top_k", "thinking", "metadata", "parallel_tool_calls"})
+    extras = frozenset({"top_k", "thinking", "metadata", "parallel_tool_calls", "reasoning_effort"})
     default_continuation = "prefill"
     path = "/v1/messages"
     key_header = "x-api-key"
@@ -215,10 +215,14 @@ class AnthropicAdapter(HttpAdapter):
                 body["tool_choice"] = choice
         # Anthropic-only knobs a client may send as extra fields.
         body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking") and k not in drop})
-        if "thinking" in body:
+        if "thinking" in body:  # the client's own wins over its reasoning_effort
             body["thinking"] = self._thinking(body["thinking"], call.upstream_model)
+        elif extras.get("reasoning_effort") is not None and "reasoning_effort" not in drop:
+            self._effort(body, extras["reasoning_effort"], call.upstream_model)
         if returned and PREFIX_CHECKED.search(call.upstream_model):
             body["thinking"] = with_binding(body.get("thinking"))
+        if refused := refused_with_thinking(body, call.upstream_model, backend=self.name):
+            raise refused  # a sampler Claude refuses while it thinks: this model again without it
         # Anthropic's metadata holds user_id alone (another key is a 400). OpenAI's ``user`` is not sent
         # there: applications often put an email in it, which Anthropic refuses in user_id.
         meta = extras.get("metadata")
@@ -316,6 +320,21 @@ class AnthropicAdapter(HttpAdapter):
             raise UpstreamParamRefused(f"{model} cannot turn thinking off (thinking {{\"type\": \"disabled\"}})",
                                        param="thinking", backend=self.name, model=model)
         return thinking
+
+    def _effort(self, body: dict[str, Any], asked: object, model: str) -> None:
+        """OpenAI's ``reasoning_effort`` as this model thinks (polyroute.adapters.claude_effort). Thinking cannot go
+        with a forced tool call ("Tool use with thinking only supports tool_choice auto or none", the extended
+        thinking page): the call the client forced is what it reads, so this model makes it without thinking."""
+        forced = body.get("tool_choice", {}).get("type") in ("any", "tool")
+        if forced and asked != "none":
+            raise UpstreamParamRefused(f"{model} cannot think and make a forced tool call", param="reasoning_effort",
+                                       backend=self.name, model=model)
+        plan = thinking_for(asked, model, body["max_tokens"], backend=self.name)
+        body["max_tokens"] = plan.max_tokens
+        if plan.thinking is not None:
+            body["thinking"] = plan.thinking
+        if plan.effort is not None:
+            body["output_config"] = {"effort": plan.effort}
 
     def _headers(self, body: dict[str, Any]) -> dict[str, str]:
         """The headers for this request: with the beta header its ``thinking.block_binding`` needs."""

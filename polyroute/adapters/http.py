@@ -504,6 +504,21 @@ _REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None, bool], ...] = (
     (re.compile(r"invalid (\w+): only .{1,40} (?:is|are) allowed for this model", re.I), None, True),
     (re.compile(r"The (\w+) parameter is illegal"), None, False),  # Z.ai: a value out of its range
     (re.compile(r"tools with reasoning_effort are not supported", re.I), "reasoning_effort", True),
+    # Claude on thinking the gateway asked for from reasoning_effort (polyroute.adapters.claude_effort), should a
+    # model's rule differ from its documented one: a budget where only adaptive thinking is taken ('"thinking.type.
+    # enabled" is not supported for this model', the extended thinking page, quoted in
+    # https://github.com/openclaw/openclaw/issues/91805), thinking turned off where it cannot be (the same issue), an
+    # effort level the model lacks ("output_config.effort 'xhigh' is not supported when thinking is disabled on this
+    # model", https://github.com/logancyang/obsidian-copilot/issues/2843), thinking with a forced tool call
+    # ("Thinking may not be enabled when tool_choice forces tool use", https://github.com/run-llama/llama_index/
+    # issues/19641), and a sampler with thinking on ("`temperature` may only be set to 1 when thinking is enabled",
+    # https://github.com/MartialBE/one-hub/issues/529). A client's own ``thinking`` is not reasoning_effort: the
+    # request goes to another candidate.
+    (re.compile(r'"?thinking\.type\.enabled"? is not supported', re.I), "reasoning_effort", True),
+    (re.compile(r'"?thinking\.type\.disabled"? is not supported|output_config\.effort\b.{0,80}?\b(?:not supported|'
+                r"not valid|invalid)|Thinking may not be enabled when tool_choice forces tool use", re.I | re.S),
+     "reasoning_effort", False),
+    (re.compile(r"`?(\w+)`? may only be set to .{1,40}? when thinking is enabled", re.I), None, False),
     (re.compile(r"does not support this tool_choice|tool_choice '?\w+'? is incompatible with thinking|"
                 r"forced tool (?:use|choice)", re.I), "tool_choice", False),
     # Claude from 4.6 on: a conversation that ends with the assistant's turn (a prefill, a continued answer)
