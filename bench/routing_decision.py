@@ -35,7 +35,7 @@ ROUTE_POLICY = {"max_price_per_mtok": 6.0}
 
 
 def fleet_config(n: int) -> dict[str, Any]:
-    families = sorted(load_catalog().families)
+    families = sorted(f.id for f in load_catalog().families.values() if not f.embeds)  # chat models only
     models = {
         f"m{i:02d}": {"backend": "box" if i % 3 == 0 else "cloud", "family": families[i % len(families)]}
         for i in range(n)

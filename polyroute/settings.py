@@ -52,7 +52,8 @@ def default_raw(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
             "input_per_mtok": offer.input_per_mtok,
             "output_per_mtok": offer.output_per_mtok,
         }
-        hosted.append(family.id)
+        if not family.embeds:  # an embedding model is served on /v1/embeddings, never a candidate for chat
+            hosted.append(family.id)
     # Hosted models cheapest first (a key for a flagship in the environment must not make every request
     # go there first), then the local model, the last resort.
     hosted.sort(key=lambda name: models[name]["input_per_mtok"] + models[name]["output_per_mtok"])

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from polyroute.config import config_error
 from polyroute.errors import ConfigError
 
-Capability = Literal["tools", "json_mode", "vision", "reasoning"]
+# "embeddings": the family turns text into vectors (POST /v1/embeddings) and does not chat.
+Capability = Literal["tools", "json_mode", "vision", "reasoning", "embeddings"]
 Wire = Literal["openai", "anthropic"]
 # How a provider can carry on from a partial assistant message (mid-stream rescue):
 # "prefix" = an assistant message flagged "prefix": true (DeepSeek's beta endpoint),
@@ -167,6 +168,9 @@ class Family(_Strict):
     local: bool = False
     offers: list[Offer] = Field(default_factory=list)
     note: str | None = None
+    # An embedding family's vector length when a request asks for no ``dimensions``: vectors of one family and one
+    # length share a space, which is what lets a request fall over between its offers (polyroute.embeddings).
+    dimensions: int | None = Field(default=None, ge=1)
 
     @field_validator("id")
     @classmethod
@@ -195,7 +199,16 @@ class Family(_Strict):
             raise ValueError("a family that is not local needs at least one offer")
         if self.licence == "proprietary" and self.open_weights:
             raise ValueError("a proprietary licence cannot have open weights")
+        if ("embeddings" in self.capabilities) != (self.dimensions is not None):
+            raise ValueError("an embedding family (capability \"embeddings\") says its vectors' length in dimensions; "
+                             "no other family has dimensions")
+        if "embeddings" in self.capabilities and len(self.capabilities) > 1:
+            raise ValueError("an embedding family has the one capability \"embeddings\": it does not chat")
         return self
+
+    @property
+    def embeds(self) -> bool:
+        return "embeddings" in self.capabilities
 
     def cheapest_offer(self) -> Offer | None:
         """The offer with the lowest mean price; the first listed wins a tie."""

@@ -22,7 +22,7 @@ from polyroute.routing import Plan, Principal, Router
 from polyroute.types import ChatRequest
 
 CATALOG = load_catalog()
-FAMILIES = sorted(CATALOG.families)
+FAMILIES = sorted(f.id for f in CATALOG.families.values() if not f.embeds)  # chat routes: no embedding models
 ORIGIN_TERMS = ["CN", "US", "us", "FR", "openai", "Meta", "deepseek", "Alibaba", "anthropic", "zz"]
 LICENCES = ["MIT", "apache-2.0", "proprietary", "llama3.3", "modified-MIT", "llama4"]
 
