@@ -22,6 +22,7 @@ from polyroute.config import (
     ModelConfig,
     RouteConfig,
 )
+from polyroute.config_embeddings import check_embeddings
 from polyroute.errors import ConfigError, UnknownModel
 from polyroute.redact import UpstreamGuard
 from polyroute.refusals import Refusals
@@ -63,6 +64,13 @@ class ModelEntry:
     price_known: bool = True
     # The catalog offer billed (its time-of-day and cached rates); None when the config or no offer prices it.
     offer: Offer | None = None
+    # An embedding family's vector length when a request names none (the catalog's); None when unknown.
+    dimensions: int | None = None
+
+    @property
+    def embeds(self) -> bool:
+        """Whether this is an embedding model (POST /v1/embeddings), by its catalog family or its config."""
+        return "embeddings" in self.capabilities
 
     @property
     def bills_cache_writes(self) -> bool:
@@ -136,6 +144,7 @@ class Fleet:
     @classmethod
     def build(cls, config: Config, catalog: Catalog) -> Fleet:
         models = {name: _entry(name, config, catalog) for name in config.models}
+        check_embeddings(config, catalog)  # a route that would mix vector spaces is refused before serving
         routes = {
             name: Route(name, rc, tuple(models[m] for m in rc.models)) for name, rc in config.routes.items()
         }
@@ -143,6 +152,9 @@ class Fleet:
             # A model's own name is a one-model route with the defaults.
             routes.setdefault(name, Route(name, RouteConfig(models=[name]), (entry,)))
         adapters = {name: build_adapter(name, bc, config.source) for name, bc in config.backends.items()}
+        for entry in models.values():
+            if entry.embeds:
+                adapters[entry.backend].prepare_embeddings()  # an in-process backend loads what embedding needs
         return cls(config=config, models=models, routes=routes, adapters=adapters, catalog=catalog,
                    guard=UpstreamGuard.from_config(config))
 
@@ -209,6 +221,7 @@ def _entry(name: str, config: Config, catalog: Catalog) -> ModelEntry:
             or backend.effective_locality() == "local"
         ),
         offer=offer,
+        dimensions=fam.dimensions if fam else None,
     )
 
 

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 from polyroute.auth import Keyring
 from polyroute.catalog import Catalog
 from polyroute.config import Config
+from polyroute.embeddings.plan import EmbeddingPlanner, not_for_chat
+from polyroute.embeddings.types import Embedded, EmbeddingRequest
+from polyroute.embeddings.walk import embed_over
 from polyroute.failover import Failover, Report
 from polyroute.finish import Finished, Gatekeeper, Observers, Pass, RequestIds, RequestObserver, Unanswered, ending
 from polyroute.fleet import Fleet
@@ -89,6 +92,7 @@ class Gateway:
         # The gatekeeper settles first: what a request spent is counted before anyone reports it.
         first: list[RequestObserver] = [self.gatekeeper] if self.gatekeeper is not None else []
         self.observers = Observers([*first, RouterStats(self.router), *observers])
+        self.embeddings = EmbeddingPlanner(self.fleet, self.router)
 
     @classmethod
     def from_config(cls, config: Config, catalog: Catalog) -> Gateway:
@@ -126,6 +130,8 @@ class Gateway:
 
     def plan(self, req: ChatRequest, ctx: RequestContext) -> Plan:
         route = self.fleet.resolve(req.model)
+        if route.models[0].embeds:  # a route is all embedding models or none (polyroute.config_embeddings)
+            raise not_for_chat(route)
         plan = self.router.plan(route, req, ctx.principal, ctx.narrow_policy, ctx.quality)
         if plan.judged is not None and self.decisions is not None:
             self.decisions.note(ctx, plan)
@@ -170,6 +176,23 @@ class Gateway:
             self._finish(ctx, report, error, True, first_token_at, admitted)
 
         return self.failover.stream(plan.route, plan.candidates, req, report, ended), report
+
+    def plan_embeddings(self, req: EmbeddingRequest, ctx: RequestContext) -> Plan:
+        return self.embeddings.plan(req, ctx.principal, ctx.narrow_policy)
+
+    async def embed(
+        self, req: EmbeddingRequest, ctx: RequestContext, plan: Plan, admitted: Pass | None = None
+    ) -> tuple[Embedded, Report]:
+        """Every input's vector, from one model of ``plan``; the request finishes here, as ``complete``'s does."""
+        report = Report(route=plan.route.name, left_out=plan.left_out())
+        error: BaseException | None = None
+        try:
+            return await embed_over(self.fleet, self.failover.health, plan, req, report), report
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._finish(ctx, report, error, False, None, admitted)
 
     def refused(
         self, ctx: RequestContext, exc: BaseException, *, route: str = "", stream: bool = False

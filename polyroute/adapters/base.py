@@ -13,10 +13,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from polyroute.config import BackendBase
+from polyroute.errors import UpstreamRejected
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta, Usage
+
+if TYPE_CHECKING:
+    from polyroute.embeddings.types import EmbedCall, Embedded
 
 # Request parameters an adapter may or may not be able to honour.
 OPTIONAL_PARAMS = frozenset(
@@ -51,6 +55,11 @@ class Adapter(abc.ABC):
     extras: ClassVar[frozenset[str] | None] = frozenset()
     # How the wire format continues a partial answer when the config does not say.
     default_continuation: ClassVar[str] = "none"
+    # Whether the wire format has an embeddings endpoint (``embed``); a backend without one is never an embedding
+    # candidate. And whether it takes token ids for input (not only text), and ``dimensions`` (shorter vectors).
+    embeds: ClassVar[bool] = False
+    embeds_tokens: ClassVar[bool] = False
+    embeds_dimensions: ClassVar[bool] = False
 
     def __init__(self, name: str, config: BackendBase) -> None:
         self.name = name
@@ -90,6 +99,14 @@ class Adapter(abc.ABC):
         """Why this backend cannot take a request now, in words an operator acts on; None when it can."""
         unset = [s.ref.removeprefix("env:") for s in self.config.secrets().values() if not s.present]
         return f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set" if unset else None
+
+    def prepare_embeddings(self) -> None:  # noqa: B027 - an optional hook
+        """Told once, before ``start``, that a model of this backend embeds (an in-process one loads for it)."""
+
+    async def embed(self, call: EmbedCall) -> Embedded:
+        """Every input's vector, in order. Only for a wire format that ``embeds``: the plan leaves the others out."""
+        raise UpstreamRejected(f"backends of type {self.kind!r} have no embeddings endpoint", backend=self.name,
+                               model=call.upstream_model)
 
     @abc.abstractmethod
     async def complete(self, call: Call) -> ChatResponse:

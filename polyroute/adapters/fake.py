@@ -12,7 +12,11 @@ The upstream model id is a ``+``-joined list of behaviours, e.g. ``echo``,
 - ``flaky``: fails every other call with a 503;
 - ``cut-N``: a stream that breaks after N tokens;
 - ``stall-N``: a stream that stops sending after N tokens;
-- ``tools``: calls the first tool of the request with ``{}`` arguments.
+- ``tools``: calls the first tool of the request with ``{}`` arguments;
+- ``dims-N``: embeddings of N dimensions (16 by default; a request's ``dimensions`` wins).
+
+Embeddings are deterministic: each word of an input stands for a fixed random direction, and
+the input's vector is their normalised sum, so inputs that share words lie close together.
 
 A rescue prefix is honoured: when the answer starts with it, only the rest is sent.
 """
@@ -20,13 +24,17 @@ A rescue prefix is honoured: when the answer starts with it, only the rest is se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import hashlib
+import math
+import random
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from polyroute.adapters.base import Adapter, Call, make_chunk, new_id, now, usage_chunk
 from polyroute.adapters.http import ErrorInfo, error_from_status
 from polyroute.config import Config, FakeBackend
 from polyroute.config_problems import did_you_mean
+from polyroute.embeddings.types import EmbedCall, Embedded
 from polyroute.errors import UpstreamError, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatResponse, make_usage
 
@@ -42,13 +50,16 @@ class Behaviour:
     cut: int | None = None
     stall: int | None = None
     tools: bool = False
+    dims: int | None = None
 
     @classmethod
     def parse(cls, name: str) -> Behaviour:
         return cls(**_read(name)[0])  # type: ignore[arg-type]
 
 
-NAMES = ("echo", "text-WORDS", "slow-MS", "gap-MS", "error-STATUS", "blocked", "flaky", "cut-N", "stall-N", "tools")
+NAMES = ("echo", "text-WORDS", "slow-MS", "gap-MS", "error-STATUS", "blocked", "flaky", "cut-N", "stall-N", "tools",
+         "dims-N")
+FAKE_DIMENSIONS = 16
 
 
 def _read(name: str) -> tuple[dict[str, object], list[str]]:
@@ -59,7 +70,7 @@ def _read(name: str) -> tuple[dict[str, object], list[str]]:
         head, _, arg = part.partition("-")
         if head == "text":
             fields["text"] = arg.replace("-", " ")
-        elif head in ("slow", "gap", "cut", "stall") and arg.isdigit():
+        elif head in ("slow", "gap", "cut", "stall", "dims") and arg.isdigit():
             fields[{"slow": "slow_ms", "gap": "gap_ms"}.get(head, head)] = int(arg)
         elif head == "error" and arg.isdigit():
             fields["error"] = int(arg)
@@ -103,9 +114,22 @@ class FakeAdapter(Adapter):
     config: FakeBackend
     default_continuation = "prefill"
 
+    embeds = embeds_tokens = embeds_dimensions = True
+
     def __init__(self, name: str, config: FakeBackend) -> None:
         super().__init__(name, config)
         self.calls = 0
+
+    async def embed(self, call: EmbedCall) -> Embedded:
+        b = Behaviour.parse(call.upstream_model)
+        if b.slow_ms:
+            await asyncio.sleep(b.slow_ms / 1000)
+        err = self._fail(b, call.upstream_model)
+        if err:
+            raise err
+        size = call.request.dimensions or b.dims or FAKE_DIMENSIONS
+        words = [x.lower().split() if isinstance(x, str) else [str(t) for t in x] for x in call.request.inputs]
+        return Embedded([_vector(w, size) for w in words], sum(max(len(w), 1) for w in words))
 
     def _fail(self, b: Behaviour, model: str) -> UpstreamError | None:
         self.calls += 1
@@ -225,3 +249,14 @@ def _finish(call: Call, answer: list[str]) -> str:
     """``length`` when the answer used every token ``max_tokens`` allowed, as a model cut there says."""
     limit = call.request.output_limit()
     return "length" if limit and len(answer) == limit else "stop"
+
+
+def _vector(words: Sequence[str], size: int) -> list[float]:
+    """The normalised sum of each word's fixed random direction (a word's direction is seeded by its hash)."""
+    total = [0.0] * size
+    for word in words or ("",):
+        rng = random.Random(hashlib.sha256(word.strip(".,;:!?\"'").encode()).digest())
+        for i in range(size):
+            total[i] += rng.gauss(0.0, 1.0)
+    norm = math.sqrt(sum(x * x for x in total)) or 1.0
+    return [x / norm for x in total]

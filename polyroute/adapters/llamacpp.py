@@ -13,6 +13,13 @@ the next token, which frees the model for the next request.
 Continuation (stream rescue) renders the chat prompt with the model's own
 template, appends the partial answer and completes that raw prompt.
 
+Embeddings come from a second ``Llama`` of the same file, loaded with ``embedding=True``
+(llama.cpp makes a context either generate or embed) when a model of the backend embeds.
+The weights are mapped from the same file, so the page cache holds them once; the second
+instance costs its own context. It runs on the same worker thread, behind the same queue:
+one model file, one computation at a time. A GGUF that names no pooling (a chat model
+such as SmolLM2) is mean-pooled; vectors are L2-normalised, as OpenAI's are.
+
 Not honoured: tools (a chat template that does not mention them never shows
 them to the model), images (messages are reduced to their text), and a JSON
 ``response_format`` on a continuation (its grammar would restart the document).
@@ -45,6 +52,7 @@ from llama_cpp.llama_types import (
 
 from polyroute.adapters.base import Adapter, Call, make_chunk, new_id, now, usage_chunk
 from polyroute.config import LlamaCppBackend
+from polyroute.embeddings.types import EmbedCall, Embedded
 from polyroute.errors import (
     ConfigError,
     UpstreamContextExceeded,
@@ -113,6 +121,7 @@ class LlamaCppAdapter(Adapter):
     # The chat template is all this adapter knows of a model: tools would be
     # rendered only by a template that mentions them, so they are not claimed.
     supports = frozenset({"response_format", "seed", "stop", "temperature", "top_p", "max_tokens"})
+    embeds = True  # text only, at the model's own length (see the module's docstring)
 
     def __init__(self, name: str, config: LlamaCppBackend) -> None:
         super().__init__(name, config)
@@ -124,6 +133,8 @@ class LlamaCppAdapter(Adapter):
         self._pending = 0  # running + waiting
         self._seconds_per_run = 1.0  # moving average, for Retry-After
         self._current: _Run | None = None
+        self._embeds = False  # a model of this backend embeds: start loads the embedding instance too
+        self._embedder: llama_cpp.Llama | None = None
 
     @property
     def can_continue(self) -> bool:
@@ -135,6 +146,25 @@ class LlamaCppAdapter(Adapter):
         if self._model is None:
             self._model = await asyncio.to_thread(self._load)
             self._formatter = _formatter(self._model)
+        if self._embeds and self._embedder is None:
+            self._embedder = await asyncio.to_thread(self._load_embedder, self._model)
+
+    def prepare_embeddings(self) -> None:
+        self._embeds = True
+
+    def _load_embedder(self, model: _Model) -> llama_cpp.Llama:
+        """The same file in embedding mode: mean-pooled unless the GGUF names its own pooling."""
+        names_pooling = any(key.endswith(".pooling_type") for key in model.metadata)
+        pooling = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED if names_pooling else llama_cpp.LLAMA_POOLING_TYPE_MEAN
+        n_ctx = self.config.n_ctx
+        try:
+            # One batch holds a whole input: a pooled input must be computed in one piece.
+            return llama_cpp.Llama(model_path=model.model_path, embedding=True, pooling_type=pooling, n_ctx=n_ctx,
+                                   n_batch=n_ctx, n_ubatch=n_ctx, n_threads=self.threads,
+                                   n_threads_batch=self.threads, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(f"llama.cpp cannot load {model.model_path} for embeddings: {exc}",
+                              key=f"backends.{self.name}.model_path") from None
 
     def _load(self) -> _Model:
         path = Path(self.config.model_path or "")
@@ -160,6 +190,9 @@ class LlamaCppAdapter(Adapter):
         if self._model is not None:
             self._model.close()
             self._model = None
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None
 
     # --- the queue ---------------------------------------------------------------------
 
@@ -272,7 +305,29 @@ class LlamaCppAdapter(Adapter):
             run.cancel.set()
             done.cancel()
 
+    async def embed(self, call: EmbedCall) -> Embedded:
+        run, model = _Run(), call.upstream_model
+        texts = call.request.texts or []  # token ids never reach it (embeds_tokens is False)
+        try:
+            vectors, tokens = await self._submit(run, lambda: self._embed(texts, model), model)
+        finally:
+            run.cancel.set()  # a job still waiting never starts
+        return Embedded(vectors, tokens)
+
     # --- llama.cpp calls (worker thread) -----------------------------------------------
+
+    def _embed(self, texts: list[str], model: str) -> tuple[list[list[float]], int]:
+        embedder = self._embedder
+        if embedder is None:
+            raise UpstreamUnavailable("the embedding model is not loaded", backend=self.name, model=model)
+        try:
+            vectors, tokens = embedder.embed(texts, normalize=True, truncate=False, return_count=True)
+        except ValueError as exc:
+            if "exceed" in str(exc):  # "Requested tokens (N) exceed batch size of M": the input passes n_ctx
+                raise UpstreamContextExceeded(f"an input is longer than the model's context: {exc}",
+                                              backend=self.name, model=model) from None
+            raise
+        return cast(list[list[float]], vectors), int(tokens)
 
     def _pieces(self, call: Call, *, stream: bool) -> Generator[_Piece, None, None]:
         if call.prefix:

@@ -25,7 +25,8 @@ from polyroute.adapters.http import (
     tool_arguments,
 )
 from polyroute.adapters.shape import Shape
-from polyroute.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from polyroute.embeddings.types import EmbedCall, Embedded, read_vectors
+from polyroute.errors import UpstreamBadResponse, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta, Message, ResponseMessage, Usage, read_usage
 
 FINISH = {"stop": "stop", "length": "length"}
@@ -54,6 +55,25 @@ class OllamaAdapter(HttpAdapter):
     default_continuation = "prefill"
     path = "/api/chat"
     read_error = staticmethod(read_error)
+    # POST /api/embed: text only; its vectors come L2-normalised, as OpenAI's do.
+    embeds = embeds_dimensions = True
+
+    async def embed(self, call: EmbedCall) -> Embedded:
+        req, model = call.request, call.upstream_model
+        texts = req.texts or []  # token ids never reach it (embeds_tokens is False)
+        # truncate: false, so that an input longer than the model's context is refused, as OpenAI refuses it,
+        # rather than embedded cut short without a word.
+        body: dict[str, Any] = {"model": model, "input": texts, "truncate": False}
+        if req.dimensions is not None:
+            body["dimensions"] = req.dimensions
+        body.update({k: v for k, v in req.extras().items() if k == "keep_alive"})
+        doc = await self.http.post_json(f"{self.config.base_url}/api/embed", body, self.headers, model, call.timeout)
+        if not isinstance(doc, dict) or not isinstance(doc.get("embeddings"), list):
+            raise UpstreamBadResponse("answer has no embeddings", backend=self.name, model=model)
+        data = [{"index": i, "embedding": v} for i, v in enumerate(doc["embeddings"])]
+        counted = doc.get("prompt_eval_count")
+        tokens = counted if type(counted) is int and counted > 0 else None
+        return Embedded(read_vectors(data, len(texts), backend=self.name, model=model), tokens)
 
     # -- request ---------------------------------------------------------------------------
 

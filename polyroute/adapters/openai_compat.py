@@ -34,8 +34,9 @@ from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.assemble import as_chunks
 from polyroute.cache_marks import MARK, without_marks
 from polyroute.config import HttpBackendConfig
+from polyroute.embeddings.types import EmbedCall, Embedded, read_vectors
 from polyroute.errors import UpstreamBadResponse, UpstreamServerError
-from polyroute.types import ChatChunk, ChatResponse
+from polyroute.types import ChatChunk, ChatResponse, token_count
 
 # How each provider says that a prompt does not fit, where it gives no structured code:
 # OpenAI, DeepSeek and OpenRouter ("maximum context length"), Moonshot ("exceeded model token
@@ -156,6 +157,7 @@ def reader_for(provider: str | None, base_url: str | None, reader: BodyReader = 
 class OpenAICompatAdapter(HttpAdapter):
     kind = "openai"
     extras = None  # the client's JSON is sent on as it came: the upstream judges what it does not know
+    embeds = embeds_tokens = embeds_dimensions = True  # POST {base_url}/embeddings; the upstream judges the rest
     path = "/chat/completions"
     read_error = staticmethod(read_error)
 
@@ -236,6 +238,24 @@ class OpenAICompatAdapter(HttpAdapter):
         model = call.upstream_model
         events = _Events(self.name, model, self.http.reader)
         return SSEChunks(self.http, events, url, self.payload(call, True), self.headers, model, call.timeout)
+
+    async def embed(self, call: EmbedCall) -> Embedded:
+        model = call.upstream_model
+        body = call.request.upstream_body(model)
+        doc = await self.http.post_json(f"{self.config.base_url}/embeddings", body, self.headers, model, call.timeout)
+        return embeddings_answer(doc, len(call.request.inputs), self.name, model, self.http.reader)
+
+
+def embeddings_answer(doc: object, count: int, backend: str, model: str, read: BodyReader = read_error) -> Embedded:
+    """An OpenAI ``list`` of embeddings for ``count`` inputs, checked: the vectors in input order, the tokens."""
+    if not isinstance(doc, dict) or "data" not in doc:
+        if isinstance(doc, dict) and doc.get("error"):  # an error in a 200's body, as some relays send it
+            raise error_in_band(orjson.dumps(doc), read, backend=backend, model=model)
+        raise UpstreamBadResponse("answer has no embeddings (no data)", backend=backend, model=model)
+    vectors = read_vectors(doc["data"], count, backend=backend, model=model)
+    usage = doc.get("usage")
+    tokens = token_count(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
+    return Embedded(vectors, tokens or None)
 
 
 def whole_answer(doc: object, backend: str, model: str, read: BodyReader = read_error) -> ChatResponse:

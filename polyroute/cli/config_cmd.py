@@ -37,12 +37,15 @@ def check_families(config: Config) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from polyroute.adapters import check_installed
     from polyroute.auth import check_admin_apart
+    from polyroute.catalog import load_catalog_for
     from polyroute.cli.serve import is_loopback
+    from polyroute.config_embeddings import check_embeddings
     from polyroute.settings import effective_config
 
     config = effective_config(args.file)
     check_families(config)
     check_installed(config)
+    check_embeddings(config, load_catalog_for(config))
     check_admin_apart(config)
     # a router file that cannot be read stops here
     cautions = cautions_of(config)

@@ -30,6 +30,7 @@ from polyroute.server.chat import ChatEndpoint
 from polyroute.server.conversations import ConversationsEndpoint
 from polyroute.server.dispatch import App, Handler, request_key
 from polyroute.server.door import Door
+from polyroute.server.embeddings import EmbeddingsEndpoint
 from polyroute.server.errors import error_response
 from polyroute.server.feedback import FeedbackEndpoint
 from polyroute.server.http11 import Request
@@ -65,6 +66,7 @@ def create_app(gateway: Gateway) -> App:
     chat = ChatEndpoint(gateway, config.gateway.debug_headers, bounds)
     responses = ResponsesEndpoint(gateway, config.gateway.debug_headers, bounds)
     messages = MessagesEndpoint(gateway, config.gateway.debug_headers, bounds)
+    embeddings = EmbeddingsEndpoint(gateway, config.gateway.debug_headers, bounds)
     count_tokens = CountTokensEndpoint(gateway, bounds)
     redact = gateway.fleet.guard.redact
     logs.guard(redact)
@@ -128,7 +130,7 @@ def create_app(gateway: Gateway) -> App:
 
     admin_on = admin_digest is not None and gateway.tenancy.store is not None
     door = Door(gateway, chat_paths=frozenset(("/v1/chat/completions", "/chat/completions", "/v1/responses",
-                                               "/responses", "/v1/messages")),
+                                               "/responses", "/v1/messages", "/v1/embeddings", "/embeddings")),
                 client_paths=frozenset(("/v1/feedback", "/v1/conversations", "/conversations",
                                         "/v1/messages/count_tokens")),
                 shapes=dict.fromkeys(("/v1/messages", "/v1/messages/count_tokens"), in_anthropic_shape),
@@ -153,6 +155,8 @@ def create_app(gateway: Gateway) -> App:
             "/v1/usage": {"GET": UsageEndpoint(gateway).handle},
             "/v1/feedback": {"POST": FeedbackEndpoint(gateway).handle},
             "/v1/chat/completions": {"POST": chat.handle},
+            "/v1/embeddings": {"POST": embeddings.handle},
+            "/embeddings": {"POST": embeddings.handle},
             "/chat/completions": {"POST": chat.handle},
             "/v1/responses": {"POST": responses.handle},
             "/responses": {"POST": responses.handle},
