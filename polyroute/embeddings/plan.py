@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from polyroute.errors import Forbidden, InvalidRequest
+from polyroute.errors import ContextTooLong, Forbidden, InvalidRequest
 from polyroute.fleet import Fleet, ModelEntry, Route
 from polyroute.routing import Plan, Principal, Router
 from polyroute.routing.base import Strategy
@@ -102,7 +102,10 @@ class EmbeddingPlanner:
                 param = sorted(refused)[0]
                 raise InvalidRequest(f"no candidate of '{route.name}' takes {param}: "
                                      f"{'; '.join(f'{e.name}: {why}' for e, why in excluded)}.", param=param)
-            raise plan.refusal()
+            refusal = plan.refusal()
+            if isinstance(refusal, ContextTooLong):
+                refusal.param = "input"  # OpenAI's context_length_exceeded, about the field that is too long
+            raise refusal
         return plan
 
     def _check_caller(self, route: Route, principal: Principal, narrow: str | None) -> None:

@@ -60,6 +60,14 @@ def test_llamacpp_refuses_token_ids_and_dimensions_naming_them(live: Live) -> No
     assert dims.value.body["param"] == "dimensions"  # type: ignore[index]
 
 
+def test_an_input_longer_than_the_window_is_openais_context_length_exceeded(live: Live) -> None:
+    client = openai.OpenAI(base_url=live.base_url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="smol-embed", input=["short", "word " * 600])  # ~750 tokens; n_ctx is 512
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.body["param"] == "input"  # type: ignore[index]
+
+
 def test_the_fake_backends_vectors_are_deterministic_and_share_words(live: Live) -> None:
     client = openai.OpenAI(base_url=live.base_url, api_key="unused", max_retries=0)
     first = client.embeddings.create(model="fake-embed", input=[*SIMILAR, UNRELATED], encoding_format="float")
