@@ -35,7 +35,7 @@ from polyroute.adapters.http import ErrorInfo, error_from_status
 from polyroute.config import Config, FakeBackend
 from polyroute.config_problems import did_you_mean
 from polyroute.embeddings.types import EmbedCall, Embedded
-from polyroute.errors import UpstreamError, UpstreamUnavailable
+from polyroute.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from polyroute.types import ChatChunk, ChatResponse, make_usage
 
 
@@ -60,6 +60,7 @@ class Behaviour:
 NAMES = ("echo", "text-WORDS", "slow-MS", "gap-MS", "error-STATUS", "blocked", "flaky", "cut-N", "stall-N", "tools",
          "dims-N")
 FAKE_DIMENSIONS = 16
+MAX_FAKE_DIMENSIONS = 8192  # more than any embedding model gives; past it a test's typo would only burn CPU
 
 
 def _read(name: str) -> tuple[dict[str, object], list[str]]:
@@ -128,6 +129,11 @@ class FakeAdapter(Adapter):
         if err:
             raise err
         size = call.request.dimensions or b.dims or FAKE_DIMENSIONS
+        if size > MAX_FAKE_DIMENSIONS:
+            err = UpstreamRejected(f"the fake backend embeds at most {MAX_FAKE_DIMENSIONS} dimensions, not {size}",
+                                   backend=self.name, model=call.upstream_model, upstream_status=400)
+            err.param = "dimensions"
+            raise err
         words = [x.lower().split() if isinstance(x, str) else [str(t) for t in x] for x in call.request.inputs]
         return Embedded([_vector(w, size) for w in words], sum(max(len(w), 1) for w in words))
 

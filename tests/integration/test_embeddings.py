@@ -154,12 +154,23 @@ def test_chat_and_embedding_models_refuse_each_other(live: Live) -> None:
     {"model": "embed", "input": [[1], []]}, {"model": "embed", "input": [True]}, {"model": "embed"},
     {"model": "embed", "input": "a", "encoding_format": "int8"}, {"model": "embed", "input": "a", "dimensions": 0},
     {"model": "embed", "input": None}, {"model": 3, "input": "a"}, [1, 2],
+    {"model": "embed", "input": {"a": 1}}, {"model": "embed", "input": [[1.5]]}, {"model": "embed", "input": [-1]},
+    {"model": "embed", "input": [[[1]]]}, {"model": "embed", "input": [["a"]]},
+    {"model": "embed", "input": "a", "dimensions": True}, {"model": "embed", "input": "a", "dimensions": "3"},
+    {"model": "embed", "input": "a", "encoding_format": None}, {"model": "embed", "input": "a", "user": 5},
 ])
 def test_bad_requests_are_openai_shaped_400s(live: Live, body: object) -> None:
     r = httpx.post(f"{live.base_url}/embeddings", json=body, headers={"authorization": f"Bearer {ENV['ALICE']}"},
                    timeout=10)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_bodies_that_are_not_json_objects_are_400s(live: Live) -> None:
+    for body in (b"", b"{", b"\xff", b'{"model": "embed", "input": ' + b"[" * 5000 + b"]" * 5000 + b"}"):
+        r = httpx.post(f"{live.base_url}/embeddings", content=body,
+                       headers={"authorization": f"Bearer {ENV['ALICE']}"}, timeout=10)
+        assert r.status_code == 400, (body[:40], r.text)
 
 
 def test_a_keys_rpm_applies(live: Live, first: FakeUpstream) -> None:

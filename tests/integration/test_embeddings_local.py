@@ -75,3 +75,10 @@ def test_the_fake_backends_vectors_are_deterministic_and_share_words(live: Live)
     a, b, c = (d.embedding for d in first.data)
     assert len(a) == 16 and again.data[0].embedding == pytest.approx(a)
     assert cosine(a, b) > cosine(a, c)
+
+
+def test_the_fake_refuses_absurd_dimensions_as_the_clients_error(live: Live) -> None:
+    client = openai.OpenAI(base_url=live.base_url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="fake-embed", input="x", dimensions=99_999_999)
+    assert "at most 8192 dimensions" in caught.value.message
