@@ -208,3 +208,22 @@ def test_the_ledger_row_has_the_tokens_and_the_cost(live: Live, first: FakeUpstr
     assert row["request_id"] == resp.headers["x-polyroute-request-id"]
     usage = httpx.get(f"{live.base_url}/usage", headers={"authorization": f"Bearer {ENV['ALICE']}"}, timeout=10)
     assert usage.status_code == 200
+
+
+def test_a_429_with_retry_after_benches_that_offer_until_then(live: Live, first: FakeUpstream,
+                                                               fallback: FakeUpstream) -> None:
+    first.json({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+               status=429, headers={"retry-after": "30"})
+    fallback.json(answer(1))
+    fallback.json(answer(1))
+    assert client(live).embeddings.create(model="embed", input="x").model == "small-b"
+    raw_answer = client(live).embeddings.with_raw_response.create(model="embed", input="y")
+    assert raw_answer.parse().model == "small-b" and raw_answer.headers["x-polyroute-attempts"] == "1"
+    assert len(first.received) == 1  # not asked again before its Retry-After
+
+
+def test_the_path_without_v1_is_served_too(live: Live, first: FakeUpstream) -> None:
+    first.json(answer(1))
+    r = httpx.post(f"{live.root}/embeddings", json={"model": "embed", "input": "x"},
+                   headers={"authorization": f"Bearer {ENV['ALICE']}"}, timeout=10)
+    assert r.status_code == 200 and r.json()["object"] == "list"
