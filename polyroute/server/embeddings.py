@@ -20,10 +20,12 @@ from polyroute.errors import AllAttemptsFailed, PolyrouteError, UnknownModel
 from polyroute.failover import Report
 from polyroute.finish import Pass
 from polyroute.gateway import Gateway, RequestContext
+from polyroute.routing.explain import header_value
 from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.chat import (
     EXPLAIN_REQUEST,
+    EXPLAIN_RESPONSE,
     OPENAI_REQUEST_ID,
     POLICY_HEADER,
     QUALITY_HEADER,
@@ -60,6 +62,8 @@ class EmbeddingsEndpoint:
             self.gateway.refused(ctx, exc, route=route)
             return error_response(exc, {REQUEST_ID: ctx.request_id, OPENAI_REQUEST_ID: ctx.request_id})
         extra = {REQUEST_ID: ctx.request_id, OPENAI_REQUEST_ID: ctx.request_id}
+        if ctx.explain:
+            extra[EXPLAIN_RESPONSE] = header_value(plan)
         admitted: Pass | None = None
         try:
             if self.gateway.gatekeeper is not None:

@@ -227,3 +227,14 @@ def test_the_path_without_v1_is_served_too(live: Live, first: FakeUpstream) -> N
     r = httpx.post(f"{live.root}/embeddings", json={"model": "embed", "input": "x"},
                    headers={"authorization": f"Bearer {ENV['ALICE']}"}, timeout=10)
     assert r.status_code == 200 and r.json()["object"] == "list"
+
+
+def test_the_routing_decision_is_explained_on_request(live: Live, first: FakeUpstream) -> None:
+    import json
+
+    first.json(answer(1))
+    r = httpx.post(f"{live.base_url}/embeddings", json={"model": "embed", "input": "some words to embed"},
+                   headers={"authorization": f"Bearer {ENV['ALICE']}", "x-polyroute-explain": "1"}, timeout=10)
+    decision = json.loads(r.headers["x-polyroute-route-explain"])
+    assert [m["model"] for m in decision["order"]] == ["small-a", "small-b"]
+    assert decision["request"]["needs"] == ["embeddings"] and decision["request"]["output_tokens_est"] == 0
