@@ -192,3 +192,18 @@ def test_every_make_target_exists(block: Block) -> None:
 def test_ci_runs_the_readmes_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert re.search(r"^make test( |$)", ci, re.M), ".ci/run does not call `make test`"
+
+
+# --- an evaluation suite of your own ---------------------------------------------------------------
+
+def test_the_example_suite_loads_as_polyroute_eval_reads_it() -> None:
+    from polyroute.evals.suites import SuiteHeader, parse_suite
+
+    suites = blocks("json")
+    assert suites, "the README's own-suite example is gone"
+    for block in suites:
+        suite = parse_suite(block.text, source=block.where, default_name="mine")
+        assert len(suite.items) == block.text.strip().count("\n") + 1, block.where
+    # The header line the prose shows before the block.
+    header = next(s for s in spans() if s.code.startswith('{"suite": '))
+    SuiteHeader.model_validate_json(header.code)
