@@ -72,16 +72,16 @@ def readme_commands() -> list[Command]:
                 for more in also.group(1).split(",") if also else []:
                     out.append(Command(block.where, tuple(more.split()), False))
     for span in spans():
-        words = inline_command(span.code)
-        if words is not None:
-            out.append(Command(span.where, words, False))
+        named = inline_command(span.code)
+        if named is not None:
+            out.append(Command(span.where, named, False))
     return out
 
 
 def resolve(words: tuple[str, ...]) -> tuple[list[argparse.ArgumentParser], list[str]]:
     """The parsers of the deepest subcommand the words name (all of its subcommands where a ``...`` stands
     for one, as in ``keys ... --store URL``), and the path to it."""
-    parsers, path = [top()], []
+    parsers, path = [top()], list[str]()
     for word in words:
         inner = subparsers(parsers[0])
         if not inner:
