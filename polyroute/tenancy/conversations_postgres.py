@@ -15,9 +15,8 @@ from typing import Any
 import orjson
 import psycopg
 
-from polyroute.errors import ConfigError, StoreUnavailable
 from polyroute.tenancy.conversations import Appended, StoredConversation, fresh_ids
-from polyroute.tenancy.postgres import _NUL, LOCK_ID, _Connections, passing
+from polyroute.tenancy.postgres import _NUL, LOCK_ID, side_tables
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS polyroute_conversations (
@@ -41,15 +40,7 @@ class PostgresConversations:
     blocking = True
 
     def __init__(self, url: str, password: str | None = None) -> None:
-        self._db = _Connections(url, password)
-        self._db.prepare = _make_tables
-        try:
-            with self._db.get():
-                pass
-        except StoreUnavailable as exc:  # down for now: the tables are made at the first connection that works
-            if not passing(exc.message):
-                self._db.close()
-                raise ConfigError(f"cannot open the store: {exc.message}", key="store.url") from None
+        self._db = side_tables(url, password, _make_tables)
 
     def create(self, conversation: StoredConversation, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         stored = fresh_ids(items, set())

@@ -496,5 +496,23 @@ def passing(reason: str) -> bool:
     return not any(words in reason for words in _FOR_GOOD)
 
 
+def side_tables(
+    url: str, password: str | None, make_tables: Callable[[psycopg.Connection[tuple[Any, ...]]], None]
+) -> _Connections:
+    """A few connections of their own for tables kept beside the store's (stored responses, conversations), the
+    tables made at the first connection that works. A server down for now is waited out; one that refuses us
+    for good (``passing``) is the config's error."""
+    db = _Connections(url, password)
+    db.prepare = make_tables
+    try:
+        with db.get():
+            pass
+    except StoreUnavailable as exc:
+        if not passing(exc.message):
+            db.close()
+            raise ConfigError(f"cannot open the store: {exc.message}", key="store.url") from None
+    return db
+
+
 def _reason(exc: psycopg.Error) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

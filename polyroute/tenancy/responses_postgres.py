@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from polyroute.errors import ConfigError, StoreUnavailable
-from polyroute.tenancy.postgres import _NUL, LOCK_ID, _Connections, passing
+from polyroute.tenancy.postgres import _NUL, LOCK_ID, side_tables
 from polyroute.tenancy.responses import StoredItem, StoredResponse
 from polyroute.tenancy.responses_sqlite import stored_of
 
@@ -43,15 +42,7 @@ class PostgresResponses:
     blocking = True
 
     def __init__(self, url: str, password: str | None = None) -> None:
-        self._db = _Connections(url, password)
-        self._db.prepare = _make_tables
-        try:
-            with self._db.get():
-                pass
-        except StoreUnavailable as exc:  # down for now: the tables are made at the first connection that works
-            if not passing(exc.message):
-                self._db.close()
-                raise ConfigError(f"cannot open the store: {exc.message}", key="store.url") from None
+        self._db = side_tables(url, password, _make_tables)
 
     def put(self, stored: StoredResponse) -> None:
         with self._db.get() as conn, conn.transaction():
