@@ -25,15 +25,13 @@ belongs to the asking key.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from polyroute.errors import InvalidRequest
+from polyroute.tenancy.kept import Kept
 
 if TYPE_CHECKING:
     from polyroute.config import Config
@@ -44,12 +42,9 @@ __all__ = ["MEMORY_CONVERSATIONS", "Appended", "ConversationKeeper", "Conversati
 
 # How many conversations a gateway without a store keeps in its process (the least recently used go first).
 MEMORY_CONVERSATIONS = 1000
-# Expired rows are deleted at most this often (seconds); reads skip them meanwhile.
-SWEEP_EVERY = 3600.0
 # Ids made for items that came without one, by their type (as OpenAI's are prefixed).
 _ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 
-T = TypeVar("T")
 Held = tuple["StoredConversation", list[dict[str, Any]]]
 
 
@@ -228,23 +223,9 @@ class MemoryConversations:
         self._held.clear()
 
 
-class ConversationKeeper:
+class ConversationKeeper(Kept[ConversationStore]):
     """The conversations as the server reads and writes them: a key reaches only its own, nothing past its end,
     and every write pushes the end back by ``retention_s``."""
-
-    def __init__(self, store: ConversationStore, retention_s: float, clock: Callable[[], float] = time.time) -> None:
-        self.store = store
-        self.retention_s = retention_s
-        self.clock = clock
-        self._swept_at = clock()
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args) if self.store.blocking else fn(*args)
-
-    async def _sweep(self, now: float) -> None:
-        if now - self._swept_at >= SWEEP_EVERY:
-            self._swept_at = now
-            await self._call(self.store.expire, now)
 
     async def create(self, metadata: dict[str, str], items: list[dict[str, Any]], key: str | None,
                      team: str | None) -> tuple[StoredConversation, list[dict[str, Any]]]:

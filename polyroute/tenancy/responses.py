@@ -21,19 +21,17 @@ to the asking key.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from polyroute.tenancy.kept import Kept
+
 __all__ = ["MEMORY_RESPONSES", "MemoryResponses", "ResponseKeeper", "ResponseStore", "StoredItem", "StoredResponse"]
 
 # How many responses a gateway without a store keeps in its process (the least recently used go first).
 MEMORY_RESPONSES = 2000
-# Expired rows are deleted at most this often (seconds); reads skip them meanwhile.
-SWEEP_EVERY = 3600.0
 
 T = TypeVar("T")
 
@@ -142,17 +140,8 @@ class MemoryResponses:
         self._items.clear()
 
 
-class ResponseKeeper:
+class ResponseKeeper(Kept[ResponseStore]):
     """The stored responses as the server reads them: a key sees only its own, and nothing past its end."""
-
-    def __init__(self, store: ResponseStore, retention_s: float, clock: Callable[[], float] = time.time) -> None:
-        self.store = store
-        self.retention_s = retention_s
-        self.clock = clock
-        self._swept_at = clock()
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args) if self.store.blocking else fn(*args)
 
     def lookup(self, key: str | None) -> Callable[[str], StoredResponse | None]:
         """A blocking reader of this key's responses by id (for ``responses_references``, run in one thread)."""
@@ -180,9 +169,7 @@ class ResponseKeeper:
         now = self.clock()
         stored = StoredResponse(response["id"], key, team, now, now + self.retention_s, previous_id, given, response)
         await self._call(self.store.put, stored)
-        if now - self._swept_at >= SWEEP_EVERY:
-            self._swept_at = now
-            await self._call(self.store.expire, now)
+        await self._sweep(now)
 
     async def get(self, response_id: str, key: str | None) -> StoredResponse | None:
         return await self._call(self.lookup(key), response_id)
