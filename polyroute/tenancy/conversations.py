@@ -16,7 +16,9 @@ store no longer returns it, and it is deleted with its items at the next sweep.
 
 An item id is unique within its conversation: an appended item whose id the
 conversation holds already (a client adding the same output twice) is given a new
-one, so that every item can still be read and deleted by its id.
+one, so that every item can still be read and deleted by its id. A Responses request's
+``item_reference`` may name an item of any of the key's conversations (``find_item``);
+ids a client gave may repeat across its conversations, and the one added last wins.
 
 The ``ConversationKeeper`` front is what the server calls: it runs a blocking store's
 calls in a worker thread, sweeps expired rows now and then, and hands out only what
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -125,6 +128,10 @@ class ConversationStore(Protocol):
 
     def item(self, conversation_id: str, item_id: str) -> dict[str, Any] | None: ...
 
+    def find_item(self, item_id: str, key: str | None, now: float) -> dict[str, Any] | None:
+        """The item of that id added last to any conversation of ``key``'s that has not passed its end."""
+        ...
+
     def delete_item(self, conversation_id: str, item_id: str) -> bool: ...
 
     def expire(self, now: float) -> None:
@@ -149,13 +156,35 @@ class MemoryConversations:
     def __init__(self, limit: int = MEMORY_CONVERSATIONS) -> None:
         self.limit = limit
         self._held: OrderedDict[str, _Held] = OrderedDict()
+        # Item id -> {conversation id: when it was added}, so that ``find_item`` reads no conversation it need not.
+        self._where: dict[str, dict[str, int]] = {}
+        self._added = 0
 
     def create(self, conversation: StoredConversation, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         stored = fresh_ids(items, set())
         self._held[conversation.id] = _Held(replace(conversation, size=0), stored)
+        self._index(conversation.id, stored)
         while len(self._held) > self.limit:
-            self._held.popitem(last=False)
+            self._forget(next(iter(self._held)))
         return stored
+
+    def _index(self, conversation_id: str, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            self._added += 1
+            self._where.setdefault(item["id"], {})[conversation_id] = self._added
+
+    def _unindex(self, conversation_id: str, item_id: str) -> None:
+        places = self._where.get(item_id)
+        if places is not None:
+            places.pop(conversation_id, None)
+            if not places:
+                del self._where[item_id]
+
+    def _forget(self, conversation_id: str) -> bool:
+        held = self._held.pop(conversation_id, None)
+        for item in held.items if held is not None else ():
+            self._unindex(conversation_id, item["id"])
+        return held is not None
 
     def _find(self, conversation_id: str, now: float | None = None) -> _Held | None:
         held = self._held.get(conversation_id)
@@ -173,7 +202,7 @@ class MemoryConversations:
             held.conversation = replace(held.conversation, metadata=metadata, expires_at=expires_at)
 
     def delete(self, conversation_id: str) -> bool:
-        return self._held.pop(conversation_id, None) is not None
+        return self._forget(conversation_id)
 
     def append(self, conversation_id: str, items: list[dict[str, Any]], expires_at: float,
                cap: int | None) -> Appended | None:
@@ -184,6 +213,7 @@ class MemoryConversations:
             return Appended([], len(held.items))
         stored = fresh_ids(items, {item["id"] for item in held.items})
         held.items.extend(stored)
+        self._index(conversation_id, stored)
         held.conversation = replace(held.conversation, expires_at=max(expires_at, held.conversation.expires_at))
         return Appended(stored, len(held.items))
 
@@ -206,6 +236,14 @@ class MemoryConversations:
     def item(self, conversation_id: str, item_id: str) -> dict[str, Any] | None:
         return next((item for item in self.items(conversation_id) if item["id"] == item_id), None)
 
+    def find_item(self, item_id: str, key: str | None, now: float) -> dict[str, Any] | None:
+        places = sorted((self._where.get(item_id) or {}).items(), key=lambda place: place[1], reverse=True)
+        for conversation_id, _ in places:
+            held = self._held[conversation_id]
+            if held.conversation.key == key and held.conversation.expires_at > now:
+                return next(item for item in held.items if item["id"] == item_id)
+        return None
+
     def delete_item(self, conversation_id: str, item_id: str) -> bool:
         held = self._find(conversation_id)
         if held is None:
@@ -213,14 +251,16 @@ class MemoryConversations:
         kept = [item for item in held.items if item["id"] != item_id]
         found = len(kept) < len(held.items)
         held.items = kept
+        self._unindex(conversation_id, item_id)
         return found
 
     def expire(self, now: float) -> None:
         for gone in [k for k, held in self._held.items() if held.conversation.expires_at <= now]:
-            del self._held[gone]
+            self._forget(gone)
 
     def close(self) -> None:
         self._held.clear()
+        self._where.clear()
 
 
 class ConversationKeeper(Kept[ConversationStore]):
@@ -292,6 +332,15 @@ class ConversationKeeper(Kept[ConversationStore]):
         def run() -> dict[str, Any] | None:
             return None if self._owned(conversation_id, key) is None else self.store.item(conversation_id, item_id)
         return await self._call(run)
+
+    def item_lookup(self, key: str | None) -> Callable[[str], dict[str, Any] | None]:
+        """A blocking reader of the items of this key's conversations by id (for ``responses_references``, run
+        where the store's calls run)."""
+        now = self.clock()
+
+        def find(item_id: str) -> dict[str, Any] | None:
+            return self.store.find_item(item_id, key, now)
+        return find
 
     async def delete_item(self, conversation_id: str, key: str | None,
                           item_id: str) -> tuple[StoredConversation | None, bool]:

@@ -28,6 +28,7 @@ _SCHEMA = (
         UNIQUE (conversation_id, id))""",
     """CREATE INDEX IF NOT EXISTS polyroute_conversation_items_order
         ON polyroute_conversation_items (conversation_id, seq)""",
+    "CREATE INDEX IF NOT EXISTS polyroute_conversation_items_id ON polyroute_conversation_items (id)",
 )
 _ITEMS = "polyroute_conversation_items"
 # Past every seq: where a newest-first page without ``after`` starts.
@@ -113,6 +114,14 @@ class PostgresConversations:
         with self._db.get() as conn:
             row = conn.execute(f"SELECT item::text FROM {_ITEMS} WHERE conversation_id = %s AND id = %s",
                                (conversation_id, item_id)).fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
+
+    def find_item(self, item_id: str, key: str | None, now: float) -> dict[str, Any] | None:
+        with self._db.get() as conn:
+            row = conn.execute(
+                f"SELECT i.item::text FROM {_ITEMS} i JOIN polyroute_conversations c ON c.id = i.conversation_id "
+                "WHERE i.id = %s AND c.key IS NOT DISTINCT FROM %s AND c.expires_at > %s ORDER BY i.seq DESC LIMIT 1",
+                (item_id, key, now)).fetchone()
         return None if row is None else dict(orjson.loads(row[0]))
 
     def delete_item(self, conversation_id: str, item_id: str) -> bool:

@@ -2,7 +2,8 @@
 
 Two tables: ``conversations``, one row per conversation with its owner, end and
 metadata, and ``conversation_items``, one row per item with its JSON, ordered by
-``seq`` (which only grows: AUTOINCREMENT never hands out a number again). An append
+``seq`` (which only grows: AUTOINCREMENT never hands out a number again), and found
+by its id alone for an ``item_reference``. An append
 reads the conversation's item ids, checks the cap and writes in one transaction.
 """
 
@@ -26,6 +27,7 @@ CREATE TABLE IF NOT EXISTS conversation_items (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, conversation_id TEXT NOT NULL, id TEXT NOT NULL, item TEXT NOT NULL,
     UNIQUE (conversation_id, id));
 CREATE INDEX IF NOT EXISTS conversation_items_order ON conversation_items (conversation_id, seq);
+CREATE INDEX IF NOT EXISTS conversation_items_id ON conversation_items (id);
 """
 
 # Past every seq: where a newest-first page without ``after`` starts.
@@ -108,6 +110,13 @@ class SqliteConversations(SqliteFile):
     def item(self, conversation_id: str, item_id: str) -> dict[str, Any] | None:
         row = self._conn().execute("SELECT item FROM conversation_items WHERE conversation_id = ? AND id = ?",
                                    (conversation_id, item_id)).fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
+
+    def find_item(self, item_id: str, key: str | None, now: float) -> dict[str, Any] | None:
+        row = self._conn().execute(
+            "SELECT i.item FROM conversation_items i JOIN conversations c ON c.id = i.conversation_id "
+            "WHERE i.id = ? AND c.key IS ? AND c.expires_at > ? ORDER BY i.seq DESC LIMIT 1",
+            (item_id, key, now)).fetchone()
         return None if row is None else dict(orjson.loads(row[0]))
 
     def delete_item(self, conversation_id: str, item_id: str) -> bool:

@@ -105,6 +105,22 @@ def test_an_id_the_conversation_holds_is_given_anew(store: ConversationStore) ->
     assert ids[0] == "msg_a" and ids[2] == "msg_b" and len(set(ids)) == 4
 
 
+def test_an_item_is_found_by_its_id_alone_among_the_keys_live_conversations(store: ConversationStore) -> None:
+    store.create(conversation("conv_1"), [message("first", "msg_x"), message("other", "msg_y")])
+    store.create(conversation("conv_2"), [message("second", "msg_x")])
+    store.create(conversation("conv_b", key="b"), [message("b's", "msg_x"), message("b's only", "msg_b")])
+    store.create(conversation("conv_open", key=None), [message("open door", "msg_x")])
+    found = [store.find_item("msg_x", key, 1500.0) for key in ("a", "b", None)]
+    assert [texts([item])[0] for item in found if item is not None] == ["second", "b's", "open door"]
+    assert store.find_item("msg_b", "a", 1500.0) is None and store.find_item("msg_b", None, 1500.0) is None
+    assert store.find_item("msg_y", "a", 2000.0) is None, "past its conversation's end"
+    assert store.delete_item("conv_2", "msg_x")
+    got = store.find_item("msg_x", "a", 1500.0)
+    assert got is not None and texts([got]) == ["first"]
+    assert store.delete("conv_1") and store.find_item("msg_x", "a", 1500.0) is None
+    assert store.find_item("msg_nope", "a", 1500.0) is None
+
+
 def test_the_cap_refuses_the_whole_append(store: ConversationStore) -> None:
     store.create(conversation(), [message("one"), message("two")])
     refused = store.append("conv_1", [message("three"), message("four")], 2000.0, 3)
@@ -131,8 +147,11 @@ def test_the_memory_store_drops_the_least_recently_used() -> None:
     for n in range(2):
         store.create(conversation(f"conv_{n}"), [])
     assert store.get("conv_0", 1500.0) is not None
-    store.create(conversation("conv_2"), [])
+    store.create(conversation("conv_2"), [message("two", "msg_2")])
     assert store.get("conv_1", 1500.0) is None and store.get("conv_0", 1500.0) is not None
+    assert store.find_item("msg_2", "a", 1500.0) is not None
+    store.create(conversation("conv_3"), [])  # conv_0 was used last: conv_2 goes
+    assert store.find_item("msg_2", "a", 1500.0) is None, "a dropped conversation's items go with it"
 
 
 class Clock:
