@@ -14,7 +14,7 @@ from polyroute.tenancy.usage import COLUMNS, GROUPS, as_csv, parse_since
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("usage", help="requests, tokens, cost, errors and latency from the usage ledger")
+    p = sub.add_parser("usage", help="requests, tokens, cost, failures, refusals and latency from the usage ledger")
     p.add_argument("--config", default=os.environ.get("POLYROUTE_CONFIG"),
                    help="a TOML config whose [store] url to read (default: $POLYROUTE_CONFIG)")
     p.add_argument("--store", help="sqlite:///PATH or postgresql://USER@HOST/DB (overrides the config's)")

@@ -1,10 +1,13 @@
 """What the gateway served lately: the Overview's minutes, and each model's last answers for Fleet.
 
 The Overview counts finished requests in one ``Minute`` per wall-clock minute, for
-the last day (``SPAN_MINUTES``): requests, errors, cost, tokens, and latency and
-time to first token as sparse histograms on a geometric scale (``RATIO`` apart),
+the last day (``SPAN_MINUTES``): requests, failures (``errors``) and refusals apart
+(``polyroute.tenancy.fault``), cost, tokens, and latency and time to first token of the
+requests not refused as sparse histograms on a geometric scale (``RATIO`` apart),
 so a percentile is read within that ratio and a day costs a bounded, small memory
-whatever the traffic. The minutes are filled from the usage ledger
+whatever the traffic. A window's ``error_rate`` is its failures over the requests not
+refused (what the gateway took on), so a client sending bad requests neither raises
+nor dilutes it; ``refused_rate`` is its refusals over every request. The minutes are filled from the usage ledger
 (``polyroute.console.ledger_tail``), which holds every worker's and replica's requests.
 
 ``Recent`` keeps each model's last ``PER_MODEL`` answers (time to first token,
@@ -23,6 +26,7 @@ from typing import Any
 import orjson
 
 from polyroute.finish import CLIENT_CLOSED_CODE
+from polyroute.tenancy import fault
 from polyroute.tenancy.rollup import histogram_percentile, latency_bucket
 from polyroute.tenancy.stores import Traffic, UsageRow
 
@@ -35,7 +39,8 @@ WINDOWS = {"5m": 300, "1h": 3600, "1d": 86400}
 class Minute:
     start: int  # the minute, as seconds since the epoch
     requests: int = 0
-    errors: int = 0
+    errors: int = 0  # failures
+    refused: int = 0
     cost_usd: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -45,21 +50,24 @@ class Minute:
 
     def add(self, row: UsageRow) -> None:
         self.requests += 1
-        self.errors += row.status >= 400 or row.error is not None
+        refused = fault.refused(row.status, row.error)
+        self.errors += fault.failed(row.status, row.error)
+        self.refused += refused
         self.cost_usd += row.cost_usd
         self.tokens_in += row.tokens_in
         self.tokens_out += row.tokens_out
-        self.latency[latency_bucket(row.latency_ms)] += 1
-        if row.ttft_ms is not None:
-            self.ttft[latency_bucket(row.ttft_ms)] += 1
+        if not refused:
+            self.latency[latency_bucket(row.latency_ms)] += 1
+            if row.ttft_ms is not None:
+                self.ttft[latency_bucket(row.ttft_ms)] += 1
         if row.route:
             self.routes[row.route] += 1
 
 
 def minutes_of(traffic: Traffic) -> dict[int, Minute]:
     """The minutes of rows the ledger summed itself (``LedgerStore.traffic``, asked with ``RATIO``)."""
-    minutes = {start: Minute(start, requests, errors, cost, tokens_in, tokens_out)
-               for start, requests, errors, cost, tokens_in, tokens_out in traffic.totals}
+    minutes = {start: Minute(start, requests, errors, refused, cost, tokens_in, tokens_out)
+               for start, requests, errors, refused, cost, tokens_in, tokens_out in traffic.totals}
     for start, bucket, n in traffic.latency:
         if start in minutes:
             minutes[start].latency[bucket] += n
@@ -100,7 +108,7 @@ class Recent:
                         and isinstance(attempt.get("model"), str)):
                     self._sample(attempt["model"], _FAILED)
         if row.model is not None and row.error != CLIENT_CLOSED_CODE:  # a client that left tells nothing of the model
-            failed = row.status >= 400 or row.error is not None
+            failed = fault.failed(row.status, row.error)
             self._sample(row.model, Sample(failed, row.ttft_ms, _speed(row)))
 
     def _sample(self, model: str, sample: Sample) -> None:
@@ -132,7 +140,7 @@ def overview(minutes: Iterable[Minute], now: float) -> dict[str, Any]:
     for i in range(59, -1, -1):
         m = by_start.get(this_minute - 60 * i)
         series.append({"at": this_minute - 60 * i, "requests": m.requests if m else 0,
-                       "errors": m.errors if m else 0})
+                       "errors": m.errors if m else 0, "refused": m.refused if m else 0})
     return {"windows": windows, "per_minute": series}
 
 
@@ -148,6 +156,8 @@ def _window(minutes: Iterable[Minute], span: int) -> dict[str, Any]:
     minutes = list(minutes)
     requests = sum(m.requests for m in minutes)
     errors = sum(m.errors for m in minutes)
+    refused = sum(m.refused for m in minutes)
+    taken_on = requests - refused
     routes: Counter[str] = Counter()
     latency: Counter[int] = Counter()
     ttft: Counter[int] = Counter()
@@ -161,7 +171,9 @@ def _window(minutes: Iterable[Minute], span: int) -> dict[str, Any]:
         "requests": requests,
         "requests_per_s": round(requests / span, 6),
         "errors": errors,
-        "error_rate": round(errors / requests, 4) if requests else None,
+        "error_rate": round(errors / taken_on, 4) if taken_on else None,
+        "refused": refused,
+        "refused_rate": round(refused / requests, 4) if requests else None,
         "latency_ms_p50": histogram_percentile(latency, 0.50),
         "latency_ms_p95": histogram_percentile(latency, 0.95),
         "ttft_ms_p50": histogram_percentile(ttft, 0.50),

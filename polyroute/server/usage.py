@@ -7,6 +7,9 @@ what it has left. It shows the key that asks, and nothing of anyone else.
 ``polyroute usage`` prints (``by``: key, team, model, route or day; ``since``: a span
 such as 7d, 12h, 30m, 2w, or an ISO date; ``format``: json or csv).
 
+Both count failures (``errors``) and the client's refused requests (``refused``) apart, as
+``polyroute.tenancy.fault`` tells them.
+
 Rows reach the ledger in batches, so the last ``[store] flush_interval`` seconds may not show yet.
 """
 

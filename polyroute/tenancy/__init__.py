@@ -9,5 +9,6 @@
 - ``ledger``: the writer of one row per request, off the hot path; ``ledger_process``: the
   observer that runs it in a process of its own (the default); ``spool``: the local file that
   holds its rows until a remote store has them;
-- ``usage``: reports over the ledger.
+- ``usage``: reports over the ledger; ``fault``: which requests the client's reasons ended (refused)
+  and which the gateway failed, as every report counts them.
 """

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from polyroute.tenancy.fault import failed_sql, refused_sql
 from polyroute.tenancy.model import KeyRecord, Limits, TeamRecord
 from polyroute.tenancy.stores import UsageRow
 
@@ -30,14 +31,17 @@ def group_by(day: str) -> dict[str, str]:
 
 
 def traffic_sql(table: str, minute: str, where: str, bucket: Callable[[str], str]) -> tuple[str, str, str, str]:
-    """The four statements of ``LedgerStore.traffic``: totals, latency and first-token histograms, routes,
-    each per minute. ``minute`` is the store's expression of a row's minute, ``bucket`` makes its
-    expression of a latency column's histogram bucket, ``where`` picks the rows."""
+    """The four statements of ``LedgerStore.traffic``: totals (failures and refusals apart, as
+    ``polyroute.tenancy.fault`` tells them), latency and first-token histograms of the requests not
+    refused, routes, each per minute. ``minute`` is the store's expression of a row's minute, ``bucket``
+    makes its expression of a latency column's histogram bucket, ``where`` picks the rows."""
+    answered = f"{where} AND NOT {refused_sql()}"
     return (
-        f"SELECT {minute} AS m, count(*), sum(CASE WHEN status >= 400 OR error IS NOT NULL THEN 1 ELSE 0 END), "
+        f"SELECT {minute} AS m, count(*), sum(CASE WHEN {failed_sql()} THEN 1 ELSE 0 END), "
+        f"sum(CASE WHEN {refused_sql()} THEN 1 ELSE 0 END), "
         f"sum(cost_usd), sum(tokens_in), sum(tokens_out) FROM {table} WHERE {where} GROUP BY m",
-        f"SELECT {minute} AS m, {bucket('latency_ms')} AS b, count(*) FROM {table} WHERE {where} GROUP BY m, b",
-        f"SELECT {minute} AS m, {bucket('ttft_ms')} AS b, count(*) FROM {table} WHERE {where} "
+        f"SELECT {minute} AS m, {bucket('latency_ms')} AS b, count(*) FROM {table} WHERE {answered} GROUP BY m, b",
+        f"SELECT {minute} AS m, {bucket('ttft_ms')} AS b, count(*) FROM {table} WHERE {answered} "
         "AND ttft_ms IS NOT NULL GROUP BY m, b",
         f"SELECT {minute} AS m, route, count(*) FROM {table} WHERE {where} AND route <> '' GROUP BY m, route",
     )

@@ -57,8 +57,18 @@ from polyroute.tenancy.columns import (
     traffic_sql,
     usage_of,
 )
+from polyroute.tenancy.fault import failed_sql, refused_sql
 from polyroute.tenancy.model import KeyRecord, TeamRecord
-from polyroute.tenancy.rollup import STEP, bucket_sql, report_of, report_sql, rollup_sql, rollup_start, table_sql
+from polyroute.tenancy.rollup import (
+    STEP,
+    add_refused_sql,
+    bucket_sql,
+    report_of,
+    report_sql,
+    rollup_sql,
+    rollup_start,
+    table_sql,
+)
 from polyroute.tenancy.stores import Rejected, Traffic, UsageRow
 from polyroute.tenancy.usage import entry
 
@@ -113,6 +123,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # The rollup the console's Usage page reads (``polyroute.tenancy.rollup``), with the rows already there.
         _ROLLUP_TABLE,
+        _ROLLUP_ALL,
+    ),
+    (
+        # Refusals counted apart from failures (``polyroute.tenancy.fault``), older periods too: the rollup is
+        # summed again from the rows. The ALTER holds the table until this commits, so a replica's write waits
+        # and then adds to the new sums, as ``rebuild_rollup``'s lock has it.
+        add_refused_sql("polyroute_usage_rollup", "BIGINT", unless_there=True),
+        "DELETE FROM polyroute_usage_rollup",
         _ROLLUP_ALL,
     ),
 )
@@ -372,7 +390,7 @@ class PostgresStore(BlockingKeyStore):
             self._select(sql, args)
             for sql in traffic_sql("polyroute_usage", minute, "at >= %s AND written_at <= to_timestamp(%s)", bucket))
         return Traffic(
-            [(int(m), int(n), int(e), float(c), int(i), int(o)) for m, n, e, c, i, o in totals],
+            [(int(m), int(n), int(e), int(r), float(c), int(i), int(o)) for m, n, e, r, c, i, o in totals],
             [(int(m), int(b), int(n)) for m, b, n in latency],
             [(int(m), int(b), int(n)) for m, b, n in ttft],
             [(int(m), str(r), int(n)) for m, r, n in routes],
@@ -392,17 +410,20 @@ class PostgresStore(BlockingKeyStore):
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
         """Summed in the database; ``percentile_disc`` is the nearest rank, as ``summarize`` takes it."""
         group = _GROUP_BY[by]
+        answered = f"FILTER (WHERE NOT {refused_sql()})"  # percentiles of the requests not refused
         sql = (f"SELECT {group}, count(*), COALESCE(sum(tokens_in), 0), COALESCE(sum(tokens_out), 0), "
-               "COALESCE(sum(cost_usd), 0), count(*) FILTER (WHERE status >= 400 OR NULLIF(error, '') IS NOT NULL), "
-               "percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms), "
-               "percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) "
+               f"COALESCE(sum(cost_usd), 0), count(*) FILTER (WHERE {failed_sql()}), "
+               f"count(*) FILTER (WHERE {refused_sql()}), "
+               f"percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms) {answered}, "
+               f"percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) {answered} "
                "FROM polyroute_usage WHERE at >= %s")
         args: tuple[object, ...] = (since,)
         if key is not None:
             sql, args = sql + " AND key = %s", (*args, key)
         found = self._select(sql + f" GROUP BY {group}", args)
-        return [entry(str(g), int(n), int(tin), int(tout), float(cost), int(err), float(p50), float(p95))
-                for g, n, tin, tout, cost, err, p50, p95 in sorted(found, key=lambda r: str(r[0]))]
+        return [entry(str(g), int(n), int(tin), int(tout), float(cost), int(err), int(ref), float(p50 or 0.0),
+                      float(p95 or 0.0))
+                for g, n, tin, tout, cost, err, ref, p50, p95 in sorted(found, key=lambda r: str(r[0]))]
 
     def rebuild_rollup(self) -> int:
         with self._db.get() as conn, conn.transaction():

@@ -2,17 +2,23 @@
 
 Each row the ledger commits is also added, in the same transaction, to the rollup:
 one row per five minutes (``STEP``), key, team, route, model, backend and latency
-bucket, holding requests, errors, tokens and cost. A month of a busy gateway is
+bucket, holding requests, failures (``errors``), refusals (``refused``), tokens and
+cost, each request counted by ``polyroute.tenancy.fault``. A month of a busy gateway is
 then a few thousand rollup rows per key and model, where it was hundreds of
 millions of usage rows summed again at every poll of the page.
 
     usage rows of a batch ──(same transaction)──▶ rollup: += per (5 min, key, team, route, model, backend, latency)
 
 Sums are exact; a histogram_percentile is read from the latency buckets (``RATIO`` apart, the
-console's own scale), as the upper edge of the bucket that holds it. A row written
-twice (a batch retried, a spool replayed) is counted once: only rows the usage table
-took are added. Both stores build the statement here (``rollup_sql``); each gives its
-own expressions of a row's five minutes and of its latency's bucket.
+console's own scale), as the upper edge of the bucket that holds it, counting in each bucket
+its requests less its refusals: percentiles of the requests not refused, as ``summarize``
+takes them. A row written twice (a batch retried, a spool replayed) is counted once: only rows
+the usage table took are added. Both stores build the statement here (``rollup_sql``); each
+gives its own expressions of a row's five minutes and of its latency's bucket.
+
+A rollup made before ``refused`` was counted gains the column when a store opens it
+(``add_refused_sql``) and is summed again from the ledger's rows, so that older periods count
+refusals apart too.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from polyroute.tenancy.fault import failed_sql, refused_sql
 from polyroute.tenancy.usage import entry
 
 STEP = 300  # seconds: a multiple divides every step of the Usage page's charts
 RATIO = 1.1  # latency buckets: [RATIO**(i-1), RATIO**i) ms, and 0 under 1 ms
 KEY = "at, key, team, route, model, backend, lat"
-SUMS = ("requests", "errors", "tokens_in", "tokens_out", "cost_usd")
+SUMS = ("requests", "errors", "refused", "tokens_in", "tokens_out", "cost_usd")
 DIMENSIONS = ("key", "team", "route", "model", "backend")
 
 
@@ -72,7 +79,7 @@ def rollup_sql(target: str, source: str, where: str, at: str, lat: str) -> str:
     return (
         f"INSERT INTO {target} ({KEY}, {', '.join(SUMS)}) "
         f"SELECT {at}, {names}, {lat}, count(*), "
-        "sum(CASE WHEN status >= 400 OR COALESCE(error, '') <> '' THEN 1 ELSE 0 END), "
+        f"sum(CASE WHEN {failed_sql()} THEN 1 ELSE 0 END), sum(CASE WHEN {refused_sql()} THEN 1 ELSE 0 END), "
         f"sum(tokens_in), sum(tokens_out), sum(cost_usd) FROM {source} WHERE {where} "
         "GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7 "
         f"ON CONFLICT ({KEY}) DO UPDATE SET " + ", ".join(f"{c} = {target}.{c} + excluded.{c}" for c in SUMS)
@@ -85,17 +92,28 @@ def table_sql(name: str, integer: str, real: str) -> str:
         f"CREATE TABLE IF NOT EXISTS {name} (at {integer} NOT NULL, "
         + "".join(f"{d} TEXT NOT NULL, " for d in DIMENSIONS)
         + f"lat INTEGER NOT NULL, requests {integer} NOT NULL, errors {integer} NOT NULL, "
-        f"tokens_in {integer} NOT NULL, tokens_out {integer} NOT NULL, cost_usd {real} NOT NULL, "
+        # (a default: a writer of a version from before the column adds to the table as it did)
+        f"refused {integer} NOT NULL DEFAULT 0, tokens_in {integer} NOT NULL, tokens_out {integer} NOT NULL, "
+        f"cost_usd {real} NOT NULL, "
         f"PRIMARY KEY ({KEY}))"
     )
 
 
+def add_refused_sql(name: str, integer: str, unless_there: bool = False) -> str:
+    """The column ``refused`` added to a rollup table made before it (its rows then count 0 refused);
+    ``unless_there``: not when the table has it (PostgreSQL's ``IF NOT EXISTS``, which SQLite lacks)."""
+    guard = "IF NOT EXISTS " if unless_there else ""
+    return f"ALTER TABLE {name} ADD COLUMN {guard}refused {integer} NOT NULL DEFAULT 0"
+
+
 def report_sql(table: str, group: str, mark: str) -> tuple[str, str]:
-    """Totals per group, and each group's latency histogram, of the rollup rows from ``mark`` on."""
+    """Totals per group, and each group's latency histogram (of the requests not refused), of the rollup rows
+    from ``mark`` on."""
     return (
-        f"SELECT {group} AS g, sum(requests), sum(tokens_in), sum(tokens_out), sum(cost_usd), sum(errors) "
-        f"FROM {table} WHERE at >= {mark} GROUP BY g",
-        f"SELECT {group} AS g, lat, sum(requests) FROM {table} WHERE at >= {mark} GROUP BY g, lat",
+        f"SELECT {group} AS g, sum(requests), sum(tokens_in), sum(tokens_out), sum(cost_usd), sum(errors), "
+        f"sum(refused) FROM {table} WHERE at >= {mark} GROUP BY g",
+        f"SELECT {group} AS g, lat, sum(requests - refused) FROM {table} WHERE at >= {mark} GROUP BY g, lat "
+        "HAVING sum(requests - refused) > 0",
     )
 
 
@@ -105,9 +123,9 @@ def report_of(totals: Iterable[tuple[Any, ...]], histograms: Iterable[tuple[Any,
     for g, lat, n in histograms:
         latency.setdefault(str(g), Counter())[int(lat)] += int(n)
     out = []
-    for g, n, tokens_in, tokens_out, cost, errors in sorted(totals, key=lambda r: str(r[0])):
+    for g, n, tokens_in, tokens_out, cost, errors, refused in sorted(totals, key=lambda r: str(r[0])):
         h = latency.get(str(g), Counter())
-        out.append(entry(str(g), int(n), int(tokens_in), int(tokens_out), float(cost), int(errors),
+        out.append(entry(str(g), int(n), int(tokens_in), int(tokens_out), float(cost), int(errors), int(refused),
                          histogram_percentile(h, 0.5) or 0.0, histogram_percentile(h, 0.95) or 0.0))
     return out
 

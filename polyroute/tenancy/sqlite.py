@@ -30,8 +30,18 @@ from polyroute.tenancy.columns import (
     usage_of,
     usage_row,
 )
+from polyroute.tenancy.fault import failed_sql, refused_sql
 from polyroute.tenancy.model import KeyRecord, TeamRecord
-from polyroute.tenancy.rollup import STEP, bucket_sql, report_of, report_sql, rollup_sql, rollup_start, table_sql
+from polyroute.tenancy.rollup import (
+    STEP,
+    add_refused_sql,
+    bucket_sql,
+    report_of,
+    report_sql,
+    rollup_sql,
+    rollup_start,
+    table_sql,
+)
 from polyroute.tenancy.sqlite_file import SqliteFile, immediate
 from polyroute.tenancy.stores import Traffic, UsageRow
 from polyroute.tenancy.usage import entry
@@ -57,6 +67,8 @@ CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
 CREATE INDEX IF NOT EXISTS usage_key_at ON usage (key, at);
 """
 _ROLLUP_TABLE = table_sql("usage_rollup", "INTEGER", "REAL") + " WITHOUT ROWID"
+# ``meta``'s mark of the rollup: 1, made before it counted refusals apart (``refused``); 2, with them.
+_ROLLUP_VERSION = 2
 # A row's five minutes, and its latency's bucket (``polyroute.tenancy.rollup``).
 _SECONDS = "CAST(strftime('%s', substr(at, 1, 19)) AS INTEGER)"  # a row's time, in whole seconds
 _FIVE_MINUTES = f"{_SECONDS} / {STEP} * {STEP}"
@@ -106,14 +118,20 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
 
     @staticmethod
     def _fill_rollup(conn: sqlite3.Connection) -> None:
-        """Make the rollup, summing the rows a ledger from before it holds (once: a mark in ``meta``)."""
-        if conn.execute("SELECT 1 FROM meta WHERE name = 'rollup'").fetchone() is not None:
+        """Make the rollup, summing the rows a ledger from before it holds; a rollup from before ``refused``
+        gains the column and is summed again, so its older periods count refusals apart too (once each:
+        the version is marked in ``meta``)."""
+        if _rollup_version(conn) >= _ROLLUP_VERSION:
             return  # made: no need to wait for the write lock
         with immediate(conn):
-            if conn.execute("SELECT 1 FROM meta WHERE name = 'rollup'").fetchone() is None:
-                conn.execute(_ROLLUP_TABLE)
-                conn.execute(_ROLLUP_ALL)
-                conn.execute("INSERT INTO meta VALUES ('rollup', 1)")
+            if _rollup_version(conn) >= _ROLLUP_VERSION:
+                return
+            conn.execute(_ROLLUP_TABLE)
+            if "refused" not in {column[1] for column in conn.execute("PRAGMA table_info(usage_rollup)")}:
+                conn.execute(add_refused_sql("usage_rollup", "INTEGER"))
+            conn.execute("DELETE FROM usage_rollup")
+            conn.execute(_ROLLUP_ALL)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('rollup', ?)", (_ROLLUP_VERSION,))
 
     @property
     def where(self) -> str:
@@ -242,21 +260,24 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         conn = self._conn()
         totals = conn.execute(
             f"SELECT {group} AS g, count(*), COALESCE(sum(tokens_in), 0), COALESCE(sum(tokens_out), 0), "
-            f"COALESCE(sum(cost_usd), 0), sum(status >= 400 OR COALESCE(error, '') <> '') "
+            f"COALESCE(sum(cost_usd), 0), sum({failed_sql()}), sum({refused_sql()}) "
             f"FROM usage WHERE {where} GROUP BY g", args).fetchall()
-        # The rows at the ranks of p50 and p95 of each group (ceil(q * n), as a float, as ``percentile`` has it).
+        # The rows at the ranks of p50 and p95 of each group's requests not refused (ceil(q * n), as a float, as
+        # ``percentile`` has it).
         ranks = " OR ".join(f"rn = max(CAST({q} * n AS INTEGER) + ({q} * n > CAST({q} * n AS INTEGER)), 1)"
                             for q in ("0.5", "0.95"))
         at_rank: dict[tuple[str, int], float] = {
             (g, rn): latency for g, rn, latency in conn.execute(
                 f"SELECT g, rn, latency_ms FROM (SELECT {group} AS g, latency_ms, "
                 f"row_number() OVER (PARTITION BY {group} ORDER BY latency_ms) AS rn, "
-                f"count(*) OVER (PARTITION BY {group}) AS n FROM usage WHERE {where}) WHERE {ranks}", args)
+                f"count(*) OVER (PARTITION BY {group}) AS n FROM usage WHERE {where} AND NOT {refused_sql()}) "
+                f"WHERE {ranks}", args)
         }
         out = []
-        for g, n, tokens_in, tokens_out, cost, errors in sorted(totals):
-            p50, p95 = (at_rank[(g, max(int(-(-q * n // 1)), 1))] for q in (0.5, 0.95))
-            out.append(entry(g, n, tokens_in, tokens_out, cost, errors, p50, p95))
+        for g, n, tokens_in, tokens_out, cost, errors, refused in sorted(totals):
+            answered = n - refused
+            p50, p95 = (at_rank[(g, max(int(-(-q * answered // 1)), 1))] if answered else 0.0 for q in (0.5, 0.95))
+            out.append(entry(g, n, tokens_in, tokens_out, cost, errors, refused, p50, p95))
         return out
 
     def rebuild_rollup(self) -> int:
@@ -281,7 +302,14 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
 
 
 _GROUP_BY = group_by("substr(at, 1, 10)")
+
 _ROLLUP_GROUP_BY = group_by("date(at, 'unixepoch')")
+
+
+def _rollup_version(conn: sqlite3.Connection) -> int:
+    """The rollup's mark in ``meta`` (0: none made yet)."""
+    row = conn.execute("SELECT value FROM meta WHERE name = 'rollup'").fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def _marks(n: int) -> str:

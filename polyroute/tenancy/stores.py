@@ -149,8 +149,9 @@ class Rejected:
 class Traffic(NamedTuple):
     """Ledger rows summed per minute (its start, in epoch seconds), as the console's Overview counts them."""
 
-    totals: list[tuple[int, int, int, float, int, int]]  # minute, requests, errors, cost, tokens in, tokens out
-    latency: list[tuple[int, int, int]]  # minute, histogram bucket, requests
+    # minute, requests, failures, refusals (``polyroute.tenancy.fault``), cost, tokens in, tokens out
+    totals: list[tuple[int, int, int, int, float, int, int]]
+    latency: list[tuple[int, int, int]]  # minute, histogram bucket, requests not refused
     ttft: list[tuple[int, int, int]]  # the same, of the time to first token, where there is one
     routes: list[tuple[int, str, int]]  # minute, route, requests
 

@@ -1,4 +1,8 @@
-"""Reports over the ledger: requests, tokens, cost, errors and latency percentiles per group."""
+"""Reports over the ledger: requests, tokens, cost, failures, refusals and latency percentiles per group.
+
+``errors`` counts the requests the gateway or its upstreams failed, ``refused`` those that ended for the
+client's own reasons, and p50/p95 are of the requests not refused (``polyroute.tenancy.fault``).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from polyroute.tenancy import fault
 from polyroute.tenancy.stores import UsageRow
 
 GROUPS = ("key", "team", "model", "route", "day")
-COLUMNS = ("group", "requests", "tokens_in", "tokens_out", "cost_usd", "errors", "p50_ms", "p95_ms")
+COLUMNS = ("group", "requests", "tokens_in", "tokens_out", "cost_usd", "errors", "refused", "p50_ms", "p95_ms")
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
@@ -48,10 +53,11 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def entry(group: str, requests: int, tokens_in: int, tokens_out: int, cost_usd: float, errors: int,
-          p50_ms: float, p95_ms: float) -> dict[str, Any]:
+          refused: int, p50_ms: float, p95_ms: float) -> dict[str, Any]:
     """One row of a report, with ``COLUMNS`` as its keys, rounded alike whichever store summed it."""
     return {"group": group, "requests": requests, "tokens_in": tokens_in, "tokens_out": tokens_out,
-            "cost_usd": round(cost_usd, 8), "errors": errors, "p50_ms": round(p50_ms, 1), "p95_ms": round(p95_ms, 1)}
+            "cost_usd": round(cost_usd, 8), "errors": errors, "refused": refused, "p50_ms": round(p50_ms, 1),
+            "p95_ms": round(p95_ms, 1)}
 
 
 def summarize(rows: Iterable[UsageRow], by: str) -> list[dict[str, Any]]:
@@ -61,9 +67,10 @@ def summarize(rows: Iterable[UsageRow], by: str) -> list[dict[str, Any]]:
     out = []
     for name in sorted(groups):
         g = groups[name]
-        latencies = sorted(r.latency_ms for r in g)
+        latencies = sorted(r.latency_ms for r in g if not fault.refused(r.status, r.error))
         out.append(entry(name, len(g), sum(r.tokens_in for r in g), sum(r.tokens_out for r in g),
-                         sum(r.cost_usd for r in g), sum(1 for r in g if r.status >= 400 or r.error),
+                         sum(r.cost_usd for r in g), sum(1 for r in g if fault.failed(r.status, r.error)),
+                         sum(1 for r in g if fault.refused(r.status, r.error)),
                          percentile(latencies, 0.50), percentile(latencies, 0.95)))
     return out
 

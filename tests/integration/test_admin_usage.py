@@ -81,7 +81,7 @@ def test_admin_usage_as_csv_is_what_the_cli_writes(live: Live, db: Path, capsys:
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
     assert main(["usage", "--store", f"sqlite:///{db}", "--by", "team", "--format", "csv"]) == 0
     assert resp.text == capsys.readouterr().out
-    assert resp.text.splitlines()[0] == "group,requests,tokens_in,tokens_out,cost_usd,errors,p50_ms,p95_ms"
+    assert resp.text.splitlines()[0] == "group,requests,tokens_in,tokens_out,cost_usd,errors,refused,p50_ms,p95_ms"
     assert [line.split(",")[0] for line in resp.text.splitlines()[1:]] == ["blue", "red"]
 
 

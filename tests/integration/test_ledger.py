@@ -111,11 +111,11 @@ def test_polyroute_usage_reports_by_group(
     assert (report["alice"]["requests"], report["alice"]["errors"]) == (2, 0)
     assert (report["bob"]["requests"], report["bob"]["errors"]) == (2, 1)
     assert set(report["alice"]) == {"group", "requests", "tokens_in", "tokens_out", "cost_usd", "errors",
-                                    "p50_ms", "p95_ms"}
+                                    "refused", "p50_ms", "p95_ms"}
     assert report["alice"]["p50_ms"] <= report["alice"]["p95_ms"]
     assert main(["usage", "--store", store, "--by", "model", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "group,requests,tokens_in,tokens_out,cost_usd,errors,p50_ms,p95_ms"
+    assert lines[0] == "group,requests,tokens_in,tokens_out,cost_usd,errors,refused,p50_ms,p95_ms"
     assert {line.split(",")[0] for line in lines[1:]} == {"echo", "-"}
     assert main(["usage", "--store", store, "--by", "team"]) == 0
     table = capsys.readouterr().out

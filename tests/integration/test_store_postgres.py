@@ -274,7 +274,7 @@ def test_a_gateway_on_postgresql_writes_its_ledger_and_reports_it(
     assert main(["usage", "--store", pg_url, "--by", "model", "--since", "1h", "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [set(r) for r in report] == [{"group", "requests", "tokens_in", "tokens_out", "cost_usd", "errors",
-                                         "p50_ms", "p95_ms"}] * 2
+                                         "refused", "p50_ms", "p95_ms"}] * 2
     assert {r["group"]: r["requests"] for r in report} == {"echo": 3, "-": 1}
     echo = next(r for r in report if r["group"] == "echo")
     assert echo["cost_usd"] == pytest.approx(sum(float(a.headers["x-polyroute-cost-usd"]) for a in answers[:3]))
@@ -289,7 +289,7 @@ def test_a_gateway_on_postgresql_writes_its_ledger_and_reports_it(
     assert rolled == {r["group"]: (r["requests"], r["errors"], pytest.approx(r["cost_usd"])) for r in report}
     assert main(["usage", "--store", pg_url, "--by", "day", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "group,requests,tokens_in,tokens_out,cost_usd,errors,p50_ms,p95_ms"
+    assert lines[0] == "group,requests,tokens_in,tokens_out,cost_usd,errors,refused,p50_ms,p95_ms"
     days = [line.split(",") for line in lines[1:]]
     assert sum(int(d[1]) for d in days) == 4 and all(re.fullmatch(r"\d{4}-\d\d-\d\d", d[0]) for d in days)
 
@@ -410,7 +410,8 @@ def test_the_day_summed_by_the_store_is_what_counting_its_rows_gives(store: Stor
     assert sorted(summed) == sorted(counted)
     for start, m in counted.items():
         s = summed[start]
-        assert (s.requests, s.errors, s.tokens_in, s.tokens_out) == (m.requests, m.errors, m.tokens_in, m.tokens_out)
+        assert (s.requests, s.errors, s.refused, s.tokens_in, s.tokens_out) == (
+            m.requests, m.errors, m.refused, m.tokens_in, m.tokens_out)
         assert s.cost_usd == pytest.approx(m.cost_usd)
         assert (s.latency, s.ttft, s.routes) == (m.latency, m.ttft, m.routes)
     last = store.latest(3, mark + 60)

@@ -188,9 +188,9 @@ def test_usage_steps_are_whole_and_groups_beyond_the_top_are_other(tmp_path: Pat
 
 def test_the_csv_cannot_carry_a_formula() -> None:
     text = csv_of([{"group": "=HYPERLINK(\"x\")", "requests": 1, "tokens_in": 2, "tokens_out": 3,
-                    "cost_usd": 0.00001234, "errors": 0, "p50_ms": 1.5, "p95_ms": 2.0}], "key").decode()
+                    "cost_usd": 0.00001234, "errors": 0, "refused": 0, "p50_ms": 1.5, "p95_ms": 2.0}], "key").decode()
     lines = text.splitlines()
-    assert lines[0] == "key,requests,tokens_in,tokens_out,cost_usd,errors,p50_ms,p95_ms"
+    assert lines[0] == "key,requests,tokens_in,tokens_out,cost_usd,errors,refused,p50_ms,p95_ms"
     assert lines[1].startswith("\"'=HYPERLINK") and ",0.00001234," in lines[1]
 
 

@@ -76,7 +76,7 @@ def _row(key: str, ms: float, status: int = 200) -> UsageRow:
 def test_summaries_count_errors_and_percentiles_per_group() -> None:
     out = summarize([_row("a", 10), _row("a", 30, 502), _row("b", 5)], "key")
     assert out[0] == {"group": "a", "requests": 2, "tokens_in": 2, "tokens_out": 4, "cost_usd": 1.0, "errors": 1,
-                      "p50_ms": 10.0, "p95_ms": 30.0}
+                      "refused": 0, "p50_ms": 10.0, "p95_ms": 30.0}
     assert [r["group"] for r in out] == ["a", "b"]
 
 

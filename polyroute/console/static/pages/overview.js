@@ -8,7 +8,8 @@ const WINDOWS = [["5m", "last 5 min"], ["1h", "last hour"], ["1d", "last day"]];
 const METRICS = [
   ["Requests / s", (w) => fmt.rate(w.requests_per_s)],
   ["Requests", (w) => fmt.int(w.requests)],
-  ["Error rate", (w) => fmt.pct(w.error_rate)],
+  ["Failure rate", (w) => fmt.pct(w.error_rate)],
+  ["Refused", (w) => `${fmt.int(w.refused)} (${fmt.pct(w.refused_rate)})`],
   ["Latency p50", (w) => fmt.ms(w.latency_ms_p50)],
   ["Latency p95", (w) => fmt.ms(w.latency_ms_p95)],
   ["Time to first token p50", (w) => fmt.ms(w.ttft_ms_p50)],
@@ -35,7 +36,9 @@ function view(doc) {
     tile("Fleet", doc.status, doc.status === "ok" ? "ok" : doc.status === "down" ? "bad" : "warn",
       `${doc.models_failing} of ${doc.models_total} models failing`),
     tile("Requests / s (1 h)", fmt.rate(hour.requests_per_s)),
-    tile("Error rate (1 h)", fmt.pct(hour.error_rate), hour.error_rate > 0.05 ? "bad" : ""),
+    tile("Failure rate (1 h)", fmt.pct(hour.error_rate), hour.error_rate > 0.05 ? "bad" : "",
+      "of the requests not refused"),
+    tile("Refused (1 h)", fmt.int(hour.refused), "", `${fmt.pct(hour.refused_rate)} of requests: the client's own`),
     tile("p95 latency (1 h)", fmt.ms(hour.latency_ms_p95)),
     tile("TTFT p50 (1 h)", fmt.ms(hour.ttft_ms_p50)),
     tile("Cost (1 day)", fmt.usd(doc.windows["1d"].cost_usd, 4)));
@@ -43,13 +46,17 @@ function view(doc) {
     h("tr", {}, h("th", { scope: "row" }, label), WINDOWS.map(([k]) => h("td", { class: "num" }, get(doc.windows[k])))));
   const minutes = doc.per_minute;
   const chart = stackedBars(minutes.map((m) => m.at),
-    [{ group: "answered", values: minutes.map((m) => m.requests - m.errors) }, { group: "errors", values: minutes.map((m) => m.errors) }],
+    [{ group: "answered", values: minutes.map((m) => m.requests - m.errors - m.refused) },
+      { group: "failed", values: minutes.map((m) => m.errors) }, { group: "refused", values: minutes.map((m) => m.refused) }],
     { label: "Requests per minute, last hour", tickEvery: 15, format: (v) => fmt.num(v, 1),
       stepLabel: (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) });
   return [
     status,
     section("Traffic", table(["", ...WINDOWS.map(([, l]) => l)], rows, { id: "windows" })),
-    section("Requests per minute, last hour", chart, legend(["answered", "errors"])),
+    section("Requests per minute, last hour", chart, legend(["answered", "failed", "refused"])),
+    h("p", { class: "muted", id: "fault-note" }, "Failed: the gateway or its upstreams could not answer. Refused: the "
+      + "client's own doing (its key, its request, its rate limit or budget, or it left). Failure rate and latency "
+      + "are of the requests not refused."),
     section("Routes by share of traffic", h("div", { class: "columns" },
       routeShares("last hour", hour.routes), routeShares("last day", doc.windows["1d"].routes))),
   ];

@@ -45,7 +45,8 @@ function view(doc) {
   const totals = doc.totals.map((t) => h("tr", { "data-group": t.group },
     h("th", { scope: "row" }, t.group), h("td", { class: "num" }, fmt.int(t.requests)),
     h("td", { class: "num" }, fmt.int(t.tokens_in)), h("td", { class: "num" }, fmt.int(t.tokens_out)),
-    h("td", { class: "num cost" }, fmt.usd(t.cost_usd, 6)), h("td", { class: "num" }, fmt.int(t.errors)),
+    h("td", { class: "num cost" }, fmt.usd(t.cost_usd, 6)), h("td", { class: "num failed" }, fmt.int(t.errors)),
+    h("td", { class: "num refused" }, fmt.int(t.refused)),
     h("td", { class: "num" }, fmt.ms(t.p50_ms)), h("td", { class: "num" }, fmt.ms(t.p95_ms))));
   const budgets = doc.budgets.map((b) => h("tr", { "data-budget": `${b.kind}:${b.name}` },
     h("td", {}, b.kind), h("th", { scope: "row" }, b.name),
@@ -57,7 +58,11 @@ function view(doc) {
   return [
     section(`Spend by ${doc.by}, since ${fmt.time(doc.since)}`, ...chart),
     section("Totals", doc.totals.length
-      ? table([doc.by, "Requests", "Tokens in", "Tokens out", "Cost", "Errors", "p50", "p95"], totals, { id: "totals", class: "cards" })
+      ? [table([doc.by, "Requests", "Tokens in", "Tokens out", "Cost", "Failed", "Refused", "p50", "p95"], totals,
+          { id: "totals", class: "cards" }),
+        h("p", { class: "muted" }, "Failed: the gateway or its upstreams could not answer. Refused: the client's own "
+          + "doing (its key, its request, its rate limit or budget, or it left). p50 and p95 are of the requests not "
+          + "refused.")]
       : h("p", { class: "muted" }, "Nothing yet.")),
     section("Budgets", budgets.length
       ? table(["Scope", "Name", "Budget", "Spent", "Used", "Resets"], budgets, { id: "budgets", class: "cards" })
