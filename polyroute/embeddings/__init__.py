@@ -11,4 +11,5 @@ breakers, ``max_attempts``, the deadline, the classification of every failure).
     types    the request, one attempt, what a backend answers
     plan     the candidates a request may use, in the route's order
     walk     the attempts, one after another, within the route's budget
+    dialects what each OpenAI-wire server takes where it differs from OpenAI (Mistral, Gemini)
 """

@@ -2,9 +2,11 @@
 
 The route must be one of embedding models (a chat model's name is a 400 that says where
 to send it). The caller's policies exclude as they do for chat; a candidate is also left
-out when its backend cannot take what the request sends (token ids, ``dimensions``) or
-when an input is longer than its window. The route's strategy orders what is left: its
-price is the input tokens' alone (an embedding has no output to bill).
+out when its backend cannot take what the request sends (token ids, ``dimensions``, more
+inputs than its server allows, a provider field it cannot answer in OpenAI's shape:
+``polyroute.embeddings.dialects``) or when an input is longer than its window. The
+route's strategy orders what is left: its price is the input tokens' alone (an embedding
+has no output to bill).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from polyroute.routing.ordered import Ordered
 from polyroute.routing.policy import Policy
 from polyroute.routing.weighted import Weighted
 
+from .dialects import dialect_of
 from .types import EmbeddingRequest
 
 # Shared with routing's reasons, so that a request too long for every candidate is OpenAI's context_length_exceeded.
@@ -131,6 +134,10 @@ class EmbeddingPlanner:
         if req.dimensions is not None and not adapter.embeds_dimensions:
             refused.add("dimensions")
             return f"backends of type {adapter.kind!r} cannot shorten vectors (dimensions)"
+        if (refusal := dialect_of(adapter).refusal(req)) is not None:
+            param, why = refusal
+            refused.add(param)
+            return why
         return None
 
 

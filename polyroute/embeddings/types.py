@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -77,6 +78,8 @@ class EmbeddingRequest(BaseModel):
 
     _inputs: list[str] | list[list[int]] = PrivateAttr(default_factory=list)
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+    # How one server words the upstream body (polyroute.embeddings.dialects); None: OpenAI's words.
+    _wire: Callable[[dict[str, Any]], dict[str, Any]] | None = PrivateAttr(default=None)
 
     @field_validator("input")
     @classmethod
@@ -114,7 +117,13 @@ class EmbeddingRequest(BaseModel):
         body = {k: v for k, v in (self._raw or self.model_dump(exclude_none=True)).items() if v is not None}
         body["model"] = upstream_model
         body["encoding_format"] = "float"
-        return body
+        return body if self._wire is None else self._wire(body)
+
+    def sent_as(self, wire: Callable[[dict[str, Any]], dict[str, Any]]) -> EmbeddingRequest:
+        """This request, its upstream body put in one server's words by ``wire``; the client's own is untouched."""
+        copy = self.model_copy()
+        copy._wire = wire
+        return copy
 
     def stand_in(self) -> ChatRequest:
         """A chat request that asks for nothing, for the chat machinery this path shares.

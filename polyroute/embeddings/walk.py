@@ -25,6 +25,7 @@ from polyroute.routing import Plan
 from polyroute.stall import Deadline
 from polyroute.types import make_usage
 
+from .dialects import dialect_of
 from .types import EmbedCall, Embedded, EmbeddingRequest
 
 
@@ -39,7 +40,8 @@ class EmbeddingWalk(Walk):
         return adapter.config.answer_timeout  # the answer is whole when it comes: no first token to wait for
 
     async def run(self, slot: Slot) -> Embedded:
-        call = EmbedCall(self.request, slot.entry.upstream, timeout=slot.timeout)
+        # The request in the words of the server this attempt goes to (Mistral's output_dimension, ...).
+        call = EmbedCall(dialect_of(slot.adapter).request(self.request), slot.entry.upstream, timeout=slot.timeout)
         try:
             async with Deadline(slot.timeout):
                 got = await slot.adapter.embed(call)

@@ -112,6 +112,10 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
      "Unrecognized request argument supplied: cache_control"),
     ("anthropic/400_cache_control_extra_inputs", UpstreamParamRefused,
      "text.cache_control: Extra inputs are not permitted"),
+    # Embeddings: Mistral's limit on a request's tokens taken together (a model with a larger one may take it), and
+    # Gemini's on its inputs (the client's request to split; the plan refuses more than 100 before sending).
+    ("mistral/400_too_many_tokens_in_batch", UpstreamContextExceeded, "Too many tokens in batch"),
+    ("gemini/400_batch_embed_over_100", UpstreamRejected, "at most 100 requests can be in one batch"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
