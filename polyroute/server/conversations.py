@@ -11,7 +11,8 @@
 
 Each in OpenAI's shapes and with OpenAI's limits (``conversations_items``): up to 20
 items added per call; a page of ``limit`` (1 to 100, 20 by default) items, newest first
-unless ``order=asc``. A key reaches only the conversations it made (``polyroute.tenancy.
+unless ``order=asc`` (``conversations_paging``); what ``include`` adds to the items shown
+(``responses_include``). A key reaches only the conversations it made (``polyroute.tenancy.
 conversations``); any other id is the same 404. A conversation holds at most
 ``[gateway] max_messages`` items, since a response with it sends them all.
 """
@@ -29,11 +30,13 @@ from polyroute.routing import Principal
 from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.chat import read_object
-from polyroute.server.conversations_items import about_items, checked_items, checked_metadata, shown_items
+from polyroute.server.conversations_items import about_items, checked_items, checked_metadata
+from polyroute.server.conversations_paging import listed, paging
 from polyroute.server.conversations_turn import missing
 from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response
 from polyroute.server.http11 import Request
+from polyroute.server.responses_include import include_query, shown_items
 from polyroute.tenancy.conversations import ConversationKeeper, StoredConversation
 
 __all__ = ["ConversationsEndpoint"]
@@ -57,7 +60,7 @@ class ConversationsEndpoint:
             raw = _read(request.body, self.bounds)
             metadata = checked_metadata(raw.get("metadata"))
             items = await checked_items(raw.get("items"), False, request.body, self.bounds,
-                                        self.gateway.tenancy.responses, principal.key)
+                                        self.gateway.tenancy.responses, self.kept, principal.key)
             self._fits(0, len(items))
             made, _ = await self.kept.create(metadata, items, principal.key, principal.team)
             return _json(made.shown())
@@ -95,39 +98,37 @@ class ConversationsEndpoint:
     async def _items(self, request: Request, conversation_id: str, principal: Principal) -> Reply:
         key = principal.key
         params = request.params()
-        include = _include(params)
+        include = include_query(params)
         if request.method == "POST":
             raw = _read(request.body, self.bounds)
             items = await checked_items(raw.get("items"), True, request.body, self.bounds,
-                                        self.gateway.tenancy.responses, key)
+                                        self.gateway.tenancy.responses, self.kept, key)
             self._fits(0, len(items))
             added = await self.kept.append(conversation_id, key, items, self.bounds.max_messages)
             if added is None:
                 raise missing(conversation_id)
             if items and not added.items:
                 self._fits(added.size, len(items))
-            return _json(_listed(shown_items(added.items, include), False))
+            return _json(listed(shown_items(added.items, include), False))
         if request.method != "GET":
             raise MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}.")
-        order = _last(params, "order") or "desc"
-        if order not in ("asc", "desc"):
-            raise InvalidRequest("Invalid value for 'order': expected 'asc' or 'desc'.", param="order")
-        page = await self.kept.page(conversation_id, key, _last(params, "after") or None, _limit(params),
-                                    order == "desc")
+        asked = paging(params)
+        page = await self.kept.page(conversation_id, key, asked.after, asked.limit, asked.newest_first)
         if page is None:
             raise missing(conversation_id)
         items, more = page
-        return _json(_listed(shown_items(items, include), more))
+        return _json(listed(shown_items(items, include), more))
 
     async def _item(self, request: Request, conversation_id: str, item_id: str, principal: Principal) -> Reply:
         key = principal.key
         if request.method == "GET":
+            include = include_query(request.params())
             if (conversation := await self.kept.get(conversation_id, key)) is None:
                 raise missing(conversation_id)
             found = await self.kept.item(conversation.id, key, item_id)
             if found is None:
                 raise _no_item(item_id)
-            return _json(shown_items([found], _include(request.params()))[0])
+            return _json(shown_items([found], include)[0])
         if request.method != "DELETE":
             raise MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}.")
         conversation, deleted = await self.kept.delete_item(conversation_id, key, item_id)
@@ -164,26 +165,6 @@ def _shown(conversation: StoredConversation | None, conversation_id: str) -> dic
 
 def _no_item(item_id: str) -> NotFound:
     return NotFound(f"Item with id '{item_id}' not found in this conversation.", param="item_id")
-
-
-def _listed(items: list[dict[str, Any]], more: bool) -> dict[str, Any]:
-    return {"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
-            "last_id": items[-1]["id"] if items else None, "has_more": more}
-
-
-def _last(params: dict[str, list[str]], name: str) -> str:
-    return (params.get(name) or [""])[-1]
-
-
-def _include(params: dict[str, list[str]]) -> list[str]:
-    return params.get("include[]", []) + params.get("include", [])
-
-
-def _limit(params: dict[str, list[str]]) -> int:
-    text = _last(params, "limit") or "20"
-    if not text.isdigit() or not 1 <= int(text) <= 100:
-        raise InvalidRequest("Invalid value for 'limit': expected a whole number from 1 to 100.", param="limit")
-    return int(text)
 
 
 def _json(doc: Any) -> Reply:

@@ -3,25 +3,25 @@ the shape OpenAI's Conversations API lists them.
 
 An item is accepted when ``POST /v1/responses`` could take it as input: the same
 translation checks it (``responses_request``), and its error names ``items[i]``. An
-``item_reference`` is replaced by the stored output item it names, as in a response's
-input. A message is kept with its content as a list of parts (a string becomes one
+``item_reference`` is replaced by the stored item it names (a stored response's output
+item, or an item of one of the key's conversations), as in a response's input. A
+message is kept with its content as a list of parts (a string becomes one
 ``input_text``, or ``output_text`` for the assistant) and a ``status``, as OpenAI's
 conversation items have; other items are kept as given, with their ``type``.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from polyroute.errors import InvalidRequest
 from polyroute.server.bounds import Bounds
-from polyroute.server.responses_reasoning import INCLUDE_SEALED
-from polyroute.server.responses_references import names_stored, resolve_input
+from polyroute.server.responses_references import names_stored, resolve
 from polyroute.server.responses_request import to_chat
+from polyroute.tenancy.conversations import ConversationKeeper
 from polyroute.tenancy.responses import ResponseKeeper
 
-__all__ = ["MAX_ADDED", "about_items", "as_item", "checked_items", "checked_metadata", "shown_items"]
+__all__ = ["MAX_ADDED", "about_items", "as_item", "checked_items", "checked_metadata"]
 
 # OpenAI's limits: items added by one call, and metadata's pairs and lengths.
 MAX_ADDED = 20
@@ -52,9 +52,9 @@ def checked_metadata(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-async def checked_items(given: Any, required: bool, body: bytes, bounds: Bounds, kept: ResponseKeeper,
-                        key: str | None) -> list[dict[str, Any]]:
-    """The items a body adds (references read through ``kept``, as ``key`` sees it), in their stored shape."""
+async def checked_items(given: Any, required: bool, body: bytes, bounds: Bounds, responses: ResponseKeeper,
+                        conversations: ConversationKeeper, key: str | None) -> list[dict[str, Any]]:
+    """The items a body adds (references read as ``key`` sees the stores), in their stored shape."""
     if given is None and not required:
         return []
     if not isinstance(given, list):
@@ -64,8 +64,7 @@ async def checked_items(given: Any, required: bool, body: bytes, bounds: Bounds,
                              param="items", code="array_above_max_length")
     if names_stored({"input": given}):
         try:
-            resolved = await kept.run(lambda: resolve_input({"input": given}, kept.lookup(key),
-                                                            kept.item_lookup(key)))
+            resolved = await resolve({"input": given}, responses, conversations, key)
         except InvalidRequest as exc:
             raise about_items(exc) from None
         given = resolved.given
@@ -104,13 +103,3 @@ def as_item(item: dict[str, Any]) -> dict[str, Any]:
     elif kind in ("function_call", "function_call_output"):
         out.setdefault("status", "completed")
     return out
-
-
-def shown_items(items: list[dict[str, Any]], include: list[str]) -> list[dict[str, Any]]:
-    """Items as their owner reads them: sealed reasoning only when ``include`` asks for it."""
-    if INCLUDE_SEALED in include or not any("encrypted_content" in item for item in items):
-        return items
-    shown = copy.deepcopy(items)
-    for item in shown:
-        item.pop("encrypted_content", None)
-    return shown

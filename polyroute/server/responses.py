@@ -5,7 +5,7 @@ validated as one; from there keys, admission, routing, failover, budgets, the le
 and metrics are the chat endpoint's, unchanged. Only the answer's shape differs: a
 ``response`` object (``responses_answer``) or its events (``responses_stream``).
 
-What it names of stored responses (``previous_response_id``, ``item_reference``) is put
+What it names of stored responses and conversations (``previous_response_id``, ``item_reference``) is put
 in first (``responses_references``). Unless it says ``store: false``, the response is then
 stored (``polyroute.tenancy.responses``) before its last bytes leave: a whole answer
 before its body is sent, a stream before ``response.completed``. A client sends its next
@@ -33,7 +33,7 @@ from polyroute.server.conversations_turn import append_turn, before_input, conve
 from polyroute.server.errors import from_validation
 from polyroute.server.responses_answer import from_chat
 from polyroute.server.responses_kept import with_ids
-from polyroute.server.responses_references import ResolvedInput, names_stored, resolve_input
+from polyroute.server.responses_references import ResolvedInput, names_stored, resolve
 from polyroute.server.responses_request import seals_reasoning, stores, to_chat
 from polyroute.server.responses_stream import ResponseEvents
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse
@@ -136,12 +136,12 @@ class ResponsesEndpoint(ChatEndpoint):
             raise too_many
         resolved = None
         conversation = conversation_named(raw)
-        kept, key = self.gateway.tenancy.responses, ctx.principal.key
+        tenancy, key = self.gateway.tenancy, ctx.principal.key
         if names_stored(raw):
-            resolved = await kept.run(lambda: resolve_input(raw, kept.lookup(key), kept.item_lookup(key)))
+            resolved = await resolve(raw, tenancy.responses, tenancy.conversations, key)
         if conversation is not None:
             given = resolved.given if resolved is not None else raw.get("input")
-            resolved = await before_input(conversation, given, self.gateway.tenancy.conversations, key,
+            resolved = await before_input(conversation, given, tenancy.conversations, key,
                                           self.bounds.max_messages)
         req = parse_responses(body, self.bounds, raw, resolved)
         req._conversation = conversation

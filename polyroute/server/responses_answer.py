@@ -58,7 +58,8 @@ def from_chat(resp: ChatResponse, req: ChatRequest, request_id: str, *, sealed: 
     if thought or entries:
         output.append(reasoning_item(f"rs_{request_id}_0", thought, entries, item_status))
     if message.get("content") or not message.get("tool_calls"):  # an empty answer is an empty message
-        output.append(message_item(f"msg_{request_id}_{len(output)}", message.get("content") or "", item_status))
+        output.append(message_item(f"msg_{request_id}_{len(output)}", message.get("content") or "", item_status,
+                                   logprobs_of(choice)))
         if refusal := message.get("refusal"):  # why the model declined: the Responses API's refusal part
             output[-1]["content"].append(refusal_part(refusal))
     for call in message.get("tool_calls") or []:
@@ -75,9 +76,25 @@ def from_chat(resp: ChatResponse, req: ChatRequest, request_id: str, *, sealed: 
     return doc
 
 
-def message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
-    content = [{"type": "output_text", "text": text, "annotations": []}] if status != "in_progress" else []
+def message_item(item_id: str, text: str, status: str, logprobs: list[Any] | None = None) -> dict[str, Any]:
+    content = [text_part(text, logprobs)] if status != "in_progress" else []
     return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
+
+
+def text_part(text: str, logprobs: list[Any] | None = None) -> dict[str, Any]:
+    """An answer's ``output_text`` part; it carries ``logprobs`` when the upstream gave them."""
+    part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
+    if logprobs is not None:
+        part["logprobs"] = logprobs
+    return part
+
+
+def logprobs_of(choice: Any) -> list[Any] | None:
+    """A chat choice's (or a chunk's choice's) token logprobs, which the Responses API's ``output_text`` parts
+    carry in the same shape (``token``, ``logprob``, ``bytes``, ``top_logprobs``); None when it has none."""
+    logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    return content if isinstance(content, list) else None
 
 
 def refusal_part(text: str) -> dict[str, Any]:

@@ -5,13 +5,14 @@ Each is OpenAI's: the ``response`` object as it was answered; ``{"id", "object":
 replaced by what they named), in OpenAI's list shape, newest first unless
 ``order=asc``, ``limit`` (1 to 100, 20 by default) at a time after the item ``after``.
 A key reads and deletes only its own; any other id (unknown, expired, deleted, another
-key's) is the same 404. Reasoning items carry ``encrypted_content`` only when
-``include`` asks for it (``include[]=reasoning.encrypted_content``), as in answers.
+key's) is the same 404. What ``include`` adds is ``responses_include``'s: reasoning items
+carry ``encrypted_content`` only with ``include[]=reasoning.encrypted_content``, as in
+answers, and ``output_text`` parts their logprobs only with
+``include[]=message.output_text.logprobs``.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,10 +21,11 @@ import orjson
 from polyroute.errors import InvalidRequest, NotFound, PolyrouteError
 from polyroute.gateway import Gateway
 from polyroute.server.answers import Reply
+from polyroute.server.conversations_paging import listed, paging
 from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response
 from polyroute.server.http11 import Request
-from polyroute.server.responses_reasoning import INCLUDE_SEALED
+from polyroute.server.responses_include import include_query, shown_items
 from polyroute.tenancy.responses import StoredResponse
 
 __all__ = ["StoredResponsesEndpoint", "with_ids"]
@@ -79,38 +81,22 @@ def _missing(response_id: str) -> NotFound:
 
 
 def _shown(response: dict[str, Any], params: dict[str, list[str]]) -> dict[str, Any]:
-    """The response as its owner reads it: sealed reasoning only when ``include`` asks for it."""
-    if INCLUDE_SEALED in params.get("include[]", []) + params.get("include", []):
-        return response
-    shown = copy.deepcopy(response)
-    for item in shown.get("output") or []:
-        item.pop("encrypted_content", None)
-    return shown
+    """The response as its owner reads it with ``include`` (``responses_include``)."""
+    return {**response, "output": shown_items(response.get("output") or [], include_query(params))}
 
 
 def _listed(stored: StoredResponse, params: dict[str, list[str]]) -> dict[str, Any]:
-    items = _shown({"output": stored.input}, params)["output"]
-    order = (params.get("order") or ["desc"])[-1]
-    if order not in ("asc", "desc"):
-        raise InvalidRequest("Invalid value for 'order': expected 'asc' or 'desc'.", param="order")
-    if order == "desc":
+    include, asked = include_query(params), paging(params)
+    items = shown_items(stored.input, include)
+    if asked.newest_first:
         items = items[::-1]
-    if after := (params.get("after") or [""])[-1]:
-        at = next((i for i, item in enumerate(items) if item.get("id") == after), None)
+    if asked.after is not None:
+        at = next((i for i, item in enumerate(items) if item.get("id") == asked.after), None)
         if at is None:
-            raise InvalidRequest(f"Invalid value for 'after': no input item of this response has id '{after}'.",
-                                 param="after")
+            raise InvalidRequest(f"Invalid value for 'after': no input item of this response has id "
+                                 f"'{asked.after}'.", param="after")
         items = items[at + 1:]
-    limit = _limit((params.get("limit") or ["20"])[-1])
-    page = items[:limit]
-    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
-
-
-def _limit(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 100:
-        raise InvalidRequest("Invalid value for 'limit': expected a whole number from 1 to 100.", param="limit")
-    return int(text)
+    return listed(items[:asked.limit], len(items) > asked.limit)
 
 
 def _json(doc: Any) -> Reply:

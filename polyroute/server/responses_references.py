@@ -1,18 +1,22 @@
-"""What a Responses request names of the responses the gateway stored, replaced by what they hold.
+"""What a Responses request names of what the gateway stored, replaced by what it holds.
 
-Two things name stored state (``polyroute.tenancy.responses``):
+Two things name stored state:
 
 - an ``item_reference`` input item (``{"type": "item_reference", "id": "msg_..."}``, as the
-  Vercel AI SDK sends every earlier answer that carries an item id) becomes that output
-  item of one of the key's stored responses, whole (``msg_``, ``fc_``, ``rs_``);
+  Vercel AI SDK sends every earlier answer that carries an item id) becomes the item of
+  that id, whole: an output item of one of the key's stored responses (``msg_``, ``fc_``,
+  ``rs_``; ``polyroute.tenancy.responses``), else an item of one of the key's
+  conversations (``polyroute.tenancy.conversations``), such as one a client added
+  through ``POST /v1/conversations/{id}/items``, as OpenAI resolves any stored item id;
 - ``previous_response_id`` puts that response's conversation before the input: the
   input items and output items of every response of its chain, oldest first, following
   each one's own ``previous_response_id`` as it was stored.
 
 An id the key has no stored response or item of (never stored, ``store: false``, past
 its retention, deleted, or another key's) is a 400 naming the field, worded alike in
-every case so that it tells nothing of other keys. Lookups are blocking: ``resolve_input`` runs
-where the store's calls run (a worker thread for a database).
+every case so that it tells nothing of other keys: every lookup is made as the asking
+key, so another key's id is never found at all. Lookups are blocking: ``resolve`` runs
+``resolve_input`` where the stores' calls run (a worker thread for a database).
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from polyroute.errors import InvalidRequest
-from polyroute.tenancy.responses import StoredItem, StoredResponse
+from polyroute.tenancy.conversations import ConversationKeeper
+from polyroute.tenancy.responses import ResponseKeeper, StoredResponse
 
-__all__ = ["ResolvedInput", "names_stored", "resolve_input"]
+__all__ = ["ResolvedInput", "item_finder", "names_stored", "resolve", "resolve_input"]
+
+ItemFinder = Callable[[str], dict[str, Any] | None]
 
 GONE = "it was not stored for this key, or has expired or been deleted"
 
@@ -52,8 +59,27 @@ def names_stored(raw: dict[str, Any]) -> bool:
         isinstance(given, list) and any(_is_reference(item) for item in given))
 
 
+def item_finder(responses: ResponseKeeper, conversations: ConversationKeeper, key: str | None) -> ItemFinder:
+    """A blocking reader of ``key``'s stored items by id: its stored responses' output items, then its
+    conversations' items."""
+    of_responses, of_conversations = responses.item_lookup(key), conversations.item_lookup(key)
+
+    def find(item_id: str) -> dict[str, Any] | None:
+        found = of_responses(item_id)
+        return dict(found.item) if found is not None else of_conversations(item_id)
+    return find
+
+
+async def resolve(raw: dict[str, Any], responses: ResponseKeeper, conversations: ConversationKeeper,
+                  key: str | None) -> ResolvedInput:
+    """``resolve_input`` as ``key`` sees the stores, run where their calls run (both fronts are opened on one
+    store: ``polyroute.tenancy.conversations.open_conversations``)."""
+    return await responses.run(lambda: resolve_input(raw, responses.lookup(key),
+                                                     item_finder(responses, conversations, key)))
+
+
 def resolve_input(raw: dict[str, Any], response: Callable[[str], StoredResponse | None],
-           item: Callable[[str], StoredItem | None]) -> ResolvedInput:
+                  item: ItemFinder) -> ResolvedInput:
     """``raw``'s input with its references replaced, read through ``response`` and ``item`` (which see only the
     asking key's own)."""
     given = raw.get("input")
@@ -75,7 +101,7 @@ def _is_reference(entry: Any) -> bool:
     return kind == "item_reference" or (kind is None and "role" not in entry and "id" in entry)
 
 
-def _resolved(entry: dict[str, Any], i: int, item: Callable[[str], StoredItem | None]) -> dict[str, Any]:
+def _resolved(entry: dict[str, Any], i: int, item: ItemFinder) -> dict[str, Any]:
     item_id = entry.get("id")
     if not isinstance(item_id, str) or not item_id:
         raise InvalidRequest(f"Missing required parameter: 'input[{i}].id'.", param=f"input[{i}].id")
@@ -83,7 +109,7 @@ def _resolved(entry: dict[str, Any], i: int, item: Callable[[str], StoredItem | 
     if found is None:
         raise InvalidRequest(f"Item with id '{item_id}' not found: {GONE}. Send the item itself instead.",
                              param=f"input[{i}].id")
-    return dict(found.item)
+    return found
 
 
 def _conversation(previous: str, response: Callable[[str], StoredResponse | None]) -> list[dict[str, Any]]:

@@ -22,12 +22,14 @@ from __future__ import annotations
 from typing import Any
 
 from polyroute.errors import InvalidRequest
-from polyroute.server.responses_reasoning import INCLUDE_SEALED, join_recalled, recalled
+from polyroute.server.responses_include import INCLUDE_LOGPROBS, INCLUDE_SEALED, include_of
+from polyroute.server.responses_reasoning import join_recalled, recalled
 
 # Needs a prompt kept by the server: the gateway keeps responses and conversations only, and refuses these.
 _STATEFUL = ("prompt",)
-# Responses fields that shape only what a server keeps or includes: nothing to do here (``store``,
-# ``previous_response_id`` and ``conversation`` are the endpoint's: ``polyroute.server.responses``).
+# Responses fields that shape only what a server keeps or includes, never copied (``include`` and ``top_logprobs``
+# are read by ``_logprobs``; ``store``, ``previous_response_id`` and ``conversation`` are the endpoint's:
+# ``polyroute.server.responses``).
 _IGNORED = frozenset({"include", "truncation", "max_tool_calls", "stream_options", "top_logprobs", "background",
                       "store", "previous_response_id", "conversation"})
 # Responses fields translated into chat's below, never copied as they are.
@@ -64,6 +66,7 @@ def to_chat(raw: dict[str, Any]) -> dict[str, Any]:
                                  param="max_output_tokens")
         chat["max_completion_tokens"] = limit
     _text(raw.get("text"), chat)
+    _logprobs(raw, chat)
     reasoning = raw.get("reasoning")
     if isinstance(reasoning, dict) and reasoning.get("effort") is not None:
         chat["reasoning_effort"] = reasoning["effort"]
@@ -120,8 +123,20 @@ def stores(raw: dict[str, Any]) -> bool:
 
 def seals_reasoning(raw: dict[str, Any]) -> bool:
     """Whether a Responses request asks for its reasoning items' ``encrypted_content``."""
-    include = raw.get("include")
-    return isinstance(include, list) and INCLUDE_SEALED in include
+    return INCLUDE_SEALED in include_of(raw.get("include"))
+
+
+def _logprobs(raw: dict[str, Any], chat: dict[str, Any]) -> None:
+    """``include`` checked (``responses_include``); logprobs asked of the upstream when it or ``top_logprobs``
+    wants them."""
+    top = raw.get("top_logprobs")
+    if top is not None and (not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20):
+        raise InvalidRequest("Invalid value for 'top_logprobs': expected a whole number from 0 to 20.",
+                             param="top_logprobs")
+    if INCLUDE_LOGPROBS in include_of(raw.get("include")) or top:
+        chat["logprobs"] = True
+        if top is not None:
+            chat["top_logprobs"] = top
 
 
 def _message(item: dict[str, Any], i: int) -> dict[str, Any]:

@@ -32,10 +32,12 @@ from polyroute.server.responses_answer import (
     call_item,
     ending,
     envelope,
+    logprobs_of,
     message_item,
     refusal_part,
     response_id,
     responses_usage,
+    text_part,
 )
 from polyroute.server.responses_reasoning import reasoning_item, reasoning_text, seal, sealable
 from polyroute.types import ChatChunk, ChatRequest
@@ -59,6 +61,7 @@ class ResponseEvents:
         self.sequence = 0
         self.message: int | None = None  # the output index of the open message
         self.text: list[str] = []  # its text so far
+        self.logprobs: list[Any] | None = None  # its tokens' logprobs so far, when the upstream gives them
         self.refusal: list[str] = []  # its refusal so far (a classifier's, said as the answer ends)
         self.thought: int | None = None  # the output index of the open reasoning item
         self.thinking: list[str] = []  # its text so far
@@ -82,7 +85,7 @@ class ResponseEvents:
             elif details and self.thought is not None:  # kept for the store (``sealed_apart``), not shown
                 self.details.add(make_chunk("", "", {"reasoning_details": details}, created=1))
             if text := delta.get("content"):
-                out += self._text(text)
+                out += self._text(text, logprobs_of(choice))
             if refusal := delta.get("refusal"):  # why the model declined: a refusal part of the message
                 out += self._text("")
                 self.refusal.append(refusal)
@@ -127,7 +130,7 @@ class ResponseEvents:
         self.thinking.append(text)
         return out + self._emit("response.reasoning_text.delta", **where, content_index=0, delta=text)
 
-    def _text(self, text: str) -> bytes:
+    def _text(self, text: str, logprobs: list[Any] | None = None) -> bytes:
         out = b""
         if self.message is None:
             out += self._close(self.thought)
@@ -138,8 +141,11 @@ class ResponseEvents:
         if not text:
             return out
         self.text.append(text)
+        if logprobs is not None:
+            self.logprobs = self.logprobs if self.logprobs is not None else []
+            self.logprobs.extend(logprobs)
         return out + self._emit("response.output_text.delta", **self._where(self.message), content_index=0,
-                                delta=text, logprobs=[])
+                                delta=text, logprobs=logprobs or [])
 
     def _call(self, call: dict[str, Any]) -> bytes:
         out = b""
@@ -170,13 +176,14 @@ class ResponseEvents:
         out = b""
         if item["type"] == "message":
             text = "".join(self.text)
-            part = {"type": "output_text", "text": text, "annotations": []}
+            part = text_part(text, self.logprobs)
             item["content"] = [part]
-            out += self._emit("response.output_text.done", **where, content_index=0, text=text, logprobs=[])
+            out += self._emit("response.output_text.done", **where, content_index=0, text=text,
+                              logprobs=self.logprobs or [])
             out += self._emit("response.content_part.done", **where, content_index=0, part=part)
             if self.refusal:
                 out += self._refusal_done(item, where)
-            self.message, self.text = None, []
+            self.message, self.text, self.logprobs = None, [], None
         elif item["type"] == "reasoning":
             out += self._reasoning_done(item, where)
         else:

@@ -161,6 +161,30 @@ def test_items_are_added_paged_read_and_deleted(live: Live, a: openai.OpenAI) ->
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"
 
 
+def test_an_item_reference_names_an_item_added_to_a_conversation(a: openai.OpenAI, b: openai.OpenAI) -> None:
+    conv = a.conversations.create()
+    [added] = a.conversations.items.create(conv.id, items=[
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "the word is plum"}]}]).data
+    reference: Any = {"type": "item_reference", "id": added.id}
+    answer = a.responses.create(model="echo", input=[reference, {"role": "user", "content": "which word"}])
+    assert answer.usage is not None and answer.usage.input_tokens == tokens("the word is plum", "which word")
+    listed = a.responses.input_items.list(answer.id, order="asc").data
+    assert listed[0].id == added.id and listed[0].type == "message"
+    copied = a.conversations.create(items=[reference])  # into another conversation, as a response's output would
+    assert texts_of(a, copied.id) == [("user", "the word is plum")]
+    unknown = "msg_" + "0" * 48
+    refused = []
+    for wanted in (added.id, unknown):
+        with pytest.raises(openai.BadRequestError) as caught:
+            b.responses.create(model="echo", input=[{"type": "item_reference", "id": wanted}])
+        with pytest.raises(openai.BadRequestError) as adding:
+            b.conversations.create(items=[{"type": "item_reference", "id": wanted}])
+        refused.append([(e.value.param, e.value.code, e.value.message.replace(wanted, "ID")) for e in (caught, adding)])
+    assert refused[0] == refused[1], "another key's item reads exactly as an unknown one"
+    assert [param for param, _, _ in refused[0]] == ["input[0].id", "items[0].id"]
+    assert "plum" not in str(refused)
+
+
 def test_update_and_delete(a: openai.OpenAI) -> None:
     conv = a.conversations.create()
     assert conv.metadata == {}

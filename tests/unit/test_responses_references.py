@@ -1,5 +1,5 @@
-"""What ``previous_response_id`` and ``item_reference`` items name, put in from stored responses; a key reads
-only its own, and nothing past its retention."""
+"""What ``previous_response_id`` and ``item_reference`` items name, put in from stored responses and
+conversations; a key reads only its own, and nothing past its retention."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from polyroute.errors import InvalidRequest
-from polyroute.server.responses_references import names_stored, resolve_input
+from polyroute.server.responses_references import item_finder, names_stored, resolve, resolve_input
+from polyroute.tenancy.conversations import ConversationKeeper, MemoryConversations
 from polyroute.tenancy.responses import MemoryResponses, ResponseKeeper
 
 USER = {"type": "message", "role": "user", "content": "hi"}
@@ -39,13 +40,20 @@ def kept(clock: Clock) -> ResponseKeeper:
     return ResponseKeeper(MemoryResponses(limit=3), retention_s=60.0, clock=clock)
 
 
+@pytest.fixture
+def conversations(clock: Clock) -> ConversationKeeper:
+    return ConversationKeeper(MemoryConversations(), retention_s=60.0, clock=clock)
+
+
 def put(kept: ResponseKeeper, rid: str, text: str, previous: str | None = None, key: str | None = "a",
         given: list[dict[str, Any]] | None = None) -> None:
     asyncio.run(kept.put(answer(rid, text), given or [USER], previous, key, None))
 
 
-def resolved_for(kept: ResponseKeeper, raw: dict[str, Any], key: str | None = "a") -> Any:
-    return resolve_input(raw, kept.lookup(key), kept.item_lookup(key))
+def resolved_for(kept: ResponseKeeper, raw: dict[str, Any], key: str | None = "a",
+                 conversations: ConversationKeeper | None = None) -> Any:
+    conversations = conversations or ConversationKeeper(MemoryConversations(), 60.0, clock=kept.clock)
+    return resolve_input(raw, kept.lookup(key), item_finder(kept, conversations, key))
 
 
 def test_previous_response_id_puts_the_whole_chain_first_oldest_first(kept: ResponseKeeper) -> None:
@@ -128,3 +136,54 @@ def test_a_chain_that_loops_ends(kept: ResponseKeeper) -> None:
     put(kept, "resp_2", "two", previous="resp_1")
     got = resolved_for(kept, {"input": "x", "previous_response_id": "resp_2"})
     assert len(got.earlier) == 4
+
+
+def converse(conversations: ConversationKeeper, key: str | None, *texts: str) -> tuple[str, list[str]]:
+    """A conversation of ``key``'s holding a user message per text (each with an id the client chose): its id and
+    the items' ids."""
+    items = [{"id": f"msg_{text}", "type": "message", "role": "user", "status": "completed",
+              "content": [{"type": "input_text", "text": text}]} for text in texts]
+    made, stored = asyncio.run(conversations.create({}, items, key, None))
+    return made.id, [item["id"] for item in stored]
+
+
+def test_an_item_reference_names_an_item_of_one_of_the_keys_conversations(
+        kept: ResponseKeeper, conversations: ConversationKeeper) -> None:
+    put(kept, "resp_1", "answered")
+    _, [added] = converse(conversations, "a", "added")
+    raw = {"input": [{"type": "item_reference", "id": added}, {"type": "item_reference", "id": "msg_resp_1_0"}]}
+    got = asyncio.run(resolve(raw, kept, conversations, "a"))
+    assert [item["content"][0]["text"] for item in got.input()] == ["added", "answered"]
+    assert got.given[0] == {"id": added, "type": "message", "role": "user", "status": "completed",
+                            "content": [{"type": "input_text", "text": "added"}]}
+
+
+def test_another_keys_conversation_item_is_the_same_400_as_an_unknown_id(
+        kept: ResponseKeeper, conversations: ConversationKeeper) -> None:
+    converse(conversations, "a", "secret")
+    errors = []
+    for key, wanted in (("b", "msg_secret"), (None, "msg_secret"), ("b", "msg_never")):
+        with pytest.raises(InvalidRequest) as caught:
+            resolved_for(kept, {"input": [{"type": "item_reference", "id": wanted}]}, key, conversations)
+        errors.append((caught.value.param, caught.value.code, caught.value.message.replace(wanted, "ID")))
+    assert errors[0] == errors[1] == errors[2] and errors[0][0] == "input[0].id"
+
+
+def test_an_id_two_keys_both_gave_finds_each_its_own(kept: ResponseKeeper, conversations: ConversationKeeper) -> None:
+    converse(conversations, "a", "same")
+    asyncio.run(conversations.create({}, [{"id": "msg_same", "type": "message", "role": "user",
+                                           "content": [{"type": "input_text", "text": "b's"}]}], "b", None))
+    for key, text in (("a", "same"), ("b", "b's")):
+        got = resolved_for(kept, {"input": [{"type": "item_reference", "id": "msg_same"}]}, key, conversations)
+        assert got.given[0]["content"][0]["text"] == text
+
+
+def test_a_deleted_or_expired_conversations_items_are_gone(
+        kept: ResponseKeeper, conversations: ConversationKeeper, clock: Clock) -> None:
+    gone, _ = converse(conversations, "a", "deleted")
+    converse(conversations, "a", "expiring")
+    assert asyncio.run(conversations.delete(gone, "a"))
+    clock.now += 61
+    for wanted in ("msg_deleted", "msg_expiring"):
+        with pytest.raises(InvalidRequest):
+            resolved_for(kept, {"input": [{"type": "item_reference", "id": wanted}]}, "a", conversations)

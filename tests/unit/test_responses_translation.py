@@ -26,7 +26,8 @@ def parse(doc: dict[str, Any]) -> ChatRequest:
 
 def test_a_string_input_with_instructions_is_a_system_then_a_user_message() -> None:
     chat = to_chat({"model": "m", "input": "hi", "instructions": "Be brief.", "max_output_tokens": 9,
-                    "temperature": 0.5, "metadata": {"a": "b"}, "store": False, "include": ["x"]})
+                    "temperature": 0.5, "metadata": {"a": "b"}, "store": False,
+                    "include": ["file_search_call.results"]})
     assert chat == {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
                                                {"role": "user", "content": "hi"}],
                     "max_completion_tokens": 9, "temperature": 0.5, "metadata": {"a": "b"}}
