@@ -34,7 +34,8 @@ from polyroute.server.embeddings import EmbeddingsEndpoint
 from polyroute.server.errors import error_response
 from polyroute.server.feedback import FeedbackEndpoint
 from polyroute.server.http11 import Request
-from polyroute.server.messages import CountTokensEndpoint, MessagesEndpoint, in_anthropic_shape
+from polyroute.server.messages import CountTokensEndpoint, MessagesEndpoint
+from polyroute.server.messages_errors import OnMessagesPaths
 from polyroute.server.metrics import MetricsEndpoint, metrics_guard
 from polyroute.server.responses import ResponsesEndpoint
 from polyroute.server.responses_kept import StoredResponsesEndpoint
@@ -133,7 +134,6 @@ def create_app(gateway: Gateway) -> App:
                                                "/responses", "/v1/messages", "/v1/embeddings", "/embeddings")),
                 client_paths=frozenset(("/v1/feedback", "/v1/conversations", "/conversations",
                                         "/v1/messages/count_tokens")),
-                shapes=dict.fromkeys(("/v1/messages", "/v1/messages/count_tokens"), in_anthropic_shape),
                 client_prefixes=("/v1/conversations/", "/conversations/"),
                 admin_digest=admin_digest if admin_on else None)
     for prefix in ("/v1/responses/", "/responses/"):
@@ -178,6 +178,7 @@ def create_app(gateway: Gateway) -> App:
         shutdown=gateway.aclose if spans is None else _then(gateway.aclose, spans.shutdown),
         reload=gateway.reload,
         before_body=door,
+        error_shape=OnMessagesPaths(),
     )
 
 

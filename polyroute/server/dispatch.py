@@ -1,4 +1,4 @@
-"""Paths to handlers, in the OpenAI error shape for everything else.
+"""Paths to handlers, in the OpenAI error shape for everything else (or the one ``error_shape`` gives a path).
 
 The gateway has a handful of fixed paths: a dict lookup does the routing. The few
 paths that end in a name (``/v1/models/{id}``) are prefixes, tried only when no fixed
@@ -15,7 +15,7 @@ from polyroute.auth import presented_key
 from polyroute.errors import MethodNotAllowed, NotFound
 from polyroute.server.answers import Answer, HeadReply, Reply
 from polyroute.server.errors import error_body, internal_error
-from polyroute.server.http11 import HeadCheck, Request
+from polyroute.server.http11 import ErrorShape, HeadCheck, Request
 
 log = logging.getLogger("polyroute.server")
 
@@ -45,6 +45,7 @@ class App:
         shutdown_grace: float = 10.0,
         reload: Callable[[], None] | None = None,
         before_body: HeadCheck | None = None,
+        error_shape: ErrorShape | None = None,
     ) -> None:
         self.routes = routes  # path -> method -> handler
         # What an unknown /v1 path is told is served instead (an SDK's embeddings or completions call).
@@ -64,6 +65,8 @@ class App:
         self.reload = reload
         # A request whose client waits before sending its body (Expect: 100-continue) is judged by its head first.
         self.before_body = before_body
+        # The errors made here and by the connection, on paths of another API's wire format (Anthropic's): its shape.
+        self.error_shape = error_shape
 
     async def __call__(self, request: Request) -> Answer:
         path, method = request.path, request.method
@@ -76,19 +79,22 @@ class App:
             methods = self._by_prefix(path)
         if methods is None:
             hint = self._v1 if path.startswith("/v1/") else ""
-            return _error(404, f"Unknown path: {method} {_shown(path)}.{hint}", NotFound.code)
+            return self._shaped(path, _error(404, f"Unknown path: {method} {_shown(path)}.{hint}", NotFound.code))
         handler = methods.get(method)
         if handler is None:
             allowed = ", ".join(sorted(methods))
             reply = _error(405, f"Method {_shown(method)} is not allowed on {_shown(path)} (allowed: {allowed})",
                            MethodNotAllowed.code)
             reply.headers["allow"] = allowed
-            return reply
+            return self._shaped(path, reply)
         try:
             return await handler(request)
         except Exception:
             log.exception("unexpected error on %s %s", method, path)
-            return internal_error()
+            return self._shaped(path, internal_error())
+
+    def _shaped(self, path: str, error: Reply) -> Reply:
+        return error if self.error_shape is None else self.error_shape(path, error)
 
 
     async def _head(self, request: Request) -> Answer:

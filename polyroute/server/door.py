@@ -12,12 +12,13 @@ The door checks what the handler would check first: a client key on the paths th
 take one, the admin key under ``/admin/``. A refusal it makes is the handler's own
 (same status, same error, same headers); a chat request refused here ends at the
 gateway's finished seam like one refused by its handler, so the access log, the
-metrics and the ledger still count it. Every other path is let through.
+metrics and the ledger still count it. Every other path is let through. A refusal is
+made in OpenAI's shape; the connection gives it another API's on that API's paths
+(Anthropic's on ``/v1/messages``, polyroute.server.messages_errors), as it does for its
+own errors.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable, Mapping
 
 from polyroute.errors import PolyrouteError
 from polyroute.gateway import Gateway, RequestContext
@@ -35,20 +36,17 @@ __all__ = ["Door"]
 class Door:
     """Which paths need which key, and the refusal of a head that lacks it."""
 
-    __slots__ = ("admin_digest", "chat_paths", "client_paths", "client_prefixes", "gateway", "shapes")
+    __slots__ = ("admin_digest", "chat_paths", "client_paths", "client_prefixes", "gateway")
 
     def __init__(
         self, gateway: Gateway, *, chat_paths: frozenset[str], client_paths: frozenset[str] = frozenset(),
         client_prefixes: tuple[str, ...] = (), admin_digest: bytes | None = None,
-        shapes: Mapping[str, Callable[[Reply], Reply]] | None = None,
     ) -> None:
         self.gateway = gateway
         self.chat_paths = chat_paths  # refused requests are finished at the gateway's seam
         self.client_paths = client_paths | chat_paths
         self.client_prefixes = client_prefixes  # paths that end in a name (``/v1/conversations/{id}/items``)
         self.admin_digest = admin_digest
-        # Paths of another API's wire format (Anthropic's): their refusals in its error shape, as their handlers'.
-        self.shapes = shapes or {}
 
     def __call__(self, request: Request) -> Reply | None:
         path = request.path
@@ -65,10 +63,8 @@ class Door:
         return None
 
     def _refused(self, path: str, exc: PolyrouteError) -> Reply:
-        shape = self.shapes.get(path)
         if path not in self.chat_paths:
-            return error_response(exc) if shape is None else shape(error_response(exc))
+            return error_response(exc)
         ctx = RequestContext()
         self.gateway.refused(ctx, exc)
-        refusal = error_response(exc, {REQUEST_ID: ctx.request_id, OPENAI_REQUEST_ID: ctx.request_id})
-        return refusal if shape is None else shape(refusal)
+        return error_response(exc, {REQUEST_ID: ctx.request_id, OPENAI_REQUEST_ID: ctx.request_id})

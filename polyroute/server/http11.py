@@ -26,7 +26,8 @@ that goes on past four times the limit. A head must arrive within
 ``header_timeout`` seconds of its first byte, and a body within ``body_timeout``
 of the end of its head, or the request is answered 408 (a client trickling bytes
 cannot hold a connection for ever). Errors are in OpenAI's shape like every
-other answer. A client refused in the middle of its request is likely still
+other answer, except on paths of another API's wire format, whose ``error_shape``
+gives them that API's (asked only when an error is sent). A client refused in the middle of its request is likely still
 sending it: the connection is half-closed after the answer and what still comes
 is dropped, for up to ``LINGER_S``, so the client is not reset before it reads
 the answer (a lingering close).
@@ -159,6 +160,9 @@ class Request:
 App = Callable[[Request], Awaitable[Answer]]
 # The answer a request gets from its head alone (its key refused), or None to read its body.
 HeadCheck = Callable[[Request], Reply | None]
+# An error made before the app answered, as it is sent on its request's path (another API's error shape there);
+# asked on the error path only (polyroute.server.messages_errors).
+ErrorShape = Callable[[str, Reply], Reply]
 
 
 class Shared:
@@ -168,9 +172,10 @@ class Shared:
         self, app: App, max_body: int, loop: asyncio.AbstractEventLoop,
         header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
         max_connections: int = 1 << 30, before_body: HeadCheck | None = None,
-        send_timeout: float = SEND_TIMEOUT,
+        send_timeout: float = SEND_TIMEOUT, error_shape: ErrorShape | None = None,
     ) -> None:
         self.app = app
+        self.error_shape = error_shape
         # Asked only of a request whose client waits for our word before sending its body (Connection._expecting).
         self.before_body = before_body
         self.max_body = max_body
@@ -486,7 +491,7 @@ class Connection(asyncio.Protocol):
         if self.close_after:
             return  # closing already: what the parser still finds is not answered
         self.linger = True
-        self._enqueue(Request("", "", [], b"", False, reply))
+        self._enqueue(Request("", _target(self.url)[0], [], b"", False, reply))
         self._end_reading()
 
     # --- serving --------------------------------------------------------------------
@@ -535,12 +540,13 @@ class Connection(asyncio.Protocol):
     async def _answer(self, request: Request) -> bool:
         """Answer one request; whether the connection goes on to the next."""
         try:
-            answer: Answer = request.reject or await self.shared.app(request)
+            reject = request.reject
+            answer: Answer = await self.shared.app(request) if reject is None else self._shaped(request, reject)
         except asyncio.CancelledError:
             if not self.cut:
                 raise
             self._uncancel()  # the stop's grace is over: the client learns why it gets no answer
-            reply = Reply(orjson.dumps(SHUTTING_DOWN), 503)
+            reply = self._shaped(request, Reply(orjson.dumps(SHUTTING_DOWN), 503))
             self.write(self.shared.head.build(503, reply.head_fields(), True) + reply.body)
             return False
         if self.lost or (self.eof and isinstance(answer, EventStream)):
@@ -571,6 +577,10 @@ class Connection(asyncio.Protocol):
         finally:
             self.streaming = False
         return not (close or self.lost)
+
+    def _shaped(self, request: Request, error: Reply) -> Reply:
+        shape = self.shared.error_shape
+        return error if shape is None else shape(request.path, error)
 
     def _uncancel(self) -> None:
         current = asyncio.current_task(self.loop)

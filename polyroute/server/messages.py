@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from polyroute.errors import Forbidden, InvalidRequest, PolyrouteError
 from polyroute.failover import Report
-from polyroute.finish import Pass
+from polyroute.finish import Pass, RequestIds
 from polyroute.gateway import Gateway, RequestContext
 from polyroute.routing import Plan
 from polyroute.routing.needs import needs_of
@@ -34,17 +34,16 @@ from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.chat import REQUEST_ID, ChatEndpoint, close_iterator, read_object
 from polyroute.server.dispatch import request_key
-from polyroute.server.errors import from_validation
+from polyroute.server.errors import error_response, from_validation
 from polyroute.server.http11 import Request
 from polyroute.server.messages_answer import error_doc, from_chat, message_id
+from polyroute.server.messages_errors import ANTHROPIC_REQUEST_ID, anthropic_error
 from polyroute.server.messages_request import to_chat
 from polyroute.server.messages_stream import MessageEvents, event
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse
 
 log = logging.getLogger("polyroute.access")
 
-# Where Anthropic's SDKs read a response's request id (``message._request_id``, an error's ``request_id``).
-ANTHROPIC_REQUEST_ID = "request-id"
 # A count that no tokenizer made.
 ESTIMATED = "x-polyroute-estimated"
 _INTERNAL = "The gateway hit an internal error; it has been logged."
@@ -63,20 +62,6 @@ def parse_messages(body: bytes, bounds: Bounds, *, counting: bool = False) -> Ch
         return ChatRequest.from_json(chat)
     except ValidationError as exc:
         raise from_validation(exc) from None
-
-
-def anthropic_error(answer: Reply) -> Reply:
-    """An error reply of the chat path (OpenAI's shape) in Anthropic's, with its status and headers."""
-    try:
-        doc = orjson.loads(answer.body)
-        message = str(doc["error"]["message"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        message = answer.body.decode("utf-8", "replace") or f"HTTP {answer.status}"
-    request_id = answer.headers.get(REQUEST_ID)
-    headers = {k: v for k, v in answer.headers.items() if k != "content-type"}
-    if request_id:
-        headers[ANTHROPIC_REQUEST_ID] = request_id
-    return Reply(orjson.dumps(error_doc(answer.status, message, request_id)), answer.status, headers)
 
 
 def in_anthropic_shape(answer: Reply) -> Reply:
@@ -146,6 +131,7 @@ class CountTokensEndpoint:
     def __init__(self, gateway: Gateway, bounds: Bounds | None = None) -> None:
         self.gateway = gateway
         self.bounds = bounds or Bounds()
+        self.ids = RequestIds()  # for its errors: no upstream is asked, so nothing else needs one
 
     async def handle(self, request: Request) -> Reply:
         try:
@@ -155,5 +141,5 @@ class CountTokensEndpoint:
             if principal.routes is not None and route.name not in principal.routes:
                 raise Forbidden(f"This key may not use '{route.name}'.", param="model")
         except PolyrouteError as exc:
-            return Reply(orjson.dumps(error_doc(exc.status, exc.message)), exc.status, exc.headers())
+            return anthropic_error(error_response(exc), self.ids.next())
         return Reply(orjson.dumps({"input_tokens": needs_of(req).prompt_tokens}), headers={ESTIMATED: "true"})
