@@ -483,16 +483,19 @@ def _rollup_rows() -> list[UsageRow]:
 
 
 def _expected_from_rows(rows: list[UsageRow], by: str) -> list[dict[str, object]]:
-    """``summarize`` of the rows, its percentiles read from the rollup's buckets of each group's rows."""
+    """``summarize`` of the rows, its percentiles read from the rollup's buckets of each group's rows not
+    refused (0 where every one was)."""
     from collections import Counter
 
+    from polyroute.tenancy.fault import refused
     from polyroute.tenancy.rollup import histogram_percentile, latency_bucket
     from polyroute.tenancy.usage import group_of
 
     out = []
     for e in summarize(rows, by):
-        h = Counter(latency_bucket(r.latency_ms) for r in rows if group_of(r, by) == e["group"])
-        out.append({**e, "p50_ms": histogram_percentile(h, 0.5), "p95_ms": histogram_percentile(h, 0.95)})
+        h = Counter(latency_bucket(r.latency_ms) for r in rows
+                    if group_of(r, by) == e["group"] and not refused(r.status, r.error))
+        out.append({**e, "p50_ms": histogram_percentile(h, 0.5) or 0.0, "p95_ms": histogram_percentile(h, 0.95) or 0.0})
     return out
 
 
