@@ -20,9 +20,12 @@ import time
 # Parameters the gateway adds to a request itself: a server that refuses one is sent the request without it,
 # whether or not the client sent it. ``stream_options`` asks a stream for its usage, to bill it;
 # ``thought_signature`` stands for the Gemini signatures passed on, which Google may refuse as another endpoint's
-# (the same model is then sent Google's stand-ins, polyroute.adapters.gemini_signatures).
+# (the same model is then sent Google's stand-ins, polyroute.adapters.gemini_signatures); ``system_placement``
+# stands for a system message the gateway left where it sits in a conversation for a Claude that takes it there,
+# which a cloud or relay serving that Claude may refuse (it is then sent at the top, polyroute.adapters.claude_turns).
 USAGE_OPTION = "stream_options"
-OWN = frozenset({USAGE_OPTION, "thought_signature"})
+SYSTEM_PLACEMENT = "system_placement"
+OWN = frozenset({USAGE_OPTION, "thought_signature", SYSTEM_PLACEMENT})
 # Parameters without which a model still answers the same request, only less tuned to it. Not among them:
 # ``stop``, ``logit_bias`` (an answer without them says what the client ruled out) and ``logprobs`` /
 # ``top_logprobs`` (the client reads them): a model refusing one of these is left for the next candidate.

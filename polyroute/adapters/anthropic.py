@@ -31,6 +31,7 @@ from polyroute.adapters.claude_turns import (
     BINDING_BETA,
     PREFIX_CHECKED,
     SYSTEM_IN_PLACE,
+    SYSTEM_REFUSED,
     placeable,
     refusal_text,
     system_turn,
@@ -39,6 +40,7 @@ from polyroute.adapters.claude_turns import (
 from polyroute.adapters.http import (
     ErrorInfo,
     HttpAdapter,
+    Refusal,
     error_from_status,
     json_error_reader,
     refusal_of,
@@ -50,6 +52,7 @@ from polyroute.adapters.tool_ids import for_claude
 from polyroute.assemble import as_chunks
 from polyroute.cache_marks import MARK, blocks_without_marks
 from polyroute.errors import UpstreamBadResponse, UpstreamParamRefused, UpstreamRejected
+from polyroute.refusals import SYSTEM_PLACEMENT
 from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage, token_count
 
 API_VERSION = "2023-06-01"
@@ -144,6 +147,8 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     code = ("credit_balance_too_low" if low_credit else "spend_limit_reached" if spend_limit
             else "enforced_spend_limit_reached" if capped else etype or None)
     refusal = refusal_of(None, None, message)
+    if refusal is None and status in (400, 422) and SYSTEM_REFUSED.search(message):
+        refusal = Refusal(SYSTEM_PLACEMENT, True)  # a system message left in place: sent at the top instead
     return ErrorInfo(
         message,
         code=code,
@@ -238,7 +243,7 @@ class AnthropicAdapter(HttpAdapter):
         turns: list[dict[str, Any]] = []
         thinking = History()
         messages = call.request.messages
-        in_place = SYSTEM_IN_PLACE.search(call.upstream_model) is not None
+        in_place = SYSTEM_PLACEMENT not in call.drop and SYSTEM_IN_PLACE.search(call.upstream_model) is not None
         for i, m in enumerate(messages):
             if m.role in ("system", "developer"):
                 if in_place and placeable(turns, messages, i):

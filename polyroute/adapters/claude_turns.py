@@ -14,8 +14,8 @@ from typing import Any
 from polyroute.adapters.claude_cache import system_blocks
 from polyroute.types import Message
 
-__all__ = ["BINDING_BETA", "PREFIX_CHECKED", "SYSTEM_IN_PLACE", "placeable", "refusal_text", "system_turn",
-           "with_binding"]
+__all__ = ["BINDING_BETA", "PREFIX_CHECKED", "SYSTEM_IN_PLACE", "SYSTEM_REFUSED", "placeable", "refusal_text",
+           "system_turn", "with_binding"]
 
 # How a client asks Claude to drop thinking blocks whose conversation changed, rather than refuse the request
 # (thinking.block_binding): sent only with this beta header
@@ -35,6 +35,17 @@ _DROP_STALE = {"prefix_mismatch_behavior": "drop_block"}
 # supported models of https://platform.claude.com/docs/en/build-with-claude/mid-conversation-system-messages (not
 # Sonnet 5, whose page says so; Sonnet and Haiku 5.5 are not listed there, so they keep the top-level system).
 SYSTEM_IN_PLACE = re.compile(r"claude-(?:opus-4-8|opus-5(?:-[5-9])?|(?:fable|mythos)-5(?:-[1-9])?)(?![\d.])")
+# What an endpoint says when it will not take a system message where it sits: Anthropic's validator before the
+# feature and Claude on Vertex AI ('messages: Unexpected role "system". The Messages API accepts a top-level
+# `system` parameter', quoted in https://github.com/Maol-1997/cursor-claude-connector/issues/3), a model without
+# it ("role 'system' is not supported on this model"), a placement the API reads otherwise than ``placeable``
+# ("messages.67: role 'system' must precede an 'assistant' message or end the array",
+# https://github.com/anthropics/claude-code/issues/73821), and a strict relay's schema ("messages.1.role: Input
+# should be 'user' or 'assistant'"). The same model is then asked again with every system message at the top
+# (``polyroute.refusals.SYSTEM_PLACEMENT``), and later requests go to it that way for an hour.
+SYSTEM_REFUSED = re.compile(
+    r"""Unexpected role \\?"system\\?"|role '?system'? (?:is not supported|must\b)|messages\.\d+\.role\b.{0,40}"""
+    r"""\binput should be 'user' or 'assistant'""", re.I | re.S)
 
 
 def placeable(turns: list[dict[str, Any]], messages: list[Message], i: int) -> bool:

@@ -112,6 +112,10 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
      "Unrecognized request argument supplied: cache_control"),
     ("anthropic/400_cache_control_extra_inputs", UpstreamParamRefused,
      "text.cache_control: Extra inputs are not permitted"),
+    # A system message left where it sits for a Claude that takes it there, refused by the endpoint (Vertex AI, a
+    # relay) or placed otherwise than the API reads its rule: the same model again with it at the top.
+    ("anthropic/400_unexpected_role_system", UpstreamParamRefused, 'Unexpected role "system"'),
+    ("anthropic/400_system_must_precede_assistant", UpstreamParamRefused, "role 'system' must precede"),
     # Embeddings: Mistral's limit on a request's tokens taken together (a model with a larger one may take it), and
     # Gemini's on its inputs (the client's request to split; the plan refuses more than 100 before sending).
     ("mistral/400_too_many_tokens_in_batch", UpstreamContextExceeded, "Too many tokens in batch"),
@@ -129,7 +133,9 @@ REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "ant
                  "mistral/422_extra_stream_options": "stream_options", "mistral/400_tool_call_id_format": "messages",
                  "groq/413_request_too_large_tpm": None,
                  "openai/400_unrecognized_argument_cache_control": "cache_control",
-                 "anthropic/400_cache_control_extra_inputs": "cache_control"}
+                 "anthropic/400_cache_control_extra_inputs": "cache_control",
+                 "anthropic/400_unexpected_role_system": "system_placement",
+                 "anthropic/400_system_must_precede_assistant": "system_placement"}
 
 
 def test_a_usage_cap_that_lifts_later_keeps_the_model_out_until_then() -> None:
