@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from polyroute.adapters.openai_compat import is_one_of
+from polyroute.config import HttpBackendConfig
 
 from .types import EmbeddingRequest
 
@@ -90,8 +91,7 @@ _HOSTS: tuple[tuple[Dialect, Mapping[str, tuple[str, ...]]], ...] = (
 
 def dialect_of(adapter: Adapter) -> Dialect:
     """The dialect of an OpenAI-wire backend; OpenAI's for every other wire format (their adapters translate)."""
-    if adapter.kind != "openai":
+    config = adapter.config
+    if adapter.kind != "openai" or not isinstance(config, HttpBackendConfig):
         return OPENAI
-    provider = getattr(adapter.config, "provider", None)
-    base_url = getattr(adapter.config, "base_url", None)
-    return next((d for d, hosts in _HOSTS if is_one_of(hosts, provider, base_url)), OPENAI)
+    return next((d for d, hosts in _HOSTS if is_one_of(hosts, config.provider, config.base_url)), OPENAI)
