@@ -3,7 +3,8 @@
 The gateway serves a priced fake model (``echo``) and a backend on the fault upstream that
 answers 503 (``down``). The test logs in, makes a key, sends traffic with it through the
 openai SDK, sees the spend on Usage, revokes the key and sees the next request refused,
-and sees the failing backend's breaker open on Fleet. Every page is screenshot at laptop
+and sees the failing backend's breaker open on Fleet; the Overview and Usage count those failures
+apart from the revoked key's refused request. Every page is screenshot at laptop
 and phone size into ``test-artifacts/console/`` (or ``$POLYROUTE_TEST_ARTIFACTS/console``).
 Any console error, page error, failed request or answer >= 400 in the page fails the test,
 except the one deliberate wrong login.
@@ -321,7 +322,23 @@ def test_the_console_in_a_browser(gateway: Gateway, artifacts: Path) -> None:
             # -- the overview counts what was sent -----------------------------------------------------
             page.click("#nav a[data-page=overview]")
             expect(page.locator("#windows tbody tr").nth(1).locator("td").first).not_to_have_text("0")
+            # Failures and the client's refusals apart: the revoked key's request is refused, the two to the
+            # failing backend failed, out of the six requests not refused.
+            windows = page.locator("#windows tbody tr")
+            expect(windows.nth(2).locator("th")).to_have_text("Failure rate")
+            expect(windows.nth(2).locator("td").first).to_have_text("33.3%")
+            expect(windows.nth(3).locator("td").first).to_have_text("1 (14.3%)")
+            expect(page.locator(".legend")).to_contain_text("refused")
             page.screenshot(path=artifacts / "overview-1280x800.png", full_page=True)
+            # The same apart on Usage: the failing backend's key failed, the revoked key's request (no key's
+            # now) refused, and a group of refusals only has no latency to show.
+            page.click("#nav a[data-page=usage]")
+            ops = page.locator("#totals tr[data-group=ops]")
+            expect(ops.locator("td.failed")).to_have_text("2")
+            expect(ops.locator("td.refused")).to_have_text("0")
+            nobody = page.locator("#totals tr[data-group='-']")
+            expect(nobody.locator("td.refused")).to_have_text("1")
+            expect(nobody.locator("td").last).to_have_text("–")
 
             # -- every page on a phone: nothing wider than the screen but the tables' own scrollers -----
             phone = browser.new_context(viewport=PHONE, storage_state=context.storage_state(), is_mobile=True,

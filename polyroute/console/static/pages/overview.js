@@ -53,10 +53,10 @@ function view(doc) {
   return [
     status,
     section("Traffic", table(["", ...WINDOWS.map(([, l]) => l)], rows, { id: "windows" })),
-    section("Requests per minute, last hour", chart, legend(["answered", "failed", "refused"])),
-    h("p", { class: "muted", id: "fault-note" }, "Failed: the gateway or its upstreams could not answer. Refused: the "
-      + "client's own doing (its key, its request, its rate limit or budget, or it left). Failure rate and latency "
-      + "are of the requests not refused."),
+    section("Requests per minute, last hour", chart, legend(["answered", "failed", "refused"]),
+      h("p", { class: "muted", id: "fault-note" }, "Failed: the gateway or its upstreams could not answer. Refused: "
+        + "the client's own doing (its key, its request, its rate limit or budget, or it left). Failure rate and "
+        + "latency are of the requests not refused.")),
     section("Routes by share of traffic", h("div", { class: "columns" },
       routeShares("last hour", hour.routes), routeShares("last day", doc.windows["1d"].routes))),
   ];

@@ -47,7 +47,9 @@ function view(doc) {
     h("td", { class: "num" }, fmt.int(t.tokens_in)), h("td", { class: "num" }, fmt.int(t.tokens_out)),
     h("td", { class: "num cost" }, fmt.usd(t.cost_usd, 6)), h("td", { class: "num failed" }, fmt.int(t.errors)),
     h("td", { class: "num refused" }, fmt.int(t.refused)),
-    h("td", { class: "num" }, fmt.ms(t.p50_ms)), h("td", { class: "num" }, fmt.ms(t.p95_ms))));
+    // A group whose every request was refused has no latency to show (the report's 0).
+    h("td", { class: "num" }, t.requests > t.refused ? fmt.ms(t.p50_ms) : "–"),
+    h("td", { class: "num" }, t.requests > t.refused ? fmt.ms(t.p95_ms) : "–")));
   const budgets = doc.budgets.map((b) => h("tr", { "data-budget": `${b.kind}:${b.name}` },
     h("td", {}, b.kind), h("th", { scope: "row" }, b.name),
     h("td", { class: "num" }, `${fmt.budget(b.budget_usd)} / ${b.budget_period}`),
