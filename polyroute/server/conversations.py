@@ -30,7 +30,8 @@ from polyroute.routing import Principal
 from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.chat import read_object
-from polyroute.server.conversations_items import about_items, checked_items, checked_metadata
+from polyroute.server.conversations_items import about_items, checked_items
+from polyroute.server.conversations_metadata import checked_metadata
 from polyroute.server.conversations_paging import listed, paging
 from polyroute.server.conversations_turn import missing
 from polyroute.server.dispatch import request_key

@@ -21,35 +21,10 @@ from polyroute.server.responses_request import to_chat
 from polyroute.tenancy.conversations import ConversationKeeper
 from polyroute.tenancy.responses import ResponseKeeper
 
-__all__ = ["MAX_ADDED", "about_items", "as_item", "checked_items", "checked_metadata"]
+__all__ = ["MAX_ADDED", "about_items", "as_item", "checked_items"]
 
-# OpenAI's limits: items added by one call, and metadata's pairs and lengths.
+# OpenAI's limit of items added by one call.
 MAX_ADDED = 20
-MAX_PAIRS = 16
-MAX_KEY = 64
-MAX_VALUE = 512
-
-
-def checked_metadata(value: Any) -> dict[str, str]:
-    """``metadata`` as OpenAI takes it: at most 16 pairs of strings, keys up to 64 characters, values up to 512."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequest("Invalid value for 'metadata': expected an object of string keys and values.",
-                             param="metadata")
-    if len(value) > MAX_PAIRS:
-        raise InvalidRequest(f"Invalid 'metadata': too many keys; the limit is {MAX_PAIRS}.", param="metadata",
-                             code="object_above_max_properties")
-    for k, v in value.items():
-        if len(k) > MAX_KEY:
-            raise InvalidRequest(f"Invalid 'metadata': a key is longer than {MAX_KEY} characters.",
-                                 param="metadata", code="string_above_max_length")
-        if not isinstance(v, str):
-            raise InvalidRequest(f"Invalid value for 'metadata.{k}': expected a string.", param=f"metadata.{k}")
-        if len(v) > MAX_VALUE:
-            raise InvalidRequest(f"Invalid 'metadata.{k}': longer than {MAX_VALUE} characters.",
-                                 param=f"metadata.{k}", code="string_above_max_length")
-    return dict(value)
 
 
 async def checked_items(given: Any, required: bool, body: bytes, bounds: Bounds, responses: ResponseKeeper,
@@ -91,15 +66,29 @@ def about_items(exc: InvalidRequest) -> InvalidRequest:
 
 
 def as_item(item: dict[str, Any]) -> dict[str, Any]:
-    """An input or output item as a conversation holds it (its id, if any, is kept)."""
+    """An input or output item as a conversation holds it (its id, if any, is kept), with the fields OpenAI's
+    items always have and the SDKs' types require: a message's ``status`` and parts as a list (an ``output_text``
+    with its ``annotations``, an ``input_image`` with its ``detail``), a call's ``status``, a reasoning item's
+    ``summary``."""
     kind = item.get("type") or ("message" if "role" in item else None)
     out = {**item, "type": kind}
     if kind == "message":
         content = item.get("content")
         if isinstance(content, str):
-            part = "output_text" if item.get("role") == "assistant" else "input_text"
-            out["content"] = [{"type": part, "text": content, **({"annotations": []} if part == "output_text" else {})}]
+            content = [{"type": "output_text" if item.get("role") == "assistant" else "input_text", "text": content}]
+        out["content"] = [_whole_part(part) for part in content] if isinstance(content, list) else content
         out.setdefault("status", "completed")
     elif kind in ("function_call", "function_call_output"):
         out.setdefault("status", "completed")
+    elif kind == "reasoning":
+        out.setdefault("summary", [])
     return out
+
+
+def _whole_part(part: Any) -> Any:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "output_text" and part.get("annotations") is None:
+        return {**part, "annotations": []}
+    if kind == "input_image" and part.get("detail") is None:
+        return {**part, "detail": "auto"}
+    return part

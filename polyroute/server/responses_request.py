@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from polyroute.errors import InvalidRequest
+from polyroute.server.conversations_metadata import checked_metadata
 from polyroute.server.responses_include import INCLUDE_LOGPROBS, INCLUDE_SEALED, include_of
 from polyroute.server.responses_reasoning import join_recalled, recalled
 
@@ -48,6 +49,7 @@ def to_chat(raw: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequest("'background' is not supported: this gateway computes no responses to poll.",
                              param="background")
     chat: dict[str, Any] = {k: v for k, v in raw.items() if k not in _IGNORED and k not in _TRANSLATED}
+    checked_metadata(raw.get("metadata"))  # echoed by the response: OpenAI's limits, as a conversation's
     messages: list[dict[str, Any]] = []
     instructions = raw.get("instructions")
     if instructions is not None:
