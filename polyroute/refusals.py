@@ -23,9 +23,12 @@ import time
 # (the same model is then sent Google's stand-ins, polyroute.adapters.gemini_signatures); ``system_placement``
 # stands for a system message the gateway left where it sits in a conversation for a Claude that takes it there,
 # which a cloud or relay serving that Claude may refuse (it is then sent at the top, polyroute.adapters.claude_turns).
+# ``block_binding`` stands for the binding of returned thinking the gateway asks of a Claude that checks it, with its
+# beta header, which an endpoint without that beta refuses (Claude on Vertex AI).
 USAGE_OPTION = "stream_options"
 SYSTEM_PLACEMENT = "system_placement"
-OWN = frozenset({USAGE_OPTION, "thought_signature", SYSTEM_PLACEMENT})
+BLOCK_BINDING = "block_binding"
+OWN = frozenset({USAGE_OPTION, "thought_signature", SYSTEM_PLACEMENT, BLOCK_BINDING})
 # Parameters without which a model still answers the same request, only less tuned to it. Not among them:
 # ``stop``, ``logit_bias`` (an answer without them says what the client ruled out) and ``logprobs`` /
 # ``top_logprobs`` (the client reads them): a model refusing one of these is left for the next candidate.

@@ -29,6 +29,7 @@ from polyroute.adapters.claude_effort import (
 from polyroute.adapters.claude_thinking import History, ThinkingStream, detail_of, in_order
 from polyroute.adapters.claude_turns import (
     BINDING_BETA,
+    BINDING_REFUSED,
     PREFIX_CHECKED,
     SYSTEM_IN_PLACE,
     SYSTEM_REFUSED,
@@ -52,7 +53,7 @@ from polyroute.adapters.tool_ids import for_claude
 from polyroute.assemble import as_chunks
 from polyroute.cache_marks import MARK, blocks_without_marks
 from polyroute.errors import UpstreamBadResponse, UpstreamParamRefused, UpstreamRejected
-from polyroute.refusals import SYSTEM_PLACEMENT
+from polyroute.refusals import BLOCK_BINDING, SYSTEM_PLACEMENT
 from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage, token_count
 
 API_VERSION = "2023-06-01"
@@ -114,6 +115,9 @@ _CREDIT_TOO_LOW = re.compile(r"credit balance is too low", re.I)
 # A spend limit the organisation or a workspace set, reached: a 400 invalid_request_error whose words say
 # so (https://platform.claude.com/docs/en/api/errors, read 2026-12-07).
 _SPEND_LIMIT = re.compile(r"reached your specified (workspace )?API usage limits", re.I)
+# What the gateway sends on its own that an endpoint serving Claude may refuse, and the words it refuses it with:
+# the request goes to the same model again without it (polyroute.refusals).
+_OWN_REFUSED = ((SYSTEM_PLACEMENT, SYSTEM_REFUSED), (BLOCK_BINDING, BINDING_REFUSED))
 _REGION_WORDS = re.compile(r"\b(country|countries|region|territor)", re.I)
 # What a document block takes (https://docs.anthropic.com/en/docs/build-with-claude/pdf-support; plain text
 # documents in https://docs.anthropic.com/en/docs/build-with-claude/citations).
@@ -147,8 +151,9 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     code = ("credit_balance_too_low" if low_credit else "spend_limit_reached" if spend_limit
             else "enforced_spend_limit_reached" if capped else etype or None)
     refusal = refusal_of(None, None, message)
-    if refusal is None and status in (400, 422) and SYSTEM_REFUSED.search(message):
-        refusal = Refusal(SYSTEM_PLACEMENT, True)  # a system message left in place: sent at the top instead
+    if refusal is None and status in (400, 422):  # what the gateway itself chose to send, refused by the endpoint
+        own = next((p for p, words in _OWN_REFUSED if words.search(message)), None)
+        refusal = Refusal(own, True) if own else None
     return ErrorInfo(
         message,
         code=code,
@@ -224,7 +229,7 @@ class AnthropicAdapter(HttpAdapter):
             body["thinking"] = self._thinking(body["thinking"], call.upstream_model)
         elif extras.get("reasoning_effort") is not None and "reasoning_effort" not in drop:
             self._effort(body, extras["reasoning_effort"], call.upstream_model)
-        if returned and PREFIX_CHECKED.search(call.upstream_model):
+        if returned and BLOCK_BINDING not in call.drop and PREFIX_CHECKED.search(call.upstream_model):
             body["thinking"] = with_binding(body.get("thinking"))
         if refused := refused_with_thinking(body, call.upstream_model, backend=self.name):
             raise refused  # a sampler Claude refuses while it thinks: this model again without it

@@ -14,8 +14,8 @@ from typing import Any
 from polyroute.adapters.claude_cache import system_blocks
 from polyroute.types import Message
 
-__all__ = ["BINDING_BETA", "PREFIX_CHECKED", "SYSTEM_IN_PLACE", "SYSTEM_REFUSED", "placeable", "refusal_text",
-           "system_turn", "with_binding"]
+__all__ = ["BINDING_BETA", "BINDING_REFUSED", "PREFIX_CHECKED", "SYSTEM_IN_PLACE", "SYSTEM_REFUSED", "placeable",
+           "refusal_text", "system_turn", "with_binding"]
 
 # How a client asks Claude to drop thinking blocks whose conversation changed, rather than refuse the request
 # (thinking.block_binding): sent only with this beta header
@@ -43,6 +43,13 @@ SYSTEM_IN_PLACE = re.compile(r"claude-(?:opus-4-8|opus-5(?:-[5-9])?|(?:fable|myt
 # https://github.com/anthropics/claude-code/issues/73821), and a strict relay's schema ("messages.1.role: Input
 # should be 'user' or 'assistant'"). The same model is then asked again with every system message at the top
 # (``polyroute.refusals.SYSTEM_PLACEMENT``), and later requests go to it that way for an hour.
+# What an endpoint without the binding's beta says of it: Vertex AI's answer to a beta it lacks ("Unexpected
+# value(s) `web-search-2025-03-05` for the `anthropic-beta` header", https://github.com/anthropics/claude-code/
+# issues/12429), naming this one, or a strict schema on the field. The same model is then asked again without the
+# binding (``polyroute.refusals.BLOCK_BINDING``): a changed prefix may then fail as it did before the fix.
+BINDING_REFUSED = re.compile(
+    rf"Unexpected value\(s\)[^\n]{{0,400}}?{re.escape(BINDING_BETA)}|\bblock_binding\b.{{0,80}}?(?:Extra inputs are "
+    r"not permitted|not (?:supported|permitted|allowed)|unknown|unrecognized|unexpected)", re.I | re.S)
 SYSTEM_REFUSED = re.compile(
     r"""Unexpected role \\?"system\\?"|role '?system'? (?:is not supported|must\b)|messages\.\d+\.role\b.{0,40}"""
     r"""\binput should be 'user' or 'assistant'""", re.I | re.S)

@@ -1,11 +1,13 @@
-"""A system message left where it sits for Claude, refused by the endpoint, does not fail the request.
+"""What the gateway chooses to send Claude, refused by the endpoint, does not fail the request.
 
 Claude Opus 4.8 and later take ``role: "system"`` in ``messages`` on the Claude API and Bedrock, so the gateway
 sends a mid-conversation system message there (it keeps the prompt cache). Claude on Vertex AI, older relays and
 a placement the API reads otherwise answer 400. The same model is asked again with every system message at the
 top, later requests go to it that way at once, and nothing else changes for the client: the placement is the
-gateway's own choice, so no ``x-polyroute-dropped-params``. Fixtures: ``tests/fixtures/anthropic/errors/
-400_unexpected_role_system.json`` and ``400_system_must_precede_assistant.json``.
+gateway's own choice, so no ``x-polyroute-dropped-params``. The same holds for the binding the gateway asks for when
+thinking goes back to a Claude that checks its prefix, whose beta Claude on Vertex AI lacks. Fixtures:
+``tests/fixtures/anthropic/errors/400_unexpected_role_system.json``, ``400_system_must_precede_assistant.json`` and
+``400_unexpected_beta_binding.json``.
 """
 
 from __future__ import annotations
@@ -76,3 +78,35 @@ def test_claude_codes_system_reminder_through_the_messages_api_is_answered(claud
     sent = [r.json() for r in claude.received]
     assert roles(sent[0]) == ["user", "system"]
     assert roles(sent[1]) == ["user"] and "short answers" in str(sent[1]["system"])
+
+
+WEATHER: Any = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
+
+
+def test_thinking_goes_back_without_the_binding_an_endpoint_lacks(claude: FakeUpstream) -> None:
+    """A tool loop on Opus 5.5 behind an endpoint without the binding's beta: the turn with thinking sent back is
+    asked again without ``block_binding`` and its header, and answered; the next turn goes without them at once."""
+    claude.json(load("anthropic", "thinking_tool_use"))
+    refuse(claude, "anthropic/400_unexpected_beta_binding")
+    for _ in range(2):
+        claude.json(load("anthropic", "completion"))
+    cfg = {"backends": {"vertex": {"type": "anthropic", "base_url": claude.url, "api_key": "env:TEST_KEY"}},
+           "models": {"c": {"backend": "vertex", "upstream": "claude-opus-5-5"}}}
+    ask = {"role": "user", "content": "Weather in Paris?"}
+    with live_gateway(cfg, env=ENV) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        first = client.chat.completions.create(model="c", messages=[ask], tools=[WEATHER])
+        turn = first.choices[0].message.model_dump(exclude_none=True)
+        history = [ask, turn, {"role": "tool", "tool_call_id": turn["tool_calls"][0]["id"], "content": "18C"}]
+        raw = client.chat.completions.with_raw_response.create(model="c", messages=history, tools=[WEATHER])
+        again = client.chat.completions.with_raw_response.create(model="c", messages=history, tools=[WEATHER])
+    assert raw.parse().choices[0].message.content and again.parse().choices[0].message.content
+    assert "x-polyroute-dropped-params" not in raw.headers and raw.headers["x-polyroute-attempts"] == "2"
+    sent = [(r.json(), r.headers) for r in claude.received]
+    assert sent[1][0]["thinking"]["block_binding"] == {"prefix_mismatch_behavior": "drop_block"}
+    assert "thinking-binding-controls" in sent[1][1]["anthropic-beta"]
+    for body, headers in sent[2:]:
+        assert "block_binding" not in str(body.get("thinking")) and "anthropic-beta" not in headers
+        assert body["messages"][1]["content"][0]["type"] == "thinking"  # the thinking itself still goes back
+    assert again.headers["x-polyroute-attempts"] == "1" and len(sent) == 4

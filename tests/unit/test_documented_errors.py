@@ -116,6 +116,8 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     # relay) or placed otherwise than the API reads its rule: the same model again with it at the top.
     ("anthropic/400_unexpected_role_system", UpstreamParamRefused, 'Unexpected role "system"'),
     ("anthropic/400_system_must_precede_assistant", UpstreamParamRefused, "role 'system' must precede"),
+    # The binding of returned thinking the gateway asks for, with its beta, on an endpoint without the beta.
+    ("anthropic/400_unexpected_beta_binding", UpstreamParamRefused, "for the `anthropic-beta` header"),
     # Embeddings: Mistral's limit on a request's tokens taken together (a model with a larger one may take it), and
     # Gemini's on its inputs (the client's request to split; the plan refuses more than 100 before sending).
     ("mistral/400_too_many_tokens_in_batch", UpstreamContextExceeded, "Too many tokens in batch"),
@@ -135,7 +137,8 @@ REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "ant
                  "openai/400_unrecognized_argument_cache_control": "cache_control",
                  "anthropic/400_cache_control_extra_inputs": "cache_control",
                  "anthropic/400_unexpected_role_system": "system_placement",
-                 "anthropic/400_system_must_precede_assistant": "system_placement"}
+                 "anthropic/400_system_must_precede_assistant": "system_placement",
+                 "anthropic/400_unexpected_beta_binding": "block_binding"}
 
 
 def test_a_usage_cap_that_lifts_later_keeps_the_model_out_until_then() -> None:
