@@ -23,9 +23,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from polyroute.adapters.anthropic import AnthropicAdapter
 from polyroute.errors import Forbidden, InvalidRequest, PolyrouteError
 from polyroute.failover import Report
 from polyroute.finish import Pass, RequestIds
+from polyroute.fleet import Fleet
 from polyroute.gateway import Gateway, RequestContext
 from polyroute.routing import Plan
 from polyroute.routing.needs import needs_of
@@ -49,19 +51,27 @@ ESTIMATED = "x-polyroute-estimated"
 _INTERNAL = "The gateway hit an internal error; it has been logged."
 
 
-def parse_messages(body: bytes, bounds: Bounds, *, counting: bool = False) -> ChatRequest:
-    """The chat request a Messages request's body asks for, checked and validated as chat's own are."""
+def parse_messages(body: bytes, bounds: Bounds, *, counting: bool = False, fleet: Fleet | None = None) -> ChatRequest:
+    """The chat request a Messages request's body asks for, checked and validated as chat's own are (``fleet``:
+    the one it will be served by, which says whether it can only reach Claude)."""
     raw = read_object(body, bounds)
     turns = raw.get("messages")
     if isinstance(turns, list) and len(turns) > bounds.max_messages:  # refused before any is translated
         raise InvalidRequest(f"Invalid 'messages': too many messages; the limit is {bounds.max_messages} per "
                              "request.", param="messages", code="array_above_max_length")
-    chat = to_chat(raw, counting=counting)
+    chat = to_chat(raw, counting=counting, to_claude=fleet is not None and only_claude(fleet, raw.get("model")))
     bounds.check(chat, body)
     try:
         return ChatRequest.from_json(chat)
     except ValidationError as exc:
         raise from_validation(exc) from None
+
+
+def only_claude(fleet: Fleet, name: object) -> bool:
+    """Whether every model ``name`` can be routed to is served over Anthropic's own API: then what only Claude
+    takes (a thinking budget, ``metadata``) goes to it as the client wrote it (polyroute.server.messages_request)."""
+    route = fleet.routes.get(name) if isinstance(name, str) else None
+    return route is not None and all(fleet.adapters[m.backend].kind == AnthropicAdapter.kind for m in route.models)
 
 
 def in_anthropic_shape(answer: Reply) -> Reply:
@@ -80,7 +90,7 @@ class MessagesEndpoint(ChatEndpoint):
         return answer if isinstance(answer, sse.EventStream) else in_anthropic_shape(answer)
 
     async def read(self, body: bytes, ctx: RequestContext) -> ChatRequest:
-        return parse_messages(body, self.bounds)
+        return parse_messages(body, self.bounds, fleet=self.gateway.fleet)
 
     async def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
         return orjson.dumps(from_chat(resp, req, ctx.request_id))

@@ -4,11 +4,18 @@ The turns are translated by ``messages_turns``; the rest here. Fields with a cha
 counterpart are renamed to it: ``stop_sequences`` to ``stop``, ``metadata.user_id`` to
 ``user``, ``tools`` to function tools, ``tool_choice`` to chat's (``any`` is
 ``required``; ``disable_parallel_tool_use`` is ``parallel_tool_calls: false``),
-``output_config.format`` to ``response_format``. ``thinking`` and ``output_config.effort``
-become ``reasoning_effort``, the chat path's one knob for how hard a model thinks: a
-thinking budget is read as low, medium or high effort; ``disabled`` and ``adaptive`` leave
-it to the model. A top-level ``cache_control`` marks the last message, as chat's
-convention for Claude's cache breakpoints has it.
+``output_config.format`` to ``response_format``. A top-level ``cache_control`` marks the
+last message, as chat's convention for Claude's cache breakpoints has it.
+
+How hard the model thinks depends on where the request can go. When every model of the
+route is Claude over Anthropic's own API (``to_claude``), ``thinking`` and ``metadata`` go
+as the client wrote them, which the Claude adapter passes on: Claude gets the client's
+budget to the token, and its ``user_id``. Otherwise ``thinking`` and ``output_config.effort``
+become ``reasoning_effort``, the chat path's one knob for it, which every backend takes
+(a Claude model of a mixed route gets the budget the adapter gives that effort): a budget
+is read as low, medium or high by the buckets below; ``disabled`` and ``adaptive`` leave it
+to the model. ``output_config.effort`` with adaptive thinking is an effort in both cases:
+the adapter sends Claude adaptive thinking at that effort.
 
 As for the Responses API, a field that needs something the gateway does not run
 (``container``, ``mcp_servers``, server tools) is a 400 naming it; fields that only
@@ -39,7 +46,19 @@ _IGNORED = frozenset({"service_tier", "inference_geo", "speed", "diagnostics", "
 # Translated below, never copied as they are.
 _TRANSLATED = frozenset({"system", "messages", "max_tokens", "stop_sequences", "metadata", "tools", "tool_choice",
                          "thinking", "output_config", "cache_control"})
-# A thinking budget as an effort: the budgets Claude Code asks for at each level (4 000, 10 000, 31 999) fall in each.
+# A thinking budget as an effort, for models that take an effort and no budget:
+#   low     budget < 4,096
+#   medium  4,096 <= budget < 16,384
+#   high    16,384 <= budget
+# Anthropic sets no mapping (its OpenAI SDK compatibility layer ignores reasoning_effort, the request fields table
+# of https://docs.claude.com/en/api/openai-sdk), so the boundaries sit between the budgets the best-known scales
+# give each level, and a budget made from an effort reads back as that effort: Google's OpenAI layer for Gemini
+# turns low, medium and high into 1,024, 8,192 and 24,576 thinking tokens (https://ai.google.dev/gemini-api/docs/
+# openai); Claude Code asked 4,000 for "think", 10,000 for "think hard" and asks 31,999 with thinking on
+# (https://code.claude.com/docs/en/common-workflows), the budgets this gateway's Claude adapter gives the three
+# efforts (polyroute.adapters.claude_effort). Anthropic's least budget, 1,024, is low. LiteLLM's scale is smaller
+# (1,024 / 2,048 / 4,096, https://docs.litellm.ai/docs/reasoning_content): its medium reads low here, its high
+# medium. Past high there is no more: xhigh and max are taken by few models of OpenAI's wire.
 _LOW_BELOW = 4096
 _MEDIUM_BELOW = 16384
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
@@ -48,9 +67,10 @@ _CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 _MOST_STOPS = 4
 
 
-def to_chat(raw: dict[str, Any], *, counting: bool = False) -> dict[str, Any]:
+def to_chat(raw: dict[str, Any], *, counting: bool = False, to_claude: bool = False) -> dict[str, Any]:
     """The chat request's JSON for a Messages request's JSON (``counting``: for ``count_tokens``, which takes no
-    ``max_tokens``); what cannot be served raises ``InvalidRequest``."""
+    ``max_tokens``; ``to_claude``: every candidate is Claude over Anthropic's API); what cannot be served raises
+    ``InvalidRequest``."""
     for name, why in _UNSERVED.items():
         if raw.get(name):
             raise InvalidRequest(f"'{name}' is not supported: {why}.", param=name)
@@ -65,12 +85,13 @@ def to_chat(raw: dict[str, Any], *, counting: bool = False) -> dict[str, Any]:
         chat["stop"] = _stops(stops)
     if (user := _user(raw.get("metadata"))) is not None:
         chat["user"] = user
+        if to_claude:
+            chat["metadata"] = {"user_id": user}
     tools = _tools(raw.get("tools"))
     if tools:
         chat["tools"] = tools
     _tool_choice(raw.get("tool_choice"), chat, bool(tools))
-    if (effort := _effort(raw.get("thinking"), raw.get("output_config"))) is not None:
-        chat["reasoning_effort"] = effort
+    _reasoning(raw.get("thinking"), raw.get("output_config"), chat, to_claude)
     if (fmt := _format(raw.get("output_config"))) is not None:
         chat["response_format"] = fmt
     return chat
@@ -156,26 +177,42 @@ def _tool_choice(choice: Any, chat: dict[str, Any], has_tools: bool) -> None:
         chat["parallel_tool_calls"] = False
 
 
-def _effort(thinking: Any, config: Any) -> str | None:
-    effort = config.get("effort") if isinstance(config, dict) else None
-    if effort is not None:
-        if effort not in _EFFORTS:
-            raise InvalidRequest(f"Invalid value for 'output_config.effort': {effort!r}; expected one of "
-                                 f"{', '.join(_EFFORTS)}.", param="output_config.effort")
-        return _EFFORTS[effort]
+def _reasoning(thinking: Any, config: Any, chat: dict[str, Any], to_claude: bool) -> None:
+    kind, budget = _thinking(thinking)
+    effort = _effort(config)
+    if to_claude and kind is not None and not (kind == "adaptive" and effort is not None):
+        chat["thinking"] = thinking  # as the client wrote it: Claude takes it so
+    elif effort is not None:
+        chat["reasoning_effort"] = effort
+    elif budget is not None:
+        chat["reasoning_effort"] = effort_of_budget(budget)
+
+
+def _thinking(thinking: Any) -> tuple[str | None, int | None]:
+    """A checked ``thinking``'s type and budget."""
     if thinking is None:
-        return None
+        return None, None
     kind = thinking.get("type") if isinstance(thinking, dict) else None
     if kind == "enabled":
         budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
             raise InvalidRequest("Invalid value for 'thinking.budget_tokens': expected a whole number of at least 1.",
                                  param="thinking.budget_tokens")
-        return effort_of_budget(budget)
+        return kind, budget
     if kind in ("disabled", "adaptive", "between_tools"):
-        return None  # the model's own default
+        return kind, None  # the model's own default, where it cannot be sent as it is
     raise InvalidRequest("Invalid value for 'thinking': expected {'type': 'enabled', 'budget_tokens': ...}, "
                          "{'type': 'adaptive'} or {'type': 'disabled'}.", param="thinking")
+
+
+def _effort(config: Any) -> str | None:
+    effort = config.get("effort") if isinstance(config, dict) else None
+    if effort is None:
+        return None
+    if not isinstance(effort, str) or effort not in _EFFORTS:
+        raise InvalidRequest(f"Invalid value for 'output_config.effort': {effort!r}; expected one of "
+                             f"{', '.join(_EFFORTS)}.", param="output_config.effort")
+    return _EFFORTS[effort]
 
 
 def _format(config: Any) -> dict[str, Any] | None:
