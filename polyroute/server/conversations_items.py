@@ -32,8 +32,13 @@ async def checked_items(given: Any, required: bool, body: bytes, bounds: Bounds,
     """The items a body adds (references read as ``key`` sees the stores), in their stored shape."""
     if given is None and not required:
         return []
+    if given is None:
+        raise InvalidRequest("Missing required parameter: 'items'.", param="items")
     if not isinstance(given, list):
         raise InvalidRequest("Invalid value for 'items': expected a list of items.", param="items")
+    if not given and required:  # adding nothing is a client's mistake; a conversation may begin empty
+        raise InvalidRequest("Invalid 'items': empty array. Expected an array with minimum length 1, but got an "
+                             "empty array instead.", param="items", code="empty_array")
     if len(given) > MAX_ADDED:
         raise InvalidRequest(f"Invalid 'items': too many items; you may add up to {MAX_ADDED} at a time.",
                              param="items", code="array_above_max_length")

@@ -218,6 +218,17 @@ def test_bad_bodies_are_openais_400s(live: Live, body: dict[str, Any], param: st
     assert r.status_code == 400 and (error["param"], error["code"]) == (param, code), error
 
 
+@pytest.mark.parametrize(("body", "code"), [({"items": []}, "empty_array"), ({}, "invalid_request"),
+                                            ({"items": None}, "invalid_request")])
+def test_adding_no_items_is_a_400(live: Live, a: openai.OpenAI, body: dict[str, Any], code: str) -> None:
+    conv = a.conversations.create()
+    r = httpx.post(f"{live.base_url}/conversations/{conv.id}/items", json=body,
+                   headers={"authorization": f"Bearer {ENV['A_KEY']}"})
+    error = r.json()["error"]
+    assert r.status_code == 400 and (error["param"], error["code"]) == ("items", code), error
+    assert a.conversations.create(items=[]).id.startswith("conv_"), "a conversation may begin empty"
+
+
 def test_a_conversation_holds_at_most_max_messages_items(a: openai.OpenAI) -> None:
     conv = a.conversations.create(items=[{"role": "user", "content": f"item {n}"} for n in range(CAP - 1)])
     with pytest.raises(openai.BadRequestError) as adding:

@@ -4,6 +4,7 @@ about hosted tools accepted; an unknown value a 400 naming it on every route tha
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterator
 from typing import Any
@@ -149,3 +150,26 @@ def test_an_unknown_value_is_a_400_naming_it_on_every_route(live: Live, first: F
     assert r.status_code == 400 and r.json()["error"]["param"] == "include"
     r = httpx.post(f"{live.base_url}/responses", json={"model": "m", "input": "hi", "top_logprobs": 21})
     assert r.status_code == 400 and r.json()["error"]["param"] == "top_logprobs"
+
+
+def test_an_agent_asking_for_top_logprobs_goes_on_through_a_conversation(live: Live, first: FakeUpstream) -> None:
+    """The Agents SDK builds ``include`` from its settings (``top_logprobs`` adds the logprobs value)."""
+    agents = pytest.importorskip("agents", reason="openai-agents is not installed (pip install 'polyroute[test]')")
+    first.json(answer_with_logprobs())
+
+    async def scenario() -> Any:
+        client = openai.AsyncOpenAI(base_url=live.base_url, api_key="unused", max_retries=0)
+        conv = await client.conversations.create()
+        agent = agents.Agent(name="a", model=agents.OpenAIResponsesModel(model="m", openai_client=client),
+                             model_settings=agents.ModelSettings(top_logprobs=2))
+        result = await agents.Runner.run(agent, "hi", conversation_id=conv.id,
+                                         run_config=agents.RunConfig(tracing_disabled=True))
+        held = [item async for item in client.conversations.items.list(conv.id, order="asc")]
+        await client.close()
+        return result, held
+    result, held = asyncio.run(scenario())
+    assert result.final_output == "Hello!"
+    assert first.received[0].json()["top_logprobs"] == 2 and first.received[0].json()["logprobs"] is True
+    [answer] = result.raw_responses
+    assert len(logprobs_of(answer.output[0])) == 2
+    assert [item.type for item in held] == ["message", "message"]
