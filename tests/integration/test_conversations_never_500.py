@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from polyroute.server.responses_include import KNOWN
 from tests.integration.test_never_500 import check, json_values
 from tests.support.live import Live, live_gateway
 
@@ -52,12 +53,15 @@ def test_made_or_added_never_500(live: Live, conversation: str, body: dict[str, 
 
 
 @SETTINGS
-@given(value=json_values | st.just("CONV") | st.just({"id": "CONV"}), given_input=items | st.text(max_size=10))
-def test_a_turn_never_500(live: Live, conversation: str, value: Any, given_input: Any) -> None:
+@given(value=json_values | st.just("CONV") | st.just({"id": "CONV"}), given_input=items | st.text(max_size=10),
+       include=st.none() | json_values | st.lists(st.sampled_from([*KNOWN, "x"]) | json_values, max_size=3),
+       metadata=st.none() | json_values)
+def test_a_turn_never_500(live: Live, conversation: str, value: Any, given_input: Any, include: Any,
+                          metadata: Any) -> None:
     value = conversation if value == "CONV" else {"id": conversation} if value == {"id": "CONV"} else value
+    body = {"model": "echo", "input": given_input, "conversation": value, "include": include, "metadata": metadata}
     with httpx.Client(timeout=10) as client:
-        check(client.post(f"{live.base_url}/responses",
-                          content=json.dumps({"model": "echo", "input": given_input, "conversation": value})))
+        check(client.post(f"{live.base_url}/responses", content=json.dumps(body)))
 
 
 @SETTINGS
