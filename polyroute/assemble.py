@@ -80,7 +80,7 @@ def _by_index(old: list[Any], value: list[Any]) -> list[Any]:
 
 
 class _Choice:
-    __slots__ = ("extra", "finish", "logprobs", "native", "parts", "reasoning", "tools")
+    __slots__ = ("extra", "finish", "logprobs", "matched", "native", "parts", "reasoning", "tools")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -89,6 +89,9 @@ class _Choice:
         self.logprobs: dict[str, list[Any]] | None = None
         self.finish: str | None = None
         self.native: str | None = None  # the provider's own finish word, where it differs from OpenAI's
+        # The stop sequence the answer ended on, where the upstream says it (vLLM's ``stop_reason``, Claude's
+        # ``stop_sequence`` as the Anthropic adapter passes it on); read by the Messages API's stop_sequence.
+        self.matched: object = None
         self.extra: dict[str, Any] = {}  # other delta fields (refusal, audio...): the last value, text joined
 
     def add(self, delta: dict[str, Any]) -> None:
@@ -178,6 +181,7 @@ class Assembly:
             if (finish := c.get("finish_reason")) is not None:
                 choice.finish = finish
                 choice.native = cast(dict[str, Any], c).get("native_finish_reason")
+                choice.matched = cast(dict[str, Any], c).get("stop_reason")
             if (logprobs := c.get("logprobs")) is not None:
                 choice.add_logprobs(logprobs)
 
@@ -187,6 +191,8 @@ class Assembly:
             choices.append({"index": i, "message": c.message(), "logprobs": c.logprobs, "finish_reason": c.finish})
             if c.native is not None:
                 choices[-1]["native_finish_reason"] = c.native
+            if c.matched is not None:
+                choices[-1]["stop_reason"] = c.matched
         resp: dict[str, Any] = {
             "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
             "choices": choices,
@@ -210,6 +216,8 @@ def as_chunks(resp: ChatResponse) -> list[ChatChunk]:
             c["logprobs"] = choice["logprobs"]
         if (native := cast(dict[str, Any], choice).get("native_finish_reason")) is not None:
             c["native_finish_reason"] = native
+        if (matched := cast(dict[str, Any], choice).get("stop_reason")) is not None:
+            c["stop_reason"] = matched
         chunks.append(cast(ChatChunk, {"id": resp["id"], "object": "chat.completion.chunk",
                                        "created": resp["created"], "model": resp["model"], "choices": [c]}))
     if chunks and (changed := resp.get("input_transformations")):

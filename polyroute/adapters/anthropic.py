@@ -440,6 +440,8 @@ class AnthropicAdapter(HttpAdapter):
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": usage,
         }
+        if (matched := _matched(doc)) is not None:
+            cast(dict[str, Any], answer["choices"][0])["stop_reason"] = matched
         if changed := doc.get("input_transformations"):  # thinking blocks the API dropped or let through
             answer["input_transformations"] = changed
         return answer
@@ -535,7 +537,12 @@ class _StreamState:
             if reason == "refusal":
                 self.refused = True
                 return [self.chunk({"refusal": refusal_text(doc["delta"].get("stop_details"))}, "content_filter")]
-            return [self.chunk({}, FINISH.get(reason or "", "stop"))] if reason else []
+            if not reason:
+                return []
+            last = self.chunk({}, FINISH.get(reason, "stop"))
+            if (matched := _matched(doc["delta"])) is not None:
+                cast(dict[str, Any], last["choices"][0])["stop_reason"] = matched
+            return [last]
         if kind == "message_stop":
             self.stopped = True
             if self.refused and not self.said and not self.tools and not self.thinking.entries:
@@ -594,6 +601,13 @@ class _Rejoin:
         if text:
             self.budget = 0
         return text
+
+
+def _matched(ending: dict[str, Any]) -> str | None:
+    """The stop sequence Claude ended on (``stop_sequence`` beside ``stop_reason: "stop_sequence"``), kept on the
+    chat choice as vLLM's ``stop_reason``: chat's finish_reason says "stop" for it as for a natural end."""
+    seq = ending.get("stop_sequence")
+    return seq if ending.get("stop_reason") == "stop_sequence" and isinstance(seq, str) else None
 
 
 def _usage(u: dict[str, Any]) -> Usage:

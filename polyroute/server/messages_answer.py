@@ -8,6 +8,14 @@ the text; polyroute.adapters.claude_thinking); another model's reasoning text is
 thinking block with an empty signature, which the gateway reads back as that model's
 reasoning and never sends to Claude.
 
+How it ended is chat's finish_reason as Anthropic's stop_reason, with one thing chat's word
+cannot say: OpenAI's wire reports "stop" for a natural end and for a stop sequence alike,
+and the text it returns leaves the sequence out, so the text cannot tell them apart
+either. ``stop_sequence`` (with the sequence) is said only when the upstream names the
+sequence it stopped on and it is one of the request's: Claude's own (kept on the choice by
+the Anthropic adapter), vLLM's ``stop_reason``. Any other "stop" is ``end_turn``: a guess
+would have a client act on a sequence that may never have been met.
+
 Usage is Anthropic's split: ``input_tokens`` counts what was neither read from nor
 written to the prompt cache, beside ``cache_read_input_tokens`` and
 ``cache_creation_input_tokens``; the gateway's ``cost_usd`` rides along as in chat.
@@ -53,8 +61,8 @@ def error_doc(status: int, message: str, request_id: str | None = None) -> dict[
 
 
 def stop_reason(finish: str | None, matched: object, req: ChatRequest) -> tuple[str, str | None]:
-    """The stop_reason and stop_sequence for how the chat answer ended; ``matched``: the stop sequence an
-    upstream says it met (vLLM's ``stop_reason``), when it says one of the request's."""
+    """The stop_reason and stop_sequence for how the chat answer ended; ``matched``: the stop sequence the upstream
+    says it met (the choice's ``stop_reason``), if it says one."""
     if finish == "stop" and isinstance(matched, str) and matched in req.stop_list():
         return "stop_sequence", matched
     return STOP_REASONS.get(finish or "", "end_turn"), None
