@@ -66,13 +66,20 @@ def _quoted(codes: frozenset[str]) -> str:
     return ", ".join("'" + c.replace("'", "''") + "'" for c in sorted(codes))
 
 
+def _ended_badly_sql(status: str, error: str) -> str:
+    return f"({status} >= 400 OR COALESCE({error}, '') <> '')"
+
+
 def refused_sql(status: str = "status", error: str = "error") -> str:
-    """``refused`` as an SQL condition over a row's ``status`` and ``error`` columns (SQLite and PostgreSQL)."""
+    """``refused`` as an SQL condition over a row's ``status`` and ``error`` columns (SQLite and PostgreSQL).
+
+    A served row is told by its status and error alone before any list of codes is looked at: most rows
+    are served, and the ledger's writer sums every row it writes into the rollup."""
     code = f"COALESCE({error}, '')"
-    return (f"({code} IN ({_quoted(CLIENT_CODES)}) "
-            f"OR ({status} BETWEEN 400 AND 499 AND {code} NOT IN ({_quoted(FAILURE_CODES)})))")
+    return (f"({_ended_badly_sql(status, error)} AND ({code} IN ({_quoted(CLIENT_CODES)}) "
+            f"OR ({status} BETWEEN 400 AND 499 AND {code} NOT IN ({_quoted(FAILURE_CODES)}))))")
 
 
 def failed_sql(status: str = "status", error: str = "error") -> str:
     """``failed`` as an SQL condition."""
-    return f"(({status} >= 400 OR COALESCE({error}, '') <> '') AND NOT {refused_sql(status, error)})"
+    return f"({_ended_badly_sql(status, error)} AND NOT {refused_sql(status, error)})"
