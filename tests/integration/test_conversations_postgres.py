@@ -1,5 +1,6 @@
 """Two gateways sharing a PostgreSQL store share its conversations: one begun through one replica goes on through
-the other, and stays its key's alone. Skipped when there is no server at 127.0.0.1:5432."""
+the other (an item added through one is named by an ``item_reference`` through the other), and stays its key's
+alone. Skipped when there is no server at 127.0.0.1:5432."""
 
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ def test_replicas_sharing_postgresql_share_the_conversation(tmp_path: Path) -> N
             b2.conversations.retrieve(conv.id)
         with pytest.raises(openai.NotFoundError):
             b2.responses.create(model="echo", input="x", conversation=conv.id)
+        [added] = a1.conversations.items.create(conv.id, items=[{"role": "user", "content": "added on one"}]).data
+        reference: Any = [{"type": "item_reference", "id": added.id}]
+        named = a2.responses.create(model="echo", input=reference)
+        assert named.output_text == "You said: added on one"
+        with pytest.raises(openai.BadRequestError) as caught:
+            b2.responses.create(model="echo", input=reference)
+        assert caught.value.param == "input[0].id"
         a2.conversations.delete(conv.id)
         with pytest.raises(openai.NotFoundError):
             a1.conversations.retrieve(conv.id)
