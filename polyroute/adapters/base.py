@@ -20,6 +20,7 @@ from polyroute.errors import UpstreamRejected
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Delta, Usage
 
 if TYPE_CHECKING:
+    from polyroute.completions.types import CompletionRequest, TextCall, TextChunk, TextCompletion
     from polyroute.embeddings.types import EmbedCall, Embedded
 
 # Request parameters an adapter may or may not be able to honour.
@@ -107,6 +108,21 @@ class Adapter(abc.ABC):
         """Every input's vector, in order. Only for a wire format that ``embeds``: the plan leaves the others out."""
         raise UpstreamRejected(f"backends of type {self.kind!r} have no embeddings endpoint", backend=self.name,
                                model=call.upstream_model)
+
+    def text_refusal(self, req: CompletionRequest, model: str) -> tuple[str, str] | None:
+        """Why this backend's ``model`` cannot answer a text completion as ``req`` asks it, as (the parameter, the
+        reason); None when it can. Only a wire format with a text completions endpoint overrides it."""
+        return "model", f"backends of type {self.kind!r} have no text completions endpoint"
+
+    async def complete_text(self, call: TextCall) -> TextCompletion:
+        """A whole text completion. Only where ``text_refusal`` says none: the plan leaves the others out."""
+        raise UpstreamRejected(f"backends of type {self.kind!r} have no text completions endpoint",
+                               backend=self.name, model=call.upstream_model)
+
+    def stream_text(self, call: TextCall) -> AsyncIterator[TextChunk]:
+        """A text completion chunk by chunk, ending with a chunk that carries usage if known."""
+        raise UpstreamRejected(f"backends of type {self.kind!r} have no text completions endpoint",
+                               backend=self.name, model=call.upstream_model)
 
     @abc.abstractmethod
     async def complete(self, call: Call) -> ChatResponse:

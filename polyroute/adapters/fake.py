@@ -19,6 +19,9 @@ Embeddings are deterministic: each word of an input stands for a fixed random di
 the input's vector is their normalised sum, so inputs that share words lie close together.
 
 A rescue prefix is honoured: when the answer starts with it, only the rest is sent.
+
+Text completions (``/v1/completions``) answer ``"You said: <prompt>"`` (or ``text-WORDS``), one word a
+token, cut at ``max_tokens``; with ``echo`` the prompt comes first. Each prompt gets ``n`` choices.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 
 from polyroute.adapters.base import Adapter, Call, make_chunk, new_id, now, usage_chunk
 from polyroute.adapters.http import ErrorInfo, error_from_status
+from polyroute.completions.types import CompletionRequest, TextCall, TextChoice, TextChunk, TextCompletion, text_chunk
 from polyroute.config import Config, FakeBackend
 from polyroute.config_problems import did_you_mean
 from polyroute.embeddings.types import EmbedCall, Embedded
@@ -136,6 +140,38 @@ class FakeAdapter(Adapter):
             raise err
         words = [x.lower().split() if isinstance(x, str) else [str(t) for t in x] for x in call.request.inputs]
         return Embedded([_vector(w, size) for w in words], sum(max(len(w), 1) for w in words))
+
+    def text_refusal(self, req: CompletionRequest, model: str) -> tuple[str, str] | None:
+        return _fake_text_refusal(req)
+
+    async def complete_text(self, call: TextCall) -> TextCompletion:
+        b = Behaviour.parse(call.upstream_model)
+        if b.slow_ms:
+            await asyncio.sleep(b.slow_ms / 1000)
+        if err := self._fail(b, call.upstream_model):
+            raise err
+        return _FakeText(call.request, b).whole(call.upstream_model)
+
+    async def stream_text(self, call: TextCall) -> AsyncIterator[TextChunk]:
+        b, model = Behaviour.parse(call.upstream_model), call.upstream_model
+        if b.slow_ms:
+            await asyncio.sleep(b.slow_ms / 1000)
+        if err := self._fail(b, model):
+            raise err
+        text, cid, created = _FakeText(call.request, b), "cmpl-" + new_id()[9:], now()
+        for step in range(max(map(len, text.words), default=0)):
+            if b.cut is not None and step >= b.cut:
+                raise UpstreamUnavailable("connection reset mid-stream", backend=self.name, model=model)
+            if b.stall is not None and step >= b.stall:
+                await asyncio.sleep(3600)
+            if b.gap_ms and step:
+                await asyncio.sleep(b.gap_ms / 1000)
+            yield text_chunk(cid, created, model, [{"index": i, "text": w[step], "logprobs": None,
+                                                    "finish_reason": None}
+                                                   for i, w in enumerate(text.words) if step < len(w)])
+        yield text_chunk(cid, created, model, [{"index": i, "text": "", "logprobs": None, "finish_reason": f}
+                                               for i, f in enumerate(text.finish)])
+        yield text_chunk(cid, created, model, [], make_usage(text.prompt_tokens, text.usage_total()))
 
     def _fail(self, b: Behaviour, model: str) -> UpstreamError | None:
         self.calls += 1
@@ -249,6 +285,42 @@ class FakeAdapter(Adapter):
             yield make_chunk(cid, model, {"content": tok})
         yield make_chunk(cid, model, {}, _finish(call, answer))
         yield usage_chunk(cid, model, make_usage(self._prompt_tokens(call), len(tokens)))
+
+
+class _FakeText:
+    """The fake's text completions: what each choice says, whole or a word at a time."""
+
+    def __init__(self, req: CompletionRequest, b: Behaviour) -> None:
+        self.req = req
+        self.words: list[list[str]] = []  # per choice
+        self.finish: list[str] = []
+        limit = req.max_tokens
+        for prompt in req.prompts:
+            said = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+            text = b.text if b.text is not None else "You said: " + said
+            tokens = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))]
+            kept = tokens if limit is None else tokens[:limit]
+            if req.echo:
+                kept = [said, *kept]
+            for _ in range(req.choices):
+                self.words.append(kept)
+                self.finish.append("length" if limit is not None and len(tokens) >= limit else "stop")
+        self.prompt_tokens = sum(max(len(str(p).split()), 1) for p in req.prompts)
+
+    def usage_total(self) -> int:
+        return sum(len(w) for w in self.words)
+
+    def whole(self, model: str) -> TextCompletion:
+        choices: list[TextChoice] = [{"index": i, "text": "".join(w), "logprobs": None, "finish_reason": f}
+                                     for i, (w, f) in enumerate(zip(self.words, self.finish, strict=True))]
+        return text_chunk("cmpl-" + new_id()[9:], now(), model, choices,
+                          make_usage(self.prompt_tokens, self.usage_total()))
+
+
+def _fake_text_refusal(req: CompletionRequest) -> tuple[str, str] | None:
+    if req.logprobs is not None:
+        return "logprobs", "the fake backend gives no logprobs"
+    return None
 
 
 def _finish(call: Call, answer: list[str]) -> str:

@@ -20,6 +20,11 @@ instance costs its own context. It runs on the same worker thread, behind the sa
 one model file, one computation at a time. A GGUF that names no pooling (a chat model
 such as SmolLM2) is mean-pooled; vectors are L2-normalised, as OpenAI's are.
 
+Text completions (``/v1/completions``) complete the client's prompt as it is, with no
+template, on the same worker thread: one prompt, one choice, no ``suffix`` (llama-cpp-python
+has no working fill-in-the-middle) and no ``logprobs`` (the model is loaded without
+logits for every token).
+
 Not honoured: tools (a chat template that does not mention them never shows
 them to the model), images (messages are reduced to their text), and a JSON
 ``response_format`` on a continuation (its grammar would restart the document).
@@ -51,6 +56,7 @@ from llama_cpp.llama_types import (
 )
 
 from polyroute.adapters.base import Adapter, Call, make_chunk, new_id, now, usage_chunk
+from polyroute.completions.types import CompletionRequest, TextCall, TextChunk, TextCompletion, text_chunk
 from polyroute.config import LlamaCppBackend
 from polyroute.embeddings.types import EmbedCall, Embedded
 from polyroute.errors import (
@@ -314,7 +320,68 @@ class LlamaCppAdapter(Adapter):
             run.cancel.set()  # a job still waiting never starts
         return Embedded(vectors, tokens)
 
+    def text_refusal(self, req: CompletionRequest, model: str) -> tuple[str, str] | None:
+        why = _text_refusal(req)
+        return None if why is None else (why[0], f"llama.cpp in-process backends {why[1]}")
+
+    async def complete_text(self, call: TextCall) -> TextCompletion:
+        run, model = _Run(), call.upstream_model
+        try:
+            piece = await self._submit(run, lambda: next(self._text_pieces(call.request, stream=False)), model)
+        finally:
+            run.cancel.set()  # a no-op once finished; otherwise it stops the token loop or the queued job
+        return text_chunk("cmpl-" + new_id()[9:], now(), model, [
+            {"index": 0, "text": piece.text, "logprobs": None, "finish_reason": piece.finish_reason}], run.usage())
+
+    async def stream_text(self, call: TextCall) -> AsyncIterator[TextChunk]:
+        run, model, cid, created = _Run(), call.upstream_model, "cmpl-" + new_id()[9:], now()
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[_Piece | None] = asyncio.Queue()
+
+        def pump() -> None:
+            with contextlib.closing(self._text_pieces(call.request, stream=True)) as produced:
+                for piece in produced:
+                    if run.cancel.is_set():
+                        return
+                    try:
+                        loop.call_soon_threadsafe(pieces.put_nowait, piece)
+                    except RuntimeError:  # the event loop is gone: nobody is listening
+                        run.cancel.set()
+
+        done = self._submit(run, pump, model)
+        done.add_done_callback(lambda _: pieces.put_nowait(None))
+        try:
+            while (piece := await pieces.get()) is not None:
+                yield text_chunk(cid, created, model, [
+                    {"index": 0, "text": piece.text, "logprobs": None, "finish_reason": piece.finish_reason}])
+            done.result()
+            yield text_chunk(cid, created, model, [], run.usage())
+        finally:
+            run.cancel.set()
+            done.cancel()
+
     # --- llama.cpp calls (worker thread) -----------------------------------------------
+
+    def _text_pieces(self, req: CompletionRequest, *, stream: bool) -> Generator[_Piece, None, None]:
+        """The client's prompt completed as it is: no chat template."""
+        model = cast(_Model, self._model)
+        prompt = req.prompts[0]
+        wanted: dict[str, Any] = {
+            "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed, "stop": req.stop_list() or None,
+            "presence_penalty": req.presence_penalty, "frequency_penalty": req.frequency_penalty,
+            "logit_bias": {int(k): v for k, v in req.logit_bias.items()} if req.logit_bias else None,
+        }
+        options = {k: v for k, v in wanted.items() if v is not None}
+        out = model.create_completion(prompt, max_tokens=req.max_tokens, echo=bool(req.echo), stream=stream,
+                                      **options)
+        if not stream:
+            choice = cast(CreateCompletionResponse, out)["choices"][0]
+            yield _Piece(choice["text"], choice["finish_reason"])
+            return
+        for chunk in cast(Iterator[CreateCompletionStreamResponse], out):
+            part = chunk["choices"][0]
+            if part["text"] or part["finish_reason"]:
+                yield _Piece(part["text"], part["finish_reason"])
 
     def _embed(self, texts: list[str], model: str) -> tuple[list[list[float]], int]:
         embedder = self._embedder
@@ -401,6 +468,21 @@ def _messages(call: Call) -> list[ChatCompletionRequestMessage]:
         role = "system" if m.role == "developer" else m.role
         out.append({"role": role, "content": m.text()})
     return cast(list[ChatCompletionRequestMessage], out)
+
+
+def _text_refusal(req: CompletionRequest) -> tuple[str, str] | None:
+    """What of a text completion request this backend cannot do: (the parameter, what it does instead)."""
+    if len(req.prompts) > 1:
+        return "prompt", "complete one prompt per request"
+    if req.choices > 1 or (req.best_of or 1) > 1:
+        return ("n" if req.choices > 1 else "best_of"), "give one completion per request (n and best_of of 1)"
+    if req.suffix:
+        return "suffix", "do not fill in the middle (suffix)"
+    if req.logprobs is not None:
+        return "logprobs", "give no logprobs"
+    if req.max_tokens == 0:
+        return "max_tokens", "read max_tokens 0 as no limit; send at least 1"
+    return None
 
 
 def _formatter(model: _Model) -> Jinja2ChatFormatter | None:

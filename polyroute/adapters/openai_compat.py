@@ -9,7 +9,7 @@ never branches on provider names.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -30,9 +30,11 @@ from polyroute.adapters.http import (
 from polyroute.adapters.own_fields import for_upstream, with_reasoning
 from polyroute.adapters.regions import key_region_hint, provider_key
 from polyroute.adapters.shape import Shape
-from polyroute.adapters.sse_chunks import SSEChunks
+from polyroute.adapters.sse_chunks import EventReader, SSEChunks
 from polyroute.assemble import as_chunks
 from polyroute.cache_marks import MARK, without_marks
+from polyroute.completions.openai_wire import TextEvents, text_answer
+from polyroute.completions.types import CompletionRequest, TextCall, TextChunk, TextCompletion
 from polyroute.config import HttpBackendConfig
 from polyroute.embeddings.types import EmbedCall, Embedded, read_vectors
 from polyroute.errors import UpstreamBadResponse, UpstreamServerError
@@ -244,6 +246,23 @@ class OpenAICompatAdapter(HttpAdapter):
         body = call.request.upstream_body(model)
         doc = await self.http.post_json(f"{self.config.base_url}/embeddings", body, self.headers, model, call.timeout)
         return embeddings_answer(doc, len(call.request.inputs), self.name, model, self.http.reader)
+
+    def text_refusal(self, req: CompletionRequest, model: str) -> tuple[str, str] | None:
+        return None  # POST {base_url}/completions: the upstream judges what it takes
+
+    async def complete_text(self, call: TextCall) -> TextCompletion:
+        model = call.upstream_model
+        body = call.request.upstream_body(model, stream=False)
+        doc = await self.http.post_json(f"{self.config.base_url}/completions", body, self.headers, model,
+                                        call.timeout)
+        return text_answer(doc, self.name, model, self.http.reader)
+
+    def stream_text(self, call: TextCall) -> AsyncIterator[TextChunk]:
+        model = call.upstream_model
+        events = TextEvents(self.name, model, self.http.reader)
+        chunks = SSEChunks(self.http, cast(EventReader, events), f"{self.config.base_url}/completions",
+                           call.request.upstream_body(model, stream=True), self.headers, model, call.timeout)
+        return cast(AsyncIterator[TextChunk], chunks)
 
 
 def embeddings_answer(doc: object, count: int, backend: str, model: str, read: BodyReader = read_error) -> Embedded:

@@ -27,6 +27,7 @@ from polyroute.server.admin import Admin, require_admin
 from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
 from polyroute.server.chat import ChatEndpoint
+from polyroute.server.completions import CompletionsEndpoint
 from polyroute.server.conversations import ConversationsEndpoint
 from polyroute.server.dispatch import App, Handler, request_key
 from polyroute.server.door import Door
@@ -68,6 +69,7 @@ def create_app(gateway: Gateway) -> App:
     responses = ResponsesEndpoint(gateway, config.gateway.debug_headers, bounds)
     messages = MessagesEndpoint(gateway, config.gateway.debug_headers, bounds)
     embeddings = EmbeddingsEndpoint(gateway, config.gateway.debug_headers, bounds)
+    completions = CompletionsEndpoint(gateway, config.gateway.debug_headers, bounds)
     count_tokens = CountTokensEndpoint(gateway, bounds)
     redact = gateway.fleet.guard.redact
     logs.guard(redact)
@@ -131,7 +133,8 @@ def create_app(gateway: Gateway) -> App:
 
     admin_on = admin_digest is not None and gateway.tenancy.store is not None
     door = Door(gateway, chat_paths=frozenset(("/v1/chat/completions", "/chat/completions", "/v1/responses",
-                                               "/responses", "/v1/messages", "/v1/embeddings", "/embeddings")),
+                                               "/responses", "/v1/messages", "/v1/embeddings", "/embeddings",
+                                               "/v1/completions", "/completions")),
                 client_paths=frozenset(("/v1/feedback", "/v1/conversations", "/conversations",
                                         "/v1/messages/count_tokens")),
                 client_prefixes=("/v1/conversations/", "/conversations/"),
@@ -157,6 +160,8 @@ def create_app(gateway: Gateway) -> App:
             "/v1/chat/completions": {"POST": chat.handle},
             "/v1/embeddings": {"POST": embeddings.handle},
             "/embeddings": {"POST": embeddings.handle},
+            "/v1/completions": {"POST": completions.handle},
+            "/completions": {"POST": completions.handle},
             "/chat/completions": {"POST": chat.handle},
             "/v1/responses": {"POST": responses.handle},
             "/responses": {"POST": responses.handle},
