@@ -5,9 +5,10 @@ Two things name stored state:
 - an ``item_reference`` input item (``{"type": "item_reference", "id": "msg_..."}``, as the
   Vercel AI SDK sends every earlier answer that carries an item id) becomes the item of
   that id, whole: an output item of one of the key's stored responses (``msg_``, ``fc_``,
-  ``rs_``; ``polyroute.tenancy.responses``), else an item of one of the key's
-  conversations (``polyroute.tenancy.conversations``), such as one a client added
-  through ``POST /v1/conversations/{id}/items``, as OpenAI resolves any stored item id;
+  ``rs_``; ``polyroute.tenancy.responses``), else an input item of one of them (as
+  ``input_items`` lists it), else an item of one of the key's conversations
+  (``polyroute.tenancy.conversations``), such as one a client added through
+  ``POST /v1/conversations/{id}/items``, as OpenAI resolves any stored item id;
 - ``previous_response_id`` puts that response's conversation before the input: the
   input items and output items of every response of its chain, oldest first, following
   each one's own ``previous_response_id`` as it was stored.
@@ -60,13 +61,15 @@ def names_stored(raw: dict[str, Any]) -> bool:
 
 
 def item_finder(responses: ResponseKeeper, conversations: ConversationKeeper, key: str | None) -> ItemFinder:
-    """A blocking reader of ``key``'s stored items by id: its stored responses' output items, then its
-    conversations' items."""
-    of_responses, of_conversations = responses.item_lookup(key), conversations.item_lookup(key)
+    """A blocking reader of ``key``'s stored items by id: its stored responses' output items, then their input
+    items, then its conversations' items."""
+    outputs, inputs, of_conversations = (responses.item_lookup(key), responses.input_lookup(key),
+                                         conversations.item_lookup(key))
 
     def find(item_id: str) -> dict[str, Any] | None:
-        found = of_responses(item_id)
-        return dict(found.item) if found is not None else of_conversations(item_id)
+        if (found := outputs(item_id)) is not None:
+            return dict(found.item)
+        return inputs(item_id) or of_conversations(item_id)
     return find
 
 

@@ -12,7 +12,11 @@ without ``[store]``), one SQLite file and one PostgreSQL database (the tables of
 ``[store] url``; ``responses_sqlite``, ``responses_postgres``). Every stored row
 has an end (``expires_at``); past it a store no longer returns it, and it is deleted
 at the next sweep. Output items are found by their own id (``msg_``, ``fc_``,
-``rs_``), which is unique because it holds the gateway's request id.
+``rs_``), which is unique because it holds the gateway's request id. Input items are
+found by their id too (``input_item``), but only among the asking key's responses:
+a client may give an input item any id, another key's included, so such an id names
+nothing beyond its own key's, and when several of its responses hold it, the one
+stored last wins.
 
 The ``ResponseKeeper`` front is what the server calls: it runs a blocking store's calls in a
 worker thread, sweeps expired rows now and then, and hands out only what belongs
@@ -28,7 +32,8 @@ from typing import Any, Protocol, TypeVar
 
 from polyroute.tenancy.kept import Kept
 
-__all__ = ["MEMORY_RESPONSES", "MemoryResponses", "ResponseKeeper", "ResponseStore", "StoredItem", "StoredResponse"]
+__all__ = ["MEMORY_RESPONSES", "MemoryResponses", "ResponseKeeper", "ResponseStore", "StoredItem", "StoredResponse",
+           "inputs_with_ids"]
 
 # How many responses a gateway without a store keeps in its process (the least recently used go first).
 MEMORY_RESPONSES = 2000
@@ -79,6 +84,10 @@ class ResponseStore(Protocol):
         """The output item of that id, unless its response is unknown, deleted or past its end."""
         ...
 
+    def input_item(self, item_id: str, key: str | None, now: float) -> dict[str, Any] | None:
+        """The input item of that id of ``key``'s response stored last, unless past its end."""
+        ...
+
     def delete(self, response_id: str) -> bool:
         """Forget the response and its items; whether it was there."""
         ...
@@ -99,12 +108,15 @@ class MemoryResponses:
         self.limit = limit
         self._responses: OrderedDict[str, StoredResponse] = OrderedDict()
         self._items: dict[str, str] = {}  # item id -> response id
+        self._inputs: dict[str, dict[str, None]] = {}  # input item id -> the responses holding it, oldest first
 
     def put(self, stored: StoredResponse) -> None:
         self.delete(stored.id)
         self._responses[stored.id] = stored
         for item in stored.items():
             self._items[item["id"]] = stored.id
+        for item_id in _input_ids(stored):
+            self._inputs.setdefault(item_id, {})[stored.id] = None
         while len(self._responses) > self.limit:
             self.delete(next(iter(self._responses)))
 
@@ -123,12 +135,24 @@ class MemoryResponses:
         found = next(item for item in stored.items() if item["id"] == item_id)
         return StoredItem(stored.key, stored.id, found)
 
+    def input_item(self, item_id: str, key: str | None, now: float) -> dict[str, Any] | None:
+        for response_id in reversed(self._inputs.get(item_id) or {}):
+            stored = self._responses[response_id]
+            if stored.key == key and stored.expires_at > now:
+                return next(item for item in stored.input if item.get("id") == item_id)
+        return None
+
     def delete(self, response_id: str) -> bool:
         stored = self._responses.pop(response_id, None)
         if stored is None:
             return False
         for item in stored.items():
             self._items.pop(item["id"], None)
+        for item_id in _input_ids(stored):
+            holding = self._inputs.get(item_id) or {}
+            holding.pop(response_id, None)
+            if not holding:
+                self._inputs.pop(item_id, None)
         return True
 
     def expire(self, now: float) -> None:
@@ -138,6 +162,16 @@ class MemoryResponses:
     def close(self) -> None:
         self._responses.clear()
         self._items.clear()
+        self._inputs.clear()
+
+
+def inputs_with_ids(stored: StoredResponse) -> list[dict[str, Any]]:
+    """Its input items that carry an id: what ``input_item`` can find."""
+    return [item for item in stored.input if isinstance(item.get("id"), str) and item["id"]]
+
+
+def _input_ids(stored: StoredResponse) -> set[str]:
+    return {item["id"] for item in inputs_with_ids(stored)}
 
 
 class ResponseKeeper(Kept[ResponseStore]):
@@ -158,6 +192,14 @@ class ResponseKeeper(Kept[ResponseStore]):
         def item(item_id: str) -> StoredItem | None:
             found = self.store.item(item_id, now)
             return found if found is not None and found.key == key else None
+        return item
+
+    def input_lookup(self, key: str | None) -> Callable[[str], dict[str, Any] | None]:
+        """A blocking reader of the input items of this key's responses by id."""
+        now = self.clock()
+
+        def item(item_id: str) -> dict[str, Any] | None:
+            return self.store.input_item(item_id, key, now)
         return item
 
     async def run(self, fn: Callable[[], T]) -> T:

@@ -1,9 +1,11 @@
 """Stored Responses API responses in the store's SQLite file (``polyroute.tenancy.responses``).
 
-Two tables: ``responses``, one row per response with its JSON, and
-``response_items``, one row per output item that ``item_reference`` can name, with
-its response's owner and end copied so an item is found in one read. A response
-and its items are written and deleted in one transaction.
+Three tables: ``responses``, one row per response with its JSON; ``response_items``,
+one row per output item that ``item_reference`` can name, with its response's owner
+and end copied so an item is found in one read; and ``response_inputs``, one row per
+input item that has an id, found by id and owner together (a client chooses those
+ids, so one may repeat across responses and keys). A response and its items are
+written and deleted in one transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from polyroute.tenancy.responses import StoredItem, StoredResponse
+from polyroute.tenancy.responses import StoredItem, StoredResponse, inputs_with_ids
 from polyroute.tenancy.sqlite_file import SqliteFile, immediate
 
 _SCHEMA = """
@@ -24,6 +26,11 @@ CREATE INDEX IF NOT EXISTS responses_expires_at ON responses (expires_at);
 CREATE TABLE IF NOT EXISTS response_items (
     id TEXT PRIMARY KEY, response_id TEXT NOT NULL, key TEXT, expires_at REAL NOT NULL, item TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS response_items_response ON response_items (response_id);
+CREATE TABLE IF NOT EXISTS response_inputs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, response_id TEXT NOT NULL, key TEXT,
+    expires_at REAL NOT NULL, item TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS response_inputs_id ON response_inputs (id);
+CREATE INDEX IF NOT EXISTS response_inputs_response ON response_inputs (response_id);
 """
 _COLUMNS = "id, key, team, created_at, expires_at, previous_id, input, response"
 
@@ -47,6 +54,10 @@ class SqliteResponses(SqliteFile):
             conn.executemany("INSERT OR REPLACE INTO response_items VALUES (?,?,?,?,?)", [
                 (item["id"], stored.id, stored.key, stored.expires_at, orjson.dumps(item).decode())
                 for item in stored.items()])
+            conn.execute("DELETE FROM response_inputs WHERE response_id = ?", (stored.id,))
+            conn.executemany("INSERT INTO response_inputs (id, response_id, key, expires_at, item) VALUES (?,?,?,?,?)",
+                             [(item["id"], stored.id, stored.key, stored.expires_at, orjson.dumps(item).decode())
+                              for item in inputs_with_ids(stored)])
 
     def get(self, response_id: str, now: float) -> StoredResponse | None:
         row = self._conn().execute(f"SELECT {_COLUMNS} FROM responses WHERE id = ? AND expires_at > ?",
@@ -58,16 +69,23 @@ class SqliteResponses(SqliteFile):
                                    (item_id, now)).fetchone()
         return None if row is None else StoredItem(row[0], str(row[1]), orjson.loads(row[2]))
 
+    def input_item(self, item_id: str, key: str | None, now: float) -> dict[str, Any] | None:
+        row = self._conn().execute("SELECT item FROM response_inputs WHERE id = ? AND key IS ? AND expires_at > ? "
+                                   "ORDER BY seq DESC LIMIT 1", (item_id, key, now)).fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
+
     def delete(self, response_id: str) -> bool:
         conn = self._conn()
         with immediate(conn):
             conn.execute("DELETE FROM response_items WHERE response_id = ?", (response_id,))
+            conn.execute("DELETE FROM response_inputs WHERE response_id = ?", (response_id,))
             return conn.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
 
     def expire(self, now: float) -> None:
         conn = self._conn()
         with immediate(conn):
             conn.execute("DELETE FROM response_items WHERE expires_at <= ?", (now,))
+            conn.execute("DELETE FROM response_inputs WHERE expires_at <= ?", (now,))
             conn.execute("DELETE FROM responses WHERE expires_at <= ?", (now,))
 
 
