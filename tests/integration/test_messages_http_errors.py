@@ -3,7 +3,10 @@ client in Anthropic's shape, with a ``request-id``; the same errors elsewhere st
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,8 +14,14 @@ import anthropic
 import httpx
 import pytest
 
-from tests.support.http11_app import Answered, Wire
+from polyroute.server.answers import Reply
+from polyroute.server.dispatch import App
+from polyroute.server.http11 import Request
+from polyroute.server.messages_errors import OnMessagesPaths
+from polyroute.server.serving import Server
+from tests.support.http11_app import Answered, Wire, post
 from tests.support.live import Live, live_gateway
+from tests.support.wait import TIMEOUT
 
 LIMIT = 4096
 ENV = {"A_KEY": "sk-a-0123456789abcdef"}
@@ -139,3 +148,35 @@ def test_the_same_errors_elsewhere_stay_in_openais_shape(live: Live) -> None:
     assert r.status_code == 405 and set(r.json()) == {"error"}
     r = httpx.get(f"{live.base_url}/messagesx", headers=headers, timeout=10)
     assert r.status_code == 404 and set(r.json()) == {"error"}
+
+
+def test_a_whole_answer_cut_by_a_stop_is_anthropics_503() -> None:
+    started = threading.Event()
+
+    async def never(request: Request) -> Reply:
+        started.set()
+        await asyncio.Event().wait()  # computed until the stop's grace ends
+        return Reply(b"{}")
+
+    app = App({"/v1/messages": {"POST": never}}, max_body=LIMIT, error_shape=OnMessagesPaths())
+    server = Server(app, grace=0.2)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve([sock])), daemon=True)
+    thread.start()
+    assert server.started.wait(TIMEOUT)
+    w = Wire(int(sock.getsockname()[1]))
+    try:
+        w.send(post("/v1/messages", b"{}"))
+        assert started.wait(TIMEOUT)
+        server.stop()
+        answered = w.answer()
+    finally:
+        w.close()
+        server.stop()
+        thread.join(timeout=TIMEOUT)
+        sock.close()
+    assert answered.status == 503
+    doc = anthropic_doc(503, answered.headers, answered.body)
+    assert doc["error"]["type"] == "overloaded_error" and "shutting down" in doc["error"]["message"]
