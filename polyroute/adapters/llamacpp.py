@@ -372,12 +372,16 @@ class LlamaCppAdapter(Adapter):
             "logit_bias": {int(k): v for k, v in req.logit_bias.items()} if req.logit_bias else None,
         }
         options = {k: v for k, v in wanted.items() if v is not None}
-        out = model.create_completion(prompt, max_tokens=req.max_tokens, echo=bool(req.echo), stream=stream,
-                                      **options)
+        # Echoed here rather than by llama-cpp-python, whose streams leave the prompt out.
+        echoed = "" if not req.echo else prompt if isinstance(prompt, str) else model.detokenize(prompt).decode(
+            "utf-8", "replace")
+        out = model.create_completion(prompt, max_tokens=req.max_tokens, stream=stream, **options)
         if not stream:
             choice = cast(CreateCompletionResponse, out)["choices"][0]
-            yield _Piece(choice["text"], choice["finish_reason"])
+            yield _Piece(echoed + choice["text"], choice["finish_reason"])
             return
+        if echoed:
+            yield _Piece(echoed)
         for chunk in cast(Iterator[CreateCompletionStreamResponse], out):
             part = chunk["choices"][0]
             if part["text"] or part["finish_reason"]:

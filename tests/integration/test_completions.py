@@ -37,6 +37,7 @@ def raw(a: FakeUpstream, b: FakeUpstream, db: Path) -> dict[str, Any]:
         "routes": {"instruct": {"models": ["inst-a", "inst-b"]}, "mixed": {"models": ["claude", "inst-a"]},
                    "claude-only": {"models": ["claude"]}},
         "store": {"url": f"sqlite:///{db}", "flush_interval": 0.05},
+        "metrics": {"public": True},
         "keys": {"alice": {"secret": "env:ALICE"}, "carol": {"secret": "env:CAROL", "budget_usd": 1.0}},
     }
 
@@ -44,6 +45,15 @@ def raw(a: FakeUpstream, b: FakeUpstream, db: Path) -> dict[str, Any]:
 @pytest.fixture
 def live(first: FakeUpstream, fallback: FakeUpstream, tmp_path: Path) -> Iterator[Live]:
     with live_gateway(raw(first, fallback, tmp_path / "ledger.db"), env=ENV) as g:
+        yield g
+
+
+@pytest.fixture(scope="module")
+def bare() -> Iterator[Live]:
+    """A gateway that answers with the fake alone, for requests refused before any upstream."""
+    config = {"backends": {"f": {"type": "fake"}}, "models": {"instruct": {"backend": "f"}},
+              "keys": {"alice": {"secret": "env:ALICE"}}}
+    with live_gateway(config, env=ENV) as g:
         yield g
 
 
@@ -182,6 +192,22 @@ def test_the_ledger_row_has_the_tokens_and_the_cost(live: Live, first: FakeUpstr
     assert row["request_id"] == resp.headers["x-polyroute-request-id"]
 
 
+def test_metrics_count_whole_and_streamed_completions(live: Live, first: FakeUpstream) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    first.json(load("openai", "text_completion"))
+    first.stream(load("openai", "text_completion_stream"))
+    client(live).completions.create(model="instruct", prompt="Say this is a test")
+    list(client(live).completions.create(model="instruct", prompt="Say this is a test", stream=True))
+    scraped = httpx.get(f"{live.root}/metrics", timeout=10).text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(scraped) for s in family.samples}
+    where = (("model", "inst-a"), ("route", "instruct"))
+    assert samples[("polyroute_requests_total", (*where, ("status", "200")))] == 2
+    assert samples[("polyroute_tokens_total", (*where, ("type", "output")))] == 14
+    assert samples[("polyroute_cost_usd_total", where)] == pytest.approx(2 * (5 * INPUT + 7 * OUTPUT) / 1e6)
+
+
 def test_the_path_without_v1_is_served_too(live: Live, first: FakeUpstream) -> None:
     first.json(load("openai", "text_completion"))
     r = httpx.post(f"{live.root}/completions", json={"model": "instruct", "prompt": "x"},
@@ -189,8 +215,8 @@ def test_the_path_without_v1_is_served_too(live: Live, first: FakeUpstream) -> N
     assert r.status_code == 200 and r.json()["object"] == "text_completion"
 
 
-def test_no_key_is_a_401(live: Live) -> None:
-    r = httpx.post(f"{live.base_url}/completions", json={"model": "instruct", "prompt": "x"}, timeout=10)
+def test_no_key_is_a_401(bare: Live) -> None:
+    r = httpx.post(f"{bare.base_url}/completions", json={"model": "instruct", "prompt": "x"}, timeout=10)
     assert r.status_code == 401
 
 
@@ -212,15 +238,15 @@ def test_no_key_is_a_401(live: Live) -> None:
     ({"model": "instruct", "prompt": "x", "suffix": 3}, "suffix"),
     ({"model": "nope", "prompt": "x"}, "model"), ({"model": 3, "prompt": "x"}, "model"),
 ])
-def test_bad_requests_are_openai_shaped_400s_naming_the_field(live: Live, body: object, param: str) -> None:
-    r = post(live, body)
+def test_bad_requests_are_openai_shaped_400s_naming_the_field(bare: Live, body: object, param: str) -> None:
+    r = post(bare, body)
     assert r.status_code in (400, 404), r.text
     error = r.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == param, error
 
 
-def test_bodies_that_are_not_json_objects_are_400s(live: Live) -> None:
+def test_bodies_that_are_not_json_objects_are_400s(bare: Live) -> None:
     for body in (b"", b"{", b"\xff", b"[1, 2]", b'{"model": "instruct", "prompt": ' + b"[" * 5000 + b"]" * 5000 + b"}"):
-        r = httpx.post(f"{live.base_url}/completions", content=body,
+        r = httpx.post(f"{bare.base_url}/completions", content=body,
                        headers={"authorization": f"Bearer {ENV['ALICE']}"}, timeout=10)
         assert r.status_code == 400, (body[:40], r.text)
