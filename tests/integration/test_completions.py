@@ -250,3 +250,10 @@ def test_bodies_that_are_not_json_objects_are_400s(bare: Live) -> None:
         r = httpx.post(f"{bare.base_url}/completions", content=body,
                        headers={"authorization": f"Bearer {ENV['ALICE']}"}, timeout=10)
         assert r.status_code == 400, (body[:40], r.text)
+
+
+def test_when_every_attempt_fails_the_backend_left_out_is_named(live: Live, first: FakeUpstream) -> None:
+    first.json({"error": {"message": "down", "type": "server_error"}}, status=503)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(live).completions.create(model="mixed", prompt="x")
+    assert "claude: backends of type 'anthropic' have no text completions endpoint" in caught.value.message
