@@ -6,19 +6,21 @@ its status and its error code (``polyroute.finish.ending``).
 
     served    status < 400 and no error code
     refused   the client's own doing; the gateway answered as it should
-              - a code of the error tree's ClientError branch: authentication, permission,
+              - a code of the error tree's ClientError branch (read from the tree, so a new
+                client error counts here): authentication, permission,
                 invalid request, unknown model, too large, no candidate fits the policy or the
                 context, the key's or team's own rate limit (429 rate_limit_exceeded) or
                 budget (402), ... (501 unsupported_transfer_encoding too: a client's coding)
               - client_closed: the client left (499, or a stream it stopped reading). It chose
-                not to wait; counted as a failure, a client with a short timeout would raise
-                the operator's error rate. A fleet slow enough to make clients leave shows in
-                the percentiles of the requests answered and in its own timeouts.
+                not to wait: counted as a failure, it would let a client with a short timeout
+                raise the operator's error rate. A fleet slow enough to make clients leave
+                shows in the percentiles of the requests answered and in its own timeouts.
               - any other 4xx but for the failures' codes below: the upstream's refusal of the
                 request itself (AllAttemptsFailed of UpstreamRejected: every candidate said the
                 request is wrong, a context too long, a parameter no candidate takes, a
                 moderation block), answered with the upstream's code. The fleet worked; the
-                client would get the same answer from the provider itself.
+                client would get the same answer from the provider itself. (Where the catalog
+                is wrong, say a context window too large, the row's attempts still say so.)
     failed    anything else: every candidate failed (all_backends_failed, 429 and 503 among
               them), a stream cut, a gateway stopping, an internal error, the store or the
               shared counters unreachable, any other 5xx
