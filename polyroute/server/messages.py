@@ -24,7 +24,8 @@ import orjson
 from pydantic import ValidationError
 
 from polyroute.adapters.anthropic import AnthropicAdapter
-from polyroute.errors import Forbidden, InvalidRequest, PolyrouteError
+from polyroute.adapters.claude_effort import thinking_for
+from polyroute.errors import Forbidden, InvalidRequest, PolyrouteError, UpstreamParamRefused
 from polyroute.failover import Report
 from polyroute.finish import Pass, RequestIds
 from polyroute.fleet import Fleet
@@ -49,6 +50,7 @@ log = logging.getLogger("polyroute.access")
 # A count that no tokenizer made.
 ESTIMATED = "x-polyroute-estimated"
 _INTERNAL = "The gateway hit an internal error; it has been logged."
+_ANY_MAX_TOKENS = 4096  # asking whether a model thinks at all: any room will do
 
 
 def parse_messages(body: bytes, bounds: Bounds, *, counting: bool = False, fleet: Fleet | None = None) -> ChatRequest:
@@ -68,10 +70,21 @@ def parse_messages(body: bytes, bounds: Bounds, *, counting: bool = False, fleet
 
 
 def only_claude(fleet: Fleet, name: object) -> bool:
-    """Whether every model ``name`` can be routed to is served over Anthropic's own API: then what only Claude
-    takes (a thinking budget, ``metadata``) goes to it as the client wrote it (polyroute.server.messages_request)."""
+    """Whether every model ``name`` can be routed to is a Claude that thinks, served over Anthropic's own API: then
+    what only Claude takes (a thinking budget, ``metadata``) goes to it as the client wrote it
+    (polyroute.server.messages_request). A Claude that does not think would refuse the client's ``thinking``;
+    as an effort, it is dropped and named instead."""
     route = fleet.routes.get(name) if isinstance(name, str) else None
-    return route is not None and all(fleet.adapters[m.backend].kind == AnthropicAdapter.kind for m in route.models)
+    return route is not None and all(
+        fleet.adapters[m.backend].kind == AnthropicAdapter.kind and _thinks(m.upstream) for m in route.models)
+
+
+def _thinks(model: str) -> bool:
+    try:
+        thinking_for("low", model, _ANY_MAX_TOKENS, backend="")
+    except UpstreamParamRefused:  # no thinking, no effort: nowhere for it to go
+        return False
+    return True
 
 
 def in_anthropic_shape(answer: Reply) -> Reply:

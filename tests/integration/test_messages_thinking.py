@@ -22,6 +22,7 @@ def config(claude: FakeUpstream, other: FakeUpstream) -> dict[str, Any]:
                      "other": {"type": "openai", "base_url": other.url + "/v1", "api_key": "env:TEST_KEY"}},
         "models": {"sonnet": {"backend": "claude", "upstream": "claude-sonnet-4-5-20250929"},
                    "opus": {"backend": "claude", "upstream": "claude-opus-4-7"},
+                   "haiku35": {"backend": "claude", "upstream": "claude-3-5-haiku-20241022"},
                    "other": {"backend": "other", "upstream": "other-model"}},
         "routes": {"claudes": {"models": ["sonnet", "opus"]}, "mixed": {"models": ["sonnet", "other"]}},
     }
@@ -39,6 +40,17 @@ def test_a_route_of_claudes_gets_the_budget_and_user_id_as_the_client_wrote_them
     sent = claude.received[0].json()
     assert sent["thinking"] == {"type": "enabled", "budget_tokens": 12345} and sent["max_tokens"] == 20000
     assert sent["metadata"] == {"user_id": "user-7"} and "output_config" not in sent
+
+
+def test_a_claude_that_does_not_think_answers_without_it(claude: FakeUpstream, fallback: FakeUpstream) -> None:
+    claude.json(load("anthropic", "completion"))
+    with live_gateway(config(claude, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        client = anthropic.Anthropic(base_url=g.root, api_key="unused", max_retries=0)
+        raw = client.messages.with_raw_response.create(model="haiku35", max_tokens=2000, messages=HI,
+                                                       thinking={"type": "enabled", "budget_tokens": 1024})
+    assert raw.parse().content[0].type == "text"
+    assert raw.headers["x-polyroute-dropped-params"] == "reasoning_effort"
+    assert "thinking" not in claude.received[0].json()
 
 
 def test_adaptive_thinking_at_an_effort_reaches_a_claude_that_takes_it(
