@@ -145,7 +145,7 @@ class ResponseEvents:
             self.logprobs = self.logprobs if self.logprobs is not None else []
             self.logprobs.extend(logprobs)
         return out + self._emit("response.output_text.delta", **self._where(self.message), content_index=0,
-                                delta=text, logprobs=logprobs or [])
+                                delta=text, logprobs=_said(logprobs))
 
     def _call(self, call: dict[str, Any]) -> bytes:
         out = b""
@@ -179,7 +179,7 @@ class ResponseEvents:
             part = text_part(text, self.logprobs)
             item["content"] = [part]
             out += self._emit("response.output_text.done", **where, content_index=0, text=text,
-                              logprobs=self.logprobs or [])
+                              logprobs=_said(self.logprobs))
             out += self._emit("response.content_part.done", **where, content_index=0, part=part)
             if self.refusal:
                 out += self._refusal_done(item, where)
@@ -223,3 +223,12 @@ class ResponseEvents:
         payload = {"type": kind, "sequence_number": self.sequence, **fields}
         self.sequence += 1
         return sse(payload)
+
+
+def _said(logprobs: list[Any] | None) -> list[dict[str, Any]]:
+    """Tokens' logprobs as the text events carry them: each token's ``token``, ``logprob`` and ``top_logprobs``
+    (the content part's own carry ``bytes`` too)."""
+    return [{"token": e.get("token"), "logprob": e.get("logprob"),
+             "top_logprobs": [{"token": t.get("token"), "logprob": t.get("logprob")}
+                              for t in e.get("top_logprobs") or () if isinstance(t, dict)]}
+            for e in logprobs or () if isinstance(e, dict)]
