@@ -18,8 +18,10 @@ from polyroute.errors import UpstreamBadResponse
 from .types import TextChunk, TextCompletion
 
 
-def _checked(doc: dict[str, Any], backend: str, model: str) -> None:
-    """Every choice an object with its text (a string, "" when left out) and its index."""
+def _checked(doc: dict[str, Any], backend: str, model: str, whole: bool) -> None:
+    """Every choice an object with its text and its index. A stream's chunk may leave the text out (one that only
+    ends its choice); a whole answer's choice may not: a choice without text is another endpoint's answer (a chat
+    completion's ``message``), not an empty completion."""
     doc["object"] = "text_completion"
     doc.setdefault("id", "")
     doc.setdefault("created", 0)
@@ -27,6 +29,8 @@ def _checked(doc: dict[str, Any], backend: str, model: str) -> None:
     for position, choice in enumerate(doc["choices"]):
         if not isinstance(choice, dict):
             raise UpstreamBadResponse("a choice is not an object", backend=backend, model=model)
+        if whole and "text" not in choice:
+            raise UpstreamBadResponse("a choice has no text: not a text completion", backend=backend, model=model)
         text = choice.setdefault("text", "")
         if text is None:
             choice["text"] = ""
@@ -44,7 +48,7 @@ def text_answer(doc: object, backend: str, model: str, read: BodyReader) -> Text
         if isinstance(doc, dict) and doc.get("error"):  # an error in a 200's body, as some relays send it
             raise error_in_band(orjson.dumps(doc), read, backend=backend, model=model)
         raise UpstreamBadResponse("answer has no choices", backend=backend, model=model)
-    _checked(doc, backend, model)
+    _checked(doc, backend, model, whole=True)
     return cast(TextCompletion, doc)
 
 
@@ -68,7 +72,7 @@ class TextEvents:
             raise error_in_band(data.encode(), self.read, backend=self.backend, model=self.model)
         if not isinstance(doc.get("choices"), list):
             raise UpstreamBadResponse("stream event has no choices", backend=self.backend, model=self.model)
-        _checked(doc, self.backend, self.model)
+        _checked(doc, self.backend, self.model, whole=False)
         usage = doc.pop("usage", None)
         if usage and doc["choices"]:
             # Usage with the last text (vLLM's continuous usage, some relays): in a chunk of its own, as OpenAI
