@@ -338,7 +338,7 @@ def test_the_console_in_a_browser(gateway: Gateway, artifacts: Path) -> None:
             expect(ops.locator("td.refused")).to_have_text("0")
             nobody = page.locator("#totals tr[data-group='-']")
             expect(nobody.locator("td.refused")).to_have_text("1")
-            expect(nobody.locator("td").last).to_have_text("–")
+            expect(nobody.locator("td").last).to_have_text("\u2013")  # the page's dash for no value
 
             # -- every page on a phone: nothing wider than the screen but the tables' own scrollers -----
             phone = browser.new_context(viewport=PHONE, storage_state=context.storage_state(), is_mobile=True,
