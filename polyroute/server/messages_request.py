@@ -8,12 +8,13 @@ counterpart are renamed to it: ``stop_sequences`` to ``stop``, ``metadata.user_i
 last message, as chat's convention for Claude's cache breakpoints has it.
 
 How hard the model thinks depends on where the request can go. When every model of the
-route is Claude over Anthropic's own API (``to_claude``), ``thinking`` and ``metadata`` go
-as the client wrote them, which the Claude adapter passes on: Claude gets the client's
-budget to the token, and its ``user_id``. Otherwise ``thinking`` and ``output_config.effort``
-become ``reasoning_effort``, the chat path's one knob for it, which every backend takes
-(a Claude model of a mixed route gets the budget the adapter gives that effort): a budget
-is read as low, medium or high by the buckets below; ``disabled`` and ``adaptive`` leave it
+route is a Claude that thinks, over Anthropic's own API (``to_claude``, decided by
+polyroute.server.messages.only_claude), ``thinking`` and ``metadata`` go as the client
+wrote them, which the Claude adapter passes on: Claude gets the client's budget to the
+token, and its ``user_id``. Otherwise ``thinking`` and ``output_config.effort`` become
+``reasoning_effort``, the chat path's one knob for it, which every backend takes (a
+Claude model of a mixed route gets the budget the adapter gives that effort): a budget is
+read as low, medium or high by the buckets below; ``disabled`` and ``adaptive`` leave it
 to the model. ``output_config.effort`` with adaptive thinking is an effort in both cases:
 the adapter sends Claude adaptive thinking at that effort.
 
