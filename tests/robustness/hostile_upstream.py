@@ -21,6 +21,16 @@ or quote back the key they were sent. The behaviour is chosen per request by the
 - ``hold``: a normal answer, once the test sets ``release``.
 - ``flood-N``: a sound SSE answer of N one-word chunks (``FLOOD_WORD``), sent as fast as
   the client takes them, then usage and ``[DONE]``.
+- ``cut-N``, ``badjson-N``, ``nodone-N``: a chat stream of N one-word chunks, then cut mid-event
+  (the connection dropped), an event that is not JSON before a sound end, or a clean end of the
+  body with neither a finish nor ``[DONE]``;
+- ``emb-HOW``: an answer to ``POST /embeddings`` of one vector per input (``embedding_of``),
+  sound (``ok``, ``reversed``, ``noindex``) or hostile: ``nan``, ``inf``, ``big`` (bare
+  ``NaN``, ``Infinity``, ``1e999``), ``b64nan`` (base64 float32 holding a NaN), ``str``,
+  ``nested``, ``bool``, ``short``, ``long`` (vectors of the wrong length), ``dupe``, ``gap``,
+  ``extra`` (indexes repeated, out of range, one vector too many), ``trickle`` (a body that
+  never ends, a byte every 50 ms), ``gzip`` (a gzip bomb, sent although identity was asked
+  for), ``html`` (a 200 that is a login page).
 
 Everything lazy is written a piece at a time with ``drain()``, so a client that
 stops reading stops the sender; ``sent[model]`` counts the bytes that went out and
@@ -48,6 +58,7 @@ class Hit:
     model: str
     stream: bool
     head: bytes  # the request line and headers as received
+    doc: dict[str, Any] = field(default_factory=dict)  # the request's JSON body
 
 
 @dataclass
@@ -135,7 +146,7 @@ class HostileUpstream:
                 head, body = await _read_request(reader)
                 doc = json.loads(body or b"{}")
                 model, stream = str(doc.get("model", "ok")), bool(doc.get("stream"))
-                self.hits.append(Hit(model, stream, head))
+                self.hits.append(Hit(model, stream, head, doc))
                 await self._answer(model, stream, head, writer)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass  # the client went away: for a lazy answer, _write has recorded it
@@ -204,6 +215,10 @@ class HostileUpstream:
             error = json.dumps({"error": {"message": "slow down", "type": "rate_limit_error"}}).encode()
             await self._write(writer, model, _response(429, b"application/json", error,
                                                        f"retry-after: {arg}\r\n".encode()))
+        elif kind == "emb":
+            await self._embeddings(writer, model, arg, self.hits[-1].doc)
+        elif kind in ("cut", "badjson", "nodone"):
+            await self._broken_stream(writer, model, kind, int(arg))
         else:
             await self._write(writer, model, _response(404, b"application/json", b'{"error": "no such model"}'))
 
@@ -222,6 +237,43 @@ class HostileUpstream:
         for piece in body:
             await self._write(writer, model, _chunk(piece))
         await self._write(writer, model, b"0\r\n\r\n")
+
+    async def _embeddings(self, writer: asyncio.StreamWriter, model: str, how: str, doc: dict[str, Any]) -> None:
+        """An embeddings answer (``emb-HOW``) for the request ``doc``: sound, or broken as ``HOW`` says."""
+        count, dims = _input_count(doc.get("input")), int(doc.get("dimensions") or EMBED_DIMS)
+        if how == "trickle":  # a JSON head, then a space every 50 ms for ever
+            await self._write(writer, model, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                              b"transfer-encoding: chunked\r\n\r\n" + _chunk(b'{"object": "list", "data": ['))
+            self.started.set()
+            while True:
+                await asyncio.sleep(0.05)  # the upstream's pace, not a test's wait
+                await self._write(writer, model, _chunk(b" "))
+        elif how == "gzip":  # a small body that inflates to 256 MiB, sent although identity was asked for
+            await self._write(writer, model, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                              b"content-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s"
+                              % (len(_gzip_bomb()), _gzip_bomb()))
+        elif how == "html":
+            page = b"<!DOCTYPE html><html><body><h1>Sign in to continue</h1></body></html>"
+            await self._write(writer, model, _response(200, b"text/html; charset=utf-8", page))
+        else:
+            await self._write(writer, model, _response(200, b"application/json", _embedding_body(how, count, dims)))
+
+    async def _broken_stream(self, writer: asyncio.StreamWriter, model: str, how: str, words: int) -> None:
+        """A chat stream of ``words`` sound chunks, then: cut mid-event (``cut``), an event that is not JSON
+        before a sound end (``badjson``), or a clean end of the body with no finish and no ``[DONE]`` (``nodone``)."""
+        await self._write(writer, model, _sse_head())
+        self.started.set()
+        events = list(_flood(model, words))[:-1]  # the role chunk and the words, without the ending
+        for piece in events:
+            await self._write(writer, model, _chunk(piece))
+        if how == "cut":
+            await self._write(writer, model, _chunk(b'data: {"id": "c1", "object": "chat.compl'))
+            writer.transport.abort()
+        elif how == "badjson":
+            await self._write(writer, model, _chunk(b"data: {this is not json\n\n"))
+            await self._write(writer, model, _chunk(list(_flood(model, 0))[-1]) + b"0\r\n\r\n")
+        else:
+            await self._write(writer, model, b"0\r\n\r\n")
 
 
 def _repeat(unit: bytes, count: int) -> Iterator[bytes]:
@@ -358,3 +410,75 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         pass
     finally:
         writer.close()
+
+
+# -- embeddings (``emb-HOW``) -------------------------------------------------------------------------
+
+EMBED_DIMS = 1536  # text-embedding-3-small's, when the request says no dimensions
+_GZIP_BOMB: list[bytes] = []
+
+
+def _input_count(given: object) -> int:
+    """How many vectors an embeddings ``input`` asks for: one per text or token-id list."""
+    if isinstance(given, list) and given and isinstance(given[0], (str, list)):
+        return len(given)
+    return 1
+
+
+def embedding_of(i: int, dims: int) -> list[float]:
+    """The sound vector of input ``i``: its index first, so a vector given to the wrong input shows."""
+    return [float(i), *(round(0.001 * (k % 7), 3) for k in range(1, dims))]
+
+
+def _embedding_body(how: str, count: int, dims: int) -> bytes:
+    """An OpenAI ``list`` of embeddings for ``count`` inputs, sound (``ok``, ``reversed``, ``noindex``) or not."""
+    data: list[dict[str, Any]] = [{"object": "embedding", "index": i, "embedding": embedding_of(i, dims)}
+                                  for i in range(count)]
+    raw_value = {"nan": "NaN", "inf": "Infinity", "big": "1e999"}.get(how)
+    last = data[-1]
+    if how == "reversed":
+        data.reverse()
+    elif how == "noindex":
+        for item in data:
+            del item["index"]
+    elif raw_value is not None:
+        last["embedding"][1] = "@@"  # replaced below: json.dumps writes no bare NaN on request
+    elif how == "b64nan":
+        import base64
+        import struct
+
+        last["embedding"] = base64.b64encode(struct.pack(f"<{dims}f", float("nan"), *([0.5] * (dims - 1)))).decode()
+    elif how == "str":
+        last["embedding"][1] = "0.5"
+    elif how == "nested":
+        last["embedding"] = [last["embedding"]]
+    elif how == "bool":
+        last["embedding"][1] = True
+    elif how == "short":
+        last["embedding"].pop()
+    elif how == "long":
+        for item in data:
+            item["embedding"].append(0.5)
+    elif how == "dupe":
+        last["index"] = 0
+    elif how == "gap":
+        last["index"] = count
+    elif how == "extra":
+        data.append({"object": "embedding", "index": count, "embedding": embedding_of(count, dims)})
+    doc = {"object": "list", "data": data, "model": "text-embedding-3-small",
+           "usage": {"prompt_tokens": count, "total_tokens": count}}
+    body = json.dumps(doc).encode()
+    return body.replace(b'"@@"', raw_value.encode()) if raw_value is not None else body
+
+
+def _gzip_bomb() -> bytes:
+    """256 MiB of a JSON-looking body, gzipped to a few hundred KiB (made once)."""
+    if not _GZIP_BOMB:
+        import zlib
+
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip's framing
+        parts = [packer.compress(b'{"object": "list", "data": [')]
+        spaces = b" " * (1 << 20)
+        parts += [packer.compress(spaces) for _ in range(256)]
+        _GZIP_BOMB.append(b"".join(parts) + packer.flush())
+    return _GZIP_BOMB[0]
