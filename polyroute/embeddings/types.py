@@ -9,6 +9,7 @@ of token ids; at most 2048 inputs, none empty. Adapters take an ``EmbedCall`` an
 from __future__ import annotations
 
 import base64
+import math
 import sys
 from array import array
 from collections.abc import Callable
@@ -189,12 +190,17 @@ def vector_of(value: object, *, backend: str, model: str) -> list[float]:
     if not isinstance(value, list) or not value:
         raise UpstreamBadResponse("an embedding is not a list of numbers", backend=backend, model=model)
     try:
-        array("d", value)  # every item a number, checked in C
+        floats = array("f", value)  # every item a number, checked in C; past float32's range, infinite
     except TypeError:
         raise UpstreamBadResponse("an embedding holds something that is not a number",
                                   backend=backend, model=model) from None
-    if any(type(x) is bool for x in value[:1]):
+    if bool in set(map(type, value)):
         raise UpstreamBadResponse("an embedding holds booleans", backend=backend, model=model)
+    # A NaN or an infinity anywhere makes the sum one; finite float32s cannot add up to one. Either would reach
+    # the client as null (JSON) or as NaN in its index (base64), not as the number a vector needs.
+    if not math.isfinite(sum(floats)):
+        raise UpstreamBadResponse("an embedding holds NaN, an infinity or a number past float32's range",
+                                  backend=backend, model=model)
     return value
 
 
