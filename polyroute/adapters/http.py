@@ -308,7 +308,11 @@ class HttpBackend:
         try:
             resp = await self.pool.request("POST", url, headers, orjson.dumps(payload), timeout or self.config.timeout)
             if resp.status >= 400:
-                body = await resp.read(timeout or self.config.timeout, self.config.max_answer_bytes)
+                try:
+                    body = await resp.read(timeout or self.config.timeout, self.config.max_answer_bytes)
+                except BaseException:  # a read cut short closes its connection (see post_json)
+                    resp.release()
+                    raise
                 err = error_from_status(resp.status, body, resp.headers, self.reader, backend=self.name, model=model)
                 if resp.status == 404 and type(err) is UpstreamServerError:
                     # No model or code of its own: the path itself is not served, most often a base_url without
@@ -334,7 +338,13 @@ class HttpBackend:
             body = await resp.read(timeout or self.config.timeout, self.config.max_answer_bytes)
             doc = orjson.loads(body)
         except (TransportError, orjson.JSONDecodeError) as exc:
+            resp.release()  # a read timeout leaves the body unread: its connection is closed, not kept
             raise error_from_exception(exc, backend=self.name, model=model) from None
+        except BaseException:
+            # Cancelled mid-body (the attempt's deadline, a hedge's loser): without this the connection stays
+            # open, and counted against the backend's max_connections, for as long as the upstream keeps it.
+            resp.release()
+            raise
         if too_deep(body, doc):
             raise UpstreamBadResponse("answer nests too deep", backend=self.name, model=model)
         return doc
