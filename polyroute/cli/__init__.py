@@ -13,7 +13,7 @@ from polyroute import __version__
 from polyroute.errors import PolyrouteError
 
 # Subcommand modules, in the order --help lists them.
-_COMMANDS = ("serve", "chat", "models", "config_cmd", "route_cmd", "router_cmd", "keys", "usage", "eval_cmd")
+_COMMANDS = ("serve", "chat", "models", "config_cmd", "probe", "route_cmd", "router_cmd", "keys", "usage", "eval_cmd")
 
 
 def out_file(value: str) -> str:
