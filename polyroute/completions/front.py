@@ -38,13 +38,13 @@ class TextCompletions:
         error: BaseException | None = None
         try:
             got = await complete_over(gateway.fleet, gateway.failover.health, plan, req, report)
+            report.response_id = got.get("id") or None
         except BaseException as exc:
             error = exc
             raise
         finally:
             # The gateway's one finished seam (its own requests end there too), not a second one beside it.
             gateway._finish(ctx, report, error, False, None, admitted)
-        report.response_id = got.get("id") or None
         return got, report
 
     def stream(self, req: CompletionRequest, ctx: RequestContext, plan: Plan, left_out: list[str],

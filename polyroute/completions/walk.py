@@ -138,6 +138,7 @@ async def stream_over(fleet: Fleet, health: Health, plan: Plan, req: CompletionR
             raise walk.give_up()
         slot, head = won
         report.model, report.streaming = slot.entry, True
+        report.response_id = head.chunks[0].get("id") or None
         relay = _Relay(walk, slot)
         try:
             for chunk in head.chunks:

@@ -257,3 +257,23 @@ def test_when_every_attempt_fails_the_backend_left_out_is_named(live: Live, firs
     with pytest.raises(openai.APIStatusError) as caught:
         client(live).completions.create(model="mixed", prompt="x")
     assert "claude: backends of type 'anthropic' have no text completions endpoint" in caught.value.message
+
+
+def test_a_stream_whose_every_attempt_fails_is_one_error_before_any_event(live: Live, first: FakeUpstream,
+                                                                          fallback: FakeUpstream) -> None:
+    for up in (first, fallback):
+        up.json({"error": {"message": "down", "type": "server_error"}}, status=503)
+    r = post(live, {"model": "instruct", "prompt": "x", "stream": True})
+    assert r.status_code in (502, 503) and r.headers["content-type"].startswith("application/json")
+    assert r.headers["x-polyroute-attempts"] == "2" and r.json()["error"]["message"]
+
+
+def test_the_routing_decision_is_explained_on_request(live: Live, first: FakeUpstream) -> None:
+    first.json(load("openai", "text_completion"))
+    r = httpx.post(f"{live.base_url}/completions", json={"model": "mixed", "prompt": "x", "max_tokens": 5},
+                   headers={"authorization": f"Bearer {ENV['ALICE']}", "x-polyroute-explain": "1"}, timeout=10)
+    decision = json.loads(r.headers["x-polyroute-route-explain"])
+    assert r.status_code == 200 and [m["model"] for m in decision["order"]] == ["inst-a"]
+    assert [(m["model"], m["reason"]) for m in decision["excluded"]] == [
+        ("claude", "backends of type 'anthropic' have no text completions endpoint")]
+    assert decision["request"]["output_tokens_est"] == 5

@@ -61,3 +61,11 @@ def test_what_llamacpp_cannot_do_is_a_400_naming_it(live: Live, asked: dict[str,
 def test_echo_puts_the_prompt_before_the_whole_completion(live: Live) -> None:
     resp = client(live).completions.create(model="smol", prompt=PROMPT, max_tokens=4, temperature=0, echo=True)
     assert resp.choices[0].text.startswith(PROMPT + " ")
+
+
+def test_a_prompt_of_token_ids_is_completed_and_echoed_as_text(live: Live) -> None:
+    model = live.gateway.fleet.adapters["local"]._model  # type: ignore[attr-defined]
+    ids = model.tokenize(PROMPT.encode(), add_bos=False)
+    resp = client(live).completions.create(model="smol", prompt=ids, max_tokens=4, temperature=0, echo=True)
+    assert resp.choices[0].text.startswith(PROMPT)
+    assert resp.usage is not None and resp.usage.prompt_tokens == len(ids)
