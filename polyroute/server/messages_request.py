@@ -77,7 +77,7 @@ def to_chat(raw: dict[str, Any], *, counting: bool = False, to_claude: bool = Fa
             raise InvalidRequest(f"'{name}' is not supported: {why}.", param=name)
     chat: dict[str, Any] = {k: v for k, v in raw.items() if k not in _IGNORED and k not in _TRANSLATED}
     messages = system_messages(raw.get("system")) + chat_messages(raw.get("messages"))
-    if isinstance(mark := raw.get("cache_control"), dict):
+    if isinstance(mark := raw.get("cache_control"), dict) and messages:  # none: chat's 400 for empty messages
         messages[-1]["cache_control"] = mark
     chat["messages"] = messages
     if not counting:

@@ -209,3 +209,11 @@ def test_a_message_is_billed_like_the_same_chat(live: Live, db: Path) -> None:
     assert {k: a[k] for k in same} == {k: b[k] for k in same}
     usage = msg.json()["usage"]
     assert (usage["input_tokens"], usage["output_tokens"]) == (b["tokens_in"], b["tokens_out"])
+
+
+def test_turns_that_all_vanish_are_a_400_even_with_a_cache_mark(live: Live) -> None:
+    r = httpx.post(f"{live.root}/v1/messages", timeout=10, headers={"x-api-key": ENV["A_KEY"]}, json={
+        "model": "echo", "max_tokens": 8, "messages": [{"role": "system", "content": ""}],
+        "cache_control": {"type": "ephemeral"}})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert "'messages'" in r.json()["error"]["message"]
