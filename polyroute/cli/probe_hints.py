@@ -80,7 +80,9 @@ def hint_for(result: str, entry: ModelEntry, config: Config, catalog: Catalog | 
     if result == "bad_response":
         return f"the answer is not of the {bc.type!r} wire format: check backends.{b}.type and base_url"
     if result == "timeout":
-        return f"raise --timeout (or backends.{b}.timeout), or check that the endpoint is up"
+        if http is None:
+            return f"raise --timeout (or backends.{b}.timeout): an in-process model on a busy machine may need longer"
+        return f"raise --timeout (or backends.{b}.timeout), or check that {http.base_url} is up"
     if result == "unavailable":
         where = f"{http.base_url}" if http is not None else f"backends.{b}"
         return f"cannot connect to {where}: check backends.{b}.base_url, the network and any proxy"
