@@ -1,0 +1,167 @@
+"""Streamed ``/v1/responses`` and ``/v1/messages`` against hostile upstreams: a sound end or a clear failure, always.
+
+Both APIs are served by the chat path's streams, so a hostile OpenAI-wire upstream
+(``HostileUpstream``) reaches them through the same reader; what differs is how each
+API must end. A stream that broke before its first token fails over unseen, and the
+client reads the next candidate's answer. One that broke after it began (no candidate
+left to continue it) must end as each API says a failure ends: Responses with ``error``
+then ``response.failed``, Messages with an ``error`` event and no ``message_stop``,
+never an end that reads like a success. A failure before anything was sent is a
+plain error answer in the API's own shape. Memory is the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.robustness.hostile_upstream import ANSWER, FLOOD_WORD, HostileUpstream
+from tests.robustness.test_upstreams_hostile import Gateway, serving
+from tests.support.clients import gateway_lines
+from tests.support.live import free_port
+
+APIS = ["responses", "messages"]
+# Each breaks before its first token: the next candidate answers, unseen.
+BEFORE = {"sseline": "sseline", "ssedata": "ssedata", "cut0": "cut-0", "badjson0": "badjson-0",
+          "nodone0": "nodone-0"}
+# Each breaks after five words; alone on its route, nothing can continue it.
+AFTER = {"cut5": "cut-5", "badjson5": "badjson-5", "nodone5": "nodone-5"}
+
+
+def _config(port: int, up: HostileUpstream) -> str:
+    lines = [
+        "[gateway]", f'listen = "127.0.0.1:{port}"', *gateway_lines(),
+        # Every test meets each hostile upstream: none is left out by a breaker another test opened.
+        "[gateway.breakers]", "failures = 1000", "min_requests = 1000",
+        "[backends.good]", 'type = "openai"', f'base_url = "{up.base_url}"', 'api_key = "env:UP_KEY"',
+        "[models.ok]", 'backend = "good"', 'upstream = "ok"',
+        # The same sound upstream, as a backend that continues a partial answer (stream rescue).
+        "[backends.rescuer]", 'type = "openai"', f'base_url = "{up.base_url}"', 'api_key = "env:UP_KEY"',
+        'continuation = "prefill"', "[models.rescue]", 'backend = "rescuer"', 'upstream = "ok"',
+    ]
+    for name, behaviour in (BEFORE | AFTER).items():
+        lines += [f"[backends.{name}]", 'type = "openai"', f'base_url = "{up.base_url}"', 'api_key = "env:UP_KEY"',
+                  f"[models.{name}]", f'backend = "{name}"', f'upstream = "{behaviour}"',
+                  f'[routes."{name}-then-ok"]', f'models = ["{name}", "ok"]',
+                  f'[routes."{name}-then-rescue"]', f'models = ["{name}", "rescue"]']
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def gw(up: HostileUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    port = free_port()
+    with serving(tmp_path_factory.mktemp("apis"), port, _config(port, up), {"UP_KEY": "sk-up-apis"}) as gateway:
+        yield gateway
+
+
+def body(api: str, model: str) -> dict[str, Any]:
+    if api == "responses":
+        return {"model": model, "input": "hi", "stream": True, "store": False}
+    return {"model": model, "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def events(resp: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    """Every event of a stream, as (its ``event:`` name, its data), each checked to be named as its type."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    name = ""
+    for line in resp.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data = json.loads(line[6:])
+            assert data["type"] == name, (name, data)
+            out.append((name, data))
+    return out
+
+
+def text_of(api: str, seen: list[tuple[str, dict[str, Any]]]) -> str:
+    if api == "responses":
+        return "".join(d["delta"] for n, d in seen if n == "response.output_text.delta")
+    return "".join(d["delta"]["text"] for n, d in seen if n == "content_block_delta"
+                   and d["delta"]["type"] == "text_delta")
+
+
+def ended_well(api: str, seen: list[tuple[str, dict[str, Any]]]) -> bool:
+    """Whether the stream ends as a success of its API does; checked to be whole and in order when it does."""
+    names = [n for n, _ in seen]
+    if api == "responses":
+        assert [d["sequence_number"] for _, d in seen] == list(range(len(seen)))
+        assert names[:2] == ["response.created", "response.in_progress"], names
+        if names[-1] == "response.completed":
+            return True
+        assert names[-2:] == ["error", "response.failed"], names
+        assert "response.completed" not in names
+        return False
+    assert names[0] == "message_start", names
+    if names[-1] == "message_stop":
+        assert names[-2] == "message_delta", names
+        return True
+    assert names[-1] == "error" and "message_stop" not in names and "message_delta" not in names, names
+    assert set(seen[-1][1]["error"]) >= {"type", "message"}, seen[-1]
+    return False
+
+
+def stream(gw: Gateway, api: str, model: str) -> tuple[httpx.Response, list[tuple[str, dict[str, Any]]]]:
+    with gw.client(None) as client, client.stream("POST", f"/v1/{api}", json=body(api, model)) as resp:
+        if resp.status_code != 200:
+            resp.read()
+            return resp, []
+        return resp, events(resp)
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("name", list(BEFORE))
+def test_a_stream_broken_before_its_first_token_fails_over_unseen(
+    gw: Gateway, up: HostileUpstream, api: str, name: str
+) -> None:
+    before = gw.peak_rss()
+    resp, seen = stream(gw, api, f"{name}-then-ok")
+    assert resp.status_code == 200, resp.text
+    assert ended_well(api, seen) and text_of(api, seen) == ANSWER
+    assert resp.headers["x-polyroute-model"] == "ok"
+    grown = gw.peak_rss() - before
+    assert grown < 128 * 1024 * 1024, f"peak RSS grew by {grown >> 20} MiB"
+    assert up.sent[BEFORE[name]] < 64 * 1024 * 1024  # an event past the cap is not read on
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("name", list(AFTER))
+def test_a_stream_broken_after_it_began_ends_as_a_failure(gw: Gateway, api: str, name: str) -> None:
+    resp, seen = stream(gw, api, name)
+    assert resp.status_code == 200, resp.text
+    assert text_of(api, seen) == FLOOD_WORD * 5
+    assert not ended_well(api, seen)
+    assert "Traceback" not in gw.log.read_text()
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("name", list(AFTER))
+def test_a_stream_broken_after_it_began_is_continued_by_the_next_candidate(gw: Gateway, api: str, name: str) -> None:
+    """A candidate that continues a partial answer is given the words already sent: the client reads one answer.
+    One that cannot (no ``continuation``) leaves the stream to end as a failure."""
+    resp, seen = stream(gw, api, f"{name}-then-rescue")
+    assert resp.status_code == 200, resp.text
+    assert ended_well(api, seen)
+    assert text_of(api, seen) == FLOOD_WORD * 5 + ANSWER
+    resp, seen = stream(gw, api, f"{name}-then-ok")
+    assert resp.status_code == 200 and text_of(api, seen) == FLOOD_WORD * 5
+    assert not ended_well(api, seen)
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("name", ["cut0", "badjson0", "nodone0", "sseline"])
+def test_a_stream_broken_before_anything_was_sent_is_an_error_in_the_apis_shape(
+    gw: Gateway, api: str, name: str
+) -> None:
+    resp, _ = stream(gw, api, name)
+    assert resp.status_code in (502, 503), resp.text  # a bad answer, or an upstream gone (unavailable)
+    doc = resp.json()
+    if api == "responses":
+        assert set(doc) == {"error"} and set(doc["error"]) == {"message", "type", "param", "code"}, doc
+    else:
+        assert doc["type"] == "error" and set(doc["error"]) >= {"type", "message"}, doc
+        assert resp.headers["request-id"]
