@@ -12,7 +12,7 @@ import pytest
 
 from polyroute.adapters import Adapter, build_adapter
 from polyroute.completions.types import CompletionRequest, TextCall, TextChunk
-from polyroute.config import BackendConfig, FakeBackend, LlamaCppBackend
+from polyroute.config import AnthropicBackend, BackendConfig, FakeBackend, LlamaCppBackend, OllamaBackend, OpenAIBackend
 from polyroute.embedded import smollm2_path
 from polyroute.errors import UpstreamRejected
 from tests.conformance.providers import PROVIDERS
@@ -47,7 +47,14 @@ def config(name: str, upstream: FakeUpstream) -> BackendConfig:
         return FakeBackend(type="fake")
     if name == "llamacpp":
         return LlamaCppBackend(type="llamacpp", model_path=str(smollm2_path()), n_ctx=512, n_threads=1)
-    return next(p for p in PROVIDERS if p.name == "openai").config(upstream.url)
+    return wire_config("openai", upstream)
+
+
+def wire_config(name: str, upstream: FakeUpstream) -> BackendConfig:
+    """The conformance suite's config of provider ``name``, pointed at ``upstream``."""
+    built = next(p for p in PROVIDERS if p.name == name).config(upstream.url)
+    assert isinstance(built, OpenAIBackend | AnthropicBackend | OllamaBackend)
+    return built
 
 
 @pytest.fixture(params=TEXTERS, ids=str)
@@ -97,8 +104,7 @@ async def test_a_stream_joins_to_the_whole_completion_and_ends_with_usage(texter
 
 @pytest.mark.parametrize("name", ["anthropic", "ollama"])
 async def test_a_wire_without_text_completions_says_so_and_refuses(name: str, upstream: FakeUpstream) -> None:
-    provider = next(p for p in PROVIDERS if p.name == name)
-    adapter = build_adapter(f"{name}-test", provider.config(upstream.url))
+    adapter = build_adapter(f"{name}-test", wire_config(name, upstream))
     try:
         call = text_call("m")
         assert adapter.text_refusal(call.request, "m") == (
