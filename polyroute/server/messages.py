@@ -154,9 +154,10 @@ class CountTokensEndpoint:
     def __init__(self, gateway: Gateway, bounds: Bounds | None = None) -> None:
         self.gateway = gateway
         self.bounds = bounds or Bounds()
-        self.ids = RequestIds()  # for its errors: no upstream is asked, so nothing else needs one
+        self.ids = RequestIds()  # its own: no upstream is asked, so the gateway's seam never sees these requests
 
     async def handle(self, request: Request) -> Reply:
+        request_id = self.ids.next()
         try:
             principal = self.gateway.keys.authenticate(request_key(request))
             req = parse_messages(request.body, self.bounds, counting=True)
@@ -164,5 +165,6 @@ class CountTokensEndpoint:
             if principal.routes is not None and route.name not in principal.routes:
                 raise Forbidden(f"This key may not use '{route.name}'.", param="model")
         except PolyrouteError as exc:
-            return anthropic_error(error_response(exc), self.ids.next())
-        return Reply(orjson.dumps({"input_tokens": needs_of(req).prompt_tokens}), headers={ESTIMATED: "true"})
+            return anthropic_error(error_response(exc), request_id)
+        return Reply(orjson.dumps({"input_tokens": needs_of(req).prompt_tokens}),
+                     headers={ESTIMATED: "true", ANTHROPIC_REQUEST_ID: request_id})

@@ -167,6 +167,7 @@ def test_a_keys_rate_limit_is_the_sdks_rate_limit_error_with_its_wait(live: Live
 
 def test_count_tokens_is_the_gateways_estimate(client: anthropic.Anthropic, live: Live) -> None:
     short = client.messages.count_tokens(model="main", messages=[{"role": "user", "content": "hi"}])
+    assert short._request_id is not None and short._request_id.startswith("req_")
     long = client.messages.count_tokens(model="main", system="Be brief.", tools=[WEATHER],
                                         messages=[{"role": "user", "content": "hi " * 200}])
     assert 0 < short.input_tokens < long.input_tokens
