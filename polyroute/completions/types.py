@@ -2,8 +2,8 @@
 
 ``CompletionRequest`` is OpenAI's legacy ``POST /v1/completions`` body, validated with
 OpenAI's limits. ``prompt`` is a string, a list of strings, a list of token ids or a
-list of lists of token ids; a list of several is several prompts, which only a backend
-that ``completes_prompts`` takes. Adapters take a ``TextCall`` and answer a
+list of lists of token ids; a list of several is several prompts, answered as OpenAI
+does (``n`` choices for each, in order) by a backend that takes them. Adapters take a ``TextCall`` and answer a
 ``TextCompletion`` (whole) or ``TextChunk``s (streamed), both in OpenAI's
 ``text_completion`` shape, so an OpenAI-wire upstream's answer passes as it came.
 """
