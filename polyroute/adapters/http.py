@@ -417,9 +417,13 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
     code_s = str(code) if code is not None else None
     etype = str(err.get("type") or "")
     message = _text_of(err.get("message") or err.get("detail")) or etype or f"HTTP {status}"
+    meta = err.get("metadata")
+    relayed = _relayed(meta)  # a relay's "Provider returned error": the provider's own code and words, if it sent them
+    if relayed[1]:
+        message = f"{message}: {relayed[1]}"
     # Google's words for the kind of error, and the reasons in its details ("API_KEY_INVALID").
     google = {str(err.get("status") or ""), *_reasons(err.get("details"))} - {""}
-    names = {code_s, etype, *google}
+    names = {code_s, etype, *google, relayed[0]} - {None}
     if names & REFUSAL_CODES:
         # The provider's moderation flagged the content: one code for every provider, its words kept.
         return ErrorInfo(message=message, code=REFUSED, content_refused=True)
@@ -434,7 +438,6 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
     # Moonshot names its billing error only in ``type``: keep that as the code so its words are found.
     code_s = etype if billing and code_s not in BILLING_CODES else code_s
     scope: Scope | None = None
-    meta = err.get("metadata")
     if status == 403 and isinstance(meta, dict) and "flagged_input" in meta:
         # OpenRouter's moderation flagged the input for this model: the request's content, refused
         # (https://openrouter.ai/docs/api-reference/errors, read 2026-12-07). Not our account's fault,
@@ -547,6 +550,27 @@ _REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None, bool], ...] = (
 class Refusal:
     param: str | None
     always: bool  # whatever the parameter's value, not only this request's
+
+
+def _relayed(meta: object) -> tuple[str | None, str]:
+    """The code and message of the provider's own error a relay passes on in ``metadata.raw`` (OpenRouter's
+    ProviderErrorMetadata: ``{provider_name, raw}``, raw being the provider's body as text or JSON,
+    https://openrouter.ai/docs/api/reference/errors-and-debugging); nothing when there is none."""
+    if not isinstance(meta, dict) or "provider_name" not in meta or (raw := meta.get("raw")) in (None, ""):
+        return None, ""
+    doc: object = raw
+    if isinstance(raw, str):
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None, raw[:300].strip()
+    inner = _error_object(doc)
+    if isinstance(inner, str):
+        return None, inner[:300]
+    if inner is None:
+        return None, ""
+    code = inner.get("code") if inner.get("code") is not None else inner.get("type")
+    return (str(code) if code is not None else None), _text_of(inner.get("message") or inner.get("detail"))[:300]
 
 
 def _error_object(doc: object) -> dict[str, Any] | str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -295,5 +296,26 @@ def test_an_error_in_a_whole_answers_body_is_the_error_its_code_names() -> None:
     doc = json.loads((FIXTURES / "openrouter" / "endings" / "error_in_whole_answer.json").read_text())
     with pytest.raises(UpstreamRateLimited) as info:
         openai_compat.whole_answer({k: v for k, v in doc.items() if not k.startswith("_")}, "openrouter", "m")
-    assert info.value.message == "Kluster: Provider returned error" and info.value.scope == "model"
+    # The provider's own words from metadata.raw follow the relay's (Cloudflare's 1015 is its rate limit).
+    assert info.value.message == "Kluster: Provider returned error: error code: 1015" and info.value.scope == "model"
     assert info.value.upstream_status == 429
+
+
+def test_a_relays_provider_error_keeps_the_providers_own_words_and_code() -> None:
+    """OpenRouter's "Provider returned error" carries the provider's body in ``metadata.raw``: its words reach the
+    operator and the client, and its code is read like the provider's own (a context error tries a larger window)."""
+    def read(status: int, body: object) -> UpstreamError:
+        return error_from_status(status, json.dumps(body).encode(), {}, openai_compat.read_error, backend="or",
+                                 model="m")
+
+    doc = json.loads((FIXTURES / "openrouter" / "errors" / "403_provider_region_block.json").read_text())
+    err = read(doc["status"], doc["body"])
+    assert isinstance(err, UpstreamBlocked) and "Country, region, or territory not supported" in str(err)
+    raw = {"error": {"message": "This model's maximum context length is 8192 tokens",
+                     "code": "context_length_exceeded"}}
+    body: dict[str, Any] = {"error": {"message": "Provider returned error", "code": 400,
+                                      "metadata": {"provider_name": "Azure", "raw": json.dumps(raw)}}}
+    err = read(400, body)
+    assert isinstance(err, UpstreamContextExceeded) and "maximum context length" in str(err)
+    body["error"]["metadata"] = {"provider_name": "Azure", "raw": "upstream connect error"}
+    assert "upstream connect error" in str(read(502, body))
