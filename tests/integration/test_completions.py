@@ -4,6 +4,7 @@ answering as OpenAI's documented text completion and its stream."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from tests.support.live import Live, live_gateway
 from tests.support.upstreams import FakeUpstream, load
+from tests.support.wait import wait_until
 
 ENV = {"A_KEY": "sk-upstream-a", "B_KEY": "sk-upstream-b", "C_KEY": "sk-upstream-c",
        "ALICE": "sk-alice-0123456789abcdef", "CAROL": "sk-carol-0123456789abcdef"}
@@ -277,3 +279,23 @@ def test_the_routing_decision_is_explained_on_request(live: Live, first: FakeUps
     assert [(m["model"], m["reason"]) for m in decision["excluded"]] == [
         ("claude", "backends of type 'anthropic' have no text completions endpoint")]
     assert decision["request"]["output_tokens_est"] == 5
+
+
+def test_a_client_leaving_mid_stream_finishes_the_request_once_and_bills_it(caplog: pytest.LogCaptureFixture) -> None:
+    # The fake stalls after two words; the route waits far longer than the wait below bounds: only the client
+    # leaving can end the request in time.
+    config = {"backends": {"f": {"type": "fake"}}, "models": {"stall": {"backend": "f", "upstream": "stall-2"}},
+              "routes": {"leave": {"models": ["stall"], "stall_timeout": 600, "first_token_timeout": 600}}}
+    caplog.set_level(logging.INFO, logger="polyroute.access")
+    with live_gateway(config) as g:
+        body = {"model": "leave", "prompt": "one two three", "stream": True}
+        with httpx.Client(timeout=10) as c, c.stream("POST", f"{g.base_url}/completions", json=body) as resp:
+            text = ""
+            for line in resp.iter_lines():
+                if line.startswith("data: "):
+                    text += "".join(ch["text"] for ch in json.loads(line[6:])["choices"])
+                if text == "You said:":
+                    break
+        wait_until(lambda: any("route=leave" in r.getMessage() for r in caplog.records), what="the access log line")
+    lines = [r.getMessage() for r in caplog.records if "route=leave" in r.getMessage()]
+    assert len(lines) == 1 and "cancelled" in lines[0] and "tokens=0" not in lines[0]
