@@ -40,7 +40,7 @@ def raw(a: FakeUpstream, b: FakeUpstream, db: Path) -> dict[str, Any]:
                    "claude-only": {"models": ["claude"]}},
         "store": {"url": f"sqlite:///{db}", "flush_interval": 0.05},
         "metrics": {"public": True},
-        "keys": {"alice": {"secret": "env:ALICE"}, "carol": {"secret": "env:CAROL", "budget_usd": 1.0}},
+        "keys": {"alice": {"secret": "env:ALICE"}, "carol": {"secret": "env:CAROL", "budget_usd": 1.0, "rpm": 100}},
     }
 
 
@@ -175,6 +175,19 @@ def test_a_keys_budget_applies(live: Live, first: FakeUpstream) -> None:
         client(live, ENV["CAROL"]).completions.create(model="dear", prompt="a few words here")
     assert caught.value.status_code == 402
     assert not first.received
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_keys_limits_and_budget_come_back_in_headers(live: Live, first: FakeUpstream, stream: bool) -> None:
+    if stream:
+        first.stream(load("openai", "text_completion_stream"))
+    else:
+        first.json(load("openai", "text_completion"))
+    r = httpx.post(f"{live.base_url}/completions", json={"model": "instruct", "prompt": "x", "stream": stream},
+                   headers={"authorization": f"Bearer {ENV['CAROL']}"}, timeout=10)
+    assert r.status_code == 200
+    assert r.headers["x-ratelimit-limit-requests"] == "100" and int(r.headers["x-ratelimit-remaining-requests"]) < 100
+    assert 0 < float(r.headers["x-polyroute-budget-remaining-usd"]) < 1.0
 
 
 def test_the_ledger_row_has_the_tokens_and_the_cost(live: Live, first: FakeUpstream, tmp_path: Path) -> None:
