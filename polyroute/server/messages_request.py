@@ -9,14 +9,18 @@ last message, as chat's convention for Claude's cache breakpoints has it.
 
 How hard the model thinks depends on where the request can go. When every model of the
 route is a Claude that thinks, over Anthropic's own API (``to_claude``, decided by
-polyroute.server.messages.only_claude), ``thinking`` and ``metadata`` go as the client
-wrote them, which the Claude adapter passes on: Claude gets the client's budget to the
-token, and its ``user_id``. Otherwise ``thinking`` and ``output_config.effort`` become
-``reasoning_effort``, the chat path's one knob for it, which every backend takes (a
-Claude model of a mixed route gets the budget the adapter gives that effort): a budget is
-read as low, medium or high by the buckets below; ``disabled`` and ``adaptive`` leave it
-to the model. ``output_config.effort`` with adaptive thinking is an effort in both cases:
-the adapter sends Claude adaptive thinking at that effort.
+polyroute.server.messages.only_claude), a thinking budget (``enabled``) and ``metadata``
+go as the client wrote them, which the Claude adapter passes on: Claude gets the client's
+budget to the token (the Claudes that take no budget, adaptive thinking instead), and its
+``user_id``; the budget then wins over an ``output_config.effort``. Otherwise ``thinking``
+and ``output_config.effort`` become ``reasoning_effort``, the chat path's one knob for it,
+which every backend takes (a Claude model of a mixed route gets the budget the adapter
+gives that effort): a budget is read as low, medium or high by the buckets below.
+Everywhere, ``output_config.effort`` is that effort (with adaptive thinking, the adapter
+sends Claude adaptive thinking at that effort), and ``disabled`` and ``adaptive`` without
+one leave it to the model: not every Claude takes them as written (adaptive thinking only
+from 4.6, and some cannot turn thinking off), and a refused field would fail the request
+where leaving it out does not.
 
 As for the Responses API, a field that needs something the gateway does not run
 (``container``, ``mcp_servers``, server tools) is a 400 naming it; fields that only
@@ -181,8 +185,8 @@ def _tool_choice(choice: Any, chat: dict[str, Any], has_tools: bool) -> None:
 def _reasoning(thinking: Any, config: Any, chat: dict[str, Any], to_claude: bool) -> None:
     kind, budget = _thinking(thinking)
     effort = _effort(config)
-    if to_claude and kind is not None and not (kind == "adaptive" and effort is not None):
-        chat["thinking"] = thinking  # as the client wrote it: Claude takes it so
+    if to_claude and kind == "enabled":
+        chat["thinking"] = thinking  # as the client wrote it: its budget to the token
     elif effort is not None:
         chat["reasoning_effort"] = effort
     elif budget is not None:

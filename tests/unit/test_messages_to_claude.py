@@ -18,12 +18,18 @@ def chat(to_claude: bool, **fields: Any) -> dict[str, Any]:
                    to_claude=to_claude)
 
 
-@pytest.mark.parametrize("thinking", [BUDGET, {"type": "disabled"}, {"type": "adaptive"},
-                                      {"type": "enabled", "budget_tokens": 2048, "display": "omitted"}])
-def test_claude_gets_the_thinking_as_written(thinking: dict[str, Any]) -> None:
-    out = chat(True, thinking=thinking, metadata={"user_id": "u-1"})
+@pytest.mark.parametrize("thinking", [BUDGET, {"type": "enabled", "budget_tokens": 2048, "display": "omitted"}])
+def test_claude_gets_the_budget_as_written(thinking: dict[str, Any]) -> None:
+    out = chat(True, thinking=thinking, metadata={"user_id": "u-1"}, output_config={"effort": "low"})
     assert out["thinking"] == thinking and "reasoning_effort" not in out
     assert out["metadata"] == {"user_id": "u-1"} and out["user"] == "u-1"
+
+
+@pytest.mark.parametrize("kind", ["disabled", "adaptive"])
+def test_thinking_without_a_budget_is_left_to_the_model_as_elsewhere(kind: str) -> None:
+    # Adaptive thinking is a 400 before Claude 4.6, turning it off a 400 on the Claudes that always think.
+    assert chat(True, thinking={"type": kind}) == chat(False, thinking={"type": kind})
+    assert not {"thinking", "reasoning_effort"} & chat(True, thinking={"type": kind}).keys()
 
 
 def test_adaptive_thinking_at_an_effort_is_the_effort_the_adapter_sends_as_both() -> None:
