@@ -95,6 +95,8 @@ def answer(got: Embedded, req: EmbeddingRequest, report: Report) -> dict[str, An
 def parse_embedding_request(body: bytes, bounds: Bounds) -> EmbeddingRequest:
     """The request a body asks for, validated (OpenAI's limits on ``input``), or a 400 naming the field."""
     raw = read_object(body, bounds)
+    # Fields OpenAI does not define are sent on as they came: one nested past the limit would fail on the way.
+    bounds.check(raw, body)
     try:
         return EmbeddingRequest.from_json(raw)
     except ValidationError as exc:
