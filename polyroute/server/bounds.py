@@ -91,8 +91,13 @@ def too_many_items(given: object, limit: int) -> InvalidRequest | None:
     """The error for a Responses ``input`` with more items than a chat request may have messages, found before any
     of them is looked up in the store (an ``item_reference`` each costs a read)."""
     if isinstance(given, list) and len(given) > limit:
-        return _too_many("input items", limit, "input")
+        return too_many_input_items(limit)
     return None
+
+
+def too_many_input_items(limit: int) -> InvalidRequest:
+    """The error for a Responses ``input`` of more than ``limit`` items (``before_parsing`` counts them as messages)."""
+    return _too_many("input items", limit, "input")
 
 
 def _too_many(what: str, limit: int, param: str) -> InvalidRequest:

@@ -27,7 +27,7 @@ from pydantic import PrivateAttr, ValidationError
 from polyroute.errors import InvalidRequest, PolyrouteError, StoreUnavailable
 from polyroute.failover import Report
 from polyroute.gateway import RequestContext
-from polyroute.server.bounds import Bounds, too_many_items
+from polyroute.server.bounds import Bounds, too_many_input_items, too_many_items
 from polyroute.server.chat import ChatEndpoint, close_iterator, read_object
 from polyroute.server.conversations_turn import append_turn, before_input, conversation_named
 from polyroute.server.errors import from_validation
@@ -131,7 +131,12 @@ def _sealed_apart(resp: ChatResponse, req: ChatRequest, request_id: str) -> dict
 
 class ResponsesEndpoint(ChatEndpoint):
     async def read(self, body: bytes, ctx: RequestContext) -> ChatRequest:
-        raw = read_object(body, self.bounds)
+        try:
+            raw = read_object(body, self.bounds)
+        except InvalidRequest as exc:
+            if exc.code == "array_above_max_length":  # "role"s counted in the bytes: here they are input items
+                raise too_many_input_items(self.bounds.max_messages) from None
+            raise
         if (too_many := too_many_items(raw.get("input"), self.bounds.max_messages)) is not None:
             raise too_many
         resolved = None
