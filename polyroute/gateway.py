@@ -160,7 +160,7 @@ class Gateway:
             error = exc
             raise
         finally:
-            self._finish(ctx, report, error, False, None, admitted)
+            self.finish(ctx, report, error, False, None, admitted)
         if report.model is not None:
             resp["model"] = report.model.name
         return resp, report
@@ -173,7 +173,7 @@ class Gateway:
         report = Report(route=plan.route.name, left_out=plan.left_out())
 
         def ended(report: Report, first_token_at: float | None, error: BaseException | None) -> None:
-            self._finish(ctx, report, error, True, first_token_at, admitted)
+            self.finish(ctx, report, error, True, first_token_at, admitted)
 
         return self.failover.stream(plan.route, plan.candidates, req, report, ended), report
 
@@ -192,15 +192,15 @@ class Gateway:
             error = exc
             raise
         finally:
-            self._finish(ctx, report, error, False, None, admitted)
+            self.finish(ctx, report, error, False, None, admitted)
 
     def refused(
         self, ctx: RequestContext, exc: BaseException, *, route: str = "", stream: bool = False
     ) -> None:
         """Finish a request that ended before any attempt (its key, its body, its route, its limits)."""
-        self._finish(ctx, Report(route=route), exc, stream, None, None)
+        self.finish(ctx, Report(route=route), exc, stream, None, None)
 
-    def _finish(
+    def finish(
         self, ctx: RequestContext, report: Report, error: BaseException | None, stream: bool,
         first_token_at: float | None, admitted: Pass | None,
     ) -> None:

@@ -44,7 +44,7 @@ class TextCompletions:
             raise
         finally:
             # The gateway's one finished seam (its own requests end there too), not a second one beside it.
-            gateway._finish(ctx, report, error, False, None, admitted)
+            gateway.finish(ctx, report, error, False, None, admitted)
         return got, report
 
     def stream(self, req: CompletionRequest, ctx: RequestContext, plan: Plan, left_out: list[str],
@@ -54,6 +54,6 @@ class TextCompletions:
         report = Report(route=plan.route.name, left_out=left_out)
 
         def ended(report: Report, first_at: float | None, error: BaseException | None) -> None:
-            gateway._finish(ctx, report, error, True, first_at, admitted)
+            gateway.finish(ctx, report, error, True, first_at, admitted)
 
         return stream_over(gateway.fleet, gateway.failover.health, plan, req, report, ended), report

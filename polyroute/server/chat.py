@@ -51,7 +51,7 @@ class ChatEndpoint:
         ctx: RequestContext | None = None
         req: ChatRequest | None = None
         try:
-            ctx = await self.context(_wanted_headers(request.headers), started)
+            ctx = await self.context(wanted_headers(request.headers), started)
             req = await self.read(request.body, ctx)
             plan = self.gateway.plan(req, ctx)
         except PolyrouteError as exc:
@@ -119,7 +119,7 @@ class ChatEndpoint:
             await close_iterator(chunks)
             raise
         return sse.EventStream(
-            _Frames(self.frames(first, chunks, req, report, ctx), chunks),
+            StreamFrames(self.frames(first, chunks, req, report, ctx), chunks),
             headers={**self.headers(report, streaming=True), **(extra or {}), "cache-control": "no-cache"},
         )
 
@@ -203,7 +203,7 @@ class ChatEndpoint:
         }
 
 
-class _Frames:
+class StreamFrames:
     """A stream's frames. Closing it closes the upstream chunks too, even when no frame was asked
     for (the client left before the first write): the request then still finishes, once."""
 
@@ -213,7 +213,7 @@ class _Frames:
         self.frames = frames
         self.chunks = chunks
 
-    def __aiter__(self) -> _Frames:
+    def __aiter__(self) -> StreamFrames:
         return self
 
     def __anext__(self) -> Awaitable[bytes]:
@@ -269,7 +269,7 @@ def _limits(admitted: Pass | None, extra: dict[str, str]) -> dict[str, str]:
     return {**extra, **admitted.headers()}
 
 
-def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+def wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """The headers a chat request reads, in one pass (the first of repeated ones)."""
     out: dict[str, str] = {}
     for name, value in raw:

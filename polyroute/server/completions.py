@@ -34,10 +34,10 @@ from polyroute.server.chat import (
     OPENAI_REQUEST_ID,
     REQUEST_ID,
     ChatEndpoint,
-    _Frames,
-    _wanted_headers,
+    StreamFrames,
     close_iterator,
     read_object,
+    wanted_headers,
 )
 from polyroute.server.errors import error_body_dict, error_response, from_validation
 from polyroute.server.http11 import Request
@@ -59,7 +59,7 @@ class CompletionsEndpoint:
         ctx: RequestContext | None = None
         req: CompletionRequest | None = None
         try:
-            ctx = await self.chat.context(_wanted_headers(request.headers), started)
+            ctx = await self.chat.context(wanted_headers(request.headers), started)
             req = parse_completion_request(request.body, self.bounds)
             plan, left_out = self.texts.plan(req, ctx)
         except PolyrouteError as exc:
@@ -98,7 +98,7 @@ class CompletionsEndpoint:
         except BaseException:
             await close_iterator(chunks)
             raise
-        frames = _Frames(self.frames(first, chunks, req, report), cast(AsyncIterator[ChatChunk], chunks))
+        frames = StreamFrames(self.frames(first, chunks, req, report), cast(AsyncIterator[ChatChunk], chunks))
         return sse.EventStream(frames, headers={**self.chat.headers(report, streaming=True), **extra,
                                                 "cache-control": "no-cache"})
 
