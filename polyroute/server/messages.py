@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from polyroute.adapters.anthropic import AnthropicAdapter
 from polyroute.adapters.claude_effort import thinking_for
-from polyroute.errors import Forbidden, InvalidRequest, PolyrouteError, UpstreamParamRefused
+from polyroute.errors import Forbidden, PolyrouteError, UpstreamParamRefused
 from polyroute.failover import Report
 from polyroute.finish import Pass, RequestIds
 from polyroute.fleet import Fleet
@@ -57,10 +57,9 @@ def parse_messages(body: bytes, bounds: Bounds, *, counting: bool = False, fleet
     """The chat request a Messages request's body asks for, checked and validated as chat's own are (``fleet``:
     the one it will be served by, which says whether it can only reach Claude)."""
     raw = read_object(body, bounds)
-    turns = raw.get("messages")
-    if isinstance(turns, list) and len(turns) > bounds.max_messages:  # refused before any is translated
-        raise InvalidRequest(f"Invalid 'messages': too many messages; the limit is {bounds.max_messages} per "
-                             "request.", param="messages", code="array_above_max_length")
+    # Before any turn is translated, naming fields as the client wrote them: a tool_use input nested deeper than
+    # JSON's encoder goes would fail its translation into arguments.
+    bounds.check(raw, body)
     chat = to_chat(raw, counting=counting, to_claude=fleet is not None and only_claude(fleet, raw.get("model")))
     bounds.check(chat, body)
     try:

@@ -187,9 +187,6 @@ def test_a_deep_tool_use_input_within_the_parsers_reach_is_served_or_refused_nev
         assert answer.status in (200, 400), answer.body
 
 
-@pytest.mark.xfail(strict=True, reason="polyroute/server/messages_turns.py (_call) turns a tool_use input into "
-                   "its arguments with orjson.dumps, which raises TypeError past 255 levels: a 500. The request's "
-                   "bounds are checked on the translated chat request, where the input is a string already.")
 def test_a_tool_use_input_nested_past_the_encoders_limit_is_a_400(gw: Gateway) -> None:
     answer = send(gw, request("messages", deep_tool_use(300)))
     error_in_shape("messages", answer)
