@@ -21,9 +21,10 @@ or quote back the key they were sent. The behaviour is chosen per request by the
 - ``hold``: a normal answer, once the test sets ``release``.
 - ``flood-N``: a sound SSE answer of N one-word chunks (``FLOOD_WORD``), sent as fast as
   the client takes them, then usage and ``[DONE]``.
-- ``cut-N``, ``badjson-N``, ``nodone-N``: a chat stream of N one-word chunks, then cut mid-event
-  (the connection dropped), an event that is not JSON before a sound end, or a clean end of the
-  body with neither a finish nor ``[DONE]``;
+- ``cut-N``, ``badjson-N``, ``nodone-N``, ``hang-N``: a chat stream of N one-word chunks, then cut
+  mid-event (the connection dropped), an event that is not JSON before a sound end, a clean end of
+  the body with neither a finish nor ``[DONE]``, or keep-alives for ever (a comment and a chunk
+  with no token every 50 ms);
 - ``emb-HOW``: an answer to ``POST /embeddings`` of one vector per input (``embedding_of``),
   sound (``ok``, ``reversed``, ``noindex``) or hostile: ``nan``, ``inf``, ``big`` (bare
   ``NaN``, ``Infinity``, ``1e999``), ``b64nan`` (base64 float32 holding a NaN), ``str``,
@@ -217,7 +218,7 @@ class HostileUpstream:
                                                        f"retry-after: {arg}\r\n".encode()))
         elif kind == "emb":
             await self._embeddings(writer, model, arg, self.hits[-1].doc)
-        elif kind in ("cut", "badjson", "nodone"):
+        elif kind in ("cut", "badjson", "nodone", "hang"):
             await self._broken_stream(writer, model, kind, int(arg))
         else:
             await self._write(writer, model, _response(404, b"application/json", b'{"error": "no such model"}'))
@@ -260,7 +261,8 @@ class HostileUpstream:
 
     async def _broken_stream(self, writer: asyncio.StreamWriter, model: str, how: str, words: int) -> None:
         """A chat stream of ``words`` sound chunks, then: cut mid-event (``cut``), an event that is not JSON
-        before a sound end (``badjson``), or a clean end of the body with no finish and no ``[DONE]`` (``nodone``)."""
+        before a sound end (``badjson``), a clean end of the body with no finish and no ``[DONE]`` (``nodone``),
+        or keep-alives for ever (``hang``)."""
         await self._write(writer, model, _sse_head())
         self.started.set()
         events = list(_flood(model, words))[:-1]  # the role chunk and the words, without the ending
@@ -272,6 +274,13 @@ class HostileUpstream:
         elif how == "badjson":
             await self._write(writer, model, _chunk(b"data: {this is not json\n\n"))
             await self._write(writer, model, _chunk(list(_flood(model, 0))[-1]) + b"0\r\n\r\n")
+        elif how == "hang":  # alive but saying nothing: a comment and a chunk with no token, every 50 ms
+            empty = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": model,
+                     "choices": [{"index": 0, "delta": {}, "finish_reason": None}]}
+            ping = _chunk(b": ping\n\ndata: " + json.dumps(empty).encode() + b"\n\n")
+            while True:
+                await asyncio.sleep(0.05)  # the upstream's pace, not a test's wait
+                await self._write(writer, model, ping)
         else:
             await self._write(writer, model, b"0\r\n\r\n")
 

@@ -23,13 +23,16 @@ from tests.robustness.hostile_upstream import ANSWER, FLOOD_WORD, HostileUpstrea
 from tests.robustness.test_upstreams_hostile import Gateway, serving
 from tests.support.clients import gateway_lines
 from tests.support.live import free_port
+from tests.support.wait import wait_until
 
 APIS = ["responses", "messages"]
 # Each breaks before its first token: the next candidate answers, unseen.
 BEFORE = {"sseline": "sseline", "ssedata": "ssedata", "cut0": "cut-0", "badjson0": "badjson-0",
-          "nodone0": "nodone-0"}
+          "nodone0": "nodone-0", "hang0": "hang-0", "body": "body-1073741824"}
 # Each breaks after five words; alone on its route, nothing can continue it.
-AFTER = {"cut5": "cut-5", "badjson5": "badjson-5", "nodone5": "nodone-5"}
+AFTER = {"cut5": "cut-5", "badjson5": "badjson-5", "nodone5": "nodone-5", "hang5": "hang-5"}
+# Every route's, so that an upstream that only sends keep-alives is left within seconds.
+FIRST_TOKEN_TIMEOUT, STALL_TIMEOUT = 3, 2
 
 
 def _config(port: int, up: HostileUpstream) -> str:
@@ -46,9 +49,14 @@ def _config(port: int, up: HostileUpstream) -> str:
     for name, behaviour in (BEFORE | AFTER).items():
         lines += [f"[backends.{name}]", 'type = "openai"', f'base_url = "{up.base_url}"', 'api_key = "env:UP_KEY"',
                   f"[models.{name}]", f'backend = "{name}"', f'upstream = "{behaviour}"',
-                  f'[routes."{name}-then-ok"]', f'models = ["{name}", "ok"]',
-                  f'[routes."{name}-then-rescue"]', f'models = ["{name}", "rescue"]']
+                  *_route(f"{name}-alone", [name]), *_route(f"{name}-then-ok", [name, "ok"]),
+                  *_route(f"{name}-then-rescue", [name, "rescue"])]
     return "\n".join(lines) + "\n"
+
+
+def _route(name: str, models: list[str]) -> list[str]:
+    return [f'[routes."{name}"]', f"models = {models!r}".replace("'", '"'),
+            f"first_token_timeout = {FIRST_TOKEN_TIMEOUT}", f"stall_timeout = {STALL_TIMEOUT}"]
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +139,7 @@ def test_a_stream_broken_before_its_first_token_fails_over_unseen(
 @pytest.mark.parametrize("api", APIS)
 @pytest.mark.parametrize("name", list(AFTER))
 def test_a_stream_broken_after_it_began_ends_as_a_failure(gw: Gateway, api: str, name: str) -> None:
-    resp, seen = stream(gw, api, name)
+    resp, seen = stream(gw, api, f"{name}-alone")
     assert resp.status_code == 200, resp.text
     assert text_of(api, seen) == FLOOD_WORD * 5
     assert not ended_well(api, seen)
@@ -153,15 +161,60 @@ def test_a_stream_broken_after_it_began_is_continued_by_the_next_candidate(gw: G
 
 
 @pytest.mark.parametrize("api", APIS)
-@pytest.mark.parametrize("name", ["cut0", "badjson0", "nodone0", "sseline"])
+@pytest.mark.parametrize("name", ["cut0", "badjson0", "nodone0", "sseline", "hang0"])
 def test_a_stream_broken_before_anything_was_sent_is_an_error_in_the_apis_shape(
     gw: Gateway, api: str, name: str
 ) -> None:
-    resp, _ = stream(gw, api, name)
-    assert resp.status_code in (502, 503), resp.text  # a bad answer, or an upstream gone (unavailable)
+    resp, _ = stream(gw, api, f"{name}-alone")
+    assert resp.status_code in (502, 503, 504), resp.text  # bad, gone (unavailable), or silent (timeout)
     doc = resp.json()
     if api == "responses":
         assert set(doc) == {"error"} and set(doc["error"]) == {"message", "type", "param", "code"}, doc
     else:
         assert doc["type"] == "error" and set(doc["error"]) >= {"type", "message"}, doc
         assert resp.headers["request-id"]
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_an_upstream_that_only_keeps_alive_is_left_and_its_connection_closed(
+    gw: Gateway, up: HostileUpstream, api: str
+) -> None:
+    """Comments and chunks without a token are no progress: the stall deadline ends the stream, and its upstream
+    connection is closed rather than kept alive for ever."""
+    hangups = up.hangups.count("hang-5")
+    resp, seen = stream(gw, api, "hang5-alone")
+    assert resp.status_code == 200 and text_of(api, seen) == FLOOD_WORD * 5
+    assert not ended_well(api, seen)
+    wait_until(lambda: up.hangups.count("hang-5") > hangups, 30, "the keep-alive upstream's connection closed")
+
+
+def whole_text(api: str, doc: dict[str, Any]) -> str:
+    if api == "responses":
+        assert doc["object"] == "response" and doc["status"] == "completed", doc
+        return "".join(part["text"] for item in doc["output"] if item["type"] == "message"
+                       for part in item["content"] if part["type"] == "output_text")
+    assert doc["type"] == "message" and doc["stop_reason"] == "end_turn", doc
+    return "".join(block["text"] for block in doc["content"] if block["type"] == "text")
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("name", list(BEFORE | AFTER))
+def test_a_whole_answer_from_a_broken_stream_is_the_next_candidates(
+    gw: Gateway, up: HostileUpstream, api: str, name: str
+) -> None:
+    """Not streamed, the answer is assembled from the upstream's stream: a broken one is started afresh on the next
+    candidate (the client has read nothing), and alone it is a plain error in the API's shape."""
+    before = gw.peak_rss()
+    with gw.client(None) as client:
+        resp = client.post(f"/v1/{api}", json={**body(api, f"{name}-then-ok"), "stream": False})
+        alone = client.post(f"/v1/{api}", json={**body(api, f"{name}-alone"), "stream": False})
+    assert resp.status_code == 200, resp.text
+    assert whole_text(api, resp.json()) == ANSWER and resp.headers["x-polyroute-model"] == "ok"
+    assert alone.status_code in (502, 503, 504), alone.text
+    doc = alone.json()
+    if api == "responses":
+        assert set(doc) == {"error"} and set(doc["error"]) == {"message", "type", "param", "code"}, doc
+    else:
+        assert doc["type"] == "error" and set(doc["error"]) >= {"type", "message"}, doc
+    grown = gw.peak_rss() - before
+    assert grown < 128 * 1024 * 1024, f"peak RSS grew by {grown >> 20} MiB"
