@@ -27,8 +27,9 @@ that goes on past four times the limit. A head must arrive within
 of the end of its head, or the request is answered 408 (a client trickling bytes
 cannot hold a connection for ever). Errors are in OpenAI's shape like every
 other answer, except on paths of another API's wire format, whose ``error_shape``
-gives them that API's (asked only when an error is sent). A client refused in the middle of its request is likely still
-sending it: the connection is half-closed after the answer and what still comes
+gives them that API's (asked only when an error is sent). A client refused in
+the middle of its request is likely still sending it: the connection is
+half-closed after the answer and what still comes
 is dropped, for up to ``LINGER_S``, so the client is not reset before it reads
 the answer (a lingering close).
 
