@@ -31,7 +31,7 @@ HI: Any = [{"role": "user", "content": "hi"}]
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
     raw = {
-        "gateway": {"max_body_bytes": LIMIT, "body_timeout": 0.5},
+        "gateway": {"max_body_bytes": LIMIT, "header_timeout": 1.0, "body_timeout": 0.5},
         "backends": {"f": {"type": "fake"}},
         "models": {"echo": {"backend": "f"}},
         "keys": {"a": {"secret": "env:A_KEY"}},
@@ -130,6 +130,14 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(live: Live) -> None:
     assert answered.status == 408
     doc = anthropic_doc(408, answered.headers, answered.body)
     assert doc["error"]["type"] == "invalid_request_error" and "did not arrive within 0.5 s" in doc["error"]["message"]
+
+
+def test_a_head_that_does_not_arrive_in_time_is_a_408(live: Live) -> None:
+    # The request line came, the end of the head never does: the answer is read as its deadline (1 s) passes.
+    answered = over_the_wire(live, b"POST /v1/messages HTTP/1.1\r\nHost: t\r\n")
+    assert answered.status == 408
+    doc = anthropic_doc(408, answered.headers, answered.body)
+    assert "headers did not arrive within 1 s" in doc["error"]["message"]
 
 
 def test_a_wrong_key_on_count_tokens_carries_a_request_id(live: Live) -> None:
