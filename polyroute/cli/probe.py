@@ -2,7 +2,9 @@
 
 A wrong key, an empty account, a mistyped or retired model id, a region the provider
 does not serve: each shows up here as the gateway would classify it, with what to do,
-instead of at the first failover. The asking is ``polyroute.cli.probe_ask``'s.
+instead of at the first failover. The plan and the asker are ``polyroute.cli.probe_ask``'s,
+the asking of each model ``polyroute.probing``'s (which a running gateway's
+``POST /admin/probe`` uses too).
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import os
 import sys
 from typing import Any
 
-from polyroute.cli.probe_ask import PROBE_TOKENS, PROMPT_BOUND, ProbePlan, ProbeResult, worst_cost
-from polyroute.cli.probe_hints import words
+from polyroute.cli.probe_ask import PROBE_TOKENS, PROMPT_BOUND, ProbePlan, worst_cost
 from polyroute.config import Config
 from polyroute.config_problems import did_you_mean
 from polyroute.errors import InvalidRequest
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = asyncio.run(Asker(plan, args.timeout, args.concurrency).run())
     redact = Redactor.from_config(config)  # the last guard before text leaves the process
-    rows = [_as_json(r, redact) for r in results]
+    rows = [r.as_json(redact) for r in results]
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -123,27 +124,6 @@ def _announce(plan: ProbePlan, *, file: Any) -> None:
     else:
         line += "; none of them is paid"
     print(line, file=file, flush=True)
-
-
-def _as_json(r: ProbeResult, redact: Redactor) -> dict[str, Any]:
-    """One model's result, with the field names ``--json`` keeps stable."""
-    usage = r.usage
-    return {
-        "model": r.model,
-        "backend": r.backend,
-        "upstream": r.upstream,
-        "kind": r.kind,
-        "paid": r.paid,
-        "result": r.result,
-        "words": words(r.result),
-        "upstream_status": r.upstream_status,
-        "latency_ms": r.latency_ms,
-        "prompt_tokens": usage["prompt_tokens"] if usage else None,
-        "completion_tokens": usage["completion_tokens"] if usage else None,
-        "cost_usd": r.cost_usd,
-        "message": redact.thoroughly(r.message) or None,
-        "hint": redact.thoroughly(r.hint) or None,
-    }
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
