@@ -87,6 +87,8 @@ class ErrorInfo:
     # The model wrote what the provider could not parse (a tool call): the model's failure on a valid request,
     # as OpenAI's own 500 "The model produced invalid content" is, whatever status the provider sent.
     bad_output: bool = False
+    # When to try again, where the body says it in a field of its own (Google's RetryInfo), in seconds.
+    retry_after: float | None = None
 
 
 BodyReader = Callable[[int, bytes], ErrorInfo]
@@ -158,10 +160,8 @@ def error_from_status(
     if info.scope is not None:
         kw["scope"] = info.scope
     retry_after = retry_after_of(headers)
-    if retry_after is None and status == 429 and (said := _RETRY_IN.search(info.message)) is not None:
-        retry_after = float(said.group(1))  # Gemini says when in its message ("Please retry in 16.6s.")
-    if retry_after is None and status == 429 and (reset := _RESET_AT.search(info.message)) is not None:
-        retry_after = _until_beijing(reset.group(1))
+    if retry_after is None and status == 429:
+        retry_after = _retry_after_said(info, headers)
     if cls is UpstreamBilling and status == 402 and retry_after is not None and not info.billing:
         # A 402 that says when to come back is a limit on spend in flight (OpenRouter's
         # in_flight_budget_exhausted), not an empty account.
@@ -205,6 +205,37 @@ def _error_type(body: bytes) -> str:
     return str(err.get("type") or "") if isinstance(err, dict) else ""
 
 
+def _retry_after_said(info: ErrorInfo, headers: Mapping[str, str]) -> float | None:
+    """When a 429 without ``Retry-After`` says to come back: in a field of its body (Google's RetryInfo), in its
+    words ("Please try again in 3.89s", "... reset at <Beijing time>"), or in the reset header of a limit it
+    has used up (``x-ratelimit-remaining-tokens: 0`` with ``x-ratelimit-reset-tokens: 6m0s``)."""
+    if info.retry_after is not None:
+        return info.retry_after
+    if (said := _RETRY_IN.search(info.message)) is not None and (seconds := duration(said.group(1))) is not None:
+        return seconds
+    if (reset := _RESET_AT.search(info.message)) is not None:
+        return _until_beijing(reset.group(1))
+    # OpenAI's and Groq's headers (https://platform.openai.com/docs/guides/rate-limits#rate-limits-in-headers): the
+    # limits used up are waited out, the longest of them.
+    waits = [duration(headers.get(f"x-ratelimit-reset-{k}") or "") for k in ("requests", "tokens")
+             if headers.get(f"x-ratelimit-remaining-{k}") == "0"]
+    return max((w for w in waits if w is not None), default=None)
+
+
+def duration(text: str) -> float | None:
+    """Seconds in a duration as Go and protobuf write one ("6m0s", "9m38.016s", "174ms", "26s", "1h2m"); None if
+    it is not one."""
+    parts = _DURATION_PART.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        return None
+    seconds = sum(float(n) / 1000 if u == "ms" else float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return min(seconds, _RETRY_AFTER_CEILING) if math.isfinite(seconds) else None
+
+
+_DURATION_PART = re.compile(r"(\d{1,9}(?:\.\d{1,12})?)(ms|h|m|s)")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
 def retry_after_of(headers: Mapping[str, str]) -> float | None:
     """``retry-after-ms`` (openai-python reads it first; Azure and others send it), else ``retry-after``."""
     ms = headers.get("retry-after-ms")
@@ -221,6 +252,8 @@ def retry_after_of(headers: Mapping[str, str]) -> float | None:
 def billing_words(backend: str, status: int, info: ErrorInfo) -> str:
     """The operator's sentence for an account that cannot pay: backend, what the provider said, what to do."""
     default = "account balance exhausted" if status == 402 else "account balance or quota exhausted"
+    if info.scope == "model":
+        default = "the credit left is less than this request may cost"
     what = BILLING_WORDS.get(info.code or "", default)
     said = " ".join(p for p in (str(status), info.message[:200]) if p)
     return f"{backend}: {what} ({said}); top up the account or raise its limit with the provider"
@@ -409,8 +442,8 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
         text = body[:300].decode("utf-8", "replace").strip()
         return ErrorInfo(message=text or f"HTTP {status}")
     err = _error_object(doc)
-    if isinstance(err, str):
-        return ErrorInfo(message=err)
+    if isinstance(err, str):  # xAI's {"code", "error": "words"}: an empty account is said in words only
+        return ErrorInfo(message=err, billing=_NO_CREDITS.search(err) is not None)
     if err is None:
         return ErrorInfo(message=f"HTTP {status}")
     code = err.get("code")
@@ -430,14 +463,20 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
     blocked = bool(names & BLOCK_CODES) or _LOCATION_BLOCK.search(message) is not None
     context = bool(names & CONTEXT_CODES)
     auth = bool(names & AUTH_CODES)
-    billing = bool(names & BILLING_CODES) or _SUSPENDED.search(message) is not None
-    # DeepSeek answers an unknown model with a 400 whose only distinct part is this exact message.
+    billing = bool(names & BILLING_CODES) or _SUSPENDED.search(message) is not None or (
+        _NO_CREDITS.search(message) is not None)
+    # DeepSeek answers an unknown model with a 400 whose only distinct part is this exact message; vLLM's and
+    # Ollama's OpenAI-compatible servers a 404 with no code of their own.
     missing = bool(names & MODEL_MISSING_CODES) or (status == 400 and message == "Model Not Exist") or (
-        status == 404 and "NOT_FOUND" in names)
+        status == 404 and ("NOT_FOUND" in names or _NO_SUCH_MODEL.search(message) is not None))
     code_s = code_s or next(iter(sorted(google)), None)
     # Moonshot names its billing error only in ``type``: keep that as the code so its words are found.
     code_s = etype if billing and code_s not in BILLING_CODES else code_s
     scope: Scope | None = None
+    if status == 402 and (afford := _AFFORDS.search(message)) is not None and int(afford.group(1)) > 0:
+        # The account can pay for less: a cheaper model, or fewer max_tokens, still answers (OpenRouter reserves
+        # the model's whole output allowance when max_tokens is not sent). This model's, not the account's.
+        scope = "model"
     if status == 403 and isinstance(meta, dict) and "flagged_input" in meta:
         # OpenRouter's moderation flagged the input for this model: the request's content, refused
         # (https://openrouter.ai/docs/api-reference/errors, read 2026-12-07). Not our account's fault,
@@ -468,7 +507,7 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
         billing=billing, model_missing=missing, scope=scope, model_refuses=refusal is not None or too_large,
         refused_param=refusal.param if refusal else None, refused_always=bool(refusal and refusal.always),
         param=param if isinstance(param := err.get("param"), str) and _FIELD.fullmatch(param) else None,
-        bad_output=bad_output,
+        bad_output=bad_output, retry_after=_retry_delay(err.get("details")),
     )
 
 
@@ -606,6 +645,17 @@ def _text_of(value: object) -> str:
     return str(value)
 
 
+def _retry_delay(details: object) -> float | None:
+    """Seconds in Google's ``google.rpc.RetryInfo`` detail (``{"retryDelay": "26s"}``), which a Gemini 429 carries
+    with or without the wait in its words (https://github.com/RooCodeInc/Roo-Code/issues/3883)."""
+    if not isinstance(details, list):
+        return None
+    for d in details:
+        if isinstance(d, dict) and isinstance(delay := d.get("retryDelay"), str):
+            return duration(delay)
+    return None
+
+
 def _reasons(details: object) -> list[str]:
     """The ``reason`` of each of Google's error details."""
     if not isinstance(details, list):
@@ -613,8 +663,11 @@ def _reasons(details: object) -> list[str]:
     return [str(d["reason"]) for d in details if isinstance(d, dict) and d.get("reason")]
 
 
-# Gemini's 429 says when to come back in its message, not a header (https://github.com/continuedev/continue/issues/9662).
-_RETRY_IN = re.compile(r"\bretry in (\d{1,6}(?:\.\d+)?)\s?s\b", re.I)
+# A 429 that says when to come back in its message, not a header: Gemini's "Please retry in 16.6s."
+# (https://github.com/continuedev/continue/issues/9662), OpenAI's "Please try again in 3.89s." or "in 174ms."
+# (https://github.com/continuedev/continue/issues/10502, /11472), Groq's "Please try again in 9m38.016s."
+# (https://github.com/continuedev/continue/issues/10920).
+_RETRY_IN = re.compile(r"\b(?:retry|try again) in ((?:\d{1,9}(?:\.\d{1,12})?(?:ms|h|m|s))+)(?![\w.]\w)", re.I)
 # Google's answer to a key from a country its API does not serve (a 400 FAILED_PRECONDITION), quoted in
 # https://github.com/FoundationAgents/OpenManus/issues/803: a region block, not the client's request.
 _LOCATION_BLOCK = re.compile(r"User location is not supported", re.I)
@@ -638,6 +691,19 @@ _GUARDRAIL = re.compile(r"\bguardrail|prompt injection|\bmoderation\b|\bflagged\
 # Fireworks suspends an account past its spending limit or with invoices unpaid (a 412, quoted in
 # https://github.com/FerroxLabs/wayland/issues/545): every request of that account fails until it is paid.
 _SUSPENDED = re.compile(r"\baccount\b.{0,80}\bis suspended\b", re.I)
+# xAI says an empty team in words alone, with a 429 or a 403 ("Your team ... has either used all available credits
+# or reached its monthly spending limit", https://github.com/continuedev/continue/issues/10373; "Your newly created
+# team doesn't have any credits or licenses yet", https://github.com/continuedev/continue/issues/12670; "You have run
+# out of credits", https://github.com/Wei-Shaw/sub2api/issues/4069): the account's, not a rate limit or a bad key.
+_NO_CREDITS = re.compile(r"used all available credits|run out of credits|(?:doesn't|does not) have any credits",
+                         re.I)
+# OpenRouter's 402 for a request dearer than what is left: "You requested up to 65536 tokens, but can only afford
+# 10114" (https://github.com/babikov/doka-site/issues/7).
+_AFFORDS = re.compile(r"\bcan only afford (\d{1,12})\b")
+# A 404 that names the model as missing, with no code to say so: vLLM's "The model `x` does not exist."
+# (https://github.com/vllm-project/vllm/issues/3485), Ollama's /v1 'model "x" not found, try pulling it first'
+# (https://github.com/netease-youdao/QAnything/issues/555). A 404 without such words is a path not served.
+_NO_SUCH_MODEL = re.compile(r"\bmodel\b.{0,200}?\b(?:not found|does not exist)\b", re.I | re.S)
 
 
 def refusal_of(code: str | None, param: object, message: str) -> Refusal | None:

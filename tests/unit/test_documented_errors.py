@@ -123,6 +123,32 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     # Gemini's on its inputs (the client's request to split; the plan refuses more than 100 before sending).
     ("mistral/400_too_many_tokens_in_batch", UpstreamContextExceeded, "Too many tokens in batch"),
     ("gemini/400_batch_embed_over_100", UpstreamRejected, "at most 100 requests can be in one batch"),
+    # Overloaded or still loading: the same model later, another candidate now.
+    ("anthropic/529_overloaded_error", UpstreamServerError, "Overloaded"),
+    ("gemini/503_model_overloaded", UpstreamServerError, "The model is overloaded"),
+    ("llamacpp/503_loading_model", UpstreamServerError, "Loading model"),
+    # Rate limits, with the wait wherever they say it: a header, Google's RetryInfo, or their words.
+    ("anthropic/429_rate_limit_error", UpstreamRateLimited, "would exceed your account's rate limit"),
+    ("gemini/429_retry_info_delay", UpstreamRateLimited, "You exceeded your current quota"),
+    ("gemini/429_free_tier_requests_per_day", UpstreamRateLimited, "generate_content_free_tier_requests"),
+    ("openai/429_rate_limit_tpm_seconds", UpstreamRateLimited, "Please try again in 3.89s"),
+    ("openai/429_rate_limit_tpm_milliseconds", UpstreamRateLimited, "Please try again in 174ms"),
+    ("groq/429_tokens_per_day", UpstreamRateLimited, "on tokens per day (TPD)"),
+    ("mistral/429_rate_limited_1300", UpstreamRateLimited, "Rate limit exceeded"),
+    # OpenRouter: a request dearer than the credit left is this model's (a cheaper one answers); no credit is the
+    # account's.
+    ("openrouter/402_can_only_afford", UpstreamBilling, "the credit left is less than this request may cost"),
+    ("openrouter/402_insufficient_credits", UpstreamBilling, "This account never purchased credits"),
+    # xAI's empty team, in words only, with a 429 or a 403: not a rate limit, not a refused key.
+    ("xai/429_team_credits_exhausted", UpstreamBilling, "used all available credits"),
+    ("xai/403_team_has_no_credits", UpstreamBilling, "doesn't have any credits or licenses yet"),
+    # A prompt past the window with no code of its own: a larger window is tried.
+    ("deepseek/400_maximum_context_length", UpstreamContextExceeded, "maximum context length is 131072 tokens"),
+    ("vllm/400_maximum_context_length", UpstreamContextExceeded, "maximum context length is 6048 tokens"),
+    # A 404 whose words name the model as missing (vLLM, Ollama's /v1): the model's, not a path not served.
+    ("vllm/404_model_does_not_exist", UpstreamModelNotFound, "does not exist"),
+    ("ollama-v1/404_model_not_found", UpstreamModelNotFound, "not found, try pulling it first"),
+    ("azure/400_content_filter", UpstreamRejected, "content management policy"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
@@ -176,7 +202,9 @@ def test_documented_error_is_classified(name: str, expected: type[UpstreamError]
     if expected is UpstreamBilling:
         # Plain words for the operator: the backend, what happened, what to do; and the whole backend is out.
         assert err.message.startswith(f"{provider}: ") and "top up the account" in err.message
-        assert err.scope == "backend" and err.account_wide and err.may_fall_over and not err.retryable
+        scope = doc.get("_scope", "backend")  # "model": the account can still pay for a smaller request
+        assert err.scope == scope and err.account_wide == (scope == "backend")
+        assert err.may_fall_over and not err.retryable
     elif expected is UpstreamBlocked and not name.startswith("openrouter/"):
         # A region the whole API refuses (Gemini's): the backend's, as for a refused key.
         assert err.scope == "backend" and err.may_fall_over and not err.retryable
@@ -194,10 +222,12 @@ def test_documented_error_is_classified(name: str, expected: type[UpstreamError]
     elif expected is UpstreamServerError:
         # The model's malformed output: the same model again or the next one, and the operator reads what it wrote.
         assert err.scope == "model" and err.may_fall_over and err.retryable
-        assert doc["body"]["error"]["failed_generation"][:40] in err.message
+        if "failed_generation" in doc["body"]["error"]:
+            assert doc["body"]["error"]["failed_generation"][:40] in err.message
     elif expected is UpstreamRateLimited:
+        wait = float(doc["headers"]["retry-after"]) if doc.get("headers") else doc.get("_retry_after")
         assert err.scope == "model" and err.may_fall_over and err.retry_after == (
-            float(doc["headers"]["retry-after"]) if doc.get("headers") else doc.get("_retry_after"))
+            None if wait is None else pytest.approx(wait))
     else:
         assert not err.may_fall_over  # a schema error every provider would give stays the client's
         assert err.status == (413 if doc["status"] == 413 else 400)
@@ -319,3 +349,52 @@ def test_a_relays_provider_error_keeps_the_providers_own_words_and_code() -> Non
     assert isinstance(err, UpstreamContextExceeded) and "maximum context length" in str(err)
     body["error"]["metadata"] = {"provider_name": "Azure", "raw": "upstream connect error"}
     assert "upstream connect error" in str(read(502, body))
+
+
+@pytest.mark.parametrize("name", ["gemini/429_retry_info_delay", "openai/429_rate_limit_tpm_seconds",
+                                  "groq/429_tokens_per_day", "xai/429_team_credits_exhausted",
+                                  "openrouter/402_insufficient_credits", "vllm/400_maximum_context_length"])
+def test_an_error_sent_inside_a_stream_is_its_status_twins_error(name: str) -> None:
+    """The same body as a ``data:`` event after a 200 (OpenAI-compatible servers and relays send errors that way once
+    the stream has begun): the same class, scope and wait as when it came with its status. vLLM puts its error's
+    top-level fields under ``error`` in a stream (its ``create_streaming_error_response``)."""
+    provider, _, case = name.partition("/")
+    doc = json.loads((FIXTURES / provider / "errors" / f"{case}.json").read_text())
+    data = json.dumps(doc["body"] if "error" in doc["body"] else {"error": doc["body"]})
+    twin = error_from_status(doc["status"], data.encode(), {}, openai_compat.read_error, backend="b", model="m")
+    events = openai_compat._Events("b", "m")
+    with pytest.raises(UpstreamError) as raised:
+        events.on("message", data)
+    err = raised.value
+    assert type(err) is type(twin) and err.scope == twin.scope and err.may_fall_over == twin.may_fall_over
+    assert getattr(err, "retry_after", None) == getattr(twin, "retry_after", None)
+
+
+def test_a_429_says_when_in_the_reset_header_of_the_limit_it_used_up() -> None:
+    """OpenAI's and Groq's x-ratelimit-reset-* (https://platform.openai.com/docs/guides/rate-limits), in Go's
+    durations: read for a 429 with no Retry-After and no wait in its words, for the limits at 0 only."""
+    body = json.dumps({"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}}).encode()
+    limits = {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6m0s",
+              "x-ratelimit-remaining-requests": "99", "x-ratelimit-reset-requests": "120ms"}
+
+    def wait(headers: dict[str, str]) -> float | None:
+        err = error_from_status(429, body, headers, openai_compat.read_error, backend="b", model="m")
+        assert isinstance(err, UpstreamRateLimited)
+        return err.retry_after
+
+    assert wait(limits) == 360.0
+    assert wait({**limits, "x-ratelimit-remaining-requests": "0"}) == 360.0  # the longer of the two
+    assert wait({**limits, "retry-after": "2"}) == 2.0
+    assert wait({**limits, "x-ratelimit-remaining-tokens": "5"}) is None
+    assert wait({**limits, "x-ratelimit-reset-tokens": "soon"}) is None
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("6m0s", 360.0), ("174ms", 0.174), ("9m38.016s", 578.016), ("26s", 26.0), ("1h2m3.5s", 3723.5),
+    ("16.614023621s", 16.614023621), ("", None), ("5", None), ("s", None), ("3 s", None), ("2d", None),
+    ("1s and more", None),
+])
+def test_a_duration_as_providers_write_one(text: str, seconds: float | None) -> None:
+    from polyroute.adapters.http import duration
+
+    assert duration(text) == (None if seconds is None else pytest.approx(seconds))
