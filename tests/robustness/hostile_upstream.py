@@ -25,6 +25,11 @@ or quote back the key they were sent. The behaviour is chosen per request by the
   mid-event (the connection dropped), an event that is not JSON before a sound end, a clean end of
   the body with neither a finish nor ``[DONE]``, or keep-alives for ever (a comment and a chunk
   with no token every 50 ms);
+- ``anth-HOW-N``: a stream on Anthropic's Messages wire of N one-word text deltas, then its end
+  (``ok``: the answer ``ANSWER``, N unused; ``flood``: as it is) or, as ``HOW`` says, cut
+  mid-event (``cut``), an event that is not JSON (``badjson``), a text delta whose text is a
+  number (``text``), ``usage`` that is a string in ``message_start`` (``usage``), Anthropic's
+  ``error`` event for an overload (``error``), or no ``message_stop`` (``nostop``);
 - ``emb-HOW``: an answer to ``POST /embeddings`` of one vector per input (``embedding_of``),
   sound (``ok``, ``reversed``, ``noindex``) or hostile: ``nan``, ``inf``, ``big`` (bare
   ``NaN``, ``Infinity``, ``1e999``), ``b64nan`` (base64 float32 holding a NaN), ``str``,
@@ -220,6 +225,9 @@ class HostileUpstream:
             await self._embeddings(writer, model, arg, self.hits[-1].doc)
         elif kind in ("cut", "badjson", "nodone", "hang"):
             await self._broken_stream(writer, model, kind, int(arg))
+        elif kind == "anth":
+            how, _, words = arg.rpartition("-")
+            await self._anthropic_stream(writer, model, how, int(words))
         else:
             await self._write(writer, model, _response(404, b"application/json", b'{"error": "no such model"}'))
 
@@ -283,6 +291,46 @@ class HostileUpstream:
                 await self._write(writer, model, ping)
         else:
             await self._write(writer, model, b"0\r\n\r\n")
+
+    async def _anthropic_stream(self, writer: asyncio.StreamWriter, model: str, how: str, words: int) -> None:
+        """A stream on Anthropic's wire (``anth-HOW-N``): N one-word text deltas (``ok``: the answer), then the end
+        or what ``HOW`` breaks (see the module's docstring)."""
+        await self._write(writer, model, _sse_head())
+        self.started.set()
+        usage: object = "xy" if how == "usage" else {"input_tokens": 3, "output_tokens": 1}
+        opening = _anthropic_event("message_start", message={
+            "id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": usage})
+        opening += _anthropic_event("content_block_start", index=0, content_block={"type": "text", "text": ""})
+        await self._write(writer, model, _chunk(opening))
+        if how == "ok":
+            await self._write(writer, model, _chunk(_anthropic_text(ANSWER)))
+        else:
+            word = _anthropic_text(FLOOD_WORD)
+            left = words
+            while left > 0:
+                n = min(PIECE // len(word), left)
+                await self._write(writer, model, _chunk(word * n))
+                left -= n
+        if how == "cut":
+            await self._write(writer, model, _chunk(b'event: content_block_delta\ndata: {"type": "content_bl'))
+            writer.transport.abort()
+            return
+        if how == "badjson":
+            await self._write(writer, model, _chunk(b"event: content_block_delta\ndata: {this is not json\n\n"))
+        elif how == "text":  # a text delta whose text is a number
+            await self._write(writer, model, _chunk(_anthropic_event(
+                "content_block_delta", index=0, delta={"type": "text_delta", "text": 5})))
+        elif how == "error":  # what Anthropic sends when it is overloaded after the 200
+            await self._write(writer, model, _chunk(_anthropic_event(
+                "error", error={"type": "overloaded_error", "message": "Overloaded"})) + b"0\r\n\r\n")
+            return
+        ending = _anthropic_event("content_block_stop", index=0)
+        ending += _anthropic_event("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None},
+                                   usage={"output_tokens": max(words, 1)})
+        if how != "nostop":
+            ending += _anthropic_event("message_stop")
+        await self._write(writer, model, _chunk(ending) + b"0\r\n\r\n")
 
 
 def _repeat(unit: bytes, count: int) -> Iterator[bytes]:
@@ -491,3 +539,15 @@ def _gzip_bomb() -> bytes:
         parts += [packer.compress(spaces) for _ in range(256)]
         _GZIP_BOMB.append(b"".join(parts) + packer.flush())
     return _GZIP_BOMB[0]
+
+
+# -- Anthropic's wire (``anth-HOW-N``) -----------------------------------------------------------------
+
+
+def _anthropic_event(kind: str, **fields: Any) -> bytes:
+    """One event of Anthropic's Messages stream (https://docs.anthropic.com/en/api/messages-streaming)."""
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), json.dumps({"type": kind, **fields}).encode())
+
+
+def _anthropic_text(text: str) -> bytes:
+    return _anthropic_event("content_block_delta", index=0, delta={"type": "text_delta", "text": text})
