@@ -25,7 +25,8 @@ from tests.support.clients import gateway_lines
 from tests.support.live import free_port
 
 APIS = ["responses", "messages"]
-FLOOD = {"responses": "flood-200001", "messages": "flood-200002"}  # one upstream model per API, counted apart
+# One upstream model per API (and per wire), so that what each was sent is counted apart.
+FLOOD = {"responses": "flood-200001", "messages": "flood-200002", "messages-claude": "anth-flood-200003"}
 
 
 @pytest.fixture(scope="module")
@@ -37,27 +38,32 @@ def gw(up: HostileUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "[models.flood-responses]", 'backend = "fast"', f'upstream = "{FLOOD["responses"]}"',
         "[models.flood-messages]", 'backend = "fast"', f'upstream = "{FLOOD["messages"]}"',
         "[models.short]", 'backend = "fast"', 'upstream = "flood-20000"',
+        "[backends.claude]", 'type = "anthropic"', f'base_url = "{up.base_url}"', 'api_key = "env:UP_KEY"',
+        "[models.flood-messages-claude]", 'backend = "claude"', f'upstream = "{FLOOD["messages-claude"]}"',
+        "[models.short-claude]", 'backend = "claude"', 'upstream = "anth-flood-20000"',
     ]) + "\n"
     with serving(tmp_path_factory.mktemp("flood-apis"), port, config, {"UP_KEY": "sk-up-flood"}) as gateway:
         yield gateway
 
 
-@pytest.mark.parametrize("api", APIS)
-def test_a_fast_stream_read_whole_arrives_whole(gw: Gateway, api: str) -> None:
+@pytest.mark.parametrize(("api", "model"), [("responses", "short"), ("messages", "short"),
+                                           ("messages", "short-claude"), ("responses", "short-claude")])
+def test_a_fast_stream_read_whole_arrives_whole(gw: Gateway, api: str, model: str) -> None:
     with httpx.Client(base_url=gw.url, timeout=60) as client, client.stream(
-            "POST", f"/v1/{api}", json=body(api, "short")) as resp:
+            "POST", f"/v1/{api}", json=body(api, model)) as resp:
         assert resp.status_code == 200
         seen = events(resp)
     assert ended_well(api, seen)
     assert text_of(api, seen) == FLOOD_WORD * 20000
 
 
-@pytest.mark.parametrize("api", APIS)
-def test_fast_streams_to_clients_that_do_not_read_stay_bounded(gw: Gateway, up: HostileUpstream, api: str) -> None:
-    payload = json.dumps(body(api, f"flood-{api}")).encode()
+@pytest.mark.parametrize("route", list(FLOOD))
+def test_fast_streams_to_clients_that_do_not_read_stay_bounded(gw: Gateway, up: HostileUpstream, route: str) -> None:
+    api = route.split("-")[0]
+    payload = json.dumps(body(api, f"flood-{route}")).encode()
     request = b"POST /v1/%s HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
         api.encode(), len(payload), payload)
-    model = FLOOD[api]
+    model = FLOOD[route]
     with httpx.Client(base_url=gw.url, timeout=30) as other:
         assert other.get("/healthz").status_code == 200
         before = _rss_kib(gw)
@@ -82,7 +88,7 @@ def test_fast_streams_to_clients_that_do_not_read_stay_bounded(gw: Gateway, up: 
                 still = still + 1 if started == STREAMS and sent == last else 0
                 last = sent
             grown = peak - before
-            print(f"\nrobustness: {STREAMS} fast /v1/{api} streams not read: RSS +{grown / 1024:.1f} MiB, "
+            print(f"\nrobustness: {STREAMS} fast /v1/{api} streams from {model} not read: RSS +{grown / 1024:.1f} MiB, "
                   f"another client waited at worst {worst * 1000:.0f} ms, upstream sent {last / 2**20:.0f} MiB")
             assert worst < OTHER_CLIENT_BOUND_S, f"another client waited {worst:.2f}s"
             assert grown < MEMORY_BOUND_KIB, f"RSS grew by {grown} KiB for {STREAMS} streams"
