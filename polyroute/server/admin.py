@@ -9,6 +9,8 @@
                                        key only with {"reactivate": true}, which makes it work again)
     POST   /admin/teams                make or replace a team;  GET /admin/teams[/NAME]
     PATCH  /admin/teams/NAME           change its limits;       DELETE /admin/teams/NAME
+    POST   /admin/probe                ask each model one tiny real request now ({"models": [...]}, or every
+                                       model), its breakers told the outcome (``polyroute.probing.on_demand``)
 
 Every call sends ``Authorization: Bearer <admin secret>``. Fields are named as in
 ``[keys.NAME]`` and ``[teams.NAME]``: ``name``, ``team``, ``policy``, ``routes``,
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from polyroute.errors import (
     Conflict,
@@ -35,6 +37,7 @@ from polyroute.errors import (
     Unauthorized,
 )
 from polyroute.gateway import Gateway
+from polyroute.probing.on_demand import OnDemandProbes
 from polyroute.server.answers import Reply
 from polyroute.server.dispatch import request_key
 from polyroute.server.errors import error_response, from_validation
@@ -50,6 +53,7 @@ class Admin:
         self.store = store
         self._digest = secret_digest
         self.config = gateway.fleet.config
+        self.probes = OnDemandProbes(gateway)
 
     async def handle(self, request: Request) -> Reply:
         try:
@@ -63,6 +67,8 @@ class Admin:
         try:
             parts = path.strip("/").split("/")
             kind, rest = parts[0], parts[1:]
+            if kind == "probe" and not rest:
+                return await self.probe(method, body)  # changes breakers, not keys: nothing to tell tenancy
             if kind == "keys":
                 answer = await self.keys(method, rest, body)
             elif kind == "teams":
@@ -158,6 +164,14 @@ class Admin:
             raise NotFound(f"no key named {name!r} in the store", param="name")
         return record
 
+    # -- probes ----------------------------------------------------------------------------------
+
+    async def probe(self, method: str, body: bytes) -> Reply:
+        if method != "POST":
+            raise _not_allowed(method, "POST")
+        ask = ProbeAsk.model_validate(_body(body))
+        return _json({"object": "list", "data": await self.probes.run(ask.models)})
+
     # -- teams -----------------------------------------------------------------------------------
 
     async def teams(self, method: str, rest: list[str], body: bytes) -> Reply:
@@ -204,8 +218,17 @@ class Admin:
 
 
 
+class ProbeAsk(BaseModel):
+    """The body of ``POST /admin/probe``: the models to ask (a route stands for its models); none: every one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] | None = Field(default=None, max_length=1000)
+
+
 # Every field the admin API's bodies take: what a mistyped one is named against.
-ADMIN_FIELDS = frozenset({*KeyFields.model_fields, *TeamFields.model_fields, "force", "reactivate"})
+ADMIN_FIELDS = frozenset({*KeyFields.model_fields, *TeamFields.model_fields, *ProbeAsk.model_fields, "force",
+                          "reactivate"})
 
 
 def require_admin(request: Request, admin_digest: bytes, what: str = "The admin API") -> None:
