@@ -148,8 +148,11 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     # ``details.error_code`` tells it apart (https://platform.claude.com/docs/en/api/rate-limits).
     details = err.get("details")
     capped = isinstance(details, dict) and details.get("error_code") == "enforced_spend_limit_reached"
+    # A prompt past the window is OpenAI's context_length_exceeded to the client, as from every other provider
+    # (SDKs and frameworks tell it by that code), not Claude's invalid_request_error.
     code = ("credit_balance_too_low" if low_credit else "spend_limit_reached" if spend_limit
-            else "enforced_spend_limit_reached" if capped else etype or None)
+            else "enforced_spend_limit_reached" if capped else "context_length_exceeded" if context
+            else etype or None)
     refusal = refusal_of(None, None, message)
     if refusal is None and status in (400, 422):  # what the gateway itself chose to send, refused by the endpoint
         own = next((p for p, words in _OWN_REFUSED if words.search(message)), None)

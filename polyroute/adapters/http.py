@@ -578,6 +578,15 @@ _REFUSED_WORDS: tuple[tuple[re.Pattern[str], str | None, bool], ...] = (
     (re.compile(r"does not support assistant message prefill|Prefilling assistant messages is not supported",
                 re.I), "messages", False),
     (re.compile(r"response_format type is unavailable", re.I), "response_format", False),
+    # An output cap over this model's own (not past its window): a model with a higher cap takes the request as it is.
+    # OpenAI's "max_tokens is too large: 8192. This model supports at most 4096 completion tokens"
+    # (https://github.com/algorithmicsuperintelligence/optillm/issues/4), Claude's "max_tokens: 10000 > 4096, which is
+    # the maximum allowed number of output tokens for ..." (https://github.com/ChatGPTNextWeb/NextChat/issues/4964),
+    # Volcengine's "The parameter `max_completion_tokens` specified in the request are not valid: integer above
+    # maximum value" (https://github.com/Gitlawb/openclaude/issues/331). Never dropped: it bounds the answer.
+    (re.compile(r"max_tokens is too large: \d+\. This model supports at most|max_tokens: \d+ > \d+, which is the "
+                r"maximum allowed number of output tokens|`?max_(?:completion_)?tokens`? specified in the request are "
+                r"not valid: integer above maximum value", re.I), "max_tokens", False),
     # Claude: "stop_sequences: each stop sequence must contain non-whitespace" (https://github.com/BerriAI/litellm/issues/3286)
     (re.compile(r"stop sequence must contain non-whitespace", re.I), "stop", False),
     (re.compile(r"reasoning_content\b.{0,60}\b(?:must be passed back|missing)|missing reasoning_content", re.I),

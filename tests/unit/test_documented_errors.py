@@ -149,6 +149,13 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("vllm/404_model_does_not_exist", UpstreamModelNotFound, "does not exist"),
     ("ollama-v1/404_model_not_found", UpstreamModelNotFound, "not found, try pulling it first"),
     ("azure/400_content_filter", UpstreamRejected, "content management policy"),
+    ("anthropic/400_prompt_too_long", UpstreamContextExceeded, "prompt is too long: 208310 tokens"),
+    ("anthropic/500_api_error_overloaded", UpstreamServerError, "Overloaded"),
+    ("bedrock/429_throttling_too_many_tokens", UpstreamRateLimited, "Too many tokens, please wait"),
+    # An output cap over this model's own: the next candidate, with a higher cap, takes the request as it is.
+    ("openai/400_max_tokens_too_large", UpstreamParamRefused, "This model supports at most 4096 completion tokens"),
+    ("anthropic/400_max_tokens_over_model_limit", UpstreamParamRefused, "maximum allowed number of output tokens"),
+    ("volcengine/400_max_completion_tokens_above_maximum", UpstreamParamRefused, "integer above maximum value"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
@@ -165,7 +172,9 @@ REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "ant
                  "anthropic/400_cache_control_extra_inputs": "cache_control",
                  "anthropic/400_unexpected_role_system": "system_placement",
                  "anthropic/400_system_must_precede_assistant": "system_placement",
-                 "anthropic/400_unexpected_beta_binding": "block_binding"}
+                 "anthropic/400_unexpected_beta_binding": "block_binding",
+                 "openai/400_max_tokens_too_large": "max_tokens", "anthropic/400_max_tokens_over_model_limit":
+                 "max_tokens", "volcengine/400_max_completion_tokens_above_maximum": "max_tokens"}
 
 
 def test_a_usage_cap_that_lifts_later_keeps_the_model_out_until_then() -> None:
