@@ -269,6 +269,10 @@ def _status_class(status: int, info: ErrorInfo) -> type[UpstreamError]:
         return UpstreamBlocked
     if info.context_exceeded and status in (400, 403, 413):
         return UpstreamContextExceeded  # Together answers a prompt too long with a 403 (its error-codes page)
+    if info.model_missing and status == 403 and not info.auth:
+        # OpenAI's "Project ... does not have access to model ..." (code model_not_found): the key serves the
+        # backend's other models (https://github.com/cursor/cursor/issues/2953).
+        return UpstreamModelNotFound
     if status in (401, 403) or info.auth:
         return UpstreamAuthError
     if info.model_missing:
@@ -449,7 +453,7 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
     code = err.get("code")
     code_s = str(code) if code is not None else None
     etype = str(err.get("type") or "")
-    message = _text_of(err.get("message") or err.get("detail")) or etype or f"HTTP {status}"
+    message = _text_of(err.get("message") or err.get("detail") or err.get("title")) or etype or f"HTTP {status}"
     meta = err.get("metadata")
     relayed = _relayed(meta)  # a relay's "Provider returned error": the provider's own code and words, if it sent them
     if relayed[1]:
@@ -507,7 +511,7 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
         billing=billing, model_missing=missing, scope=scope, model_refuses=refusal is not None or too_large,
         refused_param=refusal.param if refusal else None, refused_always=bool(refusal and refusal.always),
         param=param if isinstance(param := err.get("param"), str) and _FIELD.fullmatch(param) else None,
-        bad_output=bad_output, retry_after=_retry_delay(err.get("details")),
+        bad_output=bad_output, retry_after=_retry_delay(err.get("details"), meta),
     )
 
 
@@ -630,7 +634,9 @@ def _error_object(doc: object) -> dict[str, Any] | str | None:
     err = doc.get("error")
     if isinstance(err, (dict, str)) and err:
         return cast(dict[str, Any] | str, err)
-    if "message" in doc or "detail" in doc:  # Mistral's {"object": "error", "message", "type", "code"}, FastAPI's
+    if "message" in doc or "detail" in doc or "title" in doc:
+        # Mistral's {"object": "error", "message", "type", "code"}, FastAPI's {"detail"}, a problem+json's {"status",
+        # "title"} (NVIDIA NIM's 429, https://github.com/Alishahryar1/free-claude-code/issues/690)
         return cast(dict[str, Any], doc)
     return None
 
@@ -654,15 +660,25 @@ def _text_of(value: object) -> str:
     return str(value)
 
 
-def _retry_delay(details: object) -> float | None:
+def _retry_delay(details: object, meta: object) -> float | None:
     """Seconds in Google's ``google.rpc.RetryInfo`` detail (``{"retryDelay": "26s"}``), which a Gemini 429 carries
-    with or without the wait in its words (https://github.com/RooCodeInc/Roo-Code/issues/3883)."""
-    if not isinstance(details, list):
-        return None
-    for d in details:
+    with or without the wait in its words (https://github.com/RooCodeInc/Roo-Code/issues/3883); else until the
+    reset of a limit used up that OpenRouter passes on in ``metadata.headers`` (its free models' daily cap:
+    ``X-RateLimit-Remaining: "0"``, ``X-RateLimit-Reset`` in epoch milliseconds,
+    https://github.com/Gitlawb/openclaude/issues/936)."""
+    for d in details if isinstance(details, list) else ():
         if isinstance(d, dict) and isinstance(delay := d.get("retryDelay"), str):
             return duration(delay)
-    return None
+    said = meta.get("headers") if isinstance(meta, dict) else None
+    if not isinstance(said, dict) or str(said.get("X-RateLimit-Remaining")) != "0":
+        return None
+    try:
+        reset_ms = float(str(said.get("X-RateLimit-Reset")))
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(reset_ms):
+        return None
+    return min(max(reset_ms / 1000 - time.time(), 0.0), _RETRY_AFTER_CEILING)
 
 
 def _reasons(details: object) -> list[str]:

@@ -156,6 +156,12 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("openai/400_max_tokens_too_large", UpstreamParamRefused, "This model supports at most 4096 completion tokens"),
     ("anthropic/400_max_tokens_over_model_limit", UpstreamParamRefused, "maximum allowed number of output tokens"),
     ("volcengine/400_max_completion_tokens_above_maximum", UpstreamParamRefused, "integer above maximum value"),
+    # A project key without one model: that model out, the backend's others still served.
+    ("openai/403_project_has_no_access_to_model", UpstreamModelNotFound, "does not have access to model"),
+    # OpenRouter's free models' daily cap, kept out until the reset it passes on; without it, no wait.
+    ("openrouter/429_free_models_per_day", UpstreamRateLimited, "free-models-per-day"),
+    ("openrouter/429_free_models_per_day_high_balance", UpstreamRateLimited, "free-models-per-day-high-balance"),
+    ("nvidia/429_too_many_requests", UpstreamRateLimited, "Too Many Requests"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
@@ -362,7 +368,8 @@ def test_a_relays_provider_error_keeps_the_providers_own_words_and_code() -> Non
 
 @pytest.mark.parametrize("name", ["gemini/429_retry_info_delay", "openai/429_rate_limit_tpm_seconds",
                                   "groq/429_tokens_per_day", "xai/429_team_credits_exhausted",
-                                  "openrouter/402_insufficient_credits", "vllm/400_maximum_context_length"])
+                                  "openrouter/402_insufficient_credits", "vllm/400_maximum_context_length",
+                                  "openrouter/429_free_models_per_day"])
 def test_an_error_sent_inside_a_stream_is_its_status_twins_error(name: str) -> None:
     """The same body as a ``data:`` event after a 200 (OpenAI-compatible servers and relays send errors that way once
     the stream has begun): the same class, scope and wait as when it came with its status. vLLM puts its error's
@@ -407,3 +414,23 @@ def test_a_duration_as_providers_write_one(text: str, seconds: float | None) -> 
     from polyroute.adapters.http import duration
 
     assert duration(text) == (None if seconds is None else pytest.approx(seconds))
+
+
+def test_a_relays_daily_cap_keeps_the_model_out_until_the_reset_it_passes_on() -> None:
+    """OpenRouter's ``metadata.headers``: X-RateLimit-Reset in epoch milliseconds, read only for a limit used up."""
+    import time
+
+    doc = json.loads((FIXTURES / "openrouter" / "errors" / "429_free_models_per_day.json").read_text())
+    said = doc["body"]["error"]["metadata"]["headers"]
+
+    def wait(reset: object, remaining: str = "0") -> float | None:
+        said.update({"X-RateLimit-Reset": reset, "X-RateLimit-Remaining": remaining})
+        err = error_from_status(429, json.dumps(doc["body"]).encode(), {}, openai_compat.read_error, backend="or",
+                                model="m")
+        assert isinstance(err, UpstreamRateLimited) and err.scope == "model"
+        return err.retry_after
+
+    in_an_hour = str(int((time.time() + 3600) * 1000))
+    assert wait(in_an_hour) == pytest.approx(3600, abs=5)
+    assert wait(in_an_hour, remaining="3") is None
+    assert wait("tomorrow") is None and wait(None) is None and wait("nan") is None
