@@ -213,6 +213,8 @@ def _retry_after_said(info: ErrorInfo, headers: Mapping[str, str]) -> float | No
         return info.retry_after
     if (said := _RETRY_IN.search(info.message)) is not None and (seconds := duration(said.group(1))) is not None:
         return seconds
+    if (said := _RETRY_AFTER_WORDS.search(info.message)) is not None:
+        return float(said.group(1))
     if (reset := _RESET_AT.search(info.message)) is not None:
         return _until_beijing(reset.group(1))
     # OpenAI's and Groq's headers (https://platform.openai.com/docs/guides/rate-limits#rate-limits-in-headers): the
@@ -693,6 +695,9 @@ def _reasons(details: object) -> list[str]:
 # (https://github.com/continuedev/continue/issues/10502, /11472), Groq's "Please try again in 9m38.016s."
 # (https://github.com/continuedev/continue/issues/10920).
 _RETRY_IN = re.compile(r"\b(?:retry|try again) in ((?:\d{1,9}(?:\.\d{1,12})?(?:ms|h|m|s))+)(?![\w.]\w)", re.I)
+# ... or in seconds written out: Moonshot's "please try again after 1 seconds"
+# (https://github.com/LLM-Red-Team/kimi-cc/issues/16).
+_RETRY_AFTER_WORDS = re.compile(r"\b(?:retry|try again) after (\d{1,6}(?:\.\d{1,9})?) ?(?:seconds?|secs?|s)\b", re.I)
 # Google's answer to a key from a country its API does not serve (a 400 FAILED_PRECONDITION), quoted in
 # https://github.com/FoundationAgents/OpenManus/issues/803: a region block, not the client's request.
 _LOCATION_BLOCK = re.compile(r"User location is not supported", re.I)

@@ -50,7 +50,9 @@ _CONTEXT_WORDS = re.compile(
     r"|input token length too long|range of input length should be|prompt exceeds max length"
     r"|exceeds the maximum number of tokens allowed|exceeds the available context size"
     # Hugging Face TGI, as Together quotes it: "`inputs` tokens + `max_new_tokens` must be <= 4097"
-    r"|inputs`? tokens \+ `?max_new_tokens`? must be",
+    r"|inputs`? tokens \+ `?max_new_tokens`? must be"
+    # Bedrock's ValidationException as a relay passes it on (https://github.com/aws-samples/assessment-generator/issues/2)
+    r"|input is too long for requested model",
     re.I,
 )
 # Structured codes for the same refusal: Qianfan's v2 API, and Z.ai's business code.

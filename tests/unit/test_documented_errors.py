@@ -162,6 +162,9 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("openrouter/429_free_models_per_day", UpstreamRateLimited, "free-models-per-day"),
     ("openrouter/429_free_models_per_day_high_balance", UpstreamRateLimited, "free-models-per-day-high-balance"),
     ("nvidia/429_too_many_requests", UpstreamRateLimited, "Too Many Requests"),
+    ("kimi/429_max_organization_concurrency", UpstreamRateLimited, "max organization concurrency"),
+    ("kimi/429_project_tpm_rate_limit", UpstreamRateLimited, "project TPM rate limit"),
+    ("bedrock/400_input_too_long", UpstreamContextExceeded, "Input is too long for requested model"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
