@@ -1,11 +1,13 @@
-"""The console's JSON API, ``/console/api/...``: each page's data and the actions on keys and teams.
+"""The console's JSON API, ``/console/api/...``: each page's data, the actions on keys and teams, and probes.
 
 The caller is already authorised (``polyroute.console.web`` checks the session, and
 the CSRF token of every action). Key and team actions go through the admin API's own code
-(``Admin.serve``), so a key made here is made exactly as ``POST /admin/keys`` makes it.
+(``Admin.serve``), so a key made here is made exactly as ``POST /admin/keys`` makes it, and a
+probe is ``POST /admin/probe``'s (its spacing, its ledger row).
 
     GET    overview                   rolling figures of every worker, from the ledger (5 min, 1 h, 1 day)
     GET    fleet                      every model, its facts, breakers and recent speed
+    POST   probe                      ask models one tiny real request now, their breakers told (as ``/admin/probe``)
     GET    usage/SPAN/BY[/csv]        spend over SPAN (1h, 1d, 7d, 30d) by team, key, model or route; budgets
     GET    keys                       stored keys (never a secret), teams, policies, routes
     POST   keys                       make a key: its secret is in this answer only
@@ -78,6 +80,9 @@ class ConsoleApi:
             if method == "GET" and rest:
                 raise MethodNotAllowed("The console lists teams only as a whole.")
             return await self.admin.serve(method, "/".join(["teams", *rest]), body)
+        if head == "probe" and not rest:
+            _only(method, "POST")
+            return await self.admin.serve(method, "probe", body)
         if head == "explain":
             _only(method, "POST")
             return _json(await self.explain(body))

@@ -170,7 +170,8 @@ class Admin:
         if method != "POST":
             raise _not_allowed(method, "POST")
         ask = ProbeAsk.model_validate(_body(body))
-        return _json({"object": "list", "data": await self.probes.run(ask.models)})
+        results = await self.probes.run(ask.models)
+        return _json({"object": "list", "data": results, "spacing_s": self.probes.spacing})
 
     # -- teams -----------------------------------------------------------------------------------
 
