@@ -255,7 +255,7 @@ def billing_words(backend: str, status: int, info: ErrorInfo) -> str:
     """The operator's sentence for an account that cannot pay: backend, what the provider said, what to do."""
     default = "account balance exhausted" if status == 402 else "account balance or quota exhausted"
     if info.scope == "model":
-        default = "the credit left is less than this request may cost"
+        default = "this model, or a request this large, is beyond what the account's plan or credit covers"
     what = BILLING_WORDS.get(info.code or "", default)
     said = " ".join(p for p in (str(status), info.message[:200]) if p)
     return f"{backend}: {what} ({said}); top up the account or raise its limit with the provider"
@@ -483,6 +483,10 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
         # The account can pay for less: a cheaper model, or fewer max_tokens, still answers (OpenRouter reserves
         # the model's whole output allowance when max_tokens is not sent). This model's, not the account's.
         scope = "model"
+    if status == 429 and "RESOURCE_EXHAUSTED" in names and _NO_QUOTA_ON_TIER.search(message):
+        # Gemini's quota of 0 for this model on the key's tier: no wait lets it in, the plan has to change; the
+        # key's other models still answer.
+        billing, scope = True, "model"
     if status == 403 and isinstance(meta, dict) and "flagged_input" in meta:
         # OpenRouter's moderation flagged the input for this model: the request's content, refused
         # (https://openrouter.ai/docs/api-reference/errors, read 2026-12-07). Not our account's fault,
@@ -730,6 +734,10 @@ _NO_CREDITS = re.compile(r"used all available credits|run out of credits|(?:does
 # OpenRouter's 402 for a request dearer than what is left: "You requested up to 65536 tokens, but can only afford
 # 10114" (https://github.com/babikov/doka-site/issues/7).
 _AFFORDS = re.compile(r"\bcan only afford (\d{1,12})\b")
+# Gemini's 429 for a model the key's tier has no quota of: "Quota exceeded for metric: ..., limit: 0, model: ..."
+# (https://github.com/akshayaggarwal99/nodenest/issues/1, https://github.com/google-gemini/gemini-cli/issues/22486),
+# "Gemini 2.5 Pro Preview doesn't have a free quota tier" (https://github.com/danny-avila/LibreChat/issues/7283).
+_NO_QUOTA_ON_TIER = re.compile(r"\blimit: 0\b|doesn't have a free quota tier", re.I)
 # A 404 that names the model as missing, with no code to say so: vLLM's "The model `x` does not exist."
 # (https://github.com/vllm-project/vllm/issues/3485), Ollama's /v1 'model "x" not found, try pulling it first'
 # (https://github.com/netease-youdao/QAnything/issues/555). A 404 without such words is a path not served.

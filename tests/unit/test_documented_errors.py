@@ -137,7 +137,7 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("mistral/429_rate_limited_1300", UpstreamRateLimited, "Rate limit exceeded"),
     # OpenRouter: a request dearer than the credit left is this model's (a cheaper one answers); no credit is the
     # account's.
-    ("openrouter/402_can_only_afford", UpstreamBilling, "the credit left is less than this request may cost"),
+    ("openrouter/402_can_only_afford", UpstreamBilling, "beyond what the account's plan or credit covers"),
     ("openrouter/402_insufficient_credits", UpstreamBilling, "This account never purchased credits"),
     # xAI's empty team, in words only, with a 429 or a 403: not a rate limit, not a refused key.
     ("xai/429_team_credits_exhausted", UpstreamBilling, "used all available credits"),
@@ -165,6 +165,8 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("kimi/429_max_organization_concurrency", UpstreamRateLimited, "max organization concurrency"),
     ("kimi/429_project_tpm_rate_limit", UpstreamRateLimited, "project TPM rate limit"),
     ("bedrock/400_input_too_long", UpstreamContextExceeded, "Input is too long for requested model"),
+    # A model the key's tier has no quota of: that model out until the plan changes, not retried in seconds.
+    ("gemini/429_free_tier_limit_0", UpstreamBilling, "429 You exceeded your current quota"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
