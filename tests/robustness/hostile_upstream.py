@@ -11,6 +11,7 @@ or quote back the key they were sent. The behaviour is chosen per request by the
 - ``body-N``: a 200 whose chunked body is N bytes of JSON-looking filler;
 - ``sseline``: an SSE 200 whose first line never ends;
 - ``ssedata``: an SSE 200 of ``data:`` lines that never reach an empty line;
+- ``finobj``: a sound answer whose ``finish_reason`` is an object, not a word;
 - ``interim``: a ``100 Continue`` and a ``103 Early Hints`` before a sound answer;
 - ``redirect``: a 301 whose body is a sound whole answer;
 - ``echocode``, ``echopart``: a 400 (or a streamed error) with the key in its code, type and param, or
@@ -225,6 +226,8 @@ class HostileUpstream:
             await self._embeddings(writer, model, arg, self.hits[-1].doc)
         elif kind in ("cut", "badjson", "nodone", "hang"):
             await self._broken_stream(writer, model, kind, int(arg))
+        elif kind == "finobj":  # a sound answer whose finish_reason is an object, as some servers send it
+            await self._write(writer, model, _ok(stream, model, {"type": "stop", "stop_sequence": None}))
         elif kind == "anth":
             how, _, words = arg.rpartition("-")
             await self._anthropic_stream(writer, model, how, int(words))
@@ -381,16 +384,17 @@ def _response(status: int, ctype: bytes, body: bytes, extra: bytes = b"") -> byt
             % (status, ctype, len(body), extra, body))
 
 
-def _ok(stream: bool, model: str) -> bytes:
+def _ok(stream: bool, model: str, finish_reason: object = "stop") -> bytes:
     """An answer in the shape of OpenAI's chat completion (https://platform.openai.com/docs/api-reference/chat)."""
     usage = {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
     if not stream:
         doc = {"id": "c1", "object": "chat.completion", "created": 0, "model": model,
                "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER},
-                            "finish_reason": "stop"}], "usage": usage}
+                            "finish_reason": finish_reason}], "usage": usage}
         return _response(200, b"application/json", json.dumps(doc).encode())
     events = []
-    for delta, finish in (({"role": "assistant", "content": ""}, None), ({"content": ANSWER}, None), ({}, "stop")):
+    for delta, finish in (({"role": "assistant", "content": ""}, None), ({"content": ANSWER}, None),
+                          ({}, finish_reason)):
         chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": model,
                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         events.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
