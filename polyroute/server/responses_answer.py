@@ -23,9 +23,10 @@ def response_id(request_id: str) -> str:
     return f"resp_{request_id}"
 
 
-def ending(finish_reason: str | None) -> tuple[str, dict[str, str] | None]:
-    """The response's status and ``incomplete_details`` for how the chat answer ended."""
-    reason = _CUT.get(finish_reason or "")
+def ending(finish_reason: object) -> tuple[str, dict[str, str] | None]:
+    """The response's status and ``incomplete_details`` for how the chat answer ended (a finish_reason that is not
+    a word, which the chat path passes on as an upstream sent it, says nothing known: completed)."""
+    reason = _CUT.get(finish_reason) if isinstance(finish_reason, str) else None
     return ("incomplete", {"reason": reason}) if reason else ("completed", None)
 
 
