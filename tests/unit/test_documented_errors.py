@@ -167,6 +167,8 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("bedrock/400_input_too_long", UpstreamContextExceeded, "Input is too long for requested model"),
     # A model the key's tier has no quota of: that model out until the plan changes, not retried in seconds.
     ("gemini/429_free_tier_limit_0", UpstreamBilling, "429 You exceeded your current quota"),
+    ("azure/429_token_rate_limit_retry_after_words", UpstreamRateLimited, "exceeded token rate limit"),
+    ("gemini/503_model_capacity_exhausted", UpstreamServerError, "No capacity available for model"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
@@ -288,6 +290,11 @@ def test_moderation_has_one_code_whatever_the_provider_calls_it(provider: str, c
     ({"code": "1113", "message": "Your account is in arrears"}, UpstreamBilling, 500),  # Z.ai
     ({"type": "engine_overloaded_error", "message": "The engine is currently overloaded"}, UpstreamRateLimited, 429),
     ({"code": None, "type": "server_error", "message": "The server had an error"}, UpstreamServerError, 500),
+    # OpenAI's overload sent after the 200 (https://github.com/openai/codex/issues/43337): a server error, not a
+    # rate limit of the key.
+    ({"type": "service_unavailable_error", "code": "server_is_overloaded",
+      "message": "Our servers are currently overloaded. Please try again later.", "param": None},
+     UpstreamServerError, 500),
 ])
 def test_an_error_inside_a_200_stream_is_the_error_its_code_names(
     error: dict[str, object], expected: type[UpstreamError], status: int
