@@ -305,6 +305,19 @@ def test_a_body_longer_than_its_content_length_is_a_400_never_a_500(gw: Gateway,
         assert reader.at_eof()
 
 
+@pytest.mark.parametrize("api", APIS)
+def test_a_gzipped_body_is_refused_not_inflated(gw: Gateway, api: str) -> None:
+    """A gzip bomb (4 KiB that inflate to 16 MiB) is a 415 in the API's shape; the gateway reads no encoded body."""
+    import gzip
+
+    bomb = gzip.compress(b'{"model": "ok", "input": "' + b" " * (16 << 20) + b'"}')
+    before = _proc(gw).rss_kib()
+    answer = send(gw, post(f"/v1/{api}", bomb, "Content-Encoding: gzip\r\n"))
+    assert answer.status == 415, answer.body
+    error_in_shape(api, answer)
+    assert _proc(gw).rss_kib() - before < 12 * 1024  # not inflated: 16 MiB would show
+
+
 # -- pipelining ---------------------------------------------------------------------------------------------
 
 
