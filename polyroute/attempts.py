@@ -274,9 +274,16 @@ class Walk:
 
     def try_without(self, slot: Slot, err: UpstreamParamRefused) -> None:
         """The same model next, without a parameter it refused that it can answer without (``polyroute.refusals``);
-        remembered for later requests when it refuses the parameter whatever its value."""
+        remembered for later requests when it refuses the parameter whatever its value. One the answer is read by
+        (``ANSWER_SHAPING``) is remembered too, so that later requests carrying it pass the model over."""
         param = err.param
-        if param is None or param not in DROPPABLE or param in slot.drop:
+        if param is None or param in slot.drop:
+            return
+        if err.always and param in ANSWER_SHAPING:  # not to go without: passed over for it from now on
+            self.refusals.note(slot.entry.backend, slot.entry.upstream, param)
+            log.info("%s/%s refuses '%s': passed over for it from now on", slot.entry.backend, slot.entry.name, param)
+            return
+        if param not in DROPPABLE:
             return
         if param not in OWN and (self.refuse or not carries(self.req, param)):
             return

@@ -26,6 +26,7 @@ from polyroute.adapters.claude_effort import (
     refused_with_thinking,
     thinking_for,
 )
+from polyroute.adapters.claude_schema import STRUCTURED, output_format
 from polyroute.adapters.claude_thinking import History, ThinkingStream, detail_of, in_order
 from polyroute.adapters.claude_turns import (
     BINDING_BETA,
@@ -118,6 +119,13 @@ _SPEND_LIMIT = re.compile(r"reached your specified (workspace )?API usage limits
 # What the gateway sends on its own that an endpoint serving Claude may refuse, and the words it refuses it with:
 # the request goes to the same model again without it (polyroute.refusals).
 _OWN_REFUSED = ((SYSTEM_PLACEMENT, SYSTEM_REFUSED), (BLOCK_BINDING, BINDING_REFUSED))
+# Claude on structured outputs it cannot give: a model or endpoint without them, or a schema past what its
+# constrained decoding compiles (recursive, too large). Another candidate may take the same request, so it is passed
+# on, and, when the model refuses the feature itself, passed over for an hour.
+_FORMAT_UNSUPPORTED = re.compile(r"(?:output_config\.format|output_format|structured outputs?)\b[^\n]{0,120}?"
+                                 r"(?:not (?:supported|available|permitted)|Extra inputs)", re.I)
+_FORMAT_SCHEMA = re.compile(r"output_config\.format\.schema\b|\bschema\b[^\n]{0,80}?\b(?:too complex|recursive|"
+                            r"not supported)", re.I)
 _REGION_WORDS = re.compile(r"\b(country|countries|region|territor)", re.I)
 # What a document block takes (https://docs.anthropic.com/en/docs/build-with-claude/pdf-support; plain text
 # documents in https://docs.anthropic.com/en/docs/build-with-claude/citations).
@@ -157,6 +165,8 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     if refusal is None and status in (400, 422):  # what the gateway itself chose to send, refused by the endpoint
         own = next((p for p, words in _OWN_REFUSED if words.search(message)), None)
         refusal = Refusal(own, True) if own else None
+        if refusal is None and (_FORMAT_UNSUPPORTED.search(message) or _FORMAT_SCHEMA.search(message)):
+            refusal = Refusal("response_format", _FORMAT_UNSUPPORTED.search(message) is not None)
     return ErrorInfo(
         message,
         code=code,
@@ -174,7 +184,7 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
 
 class AnthropicAdapter(HttpAdapter):
     kind = "anthropic"
-    supports = OPTIONAL_PARAMS - {"response_format", "seed"}
+    supports = OPTIONAL_PARAMS - {"seed"}
     extras = frozenset({"top_k", "thinking", "metadata", "parallel_tool_calls", "reasoning_effort"})
     default_continuation = "prefill"
     path = "/v1/messages"
@@ -188,6 +198,8 @@ class AnthropicAdapter(HttpAdapter):
 
     def unsupported(self, wanted: set[str], model: str) -> frozenset[str]:
         missing = super().unsupported(wanted, model)
+        if "response_format" in wanted and not STRUCTURED.search(model):
+            missing |= {"response_format"}  # structured outputs came with the 4.5 models
         if _NO_SAMPLERS.search(model):
             return missing | (wanted & _SAMPLERS)
         if {"temperature", "top_p"} <= wanted - missing and not _BOTH_SAMPLERS.search(model):
@@ -226,6 +238,8 @@ class AnthropicAdapter(HttpAdapter):
             choice = _tool_choice(asked, extras)
             if choice:
                 body["tool_choice"] = choice
+        if req.response_format and "response_format" not in drop:
+            self._format(body, req.response_format, call.upstream_model)
         # Anthropic-only knobs a client may send as extra fields.
         body.update({k: v for k, v in extras.items() if k in ("top_k", "thinking") and k not in drop})
         if "thinking" in body:  # the client's own wins over its reasoning_effort
@@ -347,7 +361,16 @@ class AnthropicAdapter(HttpAdapter):
         if plan.thinking is not None:
             body["thinking"] = plan.thinking
         if plan.effort is not None:
-            body["output_config"] = {"effort": plan.effort}
+            body["output_config"] = {**body.get("output_config", {}), "effort": plan.effort}
+
+    def _format(self, body: dict[str, Any], asked: dict[str, Any], model: str) -> None:
+        """OpenAI's ``response_format`` as Claude's structured outputs (polyroute.adapters.claude_schema); JSON mode
+        without a schema has none, so that request goes to another candidate."""
+        if asked.get("type") == "json_object":
+            raise UpstreamParamRefused(f"{model} has no JSON mode without a schema (response_format json_object); "
+                                       "send a json_schema", param="response_format", backend=self.name, model=model)
+        if (fmt := output_format(asked)) is not None:
+            body["output_config"] = {**body.get("output_config", {}), "format": fmt}
 
     def _headers(self, body: dict[str, Any]) -> dict[str, str]:
         """The headers for this request: with the beta header its ``thinking.block_binding`` needs."""

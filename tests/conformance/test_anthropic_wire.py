@@ -82,15 +82,21 @@ async def test_messages_become_content_blocks(upstream: FakeUpstream, adapter: A
 
 async def test_defaults_headers_and_unsupported_params(upstream: FakeUpstream, adapter: Adapter) -> None:
     upstream.json(load("anthropic", "completion"))
-    await adapter.complete(call(temperature=1.5, seed=7, response_format={"type": "json_object"}))
+    await adapter.complete(call(temperature=1.5, seed=7))
     got = upstream.received[0]
     body = got.json()
     assert body["max_tokens"] == DEFAULT_MAX_TOKENS
     assert body["temperature"] == 1.0  # Anthropic's scale ends at 1
-    assert "seed" not in body and "response_format" not in body
+    assert "seed" not in body and "response_format" not in body and "output_config" not in body
     assert got.headers["anthropic-version"] == API_VERSION
-    assert {"response_format", "seed"}.isdisjoint(adapter.supports)
-    assert {"tools", "tool_choice", "stop", "temperature", "top_p", "max_tokens"} <= adapter.supports
+    assert "seed" not in adapter.supports
+    assert {"tools", "tool_choice", "stop", "temperature", "top_p", "max_tokens", "response_format"} <= adapter.supports
+    # A JSON schema is Claude's structured outputs, from the 4.5 models on; JSON mode without one has no counterpart.
+    assert adapter.unsupported({"response_format"}, "claude-sonnet-4-20250514") == {"response_format"}
+    assert adapter.unsupported({"response_format"}, "claude-sonnet-4-5") == frozenset()
+    with pytest.raises(UpstreamParamRefused) as refused:
+        await adapter.complete(call(response_format={"type": "json_object"}))
+    assert refused.value.param == "response_format" and len(upstream.received) == 1
 
 
 async def test_max_completion_tokens_is_the_limit(upstream: FakeUpstream, adapter: Adapter) -> None:

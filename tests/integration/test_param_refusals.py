@@ -96,21 +96,39 @@ def test_a_refused_parameter_the_answer_depends_on_is_never_dropped(
     first: FakeUpstream, fallback: FakeUpstream, param: str, value: Any,
 ) -> None:
     """An answer without the client's stop sequences, banned tokens or log probabilities is not the answer it asked
-    for: a model refusing one leaves the request to the next candidate, which is sent it, and nothing is learned."""
+    for: a model refusing one leaves the request to the next candidate, which is sent it. A refusal of the
+    parameter whatever its value (OpenAI's ``unsupported_parameter``) is remembered: later requests that carry it
+    pass the model over rather than pay for the same refusal again."""
     first.json({"error": {"message": f"Unsupported parameter: '{param}' is not supported with this model.",
                           "type": "invalid_request_error", "param": param, "code": "unsupported_parameter"}}, 400)
-    fallback.json(load("openai", "completion"))
-    first.json({"error": {"message": "still refused", "type": "invalid_request_error", "param": param,
-                          "code": "unsupported_parameter"}}, 400)
-    fallback.json(load("openai", "completion"))
+    for _ in range(2):
+        fallback.json(load("openai", "completion"))
+    first.json(load("openai", "completion"))
     with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
         client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
         raws = [ask(client, stream=False, **{param: value}) for _ in range(2)]
+        without = ask(client, stream=False)  # a request without it still goes to the model
     for raw in raws:
         assert raw.headers["x-polyroute-model"] == "f" and "x-polyroute-dropped-params" not in raw.headers
-        assert raw.headers["x-polyroute-attempt-log"].startswith("prov/m param_refused ")
-    assert [r.json()[param] for r in first.received] == [value, value]  # asked with it again: not learned
+    assert raws[0].headers["x-polyroute-attempt-log"].startswith("prov/m param_refused ")
+    assert raws[1].headers["x-polyroute-attempt-log"].startswith("fb/f ok")  # passed over: learned
+    assert without.headers["x-polyroute-model"] == "m"
+    assert [r.json().get(param) for r in first.received] == [value, None]
     assert [r.json()[param] for r in fallback.received] == [value, value]
+
+
+def test_a_value_a_model_refuses_is_not_learned(first: FakeUpstream, fallback: FakeUpstream) -> None:
+    """OpenAI's ``unsupported_value`` is about this value, not the parameter: the next request is asked again."""
+    for _ in range(2):
+        first.json({"error": {"message": "Unsupported value: 'logprobs' does not support 20 with this model.",
+                              "type": "invalid_request_error", "param": "top_logprobs",
+                              "code": "unsupported_value"}}, 400)
+        fallback.json(load("openai", "completion"))
+    with live_gateway(config(first, fallback), env={"TEST_KEY": "sk-test"}) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        raws = [ask(client, stream=False, logprobs=True, top_logprobs=20) for _ in range(2)]
+    assert all(r.headers["x-polyroute-attempt-log"].startswith("prov/m param_refused ") for r in raws)
+    assert len(first.received) == 2
 
 
 def test_when_every_model_refuses_the_client_hears_it_as_a_400(first: FakeUpstream, fallback: FakeUpstream) -> None:

@@ -25,6 +25,12 @@ def config(url: str, mode: str) -> dict[str, object]:
     }
 
 
+def before_structured_outputs(raw: dict[str, object]) -> dict[str, object]:
+    """The same config on a Claude from before structured outputs, which takes no ``response_format`` at all (a
+    later one takes a JSON schema: tests/integration/test_claude_structured.py)."""
+    return {**raw, "models": {"sonnet": {"backend": "claude", "upstream": "claude-sonnet-4-20250514"}}}
+
+
 BODY = {
     "model": "sonnet",
     "messages": [{"role": "user", "content": "hi"}],
@@ -45,12 +51,14 @@ def test_drop_mode_drops_and_says_which(upstream: FakeUpstream) -> None:
     assert sent["temperature"] == 0.2  # what it can honour still goes through
 
 
-@pytest.mark.parametrize("param", [{"response_format": {"type": "json_object"}}, {"logprobs": True}])
+@pytest.mark.parametrize("param", [{"response_format": {"type": "json_object"}}, {"logprobs": True},
+                                   {"response_format": {"type": "json_schema", "json_schema": {"name": "a"}}}])
 def test_drop_mode_never_drops_what_the_answer_is_read_by(upstream: FakeUpstream, param: dict[str, object]) -> None:
     """A JSON format or log probabilities are what the client reads the answer by (the openai SDK's ``parse``
     fails on prose): a backend that cannot carry them is passed over even in drop mode, and with no other
     candidate the client hears a 400 naming the parameter, not an answer without it."""
-    with live_gateway(config(upstream.url, "drop"), env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+    raw = before_structured_outputs(config(upstream.url, "drop"))
+    with live_gateway(raw, env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
         resp = httpx.post(f"{g.base_url}/chat/completions", json={**BODY, "response_format": None, **param})
     assert resp.status_code == 400
     err = resp.json()["error"]
@@ -77,7 +85,8 @@ def test_a_parameter_sent_at_its_default_asks_for_nothing(upstream: FakeUpstream
 
 
 def test_refuse_mode_refuses_naming_the_parameter(upstream: FakeUpstream) -> None:
-    with live_gateway(config(upstream.url, "refuse"), env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
+    raw = before_structured_outputs(config(upstream.url, "refuse"))
+    with live_gateway(raw, env={"ANTHROPIC_API_KEY": "sk-ant-test"}) as g:
         resp = httpx.post(f"{g.base_url}/chat/completions", json=BODY)
     assert resp.status_code == 400
     err = resp.json()["error"]
