@@ -474,7 +474,8 @@ def json_error_reader(status: int, body: bytes) -> ErrorInfo:
     # DeepSeek answers an unknown model with a 400 whose only distinct part is this exact message; vLLM's and
     # Ollama's OpenAI-compatible servers a 404 with no code of their own.
     missing = bool(names & MODEL_MISSING_CODES) or (status == 400 and message == "Model Not Exist") or (
-        status == 404 and ("NOT_FOUND" in names or _NO_SUCH_MODEL.search(message) is not None))
+        status == 404 and ("NOT_FOUND" in names or _NO_SUCH_MODEL.search(message) is not None)) or (
+        status == 400 and _NO_MODEL_ACCESS.search(message) is not None)
     code_s = code_s or next(iter(sorted(google)), None)
     # Moonshot names its billing error only in ``type``: keep that as the code so its words are found.
     code_s = etype if billing and code_s not in BILLING_CODES else code_s
@@ -742,6 +743,9 @@ _NO_QUOTA_ON_TIER = re.compile(r"\blimit: 0\b|doesn't have a free quota tier", r
 # (https://github.com/vllm-project/vllm/issues/3485), Ollama's /v1 'model "x" not found, try pulling it first'
 # (https://github.com/netease-youdao/QAnything/issues/555). A 404 without such words is a path not served.
 _NO_SUCH_MODEL = re.compile(r"\bmodel\b.{0,200}?\b(?:not found|does not exist)\b", re.I | re.S)
+# Google's 400 INVALID_ARGUMENT for a model the account may not use, or a name it does not know, with no code of its
+# own (https://github.com/google-gemini/gemini-cli/issues/14603).
+_NO_MODEL_ACCESS = re.compile(r"You don't have access to this model or the model name is invalid", re.I)
 
 
 def refusal_of(code: str | None, param: object, message: str) -> Refusal | None:
@@ -817,6 +821,9 @@ MODEL_MISSING_CODES = frozenset({
     "resource_not_found_error",  # Moonshot / Kimi, 404 on an unknown model
     "1211",  # Z.ai / Zhipu, 400 "Unknown Model" (https://docs.z.ai/api-reference/api-code)
     "unknown_model",  # Mistral's code, {"param": "model", "code": "unknown_model"} (docs.mistral.ai error glossary)
+    # DashScope, 403: a model the account has not bought ("Access to model denied. Please make sure you are eligible
+    # for using the model.", https://github.com/earendil-works/pi/issues/7588): the key serves its other models.
+    "AccessDenied.Unpurchased",
 })
 
 

@@ -171,6 +171,9 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("gemini/429_free_tier_limit_0", UpstreamBilling, "429 You exceeded your current quota"),
     ("azure/429_token_rate_limit_retry_after_words", UpstreamRateLimited, "exceeded token rate limit"),
     ("gemini/503_model_capacity_exhausted", UpstreamServerError, "No capacity available for model"),
+    # A model the account may not use: that model out, the backend's others still served.
+    ("dashscope/403_access_denied_unpurchased", UpstreamModelNotFound, "Access to model denied"),
+    ("gemini/400_no_access_to_model", UpstreamModelNotFound, "You don't have access to this model"),
 ]
 REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "anthropic/400_temperature_deprecated":
                  "temperature", "kimi/400_temperature_fixed": "temperature", "zai/400_1210_temperature_illegal":
