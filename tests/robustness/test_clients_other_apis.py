@@ -178,6 +178,25 @@ def test_a_huge_conversation_items_array_or_metadata_is_a_400_before_any_work(gw
     assert answer.status == 400 and error_in_shape("conversations", answer)["param"] == "metadata", answer.body
 
 
+def many_parts(odd_one: int | None = None) -> bytes:
+    """A Responses body with one message of 120,000 text parts (the limit is 4096), just within max_body_bytes;
+    with ``odd_one``, that part is of no type the API knows."""
+    parts: list[dict[str, str]] = [{"type": "input_text", "text": "x"}] * 120_000
+    if odd_one is not None:
+        parts[odd_one] = {"type": "no_such_part"}
+    return orjson.dumps({"model": "ok", "input": [{"type": "message", "role": "user", "content": parts}]})
+
+
+def test_too_many_content_parts_are_counted_before_any_is_translated(gw: Gateway) -> None:
+    """Refused for the count, naming the field the client sent, whatever its parts say: translating 120,000 parts
+    into a chat request first took the event loop about half a second, every other client waiting."""
+    for odd_one in (None, 100_000):
+        answer = send(gw, request("responses", many_parts(odd_one)))
+        err = error_in_shape("responses", answer)
+        assert answer.status == 400 and "too many content parts" in err["message"], err
+        assert err["param"] == "input[0].content", err
+
+
 def deep_bodies(api: str, depth: int) -> list[bytes]:
     """Bodies of ``api`` with a value ``depth`` levels deep in a free-form field, each otherwise sound."""
     deep = _nested(depth)
