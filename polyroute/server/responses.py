@@ -139,6 +139,7 @@ class ResponsesEndpoint(ChatEndpoint):
             raise
         if (too_many := too_many_items(raw.get("input"), self.bounds.max_messages)) is not None:
             raise too_many
+        self.bounds.check_input_parts(raw.get("input"), body)
         resolved = None
         conversation = conversation_named(raw)
         tenancy, key = self.gateway.tenancy, ctx.principal.key
