@@ -52,6 +52,7 @@ from polyroute.errors import (
     UpstreamModelNotFound,
     UpstreamRateLimited,
     UpstreamRejected,
+    UpstreamServerError,
 )
 
 log = logging.getLogger("polyroute.breakers")
@@ -310,8 +311,8 @@ def cooldown(err: UpstreamError, policy: BreakerConfig) -> float | None:
         return policy.billing_cooldown
     if isinstance(err, UpstreamModelNotFound):
         return policy.retired_cooldown
-    if isinstance(err, UpstreamRateLimited) and err.retry_after:
-        return min(err.retry_after, policy.block_cooldown)
+    if isinstance(err, (UpstreamRateLimited, UpstreamServerError)) and err.retry_after:
+        return min(err.retry_after, policy.block_cooldown)  # what the upstream said, within the block's bound
     return None
 
 

@@ -334,6 +334,11 @@ class UpstreamRateLimited(UpstreamError):
 class UpstreamServerError(UpstreamError):
     outcome = "server_error"
 
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        # A 503 that says when to come back (a model still loading, a provider shedding load): out until then.
+        self.retry_after = retry_after
+
 
 class UpstreamBadResponse(UpstreamError):
     outcome = "bad_response"

@@ -168,6 +168,8 @@ def error_from_status(
         cls = UpstreamRateLimited
     if cls is UpstreamRateLimited:
         return UpstreamRateLimited(msg, retry_after=retry_after, **kw)
+    if cls is UpstreamServerError and status == 503 and retry_after:
+        return UpstreamServerError(msg, retry_after=retry_after, **kw)
     if cls is UpstreamBilling:
         return UpstreamBilling(billing_words(backend, status, info), **kw)
     if cls is UpstreamParamRefused:

@@ -177,6 +177,8 @@ async def test_snapshot_and_view(store: MemoryBreakerStore) -> None:
         (UpstreamRateLimited("slow down"), Verdict.RELEASE, Verdict.FAILURE, None),
         (UpstreamModelNotFound("Model Not Exist"), Verdict.RELEASE, Verdict.FAILURE, 3600),
         (UpstreamServerError("500"), Verdict.RELEASE, Verdict.FAILURE, None),
+        # A 503 that says when to come back (a model still loading): that model out until then.
+        (UpstreamServerError("503 Loading model", retry_after=20), Verdict.RELEASE, Verdict.FAILURE, 20),
         (UpstreamTimeout("slow"), Verdict.RELEASE, Verdict.FAILURE, None),
         (UpstreamBadResponse("junk"), Verdict.RELEASE, Verdict.FAILURE, None),
         (StreamCut("cut"), Verdict.RELEASE, Verdict.FAILURE, None),

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from polyroute.errors import AllAttemptsFailed, RateLimitExceeded, UpstreamRateLimited, retry_headers
+from polyroute.adapters import openai_compat
+from polyroute.adapters.http import error_from_status
+from polyroute.errors import (
+    AllAttemptsFailed,
+    RateLimitExceeded,
+    UpstreamRateLimited,
+    UpstreamServerError,
+    retry_headers,
+)
 
 
 @pytest.mark.parametrize(("seconds", "after", "ms"), [
@@ -34,3 +45,16 @@ def test_an_upstream_wait_passed_on_is_what_is_left_of_it(monkeypatch: pytest.Mo
     failed = AllAttemptsFailed("all failed", attempts=[], errors=[early, late])
     assert failed.status == 429 and failed.retry_after == pytest.approx(2.5)  # 5 s said 2.5 s ago
     assert failed.headers() == {"retry-after": "3", "retry-after-ms": "2500"}
+
+
+@pytest.mark.parametrize(("status", "headers", "wait"), [
+    (503, {"retry-after": "20"}, 20.0),  # still loading: out for as long as it said
+    (503, {}, None),
+    (500, {"retry-after": "20"}, None),  # only an unavailable server's wait is a promise of when to come back
+])
+def test_a_503_that_says_when_keeps_its_wait(status: int, headers: dict[str, str], wait: float | None) -> None:
+    doc = json.loads((Path(__file__).parent.parent / "fixtures" / "llamacpp" / "errors" / "503_loading_model.json")
+                     .read_text())
+    err = error_from_status(status, json.dumps(doc["body"]).encode(), headers, openai_compat.read_error,
+                            backend="local", model="m")
+    assert isinstance(err, UpstreamServerError) and err.retry_after == wait
