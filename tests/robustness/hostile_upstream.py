@@ -36,8 +36,8 @@ or quote back the key they were sent. The behaviour is chosen per request by the
   ``NaN``, ``Infinity``, ``1e999``), ``b64nan`` (base64 float32 holding a NaN), ``str``,
   ``nested``, ``bool``, ``short``, ``long`` (vectors of the wrong length), ``dupe``, ``gap``,
   ``extra`` (indexes repeated, out of range, one vector too many), ``trickle`` (a body that
-  never ends, a byte every 50 ms), ``gzip`` (a gzip bomb, sent although identity was asked
-  for), ``html`` (a 200 that is a login page).
+  never ends, a byte every 50 ms; ``errtrickle``: the same after a 500), ``gzip`` (a gzip
+  bomb, sent although identity was asked for), ``html`` (a 200 that is a login page).
 
 Everything lazy is written a piece at a time with ``drain()``, so a client that
 stops reading stops the sender; ``sent[model]`` counts the bytes that went out and
@@ -253,8 +253,9 @@ class HostileUpstream:
     async def _embeddings(self, writer: asyncio.StreamWriter, model: str, how: str, doc: dict[str, Any]) -> None:
         """An embeddings answer (``emb-HOW``) for the request ``doc``: sound, or broken as ``HOW`` says."""
         count, dims = _input_count(doc.get("input")), int(doc.get("dimensions") or EMBED_DIMS)
-        if how == "trickle":  # a JSON head, then a space every 50 ms for ever
-            await self._write(writer, model, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        if how in ("trickle", "errtrickle"):  # a JSON head, then a space every 50 ms for ever (a 200, or a 500)
+            status = b"500 Internal Server Error" if how == "errtrickle" else b"200 OK"
+            await self._write(writer, model, b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
                               b"transfer-encoding: chunked\r\n\r\n" + _chunk(b'{"object": "list", "data": ['))
             self.started.set()
             while True:

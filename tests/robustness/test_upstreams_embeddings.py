@@ -31,7 +31,7 @@ TRICKLE_TIMEOUT = 2.0  # the trickling backend's answer_timeout
 BROKEN = ["nan", "inf", "big", "b64nan", "str", "nested", "bool", "short", "long", "dupe", "gap", "extra", "gzip",
           "html", "trickle"]
 HOSTILE = {name: f"emb-{name}" for name in BROKEN} | {"reversed": "emb-reversed", "noindex": "emb-noindex",
-                                                        "body": "body-1073741824"}
+                                                        "body": "body-1073741824", "errtrickle": "emb-errtrickle"}
 
 
 def _config(port: int, up: HostileUpstream) -> str:
@@ -42,7 +42,7 @@ def _config(port: int, up: HostileUpstream) -> str:
         "[models.ok]", 'backend = "good"', 'upstream = "emb-ok"', family,
     ]
     for name, behaviour in HOSTILE.items():
-        timeout = [f"answer_timeout = {TRICKLE_TIMEOUT}"] if name == "trickle" else []
+        timeout = [f"answer_timeout = {TRICKLE_TIMEOUT}"] if name in ("trickle", "errtrickle") else []
         lines += [f"[backends.{name}]", 'type = "openai"', f'base_url = "{up.base_url}"', 'api_key = "env:UP_KEY"',
                   *timeout, f"[models.{name}]", f'backend = "{name}"', f'upstream = "{behaviour}"', family,
                   f'[routes."{name}-then-ok"]', f'models = ["{name}", "ok"]']
@@ -113,14 +113,19 @@ def test_a_broken_answer_fails_over_and_alone_is_a_clear_502(gw: Gateway, name: 
     assert "Traceback" not in gw.log.read_text()
 
 
-def test_a_body_that_trickles_for_ever_is_ended_by_the_answer_timeout(gw: Gateway, up: HostileUpstream) -> None:
+@pytest.mark.parametrize("name", ["trickle", "errtrickle"])
+def test_a_body_that_trickles_for_ever_is_ended_by_the_answer_timeout(
+    gw: Gateway, up: HostileUpstream, name: str
+) -> None:
+    """An answer's body, or an error's, that never ends: the attempt ends at its answer_timeout."""
+    hangups = up.hangups.count(f"emb-{name}")
     started = time.monotonic()
-    resp = _embed(gw, "trickle-then-ok")
+    resp = _embed(gw, f"{name}-then-ok")
     took = time.monotonic() - started
     _sound(gw, resp)
-    assert took < TRICKLE_TIMEOUT + 30  # bounds a failure only: the attempt ends at its answer_timeout
+    assert took < TRICKLE_TIMEOUT + 30  # bounds a failure only
     # Its connection is closed, not left open (and counted against the backend's connections) for ever.
-    wait_until(lambda: "emb-trickle" in up.hangups, 30, "the trickling upstream's connection closed")
+    wait_until(lambda: up.hangups.count(f"emb-{name}") > hangups, 30, f"the {name} upstream's connection closed")
 
 
 def test_a_gibibyte_answer_is_cut_at_the_answer_cap_and_memory_stays_bounded(
