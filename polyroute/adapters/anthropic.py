@@ -510,7 +510,7 @@ class _Events:
             raise self.adapter.stream_error(data, self.model)
         try:
             chunks = self.state.on(event, orjson.loads(data))
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError):  # ValueError: bad JSON, or a field of a wrong shape
             raise UpstreamBadResponse(f"malformed {event} event", backend=self.adapter.name, model=self.model) from None
         for chunk in chunks:  # made of the event's fields: of the types the gateway reads, or a bad answer
             for choice in chunk["choices"]:

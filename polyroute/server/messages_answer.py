@@ -65,7 +65,7 @@ def stop_reason(finish: str | None, matched: object, req: ChatRequest) -> tuple[
     says it met (the choice's ``stop_reason``), if it says one."""
     if finish == "stop" and isinstance(matched, str) and matched in req.stop_list():
         return "stop_sequence", matched
-    return STOP_REASONS.get(finish or "", "end_turn"), None
+    return (STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"), None
 
 
 def tool_input(arguments: str, backend: str = "", model: str = "") -> dict[str, Any]:

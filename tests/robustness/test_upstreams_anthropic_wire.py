@@ -101,10 +101,6 @@ def test_a_stream_that_said_how_it_ended_but_not_message_stop_is_taken_whole(gw:
     assert resp.status_code == 200 and ended_well(api, seen) and text_of(api, seen) == FLOOD_WORD * 5
 
 
-@pytest.mark.xfail(strict=True, reason="polyroute/adapters/anthropic.py: _Events.on translates JSONDecodeError, "
-                   "KeyError, TypeError and AttributeError from an event into a bad response, but not ValueError, "
-                   "which dict.update raises for a message_start whose usage is a string: a 500 with a traceback "
-                   "instead of the next candidate")
 @pytest.mark.parametrize("api", APIS)
 def test_a_message_start_whose_usage_is_a_string_fails_over(
     up: HostileUpstream, tmp_path: Path, api: str

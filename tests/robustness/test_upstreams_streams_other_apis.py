@@ -261,9 +261,6 @@ def test_a_finish_reason_that_is_an_object_is_no_500_on_responses(gw: Gateway, s
     assert "Traceback" not in gw.log.read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="polyroute/server/messages_answer.py stop_reason looks a chat finish_reason up "
-                   "in STOP_REASONS; one that is an object (the chat path passes it through as it came) is unhashable: "
-                   "a TypeError, so a 500 for a whole answer and an internal error event for a stream")
 @pytest.mark.parametrize("streamed", [True, False])
 def test_a_finish_reason_that_is_an_object_is_no_500_on_messages(
     up: HostileUpstream, tmp_path: Path, streamed: bool
