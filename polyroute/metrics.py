@@ -8,6 +8,18 @@ Per finished request (``Metrics.count``, on the event loop once the answer is wr
     polyroute_cost_usd_total{route, model}
     polyroute_request_duration_seconds{route, model}          histogram, arrival to last byte
     polyroute_time_to_first_token_seconds{route, model}       histogram, streams only
+    polyroute_request_outcomes_total{route, outcome}          outcome: "answered", "failed" or "refused"
+
+An outcome is ``polyroute.tenancy.fault``'s rule, the one the ledger and its reports use:
+"refused" is the client's own doing (a bad key, a bad body, its own limit), "failed" the
+gateway's or its upstreams'. Only those two are counted, on the path of a request that did
+not end well; "answered" is what is left of ``polyroute_requests_total`` when scraped, so a
+request answered costs nothing more here.
+
+Per connection, by the HTTP server (``polyroute.server.http11``), on its error and close paths:
+
+    polyroute_connections_closed_total{reason}                ``CLOSE_REASONS``
+    polyroute_connections_open                                read when scraped
 
 Read at each scrape (``Metrics.refresh``, then ``Metrics.render``), from the state the
 gateway keeps anyway:
@@ -26,7 +38,7 @@ With ``polyroute serve --workers N`` a scrape reaches one worker, so the counter
 histograms of every worker are kept in one directory (prometheus-client's multiprocess
 mode, ``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor: ``shared_across_workers``)
 and summed when scraped; a worker that died still counts. The gauges read at scrape
-time are those of the worker that answers.
+time are those of the worker that answers (so is ``polyroute_connections_open``).
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from polyroute.breakers import State, backend_key, model_key
+from polyroute.tenancy.fault import refused
 
 if TYPE_CHECKING:
     from polyroute.attempts import Report
@@ -58,6 +71,21 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BREAKER_VALUES = {State.CLOSED: 0.0, State.HALF_OPEN: 1.0, State.OPEN: 2.0}
+ANSWERED, FAILED, REFUSED = "answered", "failed", "refused"
+# Why the HTTP server ended a connection (or refused a request before the app saw it):
+CLOSE_REASONS = (
+    "send_timeout",        # its client took none of the bytes waiting for it for send_timeout: reset
+    "header_timeout",      # 408: a head not whole within header_timeout
+    "body_timeout",        # 408: a body not whole within body_timeout
+    "body_too_large",      # 413 (a body read to its end and dropped may keep its connection)
+    "head_too_large",      # 431
+    "bad_request",         # 400: bytes that are not HTTP/1.1, or a body in too many pieces
+    "unsupported_coding",  # 415 Content-Encoding, 501 Transfer-Encoding
+    "expect_refused",      # a client waiting on Expect: 100-continue refused by its head (a wrong key)
+    "internal_error",      # 500: a bug of ours while reading a request
+    "connection_limit",    # closed at once: as many connections open as the file limit allows
+    "client_reset",        # the client reset the connection (or it failed under us)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +126,23 @@ class _Scraped(Collector):
                                     "Usage rows waiting to be committed to the ledger.", value=self.ledger_depth)
 
 
+class ConnectionCloses:
+    """The HTTP server's ``polyroute_connections_closed_total``: one per server, counted on its error and close
+    paths only. A counter of prometheus-client's, not an int read when scraped, so that with several workers
+    each one's count reaches the directory they share (it is summed there like the request counters)."""
+
+    def __init__(self) -> None:
+        # In no registry: ``ServerScrape`` shows it with the connection's server (one process: its own value;
+        # several: the shared directory's sum, through ``Metrics.shown``).
+        self.family = Counter("polyroute_connections_closed",
+                              "Connections the HTTP server ended, or requests it refused before the app, by reason.",
+                              ("reason",), registry=None)
+        self._reasons = {reason: self.family.labels(reason) for reason in CLOSE_REASONS}
+
+    def count(self, reason: str) -> None:
+        self._reasons[reason].inc()
+
+
 class Metrics:
     """The ``RequestObserver`` behind ``GET /metrics``, with its own registry (one per gateway)."""
 
@@ -129,8 +174,14 @@ class Metrics:
             self.shown = CollectorRegistry(auto_describe=True)
             MultiProcessCollector(self.shown)  # type: ignore[no-untyped-call]
             self.shown.register(self.scraped)
+        self.outcomes = Counter("polyroute_request_outcomes",
+                                "Requests finished, by route and outcome: answered, failed (the gateway's or its "
+                                "upstreams'), or refused (the client's own doing).", ("route", "outcome"), registry=r)
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._attempts: dict[tuple[str, str, str], Counter] = {}
+        # Made at once, so that every route shows 0 before its first failure (a rate needs the series before).
+        self._outcomes = {(route, outcome): self.outcomes.labels(route, outcome)
+                          for route in (*sorted(self.routes), NOBODY) for outcome in (FAILED, REFUSED)}
 
     # -- the finish seam ------------------------------------------------------------------------
 
@@ -147,6 +198,10 @@ class Metrics:
         route = report.route if report.route in self.routes else NOBODY
         key = (route, model, outcome.status)
         series = self._series.get(key) or self._new_series(key)
+        if outcome.error is not None or outcome.status >= 400:
+            # Before the request's own count: a scrape between the two sees "answered" one short, never one
+            # over and then back (a counter that falls would read as a reset).
+            self._outcomes[route, REFUSED if refused(outcome.status, outcome.error) else FAILED].inc()
         series.requests.inc()
         usage = report.usage
         if usage["prompt_tokens"]:
@@ -205,7 +260,16 @@ class Metrics:
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
-        return generate_latest(_WithoutCreated(self.shown))
+        return generate_latest(_WithoutCreated(_WithAnswered(self.shown)))
+
+    def render_server(self, closes: ConnectionCloses, open_connections: int) -> bytes:
+        """The HTTP server's series (``polyroute.server.metrics.ServerScrape``): its closes where ``render`` does
+        not show them already (one process), and its open connections."""
+        server = CollectorRegistry(auto_describe=False)
+        if self.shown is self.registry:
+            server.register(closes.family)
+        server.register(_Open(open_connections))
+        return generate_latest(_WithoutCreated(server))
 
 
 @contextmanager
@@ -227,12 +291,47 @@ def shared_across_workers() -> Iterator[None]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+class _Open(Collector):
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("polyroute_connections_open", "Client connections open now.", value=self.count)
+
+
+class _WithAnswered(Collector):
+    """The registry's metrics with ``polyroute_request_outcomes_total{outcome="answered"}`` added: per route, the
+    requests counted less those failed or refused (summed over the workers first, when there are several)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = list(self.registry.collect())
+        requests: dict[str, float] = {}
+        for metric in metrics:
+            if metric.name == "polyroute_requests":
+                for s in metric.samples:
+                    if s.name == "polyroute_requests_total":
+                        requests[s.labels["route"]] = requests.get(s.labels["route"], 0.0) + s.value
+        for metric in metrics:
+            if metric.name == "polyroute_request_outcomes":
+                answered = dict.fromkeys((s.labels["route"] for s in metric.samples), 0.0) | requests
+                for s in metric.samples:
+                    if s.name == "polyroute_request_outcomes_total":
+                        answered[s.labels["route"]] -= s.value
+                for route, count in sorted(answered.items()):
+                    metric.add_sample("polyroute_request_outcomes_total",
+                                      {"route": route, "outcome": ANSWERED}, max(count, 0.0))
+            yield metric
+
+
 class _WithoutCreated:
     """A registry's metrics without the ``_created`` series prometheus-client adds to counters and
     histograms: Prometheus would keep each as one more series, and rates do not need them.
     (The library's own switch for this is process-wide, which would reach a host application's metrics.)"""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: Collector) -> None:
         self.registry = registry
 
     def collect(self) -> Iterator[Metric]:

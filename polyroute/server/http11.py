@@ -43,6 +43,10 @@ answered 503 and a stream still running ends with an error event, both with the
 code ``server_shutting_down``, so no client takes a cut answer for a whole one.
 A closed connection lets go of its parser and buffers at once: nothing of it
 waits for the cycle collector.
+
+Why the server ended a connection, or refused a request before the app, is counted
+(``Shared.closes``, ``polyroute.metrics.CLOSE_REASONS``) where that is decided: on the
+error paths, the sweep's cuts and a connection's loss, never on a request answered.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from polyroute.errors import (
     UnsupportedTransfer,
 )
 from polyroute.finish import SHUTDOWN
+from polyroute.metrics import ConnectionCloses
 from polyroute.server.answers import Answer, Head, Reply
 from polyroute.server.errors import error_body_dict, error_response, internal_error
 from polyroute.server.sse import EventStream
@@ -191,6 +196,7 @@ class Shared:
         self.max_connections = max_connections
         self.full = False  # refusing connections now (logged once, and once when it ends)
         self.refused = 0
+        self.closes = ConnectionCloses()
         self.stopping = False
         self.all_closed = asyncio.Event()  # set once stopping and the last connection is gone
 
@@ -204,6 +210,7 @@ class Shared:
                 self.refused = 0
             return True
         self.refused += 1
+        self.closes.count("connection_limit")
         if not self.full:
             self.full = True
             log.warning("connection limit reached: %d open (from the file limit); new connections are "
@@ -278,9 +285,9 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserCallbackError:
             # A bug of ours in a callback: logged with its traceback, answered without one.
             log.exception("unexpected error while reading a request")
-            self._refuse(internal_error())
+            self._refuse(internal_error(), "internal_error")
         except httptools.HttpParserError as exc:
-            self._refuse(error_response(InvalidRequest(f"Request is not valid HTTP/1.1: {exc}")))
+            self._refuse(error_response(InvalidRequest(f"Request is not valid HTTP/1.1: {exc}")), "bad_request")
 
     def _feed_head(self, parser: httptools.HttpRequestParser, data: bytes) -> bytes:
         """Feed ``data`` while a head is being read and would pass the limit with it: no more
@@ -316,6 +323,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         shared = self.shared
+        if exc is not None:
+            shared.closes.count("client_reset")
         shared.connections.discard(self)
         if shared.stopping and not shared.connections:
             shared.all_closed.set()
@@ -377,7 +386,7 @@ class Connection(asyncio.Protocol):
         """Answered at once, not at the end of a head that may never end."""
         if not self.close_after:
             message = f"Request line and headers are over {MAX_HEAD_BYTES} bytes."
-            self._refuse(error_response(HeadTooLarge(message)))
+            self._refuse(error_response(HeadTooLarge(message)), "head_too_large")
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -399,13 +408,13 @@ class Connection(asyncio.Protocol):
         if self.refusal is not None:
             self.too_large = True  # its body is read and dropped like one over the limit
             if expect:
-                self._refuse(self.refusal)  # the client waits for our word before sending it
+                self._refuse(self.refusal, "unsupported_coding")  # the client waits for our word before sending it
             return
         if declared is not None and declared > self.shared.max_body:
             self.too_large = True
             if expect:
                 # The client waits for our word before sending the body: the answer is 413 now.
-                self._refuse(self._over_limit())
+                self._refuse(self._over_limit(), "body_too_large")
         elif expect and not self.close_after:
             self._expecting()
 
@@ -424,7 +433,7 @@ class Connection(asyncio.Protocol):
         if check is not None:
             refused = check(self._head_request())
             if refused is not None:
-                self._refuse(refused)
+                self._refuse(refused, "expect_refused")
                 return
         if self.task is None and not self.queue and self.transport is not None:
             self.transport.write(_CONTINUE)
@@ -443,7 +452,7 @@ class Connection(asyncio.Protocol):
             # DISCARD_FACTOR times the limit, that is not worth waiting for.
             self.size += len(body)
             if self.size > DISCARD_FACTOR * self.shared.max_body and not self.close_after:
-                self._refuse(self.refusal or self._over_limit())
+                self._refuse(self.refusal or self._over_limit(), self._dropped_why())
             return
         self.size += len(body)
         if self.size > self.shared.max_body:
@@ -456,7 +465,7 @@ class Connection(asyncio.Protocol):
             self.too_large = True
             self.body = []
             self._refuse(error_response(InvalidRequest(
-                f"Request body came in over {MAX_BODY_PARTS} chunks: send it in fewer, larger ones.")))
+                f"Request body came in over {MAX_BODY_PARTS} chunks: send it in fewer, larger ones.")), "bad_request")
 
     def on_message_complete(self) -> None:
         self.in_head = True
@@ -470,6 +479,7 @@ class Connection(asyncio.Protocol):
         reject = None
         if self.too_large:
             reject = self.refusal or self._over_limit()
+            self.shared.closes.count(self._dropped_why())
         url = self.url
         if url[:1] != b"/" and (url.startswith((b"http://", b"https://"))):
             # The absolute form (``POST http://host/v1/...``), which a server must accept: its path.
@@ -487,10 +497,15 @@ class Connection(asyncio.Protocol):
     def _over_limit(self) -> Reply:
         return error_response(BodyTooLarge(f"Request body is over the limit of {self.shared.max_body} bytes."))
 
-    def _refuse(self, reply: Reply) -> None:
-        """Answer ``reply`` after what is queued, then close: nothing more is read."""
+    def _dropped_why(self) -> str:
+        """Why a body read and dropped is refused (a reason of ``polyroute.metrics.CLOSE_REASONS``)."""
+        return "body_too_large" if self.refusal is None else "unsupported_coding"
+
+    def _refuse(self, reply: Reply, reason: str) -> None:
+        """Answer ``reply`` after what is queued, then close: nothing more is read. ``reason`` is counted."""
         if self.close_after:
             return  # closing already: what the parser still finds is not answered
+        self.shared.closes.count(reason)
         self.linger = True
         self._enqueue(Request("", _target(self.url)[0], [], b"", False, reply))
         self._end_reading()
@@ -637,7 +652,7 @@ class Connection(asyncio.Protocol):
             message = f"The request's headers did not arrive within {self.shared.header_timeout:g} s."
         else:
             message = f"The request's body did not arrive within {self.shared.body_timeout:g} s."
-        self._refuse(error_response(RequestTimeout(message)))
+        self._refuse(error_response(RequestTimeout(message)), "header_timeout" if self.in_head else "body_timeout")
 
     def check_send(self, now: float) -> bool:
         """Reset the connection when bytes wait for its client and it has taken none of them for
@@ -674,6 +689,7 @@ class Connection(asyncio.Protocol):
             # those bytes now instead of offering them to it for minutes.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        self.shared.closes.count("send_timeout")
         # As if the client had gone: connection_lost cancels a stream, whose cleanup frees its upstream.
         transport.abort()
         return True
