@@ -30,13 +30,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import orjson
+
 from polyroute.tenancy.kept import Kept
 
-__all__ = ["MEMORY_RESPONSES", "MemoryResponses", "ResponseKeeper", "ResponseStore", "StoredItem", "StoredResponse",
-           "inputs_with_ids"]
+__all__ = ["MEMORY_RESPONSES", "MEMORY_RESPONSE_BYTES", "MemoryResponses", "ResponseKeeper", "ResponseStore",
+           "StoredItem", "StoredResponse", "inputs_with_ids"]
 
-# How many responses a gateway without a store keeps in its process (the least recently used go first).
+# How many responses a gateway without a store keeps in its process, and how many bytes of them (their JSON): the
+# least recently used go first when either is passed. A response alone larger than the bytes is not kept.
 MEMORY_RESPONSES = 2000
+MEMORY_RESPONSE_BYTES = 128 << 20
 
 T = TypeVar("T")
 
@@ -100,12 +104,16 @@ class ResponseStore(Protocol):
 
 
 class MemoryResponses:
-    """``ResponseStore`` in this process: at most ``limit`` responses, the least recently used dropped first."""
+    """``ResponseStore`` in this process: at most ``limit`` responses and ``max_bytes`` of them (a long answer, an
+    image sent as input), the least recently used dropped first."""
 
     blocking = False
 
-    def __init__(self, limit: int = MEMORY_RESPONSES) -> None:
+    def __init__(self, limit: int = MEMORY_RESPONSES, max_bytes: int = MEMORY_RESPONSE_BYTES) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.held_bytes = 0
+        self._sizes: dict[str, int] = {}
         self._responses: OrderedDict[str, StoredResponse] = OrderedDict()
         self._items: dict[str, str] = {}  # item id -> response id
         self._inputs: dict[str, dict[str, None]] = {}  # input item id -> the responses holding it, oldest first
@@ -113,11 +121,13 @@ class MemoryResponses:
     def put(self, stored: StoredResponse) -> None:
         self.delete(stored.id)
         self._responses[stored.id] = stored
+        self._sizes[stored.id] = size = len(orjson.dumps(stored.input)) + len(orjson.dumps(stored.response))
+        self.held_bytes += size
         for item in stored.items():
             self._items[item["id"]] = stored.id
         for item_id in _input_ids(stored):
             self._inputs.setdefault(item_id, {})[stored.id] = None
-        while len(self._responses) > self.limit:
+        while self._responses and (len(self._responses) > self.limit or self.held_bytes > self.max_bytes):
             self.delete(next(iter(self._responses)))
 
     def get(self, response_id: str, now: float) -> StoredResponse | None:
@@ -146,6 +156,7 @@ class MemoryResponses:
         stored = self._responses.pop(response_id, None)
         if stored is None:
             return False
+        self.held_bytes -= self._sizes.pop(response_id, 0)
         for item in stored.items():
             self._items.pop(item["id"], None)
         for item_id in _input_ids(stored):
@@ -161,6 +172,8 @@ class MemoryResponses:
 
     def close(self) -> None:
         self._responses.clear()
+        self._sizes.clear()
+        self.held_bytes = 0
         self._items.clear()
         self._inputs.clear()
 

@@ -114,3 +114,20 @@ def test_replicas_sharing_postgresql_share_the_conversation(tmp_path: Path) -> N
             a2.responses.delete(begun.id)
             with pytest.raises(openai.NotFoundError):
                 a1.responses.retrieve(begun.id)
+
+
+def test_memory_keeps_responses_within_its_bytes_the_least_recently_used_going_first() -> None:
+    """Without a store, long answers (or images sent as input) cannot grow the process without end."""
+    memory = MemoryResponses(limit=100, max_bytes=40_000)
+    for i in range(10):
+        memory.put(stored(f"resp_{i}", text="x" * 9_000))
+    memory.get("resp_6", 1500.0)  # the oldest still held, read lately: kept over a newer one
+    memory.put(stored("resp_10", text="x" * 9_000))
+    kept = [f"resp_{i}" for i in range(11) if memory.get(f"resp_{i}", 1500.0) is not None]
+    assert memory.held_bytes <= 40_000 and len(kept) == 4
+    assert kept == ["resp_6", "resp_8", "resp_9", "resp_10"]
+    assert memory.item("msg_resp_0_0", 1500.0) is None  # a dropped response's items go with it
+    memory.put(stored("resp_huge", text="x" * 50_000))  # larger than all it may hold: not kept
+    assert memory.get("resp_huge", 1500.0) is None and memory.held_bytes <= 40_000
+    memory.close()
+    assert memory.held_bytes == 0
