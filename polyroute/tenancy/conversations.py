@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
+
 from polyroute.errors import InvalidRequest
 from polyroute.tenancy.kept import Kept
 
@@ -45,6 +47,9 @@ __all__ = ["MEMORY_CONVERSATIONS", "Appended", "ConversationKeeper", "Conversati
 
 # How many conversations a gateway without a store keeps in its process (the least recently used go first).
 MEMORY_CONVERSATIONS = 1000
+# And how many bytes of their items (their JSON) it keeps: images and long answers add up. The least recently used
+# conversations go first; one larger than that alone is not kept.
+MEMORY_CONVERSATION_BYTES = 128 << 20
 # Ids made for items that came without one, by their type (as OpenAI's are prefixed).
 _ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 
@@ -145,16 +150,19 @@ class ConversationStore(Protocol):
 class _Held:
     conversation: StoredConversation
     items: list[dict[str, Any]]
+    size: int = 0  # bytes of its items' JSON
 
 
 class MemoryConversations:
-    """``ConversationStore`` in this process: at most ``limit`` conversations, the least recently used dropped
-    first."""
+    """``ConversationStore`` in this process: at most ``limit`` conversations and ``max_bytes`` of their items, the
+    least recently used dropped first."""
 
     blocking = False
 
-    def __init__(self, limit: int = MEMORY_CONVERSATIONS) -> None:
+    def __init__(self, limit: int = MEMORY_CONVERSATIONS, max_bytes: int = MEMORY_CONVERSATION_BYTES) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.held_bytes = 0
         self._held: OrderedDict[str, _Held] = OrderedDict()
         # Item id -> {conversation id: when it was added}, so that ``find_item`` reads no conversation it need not.
         self._where: dict[str, dict[str, int]] = {}
@@ -162,11 +170,16 @@ class MemoryConversations:
 
     def create(self, conversation: StoredConversation, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         stored = fresh_ids(items, set())
-        self._held[conversation.id] = _Held(replace(conversation, size=0), stored)
+        size = len(orjson.dumps(stored))
+        self._held[conversation.id] = _Held(replace(conversation, size=0), stored, size)
+        self.held_bytes += size
         self._index(conversation.id, stored)
-        while len(self._held) > self.limit:
-            self._forget(next(iter(self._held)))
+        self._trim()
         return stored
+
+    def _trim(self) -> None:
+        while self._held and (len(self._held) > self.limit or self.held_bytes > self.max_bytes):
+            self._forget(next(iter(self._held)))
 
     def _index(self, conversation_id: str, items: list[dict[str, Any]]) -> None:
         for item in items:
@@ -184,6 +197,8 @@ class MemoryConversations:
         held = self._held.pop(conversation_id, None)
         for item in held.items if held is not None else ():
             self._unindex(conversation_id, item["id"])
+        if held is not None:
+            self.held_bytes -= held.size
         return held is not None
 
     def _find(self, conversation_id: str, now: float | None = None) -> _Held | None:
@@ -213,9 +228,14 @@ class MemoryConversations:
             return Appended([], len(held.items))
         stored = fresh_ids(items, {item["id"] for item in held.items})
         held.items.extend(stored)
+        added = len(orjson.dumps(stored))
+        held.size += added
+        self.held_bytes += added
         self._index(conversation_id, stored)
         held.conversation = replace(held.conversation, expires_at=max(expires_at, held.conversation.expires_at))
-        return Appended(stored, len(held.items))
+        count = len(held.items)
+        self._trim()
+        return Appended(stored, count)
 
     def items(self, conversation_id: str) -> list[dict[str, Any]]:
         held = self._find(conversation_id)
@@ -250,6 +270,9 @@ class MemoryConversations:
             return False
         kept = [item for item in held.items if item["id"] != item_id]
         found = len(kept) < len(held.items)
+        gone = sum(len(orjson.dumps(item)) for item in held.items if item["id"] == item_id)
+        held.size -= gone
+        self.held_bytes -= gone
         held.items = kept
         self._unindex(conversation_id, item_id)
         return found

@@ -154,6 +154,25 @@ def test_the_memory_store_drops_the_least_recently_used() -> None:
     assert store.find_item("msg_2", "a", 1500.0) is None, "a dropped conversation's items go with it"
 
 
+def test_the_memory_store_keeps_its_conversations_within_its_bytes() -> None:
+    """Turns with images or long answers add up: the least recently used conversations go first."""
+    store = MemoryConversations(limit=100, max_bytes=30_000)
+    for n in range(3):
+        store.create(conversation(f"conv_{n}"), [message("x" * 9_000)])
+    store.get("conv_0", 1500.0)  # used last: kept
+    grown = store.append("conv_2", [message("y" * 9_000, "msg_y")], 2000.0, None)
+    assert grown is not None and grown.size == 2
+    assert store.held_bytes <= 30_000
+    assert store.get("conv_1", 1500.0) is None and store.get("conv_0", 1500.0) is not None
+    assert store.find_item("msg_y", "a", 1500.0) is not None
+    before = store.held_bytes
+    assert store.delete_item("conv_2", "msg_y") and store.held_bytes < before
+    store.append("conv_0", [message("z" * 40_000)], 2000.0, None)  # larger than all it may hold: dropped
+    assert store.get("conv_0", 1500.0) is None and store.held_bytes <= 30_000
+    store.delete("conv_2")
+    assert store.held_bytes == 0
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
