@@ -47,7 +47,7 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from polyroute.attempts import Report
     from polyroute.finish import Finished
     from polyroute.gateway import Gateway, RequestContext
+    from polyroute.server.http11 import Shared
 
 NOBODY = "-"
 # prometheus-client's own variable: where the processes of one server keep their counters.
@@ -132,8 +133,8 @@ class ConnectionCloses:
     each one's count reaches the directory they share (it is summed there like the request counters)."""
 
     def __init__(self) -> None:
-        # In no registry: ``ServerScrape`` shows it with the connection's server (one process: its own value;
-        # several: the shared directory's sum, through ``Metrics.shown``).
+        # In no registry of its own: ``Metrics`` shows it (one process: in its registry; several: the shared
+        # directory's sum, through ``Metrics.shown``).
         self.family = Counter("polyroute_connections_closed",
                               "Connections the HTTP server ended, or requests it refused before the app, by reason.",
                               ("reason",), registry=None)
@@ -174,6 +175,10 @@ class Metrics:
             self.shown = CollectorRegistry(auto_describe=True)
             MultiProcessCollector(self.shown)  # type: ignore[no-untyped-call]
             self.shown.register(self.scraped)
+        # The HTTP server's (``polyroute.server.http11.Shared``): with several workers, summed with the rest.
+        self.closes = ConnectionCloses()
+        if self.shown is r:
+            r.register(self.closes.family)
         self.outcomes = Counter("polyroute_request_outcomes",
                                 "Requests finished, by route and outcome: answered, failed (the gateway's or its "
                                 "upstreams'), or refused (the client's own doing).", ("route", "outcome"), registry=r)
@@ -262,14 +267,9 @@ class Metrics:
         """The registry in Prometheus' text format."""
         return generate_latest(_WithoutCreated(_WithAnswered(self.shown)))
 
-    def render_server(self, closes: ConnectionCloses, open_connections: int) -> bytes:
-        """The HTTP server's series (``polyroute.server.metrics.ServerScrape``): its closes where ``render`` does
-        not show them already (one process), and its open connections."""
-        server = CollectorRegistry(auto_describe=False)
-        if self.shown is self.registry:
-            server.register(closes.family)
-        server.register(_Open(open_connections))
-        return generate_latest(_WithoutCreated(server))
+    def watch_server(self, shared: Shared) -> None:
+        """The HTTP server this process runs (``polyroute.server.serving``): its open connections are shown."""
+        self.shown.register(_Open(lambda: len(shared.connections)))
 
 
 @contextmanager
@@ -292,11 +292,13 @@ def shared_across_workers() -> Iterator[None]:
 
 
 class _Open(Collector):
-    def __init__(self, count: int) -> None:
+    """The server's open connections, read when scraped (with several workers: the worker that answers)."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
         self.count = count
 
     def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("polyroute_connections_open", "Client connections open now.", value=self.count)
+        yield GaugeMetricFamily("polyroute_connections_open", "Client connections open now.", value=self.count())
 
 
 class _WithAnswered(Collector):

@@ -184,6 +184,8 @@ def create_app(gateway: Gateway) -> App:
         reload=gateway.reload,
         before_body=door,
         error_shape=OnMessagesPaths(),
+        closes=metrics.closes,
+        on_server=metrics.watch_server,
     )
 
 

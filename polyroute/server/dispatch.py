@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 
 from polyroute.auth import presented_key
 from polyroute.errors import MethodNotAllowed, NotFound
+from polyroute.metrics import ConnectionCloses
 from polyroute.server.answers import Answer, HeadReply, Reply
 from polyroute.server.errors import error_body, internal_error
-from polyroute.server.http11 import ErrorShape, HeadCheck, Request
+from polyroute.server.http11 import ErrorShape, HeadCheck, Request, Shared
 
 log = logging.getLogger("polyroute.server")
 
@@ -46,6 +47,8 @@ class App:
         reload: Callable[[], None] | None = None,
         before_body: HeadCheck | None = None,
         error_shape: ErrorShape | None = None,
+        closes: ConnectionCloses | None = None,
+        on_server: Callable[[Shared], None] | None = None,
     ) -> None:
         self.routes = routes  # path -> method -> handler
         # What an unknown /v1 path is told is served instead (an SDK's embeddings or completions call).
@@ -67,6 +70,10 @@ class App:
         self.before_body = before_body
         # The errors made here and by the connection, on paths of another API's wire format (Anthropic's): its shape.
         self.error_shape = error_shape
+        # The HTTP server's counts of the connections it ends, and what to tell of the server once it runs: where
+        # the gateway's metrics read them (polyroute.metrics).
+        self.closes = closes
+        self.on_server = on_server
 
     async def __call__(self, request: Request) -> Answer:
         path, method = request.path, request.method

@@ -179,6 +179,7 @@ class Shared:
         header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
         max_connections: int = 1 << 30, before_body: HeadCheck | None = None,
         send_timeout: float = SEND_TIMEOUT, error_shape: ErrorShape | None = None,
+        closes: ConnectionCloses | None = None,
     ) -> None:
         self.app = app
         self.error_shape = error_shape
@@ -196,7 +197,7 @@ class Shared:
         self.max_connections = max_connections
         self.full = False  # refusing connections now (logged once, and once when it ends)
         self.refused = 0
-        self.closes = ConnectionCloses()
+        self.closes = closes or ConnectionCloses()  # the gateway's metrics show them (polyroute.metrics)
         self.stopping = False
         self.all_closed = asyncio.Event()  # set once stopping and the last connection is gone
 

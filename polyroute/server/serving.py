@@ -78,7 +78,9 @@ class Server:
             raise StartupFailed(str(exc)) from exc
         app = self.app
         shared = Shared(app, app.max_body, loop, app.header_timeout, app.body_timeout, connection_limit(),
-                        app.before_body, app.send_timeout, app.error_shape)
+                        app.before_body, app.send_timeout, app.error_shape, app.closes)
+        if app.on_server is not None:
+            app.on_server(shared)
         servers = [await loop.create_server(lambda: Connection(shared), sock=sock, backlog=2048) for sock in sockets]
         sweeper = loop.call_later(_SWEEP_EVERY, self._sweep, shared)
         self.started.set()
