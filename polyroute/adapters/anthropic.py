@@ -39,15 +39,8 @@ from polyroute.adapters.claude_turns import (
     system_turn,
     with_binding,
 )
-from polyroute.adapters.http import (
-    ErrorInfo,
-    HttpAdapter,
-    Refusal,
-    error_from_status,
-    json_error_reader,
-    refusal_of,
-    tool_arguments,
-)
+from polyroute.adapters.error_body import ErrorInfo, Refusal, json_error_reader, refusal_of
+from polyroute.adapters.http import HttpAdapter, error_from_status, tool_arguments
 from polyroute.adapters.shape import Shape
 from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.adapters.tool_ids import for_claude

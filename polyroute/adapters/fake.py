@@ -34,7 +34,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from polyroute.adapters.base import Adapter, Call, make_chunk, new_id, now, usage_chunk
-from polyroute.adapters.http import ErrorInfo, error_from_status
+from polyroute.adapters.error_body import ErrorInfo
+from polyroute.adapters.http import error_from_status
 from polyroute.completions.types import CompletionRequest, TextCall, TextChoice, TextChunk, TextCompletion, text_chunk
 from polyroute.config import Config, FakeBackend
 from polyroute.config_problems import did_you_mean

@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from polyroute.adapters.http import BodyReader, ErrorInfo
+from polyroute.adapters.error_body import BodyReader, ErrorInfo
 
 __all__ = ["REPLAYED", "STAND_IN", "is_google", "refusing_unsigned_history", "signs_calls", "with_stand_ins"]
 

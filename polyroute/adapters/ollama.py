@@ -16,14 +16,8 @@ from typing import Any
 import orjson
 
 from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, new_id, now, usage_chunk
-from polyroute.adapters.http import (
-    ErrorInfo,
-    HttpAdapter,
-    error_from_status,
-    json_error_reader,
-    json_object,
-    tool_arguments,
-)
+from polyroute.adapters.error_body import ErrorInfo, json_error_reader
+from polyroute.adapters.http import HttpAdapter, error_from_status, json_object, tool_arguments
 from polyroute.adapters.shape import Shape
 from polyroute.embeddings.types import EmbedCall, Embedded, read_vectors
 from polyroute.errors import UpstreamBadResponse, UpstreamError, UpstreamRejected, UpstreamUnavailable

@@ -18,15 +18,8 @@ import orjson
 
 from polyroute.adapters import finish_reasons, gemini_signatures, tool_ids
 from polyroute.adapters.base import Call
-from polyroute.adapters.http import (
-    CONTEXT_CODES,
-    BodyReader,
-    ErrorInfo,
-    HttpAdapter,
-    error_in_band,
-    json_error_reader,
-    json_object,
-)
+from polyroute.adapters.error_body import CONTEXT_CODES, BodyReader, ErrorInfo, json_error_reader
+from polyroute.adapters.http import HttpAdapter, error_in_band, json_object
 from polyroute.adapters.own_fields import for_upstream, with_reasoning
 from polyroute.adapters.regions import key_region_hint, provider_key
 from polyroute.adapters.shape import Shape

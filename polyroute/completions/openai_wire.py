@@ -12,7 +12,8 @@ from typing import Any, cast
 
 import orjson
 
-from polyroute.adapters.http import BodyReader, error_in_band, json_object
+from polyroute.adapters.error_body import BodyReader
+from polyroute.adapters.http import error_in_band, json_object
 from polyroute.errors import UpstreamBadResponse
 
 from .types import TextChunk, TextCompletion

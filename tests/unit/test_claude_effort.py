@@ -11,7 +11,7 @@ import pytest
 from polyroute.adapters import build_adapter
 from polyroute.adapters.anthropic import AnthropicAdapter
 from polyroute.adapters.base import Call
-from polyroute.adapters.http import refusal_of
+from polyroute.adapters.error_body import refusal_of
 from polyroute.errors import UpstreamParamRefused
 from polyroute.types import ChatRequest
 from tests.conformance.providers import ANTHROPIC_PROVIDER

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from polyroute.adapters import anthropic, gemini_signatures, ollama, openai_compat
-from polyroute.adapters.http import BodyReader, error_from_status
+from polyroute.adapters.error_body import BodyReader
+from polyroute.adapters.http import error_from_status
 from polyroute.errors import (
     UpstreamAuthError,
     UpstreamBilling,
@@ -429,7 +430,7 @@ def test_a_429_says_when_in_the_reset_header_of_the_limit_it_used_up() -> None:
     ("1s and more", None),
 ])
 def test_a_duration_as_providers_write_one(text: str, seconds: float | None) -> None:
-    from polyroute.adapters.http import duration
+    from polyroute.adapters.error_body import duration
 
     assert duration(text) == (None if seconds is None else pytest.approx(seconds))
 
