@@ -24,11 +24,14 @@ import time
 # stands for a system message the gateway left where it sits in a conversation for a Claude that takes it there,
 # which a cloud or relay serving that Claude may refuse (it is then sent at the top, polyroute.adapters.claude_turns).
 # ``block_binding`` stands for the binding of returned thinking the gateway asks of a Claude that checks it, with its
-# beta header, which an endpoint without that beta refuses (Claude on Vertex AI).
+# beta header, which an endpoint without that beta refuses (Claude on Vertex AI). ``anthropic_beta`` stands for the
+# betas a Messages client named in its header, which the gateway carries beside the request's fields: an endpoint
+# that lacks some is asked again without the ones it named (which are kept per model in ``BetaRefusals``).
 USAGE_OPTION = "stream_options"
 SYSTEM_PLACEMENT = "system_placement"
 BLOCK_BINDING = "block_binding"
-OWN = frozenset({USAGE_OPTION, "thought_signature", SYSTEM_PLACEMENT, BLOCK_BINDING})
+CLIENT_BETAS = "anthropic_beta"
+OWN = frozenset({USAGE_OPTION, "thought_signature", SYSTEM_PLACEMENT, BLOCK_BINDING, CLIENT_BETAS})
 # Parameters without which a model still answers the same request, only less tuned to it. Not among them:
 # ``stop``, ``logit_bias`` (an answer without them says what the client ruled out) and ``logprobs`` /
 # ``top_logprobs`` (the client reads them): a model refusing one of these is left for the next candidate.
@@ -59,3 +62,31 @@ class Refusals:
             return frozenset()
         now = time.monotonic()
         return frozenset(p for (b, m, p), until in self._until.items() if b == backend and m == model and until > now)
+
+
+class BetaRefusals:
+    """The ``anthropic-beta`` values each upstream model of one backend refused lately: left out of its requests for
+    ``REMEMBER`` seconds. Held by that backend's adapter, which alone reads the names an endpoint refuses. Beta names
+    come from clients, so at most ``MOST_PER_MODEL`` are kept for a model, the oldest going first."""
+
+    MOST_PER_MODEL = 64
+
+    def __init__(self) -> None:
+        self._until: dict[str, dict[str, float]] = {}  # model -> beta -> until (monotonic)
+
+    def note(self, model: str, betas: frozenset[str]) -> None:
+        kept = self._until.setdefault(model, {})
+        now = time.monotonic()
+        for beta in sorted(betas):
+            kept.pop(beta, None)  # noted again: now the newest
+            if len(kept) >= self.MOST_PER_MODEL:
+                del kept[next(iter(kept))]
+            kept[beta] = now + REMEMBER
+
+    def of(self, model: str) -> frozenset[str]:
+        """The betas ``model`` refused within the last ``REMEMBER`` seconds."""
+        kept = self._until.get(model)
+        if not kept:
+            return frozenset()
+        now = time.monotonic()
+        return frozenset(b for b, until in kept.items() if until > now)

@@ -12,12 +12,14 @@ SSE stream become OpenAI-shaped dicts. Rescue continuation is Anthropic's own
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from typing import Any, cast
 
 import orjson
 
 from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, now, usage_chunk
+from polyroute.adapters.claude_betas import BETA_HEADER, REFUSED_BETAS, betas_of, joined, refused_betas
 from polyroute.adapters.claude_cache import marked, marked_last, system_blocks
 from polyroute.adapters.claude_effort import (
     BETWEEN_TOOLS,
@@ -46,9 +48,12 @@ from polyroute.adapters.sse_chunks import SSEChunks
 from polyroute.adapters.tool_ids import for_claude
 from polyroute.assemble import as_chunks
 from polyroute.cache_marks import MARK, blocks_without_marks
+from polyroute.config import HttpBackendConfig
 from polyroute.errors import UpstreamBadResponse, UpstreamParamRefused, UpstreamRejected
-from polyroute.refusals import BLOCK_BINDING, SYSTEM_PLACEMENT
+from polyroute.refusals import BLOCK_BINDING, CLIENT_BETAS, SYSTEM_PLACEMENT, BetaRefusals
 from polyroute.types import ChatChunk, ChatResponse, Delta, Message, ResponseMessage, Usage, make_usage, token_count
+
+log = logging.getLogger("polyroute.failover")
 
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI clients usually leave it out.
@@ -158,6 +163,8 @@ def read_error(status: int, body: bytes) -> ErrorInfo:
     if refusal is None and status in (400, 422):  # what the gateway itself chose to send, refused by the endpoint
         own = next((p for p, words in _OWN_REFUSED if words.search(message)), None)
         refusal = Refusal(own, True) if own else None
+        if refusal is None and refused_betas(message):  # a beta the client asked for (polyroute.adapters.claude_betas)
+            refusal = Refusal(CLIENT_BETAS, False)  # the names are kept by the adapter, per model
         if refusal is None and (_FORMAT_UNSUPPORTED.search(message) or _FORMAT_SCHEMA.search(message)):
             refusal = Refusal("response_format", _FORMAT_UNSUPPORTED.search(message) is not None)
     return ErrorInfo(
@@ -185,6 +192,16 @@ class AnthropicAdapter(HttpAdapter):
     key_prefix = ""
     base_headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
     read_error = staticmethod(read_error)
+
+    def __init__(self, name: str, config: HttpBackendConfig) -> None:
+        super().__init__(name, config)
+        # The betas of the backend's ``headers``, whatever the case of the name: the operator's, always sent.
+        configured = [k for k in self.headers if k.lower() == BETA_HEADER]
+        self.configured_betas = tuple(b.strip() for k in configured for b in self.headers.pop(k).split(","))
+        if self.configured_betas:
+            self.headers[BETA_HEADER] = joined(self.configured_betas)
+        # The client's betas each model refused lately (polyroute.adapters.claude_betas).
+        self.refused_betas = BetaRefusals()
 
     def continues(self, model: str) -> bool:
         return self.can_continue and not _NO_PREFILL.search(model)
@@ -365,13 +382,28 @@ class AnthropicAdapter(HttpAdapter):
         if (fmt := output_format(asked)) is not None:
             body["output_config"] = {**body.get("output_config", {}), "format": fmt}
 
-    def _headers(self, body: dict[str, Any]) -> dict[str, str]:
-        """The headers for this request: with the beta header its ``thinking.block_binding`` needs."""
+    def _headers(self, body: dict[str, Any], call: Call) -> dict[str, str]:
+        """The headers for this request: the backend's betas, then the client's (less those this model refused
+        lately), then the one its ``thinking.block_binding`` needs."""
         thinking = body.get("thinking")
-        if not isinstance(thinking, dict) or "block_binding" not in thinking:
+        binding = isinstance(thinking, dict) and "block_binding" in thinking
+        client = betas_of(call.request)
+        if not binding and not client:
             return self.headers
-        betas = [b for b in self.headers.get("anthropic-beta", "").split(",") if b.strip()]
-        return {**self.headers, "anthropic-beta": ",".join([*betas, BINDING_BETA])}
+        if client and (refused := self.refused_betas.of(call.upstream_model)):
+            client = tuple(b for b in client if b not in refused)
+        betas = joined(self.configured_betas, client, (BINDING_BETA,) if binding else ())
+        return {**self.headers, BETA_HEADER: betas} if betas else self.headers
+
+    def learn(self, exc: UpstreamParamRefused, model: str) -> None:
+        """What an endpoint's refusal of betas names, kept for ``model``: its later requests go without them (those
+        the gateway sends itself are not the client's: the binding's is left out by its own refusal)."""
+        if REFUSED_BETAS.search(exc.message):
+            refused = refused_betas(exc.message) - {BINDING_BETA, *self.configured_betas}
+            if refused:
+                self.refused_betas.note(model, refused)
+                log.info("%s/%s refuses the beta(s) %s: sent without them from now on", self.name, model,
+                         ", ".join(sorted(refused)))
 
     def _document(self, file: object, model: str) -> dict[str, Any]:
         """OpenAI's file part (``file_data`` as a data: URL) as a document block: PDF or plain text."""
@@ -410,7 +442,11 @@ class AnthropicAdapter(HttpAdapter):
     async def complete(self, call: Call) -> ChatResponse:
         model = call.upstream_model
         body = self.payload(call, False)
-        doc = await self.http.post_json(self.url, body, self._headers(body), model, call.timeout)
+        try:
+            doc = await self.http.post_json(self.url, body, self._headers(body, call), model, call.timeout)
+        except UpstreamParamRefused as exc:
+            self.learn(exc, model)
+            raise
         return self.whole_answer(doc, call)
 
     def whole_answer(self, doc: object, call: Call) -> ChatResponse:
@@ -470,7 +506,7 @@ class AnthropicAdapter(HttpAdapter):
     def stream(self, call: Call) -> SSEChunks:
         model = call.upstream_model
         body = self.payload(call, True)
-        return SSEChunks(self.http, _Events(self, call), self.url, body, self._headers(body), model, call.timeout)
+        return _Chunks(self, _Events(self, call), self.url, body, self._headers(body, call), model, call.timeout)
 
     def stream_error(self, data: str, model: str) -> Exception:
         """An error sent as an SSE event after a 200: classified as its type's status would be."""
@@ -480,6 +516,24 @@ class AnthropicAdapter(HttpAdapter):
             etype = "api_error"
         status, body = STATUS_OF_TYPE.get(etype, 500), data.encode()
         return error_from_status(status, body, {}, self.http.reader, backend=self.name, model=model)
+
+
+class _Chunks(SSEChunks):
+    """Claude's stream: a refusal of betas, which comes with its opening, is learned (``AnthropicAdapter.learn``)."""
+
+    __slots__ = ("adapter",)
+
+    def __init__(self, adapter: AnthropicAdapter, reader: _Events, url: str, payload: object,
+                 headers: dict[str, str], model: str, timeout: float | None) -> None:
+        super().__init__(adapter.http, reader, url, payload, headers, model, timeout)
+        self.adapter = adapter
+
+    async def _read(self) -> None:
+        try:
+            await super()._read()
+        except UpstreamParamRefused as exc:
+            self.adapter.learn(exc, self.model)
+            raise
 
 
 class _Events:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from polyroute.adapters.anthropic import AnthropicAdapter
+from polyroute.adapters.claude_betas import client_betas, with_betas
 from polyroute.adapters.claude_effort import thinking_for
 from polyroute.errors import Forbidden, PolyrouteError, UpstreamParamRefused
 from polyroute.failover import Report
@@ -51,11 +53,16 @@ log = logging.getLogger("polyroute.access")
 ESTIMATED = "x-polyroute-estimated"
 _INTERNAL = "The gateway hit an internal error; it has been logged."
 _ANY_MAX_TOKENS = 4096  # asking whether a model thinks at all: any room will do
+# The betas of the request being read, from its ``anthropic-beta`` header: the chat endpoint hands ``read`` the body
+# alone, so ``handle``, which has the headers, sets them for the task that serves this request.
+_BETAS: ContextVar[tuple[str, ...]] = ContextVar("anthropic_betas", default=())
 
 
-def parse_messages(body: bytes, bounds: Bounds, *, counting: bool = False, fleet: Fleet | None = None) -> ChatRequest:
+def parse_messages(body: bytes, bounds: Bounds, *, counting: bool = False, fleet: Fleet | None = None,
+                   betas: tuple[str, ...] = ()) -> ChatRequest:
     """The chat request a Messages request's body asks for, checked and validated as chat's own are (``fleet``:
-    the one it will be served by, which says whether it can only reach Claude)."""
+    the one it will be served by, which says whether it can only reach Claude; ``betas``: those its header named,
+    carried beside the request's fields for Claude alone, polyroute.adapters.claude_betas)."""
     raw = read_object(body, bounds)
     # Before any turn is translated, naming fields as the client wrote them: a tool_use input nested deeper than
     # JSON's encoder goes would fail its translation into arguments.
@@ -63,7 +70,7 @@ def parse_messages(body: bytes, bounds: Bounds, *, counting: bool = False, fleet
     chat = to_chat(raw, counting=counting, to_claude=fleet is not None and only_claude(fleet, raw.get("model")))
     bounds.check(chat, body)
     try:
-        return ChatRequest.from_json(chat)
+        return with_betas(chat, betas)
     except ValidationError as exc:
         raise from_validation(exc) from None
 
@@ -98,11 +105,15 @@ def in_anthropic_shape(answer: Reply) -> Reply:
 
 class MessagesEndpoint(ChatEndpoint):
     async def handle(self, request: Request) -> Reply | sse.EventStream:
-        answer = await super().handle(request)
+        token = _BETAS.set(client_betas(request.headers))
+        try:
+            answer = await super().handle(request)
+        finally:
+            _BETAS.reset(token)
         return answer if isinstance(answer, sse.EventStream) else in_anthropic_shape(answer)
 
     async def read(self, body: bytes, ctx: RequestContext) -> ChatRequest:
-        return parse_messages(body, self.bounds, fleet=self.gateway.fleet)
+        return parse_messages(body, self.bounds, fleet=self.gateway.fleet, betas=_BETAS.get())
 
     async def whole(self, resp: ChatResponse, req: ChatRequest, ctx: RequestContext) -> bytes:
         return orjson.dumps(from_chat(resp, req, ctx.request_id))
