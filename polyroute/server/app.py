@@ -38,6 +38,7 @@ from polyroute.server.http11 import Request
 from polyroute.server.messages import CountTokensEndpoint, MessagesEndpoint
 from polyroute.server.messages_errors import OnMessagesPaths
 from polyroute.server.metrics import MetricsEndpoint, metrics_guard
+from polyroute.server.models_anthropic import anthropic_error_reply, asks_anthropic, model_info, page
 from polyroute.server.responses import ResponsesEndpoint
 from polyroute.server.responses_kept import StoredResponsesEndpoint
 from polyroute.server.usage import AdminUsageEndpoint, UsageEndpoint
@@ -75,14 +76,18 @@ def create_app(gateway: Gateway) -> App:
     logs.guard(redact)
 
     async def models(request: Request) -> Reply:
-        # Same door as chat: with keys configured, only a valid key sees the fleet, and only its routes.
+        # Same door as chat: with keys configured, only a valid key sees the fleet, and only its routes. An Anthropic
+        # client gets the same models in its own shape, paged (polyroute.server.models_anthropic).
+        anthropic_client = asks_anthropic(request)
         try:
             principal = gateway.keys.operator(request_key(request))
+            visible = list_models(gateway)
+            if principal.routes is not None:
+                visible = [m for m in visible if m["id"] in principal.routes]
+            if anthropic_client:
+                return _json(page(visible, request.params()))
         except PolyrouteError as exc:
-            return error_response(exc)
-        visible = list_models(gateway)
-        if principal.routes is not None:
-            visible = [m for m in visible if m["id"] in principal.routes]
+            return anthropic_error_reply(exc) if anthropic_client else error_response(exc)
         return _json({"object": "list", "data": visible})
 
     async def model(request: Request) -> Reply:
@@ -94,8 +99,9 @@ def create_app(gateway: Gateway) -> App:
                 raise UnknownModel(f"The model '{name}' does not exist", param="model")
             gateway.fleet.resolve(name)
         except PolyrouteError as exc:
-            return error_response(exc)
-        return _json(next(m for m in list_models(gateway) if m["id"] == name))
+            return anthropic_error_reply(exc) if asks_anthropic(request) else error_response(exc)
+        found = next(m for m in list_models(gateway) if m["id"] == name)
+        return _json(model_info(found) if asks_anthropic(request) else found)
 
     async def healthz(request: Request) -> Reply:
         return _json({"status": "ok"})
