@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -199,6 +200,17 @@ class Gateway:
     ) -> None:
         """Finish a request that ended before any attempt (its key, its body, its route, its limits)."""
         self.finish(ctx, Report(route=route), exc, stream, None, None)
+
+    @contextmanager
+    def finishing(self, ctx: RequestContext, report: Report, admitted: Pass | None) -> Iterator[None]:
+        """The attempts at a whole answer, in a ``with``: the request finishes when they end, however they end,
+        as ``complete``'s does (for answers of other APIs than chat)."""
+        try:
+            yield
+        except BaseException as exc:
+            self.finish(ctx, report, exc, False, None, admitted)
+            raise
+        self.finish(ctx, report, None, False, None, admitted)
 
     def finish(
         self, ctx: RequestContext, report: Report, error: BaseException | None, stream: bool,

@@ -35,16 +35,10 @@ class TextCompletions:
         """A whole answer from one model of ``plan``; the request finishes here."""
         gateway = self.gateway
         report = Report(route=plan.route.name, left_out=left_out)
-        error: BaseException | None = None
-        try:
+        # The gateway's one finished seam (its own requests end there too), not a second one beside it.
+        with gateway.finishing(ctx, report, admitted):
             got = await complete_over(gateway.fleet, gateway.failover.health, plan, req, report)
             report.response_id = got.get("id") or None
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            # The gateway's one finished seam (its own requests end there too), not a second one beside it.
-            gateway.finish(ctx, report, error, False, None, admitted)
         return got, report
 
     def stream(self, req: CompletionRequest, ctx: RequestContext, plan: Plan, left_out: list[str],

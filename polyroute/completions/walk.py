@@ -26,9 +26,9 @@ from polyroute.attempts import Report, Slot, Walk, as_upstream
 from polyroute.errors import PolyrouteError, StreamCut, UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from polyroute.fleet import Fleet
 from polyroute.health import Health
-from polyroute.hedge import race
 from polyroute.routing import Plan
 from polyroute.stall import Deadline, StallTimer
+from polyroute.winner import answered_by, won_by
 
 from .types import CompletionRequest, TextCall, TextChunk, TextCompletion, has_text
 
@@ -74,11 +74,7 @@ async def complete_over(fleet: Fleet, health: Health, plan: Plan, req: Completio
                         report: Report) -> TextCompletion:
     """The answer of the first candidate of ``plan`` that gives one; AllAttemptsFailed when none does."""
     walk = TextWalk(fleet, health, plan, req, report)
-    won = await race(walk, plan.route.config.hedge_after)
-    if won is None:
-        raise walk.give_up()
-    slot, got = won
-    await walk.succeeded(slot)
+    slot, got = await answered_by(walk, plan.route.config.hedge_after)
     walk.bill(slot, got.get("usage"), answer_chars(got))
     return got
 
@@ -133,10 +129,7 @@ async def stream_over(fleet: Fleet, health: Health, plan: Plan, req: CompletionR
     first_at: float | None = None
     ended: BaseException | None = None
     try:
-        won = await race(walk, plan.route.config.hedge_after)
-        if won is None:
-            raise walk.give_up()
-        slot, head = won
+        slot, head = await won_by(walk, plan.route.config.hedge_after)
         report.model, report.streaming = slot.entry, True
         report.response_id = head.chunks[0].get("id") or None
         relay = _Relay(walk, slot)

@@ -20,10 +20,10 @@ from polyroute.attempts import Report, Slot, Walk, as_upstream, estimate_tokens
 from polyroute.errors import UpstreamBadResponse
 from polyroute.fleet import Fleet
 from polyroute.health import Health
-from polyroute.hedge import race
 from polyroute.routing import Plan
 from polyroute.stall import Deadline
 from polyroute.types import make_usage
+from polyroute.winner import answered_by
 
 from .dialects import dialect_of
 from .types import EmbedCall, Embedded, EmbeddingRequest
@@ -84,10 +84,6 @@ class EmbeddingWalk(Walk):
 async def embed_over(fleet: Fleet, health: Health, plan: Plan, req: EmbeddingRequest, report: Report) -> Embedded:
     """The vectors of ``req`` from the first candidate of ``plan`` that answers; AllAttemptsFailed when none does."""
     walk = EmbeddingWalk(fleet, health, plan, req, report)
-    won = await race(walk, plan.route.config.hedge_after)
-    if won is None:
-        raise walk.give_up()
-    slot, got = won
-    await walk.succeeded(slot)
+    slot, got = await answered_by(walk, plan.route.config.hedge_after)
     walk.bill(slot, got)
     return got

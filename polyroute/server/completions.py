@@ -6,87 +6,57 @@ at the dearest candidate's prices, settled at what the answer cost). Every reque
 at the gateway's finished seam, refused or answered, so the ledger, the access log, the
 metrics and ``/v1/usage`` count it. The answer carries the headers a chat answer does;
 a stream's headers wait for its first text, so a failover before it stays unseen.
+The steps shared with ``/v1/embeddings`` are ``polyroute.server.front``'s.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import orjson
 from pydantic import ValidationError
 
 from polyroute.completions.front import TextCompletions
 from polyroute.completions.types import CompletionRequest, TextChunk, TextCompletion
-from polyroute.errors import AllAttemptsFailed, InvalidRequest, PolyrouteError, UnknownModel
+from polyroute.errors import InvalidRequest, PolyrouteError
 from polyroute.failover import Report
 from polyroute.finish import Pass
 from polyroute.gateway import Gateway, RequestContext
 from polyroute.routing import Plan
-from polyroute.routing.explain import header_value
 from polyroute.server import sse
 from polyroute.server.answers import Reply
 from polyroute.server.bounds import Bounds
-from polyroute.server.chat import (
-    EXPLAIN_RESPONSE,
-    OPENAI_REQUEST_ID,
-    REQUEST_ID,
-    ChatEndpoint,
-    StreamFrames,
-    close_iterator,
-    read_object,
-    wanted_headers,
-)
-from polyroute.server.errors import error_body_dict, error_response, from_validation
-from polyroute.server.http11 import Request
+from polyroute.server.chat import StreamFrames, close_iterator, read_object
+from polyroute.server.errors import error_body_dict, from_validation
+from polyroute.server.front import FrontEndpoint, Opened
 from polyroute.types import ChatChunk
 
 log = logging.getLogger("polyroute.server")
 
 
-class CompletionsEndpoint:
+class CompletionsEndpoint(FrontEndpoint[CompletionRequest, list[str], Reply | sse.EventStream]):
     def __init__(self, gateway: Gateway, debug_headers: bool, bounds: Bounds | None = None) -> None:
-        self.gateway = gateway
-        self.bounds = bounds or Bounds()
+        super().__init__(gateway, debug_headers, bounds)
         self.texts = TextCompletions(gateway)
-        # Who is asking, and the headers of an answer, exactly as for chat.
-        self.chat = ChatEndpoint(gateway, debug_headers, self.bounds)
 
-    async def handle(self, request: Request) -> Reply | sse.EventStream:
-        started = time.monotonic()
-        ctx: RequestContext | None = None
-        req: CompletionRequest | None = None
-        try:
-            ctx = await self.chat.context(wanted_headers(request.headers), started)
-            req = parse_completion_request(request.body, self.bounds)
-            plan, left_out = self.texts.plan(req, ctx)
-        except PolyrouteError as exc:
-            ctx = ctx or RequestContext(started=started)
-            route = req.model if req and not isinstance(exc, UnknownModel) else ""
-            self.gateway.refused(ctx, exc, route=route, stream=bool(req and req.stream))
-            return error_response(exc, {REQUEST_ID: ctx.request_id, OPENAI_REQUEST_ID: ctx.request_id})
-        extra = {REQUEST_ID: ctx.request_id, OPENAI_REQUEST_ID: ctx.request_id}
-        if ctx.explain:
-            extra[EXPLAIN_RESPONSE] = header_value(plan)
-        admitted: Pass | None = None
-        try:
-            if self.gateway.gatekeeper is not None:
-                admitted = await self.gateway.admit(req.stand_in(), ctx, plan)
-            if req.stream:
-                if admitted is not None:  # the headers leave before the cost is known: after the worst case
-                    extra.update(admitted.headers())
-                return await self.stream(req, ctx, plan, left_out, admitted, extra)
-            got, report = await self.texts.complete(req, ctx, plan, left_out, admitted)
-            if admitted is not None:
-                extra.update(admitted.headers((float(report.usage["total_tokens"]), report.cost_usd)))
-            return Reply(orjson.dumps(answer(got, req, report)), headers={**self.chat.headers(report), **extra})
-        except AllAttemptsFailed as exc:
-            return error_response(exc, {"x-polyroute-attempts": str(len(exc.attempts)),
-                                        **self.chat.attempt_log(exc), **_limits(admitted, extra)})
-        except PolyrouteError as exc:
-            return error_response(exc, _limits(admitted, extra))
+    def parse(self, body: bytes) -> CompletionRequest:
+        return parse_completion_request(body, self.bounds)
+
+    def plan(self, req: CompletionRequest, ctx: RequestContext) -> tuple[Plan, list[str]]:
+        return self.texts.plan(req, ctx)
+
+    def asks_stream(self, req: CompletionRequest) -> bool:
+        return req.stream
+
+    async def respond(self, opened: Opened[CompletionRequest, list[str]]) -> Reply | sse.EventStream:
+        req, ctx, plan, admitted = opened.req, opened.ctx, opened.plan, opened.admitted
+        if req.stream:
+            if admitted is not None:  # the headers leave before the cost is known: after the worst case
+                opened.extra.update(admitted.headers())
+            return await self.stream(req, ctx, plan, opened.left_out, admitted, opened.extra)
+        got, report = await self.texts.complete(req, ctx, plan, opened.left_out, admitted)
+        return self.whole_reply(opened, got, report, answer)
 
     async def stream(self, req: CompletionRequest, ctx: RequestContext, plan: Plan, left_out: list[str],
                      admitted: Pass | None, extra: dict[str, str]) -> sse.EventStream:
@@ -163,8 +133,3 @@ def parse_completion_request(body: bytes, bounds: Bounds) -> CompletionRequest:
         if first["loc"] == ("n",) and first["type"] == "less_than_equal":  # not chat's n = 1: OpenAI's limit
             raise InvalidRequest(f"Invalid value for 'n': {first['msg']}.", param="n") from None
         raise from_validation(exc, CompletionRequest.model_fields) from None
-
-
-def _limits(admitted: Pass | None, extra: dict[str, str]) -> dict[str, str]:
-    """An error's headers with the key's limits, after what its attempts cost once settled."""
-    return extra if admitted is None else {**extra, **admitted.headers()}
