@@ -19,7 +19,7 @@ from typing import Any, cast
 import orjson
 
 from polyroute.adapters.base import OPTIONAL_PARAMS, Call, make_chunk, now, usage_chunk
-from polyroute.adapters.claude_betas import BETA_HEADER, REFUSED_BETAS, betas_of, joined, refused_betas
+from polyroute.adapters.claude_betas import BETA_HEADER, betas_of, joined, refused_betas
 from polyroute.adapters.claude_cache import marked, marked_last, system_blocks
 from polyroute.adapters.claude_effort import (
     BETWEEN_TOOLS,
@@ -395,15 +395,13 @@ class AnthropicAdapter(HttpAdapter):
         betas = joined(self.configured_betas, client, (BINDING_BETA,) if binding else ())
         return {**self.headers, BETA_HEADER: betas} if betas else self.headers
 
-    def learn(self, exc: UpstreamParamRefused, model: str) -> None:
+    def note_refused_betas(self, exc: UpstreamParamRefused, model: str) -> None:
         """What an endpoint's refusal of betas names, kept for ``model``: its later requests go without them (those
         the gateway sends itself are not the client's: the binding's is left out by its own refusal)."""
-        if REFUSED_BETAS.search(exc.message):
-            refused = refused_betas(exc.message) - {BINDING_BETA, *self.configured_betas}
-            if refused:
-                self.refused_betas.note(model, refused)
-                log.info("%s/%s refuses the beta(s) %s: sent without them from now on", self.name, model,
-                         ", ".join(sorted(refused)))
+        if refused := refused_betas(exc.message) - {BINDING_BETA, *self.configured_betas}:
+            self.refused_betas.note(model, refused)
+            log.info("%s/%s refuses the beta(s) %s: sent without them from now on", self.name, model,
+                     ", ".join(sorted(refused)))
 
     def _document(self, file: object, model: str) -> dict[str, Any]:
         """OpenAI's file part (``file_data`` as a data: URL) as a document block: PDF or plain text."""
@@ -445,7 +443,7 @@ class AnthropicAdapter(HttpAdapter):
         try:
             doc = await self.http.post_json(self.url, body, self._headers(body, call), model, call.timeout)
         except UpstreamParamRefused as exc:
-            self.learn(exc, model)
+            self.note_refused_betas(exc, model)
             raise
         return self.whole_answer(doc, call)
 
@@ -519,7 +517,7 @@ class AnthropicAdapter(HttpAdapter):
 
 
 class _Chunks(SSEChunks):
-    """Claude's stream: a refusal of betas, which comes with its opening, is learned (``AnthropicAdapter.learn``)."""
+    """Claude's stream: a refusal of betas comes with its opening, and is noted by the adapter."""
 
     __slots__ = ("adapter",)
 
@@ -532,7 +530,7 @@ class _Chunks(SSEChunks):
         try:
             await super()._read()
         except UpstreamParamRefused as exc:
-            self.adapter.learn(exc, self.model)
+            self.adapter.note_refused_betas(exc, self.model)
             raise
 
 

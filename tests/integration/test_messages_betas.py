@@ -105,3 +105,34 @@ def test_the_gateways_binding_beta_and_the_backends_merge_with_the_clients(claud
     assert betas(sent.headers) == ["token-efficient-tools-2025-02-19", "fine-grained-tool-streaming-2025-05-14",
                                    "thinking-binding-controls-2026-08-01"]
     assert sent.json()["thinking"]["block_binding"] == {"prefix_mismatch_behavior": "drop_block"}
+
+
+def test_an_endpoint_refusing_the_binding_and_a_clients_beta_at_once_is_asked_once_more(
+        claude: FakeUpstream) -> None:
+    """Vertex AI names every beta it lacks in one answer: the same model is asked again without all of them, the
+    binding's (the gateway's own choice) and the client's, and the next turn goes without them at once."""
+    body = load("anthropic", "errors/400_unexpected_beta_binding")
+    both = "`thinking-binding-controls-2026-08-01`, `web-search-2025-03-05`"
+    body["body"]["error"]["message"] = body["body"]["error"]["message"].replace(
+        "`thinking-binding-controls-2026-08-01`", both)
+    claude.json(body["body"], body["status"])
+    claude.json(load("anthropic", "completion"))
+    claude.json(load("anthropic", "completion"))
+    cfg = config(claude)
+    cfg["models"]["sonnet"]["upstream"] = "claude-opus-5-5"
+    call = next(b for b in SIGNED["content"] if b["type"] == "tool_use")
+    history = [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": SIGNED["content"]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "18C"}]}]
+    asked = {"anthropic-beta": "web-search-2025-03-05,interleaved-thinking-2025-05-14"}
+    with live_gateway(cfg, env=ENV) as g:
+        client = anthropic.Anthropic(base_url=g.root, api_key="unused", max_retries=0)
+        for _ in range(2):
+            answer = client.messages.create(model="sonnet", max_tokens=1024, messages=history, tools=[WEATHER],
+                                            extra_headers=asked)
+            assert answer.content[0].type == "text"
+    sent = [(betas(r.headers), r.json()) for r in claude.received]
+    assert sent[0][0] == ["web-search-2025-03-05", "interleaved-thinking-2025-05-14",
+                          "thinking-binding-controls-2026-08-01"]
+    for headers, payload in sent[1:]:
+        assert headers == ["interleaved-thinking-2025-05-14"] and "block_binding" not in str(payload.get("thinking"))
+    assert len(sent) == 3
