@@ -60,7 +60,7 @@ from polyroute.refusals import OWN, USAGE_OPTION
 from polyroute.stall import Deadline, StallTimer
 from polyroute.types import ChatChunk, ChatRequest, ChatResponse, Usage, chunk_has_token
 
-__all__ = ["Failover", "Report", "StreamEnd"]
+__all__ = ["Failover", "Report", "StreamEnd", "close_quietly"]
 
 # Called once when a stream is over, however it ended: its report, when its first chunk reached the
 # client (None if never), and what ended it (None when it ran to its end).
@@ -224,13 +224,13 @@ class _Opening(Walk):
                             raise UpstreamDeclined(why, backend=slot.entry.backend, model=slot.entry.name)
                         return Head(upstream, held)
         except TimeoutError:
-            await _close(upstream)
+            await close_quietly(upstream)
             e = slot.entry
             raise UpstreamTimeout(
                 f"no first token within {slot.timeout:.2f}s", backend=e.backend, model=e.name
             ) from None
         except BaseException as exc:
-            await _close(upstream)
+            await close_quietly(upstream)
             if not isinstance(exc, asyncio.CancelledError):  # (a hedge's loser is billed as abandoned)
                 for chunk in held:  # usage reported before it failed: the provider billed it
                     self.report.bill(slot.entry, chunk.get("usage"))
@@ -258,7 +258,7 @@ class _Opening(Walk):
 
     async def abandoned(self, slot: Slot, result: Head | None) -> None:
         if result is not None:
-            await _close(result.upstream)
+            await close_quietly(result.upstream)
         self.bill_abandoned(slot)
         await self.release(slot)
 
@@ -367,7 +367,7 @@ class _Stream:
                     raise
                 finally:
                     stall.close()
-                    await _close(head.upstream)
+                    await close_quietly(head.upstream)
                 self.settle_usage(slot.entry)
                 await walk.succeeded(slot)
                 return
@@ -502,7 +502,8 @@ class _Ended:
         raise StopAsyncIteration
 
 
-async def _close(it: AsyncIterator[ChatChunk]) -> None:
+async def close_quietly(it: AsyncIterator[Any]) -> None:
+    """Close an upstream's chunks, whatever its own teardown says."""
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
         # Closing is cleanup: a failure of the upstream's own teardown changes nothing here.

@@ -16,14 +16,14 @@ client a text no model wrote. The stream ends with an error event instead
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from polyroute.adapters import Adapter
 from polyroute.attempts import Report, Slot, Walk, as_upstream
-from polyroute.errors import PolyrouteError, StreamCut, UpstreamBadResponse, UpstreamError, UpstreamTimeout
+from polyroute.errors import StreamCut, UpstreamBadResponse, UpstreamError, UpstreamTimeout
+from polyroute.failover import close_quietly
 from polyroute.fleet import Fleet
 from polyroute.health import Health
 from polyroute.routing import Plan
@@ -104,11 +104,11 @@ class TextOpening(TextWalk):
                     if has_text(chunk):
                         return TextHead(upstream, held)
         except TimeoutError:
-            await _close(upstream)
+            await close_quietly(upstream)
             raise UpstreamTimeout(f"no first text within {slot.timeout:.2f}s", backend=entry.backend,
                                   model=entry.name) from None
         except BaseException as exc:
-            await _close(upstream)
+            await close_quietly(upstream)
             if not isinstance(exc, asyncio.CancelledError):  # (a hedge's loser is billed as abandoned)
                 for chunk in held:  # usage reported before it failed: the provider billed it
                     self.report.bill(entry, chunk.get("usage"))
@@ -117,7 +117,7 @@ class TextOpening(TextWalk):
 
     async def abandoned(self, slot: Slot, result: TextHead | None) -> None:  # type: ignore[override]
         if result is not None:
-            await _close(result.upstream)
+            await close_quietly(result.upstream)
         self.bill(slot, None, 0)
         await self.release(slot)
 
@@ -149,7 +149,7 @@ async def stream_over(fleet: Fleet, health: Health, plan: Plan, req: CompletionR
             raise
         finally:
             relay.stall.close()
-            await _close(head.upstream)
+            await close_quietly(head.upstream)
         relay.settle()
         await walk.succeeded(slot)
     except BaseException as exc:
@@ -194,11 +194,3 @@ class _Relay:
         cut = StreamCut(cause.message, backend=entry.backend, model=entry.name, code="stream_cut")
         walk.report.fail(entry, cut, self.slot.started)
         return cut
-
-
-async def _close(it: AsyncIterator[TextChunk]) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        # Closing is cleanup: a failure of the upstream's own teardown changes nothing here.
-        with contextlib.suppress(PolyrouteError, RuntimeError):
-            await aclose()
