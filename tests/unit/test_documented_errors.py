@@ -120,6 +120,8 @@ CASES: list[tuple[str, type[UpstreamError], str]] = [
     ("anthropic/400_system_must_precede_assistant", UpstreamParamRefused, "role 'system' must precede"),
     # The binding of returned thinking the gateway asks for, with its beta, on an endpoint without the beta.
     ("anthropic/400_unexpected_beta_binding", UpstreamParamRefused, "for the `anthropic-beta` header"),
+    # A beta the client asked for that the endpoint lacks: the same model again without exactly that beta.
+    ("anthropic/400_unexpected_beta_client", UpstreamParamRefused, "`web-search-2025-03-05` for the `anthropic-beta`"),
     # Structured outputs an endpoint or model does not take: the next candidate answers.
     ("anthropic/400_output_config_format_extra_inputs", UpstreamParamRefused, "output_config.format: Extra inputs"),
     # Embeddings: Mistral's limit on a request's tokens taken together (a model with a larger one may take it), and
@@ -192,6 +194,7 @@ REFUSED_PARAM = {"openai/400_unsupported_value_temperature": "temperature", "ant
                  "anthropic/400_unexpected_role_system": "system_placement",
                  "anthropic/400_system_must_precede_assistant": "system_placement",
                  "anthropic/400_unexpected_beta_binding": "block_binding",
+                 "anthropic/400_unexpected_beta_client": "anthropic_beta",
                  "anthropic/400_output_config_format_extra_inputs": "response_format",
                  "openai/400_max_tokens_too_large": "max_tokens", "anthropic/400_max_tokens_over_model_limit":
                  "max_tokens", "volcengine/400_max_completion_tokens_above_maximum": "max_tokens"}
