@@ -42,7 +42,7 @@ from polyroute.tenancy.rollup import (
     rollup_start,
     table_sql,
 )
-from polyroute.tenancy.sqlite_file import SqliteFile, immediate
+from polyroute.tenancy.sqlite_file import SqliteFile, immediate, snapshot
 from polyroute.tenancy.stores import Traffic, UsageRow
 from polyroute.tenancy.usage import entry
 
@@ -247,8 +247,9 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
 
     def rollup_summary(self, since: datetime, by: str) -> list[dict[str, Any]]:
         conn = self._conn()
-        totals, histograms = (conn.execute(sql, (rollup_start(since),)).fetchall()
-                              for sql in report_sql("usage_rollup", _ROLLUP_GROUP_BY[by], "?"))
+        with snapshot(conn):  # the totals and the histograms of one set of sums
+            totals, histograms = [conn.execute(sql, (rollup_start(since),)).fetchall()
+                                  for sql in report_sql("usage_rollup", _ROLLUP_GROUP_BY[by], "?")]
         return report_of(totals, histograms)
 
     def summary(self, since: datetime, by: str, key: str | None = None) -> list[dict[str, Any]]:
@@ -258,6 +259,18 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
         if key is not None:
             where, args = where + " AND key = ?", [*args, key]
         conn = self._conn()
+        with snapshot(conn):  # the totals and the ranks of one set of rows, though writers go on adding
+            totals, at_rank = self._summed(conn, group, where, args)
+        out = []
+        for g, n, tokens_in, tokens_out, cost, errors, refused in sorted(totals):
+            answered = n - refused
+            p50, p95 = (at_rank[(g, max(int(-(-q * answered // 1)), 1))] if answered else 0.0 for q in (0.5, 0.95))
+            out.append(entry(g, n, tokens_in, tokens_out, cost, errors, refused, p50, p95))
+        return out
+
+    @staticmethod
+    def _summed(conn: sqlite3.Connection, group: str, where: str,
+                args: list[str]) -> tuple[list[Any], dict[tuple[str, int], float]]:
         totals = conn.execute(
             f"SELECT {group} AS g, count(*), COALESCE(sum(tokens_in), 0), COALESCE(sum(tokens_out), 0), "
             f"COALESCE(sum(cost_usd), 0), sum({failed_sql()}), sum({refused_sql()}) "
@@ -273,12 +286,7 @@ class SqliteStore(SqliteFile, BlockingKeyStore):
                 f"count(*) OVER (PARTITION BY {group}) AS n FROM usage WHERE {where} AND NOT {refused_sql()}) "
                 f"WHERE {ranks}", args)
         }
-        out = []
-        for g, n, tokens_in, tokens_out, cost, errors, refused in sorted(totals):
-            answered = n - refused
-            p50, p95 = (at_rank[(g, max(int(-(-q * answered // 1)), 1))] if answered else 0.0 for q in (0.5, 0.95))
-            out.append(entry(g, n, tokens_in, tokens_out, cost, errors, refused, p50, p95))
-        return out
+        return totals, at_rank
 
     def rebuild_rollup(self) -> int:
         conn = self._conn()

@@ -27,6 +27,17 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+@contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """A read transaction: every statement in it sees the file as it was at its first read, whatever other
+    connections (another worker, another replica's writer) commit meanwhile."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
 class SqliteFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
